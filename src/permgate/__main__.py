@@ -1,0 +1,5 @@
+"""`python -m permgate` runs the CLI."""
+
+from permgate.cli import main
+
+raise SystemExit(main())

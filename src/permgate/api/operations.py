@@ -1,0 +1,54 @@
+"""API operations: method + path template -> the permission that governs it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Operation:
+    """One API operation and what an app needs to call it.
+
+    Exactly one of `permission` (the requirement, e.g. "customer_read") and `unavailable`
+    (why no app may call it) is set. Operations are unique objects of one table: they hash by
+    identity, which keeps per-operation lookups on the decision path cheap.
+    """
+
+    method: str
+    path: str  # template, e.g. "/v1/customers/{customer}"
+    permission: str | None
+    unavailable: str | None
+    object: str | None  # object type returned (the element type for lists); None if several
+    is_list: bool = False
+    objects: tuple[str, ...] = ()  # every type it may return: the roots of expansions
+    rule: str = field(default="", compare=False)
+    sources: tuple[str, ...] = field(default=(), compare=False)
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "path": self.path}
+
+
+def operations_from_document(doc: Any) -> list[Operation]:
+    """Rows of a `stripe_operations.json`-shaped document (see tools/gen_api.py)."""
+    out: list[Operation] = []
+    for row in doc["operations"]:
+        permission, unavailable = row.get("permission"), row.get("unavailable")
+        if (permission is None) == (unavailable is None):
+            raise ValueError(
+                f"operation {row['method']} {row['path']}: exactly one of permission and "
+                "unavailable must be set"
+            )
+        out.append(
+            Operation(
+                method=row["method"].upper(), path=row["path"], permission=permission,
+                unavailable=unavailable, object=row.get("object"),
+                is_list=bool(row.get("list")), rule=row.get("rule") or "",
+                objects=tuple(row.get("objects") or ([row["object"]] if row.get("object") else [])),
+                sources=tuple(row.get("sources") or ()),
+            )
+        )
+    return out

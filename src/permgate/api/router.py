@@ -1,0 +1,128 @@
+"""The compiled router: (method, raw path) -> Operation, refusing what it cannot be sure of.
+
+Templates are compiled once into a segment trie of plain dicts. A literal segment always wins
+over a parameter and there is no backtracking, so `/v1/customers/search` can never be read as
+`/v1/customers/{customer}`, and a path that would only match by taking a literal word for an
+id is unknown. Ids are opaque, but a segment that fills a parameter must look like an id: the
+common case (`cus_123`) passes one `isidentifier()` call; anything else gets the full check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from permgate.api.operations import Operation
+
+MAX_PATH = 2048
+_HOSTILE_ESCAPES = ("%2f", "%2e", "%00", "%5c")
+# Keys that cannot collide with path segments (which are always str).
+_PARAM = 0
+_OPS = 1
+
+
+class BadPath(ValueError):
+    """A path refused before routing: it could mean something other than what it says."""
+
+
+def segment_reason(seg: str) -> str | None:
+    """Why one raw segment may not fill a parameter, or None."""
+    if not seg:
+        return "the path has an empty segment ('//' or a trailing '/')"
+    if seg in (".", ".."):
+        return f"the path has a '{seg}' segment"
+    if not (seg.isascii() and seg.isprintable()) or " " in seg:
+        return "the path has characters outside printable ASCII"
+    if "\\" in seg or "#" in seg:
+        return "the path has a backslash or '#'"
+    if "%" in seg:
+        low = seg.lower()
+        for esc in _HOSTILE_ESCAPES:
+            if esc in low:
+                return f"the path has a percent-encoded separator or dot ('{esc.upper()}')"
+    return None
+
+
+def hostile_reason(path: str) -> str | None:
+    """Why a raw path must be refused, or None."""
+    if len(path) > MAX_PATH:
+        return f"the path is longer than {MAX_PATH} bytes"
+    if not path.startswith("/"):
+        return "the path must start with '/'"
+    for seg in path.split("/")[1:]:
+        reason = segment_reason(seg)
+        if reason is not None:
+            return reason
+    return None
+
+
+class Router:
+    """Routes raw request paths to operations. Build once; `route` is the hot path."""
+
+    __slots__ = ("_root", "operations")
+
+    def __init__(self, operations: Iterable[Operation]) -> None:
+        self._root: dict[Any, Any] = {"": {}}  # the empty segment before the leading '/'
+        self.operations: tuple[Operation, ...] = tuple(operations)
+        for op in self.operations:
+            self._add(op)
+
+    def _add(self, op: Operation) -> None:
+        if not op.path.startswith("/"):
+            raise ValueError(f"template must start with '/': {op.path}")
+        node = self._root[""]
+        for seg in op.path.split("/")[1:]:
+            if not seg:
+                raise ValueError(f"template has an empty segment: {op.path}")
+            key = _PARAM if seg.startswith("{") and seg.endswith("}") else seg
+            node = node.setdefault(key, {})
+        ops = node.setdefault(_OPS, {})
+        other = ops.get(op.method)
+        if other is not None:
+            # Two spellings of one route (sources name parameters differently) are harmless
+            # when they decide alike; otherwise the table is ambiguous and must be fixed.
+            if (other.permission, other.unavailable) != (op.permission, op.unavailable):
+                raise ValueError(f"two templates for one route decide differently: {other}, {op}")
+            return
+        ops[op.method] = op
+
+    def _walk(self, path: str) -> dict[Any, Any] | None:
+        if len(path) > MAX_PATH or not path.isascii():
+            raise BadPath(hostile_reason(path) or "the path is not ASCII")
+        node = self._root
+        for seg in path.split("/"):
+            if seg in node:
+                node = node[seg]
+            else:
+                if not seg.isidentifier():
+                    reason = segment_reason(seg)
+                    if reason is not None:
+                        raise BadPath(reason)
+                if _PARAM not in node:
+                    return None
+                node = node[_PARAM]
+        return node
+
+    def route(self, method: str, path: str) -> Operation | None:
+        """The operation for a raw path (no query string), or None when unknown.
+
+        Raises BadPath for hostile paths.
+        """
+        node = self._walk(path)
+        if node is None:
+            if not path.startswith("/"):
+                raise BadPath("the path must start with '/'")
+            return None
+        ops = node.get(_OPS)
+        if ops is None:
+            return None
+        op: Operation | None = ops.get(method)
+        return op
+
+    def methods_at(self, path: str) -> tuple[str, ...]:
+        """Methods known for a path (to tell a wrong method from an unknown path)."""
+        try:
+            node = self._walk(path)
+        except BadPath:
+            return ()
+        return tuple(sorted(node.get(_OPS, ()))) if node is not None else ()

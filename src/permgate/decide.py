@@ -1,0 +1,327 @@
+"""Decisions: request -> requirements -> Decision with its explanation. Pure; no I/O.
+
+Everything that can be known before a request arrives (routes, each operation's requirement,
+expansion outcomes, grant closures, the allowed Decision of every operation) is computed once;
+a request costs a path split, a few dict lookups and a set membership test per requirement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+from permgate.api.expand import Expansion, ExpansionGraph
+from permgate.api.operations import Operation
+from permgate.api.params import NO_EXPAND, BadParam, expand_from_body, expand_from_form
+from permgate.api.router import BadPath, Router
+from permgate.catalog import Catalog
+
+Kind = Literal["allowed", "missing", "unavailable", "unknown", "bad_request"]
+Group = tuple[str, ...]  # any one of these requirement tokens meets the group
+Body = bytes | str | Mapping[str, object] | None
+
+CODE_MISSING = "more_permissions_required_for_application"
+CODE_UNAVAILABLE = "endpoint_not_available_to_applications"
+CODE_BAD_PATH = "invalid_request_path"
+_STATUS = {"allowed": 200, "missing": 403, "unavailable": 403, "unknown": 404, "bad_request": 400}
+
+
+class Grant:
+    """A validated grant set with its closure computed once (cache one per install)."""
+
+    __slots__ = ("closure", "names")
+
+    def __init__(self, names: frozenset[str], closure: frozenset[str]) -> None:
+        self.names = names
+        self.closure = closure
+
+    def __repr__(self) -> str:
+        return f"Grant({sorted(self.names)!r})"
+
+
+class Decision:
+    """The answer for one request or event. `required`, `missing` and `message` are computed
+    on first access: the gateway reads them only when it denies."""
+
+    __slots__ = (
+        "_account", "_catalog", "_message", "_missing", "_needs", "_subject", "allowed", "code",
+        "kind", "operation", "param", "status",
+    )
+
+    def __init__(
+        self,
+        kind: Kind,
+        catalog: Catalog,
+        *,
+        operation: Operation | None = None,
+        needs: tuple[Group, ...] = (),
+        missing: tuple[Group, ...] = (),
+        message: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        account: str | None = None,
+        subject: str | None = None,
+    ) -> None:
+        self.kind: Kind = kind
+        self.allowed = kind == "allowed"
+        self.status = _STATUS[kind]
+        self.code = code
+        self.operation = operation
+        self.param = param
+        self._catalog = catalog
+        self._needs = needs
+        self._missing = missing
+        self._message = message
+        self._account = account
+        self._subject = subject  # an event type, for event decisions
+
+    def _display(self, group: Group) -> tuple[str, ...]:
+        out: dict[str, None] = {}
+        for token in group:
+            for p in self._catalog.satisfiers(token):
+                out[p] = None
+        return tuple(out)
+
+    @property
+    def required(self) -> tuple[tuple[str, ...], ...]:
+        """Any-of groups, each listing what satisfies it, most specific first."""
+        return tuple(self._display(g) for g in self._needs)
+
+    @property
+    def missing(self) -> tuple[tuple[str, ...], ...]:
+        return tuple(self._display(g) for g in self._missing)
+
+    @property
+    def message(self) -> str:
+        if self._message is None:
+            self._message = self._compose()
+        return self._message
+
+    def _compose(self) -> str:
+        if self.allowed:
+            return "Allowed."
+        wants = []
+        for g in self._missing:
+            if len(g) == 1:
+                wants.append(f"'{g[0]}'")
+            else:
+                wants.append("one of " + _join([f"'{t}'" for t in g], "or"))
+        plural = "permission" if len(wants) == 1 and len(self._missing[0]) == 1 else "permissions"
+        having = f"Having the {_join(wants, 'and')} {plural}"
+        if self._subject is not None:
+            return f"This application may not receive '{self._subject}' events. {having} " \
+                "would allow it."
+        where = f" on account '{self._account}'" if self._account else ""
+        return (
+            f"This application does not have the required permissions for this endpoint{where}."
+            f" {having} would allow this request to continue."
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "allowed": self.allowed,
+            "kind": self.kind,
+            "operation": self.operation.as_dict() if self.operation else None,
+            "required": [list(g) for g in self.required],
+            "missing": [list(g) for g in self.missing],
+            "message": self.message,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Decision {self.kind} {self.operation or self._subject or ''}>"
+
+
+# An expansion plan: the tokens needed and the allowed Decision, or the refusal itself.
+_Plan = tuple[frozenset[str], Decision] | Decision
+
+
+def _join(items: list[str], word: str) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + f" {word} " + items[-1]
+
+
+class Engine:
+    """Catalog + operations + expansion graph of one API, and the decisions over them."""
+
+    def __init__(self, catalog: Catalog, operations: Iterable[Operation], graph: ExpansionGraph):
+        self.catalog = catalog
+        self.router = Router(operations)
+        self.graph = graph
+        self.operations = self.router.operations
+        unknown = {o.permission for o in self.operations if o.permission} - set(catalog.permissions)
+        if unknown:
+            raise ValueError(f"operations name unknown permissions: {sorted(unknown)}")
+        # Per operation, the two answers that need no request data, built once.
+        self._allowed: dict[Operation, Decision] = {}
+        self._denied: dict[Operation, Decision] = {}
+        self._needs: dict[Operation, tuple[Group, ...]] = {}
+        for op in self.operations:
+            if op.permission is not None:
+                needs = ((op.permission,),)
+                self._needs[op] = needs
+                self._allowed[op] = Decision("allowed", catalog, operation=op, needs=needs)
+                self._denied[op] = Decision("missing", catalog, operation=op, needs=needs,
+                                            missing=needs, code=CODE_MISSING)
+        self._empty = Grant(frozenset(), frozenset())
+        self._queries: dict[str, tuple[str, ...]] = {}
+        self._plans: dict[tuple[Operation, tuple[str, ...]], _Plan] = {}
+        self._event_needs: dict[str, tuple[Group, ...]] = {}
+        ev = catalog.event_permission
+        for rule in catalog.events.values():
+            if rule.event_read_only:
+                self._event_needs[rule.type] = ((ev,),)
+            elif rule.permissions:
+                self._event_needs[rule.type] = ((ev,), rule.permissions)
+
+    # -- grants ------------------------------------------------------------------------
+    def grant(self, names: Iterable[str]) -> Grant:
+        """A validated Grant; raises UnknownPermission (with a suggestion) on a bad name."""
+        known = self.catalog.require_known(names)
+        return Grant(known, self.catalog.closure(known))
+
+    def _closure(self, grants: Grant | Iterable[str]) -> frozenset[str]:
+        if isinstance(grants, Grant):
+            return grants.closure
+        return self.catalog.closure(grants)
+
+    # -- requests ----------------------------------------------------------------------
+    def route(self, method: str, path: str) -> Operation | None:
+        return self.router.route(method.upper(), path.partition("?")[0])
+
+    def decide(
+        self,
+        method: str,
+        target: str,
+        body: Body = None,
+        grants: Grant | Iterable[str] = (),
+        *,
+        expand: Iterable[str] = (),
+        account: str | None = None,
+    ) -> Decision:
+        """Decide one API request: `target` is the raw path with its query string."""
+        path, _, query = target.partition("?")
+        try:
+            op = self.router.route(method, path)
+            if op is None and not method.isupper():
+                method = method.upper()
+                op = self.router.route(method, path)
+        except BadPath as e:
+            return Decision("bad_request", self.catalog, message=f"Invalid request path: {e}.",
+                            code=CODE_BAD_PATH)
+        if op is None:
+            return self._unknown(method, path)
+        if op.unavailable is not None:
+            return Decision(
+                "unavailable", self.catalog, operation=op, code=CODE_UNAVAILABLE,
+                message=f"This endpoint ({op.method} {op.path}) is not available to Stripe "
+                f"Apps: {op.unavailable.rstrip('.')}.",
+            )
+        closure = grants.closure if type(grants) is Grant else self._closure(grants)
+        exps = NO_EXPAND
+        if query or body is not None or expand:
+            try:
+                if query:
+                    exps = self._query_expansions(query)
+                if body is not None:
+                    exps += expand_from_body(body)
+            except BadParam as e:
+                return Decision("bad_request", self.catalog, operation=op, message=str(e),
+                                param="expand")
+            if expand:
+                exps += tuple(expand)
+        if not exps:
+            if op.permission in closure:
+                return self._allowed[op]
+            if account is None:
+                return self._denied[op]
+            needs = self._needs[op]
+            return Decision("missing", self.catalog, operation=op, needs=needs, missing=needs,
+                            code=CODE_MISSING, account=account)
+        key = (op, exps)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plan(op, exps)
+        if isinstance(plan, Decision):  # the expansion itself is refused, whatever the grant
+            return plan
+        tokens, allowed = plan
+        if tokens <= closure:
+            return allowed
+        needs = allowed._needs
+        missing = tuple(g for g in needs if g[0] not in closure)
+        return Decision("missing", self.catalog, operation=op, needs=needs, missing=missing,
+                        code=CODE_MISSING, account=account)
+
+    def _query_expansions(self, query: str) -> tuple[str, ...]:
+        hit = self._queries.get(query)
+        if hit is None:
+            hit = expand_from_form(query)
+            if len(self._queries) > 65536:  # bounded: query strings come from requests
+                self._queries.clear()
+            self._queries[query] = hit
+        return hit
+
+    def _plan(self, op: Operation, exps: tuple[str, ...]) -> _Plan:
+        """What an operation with these expansions needs: computed once per distinct pair."""
+        tokens: dict[str, None] = {op.permission: None}  # type: ignore[dict-item]
+        plan: _Plan | None = None
+        for e in exps:
+            res: Expansion = self.graph.resolve(op.objects, op.is_list, e)
+            if res.error is not None:
+                if res.error == "unavailable":
+                    plan = Decision("unavailable", self.catalog, operation=op,
+                                    code=CODE_UNAVAILABLE, message=res.message, param="expand")
+                else:
+                    plan = Decision("bad_request", self.catalog, operation=op,
+                                    message=res.message, param="expand")
+                break
+            for n in res.needs:
+                tokens[n] = None
+        if plan is None:
+            needs = tuple((t,) for t in tokens)
+            plan = (frozenset(tokens), Decision("allowed", self.catalog, operation=op,
+                                                needs=needs))
+        if len(self._plans) > 65536:
+            self._plans.clear()
+        self._plans[(op, exps)] = plan
+        return plan
+
+    def _unknown(self, method: str, path: str) -> Decision:
+        methods = self.router.methods_at(path)
+        extra = (f" This path accepts {', '.join(methods)}." if methods else "")
+        return Decision(
+            "unknown", self.catalog,
+            message=f"Unrecognized request URL ({method}: {path}).{extra} permgate refuses "
+            "requests it cannot map to a known operation.",
+        )
+
+    def requirements(
+        self, method: str, target: str, body: Body = None, *, expand: Iterable[str] = ()
+    ) -> Decision:
+        """What a request needs, as a Decision against an empty grant (`.required`)."""
+        return self.decide(method, target, body, self._empty, expand=expand)
+
+    def expansion(self, op: Operation, path: str) -> Expansion:
+        return self.graph.resolve(op.objects, op.is_list, path)
+
+    # -- events ------------------------------------------------------------------------
+    def decide_event(self, event_type: str, grants: Grant | Iterable[str] = ()) -> Decision:
+        needs = self._event_needs.get(event_type)
+        if needs is None:
+            rule = self.catalog.events.get(event_type)
+            why = (rule.note if rule is not None and rule.note else
+                   "it is not in the event catalog")
+            return Decision("unavailable" if rule else "unknown", self.catalog,
+                            subject=event_type, code=CODE_UNAVAILABLE,
+                            message=f"No app may receive '{event_type}' events: {why}.")
+        closure = self._closure(grants)
+        missing = tuple(g for g in needs if closure.isdisjoint(g))
+        if not missing:
+            return Decision("allowed", self.catalog, needs=needs, subject=event_type)
+        return Decision("missing", self.catalog, needs=needs, missing=missing,
+                        subject=event_type, code=CODE_MISSING)
+
+    def receivable_events(self, grants: Grant | Iterable[str]) -> list[str]:
+        closure = self._closure(grants)
+        return [t for t, needs in self._event_needs.items()
+                if all(not closure.isdisjoint(g) for g in needs)]
