@@ -24,7 +24,8 @@ def test_check_allowed_denied_bad_input(capsys: pytest.CaptureFixture[str]) -> N
     assert run(capsys, "check", "GET", "/v1/customers/cus_1", "--grant", "customer_read")[0] == 0
     code, out, _ = run(capsys, "check", "GET", "/v1/customers/cus_1", "--grant", "charge_read")
     assert code == 3 and "customer_read" in out
-    code, _, err = run(capsys, "check", "GET", "/v1/customers/cus_1", "--grant", "apply_pay_domain_read")
+    code, _, err = run(capsys, "check", "GET", "/v1/customers/cus_1",
+                       "--grant", "apply_pay_domain_read")
     assert code == 2 and "did you mean 'apple_pay_domain_read'" in err
     assert run(capsys, "check", "GET", "customers")[0] == 2
     assert run(capsys, "check", "G3T", "/v1/customers")[0] == 2
@@ -79,7 +80,8 @@ def test_batch_from_stdin_subprocess() -> None:
 
 
 def test_explain(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "explain", "GET", "/v1/charges/ch_1?expand[]=payment_intent.customer")
+    code, out, _ = run(capsys, "explain", "GET",
+                       "/v1/charges/ch_1?expand[]=payment_intent.customer")
     assert code == 0
     assert "GET /v1/charges/{charge}" in out and "payment_intent" in out
     assert "customer_read" in out

@@ -12,7 +12,7 @@ engine = permgate.engine
 cat = engine.catalog
 NAMES = sorted(cat.permissions)
 OPS = [op for op in engine.operations if op.permission is not None]
-FIELDS = sorted({f for fields in engine.graph._graph.values() for f in fields})  # noqa: SLF001
+FIELDS = sorted({f for obj in engine.graph.objects() for f in engine.graph.fields(obj)})
 
 concrete_id = st.from_regex(r"[a-z]{2,4}_[A-Za-z0-9]{1,12}", fullmatch=True)
 grants = st.sets(st.sampled_from(NAMES), max_size=12)

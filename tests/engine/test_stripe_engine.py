@@ -45,7 +45,8 @@ def test_catalog_rows_match_the_reference() -> None:
 
 @pytest.mark.parametrize("name,implied", [
     ("credit_note_read", "invoice_read"), ("credit_note_write", "invoice_read"),
-    ("invoice_read", "credit_note_read"), ("quote_read", "sku_read"), ("quote_read", "product_read"),
+    ("invoice_read", "credit_note_read"), ("quote_read", "sku_read"),
+    ("quote_read", "product_read"),
     ("checkout_session_read", "mandate_read"), ("checkout_session_read", "payment_intent_read"),
     ("checkout_session_read", "payment_links_read"), ("checkout_session_read", "product_read"),
     ("checkout_session_read", "setup_intent_read"), ("checkout_session_read", "sku_read"),
@@ -287,7 +288,8 @@ def test_event_write_covers_read_and_implied() -> None:
 def test_derived_events_are_marked() -> None:
     rule = cat.events["billing.meter.created"]
     assert rule.source == "derived" and rule.permissions == ("billing_meter_read",)
-    assert permgate.decide_event("billing.meter.created", {"event_read", "billing_meter_read"}).allowed
+    grant = {"event_read", "billing_meter_read"}
+    assert permgate.decide_event("billing.meter.created", grant).allowed
     sdk = json.loads((SHARED / "data" / "stripe-event-types.python-sdk-16.1.0.json").read_text())
     assert set(sdk) <= set(cat.events)
     assert sum(1 for e in cat.events.values() if e.source == "documented") == 162

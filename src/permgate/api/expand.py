@@ -53,6 +53,13 @@ class ExpansionGraph:
         self._field_permissions = dict(field_permissions or {})
         self._cache: dict[tuple[tuple[str, ...], bool, str], Expansion] = {}
 
+    def fields(self, obj: str) -> Mapping[str, tuple[str, ...]]:
+        """The expandable fields of an object type: field path -> types it may hold."""
+        return self._graph.get(obj, {})
+
+    def objects(self) -> list[str]:
+        return sorted(self._graph)
+
     def reader(self, obj: str) -> str | None:
         return self._readers.get(obj)
 

@@ -1,0 +1,349 @@
+"""Decision benchmark: permgate vs pycasbin vs oso on one operations table and one stream.
+
+    scripts/bench engine            # or: .venv/bin/python bench/bench_engine.py [--n 100000]
+
+Every engine gets the same requests (concrete ids, about half denied, ~10% with expand, apps
+holding 5-20 permissions) and must reach the same verdicts: the benchmark checks that it does.
+The peers are set up idiomatically:
+- pycasbin: an RBAC model, one policy per operation matched with keyMatch2, roles for
+  write-implies-read and the reference's implications, one role per app.
+- oso: Polar rules over the same facts; routes matched by the application (a list of
+  compiled patterns, as a web app would), the permission check and implications in Polar.
+Both use permgate's expansion graph to learn which object types an expansion reaches (neither
+has a notion of it), then check each type's read permission.
+
+Per-decision times are measured call by call (perf_counter_ns, minus the timer's own median
+cost); throughput comes from a separate untimed pass over the whole stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import permgate
+from permgate.api.operations import Operation
+from permgate.decide import Engine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Request:
+    app: int
+    method: str
+    path: str  # concrete, with the query string when it expands
+    op: Operation
+    expand: tuple[str, ...]
+
+
+def make_stream(engine: Engine, n: int, apps: int, seed: int) -> tuple[list[frozenset[str]],
+                                                                      list[Request]]:
+    rnd = random.Random(seed)
+    cat = engine.catalog
+    requestable = sorted(p.name for p in cat.permissions.values() if p.requestable)
+    grants = [frozenset(rnd.sample(requestable, rnd.randint(5, 20))) for _ in range(apps)]
+    ops = [op for op in engine.operations if op.permission is not None]
+    fields: dict[Operation, list[str]] = {}
+    for op in ops:
+        names: list[str] = []
+        for root in op.objects:
+            names.extend(engine.graph.fields(root))
+        fields[op] = sorted(set(names))
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+    def concrete(template: str) -> str:
+        out = []
+        for seg in template.split("/"):
+            if seg.startswith("{"):
+                prefix = seg[1:4].rstrip("_")
+                seg = prefix + "_" + "".join(rnd.choices(alphabet, k=14))
+            out.append(seg)
+        return "/".join(out)
+
+    stream: list[Request] = []
+    while len(stream) < n:
+        app = rnd.randrange(apps)
+        closure = cat.closure(grants[app])
+        want_allowed = rnd.random() < 0.5
+        pool = [op for op in ops if (op.permission in closure) == want_allowed]
+        if not pool:
+            continue
+        op = rnd.choice(pool)
+        path = concrete(op.path)
+        expand: tuple[str, ...] = ()
+        if rnd.random() < 0.10 and fields[op]:
+            f = rnd.choice(fields[op])
+            exp = ("data." if op.is_list else "") + f
+            if engine.expansion(op, exp).error is None:
+                expand = (exp,)
+                path += "?expand[]=" + exp
+        stream.append(Request(app, op.method, path, op, expand))
+    return grants, stream
+
+
+# -- peers -----------------------------------------------------------------------------------
+
+def casbin_template(path: str) -> str:
+    return re.sub(r"\{([^}]+)\}", r":\1", path)
+
+
+def make_casbin(engine: Engine, grants: list[frozenset[str]]) -> Callable[[Request], bool]:
+    import casbin
+
+    cat = engine.catalog
+    tmp = Path(tempfile.mkdtemp(prefix="permgate-bench-"))
+    (tmp / "model.conf").write_text(
+        "[request_definition]\nr = sub, obj, act\n\n"
+        "[policy_definition]\np = sub, obj, act\n\n"
+        "[role_definition]\ng = _, _\n\n"
+        "[policy_effect]\ne = some(where (p.eft == allow))\n\n"
+        "[matchers]\nm = g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && r.act == p.act\n"
+    )
+    lines = []
+    for op in engine.operations:
+        if op.permission is not None:
+            lines.append(f"p, {op.permission}, {casbin_template(op.path)}, {op.method}")
+    for name in cat.permissions:
+        lines.append(f"p, {name}, need.{name}, read")
+    for p in cat.permissions.values():
+        twin = f"{p.resource}_read"
+        if p.level == "write" and twin in cat.permissions:
+            lines.append(f"g, {p.name}, {twin}")
+        for target in p.implies:
+            lines.append(f"g, {p.name}, {target}")
+    for i, g in enumerate(grants):
+        for name in sorted(g):
+            lines.append(f"g, app{i}, {name}")
+    (tmp / "policy.csv").write_text("\n".join(lines) + "\n")
+    enforcer = casbin.Enforcer(str(tmp / "model.conf"), str(tmp / "policy.csv"))
+    enforcer.enable_log(False) if hasattr(enforcer, "enable_log") else None
+    subjects = [f"app{i}" for i in range(len(grants))]
+
+    def decide(r: Request) -> bool:
+        sub = subjects[r.app]
+        if not enforcer.enforce(sub, r.path.partition("?")[0], r.method):
+            return False
+        for e in r.expand:
+            for need in engine.expansion(r.op, e).needs:
+                if not enforcer.enforce(sub, f"need.{need}", "read"):
+                    return False
+        return True
+
+    return decide
+
+
+POLAR = """
+allow(app: App, "call", op: Op) if holds(app, op.permission);
+allow(app: App, "read", need: String) if holds(app, need);
+holds(app: App, need: String) if need in app.closure_of_grants;
+"""
+
+
+def make_oso(engine: Engine, grants: list[frozenset[str]]) -> Callable[[Request], bool]:
+    from oso import Oso
+
+    cat = engine.catalog
+
+    class App:
+        def __init__(self, names: frozenset[str]) -> None:
+            # Implications (transitive; the reference's have a cycle, which Polar recursion
+            # would not end on) are expanded once per app, as an app would cache them.
+            self.closure_of_grants = sorted(cat.closure(names))
+
+    class Op:
+        def __init__(self, permission: str) -> None:
+            self.permission = permission
+
+    oso = Oso()
+    oso.register_class(App)
+    oso.register_class(Op)
+    oso.load_str(POLAR)
+    apps = [App(g) for g in grants]
+    routes: dict[str, list[tuple[re.Pattern[str], Op]]] = {}
+    for op in engine.operations:
+        if op.permission is None:
+            continue
+        pattern = re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(op.path)) + "$")
+        routes.setdefault(op.method, []).append((pattern, Op(op.permission)))
+    # literal routes first, so /v1/customers/search is not taken for an id
+    for lst in routes.values():
+        lst.sort(key=lambda po: po[0].pattern.count("[^/]+"))
+
+    def decide(r: Request) -> bool:
+        path = r.path.partition("?")[0]
+        target = next((o for p, o in routes.get(r.method, ()) if p.match(path)), None)
+        if target is None:
+            return False
+        app = apps[r.app]
+        if not oso.is_allowed(app, "call", target):
+            return False
+        for e in r.expand:
+            for need in engine.expansion(r.op, e).needs:
+                if not oso.is_allowed(app, "read", need):
+                    return False
+        return True
+
+    return decide
+
+
+def make_permgate(engine: Engine, grants: list[frozenset[str]]) -> Callable[[Request], bool]:
+    held = [engine.grant(g) for g in grants]
+    decide = engine.decide
+
+    def run(r: Request) -> bool:
+        return decide(r.method, r.path, None, held[r.app]).allowed
+
+    return run
+
+
+# -- measurement -----------------------------------------------------------------------------
+
+def timer_overhead() -> float:
+    ns = time.perf_counter_ns
+    samples = []
+    for _ in range(20000):
+        t = ns()
+        samples.append(ns() - t)
+    return statistics.median(samples)
+
+
+def measure(name: str, decide: Callable[[Request], bool], stream: list[Request],
+            expected: list[bool] | None, overhead: float) -> dict[str, object]:
+    ns = time.perf_counter_ns
+    plain: list[int] = []
+    expanded: list[int] = []
+    verdicts: list[bool] = []
+    gc.disable()
+    try:
+        for r in stream:
+            t = ns()
+            v = decide(r)
+            dt = ns() - t
+            verdicts.append(v)
+            (expanded if r.expand else plain).append(dt)
+        t0 = time.perf_counter()
+        for r in stream:
+            decide(r)
+        total = time.perf_counter() - t0
+    finally:
+        gc.enable()
+    disagree = 0
+    if expected is not None:
+        disagree = sum(1 for a, b in zip(verdicts, expected, strict=True) if a != b)
+    all_times = plain + expanded
+
+    def med(xs: list[int]) -> float:
+        return max(statistics.median(xs) - overhead, 0.0) / 1000 if xs else float("nan")
+
+    return {
+        "engine": name, "requests": len(stream),
+        "median_us": med(all_times), "median_us_plain": med(plain),
+        "median_us_expand": med(expanded),
+        "p99_us": max(sorted(all_times)[int(len(all_times) * 0.99)] - overhead, 0) / 1000,
+        "decisions_per_s": len(stream) / total, "denied": verdicts.count(False),
+        "disagreements": disagree, "verdicts": verdicts,
+    }
+
+
+def load_figures() -> dict[str, float]:
+    """Import time, load time and RSS of the loaded catalog, in a fresh interpreter."""
+    code = (
+        "import time,resource,json\n"
+        "def rss():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmRSS'): return int(line.split()[1])\n"
+        "r0=rss(); t0=time.perf_counter()\n"
+        "import permgate\n"
+        "t1=time.perf_counter(); r1=rss()\n"
+        "e=permgate.load()\n"
+        "t2=time.perf_counter(); r2=rss()\n"
+        "print(json.dumps({'import_ms':(t1-t0)*1e3,'load_ms':(t2-t1)*1e3,"
+        "'rss_import_kib':r1-r0,'rss_catalog_kib':r2-r1}))\n"
+    )
+    runs = []
+    for _ in range(5):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True, cwd=ROOT)
+        runs.append(json.loads(out.stdout))
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--n", type=int, default=100_000, help="requests in the stream")
+    ap.add_argument("--apps", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--casbin-sample", type=int, default=3000,
+                    help="requests of the stream given to pycasbin (every k-th; it takes ms "
+                    "per decision). 0 = the whole stream")
+    ap.add_argument("--oso-sample", type=int, default=20000, help="likewise for oso; 0 = all")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures here")
+    args = ap.parse_args(argv)
+
+    engine = permgate.default_engine()
+    grants, stream = make_stream(engine, args.n, args.apps, args.seed)
+    overhead = timer_overhead()
+    print(f"stream: {len(stream)} requests, {args.apps} apps, "
+          f"{sum(1 for r in stream if r.expand)} with expand; timer overhead {overhead:.0f} ns",
+          flush=True)
+
+    results = [measure("permgate", make_permgate(engine, grants), stream, None, overhead)]
+    truth: list[bool] = results[0]["verdicts"]  # type: ignore[assignment]
+    print(f"  permgate done: {results[0]['median_us']:.2f} us median", flush=True)
+
+    def sample(k: int) -> tuple[list[Request], list[bool]]:
+        if k <= 0 or k >= len(stream):
+            return stream, truth
+        step = len(stream) // k
+        idx = range(0, step * k, step)
+        return [stream[i] for i in idx], [truth[i] for i in idx]
+
+    for name, make, k in (("oso", make_oso, args.oso_sample),
+                          ("pycasbin", make_casbin, args.casbin_sample)):
+        sub, expected = sample(k)
+        results.append(measure(name, make(engine, grants), sub, expected, overhead))
+        print(f"  {name} done: {results[-1]['median_us']:.1f} us median", flush=True)
+
+    base = results[0]
+    print()
+    print(f"{'engine':<10}{'requests':>9}{'median us':>11}{'plain':>9}{'expand':>9}"
+          f"{'p99 us':>9}{'decisions/s':>13}{'x permgate':>12}{'disagree':>9}")
+    for r in results:
+        ratio = r["median_us"] / base["median_us"]  # type: ignore[operator]
+        print(f"{r['engine']:<10}{r['requests']:>9}{r['median_us']:>11.2f}"
+              f"{r['median_us_plain']:>9.2f}{r['median_us_expand']:>9.2f}{r['p99_us']:>9.2f}"
+              f"{r['decisions_per_s']:>13,.0f}{ratio:>11,.0f}x{r['disagreements']:>9}")
+    denied = base["denied"] / base["requests"]  # type: ignore[operator]
+    print(f"\npermgate denied {denied:.0%} of the stream.")
+    figures = load_figures()
+    print(f"import permgate: {figures['import_ms']:.1f} ms; load catalog+table: "
+          f"{figures['load_ms']:.1f} ms; RSS of the loaded engine: "
+          f"{figures['rss_catalog_kib'] / 1024:.1f} MiB (import: "
+          f"{figures['rss_import_kib'] / 1024:.1f} MiB)")
+    bad = [r["engine"] for r in results if r["disagreements"]]
+    if bad:
+        print(f"DISAGREEMENT with permgate's verdicts: {', '.join(map(str, bad))}")
+    if args.json:
+        for r in results:
+            r.pop("verdicts")
+        Path(args.json).write_text(json.dumps({"results": results, "load": figures,
+                                               "python": sys.version, "pid": os.getpid()},
+                                              indent=1))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""Benchmark `permgate scan`: files/s on a large TypeScript tree, and memory as it grows.
+
+    .venv/bin/python bench/bench_scan.py                 # generated trees of 2k and 10k files
+    .venv/bin/python bench/bench_scan.py --tree DIR      # any tree, e.g. node_modules/stripe/esm
+
+Not a test: figures depend on the machine. Memory is the peak RSS growth of a child process
+per tree size; flat means it does not grow with the number of files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import permgate
+
+TEMPLATE = """import Stripe from 'stripe';
+import {{helper{m}}} from './helper{m}';
+
+const stripe = new Stripe(process.env.STRIPE_SECRET_KEY!);
+const EXPAND_{i} = ['data.customer'];
+
+export async function handler{i}(accountId: string, id: string): Promise<number> {{
+  const c = await stripe.customers.retrieve(id, {{expand: ['default_source']}},
+    {{stripeAccount: accountId}});
+  const list = await stripe.charges.list({{limit: 3, expand: EXPAND_{i}}},
+    {{stripeAccount: accountId}});
+  const total = list.data.reduce((s, ch) => s + ch.amount, 0);
+  for (let k = 0; k < {i} % 7; k++) {{
+    helper{m}(k, c.id, total);
+  }}
+  return total;
+}}
+
+export function route{i}(event: {{type: string}}): string {{
+  switch (event.type) {{
+    case 'invoice.paid': return 'paid';
+    case 'customer.created': return 'created';
+    default: return 'other';
+  }}
+}}
+"""
+PLAIN = """export function util{i}(xs: number[]): number {{
+  return xs.filter((x) => x % {m} === 0).map((x) => x * 2).reduce((a, b) => a + b, 0);
+}}
+"""
+
+
+def generate(root: Path, n: int) -> None:
+    for i in range(n):
+        d = root / f"pkg{i // 500}"
+        d.mkdir(exist_ok=True)
+        body = TEMPLATE if i % 2 == 0 else PLAIN
+        (d / f"mod{i}.ts").write_text(body.format(i=i, m=i % 13))
+
+
+def _measure(root: str, queue: mp.Queue[dict[str, float]]) -> None:
+    from permgate.scan.scanner import scan_tree
+
+    events = frozenset(permgate.catalog.events)
+    scan_tree(Path(__file__).parent, events)  # warm: grammars, SDK table, engine
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    f = scan_tree(Path(root), events)
+    dt = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    queue.put({"files": f.files, "calls": len(f.calls), "events": len(f.events),
+               "seconds": dt, "files_per_s": f.files / dt,
+               "rss_growth_mb": (after - before) / 1024})
+
+
+def measure(root: Path) -> dict[str, float]:
+    ctx = mp.get_context("spawn")
+    q: mp.Queue[dict[str, float]] = ctx.Queue()
+    p = ctx.Process(target=_measure, args=(str(root), q))
+    p.start()
+    out = q.get()
+    p.join()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tree", type=Path)
+    ap.add_argument("--sizes", default="2000,10000")
+    args = ap.parse_args()
+    if args.tree:
+        print(json.dumps({str(args.tree): measure(args.tree)}, indent=1))
+        return
+    results = {}
+    for n in (int(s) for s in args.sizes.split(",")):
+        with tempfile.TemporaryDirectory() as tmp:
+            generate(Path(tmp), n)
+            results[f"generated-{n}"] = measure(Path(tmp))
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

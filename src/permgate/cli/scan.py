@@ -1,0 +1,80 @@
+"""`permgate scan [PATH] [--manifest PATH] [--format text|json|sarif] [--fix]`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from permgate import manifest as mf
+from permgate.cli import EXIT_FINDINGS, EXIT_OK, CliError
+from permgate.scan import report, scan
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "scan", help="read an app's code: the permissions it needs, missing and unused",
+        description="Find the Stripe API calls and handled events in an app's code and compare "
+        "what they need with the manifest. Exit 0 clean, 1 findings, 2 bad input.",
+    )
+    p.add_argument("path", nargs="?", default=".", help="app folder or file (default: .)")
+    p.add_argument("--manifest", help="stripe-app.json (default: PATH/stripe-app.json if any)")
+    p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    p.add_argument("--fix", action="store_true",
+                   help="grant the missing permissions with a placeholder purpose (never revokes)")
+    p.set_defaults(func=run)
+
+
+def _manifest_path(root: Path, given: str | None) -> Path | None:
+    if given is not None:
+        return Path(given)
+    base = root if root.is_dir() else root.parent
+    candidate = base / mf.DEFAULT_NAME
+    return candidate if candidate.is_file() else None
+
+
+def run(args: argparse.Namespace) -> int:
+    root = Path(args.path)
+    if not root.exists():
+        raise CliError(f"{root}: no such file or folder")
+    if not (root.is_dir() or root.is_file()) or not os.access(root, os.R_OK):
+        raise CliError(f"{root}: not a readable file or folder")
+    mpath = _manifest_path(root, args.manifest)
+    manifest: mf.Manifest | None = None
+    if mpath is not None:
+        try:
+            manifest = mf.load(mpath)
+        except mf.ManifestError as e:
+            raise CliError(f"{mpath}: {e}") from None
+    elif args.fix:
+        raise CliError("--fix needs a manifest: none given and no stripe-app.json in PATH")
+    granted = list(manifest.permission_names) if manifest is not None else None
+    v = scan(root, granted, str(mpath) if mpath is not None else None)
+    if args.fix and manifest is not None and v.missing:
+        for m in v.missing:
+            try:
+                mf.grant(manifest, m.permission, mf.PLACEHOLDER_PURPOSE)
+            except (mf.GrantError, mf.UnknownPermission) as e:
+                raise CliError(f"--fix could not grant {m.permission}: {e}") from None
+        mf.save(manifest)
+        print(f"granted {', '.join(m.permission for m in v.missing)} in {mpath} with the "
+              "placeholder purpose (`permgate lint` flags it: write the real one)", file=sys.stderr)
+    if args.format == "json":
+        out = report.as_json(v)
+    elif args.format == "sarif":
+        uri = None
+        if mpath is not None:
+            try:
+                uri = mpath.resolve().relative_to(
+                    (root if root.is_dir() else root.parent).resolve()).as_posix()
+            except ValueError:
+                uri = mpath.resolve().as_uri()
+        out = report.sarif(v, uri)
+    else:
+        out = report.text(v)
+    sys.stdout.write(out)
+    if args.fix:
+        # what --fix granted is no longer a finding; unused ones still are
+        return EXIT_FINDINGS if (v.unused or v.unavailable or v.invalid) else EXIT_OK
+    return EXIT_FINDINGS if v.has_findings else EXIT_OK

@@ -1,0 +1,342 @@
+"""`grant` / `revoke` / `save`: edits made on the text, so nothing else moves."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from permgate.catalog import Catalog
+from permgate.manifest import jsontext
+from permgate.manifest._catalog import default_catalog
+from permgate.manifest.jsontext import Node
+from permgate.manifest.model import Change, Manifest, ManifestError, describe, pointer
+
+
+class GrantError(ValueError):
+    """A grant or revoke that was refused; the manifest is unchanged."""
+
+
+class NotRequestable(GrantError):
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"'{name}' cannot be requested by an app: {reason}")
+
+
+class EmptyPurpose(GrantError):
+    def __init__(self) -> None:
+        super().__init__(
+            "the explanation is empty; say why the app needs this permission "
+            "(it is shown to the people who install the app)"
+        )
+
+
+class NotGranted(GrantError):
+    def __init__(self, name: str, manifest: str) -> None:
+        self.name = name
+        super().__init__(f"'{name}' is not granted in {manifest}; nothing to revoke")
+
+
+def _dump(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _line_indent(text: str, offset: int) -> str:
+    start = text.rfind("\n", 0, offset) + 1
+    end = start
+    while end < len(text) and text[end] in " \t":
+        end += 1
+    return text[start:end]
+
+
+def _starts_line(text: str, offset: int) -> bool:
+    start = text.rfind("\n", 0, offset) + 1
+    return not text[start:offset].strip()
+
+
+def _newline(text: str) -> str:
+    return "\r\n" if "\r\n" in text else "\n"
+
+
+def _indent_unit(m: Manifest) -> str:
+    """The document's indentation step, from its first indented member; 2 spaces if flat."""
+    root = m.root
+    for member in root.members:
+        if _starts_line(m.text, member.key_start):
+            unit = _line_indent(m.text, member.key_start)
+            if unit:
+                return unit
+    return "  "
+
+
+def _colon(m: Manifest) -> str:
+    """How the document writes `key: value` (': ' or ':' or ' : ')."""
+    for member in m.root.members:
+        return m.text[member.key_end : member.value.start]
+    return ": "
+
+
+def _check_permissions_array(m: Manifest) -> Node | None:
+    """The `permissions` array node (None when absent or null); errors if it is misshapen."""
+    member = m.root.member("permissions")
+    if member is None or member.value.value is None:
+        return None
+    node = member.value
+    if node.kind != "array":
+        line, col = jsontext.line_column(m.text, node.start)
+        raise ManifestError(
+            f"'permissions' is {describe(node.value)}; it must be an array of "
+            '{"permission": ..., "purpose": ...} objects', m.name, line, col,
+        )
+    for i, item in enumerate(node.items):
+        if item.kind != "object":
+            line, col = jsontext.line_column(m.text, item.start)
+            raise ManifestError(
+                f"permissions entry {i} ({pointer('permissions', i)}) is {describe(item.value)}; "
+                'each entry must be an object {"permission": ..., "purpose": ...}',
+                m.name, line, col,
+            )
+    return node
+
+
+def _entries_named(node: Node, name: str) -> list[int]:
+    out = []
+    for i, item in enumerate(node.items):
+        perm = item.member("permission")
+        if perm is not None and perm.value.value == name:
+            out.append(i)
+    return out
+
+
+def _entry_text(m: Manifest, arr: Node | None, name: str, purpose: str, indent: str) -> str:
+    """A new entry in the style of the existing ones (copied from one when possible)."""
+    if arr is not None:
+        for item in reversed(arr.items):
+            keys = [mem.key for mem in item.members]
+            if sorted(keys) == ["permission", "purpose"] and all(
+                mem.value.kind == "string" for mem in item.members
+            ):
+                out = m.text[item.start : item.end]
+                for mem in sorted(item.members, key=lambda x: x.value.start, reverse=True):
+                    new = _dump(name if mem.key == "permission" else purpose)
+                    a, b = mem.value.start - item.start, mem.value.end - item.start
+                    out = out[:a] + new + out[b:]
+                return out
+    colon = _colon(m)
+    if "\n" not in m.text.strip():
+        return f'{{"permission"{colon}{_dump(name)}, "purpose"{colon}{_dump(purpose)}}}'
+    nl, inner = _newline(m.text), indent + _indent_unit(m)
+    return (
+        f'{{{nl}{inner}"permission"{colon}{_dump(name)},{nl}'
+        f'{inner}"purpose"{colon}{_dump(purpose)}{nl}{indent}}}'
+    )
+
+
+def _splice(m: Manifest, start: int, end: int, new: str) -> None:
+    m.replace_text(m.text[:start] + new + m.text[end:])
+
+
+def _validate_grant(name: str, purpose: str, catalog: Catalog) -> str:
+    if name not in catalog.permissions:
+        catalog[name]  # raises UnknownPermission with the suggestion
+    perm = catalog.permissions[name]
+    if perm.refused:
+        raise NotRequestable(name, perm.refused)
+    if not perm.requestable:
+        holders = [h for h in catalog.satisfiers(name) if h != name and catalog[h].requestable]
+        hint = f"; request {' or '.join(holders[:3])}, which grants it" if holders else ""
+        raise NotRequestable(
+            name, f"Stripe documents it only as implied by other permissions{hint}"
+        )
+    cleaned = purpose.strip()
+    if not cleaned:
+        raise EmptyPurpose()
+    return cleaned
+
+
+def grant(m: Manifest, name: str, purpose: str, catalog: Catalog | None = None) -> Change:
+    """Request `name` with `purpose` (added, or its purpose updated). Edits `m` in place;
+    nothing is changed when it raises."""
+    cat = catalog or default_catalog()
+    purpose = _validate_grant(name, purpose, cat)
+    arr = _check_permissions_array(m)
+    if m.strip_junk():
+        arr = _check_permissions_array(m)
+    text = m.text
+    if arr is not None:
+        existing = _entries_named(arr, name)
+        if existing:
+            return _update_purpose(m, arr, existing, name, purpose)
+    if arr is not None and arr.items:
+        last = arr.items[-1]
+        if len(arr.items) >= 2:
+            sep = text[arr.items[-2].end : last.start]
+        elif _starts_line(text, last.start):
+            sep = "," + _newline(text) + _line_indent(text, last.start)
+        else:
+            sep = ", "
+        entry = _entry_text(m, arr, name, purpose, _line_indent(text, last.start))
+        _splice(m, last.end, last.end, sep + entry)
+        index = len(arr.items)
+    elif arr is not None:
+        outer = _line_indent(text, arr.start)
+        _splice(m, arr.start, arr.end, _array_text(m, outer, name, purpose))
+        index = 0
+    else:
+        _add_permissions_member(m, name, purpose)
+        index = 0
+    return Change("added", name, (pointer("permissions", index),), f"granted {name}")
+
+
+def _array_text(m: Manifest, outer: str, name: str, purpose: str) -> str:
+    """A one-entry `permissions` array whose closing bracket sits at indentation `outer`."""
+    if "\n" not in m.text.strip():
+        return "[" + _entry_text(m, None, name, purpose, "") + "]"
+    nl = _newline(m.text)
+    inner = outer + _indent_unit(m)
+    return f"[{nl}{inner}{_entry_text(m, None, name, purpose, inner)}{nl}{outer}]"
+
+
+def _add_permissions_member(m: Manifest, name: str, purpose: str) -> None:
+    """`permissions` absent or null: set it to a one-entry array (at the end of the object)."""
+    root, text = m.root, m.text
+    member = root.member("permissions")
+    if member is not None:  # null
+        v = member.value
+        outer = _line_indent(text, member.key_start)
+        _splice(m, v.start, v.end, _array_text(m, outer, name, purpose))
+        return
+    colon = _colon(m)
+    if root.members:
+        last = root.members[-1]
+        if len(root.members) >= 2:
+            sep = text[root.members[-2].value.end : last.key_start]
+        elif _starts_line(text, last.key_start):
+            sep = "," + _newline(text) + _line_indent(text, last.key_start)
+        else:
+            sep = ", "
+        outer = _line_indent(text, last.key_start) if "\n" in sep else ""
+        new = sep + '"permissions"' + colon + _array_text(m, outer, name, purpose)
+        _splice(m, last.value.end, last.value.end, new)
+    elif "\n" in text.strip():
+        nl, unit = _newline(text), _indent_unit(m)
+        array = _array_text(m, unit, name, purpose)
+        _splice(m, root.start, root.end, f'{{{nl}{unit}"permissions": {array}{nl}}}')
+    else:
+        entry = _entry_text(m, None, name, purpose, "")
+        _splice(m, root.start, root.end, '{"permissions": [' + entry + "]}")
+
+
+def _update_purpose(
+    m: Manifest, arr: Node, indexes: list[int], name: str, purpose: str
+) -> Change:
+    first = arr.items[indexes[0]]
+    ptr = pointer("permissions", indexes[0])
+    dup = ""
+    if len(indexes) > 1:
+        others = ", ".join(pointer("permissions", i) for i in indexes[1:])
+        dup = f" (it is also listed at {others}; only the first entry was changed)"
+    member = first.member("purpose")
+    previous = member.value.value if member is not None else None
+    prev_str = previous if isinstance(previous, str) else None
+    if member is not None and previous == purpose:
+        return Change(
+            "unchanged", name, (ptr,), f"{name} is already granted with this purpose{dup}",
+            prev_str,
+        )
+    if member is not None:
+        _splice(m, member.value.start, member.value.end, _dump(purpose))
+    else:
+        perm = first.member("permission")
+        assert perm is not None  # found by its permission member
+        text = m.text
+        if _starts_line(text, perm.key_start):
+            sep = "," + _newline(text) + _line_indent(text, perm.key_start)
+        else:
+            sep = ", "
+        new = sep + '"purpose"' + text[perm.key_end : perm.value.start] + _dump(purpose)
+        _splice(m, perm.value.end, perm.value.end, new)
+    return Change(
+        "updated", name, (ptr,), f"{name} was already granted; its purpose was updated{dup}",
+        prev_str,
+    )
+
+
+def revoke(m: Manifest, name: str) -> Change:
+    """Remove every entry requesting `name`; raises NotGranted (nothing changed) if none."""
+    arr = _check_permissions_array(m)
+    if arr is None or not _entries_named(arr, name):
+        raise NotGranted(name, m.name)
+    if m.strip_junk():
+        arr = _check_permissions_array(m)
+        assert arr is not None
+    indexes = _entries_named(arr, name)
+    for i in reversed(indexes):
+        arr = _check_permissions_array(m)
+        assert arr is not None
+        items = arr.items
+        if len(items) == 1:
+            start, end = arr.start + 1, arr.end - 1
+        elif i < len(items) - 1:
+            start, end = items[i].start, items[i + 1].start
+        else:
+            start, end = items[i - 1].end, items[i].end
+        _splice(m, start, end, "")
+    ptrs = tuple(pointer("permissions", i) for i in indexes)
+    extra = f" ({len(indexes)} entries)" if len(indexes) > 1 else ""
+    return Change("removed", name, ptrs, f"revoked {name}{extra}")
+
+
+def save(m: Manifest, path: str | Path | None = None) -> Path:
+    """Write atomically: a temp file in the same folder, fsync, then rename over the target.
+
+    A crash at any point leaves either the old file or the new one, never a mix. The output
+    is always valid JSON: comments and trailing commas accepted on reading are dropped.
+    """
+    target = Path(path) if path is not None else m.path
+    if target is None:
+        raise ManifestError("no path to save to", m.name)
+    if m.strip_junk():
+        m.warnings.append(f"{target}: comments and trailing commas were removed (JSON has none)")
+    # write through a symlink rather than replacing the link itself
+    real = Path(os.path.realpath(target))
+    data = m.encoded()
+    try:
+        mode = real.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, real)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(real.parent)
+    if m.path is None:
+        m.path = target
+    return target
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); best effort where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,139 @@
+"""`validate`: every error at once, each with its JSON pointer and a plain sentence."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any
+
+from permgate.catalog import Catalog
+from permgate.manifest._catalog import default_catalog
+from permgate.manifest.model import Manifest, ManifestError, Problem, load, pointer
+from permgate.manifest.schema import check_structure
+
+_EVENT_TYPE = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
+_MAX_EXTENDS = 8
+
+
+def check_names(data: dict[str, Any], catalog: Catalog) -> list[Problem]:
+    """Permission names against the catalog: unknown (with a suggestion), not requestable,
+    or an event type written where a permission belongs."""
+    out: list[Problem] = []
+    for field in ("permissions", "connect_permissions"):
+        entries = data.get(field)
+        if not isinstance(entries, list):
+            continue
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict) or not isinstance(entry.get("permission"), str):
+                continue
+            problem = _name_problem(entry["permission"], catalog)
+            if problem is not None:
+                message, code = problem
+                out.append(Problem(pointer(field, i, "permission"), message, code))
+    return out
+
+
+def _name_problem(name: str, catalog: Catalog) -> tuple[str, str] | None:
+    perm = catalog.permissions.get(name)
+    if perm is not None:
+        if perm.refused:
+            return f"'{name}' cannot be requested: {perm.refused}", "not-requestable"
+        if not perm.requestable:
+            holders = [h for h in catalog.satisfiers(name) if catalog[h].requestable]
+            hint = f" (request {' or '.join(holders[:3])}, which grants it)" if holders else ""
+            return (f"'{name}' cannot be requested on its own: Stripe documents it only as "
+                    f"implied by other permissions{hint}", "not-requestable")
+        return None
+    rule = catalog.event_rule(name)
+    if rule is not None or _EVENT_TYPE.match(name):
+        need = catalog.event_permission
+        if rule is not None and rule.permissions:
+            need += " and one of " + ", ".join(rule.permissions)
+        return (f"'{name}' is an event type, not a permission; to receive it, request {need}",
+                "event-as-permission")
+    suggestion = catalog.suggest(name)
+    if suggestion is not None:
+        kind = "a misspelling in Stripe's published schema" if name in catalog.typos else ""
+        note = f" ({kind})" if kind else ""
+        return (f"unknown permission '{name}'{note}; did you mean '{suggestion}'?",
+                "unknown-permission")
+    return f"unknown permission '{name}'", "unknown-permission"
+
+
+def merge(base: Any, local: Any) -> Any:
+    """A local manifest over its base: objects merge member by member, recursively; any
+    other value (arrays included) in the local manifest replaces the base's."""
+    if isinstance(base, dict) and isinstance(local, dict):
+        out = dict(base)
+        for key, value in local.items():
+            out[key] = merge(base[key], value) if key in base else value
+        return out
+    return local
+
+
+def validate(m: Manifest, catalog: Catalog | None = None) -> list[Problem]:
+    """All problems of a manifest; empty means valid. A local manifest (one with `extends`)
+    is checked on its own and then merged onto its base and checked as the result."""
+    cat = catalog or default_catalog()
+    if "extends" not in m.data:
+        found = check_structure(m.data) + check_names(m.data, cat)
+        return sorted((_located(p, m) for p in found), key=_order)
+    own = check_structure(m.data, local=True) + check_names(m.data, cat)
+    problems = [_located(p, m) for p in own]
+    seen = {(p.pointer, p.code) for p in problems}
+    base, chain_problem = _resolve_base(m)
+    if chain_problem is not None:
+        problems.append(_located(chain_problem, m))
+    if base is not None:
+        merged: Any = {}
+        for layer in [*reversed(base), m]:  # the farthest base first, the local one last
+            merged = merge(merged, {k: v for k, v in layer.data.items() if k != "extends"})
+        for p in check_structure(merged) + check_names(merged, cat):
+            if (p.pointer, p.code) in seen:
+                continue
+            if m.node_at(p.pointer) is not None or not _in_any(p.pointer, base):
+                problems.append(_located(p, m, "in the merged manifest"))
+            else:
+                origin = next(b for b in base if b.node_at(p.pointer) is not None)
+                problems.append(_located(p, origin, f"in the base {origin.name}"))
+    return sorted(problems, key=_order)
+
+
+def _in_any(ptr: str, manifests: list[Manifest]) -> bool:
+    return any(b.node_at(ptr) is not None for b in manifests)
+
+
+def _resolve_base(m: Manifest) -> tuple[list[Manifest] | None, Problem | None]:
+    """The chain of bases, nearest first (the last one has no `extends`)."""
+    chain: list[Manifest] = []
+    current = m
+    seen = set()
+    for _ in range(_MAX_EXTENDS):
+        ext = current.data.get("extends")
+        if not isinstance(ext, str):
+            return (chain or None), None
+        if current.path is None:
+            return None, Problem("/extends", "cannot follow 'extends' for a manifest that was "
+                                 "not read from a file", "extends")
+        target = (current.path.parent / ext).resolve()
+        if target in seen:
+            return None, Problem("/extends", f"'extends' goes round in a circle ({target})",
+                                 "extends")
+        seen.add(target)
+        try:
+            current = load(target)
+        except ManifestError as e:
+            return None, Problem("/extends", f"the base manifest is unusable: {e}", "extends")
+        chain.append(current)
+    return None, Problem("/extends", "too many levels of 'extends'", "extends")
+
+
+def _located(p: Problem, m: Manifest, context: str = "") -> Problem:
+    line, col = m.locate(p.pointer)
+    message = f"{p.message} ({context})" if context else p.message
+    file = m.name if context.startswith("in the base") else None
+    return replace(p, message=message, line=line, column=col, file=file)
+
+
+def _order(p: Problem) -> tuple[str, int, int, str]:
+    return (p.file or "", p.line or 0, p.column or 0, p.pointer)

@@ -1,0 +1,106 @@
+"""Helpers every language extractor shares: raw URLs, account heuristics, event literals."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from permgate.scan.model import Account
+
+API_HOSTS = ("https://api.stripe.com", "https://files.stripe.com", "http://api.stripe.com")
+HTTP_VERBS = frozenset({"get", "post", "delete", "put", "patch"})
+# A piece of a string built at run time (an interpolation or a variable): None.
+Piece = str | None
+
+# Key expressions that name a per-install credential (restricted key minted for the install,
+# OAuth access token) rather than the developer's own secret key.
+_INSTALL_KEY = re.compile(
+    r"install|restricted|\brak\b|_rak|rak_|access_?token|accesstoken|oauth|connected|merchant",
+    re.I,
+)
+_OWN_KEY = re.compile(
+    r"process\.env|import\.meta\.env|os\.environ|getenv|ENV\[|\bsk_(test|live)_|secret_?key|"
+    r"api_?key|STRIPE_",
+    re.I,
+)
+_EVENT_LITERAL = re.compile(r"""["'`]([a-z][a-z0-9_]*(?:\.[a-z0-9_]+){1,4})["'`]""")
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    file: str  # as reported (relative to the scanned root)
+    ui_extension: bool
+    event_types: frozenset[str]
+
+
+def key_account(key_text: str | None) -> Account:
+    """Whose account a client built with this key expression acts on."""
+    if key_text is None:
+        return "unknown"
+    if _INSTALL_KEY.search(key_text):
+        return "connected"
+    if _OWN_KEY.search(key_text):
+        return "own"
+    return "unknown"
+
+
+def is_ui_extension(rel_path: str, text: str) -> bool:
+    parts = rel_path.replace("\\", "/").split("/")
+    in_views = any(a == "src" and b == "views" for a, b in itertools.pairwise(parts))
+    return in_views or "@stripe/ui-extension-sdk" in text
+
+
+def event_literals(text: str, event_types: frozenset[str]) -> Iterator[tuple[int, str]]:
+    """(offset of the opening quote, event type) for each quoted known event type."""
+    for m in _EVENT_LITERAL.finditer(text):
+        if m.group(1) in event_types:
+            yield m.start(), m.group(1)
+
+
+@dataclass(frozen=True, slots=True)
+class RawTarget:
+    path: str  # template, parameters as {param}
+    expand: tuple[str, ...]
+    dynamic_query: bool
+
+
+def raw_target(pieces: Sequence[Piece], *, require_host: bool) -> RawTarget | None:
+    """The API path a URL or path built from `pieces` names, or None if it is not one.
+
+    `require_host`: the pieces must start with the API host (fetch, requests); SDK raw
+    requests take a bare `/v1/...` path.
+    """
+    if not pieces or pieces[0] is None:
+        return None
+    head = pieces[0]
+    for host in API_HOSTS:
+        if head.startswith(host):
+            head = head[len(host):]
+            break
+    else:
+        if require_host:
+            return None
+    if not head.startswith(("/v1/", "/v2/")) and head not in ("/v1", "/v2"):
+        return None
+    marker = "\x00"
+    text = head + "".join(marker if p is None else p for p in pieces[1:])
+    path, _, query = text.partition("?")
+    dynamic_query = marker in query
+    segments = path.split("/")
+    if segments[-1].endswith(marker) and segments[-1] != marker and marker not in segments[-1][:-1]:
+        # `'/v1/customers' + qs`: a run-time suffix glued to a literal segment is a query.
+        segments[-1] = segments[-1].rstrip(marker)
+        dynamic_query = True
+    segments = ["{param}" if marker in s else s for s in segments]
+    expand = tuple(
+        v for k, v in parse_qsl(query.replace(marker, ""), keep_blank_values=False)
+        if re.fullmatch(r"expand\[\d*\]", k)
+    )
+    return RawTarget("/".join(segments).rstrip("/") or "/", expand, dynamic_query)
+
+
+def line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1

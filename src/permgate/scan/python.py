@@ -1,0 +1,373 @@
+"""Python backends: Stripe calls found with the standard `ast` module."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from permgate.scan.common import HTTP_VERBS, Context, Piece, key_account, raw_target
+from permgate.scan.model import Account, Call, EventUse, FileFindings, Unresolved
+from permgate.scan.sdk import table
+
+_FORMAT_FIELD = re.compile(r"\{[^{}]*\}")
+
+
+def _chain(node: ast.expr) -> list[str] | None:
+    """`self.client.v1.customers.list` -> ['self', 'client', 'v1', 'customers', 'list']."""
+    out: list[str] = []
+    while isinstance(node, ast.Attribute):
+        out.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        out.append(node.id)
+        return out[::-1]
+    if isinstance(node, ast.Subscript) and out:
+        return None  # `services[name].list`: dynamic
+    return None
+
+
+class _File:
+    def __init__(self, ctx: Context, tree: ast.Module) -> None:
+        self.ctx = ctx
+        self.tree = tree
+        self.out = FileFindings()
+        self.modules: set[str] = set()  # names bound to the `stripe` module
+        self.classes: dict[str, str] = {}  # local name -> resource class ("checkout.Session")
+        self.clients: dict[str, Account] = {}  # names bound to StripeClient instances
+        self.consts: dict[str, ast.expr] = {}
+        self.module_account: Account = "unknown"
+        ambiguous: set[str] = set()
+        resource_classes = table().resource_classes
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name == "stripe":
+                        self.modules.add(a.asname or "stripe")
+            elif isinstance(node, ast.ImportFrom) and node.module and (
+                node.module == "stripe" or node.module.startswith("stripe.")
+            ):
+                ns = node.module.removeprefix("stripe").lstrip(".")
+                for a in node.names:
+                    dotted = f"{ns}.{a.name}" if ns else a.name
+                    if dotted in resource_classes:
+                        self.classes[a.asname or a.name] = dotted
+                    elif a.name == "StripeClient":
+                        self.classes[a.asname or a.name] = "StripeClient"
+            elif isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for t in targets:
+                    name = t.id if isinstance(t, ast.Name) else (
+                        t.attr if isinstance(t, ast.Attribute) else None
+                    )
+                    if name is None:
+                        continue
+                    if self._is_client(node.value):
+                        account = self._client_account(node.value)
+                        same = self.clients.get(name, account) == account
+                        self.clients[name] = account if same else "unknown"
+                    elif isinstance(t, ast.Attribute) and t.attr == "api_key" and _chain(
+                        t.value
+                    ) == ["stripe"]:
+                        self.module_account = key_account(ast.unparse(node.value))
+                    elif isinstance(t, ast.Name):
+                        if name in self.consts:
+                            ambiguous.add(name)
+                        self.consts[name] = node.value
+        for name in ambiguous:
+            self.consts.pop(name, None)
+
+    def _is_client(self, value: ast.expr) -> bool:
+        if not isinstance(value, ast.Call):
+            return False
+        chain = _chain(value.func)
+        if chain is None:
+            return False
+        return chain[-1] == "StripeClient" and (
+            (len(chain) == 1 and self.classes.get(chain[0]) == "StripeClient")
+            or (len(chain) == 2 and chain[0] in self.modules)
+        )
+
+    def _client_account(self, value: ast.expr) -> Account:
+        if self.ctx.ui_extension:
+            return "installing"
+        assert isinstance(value, ast.Call)
+        if any(k.arg == "stripe_account" for k in value.keywords):
+            return "connected"
+        key = value.args[0] if value.args else next(
+            (k.value for k in value.keywords if k.arg == "api_key"), None
+        )
+        return key_account(ast.unparse(key) if key is not None else None)
+
+    # --- values -------------------------------------------------------------
+
+    def resolve(self, node: ast.expr, depth: int = 0) -> ast.expr:
+        if isinstance(node, ast.Name) and node.id in self.consts and depth < 8:
+            return self.resolve(self.consts[node.id], depth + 1)
+        return node
+
+    def pieces(self, node: ast.expr, depth: int = 0) -> list[Piece]:
+        node = self.resolve(node)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return [node.value]
+        if isinstance(node, ast.JoinedStr):
+            out: list[Piece] = []
+            for v in node.values:
+                if isinstance(v, ast.Constant) and isinstance(v.value, str):
+                    out.append(v.value)
+                else:
+                    out.append(None)
+            return out
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add) and depth < 16:
+            return self.pieces(node.left, depth + 1) + self.pieces(node.right, depth + 1)
+        if (
+            isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "format" and isinstance(node.func.value, ast.Constant)
+            and isinstance(node.func.value.value, str)
+        ):
+            parts = _FORMAT_FIELD.split(node.func.value.value)
+            fmt: list[Piece] = []
+            for i, p in enumerate(parts):
+                if i:
+                    fmt.append(None)
+                fmt.append(p)
+            return fmt
+        return [None]
+
+    def string(self, node: ast.expr | None) -> str | None:
+        if node is None:
+            return None
+        ps = self.pieces(node)
+        return None if any(p is None for p in ps) else "".join(p or "" for p in ps)
+
+    def strings(self, node: ast.expr) -> list[str] | None:
+        node = self.resolve(node)
+        if not isinstance(node, ast.List | ast.Tuple | ast.Set):
+            s = self.string(node)
+            return [s] if s is not None else None
+        out: list[str] = []
+        for el in node.elts:
+            if isinstance(el, ast.Starred):
+                inner = self.strings(el.value)
+                if inner is None:
+                    return None
+                out.extend(inner)
+                continue
+            s = self.string(el)
+            if s is None:
+                return None
+            out.append(s)
+        return out
+
+    def props(self, node: ast.expr | None) -> dict[str, ast.expr] | None:
+        if node is None:
+            return None
+        node = self.resolve(node)
+        if isinstance(node, ast.Call) and _chain(node.func) == ["dict"]:
+            return {k.arg: k.value for k in node.keywords if k.arg}
+        if not isinstance(node, ast.Dict):
+            return None
+        out: dict[str, ast.expr] = {}
+        for k, v in zip(node.keys, node.values, strict=True):
+            if k is None:
+                out.update(self.props(v) or {})
+            elif isinstance(k, ast.Constant) and isinstance(k.value, str):
+                out[k.value] = v
+        return out
+
+    # --- calls --------------------------------------------------------------
+
+    def run(self) -> FileFindings:
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Call):
+                self.call(node)
+            elif (
+                isinstance(node, ast.Constant) and isinstance(node.value, str)
+                and node.value in self.ctx.event_types
+            ):
+                self.out.events.append(
+                    EventUse(self.ctx.file, node.lineno, node.col_offset + 1, node.value)
+                )
+        return self.out
+
+    def where(self, node: ast.expr) -> tuple[str, int, int]:
+        return self.ctx.file, node.lineno, node.col_offset + 1
+
+    def call(self, node: ast.Call) -> None:
+        chain = _chain(node.func)
+        label = ast.unparse(node.func)
+        if chain is None:
+            if isinstance(node.func, ast.Attribute) and _mentions_client(node.func, self):
+                self.out.unresolved.append(
+                    Unresolved(*self.where(node), label, "SDK member chosen at run time")
+                )
+            return
+        chain = [*chain[:-1], chain[-1].removesuffix("_async")]
+        sdk = table()
+        # StripeClient services: client.v1.customers.retrieve(...)
+        for i, seg in enumerate(chain[:-1]):
+            if seg in self.clients:
+                rest = chain[i + 1:]
+                if rest == ["raw_request"]:
+                    self.raw_request(node, label, self.clients[seg])
+                    return
+                route = sdk.get("service", ".".join(rest))
+                if route is None and rest and rest[0] != "v1":
+                    route = sdk.get("service", "v1." + ".".join(rest))
+                if route is not None:
+                    self.record(node, label, route, self.clients[seg])
+                elif len(rest) >= 2 and (rest[0] in sdk.roots["service"]):
+                    self.out.unresolved.append(Unresolved(
+                        *self.where(node), label,
+                        f"not a method of {sdk.meta.get('python_sdk', 'the Python SDK')}",
+                    ))
+                return
+        # Resource classes: stripe.Customer.retrieve(...), Session.create(...)
+        dotted: str | None = None
+        if chain[0] in self.modules and len(chain) >= 3:
+            dotted = ".".join(chain[1:])
+            if chain[1:] == ["raw_request"]:
+                self.raw_request(node, label, self.module_account)
+                return
+        elif chain[0] in self.classes and len(chain) == 2:
+            dotted = f"{self.classes[chain[0]]}.{chain[1]}"
+        elif chain[0] in self.modules and chain[1:] == ["raw_request"]:
+            self.raw_request(node, label, self.module_account)
+            return
+        if dotted is not None:
+            route = sdk.get("resource", dotted)
+            if route is not None:
+                self.record(node, label, route, self.module_account)
+            elif dotted.rsplit(".", 1)[0] in sdk.resource_classes:
+                self.out.unresolved.append(Unresolved(
+                    *self.where(node), label,
+                    f"not a method of {sdk.meta.get('python_sdk', 'the Python SDK')}",
+                ))
+            return
+        self.http_call(node, chain, label)
+
+    def record(
+        self, node: ast.Call, label: str, route: tuple[str, str], client: Account
+    ) -> None:
+        expand, notes = self.expand_of(node)
+        self.out.calls.append(Call(
+            *self.where(node), label, route[0], route[1], expand, self.account(node, client),
+            notes,
+        ))
+
+    def expand_of(self, node: ast.Call) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        candidates: list[ast.expr] = []
+        for k in node.keywords:
+            if k.arg == "expand":
+                candidates.append(ast.Dict(keys=[ast.Constant("expand")], values=[k.value]))
+            elif k.arg == "params" or k.arg is None:
+                candidates.append(k.value)
+        candidates.extend(node.args)
+        for c in candidates:
+            p = self.props(c)
+            if p and "expand" in p:
+                values = self.strings(p["expand"])
+                if values is None:
+                    return (), ("expand is built at run time: its permissions are not counted",)
+                return tuple(values), ()
+        return (), ()
+
+    def account(self, node: ast.Call, client: Account) -> Account:
+        if self.ctx.ui_extension:
+            return "installing"
+        for k in node.keywords:
+            if k.arg == "stripe_account":
+                return "connected"
+            if k.arg in ("options", "headers", None) or k.arg == "params":
+                p = self.props(k.value) or {}
+                if "stripe_account" in p or any(h.lower() == "stripe-account" for h in p):
+                    return "connected"
+                hdrs = self.props(p.get("headers"))
+                if hdrs and any(h.lower() == "stripe-account" for h in hdrs):
+                    return "connected"
+        for a in node.args:
+            p = self.props(a) or {}
+            if "stripe_account" in p:
+                return "connected"
+        return client
+
+    def raw_request(self, node: ast.Call, label: str, client: Account) -> None:
+        method = self.string(node.args[0]) if node.args else None
+        target = raw_target(self.pieces(node.args[1]), require_host=False) if len(
+            node.args
+        ) > 1 else None
+        if method is None or target is None:
+            self.out.unresolved.append(
+                Unresolved(*self.where(node), label, "method or path built at run time")
+            )
+            return
+        expand = list(target.expand)
+        for k in node.keywords:
+            if k.arg == "expand":
+                expand.extend(self.strings(k.value) or ())
+        self.out.calls.append(Call(
+            *self.where(node), label, method.upper(), target.path, tuple(expand),
+            self.account(node, client),
+        ))
+
+    def http_call(self, node: ast.Call, chain: list[str], label: str) -> None:
+        verb = chain[-1].lower()
+        args = list(node.args)
+        kw = {k.arg: k.value for k in node.keywords if k.arg}
+        method: str | None
+        if verb == "request" and args:
+            method = self.string(args.pop(0))
+        elif verb in HTTP_VERBS:
+            method = verb.upper()
+        else:
+            return
+        url = args[0] if args else kw.get("url")
+        if url is None:
+            return
+        pieces = self.pieces(url)
+        if not pieces or pieces[0] is None or not pieces[0].startswith("http"):
+            return
+        target = raw_target(pieces, require_host=True)
+        if target is None:
+            if pieces[0].rstrip("/") in ("https://api.stripe.com", "https://api.stripe.com/v1"):
+                self.out.unresolved.append(
+                    Unresolved(*self.where(node), label, "API path built at run time")
+                )
+            return
+        if method is None:
+            self.out.unresolved.append(
+                Unresolved(*self.where(node), label, "HTTP method chosen at run time")
+            )
+            return
+        expand = list(target.expand)
+        for key in ("params", "data"):
+            p = self.props(kw.get(key)) or {}
+            for k, v in p.items():
+                if re.fullmatch(r"expand(\[\d*\])?", k):
+                    expand.extend(self.strings(v) or ())
+        account: Account = "installing" if self.ctx.ui_extension else "unknown"
+        hdrs = self.props(kw.get("headers")) or {}
+        if any(h.lower() == "stripe-account" for h in hdrs):
+            account = "connected"
+        notes = ("query string built at run time",) if target.dynamic_query else ()
+        self.out.calls.append(Call(
+            *self.where(node), label, method.upper(), target.path, tuple(expand), account, notes,
+        ))
+
+
+def _mentions_client(node: ast.expr, f: _File) -> bool:
+    """`client.v1[name].list()` or `getattr(stripe, name).list()`: a member chosen at run time."""
+    roots = f.clients.keys() | f.modules
+    while isinstance(node, ast.Attribute | ast.Subscript):
+        if isinstance(node, ast.Subscript):
+            chain = _chain(node.value)
+            return chain is not None and bool(roots & set(chain))
+        node = node.value
+    if isinstance(node, ast.Call) and _chain(node.func) == ["getattr"] and node.args:
+        chain = _chain(node.args[0])
+        return chain is not None and bool(roots & set(chain))
+    return False
+
+
+def extract(ctx: Context, source: bytes) -> FileFindings:
+    tree = ast.parse(source)
+    return _File(ctx, tree).run()

@@ -1,0 +1,198 @@
+"""Ruby backends (stripe-ruby): the plain call forms, found with tree-sitter-ruby.
+
+Covered: `Stripe::Customer.retrieve(id, {expand: [...]}, {stripe_account: acct})`,
+`Stripe::Checkout::Session.create(...)`, and `StripeClient` services
+(`client.v1.customers.retrieve(...)`). Arguments are read when they are literals.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+import tree_sitter as ts
+import tree_sitter_ruby as ts_ruby
+
+from permgate.scan.common import Context, key_account
+from permgate.scan.model import Account, Call, FileFindings, Unresolved
+from permgate.scan.sdk import table
+from permgate.scan.tsutil import event_uses, text
+
+_QUERY = """
+(call) @call
+(assignment) @assign
+"""
+# stripe-ruby names a few class methods differently from stripe-python.
+_METHOD_ALIASES = {"update": "modify"}
+
+
+@cache
+def _language() -> ts.Language:
+    return ts.Language(ts_ruby.language())
+
+
+@cache
+def _parser() -> ts.Parser:
+    return ts.Parser(_language())
+
+
+@cache
+def _query() -> ts.Query:
+    return ts.Query(_language(), _QUERY)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+def _chain(node: ts.Node) -> list[str] | None:
+    out: list[str] = []
+    for _ in range(32):
+        if node.type == "call":
+            method = node.child_by_field_name("method")
+            receiver = node.child_by_field_name("receiver")
+            if method is None:
+                return None
+            out.append(text(method))
+            if receiver is None:
+                return out[::-1]
+            node = receiver
+        elif node.type == "scope_resolution":
+            name = node.child_by_field_name("name")
+            scope = node.child_by_field_name("scope")
+            out.append(text(name))
+            if scope is None:
+                return out[::-1]
+            node = scope
+        elif node.type in ("constant", "identifier", "instance_variable"):
+            out.append(text(node).lstrip("@"))
+            return out[::-1]
+        else:
+            return None
+    return None
+
+
+def _hash_keys(node: ts.Node) -> dict[str, ts.Node]:
+    out: dict[str, ts.Node] = {}
+    if node.type not in ("hash", "argument_list"):
+        return out
+    for p in node.named_children:
+        if p.type == "pair":
+            k, v = p.child_by_field_name("key"), p.child_by_field_name("value")
+            if k is not None and v is not None:
+                out[text(k).strip(":'\"")] = v
+    return out
+
+
+def _strings(node: ts.Node) -> list[str] | None:
+    if node.type != "array":
+        return None
+    out = []
+    for el in node.named_children:
+        if el.type != "string" or any(c.type == "interpolation" for c in el.named_children):
+            return None
+        out.append("".join(text(c) for c in el.named_children if c.type == "string_content"))
+    return out
+
+
+class _File:
+    def __init__(self, ctx: Context, source: bytes) -> None:
+        self.ctx = ctx
+        self.source = source
+        self.tree = _parser().parse(source)
+        caps = ts.QueryCursor(_query()).captures(self.tree.root_node)
+        self.calls = caps.get("call", [])
+        self.clients: dict[str, Account] = {}
+        self.module_account: Account = "unknown"
+        for assign in caps.get("assign", []):
+            name, value = assign.child_by_field_name("left"), assign.child_by_field_name("right")
+            if name is None or value is None:
+                continue
+            chain = _chain(value) if value.type == "call" else None
+            if chain and chain[-2:] == ["StripeClient", "new"]:
+                self.clients[text(name).lstrip("@")] = self.client_account(value)
+            elif text(name) == "Stripe.api_key":
+                self.module_account = key_account(text(value))
+        self.out = FileFindings()
+
+    def client_account(self, construct: ts.Node) -> Account:
+        if self.ctx.ui_extension:
+            return "installing"
+        args = construct.child_by_field_name("arguments")
+        if args is not None and any(
+            "stripe_account" in _hash_keys(a) for a in (args, *args.named_children)
+        ):
+            return "connected"
+        first = args.named_children[0] if args is not None and args.named_child_count else None
+        return key_account(text(first) if first is not None else None)
+
+    def run(self) -> FileFindings:
+        for node in self.calls:
+            self.call(node)
+        self.out.events.extend(event_uses(self.tree, self.source, self.ctx))
+        return self.out
+
+    def call(self, node: ts.Node) -> None:
+        parent = node.parent
+        # `client.v1.customers` inside `client.v1.customers.list`: only a link of the chain.
+        is_link = parent is not None and parent.type == "call" and parent.child_by_field_name(
+            "receiver"
+        ) == node
+        chain = _chain(node)
+        if not chain or len(chain) < 2:
+            return
+        sdk = table()
+        route: tuple[str, str] | None = None
+        client: Account | None = None
+        if chain[0] == "Stripe" and len(chain) >= 3 and chain[-2][:1].isupper():
+            ns = [_snake(c) for c in chain[1:-2]]
+            cls = ".".join([*ns, chain[-2]])
+            method = _METHOD_ALIASES.get(chain[-1], chain[-1])
+            if cls not in sdk.resource_classes:
+                return
+            route = sdk.get("resource", f"{cls}.{method}") or sdk.get(
+                "resource", f"{cls}.{chain[-1]}"
+            )
+            client = self.module_account
+        elif chain[0] in self.clients and len(chain) >= 3:
+            rest = chain[1:]
+            route = sdk.get("service", ".".join(rest)) or sdk.get(
+                "service", "v1." + ".".join(rest)
+            )
+            client = self.clients[chain[0]]
+            if route is None and rest[0] not in sdk.roots["service"]:
+                return
+        else:
+            return
+        row, col = node.start_point
+        label = ".".join(chain) if chain[0] != "Stripe" else "::".join(chain[:-1]) + "." + chain[-1]
+        if route is None:
+            if is_link:
+                return
+            self.out.unresolved.append(Unresolved(
+                self.ctx.file, row + 1, col + 1, label, "not a method the SDK table knows"
+            ))
+            return
+        args = node.child_by_field_name("arguments")
+        hashes = [] if args is None else [_hash_keys(args)] + [
+            _hash_keys(a) for a in args.named_children
+        ]
+        expand: tuple[str, ...] = ()
+        notes: tuple[str, ...] = ()
+        account: Account = "installing" if self.ctx.ui_extension else client
+        for h in hashes:
+            if "expand" in h:
+                values = _strings(h["expand"])
+                if values is None:
+                    notes = ("expand is built at run time: its permissions are not counted",)
+                else:
+                    expand = tuple(values)
+            if "stripe_account" in h and not self.ctx.ui_extension:
+                account = "connected"
+        self.out.calls.append(Call(
+            self.ctx.file, row + 1, col + 1, label, route[0], route[1], expand, account, notes,
+        ))
+
+
+def extract(ctx: Context, source: bytes) -> FileFindings:
+    return _File(ctx, source).run()
