@@ -68,7 +68,7 @@ def make_stream(engine: Engine, n: int, apps: int, seed: int) -> tuple[list[froz
         out = []
         for seg in template.split("/"):
             if seg.startswith("{"):
-                prefix = seg[1:4].rstrip("_")
+                prefix = seg.strip("{}")[:3].rstrip("_")
                 seg = prefix + "_" + "".join(rnd.choices(alphabet, k=14))
             out.append(seg)
         return "/".join(out)

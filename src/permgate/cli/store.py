@@ -1,0 +1,338 @@
+"""`permgate apps|install|approve|uninstall|installs|keys|audit|db|admin`: the store's shell."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from permgate.cli import EXIT_DENIED, EXIT_FINDINGS, EXIT_OK, CliError
+from permgate.store import (
+    DEFAULT_GRACE,
+    MODES,
+    EffectiveGrant,
+    Forbidden,
+    Store,
+    StoreError,
+)
+
+Handler = Callable[[argparse.Namespace], int]
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def duration(text: str) -> timedelta:
+    """`0`, `90s`, `30m`, `24h`, `7d`."""
+    if text == "0":
+        return timedelta(0)
+    m = _DURATION.fullmatch(text.strip())
+    if m is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 0, 30m, 24h, 7d)")
+    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+
+
+def since(text: str) -> datetime:
+    """An ISO date/time (UTC unless it says otherwise) or a duration back from now (`24h`)."""
+    try:
+        return datetime.now(UTC) - duration(text)
+    except argparse.ArgumentTypeError:
+        pass
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (use an ISO date such as 2025-01-31 or a duration like 24h)"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+@contextmanager
+def _store(args: argparse.Namespace, *, upgrade: bool = False) -> Iterator[Store]:
+    try:
+        store = Store.open(args.db, upgrade=upgrade)
+    except StoreError as e:
+        raise CliError(e.message, EXIT_FINDINGS) from None
+    try:
+        yield store
+    except Forbidden as e:
+        raise CliError(e.message, EXIT_DENIED) from None
+    except StoreError as e:
+        raise CliError(e.message, EXIT_FINDINGS) from None
+    finally:
+        store.close()
+
+
+def _emit(args: argparse.Namespace, data: Any, text: Callable[[], str]) -> int:
+    print(json.dumps(data, indent=2) if args.json else text())
+    return EXIT_OK
+
+
+def _sorted(names: frozenset[str]) -> str:
+    return ", ".join(sorted(names)) or "(none)"
+
+
+def _grant_text(g: EffectiveGrant) -> str:
+    lines = [
+        f"{g.app_id} on {g.account} ({g.mode}): {g.status}",
+        f"  install:           {g.install_id}",
+        f"  installed version: {g.installed_version}",
+        f"  approved version:  {g.approved_version}",
+        f"  effective:         {_sorted(g.approved)}",
+    ]
+    if g.pending:
+        lines.append(f"  pending approval:  {_sorted(g.pending)}")
+    return "\n".join(lines)
+
+
+# -- handlers --------------------------------------------------------------------------------
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    with _store(args, upgrade=True) as store:
+        print(f"database {store.url} is at the latest schema")
+    return EXIT_OK
+
+
+def _db_check(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        print(f"database {store.url} is at the latest schema")
+    return EXIT_OK
+
+
+def _apps_upload(args: argparse.Namespace) -> int:
+    from permgate import manifest
+
+    try:
+        m = manifest.load(args.path)
+    except (manifest.ManifestError, OSError) as e:
+        raise CliError(str(e), EXIT_FINDINGS) from None
+    with _store(args) as store:
+        result = store.upload_version(m, actor=args.by)
+
+    def text() -> str:
+        v = result.version
+        lines = [f"uploaded {v.app_id} version {v.version} "
+                 f"({len(v.permissions)} permissions, {v.access_type})"]
+        if result.keys:
+            lines.append("created the app; its secret keys are shown only now, store them:")
+            lines += [f"  {k.mode:<5} {k.secret}" for k in result.keys]
+        return "\n".join(lines)
+
+    return _emit(args, result.as_json(), text)
+
+
+def _apps_list(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        found = store.list_apps()
+    return _emit(args, [a.as_json() for a in found], lambda: "\n".join(
+        f"{a.app_id}  {a.latest.version}  {a.latest.access_type}  "
+        f"{len(a.latest.permissions)} permissions  {a.name}" for a in found) or "no apps")
+
+
+def _apps_show(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        app = store.get_app(args.app_id)
+
+    def text() -> str:
+        lines = [f"{app.app_id}: {app.name}", f"  access type: {app.latest.access_type}",
+                 f"  created:     {app.created_at.isoformat()} by {app.created_by}",
+                 "  versions:"]
+        lines += [f"    {v.version:<12} {v.uploaded_at.isoformat()} by {v.uploaded_by}: "
+                  f"{_sorted(v.permissions)}" for v in app.versions]
+        return "\n".join(lines)
+
+    return _emit(args, app.as_json(), text)
+
+
+def _install(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        result = store.install(args.app_id, args.account, args.mode, by=args.by, role=args.role)
+
+    def text() -> str:
+        out = "installed " + _grant_text(result.grant)
+        if result.key:
+            out += (f"\nrestricted key for this install (shown only now): {result.key.secret}")
+        return out
+
+    return _emit(args, result.as_json(), text)
+
+
+def _approve(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        grant = store.approve(args.app_id, args.account, args.mode, by=args.by, role=args.role,
+                              version=args.version)
+    return _emit(args, grant.as_json(), lambda: "approved " + _grant_text(grant))
+
+
+def _uninstall(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        grant = store.uninstall(args.app_id, args.account, args.mode, by=args.by, role=args.role)
+    data = {"uninstalled": True, **grant.as_json()}
+    return _emit(args, data, lambda: f"uninstalled {grant.app_id} from {grant.account} "
+                 f"({grant.mode}); its grants and restricted keys are revoked")
+
+
+def _installs_list(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        found = store.list_installs(app_id=args.app, account=args.account, mode=args.mode)
+    return _emit(args, [g.as_json() for g in found], lambda: "\n".join(
+        f"{g.app_id}  {g.account}  {g.mode}  {g.status}  v{g.installed_version}"
+        + (f"  pending: {_sorted(g.pending)}" if g.pending else "")
+        for g in found) or "no installs")
+
+
+def _installs_show(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        grant = store.get_install(args.app_id, args.account, args.mode)
+    return _emit(args, grant.as_json(), lambda: _grant_text(grant))
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        key = store.rotate_key(args.app_id, args.mode, grace=args.grace, actor=args.by,
+                               account=args.account)
+    when = "at once" if not args.grace else f"in {args.grace}"
+    return _emit(args, {**key.as_json(), "old_keys_expire_in_seconds":
+                        int(args.grace.total_seconds())},
+                 lambda: f"new {key.kind} key {key.key_id} (shown only now): {key.secret}\n"
+                         f"the previous key stops working {when}")
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        found, now = store.list_keys(args.app_id), store.now()
+    return _emit(args, [k.as_json(now) for k in found], lambda: "\n".join(
+        f"{k.key_id}  {k.hint}  {k.kind}  {k.mode}  {k.account or '-'}  "
+        + ("usable" if k.usable(now) else "revoked" if k.revoked_at else "expired")
+        + (f" until {k.expires_at.isoformat()}" if k.expires_at and k.usable(now) else "")
+        for k in found) or "no keys")
+
+
+def _audit(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        found = store.audit(app=args.app, account=args.account, since=args.since,
+                            limit=args.limit)
+    return _emit(args, [e.as_json() for e in found], lambda: "\n".join(
+        f"{e.at.isoformat()}  {e.actor}  {e.action}  "
+        + " ".join(f"{k}={v}" for k, v in (("app", e.app_id), ("account", e.account),
+                                            ("mode", e.mode), ("version", e.version)) if v)
+        for e in found) or "no audit entries")
+
+
+def _admin_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from permgate.admin import create_admin_app, token_from_env
+
+    token = token_from_env()
+    if not token:
+        raise CliError("set PERMGATE_ADMIN_TOKEN to the bearer token the admin API accepts")
+    with _store(args) as store:
+        uvicorn.run(create_admin_app(store, token), host=args.host, port=args.port,
+                    log_level="info")
+    return EXIT_OK
+
+
+# -- parsers ---------------------------------------------------------------------------------
+
+def _common(*, listing: bool = False) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--db", metavar="URL", default=None,
+                   help="sqlite:///PATH or postgresql://... (default: $PERMGATE_DB, else "
+                        "sqlite:///.permgate/permgate.db)")
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output" if listing else "print the result as JSON")
+    return p
+
+
+def _install_args(p: argparse.ArgumentParser, *, with_actor: bool = True) -> None:
+    p.add_argument("app_id", metavar="APP_ID")
+    p.add_argument("--account", required=True, metavar="ACCT", help="acct_...")
+    p.add_argument("--mode", required=True, choices=MODES)
+    if with_actor:
+        p.add_argument("--by", required=True, metavar="USER", help="who does this")
+        p.add_argument("--role", required=True, metavar="ROLE",
+                       help="the user's role on the account; only admin may do this")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = _common()
+
+    def add(parent: Any, name: str, func: Handler, help_: str,
+            parents: list[argparse.ArgumentParser] | None = None) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(
+            name, help=help_, description=help_, parents=[common] if parents is None else parents)
+        p.set_defaults(func=func)
+        return p
+
+    db = sub.add_parser("db", help="the store's database schema")
+    db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
+    add(db_sub, "upgrade", _db_upgrade, "apply schema migrations (creates the database)")
+    add(db_sub, "check", _db_check, "fail unless the schema is at the latest migration")
+
+    apps = sub.add_parser("apps", help="apps and their versions")
+    apps_sub = apps.add_subparsers(dest="apps_command", metavar="COMMAND", required=True)
+    p = add(apps_sub, "upload", _apps_upload,
+            "upload a manifest as a new version (first upload prints the app's keys once)")
+    p.add_argument("path", metavar="PATH", help="stripe-app.json")
+    p.add_argument("--by", default=_user(), metavar="USER", help="uploader (default: $USER)")
+    add(apps_sub, "list", _apps_list, "list apps")
+    add(apps_sub, "show", _apps_show, "an app and its versions").add_argument(
+        "app_id", metavar="APP_ID")
+
+    _install_args(add(sub, "install", _install,
+                      "install an app on an account: accepts its current permission set"))
+    p = add(sub, "approve", _approve,
+            "approve the permission set of the app's latest version for an install")
+    _install_args(p)
+    p.add_argument("--version", default=None, metavar="V",
+                   help="the version being approved; refused if a newer one exists")
+    _install_args(add(sub, "uninstall", _uninstall, "uninstall: revokes every grant at once"))
+
+    inst = sub.add_parser("installs", help="installs and their effective grants")
+    inst_sub = inst.add_subparsers(dest="installs_command", metavar="COMMAND", required=True)
+    p = add(inst_sub, "list", _installs_list, "list installs")
+    p.add_argument("--account", metavar="ACCT")
+    p.add_argument("--app", metavar="APP_ID")
+    p.add_argument("--mode", choices=MODES)
+    _install_args(add(inst_sub, "show", _installs_show,
+                      "installed version, approved set, pending additions"), with_actor=False)
+
+    keys = sub.add_parser("keys", help="API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
+    p = add(keys_sub, "rotate", _keys_rotate,
+            "new secret key (or an install's restricted key with --account); the old one "
+            "expires after --grace")
+    p.add_argument("app_id", metavar="APP_ID")
+    p.add_argument("--mode", required=True, choices=MODES)
+    p.add_argument("--account", metavar="ACCT", help="rotate this install's restricted key")
+    p.add_argument("--grace", type=duration, default=DEFAULT_GRACE, metavar="DURATION",
+                   help="how long the old key keeps working: 0, 30m, 24h (default), up to 7d")
+    p.add_argument("--by", default=_user(), metavar="USER")
+    add(keys_sub, "list", _keys_list, "an app's keys (never their secrets)").add_argument(
+        "app_id", metavar="APP_ID")
+
+    p = add(sub, "audit", _audit, "the audit trail, oldest first")
+    p.add_argument("--app", metavar="APP_ID")
+    p.add_argument("--account", metavar="ACCT")
+    p.add_argument("--since", type=since, metavar="WHEN", help="ISO time or a duration (24h)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the newest N entries")
+
+    admin = sub.add_parser("admin", help="the admin HTTP API")
+    admin_sub = admin.add_subparsers(dest="admin_command", metavar="COMMAND", required=True)
+    p = add(admin_sub, "serve", _admin_serve,
+            "serve the admin API alone (bearer token: $PERMGATE_ADMIN_TOKEN)", parents=[])
+    p.add_argument("--db", metavar="URL", default=None)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)

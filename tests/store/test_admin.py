@@ -1,0 +1,160 @@
+"""The admin HTTP API, through a real uvicorn server on 127.0.0.1 and httpx."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from starlette.routing import Route
+from tests.store.conftest import APP, manifest_text
+
+from permgate.admin import create_admin_app, openapi_document
+from permgate.store import Store
+
+TOKEN = "test-admin-token-0123456789"
+ACCT = "acct_1Http"
+ADMIN = {"by": "ann", "role": "admin"}
+INSTALL = f"/v1/installs/{APP}/{ACCT}/live"
+
+
+@pytest.fixture
+def base_url(store: Store) -> Iterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(create_admin_app(store, TOKEN), log_level="warning",
+                            lifespan="off", ws="none")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        for _ in range(400):
+            if server.started:
+                break
+            threading.Event().wait(0.025)
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+@pytest.fixture
+def http(base_url: str) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
+        yield client
+
+
+def _error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    err: dict[str, Any] = r.json()["error"]
+    assert err["type"] == "invalid_request_error" and err["code"] == code and err["message"]
+    return err
+
+
+def test_walkthrough(http: httpx.Client) -> None:
+    r = http.post("/v1/apps", json={"actor": "dev",
+                                    "manifest": manifest_text("1.0.0", ["customer_read"])})
+    assert r.status_code == 201, r.text
+    assert [k["secret"][:8] for k in r.json()["keys"]] == ["sk_test_", "sk_live_"]
+    r = http.post("/v1/installs", json={"app_id": APP, "account": ACCT, "mode": "live", **ADMIN})
+    assert r.status_code == 201 and r.json()["status"] == "active"
+    r = http.post("/v1/apps", json={"actor": "dev", "manifest": {
+        "id": APP, "version": "1.1.0", "name": "x", "icon": "",
+        "permissions": [{"permission": p, "purpose": "Needed."}
+                        for p in ("customer_read", "charge_read")],
+        "ui_extension": {"views": []}}})
+    assert r.status_code == 201, r.text
+    assert r.json()["keys"] == []
+    g = http.get(INSTALL).json()
+    assert (g["status"], g["pending"]) == ("pending_approval", ["charge_read"])
+    _error(http.post(INSTALL + "/approve", json={"by": "dev", "role": "developer"}),
+           403, "admin_role_required")
+    _error(http.post(INSTALL + "/approve", json={**ADMIN, "version": "1.0.0"}),
+           409, "version_superseded")
+    r = http.post(INSTALL + "/approve", json={**ADMIN, "version": "1.1.0"})
+    assert r.status_code == 200 and r.json()["approved"] == ["charge_read", "customer_read"]
+    assert [i["install_id"] for i in http.get("/v1/installs", params={
+        "account": ACCT}).json()["data"]] == [g["install_id"]]
+    r = http.post(INSTALL + "/uninstall", json=ADMIN)
+    assert r.status_code == 200 and r.json()["uninstalled"] is True
+    _error(http.get(INSTALL), 404, "not_installed")
+    actions = [e["action"] for e in http.get("/v1/audit", params={"account": ACCT}).json()[
+        "data"]]
+    assert actions == ["install.created", "install.approved", "install.removed"]
+    assert http.get("/v1/changes").json()["change_counter"] == 5
+
+
+def test_apps_and_keys(http: httpx.Client) -> None:
+    assert http.get("/v1/apps").json() == {"data": []}
+    http.post("/v1/apps", json={"actor": "dev",
+                                "manifest": manifest_text("1.0.0", ["customer_read"])})
+    assert [a["app_id"] for a in http.get("/v1/apps").json()["data"]] == [APP]
+    assert http.get(f"/v1/apps/{APP}").json()["latest_version"] == "1.0.0"
+    r = http.post(f"/v1/apps/{APP}/keys/rotate",
+                  json={"mode": "test", "actor": "ops", "grace_seconds": 0})
+    assert r.status_code == 201 and r.json()["secret"].startswith("sk_test_")
+    keys = http.get(f"/v1/apps/{APP}/keys").json()["data"]
+    assert sorted((k["mode"], k["usable"]) for k in keys) == [
+        ("live", True), ("test", False), ("test", True)]
+    assert all("secret" not in k for k in keys)
+    _error(http.get("/v1/apps/com.example.none"), 404, "app_not_found")
+
+
+def test_errors_are_stripe_shaped(http: httpx.Client, base_url: str) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        r = httpx.get(base_url + "/v1/apps", headers=headers)
+        _error(r, 401, "invalid_admin_token")
+        assert r.headers["www-authenticate"] == "Bearer"
+    err = _error(http.post("/v1/apps", json={"actor": "dev", "manifest": manifest_text(
+        "1.0.0", ["customer_reed"])}), 400, "invalid_manifest")
+    assert any("customer_reed" in p["message"] or "customer_reed" in p["pointer"]
+               or p["pointer"].startswith("/permissions") for p in err["problems"])
+    assert http.get("/v1/apps").json() == {"data": []}
+    _error(http.post("/v1/apps", content=b"[1]"), 400, "invalid_json")
+    _error(http.post("/v1/installs", json={"app_id": APP}), 400, "parameter_missing")
+    _error(http.post("/v1/installs", json={
+        "app_id": APP, "account": ACCT, "mode": "live", **ADMIN}), 404, "app_not_found")
+    _error(http.get("/v1/nowhere"), 404, "resource_missing")
+    _error(http.delete("/v1/apps"), 405, "method_not_allowed")
+    _error(http.get("/v1/audit", params={"since": "yesterday"}), 400, "parameter_invalid")
+
+
+def test_openapi_document_describes_every_route(http: httpx.Client, store: Store) -> None:
+    doc = httpx.get(str(http.base_url) + "/openapi.json").json()  # no token needed
+    assert doc == openapi_document()
+    assert doc["openapi"].startswith("3.")
+    app = create_admin_app(store, TOKEN)
+    served = {(r.path, m.lower()) for r in getattr(app, "routes", []) if isinstance(r, Route)
+              for m in (r.methods or ()) if m != "HEAD" and r.path != "/openapi.json"}
+    documented = {(p, m) for p, item in doc["paths"].items() for m in item
+                  if m != "parameters"}
+    assert served == documented
+    refs = {v for v in _walk(doc) if v.startswith("#/")}
+    for ref in refs:
+        node: Any = doc
+        for part in ref[2:].split("/"):
+            node = node[part]
+
+
+def _walk(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "$ref":
+                yield v
+            else:
+                yield from _walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk(v)
+
+
+def test_an_empty_token_is_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="token"):
+        create_admin_app(store, "")
