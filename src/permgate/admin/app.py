@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from permgate import manifest
+from permgate import events, manifest
 from permgate.admin.openapi import document
 from permgate.store import InvalidManifest, Store, StoreError
 
@@ -138,6 +138,7 @@ class _Api:
         result = self.store.install(
             _req(body, "app_id"), _req(body, "account"), _req(body, "mode"),
             by=_req(body, "by"), role=_req(body, "role"))
+        events.on_install(self.store, result.grant)
         return 201, result.as_json()
 
     def get_install(self, r: Request, body: Body) -> Result:
@@ -155,6 +156,7 @@ class _Api:
         p = r.path_params
         grant = self.store.uninstall(
             p["app_id"], p["account"], p["mode"], by=_req(body, "by"), role=_req(body, "role"))
+        events.on_uninstall(self.store, grant)
         return 200, {"uninstalled": True, **grant.as_json()}
 
     def audit(self, r: Request, body: Body) -> Result:

@@ -1,12 +1,20 @@
-"""`permgate events check|list`: which events a grant set may receive."""
+"""`permgate events check|list`: which events a grant set may receive.
+
+With a store: `events deliveries|resend` (the outbox), `events worker` (deliver), `events poll`
+(read an upstream's `GET /v1/events`), `events ingest` (serve the upstream webhook receiver).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import threading
+from pathlib import Path
 
 import permgate
-from permgate.cli import EXIT_OK, CliError
+from permgate.cli import EXIT_FINDINGS, EXIT_OK, CliError
 from permgate.cli.engine import grant_from_args, print_decision
 
 
@@ -27,6 +35,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     help="only the events these permissions allow")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)
+    _register_delivery(events)
 
 
 def _usage(p: argparse.ArgumentParser) -> int:
@@ -61,4 +70,149 @@ def cmd_list(args: argparse.Namespace) -> int:
             needs = "not receivable"
         tag = "" if r.source == "documented" else "  [derived]"
         print(f"{r.type}: {needs}{tag}")
+    return EXIT_OK
+
+
+# -- the outbox and its processes (need a store) -------------------------------------------
+
+def _register_delivery(events: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--db", metavar="URL", default=None,
+                    help="sqlite:///PATH or postgresql://... (default: $PERMGATE_DB)")
+
+    d = events.add_parser("deliveries", parents=[db], help="deliveries in the outbox")
+    d.add_argument("--app", metavar="APP_ID")
+    d.add_argument("--status", choices=("pending", "delivered", "failed", "cancelled"))
+    d.add_argument("--event", metavar="EVENT_ID")
+    d.add_argument("--limit", type=int, default=None)
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_deliveries)
+
+    r = events.add_parser("resend", parents=[db],
+                          help="queue an event again for an app's endpoints")
+    r.add_argument("event_id", metavar="EVENT_ID")
+    r.add_argument("--app", required=True, metavar="APP_ID")
+    r.set_defaults(func=cmd_resend)
+
+    w = events.add_parser("worker", parents=[db], help="deliver the outbox (runs until stopped)",
+                          description="Several workers may share one PostgreSQL outbox.")
+    w.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
+    w.add_argument("--batch", type=int, default=100)
+    w.add_argument("--concurrency", type=int, default=16)
+    w.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP attempt")
+    w.add_argument("--lease", type=float, default=None,
+                   help="seconds a claimed attempt is reserved (default 2*timeout+30)")
+    w.add_argument("--retry-first", type=float, default=60.0, metavar="SECONDS",
+                   help="the first retry's delay; each later one doubles (default 60)")
+    w.add_argument("--retry-horizon", type=float, default=72 * 3600.0, metavar="SECONDS",
+                   help="no attempt starts later than this after the first (default 3 days)")
+    w.set_defaults(func=cmd_worker)
+
+    p = events.add_parser("poll", parents=[db], help="accept new events from GET /v1/events")
+    p.add_argument("--upstream", required=True, metavar="URL")
+    p.add_argument("--api-key-file", required=True, type=Path, metavar="PATH")
+    p.add_argument("--account", required=True, metavar="ACCT",
+                   help="the account the events belong to")
+    p.add_argument("--connect", action="store_true",
+                   help="send --account as Stripe-Account (polling a connected account)")
+    p.add_argument("--interval", type=float, default=5.0)
+    p.add_argument("--once", action="store_true")
+    p.set_defaults(func=cmd_poll)
+
+    i = events.add_parser("ingest", parents=[db],
+                          help="serve the receiver for the upstream's webhooks")
+    i.add_argument("--host", default="127.0.0.1")
+    i.add_argument("--port", type=int, default=8471)
+    i.add_argument("--secret-file", required=True, type=Path, metavar="PATH",
+                   help="the upstream endpoint's whsec_... (one per line while rotating)")
+    i.add_argument("--account", default=None, metavar="ACCT",
+                   help="the account of events that name none")
+    i.add_argument("--tolerance", type=int, default=300, metavar="SECONDS")
+    i.set_defaults(func=cmd_ingest)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    from permgate.cli.webhooks import open_store
+    from permgate.events import list_deliveries
+
+    with open_store(args.db) as store:
+        found = list_deliveries(store, app_id=args.app, status=args.status,
+                                event_id=args.event, limit=args.limit)
+    if args.json:
+        print(json.dumps([d.as_json() for d in found], indent=2))
+        return EXIT_OK
+    for d in found:
+        extra = f"  {d.last_error}" if d.last_error else ""
+        print(f"{d.delivery_id}  {d.event_id}  {d.event_type}  {d.app_id}  {d.endpoint_id}  "
+              f"{d.status}  attempts={d.attempts}{extra}")
+    if not found:
+        print("no deliveries")
+    return EXIT_OK
+
+
+def cmd_resend(args: argparse.Namespace) -> int:
+    from permgate.cli.webhooks import open_store
+    from permgate.events import resend
+
+    with open_store(args.db) as store:
+        n = resend(store, args.event_id, args.app)
+    print(f"queued {args.event_id} again for {n} endpoint(s) of {args.app}")
+    return EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from permgate.cli.webhooks import open_store
+    from permgate.events import DeliveryWorker, RetryPolicy
+
+    policy = RetryPolicy(first_delay=args.retry_first, horizon=args.retry_horizon)
+    with open_store(args.db) as store, DeliveryWorker(
+            store, policy=policy, batch=args.batch, concurrency=args.concurrency,
+            timeout=args.timeout, lease=args.lease) as worker:
+        if args.once:
+            print(f"{worker.drain()} attempts")
+        else:
+            print(f"delivering from {store.url} (pid {os.getpid()})", flush=True)
+            worker.run(_stop_on_signals())
+    return EXIT_OK
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    from permgate.cli.webhooks import open_store
+    from permgate.events.poller import Poller, PollError
+
+    key = args.api_key_file.read_text("utf-8").strip()
+    with open_store(args.db) as store:
+        poller = Poller(store, args.upstream, key, account=args.account,
+                        connect_header=args.connect)
+        try:
+            if args.once:
+                r = poller.poll_once()
+                print(f"fetched {r.fetched}, accepted {r.accepted}, "
+                      f"duplicates {r.duplicates}, cursor {r.cursor}")
+            else:
+                poller.run(_stop_on_signals(), args.interval)
+        except PollError as e:
+            raise CliError(str(e), EXIT_FINDINGS) from None
+        finally:
+            poller.close()
+    return EXIT_OK
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from permgate.cli.webhooks import open_store
+    from permgate.events.ingest import ingest_app
+
+    secrets = [s.strip() for s in args.secret_file.read_text("utf-8").splitlines() if s.strip()]
+    with open_store(args.db) as store:
+        app = ingest_app(store, secrets, account=args.account, tolerance=args.tolerance)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return EXIT_OK

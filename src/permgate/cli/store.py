@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from permgate import events
 from permgate.cli import EXIT_DENIED, EXIT_FINDINGS, EXIT_OK, CliError
 from permgate.store import (
     DEFAULT_GRACE,
@@ -158,6 +159,7 @@ def _apps_show(args: argparse.Namespace) -> int:
 def _install(args: argparse.Namespace) -> int:
     with _store(args) as store:
         result = store.install(args.app_id, args.account, args.mode, by=args.by, role=args.role)
+        events.on_install(store, result.grant)  # account.application.authorized
 
     def text() -> str:
         out = "installed " + _grant_text(result.grant)
@@ -178,6 +180,7 @@ def _approve(args: argparse.Namespace) -> int:
 def _uninstall(args: argparse.Namespace) -> int:
     with _store(args) as store:
         grant = store.uninstall(args.app_id, args.account, args.mode, by=args.by, role=args.role)
+        events.on_uninstall(store, grant)  # deauthorized; queued deliveries cancelled
     data = {"uninstalled": True, **grant.as_json()}
     return _emit(args, data, lambda: f"uninstalled {grant.app_id} from {grant.account} "
                  f"({grant.mode}); its grants and restricted keys are revoked")

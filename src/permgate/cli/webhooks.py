@@ -1,0 +1,149 @@
+"""`permgate webhooks add|list|remove|rotate-secret`: an app's webhook endpoints."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from permgate.cli import EXIT_DENIED, EXIT_FINDINGS, EXIT_OK, CliError
+from permgate.store import MODES, Store, StoreError
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+@contextmanager
+def open_store(db: str | None) -> Iterator[Store]:
+    """The store, with its refusals turned into one-line CLI errors."""
+    from permgate.events import SealError, SubscriptionRefused
+
+    try:
+        store = Store.open(db)
+    except StoreError as e:
+        raise CliError(e.message, EXIT_FINDINGS) from None
+    try:
+        yield store
+    except SubscriptionRefused as e:
+        raise CliError(e.message, EXIT_DENIED) from None
+    except StoreError as e:
+        raise CliError(e.message, EXIT_FINDINGS) from None
+    except SealError as e:
+        raise CliError(str(e), EXIT_FINDINGS) from None
+    finally:
+        store.close()
+
+
+def _hours(text: str) -> timedelta:
+    try:
+        return timedelta(hours=float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of hours: {text!r}") from None
+
+
+def _add(args: argparse.Namespace) -> int:
+    from permgate.events import add_endpoint
+
+    events = args.events.split(",")
+    with open_store(args.db) as store:
+        new = add_endpoint(store, args.app_id, args.url, events, args.mode, by=args.by)
+    if args.json:
+        print(json.dumps(new.as_json(), indent=2))
+        return EXIT_OK
+    ep = new.endpoint
+    print(f"added {ep.endpoint_id} for {ep.app_id} ({ep.mode}): {ep.url}")
+    print(f"  events: {', '.join(ep.enabled_events)}")
+    print(f"  signing secret (shown only now, store it): {new.secret}")
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace) -> int:
+    from permgate.events import list_endpoints
+
+    with open_store(args.db) as store:
+        found = list_endpoints(store, args.app, include_removed=args.all)
+    if args.json:
+        print(json.dumps([e.as_json() for e in found], indent=2))
+        return EXIT_OK
+    for e in found:
+        state = "  removed" if e.removed_at else ""
+        print(f"{e.endpoint_id}  {e.app_id}  {e.mode}  {e.url}  "
+              f"{','.join(e.enabled_events)}  {e.secret_hint}{state}")
+    if not found:
+        print("no webhook endpoints")
+    return EXIT_OK
+
+
+def _remove(args: argparse.Namespace) -> int:
+    from permgate.events import remove_endpoint
+
+    with open_store(args.db) as store:
+        ep = remove_endpoint(store, args.endpoint_id, by=args.by)
+    print(json.dumps(ep.as_json(), indent=2) if args.json else
+          f"removed {ep.endpoint_id}; nothing more is delivered to {ep.url}")
+    return EXIT_OK
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    from permgate.events import rotate_secret
+
+    with open_store(args.db) as store:
+        new = rotate_secret(store, args.endpoint_id, by=args.by, grace=args.expire_old_in)
+    if args.json:
+        print(json.dumps(new.as_json(), indent=2))
+        return EXIT_OK
+    print(f"new signing secret for {new.endpoint.endpoint_id} (shown only now): {new.secret}")
+    hours = args.expire_old_in.total_seconds() / 3600
+    print("the old secret stops signing " + (f"in {hours:g} h" if hours else "now"))
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", metavar="URL", default=None,
+                        help="sqlite:///PATH or postgresql://... (default: $PERMGATE_DB)")
+    common.add_argument("--json", action="store_true", help="print the result as JSON")
+    actor = argparse.ArgumentParser(add_help=False)
+    actor.add_argument("--by", default=_user(), metavar="USER",
+                       help="who does this, for the audit trail (default: you)")
+
+    p = sub.add_parser("webhooks", help="an app's webhook endpoints")
+    w = p.add_subparsers(dest="webhooks_command", metavar="SUBCOMMAND")
+    p.set_defaults(func=lambda args: _usage(p))
+
+    add = w.add_parser("add", parents=[common, actor], help="register an endpoint",
+                       description="Refused (exit 3) when the app's current manifest cannot "
+                       "receive an event type; the message names the permission to add.")
+    add.add_argument("app_id", metavar="APP_ID")
+    add.add_argument("--url", required=True)
+    add.add_argument("--events", required=True, metavar="a,b|*",
+                     help="event types, or * for every event the app may receive")
+    add.add_argument("--mode", required=True, choices=MODES)
+    add.set_defaults(func=_add)
+
+    ls = w.add_parser("list", parents=[common], help="list endpoints (never their secrets)")
+    ls.add_argument("--app", metavar="APP_ID")
+    ls.add_argument("--all", action="store_true", help="include removed endpoints")
+    ls.set_defaults(func=_list)
+
+    rm = w.add_parser("remove", parents=[common, actor], help="stop delivering to an endpoint")
+    rm.add_argument("endpoint_id", metavar="ENDPOINT_ID")
+    rm.set_defaults(func=_remove)
+
+    rot = w.add_parser("rotate-secret", parents=[common, actor],
+                       help="a new signing secret, shown once")
+    rot.add_argument("endpoint_id", metavar="ENDPOINT_ID")
+    rot.add_argument("--expire-old-in", type=_hours, default=timedelta(0), metavar="HOURS",
+                     help="keep signing with the old secret too for up to 24 hours (default 0)")
+    rot.set_defaults(func=_rotate)
+
+
+def _usage(p: argparse.ArgumentParser) -> int:
+    raise CliError(p.format_usage().strip())

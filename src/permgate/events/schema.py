@@ -1,0 +1,73 @@
+"""The events layer's tables: endpoints, ingested events, the delivery outbox, poll cursors.
+
+They live in the store's database and on the store's `metadata`, so one MetaData describes
+the whole schema; migration `ev0001` creates exactly these.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from permgate.store.schema import BigId, UTCDateTime, metadata
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints", metadata,
+    sa.Column("endpoint_id", sa.String(40), primary_key=True),
+    sa.Column("app_id", sa.String(255), sa.ForeignKey("apps.app_id"), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("enabled_events", sa.JSON, nullable=False),  # event types, or ["*"]
+    # Sealed with the deployment's webhook key (see events/sealing.py), never in clear.
+    sa.Column("secret_sealed", sa.Text, nullable=False),
+    sa.Column("secret_hint", sa.String(32), nullable=False),
+    # While a rotated-out secret is still valid, deliveries carry a v1 for it too (Stripe).
+    sa.Column("previous_secret_sealed", sa.Text, nullable=True),
+    sa.Column("previous_expires_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=False),
+    sa.Column("removed_at", UTCDateTime, nullable=True),
+    sa.Index("ix_webhook_endpoints_app", "app_id"),
+)
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("event_id", sa.String(255), primary_key=True),
+    sa.Column("account", sa.String(255), nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),  # "live" or "test" (event.livemode)
+    sa.Column("type", sa.String(255), nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),  # the event's own unix time
+    sa.Column("payload", sa.Text, nullable=False),  # exactly the bytes every delivery signs
+    sa.Column("source", sa.String(16), nullable=False),  # webhook | poll | permgate
+    sa.Column("target_app_id", sa.String(255), nullable=True),  # permgate's per-app events
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Index("ix_events_account", "account", "received_at"),
+)
+
+deliveries = sa.Table(
+    "event_deliveries", metadata,
+    sa.Column("delivery_id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(255), sa.ForeignKey("events.event_id"), nullable=False),
+    sa.Column("endpoint_id", sa.String(40), sa.ForeignKey("webhook_endpoints.endpoint_id"),
+              nullable=False),
+    sa.Column("app_id", sa.String(255), nullable=False),
+    sa.Column("install_id", sa.String(40), nullable=False),  # the grant that allowed it
+    sa.Column("status", sa.String(16), nullable=False),  # pending|delivered|failed|cancelled
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("first_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("last_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("last_http_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Index("ix_event_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_event_deliveries_event", "event_id"),
+    sa.Index("ix_event_deliveries_app", "app_id", "delivery_id"),
+)
+
+poll_cursors = sa.Table(
+    "event_poll_cursors", metadata,
+    sa.Column("source", sa.String(255), primary_key=True),  # upstream URL + account
+    sa.Column("created_gte", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)

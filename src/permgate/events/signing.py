@@ -1,0 +1,66 @@
+"""Stripe's webhook signature: `Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256(t.payload)>`."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+import time
+from collections.abc import Iterable
+
+DEFAULT_TOLERANCE = 300  # seconds; Stripe's SDKs use the same default
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_secret() -> str:
+    return "whsec_" + "".join(secrets.choice(_ALPHABET) for _ in range(32))
+
+
+def secret_hint(secret: str) -> str:
+    return f"whsec_...{secret[-4:]}"
+
+
+def _mac(secret: str, timestamp: int, payload: bytes) -> str:
+    signed = str(timestamp).encode() + b"." + payload
+    return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
+
+
+def sign(payload: bytes, secrets_: Iterable[str], timestamp: int | None = None) -> str:
+    """The header value; one `v1` per secret (two while a rotated-out secret is still valid)."""
+    t = int(time.time()) if timestamp is None else timestamp
+    return ",".join([f"t={t}", *(f"v1={_mac(s, t, payload)}" for s in secrets_)])
+
+
+class SignatureError(Exception):
+    pass
+
+
+def verify(
+    payload: bytes, header: str | None, secrets_: Iterable[str], *,
+    tolerance: int = DEFAULT_TOLERANCE, now: float | None = None,
+) -> int:
+    """Check a `Stripe-Signature` header; returns its timestamp or raises SignatureError."""
+    if not header:
+        raise SignatureError("no Stripe-Signature header")
+    timestamp: int | None = None
+    given: list[str] = []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t":
+            try:
+                timestamp = int(value)
+            except ValueError:
+                raise SignatureError("the signature's timestamp is not a number") from None
+        elif key == "v1":
+            given.append(value)
+    if timestamp is None or not given:
+        raise SignatureError("the Stripe-Signature header lacks t= or v1=")
+    expected = [_mac(s, timestamp, payload) for s in secrets_]
+    if not any(hmac.compare_digest(e, g) for e in expected for g in given):
+        raise SignatureError("no signature matches the payload")
+    age = (time.time() if now is None else now) - timestamp
+    if abs(age) > tolerance:
+        # Outside the window a captured request could be replayed; refuse it.
+        raise SignatureError(f"the signature's timestamp is outside the {tolerance} s tolerance")
+    return timestamp

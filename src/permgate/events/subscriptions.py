@@ -1,0 +1,156 @@
+"""Webhook endpoints: register (refusing what the app's manifest cannot receive), list,
+remove, rotate the signing secret."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+
+import permgate
+from permgate.events import signing
+from permgate.events.db import audit, utcnow, writing
+from permgate.events.model import WILDCARD, Endpoint, NewEndpoint
+from permgate.events.schema import webhook_endpoints
+from permgate.events.sealing import Sealer, default_sealer
+from permgate.store import MODES, NotFound, Store, StoreError
+from permgate.store.keys import new_id
+
+MAX_ROTATION_GRACE = timedelta(hours=24)  # Stripe lets the old secret live up to 24 hours
+
+
+class SubscriptionRefused(StoreError):
+    """An event type the app's current manifest cannot receive, or that does not exist."""
+
+    default_code = "event_not_permitted"
+
+
+def endpoint_from_row(row: RowMapping) -> Endpoint:
+    return Endpoint(
+        endpoint_id=row["endpoint_id"], app_id=row["app_id"], url=row["url"],
+        mode=row["mode"], enabled_events=tuple(row["enabled_events"]),
+        secret_hint=row["secret_hint"], created_at=row["created_at"],
+        created_by=row["created_by"], removed_at=row["removed_at"],
+    )
+
+
+def check_subscription(permissions: frozenset[str], event_types: Sequence[str]) -> list[str]:
+    """Why each refused type is refused: the engine's message, naming what would allow it."""
+    engine = permgate.default_engine()
+    grant = engine.grant(p for p in permissions if p in engine.catalog.permissions)
+    problems = []
+    for t in event_types:
+        d = engine.decide_event(t, grant)
+        if not d.allowed:
+            problems.append(d.message)
+    return problems
+
+
+def _check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise StoreError(f"the endpoint URL must be http(s)://host/..., not {url!r}", "url_invalid")
+
+
+def _event_list(events: Sequence[str]) -> list[str]:
+    names = sorted({e.strip() for e in events if e.strip()})
+    if not names:
+        raise StoreError("name at least one event type, or * for every event the app may "
+                         "receive", "events_required")
+    if WILDCARD in names and len(names) > 1:
+        raise StoreError("* already means every event the app may receive; give it alone",
+                         "events_invalid")
+    return names
+
+
+def add_endpoint(
+    store: Store, app_id: str, url: str, events: Sequence[str], mode: str, *, by: str,
+    sealer: Sealer | None = None,
+) -> NewEndpoint:
+    _check_url(url)
+    if mode not in MODES:
+        raise StoreError(f"mode must be one of {', '.join(MODES)}, not {mode!r}", "bad_mode")
+    names = _event_list(events)
+    app = store.get_app(app_id)
+    if names != [WILDCARD]:
+        problems = check_subscription(app.latest.permissions, names)
+        if problems:
+            raise SubscriptionRefused(
+                f"{app_id} version {app.latest.version} cannot subscribe: " + " ".join(problems))
+    secret = signing.new_secret()
+    sealed = (sealer or default_sealer()).seal(secret)
+    endpoint_id = new_id("we")
+    now = utcnow()
+    with writing(store) as conn:
+        conn.execute(webhook_endpoints.insert().values(
+            endpoint_id=endpoint_id, app_id=app_id, url=url, mode=mode, enabled_events=names,
+            secret_sealed=sealed, secret_hint=signing.secret_hint(secret), created_at=now,
+            created_by=by))
+        audit(conn, by, "webhook.added", app_id=app_id, mode=mode, endpoint_id=endpoint_id,
+              url=url, enabled_events=names)
+        row = _get(conn, endpoint_id)
+    return NewEndpoint(endpoint_from_row(row), secret)
+
+
+def _get(conn: sa.Connection, endpoint_id: str) -> RowMapping:
+    row = conn.execute(sa.select(webhook_endpoints).where(
+        webhook_endpoints.c.endpoint_id == endpoint_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no webhook endpoint {endpoint_id!r}", "endpoint_not_found")
+    return row
+
+
+def list_endpoints(store: Store, app_id: str | None = None, *,
+                   include_removed: bool = False) -> list[Endpoint]:
+    stmt = sa.select(webhook_endpoints).order_by(webhook_endpoints.c.app_id,
+                                                  webhook_endpoints.c.created_at)
+    if app_id is not None:
+        stmt = stmt.where(webhook_endpoints.c.app_id == app_id)
+    if not include_removed:
+        stmt = stmt.where(webhook_endpoints.c.removed_at.is_(None))
+    with store.engine.connect() as conn:
+        return [endpoint_from_row(r) for r in conn.execute(stmt).mappings()]
+
+
+def remove_endpoint(store: Store, endpoint_id: str, *, by: str) -> Endpoint:
+    """No delivery to it starts after this returns; its pending deliveries are cancelled."""
+    from permgate.events.outbox import cancel_pending
+
+    with writing(store) as conn:
+        row = _get(conn, endpoint_id)
+        if row["removed_at"] is not None:
+            raise NotFound(f"webhook endpoint {endpoint_id} was already removed",
+                           "endpoint_not_found")
+        conn.execute(webhook_endpoints.update().where(
+            webhook_endpoints.c.endpoint_id == endpoint_id).values(removed_at=utcnow()))
+        cancelled = cancel_pending(conn, "endpoint removed", endpoint_id=endpoint_id)
+        audit(conn, by, "webhook.removed", app_id=row["app_id"], mode=row["mode"],
+              endpoint_id=endpoint_id, cancelled_deliveries=cancelled)
+        return endpoint_from_row(_get(conn, endpoint_id))
+
+
+def rotate_secret(
+    store: Store, endpoint_id: str, *, by: str, grace: timedelta = timedelta(0),
+    sealer: Sealer | None = None,
+) -> NewEndpoint:
+    """A new secret; during `grace` deliveries are signed with the old one as well."""
+    if grace < timedelta(0) or grace > MAX_ROTATION_GRACE:
+        raise StoreError("the old secret may stay valid for 0 to 24 hours", "bad_grace_period")
+    box = sealer or default_sealer()
+    secret = signing.new_secret()
+    now = utcnow()
+    with writing(store) as conn:
+        row = _get(conn, endpoint_id)
+        if row["removed_at"] is not None:
+            raise NotFound(f"webhook endpoint {endpoint_id} was removed", "endpoint_not_found")
+        conn.execute(webhook_endpoints.update().where(
+            webhook_endpoints.c.endpoint_id == endpoint_id).values(
+            secret_sealed=box.seal(secret), secret_hint=signing.secret_hint(secret),
+            previous_secret_sealed=row["secret_sealed"] if grace else None,
+            previous_expires_at=now + grace if grace else None))
+        audit(conn, by, "webhook.secret_rotated", app_id=row["app_id"], mode=row["mode"],
+              endpoint_id=endpoint_id, old_secret_expires_at=(now + grace).isoformat())
+        return NewEndpoint(endpoint_from_row(_get(conn, endpoint_id)), secret)
