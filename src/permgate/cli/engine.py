@@ -61,14 +61,7 @@ def _path(raw: str) -> str:
 
 
 def decision_json(d: Decision) -> dict[str, Any]:
-    return {
-        "allowed": d.allowed,
-        "kind": d.kind,
-        "operation": d.operation.as_dict() if d.operation else None,
-        "required": [list(g) for g in d.required],
-        "missing": [list(g) for g in d.missing],
-        "message": d.message,
-    }
+    return d.as_dict()
 
 
 def print_decision(d: Decision, as_json: bool, out: TextIO | None = None) -> int:

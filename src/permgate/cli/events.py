@@ -139,7 +139,7 @@ def _stop_on_signals() -> threading.Event:
 
 
 def cmd_deliveries(args: argparse.Namespace) -> int:
-    from permgate.cli.webhooks import open_store
+    from permgate.cli._common import open_store
     from permgate.events import list_deliveries
 
     with open_store(args.db) as store:
@@ -158,7 +158,7 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
 
 
 def cmd_resend(args: argparse.Namespace) -> int:
-    from permgate.cli.webhooks import open_store
+    from permgate.cli._common import open_store
     from permgate.events import resend
 
     with open_store(args.db) as store:
@@ -168,7 +168,7 @@ def cmd_resend(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from permgate.cli.webhooks import open_store
+    from permgate.cli._common import open_store
     from permgate.events import DeliveryWorker, RetryPolicy
 
     policy = RetryPolicy(first_delay=args.retry_first, horizon=args.retry_horizon)
@@ -184,7 +184,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
-    from permgate.cli.webhooks import open_store
+    from permgate.cli._common import open_store
     from permgate.events.poller import Poller, PollError
 
     key = args.api_key_file.read_text("utf-8").strip()
@@ -208,7 +208,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from permgate.cli.webhooks import open_store
+    from permgate.cli._common import open_store
     from permgate.events.ingest import ingest_app
 
     secrets = [s.strip() for s in args.secret_file.read_text("utf-8").splitlines() if s.strip()]

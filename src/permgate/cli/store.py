@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -12,14 +11,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from permgate import events
-from permgate.cli import EXIT_DENIED, EXIT_FINDINGS, EXIT_OK, CliError
+from permgate.cli import EXIT_FINDINGS, EXIT_OK, CliError
+from permgate.cli._common import current_user, open_store
 from permgate.store import (
     DEFAULT_GRACE,
     MODES,
     EffectiveGrant,
-    Forbidden,
     Store,
-    StoreError,
 )
 
 Handler = Callable[[argparse.Namespace], int]
@@ -52,27 +50,10 @@ def since(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "cli"
-
-
 @contextmanager
 def _store(args: argparse.Namespace, *, upgrade: bool = False) -> Iterator[Store]:
-    try:
-        store = Store.open(args.db, upgrade=upgrade)
-    except StoreError as e:
-        raise CliError(e.message, EXIT_FINDINGS) from None
-    try:
+    with open_store(args.db, upgrade=upgrade) as store:
         yield store
-    except Forbidden as e:
-        raise CliError(e.message, EXIT_DENIED) from None
-    except StoreError as e:
-        raise CliError(e.message, EXIT_FINDINGS) from None
-    finally:
-        store.close()
 
 
 def _emit(args: argparse.Namespace, data: Any, text: Callable[[], str]) -> int:
@@ -289,7 +270,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = add(apps_sub, "upload", _apps_upload,
             "upload a manifest as a new version (first upload prints the app's keys once)")
     p.add_argument("path", metavar="PATH", help="stripe-app.json")
-    p.add_argument("--by", default=_user(), metavar="USER", help="uploader (default: $USER)")
+    p.add_argument("--by", default=current_user(), metavar="USER", help="uploader (default: $USER)")
     add(apps_sub, "list", _apps_list, "list apps")
     add(apps_sub, "show", _apps_show, "an app and its versions").add_argument(
         "app_id", metavar="APP_ID")
@@ -322,7 +303,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--account", metavar="ACCT", help="rotate this install's restricted key")
     p.add_argument("--grace", type=duration, default=DEFAULT_GRACE, metavar="DURATION",
                    help="how long the old key keeps working: 0, 30m, 24h (default), up to 7d")
-    p.add_argument("--by", default=_user(), metavar="USER")
+    p.add_argument("--by", default=current_user(), metavar="USER")
     add(keys_sub, "list", _keys_list, "an app's keys (never their secrets)").add_argument(
         "app_id", metavar="APP_ID")
 

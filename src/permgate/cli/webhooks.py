@@ -3,42 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
-from permgate.cli import EXIT_DENIED, EXIT_FINDINGS, EXIT_OK, CliError
-from permgate.store import MODES, Store, StoreError
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "cli"
-
-
-@contextmanager
-def open_store(db: str | None) -> Iterator[Store]:
-    """The store, with its refusals turned into one-line CLI errors."""
-    from permgate.events import SealError, SubscriptionRefused
-
-    try:
-        store = Store.open(db)
-    except StoreError as e:
-        raise CliError(e.message, EXIT_FINDINGS) from None
-    try:
-        yield store
-    except SubscriptionRefused as e:
-        raise CliError(e.message, EXIT_DENIED) from None
-    except StoreError as e:
-        raise CliError(e.message, EXIT_FINDINGS) from None
-    except SealError as e:
-        raise CliError(str(e), EXIT_FINDINGS) from None
-    finally:
-        store.close()
+from permgate.cli import EXIT_OK, CliError
+from permgate.cli._common import current_user, open_store
+from permgate.store import MODES
 
 
 def _hours(text: str) -> timedelta:
@@ -111,7 +81,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="sqlite:///PATH or postgresql://... (default: $PERMGATE_DB)")
     common.add_argument("--json", action="store_true", help="print the result as JSON")
     actor = argparse.ArgumentParser(add_help=False)
-    actor.add_argument("--by", default=_user(), metavar="USER",
+    actor.add_argument("--by", default=current_user(), metavar="USER",
                        help="who does this, for the audit trail (default: you)")
 
     p = sub.add_parser("webhooks", help="an app's webhook endpoints")

@@ -1,0 +1,38 @@
+"""What several command modules share: the current user and the store with CLI errors."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from permgate.cli import EXIT_DENIED, EXIT_FINDINGS, CliError
+from permgate.store import Forbidden, Store, StoreError
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+@contextmanager
+def open_store(db: str | None, *, upgrade: bool = False) -> Iterator[Store]:
+    """The store, with its refusals turned into one-line CLI errors (3: not allowed)."""
+    from permgate.events import SealError, SubscriptionRefused
+
+    try:
+        store = Store.open(db, upgrade=upgrade)
+    except StoreError as e:
+        raise CliError(e.message, EXIT_FINDINGS) from None
+    try:
+        yield store
+    except (Forbidden, SubscriptionRefused) as e:
+        raise CliError(e.message, EXIT_DENIED) from None
+    except StoreError as e:
+        raise CliError(e.message, EXIT_FINDINGS) from None
+    except SealError as e:
+        raise CliError(str(e), EXIT_FINDINGS) from None
+    finally:
+        store.close()
