@@ -94,10 +94,17 @@ class Decision:
     @property
     def message(self) -> str:
         if self._message is None:
-            self._message = self._compose()
+            self._message = self._compose(self._account)
         return self._message
 
-    def _compose(self) -> str:
+    def message_for(self, account: str | None) -> str:
+        """The message naming `account`: a Decision itself is shared by every account (the
+        engine caches them), so callers that know the account ask for its wording here."""
+        if account == self._account or self.kind != "missing" or self._subject is not None:
+            return self.message
+        return self._compose(account)
+
+    def _compose(self, account: str | None) -> str:
         if self.allowed:
             return "Allowed."
         wants = []
@@ -111,7 +118,7 @@ class Decision:
         if self._subject is not None:
             return f"This application may not receive '{self._subject}' events. {having} " \
                 "would allow it."
-        where = f" on account '{self._account}'" if self._account else ""
+        where = f" on account '{account}'" if account else ""
         return (
             f"This application does not have the required permissions for this endpoint{where}."
             f" {having} would allow this request to continue."
@@ -166,6 +173,7 @@ class Engine:
         self._empty = Grant(frozenset(), frozenset())
         self._queries: dict[str, tuple[str, ...]] = {}
         self._plans: dict[tuple[Operation, tuple[str, ...]], _Plan] = {}
+        self._denials: dict[tuple[tuple[Operation, tuple[str, ...]], frozenset[str]], Decision] = {}
         self._event_needs: dict[str, tuple[Group, ...]] = {}
         ev = catalog.event_permission
         for rule in catalog.events.values():
@@ -247,10 +255,19 @@ class Engine:
         tokens, allowed = plan
         if tokens <= closure:
             return allowed
+        if account is None:
+            denied = self._denials.get((key, closure))
+            if denied is not None:
+                return denied
         needs = allowed._needs
         missing = tuple(g for g in needs if g[0] not in closure)
-        return Decision("missing", self.catalog, operation=op, needs=needs, missing=missing,
-                        code=CODE_MISSING, account=account)
+        denied = Decision("missing", self.catalog, operation=op, needs=needs, missing=missing,
+                          code=CODE_MISSING, account=account)
+        if account is None:
+            if len(self._denials) > 65536:  # bounded: one per (request shape, grant)
+                self._denials.clear()
+            self._denials[(key, closure)] = denied
+        return denied
 
     def _query_expansions(self, query: str) -> tuple[str, ...]:
         hit = self._queries.get(query)

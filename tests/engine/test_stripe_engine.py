@@ -301,3 +301,17 @@ def test_polymorphic_result_expands_from_every_type() -> None:
     d = engine.decide("GET", "/v1/customers/cus_1/sources?expand[]=data.customer",
                       grants={"customer_read"})
     assert d.kind != "bad_request", d.message
+
+
+def test_decisions_are_shared_and_name_the_account_on_request() -> None:
+    g = engine.grant(["charge_read"])
+    a = engine.decide("GET", "/v1/charges/ch_1?expand[]=customer", grants=g)
+    b = engine.decide("GET", "/v1/charges/ch_2?expand[]=customer", grants=g)
+    assert a is b  # cached per (operation, expansions, grant): ids do not matter
+    assert "account" not in a.message
+    msg = a.message_for("acct_7")
+    assert msg.startswith("This application does not have the required permissions for this "
+                          "endpoint on account 'acct_7'.")
+    assert msg == engine.decide("GET", "/v1/charges/ch_1?expand[]=customer", grants=g,
+                                account="acct_7").message
+    assert a.message_for(None) == a.message
