@@ -36,7 +36,7 @@ from pathlib import Path
 
 import permgate
 from permgate.api.operations import Operation
-from permgate.decide import Engine
+from permgate.decision import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 

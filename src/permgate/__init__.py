@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from permgate.api import BadPath, Operation
 from permgate.catalog import Catalog, EventRule, Permission, UnknownPermission
-from permgate.decide import Decision, Engine, Grant
+from permgate.decision import Decision, Engine, Grant
 from permgate.load import load
 
 if TYPE_CHECKING:

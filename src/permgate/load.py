@@ -12,7 +12,7 @@ from typing import Any
 from permgate.api.expand import graph_from_documents
 from permgate.api.operations import operations_from_document
 from permgate.catalog import catalog_from_documents, read_json
-from permgate.decide import Engine
+from permgate.decision import Engine
 
 Source = str | Path
 

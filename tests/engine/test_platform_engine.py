@@ -133,3 +133,11 @@ def test_grant_validation(toy: permgate.Engine) -> None:
     g = toy.grant(["box_read"])
     assert "widget_read" in g.closure
     assert toy.decide("GET", "/v1/widgets/w_1", grants=g).allowed
+
+
+def test_top_level_shortcuts_are_the_default_engine() -> None:
+    d = permgate.decide("GET", "/v1/customers/cus_1", grants={"customer_read"})
+    assert d.allowed
+    assert permgate.decide_event("customer.created", {"event_read", "customer_read"}).allowed
+    assert permgate.catalog.permissions["credit_note_read"].implies == ("invoice_read",)
+    assert permgate.engine is permgate.default_engine()

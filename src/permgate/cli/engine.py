@@ -12,7 +12,7 @@ import permgate
 from permgate.api.params import expand_from_form
 from permgate.catalog import UnknownPermission
 from permgate.cli import EXIT_DENIED, EXIT_OK, CliError
-from permgate.decide import Decision, Engine, Grant
+from permgate.decision import Decision, Engine, Grant
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import permgate
-from permgate.decide import Grant
+from permgate.decision import Grant
 from permgate.events.model import Endpoint
 from permgate.store import EffectiveGrant
 

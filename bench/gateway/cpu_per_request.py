@@ -1,0 +1,90 @@
+"""CPU time of the gateway's own ASGI code per allowed request, with and without enforcement.
+
+No network and no server: the upstream pool is replaced by one that answers at once, so
+what is left is exactly what permgate adds per request (auth, install lookup, decision,
+metrics, log line, header handling). Complements bench_gateway.py, whose wrk figures also
+carry the server, the sockets and the machine's noise.
+
+    .venv/bin/python bench/gateway/cpu_per_request.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench.bench_gateway import ACCOUNT, setup_store
+
+from permgate.gateway.config import Settings
+from permgate.gateway.server import build
+
+
+class _Answer:
+    def __init__(self) -> None:
+        self.status = 200
+        self.headers = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+        self.complete = True
+
+    def take_all(self) -> bytes:
+        return b"{}"
+
+
+class _InstantUpstream:
+    async def request(self, *args: Any) -> _Answer:
+        return _Answer()
+
+    def close(self) -> None:
+        pass
+
+
+async def _measure(db: str, key: str, enforce: bool, log: bool, n: int) -> float:
+    app = build(Settings(db=db, upstream="http://127.0.0.1:9", upstream_key="sk_test_bench",
+                         bench_no_enforcement=not enforce, access_log=log))
+    await app.startup()
+    app.log.stream = open(os.devnull, "w")  # noqa: SIM115 - closed with the process
+    app.pool = _InstantUpstream()  # type: ignore[assignment]
+    scope = {"type": "http", "method": "GET", "path": "/v1/customers",
+             "raw_path": b"/v1/customers", "query_string": b"limit=1", "root_path": "",
+             "headers": [(b"host", b"gw"), (b"authorization", b"Bearer " + key.encode()),
+                         (b"stripe-account", ACCOUNT.encode()), (b"user-agent", b"bench")]}
+    message = {"type": "http.request", "body": b"", "more_body": False}
+
+    async def receive() -> dict[str, Any]:
+        return message
+
+    async def send(_: Any) -> None:
+        pass
+
+    for _ in range(n // 10):  # warm the caches
+        await app(scope, receive, send)
+    best = float("inf")
+    for _ in range(5):
+        started = time.process_time()
+        for _ in range(n):
+            await app(scope, receive, send)
+        best = min(best, (time.process_time() - started) / n * 1e6)
+    await app.shutdown()
+    return best
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="permgate-cpu-") as tmp:
+        db, key = setup_store(Path(tmp))
+        for log in (True, False):
+            on = uvloop.run(_measure(db, key, True, log, 20_000))
+            off = uvloop.run(_measure(db, key, False, log, 20_000))
+            print(f"access log {'on ' if log else 'off'}: enforce {on:5.1f} us, "
+                  f"no enforcement {off:5.1f} us -> enforcement {on - off:4.1f} us/request")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

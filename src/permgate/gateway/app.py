@@ -1,0 +1,467 @@
+"""The gateway as a raw ASGI application: auth -> install -> decide -> forward.
+
+The proxy path does no framework routing and builds no request objects: one pass over the
+headers, dict lookups in the resolver's caches, one engine call, one upstream write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from permgate.gateway import errors
+from permgate.gateway.auth import account_header, presented_key
+from permgate.gateway.config import Settings, key_mode, upstream_keys
+from permgate.gateway.logs import JsonLog, RequestIds
+from permgate.gateway.metrics import Metrics
+from permgate.gateway.notify import conninfo, listen
+from permgate.gateway.resolver import MISS, GrantStore, Install, Resolver
+from permgate.gateway.upstream import Origin, Pool, Response, UpstreamError
+
+if TYPE_CHECKING:
+    from permgate.gateway.upstream_httpx import HttpxPool, HttpxResponse
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("permgate.gateway")
+
+# Request headers worth sending upstream; everything else (cookies, proxies' headers,
+# Stripe-Context, which could name another account) stays here.
+_FORWARD = frozenset({
+    b"stripe-version", b"idempotency-key", b"content-type", b"user-agent",
+    b"x-stripe-client-user-agent", b"accept", b"accept-encoding", b"accept-language",
+})
+# Hop-by-hop response headers (RFC 9110 7.6.1) and the ones we set ourselves.
+_DROP = frozenset({
+    b"connection", b"keep-alive", b"transfer-encoding", b"proxy-connection", b"te",
+    b"trailer", b"upgrade", b"request-id",
+})
+_CONTROL = frozenset({"/healthz", "/readyz", "/metrics"})
+_PARSED_MAX = 10_000
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: Settings,
+        open_store: Callable[[], GrantStore],
+        admin_app: Callable[[GrantStore], ASGIApp | None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.open_store = open_store
+        self.make_admin = admin_app
+        self.metrics = Metrics()
+        self.ids = RequestIds()
+        self.log = JsonLog()
+        self.enforce = not settings.bench_no_enforcement
+        self.report_only = settings.report_only
+        self.body_limit = settings.body_limit
+        self.access_log = settings.access_log
+        self.auth_by_mode: dict[str, bytes] = {
+            mode: b"Bearer " + key.encode("ascii")
+            for mode, key in upstream_keys(settings).items()
+        }
+        self.store: GrantStore | None = None
+        self.resolver: Resolver | None = None
+        self.pool: Pool | HttpxPool | None = None
+        self.admin: ASGIApp | None = None
+        self.decide: Callable[..., Any] | None = None
+        self._keys_seen: dict[bytes, str | None] = {}
+        self._accounts_seen: dict[bytes, str | None] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def startup(self) -> None:
+        import permgate  # the engine loads its tables here, once per worker
+
+        engine = permgate.engine
+        known = engine.catalog.permissions
+
+        def compile_grant(names: Any) -> Any:
+            # Names the catalog no longer knows grant nothing (fail closed).
+            return engine.grant(n for n in names if n in known)
+
+        self.decide = engine.decide
+        loop = asyncio.get_running_loop()
+        self.store = await loop.run_in_executor(None, self.open_store)
+        self.resolver = resolver = Resolver(
+            self.store, compile_grant, self.settings.refresh_interval)
+        # SQLAlchemy's engine: its URL keeps the password, which the store's `url` hides.
+        db_engine = getattr(self.store, "engine", None)
+        dsn = None if db_engine is None else conninfo(db_engine.url)
+        await resolver.start(
+            None if dsn is None else (lambda: listen(dsn, resolver.invalidate)))
+        assert self.settings.upstream is not None
+        client: type[Pool] | type[HttpxPool] = Pool
+        if self.settings.upstream_client == "httpx":
+            from permgate.gateway.upstream_httpx import HttpxPool as client
+        self.pool = client(
+            Origin(self.settings.upstream), self.settings.pool_size,
+            self.settings.connect_timeout, self.settings.upstream_timeout,
+        )
+        if self.make_admin is not None:
+            self.admin = self.make_admin(self.store)
+        self.log.write("gateway.started", upstream=self.settings.upstream,
+                       enforce=self.enforce, report_only=self.report_only)
+
+    async def shutdown(self) -> None:
+        self.log.flush()
+        if self.resolver is not None:
+            await self.resolver.stop()
+        if self.pool is not None:
+            self.pool.close()
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            close()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as e:
+                    log.exception("gateway startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- ASGI entry --------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+            if raw_path[:3] == b"/v1" or raw_path[:3] == b"/v2":
+                await self.proxy(scope, receive, send, raw_path)
+            elif scope["path"] in _CONTROL:
+                await self.control(scope, send)
+            elif raw_path == b"/admin" or raw_path[:7] == b"/admin/":
+                await self.admin_call(scope, receive, send)
+            else:
+                await self.proxy(scope, receive, send, raw_path)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    # -- the proxy path ----------------------------------------------------------------------
+    async def proxy(self, scope: Scope, receive: Receive, send: Send, raw_path: bytes) -> None:
+        started = perf_counter()
+        rid = self.ids.new()
+        method: str = scope["method"]
+        if not method.isupper():
+            method = method.upper()  # the engine decides on the upper-case form: send that
+        query: bytes = scope["query_string"]
+        target = raw_path + b"?" + query if query else raw_path
+        authorization = account_raw = length = None
+        forward: list[tuple[bytes, bytes]] = []
+        for name, value in scope["headers"]:
+            if name in _FORWARD:
+                forward.append((name, value))
+            elif name == b"authorization":
+                authorization = value
+            elif name == b"stripe-account":
+                account_raw = value
+            elif name == b"content-length":
+                length = value
+        rec: dict[str, Any] = {"request_id": rid, "method": method,
+                               "path": raw_path.decode("latin-1")}
+        if length is not None and (not length.isdigit() or int(length) > self.body_limit):
+            return await self.refuse(send, rec, started, 413,
+                                     errors.payload_too_large(self.body_limit), "too_large")
+
+        secret = self.parse_key(authorization)
+        if not self.enforce:
+            mode = key_mode(secret or "") or "test"
+            body = await self.read_body(receive)
+            if body is None:
+                return await self.refuse(send, rec, started, 413,
+                                         errors.payload_too_large(self.body_limit), "too_large")
+            return await self.forward(send, rec, started, method, target, body, forward,
+                                      mode, account_raw)
+
+        assert self.resolver is not None and self.decide is not None
+        if not secret:
+            return await self.refuse(send, rec, started, 401, errors.no_key(), "unauthenticated")
+        resolver = self.resolver
+        try:
+            info = resolver.cached_key(secret)
+            if info is MISS:
+                info = await resolver.authenticate(secret)
+        except Exception as e:
+            return await self.store_down(send, rec, started, e)
+        if info is None:
+            return await self.refuse(send, rec, started, 401, errors.bad_key(secret),
+                                     "unauthenticated")
+        app_id = info.app_id
+        rec["app"] = app_id
+        rec["mode"] = mode = info.mode
+        asked = self.parse_account(account_raw) if account_raw is not None else None
+        if account_raw is not None and asked is None:
+            return await self.refuse(send, rec, started, 400, errors.error_body(
+                "invalid_request_error",
+                "The Stripe-Account header must be an account id (acct_...).",
+                code="account_invalid"), "bad_request")
+        if info.kind == "restricted":
+            account = info.account
+            if asked is not None and asked != account:
+                return await self.refuse(send, rec, started, 403, errors.error_body(
+                    "invalid_request_error",
+                    f"This restricted key belongs to the install of '{app_id}' on account "
+                    f"'{account}'; it cannot act on account '{asked}'.",
+                    code="account_invalid"), "wrong_account")
+        else:
+            account = asked
+            if account is None:
+                return await self.refuse(send, rec, started, 400, errors.error_body(
+                    "invalid_request_error",
+                    "Requests made with the app's secret key must name the account they act "
+                    "on with the Stripe-Account header (Stripe-Account: acct_...).",
+                    code="account_invalid"), "no_account")
+        assert account is not None
+        rec["account"] = account
+        try:
+            install: Install | None = resolver.cached_install(app_id, account, mode)
+            if install is MISS:
+                install = await resolver.install(app_id, account, mode)
+        except Exception as e:
+            return await self.store_down(send, rec, started, e)
+        if install is None:
+            self.metrics.decision(app_id, "not_installed")
+            return await self.refuse(send, rec, started, 403, errors.error_body(
+                "invalid_request_error",
+                f"The app '{app_id}' is not installed on account '{account}' in {mode} mode, "
+                "or it was uninstalled. An administrator of that account must install it "
+                "(and accept its permissions) before the app can make requests for it.",
+                code="account_invalid"), "not_installed")
+
+        body = await self.read_body(receive)
+        if body is None:
+            return await self.refuse(send, rec, started, 413,
+                                     errors.payload_too_large(self.body_limit), "too_large")
+        t0 = perf_counter()
+        # No account here: the engine then answers from its caches, and the message naming
+        # the account is composed only for a refusal.
+        decision = self.decide(method, target.decode("latin-1"), body or None, install.compiled)
+        self.metrics.decision_seconds.observe(perf_counter() - t0)
+        outcome = decision.kind
+        self.metrics.decision(app_id, outcome)
+        rec["outcome"] = outcome
+        if not decision.allowed:
+            rec["required"] = [list(g) for g in decision.required]
+            rec["missing"] = [list(g) for g in decision.missing]
+            rec["reason"] = message = decision.message_for(account)
+            # Report-only never forwards what the engine could not parse (hostile paths).
+            if not self.report_only or outcome == "bad_request":
+                rec["audit"] = True
+                return await self.refuse(send, rec, started, decision.status, errors.error_body(
+                    "invalid_request_error", message, decision.code, decision.param),
+                    outcome, level="warning")
+            rec["would_deny"] = True
+            rec["audit"] = True
+        return await self.forward(send, rec, started, method, target, body, forward, mode,
+                                  account.encode("ascii"))
+
+    # Clients send the same few header values over and over: parse each once. Bounded, so
+    # that a flood of distinct values cannot grow memory.
+    def parse_key(self, header: bytes | None) -> str | None:
+        if header is None:
+            return None
+        found = self._keys_seen.get(header)
+        if found is None:
+            found = presented_key(header)
+            if len(self._keys_seen) >= _PARSED_MAX:
+                self._keys_seen.clear()
+            self._keys_seen[header] = found
+        return found
+
+    def parse_account(self, header: bytes) -> str | None:
+        found = self._accounts_seen.get(header, MISS)
+        if found is MISS:
+            found = account_header(header)
+            if len(self._accounts_seen) >= _PARSED_MAX:
+                self._accounts_seen.clear()
+            self._accounts_seen[header] = found
+        return found  # type: ignore[no-any-return]
+
+    async def read_body(self, receive: Receive) -> bytes | None:
+        """The whole body, or None as soon as it passes the limit (the rest is not read)."""
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            return body if len(body) <= self.body_limit else None
+        parts = [body]
+        size = len(body)
+        while message.get("more_body", False):
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.body_limit:
+                return None
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def forward(
+        self, send: Send, rec: dict[str, Any], started: float, method: str, target: bytes,
+        body: bytes, headers: list[tuple[bytes, bytes]], mode: str, account: bytes | None,
+    ) -> None:
+        assert self.pool is not None
+        auth = self.auth_by_mode.get(mode)
+        if auth is None:
+            return await self.refuse(send, rec, started, 503, errors.error_body(
+                "api_error", f"This gateway has no upstream key for {mode} mode."),
+                "no_upstream_key", level="error")
+        headers.append((b"authorization", auth))
+        if account is not None:
+            headers.append((b"stripe-account", account))
+        t0 = perf_counter()
+        try:
+            response = await self.pool.request(method.encode("ascii"), target, headers, body)
+        except UpstreamError as e:
+            self.metrics.upstream_error("timeout" if e.timeout else "connect")
+            rec["upstream_error"] = e.detail
+            if e.timeout:
+                return await self.refuse(send, rec, started, 504, errors.gateway_timeout(
+                    self.settings.upstream_timeout), "upstream_timeout", level="error")
+            return await self.refuse(send, rec, started, 502, errors.bad_gateway(e.detail),
+                                     "upstream_error", level="error")
+        self.metrics.upstream_seconds.observe(perf_counter() - t0)
+        await self.relay(send, rec, response)
+        status = response.status
+        self.metrics.response(status)
+        if self.access_log or "would_deny" in rec:
+            rec["status"] = status
+            rec["ms"] = round((perf_counter() - started) * 1000, 3)
+            self.log.write("request", "warning" if "would_deny" in rec else "info", **rec)
+
+    async def relay(
+        self, send: Send, rec: dict[str, Any], response: Response | HttpxResponse
+    ) -> None:
+        rid = rec["request_id"].encode("ascii")
+        out: list[tuple[bytes, bytes]] = [(b"request-id", rid)]
+        for name, value in response.headers:
+            if name in _DROP:
+                if name == b"request-id":
+                    out.append((b"upstream-request-id", value))
+            else:
+                out.append((name, value))
+        if response.complete:
+            body = response.take_all()
+            await send({"type": "http.response.start", "status": response.status,
+                        "headers": out})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await send({"type": "http.response.start", "status": response.status, "headers": out})
+        finished = False
+        try:
+            async for chunk in response.body():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            finished = True
+        except UpstreamError as e:
+            # Headers are gone already: the client sees a cut-off body, as with any proxy.
+            rec["upstream_error"] = e.detail
+            self.metrics.upstream_error("timeout" if e.timeout else "reset")
+            raise
+        finally:
+            if not finished:
+                response.abort()  # a half-read upstream connection cannot be reused
+        await send({"type": "http.response.body", "body": b""})
+
+    async def refuse(
+        self, send: Send, rec: dict[str, Any], started: float, status: int, body: bytes,
+        outcome: str, level: str = "info",
+    ) -> None:
+        headers = [*errors.JSON_HEADERS, (b"request-id", rec["request_id"].encode("ascii")),
+                   (b"content-length", str(len(body)).encode("ascii"))]
+        if status == 401:
+            headers.append((b"www-authenticate", b'Bearer realm="permgate"'))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        self.metrics.response(status)
+        if outcome in ("unauthenticated",):
+            self.metrics.decision("", outcome)
+        rec["status"] = status
+        rec.setdefault("outcome", outcome)
+        rec["ms"] = round((perf_counter() - started) * 1000, 3)
+        self.log.write("request", level, **rec)
+
+    async def store_down(
+        self, send: Send, rec: dict[str, Any], started: float, error: Exception
+    ) -> None:
+        rec["store_error"] = str(error)
+        return await self.refuse(send, rec, started, 503, errors.error_body(
+            "api_error", "The permission store is unavailable; the request was not forwarded."),
+            "store_unavailable", level="error")
+
+    # -- control endpoints -------------------------------------------------------------------
+    async def control(self, scope: Scope, send: Send) -> None:
+        path = scope["path"]
+        if path == "/metrics":
+            body = self.metrics.render()
+            await _plain(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
+        elif path == "/healthz":
+            await _plain(send, 200, b'{"status":"ok"}\n', b"application/json")
+        else:
+            checks = await self.readiness()
+            ok = all(v == "ok" for v in checks.values())
+            text = json.dumps({"status": "ready" if ok else "not_ready", "checks": checks})
+            await _plain(send, 200 if ok else 503, text.encode() + b"\n", b"application/json")
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            assert self.resolver is not None
+            await asyncio.wait_for(self.resolver.check_database(), 2.0)
+            checks["database"] = "ok"
+        except Exception as e:
+            checks["database"] = f"error: {e or type(e).__name__}"
+        try:
+            assert self.pool is not None
+            o = self.pool.origin
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(o.host, o.port), self.settings.connect_timeout)
+            writer.close()
+            checks["upstream"] = "ok"
+        except Exception as e:
+            checks["upstream"] = f"error: {e or type(e).__name__}"
+        return checks
+
+    async def admin_call(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.admin is None:
+            body = errors.error_body(
+                "invalid_request_error",
+                "The admin API is disabled on this gateway: set PERMGATE_ADMIN_TOKEN "
+                "(or admin_token in the config file) to enable it.")
+            await _plain(send, 404, body, b"application/json")
+            return
+        child = dict(scope)
+        child["root_path"] = scope.get("root_path", "") + "/admin"
+        if scope["method"] in ("GET", "HEAD"):
+            await self.admin(child, receive, send)
+            return
+        resolver = self.resolver
+
+        async def send_after_invalidating(message: Message) -> None:
+            # A change made through this gateway binds it before the caller hears back;
+            # other workers and replicas follow on their next refresh.
+            if message["type"] == "http.response.start" and resolver is not None:
+                resolver.invalidate()
+            await send(message)
+
+        await self.admin(child, receive, send_after_invalidating)
+
+
+async def _plain(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", content_type), (b"content-length", str(len(body)).encode("ascii")),
+        (b"cache-control", b"no-cache")]})
+    await send({"type": "http.response.body", "body": body})

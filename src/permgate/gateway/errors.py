@@ -1,0 +1,74 @@
+"""Stripe-shaped error answers, as bytes ready to send.
+
+Official SDKs pick their exception class from the HTTP status and read `error.type`,
+`error.code`, `error.message` and `error.param`, so those are the fields that must be right.
+"""
+
+from __future__ import annotations
+
+import json
+
+JSON_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-type", b"application/json"),
+    (b"cache-control", b"no-cache, no-store"),
+)
+
+
+def error_body(
+    kind: str, message: str, code: str | None = None, param: str | None = None
+) -> bytes:
+    error: dict[str, str] = {"type": kind, "message": message}
+    if code is not None:
+        error["code"] = code
+    if param is not None:
+        error["param"] = param
+    return json.dumps({"error": error}, indent=2).encode("utf-8") + b"\n"
+
+
+def redact(secret: str) -> str:
+    """What may be echoed back or logged of a presented key: its prefix and last 4."""
+    head, sep, tail = secret.rpartition("_")
+    if not sep or len(tail) < 8:
+        return "****"
+    return f"{head}_{'*' * 12}{tail[-4:]}"
+
+
+def no_key() -> bytes:
+    return error_body(
+        "invalid_request_error",
+        "You did not provide an API key. Send your app's key in the Authorization header "
+        "as a Bearer token ('Authorization: Bearer sk_test_...'), or as the user name of "
+        "HTTP basic auth.",
+    )
+
+
+def bad_key(secret: str) -> bytes:
+    return error_body(
+        "invalid_request_error",
+        f"Invalid API Key provided: {redact(secret)}. The key is unknown to this gateway "
+        "or has been revoked.",
+    )
+
+
+def payload_too_large(limit: int) -> bytes:
+    return error_body(
+        "invalid_request_error",
+        f"The request body is larger than this gateway accepts ({limit} bytes).",
+        code="request_too_large",
+    )
+
+
+def bad_gateway(detail: str) -> bytes:
+    return error_body(
+        "api_error",
+        f"The gateway could not reach the upstream API ({detail}). The request was not "
+        "completed; it is safe to retry with the same Idempotency-Key.",
+    )
+
+
+def gateway_timeout(seconds: float) -> bytes:
+    return error_body(
+        "api_error",
+        f"The upstream API did not answer within {seconds:g} s. The request may or may not "
+        "have been applied upstream; retry with the same Idempotency-Key.",
+    )

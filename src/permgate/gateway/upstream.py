@@ -1,0 +1,283 @@
+"""A keep-alive HTTP/1.1 client pool for one upstream origin, on asyncio protocols + httptools.
+
+Measured against httpx in bench/bench_gateway.py: the gateway only ever talks to one origin
+with small requests, so a pool with no per-request task, timer-task or header-object
+allocation is the cheaper path. Bodies are streamed: the caller sees the status and headers
+as soon as they arrive and pulls body chunks after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools
+
+Headers = list[tuple[bytes, bytes]]
+# Replays are safe only where the upstream treats a repeat as the same request.
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"DELETE", b"PUT"})
+_HIGH_WATER = 256 * 1024
+
+
+class UpstreamError(Exception):
+    """The upstream could not be used. `timeout` picks 504 over 502."""
+
+    def __init__(self, detail: str, timeout: bool = False) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.timeout = timeout
+
+
+class Origin:
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"upstream must be an http(s) URL, not {url!r}")
+        self.tls = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.tls else 80)
+        default = (self.tls and self.port == 443) or (not self.tls and self.port == 80)
+        name = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 literal
+        self.host_header = (name if default else f"{name}:{self.port}").encode("ascii")
+        self.prefix = parts.path.rstrip("/").encode("ascii")  # e.g. an upstream mounted at /api
+
+
+class _Conn(asyncio.Protocol):
+    """One upstream connection; parser callbacks fill in the response being read."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.reused = False
+        self._reset_response()
+
+    def _reset_response(self) -> None:
+        self.status = 0
+        self.headers: Headers = []
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.head_done = False
+        self.done = False
+        self.keep_alive = False
+        self.received = False
+        self.error: UpstreamError | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.paused = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            self._fail(UpstreamError(f"malformed upstream response: {e}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.done:
+            self._fail(UpstreamError("upstream closed the connection"))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.head_done = True
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered > _HIGH_WATER and self.transport is not None and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        # Only valid inside the callback: llhttp resets its state after the message.
+        self.keep_alive = self.parser.should_keep_alive()
+        self.done = True
+        self._wake()
+
+    # plumbing
+    def _wake(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _fail(self, error: UpstreamError) -> None:
+        if self.error is None:
+            self.error = error
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    async def wait(self, timeout: float) -> None:
+        """Until the parser made progress, the connection failed, or `timeout` passed."""
+        loop = asyncio.get_running_loop()
+        self.waiter = waiter = loop.create_future()
+        timer = loop.call_later(timeout, self._on_timeout, waiter, timeout)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self.waiter = None
+        if self.error is not None:
+            raise self.error
+
+    def _on_timeout(self, waiter: asyncio.Future[None], timeout: float) -> None:
+        if not waiter.done():
+            self._fail(UpstreamError(f"no answer within {timeout:g} s", timeout=True))
+            self.close()
+
+
+class Response:
+    """Status and headers of an upstream answer; the body is read with `body()`."""
+
+    __slots__ = ("_conn", "_timeout", "headers", "status")
+
+    def __init__(self, conn: _Conn, timeout: float) -> None:
+        self._conn = conn
+        self._timeout = timeout
+        self.status = conn.status
+        self.headers = conn.headers
+
+    @property
+    def complete(self) -> bool:
+        return self._conn.done
+
+    def take_all(self) -> bytes:
+        """The whole body when `complete`; releases the connection."""
+        conn = self._conn
+        body = b"".join(conn.chunks)
+        conn.pool.release(conn)
+        return body
+
+    async def body(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        try:
+            while True:
+                while conn.chunks:
+                    chunk = conn.chunks.popleft()
+                    conn.buffered -= len(chunk)
+                    if conn.paused and conn.buffered < _HIGH_WATER // 2 and conn.transport:
+                        conn.paused = False
+                        conn.transport.resume_reading()
+                    yield chunk
+                if conn.done:
+                    break
+                await conn.wait(self._timeout)
+        except BaseException:
+            conn.close()  # a half-read response leaves the connection unusable
+            raise
+        conn.pool.release(conn)
+
+    def abort(self) -> None:
+        self._conn.close()
+
+
+class Pool:
+    """Idle connections to one origin, reused last-in first-out (the warmest first)."""
+
+    def __init__(
+        self, origin: Origin, max_idle: int, connect_timeout: float, timeout: float
+    ) -> None:
+        self.origin = origin
+        self.max_idle = max_idle
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self._idle: list[_Conn] = []
+        self._ssl = ssl.create_default_context() if origin.tls else None
+
+    async def _connect(self) -> _Conn:
+        loop = asyncio.get_running_loop()
+        o = self.origin
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _Conn(self), o.host, o.port, ssl=self._ssl,
+                    server_hostname=o.host if self._ssl else None,
+                ),
+                self.connect_timeout,
+            )
+        except TimeoutError:
+            raise UpstreamError(
+                f"connect to {o.host}:{o.port} timed out after {self.connect_timeout:g} s",
+                timeout=True,
+            ) from None
+        except OSError as e:
+            raise UpstreamError(f"connect to {o.host}:{o.port} failed: {e.strerror}") from None
+        return conn
+
+    def release(self, conn: _Conn) -> None:
+        if (
+            conn.closed
+            or not conn.keep_alive
+            or len(self._idle) >= self.max_idle
+        ):
+            conn.close()
+            return
+        conn.reused = True
+        conn._reset_response()
+        self._idle.append(conn)
+
+    async def request(
+        self, method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]], body: bytes
+    ) -> Response:
+        head = [method, b" ", self.origin.prefix, target, b" HTTP/1.1\r\nhost: ",
+                self.origin.host_header, b"\r\n"]
+        for name, value in headers:
+            head += (name, b": ", value, b"\r\n")
+        if body or method == b"POST":
+            head += (b"content-length: ", str(len(body)).encode("ascii"), b"\r\n")
+        head.append(b"\r\n")
+        if body:
+            head.append(body)
+        data = b"".join(head)
+        while True:
+            conn = None
+            while self._idle:
+                candidate = self._idle.pop()
+                if not candidate.closed:
+                    conn = candidate
+                    break
+            if conn is None:
+                conn = await self._connect()
+            assert conn.transport is not None
+            conn.transport.write(data)
+            try:
+                while not conn.head_done:
+                    await conn.wait(self.timeout)
+            except UpstreamError as e:
+                conn.close()
+                # A kept-alive connection the upstream closed before answering: the request
+                # most likely never ran, but only idempotent ones may be sent again.
+                if (
+                    conn.reused and not conn.received and not e.timeout
+                    and method in _IDEMPOTENT
+                ):
+                    continue
+                raise
+            return Response(conn, self.timeout)
+
+    def close(self) -> None:
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()

@@ -1,0 +1,106 @@
+"""The README's main command (`permgate serve` with no upstream), and both servers."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+import stripe
+from tests.gateway.procs import VENV_BIN, new_app, run_gateway, wait_until
+
+from permgate.gateway.demo import Upstream, free_port
+from permgate.store import Store
+
+pytestmark = pytest.mark.e2e
+
+
+def listening(url: str) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        with socket.create_connection((host, int(port)), 0.5):
+            return True
+    except OSError:
+        return False
+
+
+def test_demo_mode_shows_one_allowed_and_one_denied_call(tmp_path: Path) -> None:
+    port = free_port()
+    out_path = tmp_path / "demo.out"
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "permgate"), "serve", "--port", str(port)], cwd=tmp_path,
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: listening(url), timeout=60, what="demo gateway listening")
+        text = out_path.read_text()
+        key = re.search(r"Its key: (sk_test_\w+)", text)
+        upstream = re.search(r"enforcing for localstripe at (http://127\.0\.0\.1:\d+)", text)
+        assert key and upstream, text
+        assert 'stripe.StripeClient("' + key.group(1) in text
+        assert f"curl {url}/v1/customers -u {key.group(1)}:" in text
+        client = stripe.StripeClient(key.group(1), stripe_account="acct_demo",
+                                     base_addresses={"api": url}, max_network_retries=0)
+        assert isinstance(client.v1.customers.list().data, list)
+        with pytest.raises(stripe.PermissionError, match="charge_read"):
+            client.v1.charges.list()
+        # The database was created in the working directory, as the banner says.
+        assert (tmp_path / ".permgate" / "permgate.db").exists()
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        proc.wait(30)
+    # Ctrl-C stops localstripe too.
+    wait_until(lambda: not listening(upstream.group(1)), what="localstripe stopped")
+
+
+def test_demo_mode_can_be_run_again_on_the_same_database(tmp_path: Path) -> None:
+    from permgate.gateway import demo
+
+    url = f"sqlite:///{tmp_path / 'again.db'}"
+    with Store.open(url, upgrade=True) as store:
+        first = demo.install_demo_app(store, "acct_demo")
+        second = demo.install_demo_app(store, "acct_demo")
+        assert first.key != second.key
+        assert store.authenticate(first.key) is None  # the old demo key is revoked
+        assert store.authenticate(second.key) is not None
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "granian"])
+def test_both_servers_enforce(
+    server: str, db_url: str, store: Store, localstripe: Upstream, workdir: Path
+) -> None:
+    if server == "granian":
+        pytest.importorskip("granian")
+    app = new_app(store, ["customer_read"])
+    with run_gateway(db_url, localstripe.url, workdir, ["--server", server]) as gw:
+        h = {"Authorization": f"Bearer {app.key}", "Stripe-Account": app.account}
+        r = httpx.get(gw.url + "/v1/customers", headers=h)
+        assert r.status_code == 200 and r.headers["request-id"].startswith("req_")
+        r = httpx.get(gw.url + "/v1/charges", headers=h)
+        assert r.status_code == 403
+        assert r.json()["error"]["code"] == "more_permissions_required_for_application"
+
+
+def test_serve_refuses_to_start_without_what_it_needs(tmp_path: Path) -> None:
+    def serve(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(VENV_BIN / "permgate"), "serve", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    done = serve("--upstream", "http://127.0.0.1:9")
+    assert done.returncode == 2 and "upstream-key-file" in done.stderr
+    keys = tmp_path / "keys"
+    keys.write_text("sk_test_x\n")
+    done = serve("--upstream", "http://127.0.0.1:9", "--upstream-key-file", str(keys),
+                 "--db", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert done.returncode == 2 and "permgate db upgrade" in done.stderr
+    done = serve("--workers", "0")
+    assert done.returncode == 2 and "workers" in done.stderr
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        done = serve("--port", str(taken.getsockname()[1]))  # demo mode, port in use
+    assert done.returncode == 2 and "cannot listen" in done.stderr
+    assert "localstripe" not in done.stdout  # nothing was started

@@ -1,0 +1,226 @@
+"""What the gateway sends upstream and returns, against a recording upstream of our own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.gateway.procs import UPSTREAM_KEY, App, Gateway, new_app, raw_request, run_gateway
+from tests.gateway.recorder import BIG, Recorder, recording_upstream
+
+from permgate.gateway.demo import free_port
+from permgate.store import Store
+
+pytestmark = pytest.mark.e2e
+LIMIT = 4096
+
+
+@pytest.fixture(scope="module")
+def recorder() -> Iterator[Recorder]:
+    with recording_upstream() as rec:
+        yield rec
+
+
+@pytest.fixture(scope="module")
+def gw(db_url: str, recorder: Recorder, workdir: Path) -> Iterator[Gateway]:
+    with run_gateway(db_url, recorder.url, workdir,
+                     ["--body-limit", str(LIMIT), "--upstream-timeout", "1"]) as g:
+        yield g
+
+
+@pytest.fixture(scope="module")
+def app(store: Store) -> App:
+    return new_app(store, ["customer_write", "charge_read"])
+
+
+def headers(app: App, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {app.key}", "Stripe-Account": app.account, **extra}
+
+
+def test_forwards_the_decided_request_with_the_upstream_key(
+    gw: Gateway, recorder: Recorder, app: App
+) -> None:
+    body = "email=a%40example.com&metadata[k]=v&expand[]=default_source"
+    r = httpx.post(gw.url + "/v1/customers?x=1", content=body, headers=headers(
+        app, **{"Content-Type": "application/x-www-form-urlencoded",
+                "Stripe-Version": "2025-03-31.basil", "Idempotency-Key": "idem-1",
+                "Cookie": "secret=1", "X-Forwarded-For": "6.6.6.6"}))
+    # default_source needs source_read: denied, not forwarded.
+    assert r.status_code == 403
+    assert not any(q["target"].startswith("/v1/customers?x=1") for q in recorder.requests)
+
+    body = "email=a%40example.com&metadata[k]=v"
+    r = httpx.post(gw.url + "/v1/customers?x=1", content=body, headers=headers(
+        app, **{"Content-Type": "application/x-www-form-urlencoded",
+                "Stripe-Version": "2025-03-31.basil", "Idempotency-Key": "idem-1",
+                "Cookie": "secret=1"}))
+    assert r.status_code == 201, r.text
+    seen = r.json()
+    assert seen["method"] == "POST" and seen["target"] == "/v1/customers?x=1"
+    assert seen["body"] == body
+    h = seen["headers"]
+    assert h["authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert h["stripe-account"] == app.account
+    assert h["stripe-version"] == "2025-03-31.basil"
+    assert h["idempotency-key"] == "idem-1"
+    assert h["content-type"] == "application/x-www-form-urlencoded"
+    assert "cookie" not in h
+    # The answer comes back with the upstream's headers, our request id first.
+    assert r.headers["x-upstream-header"] == "kept"
+    assert r.headers["request-id"].startswith("req_")
+    assert r.headers["request-id"] != "req_from_upstream"
+    assert r.headers["upstream-request-id"] == "req_from_upstream"
+
+
+def test_query_is_forwarded_byte_for_byte(gw: Gateway, recorder: Recorder, app: App) -> None:
+    target = "/v1/customers?email=a%2Bb%40example.com&limit=3&starting_after=cus_1"
+    answer = raw_request(gw.url, f"GET {target} HTTP/1.1",
+                         [f"{k}: {v}" for k, v in headers(app).items()])
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert recorder.paths()[-1] == target
+
+
+def test_upstream_connections_are_kept_alive(
+    gw: Gateway, recorder: Recorder, app: App
+) -> None:
+    for i in range(5):
+        r = httpx.get(gw.url + f"/v1/customers?keepalive={i}", headers=headers(app))
+        assert r.status_code == 200
+    seen = [q for q in recorder.requests if "keepalive=" in q["target"]]
+    assert len(seen) == 5
+    assert len({q["peer_port"] for q in seen}) == 1  # one upstream connection, reused
+
+
+def test_streams_a_large_chunked_answer(gw: Gateway, app: App) -> None:
+    with httpx.stream("GET", gw.url + "/v1/customers/cus_big", headers=headers(app)) as r:
+        assert r.status_code == 200
+        assert b"".join(r.iter_bytes()) == BIG
+
+
+def test_body_over_the_limit_is_refused_unread(
+    gw: Gateway, recorder: Recorder, app: App
+) -> None:
+    big = "email=" + "a" * LIMIT
+    r = httpx.post(gw.url + "/v1/customers", content=big, headers=headers(
+        app, **{"Content-Type": "application/x-www-form-urlencoded"}))
+    assert r.status_code == 413
+    assert r.json()["error"]["type"] == "invalid_request_error"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: refused while reading
+        yield b"email="
+        for _ in range(LIMIT // 512 + 2):
+            yield b"a" * 512
+
+    r = httpx.post(gw.url + "/v1/customers", content=chunks(), headers=headers(
+        app, **{"Content-Type": "application/x-www-form-urlencoded"}))
+    assert r.status_code == 413
+    assert not any(q["body"].startswith("email=aaaa") for q in recorder.requests)
+
+
+def test_slow_upstream_gives_504(gw: Gateway, app: App) -> None:
+    r = httpx.get(gw.url + "/v1/customers/cus_slow", headers=headers(app), timeout=30)
+    assert r.status_code == 504
+    err = r.json()["error"]
+    assert err["type"] == "api_error" and "did not answer within 1 s" in err["message"]
+
+
+def test_post_is_not_retried_when_the_upstream_drops_it(
+    gw: Gateway, recorder: Recorder, app: App
+) -> None:
+    before = len([p for p in recorder.paths() if p == "/v1/customers/cus_drop"])
+    r = httpx.post(gw.url + "/v1/customers/cus_drop", content="name=x", headers=headers(
+        app, **{"Content-Type": "application/x-www-form-urlencoded"}))
+    assert r.status_code == 502
+    assert r.json()["error"]["type"] == "api_error"
+    after = len([p for p in recorder.paths() if p == "/v1/customers/cus_drop"])
+    assert after - before == 1
+
+
+def test_account_rules(gw: Gateway, app: App) -> None:
+    no_account = {"Authorization": f"Bearer {app.key}"}
+    r = httpx.get(gw.url + "/v1/customers", headers=no_account)
+    assert r.status_code == 400 and "Stripe-Account" in r.json()["error"]["message"]
+    r = httpx.get(gw.url + "/v1/customers", headers={**no_account, "Stripe-Account": "acct_1;x"})
+    assert r.status_code == 400
+
+
+def test_restricted_key_carries_its_install(
+    gw: Gateway, store: Store, recorder: Recorder
+) -> None:
+    import secrets
+
+    from tests.gateway.procs import manifest_text
+
+    from permgate import manifest as manifest_mod
+
+    app_id = f"com.example.rk{secrets.token_hex(4)}"
+    account = f"acct_rk{secrets.token_hex(4)}"
+    store.upload_version(manifest_mod.parse(
+        manifest_text(app_id, "1.0.0", ["customer_read"], "restricted_api_key")), actor="t")
+    installed = store.install(app_id, account, "test", by="admin@example.com", role="admin")
+    assert installed.key is not None and installed.key.secret.startswith("rk_test_")
+    key = installed.key.secret
+    r = httpx.get(gw.url + "/v1/customers", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200, r.text
+    assert r.json()["headers"]["stripe-account"] == account
+    r = httpx.get(gw.url + "/v1/customers",
+                  headers={"Authorization": f"Bearer {key}", "Stripe-Account": "acct_other"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "account_invalid"
+
+
+def test_metrics_health_and_readiness(gw: Gateway, app: App) -> None:
+    httpx.get(gw.url + "/v1/charges", headers=headers(app))
+    httpx.get(gw.url + "/v1/payouts", headers=headers(app))
+    text = httpx.get(gw.url + "/metrics").text
+    assert f'permgate_decisions_total{{app="{app.app_id}",outcome="allowed"}}' in text
+    assert f'permgate_decisions_total{{app="{app.app_id}",outcome="missing"}}' in text
+    assert "permgate_decision_seconds_bucket" in text
+    assert "permgate_upstream_seconds_count" in text
+    assert httpx.get(gw.url + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(gw.url + "/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {
+        "database": "ok", "upstream": "ok"}
+
+
+def test_denials_are_logged_as_audit_records(gw: Gateway, app: App) -> None:
+    r = httpx.get(gw.url + "/v1/payouts", headers=headers(app))
+    assert r.status_code == 403
+    rid = r.headers["request-id"]
+    rec = gw.record(rid)
+    assert rec["audit"] is True and rec["outcome"] == "missing" and rec["status"] == 403
+    assert rec["app"] == app.app_id and rec["account"] == app.account
+    assert rec["missing"][0][:2] == ["payout_read", "payout_write"]  # type: ignore[index]
+    assert "payout_read" in str(rec["reason"])
+
+
+def test_dead_upstream_gives_502_and_not_ready(
+    db_url: str, store: Store, workdir: Path
+) -> None:
+    app = new_app(store, ["customer_read"])
+    dead = f"http://127.0.0.1:{free_port()}"
+    with run_gateway(db_url, dead, workdir, ["--connect-timeout", "1"]) as g:
+        r = httpx.get(g.url + "/v1/customers", headers=headers(app))
+        assert r.status_code == 502 and r.json()["error"]["type"] == "api_error"
+        ready = httpx.get(g.url + "/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["database"] == "ok"
+        assert ready.json()["checks"]["upstream"].startswith("error")
+
+
+def test_report_only_forwards_denied_calls_but_never_hostile_paths(
+    db_url: str, store: Store, recorder: Recorder, workdir: Path
+) -> None:
+    app = new_app(store, ["customer_read"])
+    with run_gateway(db_url, recorder.url, workdir, ["--report-only"]) as g:
+        r = httpx.get(g.url + "/v1/charges?report_only=1", headers=headers(app))
+        assert r.status_code == 200  # forwarded: the recorder answered
+        assert "/v1/charges?report_only=1" in recorder.paths()
+        rid = r.headers["request-id"]
+        rec = g.record(rid)
+        assert rec["would_deny"] is True and rec["outcome"] == "missing"
+        answer = raw_request(g.url, "GET /v1/customers/../charges?hostile=1 HTTP/1.1",
+                             [f"{k}: {v}" for k, v in headers(app).items()])
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+        assert not any("hostile=1" in p for p in recorder.paths())
