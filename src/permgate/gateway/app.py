@@ -45,6 +45,7 @@ _DROP = frozenset({
     b"trailer", b"upgrade", b"request-id",
 })
 _CONTROL = frozenset({"/healthz", "/readyz", "/metrics"})
+INGEST_PATH = b"/webhooks/upstream"
 _PARSED_MAX = 10_000
 
 
@@ -73,6 +74,7 @@ class Gateway:
         self.resolver: Resolver | None = None
         self.pool: Pool | HttpxPool | None = None
         self.admin: ASGIApp | None = None
+        self.ingest: ASGIApp | None = None
         self.decide: Callable[..., Any] | None = None
         self._keys_seen: dict[bytes, str | None] = {}
         self._accounts_seen: dict[bytes, str | None] = {}
@@ -108,6 +110,12 @@ class Gateway:
         )
         if self.make_admin is not None:
             self.admin = self.make_admin(self.store)
+        if self.settings.webhook_secret:
+            from permgate.events.ingest import ingest_app
+
+            secrets = [s.strip() for s in self.settings.webhook_secret.split(",") if s.strip()]
+            self.ingest = ingest_app(self.store, secrets,  # type: ignore[arg-type]
+                                     account=self.settings.webhook_account)
         self.log.write("gateway.started", upstream=self.settings.upstream,
                        enforce=self.enforce, report_only=self.report_only)
 
@@ -148,6 +156,8 @@ class Gateway:
                 await self.control(scope, send)
             elif raw_path == b"/admin" or raw_path[:7] == b"/admin/":
                 await self.admin_call(scope, receive, send)
+            elif raw_path == INGEST_PATH and self.ingest is not None:
+                await self.ingest(scope, receive, send)
             else:
                 await self.proxy(scope, receive, send, raw_path)
         elif kind == "lifespan":

@@ -43,6 +43,10 @@ class Settings:
     server: str = "auto"  # "granian", "uvicorn", or "auto" (granian when installed)
     bench_no_enforcement: bool = False
     demo_account: str = "acct_demo"
+    # The upstream's webhook signing secret(s), comma-separated while rotating; set: the
+    # gateway receives the upstream's events at /webhooks/upstream (env or file only).
+    webhook_secret: str | None = None
+    webhook_account: str | None = None  # account of events that name none
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -58,6 +62,7 @@ _TYPES: dict[str, type] = {
     "connect_timeout": float, "upstream_timeout": float, "pool_size": int,
     "refresh_interval": float, "admin_token": str, "access_log": bool,
     "upstream_client": str, "server": str, "bench_no_enforcement": bool, "demo_account": str,
+    "webhook_secret": str, "webhook_account": str,
 }
 FIELDS: tuple[str, ...] = tuple(_TYPES)
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
