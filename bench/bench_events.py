@@ -34,6 +34,12 @@ ACCOUNT = "acct_bench"
 PG = os.environ.get("PERMGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+class _DeepQueueServer(ThreadingHTTPServer):
+    # With the default accept queue (5), concurrent deliveries can be refused at connect,
+    # and a refused attempt is retried: the receiver must not be the bottleneck measured.
+    request_queue_size = 128
+
+
 @contextmanager
 def receiver() -> Iterator[tuple[str, list[int]]]:
     count = [0]
@@ -53,7 +59,7 @@ def receiver() -> Iterator[tuple[str, list[int]]]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = _DeepQueueServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

@@ -63,6 +63,12 @@ class Receiver:
         return [str(r.event["id"]) for r in self.at(path)]
 
 
+class _DeepQueueServer(ThreadingHTTPServer):
+    # With the default accept queue (5), concurrent deliveries can be refused at connect,
+    # and a refused attempt is retried: the receiver must not be the bottleneck measured.
+    request_queue_size = 128
+
+
 @contextmanager
 def receiver() -> Iterator[Receiver]:
     rec: Receiver
@@ -84,7 +90,7 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = _DeepQueueServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     rec = Receiver(f"http://127.0.0.1:{server.server_address[1]}")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
