@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -315,3 +317,10 @@ def test_decisions_are_shared_and_name_the_account_on_request() -> None:
     assert msg == engine.decide("GET", "/v1/charges/ch_1?expand[]=customer", grants=g,
                                 account="acct_7").message
     assert a.message_for(None) == a.message
+
+
+def test_catalog_generator_check_passes() -> None:
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, str(root / "tools" / "gen_catalog.py"), "--check",
+                           "--shared", str(SHARED)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
