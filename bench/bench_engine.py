@@ -224,6 +224,21 @@ class Adapter:
     verdict: Callable[[object], bool]
 
 
+def empty_call_us() -> float:
+    """What an empty Python call costs on this machine now: the yardstick for the others
+    (shared machines vary by 2x from one minute to the next)."""
+    def nothing(a: object, b: object, c: object, d: object) -> None:
+        return None
+
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(200_000):
+            nothing(1, 2, 3, 4)
+        best = min(best, (time.perf_counter() - t) / 200_000)
+    return best * 1e6
+
+
 def timer_overhead() -> float:
     ns = time.perf_counter_ns
     samples = []
@@ -347,16 +362,19 @@ def main(argv: list[str] | None = None) -> int:
     print("median/p99: per decision, steady state (second pass); cold: first pass, every "
           "(operation, expansion) new")
     print(f"{'engine':<10}{'requests':>9}{'median us':>11}{'plain':>9}{'expand':>9}"
-          f"{'p99 us':>9}{'cold':>8}{'cold exp':>9}{'decisions/s':>13}{'x permgate':>12}"
+          f"{'p99 us':>10}{'cold':>9}{'cold exp':>9}{'decisions/s':>13}{'x permgate':>12}"
           f"{'disagree':>9}")
     for r in results:
         ratio = r["median_us"] / base["median_us"]  # type: ignore[operator]
         print(f"{r['engine']:<10}{r['requests']:>9}{r['median_us']:>11.2f}"
-              f"{r['median_us_plain']:>9.2f}{r['median_us_expand']:>9.2f}{r['p99_us']:>9.2f}"
-              f"{r['cold_median_us']:>8.2f}{r['cold_median_us_expand']:>9.2f}"
+              f"{r['median_us_plain']:>9.2f}{r['median_us_expand']:>9.2f}{r['p99_us']:>10.2f}"
+              f"{r['cold_median_us']:>9.2f}{r['cold_median_us_expand']:>9.2f}"
               f"{r['decisions_per_s']:>13,.0f}{ratio:>11,.0f}x{r['disagreements']:>9}")
     denied = base["denied"] / base["requests"]  # type: ignore[operator]
-    print(f"\npermgate denied {denied:.0%} of the stream.")
+    yardstick = empty_call_us()
+    print(f"\npermgate denied {denied:.0%} of the stream. An empty Python call took "
+          f"{yardstick:.3f} us in this run: permgate's median decision is "
+          f"{base['median_us'] / yardstick:.0f} empty calls.")
     figures = load_figures()
     print(f"import permgate: {figures['import_ms']:.1f} ms; load catalog+table: "
           f"{figures['load_ms']:.1f} ms; RSS of the loaded engine: "
