@@ -24,7 +24,8 @@ class HttpxResponse:
         self.complete = False
 
     def take_all(self) -> bytes:
-        raise NotImplementedError  # `complete` is never true: always streamed
+        # The gateway calls this only when `complete` is true, which it never is here.
+        raise RuntimeError("httpx answers are always streamed: read them with body()")
 
     async def body(self) -> AsyncIterator[bytes]:
         try:
