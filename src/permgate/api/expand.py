@@ -60,9 +60,6 @@ class ExpansionGraph:
     def objects(self) -> list[str]:
         return sorted(self._graph)
 
-    def reader(self, obj: str) -> str | None:
-        return self._readers.get(obj)
-
     def resolve(self, roots: tuple[str, ...], is_list: bool, path: str) -> Expansion:
         """Resolve `path` from an operation's result types (several for polymorphic results)."""
         key = (roots, is_list, path)

@@ -202,9 +202,3 @@ class Catalog:
 
     def event_rule(self, event_type: str) -> EventRule | None:
         return self.events.get(event_type)
-
-    def by_product(self) -> dict[str, list[Permission]]:
-        out: dict[str, list[Permission]] = {}
-        for p in self.permissions.values():
-            out.setdefault(p.product or "(implied only)", []).append(p)
-        return out
