@@ -14,7 +14,7 @@ from tests.events.procs import free_port
 from tests.events.support import event, install, new_app, wait_until
 
 from permgate.events import add_endpoint, list_deliveries, sign
-from permgate.events.ingest import ingest_app
+from permgate.events.ingest import MAX_BODY, ingest_app
 from permgate.events.sealing import Sealer
 from permgate.store import Store
 
@@ -108,3 +108,16 @@ def test_not_an_event(store: Store, ingest_url: str) -> None:
         assert r.status_code == 400
         assert r.json()["error"]["code"] == "event_invalid"
     assert httpx.get(ingest_url).status_code == 405
+
+
+def test_oversized_bodies_are_refused_before_being_read_whole(ingest_url: str) -> None:
+    big = b"x" * (MAX_BODY + 1)
+    r = _post(ingest_url, big, sign(big, [SECRET]))
+    assert r.status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the cap applies while streaming
+        for _ in range(3):
+            yield b"y" * (MAX_BODY // 2)
+
+    r = httpx.post(ingest_url, content=chunks(), headers={"Stripe-Signature": "t=1,v1=0"})
+    assert r.status_code == 413

@@ -28,6 +28,21 @@ def _error(status: int, message: str, code: str) -> JSONResponse:
                                    "message": message}}, status_code=status)
 
 
+async def _read_capped(request: Request) -> bytes | None:
+    """The body, or None as soon as it passes MAX_BODY (the rest is never read)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def ingest_app(
     store: Store, secrets: Sequence[str], *, account: str | None = None,
     tolerance: int = DEFAULT_TOLERANCE,
@@ -46,13 +61,14 @@ def ingest_app(
             response = _error(405, "POST the upstream's events here", "method_not_allowed")
             await response(scope, receive, send)
             return
-        body = await request.body()
-        response = await _handle(body, request.headers.get("stripe-signature"))
+        body = await _read_capped(request)
+        if body is None:
+            response = _error(413, "the body is too large to be an event", "body_too_large")
+        else:
+            response = await _handle(body, request.headers.get("stripe-signature"))
         await response(scope, receive, send)
 
     async def _handle(body: bytes, header: str | None) -> JSONResponse:
-        if len(body) > MAX_BODY:
-            return _error(413, "the body is too large to be an event", "body_too_large")
         try:
             verify(body, header, secrets, tolerance=tolerance)
         except SignatureError as e:
