@@ -158,3 +158,27 @@ def _walk(node: Any) -> Iterator[str]:
 def test_an_empty_token_is_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="token"):
         create_admin_app(store, "")
+
+
+def test_webhook_endpoints(http: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERMGATE_WEBHOOK_KEY", "ab" * 32)
+    r = http.post("/v1/apps", json={"actor": "dev", "manifest": manifest_text(
+        "1.0.0", ["event_read", "customer_read"])})
+    assert r.status_code == 201, r.text
+    new = {"app_id": APP, "url": "https://app.example/hook", "mode": "live", "actor": "dev"}
+    err = _error(http.post("/v1/webhook_endpoints", json={**new, "enabled_events": [
+        "invoice.paid"]}), 400, "event_not_permitted")
+    assert "invoice_read" in err["message"]
+    _error(http.post("/v1/webhook_endpoints", json={**new, "enabled_events": []}),
+           400, "parameter_invalid")
+    r = http.post("/v1/webhook_endpoints", json={**new, "enabled_events": ["customer.created"]})
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert made["secret"].startswith("whsec_")
+    listed = http.get("/v1/webhook_endpoints", params={"app": APP}).json()["data"]
+    assert [e["id"] for e in listed] == [made["id"]] and "secret" not in listed[0]
+    r = http.post(f"/v1/webhook_endpoints/{made['id']}/rotate_secret", json={"actor": "dev"})
+    assert r.status_code == 200 and r.json()["secret"] not in (made["secret"], None)
+    r = http.post(f"/v1/webhook_endpoints/{made['id']}/remove", json={"actor": "dev"})
+    assert r.status_code == 200 and r.json()["removed"] is True
+    assert http.get("/v1/webhook_endpoints").json()["data"] == []

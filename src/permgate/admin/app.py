@@ -166,6 +166,32 @@ class _Api:
             limit=_int(q.get("limit"), "limit"))
         return 200, {"data": [e.as_json() for e in found]}
 
+    # -- webhook endpoints (permgate.events) ------------------------------------------------
+    def list_webhooks(self, r: Request, body: Body) -> Result:
+        found = events.list_endpoints(self.store, r.query_params.get("app"))
+        return 200, {"data": [e.as_json() for e in found]}
+
+    def add_webhook(self, r: Request, body: Body) -> Result:
+        wanted = body.get("enabled_events")
+        if not isinstance(wanted, list) or not wanted or not all(
+                isinstance(x, str) and x for x in wanted):
+            raise BadRequest("enabled_events must be a non-empty list of event types (or "
+                             "[\"*\"])", param="enabled_events")
+        new = events.add_endpoint(self.store, _req(body, "app_id"), _req(body, "url"), wanted,
+                                  _req(body, "mode"), by=_req(body, "actor"))
+        return 201, new.as_json()
+
+    def remove_webhook(self, r: Request, body: Body) -> Result:
+        gone = events.remove_endpoint(self.store, r.path_params["endpoint_id"],
+                                      by=_req(body, "actor"))
+        return 200, {**gone.as_json(), "removed": True}
+
+    def rotate_webhook_secret(self, r: Request, body: Body) -> Result:
+        grace = _int(body.get("grace_seconds"), "grace_seconds") or 0
+        new = events.rotate_secret(self.store, r.path_params["endpoint_id"],
+                                   by=_req(body, "actor"), grace=timedelta(seconds=grace))
+        return 200, new.as_json()
+
     def changes(self, r: Request, body: Body) -> Result:
         return 200, {"change_counter": self.store.change_counter()}
 
@@ -223,6 +249,12 @@ def create_admin_app(store: Store, admin_token: str) -> ASGIApp:
         Route(install_path + "/approve", endpoint(api.approve), methods=["POST"]),
         Route(install_path + "/uninstall", endpoint(api.uninstall), methods=["POST"]),
         Route("/v1/audit", endpoint(api.audit), methods=["GET"]),
+        Route("/v1/webhook_endpoints", endpoint(api.list_webhooks), methods=["GET"]),
+        Route("/v1/webhook_endpoints", endpoint(api.add_webhook), methods=["POST"]),
+        Route("/v1/webhook_endpoints/{endpoint_id}/remove", endpoint(api.remove_webhook),
+              methods=["POST"]),
+        Route("/v1/webhook_endpoints/{endpoint_id}/rotate_secret",
+              endpoint(api.rotate_webhook_secret), methods=["POST"]),
         Route("/v1/changes", endpoint(api.changes), methods=["GET"]),
     ]
 

@@ -107,6 +107,12 @@ _SCHEMAS: JSON = {
                             "install.created, install.approved, install.removed, key.created, "
                             "key.rotated"},
         app_id=_NSTR, account=_NSTR, mode=_NSTR, version=_NSTR, detail={"type": "object"}),
+    "WebhookEndpoint": _obj(
+        ["id", "app_id", "url", "mode", "enabled_events"], id=_STR, app_id=_STR, url=_STR,
+        mode=_MODE, enabled_events={**_STRS, "description": "event types, or [\"*\"]: every "
+                                    "event the app may receive"}),
+    "NewWebhookEndpoint": {"allOf": [_ref("WebhookEndpoint"), _obj(["secret"], secret={
+        **_STR, "description": "whsec_...: shown in this response only"})]},
 }
 
 _ERRORS = {
@@ -172,6 +178,27 @@ def document() -> JSON:
             _q("app", _STR, "only this app"), _q("account", _STR, "only this account"),
             _q("since", _TIME, "only entries at or after this time"),
             _q("limit", {"type": "integer", "minimum": 1}, "only the newest N entries")])},
+        "/v1/webhook_endpoints": {
+            "get": _op("List webhook endpoints", _list_of("WebhookEndpoint"),
+                       params=[_q("app", _STR, "only this app's")]),
+            "post": _op("Add a webhook endpoint; refused (400) for event types the app's "
+                        "manifest cannot receive", "NewWebhookEndpoint", status=201,
+                        errors=(400, 404), body=_obj(
+                            ["app_id", "url", "enabled_events", "mode", "actor"],
+                            app_id=_STR, url=_STR, enabled_events=_STRS, mode=_MODE,
+                            actor=_STR)),
+        },
+        "/v1/webhook_endpoints/{endpoint_id}/remove": {
+            "post": _op("Remove an endpoint; its pending deliveries are cancelled",
+                        "WebhookEndpoint", errors=(400, 404), body=_obj(["actor"],
+                                                                        actor=_STR)),
+            "parameters": [_p("endpoint_id")]},
+        "/v1/webhook_endpoints/{endpoint_id}/rotate_secret": {
+            "post": _op("A new signing secret, shown once", "NewWebhookEndpoint",
+                        errors=(400, 404), body=_obj(["actor"], actor=_STR, grace_seconds={
+                            "type": "integer", "minimum": 0, "maximum": 86400,
+                            "description": "how long the old secret also signs"})),
+            "parameters": [_p("endpoint_id")]},
         "/v1/changes": {"get": _op(
             "The change counter: bumps with every change (cache invalidation)",
             _obj(["change_counter"], change_counter={"type": "integer"}))},
