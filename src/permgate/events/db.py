@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 from permgate.store import Store
 from permgate.store.engine import WRITE
-from permgate.store.schema import audit_log
+from permgate.store.store import append_audit
 
 
 def utcnow() -> datetime:
@@ -27,6 +27,4 @@ def writing(store: Store) -> Iterator[Connection]:
 
 def audit(conn: Connection, actor: str, action: str, *, app_id: str | None = None,
           mode: str | None = None, **detail: Any) -> None:
-    conn.execute(audit_log.insert().values(
-        at=utcnow(), actor=actor, action=action, app_id=app_id, account=None, mode=mode,
-        version=None, detail={k: v for k, v in detail.items() if v is not None}))
+    append_audit(conn, actor, action, at=utcnow(), app_id=app_id, mode=mode, **detail)

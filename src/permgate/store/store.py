@@ -577,9 +577,20 @@ class _Tx:
         self, action: str, *, app_id: str | None = None, account: str | None = None,
         mode: str | None = None, version: str | None = None, **detail: Any,
     ) -> None:
-        self.conn.execute(audit_log.insert().values(
-            at=self.now, actor=self.actor, action=action, app_id=app_id, account=account,
-            mode=mode, version=version, detail=_jsonable(detail)))
+        append_audit(self.conn, self.actor, action, at=self.now, app_id=app_id,
+                     account=account, mode=mode, version=version, **detail)
+
+
+def append_audit(
+    conn: Connection, actor: str, action: str, *, at: datetime, app_id: str | None = None,
+    account: str | None = None, mode: str | None = None, version: str | None = None,
+    **detail: Any,
+) -> None:
+    """One entry of the append-only trail, inside the caller's transaction (layers above the
+    store, such as events, record their own changes with it)."""
+    conn.execute(audit_log.insert().values(
+        at=at, actor=actor, action=action, app_id=app_id, account=account, mode=mode,
+        version=version, detail=_jsonable(detail)))
 
 
 def _jsonable(detail: Mapping[str, Any]) -> dict[str, Any]:
