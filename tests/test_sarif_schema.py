@@ -10,11 +10,11 @@ from typing import Any
 
 import jsonschema
 import pytest
+from tests.realworld import REAL_WORLD
 
 from permgate.cli import main
 
 ROOT = Path(__file__).resolve().parent
-SHARED = ROOT.parent.parent / "shared"
 
 
 def official_schema() -> dict[str, Any]:
@@ -37,11 +37,8 @@ def check(doc: dict[str, Any]) -> None:
 
 def test_lint_sarif_is_valid(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # A real published manifest with plenty of advice.
-    manifests = sorted((SHARED / "data" / "real-world-manifests").glob("*.json"))
     checked = 0
-    for src in manifests:
-        if src.name == "INDEX.json":
-            continue
+    for src in REAL_WORLD:
         target = tmp_path / "stripe-app.json"
         shutil.copy(src, target)
         doc = sarif_of(capsys, "lint", str(target), "--format", "sarif")

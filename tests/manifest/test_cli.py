@@ -7,14 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.realworld import DATA, REAL_WORLD
 
 from permgate.cli import main
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 EXAMPLES = DATA / "example-manifests"
-REAL_WORLD = sorted(
-    p for p in (DATA / "real-world-manifests").glob("*.json") if p.name != "INDEX.json"
-)
 PERMGATE = Path(sys.executable).parent / "permgate"
 
 

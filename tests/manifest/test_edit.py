@@ -6,16 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.realworld import DATA, REAL_WORLD
 
 from permgate import manifest
 from permgate.catalog import UnknownPermission, load_catalog
 
 CATALOG = load_catalog()
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 EXAMPLES = sorted((DATA / "example-manifests").glob("*.json"))
-REAL_WORLD = sorted(
-    p for p in (DATA / "real-world-manifests").glob("*.json") if p.name != "INDEX.json"
-)
 PURPOSE = "Reads tax rates to show them next to invoices"
 
 

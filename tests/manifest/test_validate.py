@@ -2,24 +2,20 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 from referencing import Registry, Resource
+from tests.realworld import DATA, LOCAL_MANIFESTS, REAL_WORLD, Entry, lay_out
 
 from permgate import manifest
 from permgate.catalog import load_catalog
 from permgate.manifest.schema import FIELDS_BEYOND_SCHEMA, VIEWPORTS_BEYOND_SCHEMA, check_structure
 
 CATALOG = load_catalog()
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 EXAMPLES = sorted((DATA / "example-manifests").glob("*.json"))
-REAL_WORLD = sorted(
-    p for p in (DATA / "real-world-manifests").glob("*.json") if p.name != "INDEX.json"
-)
 SCHEMA_DIR = DATA / "stripe-apps-schema"
 
 # Our verdict for each of Stripe's sample manifests, read one by one: the problems we expect.
@@ -179,22 +175,36 @@ def test_all_errors_at_once_with_pointers() -> None:
     }
 
 
-def _local_pair(tmp_path: Path, stem: str) -> Path:
-    """A real local manifest next to its real base, named as in their repository."""
-    base = next(p for p in REAL_WORLD if p.name == f"{stem}__stripe-app.json")
-    dev = next(p for p in REAL_WORLD if p.name == f"{stem}__stripe-app.dev.json")
-    shutil.copy(base, tmp_path / "stripe-app.json")
-    shutil.copy(dev, tmp_path / "stripe-app.dev.json")
-    return tmp_path / "stripe-app.dev.json"
+# Our verdict on each real local manifest merged onto its base: the problems we expect.
+CSP = "/ui_extension/content_security_policy/connect-src"
+EXPECTED_LOCAL: dict[str, set[tuple[str, str]]] = {
+    "rw-017__stripe-app.dev.json": set(),
+    "rw-033__stripe-app.dev.json": set(),
+    # a bare origin and an origin with only "/": the schema wants a path ("^https?://.*/.+")
+    "rw-053__stripe-app.dev.json": {(f"{CSP}/0", "pattern"), (f"{CSP}/2", "pattern")},
+    "rw-057__stripe-app.dev.json": set(),
+    "rw-059__stripe-app.dev.json": set(),
+}
 
 
-@pytest.mark.parametrize("stem", [
-    "alexander-zuev__riposte__apps__stripe-app", "dubinc__dub__packages__stripe-app",
-    "shovkat888__billingo-stripe-app", "spackleso__spackle-stripe",
-])
-def test_local_manifests_merge_onto_their_base(tmp_path: Path, stem: str) -> None:
-    dev = _local_pair(tmp_path, stem)
-    assert manifest.validate(manifest.load(dev)) == []
+def test_every_local_manifest_has_an_expected_verdict() -> None:
+    assert sorted(EXPECTED_LOCAL) == [e.file.name for e in LOCAL_MANIFESTS]
+    for e in LOCAL_MANIFESTS:
+        assert e.extends is not None and e.extends.exists()
+        assert e.file.name.endswith(".dev.json") and not e.extends.name.endswith(".dev.json")
+
+
+@pytest.mark.parametrize("entry", LOCAL_MANIFESTS, ids=lambda e: e.file.name)
+def test_local_manifests_merge_onto_their_base(tmp_path: Path, entry: Entry) -> None:
+    """A real local manifest next to its real base, laid out as in their repository."""
+    dev = lay_out(entry, tmp_path)
+    m = manifest.load(dev)
+    # The index pairs it with the base its `extends` names in the repository.
+    assert entry.extends is not None
+    assert (dev.parent / m.data["extends"]).read_bytes() == entry.extends.read_bytes()
+    problems = manifest.validate(m)
+    assert {(p.pointer, p.code) for p in problems} == EXPECTED_LOCAL[entry.file.name]
+    assert all(p.file is None and p.line is not None for p in problems)  # in the dev file
 
 
 def test_local_manifest_problems_point_at_the_right_file(tmp_path: Path) -> None:
