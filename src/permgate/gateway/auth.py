@@ -1,4 +1,9 @@
-"""Reading the app's key and the account a request acts on, from raw header values."""
+"""Reading the app's key and the account a request acts on, from raw header values.
+
+A key's shape is checked before anything else is done with it (`permgate.store.keys`
+defines the shapes): a value that cannot be a key is refused without being looked up,
+cached or echoed, so hostile Authorization headers cost no memory.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,23 @@ import base64
 import binascii
 import re
 
+from permgate.store.keys import KEY_LENGTH, well_formed
+
 _ACCOUNT = re.compile(rb"acct_[A-Za-z0-9]{1,64}")
+# Longest Authorization value that can hold a well-formed key: "Basic " + base64 of
+# "KEY:" is under 110 bytes; the slack allows for whitespace. Longer values are not parsed.
+MAX_AUTHORIZATION = 64 + 4 * ((KEY_LENGTH + 2 + 2) // 3) + 32
 
 
 def presented_key(authorization: bytes | None) -> str | None:
     """The key of `Bearer KEY` or of HTTP basic `KEY:` (the key as user); None if absent.
 
-    An unparsable header yields "" (present but not a key), which no store will know.
+    A header that does not hold a well-formed key yields "" (present but not a key).
     """
     if authorization is None:
         return None
+    if len(authorization) > MAX_AUTHORIZATION:
+        return ""
     scheme, _, rest = authorization.strip().partition(b" ")
     scheme = scheme.lower()
     rest = rest.strip()
@@ -32,7 +44,7 @@ def presented_key(authorization: bytes | None) -> str | None:
         key = raw.decode("ascii")
     except UnicodeDecodeError:
         return ""
-    return key if key.isprintable() and " " not in key else ""
+    return key if well_formed(key) else ""
 
 
 def account_header(value: bytes) -> str | None:

@@ -43,6 +43,12 @@ def no_key() -> bytes:
 
 
 def bad_key(secret: str) -> bytes:
+    if not secret:  # not key-shaped: nothing of it is echoed
+        return error_body(
+            "invalid_request_error",
+            "Invalid API Key provided: the Authorization header does not hold a key. Keys "
+            "are sk_live_, sk_test_, rk_live_ or rk_test_ followed by 64 letters and digits.",
+        )
     return error_body(
         "invalid_request_error",
         f"Invalid API Key provided: {redact(secret)}. The key is unknown to this gateway "

@@ -8,11 +8,24 @@ lookup value. A slow password hash would only add latency to every gateway reque
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import string
 
 _ALPHABET = string.ascii_letters + string.digits
 SECRET_LENGTH = 64
+PREFIXES = ("sk_live_", "sk_test_", "rk_live_", "rk_test_")
+# The one definition of what a presented key may look like: a prefix of PREFIXES and
+# exactly SECRET_LENGTH base62 characters. Everything that accepts keys (the gateway before
+# it parses, caches or looks anything up; the store; OAuth access tokens, minted in the
+# restricted-key shape) asks `well_formed`. Anything else is refused unread.
+KEY_LENGTH = len(PREFIXES[0]) + SECRET_LENGTH
+_SHAPE = re.compile(rf"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{{{SECRET_LENGTH}}}", re.ASCII)
+
+
+def well_formed(secret: str) -> bool:
+    """True when `secret` has the shape of a key this system mints (not that it exists)."""
+    return len(secret) == KEY_LENGTH and _SHAPE.fullmatch(secret) is not None
 
 
 def prefix(kind: str, mode: str) -> str:

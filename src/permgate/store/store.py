@@ -47,7 +47,6 @@ DEFAULT_GRACE = timedelta(hours=24)
 MAX_GRACE = timedelta(days=7)
 NOTIFY_CHANNEL = "permgate_changes"
 _ACCOUNT = re.compile(r"acct_[A-Za-z0-9]{1,200}")
-_KEY_PREFIXES = ("sk_live_", "sk_test_", "rk_live_", "rk_test_")
 
 _latest = app_versions.alias("latest")
 _approved = app_versions.alias("approved")
@@ -167,7 +166,7 @@ class Store:
 
     def authenticate(self, secret: str) -> KeyInfo | None:
         """The key's owner, or None for an unknown, revoked or expired key."""
-        if not secret.startswith(_KEY_PREFIXES):
+        if not keys.well_formed(secret):
             return None
         stmt = sa.select(
             api_keys.c.key_id, api_keys.c.app_id, api_keys.c.mode, api_keys.c.kind,
@@ -181,6 +180,7 @@ class Store:
         return KeyInfo(
             key_id=row["key_id"], app_id=row["app_id"], mode=row["mode"], kind=row["kind"],
             install_id=row["install_id"], account=row["account"],
+            expires_at=row["expires_at"],
         )
 
     def effective_grant(self, app_id: str, account: str, mode: str) -> EffectiveGrant | None:
