@@ -15,6 +15,7 @@ from permgate.store import Store
 
 pytestmark = pytest.mark.e2e
 LIMIT = 4096
+METRICS_TOKEN = "metrics-" + "m" * 40
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,8 @@ def recorder() -> Iterator[Recorder]:
 @pytest.fixture(scope="module")
 def gw(db_url: str, recorder: Recorder, workdir: Path) -> Iterator[Gateway]:
     with run_gateway(db_url, recorder.url, workdir,
-                     ["--body-limit", str(LIMIT), "--upstream-timeout", "1"]) as g:
+                     ["--body-limit", str(LIMIT), "--upstream-timeout", "1"],
+                     env={"PERMGATE_METRICS_TOKEN": METRICS_TOKEN}) as g:
         yield g
 
 
@@ -173,7 +175,8 @@ def test_restricted_key_carries_its_install(
 def test_metrics_health_and_readiness(gw: Gateway, app: App) -> None:
     httpx.get(gw.url + "/v1/charges", headers=headers(app))
     httpx.get(gw.url + "/v1/payouts", headers=headers(app))
-    text = httpx.get(gw.url + "/metrics").text
+    text = httpx.get(gw.url + "/metrics",
+                     headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
     assert f'permgate_decisions_total{{app="{app.app_id}",outcome="allowed"}}' in text
     assert f'permgate_decisions_total{{app="{app.app_id}",outcome="missing"}}' in text
     assert "permgate_decision_seconds_bucket" in text
@@ -224,3 +227,75 @@ def test_report_only_forwards_denied_calls_but_never_hostile_paths(
                              [f"{k}: {v}" for k, v in headers(app).items()])
         assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
         assert not any("hostile=1" in p for p in recorder.paths())
+
+
+def test_metrics_need_the_metrics_token(gw: Gateway, app: App) -> None:
+    # Regression (issue 11, item 7): /metrics answered anyone, naming every calling app.
+    httpx.get(gw.url + "/v1/charges", headers=headers(app))
+    for given in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": METRICS_TOKEN},
+                  {"Authorization": f"Basic {METRICS_TOKEN}"}):
+        r = httpx.get(gw.url + "/metrics", headers=given)
+        assert r.status_code == 401, given
+        assert app.app_id not in r.text
+    r = httpx.get(gw.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert r.status_code == 200 and app.app_id in r.text
+
+
+def test_metrics_are_off_without_a_token(
+    db_url: str, store: Store, recorder: Recorder, workdir: Path
+) -> None:
+    app = new_app(store, ["customer_read"])
+    with run_gateway(db_url, recorder.url, workdir) as g:
+        httpx.get(g.url + "/v1/customers", headers=headers(app))
+        r = httpx.get(g.url + "/metrics")
+        assert r.status_code == 404 and app.app_id not in r.text
+        assert "PERMGATE_METRICS_TOKEN" in r.json()["error"]["message"]
+
+
+def test_sandbox_restricted_key_is_forwarded_with_the_test_key(
+    gw: Gateway, store: Store, recorder: Recorder
+) -> None:
+    # Regression (issue 11, item 7): a sandbox install's restricted key always got 503
+    # ("no upstream key for sandbox mode").
+    import secrets
+
+    from tests.gateway.procs import manifest_text
+
+    from permgate import manifest as manifest_mod
+
+    app_id = f"com.example.sb{secrets.token_hex(4)}"
+    account = f"acct_sb{secrets.token_hex(4)}"
+    store.upload_version(manifest_mod.parse(
+        manifest_text(app_id, "1.0.0", ["customer_read"], "restricted_api_key")), actor="t")
+    installed = store.install(app_id, account, "sandbox", by="admin@example.com", role="admin")
+    assert installed.key is not None
+    r = httpx.get(gw.url + "/v1/customers?sandbox=1",
+                  headers={"Authorization": f"Bearer {installed.key.secret}"})
+    assert r.status_code == 200, r.text
+    seen = r.json()["headers"]
+    assert seen["authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert seen["stripe-account"] == account
+    r = httpx.get(gw.url + "/v1/charges",
+                  headers={"Authorization": f"Bearer {installed.key.secret}"})
+    assert r.status_code == 403
+
+
+def test_malformed_and_oversized_keys_and_headers(
+    gw: Gateway, recorder: Recorder, app: App
+) -> None:
+    # Regression (issue 11, item 3): huge keys were parsed, looked up, cached and echoed.
+    before = len(recorder.requests)
+    huge = "sk_test_" + "x" * 200_000
+    r = httpx.get(gw.url + "/v1/customers", headers={"Authorization": f"Bearer {huge}",
+                                                      "Stripe-Account": app.account})
+    assert r.status_code in (401, 431), r.status_code  # the server may refuse it first
+    assert "xxxxxxxx" not in r.text
+    r = httpx.get(gw.url + "/v1/customers", headers={
+        "Authorization": f"Bearer {app.key}x", "Stripe-Account": app.account})
+    assert r.status_code == 401 and app.key not in r.text
+    assert "does not hold a key" in r.json()["error"]["message"]
+    r = httpx.get(gw.url + "/v1/customers", headers={
+        **headers(app), **{f"X-Pad-{i}": "p" * 1000 for i in range(20)}})
+    assert r.status_code == 431, r.text
+    assert r.json()["error"]["code"] == "request_headers_too_large"
+    assert len(recorder.requests) == before

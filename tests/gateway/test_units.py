@@ -10,6 +10,7 @@ import pytest
 from tests.gateway.procs import new_app
 
 import permgate
+from permgate.gateway.app import Gateway
 from permgate.gateway.auth import account_header, presented_key
 from permgate.gateway.config import ConfigError, resolve, upstream_keys
 from permgate.gateway.errors import redact
@@ -17,6 +18,7 @@ from permgate.gateway.logs import RequestIds
 from permgate.gateway.metrics import Metrics
 from permgate.gateway.resolver import Resolver
 from permgate.store import Store
+from permgate.store.keys import new_secret, well_formed
 
 
 def test_settings_precedence_flags_env_file(tmp_path: Path) -> None:
@@ -61,15 +63,57 @@ def test_upstream_keys_by_mode(tmp_path: Path) -> None:
         upstream_keys(s)
 
 
+KEY1 = "sk_test_" + "a1B2" * 16
+KEY2 = "rk_live_" + "Z9" * 32
+
+
 def test_presented_key_forms() -> None:
     assert presented_key(None) is None
-    assert presented_key(b"Bearer sk_test_1") == "sk_test_1"
-    assert presented_key(b"bearer   sk_test_1 ") == "sk_test_1"
-    basic = b"Basic " + base64.b64encode(b"sk_test_2:")
-    assert presented_key(basic) == "sk_test_2"
+    assert presented_key(f"Bearer {KEY1}".encode()) == KEY1
+    assert presented_key(f"bearer   {KEY1} ".encode()) == KEY1
+    basic = b"Basic " + base64.b64encode(f"{KEY2}:".encode())
+    assert presented_key(basic) == KEY2
     assert presented_key(b"Basic !!!") == ""
-    assert presented_key(b"Token sk_test_1") == ""
+    assert presented_key(f"Token {KEY1}".encode()) == ""
     assert presented_key("Bearer sk_\u00e9".encode()) == ""
+
+
+@pytest.mark.parametrize("bad", [
+    "sk_test_1",  # too short
+    KEY1 + "a",  # too long
+    KEY1[:-1] + "-",  # outside the alphabet
+    KEY1[:-1] + "\u00e9",
+    "pk_test_" + "a" * 64,  # publishable keys are not app keys
+    "sk_prod_" + "a" * 64,
+    "SK_TEST_" + "a" * 64,
+    "sk_test_" + "a" * 200_000,
+])
+def test_only_well_formed_keys_are_presented(bad: str) -> None:
+    # Regression (issue 11, item 3): any printable value used to be taken as a key, looked
+    # up and cached, so distinct 400 KB keys grew the gateway to gigabytes.
+    assert not well_formed(bad)
+    assert presented_key(f"Bearer {bad}".encode()) == ""
+    assert presented_key(b"Basic " + base64.b64encode(f"{bad}:".encode())) == ""
+
+
+def test_the_key_shape_is_the_minted_shape() -> None:
+    for kind in ("secret", "restricted"):
+        for mode in ("live", "test", "sandbox"):
+            assert well_formed(new_secret(kind, mode))
+
+
+def test_huge_authorization_values_are_not_cached(tmp_path: Path) -> None:
+    # Regression (issue 11, item 3): `_keys_seen` kept every distinct header value.
+    settings = resolve({"upstream": "http://127.0.0.1:9"}, {})
+    gw = Gateway(settings, lambda: None)  # type: ignore[arg-type, return-value]
+    for i in range(50):
+        assert gw.parse_key(b"Bearer sk_test_" + str(i).encode() + b"x" * 100_000) == ""
+        assert gw.parse_key(b"Bearer " + KEY1[:-3].encode() + b"-%02d" % i) == ""
+    assert gw._keys_seen == {}
+    assert gw.parse_key(f"Bearer {KEY1}".encode()) == KEY1
+    assert list(gw._keys_seen.values()) == [KEY1]
+    assert gw.parse_account(b"acct_" + b"1" * 100_000) is None
+    assert gw._accounts_seen == {}
 
 
 def test_account_header() -> None:
@@ -77,6 +121,70 @@ def test_account_header() -> None:
     assert account_header(b" acct_1 ") == "acct_1"
     for bad in (b"acct_", b"acct_1;x", b"cus_1", b"acct_1\r\nx: y"):
         assert account_header(bad) is None
+
+
+def test_resolver_honours_a_cached_keys_expiry(tmp_path: Path) -> None:
+    # Regression (issue 11, item 2): a rotated key stayed usable on a running gateway after
+    # its grace period, because expiry moves no change counter and the cache kept the key.
+    from datetime import timedelta
+
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    now = [1_000.0]
+    with Store.open(url, upgrade=True) as store:
+        app = new_app(store, ["customer_read"])
+        resolver = Resolver(store, permgate.engine.grant, refresh_interval=60,
+                            clock=lambda: now[0])
+
+        async def scenario() -> None:
+            await resolver.refresh_once()
+            store.rotate_key(app.app_id, "test", grace=timedelta(hours=1))
+            await resolver.refresh_once()  # the rotation moved the counter: caches dropped
+            info = await resolver.authenticate(app.key)
+            assert info is not None and info.expires_at is not None
+            deadline = info.expires_at.timestamp()
+            now[0] = deadline - 1
+            assert resolver.cached_key(app.key) is info  # within the grace period
+            now[0] = deadline
+            from permgate.gateway.resolver import MISS
+
+            assert resolver.cached_key(app.key) is MISS  # no refresh needed
+            await resolver.stop()
+
+        asyncio.run(scenario())
+
+
+def test_resolver_fails_closed_when_the_sqlite_file_is_replaced(tmp_path: Path) -> None:
+    # Regression (issue 11, item 7): a database file replaced under a running gateway (a
+    # restore) went unnoticed: pooled connections kept reading the old, unlinked file.
+    import os
+    import shutil
+
+    from permgate.gateway.resolver import StoreReplaced
+
+    path = tmp_path / "live.db"
+    with Store.open(f"sqlite:///{path}", upgrade=True) as store:
+        app = new_app(store, ["customer_read"])
+    shutil.copy(path, tmp_path / "copy.db")
+    with Store.open(f"sqlite:///{path}") as store:
+        resolver = Resolver(store, permgate.engine.grant, refresh_interval=60,
+                            sqlite_path=str(path))
+
+        async def scenario() -> None:
+            await resolver.refresh_once()
+            assert await resolver.authenticate(app.key) is not None
+            os.replace(tmp_path / "copy.db", path)  # same content, another file
+            with pytest.raises(StoreReplaced):
+                await resolver.refresh_once()
+            resolver.invalidate()  # what the refresh loop does on any failure
+            with pytest.raises(StoreReplaced):
+                await resolver.authenticate(app.key)
+            with pytest.raises(StoreReplaced):
+                await resolver.install(app.app_id, app.account, "test")
+            with pytest.raises(StoreReplaced):
+                await resolver.check_database()  # /readyz reports it
+            await resolver.stop()
+
+        asyncio.run(scenario())
 
 
 def test_redact_keeps_only_prefix_and_last_four() -> None:

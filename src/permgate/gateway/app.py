@@ -7,8 +7,10 @@ headers, dict lookups in the resolver's caches, one engine call, one upstream wr
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -47,6 +49,10 @@ _DROP = frozenset({
 _CONTROL = frozenset({"/healthz", "/readyz", "/metrics"})
 INGEST_PATH = b"/webhooks/upstream"
 _PARSED_MAX = 10_000
+# Request headers, all together and in number: the SDKs send about 1.5 KB in 10 headers.
+# Servers buffer far more (granian: about 400 KB); the gateway refuses before reading further.
+MAX_HEADER_BYTES = 16_384
+MAX_HEADERS = 64
 
 
 class Gateway:
@@ -70,6 +76,12 @@ class Gateway:
             mode: b"Bearer " + key.encode("ascii")
             for mode, key in upstream_keys(settings).items()
         }
+        # Sandboxes are test-mode accounts upstream: a sandbox install's restricted key
+        # is forwarded with the test key.
+        if "test" in self.auth_by_mode:
+            self.auth_by_mode["sandbox"] = self.auth_by_mode["test"]
+        self.metrics_tokens = tuple(
+            t.encode("utf-8") for t in (settings.metrics_token, settings.admin_token) if t)
         self.store: GrantStore | None = None
         self.resolver: Resolver | None = None
         self.pool: Pool | HttpxPool | None = None
@@ -93,10 +105,16 @@ class Gateway:
         self.decide = engine.decide
         loop = asyncio.get_running_loop()
         self.store = await loop.run_in_executor(None, self.open_store)
-        self.resolver = resolver = Resolver(
-            self.store, compile_grant, self.settings.refresh_interval)
         # SQLAlchemy's engine: its URL keeps the password, which the store's `url` hides.
         db_engine = getattr(self.store, "engine", None)
+        sqlite_path = None
+        if db_engine is not None and db_engine.url.get_backend_name() == "sqlite":
+            name = db_engine.url.database
+            if name and name != ":memory:" and not name.startswith("file:"):
+                sqlite_path = os.path.abspath(name)
+        self.resolver = resolver = Resolver(
+            self.store, compile_grant, self.settings.refresh_interval,
+            sqlite_path=sqlite_path)
         dsn = None if db_engine is None else conninfo(db_engine.url)
         await resolver.start(
             None if dsn is None else (lambda: listen(dsn, resolver.invalidate)))
@@ -174,7 +192,10 @@ class Gateway:
         target = raw_path + b"?" + query if query else raw_path
         authorization = account_raw = length = None
         forward: list[tuple[bytes, bytes]] = []
-        for name, value in scope["headers"]:
+        headers = scope["headers"]
+        size = 0
+        for name, value in headers:
+            size += len(name) + len(value)
             if name in _FORWARD:
                 forward.append((name, value))
             elif name == b"authorization":
@@ -184,7 +205,13 @@ class Gateway:
             elif name == b"content-length":
                 length = value
         rec: dict[str, Any] = {"request_id": rid, "method": method,
-                               "path": raw_path.decode("latin-1")}
+                               "path": raw_path[:256].decode("latin-1")}
+        if size > MAX_HEADER_BYTES or len(headers) > MAX_HEADERS:
+            return await self.refuse(send, rec, started, 431, errors.error_body(
+                "invalid_request_error",
+                f"The request headers are larger than this gateway accepts ({MAX_HEADERS} "
+                f"headers, {MAX_HEADER_BYTES} bytes).", code="request_headers_too_large"),
+                "too_large")
         if length is not None and (not length.isdigit() or int(length) > self.body_limit):
             return await self.refuse(send, rec, started, 413,
                                      errors.payload_too_large(self.body_limit), "too_large")
@@ -200,8 +227,11 @@ class Gateway:
                                       mode, account_raw)
 
         assert self.resolver is not None and self.decide is not None
-        if not secret:
+        if secret is None:
             return await self.refuse(send, rec, started, 401, errors.no_key(), "unauthenticated")
+        if not secret:  # not key-shaped: refused unread, uncached, unechoed
+            return await self.refuse(send, rec, started, 401, errors.bad_key(""),
+                                     "unauthenticated")
         resolver = self.resolver
         try:
             info = resolver.cached_key(secret)
@@ -281,23 +311,27 @@ class Gateway:
         return await self.forward(send, rec, started, method, target, body, forward, mode,
                                   account.encode("ascii"))
 
-    # Clients send the same few header values over and over: parse each once. Bounded, so
-    # that a flood of distinct values cannot grow memory.
+    # Clients send the same few header values over and over: parse each once. Bounded in
+    # count, and in bytes: presented_key refuses long values unread, and only values that
+    # held a well-formed key are kept (a flood of junk headers is parsed, never stored).
     def parse_key(self, header: bytes | None) -> str | None:
         if header is None:
             return None
         found = self._keys_seen.get(header)
         if found is None:
             found = presented_key(header)
-            if len(self._keys_seen) >= _PARSED_MAX:
-                self._keys_seen.clear()
-            self._keys_seen[header] = found
+            if found:
+                if len(self._keys_seen) >= _PARSED_MAX:
+                    self._keys_seen.clear()
+                self._keys_seen[header] = found
         return found
 
     def parse_account(self, header: bytes) -> str | None:
         found = self._accounts_seen.get(header, MISS)
         if found is MISS:
             found = account_header(header)
+            if found is None:
+                return None  # not an account id: never stored
             if len(self._accounts_seen) >= _PARSED_MAX:
                 self._accounts_seen.clear()
             self._accounts_seen[header] = found
@@ -416,6 +450,23 @@ class Gateway:
     async def control(self, scope: Scope, send: Send) -> None:
         path = scope["path"]
         if path == "/metrics":
+            # Metrics name every app that called: operators only (the metrics or admin token).
+            if not self.metrics_tokens:
+                await _plain(send, 404, errors.error_body(
+                    "invalid_request_error",
+                    "Metrics are disabled on this gateway: set PERMGATE_METRICS_TOKEN (or "
+                    "PERMGATE_ADMIN_TOKEN) and scrape with that bearer token."),
+                    b"application/json")
+                return
+            if not self.metrics_authorized(scope):
+                body = errors.error_body(
+                    "invalid_request_error",
+                    "Metrics need 'Authorization: Bearer <metrics or admin token>'.")
+                await send({"type": "http.response.start", "status": 401, "headers": [
+                    *errors.JSON_HEADERS, (b"content-length", str(len(body)).encode("ascii")),
+                    (b"www-authenticate", b'Bearer realm="permgate-metrics"')]})
+                await send({"type": "http.response.body", "body": body})
+                return
             body = self.metrics.render()
             await _plain(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
         elif path == "/healthz":
@@ -425,6 +476,16 @@ class Gateway:
             ok = all(v == "ok" for v in checks.values())
             text = json.dumps({"status": "ready" if ok else "not_ready", "checks": checks})
             await _plain(send, 200 if ok else 503, text.encode() + b"\n", b"application/json")
+
+    def metrics_authorized(self, scope: Scope) -> bool:
+        given = [v for n, v in scope["headers"] if n == b"authorization"]
+        if len(given) != 1 or given[0][:7].lower() != b"bearer ":
+            return False
+        token = given[0][7:].strip()
+        ok = False
+        for want in self.metrics_tokens:  # no early exit: the time says nothing of which
+            ok |= hmac.compare_digest(token, want)
+        return ok
 
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}

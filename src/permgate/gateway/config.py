@@ -47,6 +47,8 @@ class Settings:
     # gateway receives the upstream's events at /webhooks/upstream (env or file only).
     webhook_secret: str | None = None
     webhook_account: str | None = None  # account of events that name none
+    # Bearer token for /metrics (env or file only); the admin token is accepted too.
+    metrics_token: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -62,7 +64,7 @@ _TYPES: dict[str, type] = {
     "connect_timeout": float, "upstream_timeout": float, "pool_size": int,
     "refresh_interval": float, "admin_token": str, "access_log": bool,
     "upstream_client": str, "server": str, "bench_no_enforcement": bool, "demo_account": str,
-    "webhook_secret": str, "webhook_account": str,
+    "webhook_secret": str, "webhook_account": str, "metrics_token": str,
 }
 FIELDS: tuple[str, ...] = tuple(_TYPES)
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
@@ -156,6 +158,9 @@ def _check(s: Settings) -> None:
         raise ConfigError("upstream_client must be 'pool' or 'httpx'")
     if s.server not in ("auto", "granian", "uvicorn"):
         raise ConfigError("server must be 'auto', 'granian' or 'uvicorn'")
+    if s.metrics_token is not None and len(s.metrics_token) < 32:
+        raise ConfigError("metrics_token must be at least 32 characters (a random value: "
+                          "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
     if s.upstream is not None and not s.upstream.startswith(("http://", "https://")):
         raise ConfigError(f"upstream must be an http:// or https:// URL, not {s.upstream!r}")
 

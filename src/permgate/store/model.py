@@ -26,6 +26,9 @@ class KeyInfo:
     kind: Literal["secret", "restricted"]
     install_id: str | None
     account: str | None
+    # Set while a rotated key is in its grace period: whoever caches this answer must stop
+    # honouring it at that instant (the store's change counter does not move then).
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
