@@ -3,19 +3,27 @@
 Templates are compiled once into a segment trie of plain dicts. A literal segment always wins
 over a parameter and there is no backtracking, so `/v1/customers/search` can never be read as
 `/v1/customers/{customer}`, and a path that would only match by taking a literal word for an
-id is unknown. Ids are opaque, but a segment that fills a parameter must look like an id: the
-common case (`cus_123`) passes one `isidentifier()` call; anything else gets the full check.
+id is unknown. Ids are opaque, but a segment that fills a parameter must look like an id:
+letters, digits, `_` and `-`, with single inner dots for the ids that have them (report
+types: `balance.summary.1`). Nothing that any server could decode, split or normalise into
+something else passes: no `%` at all (so no `%2e` or double-encoded `%252e`), no `;` (so no
+`..;` or `;jsessionid` path parameters), no dot segments. The common case (`cus_123`)
+passes one `isidentifier()` call; anything else gets the full check.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from permgate.api.operations import Operation
 
 MAX_PATH = 2048
-_HOSTILE_ESCAPES = ("%2f", "%2e", "%00", "%5c")
+_HOSTILE_ESCAPES = ("%2f", "%2e", "%00", "%5c", "%25")
+# What fills a parameter: Stripe's ids (`cus_1`, `acct_1`, `file_1`, `price-gold`, `US`,
+# `balance.summary.1`). Anything else is refused, not interpreted.
+_ID = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*", re.ASCII)
 # Keys that cannot collide with path segments (which are always str).
 _PARAM = 0
 _OPS = 1
@@ -39,7 +47,17 @@ def segment_reason(seg: str) -> str | None:
         low = seg.lower()
         for esc in _HOSTILE_ESCAPES:
             if esc in low:
-                return f"the path has a percent-encoded separator or dot ('{esc.upper()}')"
+                return f"the path has a percent-encoded separator, dot or '%' ('{esc.upper()}')"
+        return "the path has a percent-encoded character (ids never need one)"
+    if ";" in seg:
+        return "the path has a ';' (path parameters such as '..;' are read differently by servers)"
+    if _ID.fullmatch(seg) is None:
+        if seg[0] == "{" and seg[-1] == "}" and _ID.fullmatch(seg, 1, len(seg) - 1):
+            # A template's placeholder (`{id}`), as tools that ask about templates (scan)
+            # pass it; raw braces are not valid in a request URI and the gateway refuses them.
+            return None
+        return ("a path segment that holds an id may have only letters, digits, '_', '-' "
+                "and single inner dots")
     return None
 
 
