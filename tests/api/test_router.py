@@ -6,6 +6,7 @@ path parameters used to fill id parameters and were forwarded.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from urllib.parse import unquote
 
@@ -43,10 +44,8 @@ def test_real_id_shapes_route(seg: str) -> None:
 
 @pytest.mark.parametrize("path", ["/v1/customers;/cus_1", "/v1;x/customers", "/v1/%63harges"])
 def test_literal_segments_with_parameters_or_escapes_are_not_known(path: str) -> None:
-    try:
+    with contextlib.suppress(BadPath):
         assert engine.route("GET", path) is None
-    except BadPath:
-        pass
 
 
 @settings(max_examples=300, deadline=None)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from permgate.gateway import errors
 from permgate.gateway.auth import account_header, presented_key
+from permgate.gateway.body import BodyRefused, decide_body
 from permgate.gateway.config import Settings, key_mode, upstream_keys
 from permgate.gateway.logs import JsonLog, RequestIds
 from permgate.gateway.metrics import Metrics
@@ -37,8 +38,9 @@ log = logging.getLogger("permgate.gateway")
 
 # Request headers worth sending upstream; everything else (cookies, proxies' headers,
 # Stripe-Context, which could name another account) stays here.
+# Content-Type is not among them: the gateway writes its own for the body it decided on.
 _FORWARD = frozenset({
-    b"stripe-version", b"idempotency-key", b"content-type", b"user-agent",
+    b"stripe-version", b"idempotency-key", b"user-agent",
     b"x-stripe-client-user-agent", b"accept", b"accept-encoding", b"accept-language",
 })
 # Hop-by-hop response headers (RFC 9110 7.6.1) and the ones we set ourselves.
@@ -192,6 +194,8 @@ class Gateway:
         target = raw_path + b"?" + query if query else raw_path
         authorization = account_raw = length = None
         forward: list[tuple[bytes, bytes]] = []
+        ctypes: list[bytes] = []
+        encodings: list[bytes] = []
         headers = scope["headers"]
         size = 0
         for name, value in headers:
@@ -204,8 +208,17 @@ class Gateway:
                 account_raw = value
             elif name == b"content-length":
                 length = value
+            elif name == b"content-type":
+                ctypes.append(value)
+            elif name == b"content-encoding":
+                encodings.append(value)
         rec: dict[str, Any] = {"request_id": rid, "method": method,
                                "path": raw_path[:256].decode("latin-1")}
+        if b"{" in raw_path or b"}" in raw_path:
+            # Not valid in a request URI (RFC 3986); the router reads "{id}" as a template.
+            return await self.refuse(send, rec, started, 400, errors.error_body(
+                "invalid_request_error", "Invalid request path: the path has '{' or '}'.",
+                code="invalid_request_path"), "bad_request")
         if size > MAX_HEADER_BYTES or len(headers) > MAX_HEADERS:
             return await self.refuse(send, rec, started, 431, errors.error_body(
                 "invalid_request_error",
@@ -223,6 +236,7 @@ class Gateway:
             if body is None:
                 return await self.refuse(send, rec, started, 413,
                                          errors.payload_too_large(self.body_limit), "too_large")
+            forward += [(b"content-type", v) for v in ctypes]
             return await self.forward(send, rec, started, method, target, body, forward,
                                       mode, account_raw)
 
@@ -288,10 +302,21 @@ class Gateway:
         if body is None:
             return await self.refuse(send, rec, started, 413,
                                      errors.payload_too_large(self.body_limit), "too_large")
+        try:
+            decided = decide_body(method, raw_path, ctypes, encodings, body)
+        except BodyRefused as e:
+            # Never forwarded, in report-only mode too: nothing decided it.
+            rec["audit"] = True
+            self.metrics.decision(app_id, "bad_request")
+            return await self.refuse(send, rec, started, 400, errors.error_body(
+                "invalid_request_error", str(e), e.code), "bad_request", level="warning")
+        body = decided.forward
+        if decided.content_type is not None:
+            forward.append((b"content-type", decided.content_type))
         t0 = perf_counter()
         # No account here: the engine then answers from its caches, and the message naming
         # the account is composed only for a refusal.
-        decision = self.decide(method, target.decode("latin-1"), body or None, install.compiled)
+        decision = self.decide(method, target.decode("latin-1"), decided.form, install.compiled)
         self.metrics.decision_seconds.observe(perf_counter() - t0)
         outcome = decision.kind
         self.metrics.decision(app_id, outcome)
