@@ -14,7 +14,8 @@ from permgate.gateway.config import Settings
 from permgate.gateway.logs import log_config
 from permgate.gateway.resolver import GrantStore
 
-SETTINGS_ENV = "PERMGATE_GATEWAY_RESOLVED"  # hands resolved settings to worker processes
+SETTINGS_ENV = "PERMGATE_GATEWAY_RESOLVED"
+MAX_REQUEST_HEAD = 65_536  # bytes the server buffers for a request line and headers  # hands resolved settings to worker processes
 log = logging.getLogger("permgate.gateway")
 
 
@@ -62,12 +63,16 @@ def run(settings: Settings) -> None:
 def _run_granian(settings: Settings) -> None:
     from granian import Granian
     from granian.constants import Interfaces, Loops
+    from granian.http import HTTP1Settings
 
     Granian(
         "permgate.gateway.server:app_from_env", factory=True, address=settings.host,
         port=settings.port, interface=Interfaces.ASGI, workers=settings.workers,
         loop=Loops.uvloop, backlog=4096, log_enabled=True, log_access=False,
         log_dictconfig=log_config(),
+        # A request head larger than this is refused by the server itself (the default,
+        # about 400 KB, let huge Authorization values through to the application).
+        http1_settings=HTTP1Settings(max_buffer_size=MAX_REQUEST_HEAD),
     ).serve()
 
 
