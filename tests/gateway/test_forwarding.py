@@ -227,6 +227,12 @@ def test_report_only_forwards_denied_calls_but_never_hostile_paths(
                              [f"{k}: {v}" for k, v in headers(app).items()])
         assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
         assert not any("hostile=1" in p for p in recorder.paths())
+        # A body the engine does not read is never forwarded either (issue 11, item 1).
+        r = httpx.post(g.url + "/v1/customers/cus_1?json_body=1",
+                       content=b'{"expand":["default_source"]}',
+                       headers={**headers(app), "Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "unsupported_content_type"
+        assert not any("json_body=1" in p for p in recorder.paths())
 
 
 def test_metrics_need_the_metrics_token(gw: Gateway, app: App) -> None:
