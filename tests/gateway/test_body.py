@@ -20,6 +20,7 @@ from permgate.gateway.body import (
     JSON,
     MULTIPART,
     BodyRefused,
+    check_v2_query,
     decide_body,
     media_type,
 )
@@ -109,6 +110,7 @@ def test_accepted_bodies(
     ("POST", b"/v2/billing/meter_events", [FORM], [], b"event_name=x"),
     ("POST", b"/v2/billing/meter_events", [JSON], [], b'{"a":1,"a":2}'),  # duplicate key
     ("POST", b"/v2/billing/meter_events", [JSON], [], b'{"Expand":["x"]}'),
+    ("POST", b"/v2/billing/meter_events", [JSON], [], b'{"include":["x"]}'),
     ("POST", b"/v2/billing/meter_events", [JSON], [], b"[1]"),
     ("POST", b"/v2/billing/meter_events", [JSON], [], b'{"a":NaN}'),
     ("POST", b"/v2/billing/meter_events", [JSON], [], b"[" * 100_000),
@@ -120,6 +122,20 @@ def test_refused_bodies(
 ) -> None:
     with pytest.raises(BodyRefused):
         decide_body(method, path, ctype, enc, body)
+
+
+@pytest.mark.parametrize("query", [
+    b"include=payout_method", b"include[]=x", b"INCLUDE=x", b"a=1;include=x", b"%69nclude=x",
+    b"%2569nclude=x", b"expand[]=x", b"inc%6Cude%5B%5D=x",
+])
+def test_v2_include_is_refused(query: bytes) -> None:
+    # v2 expands with `include`, which the engine does not read: refused, not forwarded.
+    with pytest.raises(BodyRefused):
+        check_v2_query(query)
+
+
+def test_v2_queries_without_include_pass() -> None:
+    check_v2_query(b"limit=10&page=abc_1")
 
 
 def test_media_type_parameters() -> None:
@@ -232,4 +248,17 @@ def test_braces_in_the_path_are_refused(gw: Gateway, recorder: Recorder, app: Ap
     before = len(recorder.requests)
     answer = raw_request(gw.url, "GET /v1/charges/{charge} HTTP/1.1", auth(app))
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert len(recorder.requests) == before
+
+
+@pytest.mark.e2e
+def test_v2_include_is_not_forwarded(gw: Gateway, recorder: Recorder, store: Store) -> None:
+    app = new_app(store, ["recipient_verification_read"])
+    path = "/v2/money_management/recipient_verifications/rv_1"
+    h = {"Authorization": f"Bearer {app.key}", "Stripe-Account": app.account}
+    r = httpx.get(gw.url + path + "?probe=1", headers=h)
+    assert r.status_code == 200, r.text
+    before = len(recorder.requests)
+    r = httpx.get(gw.url + path + "?include=payout_method", headers=h)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "parameter_not_allowed"
     assert len(recorder.requests) == before

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from permgate.gateway import errors
 from permgate.gateway.auth import account_header, presented_key
-from permgate.gateway.body import BodyRefused, decide_body
+from permgate.gateway.body import BodyRefused, check_v2_query, decide_body
 from permgate.gateway.config import Settings, key_mode, upstream_keys
 from permgate.gateway.logs import JsonLog, RequestIds
 from permgate.gateway.metrics import Metrics
@@ -304,6 +304,8 @@ class Gateway:
                                      errors.payload_too_large(self.body_limit), "too_large")
         try:
             decided = decide_body(method, raw_path, ctypes, encodings, body)
+            if query and raw_path[:4] == b"/v2/":
+                check_v2_query(query)
         except BodyRefused as e:
             # Never forwarded, in report-only mode too: nothing decided it.
             rec["audit"] = True

@@ -9,7 +9,8 @@ does, with a `Content-Type` the gateway writes itself:
   `multipart/form-data` only on `POST /v1/files` (Stripe's one multipart endpoint), parsed
   here so that its fields are decided on like a form's;
 - `POST` on `/v2`: `application/json` (Stripe's v2 encoding), which must be one JSON
-  object without duplicate keys and without an `expand` key (v2 has none);
+  object without duplicate keys and without an `expand` or `include` key. v2 expands with
+  `include`, which the engine does not decide on: it is refused in v2 queries too;
 - any other method, a body with no or another `Content-Type`, a `Content-Encoding`, two
   `Content-Type` headers, a charset other than UTF-8, a form body that is JSON, a body that
   is not UTF-8: refused with a Stripe-shaped 400, never forwarded.
@@ -23,7 +24,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any, NoReturn
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 FORM = b"application/x-www-form-urlencoded"
 MULTIPART = b"multipart/form-data"
@@ -231,5 +232,22 @@ def check_v2_json(body: bytes) -> None:
     if not isinstance(doc, dict):
         _refuse("The JSON request body must be an object.")
     for key in doc:
-        if "expand" in key.lower():
-            _refuse("The v2 API has no expand parameter; the gateway refuses it.")
+        low = key.lower()
+        if "expand" in low or "include" in low:
+            _refuse(_V2_INCLUDE)
+
+
+_V2_INCLUDE = ("The gateway does not forward v2 'include' (or 'expand') parameters: it cannot "
+               "yet decide which permissions the included objects need.")
+
+
+def check_v2_query(query: bytes) -> None:
+    """v2 expands with `include`; the engine reads v1's `expand` only: refuse both here,
+    however a key is spelled or escaped (v2 is rare through the gateway: thoroughness wins)."""
+    for part in query.replace(b";", b"&").split(b"&"):
+        key = part.partition(b"=")[0]
+        for _ in range(3):  # escaped, double-escaped, triple-escaped
+            key = unquote_to_bytes(key.replace(b"+", b" "))
+        key = key.lower()
+        if b"include" in key or b"expand" in key:
+            _refuse(_V2_INCLUDE, "parameter_not_allowed")

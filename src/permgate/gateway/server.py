@@ -14,8 +14,8 @@ from permgate.gateway.config import Settings
 from permgate.gateway.logs import log_config
 from permgate.gateway.resolver import GrantStore
 
-SETTINGS_ENV = "PERMGATE_GATEWAY_RESOLVED"
-MAX_REQUEST_HEAD = 65_536  # bytes the server buffers for a request line and headers  # hands resolved settings to worker processes
+SETTINGS_ENV = "PERMGATE_GATEWAY_RESOLVED"  # hands resolved settings to worker processes
+MAX_REQUEST_HEAD = 65_536  # bytes the server buffers for a request line and headers
 log = logging.getLogger("permgate.gateway")
 
 
