@@ -234,7 +234,7 @@ def check_v2_json(body: bytes) -> None:
     for key in doc:
         low = key.lower()
         if "expand" in low or "include" in low:
-            _refuse(_V2_INCLUDE)
+            _refuse(_V2_INCLUDE, "parameter_not_allowed")
 
 
 _V2_INCLUDE = ("The gateway does not forward v2 'include' (or 'expand') parameters: it cannot "
