@@ -305,3 +305,27 @@ def test_malformed_and_oversized_keys_and_headers(
     assert r.status_code == 431, r.text
     assert r.json()["error"]["code"] == "request_headers_too_large"
     assert len(recorder.requests) == before
+
+
+def test_a_replaced_sqlite_file_fails_closed(
+    recorder: Recorder, workdir: Path, tmp_path: Path
+) -> None:
+    # Regression (issue 11, item 7): a database file replaced under a running gateway went
+    # unnoticed; the gateway went on answering from the old, unlinked file.
+    import os
+    import shutil
+
+    from tests.gateway.procs import wait_until
+
+    path = tmp_path / "replaced.db"
+    url = f"sqlite:///{path}"
+    with Store.open(url, upgrade=True) as s:
+        app = new_app(s, ["customer_read"])
+    shutil.copy(path, tmp_path / "restore.db")
+    with run_gateway(url, recorder.url, workdir) as g:
+        assert httpx.get(g.url + "/v1/customers", headers=headers(app)).status_code == 200
+        os.replace(tmp_path / "restore.db", path)
+        wait_until(lambda: httpx.get(g.url + "/v1/customers", headers=headers(app))
+                   .status_code == 503, what="503 after the file was replaced")
+        ready = httpx.get(g.url + "/readyz")
+        assert ready.status_code == 503 and "replaced" in ready.json()["checks"]["database"]
