@@ -78,7 +78,9 @@ def _path(rng: random.Random) -> str:
             else f"/v1/charges/ch_1;/{dots};/{dots};/{target}"
     if kind == 4:  # case and doubled slashes
         return rng.choice([f"/V1/{target}", f"/v1/{target.upper()}", f"//v1/{target}",
-                           f"/v1//{target}", f"/v1/./{target}", f"/v1/{target}/"])
+                           f"/v1//{target}", f"/v1/./{target}", f"/v1/{target}/",
+                           f"http://127.0.0.1/v1/{target}",  # absolute-form request target
+                           f"http://127.0.0.1/v1/charges/ch_1/../../{target}"])
     if kind == 5:  # allowed resources, so that some requests carry the other variants upstream
         return rng.choice(["/v1/charges/ch_1", "/v1/charges", "/v1/charges/ch_1/refunds"])
     return f"/v1/{target}"  # plainly denied
