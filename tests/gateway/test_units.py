@@ -142,6 +142,9 @@ def test_resolver_honours_a_cached_keys_expiry(tmp_path: Path) -> None:
             info = await resolver.authenticate(app.key)
             assert info is not None and info.expires_at is not None
             deadline = info.expires_at.timestamp()
+            import time
+
+            assert abs(deadline - (time.time() + 3600)) < 300  # an aware UTC instant
             now[0] = deadline - 1
             assert resolver.cached_key(app.key) is info  # within the grace period
             now[0] = deadline

@@ -52,7 +52,7 @@ _CONTROL = frozenset({"/healthz", "/readyz", "/metrics"})
 INGEST_PATH = b"/webhooks/upstream"
 _PARSED_MAX = 10_000
 # Request headers, all together and in number: the SDKs send about 1.5 KB in 10 headers.
-# Servers buffer far more (granian: about 400 KB); the gateway refuses before reading further.
+# The server buffers the head first (granian: up to 64 KiB, server.MAX_REQUEST_HEAD).
 MAX_HEADER_BYTES = 16_384
 MAX_HEADERS = 64
 
