@@ -42,6 +42,8 @@ class Step:
     needs: tuple[str, ...]  # permissions this step requires (empty for a walk)
     kind: str = ID  # "expanded", "walked" or "includable"
     request: str | None = None  # includable (or owned type): the equivalent request
+    # id: (type reached, permission that reads it, the owner's request it is read as, or "")
+    reads: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +202,7 @@ class ExpansionGraph:
                                  f"Expanding '{shown}' is not available to apps: {why}.")
             reached: dict[str, None] = {}
             step_needs: dict[str, None] = {}
+            reads: dict[tuple[str, str, str], None] = {}
             request: str | None = None
             lists = set()
             for holder, f in holders:
@@ -219,17 +222,16 @@ class ExpansionGraph:
                     own = self._field_permissions.get((holder, name))
                     if own is not None:
                         step_needs[own] = None
+                        reads[("*", own, "")] = None
                         continue
                     via = dict(f.via)
                     for t in f.targets:
-                        err = self._type_need(t, via, step_needs)
+                        err = self._type_need(t, via, step_needs, reads)
                         if err is not None:
                             return Expansion(
                                 path, (), tuple(steps), "unavailable",
                                 f"Expanding '{shown}' reaches {t} objects, which apps cannot "
                                 f"read: {err}.")
-                        if t in via:
-                            request = via[t]
             if kinds == {"id"}:
                 kind = ID
             elif "includable" in kinds:
@@ -238,7 +240,8 @@ class ExpansionGraph:
                 kind = ID
             else:
                 kind = EMBEDDED
-            steps.append(Step(name, tuple(reached), tuple(step_needs), kind, request))
+            steps.append(Step(name, tuple(reached), tuple(step_needs), kind, request,
+                              tuple(reads)))
             needs.extend(n for n in step_needs if n not in needs)
             nodes = tuple(reached)
             # A field that is a list for one holder and not for another would be ambiguous;
@@ -258,18 +261,19 @@ class ExpansionGraph:
                 return name, j, holders
         return None
 
-    def _type_need(self, t: str, via: Mapping[str, str], into: dict[str, None]) -> str | None:
+    def _type_need(self, t: str, via: Mapping[str, str], into: dict[str, None],
+                   reads: dict[tuple[str, str, str], None]) -> str | None:
         """Add what reading one reached type needs; the reason it cannot be read, or None."""
         if t in via:
             perm, why = self._requests.get(via[t], (None, "it is not bound"))
             if perm is None:
                 return why or "its owner cannot be read"
-            into[perm] = None
-            return None
-        reader = self._readers.get(t)
-        if reader is None:
-            return self._unreadable.get(t, "it is not in the permission catalog")
-        into[reader] = None
+        else:
+            perm = self._readers.get(t)
+            if perm is None:
+                return self._unreadable.get(t, "it is not in the permission catalog")
+        into[perm] = None
+        reads[(t, perm, via.get(t, ""))] = None
         return None
 
 

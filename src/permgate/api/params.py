@@ -88,7 +88,13 @@ def expand_from_form(encoded: str) -> tuple[str, ...]:
     if "%" not in encoded and "xpand" not in encoded.lower():
         return NO_EXPAND
     out: list[str] = []
-    for part in encoded.split("&"):
+    start, end_all = 0, len(encoded)
+    while start < end_all:  # piece by piece: a huge list stops at the cap, unsplit
+        end = encoded.find("&", start)
+        if end < 0:
+            end = end_all
+        part = encoded[start:end]
+        start = end + 1
         if not part:
             continue
         key, _, value = part.partition("=")
