@@ -176,6 +176,7 @@ class Decision:
 
 # An expansion plan: the tokens needed and the allowed Decision, or the refusal itself.
 _Plan = tuple[frozenset[str], Decision] | Decision
+_UNSEEN: _Plan = Decision.__new__(Decision)  # a marker no plan can be
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 
@@ -209,10 +210,10 @@ class Engine:
                 self._denied[op] = Decision("missing", catalog, operation=op, needs=needs,
                                             missing=needs, code=CODE_MISSING)
         self._empty = Grant(frozenset(), frozenset())
-        self._queries: dict[str, tuple[str, ...]] = {}
+        self._qplans: dict[tuple[Operation, str], _Plan | None] = {}
         self._queries_bytes = 0
         self._plans: dict[tuple[Operation, tuple[str, ...]], _Plan] = {}
-        self._denials: dict[tuple[tuple[Operation, tuple[str, ...]], frozenset[str]], Decision] = {}
+        self._denials: dict[tuple[Decision, frozenset[str]], Decision] = {}
         self._plans_bytes = 0
         # Includable fields and owned types need what their equivalent request needs: look
         # each one up in this table now, so the expansion model and the table cannot disagree.
@@ -278,11 +279,17 @@ class Engine:
                 f"Apps: {op.unavailable.rstrip('.')}.",
             )
         closure = grants.closure if type(grants) is Grant else self._closure(grants)
-        exps = NO_EXPAND
-        if query or body is not None or expand:
+        plan: _Plan | None = None
+        if query and body is None and not expand:
+            # The common case: expansions only in the query. One cached lookup per
+            # (operation, query string) gives the plan (or None: the query expands nothing).
+            qkey = (op, query)
+            plan = self._qplans.get(qkey, _UNSEEN)
+            if plan is _UNSEEN:
+                plan = self._query_plan(op, query)
+        elif query or body is not None or expand:
             try:
-                if query:
-                    exps = self._query_expansions(query)
+                exps = expand_from_query(query) if query else NO_EXPAND
                 if body is not None:
                     more = expand_from_body(body)
                     if more:
@@ -292,7 +299,9 @@ class Engine:
             except BadParam as e:
                 return Decision("bad_request", self.catalog, operation=op, message=str(e),
                                 param=e.param)
-        if not exps:
+            if exps:
+                plan = self._plans.get((op, exps)) or self._plan(op, exps)
+        if plan is None:
             if op.permission in closure:
                 return self._allowed[op]
             if account is None:
@@ -300,17 +309,15 @@ class Engine:
             needs = self._needs[op]
             return Decision("missing", self.catalog, operation=op, needs=needs, missing=needs,
                             code=CODE_MISSING, account=account)
-        key = (op, exps)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plan(op, exps)
-        if isinstance(plan, Decision):  # the expansion itself is refused, whatever the grant
+        if type(plan) is Decision:  # the expansion itself is refused, whatever the grant
             return plan
-        tokens, allowed = plan
+        tokens, allowed = plan  # type: ignore[misc]
         if tokens <= closure:
             return allowed
         if account is None:
-            denied = self._denials.get((key, closure))
+            # Keyed on the plan's allowed Decision (one per plan, hashed by identity), so
+            # every spelling of the same request shares one denial per grant.
+            denied = self._denials.get((allowed, closure))
             if denied is not None:
                 return denied
         needs = allowed._needs
@@ -318,8 +325,27 @@ class Engine:
         denied = Decision("missing", self.catalog, operation=op, needs=needs, missing=missing,
                           code=CODE_MISSING, account=account)
         if account is None:
-            self._remember(self._denials, (key, closure), denied, key[1])
+            self._remember(self._denials, (allowed, closure), denied, 96)
         return denied
+
+    def _query_plan(self, op: Operation, query: str) -> _Plan | None:
+        """Parse a query string's expansions and find their plan; cache short queries."""
+        try:
+            exps = expand_from_query(query)
+        except BadParam as e:
+            plan: _Plan | None = Decision("bad_request", self.catalog, operation=op,
+                                          message=str(e), param=e.param)
+        else:
+            plan = (self._plans.get((op, exps)) or self._plan(op, exps)) if exps else None
+        if len(query) <= _QUERY_MAX:  # long queries are parsed each time, never kept
+            size = len(query) + 96
+            if (len(self._qplans) >= _QUERY_ENTRIES
+                    or self._queries_bytes + size > _QUERY_BYTES):
+                self._qplans.clear()
+                self._queries_bytes = 0
+            self._qplans[(op, query)] = plan
+            self._queries_bytes += size
+        return plan
 
     @staticmethod
     def _merge(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
@@ -330,35 +356,23 @@ class Engine:
             raise BadParam(f"Invalid expand[]: at most {MAX_EXPANSIONS} expansions per request.")
         return merged
 
-    def _query_expansions(self, query: str) -> tuple[str, ...]:
-        hit = self._queries.get(query)
-        if hit is None:
-            hit = expand_from_query(query)
-            if len(query) <= _QUERY_MAX:  # long queries are parsed each time, never kept
-                size = len(query) + 64
-                if (len(self._queries) >= _QUERY_ENTRIES
-                        or self._queries_bytes + size > _QUERY_BYTES):
-                    self._queries.clear()
-                    self._queries_bytes = 0
-                self._queries[query] = hit
-                self._queries_bytes += size
-        return hit
-
-    def _remember(self, cache: dict[_K, _V], key: _K, value: _V, exps: tuple[str, ...]) -> None:
-        """Store in a plan or denial cache; both share one budget of entries and key bytes."""
-        size = 64 + sum(len(e) + 56 for e in exps)
+    def _remember(self, cache: dict[_K, _V], key: _K, value: _V, size: int) -> None:
+        """Store in a plan or denial cache; both share one budget of entries and key bytes.
+        Clearing the plans clears the query plans too: they hold plans."""
+        size += 64
         if (len(self._plans) + len(self._denials) >= _PLAN_ENTRIES
                 or self._plans_bytes + size > _PLAN_BYTES):
             self._plans.clear()
             self._denials.clear()
-            self._plans_bytes = 0
+            self._qplans.clear()
+            self._plans_bytes = self._queries_bytes = 0
         cache[key] = value
         self._plans_bytes += size
 
     def cache_sizes(self) -> dict[str, tuple[int, int]]:
         """(entries, approximate bytes) of every cache keyed on request data."""
         return {
-            "queries": (len(self._queries), self._queries_bytes),
+            "queries": (len(self._qplans), self._queries_bytes),
             "plans+denials": (len(self._plans) + len(self._denials), self._plans_bytes),
             "expansions": self.graph.cache_size(),
         }
@@ -383,7 +397,7 @@ class Engine:
             needs = tuple((t,) for t in tokens)
             plan = (frozenset(tokens), Decision("allowed", self.catalog, operation=op,
                                                 needs=needs))
-        self._remember(self._plans, (op, exps), plan, exps)
+        self._remember(self._plans, (op, exps), plan, sum(len(e) + 56 for e in exps))
         return plan
 
     def _unknown(self, method: str, path: str) -> Decision:
