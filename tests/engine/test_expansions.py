@@ -264,7 +264,7 @@ def test_explain_shows_each_step() -> None:
     op = engine.route("GET", "/v1/checkout/sessions/cs_1")
     assert op is not None
     lines = expansion_steps(engine.expansion(op, "line_items.data.price.product"))
-    assert lines[0].startswith("line_items: includable, needs what GET "
+    assert lines[0].startswith("line_items: includable list, needs what GET "
                                "/v1/checkout/sessions/{session}/line_items needs")
     assert lines[1].startswith("data: walked")
     assert lines[2].startswith("price: walked")

@@ -170,14 +170,17 @@ def expansion_steps(exp: Expansion) -> list[str]:
     """One line per step of an expansion path: walked, expanded (object, permission) or
     includable (the equivalent request and what it needs)."""
     out = []
-    for step in exp.steps:
+    for i, step in enumerate(exp.steps):
         reached = ", ".join(step.types)
         needs = ", ".join(step.needs)
+        listed = i + 1 < len(exp.steps) and exp.steps[i + 1].field == "data" \
+            and exp.steps[i + 1].kind == "walked"
         if step.kind == "walked":
-            into = f" into {reached}" if reached else ""
+            into = f" into {'a list of ' if listed else ''}{reached}" if reached else ""
             out.append(f"{step.field}: walked{into} (nothing of its own)")
         elif step.kind == "includable":
-            out.append(f"{step.field}: includable, needs what {step.request} needs: {needs}")
+            out.append(f"{step.field}: includable{' list' if listed else ''}, needs what "
+                       f"{step.request} needs: {needs}")
         elif step.reads and step.reads[0][0] == "*":
             out.append(f"{step.field}: expanded to {reached}, needs the field's own "
                        f"permission {needs}")
