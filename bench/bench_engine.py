@@ -61,7 +61,8 @@ def make_stream(engine: Engine, n: int, apps: int, seed: int) -> tuple[list[froz
     for op in ops:
         names: list[str] = []
         for root in op.objects:
-            names.extend(engine.graph.fields(root))
+            # id expansions only: the stream stays the one earlier runs measured
+            names.extend(f for f, kind in engine.graph.kinds(root).items() if kind == "id")
         fields[op] = sorted(set(names))
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -320,6 +321,45 @@ def load_figures() -> dict[str, float]:
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
+FLOOD = r"""
+import gc, json, sys
+import permgate
+
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1])
+
+engine = permgate.load()
+grant = engine.grant(["charge_read", "charge_write", "customer_read"])
+template = "&".join(f"expand[]=r@f{j}.customer" for j in range(20_000))
+for i in range(20):  # warm up: first allocations of the interpreter and the engine
+    engine.decide("GET", "/v1/charges/ch_1?expand[]=customer&expand[]=invoice", None, grant)
+gc.collect()
+before = rss()
+kinds = set()
+for i in range(int(sys.argv[1])):
+    query = template.replace("@", str(i))
+    kinds.add(engine.decide("GET", "/v1/charges/ch_1?" + query, None, grant).kind)
+    kinds.add(engine.decide("POST", "/v1/charges/ch_1", query.encode(), grant).kind)
+    # the most an app may send and still be parsed: 64 unique paths of ~400 bytes
+    paths = "&".join(f"expand[]=customer.x{i}_{j}_" + "a" * 380 for j in range(64))
+    kinds.add(engine.decide("GET", "/v1/charges/ch_1?" + paths, None, grant).kind)
+gc.collect()
+print(json.dumps({"requests": int(sys.argv[1]) * 3, "rss_before_kib": before,
+                  "rss_after_kib": rss(), "kinds": sorted(kinds),
+                  "caches": engine.cache_sizes()}))
+"""
+
+
+def memory_flood(n: int) -> dict[str, object]:
+    """RSS of a fresh engine before and after `n` rounds of hostile expand lists (each round:
+    20k unique entries in a query, the same in a form body, 64 unique 400-byte paths)."""
+    out = subprocess.run([sys.executable, "-c", FLOOD, str(n)], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    return dict(json.loads(out.stdout))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--n", type=int, default=100_000, help="requests in the stream")
@@ -330,7 +370,13 @@ def main(argv: list[str] | None = None) -> int:
                     "per decision). 0 = the whole stream")
     ap.add_argument("--oso-sample", type=int, default=20000, help="likewise for oso; 0 = all")
     ap.add_argument("--json", metavar="FILE", help="also write the figures here")
+    ap.add_argument("--flood", type=int, default=120, metavar="N",
+                    help="rounds of hostile expand lists for the memory figure (0: skip)")
+    ap.add_argument("--flood-only", action="store_true", help="only the memory figure")
     args = ap.parse_args(argv)
+    if args.flood_only:
+        print(json.dumps(memory_flood(args.flood or 120)))
+        return 0
 
     engine = permgate.default_engine()
     grants, stream = make_stream(engine, args.n, args.apps, args.seed)
@@ -380,6 +426,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{figures['load_ms']:.1f} ms; RSS of the loaded engine: "
           f"{figures['rss_catalog_kib'] / 1024:.1f} MiB (import: "
           f"{figures['rss_import_kib'] / 1024:.1f} MiB)")
+    flood: dict[str, object] = {}
+    if args.flood:
+        flood = memory_flood(args.flood)
+        before, after = int(flood["rss_before_kib"]), int(flood["rss_after_kib"])  # type: ignore[call-overload]
+        print(f"memory under hostile expand lists ({flood['requests']} requests: 20k unique "
+              f"entries in queries and bodies, 64 unique 400-byte paths): RSS "
+              f"{before / 1024:.1f} -> {after / 1024:.1f} MiB ({(after - before) / 1024:+.1f} "
+              f"MiB); answers {flood['kinds']}")
     bad = [r["engine"] for r in results if r["disagreements"]]
     if bad:
         print(f"DISAGREEMENT with permgate's verdicts: {', '.join(map(str, bad))}")
@@ -387,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in results:
             r.pop("verdicts")
         Path(args.json).write_text(json.dumps({"results": results, "load": figures,
+                                               "flood": flood,
                                                "python": sys.version, "pid": os.getpid()},
                                               indent=1))
     return 1 if bad else 0

@@ -1,8 +1,9 @@
-"""Generate the Stripe API surface: operations table, object read permissions, expansion graph.
+"""Generate the Stripe API surface: operations table, object read permissions, expansion model.
 
-Reads the 2024 operation list and spec, the SDK 16.1.0 operation list and the expansion graph
-from ../shared/data, the object -> resource map (`tools/stripe_objects.json`), the hand-kept
-overrides (`tools/stripe_api_overrides.json`) and the generated catalog; writes
+Reads the 2024 operation list and spec (whose object schemas give the expansion model) and the
+SDK 16.1.0 operation list from ../shared/data, the object -> resource map
+(`tools/stripe_objects.json`), the hand-kept overrides (`tools/stripe_api_overrides.json`)
+and the generated catalog; writes
 `src/permgate/api/data/stripe_{operations,objects,expansions}.json` (one row per line) and the
 coverage report `docs/coverage.md`, and prints the report's totals.
 
@@ -60,7 +61,6 @@ class Inputs:
     spec_ops: dict[Key, list[str]]  # 2024 operations -> object types returned
     sdk_ops: set[Key]
     spec: dict[str, Any]
-    expansions: dict[str, dict[str, list[str]]]
     objects: dict[str, Any]  # object type -> resource key | {"unavailable": reason}
     overrides: dict[str, Any]
     catalog: Catalog
@@ -331,6 +331,7 @@ def param_names(rows: list[dict[str, Any]]) -> tuple[list[str], dict[str, list[s
 
 def coverage(
     rows: list[dict[str, Any]], objects: dict[str, dict[str, str]], permissions: Iterable[str],
+    model: ExpansionModel,
 ) -> tuple[str, str]:
     """(markdown report, short console summary)."""
     total = len(rows)
@@ -415,11 +416,260 @@ def coverage(
     ]
     md += [f"- `{k}/`: " + ", ".join(f"`{n}`" for n in v) for k, v in names.items()]
     md.append("")
+    md += expansion_section(model)
     top = "\n".join(f"  {perm}: {sum(c.values())}" for perm, c in ranked[:12])
     reasons_top = "\n".join(f"  {len(rs):3d}  {reason}" for reason, rs in by_reason[:12])
     console = (f"{totals}\ntop permissions:\n{top}\ntop reasons not available:\n{reasons_top}\n"
                f"(full report: {COVERAGE.relative_to(ROOT)})")
     return "\n".join(md), console
+
+
+# --- the expansion model ------------------------------------------------------------------------
+#
+# Built from the spec's object schemas. A node is a schema: an API object (its x-resourceId, which
+# equals its component name) or an object embedded in one (its component name). Each field that
+# `x-expandableFields` lists (plus the hand-kept includables) becomes one entry:
+#   ["customer"]                          id expansion: the id becomes an object of these types
+#   {"id": [...], "via": {type: request}} id expansion whose type is read through its owner
+#   {"walk": [nodes]}                     an embedded object (or array of them): walk on
+#   {"list": [nodes]}                     an always-present list: walk on through `data`
+#   {"includable": request, "list"|"walk": [nodes]}  left out unless expanded: needs what
+#                                         `request` (an operation of the table) needs
+#   {"unavailable": reason}               a field no app may expand
+
+def _ref_name(ref: dict[str, Any]) -> str:
+    return str(ref["$ref"]).rsplit("/", 1)[1]
+
+
+def _type_name(spec: dict[str, Any], component: str) -> str:
+    schema = spec["components"]["schemas"][component]
+    return str(schema.get("x-resourceId") or component)
+
+
+def _one(schema: dict[str, Any]) -> dict[str, Any]:
+    """`anyOf: [X]` (a nullable X) -> X."""
+    any_of = schema.get("anyOf")
+    if isinstance(any_of, list) and len(any_of) == 1:
+        return dict(any_of[0])
+    return schema
+
+
+def _refs(schema: dict[str, Any]) -> list[str]:
+    if "$ref" in schema:
+        return [_ref_name(schema)]
+    return [_ref_name(o) for o in schema.get("anyOf", []) if "$ref" in o]
+
+
+def _list_items(spec: dict[str, Any], schema: dict[str, Any]) -> list[str] | None:
+    """Element schemas of a list object (`data` array + `has_more`), or None."""
+    s = resolve(spec, _one(schema))
+    props = s.get("properties", {})
+    data = props.get("data", {})
+    if data.get("type") != "array" or "has_more" not in props:
+        return None
+    return _refs(data.get("items", {}))
+
+
+def _id_types(spec: dict[str, Any], schema: dict[str, Any]) -> list[str] | None:
+    """Types an id field may become (deleted_X counts as X), or None if it is no id field."""
+    holder = schema.get("items", schema) if schema.get("type") == "array" else schema
+    res = holder.get("x-expansionResources")
+    if res is None:
+        return None
+    names = [_type_name(spec, _ref_name(r)) for r in res["oneOf"]]
+    live = [n for n in names if not (n.startswith("deleted_") and n[8:] in names)]
+    return sorted(dict.fromkeys(n[8:] if n.startswith("deleted_") and n[8:] in
+                                spec["components"]["schemas"] else n for n in live))
+
+
+def list_url_request(spec: dict[str, Any], schema: dict[str, Any]) -> str | None:
+    """The GET operation a list object names in its `url` pattern, if the spec gives one."""
+    s = resolve(spec, _one(schema))
+    pattern = s.get("properties", {}).get("url", {}).get("pattern")
+    if not pattern:
+        return None
+    path = str(pattern).lstrip("^").replace("[^/]+", "{}")
+    return path
+
+
+@dataclass
+class ExpansionModel:
+    nodes: dict[str, dict[str, Any]]
+    kinds: dict[str, Counter[str]]  # per API object type: kind -> fields of that kind
+
+
+def expansion_model(inp: Inputs, rows: list[dict[str, Any]]) -> ExpansionModel:
+    spec = inp.spec
+    schemas = spec["components"]["schemas"]
+    ov = inp.overrides
+    gets = {(r["method"], norm(r["path"])): r for r in rows}
+    item_paths: dict[str, str] = {}  # object type -> its retrieve path (normalized)
+    for r in sorted(rows, key=lambda r: len(r["path"])):
+        if (r["method"] == "GET" and not r["list"] and r["object"] and r["path"].endswith("}")
+                and r["object"] not in item_paths):
+            item_paths[r["object"]] = norm(r["path"])
+
+    def request(n_path: str, what: str) -> str:
+        row = gets.get(("GET", n_path))
+        if row is None:
+            raise SystemExit(f"{what}: no GET {n_path} in the operations table")
+        return f"GET {row['path']}"
+
+    includables = {(e["object"], e["field"]): e for e in ov["includables"]}
+    vias: dict[tuple[str, str], dict[str, Any]] = {(e["object"], e["field"]): e
+                                                  for e in ov["reached_via"]}
+    owned = set(ov["owned_types"]) - {"_about"}
+    nodes: dict[str, dict[str, Any]] = {}
+    todo = sorted(n for n, s in schemas.items() if s.get("x-resourceId"))
+    seen = set(todo)
+    kinds: dict[str, Counter[str]] = {}
+    while todo:
+        name = todo.pop()
+        schema = schemas[name]
+        props = schema.get("properties", {})
+        fields: dict[str, Any] = {}
+        required = set(schema.get("required", []))
+        nexts: list[str] = []
+        for f in schema.get("x-expandableFields", []):
+            p = props[f]
+            key = (name, f)
+            types = _id_types(spec, p)
+            items = _list_items(spec, p)
+            if key in includables:
+                inp.used.add(f"includables {name}.{f}")
+                e = includables[key]
+                if "unavailable" in e:
+                    fields[f] = {"unavailable": e["unavailable"]}
+                    continue
+                entry: dict[str, Any] = {"includable": e["request"]}
+                if items is not None:
+                    entry["list"] = items
+                elif _refs(_one(p)):
+                    entry["walk"] = _refs(_one(p))
+                fields[f] = entry
+            elif types is not None:
+                if key in vias:
+                    inp.used.add(f"reached_via {name}.{f}")
+                    fields[f] = {"id": types, "via": {t: vias[key]["request"] for t in types
+                                                      if t in vias[key]["types"]}}
+                elif owned & set(types):
+                    raise SystemExit(f"{name}.{f} reaches {sorted(owned & set(types))}: say "
+                                     "through which owner in reached_via")
+                else:
+                    fields[f] = types
+                nexts += types
+                continue
+            elif items is not None:
+                if f in required:
+                    fields[f] = {"list": items}
+                else:  # a list left out unless expanded: the equivalent request reads it
+                    url = list_url_request(spec, p)
+                    if url is None and schema.get("x-resourceId") in item_paths:
+                        url = f"{item_paths[schema['x-resourceId']]}/{f}"
+                    if url is None:
+                        raise SystemExit(f"{name}.{f}: includable list without an equivalent "
+                                         "request; add it to includables")
+                    fields[f] = {"includable": request(url, f"{name}.{f}"), "list": items}
+            else:
+                inner = p.get("items", p) if p.get("type") == "array" else p
+                targets = _refs(_one(inner))
+                fields[f] = {"walk": targets}
+            entry = fields[f]
+            nexts += entry.get("list", []) + entry.get("walk", [])
+        for e in ov["includables"]:
+            if e["object"] == name and e["field"] not in fields:
+                inp.used.add(f"includables {name}.{e['field']}")
+                fields[e["field"]] = ({"unavailable": e["unavailable"]} if "unavailable" in e
+                                      else {"includable": e["request"]})
+        if fields:
+            nodes[name] = dict(sorted(fields.items()))
+        for n in nexts:
+            if n in schemas and n not in seen:
+                seen.add(n)
+                todo.append(n)
+        if schema.get("x-resourceId"):
+            c: Counter[str] = Counter()
+            for v in fields.values():
+                c[_kind(v)] += 1
+            kinds[name] = c
+    for (obj, f), e in includables.items():
+        if "request" in e:
+            method, _, path = e["request"].partition(" ")
+            if (method, norm(path)) not in gets or gets[(method, norm(path))]["path"] != path:
+                raise SystemExit(f"includables {obj}.{f}: {e['request']} is not an operation "
+                                 "of the table (spell it as the table does)")
+    for (obj, f), e in vias.items():
+        method, _, path = e["request"].partition(" ")
+        if gets.get((method, norm(path)), {}).get("path") != path:
+            raise SystemExit(f"reached_via {obj}.{f}: {e['request']} is not an operation")
+    return ExpansionModel(dict(sorted(nodes.items())), kinds)
+
+
+def _kind(entry: Any) -> str:
+    if isinstance(entry, list) or "id" in entry:
+        return "id"
+    if "includable" in entry:
+        return "includable"
+    if "unavailable" in entry:
+        return "unavailable"
+    return "list" if "list" in entry else "embedded"
+
+
+KINDS = ("id", "embedded", "list", "includable", "unavailable")
+
+
+def paths_to(nodes: dict[str, dict[str, Any]], start: str, depth: int) -> Counter[str]:
+    """Expandable paths from `start` up to `depth` steps (a list's `data` is a step), by the
+    kind of their last step."""
+    out: Counter[str] = Counter()
+
+    def walk(node: str, left: int) -> None:
+        for entry in nodes.get(node, {}).values():
+            kind = _kind(entry)
+            out[kind] += 1
+            if left <= 1:
+                continue
+            nexts = entry if isinstance(entry, list) else entry.get("id", []) + entry.get(
+                "walk", [])
+            for n in nexts:
+                walk(n, left - 1)
+            if isinstance(entry, dict) and "list" in entry and left > 2:
+                for n in entry["list"]:
+                    walk(n, left - 2)
+
+    walk(start, depth)
+    return out
+
+
+def expansion_section(model: ExpansionModel) -> list[str]:
+    total: Counter[str] = Counter()
+    for c in model.kinds.values():
+        total.update(c)
+    md = [
+        "## Expansions",
+        "",
+        "From the spec's object schemas (`x-expandableFields`, `x-expansionResources`, list "
+        "objects) and the hand-kept `includables` / `reached_via` of "
+        "`tools/stripe_api_overrides.json`. Kinds: **id** (an id becomes an object: its read "
+        "permission), **embedded** (an object inside the parent: walk on, nothing of its own), "
+        "**list** (a list always present: walk on through `data`), **includable** (left out "
+        "unless expanded: what the equivalent request needs), **unavailable** (no app may "
+        "expand it). Expansion paths may take at most 4 steps (a list's `data` is one).",
+        "",
+        f"Object types with expandable fields: {len(model.kinds)}; their first-step fields: "
+        + ", ".join(f"{total[k]} {k}" for k in KINDS) + f"; schemas in the model: "
+        f"{len(model.nodes)}.",
+        "",
+        "| object type | " + " | ".join(KINDS) + " | paths to depth 2 |",
+        "|---|" + "---:|" * (len(KINDS) + 1),
+    ]
+    for obj, c in sorted(model.kinds.items()):
+        if not c:
+            continue
+        deep = sum(paths_to(model.nodes, obj, 2).values())
+        md.append(f"| `{obj}` | " + " | ".join(str(c[k]) for k in KINDS) + f" | {deep} |")
+    md.append("")
+    return md
 
 
 def load_inputs(shared: Path) -> Inputs:
@@ -440,7 +690,6 @@ def load_inputs(shared: Path) -> Inputs:
             raise SystemExit(f"unexpected operation {method} {path}")
     return Inputs(
         spec_ops=spec_ops, sdk_ops=sdk_ops, spec=spec,
-        expansions=json.loads((data / "stripe-expansions.json").read_text()),
         objects=json.loads((TOOLS / "stripe_objects.json").read_text())["objects"],
         overrides=json.loads((TOOLS / "stripe_api_overrides.json").read_text()),
         catalog=load_catalog(
@@ -459,6 +708,8 @@ def unused_overrides(inp: Inputs) -> list[str]:
         + [f"sdk_objects {k}" for k in o["sdk_objects"] if k != "_about"]
         + [f"lists {k}" for k in o["lists"] if k != "_about"]
         + [f"v2 {s['prefix']}" for s in o["v2"]]
+        + [f"includables {e['object']}.{e['field']}" for e in o["includables"]]
+        + [f"reached_via {e['object']}.{e['field']}" for e in o["reached_via"]]
     )
     return [d for d in declared if d not in inp.used]
 
@@ -466,15 +717,18 @@ def unused_overrides(inp: Inputs) -> list[str]:
 def build(inp: Inputs) -> tuple[dict[Path, str], str]:
     surface = Surface(inp)
     rows = [surface.row(k) for k in surface.keys]
+    model = expansion_model(inp, rows)
     stale = unused_overrides(inp)
     if stale:
-        raise SystemExit("overrides that match no operation (remove them): " + "; ".join(stale))
-    expansions = {
-        obj: {f: sorted(ts) for f, ts in sorted(fields.items())}
-        for obj, fields in sorted(inp.expansions.items())
-    }
+        raise SystemExit("overrides that match no operation or field (remove them): "
+                         + "; ".join(stale))
     types = [t for r in rows for t in r["objects"]]
-    types += list(expansions) + [t for fs in expansions.values() for ts in fs.values() for t in ts]
+    for fields in model.nodes.values():
+        for entry in fields.values():
+            if isinstance(entry, list):
+                types += entry
+            elif "id" in entry:
+                types += entry["id"]
     objects = object_rows(inp.objects, types, inp.catalog, surface.titles)
     sources = [
         "shared/data/stripe-operations.json (533 operations of the 2024-04-10 spec, object "
@@ -507,14 +761,28 @@ def build(inp: Inputs) -> tuple[dict[Path, str], str]:
     }
     meta_exp = {
         "generator": "tools/gen_api.py", "generated": GENERATED,
-        "sources": ["shared/data/stripe-expansions.json (from the 2024-04-10 spec)"],
-        "rule": "object type -> expandable field path -> object types it may hold",
+        "sources": [sources[2] + " (object schemas: x-expandableFields, "
+                    "x-expansionResources, property schemas, list objects)",
+                    "tools/stripe_api_overrides.json (includables, reached_via, "
+                    "field_permissions)"],
+        "rule": "node (object type or embedded schema) -> expandable field -> entry",
+        "entries": {
+            "[types]": "id expansion: the id becomes an object of one of these types; each "
+            "type's read permission is needed (stripe_objects.json)",
+            "{id, via}": "id expansion whose types named in via are read through their owner: "
+            "they need what that request needs",
+            "{walk}": "an embedded object (or array of them): no permission of its own, walk on",
+            "{list}": "a list always present: walk on through `data`",
+            "{includable, list|walk}": "left out of responses unless expanded: needs what the "
+            "request (an operation of stripe_operations.json) needs",
+            "{unavailable}": "no app may expand it",
+        },
     }
-    report, console = coverage(rows, objects, inp.catalog.permissions)
+    report, console = coverage(rows, objects, inp.catalog.permissions, model)
     outputs = {
         OUT / "stripe_operations.json": dump_rows(meta_ops, "operations", rows),
         OUT / "stripe_objects.json": dump_mapping(meta_obj, "objects", objects),
-        OUT / "stripe_expansions.json": dump_mapping(meta_exp, "expansions", expansions)[:-3]
+        OUT / "stripe_expansions.json": dump_mapping(meta_exp, "expansions", model.nodes)[:-3]
         + ",\n \"field_permissions\": [\n" + ",\n".join(
             "  " + json.dumps({k: v for k, v in fp.items() if k != "why"})
             for fp in inp.overrides["field_permissions"]) + "\n ]\n}\n",

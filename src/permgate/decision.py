@@ -8,11 +8,18 @@ a request costs a path split, a few dict lookups and a set membership test per r
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import Literal, TypeVar
 
 from permgate.api.expand import Expansion, ExpansionGraph
 from permgate.api.operations import Operation
-from permgate.api.params import NO_EXPAND, BadParam, expand_from_body, expand_from_form
+from permgate.api.params import (
+    MAX_EXPANSIONS,
+    NO_EXPAND,
+    BadParam,
+    bounded_expansions,
+    expand_from_body,
+    expand_from_query,
+)
 from permgate.api.router import BadPath, Router
 from permgate.catalog import Catalog
 
@@ -24,6 +31,10 @@ CODE_MISSING = "more_permissions_required_for_application"
 CODE_UNAVAILABLE = "endpoint_not_available_to_applications"
 CODE_BAD_PATH = "invalid_request_path"
 _STATUS = {"allowed": 200, "missing": 403, "unavailable": 403, "unknown": 404, "bad_request": 400}
+# Caches keyed on request data are bounded by entries and by the bytes of their keys, and
+# cleared whole when full: a hostile stream of unique requests costs recomputation, not memory.
+_PLAN_ENTRIES, _PLAN_BYTES = 16_384, 8 << 20
+_QUERY_ENTRIES, _QUERY_BYTES, _QUERY_MAX = 16_384, 4 << 20, 4096
 
 
 class Grant:
@@ -108,12 +119,12 @@ class Decision:
         if self.allowed:
             return "Allowed."
         wants = []
-        for g in self._missing:
+        for g in self._smallest():
             if len(g) == 1:
                 wants.append(f"'{g[0]}'")
             else:
                 wants.append("one of " + _join([f"'{t}'" for t in g], "or"))
-        plural = "permission" if len(wants) == 1 and len(self._missing[0]) == 1 else "permissions"
+        plural = "permission" if len(wants) == 1 and "one of" not in wants[0] else "permissions"
         having = f"Having the {_join(wants, 'and')} {plural}"
         if self._subject is not None:
             return f"This application may not receive '{self._subject}' events. {having} " \
@@ -123,6 +134,31 @@ class Decision:
             f"This application does not have the required permissions for this endpoint{where}."
             f" {having} would allow this request to continue."
         )
+
+    def _smallest(self) -> list[Group]:
+        """The unmet groups to name: a permission that meets several groups (because it
+        implies the others) is named alone, so the message names the smallest set of the
+        request's own permissions that allows it."""
+        groups = self._missing
+        if len(groups) < 2:
+            return list(groups)
+        meets = [frozenset(self._display(g)) for g in groups]
+        unmet = list(range(len(groups)))
+        named: list[int] = []
+        while unmet:
+            best: tuple[int, list[int]] | None = None
+            for i in unmet:
+                if len(groups[i]) != 1:
+                    continue
+                covered = [k for k in unmet if groups[i][0] in meets[k]]
+                if best is None or len(covered) > len(best[1]):
+                    best = (i, covered)
+            if best is None:  # only any-of groups are left: each is named as it is
+                named += unmet
+                break
+            named.append(best[0])
+            unmet = [k for k in unmet if k not in best[1]]
+        return [groups[i] for i in sorted(named)]
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -140,6 +176,9 @@ class Decision:
 
 # An expansion plan: the tokens needed and the allowed Decision, or the refusal itself.
 _Plan = tuple[frozenset[str], Decision] | Decision
+_UNSEEN: _Plan = Decision.__new__(Decision)  # a marker no plan can be
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 def _join(items: list[str], word: str) -> str:
@@ -171,9 +210,23 @@ class Engine:
                 self._denied[op] = Decision("missing", catalog, operation=op, needs=needs,
                                             missing=needs, code=CODE_MISSING)
         self._empty = Grant(frozenset(), frozenset())
-        self._queries: dict[str, tuple[str, ...]] = {}
+        self._qplans: dict[tuple[Operation, str], _Plan | None] = {}
+        self._queries_bytes = 0
         self._plans: dict[tuple[Operation, tuple[str, ...]], _Plan] = {}
-        self._denials: dict[tuple[tuple[Operation, tuple[str, ...]], frozenset[str]], Decision] = {}
+        self._denials: dict[tuple[Decision, frozenset[str]], Decision] = {}
+        self._plans_bytes = 0
+        # Includable fields and owned types need what their equivalent request needs: look
+        # each one up in this table now, so the expansion model and the table cannot disagree.
+        by_template = {(o.method, o.path): o for o in self.operations}
+
+        def equivalent(method: str, path: str) -> tuple[str | None, str | None]:
+            op = by_template.get((method, path)) or self.router.route(method, path)
+            if op is None:
+                raise ValueError(f"the expansion model names {method} {path}, which is not an "
+                                 "operation of the table")
+            return op.permission, op.unavailable
+
+        graph.bind(equivalent)
         self._event_needs: dict[str, tuple[Group, ...]] = {}
         ev = catalog.event_permission
         for rule in catalog.events.values():
@@ -226,19 +279,29 @@ class Engine:
                 f"Apps: {op.unavailable.rstrip('.')}.",
             )
         closure = grants.closure if type(grants) is Grant else self._closure(grants)
-        exps = NO_EXPAND
-        if query or body is not None or expand:
+        plan: _Plan | None = None
+        if query and body is None and not expand:
+            # The common case: expansions only in the query. One cached lookup per
+            # (operation, query string) gives the plan (or None: the query expands nothing).
+            qkey = (op, query)
+            plan = self._qplans.get(qkey, _UNSEEN)
+            if plan is _UNSEEN:
+                plan = self._query_plan(op, query)
+        elif query or body is not None or expand:
             try:
-                if query:
-                    exps = self._query_expansions(query)
+                exps = expand_from_query(query) if query else NO_EXPAND
                 if body is not None:
-                    exps += expand_from_body(body)
+                    more = expand_from_body(body)
+                    if more:
+                        exps = self._merge(exps, more)
+                if expand:
+                    exps = self._merge(exps, bounded_expansions(expand))
             except BadParam as e:
                 return Decision("bad_request", self.catalog, operation=op, message=str(e),
-                                param="expand")
-            if expand:
-                exps += tuple(expand)
-        if not exps:
+                                param=e.param)
+            if exps:
+                plan = self._plans.get((op, exps)) or self._plan(op, exps)
+        if plan is None:
             if op.permission in closure:
                 return self._allowed[op]
             if account is None:
@@ -246,17 +309,15 @@ class Engine:
             needs = self._needs[op]
             return Decision("missing", self.catalog, operation=op, needs=needs, missing=needs,
                             code=CODE_MISSING, account=account)
-        key = (op, exps)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plan(op, exps)
-        if isinstance(plan, Decision):  # the expansion itself is refused, whatever the grant
+        if type(plan) is Decision:  # the expansion itself is refused, whatever the grant
             return plan
-        tokens, allowed = plan
+        tokens, allowed = plan  # type: ignore[misc]
         if tokens <= closure:
             return allowed
         if account is None:
-            denied = self._denials.get((key, closure))
+            # Keyed on the plan's allowed Decision (one per plan, hashed by identity), so
+            # every spelling of the same request shares one denial per grant.
+            denied = self._denials.get((allowed, closure))
             if denied is not None:
                 return denied
         needs = allowed._needs
@@ -264,19 +325,57 @@ class Engine:
         denied = Decision("missing", self.catalog, operation=op, needs=needs, missing=missing,
                           code=CODE_MISSING, account=account)
         if account is None:
-            if len(self._denials) > 65536:  # bounded: one per (request shape, grant)
-                self._denials.clear()
-            self._denials[(key, closure)] = denied
+            self._remember(self._denials, (allowed, closure), denied, 96)
         return denied
 
-    def _query_expansions(self, query: str) -> tuple[str, ...]:
-        hit = self._queries.get(query)
-        if hit is None:
-            hit = expand_from_form(query)
-            if len(self._queries) > 65536:  # bounded: query strings come from requests
-                self._queries.clear()
-            self._queries[query] = hit
-        return hit
+    def _query_plan(self, op: Operation, query: str) -> _Plan | None:
+        """Parse a query string's expansions and find their plan; cache short queries."""
+        try:
+            exps = expand_from_query(query)
+        except BadParam as e:
+            plan: _Plan | None = Decision("bad_request", self.catalog, operation=op,
+                                          message=str(e), param=e.param)
+        else:
+            plan = (self._plans.get((op, exps)) or self._plan(op, exps)) if exps else None
+        if len(query) <= _QUERY_MAX:  # long queries are parsed each time, never kept
+            size = len(query) + 96
+            if (len(self._qplans) >= _QUERY_ENTRIES
+                    or self._queries_bytes + size > _QUERY_BYTES):
+                self._qplans.clear()
+                self._queries_bytes = 0
+            self._qplans[(op, query)] = plan
+            self._queries_bytes += size
+        return plan
+
+    @staticmethod
+    def _merge(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+        if not a:
+            return b
+        merged = tuple(dict.fromkeys(a + b))
+        if len(merged) > MAX_EXPANSIONS:
+            raise BadParam(f"Invalid expand[]: at most {MAX_EXPANSIONS} expansions per request.")
+        return merged
+
+    def _remember(self, cache: dict[_K, _V], key: _K, value: _V, size: int) -> None:
+        """Store in a plan or denial cache; both share one budget of entries and key bytes.
+        Clearing the plans clears the query plans too: they hold plans."""
+        size += 64
+        if (len(self._plans) + len(self._denials) >= _PLAN_ENTRIES
+                or self._plans_bytes + size > _PLAN_BYTES):
+            self._plans.clear()
+            self._denials.clear()
+            self._qplans.clear()
+            self._plans_bytes = self._queries_bytes = 0
+        cache[key] = value
+        self._plans_bytes += size
+
+    def cache_sizes(self) -> dict[str, tuple[int, int]]:
+        """(entries, approximate bytes) of every cache keyed on request data."""
+        return {
+            "queries": (len(self._qplans), self._queries_bytes),
+            "plans+denials": (len(self._plans) + len(self._denials), self._plans_bytes),
+            "expansions": self.graph.cache_size(),
+        }
 
     def _plan(self, op: Operation, exps: tuple[str, ...]) -> _Plan:
         """What an operation with these expansions needs: computed once per distinct pair."""
@@ -298,9 +397,7 @@ class Engine:
             needs = tuple((t,) for t in tokens)
             plan = (frozenset(tokens), Decision("allowed", self.catalog, operation=op,
                                                 needs=needs))
-        if len(self._plans) > 65536:
-            self._plans.clear()
-        self._plans[(op, exps)] = plan
+        self._remember(self._plans, (op, exps), plan, sum(len(e) + 56 for e in exps))
         return plan
 
     def _unknown(self, method: str, path: str) -> Decision:

@@ -1,47 +1,118 @@
 """Reading `expand` out of a query string or a form body, as Stripe's parser would.
 
-Deny by default: any key that decodes to `expand` or `expand[...]` counts, however it was
-percent-encoded, so an encoded key cannot smuggle an expansion past the check.
+Deny by default. Only `expand`, `expand[]` and `expand[N]` name expansions (after one round of
+percent-decoding, which is what Stripe and form parsers do: `expand%5B%5D` is `expand[]`).
+A key that some other reader could take for `expand` — another case (`EXPAND[]`), extra brackets
+(`[expand][]`, `expand[0][x]`), a second encoding (`expand%255B%255D`), spaces — is refused,
+and so is a raw `;` in a query string (some servers split on it): no upstream can read an
+expansion that was not checked.
+Expansions are bounded in number and length: Stripe apps send a handful.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 NO_EXPAND: tuple[str, ...] = ()
+MAX_EXPANSIONS = 64  # per request; Stripe apps send a handful, and the graph has few paths
+MAX_EXPAND_BYTES = 512  # per expansion path (4 steps of the longest field names fit)
+_DECODE_ROUNDS = 4
 
 
 class BadParam(ValueError):
-    pass
+    """A request parameter refused before deciding (HTTP 400 with `param`)."""
+
+    def __init__(self, message: str, param: str | None = "expand") -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def _first_word(key: str) -> str:
+    """The first run of letters, digits and `_` of a fully decoded, lower-cased key."""
+    for _ in range(_DECODE_ROUNDS):
+        decoded = unquote_plus(key)
+        if decoded == key:
+            break
+        key = decoded
+    key = key.lower()
+    start = 0
+    while start < len(key) and not (key[start].isalnum() or key[start] == "_"):
+        start += 1
+    end = start
+    while end < len(key) and (key[end].isalnum() or key[end] == "_"):
+        end += 1
+    return key[start:end]
 
 
 def _key_is_expand(key: str) -> bool:
+    """True for the exact spellings; raises BadParam for a key that only looks like one."""
     if key == "expand" or key == "expand[]":
         return True
-    if key.startswith("expand["):
-        if key.endswith("]") and key[7:-1].isdigit():
-            return True
-        raise BadParam(f"Invalid parameter '{key}': expand takes a list (expand[]=field).")
+    if key.startswith("expand[") and key.endswith("]") and key[7:-1].isdigit() \
+            and len(key) <= 16:
+        return True
+    if _first_word(key) == "expand":
+        raise BadParam(
+            f"Invalid parameter '{_shown(key)}': expansions are sent as expand[]=field "
+            "(or expand[N]=field); other spellings of 'expand' are refused."
+        )
     return False
 
 
+def _shown(text: str) -> str:
+    safe = "".join(c if c.isprintable() and c.isascii() else "?" for c in text[:60])
+    return safe + ("..." if len(text) > 60 else "")
+
+
+def _add(out: list[str], value: str) -> None:
+    if len(value) > MAX_EXPAND_BYTES:
+        raise BadParam(f"Invalid expand[]: a path may have at most {MAX_EXPAND_BYTES} "
+                       "characters.")
+    if len(out) >= MAX_EXPANSIONS:
+        raise BadParam(f"Invalid expand[]: at most {MAX_EXPANSIONS} expansions per request.")
+    out.append(value)
+
+
+def expand_from_query(query: str) -> tuple[str, ...]:
+    """Expansions named in a query string. A raw `;` is refused: some servers still split
+    query parameters on it, and would then read keys this parser never saw."""
+    if ";" in query:
+        raise BadParam("Invalid query string: ';' is not a parameter separator; use '&' "
+                       "(and percent-encode ';' inside values as %3B).", param=None)
+    return expand_from_form(query)
+
+
 def expand_from_form(encoded: str) -> tuple[str, ...]:
-    """Expansions named in an `application/x-www-form-urlencoded` string."""
-    if "expand" not in encoded and "%" not in encoded:
+    """Expansions named in an `application/x-www-form-urlencoded` string (deduplicated)."""
+    if "%" not in encoded and "xpand" not in encoded.lower():
         return NO_EXPAND
     out: list[str] = []
-    for part in encoded.split("&"):
+    start, end_all = 0, len(encoded)
+    while start < end_all:  # piece by piece: a huge list stops at the cap, unsplit
+        end = encoded.find("&", start)
+        if end < 0:
+            end = end_all
+        part = encoded[start:end]
+        start = end + 1
         if not part:
             continue
         key, _, value = part.partition("=")
         if "%" in key or "+" in key:
-            key = unquote_plus(key)
-        if not key.startswith("expand"):
+            if _first_word(key) != "expand":
+                continue
+            key = unquote(key.replace("+", " "))  # one round, as the upstream reads it
+        elif "xpand" not in key.lower():
             continue
         if _key_is_expand(key):
-            out.append(unquote_plus(value) if ("%" in value or "+" in value) else value)
-    return tuple(out)
+            _add(out, unquote_plus(value) if ("%" in value or "+" in value) else value)
+    return _dedupe(out)
+
+
+def _dedupe(out: list[str]) -> tuple[str, ...]:
+    if len(out) < 2:
+        return tuple(out)
+    return tuple(dict.fromkeys(out))
 
 
 def expand_from_body(body: bytes | str | Mapping[str, object] | None) -> tuple[str, ...]:
@@ -49,18 +120,27 @@ def expand_from_body(body: bytes | str | Mapping[str, object] | None) -> tuple[s
         return NO_EXPAND
     if isinstance(body, bytes | bytearray | memoryview):
         raw = bytes(body)
-        if b"expand" not in raw and b"%" not in raw:
+        if b"%" not in raw and b"xpand" not in raw.lower():
             return NO_EXPAND
         return expand_from_form(raw.decode("latin-1"))
     if isinstance(body, str):
         return expand_from_form(body)
     out: list[str] = []
     for key, value in body.items():
-        if key.startswith("expand") and _key_is_expand(key):
+        if _key_is_expand(key):
             if isinstance(value, str):
-                out.append(value)
+                _add(out, value)
             elif isinstance(value, Iterable):
-                out.extend(str(v) for v in value)
+                for v in value:
+                    _add(out, str(v))
             else:
                 raise BadParam(f"Invalid value for '{key}': expected a string or a list.")
-    return tuple(out)
+    return _dedupe(out)
+
+
+def bounded_expansions(values: Iterable[str]) -> tuple[str, ...]:
+    """Caller-supplied expansions (`expand=` of the engine API) under the same bounds."""
+    out: list[str] = []
+    for v in values:
+        _add(out, v)
+    return _dedupe(out)

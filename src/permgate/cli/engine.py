@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 import permgate
+from permgate.api.expand import Expansion
 from permgate.api.params import expand_from_form
 from permgate.catalog import UnknownPermission
 from permgate.cli import EXIT_DENIED, EXIT_OK, CliError
@@ -155,17 +156,42 @@ def explain_text(engine: Engine, method: str, target: str, d: Decision, extra: l
     lines.append(f"  operation: {op.method} {op.path}" + (" (list)" if op.is_list else ""))
     lines.append(f"  needs {op.permission}" + (f"  ({op.rule})" if op.rule else ""))
     query = target.partition("?")[2]
-    for e in (*expand_from_form(query), *extra):
-        exp = engine.expansion(op, e)
+    for e in dict.fromkeys((*expand_from_form(query), *extra)):
         lines.append(f"  expand {e}:")
-        for step in exp.steps:
-            lines.append(f"    {step.field} -> {', '.join(step.types)}: needs "
-                         f"{', '.join(step.needs)}")
+        lines += ["    " + line for line in expansion_steps(engine.expansion(op, e))]
     lines.append("  allowed by any grant that holds, for each line below, one of:")
     for group in d.required:
         first = cat.permissions[group[0]]
         lines.append(f"    {', '.join(group)}   [{first.product} / {first.title}]")
     return "\n".join(lines)
+
+
+def expansion_steps(exp: Expansion) -> list[str]:
+    """One line per step of an expansion path: walked, expanded (object, permission) or
+    includable (the equivalent request and what it needs)."""
+    out = []
+    for i, step in enumerate(exp.steps):
+        reached = ", ".join(step.types)
+        needs = ", ".join(step.needs)
+        listed = i + 1 < len(exp.steps) and exp.steps[i + 1].field == "data" \
+            and exp.steps[i + 1].kind == "walked"
+        if step.kind == "walked":
+            into = f" into {'a list of ' if listed else ''}{reached}" if reached else ""
+            out.append(f"{step.field}: walked{into} (nothing of its own)")
+        elif step.kind == "includable":
+            out.append(f"{step.field}: includable{' list' if listed else ''}, needs what "
+                       f"{step.request} needs: {needs}")
+        elif step.reads and step.reads[0][0] == "*":
+            out.append(f"{step.field}: expanded to {reached}, needs the field's own "
+                       f"permission {needs}")
+        else:
+            out.append(f"{step.field}: expanded to " + ", ".join(
+                f"{t} (needs {p}" + (f", read through its owner as {via} reads it)" if via
+                                     else ")")
+                for t, p, via in step.reads))
+    if exp.error is not None:
+        out.append(f"refused ({exp.error}): {exp.message}")
+    return out
 
 
 def cmd_permissions(args: argparse.Namespace) -> int:
