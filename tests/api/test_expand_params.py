@@ -54,6 +54,18 @@ def test_semicolon_in_a_query_is_refused() -> None:
     assert engine.decide("GET", "/v1/charges?description=a%3Bb", None, {"charge_read"}).allowed
 
 
+def test_semicolon_in_a_form_body_that_names_expand_is_refused() -> None:
+    # Found by the gateway fuzz test: `description=x;expand%5B%5D=customer` in a form body
+    # was forwarded, and an upstream that splits on ';' expands the customer.
+    with pytest.raises(BadParam):
+        expand_from_body(b"description=x;expand%5B%5D=customer")
+    d = engine.decide("POST", "/v1/charges/ch_1", b"description=x;expand[]=customer",
+                      {"charge_write"})
+    assert d.kind == "bad_request" and "form body" in d.message
+    # A ';' that cannot hide a key (no '%', no 'expand') is plain data.
+    assert engine.decide("POST", "/v1/charges/ch_1", b"description=a;b", {"charge_write"}).allowed
+
+
 def test_mapping_bodies_follow_the_same_rules() -> None:
     assert expand_from_body({"expand": ["customer", "customer"]}) == ("customer",)
     with pytest.raises(BadParam):

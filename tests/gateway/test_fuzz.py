@@ -313,9 +313,6 @@ def test_nothing_denied_reaches_the_upstream(
     fuzz(db_url, workdir, recorder, app, server, spelled=False)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "expand-key spellings (EXPAND[], [expand][], ';' separators) are refused by "
-    "api/params.py, issue 11 item 6, on another branch; remove this mark once merged"))
 def test_no_spelling_of_expand_reaches_the_upstream(
     db_url: str, workdir: Path, recorder: Recorder, app: App
 ) -> None:

@@ -74,11 +74,12 @@ def _add(out: list[str], value: str) -> None:
     out.append(value)
 
 
-def expand_from_query(query: str) -> tuple[str, ...]:
-    """Expansions named in a query string. A raw `;` is refused: some servers still split
-    query parameters on it, and would then read keys this parser never saw."""
+def expand_from_query(query: str, where: str = "query string") -> tuple[str, ...]:
+    """Expansions named in a query string or a form body. A raw `;` is refused: some servers
+    still split parameters on it, and would then read keys this parser never saw. (The SDKs
+    percent-encode `;` inside values.)"""
     if ";" in query:
-        raise BadParam("Invalid query string: ';' is not a parameter separator; use '&' "
+        raise BadParam(f"Invalid {where}: ';' is not a parameter separator; use '&' "
                        "(and percent-encode ';' inside values as %3B).", param=None)
     return expand_from_form(query)
 
@@ -122,9 +123,9 @@ def expand_from_body(body: bytes | str | Mapping[str, object] | None) -> tuple[s
         raw = bytes(body)
         if b"%" not in raw and b"xpand" not in raw.lower():
             return NO_EXPAND
-        return expand_from_form(raw.decode("latin-1"))
+        return expand_from_query(raw.decode("latin-1"), "form body")
     if isinstance(body, str):
-        return expand_from_form(body)
+        return expand_from_query(body, "form body")
     out: list[str] = []
     for key, value in body.items():
         if _key_is_expand(key):
