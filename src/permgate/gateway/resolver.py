@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -65,12 +66,19 @@ class Resolver:
 
     def cached_key(self, secret: str) -> KeyInfo | None:
         """The cached answer, or `MISS`; the hot path's allocation-free check."""
-        return self._keys.get(secret, MISS)
+        hit: KeyInfo | None = self._keys.get(secret, MISS)
+        # Keys that end by themselves (OAuth access tokens, rotated keys in their grace
+        # period) leave the cache when they end, not at the next store change.
+        if hit is not MISS and hit is not None and hit.expires is not None \
+                and hit.expires <= time.time():
+            del self._keys[secret]
+            return MISS  # type: ignore[no-any-return]
+        return hit
 
     async def authenticate(self, secret: str) -> KeyInfo | None:
-        hit = self._keys.get(secret, MISS)
+        hit = self.cached_key(secret)
         if hit is not MISS:
-            return hit  # type: ignore[no-any-return]
+            return hit
         generation = self.generation
         info = await self._call(self.store.authenticate, secret)
         if generation == self.generation:
