@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from permgate import manifest
 from permgate.admin import create_admin_app
 from permgate.console import ConsoleSettings, create_console_app
-from permgate.store import Store
+from permgate.store import Store, UploadResult
 
 ADMIN_TOKEN = "admin-token-for-tests"
 ACCOUNT = "acct_console1"
@@ -45,9 +45,9 @@ def manifest_text(
     return json.dumps(data, indent=2) + "\n"
 
 
-def upload(store: Store, version: str, permissions: list[str], **kw: Any) -> None:
-    store.upload_version(manifest.parse(manifest_text(version, permissions, **kw)),
-                         actor="dev@app.example")
+def upload(store: Store, version: str, permissions: list[str], **kw: Any) -> UploadResult:
+    return store.upload_version(manifest.parse(manifest_text(version, permissions, **kw)),
+                                actor="dev@app.example")
 
 
 def platform_app(store: Store, settings: ConsoleSettings | None = None) -> ASGIApp:
