@@ -115,7 +115,8 @@ def create_link(
     check_return_url(return_url)
     check_next_path(next_path)
     if not timedelta(seconds=1) <= ttl <= MAX_LINK_TTL:
-        raise StoreError(f"a link lives between 1 second and {MAX_LINK_TTL} ", "parameter_invalid")
+        raise StoreError("a link may wait between 1 second and 30 minutes to be opened",
+                         "parameter_invalid")
     secret = "acl_" + secrets.token_urlsafe(32)
     link_id = keys.new_id("link")
     now = store.now()
