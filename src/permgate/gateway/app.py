@@ -166,7 +166,7 @@ class Gateway:
             elif raw_path == b"/admin" or raw_path[:7] == b"/admin/":
                 await self.admin_call(scope, receive, send)
             elif self.console is not None and (
-                    raw_path[:9] == b"/console/" or raw_path[:7] == b"/oauth/"):
+                    raw_path[:8] == b"/console" or raw_path[:7] == b"/oauth/"):
                 await self.mounted(self.console, scope, receive, send)
             elif raw_path == INGEST_PATH and self.ingest is not None:
                 await self.ingest(scope, receive, send)
