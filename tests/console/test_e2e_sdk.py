@@ -7,7 +7,11 @@ the access token used as the SDK's api_key.
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -18,6 +22,7 @@ from tests.console.support import ACCOUNT, APP, upload
 
 pytestmark = pytest.mark.e2e
 CALLBACK = "https://app.example/oauth/callback"
+NODE_DIR = Path(__file__).parent / "node"
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +38,15 @@ def sdk(plat: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stripe, "max_network_retries", 0)
 
 
-def _consent(plat: Platform, person: httpx.Client) -> str:
+def _consent(plat: Platform, person: httpx.Client, app_id: str = APP) -> str:
     link = plat.account_link()
     assert person.get(link).status_code == 303
     authorize = "/oauth/v2/authorize?" + urlencode({
-        "client_id": APP, "redirect_uri": CALLBACK, "state": "s1", "mode": "test"})
+        "client_id": app_id, "redirect_uri": CALLBACK, "state": "s1", "mode": "test"})
     page = person.get(authorize)
     assert page.status_code == 200, page.text
     r = person.post("/oauth/v2/authorize", data={
-        "csrf": csrf_of(page.text), "client_id": APP, "redirect_uri": CALLBACK, "state": "s1",
+        "csrf": csrf_of(page.text), "client_id": app_id, "redirect_uri": CALLBACK, "state": "s1",
         "mode": "test", "decision": "allow"})
     assert r.status_code == 303
     query = parse_qs(urlsplit(r.headers["location"]).query)
@@ -113,3 +118,28 @@ def test_uninstall_stops_every_token_and_key_at_once(plat: Platform, sdk: None) 
             rk.v1.customers.list()
         with pytest.raises(stripe.PermissionError, match="not installed"):
             platform_key.v1.customers.list()
+
+
+def test_official_node_sdk_oauth_token_refresh_and_reuse(plat: Platform) -> None:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.fail("node and npm are needed for the node SDK end-to-end test")
+    if not (NODE_DIR / "node_modules" / "stripe").is_dir():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True,
+                       capture_output=True, timeout=300)
+    app_id = "com.example.console.node"
+    keys = upload(plat.store, "1.0.0", ["customer_read"], app_id=app_id, access="oauth",
+                  redirect_uris=[CALLBACK]).keys
+    secret = next(k.secret for k in keys if k.mode == "test")
+    with httpx.Client(base_url=plat.url, follow_redirects=False) as person:
+        code = _consent(plat, person, app_id)
+    done = subprocess.run(
+        ["node", "oauth.mjs", json.dumps({"url": plat.url, "key": secret, "code": code})],
+        cwd=NODE_DIR, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["stripe_user_id"] == ACCOUNT and out["scope"] == "stripe_apps"
+    assert out["livemode"] is False and out["access_prefix"] == "rk_test_"
+    assert out["customers"] == "list" and out["rotated"] is True
+    assert out["denied"]["name"] == "StripePermissionError"
+    assert out["reused"]["name"] == "StripeInvalidGrantError"
+    assert out["afterReuse"]["name"] == "StripeAuthenticationError"

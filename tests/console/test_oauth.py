@@ -7,8 +7,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from tests.console.support import ACCOUNT, APP, Browser, platform_app, serve, upload
 
+from permgate.events.schema import events
 from permgate.store import Store
 
 CALLBACK = "https://app.example/oauth/callback?from=permgate"
@@ -87,6 +89,10 @@ def test_code_token_refresh_and_reuse(store: Store, env: tuple[Browser, str, str
     q = _query(r.headers["location"])
     assert q["state"] == STATE and q["code"].startswith("ac_")
     assert store.effective_grant(APP, ACCOUNT, "test") is not None
+    with store.engine.connect() as conn:
+        fired = conn.execute(sa.select(events.c.type).where(events.c.account == ACCOUNT)
+                             ).scalars().all()
+    assert fired == ["account.application.authorized"]
     bad = _token(url, "sk_test_" + "x" * 64, grant_type="authorization_code", code=q["code"])
     assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
     got = _token(url, key, grant_type="authorization_code", code=q["code"])

@@ -174,6 +174,11 @@ def test_uninstall_asks_first_then_revokes(store: Store, browser: NewBrowser) ->
     assert r.status_code == 303 and "done=uninstalled" in r.headers["location"]
     assert store.effective_grant(APP, ACCOUNT, "live") is None
     assert store.authenticate(key) is None
+    with store.engine.connect() as conn:
+        fired = conn.execute(sa.select(events.c.type).where(events.c.account == ACCOUNT)
+                             ).scalars().all()
+    assert sorted(fired) == ["account.application.authorized",
+                             "account.application.deauthorized"]
 
 
 def test_manifest_text_is_escaped_everywhere(store: Store, browser: NewBrowser) -> None:
