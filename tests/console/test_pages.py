@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from tests.console.support import ACCOUNT, APP, HOSTILE, Browser, platform_app, serve, upload
 
+from permgate.console import ConsoleSettings, csrf_token
+from permgate.console.app import Console
 from permgate.events.schema import events
-from permgate.store import Store
+from permgate.store import Store, people
 
 INSTALL = f"/console/apps/{APP}/install?mode=live"
 PAGE = f"/console/apps/{APP}?mode=live"
@@ -216,3 +219,33 @@ def test_admin_api_serves_the_screen_data(store: Store, browser: NewBrowser) -> 
     bad = b.admin.post("/v1/account_sessions", headers=auth, json={
         "account": ACCOUNT, "user_id": "x", "role": "admin", "next": "https://evil.example"})
     assert bad.status_code == 400
+
+
+def test_every_real_world_manifest_that_uploads_has_a_consent_screen(tmp_path: Path) -> None:
+    from tests.realworld import REAL_WORLD
+
+    from permgate import manifest
+    from permgate.store import InvalidManifest, describe
+
+    shown = 0
+    with Store.open(f"sqlite:///{tmp_path}/rw.db", upgrade=True) as store:
+        console = Console(store, ConsoleSettings())
+        found = people.redeem_link(store, people.create_link(
+            store, account=ACCOUNT, user_id="ann", display_name="Ann", role="admin",
+            actor="t").secret)
+        assert found is not None
+        session, token, _ = found
+        for path in REAL_WORLD:
+            try:
+                m = manifest.parse(path.read_text("utf-8"), path.name)
+                up = store.upload_version(m, actor="rw")
+            except (manifest.ManifestError, InvalidManifest):
+                continue  # refused with its reasons: the store's and manifest's tests
+            view = describe.describe_version(store, up.version.app_id, up.version.version)
+            assert {p.name for p in view.permissions} == set(up.version.permissions)
+            page = console.env.get_template("consent.html").render(
+                who=session, csrf=csrf_token(token), app=view, mode="live", hidden={},
+                action="/x", installed=False, cancel="/console/")
+            assert view.name in page or "&" in view.name or "<" in view.name
+            shown += 1
+    assert shown >= 20  # 44 of the 69 upload today
