@@ -24,9 +24,10 @@ from starlette.types import ASGIApp
 
 from permgate import events, manifest
 from permgate.admin.openapi import document
-from permgate.store import InvalidManifest, Store, StoreError
+from permgate.store import InvalidManifest, Store, StoreError, describe, people
 
 TOKEN_ENV = "PERMGATE_ADMIN_TOKEN"
+PUBLIC_URL_ENV = "PERMGATE_PUBLIC_URL"  # where people open account links (default: this host)
 Body = dict[str, Any]
 Result = tuple[int, Any]
 
@@ -137,7 +138,7 @@ class _Api:
     def install(self, r: Request, body: Body) -> Result:
         result = self.store.install(
             _req(body, "app_id"), _req(body, "account"), _req(body, "mode"),
-            by=_req(body, "by"), role=_req(body, "role"))
+            by=_req(body, "by"), role=_req(body, "role"), via="admin_api")
         events.on_install(self.store, result.grant)
         return 201, result.as_json()
 
@@ -149,15 +150,41 @@ class _Api:
         p = r.path_params
         grant = self.store.approve(
             p["app_id"], p["account"], p["mode"], by=_req(body, "by"), role=_req(body, "role"),
-            version=_str(body, "version", required=False))
+            version=_str(body, "version", required=False), via="admin_api")
         return 200, grant.as_json()
 
     def uninstall(self, r: Request, body: Body) -> Result:
         p = r.path_params
         grant = self.store.uninstall(
-            p["app_id"], p["account"], p["mode"], by=_req(body, "by"), role=_req(body, "role"))
+            p["app_id"], p["account"], p["mode"], by=_req(body, "by"), role=_req(body, "role"),
+            via="admin_api")
         events.on_uninstall(self.store, grant)
         return 200, {"uninstalled": True, **grant.as_json()}
+
+    def get_version(self, r: Request, body: Body) -> Result:
+        p = r.path_params
+        return 200, describe.describe_version(self.store, p["app_id"], p["version"]).as_json()
+
+    def review(self, r: Request, body: Body) -> Result:
+        p = r.path_params
+        return 200, describe.review(self.store, p["app_id"], p["account"], p["mode"]).as_json()
+
+    def account_session(self, r: Request, body: Body) -> Result:
+        ttl = _int(body.get("expires_in"), "expires_in")
+        kw = {} if ttl is None else {"ttl": timedelta(seconds=ttl)}
+        link = people.create_link(
+            self.store, account=_req(body, "account"), user_id=_req(body, "user_id"),
+            display_name=_str(body, "display_name", required=False) or _req(body, "user_id"),
+            role=_req(body, "role"), actor=_str(body, "actor", required=False) or "platform",
+            return_url=_str(body, "return_url", required=False),
+            next_path=_str(body, "next", required=False), **kw)
+        base = os.environ.get(PUBLIC_URL_ENV) or f"{r.url.scheme}://{r.url.netloc}"
+        return 201, {
+            "id": link.link_id, "object": "account_session", "account": link.account,
+            "user_id": link.user_id, "display_name": link.display_name, "role": link.role,
+            "url": f"{base.rstrip('/')}/console/links/{link.secret}",
+            "expires_at": int(link.expires_at.timestamp()),
+        }
 
     def audit(self, r: Request, body: Body) -> Result:
         q = r.query_params
@@ -248,6 +275,10 @@ def create_admin_app(store: Store, admin_token: str) -> ASGIApp:
         Route(install_path, endpoint(api.get_install), methods=["GET"]),
         Route(install_path + "/approve", endpoint(api.approve), methods=["POST"]),
         Route(install_path + "/uninstall", endpoint(api.uninstall), methods=["POST"]),
+        Route(install_path + "/review", endpoint(api.review), methods=["GET"]),
+        Route("/v1/apps/{app_id}/versions/{version}", endpoint(api.get_version),
+              methods=["GET"]),
+        Route("/v1/account_sessions", endpoint(api.account_session), methods=["POST"]),
         Route("/v1/audit", endpoint(api.audit), methods=["GET"]),
         Route("/v1/webhook_endpoints", endpoint(api.list_webhooks), methods=["GET"]),
         Route("/v1/webhook_endpoints", endpoint(api.add_webhook), methods=["POST"]),

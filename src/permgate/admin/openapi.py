@@ -107,6 +107,33 @@ _SCHEMAS: JSON = {
                             "install.created, install.approved, install.removed, key.created, "
                             "key.rotated"},
         app_id=_NSTR, account=_NSTR, mode=_NSTR, version=_NSTR, detail={"type": "object"}),
+    "PermissionView": _obj(
+        ["permission", "level", "title", "description", "purpose", "implies"],
+        permission=_STR, level={"enum": ["read", "write", ""]},
+        title={**_STR, "description": "the catalog's title of the resource"},
+        description={**_STR, "description": "the catalog's description"},
+        purpose={**_STR, "description": "the app's own words (manifest text: escape it)"},
+        implies={"type": "array", "items": _obj(["permission", "title"], permission=_STR,
+                                                title=_STR)}),
+    "VersionView": _obj(
+        ["app_id", "name", "version", "access_type", "permissions"], app_id=_STR, name=_STR,
+        version=_STR, access_type=_STR, uploaded_by=_STR, icon=_STR,
+        connect_src={"type": "array", "items": _STR}, csp_purpose=_STR,
+        allowed_redirect_uris={"type": "array", "items": _STR},
+        sandbox_install_compatible={"type": "boolean"},
+        permissions={"type": "array", "items": _ref("PermissionView")}),
+    "Review": _obj(
+        ["install", "version", "needs_approval", "new", "kept", "dropped"],
+        install=_ref("Grant"), version=_STR, needs_approval={"type": "boolean"},
+        new={"type": "array", "items": _ref("PermissionView"),
+             "description": "what approval would add: the only thing to review"},
+        kept=_STRS, dropped={**_STRS, "description": "approved before, no longer asked for"}),
+    "AccountSession": _obj(
+        ["id", "object", "account", "user_id", "display_name", "role", "url", "expires_at"],
+        id=_STR, object={"const": "account_session"}, account=_STR, user_id=_STR,
+        display_name=_STR, role=_STR,
+        url={**_STR, "description": "single-use; opening it starts a browser session"},
+        expires_at={"type": "integer", "description": "unix time"}),
     "WebhookEndpoint": _obj(
         ["id", "app_id", "url", "mode", "enabled_events"], id=_STR, app_id=_STR, url=_STR,
         mode=_MODE, enabled_events={**_STRS, "description": "event types, or [\"*\"]: every "
@@ -173,6 +200,25 @@ def document() -> JSON:
                         "Uninstalled", errors=(400, 403, 404), body=_obj(["by", "role"],
                                                                           **_ACTOR)),
             "parameters": _INSTALL_PARAMS},
+        "/v1/installs/{app_id}/{account}/{mode}/review": {
+            "get": _op("What approving the running version would add (only what is new)",
+                       "Review", errors=(404,)),
+            "parameters": _INSTALL_PARAMS},
+        "/v1/apps/{app_id}/versions/{version}": {"get": {
+            **_op("A version as the consent screen shows it: permissions with purposes and "
+                  "catalog titles", "VersionView", errors=(404,)),
+            "parameters": [_p("app_id"), _p("version")]}},
+        "/v1/account_sessions": {"post": _op(
+            "A single-use link that signs one of the platform's users in to the consent "
+            "pages for one account", "AccountSession", status=201, errors=(400,), body=_obj(
+                ["account", "user_id", "role"], account=_STR, user_id=_STR,
+                display_name=_STR, role={**_STR, "description": "admin and super_admin may "
+                                         "install, approve and uninstall; others only look"},
+                return_url={**_STR, "description": "http(s) URL the pages link back to"},
+                next={**_STR, "description": "a path on this server to land on (e.g. an "
+                      "/oauth/v2/authorize install link)"},
+                expires_in={"type": "integer", "minimum": 1, "maximum": 1800,
+                            "default": 300}, actor=_STR))},
         "/v1/audit": {"get": _op("The audit trail, oldest first", _list_of("AuditEntry"),
                                  errors=(400,), params=[
             _q("app", _STR, "only this app"), _q("account", _STR, "only this account"),

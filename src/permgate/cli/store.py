@@ -210,7 +210,8 @@ def _audit(args: argparse.Namespace) -> int:
     return _emit(args, [e.as_json() for e in found], lambda: "\n".join(
         f"{e.at.isoformat()}  {e.actor}  {e.action}  "
         + " ".join(f"{k}={v}" for k, v in (("app", e.app_id), ("account", e.account),
-                                            ("mode", e.mode), ("version", e.version)) if v)
+                                            ("mode", e.mode), ("version", e.version),
+                                            ("via", e.detail.get("via"))) if v)
         for e in found) or "no audit entries")
 
 

@@ -50,6 +50,7 @@ _DROP = frozenset({
 })
 _CONTROL = frozenset({"/healthz", "/readyz", "/metrics"})
 INGEST_PATH = b"/webhooks/upstream"
+OAUTH_TOKEN_PATH = b"/v1/oauth/token"  # served by the console app, not forwarded
 _PARSED_MAX = 10_000
 # Request headers, all together and in number: the SDKs send about 1.5 KB in 10 headers.
 # The server buffers the head first (granian: up to 64 KiB, server.MAX_REQUEST_HEAD).
@@ -63,10 +64,12 @@ class Gateway:
         settings: Settings,
         open_store: Callable[[], GrantStore],
         admin_app: Callable[[GrantStore], ASGIApp | None] | None = None,
+        console_app: Callable[[GrantStore], ASGIApp | None] | None = None,
     ) -> None:
         self.settings = settings
         self.open_store = open_store
         self.make_admin = admin_app
+        self.make_console = console_app
         self.metrics = Metrics()
         self.ids = RequestIds()
         self.log = JsonLog()
@@ -88,6 +91,7 @@ class Gateway:
         self.resolver: Resolver | None = None
         self.pool: Pool | HttpxPool | None = None
         self.admin: ASGIApp | None = None
+        self.console: ASGIApp | None = None
         self.ingest: ASGIApp | None = None
         self.decide: Callable[..., Any] | None = None
         self._keys_seen: dict[bytes, str | None] = {}
@@ -130,6 +134,8 @@ class Gateway:
         )
         if self.make_admin is not None:
             self.admin = self.make_admin(self.store)
+        if self.make_console is not None:
+            self.console = self.make_console(self.store)
         if self.settings.webhook_secret:
             from permgate.events.ingest import ingest_app
 
@@ -171,11 +177,17 @@ class Gateway:
         if kind == "http":
             raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
             if raw_path[:3] == b"/v1" or raw_path[:3] == b"/v2":
-                await self.proxy(scope, receive, send, raw_path)
+                if raw_path == OAUTH_TOKEN_PATH and self.console is not None:
+                    await self.mounted(self.console, scope, receive, send)
+                else:
+                    await self.proxy(scope, receive, send, raw_path)
             elif scope["path"] in _CONTROL:
                 await self.control(scope, send)
             elif raw_path == b"/admin" or raw_path[:7] == b"/admin/":
                 await self.admin_call(scope, receive, send)
+            elif self.console is not None and (
+                    raw_path[:8] == b"/console" or raw_path[:7] == b"/oauth/"):
+                await self.mounted(self.console, scope, receive, send)
             elif raw_path == INGEST_PATH and self.ingest is not None:
                 await self.ingest(scope, receive, send)
             else:
@@ -543,8 +555,12 @@ class Gateway:
             return
         child = dict(scope)
         child["root_path"] = scope.get("root_path", "") + "/admin"
+        await self.mounted(self.admin, child, receive, send)
+
+    async def mounted(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        """An app beside the proxy (admin API, consent pages) whose changes bind at once."""
         if scope["method"] in ("GET", "HEAD"):
-            await self.admin(child, receive, send)
+            await app(scope, receive, send)
             return
         resolver = self.resolver
 
@@ -555,7 +571,7 @@ class Gateway:
                 resolver.invalidate()
             await send(message)
 
-        await self.admin(child, receive, send_after_invalidating)
+        await app(scope, receive, send_after_invalidating)
 
 
 async def _plain(send: Send, status: int, body: bytes, content_type: bytes) -> None:

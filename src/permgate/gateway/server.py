@@ -35,7 +35,16 @@ def build(settings: Settings) -> Gateway:
         app: ASGIApp = create_admin_app(store, settings.admin_token)
         return app
 
-    return Gateway(settings, open_store, admin_app)
+    def console_app(store: GrantStore) -> ASGIApp | None:
+        from permgate.console import create_console_app
+        from permgate.store import Store
+
+        if not isinstance(store, Store):
+            return None
+        app: ASGIApp = create_console_app(store)
+        return app
+
+    return Gateway(settings, open_store, admin_app, console_app)
 
 
 def app_from_env() -> Gateway:

@@ -4,6 +4,7 @@ The gateway and event delivery read `authenticate`, `effective_grant`,
 `installs_for_account` and `change_counter`; see docs/store.md.
 """
 
+from permgate.store import describe, oauth, people
 from permgate.store.errors import (
     Conflict,
     Forbidden,
@@ -30,5 +31,5 @@ __all__ = [
     "DEFAULT_GRACE", "MAX_GRACE", "MODES", "NOTIFY_CHANNEL", "AppInfo", "AuditEntry", "Conflict",
     "EffectiveGrant", "Forbidden", "InstallResult", "InvalidManifest", "KeyInfo", "KeyRecord",
     "NewKey", "NotFound", "SchemaOutOfDate", "Store", "StoreError", "UploadResult",
-    "VersionInfo",
+    "VersionInfo", "describe", "oauth", "people",
 ]

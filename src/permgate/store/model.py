@@ -10,6 +10,8 @@ Mode = Literal["live", "test", "sandbox"]
 KeyMode = Literal["live", "test"]
 MODES: tuple[str, ...] = ("live", "test", "sandbox")
 ADMIN_ROLE = "admin"
+# Stripe's roles that may install, approve and uninstall apps; every other role only looks.
+ADMIN_ROLES: frozenset[str] = frozenset({"admin", "super_admin"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +19,9 @@ class KeyInfo:
     """Who a presented key belongs to.
 
     `mode` is "live" or "test" for an app's secret keys (sandboxes use test keys); for a
-    restricted key it is the mode of the install it was minted for.
+    restricted key it is the mode of the install it was minted for. An OAuth access token
+    is reported as a restricted key of its install (it is one, for an hour): `expires` is
+    then its end as a unix time, so a cache can drop it on time.
     """
 
     key_id: str

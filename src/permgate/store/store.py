@@ -20,6 +20,7 @@ from permgate import manifest as manifest_mod
 from permgate.store import engine as engine_mod
 from permgate.store import keys, migrate
 from permgate.store.consent import effective
+from permgate.store.consent_schema import oauth_codes, oauth_refresh_tokens
 from permgate.store.errors import (
     Conflict,
     Forbidden,
@@ -29,7 +30,7 @@ from permgate.store.errors import (
     StoreError,
 )
 from permgate.store.model import (
-    ADMIN_ROLE,
+    ADMIN_ROLES,
     MODES,
     AppInfo,
     AuditEntry,
@@ -105,10 +106,10 @@ def _check_account(account: str) -> None:
 
 
 def _require_admin(role: str, action: str) -> None:
-    if role != ADMIN_ROLE:
+    if role not in ADMIN_ROLES:
         raise Forbidden(
-            f"only an account administrator (role=admin) may {action} apps; "
-            f"role {role!r} may not"
+            f"only an account administrator (role=admin) may {action} apps (super_admin "
+            f"may too); role {role!r} may not"
         )
 
 
@@ -175,10 +176,14 @@ class Store:
                 api_keys.c.revoked_at.is_(None))
         with self.engine.connect() as conn:
             row = conn.execute(stmt).mappings().first()
-        if row is None or (row["expires_at"] is not None and row["expires_at"] <= self._clock()):
+        expires = None if row is None else row["expires_at"]
+        if row is None or (expires is not None and expires <= self._clock()):
             return None
+        # An OAuth access token acts exactly as a restricted key of its install.
+        kind: Literal["secret", "restricted"] = (
+            "secret" if row["kind"] == "secret" else "restricted")
         return KeyInfo(
-            key_id=row["key_id"], app_id=row["app_id"], mode=row["mode"], kind=row["kind"],
+            key_id=row["key_id"], app_id=row["app_id"], mode=row["mode"], kind=kind,
             install_id=row["install_id"], account=row["account"],
             expires_at=row["expires_at"],
         )
@@ -324,7 +329,8 @@ class Store:
     # -- installs and consent -------------------------------------------------------------
 
     def install(
-        self, app_id: str, account: str, mode: str, *, by: str, role: str
+        self, app_id: str, account: str, mode: str, *, by: str, role: str,
+        via: str = "operator",
     ) -> InstallResult:
         """An administrator installs the app's current version, accepting exactly its set."""
         _require_admin(role, "install")
@@ -347,7 +353,7 @@ class Store:
             ), f"{app_id} was installed on {account} in {mode} mode concurrently")
             tx.audit("install.created", app_id=app_id, account=account, mode=mode,
                      version=latest["version"], install_id=install_id,
-                     permissions=latest["permissions"])
+                     permissions=latest["permissions"], role=role, via=via)
             key = None
             if latest["access_type"] == "restricted_api_key":
                 key = self._mint(tx, app_id, mode, "restricted", install_id, account)
@@ -356,7 +362,7 @@ class Store:
 
     def approve(
         self, app_id: str, account: str, mode: str, *, by: str, role: str,
-        version: str | None = None,
+        version: str | None = None, via: str = "operator",
     ) -> EffectiveGrant:
         """An administrator approves exactly the set of `version` (default: the latest).
 
@@ -385,13 +391,15 @@ class Store:
                 approved_by=by, approved_at=now))
             tx.audit("install.approved", app_id=app_id, account=account, mode=mode,
                      version=latest["version"], install_id=inst["install_id"],
-                     permissions=latest["permissions"], previous=previous)
+                     permissions=latest["permissions"], previous=previous, role=role,
+                     via=via)
             return self._grant_in(tx.conn, inst["install_id"])
 
     def uninstall(
-        self, app_id: str, account: str, mode: str, *, by: str, role: str
+        self, app_id: str, account: str, mode: str, *, by: str, role: str,
+        via: str = "operator",
     ) -> EffectiveGrant:
-        """Revoke every grant of the install and its restricted keys, at once.
+        """Revoke every grant of the install, its restricted keys and OAuth tokens, at once.
 
         Returns the grant the install had. A later install starts a fresh approval.
         """
@@ -408,8 +416,15 @@ class Store:
                 api_keys.update().where(api_keys.c.install_id == inst["install_id"],
                                         api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=now).returning(api_keys.c.key_id)).scalars().all()
+            tx.conn.execute(oauth_refresh_tokens.update().where(
+                oauth_refresh_tokens.c.install_id == inst["install_id"],
+                oauth_refresh_tokens.c.revoked_at.is_(None)).values(revoked_at=now))
+            tx.conn.execute(oauth_codes.update().where(
+                oauth_codes.c.install_id == inst["install_id"],
+                oauth_codes.c.used_at.is_(None)).values(used_at=now))
             tx.audit("install.removed", app_id=app_id, account=account, mode=mode,
-                     install_id=inst["install_id"], revoked_keys=sorted(revoked))
+                     install_id=inst["install_id"], revoked_keys=sorted(revoked), role=role,
+                     via=via)
         return grant
 
     # -- keys -----------------------------------------------------------------------------
@@ -436,7 +451,9 @@ class Store:
                                 api_keys.c.kind == "secret")
             else:
                 install_id = self._active_locked(tx.conn, app_id, account, mode)["install_id"]
-                scope = api_keys.c.install_id == install_id
+                # OAuth access tokens live an hour and rotate by refresh: not rotated here.
+                scope = sa.and_(api_keys.c.install_id == install_id,
+                                api_keys.c.kind == "restricted")
             usable = sa.and_(scope, api_keys.c.revoked_at.is_(None), sa.or_(
                 api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now))
             if grace:
@@ -458,7 +475,9 @@ class Store:
         self.get_app(app_id)
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(api_keys).where(api_keys.c.app_id == app_id)
+                # OAuth access tokens (one an hour per install) are not listed as keys.
+                sa.select(api_keys).where(api_keys.c.app_id == app_id,
+                                          api_keys.c.kind != "oauth")
                 .order_by(api_keys.c.created_at, api_keys.c.key_id)).mappings().all()
         return [KeyRecord(
             key_id=r["key_id"], app_id=r["app_id"], mode=r["mode"], kind=r["kind"],
