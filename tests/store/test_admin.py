@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
 import threading
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from tests.store.conftest import APP, manifest_text
 from permgate.admin import create_admin_app, openapi_document
 from permgate.store import Store
 
-TOKEN = "test-admin-token-0123456789"
+TOKEN = secrets.token_urlsafe(32)
 ACCT = "acct_1Http"
 ADMIN = {"by": "ann", "role": "admin"}
 INSTALL = f"/v1/installs/{APP}/{ACCT}/live"

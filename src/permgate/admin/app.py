@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import os
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,17 +24,74 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from permgate import events, manifest
+from permgate import boundedjson, events, manifest
 from permgate.admin.openapi import document
+from permgate.events.subscriptions import MAX_ROTATION_GRACE
 from permgate.store import InvalidManifest, Store, StoreError
+from permgate.store.store import MAX_GRACE
 
 TOKEN_ENV = "PERMGATE_ADMIN_TOKEN"
+# A body holds at most a manifest (itself capped at 1 MiB) and a few fields.
+MAX_BODY = 2 << 20
+MAX_LIMIT = 10_000
+MIN_TOKEN_BITS = 256  # 32 bytes of entropy, as secrets.token_urlsafe(32) or token_hex(32)
 Body = dict[str, Any]
 Result = tuple[int, Any]
 
 
 def token_from_env() -> str | None:
     return os.environ.get(TOKEN_ENV) or None
+
+
+class WeakToken(ValueError):
+    """The admin token is too guessable to guard the admin API."""
+
+
+def _alphabet_bits(token: str) -> float:
+    """Bits per character of the usual alphabet the token looks drawn from."""
+    if all(c in "0123456789abcdef" for c in token) or all(
+            c in "0123456789ABCDEF" for c in token):
+        return 4.0  # hex
+    if token.isascii() and token.isdecimal():
+        return math.log2(10)
+    if all(c.isascii() and (c.isalnum() or c in "-_+/=") for c in token):
+        if token.lower() == token or token.upper() == token:
+            return math.log2(36)  # one case
+        return 6.0  # base64 / base64url
+    return math.log2(95)  # printable ASCII and beyond
+
+
+def token_entropy_bits(token: str) -> float:
+    """A conservative estimate of a token's entropy in bits: its length times the bits of its
+    alphabet, lowered when its characters are spread too little to be random ('aaaa...')
+    and capped by its compressed size (a repeated phrase)."""
+    if not token:
+        return 0.0
+    counts: dict[str, int] = {}
+    for c in token:
+        counts[c] = counts.get(c, 0) + 1
+    n = len(token)
+    observed = -sum(k / n * math.log2(k / n) for k in counts.values())
+    per_char = _alphabet_bits(token)
+    # Random tokens show nearly the alphabet's spread; a low spread means structure.
+    if observed < min(per_char, 4.0) * 0.75:
+        per_char = observed
+    # Nor can it hold more than it takes compressed (a repeated phrase compresses well).
+    compressed = 8 * (len(zlib.compress(token.encode("utf-8"), 9)) - 6)
+    return min(n * per_char, float(compressed))
+
+
+def check_token(token: str | None) -> str:
+    """The token, or WeakToken saying why it cannot guard the admin API."""
+    if not token:
+        raise WeakToken(f"the admin API needs a bearer token: set {TOKEN_ENV}")
+    bits = token_entropy_bits(token)
+    if bits < MIN_TOKEN_BITS:
+        raise WeakToken(
+            f"{TOKEN_ENV} is too weak (about {bits:.0f} bits; at least {MIN_TOKEN_BITS}, i.e. "
+            "32 random bytes, are needed): make one with `openssl rand -hex 32` or "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+    return token
 
 
 class BadRequest(Exception):
@@ -80,13 +139,20 @@ def _since(value: str | None) -> datetime | None:
     return when
 
 
-def _int(value: Any, name: str) -> int | None:
+def _int(value: Any, name: str, low: int, high: int) -> int | None:
+    """An integer in [low, high] from JSON (an int, not a float or bool) or a query string
+    (decimal digits); anything else is a 400 naming the parameter, never an overflow."""
     if value is None:
         return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise BadRequest(f"{name} must be an integer", param=name) from None
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and 0 < len(value) <= 20 and value.lstrip("-").isdecimal() \
+            and value.isascii():
+        number = int(value)
+    if number is None or not low <= number <= high:
+        raise BadRequest(f"{name} must be an integer from {low} to {high}", param=name)
+    return number
 
 
 class _Api:
@@ -121,7 +187,8 @@ class _Api:
             r.path_params["app_id"])]}
 
     def rotate_key(self, r: Request, body: Body) -> Result:
-        grace = _int(body.get("grace_seconds"), "grace_seconds")
+        grace = _int(body.get("grace_seconds"), "grace_seconds", 0,
+                     int(MAX_GRACE.total_seconds()))
         kw = {} if grace is None else {"grace": timedelta(seconds=grace)}
         key = self.store.rotate_key(
             r.path_params["app_id"], _req(body, "mode"), actor=_req(body, "actor"),
@@ -163,7 +230,7 @@ class _Api:
         q = r.query_params
         found = self.store.audit(
             app=q.get("app"), account=q.get("account"), since=_since(q.get("since")),
-            limit=_int(q.get("limit"), "limit"))
+            limit=_int(q.get("limit"), "limit", 1, MAX_LIMIT))
         return 200, {"data": [e.as_json() for e in found]}
 
     # -- webhook endpoints (permgate.events) ------------------------------------------------
@@ -187,7 +254,8 @@ class _Api:
         return 200, {**gone.as_json(), "removed": True}
 
     def rotate_webhook_secret(self, r: Request, body: Body) -> Result:
-        grace = _int(body.get("grace_seconds"), "grace_seconds") or 0
+        grace = _int(body.get("grace_seconds"), "grace_seconds", 0,
+                     int(MAX_ROTATION_GRACE.total_seconds())) or 0
         new = events.rotate_secret(self.store, r.path_params["endpoint_id"],
                                    by=_req(body, "actor"), grace=timedelta(seconds=grace))
         return 200, new.as_json()
@@ -201,8 +269,7 @@ Handler = Callable[[Request, Body], Result]
 
 def create_admin_app(store: Store, admin_token: str) -> ASGIApp:
     """The admin API as an ASGI app; mount it anywhere (the gateway mounts it at /admin)."""
-    if not admin_token:
-        raise ValueError("the admin API needs a non-empty bearer token")
+    check_token(admin_token)
     expected = f"Bearer {admin_token}".encode()
     api = _Api(store)
 
@@ -219,6 +286,9 @@ def create_admin_app(store: Store, admin_token: str) -> ASGIApp:
             try:
                 body = await _json_body(request) if request.method == "POST" else {}
                 status, data = await run_in_threadpool(handler, request, body)
+            except TooLarge:
+                return error_response(413, f"the request body is larger than {MAX_BODY} bytes",
+                                      "body_too_large")
             except BadRequest as e:
                 return error_response(400, e.message, e.code,
                                       extra={"param": e.param} if e.param else None)
@@ -268,14 +338,29 @@ def create_admin_app(store: Store, admin_token: str) -> ASGIApp:
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
 
 
+class TooLarge(Exception):
+    pass
+
+
 async def _json_body(request: Request) -> Body:
-    raw = await request.body()
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdecimal() or int(declared) > MAX_BODY):
+        raise TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise TooLarge  # the rest is never read
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw:
         return {}
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("the request body must be a JSON object", "invalid_json") from None
+        body = boundedjson.loads(raw)
+    except boundedjson.JsonRefused as e:
+        raise BadRequest(f"the request body must be a JSON object ({e})", "invalid_json") \
+            from None
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object", "invalid_json")
     return body

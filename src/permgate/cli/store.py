@@ -218,10 +218,12 @@ def _admin_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from permgate.admin import create_admin_app, token_from_env
+    from permgate.admin.app import WeakToken, check_token
 
-    token = token_from_env()
-    if not token:
-        raise CliError("set PERMGATE_ADMIN_TOKEN to the bearer token the admin API accepts")
+    try:
+        token = check_token(token_from_env())
+    except WeakToken as e:
+        raise CliError(str(e)) from None
     with _store(args) as store:
         uvicorn.run(create_admin_app(store, token), host=args.host, port=args.port,
                     log_level="info")
