@@ -32,7 +32,7 @@ def test_a_bad_grace_period_is_a_400(http: httpx.Client, grace: Any) -> None:
     http.post("/v1/apps", json={"actor": "dev",
                                 "manifest": manifest_text("1.0.0", ["customer_read"])})
     number = "1e400" if grace == 1e400 else json.dumps(grace)  # 1e400: inf when parsed
-    raw = '{"mode": "test", "actor": "ops", "grace_seconds": %s}' % number
+    raw = '{"mode": "test", "actor": "ops", "grace_seconds": ' + number + "}"
     r = http.post(f"/v1/apps/{APP}/keys/rotate", content=raw.encode(),
                   headers={"Content-Type": "application/json"})
     assert _error(r, 400, "parameter_invalid")["param"] == "grace_seconds"
@@ -55,7 +55,7 @@ def test_an_oversized_body_is_a_413(http: httpx.Client) -> None:
 @pytest.mark.parametrize("token", ["x", "test-admin-token-0123456789", "a" * 200,
                                    "correcthorsebatterystaple" * 3, secrets.token_hex(16)])
 def test_a_guessable_token_is_refused(store: Store, token: str) -> None:
-    with pytest.raises(WeakToken, match="too weak|needs a bearer token"):
+    with pytest.raises(WeakToken, match=r"too weak|needs a bearer token"):
         create_admin_app(store, token)
 
 

@@ -10,7 +10,6 @@ JSON output is unaffected: `json.dumps` already escapes all of these.
 
 from __future__ import annotations
 
-import io
 from typing import Any, TextIO
 
 _BIDI = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
@@ -25,36 +24,16 @@ def escape(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
-class EscapingStream(io.TextIOBase):
-    """Wraps a text stream; everything written through it is escaped."""
+class EscapingStream:
+    """Wraps a text stream; everything written through it is escaped. Anything else
+    (encoding, fileno, isatty, buffer...) is the wrapped stream's."""
 
     def __init__(self, raw: TextIO) -> None:
-        super().__init__()
         self.raw = raw
 
     def write(self, s: str) -> int:
         self.raw.write(s.translate(_ESCAPES))
         return len(s)
-
-    def flush(self) -> None:
-        self.raw.flush()
-
-    def fileno(self) -> int:
-        return self.raw.fileno()
-
-    def isatty(self) -> bool:
-        return self.raw.isatty()
-
-    def writable(self) -> bool:
-        return True
-
-    @property
-    def encoding(self) -> str:
-        return self.raw.encoding
-
-    @property
-    def errors(self) -> str | None:
-        return self.raw.errors
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.raw, name)

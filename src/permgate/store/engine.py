@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,8 @@ def _prepare_sqlite_file(database: str) -> None:
     folder = path.parent
     if not folder.exists():
         folder.parent.mkdir(parents=True, exist_ok=True)
-        try:
+        with contextlib.suppress(FileExistsError):  # another process made it first
             folder.mkdir(mode=0o700)
-        except FileExistsError:
-            pass  # another process made it first
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
