@@ -15,6 +15,7 @@ from starlette.routing import Route
 from tests.store.conftest import APP, manifest_text
 
 from permgate.admin import create_admin_app, openapi_document
+from permgate.events import targets
 from permgate.store import Store
 
 TOKEN = secrets.token_urlsafe(32)
@@ -163,6 +164,8 @@ def test_an_empty_token_is_refused(store: Store) -> None:
 
 def test_webhook_endpoints(http: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PERMGATE_WEBHOOK_KEY", "ab" * 32)
+    # app.example is reserved and resolves nowhere: answer as a public DNS name would.
+    monkeypatch.setattr(targets, "system_resolve", lambda host, port: ["93.184.215.14"])
     r = http.post("/v1/apps", json={"actor": "dev", "manifest": manifest_text(
         "1.0.0", ["event_read", "customer_read"])})
     assert r.status_code == 201, r.text

@@ -6,7 +6,7 @@ import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from permgate.cli import EXIT_DENIED, EXIT_FINDINGS, CliError
+from permgate.cli import EXIT_DENIED, EXIT_FINDINGS, EXIT_USAGE, CliError
 from permgate.store import Forbidden, Store, StoreError
 
 
@@ -21,6 +21,7 @@ def current_user() -> str:
 def open_store(db: str | None, *, upgrade: bool = False) -> Iterator[Store]:
     """The store, with its refusals turned into one-line CLI errors (3: not allowed)."""
     from permgate.events import SealError, SubscriptionRefused
+    from permgate.events.targets import TargetRefused
 
     try:
         store = Store.open(db, upgrade=upgrade)
@@ -30,6 +31,8 @@ def open_store(db: str | None, *, upgrade: bool = False) -> Iterator[Store]:
         yield store
     except (Forbidden, SubscriptionRefused) as e:
         raise CliError(e.message, EXIT_DENIED) from None
+    except TargetRefused as e:  # a URL webhooks may not go to: bad input
+        raise CliError(e.message, EXIT_USAGE) from None
     except StoreError as e:
         raise CliError(e.message, EXIT_FINDINGS) from None
     except SealError as e:

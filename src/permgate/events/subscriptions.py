@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
@@ -16,6 +15,7 @@ from permgate.events.db import audit, utcnow, writing
 from permgate.events.model import WILDCARD, Endpoint, NewEndpoint
 from permgate.events.schema import webhook_endpoints
 from permgate.events.sealing import Sealer, default_sealer
+from permgate.events.targets import TargetPolicy, redact
 from permgate.store import MODES, NotFound, Store, StoreError
 from permgate.store.keys import new_id
 
@@ -30,7 +30,8 @@ class SubscriptionRefused(StoreError):
 
 def endpoint_from_row(row: RowMapping) -> Endpoint:
     return Endpoint(
-        endpoint_id=row["endpoint_id"], app_id=row["app_id"], url=row["url"],
+        # Endpoints stored before userinfo was refused may hold a password: never show it.
+        endpoint_id=row["endpoint_id"], app_id=row["app_id"], url=redact(row["url"]),
         mode=row["mode"], enabled_events=tuple(row["enabled_events"]),
         secret_hint=row["secret_hint"], created_at=row["created_at"],
         created_by=row["created_by"], removed_at=row["removed_at"],
@@ -49,12 +50,6 @@ def check_subscription(permissions: frozenset[str], event_types: Sequence[str]) 
     return problems
 
 
-def _check_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise StoreError(f"the endpoint URL must be http(s)://host/..., not {url!r}", "url_invalid")
-
-
 def _event_list(events: Sequence[str]) -> list[str]:
     names = sorted({e.strip() for e in events if e.strip()})
     if not names:
@@ -68,11 +63,13 @@ def _event_list(events: Sequence[str]) -> list[str]:
 
 def add_endpoint(
     store: Store, app_id: str, url: str, events: Sequence[str], mode: str, *, by: str,
-    sealer: Sealer | None = None,
+    sealer: Sealer | None = None, targets: TargetPolicy | None = None,
 ) -> NewEndpoint:
-    _check_url(url)
+    """Register an endpoint. Its URL must pass the target policy (events/targets.py:
+    https, a public address, no userinfo), resolved now and again at every delivery."""
     if mode not in MODES:
         raise StoreError(f"mode must be one of {', '.join(MODES)}, not {mode!r}", "bad_mode")
+    (targets or TargetPolicy.from_env()).check_registration(url, mode)
     names = _event_list(events)
     app = store.get_app(app_id)
     if names != [WILDCARD]:
