@@ -203,6 +203,25 @@ def _keys_list(args: argparse.Namespace) -> int:
         for k in found) or "no keys")
 
 
+def _keys_rotate_sealing(args: argparse.Namespace) -> int:
+    from permgate.events.sealing import default_sealer, rotate
+
+    with _store(args) as store:
+        sealer = default_sealer(store)
+        before = [k.kid for k in sealer.keys]
+        key, result = rotate(store, sealer, keep_old=args.keep_old_keys)
+        after = [k.kid for k in sealer.keys]
+    dropped = [k for k in before if k not in after]
+    kept = [k for k in after if k != key.kid]
+    data = {"key_file": str(sealer.path), "new_key_id": key.kid, "resealed": result.resealed,
+            "dropped_key_ids": dropped, "kept_key_ids": kept}
+    return _emit(args, data, lambda: "\n".join([
+        f"new sealing key {key.kid} in {sealer.path}",
+        f"re-sealed {result.resealed} stored webhook secret(s) under it",
+        "dropped old key(s): " + (", ".join(dropped) or "none"),
+        *([f"kept (still readable): {', '.join(kept)}"] if kept else [])]))
+
+
 def _audit(args: argparse.Namespace) -> int:
     with _store(args) as store:
         found = store.audit(app=args.app, account=args.account, since=args.since,
@@ -308,6 +327,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--by", default=current_user(), metavar="USER")
     add(keys_sub, "list", _keys_list, "an app's keys (never their secrets)").add_argument(
         "app_id", metavar="APP_ID")
+    p = add(keys_sub, "rotate-sealing", _keys_rotate_sealing,
+            "a new key for webhook signing secrets at rest: every stored secret is re-sealed "
+            "under it, then old keys leave the key file (docs/events.md)")
+    p.add_argument("--keep-old-keys", action="store_true",
+                   help="keep the old keys in the key file (readable, never used to seal)")
 
     p = add(sub, "audit", _audit, "the audit trail, oldest first")
     p.add_argument("--app", metavar="APP_ID")

@@ -78,8 +78,8 @@ def add_endpoint(
             raise SubscriptionRefused(
                 f"{app_id} version {app.latest.version} cannot subscribe: " + " ".join(problems))
     secret = signing.new_secret()
-    sealed = (sealer or default_sealer()).seal(secret)
     endpoint_id = new_id("we")
+    sealed = (sealer or default_sealer(store)).seal(secret, endpoint_id)  # bound to this row
     now = utcnow()
     with writing(store) as conn:
         conn.execute(webhook_endpoints.insert().values(
@@ -136,7 +136,7 @@ def rotate_secret(
     """A new secret; during `grace` deliveries are signed with the old one as well."""
     if grace < timedelta(0) or grace > MAX_ROTATION_GRACE:
         raise StoreError("the old secret may stay valid for 0 to 24 hours", "bad_grace_period")
-    box = sealer or default_sealer()
+    box = sealer or default_sealer(store)
     secret = signing.new_secret()
     now = utcnow()
     with writing(store) as conn:
@@ -145,7 +145,7 @@ def rotate_secret(
             raise NotFound(f"webhook endpoint {endpoint_id} was removed", "endpoint_not_found")
         conn.execute(webhook_endpoints.update().where(
             webhook_endpoints.c.endpoint_id == endpoint_id).values(
-            secret_sealed=box.seal(secret), secret_hint=signing.secret_hint(secret),
+            secret_sealed=box.seal(secret, endpoint_id), secret_hint=signing.secret_hint(secret),
             previous_secret_sealed=row["secret_sealed"] if grace else None,
             previous_expires_at=now + grace if grace else None))
         audit(conn, by, "webhook.secret_rotated", app_id=row["app_id"], mode=row["mode"],

@@ -75,7 +75,7 @@ class DeliveryWorker:
         targets: TargetPolicy | None = None,
     ) -> None:
         self.store = store
-        self.sealer = sealer or default_sealer()
+        self.sealer = sealer or default_sealer(store)
         self.policy = policy or RetryPolicy()
         self.batch = batch
         self.timeout = timeout
@@ -152,6 +152,7 @@ class DeliveryWorker:
             return list(conn.execute(
                 sa.select(
                     deliveries.c.delivery_id, deliveries.c.attempts, deliveries.c.app_id,
+                    deliveries.c.endpoint_id,
                     deliveries.c.first_attempt_at, events.c.type, events.c.account,
                     events.c.mode.label("event_mode"), events.c.payload,
                     events.c.target_app_id, webhook_endpoints.c.url,
@@ -192,10 +193,11 @@ class DeliveryWorker:
         return None
 
     def _secrets(self, row: RowMapping) -> list[str]:
-        out = [self.sealer.open(row["secret_sealed"])]
+        # Sealed values are bound to their endpoint (AES-GCM associated data).
+        out = [self.sealer.open(row["secret_sealed"], row["endpoint_id"])]
         expires = row["previous_expires_at"]
         if row["previous_secret_sealed"] and expires is not None and expires > self._clock():
-            out.append(self.sealer.open(row["previous_secret_sealed"]))
+            out.append(self.sealer.open(row["previous_secret_sealed"], row["endpoint_id"]))
         return out
 
     def _attempt(self, row: RowMapping) -> Outcome:
