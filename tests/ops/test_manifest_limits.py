@@ -82,3 +82,17 @@ def test_lint_cost_grows_linearly(monkeypatch: pytest.MonkeyPatch) -> None:
     index = jsontext.LineIndex(m.text)
     for off in range(0, len(m.text), max(1, len(m.text) // 1000)):
         assert index.line_column(off) == jsontext.line_column(m.text, off)
+
+
+def test_check_batch_bounds_lines_and_nesting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # /dev/zero has no newline: a line read without bound never ends.
+    assert main(["check", "--batch", "/dev/zero"]) == 2
+    assert "longer than" in capsys.readouterr().err
+    batch = tmp_path / "requests.jsonl"
+    batch.write_text("[" * 60_000 + "\n" + json.dumps({"method": "GET",
+                                                         "path": "/v1/customers"}) + "\n")
+    assert main(["check", "--batch", str(batch)]) == 0
+    first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert "nested deeper than" in first["error"] and "allowed" in second

@@ -76,7 +76,7 @@ REFUSED = [
     "https://both.example.com/h", "https://mapped.example.com/h", "https://nowhere.example.com/",
     "https://intranet/h", "https://svc.internal/h", "https://0.0.0.0/h", "https://[fe80::1%25eth0]/",
     "ftp://hooks.example.com/h", "https:///h", "https://hooks.example.com\\@10.0.0.1/",
-    "https://" + "a" * 2050 + ".com/",
+    "https://" + "a" * 2050 + ".com/", "https://hooks.example.com:0/h",
 ]
 
 

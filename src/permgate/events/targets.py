@@ -239,6 +239,8 @@ class TargetPolicy:
         host = (parts.hostname or "").rstrip(".")
         if not host:
             raise TargetRefused("the endpoint URL has no host")
+        if port == 0:
+            raise TargetRefused("the endpoint URL's port must be 1 to 65535")
         address = _host_form(host)
         if address is not None:
             problem = address_problem(address, allow_private=allow_private)
@@ -338,7 +340,7 @@ class _PinnedTransport(httpx.BaseTransport):
     def __init__(self, policy: TargetPolicy, mode: str, max_connections: int) -> None:
         context = ssl.create_default_context(cafile=certifi.where())
         self._pool = httpcore.ConnectionPool(
-            ssl_context=context, max_connections=max_connections,
+            ssl_context=context, max_connections=max_connections, keepalive_expiry=5.0,
             network_backend=_PinnedBackend(policy, mode))
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
