@@ -75,3 +75,16 @@ def test_serve_and_admin_serve_refuse_to_start_with_a_weak_token(
     assert main(["serve", "--db", sqlite_url, "--port", "1",
                  "--upstream", "http://127.0.0.1:9"]) == 2
     assert "PERMGATE_ADMIN_TOKEN is too weak" in capsys.readouterr().err
+
+
+def test_the_audit_trail_never_shows_a_stored_password(http: httpx.Client, store: Store) -> None:
+    from datetime import UTC, datetime
+
+    from permgate.store.store import append_audit
+
+    with store.engine.begin() as conn:  # as an earlier version recorded webhooks add
+        append_audit(conn, "dev", "webhook.added", at=datetime.now(UTC), app_id=None,
+                     mode="live", url="https://user:hunter2@old.example.com/h")
+    r = http.get("/v1/audit")
+    assert r.status_code == 200 and "hunter2" not in r.text
+    assert r.json()["data"][-1]["detail"]["url"] == "https://***@old.example.com/h"

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp
 from permgate import boundedjson, events, manifest
 from permgate.admin.openapi import document
 from permgate.events.subscriptions import MAX_ROTATION_GRACE
+from permgate.events.targets import redact
 from permgate.store import InvalidManifest, Store, StoreError
 from permgate.store.store import MAX_GRACE
 
@@ -155,6 +156,15 @@ def _int(value: Any, name: str, low: int, high: int) -> int | None:
     return number
 
 
+def redacted_audit(entry: dict[str, Any]) -> dict[str, Any]:
+    """An audit entry without a password: endpoints registered before userinfo was refused
+    have their URL, credentials included, in the trail."""
+    detail = entry.get("detail")
+    if isinstance(detail, dict) and isinstance(detail.get("url"), str):
+        entry = {**entry, "detail": {**detail, "url": redact(detail["url"])}}
+    return entry
+
+
 class _Api:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -231,7 +241,7 @@ class _Api:
         found = self.store.audit(
             app=q.get("app"), account=q.get("account"), since=_since(q.get("since")),
             limit=_int(q.get("limit"), "limit", 1, MAX_LIMIT))
-        return 200, {"data": [e.as_json() for e in found]}
+        return 200, {"data": [redacted_audit(e.as_json()) for e in found]}
 
     # -- webhook endpoints (permgate.events) ------------------------------------------------
     def list_webhooks(self, r: Request, body: Body) -> Result:

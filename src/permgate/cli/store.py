@@ -226,7 +226,9 @@ def _audit(args: argparse.Namespace) -> int:
     with _store(args) as store:
         found = store.audit(app=args.app, account=args.account, since=args.since,
                             limit=args.limit)
-    return _emit(args, [e.as_json() for e in found], lambda: "\n".join(
+    from permgate.admin.app import redacted_audit
+
+    return _emit(args, [redacted_audit(e.as_json()) for e in found], lambda: "\n".join(
         f"{e.at.isoformat()}  {e.actor}  {e.action}  "
         + " ".join(f"{k}={v}" for k, v in (("app", e.app_id), ("account", e.account),
                                             ("mode", e.mode), ("version", e.version)) if v)
