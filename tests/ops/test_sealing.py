@@ -191,3 +191,33 @@ def test_rotation_keeps_old_keys_readable_until_it_finishes(
     with store.engine.connect() as conn:
         sealed = conn.execute(sa.select(webhook_endpoints.c.secret_sealed)).scalar_one()
     assert sealer.open(sealed, new.endpoint.endpoint_id) == new.secret
+
+
+def test_an_unreadable_value_does_not_stop_the_others(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from permgate.events.sealing import reseal, rotate
+
+    monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path / "ring"))
+    app = new_app(store, ["event_read", "customer_read"])
+    good = add_endpoint(store, app, "http://127.0.0.1:9/a", ["*"], "live", by="d")
+    bad = add_endpoint(store, app, "http://127.0.0.1:9/b", ["*"], "live", by="d")
+    stranger = Sealer(secrets.token_bytes(32)).seal("whsec_x", bad.endpoint.endpoint_id)
+    with store.engine.begin() as conn:
+        conn.execute(webhook_endpoints.update().where(
+            webhook_endpoints.c.endpoint_id == bad.endpoint.endpoint_id).values(
+            secret_sealed=legacy_seal(secrets.token_bytes(32), "whsec_y")))
+    sealer = load_sealer(store.url)
+    assert reseal(store, sealer, only_legacy=True).unreadable == (bad.endpoint.endpoint_id,)
+    with store.engine.begin() as conn:
+        conn.execute(webhook_endpoints.update().where(
+            webhook_endpoints.c.endpoint_id == bad.endpoint.endpoint_id).values(
+            secret_sealed=stranger))
+    old = sealer.current.kid
+    _, result = rotate(store, sealer)
+    assert result.resealed == 1 and result.unreadable == (bad.endpoint.endpoint_id,)
+    assert old not in [k.kid for k in sealer.keys]  # nothing readable used it any more
+    with store.engine.connect() as conn:
+        sealed = conn.execute(sa.select(webhook_endpoints.c.secret_sealed).where(
+            webhook_endpoints.c.endpoint_id == good.endpoint.endpoint_id)).scalar_one()
+    assert sealer.open(sealed, good.endpoint.endpoint_id) == good.secret

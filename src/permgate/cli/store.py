@@ -214,12 +214,15 @@ def _keys_rotate_sealing(args: argparse.Namespace) -> int:
     dropped = [k for k in before if k not in after]
     kept = [k for k in after if k != key.kid]
     data = {"key_file": str(sealer.path), "new_key_id": key.kid, "resealed": result.resealed,
-            "dropped_key_ids": dropped, "kept_key_ids": kept}
+            "dropped_key_ids": dropped, "kept_key_ids": kept,
+            "unreadable_endpoints": list(result.unreadable)}
     return _emit(args, data, lambda: "\n".join([
         f"new sealing key {key.kid} in {sealer.path}",
         f"re-sealed {result.resealed} stored webhook secret(s) under it",
         "dropped old key(s): " + (", ".join(dropped) or "none"),
-        *([f"kept (still readable): {', '.join(kept)}"] if kept else [])]))
+        *([f"kept (still readable): {', '.join(kept)}"] if kept else []),
+        *([f"could not open (left as they are): {', '.join(result.unreadable)}"]
+          if result.unreadable else [])]))
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -336,6 +336,7 @@ class Resealed:
     resealed: int  # values rewritten under the current key
     current: int  # values already under it
     kids_in_use: frozenset[str]  # key ids still used afterwards (a concurrent write may add)
+    unreadable: tuple[str, ...] = ()  # endpoints whose value no key of the ring opens
 
 
 def reseal(store: Store, sealer: Sealer, *, only_legacy: bool = False,
@@ -349,6 +350,7 @@ def reseal(store: Store, sealer: Sealer, *, only_legacy: bool = False,
     from permgate.events.schema import webhook_endpoints as we
 
     done = current = 0
+    unreadable: list[str] = []
     after = ""
     while True:
         with store.engine.connect() as conn:
@@ -369,7 +371,15 @@ def reseal(store: Store, sealer: Sealer, *, only_legacy: bool = False,
                     if not stale:
                         current += 1
                         continue
-                    fresh = sealer.seal(sealer.open(value, endpoint_id), endpoint_id)
+                    try:
+                        plain = sealer.open(value, endpoint_id)
+                    except SealError as e:
+                        # One bad row must not stop the others (nor a worker from starting);
+                        # its key id stays "in use", so rotation keeps that key.
+                        log.warning("cannot re-seal the secret of %s: %s", endpoint_id, e)
+                        unreadable.append(endpoint_id)
+                        continue
+                    fresh = sealer.seal(plain, endpoint_id)
                     col = we.c[column]
                     conn.execute(we.update().where(we.c.endpoint_id == endpoint_id,
                                                    col == value).values({column: fresh}))
@@ -381,7 +391,7 @@ def reseal(store: Store, sealer: Sealer, *, only_legacy: bool = False,
             used.add(kid_of(sealed))
             if previous is not None:
                 used.add(kid_of(previous))
-    return Resealed(done, current, frozenset(used))
+    return Resealed(done, current, frozenset(used), tuple(unreadable))
 
 
 def rotate(store: Store, sealer: Sealer, *, keep_old: bool = False) -> tuple[Key, Resealed]:
