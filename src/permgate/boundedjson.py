@@ -44,5 +44,9 @@ def loads(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
         raise JsonRefused(f"the JSON is nested deeper than {max_depth} levels")
     try:
         return json.loads(data, parse_constant=_no_constants)
+    except JsonRefused:
+        raise
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise JsonRefused(f"not JSON: {e}") from None
+    except ValueError as e:  # an integer of more than 4,300 digits, among others
+        raise JsonRefused(f"not JSON we accept: {e}") from None

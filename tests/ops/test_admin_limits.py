@@ -88,3 +88,9 @@ def test_the_audit_trail_never_shows_a_stored_password(http: httpx.Client, store
     r = http.get("/v1/audit")
     assert r.status_code == 200 and "hunter2" not in r.text
     assert r.json()["data"][-1]["detail"]["url"] == "https://***@old.example.com/h"
+
+
+def test_a_huge_number_in_a_body_is_a_400(http: httpx.Client) -> None:
+    body = b'{"actor": "dev", "manifest": ' + b"1" * 5000 + b"}"
+    r = http.post("/v1/apps", content=body, headers={"Content-Type": "application/json"})
+    _error(r, 400, "invalid_json")

@@ -96,3 +96,13 @@ def test_check_batch_bounds_lines_and_nesting(
     assert main(["check", "--batch", str(batch)]) == 0
     first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
     assert "nested deeper than" in first["error"] and "allowed" in second
+
+
+def test_a_huge_number_is_an_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Python refuses to convert integers of more than 4,300 digits: that ValueError escaped.
+    path = tmp_path / "stripe-app.json"
+    path.write_text('{"id": "com.example.x", "version": ' + "1" * 5000 + "}")
+    assert main(["validate", str(path)]) == 2
+    assert "the number is too long" in capsys.readouterr().err

@@ -148,8 +148,12 @@ class _Reader:
             return Node("string", start, self.pos, text)
         m = _NUMBER.match(self.text, self.pos)
         if m:
+            try:
+                number = json.loads(m.group())
+            except ValueError:  # more digits than Python converts (4,300)
+                raise self.fail("the number is too long") from None
             self.pos = m.end()
-            return Node("number", m.start(), m.end(), json.loads(m.group()))
+            return Node("number", m.start(), m.end(), number)
         for word, val in _LITERALS.items():
             if self.text.startswith(word, self.pos):
                 self.pos += len(word)
