@@ -11,6 +11,7 @@ import hmac
 import json
 import math
 import os
+import re
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
@@ -111,6 +112,22 @@ def error_response(
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
+MAX_NAME = 255  # ids, names and actors: the store's columns hold 255 characters
+_LONG = {"url": 2048}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _clean(value: str, name: str, *, where: str = "parameter") -> str:
+    """A string parameter the database can store as given: no control characters (NUL is
+    refused by PostgreSQL), not longer than its column."""
+    limit = _LONG.get(name, MAX_NAME)
+    if len(value) > limit:
+        raise BadRequest(f"{where} {name} is longer than {limit} characters", param=name)
+    if _CONTROL.search(value):
+        raise BadRequest(f"{where} {name} contains control characters", param=name)
+    return value
+
+
 def _str(body: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:
     value = body.get(name)
     if value is None:
@@ -119,7 +136,7 @@ def _str(body: Mapping[str, Any], name: str, *, required: bool = True) -> str | 
         return None
     if not isinstance(value, str) or not value:
         raise BadRequest(f"{name} must be a non-empty string", "parameter_invalid", name)
-    return value
+    return _clean(value, name)
 
 
 def _req(body: Mapping[str, Any], name: str) -> str:
@@ -250,10 +267,12 @@ class _Api:
 
     def add_webhook(self, r: Request, body: Body) -> Result:
         wanted = body.get("enabled_events")
-        if not isinstance(wanted, list) or not wanted or not all(
+        if not isinstance(wanted, list) or not 0 < len(wanted) <= 1000 or not all(
                 isinstance(x, str) and x for x in wanted):
             raise BadRequest("enabled_events must be a non-empty list of event types (or "
                              "[\"*\"])", param="enabled_events")
+        for x in wanted:
+            _clean(x, "enabled_events")
         new = events.add_endpoint(self.store, _req(body, "app_id"), _req(body, "url"), wanted,
                                   _req(body, "mode"), by=_req(body, "actor"))
         return 201, new.as_json()
@@ -294,6 +313,10 @@ def create_admin_app(store: Store, admin_token: str) -> ASGIApp:
                     401, "Invalid admin token: send Authorization: Bearer <PERMGATE_ADMIN_TOKEN>",
                     "invalid_admin_token")
             try:
+                for name, value in request.path_params.items():
+                    _clean(str(value), name, where="path parameter")
+                for name, value in request.query_params.multi_items():
+                    _clean(value, name, where="query parameter")
                 body = await _json_body(request) if request.method == "POST" else {}
                 status, data = await run_in_threadpool(handler, request, body)
             except TooLarge:
