@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -35,3 +36,32 @@ def test_nul_bytes_and_overlong_names_are_a_400(http: httpx.Client) -> None:
                  "/v1/webhook_endpoints?app=%00", "/v1/installs/a%00/b/live"):
         _error(http.get(path), 400, "parameter_invalid")
     assert http.post("/v1/installs", json=install).status_code == 201
+
+
+HOSTILE: list[Any] = ["a\x00b", "", "x" * 5000, 1, 1.5, None, [], {}, ["a"], True, "é\u202e",
+                      -(10**30)]
+ROUTES = [
+    ("/v1/installs", ["app_id", "account", "mode", "by", "role"]),
+    (f"/v1/apps/{APP}/keys/rotate", ["mode", "actor", "grace_seconds", "account"]),
+    ("/v1/webhook_endpoints", ["app_id", "url", "mode", "actor", "enabled_events"]),
+    (f"/v1/installs/{APP}/acct_1/live/approve", ["by", "role", "version"]),
+    (f"/v1/installs/{APP}/acct_1/live/uninstall", ["by", "role"]),
+    ("/v1/webhook_endpoints/we_1/rotate_secret", ["actor", "grace_seconds"]),
+    ("/v1/apps", ["actor", "manifest"]),
+]
+GOOD = {"account": "acct_1", "mode": "live", "role": "admin", "enabled_events": ["*"],
+        "app_id": APP, "url": "https://hooks.example.com/h"}
+
+
+def test_no_field_value_makes_a_500(http: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bounded fuzz: every field of every write route, one hostile value at a time."""
+    monkeypatch.setenv("PERMGATE_WEBHOOK_KEY", "ab" * 32)
+    http.post("/v1/apps", json={"actor": "dev", "manifest": manifest_text(
+        "1.0.0", ["customer_read", "event_read"])})
+    for path, fields in ROUTES:
+        for field in fields:
+            for value in HOSTILE:
+                body = {k: GOOD.get(k, "dev") for k in fields}
+                body[field] = value
+                r = http.post(path, json=body)
+                assert r.status_code < 500, (path, field, value, r.text)
