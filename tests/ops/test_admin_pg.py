@@ -65,3 +65,18 @@ def test_no_field_value_makes_a_500(http: httpx.Client, monkeypatch: pytest.Monk
                 body[field] = value
                 r = http.post(path, json=body)
                 assert r.status_code < 500, (path, field, value, r.text)
+
+
+def test_cli_reports_a_value_the_database_refuses(
+    store: Store, pg_url: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from permgate import manifest
+    from permgate.cli import main
+
+    store.upload_version(manifest.parse(manifest_text("1.0.0", ["customer_read"])),
+                         actor="dev")
+    code = main(["install", APP, "--account", "acct_1", "--mode", "live", "--by", "x" * 300,
+                 "--role", "admin", "--db", pg_url])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "the database refused a value" in err and "Traceback" not in err

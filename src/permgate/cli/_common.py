@@ -6,6 +6,8 @@ import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import sqlalchemy as sa
+
 from permgate.cli import EXIT_DENIED, EXIT_FINDINGS, EXIT_USAGE, CliError
 from permgate.store import Forbidden, Store, StoreError
 
@@ -37,5 +39,7 @@ def open_store(db: str | None, *, upgrade: bool = False) -> Iterator[Store]:
         raise CliError(e.message, EXIT_FINDINGS) from None
     except SealError as e:
         raise CliError(str(e), EXIT_FINDINGS) from None
+    except sa.exc.DataError as e:  # e.g. a --by longer than the column holds
+        raise CliError(f"the database refused a value: {str(e.orig).strip()}") from None
     finally:
         store.close()
