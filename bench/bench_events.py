@@ -31,6 +31,9 @@ from permgate.store import Store
 from permgate.store.schema import installs
 
 ACCOUNT = "acct_bench"
+# The receiver listens on 127.0.0.1: the explicit local-development setting lets endpoints
+# of every mode use it (events/targets.py).
+os.environ.setdefault("PERMGATE_DEV_ALLOW_PRIVATE_WEBHOOKS", "all")
 PG = os.environ.get("PERMGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 

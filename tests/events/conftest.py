@@ -9,10 +9,18 @@ from tests.events.support import Receiver, pg_schema, receiver
 
 from permgate.events import RetryPolicy, Sealer
 from permgate.events.sealing import KEY_ENV
+from permgate.events.targets import DEV_SETTING
 from permgate.store import Store
 
 # Fast retries for tests; the horizon still bounds them.
 FAST = RetryPolicy(first_delay=0.05, max_delay=0.2, horizon=60.0, jitter=0.0)
+
+
+@pytest.fixture(autouse=True)
+def private_webhook_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The receivers here listen on 127.0.0.1: the explicit local-development setting lets
+    endpoints of every mode use them (tests/ops/test_targets.py checks the policy itself)."""
+    monkeypatch.setenv(DEV_SETTING, "all")
 
 
 @pytest.fixture

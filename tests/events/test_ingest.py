@@ -121,3 +121,12 @@ def test_oversized_bodies_are_refused_before_being_read_whole(ingest_url: str) -
 
     r = httpx.post(ingest_url, content=chunks(), headers={"Stripe-Signature": "t=1,v1=0"})
     assert r.status_code == 413
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000])
+def test_deeply_nested_json_is_a_400_not_a_crash(ingest_url: str, body: bytes) -> None:
+    # Before the depth bound, json.loads raised RecursionError: a 500 and a traceback.
+    r = _post(ingest_url, body, sign(body, [SECRET]))
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "event_invalid"
+    assert "nested deeper than" in r.json()["error"]["message"]

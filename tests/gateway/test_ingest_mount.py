@@ -24,6 +24,7 @@ def test_signed_upstream_events_are_accepted_and_fanned_out(
 ) -> None:
     key = secrets.token_hex(32)
     monkeypatch.setenv("PERMGATE_WEBHOOK_KEY", key)
+    monkeypatch.setenv("PERMGATE_DEV_ALLOW_PRIVATE_WEBHOOKS", "test")  # a 127.0.0.1 endpoint
     app = new_app(store, ["event_read", "customer_read"])
     add_endpoint(store, app.app_id, "http://127.0.0.1:9/hook", ["customer.created"], "test",
                  by="dev")

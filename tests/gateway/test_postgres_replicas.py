@@ -18,7 +18,7 @@ from permgate.store import Store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 PG_URL = os.environ.get("PERMGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-ADMIN_TOKEN = "admin-token-" + secrets.token_hex(8)
+ADMIN_TOKEN = secrets.token_hex(32)  # the admin API refuses weaker tokens
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
 import threading
 from collections.abc import Iterator
@@ -14,9 +15,10 @@ from starlette.routing import Route
 from tests.store.conftest import APP, manifest_text
 
 from permgate.admin import create_admin_app, openapi_document
+from permgate.events import targets
 from permgate.store import Store
 
-TOKEN = "test-admin-token-0123456789"
+TOKEN = secrets.token_urlsafe(32)
 ACCT = "acct_1Http"
 ADMIN = {"by": "ann", "role": "admin"}
 INSTALL = f"/v1/installs/{APP}/{ACCT}/live"
@@ -162,6 +164,8 @@ def test_an_empty_token_is_refused(store: Store) -> None:
 
 def test_webhook_endpoints(http: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PERMGATE_WEBHOOK_KEY", "ab" * 32)
+    # app.example is reserved and resolves nowhere: answer as a public DNS name would.
+    monkeypatch.setattr(targets, "system_resolve", lambda host, port: ["93.184.215.14"])
     r = http.post("/v1/apps", json={"actor": "dev", "manifest": manifest_text(
         "1.0.0", ["event_read", "customer_read"])})
     assert r.status_code == 201, r.text

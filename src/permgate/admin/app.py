@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import os
+import re
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,18 +25,76 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from permgate import events, manifest
+from permgate import boundedjson, events, manifest
 from permgate.admin.openapi import document
+from permgate.events.subscriptions import MAX_ROTATION_GRACE
+from permgate.events.targets import redact
 from permgate.store import InvalidManifest, Store, StoreError, describe, people
+from permgate.store.store import MAX_GRACE
 
 TOKEN_ENV = "PERMGATE_ADMIN_TOKEN"
 PUBLIC_URL_ENV = "PERMGATE_PUBLIC_URL"  # where people open account links (default: this host)
+# A body holds at most a manifest (itself capped at 1 MiB) and a few fields.
+MAX_BODY = 2 << 20
+MAX_LIMIT = 10_000
+MIN_TOKEN_BITS = 256  # 32 bytes of entropy, as secrets.token_urlsafe(32) or token_hex(32)
 Body = dict[str, Any]
 Result = tuple[int, Any]
 
 
 def token_from_env() -> str | None:
     return os.environ.get(TOKEN_ENV) or None
+
+
+class WeakToken(ValueError):
+    """The admin token is too guessable to guard the admin API."""
+
+
+def _alphabet_bits(token: str) -> float:
+    """Bits per character of the usual alphabet the token looks drawn from."""
+    if all(c in "0123456789abcdef" for c in token) or all(
+            c in "0123456789ABCDEF" for c in token):
+        return 4.0  # hex
+    if token.isascii() and token.isdecimal():
+        return math.log2(10)
+    if all(c.isascii() and (c.isalnum() or c in "-_+/=") for c in token):
+        if token.lower() == token or token.upper() == token:
+            return math.log2(36)  # one case
+        return 6.0  # base64 / base64url
+    return math.log2(95)  # printable ASCII and beyond
+
+
+def token_entropy_bits(token: str) -> float:
+    """A conservative estimate of a token's entropy in bits: its length times the bits of its
+    alphabet, lowered when its characters are spread too little to be random ('aaaa...')
+    and capped by its compressed size (a repeated phrase)."""
+    if not token:
+        return 0.0
+    counts: dict[str, int] = {}
+    for c in token:
+        counts[c] = counts.get(c, 0) + 1
+    n = len(token)
+    observed = -sum(k / n * math.log2(k / n) for k in counts.values())
+    per_char = _alphabet_bits(token)
+    # Random tokens show nearly the alphabet's spread; a low spread means structure.
+    if observed < min(per_char, 4.0) * 0.75:
+        per_char = observed
+    # Nor can it hold more than it takes compressed (a repeated phrase compresses well).
+    compressed = 8 * (len(zlib.compress(token.encode("utf-8"), 9)) - 6)
+    return min(n * per_char, float(compressed))
+
+
+def check_token(token: str | None) -> str:
+    """The token, or WeakToken saying why it cannot guard the admin API."""
+    if not token:
+        raise WeakToken(f"the admin API needs a bearer token: set {TOKEN_ENV}")
+    bits = token_entropy_bits(token)
+    if bits < MIN_TOKEN_BITS:
+        raise WeakToken(
+            f"{TOKEN_ENV} is too weak (about {bits:.0f} bits; at least {MIN_TOKEN_BITS}, i.e. "
+            "32 random bytes, are needed): make one with `openssl rand -hex 32` or "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+    return token
 
 
 class BadRequest(Exception):
@@ -52,6 +113,22 @@ def error_response(
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
+MAX_NAME = 255  # ids, names and actors: the store's columns hold 255 characters
+_LONG = {"url": 2048}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _clean(value: str, name: str, *, where: str = "parameter") -> str:
+    """A string parameter the database can store as given: no control characters (NUL is
+    refused by PostgreSQL), not longer than its column."""
+    limit = _LONG.get(name, MAX_NAME)
+    if len(value) > limit:
+        raise BadRequest(f"{where} {name} is longer than {limit} characters", param=name)
+    if _CONTROL.search(value):
+        raise BadRequest(f"{where} {name} contains control characters", param=name)
+    return value
+
+
 def _str(body: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:
     value = body.get(name)
     if value is None:
@@ -60,7 +137,7 @@ def _str(body: Mapping[str, Any], name: str, *, required: bool = True) -> str | 
         return None
     if not isinstance(value, str) or not value:
         raise BadRequest(f"{name} must be a non-empty string", "parameter_invalid", name)
-    return value
+    return _clean(value, name)
 
 
 def _req(body: Mapping[str, Any], name: str) -> str:
@@ -81,13 +158,29 @@ def _since(value: str | None) -> datetime | None:
     return when
 
 
-def _int(value: Any, name: str) -> int | None:
+def _int(value: Any, name: str, low: int, high: int) -> int | None:
+    """An integer in [low, high] from JSON (an int, not a float or bool) or a query string
+    (decimal digits); anything else is a 400 naming the parameter, never an overflow."""
     if value is None:
         return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise BadRequest(f"{name} must be an integer", param=name) from None
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and 0 < len(value) <= 20 and value.lstrip("-").isdecimal() \
+            and value.isascii():
+        number = int(value)
+    if number is None or not low <= number <= high:
+        raise BadRequest(f"{name} must be an integer from {low} to {high}", param=name)
+    return number
+
+
+def redacted_audit(entry: dict[str, Any]) -> dict[str, Any]:
+    """An audit entry without a password: endpoints registered before userinfo was refused
+    have their URL, credentials included, in the trail."""
+    detail = entry.get("detail")
+    if isinstance(detail, dict) and isinstance(detail.get("url"), str):
+        entry = {**entry, "detail": {**detail, "url": redact(detail["url"])}}
+    return entry
 
 
 class _Api:
@@ -122,7 +215,8 @@ class _Api:
             r.path_params["app_id"])]}
 
     def rotate_key(self, r: Request, body: Body) -> Result:
-        grace = _int(body.get("grace_seconds"), "grace_seconds")
+        grace = _int(body.get("grace_seconds"), "grace_seconds", 0,
+                     int(MAX_GRACE.total_seconds()))
         kw = {} if grace is None else {"grace": timedelta(seconds=grace)}
         key = self.store.rotate_key(
             r.path_params["app_id"], _req(body, "mode"), actor=_req(body, "actor"),
@@ -170,7 +264,8 @@ class _Api:
         return 200, describe.review(self.store, p["app_id"], p["account"], p["mode"]).as_json()
 
     def account_session(self, r: Request, body: Body) -> Result:
-        ttl = _int(body.get("expires_in"), "expires_in")
+        ttl = _int(body.get("expires_in"), "expires_in", 1,
+                   int(people.MAX_LINK_TTL.total_seconds()))
         kw = {} if ttl is None else {"ttl": timedelta(seconds=ttl)}
         link = people.create_link(
             self.store, account=_req(body, "account"), user_id=_req(body, "user_id"),
@@ -190,8 +285,8 @@ class _Api:
         q = r.query_params
         found = self.store.audit(
             app=q.get("app"), account=q.get("account"), since=_since(q.get("since")),
-            limit=_int(q.get("limit"), "limit"))
-        return 200, {"data": [e.as_json() for e in found]}
+            limit=_int(q.get("limit"), "limit", 1, MAX_LIMIT))
+        return 200, {"data": [redacted_audit(e.as_json()) for e in found]}
 
     # -- webhook endpoints (permgate.events) ------------------------------------------------
     def list_webhooks(self, r: Request, body: Body) -> Result:
@@ -200,10 +295,12 @@ class _Api:
 
     def add_webhook(self, r: Request, body: Body) -> Result:
         wanted = body.get("enabled_events")
-        if not isinstance(wanted, list) or not wanted or not all(
+        if not isinstance(wanted, list) or not 0 < len(wanted) <= 1000 or not all(
                 isinstance(x, str) and x for x in wanted):
             raise BadRequest("enabled_events must be a non-empty list of event types (or "
                              "[\"*\"])", param="enabled_events")
+        for x in wanted:
+            _clean(x, "enabled_events")
         new = events.add_endpoint(self.store, _req(body, "app_id"), _req(body, "url"), wanted,
                                   _req(body, "mode"), by=_req(body, "actor"))
         return 201, new.as_json()
@@ -214,7 +311,8 @@ class _Api:
         return 200, {**gone.as_json(), "removed": True}
 
     def rotate_webhook_secret(self, r: Request, body: Body) -> Result:
-        grace = _int(body.get("grace_seconds"), "grace_seconds") or 0
+        grace = _int(body.get("grace_seconds"), "grace_seconds", 0,
+                     int(MAX_ROTATION_GRACE.total_seconds())) or 0
         new = events.rotate_secret(self.store, r.path_params["endpoint_id"],
                                    by=_req(body, "actor"), grace=timedelta(seconds=grace))
         return 200, new.as_json()
@@ -228,8 +326,7 @@ Handler = Callable[[Request, Body], Result]
 
 def create_admin_app(store: Store, admin_token: str) -> ASGIApp:
     """The admin API as an ASGI app; mount it anywhere (the gateway mounts it at /admin)."""
-    if not admin_token:
-        raise ValueError("the admin API needs a non-empty bearer token")
+    check_token(admin_token)
     expected = f"Bearer {admin_token}".encode()
     api = _Api(store)
 
@@ -244,8 +341,15 @@ def create_admin_app(store: Store, admin_token: str) -> ASGIApp:
                     401, "Invalid admin token: send Authorization: Bearer <PERMGATE_ADMIN_TOKEN>",
                     "invalid_admin_token")
             try:
+                for name, value in request.path_params.items():
+                    _clean(str(value), name, where="path parameter")
+                for name, value in request.query_params.multi_items():
+                    _clean(value, name, where="query parameter")
                 body = await _json_body(request) if request.method == "POST" else {}
                 status, data = await run_in_threadpool(handler, request, body)
+            except TooLarge:
+                return error_response(413, f"the request body is larger than {MAX_BODY} bytes",
+                                      "body_too_large")
             except BadRequest as e:
                 return error_response(400, e.message, e.code,
                                       extra={"param": e.param} if e.param else None)
@@ -299,14 +403,29 @@ def create_admin_app(store: Store, admin_token: str) -> ASGIApp:
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
 
 
+class TooLarge(Exception):
+    pass
+
+
 async def _json_body(request: Request) -> Body:
-    raw = await request.body()
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdecimal() or int(declared) > MAX_BODY):
+        raise TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise TooLarge  # the rest is never read
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw:
         return {}
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("the request body must be a JSON object", "invalid_json") from None
+        body = boundedjson.loads(raw)
+    except boundedjson.JsonRefused as e:
+        raise BadRequest(f"the request body must be a JSON object ({e})", "invalid_json") \
+            from None
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object", "invalid_json")
     return body

@@ -42,6 +42,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from typing import TextIO, cast
+
+    from permgate.cli._output import EscapingStream
+
+    # Names, purposes and URLs come from files and databases others write: escape control
+    # characters in everything printed (terminal injection), then put the streams back.
+    out, err = sys.stdout, sys.stderr
+    sys.stdout = cast(TextIO, EscapingStream(out))
+    sys.stderr = cast(TextIO, EscapingStream(err))
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 import permgate
+from permgate import boundedjson
 from permgate.api.expand import Expansion
 from permgate.api.params import expand_from_form
 from permgate.catalog import UnknownPermission
@@ -92,13 +93,28 @@ def cmd_check(args: argparse.Namespace) -> int:
     return print_decision(d, args.json)
 
 
+MAX_BATCH_LINE = 1 << 16  # a request line is far smaller; /dev/zero has no newline at all
+
+
+def _bounded_lines(f: TextIO, source: str) -> Iterator[str]:
+    number = 0
+    while True:
+        line = f.readline(MAX_BATCH_LINE + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_BATCH_LINE:
+            raise CliError(f"{source}: line {number} is longer than {MAX_BATCH_LINE} characters")
+        yield line
+
+
 def _batch_lines(source: str) -> Iterator[str]:
     if source == "-":
-        yield from sys.stdin
+        yield from _bounded_lines(sys.stdin, "stdin")
         return
     try:
         with open(source, encoding="utf-8") as f:
-            yield from f
+            yield from _bounded_lines(f, source)
     except OSError as e:
         raise CliError(f"cannot read batch file {source}: {e.strerror}") from None
 
@@ -110,7 +126,7 @@ def run_batch(engine: Engine, source: str) -> int:
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
+            item = boundedjson.loads(line)
             if not isinstance(item, dict):
                 raise CliError("each line must be a JSON object")
             method, path = item.get("method"), item.get("path")
@@ -122,8 +138,8 @@ def run_batch(engine: Engine, source: str) -> int:
             d = engine.decide(_method(method), _path(path), None, grant_from_args(engine, grants),
                               expand=expand, account=item.get("account"))
             out.write(json.dumps(decision_json(d)) + "\n")
-        except json.JSONDecodeError as e:
-            out.write(json.dumps({"error": f"line {number}: invalid JSON: {e.msg}",
+        except boundedjson.JsonRefused as e:
+            out.write(json.dumps({"error": f"line {number}: invalid JSON: {e}",
                                   "line": number}) + "\n")
         except CliError as e:
             out.write(json.dumps({"error": f"line {number}: {e}", "line": number}) + "\n")

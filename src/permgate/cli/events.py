@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -172,9 +173,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from permgate.events import DeliveryWorker, RetryPolicy
 
     policy = RetryPolicy(first_delay=args.retry_first, horizon=args.retry_horizon)
+    from permgate.events.sealing import reseal
+
     with open_store(args.db) as store, DeliveryWorker(
             store, policy=policy, batch=args.batch, concurrency=args.concurrency,
             timeout=args.timeout, lease=args.lease) as worker:
+        # Secrets stored by earlier versions (pgs1) are rewritten as AES-GCM, once.
+        migrated = reseal(store, worker.sealer, only_legacy=True)
+        if migrated.resealed:
+            print(f"re-sealed {migrated.resealed} webhook secret(s) of the earlier format",
+                  file=sys.stderr)
         if args.once:
             print(f"{worker.drain()} attempts")
         else:

@@ -23,6 +23,7 @@ def _serve(args: argparse.Namespace) -> int:
     flags: dict[str, Any] = {name: getattr(args, name, None) for name in _FLAG_FIELDS}
     try:
         settings = resolve(flags, config_path=args.config)
+        _check_admin_token(settings.admin_token)
         _check_port(settings.host, settings.port)
         if settings.upstream is not None:
             if not upstream_keys(settings):
@@ -34,6 +35,18 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as e:
         raise CliError(str(e)) from None
     return _serve_demo(settings)
+
+
+def _check_admin_token(token: str | None) -> None:
+    """An admin API behind a guessable token is refused before anything starts."""
+    if token is None:
+        return  # the admin API stays off
+    from permgate.admin.app import WeakToken, check_token
+
+    try:
+        check_token(token)
+    except WeakToken as e:
+        raise CliError(str(e)) from None
 
 
 def _check_port(host: str, port: int) -> None:

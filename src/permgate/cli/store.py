@@ -203,11 +203,35 @@ def _keys_list(args: argparse.Namespace) -> int:
         for k in found) or "no keys")
 
 
+def _keys_rotate_sealing(args: argparse.Namespace) -> int:
+    from permgate.events.sealing import default_sealer, rotate
+
+    with _store(args) as store:
+        sealer = default_sealer(store)
+        before = [k.kid for k in sealer.keys]
+        key, result = rotate(store, sealer, keep_old=args.keep_old_keys)
+        after = [k.kid for k in sealer.keys]
+    dropped = [k for k in before if k not in after]
+    kept = [k for k in after if k != key.kid]
+    data = {"key_file": str(sealer.path), "new_key_id": key.kid, "resealed": result.resealed,
+            "dropped_key_ids": dropped, "kept_key_ids": kept,
+            "unreadable_endpoints": list(result.unreadable)}
+    return _emit(args, data, lambda: "\n".join([
+        f"new sealing key {key.kid} in {sealer.path}",
+        f"re-sealed {result.resealed} stored webhook secret(s) under it",
+        "dropped old key(s): " + (", ".join(dropped) or "none"),
+        *([f"kept (still readable): {', '.join(kept)}"] if kept else []),
+        *([f"could not open (left as they are): {', '.join(result.unreadable)}"]
+          if result.unreadable else [])]))
+
+
 def _audit(args: argparse.Namespace) -> int:
     with _store(args) as store:
         found = store.audit(app=args.app, account=args.account, since=args.since,
                             limit=args.limit)
-    return _emit(args, [e.as_json() for e in found], lambda: "\n".join(
+    from permgate.admin.app import redacted_audit
+
+    return _emit(args, [redacted_audit(e.as_json()) for e in found], lambda: "\n".join(
         f"{e.at.isoformat()}  {e.actor}  {e.action}  "
         + " ".join(f"{k}={v}" for k, v in (("app", e.app_id), ("account", e.account),
                                             ("mode", e.mode), ("version", e.version),
@@ -219,10 +243,12 @@ def _admin_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from permgate.admin import create_admin_app, token_from_env
+    from permgate.admin.app import WeakToken, check_token
 
-    token = token_from_env()
-    if not token:
-        raise CliError("set PERMGATE_ADMIN_TOKEN to the bearer token the admin API accepts")
+    try:
+        token = check_token(token_from_env())
+    except WeakToken as e:
+        raise CliError(str(e)) from None
     with _store(args) as store:
         uvicorn.run(create_admin_app(store, token), host=args.host, port=args.port,
                     log_level="info")
@@ -307,6 +333,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--by", default=current_user(), metavar="USER")
     add(keys_sub, "list", _keys_list, "an app's keys (never their secrets)").add_argument(
         "app_id", metavar="APP_ID")
+    p = add(keys_sub, "rotate-sealing", _keys_rotate_sealing,
+            "a new key for webhook signing secrets at rest: every stored secret is re-sealed "
+            "under it, then old keys leave the key file (docs/events.md)")
+    p.add_argument("--keep-old-keys", action="store_true",
+                   help="keep the old keys in the key file (readable, never used to seal)")
 
     p = add(sub, "audit", _audit, "the audit trail, oldest first")
     p.add_argument("--app", metavar="APP_ID")

@@ -7,7 +7,6 @@ it answers POST at its own root.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from starlette.concurrency import run_in_threadpool
@@ -15,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from permgate import boundedjson
 from permgate.events.outbox import BadEvent, accept
 from permgate.events.routing import Grants
 from permgate.events.signing import DEFAULT_TOLERANCE, SignatureError, verify
@@ -74,9 +74,9 @@ def ingest_app(
         except SignatureError as e:
             return _error(400, f"signature rejected: {e}", "signature_invalid")
         try:
-            event = json.loads(body)
-        except ValueError:
-            return _error(400, "the body is not JSON", "event_invalid")
+            event = boundedjson.loads(body)  # depth-bounded: no RecursionError on 100k levels
+        except boundedjson.JsonRefused as e:
+            return _error(400, f"the body is not an event: {e}", "event_invalid")
         if not isinstance(event, dict):
             return _error(400, "the body is not an event object", "event_invalid")
         try:

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from permgate import boundedjson
 from permgate.events.db import utcnow, writing
 from permgate.events.outbox import accept
 from permgate.events.routing import Grants
@@ -80,7 +81,13 @@ class Poller:
         resp = self._http.get(f"{self.base}/v1/events", params=params, headers=self._headers)
         if resp.status_code != 200:
             raise PollError(f"GET /v1/events answered {resp.status_code}: {resp.text[:200]}")
-        page: dict[str, Any] = resp.json()
+        try:
+            page = boundedjson.loads(resp.content)  # no RecursionError on hostile nesting
+        except boundedjson.JsonRefused as e:
+            raise PollError(f"GET /v1/events answered something that is not a page: {e}") \
+                from None
+        if not isinstance(page, dict):
+            raise PollError("GET /v1/events answered something that is not a page")
         return page
 
     def poll_once(self) -> PollResult:

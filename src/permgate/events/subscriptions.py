@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
@@ -16,6 +15,7 @@ from permgate.events.db import audit, utcnow, writing
 from permgate.events.model import WILDCARD, Endpoint, NewEndpoint
 from permgate.events.schema import webhook_endpoints
 from permgate.events.sealing import Sealer, default_sealer
+from permgate.events.targets import TargetPolicy, redact
 from permgate.store import MODES, NotFound, Store, StoreError
 from permgate.store.keys import new_id
 
@@ -30,7 +30,8 @@ class SubscriptionRefused(StoreError):
 
 def endpoint_from_row(row: RowMapping) -> Endpoint:
     return Endpoint(
-        endpoint_id=row["endpoint_id"], app_id=row["app_id"], url=row["url"],
+        # Endpoints stored before userinfo was refused may hold a password: never show it.
+        endpoint_id=row["endpoint_id"], app_id=row["app_id"], url=redact(row["url"]),
         mode=row["mode"], enabled_events=tuple(row["enabled_events"]),
         secret_hint=row["secret_hint"], created_at=row["created_at"],
         created_by=row["created_by"], removed_at=row["removed_at"],
@@ -49,12 +50,6 @@ def check_subscription(permissions: frozenset[str], event_types: Sequence[str]) 
     return problems
 
 
-def _check_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise StoreError(f"the endpoint URL must be http(s)://host/..., not {url!r}", "url_invalid")
-
-
 def _event_list(events: Sequence[str]) -> list[str]:
     names = sorted({e.strip() for e in events if e.strip()})
     if not names:
@@ -68,11 +63,13 @@ def _event_list(events: Sequence[str]) -> list[str]:
 
 def add_endpoint(
     store: Store, app_id: str, url: str, events: Sequence[str], mode: str, *, by: str,
-    sealer: Sealer | None = None,
+    sealer: Sealer | None = None, targets: TargetPolicy | None = None,
 ) -> NewEndpoint:
-    _check_url(url)
+    """Register an endpoint. Its URL must pass the target policy (events/targets.py:
+    https, a public address, no userinfo), resolved now and again at every delivery."""
     if mode not in MODES:
         raise StoreError(f"mode must be one of {', '.join(MODES)}, not {mode!r}", "bad_mode")
+    (targets or TargetPolicy.from_env()).check_registration(url, mode)
     names = _event_list(events)
     app = store.get_app(app_id)
     if names != [WILDCARD]:
@@ -81,8 +78,8 @@ def add_endpoint(
             raise SubscriptionRefused(
                 f"{app_id} version {app.latest.version} cannot subscribe: " + " ".join(problems))
     secret = signing.new_secret()
-    sealed = (sealer or default_sealer()).seal(secret)
     endpoint_id = new_id("we")
+    sealed = (sealer or default_sealer(store)).seal(secret, endpoint_id)  # bound to this row
     now = utcnow()
     with writing(store) as conn:
         conn.execute(webhook_endpoints.insert().values(
@@ -139,7 +136,7 @@ def rotate_secret(
     """A new secret; during `grace` deliveries are signed with the old one as well."""
     if grace < timedelta(0) or grace > MAX_ROTATION_GRACE:
         raise StoreError("the old secret may stay valid for 0 to 24 hours", "bad_grace_period")
-    box = sealer or default_sealer()
+    box = sealer or default_sealer(store)
     secret = signing.new_secret()
     now = utcnow()
     with writing(store) as conn:
@@ -148,7 +145,7 @@ def rotate_secret(
             raise NotFound(f"webhook endpoint {endpoint_id} was removed", "endpoint_not_found")
         conn.execute(webhook_endpoints.update().where(
             webhook_endpoints.c.endpoint_id == endpoint_id).values(
-            secret_sealed=box.seal(secret), secret_hint=signing.secret_hint(secret),
+            secret_sealed=box.seal(secret, endpoint_id), secret_hint=signing.secret_hint(secret),
             previous_secret_sealed=row["secret_sealed"] if grace else None,
             previous_expires_at=now + grace if grace else None))
         audit(conn, by, "webhook.secret_rotated", app_id=row["app_id"], mode=row["mode"],

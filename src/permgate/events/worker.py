@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
@@ -28,6 +27,7 @@ from permgate.events.retry import RetryPolicy
 from permgate.events.routing import Grants, endpoint_reachable, may_receive
 from permgate.events.schema import deliveries, events, webhook_endpoints
 from permgate.events.sealing import Sealer, default_sealer
+from permgate.events.targets import Deliverer, TargetPolicy
 from permgate.store import EffectiveGrant, Store
 from permgate.store.schema import installs
 
@@ -72,9 +72,10 @@ class DeliveryWorker:
         self, store: Store, *, sealer: Sealer | None = None, policy: RetryPolicy | None = None,
         batch: int = 100, concurrency: int = 16, timeout: float = 10.0,
         lease: float | None = None, clock: Callable[[], datetime] = utcnow,
+        targets: TargetPolicy | None = None,
     ) -> None:
         self.store = store
-        self.sealer = sealer or default_sealer()
+        self.sealer = sealer or default_sealer(store)
         self.policy = policy or RetryPolicy()
         self.batch = batch
         self.timeout = timeout
@@ -87,8 +88,8 @@ class DeliveryWorker:
         self._view = _GrantView(store)
         self._pool = ThreadPoolExecutor(max_workers=concurrency,
                                         thread_name_prefix="permgate-deliver")
-        self._http = httpx.Client(timeout=timeout, follow_redirects=False,
-                                  limits=httpx.Limits(max_connections=concurrency))
+        # Every URL re-checked, every connection pinned to an address checked just now.
+        self._http = Deliverer(targets, timeout=timeout, max_connections=concurrency)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -151,6 +152,7 @@ class DeliveryWorker:
             return list(conn.execute(
                 sa.select(
                     deliveries.c.delivery_id, deliveries.c.attempts, deliveries.c.app_id,
+                    deliveries.c.endpoint_id,
                     deliveries.c.first_attempt_at, events.c.type, events.c.account,
                     events.c.mode.label("event_mode"), events.c.payload,
                     events.c.target_app_id, webhook_endpoints.c.url,
@@ -191,10 +193,11 @@ class DeliveryWorker:
         return None
 
     def _secrets(self, row: RowMapping) -> list[str]:
-        out = [self.sealer.open(row["secret_sealed"])]
+        # Sealed values are bound to their endpoint (AES-GCM associated data).
+        out = [self.sealer.open(row["secret_sealed"], row["endpoint_id"])]
         expires = row["previous_expires_at"]
         if row["previous_secret_sealed"] and expires is not None and expires > self._clock():
-            out.append(self.sealer.open(row["previous_secret_sealed"]))
+            out.append(self.sealer.open(row["previous_secret_sealed"], row["endpoint_id"]))
         return out
 
     def _attempt(self, row: RowMapping) -> Outcome:
@@ -209,7 +212,7 @@ class DeliveryWorker:
         payload = row["payload"].encode("utf-8")
         try:
             header = signing.sign(payload, self._secrets(row))
-            resp = self._http.post(row["url"], content=payload, headers={
+            resp = self._http.post(row["url"], row["endpoint_mode"], content=payload, headers={
                 "Content-Type": "application/json; charset=utf-8",
                 "Stripe-Signature": header, "User-Agent": USER_AGENT})
         except Exception as e:

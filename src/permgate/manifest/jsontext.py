@@ -8,6 +8,7 @@ they are so that a writer can remove them.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ JunkKind = Literal["comment", "trailing comma"]
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _LITERALS: dict[str, Any] = {"true": True, "false": False, "null": None}
 _WHITESPACE = " \t\n\r"
+# Manifests are a few levels deep; a bound keeps hostile nesting from exhausting the stack
+# (100k-deep input used to end in a RecursionError traceback).
+MAX_DEPTH = 64
 
 
 class JsonSyntaxError(ValueError):
@@ -30,9 +34,29 @@ class JsonSyntaxError(ValueError):
 
 
 def line_column(text: str, offset: int) -> tuple[int, int]:
-    """1-based line and column (in characters) of an offset."""
+    """1-based line and column (in characters) of an offset; O(offset), for one-off use."""
     line = text.count("\n", 0, offset) + 1
     return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+class LineIndex:
+    """Line starts of a text, so that many lookups cost a bisect each (lint and validate ask
+    for the place of every finding: scanning from the start each time was quadratic)."""
+
+    __slots__ = ("_starts",)
+
+    def __init__(self, text: str) -> None:
+        starts = [0]
+        find = text.find
+        at = find("\n")
+        while at >= 0:
+            starts.append(at + 1)
+            at = find("\n", at + 1)
+        self._starts = starts
+
+    def line_column(self, offset: int) -> tuple[int, int]:
+        line = bisect.bisect_right(self._starts, offset)
+        return line, offset - self._starts[line - 1] + 1
 
 
 @dataclass(slots=True)
@@ -51,14 +75,14 @@ class Node:
     value: Any
     members: list[Member] = field(default_factory=list)  # objects, in source order
     items: list[Node] = field(default_factory=list)  # arrays
+    # Built on first lookup (members do not change after parsing).
+    _by_key: dict[str, Member] | None = field(default=None, repr=False, compare=False)
 
     def member(self, key: str) -> Member | None:
         """The last member with this key (the one `json` keeps), or None."""
-        found = None
-        for m in self.members:
-            if m.key == key:
-                found = m
-        return found
+        if self._by_key is None:
+            self._by_key = {m.key: m for m in self.members}  # later duplicates win
+        return self._by_key.get(key)
 
 
 @dataclass(slots=True)
@@ -81,6 +105,7 @@ class _Reader:
         self.pos = 0
         self.junk: list[Junk] = []
         self.duplicates: list[tuple[str, int]] = []
+        self.depth = 0
 
     def fail(self, message: str, offset: int | None = None) -> JsonSyntaxError:
         return JsonSyntaxError(message, self.text, self.pos if offset is None else offset)
@@ -110,18 +135,25 @@ class _Reader:
         if self.pos >= len(self.text):
             raise self.fail("expected a value, found the end of the file")
         c = self.text[self.pos]
-        if c == "{":
-            return self.object()
-        if c == "[":
-            return self.array()
+        if c in "{[":
+            if self.depth >= MAX_DEPTH:
+                raise self.fail(f"nested deeper than {MAX_DEPTH} levels")
+            self.depth += 1
+            node = self.object() if c == "{" else self.array()
+            self.depth -= 1
+            return node
         if c == '"':
             start = self.pos
             text = self.string()
             return Node("string", start, self.pos, text)
         m = _NUMBER.match(self.text, self.pos)
         if m:
+            try:
+                number = json.loads(m.group())
+            except ValueError:  # more digits than Python converts (4,300)
+                raise self.fail("the number is too long") from None
             self.pos = m.end()
-            return Node("number", m.start(), m.end(), json.loads(m.group()))
+            return Node("number", m.start(), m.end(), number)
         for word, val in _LITERALS.items():
             if self.text.startswith(word, self.pos):
                 self.pos += len(word)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -10,6 +12,9 @@ from permgate.manifest import jsontext
 from permgate.manifest.jsontext import Document, JsonSyntaxError, Node
 
 DEFAULT_NAME = "stripe-app.json"
+# Real manifests are a few KB; the cap keeps `validate /dev/zero` or a huge file from
+# exhausting memory (every command that reads a manifest reads it through `load`).
+MAX_MANIFEST_BYTES = 1 << 20
 _BOM = "\ufeff"
 
 
@@ -74,7 +79,7 @@ class Manifest:
     """One `stripe-app.json` (or local manifest). Edit it with `grant`/`revoke`, write it with
     `save`: edits change the text in place, so everything else stays byte-identical."""
 
-    __slots__ = ("_bom", "_doc", "data", "path", "text", "warnings")
+    __slots__ = ("_bom", "_doc", "_lines", "data", "path", "text", "warnings")
 
     def __init__(self, text: str, path: str | Path | None = None) -> None:
         self.path: Path | None = None if path in (None, "<string>") else Path(path)
@@ -82,6 +87,7 @@ class Manifest:
         self.text = text[1:] if self._bom else text
         self.warnings: list[str] = []
         self.data: dict[str, Any] = {}
+        self._lines: jsontext.LineIndex | None = None
         self._doc = self._read(self.text)
         self._note_leniencies()
 
@@ -105,15 +111,21 @@ class Manifest:
         self.data = doc.root.value
         return doc
 
+    def line_column(self, offset: int) -> tuple[int, int]:
+        """1-based line and column of an offset in the text (indexed once per text)."""
+        if self._lines is None:
+            self._lines = jsontext.LineIndex(self.text)
+        return self._lines.line_column(offset)
+
     def _note_leniencies(self) -> None:
         for j in self._doc.junk:
-            line, col = jsontext.line_column(self.text, j.start)
+            line, col = self.line_column(j.start)
             self.warnings.append(
                 f"{self.name}:{line}:{col}: {j.kind} accepted, but it is not JSON "
                 "(it is removed when permgate writes this file)"
             )
         for key, offset in self._doc.duplicate_keys:
-            line, col = jsontext.line_column(self.text, offset)
+            line, col = self.line_column(offset)
             self.warnings.append(
                 f"{self.name}:{line}:{col}: member '{key}' appears twice; the last one counts"
             )
@@ -132,6 +144,7 @@ class Manifest:
         """Take new text (after an edit) and re-read it; the edit must keep it an object."""
         self._doc = self._read(text)
         self.text = text
+        self._lines = None
 
     def strip_junk(self) -> bool:
         """Remove comments and trailing commas from the text; True if there were any."""
@@ -173,8 +186,8 @@ class Manifest:
                     if parent is not None and parent.kind == "object":
                         m = parent.member(key)
                         if m is not None:
-                            return jsontext.line_column(self.text, m.key_start)
-                return jsontext.line_column(self.text, node.start)
+                            return self.line_column(m.key_start)
+                return self.line_column(node.start)
             ptr = ptr.rsplit("/", 1)[0] if ptr else ""
 
     @property
@@ -223,10 +236,13 @@ def parse(text: str, path: str | Path = "<string>") -> Manifest:
 
 
 def load(path: str | Path) -> Manifest:
-    """A manifest from a file; raises ManifestError for a missing, unreadable or bad file."""
+    """A manifest from a file; raises ManifestError for a missing, unreadable or bad file.
+
+    Only regular files are read (a device, FIFO or socket is refused before any read; the
+    file is opened non-blocking so a FIFO cannot stall), and at most MAX_MANIFEST_BYTES."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise ManifestError(
             f"no manifest found (looked for {p.absolute()})", p
@@ -235,6 +251,23 @@ def load(path: str | Path) -> Manifest:
         raise ManifestError(f"is a folder; expected {DEFAULT_NAME} inside it", p) from None
     except OSError as e:
         raise ManifestError(f"cannot read: {e.strerror}", p) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ManifestError(f"is a folder; expected {DEFAULT_NAME} inside it", p)
+        if not stat.S_ISREG(info.st_mode):
+            raise ManifestError("not a regular file (a device, pipe or socket); a manifest "
+                                "must be a file", p)
+        if info.st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"larger than {MAX_MANIFEST_BYTES} bytes; not a manifest", p)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)  # the file may grow after the fstat
+    except OSError as e:
+        raise ManifestError(f"cannot read: {e.strerror}", p) from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"larger than {MAX_MANIFEST_BYTES} bytes; not a manifest", p)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

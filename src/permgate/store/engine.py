@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,26 @@ def create(url: URL) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
+def _prepare_sqlite_file(database: str) -> None:
+    """Create the database's folder 0700 and the file 0600 before SQLite opens it: the file
+    holds event payloads (customer data) and key hashes. SQLite gives its -wal and -shm files
+    the database file's mode. Existing folders and files keep the mode they have."""
+    path = Path(database)
+    folder = path.parent
+    if not folder.exists():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            folder.mkdir(mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
 def _sqlite(url: URL) -> Engine:
-    if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        _prepare_sqlite_file(url.database)
     engine = sa.create_engine(url)
 
     @event.listens_for(engine, "connect")
