@@ -4,6 +4,7 @@ admin API (for account sessions) and the console mounted beside the proxy."""
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from tests.gateway.procs import Gateway, run_gateway
 from permgate.gateway.demo import start_localstripe
 from permgate.store import Store
 
-ADMIN_TOKEN = "e2e-admin-token-0123456789"
+ADMIN_TOKEN = secrets.token_hex(32)  # the admin API refuses weak tokens
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
 
 

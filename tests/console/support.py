@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import socket
 import threading
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from permgate.admin import create_admin_app
 from permgate.console import ConsoleSettings, create_console_app
 from permgate.store import Store, UploadResult
 
-ADMIN_TOKEN = "admin-token-for-tests"
+ADMIN_TOKEN = secrets.token_hex(32)  # the admin API refuses weak tokens
 ACCOUNT = "acct_console1"
 APP = "com.example.console"
 HOSTILE = '<script>alert("pwned")</script>'

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from tests.console.support import ACCOUNT, APP, HOSTILE, Browser, platform_app, serve, upload
+from tests.console.support import (
+    ACCOUNT,
+    ADMIN_TOKEN,
+    APP,
+    HOSTILE,
+    Browser,
+    platform_app,
+    serve,
+    upload,
+)
 
 from permgate.console import ConsoleSettings, csrf_token
 from permgate.console.app import Console
@@ -207,7 +216,7 @@ def test_sign_out_ends_the_session(store: Store, browser: NewBrowser) -> None:
 def test_admin_api_serves_the_screen_data(store: Store, browser: NewBrowser) -> None:
     upload(store, "1.0.0", ["customer_read"])
     b = browser()
-    auth = {"Authorization": "Bearer admin-token-for-tests"}
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     view = b.admin.get(f"/v1/apps/{APP}/versions/1.0.0", headers=auth).json()
     assert view["permissions"][0]["title"] == "Customers"
     assert view["permissions"][0]["purpose"] == "Needed for customer_read."
