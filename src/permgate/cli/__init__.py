@@ -3,17 +3,23 @@
 Each module of this package adds its own sub-commands: it defines
 `register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None`, and every
 parser it adds sets `func` (parsed namespace -> exit code) with `set_defaults`.
+Command modules import the layers they drive inside their handlers, so that building the
+parser stays cheap and `permgate check` never loads the store, the gateway or the scanner.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_DENIED = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_BUG = 130, 70
+
+DEFAULT_EXITS = "exit codes:\n  0  done\n  1  failed (the message says why)\n  2  bad input"
 
 
 class CliError(Exception):
@@ -24,12 +30,29 @@ class CliError(Exception):
         self.code = code
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Descriptions wrap as usual; an epilog (exit codes, formats) keeps its lines."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from permgate import __version__
+
     parser = argparse.ArgumentParser(
         prog="permgate",
         description="The Stripe Apps permission system: check, explain, manifests, consent, "
         "gateway, events, scan.",
+        epilog="exit codes (every command lists its own):\n  0  allowed, valid, done\n"
+        "  1  findings (lint, scan, validate) or refused by the store\n  2  bad input\n"
+        "  3  denied (a permission is missing, or the role may not do this)",
+        formatter_class=HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"permgate {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -38,7 +61,26 @@ def build_parser() -> argparse.ArgumentParser:
         register: Callable[..., None] | None = getattr(module, "register", None)
         if register is not None:
             register(sub)
+    for _, p in walk(parser):
+        p.formatter_class = HelpFormatter
+        if p is not parser and p.epilog is None:
+            p.epilog = DEFAULT_EXITS
     return parser
+
+
+def walk(parser: argparse.ArgumentParser, name: str = "permgate"
+         ) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every parser under `parser` with its full command name, parents first; an alias
+    (a second name for the same parser) is listed once, under its first name."""
+    yield name, parser
+    seen: set[int] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                if id(sub) in seen:
+                    continue
+                seen.add(id(sub))
+                yield from walk(sub, f"{name} {sub_name}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,3 +97,14 @@ def main(argv: list[str] | None = None) -> int:
         return e.code
     except BrokenPipeError:
         return EXIT_OK
+    except KeyboardInterrupt:
+        print("permgate: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        # Last line of defence: a user sees one line, not a traceback (PERMGATE_DEBUG=1 shows
+        # it). Every expected failure is a CliError with its own message; this is a bug.
+        if os.environ.get("PERMGATE_DEBUG"):
+            raise
+        print(f"permgate: internal error: {type(e).__name__}: {e} (this is a bug; "
+              "PERMGATE_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return EXIT_BUG

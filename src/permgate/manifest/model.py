@@ -62,7 +62,6 @@ class Change:
     permission: str
     pointers: tuple[str, ...]  # the entries touched (before removal, for "removed")
     message: str
-    previous_purpose: str | None = None
 
 
 def pointer(*parts: str | int) -> str:
@@ -123,10 +122,6 @@ class Manifest:
     @property
     def root(self) -> Node:
         return self._doc.root
-
-    @property
-    def has_junk(self) -> bool:
-        return bool(self._doc.junk)
 
     def replace_text(self, text: str) -> None:
         """Take new text (after an edit) and re-read it; the edit must keep it an object."""

@@ -35,15 +35,43 @@ def resolve_url(url: str | None) -> URL:
     )
 
 
-def create(url: URL) -> Engine:
+def sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite URL (None for PostgreSQL or an in-memory database)."""
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+def create(url: URL, *, create_file: bool = True) -> Engine:
+    """An engine for `url`. With `create_file` false, a SQLite file that does not exist yet is
+    refused instead of created: a command that only reads must not leave an empty file."""
     if url.get_backend_name() == "sqlite":
-        return _sqlite(url)
+        return _sqlite(url, create_file)
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-def _sqlite(url: URL) -> Engine:
-    if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+def _sqlite(url: URL, create_file: bool) -> Engine:
+    path = sqlite_file(url)
+    if path is not None:
+        if path.is_dir():
+            raise StoreError(f"{path} is a folder, not a database file", "bad_database_url")
+        if not create_file and not path.exists():
+            raise StoreError(
+                f"there is no database at {path}: run `permgate db upgrade` to create it",
+                "database_missing",
+            )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise StoreError(
+                f"cannot create the database {path}: {_in_the_way(path.parent)} is a file, "
+                "not a folder", "bad_database_url",
+            ) from None
+        except OSError as e:
+            raise StoreError(
+                f"cannot create the folder {path.parent} for the database: {e.strerror}",
+                "bad_database_url",
+            ) from None
     engine = sa.create_engine(url)
 
     @event.listens_for(engine, "connect")
@@ -64,3 +92,11 @@ def _sqlite(url: URL) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _in_the_way(folder: Path) -> Path:
+    """The first part of `folder` that exists but is not a folder."""
+    for part in reversed((folder, *folder.parents)):
+        if part.exists() and not part.is_dir():
+            return part
+    return folder

@@ -1,0 +1,87 @@
+"""CLI start-up: wall time of whole `permgate` processes, as a user waits for them.
+
+    scripts/bench cli                # or: .venv/bin/python bench/bench_cli.py [--runs 15]
+
+Each command runs `--runs` times as a fresh process (the venv's `permgate` entry point, in a
+temporary folder holding a small manifest); the table gives the median and the best wall
+time, plus `python -c pass` and `python -c "import permgate"` as the floor they stand on.
+The target (issue 16) is <= 150 ms median for check, explain, permissions, validate and lint.
+No assertion: this reports, the reader judges.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MANIFEST = {
+    "id": "com.example.bench", "version": "1.0.0", "name": "Bench",
+    "permissions": [{"permission": "customer_read", "purpose": "Show the customer"}],
+}
+TARGET_MS = 150.0
+
+
+def commands(permgate: str, python: str) -> list[tuple[str, list[str]]]:
+    return [
+        ("python -c pass (floor)", [python, "-c", "pass"]),
+        ("python -c 'import permgate'", [python, "-c", "import permgate"]),
+        ("permgate --version", [permgate, "--version"]),
+        ("permgate check", [permgate, "check", "GET", "/v1/customers/cus_1",
+                            "--grant", "customer_read"]),
+        ("permgate explain", [permgate, "explain", "GET",
+                              "/v1/charges?expand[]=data.customer"]),
+        ("permgate permissions", [permgate, "permissions", "--product", "Billing"]),
+        ("permgate validate", [permgate, "validate", "stripe-app.json"]),
+        ("permgate lint", [permgate, "lint", "stripe-app.json"]),
+        ("permgate events check", [permgate, "events", "check", "invoice.paid",
+                                   "--grant", "event_read", "--grant", "invoice_read"]),
+        ("permgate scan (empty folder)", [permgate, "scan", "empty"]),
+        ("permgate --help", [permgate, "--help"]),
+    ]
+
+
+def time_once(argv: list[str], cwd: str) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   check=False)
+    return (time.perf_counter() - start) * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15, help="processes per command (15)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    bindir = Path(sys.executable).parent
+    permgate = shutil.which("permgate", path=str(bindir)) or "permgate"
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "stripe-app.json").write_text(json.dumps(MANIFEST, indent=2))
+        Path(tmp, "empty").mkdir()
+        env_note = f"{os.cpu_count()} cpus, {sys.version.split()[0]}"
+        for label, argv in commands(permgate, sys.executable):
+            time_once(argv, tmp)  # warm the page cache and .pyc files
+            times = [time_once(argv, tmp) for _ in range(args.runs)]
+            rows.append((label, statistics.median(times), min(times)))
+    if args.json:
+        print(json.dumps([{"command": r[0], "median_ms": round(r[1], 1),
+                           "best_ms": round(r[2], 1)} for r in rows], indent=2))
+        return 0
+    print(f"CLI wall time, {args.runs} runs each ({env_note}); target <= {TARGET_MS:.0f} ms")
+    width = max(len(r[0]) for r in rows)
+    print(f"{'command':<{width}}  {'median':>8}  {'best':>8}")
+    for label, med, best in rows:
+        print(f"{label:<{width}}  {med:>6.0f}ms  {best:>6.0f}ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
