@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from urllib.parse import unquote_plus
 
+from permgate.errors import BadParam as BadParam
+
 NO_EXPAND: tuple[str, ...] = ()
-
-
-class BadParam(ValueError):
-    pass
 
 
 def _key_is_expand(key: str) -> bool:

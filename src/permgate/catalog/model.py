@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
+from permgate.errors import UnknownPermission as UnknownPermission
+
 Level = Literal["read", "write"]
 REQUESTABLE_SOURCES = frozenset({"reference", "schema", "event-table"})
 
@@ -50,16 +52,6 @@ class EventRule:
     @property
     def receivable(self) -> bool:
         return self.event_read_only or bool(self.permissions)
-
-
-class UnknownPermission(ValueError):
-    """A permission name the catalog does not know; carries a suggestion when one is close."""
-
-    def __init__(self, name: str, suggestion: str | None) -> None:
-        self.name = name
-        self.suggestion = suggestion
-        hint = f"; did you mean '{suggestion}'?" if suggestion else ""
-        super().__init__(f"unknown permission '{name}'{hint}")
 
 
 class Catalog:

@@ -16,18 +16,12 @@ import pkgutil
 import sys
 from collections.abc import Callable, Iterator
 
+from permgate.errors import CliError as CliError
+
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_DENIED = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_BUG = 130, 70
 
 DEFAULT_EXITS = "exit codes:\n  0  done\n  1  failed (the message says why)\n  2  bad input"
-
-
-class CliError(Exception):
-    """A one-line reason for the user; `main` prints it and exits with `code`."""
-
-    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class HelpFormatter(argparse.HelpFormatter):

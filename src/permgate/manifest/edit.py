@@ -9,35 +9,15 @@ import tempfile
 from pathlib import Path
 
 from permgate.catalog import Catalog
+from permgate.errors import BadUrl as BadUrl
+from permgate.errors import EmptyPurpose as EmptyPurpose
+from permgate.errors import GrantError as GrantError
+from permgate.errors import NotGranted as NotGranted
+from permgate.errors import NotRequestable as NotRequestable
 from permgate.manifest import jsontext
 from permgate.manifest._catalog import default_catalog
 from permgate.manifest.jsontext import Node
 from permgate.manifest.model import Change, Manifest, ManifestError, describe, pointer
-
-
-class GrantError(ValueError):
-    """A grant or revoke that was refused; the manifest is unchanged."""
-
-
-class NotRequestable(GrantError):
-    def __init__(self, name: str, reason: str) -> None:
-        self.name = name
-        self.reason = reason
-        super().__init__(f"'{name}' cannot be requested by an app: {reason}")
-
-
-class EmptyPurpose(GrantError):
-    def __init__(self) -> None:
-        super().__init__(
-            "the explanation is empty; say why the app needs this permission "
-            "(it is shown to the people who install the app)"
-        )
-
-
-class NotGranted(GrantError):
-    def __init__(self, name: str, manifest: str) -> None:
-        self.name = name
-        super().__init__(f"'{name}' is not granted in {manifest}; nothing to revoke")
 
 
 def _dump(value: str) -> str:
@@ -343,10 +323,6 @@ def _fsync_dir(folder: Path) -> None:
 
 CSP_PATH = ("ui_extension", "content_security_policy")
 CONNECT_SRC = "connect-src"
-
-
-class BadUrl(GrantError):
-    """A connect-src URL Stripe would refuse (the rules of Stripe's `grant url` docs)."""
 
 
 def check_connect_url(url: str) -> str:

@@ -13,20 +13,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from permgate.errors import JsonSyntaxError as JsonSyntaxError
+
 Kind = Literal["object", "array", "string", "number", "literal"]
 JunkKind = Literal["comment", "trailing comma"]
 
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _LITERALS: dict[str, Any] = {"true": True, "false": False, "null": None}
 _WHITESPACE = " \t\n\r"
-
-
-class JsonSyntaxError(ValueError):
-    def __init__(self, message: str, text: str, offset: int) -> None:
-        self.line, self.column = line_column(text, offset)
-        self.offset = offset
-        self.reason = message
-        super().__init__(f"{message} (line {self.line}, column {self.column})")
 
 
 def line_column(text: str, offset: int) -> tuple[int, int]:

@@ -6,28 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from permgate.errors import ManifestError as ManifestError
 from permgate.manifest import jsontext
 from permgate.manifest.jsontext import Document, JsonSyntaxError, Node
 
 DEFAULT_NAME = "stripe-app.json"
 _BOM = "\ufeff"
-
-
-class ManifestError(Exception):
-    """A manifest that cannot be read or edited; the message names the file and place."""
-
-    def __init__(
-        self, message: str, path: str | Path | None = None, line: int | None = None,
-        column: int | None = None,
-    ) -> None:
-        self.reason = message
-        self.path = str(path) if path is not None else None
-        self.line = line
-        self.column = column
-        where = self.path or "<string>"
-        if line is not None:
-            where += f":{line}:{column}"
-        super().__init__(f"{where}: {message}")
 
 
 @dataclass(frozen=True, slots=True)
