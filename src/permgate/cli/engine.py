@@ -99,7 +99,7 @@ def decision_json(d: Decision) -> dict[str, Any]:
 
 
 def print_decision(d: Decision, as_json: bool, out: TextIO | None = None,
-                   hint: str | None = None) -> int:
+                   hint: str | None = None, subject: str | None = None) -> int:
     out = out or sys.stdout
     if as_json:
         data = decision_json(d)
@@ -107,7 +107,8 @@ def print_decision(d: Decision, as_json: bool, out: TextIO | None = None,
             data["hint"] = hint
         print(json.dumps(data), file=out)
     else:
-        op = f"{d.operation.method} {d.operation.path}" if d.operation else "(no operation)"
+        op = (f"{d.operation.method} {d.operation.path}" if d.operation
+              else subject or "(no operation)")
         verdict = "allowed" if d.allowed else f"denied ({d.kind})"
         print(f"{verdict}: {op}", file=out)
         if not d.allowed:

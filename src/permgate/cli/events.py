@@ -66,7 +66,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     engine = permgate.default_engine()
     grant = grant_from_args(engine, args.grant)
     return print_decision(engine.decide_event(args.event_type, grant),
-                          args.format == "json")
+                          args.format == "json", subject=args.event_type)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
