@@ -30,8 +30,8 @@ def _load(raw: str | None) -> Manifest:
 
     path = _path(raw)
     if not path.exists() and raw is None:
-        raise CliError(f"no {DEFAULT_NAME} here: run this in your app's folder, or name the "
-                       "manifest (PATH or --manifest PATH)", EXIT_USAGE)
+        raise CliError(f"no {DEFAULT_NAME} here ({path.absolute()}): run this in your app's "
+                       "folder, or name the manifest (PATH or --manifest PATH)", EXIT_USAGE)
     try:
         m = manifest.load(path)
     except manifest.ManifestError as e:
@@ -125,8 +125,8 @@ def _validate(args: argparse.Namespace) -> int:
 
     path = _path(args.path)
     if not path.exists() and args.path is None:
-        raise CliError(f"no {DEFAULT_NAME} here: run this in your app's folder, or name the "
-                       "manifest (PATH)")
+        raise CliError(f"no {DEFAULT_NAME} here ({path.absolute()}): run this in your app's "
+                       "folder, or name the manifest (PATH)")
     try:
         m = manifest.load(path)
     except manifest.ManifestError as e:

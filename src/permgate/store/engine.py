@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from permgate.store.errors import StoreError
+from permgate.store.errors import SchemaOutOfDate, StoreError
 
 ENV_VAR = "PERMGATE_DB"
 DEFAULT_PATH = Path(".permgate") / "permgate.db"
@@ -56,7 +56,7 @@ def _sqlite(url: URL, create_file: bool) -> Engine:
         if path.is_dir():
             raise StoreError(f"{path} is a folder, not a database file", "bad_database_url")
         if not create_file and not path.exists():
-            raise StoreError(
+            raise SchemaOutOfDate(
                 f"there is no database at {path}: run `permgate db upgrade` to create it",
                 "database_missing",
             )
