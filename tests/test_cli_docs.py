@@ -128,3 +128,12 @@ def test_internal_errors_are_one_line(capsys: pytest.CaptureFixture[str],
     assert main(["permissions"]) == 70
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error: RuntimeError: kaput" in err
+
+
+def test_command_table_names_the_module_that_registers_each_command() -> None:
+    from permgate.cli import COMMANDS
+
+    for command, module in COMMANDS.items():
+        p = build_parser(module)
+        sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+        assert command in sub.choices, (command, module)

@@ -21,6 +21,17 @@ from permgate.errors import CliError as CliError
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_DENIED = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_BUG = 130, 70
 
+# Top-level command -> the module that registers it, so that `permgate check` imports and
+# builds only its own module's parsers. A command missing here still works (the whole parser
+# is built); tests/test_cli_docs.py checks that every entry is right.
+COMMANDS: dict[str, str] = {
+    "permissions": "engine", "check": "engine", "explain": "engine", "events": "events",
+    "serve": "gateway", "grant": "manifest", "revoke": "manifest", "validate": "manifest",
+    "lint": "manifest", "diff": "manifest", "scan": "scan", "db": "store", "apps": "store",
+    "install": "store", "approve": "store", "uninstall": "store", "installs": "store",
+    "keys": "store", "audit": "store", "admin": "store", "webhooks": "webhooks",
+}
+
 DEFAULT_EXITS = "exit codes:\n  0  done\n  1  failed (the message says why)\n  2  bad input"
 
 
@@ -33,7 +44,9 @@ class HelpFormatter(argparse.HelpFormatter):
         return super()._fill_text(text, width, indent)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with `only` (a module of this package) just that module's
+    commands: enough to parse a command line whose command it registers."""
     from permgate import __version__
 
     parser = argparse.ArgumentParser(
@@ -49,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
+        if info.name.startswith("_") or (only is not None and info.name != only):
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         register: Callable[..., None] | None = getattr(module, "register", None)
@@ -77,8 +90,19 @@ def walk(parser: argparse.ArgumentParser, name: str = "permgate"
                 yield from walk(sub, f"{name} {sub_name}")
 
 
+def _command(argv: list[str]) -> str | None:
+    """The top-level command of a command line (None for --help, --version or none)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+        if arg in ("-h", "--help", "--version"):
+            return None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(COMMANDS.get(_command(argv) or ""))
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
