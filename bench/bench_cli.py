@@ -1,10 +1,14 @@
 """CLI start-up: wall time of whole `permgate` processes, as a user waits for them.
 
     scripts/bench cli                # or: .venv/bin/python bench/bench_cli.py [--runs 15]
+    scripts/bench cli --before DIR   # also time another checkout's src/ (e.g. `git archive`
+                                     # of an older commit), interleaved run by run
 
 Each command runs `--runs` times as a fresh process (the venv's `permgate` entry point, in a
 temporary folder holding a small manifest); the table gives the median and the best wall
 time, plus `python -c pass` and `python -c "import permgate"` as the floor they stand on.
+With --before, both versions run through the same launcher (`python -c` importing
+permgate.cli from a given src/), alternating, so that a busy machine slows both alike.
 The target (issue 16) is <= 150 ms median for check, explain, permissions, validate and lint.
 No assertion: this reports, the reader judges.
 """
@@ -48,17 +52,46 @@ def commands(permgate: str, python: str) -> list[tuple[str, list[str]]]:
     ]
 
 
-def time_once(argv: list[str], cwd: str) -> float:
+def time_once(argv: list[str], cwd: str, env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
     subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   check=False)
+                   check=False, env=env)
     return (time.perf_counter() - start) * 1000
+
+
+LAUNCH = "import sys; from permgate.cli import main; sys.argv[0] = 'permgate'; " \
+         "raise SystemExit(main(sys.argv[1:]))"
+
+
+def compare(python: str, before: Path, runs: int, tmp: str) -> None:
+    """Interleaved runs of this checkout's src/ and `before`'s, through the same launcher."""
+    here = Path(__file__).resolve().parent.parent
+    envs = {}
+    for label, root in (("before", before), ("after", here)):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(root / "src")
+        envs[label] = env
+    print(f"{'command':<28}  {'before':>8}  {'after':>8}  after/before (medians, {runs} runs)")
+    for label, argv in commands("permgate", python)[2:]:
+        if argv[0] != "permgate":
+            continue
+        full = [python, "-c", LAUNCH, *argv[1:]]
+        times: dict[str, list[float]] = {"before": [], "after": []}
+        for k in times:
+            time_once(full, tmp, envs[k])
+        for _ in range(runs):
+            for k in times:
+                times[k].append(time_once(full, tmp, envs[k]))
+        b, a = statistics.median(times["before"]), statistics.median(times["after"])
+        print(f"{label:<28}  {b:>6.0f}ms  {a:>6.0f}ms  {a / b:>5.2f}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15, help="processes per command (15)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--before", type=Path, metavar="DIR",
+                        help="a checkout (with src/) to compare with, e.g. an older commit")
     args = parser.parse_args()
     bindir = Path(sys.executable).parent
     permgate = shutil.which("permgate", path=str(bindir)) or "permgate"
@@ -67,6 +100,9 @@ def main() -> int:
         Path(tmp, "stripe-app.json").write_text(json.dumps(MANIFEST, indent=2))
         Path(tmp, "empty").mkdir()
         env_note = f"{os.cpu_count()} cpus, {sys.version.split()[0]}"
+        if args.before is not None:
+            compare(sys.executable, args.before, args.runs, tmp)
+            return 0
         for label, argv in commands(permgate, sys.executable):
             time_once(argv, tmp)  # warm the page cache and .pyc files
             times = [time_once(argv, tmp) for _ in range(args.runs)]
