@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -142,6 +141,8 @@ class Catalog:
         """The documented name closest to a misspelt one (known schema typos first)."""
         if name in self.typos:
             return self.typos[name]
+        import difflib  # only on a miss: not worth its import on every start
+
         close = difflib.get_close_matches(name, list(self.permissions), n=1, cutoff=0.75)
         return close[0] if close else None
 

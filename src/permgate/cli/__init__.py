@@ -102,6 +102,11 @@ def _command(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--version"]:  # the same output as argparse's, without building the parser
+        from permgate import __version__
+
+        print(f"permgate {__version__}")
+        return EXIT_OK
     parser = build_parser(COMMANDS.get(_command(argv) or ""))
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
