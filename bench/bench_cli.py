@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -53,10 +54,21 @@ def commands(permgate: str, python: str) -> list[tuple[str, list[str]]]:
 
 
 def time_once(argv: list[str], cwd: str, env: dict[str, str] | None = None) -> float:
+    return run_once(argv, cwd, env)[0]
+
+
+def run_once(argv: list[str], cwd: str, env: dict[str, str] | None = None
+             ) -> tuple[float, float]:
+    """(wall ms, CPU ms) of one process; CPU (user + system) barely moves when the machine is
+    busy, wall time does: both are reported."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    check=False, env=env)
-    return (time.perf_counter() - start) * 1000
+    wall = (time.perf_counter() - start) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
+    return wall, cpu
 
 
 LAUNCH = "import sys; from permgate.cli import main; sys.argv[0] = 'permgate'; " \
@@ -71,19 +83,23 @@ def compare(python: str, before: Path, runs: int, tmp: str) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(root / "src")
         envs[label] = env
-    print(f"{'command':<28}  {'before':>8}  {'after':>8}  after/before (medians, {runs} runs)")
+    print(f"load {os.getloadavg()[0]:.1f}; medians of {runs} runs, wall (and CPU)")
+    print(f"{'command':<28}  {'before':>15}  {'after':>15}  after/before")
     for label, argv in commands("permgate", python)[2:]:
         if argv[0] != "permgate":
             continue
         full = [python, "-c", LAUNCH, *argv[1:]]
-        times: dict[str, list[float]] = {"before": [], "after": []}
+        times: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
         for k in times:
             time_once(full, tmp, envs[k])
         for _ in range(runs):
             for k in times:
-                times[k].append(time_once(full, tmp, envs[k]))
-        b, a = statistics.median(times["before"]), statistics.median(times["after"])
-        print(f"{label:<28}  {b:>6.0f}ms  {a:>6.0f}ms  {a / b:>5.2f}")
+                times[k].append(run_once(full, tmp, envs[k]))
+        (bw, bc), (aw, ac) = (
+            (statistics.median(r[0] for r in times[k]), statistics.median(r[1] for r in times[k]))
+            for k in ("before", "after"))
+        print(f"{label:<28}  {bw:>5.0f} ({bc:>4.0f})ms  {aw:>5.0f} ({ac:>4.0f})ms  "
+              f"{aw / bw:>5.2f}")
 
 
 def main() -> int:
@@ -105,17 +121,21 @@ def main() -> int:
             return 0
         for label, argv in commands(permgate, sys.executable):
             time_once(argv, tmp)  # warm the page cache and .pyc files
-            times = [time_once(argv, tmp) for _ in range(args.runs)]
-            rows.append((label, statistics.median(times), min(times)))
+            runs = [run_once(argv, tmp) for _ in range(args.runs)]
+            walls, cpus = [r[0] for r in runs], [r[1] for r in runs]
+            rows.append((label, statistics.median(walls), min(walls), statistics.median(cpus)))
     if args.json:
         print(json.dumps([{"command": r[0], "median_ms": round(r[1], 1),
-                           "best_ms": round(r[2], 1)} for r in rows], indent=2))
+                           "best_ms": round(r[2], 1), "cpu_median_ms": round(r[3], 1)}
+                          for r in rows], indent=2))
         return 0
-    print(f"CLI wall time, {args.runs} runs each ({env_note}); target <= {TARGET_MS:.0f} ms")
+    load = os.getloadavg()[0]
+    print(f"CLI wall time, {args.runs} runs each ({env_note}, load {load:.1f}); "
+          f"target <= {TARGET_MS:.0f} ms")
     width = max(len(r[0]) for r in rows)
-    print(f"{'command':<{width}}  {'median':>8}  {'best':>8}")
-    for label, med, best in rows:
-        print(f"{label:<{width}}  {med:>6.0f}ms  {best:>6.0f}ms")
+    print(f"{'command':<{width}}  {'median':>8}  {'best':>8}  {'cpu':>8}")
+    for label, med, best, cpu in rows:
+        print(f"{label:<{width}}  {med:>6.0f}ms  {best:>6.0f}ms  {cpu:>6.0f}ms")
     return 0
 
 
