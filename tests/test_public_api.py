@@ -69,3 +69,26 @@ def test_errors_module_imports_nothing_of_permgate() -> None:
     out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_docs_api_examples_run() -> None:
+    """The ```python blocks of docs/api.md run, and each value a comment promises holds."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 2
+    scope: dict[str, object] = {}
+    for block in blocks:
+        exec(block, scope)
+    checked = 0
+    for block in blocks:
+        for line in block.splitlines():
+            code, _, comment = line.partition("#")
+            want = comment.strip()
+            if line.startswith(" ") or not re.fullmatch(r"True|False|'\w+'|\('\w+',\)", want):
+                continue
+            assert repr(eval(code.strip(), scope)) == want, (code, want)
+            checked += 1
+    assert checked >= 4
