@@ -53,25 +53,11 @@ def create(url: URL, *, create_file: bool = True) -> Engine:
 def _sqlite(url: URL, create_file: bool) -> Engine:
     path = sqlite_file(url)
     if path is not None:
-        if path.is_dir():
-            raise StoreError(f"{path} is a folder, not a database file", "bad_database_url")
-        if not create_file and not path.exists():
-            raise SchemaOutOfDate(
-                f"there is no database at {path}: run `permgate db upgrade` to create it",
-                "database_missing",
-            )
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            raise StoreError(
-                f"cannot create the database {path}: {_in_the_way(path.parent)} is a file, "
-                "not a folder", "bad_database_url",
-            ) from None
-        except OSError as e:
-            raise StoreError(
-                f"cannot create the folder {path.parent} for the database: {e.strerror}",
-                "bad_database_url",
-            ) from None
+            _check_sqlite_path(path, create_file)
+        except OSError as e:  # a name too long, a loop of links, ...
+            raise StoreError(f"cannot use {str(path)[:200]} as a database: {e.strerror}",
+                             "bad_database_url") from None
     engine = sa.create_engine(url)
 
     @event.listens_for(engine, "connect")
@@ -92,6 +78,29 @@ def _sqlite(url: URL, create_file: bool) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _check_sqlite_path(path: Path, create_file: bool) -> None:
+    """Refuse what cannot be a database file; create its folder only when allowed."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder, not a database file", "bad_database_url")
+    if not create_file and not path.exists():
+        raise SchemaOutOfDate(
+            f"there is no database at {path}: run `permgate db upgrade` to create it",
+            "database_missing",
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StoreError(
+            f"cannot create the database {path}: {_in_the_way(path.parent)} is a file, "
+            "not a folder", "bad_database_url",
+        ) from None
+    except OSError as e:
+        raise StoreError(
+            f"cannot create the folder {path.parent} for the database: {e.strerror}",
+            "bad_database_url",
+        ) from None
 
 
 def _in_the_way(folder: Path) -> Path:

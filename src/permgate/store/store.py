@@ -155,7 +155,9 @@ class Store:
             if where is not None and "not a database" in str(e.orig):
                 raise StoreError(f"{where} is not a permgate database (it is not SQLite at "
                                  "all)", "not_a_database") from e
-            raise StoreError(f"cannot open the database: {e.orig}", "database_unavailable") from e
+            reason = " ".join(str(e.orig).split())  # drivers' messages span lines
+            raise StoreError(f"cannot open the database: {reason}",
+                             "database_unavailable") from e
         except BaseException:
             engine.dispose()
             raise
