@@ -142,3 +142,7 @@ def test_batch_unknown_key_is_an_error_on_its_line(tmp_path: Path) -> None:
     f.write_text(json.dumps({"method": "GET", "path": "/v1/customers",
                              "grants": ["customer_read"]}) + "\n")
     assert pg(tmp_path, "check", "--batch", str(f)).returncode == 0
+    f.write_bytes(b"\xd0\xff not utf-8\n" + f.read_bytes())  # that line only is an error
+    p = pg(tmp_path, "check", "--batch", str(f))
+    rows = [json.loads(x) for x in p.stdout.splitlines()]
+    assert p.returncode == 2 and "invalid JSON" in rows[0]["error"] and rows[1]["allowed"]

@@ -145,12 +145,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _batch_lines(source: str) -> Iterator[str]:
+    # Bytes decoded line by line: a line that is not UTF-8 becomes that line's error (its
+    # replacement characters are not JSON), not the end of the batch.
     if source == "-":
-        yield from sys.stdin
+        for raw in sys.stdin.buffer:
+            yield raw.decode("utf-8", errors="replace")
         return
     try:
-        with open(source, encoding="utf-8") as f:
-            yield from f
+        with open(source, "rb") as f:
+            for raw in f:
+                yield raw.decode("utf-8", errors="replace")
     except OSError as e:
         raise CliError(f"cannot read batch file {source}: {e.strerror}") from None
 
