@@ -62,7 +62,7 @@ def generate(root: Path, n: int) -> None:
 def _measure(root: str, queue: mp.Queue[dict[str, float]]) -> None:
     from permgate.scan.scanner import scan_tree
 
-    events = frozenset(permgate.catalog.events)
+    events = frozenset(permgate.engine.catalog.events)
     scan_tree(Path(__file__).parent, events)  # warm: grammars, SDK table, engine
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()

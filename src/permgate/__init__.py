@@ -5,51 +5,56 @@
                         grants={"customer_read"}, account="acct_1")
     d.allowed, d.missing, d.message
 
-`permgate.engine` holds Stripe's catalog, operations and expansion graph, loaded once on
-first use; `permgate.catalog.<attr>` reads Stripe's Catalog (`permgate.catalog.permissions`);
-`permgate.load(...)` builds an Engine for another API from documents of the same shape.
+`permgate.engine` is Stripe's Engine (catalog, operations, expansion graph), loaded at import
+(a few milliseconds); `permgate.engine.catalog` is Stripe's Catalog, the one copy every layer
+shares. `permgate.load(...)` builds an Engine for another API from documents of the same shape.
+Everything public is listed in `__all__` and documented in docs/api.md.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
 
 from permgate.api import BadPath, Operation
 from permgate.catalog import Catalog, EventRule, Permission, UnknownPermission
-from permgate.decision import Decision, Engine, Grant
+from permgate.decision import Body, Decision, Engine, Grant
+from permgate.errors import PermgateError
 from permgate.load import load
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    engine: Engine
-    decide: Callable[..., Decision]
-    decide_event: Callable[..., Decision]
 
 __version__ = "0.1.0"
 
-_default: Engine | None = None
+engine: Engine = load()
+"""Stripe's engine: the one every command, the gateway and events decide with."""
 
 
 def default_engine() -> Engine:
-    """Stripe's engine, loaded once (on first use, so that `import permgate.x` stays cheap)."""
-    global _default
-    if _default is None:
-        _default = load()
-    return _default
+    """Stripe's engine (the same object as `permgate.engine`)."""
+    return engine
 
 
-def __getattr__(name: str) -> Any:
-    if name == "engine":
-        return default_engine()
-    if name == "decide":
-        return default_engine().decide
-    if name == "decide_event":
-        return default_engine().decide_event
-    raise AttributeError(f"module 'permgate' has no attribute {name!r}")
+def decide(
+    method: str,
+    target: str,
+    body: Body = None,
+    grants: Grant | Iterable[str] = (),
+    *,
+    expand: Iterable[str] = (),
+    account: str | None = None,
+) -> Decision:
+    """Decide one API request against Stripe's tables: `target` is the path with its query
+    string, `body` the form-encoded body (or None), `grants` the permissions the app holds
+    (names, or a Grant from `engine.grant(names)`). See `Engine.decide`."""
+    return engine.decide(method, target, body, grants, expand=expand, account=account)
+
+
+def decide_event(event_type: str, grants: Grant | Iterable[str] = ()) -> Decision:
+    """May an app holding `grants` receive `event_type`? (event_read plus one of the event's
+    permissions). See `Engine.decide_event`."""
+    return engine.decide_event(event_type, grants)
 
 
 __all__ = [
-    "BadPath", "Catalog", "Decision", "Engine", "EventRule", "Grant", "Operation", "Permission",
-    "UnknownPermission", "catalog", "decide", "decide_event", "default_engine", "engine", "load",
+    "BadPath", "Catalog", "Decision", "Engine", "EventRule", "Grant", "Operation",
+    "PermgateError", "Permission", "UnknownPermission", "__version__", "decide", "decide_event",
+    "default_engine", "engine", "load",
 ]

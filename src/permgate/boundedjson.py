@@ -11,12 +11,14 @@ import json
 import re
 from typing import Any
 
+from permgate.errors import PermgateError
+
 MAX_DEPTH = 64
 # A string (escapes included), or one bracket. Everything else cannot change the depth.
 _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
 
 
-class JsonRefused(ValueError):
+class JsonRefused(PermgateError, ValueError):
     """Not JSON we accept: malformed, not UTF-8, a non-finite number, or nested too deep."""
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from permgate.api.expand import graph_from_documents
 from permgate.api.operations import operations_from_document
-from permgate.catalog import catalog_from_documents, read_json
+from permgate.catalog import catalog_from_documents, read_json, stripe_catalog
 from permgate.decision import Engine
 
 Source = str | Path
@@ -35,7 +35,10 @@ def load(
     name: str = "stripe",
 ) -> Engine:
     """An Engine from five documents (paths, or `permgate:` package data names)."""
-    catalog = catalog_from_documents(name, read_json(permissions), read_json(events))
+    if (permissions, events, name) == (STRIPE["permissions"], STRIPE["events"], "stripe"):
+        catalog = stripe_catalog()  # the one copy of Stripe's catalog, shared
+    else:
+        catalog = catalog_from_documents(name, read_json(permissions), read_json(events))
     exp_doc: Any = read_json(expansions)
     field_permissions = {
         (r["object"], r["field"]): r["permission"] for r in exp_doc.get("field_permissions", [])

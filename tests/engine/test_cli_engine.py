@@ -60,7 +60,7 @@ def test_batch_keeps_order_and_survives_bad_lines(tmp_path: Path,
     f = tmp_path / "batch.jsonl"
     f.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n")
     code, out, _ = run(capsys, "check", "--batch", str(f))
-    assert code == 0
+    assert code == 2  # some line is invalid (that wins over a denied line)
     rows = [json.loads(x) for x in out.splitlines()]
     assert len(rows) == 5
     assert rows[0]["allowed"] is True
@@ -75,7 +75,7 @@ def test_batch_from_stdin_subprocess() -> None:
     req = json.dumps({"method": "GET", "path": "/v1/customers/cus_1", "grants": []})
     p = subprocess.run([sys.executable, "-m", "permgate", "check", "--batch", "-"], input=req,
                        capture_output=True, text=True, check=False, cwd=ROOT)
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 3, p.stderr  # the line is denied
     assert json.loads(p.stdout)["allowed"] is False
 
 

@@ -139,5 +139,5 @@ def test_top_level_shortcuts_are_the_default_engine() -> None:
     d = permgate.decide("GET", "/v1/customers/cus_1", grants={"customer_read"})
     assert d.allowed
     assert permgate.decide_event("customer.created", {"event_read", "customer_read"}).allowed
-    assert permgate.catalog.permissions["credit_note_read"].implies == ("invoice_read",)
+    assert permgate.engine.catalog.permissions["credit_note_read"].implies == ("invoice_read",)
     assert permgate.engine is permgate.default_engine()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from tests.store.conftest import APP, manifest_text
 
-from permgate.cli import EXIT_DENIED, EXIT_FINDINGS, EXIT_OK, main
+from permgate.cli import EXIT_DENIED, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, main
 
 ACCT = "acct_1Cli"
 
@@ -122,7 +122,7 @@ def test_stale_approval_and_invalid_manifest(cli: Cli) -> None:
     assert "customer_reed" in cli.err and cli.err.count("\n") == 1
     assert [a["latest_version"] for a in cli.json("apps", "list")] == ["1.2.0"]
     missing = str(cli.tmp / "nope.json")
-    assert cli("apps", "upload", missing) == EXIT_FINDINGS and "nope.json" in cli.err
+    assert cli("apps", "upload", missing) == EXIT_USAGE and "nope.json" in cli.err
 
 
 def test_default_database_and_env(

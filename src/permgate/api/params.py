@@ -14,18 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from urllib.parse import unquote, unquote_plus
 
+from permgate.errors import BadParam as BadParam
+
 NO_EXPAND: tuple[str, ...] = ()
 MAX_EXPANSIONS = 64  # per request; Stripe apps send a handful, and the graph has few paths
 MAX_EXPAND_BYTES = 512  # per expansion path (4 steps of the longest field names fit)
 _DECODE_ROUNDS = 4
-
-
-class BadParam(ValueError):
-    """A request parameter refused before deciding (HTTP 400 with `param`)."""
-
-    def __init__(self, message: str, param: str | None = "expand") -> None:
-        super().__init__(message)
-        self.param = param
 
 
 def _first_word(key: str) -> str:

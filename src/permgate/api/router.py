@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from permgate.api.operations import Operation
+from permgate.errors import BadPath as BadPath
 
 MAX_PATH = 2048
 _HOSTILE_ESCAPES = ("%2f", "%2e", "%00", "%5c", "%25")
@@ -27,10 +28,6 @@ _ID = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*", re.ASCII)
 # Keys that cannot collide with path segments (which are always str).
 _PARAM = 0
 _OPS = 1
-
-
-class BadPath(ValueError):
-    """A path refused before routing: it could mean something other than what it says."""
 
 
 def segment_reason(seg: str) -> str | None:

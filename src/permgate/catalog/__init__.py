@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = [
     "AlsoRequest", "Catalog", "EventRule", "Level", "Permission", "UnknownPermission",
-    "catalog_from_documents", "load_catalog", "read_json",
+    "catalog_from_documents", "load_catalog", "read_json", "stripe_catalog",
 ]
 
 
@@ -70,11 +71,8 @@ def load_catalog(
     return catalog_from_documents(name, read_json(permissions), read_json(events))
 
 
-def __getattr__(name: str) -> Any:
-    # `permgate.catalog.permissions`, `.satisfiers(...)`, ... read Stripe's catalog: the
-    # package doubles as the default Catalog so that the public surface stays small.
-    if name.startswith("__"):
-        raise AttributeError(name)
-    from permgate import default_engine
-
-    return getattr(default_engine().catalog, name)
+@functools.cache
+def stripe_catalog() -> Catalog:
+    """Stripe's catalog, loaded once: `permgate.engine.catalog` is this same object, and the
+    manifest layer reads it here without loading the API tables."""
+    return load_catalog()

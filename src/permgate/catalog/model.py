@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
+
+from permgate.errors import UnknownPermission as UnknownPermission
 
 Level = Literal["read", "write"]
 REQUESTABLE_SOURCES = frozenset({"reference", "schema", "event-table"})
@@ -50,16 +51,6 @@ class EventRule:
     @property
     def receivable(self) -> bool:
         return self.event_read_only or bool(self.permissions)
-
-
-class UnknownPermission(ValueError):
-    """A permission name the catalog does not know; carries a suggestion when one is close."""
-
-    def __init__(self, name: str, suggestion: str | None) -> None:
-        self.name = name
-        self.suggestion = suggestion
-        hint = f"; did you mean '{suggestion}'?" if suggestion else ""
-        super().__init__(f"unknown permission '{name}'{hint}")
 
 
 class Catalog:
@@ -150,6 +141,8 @@ class Catalog:
         """The documented name closest to a misspelt one (known schema typos first)."""
         if name in self.typos:
             return self.typos[name]
+        import difflib  # only on a miss: not worth its import on every start
+
         close = difflib.get_close_matches(name, list(self.permissions), n=1, cutoff=0.75)
         return close[0] if close else None
 

@@ -11,7 +11,7 @@ import json
 from datetime import timedelta
 
 from permgate.cli import EXIT_OK
-from permgate.cli._common import current_user, open_store
+from permgate.cli._common import STORE_EXITS, add_db, add_format, current_user, open_store
 
 
 def _link(args: argparse.Namespace) -> int:
@@ -24,7 +24,7 @@ def _link(args: argparse.Namespace) -> int:
             actor=f"cli:{current_user()}", return_url=args.return_url, next_path=args.next,
             ttl=timedelta(seconds=args.expires_in))
     url = f"{args.url.rstrip('/')}/console/links/{link.secret}"
-    if args.json:
+    if args.format == "json":
         print(json.dumps({"url": url, "account": link.account, "user_id": link.user_id,
                           "role": link.role, "expires_at": link.expires_at.isoformat()}))
     else:
@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "link", help="print a one-time link that signs a person in to one account",
         description="Print a single-use link that opens a browser session on the consent "
         "pages for one user on one account. Only roles admin and super_admin may install, "
-        "approve or uninstall; other roles see, read-only.")
+        "approve or uninstall; other roles see, read-only.", epilog=STORE_EXITS)
     link.add_argument("--account", required=True, metavar="ACCT", help="acct_...")
     link.add_argument("--user", required=True, metavar="ID", help="the platform's user id")
     link.add_argument("--name", default=None, help="display name (default: the user id)")
@@ -57,7 +57,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                       help="the platform page the console links back to")
     link.add_argument("--expires-in", type=int, default=300, metavar="SECONDS",
                       help="how long the link may wait to be opened (default 300, max 1800)")
-    link.add_argument("--db", metavar="URL", default=None,
-                      help="store (default: $PERMGATE_DB, else sqlite:///.permgate/permgate.db)")
-    link.add_argument("--json", action="store_true", help="print JSON")
+    add_db(link)
+    add_format(link, what="the link")
     link.set_defaults(func=_link)

@@ -6,40 +6,74 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable, Iterator
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import permgate
 from permgate import boundedjson
 from permgate.api.expand import Expansion
 from permgate.api.params import expand_from_form
 from permgate.catalog import UnknownPermission
-from permgate.cli import EXIT_DENIED, EXIT_OK, CliError
+from permgate.cli import EXIT_DENIED, EXIT_OK, EXIT_USAGE, CliError
+from permgate.cli._common import add_format, exit_codes
 from permgate.decision import Decision, Engine, Grant
+
+BATCH_KEYS = ("method", "path", "grants", "expand", "account", "body")
+BATCH_HELP = """\
+--batch FILE (or - for stdin): one JSON object per line, for example
+  {"method": "GET", "path": "/v1/charges/ch_1?expand[]=customer", "grants": ["charge_read"]}
+keys: method, path (required); grants, expand (lists of strings); account, body (strings:
+the account named in the message, a form-encoded request body). Any other key is an error
+on that line. Out: one JSON object per line, in order: the decision, or {"error", "line"}.
+"""
+CHECK_EXITS = exit_codes(
+    "0  allowed (--batch: every line allowed)",
+    "2  bad input (--batch: some line is invalid)",
+    "3  denied or refused (--batch: some line is denied, none invalid)",
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("permissions", help="list the permission catalog")
-    p.add_argument("--product", help="only this product (e.g. Billing, Core)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser("permissions", help="list the permission catalog",
+                       description="Every permission Stripe documents, with its product, "
+                       "implications and source.",
+                       epilog=exit_codes("0  listed", "2  no such product"))
+    p.add_argument("--product", metavar="PRODUCT",
+                   help="only this product (e.g. Billing, Core); an unknown one lists them")
+    add_format(p, what="the catalog")
     p.set_defaults(func=cmd_permissions)
 
     p = sub.add_parser(
         "check", help="decide whether a request is allowed",
-        description="Exit 0 allowed, 3 denied (or refused), 2 bad input.",
+        description="Decide one API request (or a batch of them) against a set of granted "
+        "permissions, as the gateway would.",
+        epilog=BATCH_HELP + "\n" + CHECK_EXITS,
     )
-    p.add_argument("method", nargs="?", help="GET, POST or DELETE")
-    p.add_argument("path", nargs="?", help="request path, may carry a query string")
-    p.add_argument("--expand", action="append", default=[], metavar="FIELD")
-    p.add_argument("--grant", action="append", default=[], metavar="PERMISSION")
-    p.add_argument("--account", help="account id named in the message")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--batch", metavar="FILE", help="JSON lines in (FILE or -), JSON lines out")
+    p.add_argument("method", nargs="?", metavar="METHOD", help="GET, POST or DELETE")
+    p.add_argument("path", nargs="?", metavar="PATH",
+                   help="the request path, e.g. '/v1/charges/ch_1?expand[]=customer' "
+                   "(quote it: ? and [] mean something to the shell)")
+    p.add_argument("--expand", action="append", default=[], metavar="FIELD",
+                   help="an expansion, as expand[]=FIELD would ask (repeatable)")
+    p.add_argument("--grant", action="append", default=[], metavar="PERMISSION",
+                   help="a permission the app holds (repeatable; none: the app holds nothing)")
+    p.add_argument("--account", metavar="ACCT", help="account id named in the message")
+    add_format(p, what="the decision")
+    p.add_argument("--batch", metavar="FILE", help="decide JSON lines from FILE (- for stdin); "
+                   "the line format is below")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("explain", help="what would allow a request, for a person")
-    p.add_argument("method")
-    p.add_argument("path")
-    p.add_argument("--expand", action="append", default=[], metavar="FIELD")
+    p = sub.add_parser("explain", help="what would allow a request, for a person",
+                       description="The operation a request maps to, what each expansion "
+                       "reaches, and the permissions that would allow it.",
+                       epilog=exit_codes("0  the request maps to an operation apps may use",
+                                         "2  bad input",
+                                         "3  refused: unknown path, unavailable to apps, or a "
+                                         "bad expansion"))
+    p.add_argument("method", metavar="METHOD", help="GET, POST or DELETE")
+    p.add_argument("path", metavar="PATH", help="the request path, may carry a query string")
+    p.add_argument("--expand", action="append", default=[], metavar="FIELD",
+                   help="an expansion, as expand[]=FIELD would ask (repeatable)")
+    add_format(p, what="the explanation")
     p.set_defaults(func=cmd_explain)
 
 
@@ -66,17 +100,36 @@ def decision_json(d: Decision) -> dict[str, Any]:
     return d.as_dict()
 
 
-def print_decision(d: Decision, as_json: bool, out: TextIO | None = None) -> int:
+def print_decision(d: Decision, as_json: bool, out: TextIO | None = None,
+                   hint: str | None = None, subject: str | None = None) -> int:
     out = out or sys.stdout
     if as_json:
-        print(json.dumps(decision_json(d)), file=out)
+        data = decision_json(d)
+        if hint:
+            data["hint"] = hint
+        print(json.dumps(data), file=out)
     else:
-        op = f"{d.operation.method} {d.operation.path}" if d.operation else "(no operation)"
+        op = (f"{d.operation.method} {d.operation.path}" if d.operation
+              else subject or "(no operation)")
         verdict = "allowed" if d.allowed else f"denied ({d.kind})"
         print(f"{verdict}: {op}", file=out)
         if not d.allowed:
             print(d.message, file=out)
+        if hint:
+            print(f"hint: {hint}", file=out)
     return EXIT_OK if d.allowed else EXIT_DENIED
+
+
+def path_hint(engine: Engine, method: str, target: str, d: Decision) -> str | None:
+    """For an unknown path that Stripe knows under /v1: say so (the commonest slip)."""
+    if d.kind != "unknown" or target.startswith(("/v1/", "/v2/")):
+        return None
+    fixed = "/v1" + target
+    try:
+        known = engine.route(method, fixed.partition("?")[0]) is not None
+    except ValueError:
+        return None
+    return f"Stripe API paths start with /v1: did you mean {fixed}?" if known else None
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -88,63 +141,85 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not args.method or not args.path:
         raise CliError("usage: permgate check METHOD PATH [--expand F]... [--grant P]...")
     grant = grant_from_args(engine, args.grant)
-    d = engine.decide(_method(args.method), _path(args.path), None, grant,
-                      expand=args.expand, account=args.account)
-    return print_decision(d, args.json)
+    method, target = _method(args.method), _path(args.path)
+    d = engine.decide(method, target, None, grant, expand=args.expand, account=args.account)
+    return print_decision(d, args.format == "json", hint=path_hint(engine, method, target, d))
 
 
 MAX_BATCH_LINE = 1 << 16  # a request line is far smaller; /dev/zero has no newline at all
 
 
-def _bounded_lines(f: TextIO, source: str) -> Iterator[str]:
+def _bounded_lines(f: BinaryIO, source: str) -> Iterator[str]:
     number = 0
     while True:
-        line = f.readline(MAX_BATCH_LINE + 1)
-        if not line:
+        raw = f.readline(MAX_BATCH_LINE + 1)
+        if not raw:
             return
         number += 1
-        if len(line) > MAX_BATCH_LINE:
-            raise CliError(f"{source}: line {number} is longer than {MAX_BATCH_LINE} characters")
-        yield line
+        if len(raw) > MAX_BATCH_LINE:
+            raise CliError(f"{source}: line {number} is longer than {MAX_BATCH_LINE} bytes")
+        yield raw.decode("utf-8", errors="replace")
 
 
 def _batch_lines(source: str) -> Iterator[str]:
+    # Bytes decoded line by line: a line that is not UTF-8 becomes that line's error (its
+    # replacement characters are not JSON), not the end of the batch.
     if source == "-":
-        yield from _bounded_lines(sys.stdin, "stdin")
+        yield from _bounded_lines(sys.stdin.buffer, "stdin")
         return
     try:
-        with open(source, encoding="utf-8") as f:
+        with open(source, "rb") as f:
             yield from _bounded_lines(f, source)
     except OSError as e:
         raise CliError(f"cannot read batch file {source}: {e.strerror}") from None
 
 
 def run_batch(engine: Engine, source: str) -> int:
-    """One JSON object out per line in, in order; a bad line gets an error object."""
+    """One JSON object out per line in, in order; a bad line gets an error object.
+
+    Exit 2 when any line is invalid, else 3 when any line is denied, else 0."""
     out = sys.stdout
+    invalid = denied = False
     for number, line in enumerate(_batch_lines(source), 1):
         if not line.strip():
             continue
         try:
-            item = boundedjson.loads(line)
-            if not isinstance(item, dict):
-                raise CliError("each line must be a JSON object")
-            method, path = item.get("method"), item.get("path")
-            expand, grants = item.get("expand", []), item.get("grants", [])
-            if not isinstance(method, str) or not isinstance(path, str):
-                raise CliError("'method' and 'path' must be strings")
-            if not _str_list(expand) or not _str_list(grants):
-                raise CliError("'expand' and 'grants' must be lists of strings")
-            d = engine.decide(_method(method), _path(path), None, grant_from_args(engine, grants),
-                              expand=expand, account=item.get("account"))
+            d = _batch_decision(engine, line)
+            denied = denied or not d.allowed
             out.write(json.dumps(decision_json(d)) + "\n")
         except boundedjson.JsonRefused as e:
+            invalid = True
             out.write(json.dumps({"error": f"line {number}: invalid JSON: {e}",
                                   "line": number}) + "\n")
         except CliError as e:
+            invalid = True
             out.write(json.dumps({"error": f"line {number}: {e}", "line": number}) + "\n")
     out.flush()
-    return EXIT_OK
+    return EXIT_USAGE if invalid else EXIT_DENIED if denied else EXIT_OK
+
+
+def _batch_decision(engine: Engine, line: str) -> Decision:
+    item = boundedjson.loads(line)
+    if not isinstance(item, dict):
+        raise CliError("each line must be a JSON object")
+    unknown = sorted(set(item) - set(BATCH_KEYS))
+    if unknown:
+        hints = {"grant": "grants", "permissions": "grants", "expansions": "expand",
+                 "url": "path", "verb": "method"}
+        named = ", ".join(f"'{k}'" + (f" (did you mean '{hints[k]}'?)" if k in hints else "")
+                          for k in unknown)
+        raise CliError(f"unknown key {named}; the keys are {', '.join(BATCH_KEYS)}")
+    method, path = item.get("method"), item.get("path")
+    expand, grants = item.get("expand", []), item.get("grants", [])
+    account, body = item.get("account"), item.get("body")
+    if not isinstance(method, str) or not isinstance(path, str):
+        raise CliError("'method' and 'path' must be strings")
+    if not _str_list(expand) or not _str_list(grants):
+        raise CliError("'expand' and 'grants' must be lists of strings")
+    if not isinstance(account, str | None) or not isinstance(body, str | None):
+        raise CliError("'account' and 'body' must be strings")
+    return engine.decide(_method(method), _path(path), body, grant_from_args(engine, grants),
+                         expand=expand, account=account)
 
 
 def _str_list(value: object) -> bool:
@@ -155,7 +230,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
     engine = permgate.default_engine()
     method, target = _method(args.method), _path(args.path)
     d = engine.requirements(method, target, expand=args.expand)
-    print(explain_text(engine, method, target, d, args.expand))
+    hint = path_hint(engine, method, target, d)
+    if args.format == "json":
+        data = decision_json(d)
+        if hint:
+            data["hint"] = hint
+        print(json.dumps(data, indent=2))
+    else:
+        print(explain_text(engine, method, target, d, args.expand))
+        if hint:
+            print(f"hint: {hint}")
     return EXIT_OK if d.kind in ("allowed", "missing") else EXIT_DENIED
 
 
@@ -219,7 +303,7 @@ def cmd_permissions(args: argparse.Namespace) -> int:
         if not rows:
             products = sorted({p.product for p in cat.permissions.values() if p.product})
             raise CliError(f"no product {args.product!r}; products: {', '.join(products)}")
-    if args.json:
+    if args.format == "json":
         print(json.dumps([
             {"name": p.name, "level": p.level, "product": p.product, "resource": p.title,
              "description": p.description, "implies": list(p.implies),

@@ -16,25 +16,45 @@ from pathlib import Path
 
 import permgate
 from permgate.cli import EXIT_FINDINGS, EXIT_OK, CliError
+from permgate.cli._common import (
+    STORE_EXITS,
+    add_app,
+    add_db,
+    add_format,
+    app_of,
+    exit_codes,
+    read_key_file,
+)
 from permgate.cli.engine import grant_from_args, print_decision
+
+RUN_EXITS = exit_codes("0  stopped (or --once: done)", "1  the store or the upstream refused",
+                       "2  bad input")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("events", help="event permissions (and, with a store, deliveries)")
+    p = sub.add_parser("events", help="event permissions (and, with a store, deliveries)",
+                       description="Which events a set of permissions may receive; with a "
+                       "store, the outbox and the processes that fill and empty it.")
     events = p.add_subparsers(dest="events_command", metavar="SUBCOMMAND")
     p.set_defaults(func=lambda args: _usage(p))
 
     c = events.add_parser("check", help="may a grant set receive this event type?",
-                          description="Exit 0 allowed, 3 denied, 2 bad input.")
-    c.add_argument("event_type")
-    c.add_argument("--grant", action="append", default=[], metavar="PERMISSION")
-    c.add_argument("--json", action="store_true")
+                          description="May an app holding these permissions receive this "
+                          "event type? (event_read plus one of the event's permissions)",
+                          epilog=exit_codes("0  allowed", "2  bad input (unknown permission)",
+                                            "3  denied (or an unknown event type)"))
+    c.add_argument("event_type", metavar="EVENT_TYPE", help="e.g. invoice.paid")
+    c.add_argument("--grant", action="append", default=[], metavar="PERMISSION",
+                   help="a permission the app holds (repeatable)")
+    add_format(c, what="the decision")
     c.set_defaults(func=cmd_check)
 
-    ls = events.add_parser("list", help="event types and what allows each")
+    ls = events.add_parser("list", help="event types and what allows each",
+                           description="Every event type and the permissions it needs.",
+                           epilog=exit_codes("0  listed", "2  bad input (unknown permission)"))
     ls.add_argument("--grant", action="append", default=None, metavar="PERMISSION",
-                    help="only the events these permissions allow")
-    ls.add_argument("--json", action="store_true")
+                    help="only the events these permissions allow (repeatable)")
+    add_format(ls, what="the events")
     ls.set_defaults(func=cmd_list)
     _register_delivery(events)
 
@@ -46,7 +66,8 @@ def _usage(p: argparse.ArgumentParser) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     engine = permgate.default_engine()
     grant = grant_from_args(engine, args.grant)
-    return print_decision(engine.decide_event(args.event_type, grant), args.json)
+    return print_decision(engine.decide_event(args.event_type, grant),
+                          args.format == "json", subject=args.event_type)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -55,7 +76,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.grant is not None:
         allowed = set(engine.receivable_events(grant_from_args(engine, args.grant)))
         rules = [r for r in rules if r.type in allowed]
-    if args.json:
+    if args.format == "json":
         print(json.dumps([
             {"type": r.type, "permissions": list(r.permissions),
              "event_read_only": r.event_read_only, "source": r.source, "note": r.note}
@@ -78,30 +99,38 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _register_delivery(events: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     db = argparse.ArgumentParser(add_help=False)
-    db.add_argument("--db", metavar="URL", default=None,
-                    help="sqlite:///PATH or postgresql://... (default: $PERMGATE_DB)")
+    add_db(db)
 
-    d = events.add_parser("deliveries", parents=[db], help="deliveries in the outbox")
-    d.add_argument("--app", metavar="APP_ID")
-    d.add_argument("--status", choices=("pending", "delivered", "failed", "cancelled"))
-    d.add_argument("--event", metavar="EVENT_ID")
-    d.add_argument("--limit", type=int, default=None)
-    d.add_argument("--json", action="store_true")
+    d = events.add_parser("deliveries", parents=[db], help="deliveries in the outbox",
+                          description="Deliveries in the outbox: what was sent, what is pending.",
+                          epilog=STORE_EXITS)
+    add_app(d, optional=True)
+    d.add_argument("--status", choices=("pending", "delivered", "failed", "cancelled"),
+                   help="only deliveries in this state")
+    d.add_argument("--event", metavar="EVENT_ID", help="only deliveries of this event (evt_...)")
+    d.add_argument("--limit", type=int, default=None, metavar="N", help="at most N deliveries")
+    add_format(d, what="the deliveries")
     d.set_defaults(func=cmd_deliveries)
 
     r = events.add_parser("resend", parents=[db],
-                          help="queue an event again for an app's endpoints")
-    r.add_argument("event_id", metavar="EVENT_ID")
-    r.add_argument("--app", required=True, metavar="APP_ID")
+                          help="queue an event again for an app's endpoints",
+                          description="Queue an event again for an app's endpoints "
+                          "(permissions are checked again).", epilog=STORE_EXITS)
+    r.add_argument("event_id", metavar="EVENT_ID", help="the event, evt_...")
+    add_app(r, optional=True)
     r.set_defaults(func=cmd_resend)
 
     w = events.add_parser("worker", parents=[db], help="deliver the outbox (runs until stopped)",
-                          description="Several workers may share one PostgreSQL outbox.")
+                          description="Deliver the outbox, with retries. Several workers may "
+                          "share one PostgreSQL outbox.", epilog=RUN_EXITS)
     w.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
-    w.add_argument("--batch", type=int, default=100)
-    w.add_argument("--concurrency", type=int, default=16)
-    w.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP attempt")
-    w.add_argument("--lease", type=float, default=None,
+    w.add_argument("--batch", type=int, default=100, metavar="N",
+                   help="attempts claimed per round (default 100)")
+    w.add_argument("--concurrency", type=int, default=16, metavar="N",
+                   help="HTTP attempts in flight at once (default 16)")
+    w.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="seconds per HTTP attempt (default 10)")
+    w.add_argument("--lease", type=float, default=None, metavar="SECONDS",
                    help="seconds a claimed attempt is reserved (default 2*timeout+30)")
     w.add_argument("--retry-first", type=float, default=60.0, metavar="SECONDS",
                    help="the first retry's delay; each later one doubles (default 60)")
@@ -109,26 +138,34 @@ def _register_delivery(events: argparse._SubParsersAction[argparse.ArgumentParse
                    help="no attempt starts later than this after the first (default 3 days)")
     w.set_defaults(func=cmd_worker)
 
-    p = events.add_parser("poll", parents=[db], help="accept new events from GET /v1/events")
-    p.add_argument("--upstream", required=True, metavar="URL")
-    p.add_argument("--api-key-file", required=True, type=Path, metavar="PATH")
+    p = events.add_parser("poll", parents=[db], help="accept new events from GET /v1/events",
+                          description="Accept new events from an upstream's GET /v1/events.",
+                          epilog=RUN_EXITS)
+    p.add_argument("--upstream", required=True, metavar="URL",
+                   help="the Stripe-compatible API, e.g. https://api.stripe.com")
+    p.add_argument("--api-key-file", required=True, type=Path, metavar="PATH",
+                   help="file holding the upstream's secret key")
     p.add_argument("--account", required=True, metavar="ACCT",
                    help="the account the events belong to")
     p.add_argument("--connect", action="store_true",
                    help="send --account as Stripe-Account (polling a connected account)")
-    p.add_argument("--interval", type=float, default=5.0)
-    p.add_argument("--once", action="store_true")
+    p.add_argument("--interval", type=float, default=5.0, metavar="SECONDS",
+                   help="seconds between polls (default 5)")
+    p.add_argument("--once", action="store_true", help="poll once, then exit")
     p.set_defaults(func=cmd_poll)
 
     i = events.add_parser("ingest", parents=[db],
-                          help="serve the receiver for the upstream's webhooks")
-    i.add_argument("--host", default="127.0.0.1")
-    i.add_argument("--port", type=int, default=8471)
+                          help="serve the receiver for the upstream's webhooks",
+                          description="Serve the receiver for the upstream's webhooks "
+                          "(signatures checked).", epilog=RUN_EXITS)
+    i.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    i.add_argument("--port", type=int, default=8471, help="listen port (default 8471)")
     i.add_argument("--secret-file", required=True, type=Path, metavar="PATH",
                    help="the upstream endpoint's whsec_... (one per line while rotating)")
     i.add_argument("--account", default=None, metavar="ACCT",
                    help="the account of events that name none")
-    i.add_argument("--tolerance", type=int, default=300, metavar="SECONDS")
+    i.add_argument("--tolerance", type=int, default=300, metavar="SECONDS",
+                   help="how old a signed timestamp may be (default 300)")
     i.set_defaults(func=cmd_ingest)
 
 
@@ -144,9 +181,9 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
     from permgate.events import list_deliveries
 
     with open_store(args.db) as store:
-        found = list_deliveries(store, app_id=args.app, status=args.status,
+        found = list_deliveries(store, app_id=app_of(args), status=args.status,
                                 event_id=args.event, limit=args.limit)
-    if args.json:
+    if args.format == "json":
         print(json.dumps([d.as_json() for d in found], indent=2))
         return EXIT_OK
     for d in found:
@@ -162,9 +199,11 @@ def cmd_resend(args: argparse.Namespace) -> int:
     from permgate.cli._common import open_store
     from permgate.events import resend
 
+    app = app_of(args, required=True)
+    assert app is not None
     with open_store(args.db) as store:
-        n = resend(store, args.event_id, args.app)
-    print(f"queued {args.event_id} again for {n} endpoint(s) of {args.app}")
+        n = resend(store, args.event_id, app)
+    print(f"queued {args.event_id} again for {n} endpoint(s) of {app}")
     return EXIT_OK
 
 
@@ -195,7 +234,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
     from permgate.cli._common import open_store
     from permgate.events.poller import Poller, PollError
 
-    key = args.api_key_file.read_text("utf-8").strip()
+    key = read_key_file(args.api_key_file, "--api-key-file").strip()
     with open_store(args.db) as store:
         poller = Poller(store, args.upstream, key, account=args.account,
                         connect_header=args.connect)
@@ -219,7 +258,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from permgate.cli._common import open_store
     from permgate.events.ingest import ingest_app
 
-    secrets = [s.strip() for s in args.secret_file.read_text("utf-8").splitlines() if s.strip()]
+    text = read_key_file(args.secret_file, "--secret-file")
+    secrets = [s.strip() for s in text.splitlines() if s.strip()]
     with open_store(args.db) as store:
         app = ingest_app(store, secrets, account=args.account, tolerance=args.tolerance)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

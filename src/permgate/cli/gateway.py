@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import socket
 from typing import Any
 
 from permgate.cli import EXIT_OK, CliError
+from permgate.cli._common import DB_HELP, exit_codes, shell_command
+from permgate.cli._common import db_url as db_url_arg
 
 _FLAG_FIELDS = (
     "host", "port", "db", "upstream", "upstream_key_file", "workers", "report_only",
@@ -55,7 +58,9 @@ def _check_port(host: str, port: int) -> None:
         with socket.create_server((host, port)):
             pass
     except OSError as e:
-        raise CliError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+        hint = " (another program uses it: pick another with --port)" if e.errno in (
+            errno.EADDRINUSE, errno.EACCES) else ""
+        raise CliError(f"cannot listen on {host}:{port}: {e.strerror}{hint}") from None
 
 
 def _check_store(url: str | None) -> None:
@@ -87,7 +92,7 @@ def _serve_demo(settings: Any) -> int:
             settings, upstream=upstream.url, upstream_key=demo.DEMO_UPSTREAM_KEY,
             upstream_key_file=None)
         url = f"http://{settings.host}:{settings.port}"
-        print(demo.banner(url, upstream, app, db_url), flush=True)
+        print(demo.banner(url, upstream, app, db_url, shell_command()), flush=True)
         run(settings)
     finally:
         upstream.stop()
@@ -102,14 +107,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "setting can also come from PERMGATE_<NAME> environment variables or the [gateway] "
         "table of a TOML file (--config); flags win over the environment, which wins over "
         "the file. See docs/gateway.md.",
+        epilog=exit_codes("0  stopped", "2  bad settings, an address in use, an unreadable key "
+                          "file, a store that cannot be opened"),
     )
     p.add_argument("--config", metavar="PATH", default=None,
                    help="TOML config file (default: $PERMGATE_CONFIG)")
     p.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="listen port (default 8420)")
-    p.add_argument("--db", metavar="URL", default=None,
-                   help="store: sqlite:///PATH or postgresql://... (default: $PERMGATE_DB, "
-                        "else sqlite:///.permgate/permgate.db)")
+    p.add_argument("--db", metavar="URL", type=db_url_arg, default=None, help=DB_HELP)
     p.add_argument("--upstream", metavar="URL", default=None,
                    help="the Stripe-compatible API to forward to, e.g. https://api.stripe.com "
                         "(none: demo mode with localstripe)")

@@ -1,4 +1,7 @@
-"""`permgate grant|revoke permission`, `validate`, `lint`, `diff`: the manifest commands."""
+"""`permgate apps grant|revoke permission|url`, `validate`, `lint`, `diff`: the manifest.
+
+`grant`/`revoke` at the top level are the older spelling of `apps grant`/`apps revoke`.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +9,31 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from permgate import __version__, manifest
-from permgate.catalog import UnknownPermission
 from permgate.cli import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, CliError
-from permgate.manifest.lint import sarif
+from permgate.cli._common import add_format, exit_codes
+
+if TYPE_CHECKING:
+    from permgate.manifest import Manifest
+
+DEFAULT_NAME = "stripe-app.json"  # permgate.manifest.DEFAULT_NAME, without importing it
 
 
 def _path(raw: str | None) -> Path:
-    p = Path(raw) if raw else Path(manifest.DEFAULT_NAME)
-    return p / manifest.DEFAULT_NAME if p.is_dir() else p
+    p = Path(raw) if raw else Path(DEFAULT_NAME)
+    return p / DEFAULT_NAME if p.is_dir() else p
 
 
-def _load(raw: str | None) -> manifest.Manifest:
+def _load(raw: str | None) -> Manifest:
+    from permgate import manifest
+
+    path = _path(raw)
+    if not path.exists() and raw is None:
+        raise CliError(f"no {DEFAULT_NAME} here ({path.absolute()}): run this in your app's "
+                       "folder, or name the manifest (PATH or --manifest PATH)", EXIT_USAGE)
     try:
-        m = manifest.load(_path(raw))
+        m = manifest.load(path)
     except manifest.ManifestError as e:
         raise CliError(str(e), EXIT_USAGE) from None
     for w in m.warnings:
@@ -30,12 +42,16 @@ def _load(raw: str | None) -> manifest.Manifest:
 
 
 def _grant(args: argparse.Namespace) -> int:
+    from permgate import manifest
+    from permgate.catalog import UnknownPermission
+
     m = _load(args.manifest)
     try:
         change = manifest.grant(m, args.name, args.explanation)
     except UnknownPermission as e:
         hint = f"; did you mean '{e.suggestion}'?" if e.suggestion else ""
-        raise CliError(f"unknown permission '{e.name}'{hint} (nothing written)") from None
+        raise CliError(f"unknown permission '{e.name}'{hint} (nothing written); "
+                       "`permgate permissions` lists them") from None
     except (manifest.GrantError, manifest.ManifestError) as e:
         raise CliError(f"{e} (nothing written)") from None
     if change.action != "unchanged":
@@ -45,6 +61,8 @@ def _grant(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
+    from permgate import manifest
+
     m = _load(args.manifest)
     try:
         change = manifest.revoke(m, args.name)
@@ -57,7 +75,38 @@ def _revoke(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _save(m: manifest.Manifest) -> None:
+def _grant_url(args: argparse.Namespace) -> int:
+    from permgate import manifest
+
+    m = _load(args.manifest)
+    try:
+        change = manifest.grant_url(m, args.url, args.purpose)
+    except (manifest.GrantError, manifest.ManifestError) as e:
+        raise CliError(f"{e} (nothing written)") from None
+    if change.action != "unchanged":
+        _save(m)
+    print(f"{change.message} in {m.name}")
+    return EXIT_OK
+
+
+def _revoke_url(args: argparse.Namespace) -> int:
+    from permgate import manifest
+
+    m = _load(args.manifest)
+    try:
+        change = manifest.revoke_url(m, args.url)
+    except manifest.NotGranted as e:
+        raise CliError(f"{e} (nothing written)", EXIT_FINDINGS) from None
+    except manifest.ManifestError as e:
+        raise CliError(f"{e} (nothing written)") from None
+    _save(m)
+    print(f"{change.message} in {m.name}")
+    return EXIT_OK
+
+
+def _save(m: Manifest) -> None:
+    from permgate import manifest
+
     before = len(m.warnings)
     try:
         manifest.save(m)
@@ -72,16 +121,22 @@ def _where(file: str, line: int | None, column: int | None) -> str:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from permgate import manifest
+
+    path = _path(args.path)
+    if not path.exists() and args.path is None:
+        raise CliError(f"no {DEFAULT_NAME} here ({path.absolute()}): run this in your app's "
+                       "folder, or name the manifest (PATH)")
     try:
-        m = manifest.load(_path(args.path))
+        m = manifest.load(path)
     except manifest.ManifestError as e:
-        if args.json:
+        if args.format == "json":
             print(json.dumps({"path": e.path, "valid": False, "error": {
                 "message": e.reason, "line": e.line, "column": e.column}}, indent=2))
             return EXIT_USAGE
         raise CliError(str(e)) from None
     problems = manifest.validate(m)
-    if args.json:
+    if args.format == "json":
         print(json.dumps({
             "path": m.name, "valid": not problems, "warnings": m.warnings,
             "problems": [{
@@ -104,6 +159,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _lint(args: argparse.Namespace) -> int:
+    from permgate import __version__, manifest
+    from permgate.manifest.lint import sarif
+
     m = _load(args.path)
     advice = manifest.lint(m)
     if args.format == "sarif":
@@ -122,9 +180,11 @@ def _lint(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
+    from permgate import manifest
+
     old, new = _load(args.old), _load(args.new)
     d = manifest.diff(old, new)
-    if args.json:
+    if args.format == "json":
         print(json.dumps({"old": old.name, "new": new.name, **d.as_json()}, indent=2))
     else:
         for name in d.added:
@@ -144,37 +204,83 @@ def _diff(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if d.needs_approval else EXIT_OK
 
 
-def register(sub: Any) -> None:
-    default = f"default ./{manifest.DEFAULT_NAME}"
-    for verb, helptext in (("grant", "request a permission in the app manifest"),
-                           ("revoke", "remove a permission from the app manifest")):
-        p = sub.add_parser(verb, help=helptext, description=helptext)
-        kinds = p.add_subparsers(dest="kind", metavar="permission", required=True)
-        k = kinds.add_parser("permission", help=helptext, description=helptext)
+EDIT_EXITS = exit_codes(
+    "0  written (or already so: nothing to write)",
+    "1  revoke: not granted, nothing to remove",
+    "2  bad input: unknown permission, bad URL, empty purpose, unreadable manifest "
+    "(nothing written)",
+)
+
+
+def add_edit_verbs(sub: Any, *, alias: bool = False) -> None:
+    """`grant permission|url` and `revoke permission|url|connect-src` under `sub` (`apps`,
+    as the Stripe CLI has them; with `alias`, the same at the top level)."""
+    default = f"default ./{DEFAULT_NAME}"
+    where = " (the same as `permgate apps {}`)" if alias else ""
+    for verb in ("grant", "revoke"):
+        helptext = ("request a permission or a connect-src URL in the app manifest"
+                    if verb == "grant" else
+                    "remove a permission or a connect-src URL from the app manifest")
+        p = sub.add_parser(verb, help=helptext + where.format(verb),
+                           description=helptext + where.format(verb) + ".")
+        kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+        helptext = (f"{verb} a permission: edits `permissions` in the manifest, keeping "
+                    "everything else byte for byte")
+        k = kinds.add_parser("permission", help=helptext, description=helptext + ".",
+                             epilog=EDIT_EXITS)
         k.add_argument("name", metavar="NAME", help="permission name, e.g. customer_read")
         if verb == "grant":
-            k.add_argument("explanation", metavar="EXPLANATION",
+            k.add_argument("explanation", metavar="PURPOSE",
                            help="why the app needs it (shown to users who install it)")
         k.add_argument("--manifest", metavar="PATH", help=f"the manifest ({default})")
         k.set_defaults(func=_grant if verb == "grant" else _revoke)
+        helptext = (f"{verb} a URL the UI extension may call: "
+                    "ui_extension.content_security_policy.connect-src")
+        for name in ("url",) if verb == "grant" else ("url", "connect-src"):
+            u = kinds.add_parser(
+                name, help=helptext if name == "url" else "the same as `revoke url`",
+                description=helptext + ". Stripe's rules: https, with a path (a trailing slash "
+                "allows everything under it), not a Stripe API, a wildcard only as the "
+                "left-most label." + (" The purpose is shared by every URL: a new one replaces "
+                                      "it." if verb == "grant" else ""),
+                epilog=EDIT_EXITS)
+            u.add_argument("url", metavar="URL", help="e.g. https://api.example.com/v1/")
+            if verb == "grant":
+                u.add_argument("purpose", metavar="PURPOSE",
+                               help="why the app calls these URLs (shown at install)")
+            u.add_argument("--manifest", metavar="PATH", help=f"the manifest ({default})")
+            u.set_defaults(func=_grant_url if verb == "grant" else _revoke_url)
+
+
+def register(sub: Any) -> None:
+    default = f"default ./{DEFAULT_NAME}"
+    add_edit_verbs(sub, alias=True)
 
     v = sub.add_parser("validate", help="check a manifest: every error at once",
-                       description="Check a manifest. Exit 0 valid, 1 errors, 2 unreadable.")
+                       description="Check a manifest against Stripe's schema and the "
+                       "permission catalog; every error with its JSON pointer and line.",
+                       epilog=exit_codes("0  valid", "1  errors (listed)",
+                                         "2  unreadable: missing file, not JSON"))
     v.add_argument("path", nargs="?", metavar="PATH", help=f"manifest ({default})")
-    v.add_argument("--json", action="store_true", help="machine-readable output")
+    add_format(v, what="the problems")
     v.set_defaults(func=_validate)
 
     li = sub.add_parser("lint", help="advice for a manifest",
-                        description="Advice that is not an error. Exit 0 clean, 1 advice, "
-                        "2 unreadable.")
+                        description="Advice that is not an error: redundant permissions, a "
+                        "missing elements_write, placeholder purposes, ...",
+                        epilog=exit_codes("0  no advice", "1  advice (listed)",
+                                          "2  unreadable: missing file, not JSON"))
     li.add_argument("path", nargs="?", metavar="PATH", help=f"manifest ({default})")
-    li.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    add_format(li, sarif=True, what="the advice (sarif: for code scanning)")
     li.set_defaults(func=_lint)
 
     d = sub.add_parser("diff", help="permission changes between two manifests",
-                       description="Permissions added and removed. Exit 0 when installs "
-                       "need no re-approval, 1 when they do, 2 unreadable.")
-    d.add_argument("old", metavar="OLD")
-    d.add_argument("new", metavar="NEW")
-    d.add_argument("--json", action="store_true", help="machine-readable output")
+                       description="Permissions added and removed, and whether installs "
+                       "must re-approve.",
+                       epilog=exit_codes("0  installs need no re-approval",
+                                         "1  installs must re-approve (new permissions)",
+                                         "2  unreadable"))
+    d.add_argument("old", metavar="OLD", help="the manifest of the version installed now")
+    d.add_argument("new", metavar="NEW", help="the manifest of the new version")
+    add_format(d, what="the changes")
     d.set_defaults(func=_diff)

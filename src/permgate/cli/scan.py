@@ -7,20 +7,24 @@ import os
 import sys
 from pathlib import Path
 
-from permgate import manifest as mf
 from permgate.cli import EXIT_FINDINGS, EXIT_OK, CliError
-from permgate.scan import report, scan
+from permgate.cli._common import add_format, exit_codes
+
+MANIFEST_NAME = "stripe-app.json"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "scan", help="read an app's code: the permissions it needs, missing and unused",
         description="Find the Stripe API calls and handled events in an app's code and compare "
-        "what they need with the manifest. Exit 0 clean, 1 findings, 2 bad input.",
+        "what they need with the manifest.",
+        epilog=exit_codes("0  clean", "1  findings (missing, unused, unavailable, invalid)",
+                          "2  bad input"),
     )
     p.add_argument("path", nargs="?", default=".", help="app folder or file (default: .)")
-    p.add_argument("--manifest", help="stripe-app.json (default: PATH/stripe-app.json if any)")
-    p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    p.add_argument("--manifest", metavar="PATH",
+                   help="stripe-app.json (default: PATH/stripe-app.json if any)")
+    add_format(p, sarif=True, what="the verdict (sarif: for code scanning)")
     p.add_argument("--fix", action="store_true",
                    help="grant the missing permissions with a placeholder purpose (never revokes)")
     p.set_defaults(func=run)
@@ -30,18 +34,21 @@ def _manifest_path(root: Path, given: str | None) -> Path | None:
     if given is not None:
         return Path(given)
     base = root if root.is_dir() else root.parent
-    candidate = base / mf.DEFAULT_NAME
+    candidate = base / MANIFEST_NAME
     return candidate if candidate.is_file() else None
 
 
 def run(args: argparse.Namespace) -> int:
+    from permgate import manifest as mf
+    from permgate.scan import report, scan
+
     root = Path(args.path)
     if not root.exists():
         raise CliError(f"{root}: no such file or folder")
     if not (root.is_dir() or root.is_file()) or not os.access(root, os.R_OK):
         raise CliError(f"{root}: not a readable file or folder")
     mpath = _manifest_path(root, args.manifest)
-    manifest: mf.Manifest | None = None
+    manifest = None
     if mpath is not None:
         try:
             manifest = mf.load(mpath)

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from permgate import events
-from permgate.cli import EXIT_FINDINGS, EXIT_OK, CliError
-from permgate.cli._common import current_user, open_store
-from permgate.store import (
-    DEFAULT_GRACE,
+from permgate.cli import EXIT_OK, EXIT_USAGE, CliError
+from permgate.cli._common import (
     MODES,
-    EffectiveGrant,
-    Store,
+    STORE_EXITS,
+    add_app,
+    add_db,
+    add_format,
+    app_of,
+    current_user,
+    emit,
+    exit_codes,
+    open_store,
 )
+
+if TYPE_CHECKING:
+    from permgate.store import EffectiveGrant, Store
 
 Handler = Callable[[argparse.Namespace], int]
 _DURATION = re.compile(r"(\d+)([smhd])")
@@ -57,7 +63,7 @@ def _store(args: argparse.Namespace, *, upgrade: bool = False) -> Iterator[Store
 
 
 def _emit(args: argparse.Namespace, data: Any, text: Callable[[], str]) -> int:
-    print(json.dumps(data, indent=2) if args.json else text())
+    emit(args, data, text)
     return EXIT_OK
 
 
@@ -98,7 +104,7 @@ def _apps_upload(args: argparse.Namespace) -> int:
     try:
         m = manifest.load(args.path)
     except (manifest.ManifestError, OSError) as e:
-        raise CliError(str(e), EXIT_FINDINGS) from None
+        raise CliError(str(e), EXIT_USAGE) from None
     with _store(args) as store:
         result = store.upload_version(m, actor=args.by)
 
@@ -138,6 +144,8 @@ def _apps_show(args: argparse.Namespace) -> int:
 
 
 def _install(args: argparse.Namespace) -> int:
+    from permgate import events
+
     with _store(args) as store:
         result = store.install(args.app_id, args.account, args.mode, by=args.by, role=args.role)
         events.on_install(store, result.grant)  # account.application.authorized
@@ -159,6 +167,8 @@ def _approve(args: argparse.Namespace) -> int:
 
 
 def _uninstall(args: argparse.Namespace) -> int:
+    from permgate import events
+
     with _store(args) as store:
         grant = store.uninstall(args.app_id, args.account, args.mode, by=args.by, role=args.role)
         events.on_uninstall(store, grant)  # deauthorized; queued deliveries cancelled
@@ -169,7 +179,7 @@ def _uninstall(args: argparse.Namespace) -> int:
 
 def _installs_list(args: argparse.Namespace) -> int:
     with _store(args) as store:
-        found = store.list_installs(app_id=args.app, account=args.account, mode=args.mode)
+        found = store.list_installs(app_id=app_of(args), account=args.account, mode=args.mode)
     return _emit(args, [g.as_json() for g in found], lambda: "\n".join(
         f"{g.app_id}  {g.account}  {g.mode}  {g.status}  v{g.installed_version}"
         + (f"  pending: {_sorted(g.pending)}" if g.pending else "")
@@ -183,12 +193,15 @@ def _installs_show(args: argparse.Namespace) -> int:
 
 
 def _keys_rotate(args: argparse.Namespace) -> int:
+    from permgate.store import DEFAULT_GRACE
+
+    grace = DEFAULT_GRACE if args.grace is None else args.grace
     with _store(args) as store:
-        key = store.rotate_key(args.app_id, args.mode, grace=args.grace, actor=args.by,
+        key = store.rotate_key(args.app_id, args.mode, grace=grace, actor=args.by,
                                account=args.account)
-    when = "at once" if not args.grace else f"in {args.grace}"
+    when = "at once" if not grace else f"in {grace}"
     return _emit(args, {**key.as_json(), "old_keys_expire_in_seconds":
-                        int(args.grace.total_seconds())},
+                        int(grace.total_seconds())},
                  lambda: f"new {key.kind} key {key.key_id} (shown only now): {key.secret}\n"
                          f"the previous key stops working {when}")
 
@@ -227,7 +240,7 @@ def _keys_rotate_sealing(args: argparse.Namespace) -> int:
 
 def _audit(args: argparse.Namespace) -> int:
     with _store(args) as store:
-        found = store.audit(app=args.app, account=args.account, since=args.since,
+        found = store.audit(app=app_of(args), account=args.account, since=args.since,
                             limit=args.limit)
     from permgate.admin.app import redacted_audit
 
@@ -257,50 +270,65 @@ def _admin_serve(args: argparse.Namespace) -> int:
 
 # -- parsers ---------------------------------------------------------------------------------
 
-def _common(*, listing: bool = False) -> argparse.ArgumentParser:
+def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--db", metavar="URL", default=None,
-                   help="sqlite:///PATH or postgresql://... (default: $PERMGATE_DB, else "
-                        "sqlite:///.permgate/permgate.db)")
-    p.add_argument("--json", action="store_true",
-                   help="machine-readable output" if listing else "print the result as JSON")
+    add_db(p)
+    add_format(p)
     return p
 
 
 def _install_args(p: argparse.ArgumentParser, *, with_actor: bool = True) -> None:
-    p.add_argument("app_id", metavar="APP_ID")
-    p.add_argument("--account", required=True, metavar="ACCT", help="acct_...")
-    p.add_argument("--mode", required=True, choices=MODES)
+    p.add_argument("app_id", metavar="APP", help="the app's id, e.g. com.example.app")
+    p.add_argument("--account", required=True, metavar="ACCT",
+                   help="the account it is installed on: acct_...")
+    p.add_argument("--mode", required=True, choices=MODES,
+                   help="live, test or sandbox: an install in live and in test is two installs")
     if with_actor:
-        p.add_argument("--by", required=True, metavar="USER", help="who does this")
+        p.add_argument("--by", required=True, metavar="USER",
+                       help="who does this (recorded in the audit trail)")
         p.add_argument("--role", required=True, metavar="ROLE",
                        help="the user's role on the account; only admin may do this")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from permgate.cli.manifest import add_edit_verbs
+
     common = _common()
 
     def add(parent: Any, name: str, func: Handler, help_: str,
-            parents: list[argparse.ArgumentParser] | None = None) -> argparse.ArgumentParser:
+            parents: list[argparse.ArgumentParser] | None = None,
+            epilog: str = STORE_EXITS) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = parent.add_parser(
-            name, help=help_, description=help_, parents=[common] if parents is None else parents)
+            name, help=help_, description=help_[0].upper() + help_[1:] + ".",
+            parents=[common] if parents is None else parents, epilog=epilog)
         p.set_defaults(func=func)
         return p
 
-    db = sub.add_parser("db", help="the store's database schema")
+    db = sub.add_parser("db", help="the store's database: create it, upgrade it, check it",
+                        description="The store's database schema.")
     db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
-    add(db_sub, "upgrade", _db_upgrade, "apply schema migrations (creates the database)")
-    add(db_sub, "check", _db_check, "fail unless the schema is at the latest migration")
+    add(db_sub, "upgrade", _db_upgrade, "create the database, or bring it to the latest schema",
+        epilog=exit_codes("0  at the latest schema", "1  the database cannot be reached",
+                          "2  bad --db"))
+    add(db_sub, "check", _db_check, "fail unless the schema is at the latest migration",
+        epilog=exit_codes("0  at the latest schema",
+                          "1  not set up, out of date or unreachable", "2  bad --db"))
 
-    apps = sub.add_parser("apps", help="apps and their versions")
+    apps = sub.add_parser("apps", help="an app: its manifest (grant, revoke) and its "
+                          "uploaded versions",
+                          description="Edit an app's manifest as the Stripe CLI does "
+                          "(`apps grant permission NAME PURPOSE`, `apps grant url URL PURPOSE`) "
+                          "and upload it to the store as a new version.")
     apps_sub = apps.add_subparsers(dest="apps_command", metavar="COMMAND", required=True)
+    add_edit_verbs(apps_sub)
     p = add(apps_sub, "upload", _apps_upload,
             "upload a manifest as a new version (first upload prints the app's keys once)")
-    p.add_argument("path", metavar="PATH", help="stripe-app.json")
-    p.add_argument("--by", default=current_user(), metavar="USER", help="uploader (default: $USER)")
+    p.add_argument("path", metavar="PATH", help="the manifest, e.g. stripe-app.json")
+    p.add_argument("--by", default=current_user(), metavar="USER",
+                   help="uploader, for the audit trail (default: you)")
     add(apps_sub, "list", _apps_list, "list apps")
     add(apps_sub, "show", _apps_show, "an app and its versions").add_argument(
-        "app_id", metavar="APP_ID")
+        "app_id", metavar="APP", help="the app's id, e.g. com.example.app")
 
     _install_args(add(sub, "install", _install,
                       "install an app on an account: accepts its current permission set"))
@@ -311,28 +339,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="the version being approved; refused if a newer one exists")
     _install_args(add(sub, "uninstall", _uninstall, "uninstall: revokes every grant at once"))
 
-    inst = sub.add_parser("installs", help="installs and their effective grants")
+    inst = sub.add_parser("installs", help="installs and their effective grants",
+                          description="Installs and their effective grants.")
     inst_sub = inst.add_subparsers(dest="installs_command", metavar="COMMAND", required=True)
     p = add(inst_sub, "list", _installs_list, "list installs")
-    p.add_argument("--account", metavar="ACCT")
-    p.add_argument("--app", metavar="APP_ID")
-    p.add_argument("--mode", choices=MODES)
+    add_app(p, optional=True)
+    p.add_argument("--account", metavar="ACCT", help="only installs on this account")
+    p.add_argument("--mode", choices=MODES, help="only installs in this mode")
     _install_args(add(inst_sub, "show", _installs_show,
                       "installed version, approved set, pending additions"), with_actor=False)
 
-    keys = sub.add_parser("keys", help="API keys")
+    keys = sub.add_parser("keys", help="an app's API keys", description="An app's API keys.")
     keys_sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
     p = add(keys_sub, "rotate", _keys_rotate,
             "new secret key (or an install's restricted key with --account); the old one "
             "expires after --grace")
-    p.add_argument("app_id", metavar="APP_ID")
-    p.add_argument("--mode", required=True, choices=MODES)
+    p.add_argument("app_id", metavar="APP", help="the app's id, e.g. com.example.app")
+    p.add_argument("--mode", required=True, choices=MODES, help="the key's mode")
     p.add_argument("--account", metavar="ACCT", help="rotate this install's restricted key")
-    p.add_argument("--grace", type=duration, default=DEFAULT_GRACE, metavar="DURATION",
+    p.add_argument("--grace", type=duration, default=None, metavar="DURATION",
                    help="how long the old key keeps working: 0, 30m, 24h (default), up to 7d")
-    p.add_argument("--by", default=current_user(), metavar="USER")
+    p.add_argument("--by", default=current_user(), metavar="USER",
+                   help="who does this, for the audit trail (default: you)")
     add(keys_sub, "list", _keys_list, "an app's keys (never their secrets)").add_argument(
-        "app_id", metavar="APP_ID")
+        "app_id", metavar="APP", help="the app's id, e.g. com.example.app")
     p = add(keys_sub, "rotate-sealing", _keys_rotate_sealing,
             "a new key for webhook signing secrets at rest: every stored secret is re-sealed "
             "under it, then old keys leave the key file (docs/events.md)")
@@ -340,15 +370,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="keep the old keys in the key file (readable, never used to seal)")
 
     p = add(sub, "audit", _audit, "the audit trail, oldest first")
-    p.add_argument("--app", metavar="APP_ID")
-    p.add_argument("--account", metavar="ACCT")
+    add_app(p, optional=True)
+    p.add_argument("--account", metavar="ACCT", help="only entries about this account")
     p.add_argument("--since", type=since, metavar="WHEN", help="ISO time or a duration (24h)")
     p.add_argument("--limit", type=int, metavar="N", help="only the newest N entries")
 
-    admin = sub.add_parser("admin", help="the admin HTTP API")
+    admin = sub.add_parser("admin", help="the admin HTTP API",
+                           description="The admin HTTP API.")
     admin_sub = admin.add_subparsers(dest="admin_command", metavar="COMMAND", required=True)
+    admin_db = argparse.ArgumentParser(add_help=False)
+    add_db(admin_db)
     p = add(admin_sub, "serve", _admin_serve,
-            "serve the admin API alone (bearer token: $PERMGATE_ADMIN_TOKEN)", parents=[])
-    p.add_argument("--db", metavar="URL", default=None)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765)
+            "serve the admin API alone (bearer token: $PERMGATE_ADMIN_TOKEN)", parents=[admin_db],
+            epilog=exit_codes("0  stopped", "1  the store refused to open", "2  bad input "
+                              "(no token, bad --db)"))
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="listen port (default 8765)")

@@ -7,8 +7,16 @@ import json
 from datetime import timedelta
 
 from permgate.cli import EXIT_OK, CliError
-from permgate.cli._common import current_user, open_store
-from permgate.store import MODES
+from permgate.cli._common import (
+    MODES,
+    STORE_EXITS,
+    add_app,
+    add_db,
+    add_format,
+    app_of,
+    current_user,
+    open_store,
+)
 
 
 def _hours(text: str) -> timedelta:
@@ -24,7 +32,7 @@ def _add(args: argparse.Namespace) -> int:
     events = args.events.split(",")
     with open_store(args.db) as store:
         new = add_endpoint(store, args.app_id, args.url, events, args.mode, by=args.by)
-    if args.json:
+    if args.format == "json":
         print(json.dumps(new.as_json(), indent=2))
         return EXIT_OK
     ep = new.endpoint
@@ -38,8 +46,8 @@ def _list(args: argparse.Namespace) -> int:
     from permgate.events import list_endpoints
 
     with open_store(args.db) as store:
-        found = list_endpoints(store, args.app, include_removed=args.all)
-    if args.json:
+        found = list_endpoints(store, app_of(args), include_removed=args.all)
+    if args.format == "json":
         print(json.dumps([e.as_json() for e in found], indent=2))
         return EXIT_OK
     for e in found:
@@ -56,7 +64,7 @@ def _remove(args: argparse.Namespace) -> int:
 
     with open_store(args.db) as store:
         ep = remove_endpoint(store, args.endpoint_id, by=args.by)
-    print(json.dumps(ep.as_json(), indent=2) if args.json else
+    print(json.dumps(ep.as_json(), indent=2) if args.format == "json" else
           f"removed {ep.endpoint_id}; nothing more is delivered to {ep.url}")
     return EXIT_OK
 
@@ -66,7 +74,7 @@ def _rotate(args: argparse.Namespace) -> int:
 
     with open_store(args.db) as store:
         new = rotate_secret(store, args.endpoint_id, by=args.by, grace=args.expire_old_in)
-    if args.json:
+    if args.format == "json":
         print(json.dumps(new.as_json(), indent=2))
         return EXIT_OK
     print(f"new signing secret for {new.endpoint.endpoint_id} (shown only now): {new.secret}")
@@ -77,39 +85,43 @@ def _rotate(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", metavar="URL", default=None,
-                        help="sqlite:///PATH or postgresql://... (default: $PERMGATE_DB)")
-    common.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_db(common)
+    add_format(common)
     actor = argparse.ArgumentParser(add_help=False)
     actor.add_argument("--by", default=current_user(), metavar="USER",
                        help="who does this, for the audit trail (default: you)")
 
-    p = sub.add_parser("webhooks", help="an app's webhook endpoints")
+    p = sub.add_parser("webhooks", help="an app's webhook endpoints",
+                       description="An app's webhook endpoints: where its events are sent.")
     w = p.add_subparsers(dest="webhooks_command", metavar="SUBCOMMAND")
     p.set_defaults(func=lambda args: _usage(p))
 
     add = w.add_parser("add", parents=[common, actor], help="register an endpoint",
                        description="Refused (exit 3) when the app's current manifest cannot "
-                       "receive an event type; the message names the permission to add.")
-    add.add_argument("app_id", metavar="APP_ID")
-    add.add_argument("--url", required=True)
+                       "receive an event type; the message names the permission to add.",
+                       epilog=STORE_EXITS)
+    add_app(add)
+    add.add_argument("--url", required=True, help="where events are POSTed (https://...)")
     add.add_argument("--events", required=True, metavar="a,b|*",
                      help="event types, or * for every event the app may receive")
-    add.add_argument("--mode", required=True, choices=MODES)
+    add.add_argument("--mode", required=True, choices=MODES,
+                     help="the mode whose events this endpoint receives")
     add.set_defaults(func=_add)
 
-    ls = w.add_parser("list", parents=[common], help="list endpoints (never their secrets)")
-    ls.add_argument("--app", metavar="APP_ID")
+    ls = w.add_parser("list", parents=[common], help="list endpoints (never their secrets)",
+                      epilog=STORE_EXITS)
+    add_app(ls, optional=True)
     ls.add_argument("--all", action="store_true", help="include removed endpoints")
     ls.set_defaults(func=_list)
 
-    rm = w.add_parser("remove", parents=[common, actor], help="stop delivering to an endpoint")
-    rm.add_argument("endpoint_id", metavar="ENDPOINT_ID")
+    rm = w.add_parser("remove", parents=[common, actor], help="stop delivering to an endpoint",
+                      epilog=STORE_EXITS)
+    rm.add_argument("endpoint_id", metavar="ENDPOINT_ID", help="we_..., as `list` shows")
     rm.set_defaults(func=_remove)
 
     rot = w.add_parser("rotate-secret", parents=[common, actor],
-                       help="a new signing secret, shown once")
-    rot.add_argument("endpoint_id", metavar="ENDPOINT_ID")
+                       help="a new signing secret, shown once", epilog=STORE_EXITS)
+    rot.add_argument("endpoint_id", metavar="ENDPOINT_ID", help="we_..., as `list` shows")
     rot.add_argument("--expire-old-in", type=_hours, default=timedelta(0), metavar="HOURS",
                      help="keep signing with the old secret too for up to 24 hours (default 0)")
     rot.set_defaults(func=_rotate)

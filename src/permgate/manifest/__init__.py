@@ -9,12 +9,15 @@ from __future__ import annotations
 from permgate.catalog import UnknownPermission
 from permgate.manifest.diff import Diff, diff
 from permgate.manifest.edit import (
+    BadUrl,
     EmptyPurpose,
     GrantError,
     NotGranted,
     NotRequestable,
     grant,
+    grant_url,
     revoke,
+    revoke_url,
     save,
 )
 from permgate.manifest.lint import PLACEHOLDER_PURPOSE, lint
@@ -31,7 +34,8 @@ from permgate.manifest.model import (
 from permgate.manifest.validate import validate
 
 __all__ = [
-    "DEFAULT_NAME", "PLACEHOLDER_PURPOSE", "Advice", "Change", "Diff", "EmptyPurpose",
+    "DEFAULT_NAME", "PLACEHOLDER_PURPOSE", "Advice", "BadUrl", "Change", "Diff", "EmptyPurpose",
     "GrantError", "Manifest", "ManifestError", "NotGranted", "NotRequestable", "Problem",
-    "UnknownPermission", "diff", "grant", "lint", "load", "parse", "revoke", "save", "validate",
+    "UnknownPermission", "diff", "grant", "grant_url", "lint", "load", "parse", "revoke",
+    "revoke_url", "save", "validate",
 ]

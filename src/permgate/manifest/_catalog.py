@@ -1,12 +1,9 @@
-"""The default catalog, loaded once on first use."""
+"""The default catalog: Stripe's, the one copy `permgate.engine` uses too."""
 
 from __future__ import annotations
 
-import functools
-
-from permgate.catalog import Catalog, load_catalog
+from permgate.catalog import Catalog, stripe_catalog
 
 
-@functools.cache
 def default_catalog() -> Catalog:
-    return load_catalog()
+    return stripe_catalog()

@@ -9,35 +9,15 @@ import tempfile
 from pathlib import Path
 
 from permgate.catalog import Catalog
+from permgate.errors import BadUrl as BadUrl
+from permgate.errors import EmptyPurpose as EmptyPurpose
+from permgate.errors import GrantError as GrantError
+from permgate.errors import NotGranted as NotGranted
+from permgate.errors import NotRequestable as NotRequestable
 from permgate.manifest import jsontext
 from permgate.manifest._catalog import default_catalog
 from permgate.manifest.jsontext import Node
 from permgate.manifest.model import Change, Manifest, ManifestError, describe, pointer
-
-
-class GrantError(ValueError):
-    """A grant or revoke that was refused; the manifest is unchanged."""
-
-
-class NotRequestable(GrantError):
-    def __init__(self, name: str, reason: str) -> None:
-        self.name = name
-        self.reason = reason
-        super().__init__(f"'{name}' cannot be requested by an app: {reason}")
-
-
-class EmptyPurpose(GrantError):
-    def __init__(self) -> None:
-        super().__init__(
-            "the explanation is empty; say why the app needs this permission "
-            "(it is shown to the people who install the app)"
-        )
-
-
-class NotGranted(GrantError):
-    def __init__(self, name: str, manifest: str) -> None:
-        self.name = name
-        super().__init__(f"'{name}' is not granted in {manifest}; nothing to revoke")
 
 
 def _dump(value: str) -> str:
@@ -241,11 +221,9 @@ def _update_purpose(
         dup = f" (it is also listed at {others}; only the first entry was changed)"
     member = first.member("purpose")
     previous = member.value.value if member is not None else None
-    prev_str = previous if isinstance(previous, str) else None
     if member is not None and previous == purpose:
         return Change(
-            "unchanged", name, (ptr,), f"{name} is already granted with this purpose{dup}",
-            prev_str,
+            "unchanged", name, (ptr,), f"{name} is already granted with this purpose{dup}"
         )
     if member is not None:
         _splice(m, member.value.start, member.value.end, _dump(purpose))
@@ -260,8 +238,7 @@ def _update_purpose(
         new = sep + '"purpose"' + text[perm.key_end : perm.value.start] + _dump(purpose)
         _splice(m, perm.value.end, perm.value.end, new)
     return Change(
-        "updated", name, (ptr,), f"{name} was already granted; its purpose was updated{dup}",
-        prev_str,
+        "updated", name, (ptr,), f"{name} was already granted; its purpose was updated{dup}"
     )
 
 
@@ -340,3 +317,187 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# -- connect-src URLs (`grant url` / `revoke url`, as the Stripe CLI spells them) ----------
+
+CSP_PATH = ("ui_extension", "content_security_policy")
+CONNECT_SRC = "connect-src"
+
+
+def check_connect_url(url: str) -> str:
+    """Stripe's rules: https, a path, not a Stripe API, a wildcard only as the left-most label."""
+    from urllib.parse import urlsplit
+
+    url = url.strip()
+    if len(url) > 2048 or any(c.isspace() or not c.isprintable() for c in url):
+        raise BadUrl(f"not a URL: {url[:80]!r}")
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise BadUrl(f"{url}: connect-src URLs must use https://")
+    if parts.path in ("", "/"):
+        raise BadUrl(f"{url}: a connect-src URL must contain a path, e.g. {url.rstrip('/')}"
+                     "/api/ (a trailing slash allows everything under it)")
+    host = parts.hostname
+    labels = host.split(".")
+    if "*" in host and (labels[0] != "*" or "*" in ".".join(labels[1:]) or len(labels) < 3):
+        raise BadUrl(f"{url}: a wildcard (*) may only be the left-most label, as in "
+                     "https://*.example.com/api/")
+    if host == "stripe.com" or host.endswith(".stripe.com"):
+        raise BadUrl(f"{url}: connect-src cannot name a Stripe API; call Stripe through the "
+                     "UI extension SDK")
+    return url
+
+
+def _render(m: Manifest, value: object, indent: str | None) -> str:
+    """A new JSON value in the document's style; `indent` is the line's indentation (None:
+    the document is on one line)."""
+    colon = _colon(m)
+    if indent is None:
+        return json.dumps(value, ensure_ascii=False, separators=(", ", colon))
+    nl = _newline(m.text)
+    out = json.dumps(value, ensure_ascii=False, indent=_indent_unit(m), separators=(",", colon))
+    return out.replace("\n", nl + indent)
+
+
+def _add_member(m: Manifest, obj: Node, key: str, value: object) -> None:
+    """Add `key: value` at the end of the object `obj` (which must be in `m.text`)."""
+    text, colon = m.text, _colon(m)
+    if obj.members:
+        last = obj.members[-1]
+        if len(obj.members) >= 2:
+            sep = text[obj.members[-2].value.end : last.key_start]
+        elif _starts_line(text, last.key_start):
+            sep = "," + _newline(text) + _line_indent(text, last.key_start)
+        else:
+            sep = ", "
+        indent = _line_indent(text, last.key_start) if "\n" in sep else None
+        new = sep + _dump(key) + colon + _render(m, value, indent)
+        _splice(m, last.value.end, last.value.end, new)
+    elif "\n" in text.strip():
+        nl, outer = _newline(text), _line_indent(text, obj.start)
+        inner = outer + _indent_unit(m)
+        _splice(m, obj.start, obj.end,
+                f"{{{nl}{inner}{_dump(key)}{colon}{_render(m, value, inner)}{nl}{outer}}}")
+    else:
+        _splice(m, obj.start, obj.end, "{" + _dump(key) + colon + _render(m, value, None) + "}")
+
+
+def _csp(m: Manifest, create: dict[str, object] | None) -> Node | None:
+    """The content_security_policy object; with `create`, missing levels are added holding
+    `create` (and None is returned: the edit is done)."""
+    node = m.root
+    for depth, key in enumerate(CSP_PATH):
+        member = node.member(key)
+        if member is None or member.value.value is None:
+            if create is None:
+                return None
+            value: object = create
+            for inner in reversed(CSP_PATH[depth + 1:]):
+                value = {inner: value}
+            if member is None:
+                _add_member(m, node, key, value)
+            else:
+                indent = _line_indent(m.text, member.key_start) if "\n" in m.text.strip() else None
+                _splice(m, member.value.start, member.value.end, _render(m, value, indent))
+            return None
+        if member.value.kind != "object":
+            line, col = jsontext.line_column(m.text, member.value.start)
+            where = pointer(*CSP_PATH[: depth + 1])
+            raise ManifestError(f"{where} is {describe(member.value.value)}; it must be an "
+                                "object", m.name, line, col)
+        node = member.value
+    return node
+
+
+def _connect_src(m: Manifest, csp: Node) -> Node | None:
+    member = csp.member(CONNECT_SRC)
+    if member is None or member.value.value is None:
+        return None
+    if member.value.kind != "array":
+        line, col = jsontext.line_column(m.text, member.value.start)
+        raise ManifestError(f"{pointer(*CSP_PATH, CONNECT_SRC)} is "
+                            f"{describe(member.value.value)}; it must be an array of URLs",
+                            m.name, line, col)
+    return member.value
+
+
+def grant_url(m: Manifest, url: str, purpose: str) -> Change:
+    """Allow the UI extension to call `url` (connect-src) and set the policy's purpose, which
+    Stripe shows once for all the URLs. Edits `m` in place; nothing changes when it raises."""
+    url = check_connect_url(url)
+    purpose = purpose.strip()
+    if not purpose:
+        raise GrantError("the purpose is empty; say why the app calls this URL (it is shown "
+                         "to the people who install the app)")
+    m.strip_junk()
+    csp = _csp(m, {CONNECT_SRC: [url], "purpose": purpose})
+    ptr = pointer(*CSP_PATH, CONNECT_SRC)
+    if csp is None:
+        return Change("added", url, (pointer(*CSP_PATH, CONNECT_SRC, 0),),
+                      f"granted {url} (connect-src)")
+    arr = _connect_src(m, csp)
+    added = False
+    if arr is None:
+        member = csp.member(CONNECT_SRC)
+        if member is None:
+            _add_member(m, csp, CONNECT_SRC, [url])
+        else:
+            _splice(m, member.value.start, member.value.end, _render(m, [url], _line_indent(
+                m.text, member.key_start) if "\n" in m.text.strip() else None))
+        added, index = True, 0
+    elif url in arr.value:
+        index = arr.value.index(url)
+    else:
+        index = len(arr.items)
+        if arr.items:
+            last, text = arr.items[-1], m.text
+            if len(arr.items) >= 2:
+                sep = text[arr.items[-2].end : last.start]
+            elif _starts_line(text, last.start):
+                sep = "," + _newline(text) + _line_indent(text, last.start)
+            else:
+                sep = ", "
+            _splice(m, last.end, last.end, sep + _dump(url))
+        else:
+            _splice(m, arr.start, arr.end, "[" + _dump(url) + "]")
+        added = True
+    csp = _csp(m, None)
+    assert csp is not None  # it existed above
+    current = csp.member("purpose")
+    changed = current is None or current.value.value != purpose
+    if current is None:
+        _add_member(m, csp, "purpose", purpose)
+    elif changed:
+        _splice(m, current.value.start, current.value.end, _dump(purpose))
+    ptrs = (f"{ptr}/{index}",)
+    if added:
+        return Change("added", url, ptrs, f"granted {url} (connect-src)")
+    if changed:
+        return Change("updated", url, ptrs, f"{url} was already granted; the connect-src "
+                      "purpose was updated")
+    return Change("unchanged", url, ptrs, f"{url} is already granted with this purpose")
+
+
+def revoke_url(m: Manifest, url: str) -> Change:
+    """Remove `url` from connect-src; raises NotGranted (nothing changed) if it is not there."""
+    csp = _csp(m, None)
+    arr = _connect_src(m, csp) if csp is not None else None
+    if arr is None or url not in arr.value:
+        raise NotGranted(url, m.name)
+    m.strip_junk()
+    csp = _csp(m, None)
+    assert csp is not None
+    arr = _connect_src(m, csp)
+    assert arr is not None
+    i = arr.value.index(url)
+    items = arr.items
+    if len(items) == 1:
+        start, end = arr.start + 1, arr.end - 1
+    elif i < len(items) - 1:
+        start, end = items[i].start, items[i + 1].start
+    else:
+        start, end = items[i - 1].end, items[i].end
+    _splice(m, start, end, "")
+    return Change("removed", url, (pointer(*CSP_PATH, CONNECT_SRC, i),),
+                  f"revoked {url} (connect-src)")

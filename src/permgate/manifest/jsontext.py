@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from permgate.errors import JsonSyntaxError as JsonSyntaxError
+
 Kind = Literal["object", "array", "string", "number", "literal"]
 JunkKind = Literal["comment", "trailing comma"]
 
@@ -23,14 +25,6 @@ _WHITESPACE = " \t\n\r"
 # Manifests are a few levels deep; a bound keeps hostile nesting from exhausting the stack
 # (100k-deep input used to end in a RecursionError traceback).
 MAX_DEPTH = 64
-
-
-class JsonSyntaxError(ValueError):
-    def __init__(self, message: str, text: str, offset: int) -> None:
-        self.line, self.column = line_column(text, offset)
-        self.offset = offset
-        self.reason = message
-        super().__init__(f"{message} (line {self.line}, column {self.column})")
 
 
 def line_column(text: str, offset: int) -> tuple[int, int]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from permgate.errors import ManifestError as ManifestError
 from permgate.manifest import jsontext
 from permgate.manifest.jsontext import Document, JsonSyntaxError, Node
 
@@ -16,23 +17,6 @@ DEFAULT_NAME = "stripe-app.json"
 # exhausting memory (every command that reads a manifest reads it through `load`).
 MAX_MANIFEST_BYTES = 1 << 20
 _BOM = "\ufeff"
-
-
-class ManifestError(Exception):
-    """A manifest that cannot be read or edited; the message names the file and place."""
-
-    def __init__(
-        self, message: str, path: str | Path | None = None, line: int | None = None,
-        column: int | None = None,
-    ) -> None:
-        self.reason = message
-        self.path = str(path) if path is not None else None
-        self.line = line
-        self.column = column
-        where = self.path or "<string>"
-        if line is not None:
-            where += f":{line}:{column}"
-        super().__init__(f"{where}: {message}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +51,6 @@ class Change:
     permission: str
     pointers: tuple[str, ...]  # the entries touched (before removal, for "removed")
     message: str
-    previous_purpose: str | None = None
 
 
 def pointer(*parts: str | int) -> str:
@@ -135,10 +118,6 @@ class Manifest:
     @property
     def root(self) -> Node:
         return self._doc.root
-
-    @property
-    def has_junk(self) -> bool:
-        return bool(self._doc.junk)
 
     def replace_text(self, text: str) -> None:
         """Take new text (after an edit) and re-read it; the edit must keep it an object."""

@@ -23,5 +23,5 @@ __all__ = [
 
 def scan(root: Path, granted: Iterable[str] | None = None, manifest: str | None = None) -> Verdict:
     """Scan `root` (a folder or one file); `granted` None means no manifest: needs only."""
-    findings = scan_tree(root, frozenset(permgate.catalog.events))
+    findings = scan_tree(root, frozenset(permgate.engine.catalog.events))
     return verdict(findings, granted, manifest)

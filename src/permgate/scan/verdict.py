@@ -81,12 +81,12 @@ def _cover(groups: Iterable[tuple[str, ...]], have: Iterable[str]) -> list[str]:
     """Permissions to add so that every group is met: forced choices first, then the most
     specific satisfier of each group still unmet."""
     chosen: list[str] = []
-    closure = set(permgate.catalog.closure(frozenset(have)))
+    closure = set(permgate.engine.catalog.closure(frozenset(have)))
     ordered = sorted({g for g in groups if g}, key=lambda g: (len(g), g))
     for g in ordered:
         if closure.isdisjoint(g):
             chosen.append(g[0])
-            closure |= permgate.catalog.implied_by(g[0])
+            closure |= permgate.engine.catalog.implied_by(g[0])
     return chosen
 
 
@@ -119,7 +119,7 @@ def verdict(findings: Findings, granted: Iterable[str] | None, manifest: str | N
     v.invalid = [c for c in calls if c.counts and c.kind == "bad_request"]
     if granted is None:
         return v
-    catalog = permgate.catalog
+    catalog = permgate.engine.catalog
     names = tuple(dict.fromkeys(granted))
     v.granted = names
     known = frozenset(n for n in names if n in catalog.permissions)

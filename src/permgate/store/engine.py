@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from permgate.store.errors import StoreError
+from permgate.store.errors import SchemaOutOfDate, StoreError
 
 ENV_VAR = "PERMGATE_DB"
 DEFAULT_PATH = Path(".permgate") / "permgate.db"
@@ -36,22 +36,25 @@ def resolve_url(url: str | None) -> URL:
     )
 
 
-def create(url: URL) -> Engine:
+def sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite URL (None for PostgreSQL or an in-memory database)."""
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+def create(url: URL, *, create_file: bool = True) -> Engine:
+    """An engine for `url`. With `create_file` false, a SQLite file that does not exist yet is
+    refused instead of created: a command that only reads must not leave an empty file."""
     if url.get_backend_name() == "sqlite":
-        return _sqlite(url)
+        return _sqlite(url, create_file)
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-def _prepare_sqlite_file(database: str) -> None:
-    """Create the database's folder 0700 and the file 0600 before SQLite opens it: the file
-    holds event payloads (customer data) and key hashes. SQLite gives its -wal and -shm files
-    the database file's mode. Existing folders and files keep the mode they have."""
-    path = Path(database)
-    folder = path.parent
-    if not folder.exists():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):  # another process made it first
-            folder.mkdir(mode=0o700)
+def _create_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 before SQLite opens it: it holds event payloads
+    (customer data) and key hashes. SQLite gives its -wal and -shm files the database file's
+    mode. An existing file keeps the mode it has."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -59,9 +62,15 @@ def _prepare_sqlite_file(database: str) -> None:
     os.close(fd)
 
 
-def _sqlite(url: URL) -> Engine:
-    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-        _prepare_sqlite_file(url.database)
+def _sqlite(url: URL, create_file: bool) -> Engine:
+    path = sqlite_file(url)
+    if path is not None:
+        try:
+            _check_sqlite_path(path, create_file)
+            _create_sqlite_file(path)
+        except OSError as e:  # a name too long, a loop of links, ...
+            raise StoreError(f"cannot use {str(path)[:200]} as a database: {e.strerror}",
+                             "bad_database_url") from None
     engine = sa.create_engine(url)
 
     @event.listens_for(engine, "connect")
@@ -82,3 +91,41 @@ def _sqlite(url: URL) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _check_sqlite_path(path: Path, create_file: bool) -> None:
+    """Refuse what cannot be a database file; create its folder only when allowed."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder, not a database file", "bad_database_url")
+    if not create_file and not path.exists():
+        raise SchemaOutOfDate(
+            f"there is no database at {path}: run `permgate db upgrade` to create it",
+            "database_missing",
+        )
+    try:
+        # The folder 0700 (the file is 0600): both hold customer data. An existing folder
+        # keeps the mode it has.
+        if not path.parent.exists():
+            path.parent.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # another process made it first
+                path.parent.mkdir(mode=0o700)
+        if not path.parent.is_dir():
+            raise FileExistsError
+    except FileExistsError:
+        raise StoreError(
+            f"cannot create the database {path}: {_in_the_way(path.parent)} is a file, "
+            "not a folder", "bad_database_url",
+        ) from None
+    except OSError as e:
+        raise StoreError(
+            f"cannot create the folder {path.parent} for the database: {e.strerror}",
+            "bad_database_url",
+        ) from None
+
+
+def _in_the_way(folder: Path) -> Path:
+    """The first part of `folder` that exists but is not a folder."""
+    for part in reversed((folder, *folder.parents)):
+        if part.exists() and not part.is_dir():
+            return part
+    return folder

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-Mode = Literal["live", "test", "sandbox"]
-KeyMode = Literal["live", "test"]
 MODES: tuple[str, ...] = ("live", "test", "sandbox")
 ADMIN_ROLE = "admin"
 # Stripe's roles that may install, approve and uninstall apps; every other role only looks.

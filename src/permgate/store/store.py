@@ -95,6 +95,16 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _schema_message(have: str | None, want: str) -> str:
+    if have is None:
+        return "this database has not been set up: run `permgate db upgrade`"
+    if have in migrate.known_revisions():
+        return ("this database was set up by an older permgate: run `permgate db upgrade` "
+                f"(it is at schema {have}, this permgate needs {want})")
+    return (f"this database was set up by a newer permgate (schema {have}, unknown to this "
+            "one): upgrade permgate")
+
+
 def _check_mode(mode: str, allowed: Sequence[str] = MODES) -> None:
     if mode not in allowed:
         raise StoreError(f"mode must be one of {', '.join(allowed)}, not {mode!r}", "bad_mode")
@@ -131,20 +141,23 @@ class Store:
 
         Refuses a database that is not at the latest migration unless `upgrade` is true.
         """
-        engine = engine_mod.create(engine_mod.resolve_url(url))
+        engine = engine_mod.create(engine_mod.resolve_url(url), create_file=upgrade)
         try:
             if upgrade:
                 migrate.upgrade(engine)
             else:
                 have, want = migrate.current(engine), migrate.head()
                 if have != want:
-                    raise SchemaOutOfDate(
-                        f"database schema is at {have or 'nothing (empty database)'}, "
-                        f"permgate needs {want}: run `permgate db upgrade`"
-                    )
-        except sa.exc.OperationalError as e:
+                    raise SchemaOutOfDate(_schema_message(have, want))
+        except sa.exc.DatabaseError as e:
             engine.dispose()
-            raise StoreError(f"cannot open database: {e.orig}", "database_unavailable") from e
+            where = engine_mod.sqlite_file(engine.url)
+            if where is not None and "not a database" in str(e.orig):
+                raise StoreError(f"{where} is not a permgate database (it is not SQLite at "
+                                 "all)", "not_a_database") from e
+            reason = " ".join(str(e.orig).split())  # drivers' messages span lines
+            raise StoreError(f"cannot open the database: {reason}",
+                             "database_unavailable") from e
         except BaseException:
             engine.dispose()
             raise

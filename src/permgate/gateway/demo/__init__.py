@@ -121,7 +121,10 @@ def install_demo_app(store: Store, account: str) -> DemoApp:
     return DemoApp(app_id, account, key.secret)
 
 
-def banner(gateway_url: str, upstream: Upstream, demo: DemoApp, db_url: str) -> str:
+def banner(gateway_url: str, upstream: Upstream, demo: DemoApp, db_url: str,
+           cli: str = "permgate") -> str:
+    """`cli` is how this shell can run permgate (the CLI passes the command that started it,
+    so that the printed uninstall works when pasted as is)."""
     k, a, u = demo.key, demo.account, gateway_url
     return f"""
 permgate demo: a gateway on {u}, enforcing for localstripe at {upstream.url}
@@ -143,7 +146,7 @@ curl:
     curl {u}/v1/customers -u {k}: -H "Stripe-Account: {a}"
     curl {u}/v1/charges   -u {k}: -H "Stripe-Account: {a}"
 
-Then: permgate uninstall {demo.app_id} --account {a} --mode test --by you --role admin \\
+Then: {cli} uninstall {demo.app_id} --account {a} --mode test --by you --role admin \\
         --db {db_url}   # and the first call is denied within a second.
 Ctrl-C stops the gateway and localstripe.
 """
