@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -60,6 +60,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us: float = 0.0  # CPU time of the server's processes per request (noise-proof)
 
 
 def free_port() -> int:
@@ -155,6 +156,23 @@ def gateway_cmd(variant: str, port: int, upstream: str, db: str, key_file: Path,
     return [str(BIN / "permgate"), "serve", *flags]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its living children (workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    with suppress(OSError):
+        pids += [int(c) for c in
+                 Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def missing_tools() -> list[str]:
     out = []
     if shutil.which("wrk") is None:
@@ -186,7 +204,11 @@ def bench_variant(variant: str, args: argparse.Namespace, folder: Path, upstream
         if check.status_code != 200:
             raise RuntimeError(f"{variant}: {check.status_code} {check.text[:300]}")
         run_wrk(url, key, 2, args.connections, args.threads)  # warm-up
+        cpu0 = cpu_seconds(proc.pid)
         result = run_wrk(url, key, args.duration, args.connections, args.threads)
+        used = cpu_seconds(proc.pid) - cpu0
+        if result.rps > 0:
+            result.cpu_us = used / (result.rps * args.duration) * 1e6
         if variant == "enforce" and args.profile and not getattr(args, "_profiled", False):
             args._profiled = True
             profile(proc.pid, url, key, args, folder)
@@ -199,8 +221,9 @@ def profile(pid: int, url: str, key: str, args: argparse.Namespace, folder: Path
     function (the innermost Python frame of each sample) and time by caller chain."""
     out = folder / "profile.txt"
     spy = subprocess.Popen([str(BIN / "py-spy"), "record", "--pid", str(pid), "--subprocesses",
-                            "--duration", str(args.profile), "--rate", "500", "--nonblocking",
-                            "--format", "raw", "--output", str(out)],
+                            "--duration", str(args.profile), "--rate", "500",
+                            "--format", "raw", "--output", str(out),
+                            *(["--native"] if args.profile_native else ["--nonblocking"])],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     run_wrk(url, key, args.profile + 1, args.connections, args.threads)
     _, err = spy.communicate(timeout=60)
@@ -239,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--profile", type=int, default=0, metavar="SECONDS",
                    help="sample the enforcing gateway with py-spy for this long, once")
+    p.add_argument("--profile-native", action="store_true",
+                   help="with --profile: include C frames (uvloop, httptools, the kernel calls)")
     args = p.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
@@ -262,15 +287,16 @@ def main(argv: list[str] | None = None) -> int:
                     r = bench_variant(variant, args, folder, upstream_port, db, key)
                     runs[variant].append(r)
                     print(f"  {LABELS[r.variant]:>26}: {r.rps:9.0f} req/s  "
-                          f"p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms  errors {r.errors}",
-                          flush=True)
+                          f"p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms  "
+                          f"cpu {r.cpu_us:5.1f} us/req  errors {r.errors}", flush=True)
     results = [sorted(rs, key=lambda r: r.rps)[len(rs) // 2] for rs in runs.values()]
     print(f"\nmedian of {args.rounds} round(s), {args.connections} connections, "
           f"{args.duration} s each, {args.workers} worker(s) per server, {os.cpu_count()} CPUs "
           f"shared with wrk and the upstream, wrk threads {args.threads}:")
-    print(f"  {'variant':>26}  {'req/s':>9}  {'p50':>9}  {'p99':>9}")
+    print(f"  {'variant':>26}  {'req/s':>9}  {'p50':>9}  {'p99':>9}  {'CPU/request':>11}")
     for r in results:
-        print(f"  {LABELS[r.variant]:>26}  {r.rps:9.0f}  {r.p50_ms:6.2f} ms  {r.p99_ms:6.2f} ms")
+        print(f"  {LABELS[r.variant]:>26}  {r.rps:9.0f}  {r.p50_ms:6.2f} ms  {r.p99_ms:6.2f} ms"
+              f"  {r.cpu_us:8.1f} us")
     by = {r.variant: r for r in results}
     ratios: dict[str, float] = {}
     if "enforce" in by and "no-enforce" in by and by["no-enforce"].rps > 0:

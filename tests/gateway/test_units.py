@@ -252,3 +252,17 @@ def test_upstream_origin(
 
     o = Origin(url)
     assert (o.host, o.port, o.host_header, o.prefix, o.tls) == (host, port, header, prefix, tls)
+
+
+def test_log_lines_are_json_whatever_repeats() -> None:
+    import json
+
+    from permgate.gateway.logs import _line
+
+    # A value that spells a key (outcome "missing", key "missing") must stay a value.
+    for _ in range(2):
+        line = _line(1.0, "warning", "request", {
+            "outcome": "missing", "missing": [["a", "b"]], "path": 'x"\n\u00e9', "ms": 1.5})
+        assert json.loads(line) == {"ts": 1.0, "level": "warning", "event": "request",
+                                    "outcome": "missing", "missing": [["a", "b"]],
+                                    "path": 'x"\n\u00e9', "ms": 1.5}

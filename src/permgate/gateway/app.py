@@ -14,6 +14,7 @@ later) is an ASGI application reached through the mount table (`Gateway.mount`):
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import json
 import logging
@@ -225,6 +226,11 @@ class Gateway:
                                      account=self.settings.webhook_account)
             self.mount(INGEST_PATH.decode("ascii"), self.ingest)
         # -- end of composition -------------------------------------------------------------
+        # The engine's tables and everything loaded so far live as long as the process: out
+        # of the collector's sight, a full collection no longer walks them (measured: p99
+        # went from ~100 ms to a few ms under load, bench/bench_gateway.py).
+        gc.collect()
+        gc.freeze()
         self.log.write("gateway.started", upstream=self.settings.upstream,
                        enforce=self.enforce, report_only=self.report_only)
 

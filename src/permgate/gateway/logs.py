@@ -74,21 +74,40 @@ class JsonLog:
 
 
 _quote: Callable[[str], str] = encode_basestring_ascii  # json's C string encoder
+# Keys and the short values that repeat from line to line (methods, app ids, accounts,
+# modes, outcomes, most paths), quoted once. Bounded: cleared when full.
+_QUOTED: dict[str, str] = {}
+_KEYS: dict[str, str] = {}  # key -> ',"key":' (apart: a value may spell a key)
+_QUOTED_MAX = 10_000
+_QUOTABLE = 128  # longer strings are quoted each time, never kept
 
 
 def _line(ts: float, level: str, event: str, fields: dict[str, Any]) -> str:
     """One JSON object, as json.dumps would write it, at a fraction of its cost: request
     lines hold only strings, ints, floats and lists of them."""
-    parts = [f'{{"ts":{ts:.6f},"level":{_quote(level)},"event":{_quote(event)}']
+    cache = _QUOTED
+    parts = [f'{{"ts":{ts:.6f},"level":"{level}","event":"{event}"']
     for key, value in fields.items():
+        qkey = _KEYS.get(key)
+        if qkey is None:
+            qkey = "," + _quote(key) + ":"
+            if len(_KEYS) < _QUOTED_MAX:
+                _KEYS[key] = qkey
         kind = type(value)
         if kind is str:
-            text = _quote(value)
+            text = cache.get(value)
+            if text is None:
+                text = _quote(value)
+                if len(value) <= _QUOTABLE:
+                    if len(cache) >= _QUOTED_MAX:
+                        cache.clear()
+                    cache[value] = text
         elif kind is int or kind is float:
             text = repr(value)
         else:
             text = json.dumps(value, separators=(",", ":"), default=str)
-        parts.append(f",{_quote(key)}:{text}")
+        parts.append(qkey)
+        parts.append(text)
     parts.append("}")
     return "".join(parts)
 

@@ -20,7 +20,7 @@ import logging
 import signal
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import unquote
@@ -110,7 +110,7 @@ class _Request:
                 self.continue_sent = True
                 conn.write(_CONTINUE)
             conn.resume()  # a paused connection must deliver the body awaited here
-            self.waiter = asyncio.get_running_loop().create_future()
+            self.waiter = conn.server.loop.create_future()
             try:
                 await self.waiter
             finally:
@@ -277,8 +277,7 @@ class HttpConn(asyncio.Protocol):
         req.query = query
         req.asgi = self.gateway.mounted(path)
         if self.active is None:
-            self.active = req
-            self.server.loop.create_task(self._serve(req))
+            self._start(req)
         else:
             self.pending.append(req)
             if len(self.pending) >= _PENDING_MAX:
@@ -359,39 +358,54 @@ class HttpConn(asyncio.Protocol):
         self.close()
 
     # -- serving -------------------------------------------------------------------------
+    def _start(self, req: _Request) -> None:
+        self.active = req
+        if req.asgi is None:
+            # The proxy path runs at once, inside this callback, and is resumed from the
+            # callbacks of the futures it waits on: no task per request, and the upstream
+            # write leaves before the event loop turns (measured, bench/bench_gateway.py).
+            _drive(self._serve(req))
+        else:
+            # ASGI apps may need a task of their own (anyio's cancel scopes do).
+            self.server.loop.create_task(self._serve(req))
+
     async def _serve(self, req: _Request) -> None:
-        gateway = self.gateway
-        while True:
-            try:
-                if req.asgi is None:
-                    await gateway.proxy(req.method, req.path, req.query, req.headers,
-                                        req.read_body, req)
-                else:
-                    await self._asgi(req, req.asgi)
-            except Exception:
-                log.exception("request failed: %s %s", req.method, req.path[:200])
-                if not req.head_sent:
-                    req.keep_alive = False
-                    await req.send(500, list(errors.JSON_HEADERS), errors.error_body(
-                        "api_error", "The gateway failed to handle this request."))
-                self.close()
-            if self.closed:
-                break
-            if not req.keep_alive:
-                self.close()
-                break
-            if not req.complete:
-                # Answered before its body was read (413, 401, ...): read the rest and drop
-                # it, so the client gets to read the answer, then close.
-                self.discarding = True
-                self.resume()
-                self.server.loop.call_later(DISCARD_SECONDS, self.close)
-                break
-            if not self.pending:
-                break
-            req = self.pending.popleft()
-            self.active = req
+        try:
+            if req.asgi is None:
+                await self.gateway.proxy(req.method, req.path, req.query, req.headers,
+                                         req.read_body, req)
+            else:
+                await self._asgi(req, req.asgi)
+        except Exception:
+            log.exception("request failed: %s %s", req.method, req.path[:200])
+            if not req.head_sent:
+                req.keep_alive = False
+                await req.send(500, list(errors.JSON_HEADERS), errors.error_body(
+                    "api_error", "The gateway failed to handle this request."))
+            self.close()
+        self._done(req)
+
+    def _done(self, req: _Request) -> None:
         self.active = None
+        if self.closed:
+            return
+        if not req.keep_alive:
+            self.close()
+            return
+        if not req.complete:
+            # Answered before its body was read (413, 401, ...): read the rest and drop
+            # it, so the client gets to read the answer, then close.
+            self.discarding = True
+            self.resume()
+            self.server.loop.call_later(DISCARD_SECONDS, self.close)
+            return
+        if self.pending:
+            # Marked busy now, started on the next loop pass: a long pipeline of answers
+            # that need no waiting must not recurse.
+            nxt = self.pending.popleft()
+            self.active = nxt
+            self.server.loop.call_soon(self._start, nxt)
+            return
         self.resume()
 
     async def _asgi(self, req: _Request, app: ASGIApp) -> None:
@@ -450,6 +464,27 @@ class HttpConn(asyncio.Protocol):
         if not req.head_sent:  # the app sent nothing: no answer is no answer
             await req.send(500, list(errors.JSON_HEADERS), errors.error_body(
                 "api_error", "The handler for this path sent no answer."))
+
+
+def _drive(coro: Coroutine[Any, Any, None]) -> None:
+    """Run `coro` until it waits on a future; resume it from that future's done-callback.
+
+    A task without the Task: what `Task.__step` does for a coroutine that awaits asyncio
+    futures only (the proxy path's do: upstream I/O, the store's executor, timers), minus
+    the task object and its first scheduling hop. `asyncio.current_task()` is None inside.
+    """
+    try:
+        fut = coro.send(None)
+    except StopIteration:
+        return
+    except BaseException:
+        log.exception("request handler failed")
+        return
+    if fut is None:  # a bare yield (asyncio.sleep(0)): go on at the next loop pass
+        asyncio.get_running_loop().call_soon(_drive, coro)
+        return
+    fut._asyncio_future_blocking = False
+    fut.add_done_callback(lambda _: _drive(coro))
 
 
 class NativeServer:

@@ -55,6 +55,7 @@ class _Conn(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.counted = True  # holds one of the pool's `size` slots until closed
+        self.deadline = 0.0
         self.reused = False
         self._reset_response()
 
@@ -140,19 +141,21 @@ class _Conn(asyncio.Protocol):
     async def wait(self, deadline: float) -> None:
         """Until the parser made progress, the connection failed, or `deadline` (loop time)
         passed: one deadline for the whole exchange, not a timer reset by each read."""
-        loop = asyncio.get_running_loop()
-        self.waiter = waiter = loop.create_future()
-        timer = loop.call_at(deadline, self._on_timeout, waiter)
+        pool = self.pool
+        self.waiter = waiter = pool.loop.create_future()
+        self.deadline = deadline
+        pool.watch(self)
         try:
             await waiter
         finally:
-            timer.cancel()
+            pool.waiting.discard(self)
             self.waiter = None
         if self.error is not None:
             raise self.error
 
-    def _on_timeout(self, waiter: asyncio.Future[None]) -> None:
-        if not waiter.done():
+    def on_timeout(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
             self._fail(UpstreamError(
                 f"no complete answer within {self.pool.timeout:g} s", timeout=True))
             self.close()
@@ -220,20 +223,35 @@ class Pool:
         self._idle: list[_Conn] = []
         self._waiters: deque[asyncio.Future[_Conn | None]] = deque()
         self._ssl = ssl.create_default_context() if origin.tls else None
+        self.loop = asyncio.get_running_loop()
+        # Connections waiting for the upstream, checked against their deadlines every
+        # SWEEP seconds: one timer for the pool instead of one per request.
+        self.waiting: set[_Conn] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
         self._host_line = b" HTTP/1.1\r\nhost: " + origin.host_header + b"\r\n"
 
     async def _connect(self, deadline: float) -> _Conn:
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         o = self.origin
         limit = min(self.connect_timeout, max(deadline - loop.time(), 0.0))
+        # A task and a timer rather than asyncio.wait_for: the caller may be driven without
+        # a task of its own (native.py), which wait_for needs from Python 3.12 on.
+        connecting = loop.create_task(loop.create_connection(
+            lambda: _Conn(self), o.host, o.port, ssl=self._ssl,
+            server_hostname=o.host if self._ssl else None))
+        timer = loop.call_later(limit, connecting.cancel)
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _Conn(self), o.host, o.port, ssl=self._ssl,
-                    server_hostname=o.host if self._ssl else None,
-                ),
-                limit,
-            )
+            try:
+                _, conn = await connecting
+            finally:
+                timer.cancel()
+        except asyncio.CancelledError:
+            if not connecting.cancelled():
+                raise
+            self._slot_freed()
+            raise UpstreamError(
+                f"connect to {o.host}:{o.port} timed out after {limit:g} s", timeout=True,
+            ) from None
         except TimeoutError:
             self._slot_freed()
             raise UpstreamError(
@@ -246,6 +264,21 @@ class Pool:
             self._slot_freed()
             raise
         return conn
+
+    SWEEP = 0.05
+
+    def watch(self, conn: _Conn) -> None:
+        self.waiting.add(conn)
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(self.SWEEP, self._sweep)
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        for conn in [c for c in self.waiting if c.deadline <= now]:
+            self.waiting.discard(conn)
+            conn.on_timeout()
+        self._sweeper = (self.loop.call_later(self.SWEEP, self._sweep)
+                         if self.waiting else None)
 
     def release(self, conn: _Conn) -> None:
         if conn.closed or not conn.keep_alive:
@@ -277,7 +310,7 @@ class Pool:
         if self.open < self.size:
             self.open += 1
             return await self._connect(deadline)
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         waiter: asyncio.Future[_Conn | None] = loop.create_future()
         self._waiters.append(waiter)
         timer = loop.call_at(deadline, _expire, waiter)
@@ -301,7 +334,7 @@ class Pool:
         if body:
             head.append(body)
         data = b"".join(head)
-        deadline = asyncio.get_running_loop().time() + self.timeout
+        deadline = self.loop.time() + self.timeout
         while True:
             try:
                 conn = await self._take(deadline)
@@ -333,6 +366,9 @@ class Pool:
         for conn in self._idle:
             conn.close()
         self._idle.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
 
 
 def _expire(waiter: asyncio.Future[_Conn | None]) -> None:
