@@ -266,3 +266,22 @@ def test_log_lines_are_json_whatever_repeats() -> None:
         assert json.loads(line) == {"ts": 1.0, "level": "warning", "event": "request",
                                     "outcome": "missing", "missing": [["a", "b"]],
                                     "path": 'x"\n\u00e9', "ms": 1.5}
+
+
+def test_the_fast_request_line_is_the_general_one() -> None:
+    import io
+    import json
+
+    from permgate.gateway.logs import JsonLog
+
+    rec = {"request_id": "req_x1", "method": "GET", "path": '/v1/c"\u00e9', "app": "com.a",
+           "mode": "test", "account": "acct_1", "outcome": "allowed", "status": 200,
+           "ms": 0.25}
+    fast, general = io.StringIO(), io.StringIO()
+    JsonLog(fast).request("info", dict(rec))
+    JsonLog(general).write("request", "info", **rec)
+    for out in (fast, general):
+        out.seek(0)
+    a, b = json.loads(fast.getvalue()), json.loads(general.getvalue())
+    assert a.pop("ts") and b.pop("ts")
+    assert a == b == {"level": "info", "event": "request", **rec}

@@ -511,7 +511,7 @@ class Gateway:
         if self.access_log or "would_deny" in rec:
             rec["status"] = status
             rec["ms"] = round((perf_counter() - started) * 1000, 3)
-            self.log.write("request", "warning" if "would_deny" in rec else "info", **rec)
+            self.log.request("warning" if "would_deny" in rec else "info", rec)
 
     async def relay(self, reply: Reply, rec: dict[str, Any], response: Response) -> None:
         rid = rec["request_id"].encode("ascii")
@@ -560,7 +560,7 @@ class Gateway:
         rec["status"] = status
         rec.setdefault("outcome", outcome)
         rec["ms"] = round((perf_counter() - started) * 1000, 3)
-        self.log.write("request", level, **rec)
+        self.log.request(level, rec)
 
     async def store_down(
         self, reply: Reply, rec: dict[str, Any], started: float, error: Exception
