@@ -292,3 +292,54 @@ def test_listen_socket_reuse_port_allows_several_listeners() -> None:
         second.listen(1)
         with socket.create_connection(("127.0.0.1", port), 2):
             pass
+
+
+def test_slow_heads_and_pipeline_floods_are_cut_off(
+    db_url: str, recorder: Recorder, app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from permgate.gateway import native as native_mod
+
+    monkeypatch.setattr(native_mod, "TICK", 0.05)
+    monkeypatch.setattr(native_mod, "REQUEST_STALL", 0.3)
+
+    async def scenario() -> None:
+        async with native(db_url, recorder.url) as url:
+            host, port = url.removeprefix("http://").split(":")
+            # A head sent a byte at a time, each byte in time for the idle check but the
+            # whole never: closed once the request is REQUEST_STALL old.
+            reader, writer = await asyncio.open_connection(host, int(port))
+            closed = False
+            for byte in b"GET /v1/customers HTTP/1.1\r\nX-Slow: " + b"a" * 200:
+                writer.write(bytes([byte]))
+                await asyncio.sleep(0.02)
+                if reader.at_eof() or writer.is_closing():
+                    closed = True
+                    break
+                try:
+                    await writer.drain()
+                except ConnectionError:
+                    closed = True
+                    break
+                if await _eof_soon(reader):
+                    closed = True
+                    break
+            writer.close()
+            assert closed
+            # Hundreds of pipelined requests in one write: the connection is closed rather
+            # than all of them held in memory; a modest pipeline is answered in full.
+            flood = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 500
+            out = await raw(url, flood)
+            assert out.count(b"HTTP/1.1 200") < 500
+            out = await raw(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 20
+                            + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert out.count(b"HTTP/1.1 200") == 21
+
+    run(scenario)
+
+
+async def _eof_soon(reader: asyncio.StreamReader) -> bool:
+    try:
+        data = await asyncio.wait_for(reader.read(1), 0.001)
+    except TimeoutError:
+        return False
+    return data == b""

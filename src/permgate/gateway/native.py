@@ -7,9 +7,11 @@ whatever else is mounted) are handed to their ASGI apps through a small ASGI bri
 the same listener. Measured against granian and uvicorn in bench/bench_gateway.py.
 
 Limits: a request head (request line and headers) over `MAX_REQUEST_HEAD` bytes gets 431
-and the connection is closed; a connection idle for `KEEP_ALIVE` seconds, or stuck in the
-middle of a request for `REQUEST_STALL` seconds, is closed. Requests pipelined on one
-connection are answered in order; reading pauses while one is being served.
+and the connection is closed; a connection idle for `KEEP_ALIVE` seconds, or whose request
+has not arrived whole `REQUEST_STALL` seconds after it began (slow heads and bodies), is
+closed. Requests pipelined on one connection are answered in order; reading pauses while
+`_PENDING_MAX` wait, and a connection with more than `_PIPELINE_MAX` parsed ahead (from
+one read) is closed.
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ log = logging.getLogger("permgate.gateway")
 
 MAX_REQUEST_HEAD = 65_536
 KEEP_ALIVE = 75.0
-REQUEST_STALL = 30.0
+REQUEST_STALL = 60.0
 TICK = 5.0
 DISCARD_SECONDS = 10.0  # how long the unread rest of a refused body is read and dropped
 _PENDING_MAX = 16  # pipelined requests parsed ahead before reading pauses
+_PIPELINE_MAX = 64  # beyond this many in one read: closed (memory, not a client's need)
 
 _STATUS: dict[int, bytes] = {
     s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode("ascii") for s in HTTPStatus
@@ -64,6 +67,7 @@ class _Request:
         "conn",
         "continue_sent",
         "expect",
+        "has_body",
         "head_sent",
         "headers",
         "is_head",
@@ -94,6 +98,9 @@ class _Request:
         self.path = b"/"
         self.query = b""
         self.asgi: ASGIApp | None = None
+        # A body announced: the call starts at its head (it may be refused unread);
+        # without one it starts whole, once the parser is done with it.
+        self.has_body = False
 
     def _wake(self) -> None:
         w = self.waiter
@@ -186,6 +193,7 @@ class HttpConn(asyncio.Protocol):
         self.url = b""
         self.head_size = 0
         self.idle_ticks = 0
+        self.begun = 0  # the server's tick when the request being parsed began
         self.discarding = False
         self.client: tuple[str, int] | None = None
         self.sockname: tuple[str, int] | None = None
@@ -210,6 +218,8 @@ class HttpConn(asyncio.Protocol):
             d.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
         self.idle_ticks = 0
         try:
             self.parser.feed_data(data)
@@ -232,6 +242,10 @@ class HttpConn(asyncio.Protocol):
 
     # -- httptools callbacks -------------------------------------------------------------
     def on_message_begin(self) -> None:
+        if self.closed or len(self.pending) >= _PIPELINE_MAX:
+            self.close()
+            raise httptools.HttpParserError("closed")
+        self.begun = self.server.ticks
         self.current = _Request(self)
         self.url = b""
         self.head_size = 0
@@ -252,7 +266,11 @@ class HttpConn(asyncio.Protocol):
             raise httptools.HttpParserError("head too large")
         name = name.lower()
         req.headers.append((name, value))
-        if name == b"expect" and value.lower() == b"100-continue":
+        if name == b"content-length":
+            req.has_body = value != b"0"
+        elif name == b"transfer-encoding":
+            req.has_body = True
+        elif name == b"expect" and value.lower() == b"100-continue":
             req.expect = True
 
     def on_headers_complete(self) -> None:
@@ -276,6 +294,13 @@ class HttpConn(asyncio.Protocol):
         req.path = path
         req.query = query
         req.asgi = self.gateway.mounted(path)
+        if not req.has_body:
+            return  # started whole from on_message_complete, which comes next
+        self._dispatch(req)
+
+    def _dispatch(self, req: _Request) -> None:
+        if self.closed:
+            return
         if self.active is None:
             self._start(req)
         else:
@@ -303,7 +328,10 @@ class HttpConn(asyncio.Protocol):
             return
         if req is not None:
             req.complete = True
-            req._wake()
+            if req.has_body:
+                req._wake()
+            else:
+                self._dispatch(req)
 
     # -- plumbing ------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -494,6 +522,7 @@ class NativeServer:
         self.loop = asyncio.get_running_loop()
         self._server: asyncio.Server | None = None
         self._ticker: asyncio.TimerHandle | None = None
+        self.ticks = 0
 
     async def start(self, sock: socket.socket) -> None:
         self._server = await self.loop.create_server(
@@ -501,14 +530,14 @@ class NativeServer:
         self._tick()
 
     def _tick(self) -> None:
+        self.ticks += 1
         keep_alive = KEEP_ALIVE / TICK
         stall = REQUEST_STALL / TICK
         for conn in list(self.connections):
             conn.idle_ticks += 1
             busy = conn.active is not None or conn.current is not None
             if (not busy and conn.idle_ticks > keep_alive) or (
-                    conn.current is not None and conn.active is None
-                    and conn.idle_ticks > stall):
+                    conn.current is not None and self.ticks - conn.begun > stall):
                 conn.close()
         self._ticker = self.loop.call_later(TICK, self._tick)
 
