@@ -47,6 +47,7 @@ _STATUS: dict[int, bytes] = {
 }
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE = b"connection: close\r\n"
+_NO_BODY = frozenset({204, 304})
 
 
 def _status_line(status: int) -> bytes:
@@ -70,6 +71,7 @@ class _Request:
         "has_body",
         "head_sent",
         "headers",
+        "http10",
         "is_head",
         "keep_alive",
         "method",
@@ -101,6 +103,7 @@ class _Request:
         # A body announced: the call starts at its head (it may be refused unread);
         # without one it starts whole, once the parser is done with it.
         self.has_body = False
+        self.http10 = False
 
     def _wake(self) -> None:
         w = self.waiter
@@ -140,9 +143,12 @@ class _Request:
 
     async def send(self, status: int, headers: Headers, body: bytes) -> None:
         out = self._head(status, headers)
-        out += (b"content-length: ", str(len(body)).encode("ascii"), b"\r\n\r\n")
-        if not self.is_head:
-            out.append(body)
+        if status in _NO_BODY or status < 200:
+            out.append(b"\r\n")  # no length and no body (RFC 9110 8.6)
+        else:
+            out += (b"content-length: ", str(len(body)).encode("ascii"), b"\r\n\r\n")
+            if not self.is_head:
+                out.append(body)
         self.head_sent = True
         conn = self.conn
         conn.write(b"".join(out))
@@ -150,10 +156,13 @@ class _Request:
             await conn.drain()
 
     async def start(self, status: int, headers: Headers) -> None:
-        out = self._head(status, headers)
         if not any(name == b"content-length" for name, _ in headers):
-            out.append(b"transfer-encoding: chunked\r\n")
-            self.chunked = True
+            if self.http10:  # no chunked encoding in HTTP/1.0: the close ends the body
+                self.keep_alive = False
+            else:
+                headers = [*headers, (b"transfer-encoding", b"chunked")]
+                self.chunked = True
+        out = self._head(status, headers)
         out.append(b"\r\n")
         self.head_sent = True
         self.conn.write(b"".join(out))
@@ -281,6 +290,7 @@ class HttpConn(asyncio.Protocol):
         req.method = method
         req.is_head = method == "HEAD"
         req.keep_alive = parser.should_keep_alive()
+        req.http10 = parser.get_http_version() == "1.0"
         url = self.url
         if url[:1] == b"/" and b"#" not in url:
             path, _, query = url.partition(b"?")
