@@ -134,11 +134,11 @@ def run_wrk(url: str, key: str, duration: int, connections: int, threads: int) -
     return Result("", rps, p50, p99, errors)
 
 
-VARIANTS = ("enforce", "no-enforce", "nginx", "ceiling", "granian", "uvicorn")
+VARIANTS = ("enforce", "no-enforce", "nginx", "ceiling", "granian", "uvicorn", "enforce-direct")
 LABELS = {
     "enforce": "permgate, enforcing", "no-enforce": "permgate, enforcement off",
     "nginx": "nginx", "ceiling": "Python ceiling", "granian": "permgate on granian",
-    "uvicorn": "permgate on uvicorn",
+    "uvicorn": "permgate on uvicorn", "enforce-direct": "enforcing, bench launcher",
 }
 
 
@@ -149,8 +149,9 @@ def gateway_cmd(variant: str, port: int, upstream: str, db: str, key_file: Path,
     if variant == "ceiling":
         return [sys.executable, str(HERE / "gateway" / "ceiling.py"), str(port),
                 str(upstream_port), str(workers)]
-    if variant == "no-enforce":
-        return [sys.executable, str(HERE / "gateway" / "variants.py"), "no-enforce", *flags]
+    if variant in ("no-enforce", "enforce-direct"):
+        which = "no-enforce" if variant == "no-enforce" else "enforce"
+        return [sys.executable, str(HERE / "gateway" / "variants.py"), which, *flags]
     if variant in ("granian", "uvicorn"):
         flags += ["--server", variant]
     return [str(BIN / "permgate"), "serve", *flags]

@@ -5,7 +5,8 @@
 
 `no-enforce`: the same gateway, server and process model with enforcement off (every call
 forwarded with the upstream key, no key, install or decision work), built by constructing
-the Gateway with `enforce=False`.
+the Gateway with `enforce=False`. `enforce`: the same launcher with enforcement on (to tell
+the launcher's share from enforcement's).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from permgate.gateway.server import build, run_native
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("variant", choices=("no-enforce",))
+    p.add_argument("variant", choices=("no-enforce", "enforce"))
     for flag in ("--port", "--db", "--upstream", "--upstream-key-file", "--workers"):
         p.add_argument(flag)
     args = p.parse_args()
@@ -27,7 +28,8 @@ def main() -> int:
              "upstream_key_file": args.upstream_key_file,
              "workers": int(args.workers or 1)}
     settings = resolve(flags, {})
-    run_native(settings, lambda: build(settings, enforce=False))
+    enforce = args.variant == "enforce"
+    run_native(settings, lambda: build(settings, enforce=enforce))
     return 0
 
 
