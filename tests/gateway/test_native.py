@@ -381,3 +381,16 @@ def test_no_content_answers_carry_no_length() -> None:
         assert written[-1].endswith(b"content-length: 2\r\n\r\nok")
 
     run(scenario)
+
+
+def test_a_body_over_the_limit_on_a_mounted_path_gets_its_413(
+    db_url: str, recorder: Recorder
+) -> None:
+    async def scenario() -> None:
+        async with native(db_url, recorder.url, body_limit=4096) as url, \
+                httpx.AsyncClient() as client:
+            r = await client.post(url + "/v1/oauth/token", content=b"x" * 100_000)
+            assert r.status_code == 413
+            assert r.json()["error"]["code"] == "request_too_large"
+
+    run(scenario)

@@ -427,15 +427,15 @@ class HttpConn(asyncio.Protocol):
         self.active = None
         if self.closed:
             return
-        if not req.keep_alive:
-            self.close()
-            return
         if not req.complete:
             # Answered before its body was read (413, 401, ...): read the rest and drop
             # it, so the client gets to read the answer, then close.
             self.discarding = True
             self.resume()
             self.server.loop.call_later(DISCARD_SECONDS, self.close)
+            return
+        if not req.keep_alive:
+            self.close()
             return
         if self.pending:
             # Marked busy now, started on the next loop pass: a long pipeline of answers
