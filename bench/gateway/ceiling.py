@@ -10,7 +10,9 @@ a Python process can do per proxied call on this machine, beside nginx.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import socket
 import sys
 
@@ -130,9 +132,21 @@ def run(port: int, upstream_port: int, workers: int) -> None:
         sock.bind(("127.0.0.1", port))
         return sock
 
+    children = []
     for _ in range(workers - 1):
-        if os.fork() == 0:
+        pid = os.fork()
+        if pid == 0:
+            children = []
             break
+        children.append(pid)
+
+    def stop(signum: int, _: object) -> None:
+        for pid in children:  # the workers end with the parent
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
     uvloop.run(main(listen(), upstream_port))
 
 
