@@ -1,13 +1,17 @@
 """Benchmark: allowed GETs through `permgate serve`, beside the same gateway with enforcement
-off and nginx as a plain reverse proxy, all to one trivial upstream on 127.0.0.1.
+off, nginx as a plain reverse proxy, and a plain uvloop + httptools proxy (the Python
+ceiling, bench/gateway/ceiling.py), all to one trivial upstream on 127.0.0.1.
 
-    .venv/bin/python bench/bench_gateway.py [--duration 10] [--connections 32] [--workers 1]
-        [--variants enforce,no-enforce,nginx] [--json bench/results/gateway.json]
+    scripts/bench gateway [--duration 10] [--connections 32] [--workers 1] [--rounds 3]
+        [--variants enforce,no-enforce,nginx,ceiling] [--json bench/results/gateway.json]
+        [--profile SECONDS]
 
-`enforce` and `no-enforce` run on the default server (granian when installed); extra
-variants for choosing the server and the upstream client: `uvicorn`, `uvicorn-no-enforce`
-(the gateway forced onto uvicorn) and `httpx` (httpx as the upstream client).
-Needs wrk and nginx (Debian: apt-get install -y wrk nginx-light). Not a test.
+`enforce` is `permgate serve` on its default (native) server; `no-enforce` the same server
+and process model with enforcement off (bench/gateway/variants.py builds it: the product
+has no such switch). Extra variants: `granian`, `uvicorn` (`permgate serve --server ...`).
+`--profile S` also samples the enforcing gateway with py-spy for S seconds under load and
+prints where its time goes. Needs wrk and nginx (Debian: apt-get install -y wrk
+nginx-light). Not a test.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import argparse
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -55,6 +60,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us: float = 0.0  # CPU time of the server's processes per request (noise-proof)
 
 
 def free_port() -> int:
@@ -128,18 +134,53 @@ def run_wrk(url: str, key: str, duration: int, connections: int, threads: int) -
     return Result("", rps, p50, p99, errors)
 
 
+VARIANTS = ("enforce", "no-enforce", "nginx", "ceiling", "granian", "uvicorn", "enforce-direct")
+LABELS = {
+    "enforce": "permgate, enforcing", "no-enforce": "permgate, enforcement off",
+    "nginx": "nginx", "ceiling": "Python ceiling", "granian": "permgate on granian",
+    "uvicorn": "permgate on uvicorn", "enforce-direct": "enforcing, bench launcher",
+}
+
+
 def gateway_cmd(variant: str, port: int, upstream: str, db: str, key_file: Path,
-                workers: int) -> list[str]:
-    """`enforce` / `no-enforce`: the default server; `uvicorn*`: forced; `httpx`: client."""
+                workers: int, upstream_port: int) -> list[str]:
     flags = ["--port", str(port), "--db", db, "--upstream", upstream,
              "--upstream-key-file", str(key_file), "--workers", str(workers)]
-    if variant.endswith("no-enforce"):
-        flags.append("--bench-no-enforcement")
-    if variant.startswith("uvicorn"):
-        flags += ["--server", "uvicorn"]
-    if variant == "httpx":
-        flags += ["--upstream-client", "httpx"]
+    if variant == "ceiling":
+        return [sys.executable, str(HERE / "gateway" / "ceiling.py"), str(port),
+                str(upstream_port), str(workers)]
+    if variant in ("no-enforce", "enforce-direct"):
+        which = "no-enforce" if variant == "no-enforce" else "enforce"
+        return [sys.executable, str(HERE / "gateway" / "variants.py"), which, *flags]
+    if variant in ("granian", "uvicorn"):
+        flags += ["--server", variant]
     return [str(BIN / "permgate"), "serve", *flags]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its living children (workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    with suppress(OSError):
+        pids += [int(c) for c in
+                 Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def missing_tools() -> list[str]:
+    out = []
+    if shutil.which("wrk") is None:
+        out.append("wrk")
+    if nginx_binary() is None:
+        out.append("nginx")
+    return out
 
 
 def bench_variant(variant: str, args: argparse.Namespace, folder: Path, upstream_port: int,
@@ -157,16 +198,56 @@ def bench_variant(variant: str, args: argparse.Namespace, folder: Path, upstream
         key_file = folder / "upstream-key"
         key_file.write_text("sk_test_bench_upstream\n")
         cmd = gateway_cmd(variant, port, f"http://127.0.0.1:{upstream_port}", db,
-                          key_file, args.workers)
-    with process(cmd, port, log):
+                          key_file, args.workers, upstream_port)
+    with process(cmd, port, log) as proc:
         check = httpx.get(url + PATH, headers={"Authorization": f"Bearer {key}",
                                                "Stripe-Account": ACCOUNT})
         if check.status_code != 200:
             raise RuntimeError(f"{variant}: {check.status_code} {check.text[:300]}")
         run_wrk(url, key, 2, args.connections, args.threads)  # warm-up
+        cpu0 = cpu_seconds(proc.pid)
         result = run_wrk(url, key, args.duration, args.connections, args.threads)
+        used = cpu_seconds(proc.pid) - cpu0
+        if result.rps > 0:
+            result.cpu_us = used / (result.rps * args.duration) * 1e6
+        if variant == "enforce" and args.profile and not getattr(args, "_profiled", False):
+            args._profiled = True
+            profile(proc.pid, url, key, args, folder)
     result.variant = variant
     return result
+
+
+def profile(pid: int, url: str, key: str, args: argparse.Namespace, folder: Path) -> None:
+    """py-spy samples the gateway (and its workers) under wrk load; prints own time by
+    function (the innermost Python frame of each sample) and time by caller chain."""
+    out = folder / "profile.txt"
+    spy = subprocess.Popen([str(BIN / "py-spy"), "record", "--pid", str(pid), "--subprocesses",
+                            "--duration", str(args.profile), "--rate", "500",
+                            "--format", "raw", "--output", str(out),
+                            *(["--native"] if args.profile_native else ["--nonblocking"])],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run_wrk(url, key, args.profile + 1, args.connections, args.threads)
+    _, err = spy.communicate(timeout=60)
+    if not out.exists():
+        print(f"py-spy could not sample: {err.decode()[-400:]}")
+        return
+    own: dict[str, int] = {}
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        count = int(n)
+        total += count
+        leaf = stack.split(";")[-1]
+        leaf = re.sub(r" \(([^)]*/)?([^/)]+)\)$", r" (\2)", leaf)
+        own[leaf] = own.get(leaf, 0) + count
+    print(f"\nprofile of the enforcing gateway under load ({total} samples; own time by "
+          f"innermost frame; 'idle' frames are the event loop waiting in epoll):")
+    for name, n in sorted(own.items(), key=lambda kv: -kv[1])[:25]:
+        print(f"  {n / total:6.1%}  {name[:110]}")
+    saved = Path(args.json).with_suffix(".profile.txt") if args.json else None
+    if saved is not None:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(out, saved)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,12 +256,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=1, help="wrk threads")
     p.add_argument("--workers", type=int, default=1, help="gateway workers = nginx workers")
-    p.add_argument("--variants", default="enforce,no-enforce,nginx")
+    p.add_argument("--variants", default="enforce,no-enforce,nginx,ceiling",
+                   help="comma-separated, of: " + ", ".join(VARIANTS))
     p.add_argument("--rounds", type=int, default=3,
                    help="runs per variant, interleaved; the median run is reported")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--profile", type=int, default=0, metavar="SECONDS",
+                   help="sample the enforcing gateway with py-spy for this long, once")
+    p.add_argument("--profile-native", action="store_true",
+                   help="with --profile: include C frames (uvloop, httptools, the kernel calls)")
     args = p.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    missing = missing_tools()
+    if missing:
+        print(f"bench gateway: {' and '.join(missing)} not installed; this benchmark needs "
+              "both (Debian: apt-get install -y wrk nginx-light)", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="permgate-bench-") as tmp:
         folder = Path(tmp)
         db, key = setup_store(folder)
@@ -193,32 +287,37 @@ def main(argv: list[str] | None = None) -> int:
                 for variant in variants:
                     r = bench_variant(variant, args, folder, upstream_port, db, key)
                     runs[variant].append(r)
-                    print(f"  {r.variant:>18}: {r.rps:9.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
-                          f"p99 {r.p99_ms:6.2f} ms  errors {r.errors}", flush=True)
+                    print(f"  {LABELS[r.variant]:>26}: {r.rps:9.0f} req/s  "
+                          f"p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms  "
+                          f"cpu {r.cpu_us:5.1f} us/req  errors {r.errors}", flush=True)
     results = [sorted(rs, key=lambda r: r.rps)[len(rs) // 2] for rs in runs.values()]
-    print("\nmedian of", args.rounds, "rounds:")
+    print(f"\nmedian of {args.rounds} round(s), {args.connections} connections, "
+          f"{args.duration} s each, {args.workers} worker(s) per server, {os.cpu_count()} CPUs "
+          f"shared with wrk and the upstream, wrk threads {args.threads}:")
+    print(f"  {'variant':>26}  {'req/s':>9}  {'p50':>9}  {'p99':>9}  {'CPU/request':>11}")
     for r in results:
-        print(f"  {r.variant:>18}: {r.rps:9.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
-              f"p99 {r.p99_ms:6.2f} ms")
+        print(f"  {LABELS[r.variant]:>26}  {r.rps:9.0f}  {r.p50_ms:6.2f} ms  {r.p99_ms:6.2f} ms"
+              f"  {r.cpu_us:8.1f} us")
     by = {r.variant: r for r in results}
-    print(f"{args.connections} connections, {args.duration} s, {args.workers} worker(s), "
-          f"{os.cpu_count()} CPUs, wrk threads {args.threads}")
     ratios: dict[str, float] = {}
-    if "enforce" in by and "no-enforce" in by:
+    if "enforce" in by and "no-enforce" in by and by["no-enforce"].rps > 0:
         cost = 1 - by["enforce"].rps / by["no-enforce"].rps
         ratios["enforcement_cost"] = cost
-        print(f"enforcement costs {cost:.1%} of the gateway's throughput (goal <= 5%)")
-    if "enforce" in by and "nginx" in by:
-        ratio = by["enforce"].rps / by["nginx"].rps
-        gap = by["enforce"].p99_ms - by["nginx"].p99_ms
-        ratios["rps_vs_nginx"] = ratio
-        ratios["p99_gap_ms"] = gap
-        print(f"gateway / nginx requests/s: {ratio:.2f}x (goal >= 0.5x); "
-              f"p99 gap {gap:+.2f} ms (goal <= 1 ms)")
+        print(f"enforcement off vs on: {cost:+.1%} of throughput (goal <= 5%)")
+    for peer, goal in (("nginx", "goal >= 0.8x, p99 within 1 ms"), ("ceiling", "")):
+        if "enforce" in by and peer in by and by[peer].rps > 0:
+            ratio = by["enforce"].rps / by[peer].rps
+            gap = by["enforce"].p99_ms - by[peer].p99_ms
+            ratios[f"rps_vs_{peer}"] = ratio
+            ratios[f"p99_gap_{peer}_ms"] = gap
+            print(f"gateway / {LABELS[peer]}: {ratio:.2f}x requests/s; p99 "
+                  f"{by['enforce'].p99_ms:.2f} ms vs {by[peer].p99_ms:.2f} ms ({gap:+.2f} ms)"
+                  + (f"  [{goal}]" if goal else ""))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(
             {"results": [asdict(r) for r in results], "ratios": ratios,
+             "rounds_all": {v: [asdict(r) for r in rs] for v, rs in runs.items()},
              "connections": args.connections, "duration": args.duration,
              "workers": args.workers, "rounds": args.rounds}, indent=2))
     return 0

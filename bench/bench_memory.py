@@ -1,6 +1,6 @@
 """Benchmark: the gateway's memory under hostile traffic that must not grow it.
 
-    scripts/bench memory [--server granian|uvicorn] [--keys 600] [--key-kb 200]
+    scripts/bench memory [--server native|granian|uvicorn] [--keys 600] [--key-kb 200]
         [--expand-requests 120] [--expand-entries 20000] [--json FILE]
 
 Starts `permgate serve` (one worker) in front of a trivial upstream on 127.0.0.1 and
@@ -103,7 +103,7 @@ def phase(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--server", default="granian", choices=("granian", "uvicorn"))
+    ap.add_argument("--server", default="native", choices=("native", "granian", "uvicorn"))
     ap.add_argument("--keys", type=int, default=600)
     ap.add_argument("--key-kb", type=int, default=200)
     ap.add_argument("--expand-requests", type=int, default=120)

@@ -1,4 +1,4 @@
-"""CPU time of the gateway's own ASGI code per allowed request, with and without enforcement.
+"""CPU time of the gateway's proxy path per allowed request, with and without enforcement.
 
 No network and no server: the upstream pool is replaced by one that answers at once, so
 what is left is exactly what permgate adds per request (auth, install lookup, decision,
@@ -37,6 +37,20 @@ class _Answer:
         return b"{}"
 
 
+class _NoReply:
+    async def send(self, *args: Any) -> None:
+        pass
+
+    async def start(self, *args: Any) -> None:
+        pass
+
+    async def write(self, chunk: bytes) -> None:
+        pass
+
+    async def end(self) -> None:
+        pass
+
+
 class _InstantUpstream:
     async def request(self, *args: Any) -> _Answer:
         return _Answer()
@@ -47,35 +61,32 @@ class _InstantUpstream:
 
 async def _measure(db: str, key: str, enforce: bool, log: bool, n: int) -> float:
     app = build(Settings(db=db, upstream="http://127.0.0.1:9", upstream_key="sk_test_bench",
-                         bench_no_enforcement=not enforce, access_log=log))
+                         access_log=log), enforce=enforce)
     await app.startup()
     app.log.stream = open(os.devnull, "w")  # noqa: SIM115 - closed with the process
     app.pool = _InstantUpstream()  # type: ignore[assignment]
-    scope = {"type": "http", "method": "GET", "path": "/v1/customers",
-             "raw_path": b"/v1/customers", "query_string": b"limit=1", "root_path": "",
-             "headers": [(b"host", b"gw"), (b"authorization", b"Bearer " + key.encode()),
-                         (b"stripe-account", ACCOUNT.encode()), (b"user-agent", b"bench")]}
-    message = {"type": "http.request", "body": b"", "more_body": False}
+    headers = [(b"host", b"gw"), (b"authorization", b"Bearer " + key.encode()),
+               (b"stripe-account", ACCOUNT.encode()), (b"user-agent", b"bench")]
 
-    async def receive() -> dict[str, Any]:
-        return message
+    async def read() -> bytes:
+        return b""
 
-    async def send(_: Any) -> None:
-        pass
-
+    reply = _NoReply()
+    proxy = app.proxy
     for _ in range(n // 10):  # warm the caches
-        await app(scope, receive, send)
+        await proxy("GET", b"/v1/customers", b"limit=1", headers, read, reply)
     best = float("inf")
     for _ in range(5):
         started = time.process_time()
         for _ in range(n):
-            await app(scope, receive, send)
+            await proxy("GET", b"/v1/customers", b"limit=1", headers, read, reply)
         best = min(best, (time.process_time() - started) / n * 1e6)
     await app.shutdown()
     return best
 
 
 def main() -> int:
+    """The proxy path alone (no server, an upstream that answers at once)."""
     with tempfile.TemporaryDirectory(prefix="permgate-cpu-") as tmp:
         db, key = setup_store(Path(tmp))
         for log in (True, False):
@@ -86,5 +97,97 @@ def main() -> int:
     return 0
 
 
+
+
+# -- the whole native path: server protocol, proxy, pool, over fake sockets ---------------
+
+UPSTREAM_ANSWER = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n"
+                   b"request-id: req_up\r\n\r\n{}")
+
+
+class _FakeTransport:
+    """A socket that records writes; the upstream's answers each write on the next turn."""
+
+    def __init__(self, on_write: Any) -> None:
+        self.on_write = on_write
+
+    def write(self, data: bytes) -> None:
+        self.on_write(data)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def _measure_native(db: str, key: str, enforce: bool, log: bool, n: int) -> float:
+    import asyncio
+
+    from permgate.gateway.native import HttpConn, NativeServer
+    from permgate.gateway.upstream import _Conn
+
+    loop = asyncio.get_running_loop()
+    app = build(Settings(db=db, upstream="http://127.0.0.1:9", upstream_key="sk_test_bench",
+                         access_log=log), enforce=enforce)
+    await app.startup()
+    app.log.stream = open(os.devnull, "w")  # noqa: SIM115 - closed with the process
+    assert app.pool is not None
+    upstream = _Conn(app.pool)
+    upstream.connection_made(_FakeTransport(  # type: ignore[arg-type]
+        lambda data: loop.call_soon(upstream.data_received, UPSTREAM_ANSWER)))
+    upstream.keep_alive = True
+    app.pool.open = 1
+    app.pool._idle.append(upstream)
+    server = NativeServer(app)
+    done: list[asyncio.Future[None]] = []
+
+    def answered(data: bytes) -> None:
+        if done and not done[0].done():
+            done[0].set_result(None)
+
+    conn = HttpConn(server)
+    conn.connection_made(_FakeTransport(answered))  # type: ignore[arg-type]
+    request = (b"GET /v1/customers?limit=1 HTTP/1.1\r\nHost: gw\r\nUser-Agent: bench\r\n"
+               b"Authorization: Bearer " + key.encode() + b"\r\nStripe-Account: "
+               + ACCOUNT.encode() + b"\r\n\r\n")
+
+    async def one() -> None:
+        done[:] = [loop.create_future()]
+        conn.data_received(request)
+        await done[0]
+
+    for _ in range(n // 10):
+        await one()
+    best = float("inf")
+    for _ in range(5):
+        started = time.process_time()
+        for _ in range(n):
+            await one()
+        best = min(best, (time.process_time() - started) / n * 1e6)
+    await app.shutdown()
+    return best
+
+
+def main_native() -> None:
+    with tempfile.TemporaryDirectory(prefix="permgate-cpu-") as tmp:
+        db, key = setup_store(Path(tmp))
+        for log in (True, False):
+            on = uvloop.run(_measure_native(db, key, True, log, 20_000))
+            off = uvloop.run(_measure_native(db, key, False, log, 20_000))
+            print(f"native server path, access log {'on ' if log else 'off'}: enforce "
+                  f"{on:5.1f} us, no enforcement {off:5.1f} us")
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
+    main_native()

@@ -70,8 +70,8 @@ def test_demo_mode_can_be_run_again_on_the_same_database(tmp_path: Path) -> None
         assert store.authenticate(second.key) is not None
 
 
-@pytest.mark.parametrize("server", ["uvicorn", "granian"])
-def test_both_servers_enforce(
+@pytest.mark.parametrize("server", ["native", "uvicorn", "granian"])
+def test_every_server_enforces(
     server: str, db_url: str, store: Store, localstripe: Upstream, workdir: Path
 ) -> None:
     if server == "granian":

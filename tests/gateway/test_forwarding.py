@@ -329,3 +329,32 @@ def test_a_replaced_sqlite_file_fails_closed(
                    .status_code == 503, what="503 after the file was replaced")
         ready = httpx.get(g.url + "/readyz")
         assert ready.status_code == 503 and "replaced" in ready.json()["checks"]["database"]
+
+
+def test_workers_share_the_load_and_metrics_add_up_across_them(
+    db_url: str, store: Store, recorder: Recorder, workdir: Path
+) -> None:
+    from tests.gateway.procs import wait_until
+
+    app = new_app(store, ["customer_read"])
+    token = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    with run_gateway(db_url, recorder.url, workdir, ["--workers", "2"],
+                     env={"PERMGATE_METRICS_TOKEN": METRICS_TOKEN}) as g:
+        pid = g.process.pid
+        workers = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        assert len(workers) == 2
+        prefixes = set()
+        for _ in range(40):  # a new connection each: the kernel spreads them over workers
+            r = httpx.get(g.url + "/v1/customers", headers=headers(app))
+            assert r.status_code == 200
+            prefixes.add(r.headers["request-id"][:12])
+        assert len(prefixes) == 2  # both workers answered
+        line = f'permgate_decisions_total{{app="{app.app_id}",outcome="allowed"}} 40'
+
+        def summed() -> bool:
+            return line in httpx.get(g.url + "/metrics", headers=token).text
+
+        wait_until(summed, what="metrics summed over both workers")
+    for worker in workers:  # stopping the gateway stopped its workers
+        assert not Path(f"/proc/{worker}").exists() or \
+            "zombie" in Path(f"/proc/{worker}/status").read_text()

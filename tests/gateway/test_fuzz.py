@@ -2,8 +2,8 @@
 
 A seeded generator (bounded: FUZZ_COUNT requests per server, loopback only) sends path,
 query, header and body variants of denied operations to a real `permgate serve` process
-(granian and uvicorn), byte for byte over a socket. The upstream records what arrives. Each
-recorded request is then read the ways upstreams differ in reading requests:
+(its native server, granian and uvicorn), byte for byte over a socket. The upstream records
+what arrives. Each recorded request is then read the ways upstreams differ in reading requests:
 
 - RFC 3986: decode once, remove dot segments; `&` separates parameters;
 - double decoding: decode twice before anything else;
@@ -306,7 +306,7 @@ def fuzz(db_url: str, workdir: Path, recorder: Recorder, app: App, server: str,
     assert not problems, json.dumps(problems, indent=1)[:4000]
 
 
-@pytest.mark.parametrize("server", ["granian", "uvicorn"])
+@pytest.mark.parametrize("server", ["native", "granian", "uvicorn"])
 def test_nothing_denied_reaches_the_upstream(
     db_url: str, workdir: Path, recorder: Recorder, app: App, server: str
 ) -> None:

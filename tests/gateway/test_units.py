@@ -252,3 +252,36 @@ def test_upstream_origin(
 
     o = Origin(url)
     assert (o.host, o.port, o.host_header, o.prefix, o.tls) == (host, port, header, prefix, tls)
+
+
+def test_log_lines_are_json_whatever_repeats() -> None:
+    import json
+
+    from permgate.gateway.logs import _line
+
+    # A value that spells a key (outcome "missing", key "missing") must stay a value.
+    for _ in range(2):
+        line = _line(1.0, "warning", "request", {
+            "outcome": "missing", "missing": [["a", "b"]], "path": 'x"\n\u00e9', "ms": 1.5})
+        assert json.loads(line) == {"ts": 1.0, "level": "warning", "event": "request",
+                                    "outcome": "missing", "missing": [["a", "b"]],
+                                    "path": 'x"\n\u00e9', "ms": 1.5}
+
+
+def test_the_fast_request_line_is_the_general_one() -> None:
+    import io
+    import json
+
+    from permgate.gateway.logs import JsonLog
+
+    rec = {"request_id": "req_x1", "method": "GET", "path": '/v1/c"\u00e9', "app": "com.a",
+           "mode": "test", "account": "acct_1", "outcome": "allowed", "status": 200,
+           "ms": 0.25}
+    fast, general = io.StringIO(), io.StringIO()
+    JsonLog(fast).request("info", dict(rec))
+    JsonLog(general).write("request", "info", **rec)
+    for out in (fast, general):
+        out.seek(0)
+    a, b = json.loads(fast.getvalue()), json.loads(general.getvalue())
+    assert a.pop("ts") and b.pop("ts")
+    assert a == b == {"level": "info", "event": "request", **rec}

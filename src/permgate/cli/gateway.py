@@ -15,7 +15,7 @@ from permgate.cli._common import db_url as db_url_arg
 _FLAG_FIELDS = (
     "host", "port", "db", "upstream", "upstream_key_file", "workers", "report_only",
     "body_limit", "connect_timeout", "upstream_timeout", "pool_size", "refresh_interval",
-    "access_log", "upstream_client", "server", "bench_no_enforcement", "demo_account",
+    "access_log", "server", "demo_account",
 )
 
 
@@ -135,12 +135,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="how often the store is checked for changes (default 0.25)")
     p.add_argument("--no-access-log", dest="access_log", action="store_false", default=None,
                    help="log only refused or failed requests")
-    p.add_argument("--upstream-client", choices=("pool", "httpx"), default=None,
-                   help=argparse.SUPPRESS)
-    p.add_argument("--server", choices=("auto", "granian", "uvicorn"), default=None,
-                   help="HTTP server (default auto: granian when installed, else uvicorn)")
-    p.add_argument("--bench-no-enforcement", action="store_true", default=None,
-                   help="BENCHMARK ONLY: forward everything without any check")
+    p.add_argument("--server", choices=("auto", "native", "granian", "uvicorn"), default=None,
+                   help="HTTP server: native (permgate's own, the default and fastest), or "
+                        "granian or uvicorn (ASGI)")
     p.add_argument("--demo-account", metavar="ACCT", default=None,
                    help="demo mode: the account the sample app is installed on (acct_demo)")
     p.set_defaults(func=_serve)

@@ -39,9 +39,9 @@ class Settings:
     refresh_interval: float = 0.25
     admin_token: str | None = None
     access_log: bool = True
-    upstream_client: str = "pool"  # "pool" (our keep-alive pool) or "httpx"
-    server: str = "auto"  # "granian", "uvicorn", or "auto" (granian when installed)
-    bench_no_enforcement: bool = False
+    # "native" (permgate's protocol server, native.py), "granian", "uvicorn" (ASGI), or
+    # "auto" (native).
+    server: str = "auto"
     demo_account: str = "acct_demo"
     # The upstream's webhook signing secret(s), comma-separated while rotating; set: the
     # gateway receives the upstream's events at /webhooks/upstream (env or file only).
@@ -63,10 +63,11 @@ _TYPES: dict[str, type] = {
     "upstream_key": str, "workers": int, "report_only": bool, "body_limit": int,
     "connect_timeout": float, "upstream_timeout": float, "pool_size": int,
     "refresh_interval": float, "admin_token": str, "access_log": bool,
-    "upstream_client": str, "server": str, "bench_no_enforcement": bool, "demo_account": str,
+    "server": str, "demo_account": str,
     "webhook_secret": str, "webhook_account": str, "metrics_token": str,
 }
 FIELDS: tuple[str, ...] = tuple(_TYPES)
+SERVERS = ("auto", "native", "granian", "uvicorn")
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
 
@@ -154,10 +155,8 @@ def _check(s: Settings) -> None:
             raise ConfigError(f"{name} must be positive")
     if s.pool_size < 1:
         raise ConfigError("pool_size must be at least 1")
-    if s.upstream_client not in ("pool", "httpx"):
-        raise ConfigError("upstream_client must be 'pool' or 'httpx'")
-    if s.server not in ("auto", "granian", "uvicorn"):
-        raise ConfigError("server must be 'auto', 'granian' or 'uvicorn'")
+    if s.server not in SERVERS:
+        raise ConfigError("server must be 'auto', 'native', 'granian' or 'uvicorn'")
     if s.metrics_token is not None and len(s.metrics_token) < 32:
         raise ConfigError("metrics_token must be at least 32 characters (a random value: "
                           "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")

@@ -1,10 +1,18 @@
-"""Building the gateway from settings and running it on uvicorn (uvloop + httptools)."""
+"""Building the gateway from settings and running it: permgate's own protocol server
+(native.py, the default), or granian or uvicorn as ASGI servers; one process or several."""
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
 import logging
+import logging.config
 import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
 from typing import Any
 
 import uvicorn
@@ -12,14 +20,15 @@ import uvicorn
 from permgate.gateway.app import ASGIApp, Gateway
 from permgate.gateway.config import Settings
 from permgate.gateway.logs import log_config
+from permgate.gateway.metrics import METRICS_DIR_ENV
 from permgate.gateway.resolver import GrantStore
 
 SETTINGS_ENV = "PERMGATE_GATEWAY_RESOLVED"  # hands resolved settings to worker processes
-MAX_REQUEST_HEAD = 65_536  # bytes the server buffers for a request line and headers
+MAX_REQUEST_HEAD = 65_536  # bytes a server buffers for a request line and headers
 log = logging.getLogger("permgate.gateway")
 
 
-def build(settings: Settings) -> Gateway:
+def build(settings: Settings, *, enforce: bool = True) -> Gateway:
     def open_store() -> GrantStore:
         from permgate.store import Store
 
@@ -44,30 +53,117 @@ def build(settings: Settings) -> Gateway:
         app: ASGIApp = create_console_app(store)
         return app
 
-    return Gateway(settings, open_store, admin_app, console_app)
+    return Gateway(settings, open_store, admin_app, console_app, enforce=enforce)
 
 
 def app_from_env() -> Gateway:
-    """uvicorn's factory in each worker process (`--workers N`)."""
+    """The ASGI servers' factory in each worker process (`--workers N`)."""
     return build(Settings.from_json(os.environ[SETTINGS_ENV]))
 
 
 def server_name(settings: Settings) -> str:
-    """granian when installed (measured the faster, bench/bench_gateway.py), else uvicorn."""
-    if settings.server != "auto":
-        return settings.server
-    return "granian" if importlib.util.find_spec("granian") is not None else "uvicorn"
+    """`auto` is the native server (measured the fastest, bench/bench_gateway.py)."""
+    return "native" if settings.server == "auto" else settings.server
 
 
 def run(settings: Settings) -> None:
     name = server_name(settings)
     # Workers (and granian's, always) build the app from the environment.
     os.environ[SETTINGS_ENV] = settings.to_json()
-    if name == "granian":
-        _run_granian(settings)
-    else:
-        _run_uvicorn(settings)
+    metrics_dir = None
+    if settings.workers > 1:
+        # Every worker writes its counts here; any worker's /metrics adds them all up.
+        metrics_dir = tempfile.mkdtemp(prefix="permgate-metrics-")
+        os.environ[METRICS_DIR_ENV] = metrics_dir
+    try:
+        if name == "granian":
+            _run_granian(settings)
+        elif name == "uvicorn":
+            _run_uvicorn(settings)
+        else:
+            run_native(settings, lambda: build(settings))
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
+
+# -- the native server's process model ----------------------------------------------------
+
+def run_native(settings: Settings, make: Any) -> None:
+    """One process serving (`workers == 1`), or a supervisor forking `workers` processes
+    that each listen on the address with SO_REUSEPORT (the kernel spreads connections
+    evenly over them) and replacing any that dies. `make()` builds each worker's Gateway."""
+    logging.config.dictConfig(log_config())
+    if settings.workers == 1:
+        sock = _listen(settings, reuse_port=False)
+        _worker(make, sock)
+        return
+    # Bound, never listening: holds the address (and reports it in use) for the workers.
+    holder = _listen(settings, reuse_port=True)
+    children: dict[int, float] = {}
+    stopping = False
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                holder.close()
+                _worker(make, _listen(settings, reuse_port=True))
+                code = 0
+            except BaseException:
+                log.exception("worker failed")
+            finally:
+                os._exit(code)
+        children[pid] = time.monotonic()
+
+    def on_signal(signum: int, _: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    for _ in range(settings.workers):
+        spawn()
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        started = children.pop(pid, None)
+        if started is None or stopping:
+            continue
+        log.warning("worker %d exited (status %d); starting another", pid, status)
+        if time.monotonic() - started < 1.0:
+            time.sleep(1.0)  # a worker dying at start: do not spin
+        if not stopping:
+            spawn()
+    holder.close()
+
+
+def _listen(settings: Settings, reuse_port: bool) -> socket.socket:
+    from permgate.gateway.native import listen_socket
+
+    return listen_socket(settings.host, settings.port, reuse_port=reuse_port)
+
+
+def _worker(make: Any, sock: socket.socket) -> None:
+    import uvloop
+
+    from permgate.gateway.native import serve
+
+    gateway = make()
+    uvloop.run(serve(gateway, sock))
+    sock.close()
+    sys.stderr.flush()
+
+
+# -- ASGI servers -------------------------------------------------------------------------
 
 def _run_granian(settings: Settings) -> None:
     from granian import Granian

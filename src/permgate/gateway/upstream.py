@@ -1,8 +1,8 @@
 """A keep-alive HTTP/1.1 client pool for one upstream origin, on asyncio protocols + httptools.
 
-Measured against httpx in bench/bench_gateway.py: the gateway only ever talks to one origin
-with small requests, so a pool with no per-request task, timer-task or header-object
-allocation is the cheaper path. Bodies are streamed: the caller sees the status and headers
+The gateway only ever talks to one origin with small requests, so a pool with no
+per-request task, timer-task or header-object allocation is the cheaper path (measured
+against httpx, which it replaced). Bodies are streamed: the caller sees the status and headers
 as soon as they arrive and pulls body chunks after.
 """
 
@@ -54,6 +54,8 @@ class _Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
+        self.counted = True  # holds one of the pool's `size` slots until closed
+        self.deadline = 0.0
         self.reused = False
         self._reset_response()
 
@@ -85,6 +87,7 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._uncount()
         if not self.done:
             self._fail(UpstreamError("upstream closed the connection"))
 
@@ -124,38 +127,48 @@ class _Conn(asyncio.Protocol):
         if w is not None and not w.done():
             w.set_result(None)
 
+    def _uncount(self) -> None:
+        if self.counted:
+            self.counted = False
+            self.pool._slot_freed()
+
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+        self._uncount()
 
-    async def wait(self, timeout: float) -> None:
-        """Until the parser made progress, the connection failed, or `timeout` passed."""
-        loop = asyncio.get_running_loop()
-        self.waiter = waiter = loop.create_future()
-        timer = loop.call_later(timeout, self._on_timeout, waiter, timeout)
+    async def wait(self, deadline: float) -> None:
+        """Until the parser made progress, the connection failed, or `deadline` (loop time)
+        passed: one deadline for the whole exchange, not a timer reset by each read."""
+        pool = self.pool
+        self.waiter = waiter = pool.loop.create_future()
+        self.deadline = deadline
+        pool.watch(self)
         try:
             await waiter
         finally:
-            timer.cancel()
+            pool.waiting.discard(self)
             self.waiter = None
         if self.error is not None:
             raise self.error
 
-    def _on_timeout(self, waiter: asyncio.Future[None], timeout: float) -> None:
-        if not waiter.done():
-            self._fail(UpstreamError(f"no answer within {timeout:g} s", timeout=True))
+    def on_timeout(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            self._fail(UpstreamError(
+                f"no complete answer within {self.pool.timeout:g} s", timeout=True))
             self.close()
 
 
 class Response:
     """Status and headers of an upstream answer; the body is read with `body()`."""
 
-    __slots__ = ("_conn", "_timeout", "headers", "status")
+    __slots__ = ("_conn", "_deadline", "headers", "status")
 
-    def __init__(self, conn: _Conn, timeout: float) -> None:
+    def __init__(self, conn: _Conn, deadline: float) -> None:
         self._conn = conn
-        self._timeout = timeout
+        self._deadline = deadline
         self.status = conn.status
         self.headers = conn.headers
 
@@ -166,7 +179,8 @@ class Response:
     def take_all(self) -> bytes:
         """The whole body when `complete`; releases the connection."""
         conn = self._conn
-        body = b"".join(conn.chunks)
+        chunks = conn.chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         conn.pool.release(conn)
         return body
 
@@ -183,7 +197,7 @@ class Response:
                     yield chunk
                 if conn.done:
                     break
-                await conn.wait(self._timeout)
+                await conn.wait(self._deadline)
         except BaseException:
             conn.close()  # a half-read response leaves the connection unusable
             raise
@@ -194,55 +208,124 @@ class Response:
 
 
 class Pool:
-    """Idle connections to one origin, reused last-in first-out (the warmest first)."""
+    """Connections to one origin: at most `size` open at once (busy and idle together);
+    idle ones are reused last-in first-out (the warmest first). A request finding every
+    connection busy waits, first come first served, within its own deadline."""
 
     def __init__(
-        self, origin: Origin, max_idle: int, connect_timeout: float, timeout: float
+        self, origin: Origin, size: int, connect_timeout: float, timeout: float
     ) -> None:
         self.origin = origin
-        self.max_idle = max_idle
+        self.size = size
         self.connect_timeout = connect_timeout
         self.timeout = timeout
+        self.open = 0  # connections counted against `size`, connecting ones included
         self._idle: list[_Conn] = []
+        self._waiters: deque[asyncio.Future[_Conn | None]] = deque()
         self._ssl = ssl.create_default_context() if origin.tls else None
+        self.loop = asyncio.get_running_loop()
+        # Connections waiting for the upstream, checked against their deadlines every
+        # SWEEP seconds: one timer for the pool instead of one per request.
+        self.waiting: set[_Conn] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._host_line = b" HTTP/1.1\r\nhost: " + origin.host_header + b"\r\n"
 
-    async def _connect(self) -> _Conn:
-        loop = asyncio.get_running_loop()
+    async def _connect(self, deadline: float) -> _Conn:
+        loop = self.loop
         o = self.origin
+        limit = min(self.connect_timeout, max(deadline - loop.time(), 0.0))
+        # A task and a timer rather than asyncio.wait_for: the caller may be driven without
+        # a task of its own (native.py), which wait_for needs from Python 3.12 on.
+        connecting = loop.create_task(loop.create_connection(
+            lambda: _Conn(self), o.host, o.port, ssl=self._ssl,
+            server_hostname=o.host if self._ssl else None))
+        timer = loop.call_later(limit, connecting.cancel)
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _Conn(self), o.host, o.port, ssl=self._ssl,
-                    server_hostname=o.host if self._ssl else None,
-                ),
-                self.connect_timeout,
-            )
-        except TimeoutError:
+            try:
+                _, conn = await connecting
+            finally:
+                timer.cancel()
+        except asyncio.CancelledError:
+            if not connecting.cancelled():
+                raise
+            self._slot_freed()
             raise UpstreamError(
-                f"connect to {o.host}:{o.port} timed out after {self.connect_timeout:g} s",
-                timeout=True,
+                f"connect to {o.host}:{o.port} timed out after {limit:g} s", timeout=True,
+            ) from None
+        except TimeoutError:
+            self._slot_freed()
+            raise UpstreamError(
+                f"connect to {o.host}:{o.port} timed out after {limit:g} s", timeout=True,
             ) from None
         except OSError as e:
+            self._slot_freed()
             raise UpstreamError(f"connect to {o.host}:{o.port} failed: {e.strerror}") from None
+        except BaseException:
+            self._slot_freed()
+            raise
         return conn
 
+    SWEEP = 0.05
+
+    def watch(self, conn: _Conn) -> None:
+        self.waiting.add(conn)
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(self.SWEEP, self._sweep)
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        for conn in [c for c in self.waiting if c.deadline <= now]:
+            self.waiting.discard(conn)
+            conn.on_timeout()
+        self._sweeper = (self.loop.call_later(self.SWEEP, self._sweep)
+                         if self.waiting else None)
+
     def release(self, conn: _Conn) -> None:
-        if (
-            conn.closed
-            or not conn.keep_alive
-            or len(self._idle) >= self.max_idle
-        ):
+        if conn.closed or not conn.keep_alive:
             conn.close()
             return
         conn.reused = True
         conn._reset_response()
+        while self._waiters:  # a waiting request takes it at once
+            w = self._waiters.popleft()
+            if not w.done():
+                w.set_result(conn)
+                return
         self._idle.append(conn)
+
+    def _slot_freed(self) -> None:
+        self.open -= 1
+        while self._waiters:  # a closed connection's slot goes to the first waiter
+            w = self._waiters.popleft()
+            if not w.done():
+                self.open += 1
+                w.set_result(None)
+                return
+
+    async def _take(self, deadline: float) -> _Conn:
+        while self._idle:
+            candidate = self._idle.pop()
+            if not candidate.closed:
+                return candidate
+        if self.open < self.size:
+            self.open += 1
+            return await self._connect(deadline)
+        loop = self.loop
+        waiter: asyncio.Future[_Conn | None] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_at(deadline, _expire, waiter)
+        try:
+            got = await waiter
+        finally:
+            timer.cancel()
+        if got is None:  # a slot, not a connection: open one
+            return await self._connect(deadline)
+        return got
 
     async def request(
         self, method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]], body: bytes
     ) -> Response:
-        head = [method, b" ", self.origin.prefix, target, b" HTTP/1.1\r\nhost: ",
-                self.origin.host_header, b"\r\n"]
+        head = [method, b" ", self.origin.prefix, target, self._host_line]
         for name, value in headers:
             head += (name, b": ", value, b"\r\n")
         if body or method == b"POST":
@@ -251,20 +334,19 @@ class Pool:
         if body:
             head.append(body)
         data = b"".join(head)
+        deadline = self.loop.time() + self.timeout
         while True:
-            conn = None
-            while self._idle:
-                candidate = self._idle.pop()
-                if not candidate.closed:
-                    conn = candidate
-                    break
-            if conn is None:
-                conn = await self._connect()
+            try:
+                conn = await self._take(deadline)
+            except TimeoutError:
+                raise UpstreamError(
+                    f"no upstream connection free within {self.timeout:g} s "
+                    f"({self.size} in use)", timeout=True) from None
             assert conn.transport is not None
             conn.transport.write(data)
             try:
                 while not conn.head_done:
-                    await conn.wait(self.timeout)
+                    await conn.wait(deadline)
             except UpstreamError as e:
                 conn.close()
                 # A kept-alive connection the upstream closed before answering: the request
@@ -275,9 +357,20 @@ class Pool:
                 ):
                     continue
                 raise
-            return Response(conn, self.timeout)
+            except BaseException:
+                conn.close()  # cancelled mid-exchange: the connection is unusable
+                raise
+            return Response(conn, deadline)
 
     def close(self) -> None:
         for conn in self._idle:
             conn.close()
         self._idle.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+
+def _expire(waiter: asyncio.Future[_Conn | None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())

@@ -1,0 +1,601 @@
+"""permgate's own HTTP/1.1 server: an asyncio Protocol on uvloop with httptools.
+
+API calls go straight from the parser's callbacks to `Gateway.proxy` with the request's
+parts (no ASGI scope, no message dicts); answers are written as one precomputed head plus
+the body. Paths in the gateway's mount table (admin API, webhooks, health, metrics, and
+whatever else is mounted) are handed to their ASGI apps through a small ASGI bridge on
+the same listener. Measured against granian and uvicorn in bench/bench_gateway.py.
+
+Limits: a request head (request line and headers) over `MAX_REQUEST_HEAD` bytes gets 431
+and the connection is closed; a connection idle for `KEEP_ALIVE` seconds, or whose request
+has not arrived whole `REQUEST_STALL` seconds after it began (slow heads and bodies), is
+closed. Requests pipelined on one connection are answered in order; reading pauses while
+`_PENDING_MAX` wait, and a connection with more than `_PIPELINE_MAX` parsed ahead (from
+one read) is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections import deque
+from collections.abc import Callable, Coroutine
+from http import HTTPStatus
+from typing import Any, cast
+from urllib.parse import unquote
+
+import httptools
+
+from permgate.gateway import errors
+from permgate.gateway.app import ASGIApp, Gateway, Headers, Message
+
+log = logging.getLogger("permgate.gateway")
+
+MAX_REQUEST_HEAD = 65_536
+KEEP_ALIVE = 75.0
+REQUEST_STALL = 60.0
+TICK = 5.0
+DISCARD_SECONDS = 10.0  # how long the unread rest of a refused body is read and dropped
+_PENDING_MAX = 16  # pipelined requests parsed ahead before reading pauses
+_PIPELINE_MAX = 64  # beyond this many in one read: closed (memory, not a client's need)
+
+_STATUS: dict[int, bytes] = {
+    s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode("ascii") for s in HTTPStatus
+}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CLOSE = b"connection: close\r\n"
+_NO_BODY = frozenset({204, 304})
+
+
+def _status_line(status: int) -> bytes:
+    line = _STATUS.get(status)
+    if line is None:
+        line = f"HTTP/1.1 {status} Unknown\r\n".encode("ascii")
+    return line
+
+
+class _Request:
+    """One request: what the parser gave, and its body as it arrives."""
+
+    __slots__ = (
+        "asgi",
+        "body",
+        "chunked",
+        "complete",
+        "conn",
+        "continue_sent",
+        "expect",
+        "has_body",
+        "head_sent",
+        "headers",
+        "http10",
+        "is_head",
+        "keep_alive",
+        "method",
+        "path",
+        "query",
+        "size",
+        "too_large",
+        "waiter",
+    )
+
+    def __init__(self, conn: HttpConn) -> None:
+        self.conn = conn
+        self.headers: Headers = []
+        self.body: list[bytes] = []
+        self.size = 0
+        self.complete = False
+        self.too_large = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.expect = False
+        self.continue_sent = False
+        self.head_sent = False
+        self.chunked = False
+        self.keep_alive = True
+        self.method = "GET"
+        self.is_head = False
+        self.path = b"/"
+        self.query = b""
+        self.asgi: ASGIApp | None = None
+        # A body announced: the call starts at its head (it may be refused unread);
+        # without one it starts whole, once the parser is done with it.
+        self.has_body = False
+        self.http10 = False
+
+    def _wake(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def read_body(self) -> bytes | None:
+        """The whole body, or None once it passed the body limit (the rest is dropped)."""
+        while not self.complete and not self.too_large:
+            conn = self.conn
+            if conn.closed:
+                return None
+            if self.expect and not self.continue_sent:
+                self.continue_sent = True
+                conn.write(_CONTINUE)
+            conn.resume()  # a paused connection must deliver the body awaited here
+            self.waiter = conn.server.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        if self.too_large:
+            return None
+        body = self.body
+        if not body:
+            return b""
+        return body[0] if len(body) == 1 else b"".join(body)
+
+    # -- Reply -----------------------------------------------------------------------------
+    def _head(self, status: int, headers: Headers) -> list[bytes]:
+        out = [_status_line(status)]
+        for name, value in headers:
+            out += (name, b": ", value, b"\r\n")
+        if not self.keep_alive:
+            out.append(_CLOSE)
+        return out
+
+    async def send(self, status: int, headers: Headers, body: bytes) -> None:
+        out = self._head(status, headers)
+        if status in _NO_BODY or status < 200:
+            out.append(b"\r\n")  # no length and no body (RFC 9110 8.6)
+        else:
+            out += (b"content-length: ", str(len(body)).encode("ascii"), b"\r\n\r\n")
+            if not self.is_head:
+                out.append(body)
+        self.head_sent = True
+        conn = self.conn
+        conn.write(b"".join(out))
+        if conn.write_paused:
+            await conn.drain()
+
+    async def start(self, status: int, headers: Headers) -> None:
+        if not any(name == b"content-length" for name, _ in headers):
+            if self.http10:  # no chunked encoding in HTTP/1.0: the close ends the body
+                self.keep_alive = False
+            else:
+                headers = [*headers, (b"transfer-encoding", b"chunked")]
+                self.chunked = True
+        out = self._head(status, headers)
+        out.append(b"\r\n")
+        self.head_sent = True
+        self.conn.write(b"".join(out))
+
+    async def write(self, chunk: bytes) -> None:
+        if not chunk or self.is_head:
+            return
+        conn = self.conn
+        if self.chunked:
+            conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        else:
+            conn.write(chunk)
+        if conn.write_paused:
+            await conn.drain()
+
+    async def end(self) -> None:
+        if self.chunked and not self.is_head:
+            self.conn.write(b"0\r\n\r\n")
+
+
+class HttpConn(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, server: NativeServer) -> None:
+        self.server = server
+        self.gateway = server.gateway
+        self.body_limit = server.gateway.body_limit
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.read_paused = False
+        self.write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self.current: _Request | None = None  # being parsed
+        self.active: _Request | None = None  # being served
+        self.pending: deque[_Request] = deque()
+        self.url = b""
+        self.head_size = 0
+        self.idle_ticks = 0
+        self.begun = 0  # the server's tick when the request being parsed began
+        self.discarding = False
+        self.client: tuple[str, int] | None = None
+        self.sockname: tuple[str, int] | None = None
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.server.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        here = transport.get_extra_info("sockname")
+        self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
+        self.sockname = (str(here[0]), int(here[1])) if isinstance(here, tuple) else None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        for req in (self.current, self.active, *self.pending):
+            if req is not None:
+                req._wake()
+        d = self._drain
+        if d is not None and not d.done():
+            d.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.idle_ticks = 0
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, "Protocol upgrades are not supported.")
+        except httptools.HttpParserError:
+            if self.discarding:
+                self.close()
+            else:
+                self._fail(400, "The request is not valid HTTP/1.1.")
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        d = self._drain
+        if d is not None and not d.done():
+            d.set_result(None)
+
+    # -- httptools callbacks -------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self.closed or len(self.pending) >= _PIPELINE_MAX:
+            self.close()
+            raise httptools.HttpParserError("closed")
+        self.begun = self.server.ticks
+        self.current = _Request(self)
+        self.url = b""
+        self.head_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.head_size += len(url)
+        if self.head_size > MAX_REQUEST_HEAD:
+            self._too_large_head()
+            raise httptools.HttpParserError("head too large")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        req = self.current
+        assert req is not None
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > MAX_REQUEST_HEAD:
+            self._too_large_head()
+            raise httptools.HttpParserError("head too large")
+        name = name.lower()
+        req.headers.append((name, value))
+        if name == b"content-length":
+            req.has_body = value != b"0"
+        elif name == b"transfer-encoding":
+            req.has_body = True
+        elif name == b"expect" and value.lower() == b"100-continue":
+            req.expect = True
+
+    def on_headers_complete(self) -> None:
+        req = self.current
+        assert req is not None
+        parser = self.parser
+        method = parser.get_method().decode("ascii")
+        req.method = method
+        req.is_head = method == "HEAD"
+        req.keep_alive = parser.should_keep_alive()
+        req.http10 = parser.get_http_version() == "1.0"
+        url = self.url
+        if url[:1] == b"/" and b"#" not in url:
+            path, _, query = url.partition(b"?")
+        else:  # absolute form ("http://host/v1/..."), "*", or a fragment
+            try:
+                parsed = httptools.parse_url(url)
+            except httptools.HttpParserInvalidURLError:
+                path, query = b"", b""
+            else:
+                path, query = parsed.path or b"", parsed.query or b""
+        req.path = path
+        req.query = query
+        req.asgi = self.gateway.mounted(path)
+        if not req.has_body:
+            return  # started whole from on_message_complete, which comes next
+        self._dispatch(req)
+
+    def _dispatch(self, req: _Request) -> None:
+        if self.closed:
+            return
+        if self.active is None:
+            self._start(req)
+        else:
+            self.pending.append(req)
+            if len(self.pending) >= _PENDING_MAX:
+                self.pause()
+
+    def on_body(self, body: bytes) -> None:
+        req = self.current
+        if req is None or self.discarding:
+            return
+        req.size += len(body)
+        if req.size > self.body_limit:
+            req.too_large = True
+            req.body.clear()
+            req._wake()
+        elif not req.too_large:
+            req.body.append(body)
+
+    def on_message_complete(self) -> None:
+        req = self.current
+        self.current = None
+        if self.discarding:
+            self.close()  # the refused body is read to its end: now the answer is whole
+            return
+        if req is not None:
+            req.complete = True
+            if req.has_body:
+                req._wake()
+            else:
+                self._dispatch(req)
+
+    # -- plumbing ------------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if not self.closed:
+            assert self.transport is not None
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.write_paused and not self.closed:
+            self._drain = self.server.loop.create_future()
+            try:
+                await self._drain
+            finally:
+                self._drain = None
+
+    def pause(self) -> None:
+        if not self.read_paused and self.transport is not None and not self.closed:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.read_paused and self.transport is not None and not self.closed:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            assert self.transport is not None
+            self.transport.close()
+
+    def _too_large_head(self) -> None:
+        body = errors.error_body(
+            "invalid_request_error",
+            f"The request line and headers are larger than {MAX_REQUEST_HEAD} bytes.",
+            code="request_headers_too_large")
+        self._answer_and_close(431, body)
+
+    def _fail(self, status: int, message: str) -> None:
+        self._answer_and_close(status, errors.error_body("invalid_request_error", message))
+
+    def _answer_and_close(self, status: int, body: bytes) -> None:
+        if self.closed:
+            return
+        if self.active is None:  # else an answer is being written: only closing is safe
+            head = [_status_line(status)]
+            for name, value in errors.JSON_HEADERS:
+                head += (name, b": ", value, b"\r\n")
+            head += (b"content-length: ", str(len(body)).encode("ascii"), b"\r\n", _CLOSE,
+                     b"\r\n", body)
+            self.write(b"".join(head))
+        self.close()
+
+    # -- serving -------------------------------------------------------------------------
+    def _start(self, req: _Request) -> None:
+        self.active = req
+        if req.asgi is None:
+            # The proxy path runs at once, inside this callback, and is resumed from the
+            # callbacks of the futures it waits on: no task per request, and the upstream
+            # write leaves before the event loop turns (measured, bench/bench_gateway.py).
+            _drive(self._serve(req))
+        else:
+            # ASGI apps may need a task of their own (anyio's cancel scopes do).
+            self.server.loop.create_task(self._serve(req))
+
+    async def _serve(self, req: _Request) -> None:
+        try:
+            if req.asgi is None:
+                await self.gateway.proxy(req.method, req.path, req.query, req.headers,
+                                         req.read_body, req)
+            else:
+                await self._asgi(req, req.asgi)
+        except Exception:
+            log.exception("request failed: %s %s", req.method, req.path[:200])
+            if not req.head_sent:
+                req.keep_alive = False
+                await req.send(500, list(errors.JSON_HEADERS), errors.error_body(
+                    "api_error", "The gateway failed to handle this request."))
+            self.close()
+        self._done(req)
+
+    def _done(self, req: _Request) -> None:
+        self.active = None
+        if self.closed:
+            return
+        if not req.complete:
+            # Answered before its body was read (413, 401, ...): read the rest and drop
+            # it, so the client gets to read the answer, then close.
+            self.discarding = True
+            self.resume()
+            self.server.loop.call_later(DISCARD_SECONDS, self.close)
+            return
+        if not req.keep_alive:
+            self.close()
+            return
+        if self.pending:
+            # Marked busy now, started on the next loop pass: a long pipeline of answers
+            # that need no waiting must not recurse.
+            nxt = self.pending.popleft()
+            self.active = nxt
+            self.server.loop.call_soon(self._start, nxt)
+            return
+        self.resume()
+
+    async def _asgi(self, req: _Request, app: ASGIApp) -> None:
+        body = await req.read_body()
+        if body is None:
+            req.keep_alive = False
+            await req.send(413, list(errors.JSON_HEADERS),
+                           errors.payload_too_large(self.body_limit))
+            return
+        raw_path = req.path
+        scope: dict[str, Any] = {
+            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1", "scheme": "http", "method": req.method,
+            "path": unquote(raw_path.decode("latin-1")), "raw_path": raw_path,
+            "query_string": req.query, "root_path": "", "headers": req.headers,
+            "client": self.client, "server": self.sockname, "state": {},
+        }
+        delivered = False
+        started: list[Any] = []
+        chunked = [False]
+        conn = self
+
+        async def receive() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            while not conn.closed:  # nothing more will come: wait for the disconnect
+                waiter = conn.server.loop.create_future()
+                req.waiter = waiter
+                await waiter
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                started[:] = [int(message["status"]), list(message.get("headers", ()))]
+                return
+            if kind != "http.response.body" or not started:
+                return
+            data: bytes = message.get("body", b"")
+            more = bool(message.get("more_body", False))
+            if not req.head_sent:
+                status, headers = started
+                headers = [(bytes(n).lower(), bytes(v)) for n, v in headers]
+                if not more and not any(n == b"content-length" for n, _ in headers):
+                    await req.send(status, headers, data)
+                    return
+                await req.start(status, headers)
+                chunked[0] = req.chunked
+            await req.write(data)
+            if not more:
+                await req.end()
+
+        await app(scope, receive, send)
+        if not req.head_sent:  # the app sent nothing: no answer is no answer
+            await req.send(500, list(errors.JSON_HEADERS), errors.error_body(
+                "api_error", "The handler for this path sent no answer."))
+
+
+def _drive(coro: Coroutine[Any, Any, None]) -> None:
+    """Run `coro` until it waits on a future; resume it from that future's done-callback.
+
+    A task without the Task: what `Task.__step` does for a coroutine that awaits asyncio
+    futures only (the proxy path's do: upstream I/O, the store's executor, timers), minus
+    the task object and its first scheduling hop. `asyncio.current_task()` is None inside.
+    """
+    try:
+        fut = coro.send(None)
+    except StopIteration:
+        return
+    except BaseException:
+        log.exception("request handler failed")
+        return
+    if fut is None:  # a bare yield (asyncio.sleep(0)): go on at the next loop pass
+        asyncio.get_running_loop().call_soon(_drive, coro)
+        return
+    fut._asyncio_future_blocking = False
+    fut.add_done_callback(lambda _: _drive(coro))
+
+
+class NativeServer:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.connections: set[HttpConn] = set()
+        self.loop = asyncio.get_running_loop()
+        self._server: asyncio.Server | None = None
+        self._ticker: asyncio.TimerHandle | None = None
+        self.ticks = 0
+
+    async def start(self, sock: socket.socket) -> None:
+        self._server = await self.loop.create_server(
+            lambda: HttpConn(self), sock=sock, backlog=4096)
+        self._tick()
+
+    def _tick(self) -> None:
+        self.ticks += 1
+        keep_alive = KEEP_ALIVE / TICK
+        stall = REQUEST_STALL / TICK
+        for conn in list(self.connections):
+            conn.idle_ticks += 1
+            busy = conn.active is not None or conn.current is not None
+            if (not busy and conn.idle_ticks > keep_alive) or (
+                    conn.current is not None and self.ticks - conn.begun > stall):
+                conn.close()
+        self._ticker = self.loop.call_later(TICK, self._tick)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            if conn.active is None:
+                conn.close()
+        deadline = self.loop.time() + grace
+        while any(c.active is not None for c in self.connections) \
+                and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.close()
+
+
+def listen_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+async def serve(gateway: Gateway, sock: socket.socket,
+                ready: Callable[[], None] | None = None) -> None:
+    """Serve on `sock` (bound) until SIGTERM or SIGINT; then finish what is in flight."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await gateway.startup()
+    server = NativeServer(gateway)
+    sock.listen(4096)
+    sock.setblocking(False)
+    await server.start(sock)
+    if ready is not None:
+        ready()
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+        await gateway.shutdown()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
