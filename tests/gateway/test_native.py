@@ -58,9 +58,11 @@ async def native(db_url: str, upstream: str, **settings: Any) -> AsyncIterator[s
     s = Settings(db=db_url, upstream=upstream, upstream_key=UPSTREAM_KEY, access_log=False,
                  **settings)
     gw: Gateway = build(s)
+    await gw.startup()
+    # After startup, which mounts the real consent pages at these paths: the test's own apps
+    # replace them.
     gw.mount("/v1/oauth/token", oauth_token)  # type: ignore[arg-type]
     gw.mount("/console", streamed, prefix=True)  # type: ignore[arg-type]
-    await gw.startup()
     server = NativeServer(gw)
     sock = listen_socket("127.0.0.1", 0)
     sock.listen(64)
@@ -125,8 +127,8 @@ def test_the_asgi_entry_uses_the_same_mount_table(db_url: str, recorder: Recorde
     async def scenario() -> None:
         s = Settings(db=db_url, upstream=recorder.url, upstream_key=UPSTREAM_KEY)
         gw = build(s)
-        gw.mount("/v1/oauth/token", oauth_token)  # type: ignore[arg-type]
         await gw.startup()
+        gw.mount("/v1/oauth/token", oauth_token)  # type: ignore[arg-type]
         try:
             transport = httpx.ASGITransport(app=gw)  # type: ignore[arg-type]
             async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
