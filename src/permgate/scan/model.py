@@ -25,6 +25,9 @@ class Call:
     expand: tuple[str, ...] = ()
     account: Account = "unknown"
     notes: tuple[str, ...] = ()
+    # Why the scan says whose account this is ("a UI extension", "client built at
+    # lib/stripe.ts:4 from process.env.STRIPE_SECRET_KEY", ...): shown with every verdict.
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,18 @@ class EventUse:
     line: int
     column: int
     event: str
+    account: Account = "installing"
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """A function (or a top-level declaration) of a file: where a handler's branches live."""
+
+    name: str
+    start: int  # first line, 1-based
+    end: int  # last line
+    calls: tuple[str, ...] = ()  # names of the functions it calls (same-file follow-up)
 
 
 @dataclass(slots=True)
@@ -53,11 +68,26 @@ class FileFindings:
     calls: list[Call] = field(default_factory=list)
     unresolved: list[Unresolved] = field(default_factory=list)
     events: list[EventUse] = field(default_factory=list)
+    scopes: list[Scope] = field(default_factory=list)
+    # lines that name the installing account without a call (`event.account`, `stripe_account`)
+    account_lines: set[int] = field(default_factory=set)
+    partial: str | None = None  # why the file was only partly analysed
+    local_calls: list[tuple[int, str]] = field(default_factory=list)  # (line, function name)
 
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
     """A file the scan did not read, and why (binary, too large, unreadable, ...)."""
+
+    file: str
+    reason: str
+    # dropped: a source file the scan meant to read and could not (not an ignored one)
+    dropped: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """A file analysed only in part (what was found before the failure is kept)."""
 
     file: str
     reason: str

@@ -1,18 +1,28 @@
-"""Walk a tree, hand each source file to its language's extractor, collect what they find."""
+"""Walk a tree, hand each source file to its language's extractor, collect what they find.
+
+Two passes: a light project-wide one over the few files that build a client or talk to the
+API host (factories, module clients, thin HTTP wrappers, by name), then every file.
+"""
 
 from __future__ import annotations
 
 import re
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from permgate.scan import common, golang, js, python, ruby
+from permgate.scan import common, handlers
 from permgate.scan.files import language_of, read_source, source_files
-from permgate.scan.model import Call, EventUse, FileFindings, Skipped, Unresolved
+from permgate.scan.model import Call, EventUse, FileFindings, Partial, Skipped, Unresolved
 
 # A file that mentions neither Stripe nor a quoted dotted name cannot hold a finding:
 # skipping its parse keeps large trees fast.
 _MAYBE = re.compile(rb"(?i)stripe|[\"'`][a-z_]+\.[a-z_.]+[\"'`]")
+# Files worth the project-wide pass: they build a client or call the API host.
+_INDEX = re.compile(rb"new Stripe|Stripe\(|StripeClient|api\.stripe\.com|require\(['\"]stripe")
+PROGRESS_FILES = 2_000  # show progress for trees at least this large (when stderr is a TTY)
 
 
 @dataclass(slots=True)
@@ -23,6 +33,9 @@ class Findings:
     unresolved: list[Unresolved] = field(default_factory=list)
     events: list[EventUse] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    partial: list[Partial] = field(default_factory=list)
+    tests_excluded: int = 0
+    include_tests: bool = False
 
 
 def _rel(root: Path, path: Path) -> str:
@@ -36,41 +49,139 @@ def _rel(root: Path, path: Path) -> str:
 def scan_file(ctx: common.Context, path: Path, data: bytes) -> FileFindings:
     lang = language_of(path)
     if lang == "js":
+        from permgate.scan import js
+
         return js.extract(ctx, data, path.suffix)
     if lang == "python":
+        from permgate.scan import python
+
         return python.extract(ctx, data)
     if lang == "ruby":
+        from permgate.scan import ruby
+
         return ruby.extract(ctx, data)
     if lang == "go":
+        from permgate.scan import golang
+
         return golang.extract(ctx, data)
+    if lang == "php":
+        from permgate.scan import php
+
+        return php.extract(ctx, data)
     return FileFindings()
 
 
-def scan_tree(root: Path, event_types: frozenset[str]) -> Findings:
-    out = Findings(root)
-    for item in source_files(root):
+def _index_file(ctx: common.Context, path: Path, data: bytes) -> common.Project | None:
+    lang = language_of(path)
+    if lang == "js":
+        from permgate.scan import js
+
+        return js.index(ctx, data, path.suffix)
+    if lang == "python":
+        from permgate.scan import python
+
+        return python.index(ctx, data)
+    return None
+
+
+class _Progress:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.last = 0.0
+
+    def __call__(self, done: int, phase: str) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last >= 0.2:
+            self.last = now
+            sys.stderr.write(f"\rpermgate scan: {phase} {done} files")
+            sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.enabled and self.last:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def scan_tree(
+    root: Path, event_types: frozenset[str], *, include_tests: bool = False,
+    progress: bool | None = None,
+) -> Findings:
+    out = Findings(root, include_tests=include_tests)
+
+    def on_test() -> None:
+        out.tests_excluded += 1
+
+    paths: list[Path] = []
+    for item in source_files(root, include_tests=include_tests, on_test=on_test):
         if isinstance(item, Skipped):
             out.skipped.append(Skipped(_rel(root, Path(item.file)), item.reason))
-            continue
-        rel = _rel(root, item)
-        data = read_source(item)
+        else:
+            paths.append(item)
+    if progress is None:
+        progress = sys.stderr.isatty() and len(paths) >= PROGRESS_FILES
+    show = _Progress(progress)
+    # Pass 1: the project's factories, module clients and wrappers (few files qualify).
+    project = common.Project()
+    status: list[Skipped | bool] = []  # per path: why it was skipped, or whether to parse it
+    for i, path in enumerate(paths):
+        show(i, "indexing")
+        data = read_source(path)
         if isinstance(data, Skipped):
-            out.skipped.append(Skipped(rel, data.reason))
+            status.append(data)
+            continue
+        status.append(bool(_MAYBE.search(data)))
+        if _INDEX.search(data):
+            rel = _rel(root, path)
+            text = data.decode("utf-8", "replace")
+            ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types)
+            try:
+                found = _index_file(ctx, path, data)
+            except (SyntaxError, RecursionError, ValueError, MemoryError):
+                found = None
+            if found is not None:
+                project.merge(found)
+    # Pass 2: every file.
+    pending: list[EventUse] = []
+    for i, path in enumerate(paths):
+        show(i, "scanning")
+        rel = _rel(root, path)
+        st = status[i]
+        if isinstance(st, Skipped):
+            out.skipped.append(Skipped(rel, st.reason, st.dropped))
             continue
         out.files += 1
-        if not _MAYBE.search(data):
+        if not st:
+            continue
+        data = read_source(path)  # read again rather than hold every file in memory
+        if isinstance(data, Skipped):
+            out.skipped.append(Skipped(rel, data.reason, data.dropped))
             continue
         text = data.decode("utf-8", "replace")
-        ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types)
+        ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types, project)
         try:
-            found = scan_file(ctx, item, data)
+            found = scan_file(ctx, path, data)
         except SyntaxError as e:
             out.skipped.append(Skipped(rel, f"syntax error at line {e.lineno}: {e.msg}"))
             continue
         except (RecursionError, MemoryError, ValueError) as e:
             out.skipped.append(Skipped(rel, f"could not be parsed: {type(e).__name__}"))
             continue
+        if found.partial:
+            out.partial.append(Partial(rel, found.partial))
         out.calls.extend(sorted(found.calls, key=lambda c: (c.line, c.column)))
         out.unresolved.extend(sorted(found.unresolved, key=lambda c: (c.line, c.column)))
-        out.events.extend(found.events)
+        if ctx.ui_extension:
+            found.events = [EventUse(e.file, e.line, e.column, e.event, "installing",
+                                     "a UI extension") for e in found.events]
+            out.events.extend(found.events)
+        else:
+            pending.extend(handlers.decide(found, rel))
+    show.end()
+    billing = handlers.own_billing_site(out.calls)
+    out.events.extend(handlers.finish(e, billing) for e in pending)
     return out
+
+
+ProgressHook = Callable[[int, str], None]

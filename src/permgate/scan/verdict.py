@@ -1,9 +1,10 @@
 """From call sites to permissions, and the verdict against a manifest's grants.
 
 Each call asks the engine what its operation and expansions need (any-of groups, most specific
-first). Calls on the installing or a connected account, and handled events, are what the app
-needs. Calls whose account is unknown are not counted as needed, but a granted permission
-they would use is not called unused either: removing it could break them.
+first), so "invalid expansion" findings follow the engine's expansion model. Calls on the
+installing or a connected account, and events handled for the installing account, are what the
+app needs. Calls on the developer's own account are not. Calls whose account is unknown are
+reported, but neither counted nor allowed to keep a grant from being called unused.
 """
 
 from __future__ import annotations
@@ -38,11 +39,33 @@ class EventNeeds:
     required: Groups
     message: str
 
+    @property
+    def counts(self) -> bool:
+        return self.use.account in NEEDS_APP_PERMISSION
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """Where a need comes from, and why it is the app's: what every verdict line shows."""
+
+    file: str
+    line: int
+    what: str  # the call ("stripe.customers.retrieve -> GET /v1/customers/{customer}") or event
+    account: str
+    reason: str
+
 
 @dataclass(frozen=True, slots=True)
 class Missing:
-    permission: str  # the smallest permission that would allow the sites
-    sites: tuple[tuple[str, int, str], ...]  # (file, line, call or event)
+    permission: str  # the narrowest permission that would allow the sites
+    sites: tuple[Site, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Unused:
+    permission: str
+    reason: str  # "nothing in the scanned tree needs it" or "covered by the narrower X"
+    narrower: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -53,11 +76,12 @@ class Verdict:
     manifest: str | None = None
     granted: tuple[str, ...] = ()
     missing: list[Missing] = field(default_factory=list)
-    unused: list[str] = field(default_factory=list)
+    unused: list[Unused] = field(default_factory=list)
     covered: list[str] = field(default_factory=list)
     unavailable: list[CallNeeds] = field(default_factory=list)  # no permission allows them
     invalid: list[CallNeeds] = field(default_factory=list)  # bad expansions
     unknown_names: list[str] = field(default_factory=list)  # manifest names not in the catalog
+    used_by: dict[str, list[Site]] = field(default_factory=dict)  # covered -> the sites
 
     @property
     def has_findings(self) -> bool:
@@ -65,28 +89,77 @@ class Verdict:
 
     @property
     def needed(self) -> list[str]:
-        """The smallest set the code needs, as `--fix` would grant it from nothing."""
-        return _cover(self._groups(counted_only=True), ())
+        """The narrowest set the code needs, as `--fix` would grant it from nothing."""
+        return _cover(self._needs(), ())
 
-    def _groups(self, *, counted_only: bool) -> list[tuple[str, ...]]:
-        """Groups of counted calls and events; with `counted_only=False` also the groups of
-        calls on an unknown account (never those on the developer's own account)."""
-        wanted = NEEDS_APP_PERMISSION if counted_only else NEEDS_APP_PERMISSION | {"unknown"}
-        out = [g for c in self.calls if c.call.account in wanted for g in c.required]
-        out += [g for e in self.events for g in e.required]
+    def _needs(self) -> list[tuple[tuple[str, ...], str | None, Site]]:
+        """(group, hint, site) for every group of a counted call or event."""
+        out: list[tuple[tuple[str, ...], str | None, Site]] = []
+        for c in self.calls:
+            if c.counts:
+                for g in c.required:
+                    out.append((g, None, _call_site(c)))
+        for e in self.events:
+            if e.counts:
+                for g in e.required:
+                    out.append((g, e.use.event, _event_site(e)))
         return out
 
 
-def _cover(groups: Iterable[tuple[str, ...]], have: Iterable[str]) -> list[str]:
-    """Permissions to add so that every group is met: forced choices first, then the most
-    specific satisfier of each group still unmet."""
+def _call_site(c: CallNeeds) -> Site:
+    call = c.call
+    op = c.operation or f"{call.method} {call.path}"
+    return Site(call.file, call.line, f"{call.call} -> {op}", call.account, call.reason)
+
+
+def _event_site(e: EventNeeds) -> Site:
+    u = e.use
+    return Site(u.file, u.line, f"handles {u.event}", u.account, u.reason)
+
+
+def _event_object_perm(event: str | None) -> set[str]:
+    """`customer.subscription.updated` -> {subscription_read, customer_subscription_read}."""
+    if not event:
+        return set()
+    parts = event.split(".")[:-1]
+    out = set()
+    for i in range(len(parts)):
+        out.add("_".join(parts[i:]) + "_read")
+    return out
+
+
+def narrowest(group: tuple[str, ...], event: str | None = None) -> str:
+    """The least-privilege choice in an any-of group: the event's own object first, then the
+    permission that grants the least (fewest implied permissions), read before write."""
+    catalog = permgate.catalog
+    own = _event_object_perm(event)
+
+    def key(p: str) -> tuple[int, int, int, int]:
+        implied = catalog.implied_by(p) if p in catalog.permissions else frozenset({p})
+        return (0 if p in own else 1, len(implied), 0 if p.endswith("_read") else 1,
+                group.index(p))
+
+    return min(group, key=key)
+
+
+def _cover(
+    needs: Iterable[tuple[tuple[str, ...], str | None, Site]], have: Iterable[str]
+) -> list[str]:
+    """Permissions to add so that every group is met: forced choices first (one-name groups),
+    then the narrowest satisfier of each group still unmet. Least privilege beats fewer
+    names: a broad permission is never chosen because it happens to meet two groups."""
     chosen: list[str] = []
-    closure = set(permgate.catalog.closure(frozenset(have)))
-    ordered = sorted({g for g in groups if g}, key=lambda g: (len(g), g))
-    for g in ordered:
+    catalog = permgate.catalog
+    closure = set(catalog.closure(frozenset(have)))
+    hints: dict[tuple[str, ...], str | None] = {}
+    for g, hint, _site in needs:
+        if g and (g not in hints or hints[g] is None):
+            hints[g] = hint
+    for g in sorted(hints, key=lambda g: (len(g), g)):
         if closure.isdisjoint(g):
-            chosen.append(g[0])
-            closure |= permgate.catalog.implied_by(g[0])
+            pick = narrowest(g, hints[g])
+            chosen.append(pick)
+            closure |= catalog.implied_by(pick) if pick in catalog.permissions else {pick}
     return chosen
 
 
@@ -125,30 +198,36 @@ def verdict(findings: Findings, granted: Iterable[str] | None, manifest: str | N
     known = frozenset(n for n in names if n in catalog.permissions)
     v.unknown_names = [n for n in names if n not in catalog.permissions]
     closure = catalog.closure(known)
-    # Missing: group the unmet groups by the permission that would meet them.
-    unmet: dict[tuple[str, ...], list[tuple[str, int, str]]] = {}
-    for c in calls:
-        if c.counts:
-            for g in c.required:
-                if closure.isdisjoint(g):
-                    unmet.setdefault(g, []).append((c.call.file, c.call.line, c.call.call))
-    for e in events:
-        for g in e.required:
-            if closure.isdisjoint(g):
-                unmet.setdefault(g, []).append((e.use.file, e.use.line, e.use.event))
+    need_list = v._needs()
+    # Missing: the unmet groups, grouped under the narrowest permission that meets them.
+    unmet = [(g, h, s) for g, h, s in need_list if closure.isdisjoint(g)]
     for perm in _cover(unmet, known):
         implied = catalog.implied_by(perm)
-        sites = sorted({s for g, ss in unmet.items() if not implied.isdisjoint(g) for s in ss})
+        sites = sorted({s for g, _h, s in unmet if not implied.isdisjoint(g)},
+                       key=lambda s: (s.file, s.line, s.what))
         v.missing.append(Missing(perm, tuple(sites)))
-    # Unused: granted, and no group (counted or of unknown account) is met by it.
-    groups = v._groups(counted_only=False)
-    counted = v._groups(counted_only=True)
+    # Unused: no counted need is met by it, or every need it meets is also met by a granted
+    # permission that grants strictly less (a narrower one).
+    groups: dict[tuple[str, ...], list[Site]] = {}
+    for g, _h, s in need_list:
+        groups.setdefault(g, []).append(s)
+    grants_of = {n: catalog.implied_by(n) for n in known}
     for n in sorted(known):
-        implied = catalog.implied_by(n)
-        if any(not implied.isdisjoint(g) for g in counted):
-            v.covered.append(n)
-        elif not any(not implied.isdisjoint(g) for g in groups):
-            v.unused.append(n)
-        else:
-            v.covered.append(n)  # only calls of unknown account use it: keep it
+        served = [g for g in groups if not grants_of[n].isdisjoint(g)]
+        if not served:
+            v.unused.append(Unused(n, "no call or handled event of the app's accounts in the "
+                                      "scanned tree needs it"))
+            continue
+        narrower_by_group = []
+        for g in served:
+            narrower = [m for m in known if m != n and grants_of[m] < grants_of[n]
+                        and not grants_of[m].isdisjoint(g)]
+            narrower_by_group.append(narrower)
+        if all(narrower_by_group):
+            by = tuple(sorted({m for ms in narrower_by_group for m in ms}))
+            v.unused.append(Unused(
+                n, f"every need it meets is met by the narrower {', '.join(by)}", by))
+            continue
+        v.covered.append(n)
+        v.used_by[n] = [s for g in served for s in groups[g]]
     return v
