@@ -20,7 +20,7 @@ from permgate.scan.common import (
     key_account_why,
     raw_target,
 )
-from permgate.scan.model import Account, Call, FileFindings, Scope, Unresolved
+from permgate.scan.model import Account, Call, Escape, FileFindings, Scope, Unresolved
 from permgate.scan.sdk import table
 from permgate.scan.tsutil import event_uses
 
@@ -30,6 +30,7 @@ EXTENSIONS = {
 }
 DYNAMIC = "\x00"  # a computed member (`stripe[name]`) in a callee chain
 _CLIENT_NAME = re.compile(r"stripe", re.I)
+_STRIPE_CREDENTIAL = re.compile(r"access_?token|oauth|restricted_?key|\brak\b", re.I)
 _UNWRAP = {"parenthesized_expression", "await_expression", "non_null_expression",
            "as_expression", "satisfies_expression", "type_assertion"}
 _QUERY = """
@@ -90,11 +91,15 @@ class _File:
         self.functions = captures.get("fn", [])
         self.project = ctx.project or Project()
         self.imported: set[str] = set()
+        self.packages: set[str] = set()  # names imported from packages (not the project)
         for imp in captures.get("import", []):
             src = imp.child_by_field_name("source")
             if src is not None and _string(src) not in ("stripe",):
+                relative = _string(src).startswith((".", "@/", "~/", "/"))
                 for ident in _identifiers(imp):
                     self.imported.add(ident)
+                    if not relative:
+                        self.packages.add(ident)
         self.consts: dict[str, ts.Node] = {}
         self.clients: dict[str, Client] = {}
         # names bound to a project client or factory only count when imported or local
@@ -124,8 +129,13 @@ class _File:
             key = _bound_name(name)
             if key is None:
                 continue
+            if value.type in ("new_expression", "call_expression"):
+                ctor = value.child_by_field_name("constructor") or value.child_by_field_name(
+                    "function")
+                if ctor is not None and _text(ctor) in self.packages:
+                    self.packages.add(key)  # an object of a package's class
             if name.type == "identifier":
-                if key in self.consts:
+                if key in self.consts and _text(self.consts[key]) != _text(value):
                     ambiguous.add(key)
                 self.consts[key] = value
         for key in ambiguous:  # reassigned: not a constant we can trust
@@ -136,6 +146,13 @@ class _File:
     def _client_of(self, value: ts.Node) -> Client | None:
         """A client this expression builds or fetches: `new Stripe(key)`, `getStripe()`,
         `await getStripeClient()` (for `const {client} = ...` too)."""
+        if value.type == "ternary_expression":  # `key ? new Stripe(key) : null`
+            for side in ("consequence", "alternative"):
+                branch = value.child_by_field_name(side)
+                found = self._client_of(_unwrap(branch)) if branch is not None else None
+                if found is not None:
+                    return found
+            return None
         if _constructs_client(value):
             return self._client_account(value)
         if value.type == "call_expression":
@@ -310,6 +327,12 @@ class _File:
 
     def props(self, node: ts.Node, depth: int = 0) -> dict[str, ts.Node] | None:
         node = self.resolve(node)
+        if node.type == "ternary_expression" and depth <= 8:  # `id ? {stripeAccount: id} : {}`
+            merged: dict[str, ts.Node] = {}
+            for side in ("consequence", "alternative"):
+                branch = node.child_by_field_name(side)
+                merged.update((self.props(branch, depth + 1) or {}) if branch else {})
+            return merged or None
         if node.type != "object" or depth > 8:
             return None
         out: dict[str, ts.Node] = {}
@@ -390,6 +413,13 @@ class _File:
                     break
         if segs and self.wrapper_call(node, segs, args):
             return
+        if segs and segs[0] in self.packages and not self.ctx.ui_extension:
+            for a in args:
+                t = _text(a)
+                if len(t) < 80 and _STRIPE_CREDENTIAL.search(t) and re.search(r"stripe", t, re.I):
+                    row = node.start_point[0] + 1
+                    self.out.escapes.append(Escape(self.ctx.file, row, ".".join(segs), t))
+                    break
         self.http_call(node, segs, args)
 
     def wrapper_call(self, node: ts.Node, segs: list[str], args: list[ts.Node]) -> bool:

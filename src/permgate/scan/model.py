@@ -54,6 +54,17 @@ class EventUse:
 
 
 @dataclass(frozen=True, slots=True)
+class Escape:
+    """The installing account's credential handed to code outside the project (a package):
+    what that code calls cannot be seen, so no grant is called unused."""
+
+    file: str
+    line: int
+    call: str
+    credential: str
+
+
+@dataclass(frozen=True, slots=True)
 class Scope:
     """A function (or a top-level declaration) of a file: where a handler's branches live."""
 
@@ -73,6 +84,7 @@ class FileFindings:
     account_lines: set[int] = field(default_factory=set)
     partial: str | None = None  # why the file was only partly analysed
     local_calls: list[tuple[int, str]] = field(default_factory=list)  # (line, function name)
+    escapes: list[Escape] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,7 +116,7 @@ class _File:
                 "\\", "").split("(")[0].strip().endswith("StripeClient"):
                 self.clients[key] = self._client_account(right)
             elif left.type == "variable_name":
-                if key in self.consts:
+                if key in self.consts and text(self.consts[key]) != text(right):
                     ambiguous.add(key)
                 self.consts[key] = right
         for k in ambiguous:

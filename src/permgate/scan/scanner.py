@@ -15,7 +15,15 @@ from pathlib import Path
 
 from permgate.scan import common, handlers
 from permgate.scan.files import language_of, read_source, source_files
-from permgate.scan.model import Call, EventUse, FileFindings, Partial, Skipped, Unresolved
+from permgate.scan.model import (
+    Call,
+    Escape,
+    EventUse,
+    FileFindings,
+    Partial,
+    Skipped,
+    Unresolved,
+)
 
 # A file that mentions neither Stripe nor a quoted dotted name cannot hold a finding:
 # skipping its parse keeps large trees fast.
@@ -34,6 +42,7 @@ class Findings:
     events: list[EventUse] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     partial: list[Partial] = field(default_factory=list)
+    escapes: list[Escape] = field(default_factory=list)
     tests_excluded: int = 0
     include_tests: bool = False
 
@@ -168,6 +177,7 @@ def scan_tree(
         except (RecursionError, MemoryError, ValueError) as e:
             out.skipped.append(Skipped(rel, f"could not be parsed: {type(e).__name__}"))
             continue
+        out.escapes.extend(found.escapes)
         if found.partial:
             out.partial.append(Partial(rel, found.partial))
         out.calls.extend(sorted(found.calls, key=lambda c: (c.line, c.column)))

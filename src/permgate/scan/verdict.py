@@ -82,6 +82,7 @@ class Verdict:
     invalid: list[CallNeeds] = field(default_factory=list)  # bad expansions
     unknown_names: list[str] = field(default_factory=list)  # manifest names not in the catalog
     used_by: dict[str, list[Site]] = field(default_factory=dict)  # covered -> the sites
+    outside: list[Unused] = field(default_factory=list)  # kept: code outside may need them
 
     @property
     def has_findings(self) -> bool:
@@ -214,6 +215,12 @@ def verdict(findings: Findings, granted: Iterable[str] | None, manifest: str | N
     grants_of = {n: catalog.implied_by(n) for n in known}
     for n in sorted(known):
         served = [g for g in groups if not grants_of[n].isdisjoint(g)]
+        if not served and findings.escapes:
+            e = findings.escapes[0]
+            v.outside.append(Unused(n, f"the installing account's credential ({e.credential}) "
+                                       f"is handed to {e.call} at {e.file}:{e.line}, code "
+                                       "outside the project that may need it"))
+            continue
         if not served:
             v.unused.append(Unused(n, "no call or handled event of the app's accounts in the "
                                       "scanned tree needs it"))
