@@ -24,7 +24,9 @@ class CliError(Exception):
         self.code = code
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or (with `only`) just the module of that name: a command
+    whose module has its name starts without importing every other layer."""
     parser = argparse.ArgumentParser(
         prog="permgate",
         description="The Stripe Apps permission system: check, explain, manifests, consent, "
@@ -32,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
+        if info.name.startswith("_") or (only is not None and info.name != only):
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         register: Callable[..., None] | None = getattr(module, "register", None)
@@ -41,9 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fast_parser(argv: list[str]) -> argparse.ArgumentParser | None:
+    """A parser of one module when the command is named like its module (`permgate scan`)."""
+    if not argv or argv[0].startswith("-") or argv[0].startswith("_"):
+        return None
+    if argv[0] not in {m.name for m in pkgutil.iter_modules(__path__)}:
+        return None
+    parser = build_parser(only=argv[0])
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    return parser if sub is not None and argv[0] in sub.choices else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    parser = _fast_parser(words) or build_parser()
+    args = parser.parse_args(words)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)

@@ -21,6 +21,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("path", nargs="?", default=".", help="app folder or file (default: .)")
     p.add_argument("--manifest", help="stripe-app.json (default: PATH/stripe-app.json if any)")
     p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    p.add_argument("--include-tests", action="store_true",
+                   help="read test files too (left out by default: tests are not the app's "
+                   "traffic)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress on stderr (shown only on a terminal, for large trees)")
     p.add_argument("--fix", action="store_true",
                    help="grant the missing permissions with a placeholder purpose (never revokes)")
     p.set_defaults(func=run)
@@ -50,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.fix:
         raise CliError("--fix needs a manifest: none given and no stripe-app.json in PATH")
     granted = list(manifest.permission_names) if manifest is not None else None
-    v = scan(root, granted, str(mpath) if mpath is not None else None)
+    v = scan(root, granted, str(mpath) if mpath is not None else None,
+             include_tests=args.include_tests, progress=False if args.no_progress else None)
     if args.fix and manifest is not None and v.missing:
         for m in v.missing:
             try:

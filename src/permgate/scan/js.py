@@ -103,10 +103,10 @@ class _File:
         self.consts: dict[str, ts.Node] = {}
         self.clients: dict[str, Client] = {}
         # names bound to a project client or factory only count when imported or local
-        for name in self.imported:
-            if name in self.project.clients:
-                acc, why = self.project.clients[name]
-                self.clients[name] = (acc, f"{name} imported from the project: {why}")
+        for imported in self.imported:
+            if imported in self.project.clients:
+                acc, why = self.project.clients[imported]
+                self.clients[imported] = (acc, f"{imported} imported from the project: {why}")
         ambiguous: set[str] = set()
         for bind in captures.get("bind", []):
             name = (bind.child_by_field_name("name") or bind.child_by_field_name("left")
@@ -117,14 +117,14 @@ class _File:
             value = _unwrap(value)
             client = self._client_of(value)
             if client is not None:
-                for key in _pattern_names(name):
+                for bound in _pattern_names(name):
                     # one name bound to clients of different accounts: cannot tell which one
-                    old = self.clients.get(key)
+                    old = self.clients.get(bound)
                     if old is not None and old[0] != client[0]:
-                        self.clients[key] = ("unknown", f"{key} is bound to clients of "
-                                             "different accounts in this file")
+                        self.clients[bound] = ("unknown", f"{bound} is bound to clients of "
+                                               "different accounts in this file")
                     else:
-                        self.clients[key] = client
+                        self.clients[bound] = client
                 continue
             key = _bound_name(name)
             if key is None:
@@ -141,6 +141,7 @@ class _File:
         for key in ambiguous:  # reassigned: not a constant we can trust
             self.consts.pop(key, None)
         self.out = FileFindings()
+        self.wrapper_inner: set[int] = set()
         self.local_wrappers = self.find_wrappers()
 
     def _client_of(self, value: ts.Node) -> Client | None:
@@ -157,13 +158,15 @@ class _File:
             return self._client_account(value)
         if value.type == "call_expression":
             fn = value.child_by_field_name("function")
-            name = _text(_unwrap(fn)).rsplit(".", 1)[-1] if fn is not None else ""
-            local = self.local_factories().get(name)
+            if fn is None:
+                return None
+            fname = _text(_unwrap(fn)).rsplit(".", 1)[-1]
+            local = self.local_factories().get(fname)
             if local is not None:
                 return local
-            if name in self.project.factories and (name in self.imported or "." in _text(fn)):
-                acc, why = self.project.factories[name]
-                return acc, f"client from {name}(): {why}"
+            if fname in self.project.factories and (fname in self.imported or "." in _text(fn)):
+                acc, why = self.project.factories[fname]
+                return acc, f"client from {fname}(): {why}"
         return None
 
     _factories_cache: dict[str, Client] | None = None
@@ -234,6 +237,7 @@ class _File:
                 if method is None and method_index is None:
                     method = "GET"
                 acc, why = self._wrapper_account(fn)
+                self.wrapper_inner.add(call.id)  # the wrapper's own request is not a call site
                 row = fn.start_point[0] + 1
                 out[name] = Wrapper(prefix, idx, method, method_index, acc, why,
                                     f"{self.ctx.file}:{row}")
@@ -256,7 +260,7 @@ class _File:
             body = _text(node)
             if "stripeAccount" in body or re.search(r"stripe-account", body, re.I):
                 return "connected", "the wrapper sends a Stripe-Account header"
-            auth = re.search(r"(?i)(authorization|bearer|auth)[^\n]{0,120}", body)
+            auth = re.search(r"(?i)(authorization|bearer|auth)[^\n,;]{0,120}", body)
             acc, why = key_account_why(auth.group(0) if auth else None)
             if acc != "unknown":
                 return acc, f"the wrapper authenticates with {why}"
@@ -537,7 +541,7 @@ class _File:
         ))
 
     def http_call(self, node: ts.Node, segs: list[str] | None, args: list[ts.Node]) -> None:
-        if not args:
+        if not args or node.id in self.wrapper_inner:
             return
         first = args[0]
         config = self.props(first)

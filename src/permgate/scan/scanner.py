@@ -146,11 +146,11 @@ def scan_tree(
             text = data.decode("utf-8", "replace")
             ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types)
             try:
-                found = _index_file(ctx, path, data)
+                facts = _index_file(ctx, path, data)
             except (SyntaxError, RecursionError, ValueError, MemoryError):
-                found = None
-            if found is not None:
-                project.merge(found)
+                facts = None
+            if facts is not None:
+                project.merge(facts)
     # Pass 2: every file.
     pending: list[EventUse] = []
     for i, path in enumerate(paths):

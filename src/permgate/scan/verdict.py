@@ -129,18 +129,21 @@ def _event_object_perm(event: str | None) -> set[str]:
     return out
 
 
-def narrowest(group: tuple[str, ...], event: str | None = None) -> str:
-    """The least-privilege choice in an any-of group: the event's own object first, then the
-    permission that grants the least (fewest implied permissions), read before write."""
+def _rank(group: tuple[str, ...], event: str | None, p: str) -> tuple[int, ...]:
+    """How narrow `p` is as the way to meet `group` (smaller is narrower). An API call's group
+    comes from the engine most specific first; an event's lists its permissions by name, so
+    there: the event's own object first, then what grants the least, read before write."""
+    if event is None:
+        return (group.index(p),)
     catalog = permgate.catalog
-    own = _event_object_perm(event)
+    implied = catalog.implied_by(p) if p in catalog.permissions else frozenset({p})
+    return (0 if p in _event_object_perm(event) else 1, len(implied),
+            0 if p.endswith("_read") else 1, group.index(p))
 
-    def key(p: str) -> tuple[int, int, int, int]:
-        implied = catalog.implied_by(p) if p in catalog.permissions else frozenset({p})
-        return (0 if p in own else 1, len(implied), 0 if p.endswith("_read") else 1,
-                group.index(p))
 
-    return min(group, key=key)
+def narrowest(group: tuple[str, ...], event: str | None = None) -> str:
+    """The least-privilege choice in an any-of group (see `_rank`)."""
+    return min(group, key=lambda p: _rank(group, event, p))
 
 
 def _cover(
@@ -207,14 +210,13 @@ def verdict(findings: Findings, granted: Iterable[str] | None, manifest: str | N
         sites = sorted({s for g, _h, s in unmet if not implied.isdisjoint(g)},
                        key=lambda s: (s.file, s.line, s.what))
         v.missing.append(Missing(perm, tuple(sites)))
-    # Unused: no counted need is met by it, or every need it meets is also met by a granted
-    # permission that grants strictly less (a narrower one).
-    groups: dict[tuple[str, ...], list[Site]] = {}
-    for g, _h, s in need_list:
-        groups.setdefault(g, []).append(s)
-    grants_of = {n: catalog.implied_by(n) for n in known}
+    # Unused: no counted need is met by it, or every need it meets is met by a granted
+    # permission that is a narrower way to meet that need.
+    groups: dict[tuple[tuple[str, ...], str | None], list[Site]] = {}
+    for g, h, s in need_list:
+        groups.setdefault((g, h), []).append(s)
     for n in sorted(known):
-        served = [g for g in groups if not grants_of[n].isdisjoint(g)]
+        served = [(g, h) for g, h in groups if n in g or not catalog.implied_by(n).isdisjoint(g)]
         if not served and findings.escapes:
             e = findings.escapes[0]
             v.outside.append(Unused(n, f"the installing account's credential ({e.credential}) "
@@ -225,16 +227,30 @@ def verdict(findings: Findings, granted: Iterable[str] | None, manifest: str | N
             v.unused.append(Unused(n, "no call or handled event of the app's accounts in the "
                                       "scanned tree needs it"))
             continue
-        narrower_by_group = []
-        for g in served:
-            narrower = [m for m in known if m != n and grants_of[m] < grants_of[n]
-                        and not grants_of[m].isdisjoint(g)]
-            narrower_by_group.append(narrower)
-        if all(narrower_by_group):
-            by = tuple(sorted({m for ms in narrower_by_group for m in ms}))
+        better: set[str] = set()
+        for g, h in served:
+            mine = _best_rank(g, h, n)
+            others = [m for m in known if m != n and _best_rank(g, h, m) < mine]
+            if not others:
+                break
+            better.update(others)
+        else:
+            by = tuple(sorted(better))
             v.unused.append(Unused(
                 n, f"every need it meets is met by the narrower {', '.join(by)}", by))
             continue
         v.covered.append(n)
-        v.used_by[n] = [s for g in served for s in groups[g]]
+        v.used_by[n] = [s for key in served for s in groups[key]]
     return v
+
+
+def _best_rank(group: tuple[str, ...], event: str | None, grant: str) -> tuple[int, ...]:
+    """The rank of the narrowest member of `group` that `grant` gives (a large rank if none)."""
+    catalog = permgate.catalog
+    gives = catalog.implied_by(grant) if grant in catalog.permissions else frozenset({grant})
+    ranks = [_rank(group, event, p) for p in group if p in gives]
+    if not ranks:
+        return (99,)
+    best = min(ranks)
+    # Meeting a group through an implication grants more than the member itself does.
+    return best if grant in group else (*best[:-1], best[-1] + len(group))
