@@ -82,13 +82,15 @@ def test_python_styles() -> None:
     assert [u.call for u in v.findings.unresolved] == ["getattr(stripe, name).list"]
 
 
-def test_unknown_account_is_not_needed_but_keeps_its_permission(tmp_path: Path) -> None:
+def test_unknown_account_is_reported_but_shields_nothing(tmp_path: Path) -> None:
     (tmp_path / "lib.ts").write_text(
         "export async function f(stripe: Stripe) { return stripe.customers.list(); }\n"
     )
     v = scan(tmp_path, ["customer_read"], "m")
     assert [c.call.account for c in v.calls] == ["unknown"]
-    assert v.missing == [] and v.unused == [] and v.covered == ["customer_read"]
+    assert "parameter" in v.calls[0].call.reason
+    # Issue 12: calls on an unknown account do not keep a grant from being unused.
+    assert v.missing == [] and [u.permission for u in v.unused] == ["customer_read"]
     assert scan(tmp_path, [], "m").missing == []
 
 

@@ -58,8 +58,17 @@ class Project:
     factories: dict[str, tuple[Account, str]] = field(default_factory=dict)
     clients: dict[str, tuple[Account, str]] = field(default_factory=dict)
     wrappers: dict[str, Wrapper] = field(default_factory=dict)
+    # `stripe.api_key = ...` (Python) / `Stripe.api_key = ...` (Ruby) set somewhere in the
+    # project: module-level SDK calls anywhere use it. None: never set; unknown: set apart.
+    module_key: tuple[Account, str] | None = None
 
     def merge(self, other: Project) -> None:
+        if other.module_key is not None:
+            if self.module_key is None:
+                self.module_key = other.module_key
+            elif self.module_key[0] != other.module_key[0]:
+                self.module_key = ("unknown", "the SDK's global key is set to keys of "
+                                   "different accounts in the project")
         for mine, theirs in ((self.factories, other.factories), (self.clients, other.clients)):
             for k, v in theirs.items():
                 if k in mine and mine[k][0] != v[0]:  # two definitions disagree: unknown

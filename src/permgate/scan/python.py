@@ -45,10 +45,11 @@ class _File:
         self.classes: dict[str, str] = {}  # local name -> resource class ("checkout.Session")
         self.clients: dict[str, Client] = {}  # names bound to StripeClient instances
         self.consts: dict[str, ast.expr] = {}
-        self.module_account: Client = ("unknown", "the stripe module's key is not set in this "
-                                       "file")
         self.project = ctx.project or Project()
+        self.module_account: Client = self.project.module_key or (
+            "unknown", "the stripe module's key is not set in the project")
         self.imported: set[str] = set()
+        self.module_key_set = False
         ambiguous: set[str] = set()
         resource_classes = table().resource_classes
         for node in ast.walk(tree):
@@ -93,6 +94,7 @@ class _File:
                         _chain(t.value) or [""]
                     )[0] in (self.modules | {"stripe"}):
                         acc, why = key_account_why(ast.unparse(node.value))
+                        self.module_key_set = True
                         self.module_account = (
                             acc, f"the stripe module's key is set at {ctx.file}:{node.lineno} "
                             f"to {why}")
@@ -451,6 +453,8 @@ def index(ctx: Context, source: bytes) -> Project:
     tree = ast.parse(source)
     f = _File(ctx, tree)
     p = Project()
+    if f.module_key_set:
+        p.module_key = f.module_account
     for node in tree.body:
         if isinstance(node, ast.Assign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]

@@ -29,7 +29,9 @@ from permgate.scan.model import (
 # skipping its parse keeps large trees fast.
 _MAYBE = re.compile(rb"(?i)stripe|[\"'`][a-z_]+\.[a-z_.]+[\"'`]")
 # Files worth the project-wide pass: they build a client or call the API host.
-_INDEX = re.compile(rb"new Stripe|Stripe\(|StripeClient|api\.stripe\.com|require\(['\"]stripe")
+_INDEX = re.compile(
+    rb"new Stripe|Stripe\(|StripeClient|api\.stripe\.com|require\(['\"]stripe|\.api_key\s*="
+)
 PROGRESS_FILES = 2_000  # show progress for trees at least this large (when stderr is a TTY)
 
 

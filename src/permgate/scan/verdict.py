@@ -245,12 +245,14 @@ def verdict(findings: Findings, granted: Iterable[str] | None, manifest: str | N
 
 
 def _best_rank(group: tuple[str, ...], event: str | None, grant: str) -> tuple[int, ...]:
-    """The rank of the narrowest member of `group` that `grant` gives (a large rank if none)."""
+    """How narrowly `grant` meets `group`: its own rank when it is a member, else the rank of
+    the member it implies, made worse (an implication grants more than the member does)."""
+    if grant in group:
+        return _rank(group, event, grant)
     catalog = permgate.catalog
     gives = catalog.implied_by(grant) if grant in catalog.permissions else frozenset({grant})
     ranks = [_rank(group, event, p) for p in group if p in gives]
     if not ranks:
         return (99,)
     best = min(ranks)
-    # Meeting a group through an implication grants more than the member itself does.
-    return best if grant in group else (*best[:-1], best[-1] + len(group))
+    return (*best[:-1], best[-1] + len(group))
