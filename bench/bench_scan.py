@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/bench_scan.py                 # generated trees of 2k and 10k files
     .venv/bin/python bench/bench_scan.py --tree DIR      # any tree, e.g. node_modules/stripe/esm
+    .venv/bin/python bench/bench_scan.py --startup       # `permgate scan EMPTY` wall time
+
+Start-up is measured against `python -c pass` in the same run (the interpreter's own floor),
+as the median of 15 runs of the installed `permgate` command on an empty folder.
 
 Not a test: figures depend on the machine. Memory is the peak RSS growth of a child process
 per tree size; flat means it does not grow with the number of files.
@@ -84,11 +88,38 @@ def measure(root: Path) -> dict[str, float]:
     return out
 
 
+def startup(runs: int = 15) -> dict[str, float]:
+    import shutil
+    import statistics
+    import subprocess
+    import sys
+
+    exe = shutil.which("permgate", path=str(Path(sys.executable).parent)) or "permgate"
+
+    def median(cmd: list[str]) -> float:
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    with tempfile.TemporaryDirectory() as empty:
+        scan_s = median([exe, "scan", empty])
+    floor = median([sys.executable, "-c", "pass"])
+    return {"permgate_scan_empty_s": round(scan_s, 3), "python_floor_s": round(floor, 3),
+            "ratio_to_floor": round(scan_s / floor, 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tree", type=Path)
     ap.add_argument("--sizes", default="2000,10000")
+    ap.add_argument("--startup", action="store_true", help="only the empty-folder start-up")
     args = ap.parse_args()
+    if args.startup:
+        print(json.dumps(startup(), indent=1))
+        return
     if args.tree:
         print(json.dumps({str(args.tree): measure(args.tree)}, indent=1))
         return

@@ -106,7 +106,13 @@ def account_lines(text: str) -> set[int]:
     """Lines that name the account an event or request is for (`event.account`, ...)."""
     from permgate.scan.handlers import INSTALLING
 
-    return {line_of(text, m.start()) for m in INSTALLING.finditer(text)}
+    out: set[int] = set()
+    line, pos = 1, 0
+    for m in INSTALLING.finditer(text):  # offsets ascend: count newlines once
+        line += text.count("\n", pos, m.start())
+        pos = m.start()
+        out.add(line)
+    return out
 
 
 def is_ui_extension(rel_path: str, text: str) -> bool:

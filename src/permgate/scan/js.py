@@ -30,6 +30,7 @@ EXTENSIONS = {
 }
 DYNAMIC = "\x00"  # a computed member (`stripe[name]`) in a callee chain
 _CLIENT_NAME = re.compile(r"stripe", re.I)
+_BUILDS = re.compile(rb"Stripe(?:Client)?\s*\(|require\(\s*['\"]stripe")
 _STRIPE_CREDENTIAL = re.compile(r"access_?token|oauth|restricted_?key|\brak\b", re.I)
 _UNWRAP = {"parenthesized_expression", "await_expression", "non_null_expression",
            "as_expression", "satisfies_expression", "type_assertion"}
@@ -181,6 +182,9 @@ class _File:
             name = _function_name(fn)
             if name is None:
                 continue
+            body = fn.text or b""
+            if b"return" not in body or not _BUILDS.search(body):
+                continue  # cheap gate: no client can be built here
             accounts = []
             for node in _descendants(fn, ("new_expression", "call_expression")):
                 if _constructs_client(node):
@@ -735,12 +739,21 @@ def _connected_options(f: _File, node: ts.Node) -> bool:
 
 
 def extract(ctx: Context, source: bytes, suffix: str) -> FileFindings:
-    return _File(ctx, source, EXTENSIONS[suffix]).run()
+    return extract_and_index(ctx, source, suffix, index=False)[0]
 
 
-def index(ctx: Context, source: bytes, suffix: str) -> Project:
-    """The project-wide facts one file offers: factories, module clients, wrappers."""
+def extract_and_index(
+    ctx: Context, source: bytes, suffix: str, *, index: bool = True
+) -> tuple[FileFindings, Project | None]:
+    """One parse: what the file calls, and (with `index`) what it offers the project."""
     f = _File(ctx, source, EXTENSIONS[suffix])
+    found = f.run()
+    found.imports = set(f.imported)
+    return found, (_index(f) if index else None)
+
+
+def _index(f: _File) -> Project:
+    """The project-wide facts one file offers: factories, module clients, wrappers."""
     p = Project()
     p.factories.update(f.local_factories())
     for node in f.tree.root_node.named_children:

@@ -85,6 +85,11 @@ class FileFindings:
     partial: str | None = None  # why the file was only partly analysed
     local_calls: list[tuple[int, str]] = field(default_factory=list)  # (line, function name)
     escapes: list[Escape] = field(default_factory=list)
+    # names the file takes from the rest of the project (imports; "<module key>" when a
+    # module-level SDK call fell back to the project's key): if the project-wide pass learns
+    # about one of them later, the file is read again
+    imports: set[str] = field(default_factory=set)
+    ui: bool = False  # a UI extension file: everything acts for the installing account
 
 
 @dataclass(frozen=True, slots=True)

@@ -444,14 +444,26 @@ def _mentions_client(node: ast.expr, f: _File) -> bool:
 
 
 def extract(ctx: Context, source: bytes) -> FileFindings:
-    tree = ast.parse(source)
-    return _File(ctx, tree).run(source)
+    return extract_and_index(ctx, source, index=False)[0]
 
 
-def index(ctx: Context, source: bytes) -> Project:
-    """Functions that return a configured StripeClient, and module-level clients."""
+def extract_and_index(
+    ctx: Context, source: bytes, *, index: bool = True
+) -> tuple[FileFindings, Project | None]:
     tree = ast.parse(source)
     f = _File(ctx, tree)
+    found = f.run(source)
+    found.imports = set(f.imported)
+    if not f.module_key_set:
+        found.imports.add(MODULE_KEY)
+    return found, (_index(f, tree) if index else None)
+
+
+MODULE_KEY = "<module key>"
+
+
+def _index(f: _File, tree: ast.Module) -> Project:
+    """Functions that return a configured StripeClient, and module-level clients."""
     p = Project()
     if f.module_key_set:
         p.module_key = f.module_account

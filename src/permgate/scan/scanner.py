@@ -82,17 +82,41 @@ def scan_file(ctx: common.Context, path: Path, data: bytes) -> FileFindings:
     return FileFindings()
 
 
-def _index_file(ctx: common.Context, path: Path, data: bytes) -> common.Project | None:
+def _extract(
+    ctx: common.Context, path: Path, data: bytes, index: bool
+) -> tuple[FileFindings, common.Project | None]:
     lang = language_of(path)
     if lang == "js":
         from permgate.scan import js
 
-        return js.index(ctx, data, path.suffix)
+        return js.extract_and_index(ctx, data, path.suffix, index=index)
     if lang == "python":
         from permgate.scan import python
 
-        return python.index(ctx, data)
-    return None
+        return python.extract_and_index(ctx, data, index=index)
+    return scan_file(ctx, path, data), None
+
+
+def _settle(found: FileFindings, rel: str) -> None:
+    """Decide the file's handlers now and drop what only that needed (memory stays flat)."""
+    if found.ui:
+        found.events = [EventUse(e.file, e.line, e.column, e.event, "installing",
+                                 "a UI extension") for e in found.events]
+    else:
+        found.events = handlers.decide(found, rel)
+    found.scopes = []
+    found.local_calls = []
+    found.account_lines = set()
+
+
+def _stale(found: FileFindings, project: common.Project) -> bool:
+    """Whether the file used a name the project-wide pass only learnt after reading it."""
+    if not found.imports:
+        return False
+    names = project.factories.keys() | project.clients.keys() | project.wrappers.keys()
+    if project.module_key is not None:
+        names |= {"<module key>"}
+    return not found.imports.isdisjoint(names)
 
 
 class _Progress:
@@ -133,63 +157,62 @@ def scan_tree(
     if progress is None:
         progress = sys.stderr.isatty() and len(paths) >= PROGRESS_FILES
     show = _Progress(progress)
-    # Pass 1: the project's factories, module clients and wrappers (few files qualify).
+    # Pass 1: read and parse each file once; files that build a client or call the API host
+    # also tell the project-wide pass about their factories, module clients and wrappers.
     project = common.Project()
-    status: list[Skipped | bool] = []  # per path: why it was skipped, or whether to parse it
-    for i, path in enumerate(paths):
-        show(i, "indexing")
-        data = read_source(path)
-        if isinstance(data, Skipped):
-            status.append(data)
-            continue
-        status.append(bool(_MAYBE.search(data)))
-        if _INDEX.search(data):
-            rel = _rel(root, path)
-            text = data.decode("utf-8", "replace")
-            ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types)
-            try:
-                facts = _index_file(ctx, path, data)
-            except (SyntaxError, RecursionError, ValueError, MemoryError):
-                facts = None
-            if facts is not None:
-                project.merge(facts)
-    # Pass 2: every file.
-    pending: list[EventUse] = []
+    results: list[FileFindings | Skipped | None] = []
     for i, path in enumerate(paths):
         show(i, "scanning")
         rel = _rel(root, path)
-        st = status[i]
-        if isinstance(st, Skipped):
-            out.skipped.append(Skipped(rel, st.reason, st.dropped))
+        data = read_source(path)
+        if isinstance(data, Skipped):
+            results.append(Skipped(rel, data.reason, data.dropped))
             continue
         out.files += 1
-        if not st:
-            continue
-        data = read_source(path)  # read again rather than hold every file in memory
-        if isinstance(data, Skipped):
-            out.skipped.append(Skipped(rel, data.reason, data.dropped))
+        if not _MAYBE.search(data):
+            results.append(None)
             continue
         text = data.decode("utf-8", "replace")
-        ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types, project)
+        ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types)
         try:
-            found = scan_file(ctx, path, data)
+            found, facts = _extract(ctx, path, data, bool(_INDEX.search(data)))
         except SyntaxError as e:
-            out.skipped.append(Skipped(rel, f"syntax error at line {e.lineno}: {e.msg}"))
+            results.append(Skipped(rel, f"syntax error at line {e.lineno}: {e.msg}"))
             continue
         except (RecursionError, MemoryError, ValueError) as e:
-            out.skipped.append(Skipped(rel, f"could not be parsed: {type(e).__name__}"))
+            results.append(Skipped(rel, f"could not be parsed: {type(e).__name__}"))
             continue
+        if facts is not None:
+            project.merge(facts)
+        found.ui = ctx.ui_extension
+        _settle(found, rel)
+        results.append(found)
+    # Pass 2: files that use what the project-wide pass learnt are read again with it.
+    pending: list[EventUse] = []
+    for path, res in zip(paths, results, strict=True):
+        if res is None:
+            continue
+        if isinstance(res, Skipped):
+            out.skipped.append(res)
+            continue
+        rel = _rel(root, path)
+        found = res
+        if _stale(found, project):
+            data = read_source(path)
+            if isinstance(data, bytes):
+                ctx = common.Context(rel, found.ui, event_types, project)
+                try:
+                    found = scan_file(ctx, path, data)
+                    found.ui = res.ui
+                    _settle(found, rel)
+                except (SyntaxError, RecursionError, MemoryError, ValueError):
+                    found = res  # what the first reading found stands
         out.escapes.extend(found.escapes)
         if found.partial:
             out.partial.append(Partial(rel, found.partial))
         out.calls.extend(sorted(found.calls, key=lambda c: (c.line, c.column)))
         out.unresolved.extend(sorted(found.unresolved, key=lambda c: (c.line, c.column)))
-        if ctx.ui_extension:
-            found.events = [EventUse(e.file, e.line, e.column, e.event, "installing",
-                                     "a UI extension") for e in found.events]
-            out.events.extend(found.events)
-        else:
-            pending.extend(handlers.decide(found, rel))
+        pending.extend(found.events)
     show.end()
     billing = handlers.own_billing_site(out.calls)
     out.events.extend(handlers.finish(e, billing) for e in pending)
