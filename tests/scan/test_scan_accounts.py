@@ -205,3 +205,24 @@ def test_every_verdict_line_says_why(capsys: pytest.CaptureFixture[str]) -> None
     missing = [r for r in sarif["runs"][0]["results"] if r["ruleId"] == "missing-permission"]
     assert missing and all("Whose account: installing" in r["message"]["text"] for r in missing)
     assert all(r["properties"]["accountReason"] for r in missing)
+
+
+def test_ruby_and_go_keys(tmp_path: Path) -> None:
+    (tmp_path / "config.rb").write_text("Stripe.api_key = ENV['STRIPE_SECRET_KEY']\n")
+    (tmp_path / "jobs.rb").write_text(
+        "def sync(token)\n"
+        "  Stripe::Invoice.list({limit: 3}, {api_key: token.oauth_access_token})\n"
+        "  Stripe::Product.create({name: 'ours'})\n"
+        "end\n")
+    (tmp_path / "main.go").write_text(
+        'package main\n\nimport "github.com/stripe/stripe-go/v76/client"\n\n'
+        "func run(accessToken string) {\n"
+        "\tsc := client.New(accessToken, nil)\n"
+        '\tsc.Customers.Get("cus_1", nil)\n}\n')
+    v = scan(tmp_path)
+    calls = {(c.call.file, c.call.line): c.call for c in v.calls}
+    assert calls[("jobs.rb", 2)].account == "installing"  # per-call OAuth key
+    own = calls[("jobs.rb", 3)]
+    assert own.account == "own" and "config.rb:1" in own.reason  # the project's global key
+    go = calls[("main.go", 7)]
+    assert (go.path, go.account) == ("/v1/customers/{customer}", "installing")

@@ -94,6 +94,10 @@ def _extract(
         from permgate.scan import python
 
         return python.extract_and_index(ctx, data, index=index)
+    if lang == "ruby":
+        from permgate.scan import ruby
+
+        return ruby.extract_and_index(ctx, data)
     return scan_file(ctx, path, data), None
 
 
