@@ -306,8 +306,11 @@ class _File:
         cls = ".".join([*(_snake(p) for p in parts[1:-1]), parts[-1]])
         if cls not in table().resource_classes:
             return
-        route = table().get("resource", f"{cls}.{_STATIC.get(method, method)}") or table().get(
-            "resource", f"{cls}.{method}")
+        route = None
+        for name in (_STATIC.get(method, method), method, _snake(_node_method(method))):
+            route = table().get("resource", f"{cls}.{name}")
+            if route is not None:
+                break
         label = f"\\{scope}::{method}"
         if route is None:
             self.out.unresolved.append(Unresolved(
