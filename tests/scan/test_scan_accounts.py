@@ -226,3 +226,37 @@ def test_ruby_and_go_keys(tmp_path: Path) -> None:
     assert own.account == "own" and "config.rb:1" in own.reason  # the project's global key
     go = calls[("main.go", 7)]
     assert (go.path, go.account) == ("/v1/customers/{customer}", "installing")
+
+
+def test_refused_expansion_still_counts_the_operation(tmp_path: Path) -> None:
+    (tmp_path / "src" / "views").mkdir(parents=True)
+    (tmp_path / "src" / "views" / "A.tsx").write_text(
+        "stripe.customers.retrieve(id, {expand: ['no_such_field']});\n")
+    v = scan(tmp_path, ["customer_read"], "m")
+    assert len(v.invalid) == 1 and v.invalid[0].call.line == 1
+    assert v.unused == [] and v.covered == ["customer_read"]
+
+
+def test_python_factory_and_imported_client(tmp_path: Path) -> None:
+    (tmp_path / "clients.py").write_text(
+        "import os\nfrom stripe import StripeClient\n\n"
+        "platform = StripeClient(os.environ['STRIPE_SECRET_KEY'])\n\n"
+        "def for_install(install):\n    return StripeClient(install.access_token)\n")
+    (tmp_path / "jobs.py").write_text(
+        "from clients import for_install, platform\n\n"
+        "def run(install):\n    client = for_install(install)\n"
+        "    client.v1.customers.list()\n    platform.v1.products.create({'name': 'x'})\n")
+    v = scan(tmp_path)
+    calls = {c.call.call: c.call for c in v.calls}
+    assert calls["client.v1.customers.list"].account == "installing"
+    assert "for_install()" in calls["client.v1.customers.list"].reason
+    assert calls["platform.v1.products.create"].account == "own"
+
+
+def test_progress_on_stderr_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for i in range(3):
+        (tmp_path / f"m{i}.ts").write_text("export const x = 1;\n")
+    scan(tmp_path, progress=True)
+    assert "permgate scan:" in capsys.readouterr().err
+    scan(tmp_path, progress=None)  # not a terminal here: silent
+    assert capsys.readouterr().err == ""

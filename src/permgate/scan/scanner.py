@@ -101,6 +101,39 @@ def _extract(
     return scan_file(ctx, path, data), None
 
 
+def _names_regex(project: common.Project) -> re.Pattern[bytes] | None:
+    names = [n for n in (*project.factories, *project.clients, *project.wrappers)
+             if len(n) >= 4 and n.lower() not in common.HTTP_VERBS and n.isidentifier()]
+    if not names:
+        return None
+    return re.compile(rb"\b(?:" + b"|".join(re.escape(n.encode()) for n in sorted(names))
+                      + rb")\b")
+
+
+def _late(
+    root: Path, path: Path, names: re.Pattern[bytes], event_types: frozenset[str],
+    project: common.Project,
+) -> FileFindings | Skipped | None:
+    """A file skipped by the quick filter that names a project factory, client or wrapper."""
+    if language_of(path) not in ("js", "python"):
+        return None
+    data = read_source(path)
+    if isinstance(data, Skipped) or not names.search(data):
+        return None
+    rel = _rel(root, path)
+    text = data.decode("utf-8", "replace")
+    ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types, project)
+    try:
+        found = scan_file(ctx, path, data)
+    except SyntaxError as e:
+        return Skipped(rel, f"syntax error at line {e.lineno}: {e.msg}")
+    except (RecursionError, MemoryError, ValueError) as e:
+        return Skipped(rel, f"could not be parsed: {type(e).__name__}")
+    found.ui = ctx.ui_extension
+    _settle(found, rel)
+    return found
+
+
 def _settle(found: FileFindings, rel: str) -> None:
     """Decide the file's handlers now and drop what only that needed (memory stays flat)."""
     if found.ui:
@@ -191,9 +224,14 @@ def scan_tree(
         found.ui = ctx.ui_extension
         _settle(found, rel)
         results.append(found)
-    # Pass 2: files that use what the project-wide pass learnt are read again with it.
+    # Pass 2: files that use what the project-wide pass learnt are read again with it (also
+    # files that never say "stripe" but call a project factory or client by name).
+    uses_project = _names_regex(project)
     pending: list[EventUse] = []
     for path, res in zip(paths, results, strict=True):
+        late = res is None
+        if late and uses_project is not None:
+            res = _late(root, path, uses_project, event_types, project)
         if res is None:
             continue
         if isinstance(res, Skipped):
@@ -201,7 +239,7 @@ def scan_tree(
             continue
         rel = _rel(root, path)
         found = res
-        if _stale(found, project):
+        if not late and _stale(found, project):
             data = read_source(path)
             if isinstance(data, bytes):
                 ctx = common.Context(rel, found.ui, event_types, project)

@@ -178,6 +178,10 @@ def needs(findings: Findings) -> tuple[list[CallNeeds], list[EventNeeds]]:
             d = engine.requirements(c.method, c.path, expand=c.expand)
             op = f"{d.operation.method} {d.operation.path}" if d.operation else None
             required = d.required if d.kind in ("missing", "allowed") else ()
+            if d.kind == "bad_request" and c.expand:
+                # The request is refused as written, but the operation and its other
+                # expansions still say what the call is for: count those needs.
+                required = _needs_without_bad_expansions(c)
             hit = CallNeeds(c, d.kind, op, required, d.message)
             cache[key] = hit
         calls.append(CallNeeds(c, hit.kind, hit.operation, hit.required, hit.message))
@@ -256,3 +260,13 @@ def _best_rank(group: tuple[str, ...], event: str | None, grant: str) -> tuple[i
         return (99,)
     best = min(ranks)
     return (*best[:-1], best[-1] + len(group))
+
+
+def _needs_without_bad_expansions(c: Call) -> Groups:
+    engine = permgate.engine
+    groups: list[tuple[str, ...]] = []
+    for expand in ((), *((e,) for e in c.expand)):
+        d = engine.requirements(c.method, c.path, expand=expand)
+        if d.kind in ("missing", "allowed"):
+            groups += [g for g in d.required if g not in groups]
+    return tuple(groups)
