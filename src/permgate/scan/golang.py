@@ -14,7 +14,7 @@ from functools import cache
 import tree_sitter as ts
 import tree_sitter_go as ts_go
 
-from permgate.scan.common import Context, account_lines, key_account_why
+from permgate.scan.common import Context, key_account_why
 from permgate.scan.model import Account, Call, FileFindings, Scope
 from permgate.scan.sdk import Route, table
 from permgate.scan.tsutil import event_uses, text
@@ -139,7 +139,7 @@ class _File:
                 callee = call.child_by_field_name("function")
                 if callee is not None and callee.type == "identifier":
                     self.out.local_calls.append((call.start_point[0] + 1, text(callee)))
-            self.out.account_lines = account_lines(self.source.decode("utf-8", "replace"))
+            self.out.source = self.source  # `event.account` lines: read only if a handler asks
         return self.out
 
     def route(self, fn: ts.Node) -> Route | None:

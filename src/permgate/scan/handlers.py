@@ -43,6 +43,7 @@ class _Signals:
     def __init__(self, f: FileFindings, file: str) -> None:
         self.f = f
         self.file = file
+        self._account_lines: set[int] | None = None
         self.by_name: dict[str, list[Scope]] = {}
         for s in f.scopes:
             self.by_name.setdefault(s.name, []).append(s)
@@ -72,7 +73,11 @@ class _Signals:
                 elif c.account == "own" and own is None:
                     own = f"its code calls {c.call} on the developer's own key ({c.file}:{c.line})"
         if inst is None:
-            for line in sorted(self.f.account_lines):
+            if self._account_lines is None:
+                from permgate.scan.common import account_lines
+
+                self._account_lines = account_lines(self.f.source.decode("utf-8", "replace"))
+            for line in sorted(self._account_lines):
                 if inside(line):
                     inst = f"its code reads the event's account ({self.file}:{line})"
                     break

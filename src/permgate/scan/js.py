@@ -16,7 +16,6 @@ from permgate.scan.common import (
     Piece,
     Project,
     Wrapper,
-    account_lines,
     key_account_why,
     raw_target,
 )
@@ -395,7 +394,7 @@ class _File:
             segs = _chain(callee) if callee is not None else None
             if segs and (len(segs) == 1 or segs[0] == "this"):
                 self.out.local_calls.append((call.start_point[0] + 1, segs[-1]))
-        self.out.account_lines = account_lines(self.source.decode("utf-8", "replace"))
+        self.out.source = self.source  # `event.account` lines: read only if a handler asks
 
     def call(self, node: ts.Node) -> None:
         callee = node.child_by_field_name("function")

@@ -80,8 +80,9 @@ class FileFindings:
     unresolved: list[Unresolved] = field(default_factory=list)
     events: list[EventUse] = field(default_factory=list)
     scopes: list[Scope] = field(default_factory=list)
-    # lines that name the installing account without a call (`event.account`, `stripe_account`)
-    account_lines: set[int] = field(default_factory=set)
+    # the file's text while its handlers are decided (lines that name the event's account,
+    # `event.account` / `stripe_account`, are looked for only when a handler needs them)
+    source: bytes = b""
     partial: str | None = None  # why the file was only partly analysed
     local_calls: list[tuple[int, str]] = field(default_factory=list)  # (line, function name)
     escapes: list[Escape] = field(default_factory=list)

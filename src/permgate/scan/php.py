@@ -21,7 +21,6 @@ from permgate.scan.common import (
     HTTP_VERBS,
     Context,
     Piece,
-    account_lines,
     key_account_why,
     raw_target,
 )
@@ -245,7 +244,7 @@ class _File:
                     chain = _chain(call)
                     if chain and chain[0] == "this" and len(chain) == 2:
                         self.out.local_calls.append((call.start_point[0] + 1, chain[1]))
-            self.out.account_lines = account_lines(self.source.decode("utf-8", "replace"))
+            self.out.source = self.source  # `event.account` lines: read only if a handler asks
         return self.out
 
     def where(self, node: ts.Node) -> tuple[str, int, int]:

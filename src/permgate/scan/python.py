@@ -10,7 +10,6 @@ from permgate.scan.common import (
     Context,
     Piece,
     Project,
-    account_lines,
     key_account_why,
     raw_target,
 )
@@ -241,7 +240,7 @@ class _File:
                     EventUse(self.ctx.file, node.lineno, node.col_offset + 1, node.value)
                 )
         if self.out.events:
-            self.out.account_lines = account_lines(source.decode("utf-8", "replace"))
+            self.out.source = source  # `event.account` lines: read only if a handler asks
         return self.out
 
     def where(self, node: ast.expr) -> tuple[str, int, int]:

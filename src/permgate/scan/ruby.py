@@ -13,7 +13,7 @@ from functools import cache
 import tree_sitter as ts
 import tree_sitter_ruby as ts_ruby
 
-from permgate.scan.common import Context, Project, account_lines, key_account_why
+from permgate.scan.common import Context, Project, key_account_why
 from permgate.scan.model import Account, Call, FileFindings, Scope, Unresolved
 from permgate.scan.sdk import table
 from permgate.scan.tsutil import event_uses, text
@@ -153,7 +153,7 @@ class _File:
                 if node.child_by_field_name("receiver") is None:
                     method = node.child_by_field_name("method")
                     self.out.local_calls.append((node.start_point[0] + 1, text(method)))
-            self.out.account_lines = account_lines(self.source.decode("utf-8", "replace"))
+            self.out.source = self.source  # `event.account` lines: read only if a handler asks
         return self.out
 
     def call(self, node: ts.Node) -> None:

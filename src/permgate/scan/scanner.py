@@ -143,7 +143,7 @@ def _settle(found: FileFindings, rel: str) -> None:
         found.events = handlers.decide(found, rel)
     found.scopes = []
     found.local_calls = []
-    found.account_lines = set()
+    found.source = b""
 
 
 def _stale(found: FileFindings, project: common.Project) -> bool:
