@@ -23,7 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scan-dev-corpus.json"
+DEFAULT_DATA = (Path(__file__).resolve().parents[1].parent / "shared" / "data"
+                / "scan-dev-corpus.json")
 
 
 @dataclass
