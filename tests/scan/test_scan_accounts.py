@@ -260,3 +260,9 @@ def test_progress_on_stderr_when_asked(tmp_path: Path, capsys: pytest.CaptureFix
     assert "permgate scan:" in capsys.readouterr().err
     scan(tmp_path, progress=None)  # not a terminal here: silent
     assert capsys.readouterr().err == ""
+
+
+def test_cli_default_manifest_name_matches_the_manifest_layer() -> None:
+    from permgate.cli import scan as cli_scan
+
+    assert cli_scan.DEFAULT_MANIFEST == mf.DEFAULT_NAME

@@ -6,10 +6,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from permgate import manifest as mf
 from permgate.cli import EXIT_FINDINGS, EXIT_OK, CliError
-from permgate.scan import report, scan
+
+if TYPE_CHECKING:
+    from permgate import manifest as mf
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,15 +33,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
+# permgate.manifest.DEFAULT_NAME, spelt here so that a scan without a manifest does not load
+# the manifest layer (tests check the two agree).
+DEFAULT_MANIFEST = "stripe-app.json"
+
+
 def _manifest_path(root: Path, given: str | None) -> Path | None:
     if given is not None:
         return Path(given)
     base = root if root.is_dir() else root.parent
-    candidate = base / mf.DEFAULT_NAME
+    candidate = base / DEFAULT_MANIFEST
     return candidate if candidate.is_file() else None
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imports here, not at the top: `permgate scan` starts fast (only what a scan needs).
+    from permgate.scan import report, scan
+
     root = Path(args.path)
     if not root.exists():
         raise CliError(f"{root}: no such file or folder")
@@ -48,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     mpath = _manifest_path(root, args.manifest)
     manifest: mf.Manifest | None = None
     if mpath is not None:
+        from permgate import manifest as mf
+
         try:
             manifest = mf.load(mpath)
         except mf.ManifestError as e:

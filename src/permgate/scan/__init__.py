@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-import permgate
 from permgate.scan.model import Call, Escape, EventUse, Partial, Skipped, Unresolved
 from permgate.scan.scanner import Findings, scan_tree
 from permgate.scan.verdict import (
@@ -39,6 +38,5 @@ def scan(
     Test files are left out unless `include_tests`; `progress` None shows progress on stderr
     only when it is a terminal and the tree is large.
     """
-    findings = scan_tree(root, frozenset(permgate.catalog.events),
-                         include_tests=include_tests, progress=progress)
+    findings = scan_tree(root, None, include_tests=include_tests, progress=progress)
     return verdict(findings, granted, manifest)

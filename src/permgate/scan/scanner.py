@@ -177,9 +177,10 @@ class _Progress:
 
 
 def scan_tree(
-    root: Path, event_types: frozenset[str], *, include_tests: bool = False,
+    root: Path, event_types: frozenset[str] | None, *, include_tests: bool = False,
     progress: bool | None = None,
 ) -> Findings:
+    """`event_types` None: the engine's, loaded only once a file needs parsing."""
     out = Findings(root, include_tests=include_tests)
 
     def on_test() -> None:
@@ -210,6 +211,10 @@ def scan_tree(
             results.append(None)
             continue
         text = data.decode("utf-8", "replace")
+        if event_types is None:
+            import permgate
+
+            event_types = frozenset(permgate.catalog.events)
         ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types)
         try:
             found, facts = _extract(ctx, path, data, bool(_INDEX.search(data)))
@@ -227,11 +232,12 @@ def scan_tree(
     # Pass 2: files that use what the project-wide pass learnt are read again with it (also
     # files that never say "stripe" but call a project factory or client by name).
     uses_project = _names_regex(project)
+    types = event_types or frozenset()
     pending: list[EventUse] = []
     for path, res in zip(paths, results, strict=True):
         late = res is None
         if late and uses_project is not None:
-            res = _late(root, path, uses_project, event_types, project)
+            res = _late(root, path, uses_project, types, project)
         if res is None:
             continue
         if isinstance(res, Skipped):
@@ -242,7 +248,7 @@ def scan_tree(
         if not late and _stale(found, project):
             data = read_source(path)
             if isinstance(data, bytes):
-                ctx = common.Context(rel, found.ui, event_types, project)
+                ctx = common.Context(rel, found.ui, types, project)
                 try:
                     found = scan_file(ctx, path, data)
                     found.ui = res.ui

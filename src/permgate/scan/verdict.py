@@ -153,12 +153,14 @@ def _cover(
     then the narrowest satisfier of each group still unmet. Least privilege beats fewer
     names: a broad permission is never chosen because it happens to meet two groups."""
     chosen: list[str] = []
-    catalog = permgate.catalog
-    closure = set(catalog.closure(frozenset(have)))
     hints: dict[tuple[str, ...], str | None] = {}
     for g, hint, _site in needs:
         if g and (g not in hints or hints[g] is None):
             hints[g] = hint
+    if not hints:
+        return chosen  # nothing needed: no need to load the catalog
+    catalog = permgate.catalog
+    closure = set(catalog.closure(frozenset(have)))
     for g in sorted(hints, key=lambda g: (len(g), g)):
         if closure.isdisjoint(g):
             pick = narrowest(g, hints[g])
