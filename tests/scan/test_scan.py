@@ -209,6 +209,8 @@ def test_hostile_trees_are_skipped_not_crashed(tmp_path: Path) -> None:
     reasons = {s.file: s.reason for s in v.findings.skipped}
     assert reasons["bin.js"] == "binary"
     assert "larger" in reasons["huge.ts"]
-    assert reasons["broken.py"].startswith("syntax error")
+    # read in part: what parses (the import) is kept, the broken block is reported
+    assert [p.reason for p in v.findings.partial if p.file == "broken.py"][0].startswith(
+        "syntax error")
     assert "unreadable" in reasons["dangling.ts"] or "regular" in reasons["dangling.ts"]
     assert sorted(c.call.file for c in v.calls) == ["latin.ts", "ok.ts"]

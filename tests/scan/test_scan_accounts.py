@@ -266,3 +266,17 @@ def test_cli_default_manifest_name_matches_the_manifest_layer() -> None:
     from permgate.cli import scan as cli_scan
 
     assert cli_scan.DEFAULT_MANIFEST == mf.DEFAULT_NAME
+
+
+def test_python_file_that_cannot_be_parsed_whole_yields_what_it_can(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(
+        "import os\nimport stripe\n\nstripe.api_key = os.environ['INSTALL_ACCESS_TOKEN']\n\n"
+        "def good():\n    return stripe.Customer.list()\n\n"
+        "def broken(:\n    pass\n\n"
+        "def deep():\n    return " + "(" * 400 + "1" + ")" * 400 + "\n\n"
+        "def later():\n    return stripe.Invoice.list()\n")
+    v = scan(tmp_path)
+    assert sorted(c.call.path for c in v.calls) == ["/v1/customers", "/v1/invoices"]
+    assert {c.call.line for c in v.calls} == {7, 16}
+    assert [p.file for p in v.findings.partial] == ["app.py"]
+    assert not [s for s in v.findings.skipped if s.file == "app.py"]

@@ -449,9 +449,19 @@ def extract(ctx: Context, source: bytes) -> FileFindings:
 def extract_and_index(
     ctx: Context, source: bytes, *, index: bool = True
 ) -> tuple[FileFindings, Project | None]:
-    tree = ast.parse(source)
+    partial = None
+    try:
+        tree = ast.parse(source)
+    except (RecursionError, MemoryError, SyntaxError) as e:
+        tree, bad = _parse_in_parts(source)
+        if not tree.body:
+            raise  # nothing at all could be read: the file is reported as dropped
+        what = f"syntax error at line {e.lineno}" if isinstance(e, SyntaxError) else (
+            type(e).__name__)
+        partial = f"{what}: {bad} top-level block(s) could not be read; the rest was"
     f = _File(ctx, tree)
     found = f.run(source)
+    found.partial = found.partial or partial
     found.imports = set(f.imported)
     if not f.module_key_set:
         found.imports.add(MODULE_KEY)
@@ -459,6 +469,30 @@ def extract_and_index(
 
 
 MODULE_KEY = "<module key>"
+_TOP = re.compile(rb"^(?:async\s+def|def|class|@|import|from|if|for|while|with|try|[A-Za-z_])")
+
+
+def _parse_in_parts(source: bytes) -> tuple[ast.Module, int]:
+    """Parse each top-level block on its own; blocks that fail are left out (counted)."""
+    lines = source.splitlines(keepends=True)
+    starts = [i for i, ln in enumerate(lines) if _TOP.match(ln)
+              and not ln.startswith((b"else", b"elif", b"except", b"finally"))]
+    if not starts or starts[0] != 0:
+        starts.insert(0, 0)
+    body: list[ast.stmt] = []
+    bad = 0
+    for a, b in zip(starts, [*starts[1:], len(lines)], strict=True):
+        chunk = b"".join(lines[a:b])
+        if not chunk.strip():
+            continue
+        try:
+            part = ast.parse(chunk)
+        except (RecursionError, MemoryError, SyntaxError, ValueError):
+            bad += 1
+            continue
+        ast.increment_lineno(part, a)
+        body.extend(part.body)
+    return ast.Module(body=body, type_ignores=[]), bad
 
 
 def _index(f: _File, tree: ast.Module) -> Project:
