@@ -102,19 +102,6 @@ def key_account_why(key_text: str | None) -> tuple[Account, str]:
     return "unknown", f"a key of unknown origin ({short})"
 
 
-def account_lines(text: str) -> set[int]:
-    """Lines that name the account an event or request is for (`event.account`, ...)."""
-    from permgate.scan.handlers import INSTALLING
-
-    out: set[int] = set()
-    line, pos = 1, 0
-    for m in INSTALLING.finditer(text):  # offsets ascend: count newlines once
-        line += text.count("\n", pos, m.start())
-        pos = m.start()
-        out.add(line)
-    return out
-
-
 def is_ui_extension(rel_path: str, text: str) -> bool:
     parts = rel_path.replace("\\", "/").split("/")
     in_views = any(a == "src" and b == "views" for a, b in itertools.pairwise(parts))

@@ -132,14 +132,21 @@ def source_files(
 
 
 def read_source(path: Path) -> bytes | Skipped:
+    import stat
+
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            return Skipped(str(path), f"larger than {MAX_BYTES // 1_000_000} MB")
-        if not path.is_file():
-            return Skipped(str(path), "not a regular file")
-        with path.open("rb") as f:
-            data = f.read(MAX_BYTES + 1)
+        # one open and one fstat: what is checked is what is read (no race with a swap)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return Skipped(str(path), "not a regular file")
+            if st.st_size > MAX_BYTES:
+                return Skipped(str(path), f"larger than {MAX_BYTES // 1_000_000} MB")
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                data = f.read(MAX_BYTES + 1)
+        finally:
+            os.close(fd)
     except OSError as e:
         return Skipped(str(path), f"unreadable: {e.strerror or e}")
     if b"\x00" in data[:8192]:

@@ -23,10 +23,10 @@ from dataclasses import replace
 from permgate.scan.model import Call, EventUse, FileFindings, Scope
 
 INSTALLING = re.compile(
-    r"stripe[_-]?account|stripeaccount|\bevent\.account\b|\bevt\.account\b|"
-    r"\[[\"']account[\"']\]|\.get\([\"']account[\"']\)",
-    re.I,
+    r"[sS]tripe[_-]?[aA]ccount|STRIPE_ACCOUNT|\b(?:event|evt)\.account\b|"
+    r"\[[\"']account[\"']\]|\.get\([\"']account[\"']\)"
 )
+_INSTALLING_B = re.compile(INSTALLING.pattern.encode())
 _OWN_BILLING_EVENTS = ("checkout.session.", "customer.subscription.")
 _OWN_BILLING_PATHS = ("/v1/checkout/sessions", "/v1/subscriptions", "/v1/billing_portal/")
 
@@ -43,7 +43,7 @@ class _Signals:
     def __init__(self, f: FileFindings, file: str) -> None:
         self.f = f
         self.file = file
-        self._account_lines: set[int] | None = None
+        self._lines: list[bytes] | None = None
         self.by_name: dict[str, list[Scope]] = {}
         for s in f.scopes:
             self.by_name.setdefault(s.name, []).append(s)
@@ -73,13 +73,14 @@ class _Signals:
                 elif c.account == "own" and own is None:
                     own = f"its code calls {c.call} on the developer's own key ({c.file}:{c.line})"
         if inst is None:
-            if self._account_lines is None:
-                from permgate.scan.common import account_lines
-
-                self._account_lines = account_lines(self.f.source.decode("utf-8", "replace"))
-            for line in sorted(self._account_lines):
-                if inside(line):
-                    inst = f"its code reads the event's account ({self.file}:{line})"
+            if self._lines is None:
+                self._lines = self.f.source.split(b"\n")
+            # only the lines of the spans are read (not the whole file)
+            for a, b in sorted(spans):
+                hit = next((n for n in range(a, min(b, len(self._lines)) + 1)
+                            if _INSTALLING_B.search(self._lines[n - 1])), None)
+                if hit is not None:
+                    inst = f"its code reads the event's account ({self.file}:{hit})"
                     break
         return inst, own
 
