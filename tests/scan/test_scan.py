@@ -210,7 +210,7 @@ def test_hostile_trees_are_skipped_not_crashed(tmp_path: Path) -> None:
     assert reasons["bin.js"] == "binary"
     assert "larger" in reasons["huge.ts"]
     # read in part: what parses (the import) is kept, the broken block is reported
-    assert [p.reason for p in v.findings.partial if p.file == "broken.py"][0].startswith(
+    assert next(p.reason for p in v.findings.partial if p.file == "broken.py").startswith(
         "syntax error")
     assert "unreadable" in reasons["dangling.ts"] or "regular" in reasons["dangling.ts"]
     assert sorted(c.call.file for c in v.calls) == ["latin.ts", "ok.ts"]

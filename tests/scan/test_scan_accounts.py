@@ -280,3 +280,14 @@ def test_python_file_that_cannot_be_parsed_whole_yields_what_it_can(tmp_path: Pa
     assert {c.call.line for c in v.calls} == {7, 16}
     assert [p.file for p in v.findings.partial] == ["app.py"]
     assert not [s for s in v.findings.skipped if s.file == "app.py"]
+
+
+def test_text_output_escapes_control_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "src" / "views").mkdir(parents=True)
+    (tmp_path / "src" / "views" / "A.tsx").write_text(
+        "stripe.customers.retrieve('\x1b[2J', {expand: ['x\x1b[31m']});\n")
+    main(["scan", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\u001b" in out

@@ -106,7 +106,15 @@ def text(v: Verdict) -> str:
     lines += [f"  unknown  {n}  (not a permission name)" for n in v.unknown_names]
     if v.manifest and not v.has_findings:
         lines.append("  clean")
-    return "\n".join(lines) + "\n"
+    # App code is hostile: no control character of it reaches the terminal.
+    return "\n".join(_CONTROL.sub(_escape, line) for line in lines) + "\n"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    return f"\\u{ord(m.group(0)):04x}"
 
 
 def _call_dict(c: CallNeeds) -> dict[str, Any]:

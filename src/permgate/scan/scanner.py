@@ -105,7 +105,7 @@ def _names_regex(project: common.Project) -> re.Pattern[bytes] | None:
     # A name that says "stripe" already made its files pass the quick filter.
     names = [n for n in (*project.factories, *project.clients, *project.wrappers)
              if len(n) >= 4 and n.lower() not in common.HTTP_VERBS and n.isidentifier()
-             and "stripe" not in n.lower()]
+             and "stripe" not in n.lower()][:2_000]  # bounded: a hostile tree has many
     if not names:
         return None
     return re.compile(rb"\b(?:" + b"|".join(re.escape(n.encode()) for n in sorted(names))
