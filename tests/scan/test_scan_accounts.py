@@ -291,3 +291,23 @@ def test_text_output_escapes_control_characters(
     main(["scan", str(tmp_path)])
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\\u001b" in out
+
+
+def test_client_passed_as_a_parameter_follows_its_callers(tmp_path: Path) -> None:
+    (tmp_path / "lib.ts").write_text(
+        "import Stripe from 'stripe';\n"
+        "const stripe = new Stripe(process.env.STRIPE_SECRET_KEY!);\n"
+        "export async function sync(stripe: Stripe, id: string) {\n"
+        "  return stripe.customers.retrieve(id);\n}\n"
+        "export async function audit(stripe: Stripe) {\n  return stripe.charges.list();\n}\n")
+    (tmp_path / "route.ts").write_text(
+        "import Stripe from 'stripe';\nimport {sync} from './lib';\n"
+        "export async function handle(token: {oauthAccessToken: string}) {\n"
+        "  const installClient = new Stripe(token.oauthAccessToken);\n"
+        "  return sync(installClient, 'cus_1');\n}\n")
+    v = scan(tmp_path)
+    calls = {c.call.line: c.call for c in v.calls if c.call.file == "lib.ts"}
+    # the parameter shadows the module's own-key client, and its caller passes the install's
+    assert calls[4].account == "installing" and "parameter 1 of sync()" in calls[4].reason
+    # no call site passes a known client: unknown, not the module-level own client
+    assert calls[7].account == "unknown"

@@ -58,6 +58,8 @@ class Project:
     factories: dict[str, tuple[Account, str]] = field(default_factory=dict)
     clients: dict[str, tuple[Account, str]] = field(default_factory=dict)
     wrappers: dict[str, Wrapper] = field(default_factory=dict)
+    # (function name, parameter index) -> the client its callers pass there
+    params: dict[tuple[str, int], tuple[Account, str]] = field(default_factory=dict)
     # `stripe.api_key = ...` (Python) / `Stripe.api_key = ...` (Ruby) set somewhere in the
     # project: module-level SDK calls anywhere use it. None: never set; unknown: set apart.
     module_key: tuple[Account, str] | None = None
@@ -77,6 +79,13 @@ class Project:
                     mine.setdefault(k, v)
         for k, w in other.wrappers.items():
             self.wrappers.setdefault(k, w)
+        for key, fact in other.params.items():
+            old = self.params.get(key)
+            if old is not None and old[0] != fact[0]:
+                self.params[key] = ("unknown", f"{key[0]}() is passed clients of different "
+                                    "accounts")
+            else:
+                self.params.setdefault(key, fact)
 
 
 _OAUTH_KEY = re.compile(r"access_?token|accesstoken|oauth", re.I)

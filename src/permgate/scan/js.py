@@ -141,6 +141,7 @@ class _File:
         for key in ambiguous:  # reassigned: not a constant we can trust
             self.consts.pop(key, None)
         self.out = FileFindings()
+        self.param_facts: dict[tuple[str, int], Client] = {}
         self.wrapper_inner: set[int] = set()
         self.local_wrappers = self.find_wrappers()
 
@@ -402,9 +403,15 @@ class _File:
             return
         args = _args(node)
         segs = _chain(callee)
+        if segs:
+            self.note_client_arguments(segs[-1], args)
         if segs is not None and len(segs) >= 2:
             for i, seg in enumerate(segs[:-1]):
                 client = self.clients.get(seg)
+                if i == 0 and seg != "this":
+                    param = self.param_client(node, seg)
+                    if param is not None:
+                        client = param if param[0] is not None else None  # type: ignore[assignment]
                 if client is None and seg.endswith("()"):
                     fname = seg[:-2]
                     client = self.local_factories().get(fname)
@@ -428,6 +435,50 @@ class _File:
                     self.out.escapes.append(Escape(self.ctx.file, row, ".".join(segs), t))
                     break
         self.http_call(node, segs, args)
+
+    def param_client(self, node: ts.Node, name: str) -> tuple[Account | None, str] | None:
+        """If `name` is a parameter of the function around `node`: the client the project's
+        call sites pass there ((None, why) when none is known); None if not a parameter."""
+        fn: ts.Node | None = node.parent
+        while fn is not None and fn.type not in _FUNCTION_TYPES:
+            fn = fn.parent
+        if fn is None:
+            return None
+        params = _param_names(fn)
+        if name not in params:
+            return None
+        fname = _function_name(fn) or ""
+        self.out.imports.add(fname)  # read again once the project-wide pass knows callers
+        passed = self.project.params.get((fname, params.index(name)))
+        if passed is None:
+            return None, ""
+        acc, why = passed
+        return acc, f"{name} is parameter {params.index(name) + 1} of {fname}(), {why}"
+
+    def note_client_arguments(self, fname: str, args: list[ts.Node]) -> None:
+        """`handler(stripe, ...)`: tell the project which client reaches which parameter."""
+        for idx, a in enumerate(args):
+            a = _unwrap(a)
+            client: Client | None = None
+            if a.type == "identifier" and _text(a) in self.clients:
+                client = self.clients[_text(a)]
+            elif a.type == "member_expression" and a.child_by_field_name("object") is not None:
+                prop = a.child_by_field_name("property")
+                if prop is not None and _text(a).startswith("this.") and _text(prop) in (
+                    self.clients
+                ):
+                    client = self.clients[_text(prop)]
+            elif a.type in ("call_expression", "new_expression"):
+                client = self._client_of(a)
+            if client is not None:
+                row = a.start_point[0] + 1
+                key = (fname, idx)
+                acc, why = client
+                fact = (acc, f"passed at {self.ctx.file}:{row}: {why}")
+                old = self.param_facts.get(key)
+                if old is not None and old[0] != acc:
+                    fact = ("unknown", f"{fname}() is passed clients of different accounts")
+                self.param_facts[key] = fact
 
     def wrapper_call(self, node: ts.Node, segs: list[str], args: list[ts.Node]) -> bool:
         name = segs[-1]
@@ -747,8 +798,10 @@ def extract_and_index(
     """One parse: what the file calls, and (with `index`) what it offers the project."""
     f = _File(ctx, source, EXTENSIONS[suffix])
     found = f.run()
-    found.imports = set(f.imported)
-    return found, (_index(f) if index else None)
+    found.imports |= f.imported
+    if index:
+        return found, _index(f)
+    return found, (Project(params=dict(f.param_facts)) if f.param_facts else None)
 
 
 def _index(f: _File) -> Project:
@@ -765,4 +818,5 @@ def _index(f: _File) -> Project:
                     key = _bound_name(name) or ""
                     p.clients[key] = f.clients[key]
     p.wrappers.update(f.local_wrappers)
+    p.params.update(f.param_facts)
     return p

@@ -153,6 +153,7 @@ def _stale(found: FileFindings, project: common.Project) -> bool:
     if not found.imports:
         return False
     names = project.factories.keys() | project.clients.keys() | project.wrappers.keys()
+    names |= {fname for fname, _idx in project.params}
     if project.module_key is not None:
         names |= {"<module key>"}
     return not found.imports.isdisjoint(names)
