@@ -1,39 +1,53 @@
-"""The delivery worker: claim due deliveries, check they may still go, POST them signed.
+"""The delivery worker: claim due deliveries in batches, check they may still go, sign each
+once, POST them concurrently, record the results in batches.
 
-Claiming is one short write transaction: the due rows are selected `FOR UPDATE SKIP LOCKED`
-(PostgreSQL; SQLite serialises writers instead) and leased by moving `next_attempt_at` past
-the lease and counting the attempt, then committed before any HTTP request. Another worker
-therefore never takes the same attempt; a worker killed mid-run leaves leases that expire, and
-the deliveries become due again (at-least-once). A result is recorded only if the row is still
-at the attempt this worker claimed.
+Claiming is one short write transaction: candidate rows are selected `FOR UPDATE SKIP
+LOCKED` (PostgreSQL; SQLite serialises writers instead), the chosen ones are leased by moving
+`next_attempt_at` past the lease and counting the attempt, and the transaction commits before
+any HTTP request. Another worker therefore never takes the same attempt; a worker killed
+mid-batch leaves leases that expire, and the deliveries become due again (at-least-once). A
+result is recorded only if the row is still at the attempt this worker claimed.
+
+Fairness: at most `per_endpoint` attempts per endpoint are in flight in a worker, and an
+endpoint at that bound is left out of the next claims, so a slow or dead endpoint holds its
+own slots and nobody else's. First attempts get at least three quarters of every claim when
+there are any, so a backlog of retries never starves new events.
+
+Health (as Stripe): an endpoint whose attempts have all failed for `disable_after` (3 days)
+is disabled: no new event is routed to it, its pending deliveries are cancelled, the app's
+audit trail records `webhook.disabled`, and `webhooks enable` turns it back on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-import httpx
+import aiohttp
 import sqlalchemy as sa
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import Connection, RowMapping
 
 from permgate.events import signing
-from permgate.events.db import utcnow, writing
-from permgate.events.outbox import DEAUTHORIZED
+from permgate.events.db import audit, bump_change_counter, utcnow, writing
+from permgate.events.model import LOCAL
+from permgate.events.outbox import DEAUTHORIZED, cancel_pending
 from permgate.events.retry import RetryPolicy
 from permgate.events.routing import Grants, endpoint_reachable, may_receive
 from permgate.events.schema import deliveries, events, webhook_endpoints
 from permgate.events.sealing import Sealer, default_sealer
+from permgate.events.transport import Target, TargetRefused, Transport
 from permgate.store import EffectiveGrant, Store
 from permgate.store.schema import installs
 
 log = logging.getLogger("permgate.events.worker")
-USER_AGENT = "permgate-webhooks/0.1"
 _MAX_ERROR = 500
+DISABLE_AFTER = timedelta(days=3)
+_FLUSH_SECONDS = 0.05  # results wait at most this long to be recorded in one batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +58,29 @@ class Outcome:
     http_status: int | None
     error: str | None
     next_attempt_at: datetime | None
+    endpoint_id: str = ""
+    event_id: str = ""
+    event_type: str = ""
+    account: str = ""
+    attempted: bool = True  # False: cancelled, or our own check failed (no HTTP request)
+
+    @property
+    def reached(self) -> bool | None:
+        """True: the endpoint answered 2xx; False: it failed; None: no attempt was made."""
+        if self.status == "cancelled" or not self.attempted:
+            return None
+        return self.status == "delivered"
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """A claimed attempt, checked and signed, ready to POST (or already settled)."""
+
+    row: RowMapping
+    target: Target
+    body: bytes
+    headers: dict[str, str]
+    settled: Outcome | None  # cancelled, or a failed check: no HTTP request
 
 
 class _GrantView:
@@ -56,7 +93,7 @@ class _GrantView:
 
     def refresh(self) -> None:
         counter = self._store.change_counter()
-        if counter != self._counter:
+        if counter != self._counter or len(self._cache) > 100_000:
             self._cache.clear()
             self._counter = counter
 
@@ -68,31 +105,47 @@ class _GrantView:
 
 
 class DeliveryWorker:
+    """Deliver the outbox. `only_endpoint`: deliver that endpoint's deliveries and nothing
+    else (a `permgate listen` session); otherwise every standard endpoint's, never a local
+    one's (those belong to their session). `on_outcome` is called with every result."""
+
     def __init__(
         self, store: Store, *, sealer: Sealer | None = None, policy: RetryPolicy | None = None,
-        batch: int = 100, concurrency: int = 16, timeout: float = 10.0,
-        lease: float | None = None, clock: Callable[[], datetime] = utcnow,
+        batch: int = 200, concurrency: int = 256, per_endpoint: int = 16,
+        timeout: float = 10.0, lease: float | None = None,
+        clock: Callable[[], datetime] = utcnow, disable_after: timedelta = DISABLE_AFTER,
+        only_endpoint: str | None = None, on_outcome: Callable[[Outcome], None] | None = None,
     ) -> None:
+        if batch < 1 or concurrency < 1 or per_endpoint < 1:
+            raise ValueError("batch, concurrency and per_endpoint must be at least 1")
         self.store = store
         self.sealer = sealer or default_sealer()
         self.policy = policy or RetryPolicy()
         self.batch = batch
+        self.concurrency = concurrency
+        self.per_endpoint = per_endpoint
         self.timeout = timeout
-        # Longer than any attempt can take, so a live worker's lease never runs out.
+        # Longer than any attempt can take, so a live worker's lease never runs out: every
+        # claimed attempt starts at once (claims never exceed the free slots).
         self.lease = timedelta(seconds=lease if lease is not None else timeout * 2 + 30)
         if self.lease.total_seconds() <= timeout:
             raise ValueError("the lease must be longer than the HTTP timeout")
+        self.disable_after = disable_after
+        self.only_endpoint = only_endpoint
+        self.on_outcome = on_outcome
         self._clock = clock
         self._grants = Grants()
         self._view = _GrantView(store)
-        self._pool = ThreadPoolExecutor(max_workers=concurrency,
-                                        thread_name_prefix="permgate-deliver")
-        self._http = httpx.Client(timeout=timeout, follow_redirects=False,
-                                  limits=httpx.Limits(max_connections=concurrency))
+        self._opened: dict[str, str] = {}  # sealed secret -> secret (unsealed once)
+        self._loop = asyncio.new_event_loop()
+        self._transport = Transport(concurrency=concurrency, per_destination=per_endpoint,
+                                    timeout=timeout)
+        self._busy: Counter[str] = Counter()  # endpoint -> attempts in flight here
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
-        self._http.close()
+        if not self._loop.is_closed():
+            self._loop.run_until_complete(self._transport.close())
+            self._loop.close()
 
     def __enter__(self) -> DeliveryWorker:
         return self
@@ -100,27 +153,20 @@ class DeliveryWorker:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- one round ------------------------------------------------------------------------
+    # -- driving ----------------------------------------------------------------------------
 
     def run_once(self) -> int:
         """Claim one batch, deliver it, record the results; returns how many were claimed."""
-        claimed = self._claim()
-        if not claimed:
+        jobs = self._claim_and_prepare(min(self.batch, self.concurrency), dict(self._busy))
+        self._hold(jobs)
+        if not jobs:
             return 0
-        self._view.refresh()
-        outcomes = list(self._pool.map(self._attempt, claimed))
+        outcomes = self._loop.run_until_complete(self._attempt_all(jobs))
         self._record(outcomes)
-        return len(claimed)
+        return len(jobs)
 
-    def run(self, stop: threading.Event, idle: float = 0.2) -> None:
-        while not stop.is_set():
-            try:
-                busy = self.run_once()
-            except sa.exc.OperationalError as e:
-                log.warning("database unavailable, retrying: %s", e.orig)
-                busy = 0
-            if not busy:
-                stop.wait(idle)
+    async def _attempt_all(self, jobs: Sequence[_Job]) -> list[Outcome]:
+        return list(await asyncio.gather(*(self._attempt(j) for j in jobs)))
 
     def drain(self, max_rounds: int = 10_000) -> int:
         """Deliver until nothing is due now; returns the number of attempts made."""
@@ -132,16 +178,116 @@ class DeliveryWorker:
             total += n
         return total
 
-    # -- steps ----------------------------------------------------------------------------
+    def run(self, stop: threading.Event, idle: float = 0.2) -> None:
+        """Deliver continuously until `stop` is set; attempts in flight then finish."""
+        self._loop.run_until_complete(self._serve(stop, idle))
 
-    def _claim(self) -> list[RowMapping]:
+    async def _serve(self, stop: threading.Event, idle: float) -> None:
+        inflight: set[asyncio.Task[Outcome]] = set()
+        done_outcomes: list[Outcome] = []
+        last_flush = self._loop.time()
+        while True:
+            stopping = stop.is_set()
+            claimed = 0
+            free = self.concurrency - len(inflight)
+            # Claim when a good share of the slots is free (or nothing is in flight), so
+            # claims stay batches rather than one row per finished attempt.
+            if not stopping and (free >= max(1, min(self.batch, self.concurrency) // 4)
+                                 or not inflight):
+                try:
+                    jobs = await asyncio.to_thread(
+                        self._claim_and_prepare, min(self.batch, free), dict(self._busy))
+                except sa.exc.OperationalError as e:
+                    log.warning("database unavailable, retrying: %s", e.orig)
+                    jobs = []
+                self._hold(jobs)
+                claimed = len(jobs)
+                for job in jobs:
+                    inflight.add(self._loop.create_task(self._attempt(job)))
+            if inflight:
+                # Wait briefly for results; come back at once to claim again when the
+                # batch did not fill the slots (more may be due).
+                wait = _FLUSH_SECONDS if claimed else idle
+                finished, inflight = await asyncio.wait(
+                    inflight, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                done_outcomes.extend(t.result() for t in finished)
+            elif stopping:
+                break
+            elif not claimed:
+                await asyncio.to_thread(stop.wait, idle)
+            now = self._loop.time()
+            if done_outcomes and (len(done_outcomes) >= self.batch or not inflight
+                                  or now - last_flush >= _FLUSH_SECONDS):
+                await self._flush(done_outcomes)
+                done_outcomes = []
+                last_flush = now
+        if done_outcomes:
+            await self._flush(done_outcomes)
+
+    async def _flush(self, outcomes: list[Outcome]) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self._record, outcomes)
+                return
+            except sa.exc.OperationalError as e:
+                # The results are not lost while we hold them; if we die, leases expire.
+                log.warning("database unavailable while recording, retrying: %s", e.orig)
+                await asyncio.sleep(0.5)
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    def _claim_and_prepare(self, limit: int, busy: Mapping[str, int]) -> list[_Job]:
+        """Runs in a thread: `busy` is a snapshot of the attempts in flight per endpoint."""
+        if limit < 1:
+            return []
+        rows = self._claim(limit, busy)
+        if not rows:
+            return []
+        self._view.refresh()
+        now = int(self._clock().timestamp())
+        return [self._prepare(r, now) for r in rows]
+
+    def _hold(self, jobs: Iterable[_Job]) -> None:
+        """Count the attempts now in flight (on the loop's thread, as `_attempt` does)."""
+        for j in jobs:
+            if j.settled is None:
+                self._busy[j.target.endpoint_id] += 1
+
+    def _candidates(self, conn: Connection, now: datetime, limit: int, first: bool,
+                    busy: Mapping[str, int]) -> list[tuple[int, str]]:
+        d = deliveries.c
+        stmt = (sa.select(d.delivery_id, d.endpoint_id)
+                .where(d.status == "pending", d.next_attempt_at <= now,
+                       d.attempts == 0 if first else d.attempts > 0))
+        if self.only_endpoint is not None:
+            stmt = stmt.where(d.endpoint_id == self.only_endpoint)
+        else:
+            stmt = stmt.where(d.endpoint_id.not_in(
+                sa.select(webhook_endpoints.c.endpoint_id)
+                .where(webhook_endpoints.c.kind == LOCAL)))
+        saturated = sorted(e for e, n in busy.items() if n >= self.per_endpoint)
+        if saturated:
+            stmt = stmt.where(d.endpoint_id.not_in(saturated))
+        stmt = (stmt.order_by(d.next_attempt_at).limit(limit)
+                .with_for_update(skip_locked=True, of=deliveries))
+        return [(int(r[0]), str(r[1])) for r in conn.execute(stmt)]
+
+    def _claim(self, limit: int, in_flight: Mapping[str, int]) -> list[RowMapping]:
         now = self._clock()
         with writing(self.store) as conn:
-            ids = conn.execute(
-                sa.select(deliveries.c.delivery_id)
-                .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now)
-                .order_by(deliveries.c.next_attempt_at).limit(self.batch)
-                .with_for_update(skip_locked=True)).scalars().all()
+            fresh = self._candidates(conn, now, limit, True, in_flight)
+            retries = self._candidates(conn, now, limit, False, in_flight)
+            # New events keep at least 3/4 of the claim while there are any.
+            room_for_retries = max(limit - len(fresh), limit // 4)
+            busy = Counter(in_flight)
+            ids: list[int] = []
+            for did, endpoint_id in [*fresh[:limit - min(len(retries), room_for_retries)],
+                                     *retries[:room_for_retries]]:
+                if len(ids) >= limit:
+                    break
+                if busy[endpoint_id] < self.per_endpoint:
+                    busy[endpoint_id] += 1
+                    ids.append(did)
             if not ids:
                 return []
             conn.execute(deliveries.update().where(deliveries.c.delivery_id.in_(ids)).values(
@@ -151,10 +297,12 @@ class DeliveryWorker:
             return list(conn.execute(
                 sa.select(
                     deliveries.c.delivery_id, deliveries.c.attempts, deliveries.c.app_id,
-                    deliveries.c.first_attempt_at, events.c.type, events.c.account,
+                    deliveries.c.first_attempt_at, deliveries.c.endpoint_id,
+                    deliveries.c.event_id, events.c.type, events.c.account,
                     events.c.mode.label("event_mode"), events.c.payload,
                     events.c.target_app_id, webhook_endpoints.c.url,
                     webhook_endpoints.c.mode.label("endpoint_mode"),
+                    webhook_endpoints.c.kind, webhook_endpoints.c.disabled_at,
                     webhook_endpoints.c.enabled_events, webhook_endpoints.c.removed_at,
                     webhook_endpoints.c.secret_sealed,
                     webhook_endpoints.c.previous_secret_sealed,
@@ -168,10 +316,14 @@ class DeliveryWorker:
                              .join(installs, installs.c.install_id == deliveries.c.install_id))
                 .where(deliveries.c.delivery_id.in_(ids))).mappings())
 
+    # -- per attempt ------------------------------------------------------------------------
+
     def _still_allowed(self, row: RowMapping) -> str | None:
         """Why the delivery may no longer go, or None. Checked at every attempt."""
         if row["removed_at"] is not None:
             return "endpoint removed"
+        if row["disabled_at"] is not None:
+            return "endpoint disabled"
         etype = row["type"]
         if etype not in row["enabled_events"] and "*" not in row["enabled_events"]:
             return "endpoint no longer subscribes"
@@ -190,55 +342,152 @@ class DeliveryWorker:
             return "app no longer installed in the endpoint's mode"
         return None
 
+    def _open(self, sealed: str) -> str:
+        secret = self._opened.get(sealed)
+        if secret is None:
+            if len(self._opened) > 10_000:
+                self._opened.clear()
+            secret = self._opened[sealed] = self.sealer.open(sealed)
+        return secret
+
     def _secrets(self, row: RowMapping) -> list[str]:
-        out = [self.sealer.open(row["secret_sealed"])]
+        out = [self._open(row["secret_sealed"])]
         expires = row["previous_expires_at"]
         if row["previous_secret_sealed"] and expires is not None and expires > self._clock():
-            out.append(self.sealer.open(row["previous_secret_sealed"]))
+            out.append(self._open(row["previous_secret_sealed"]))
         return out
 
-    def _attempt(self, row: RowMapping) -> Outcome:
-        did, attempts = row["delivery_id"], row["attempts"]
+    def _prepare(self, row: RowMapping, timestamp: int) -> _Job:
+        target = Target(row["endpoint_id"], row["url"], row["kind"] == LOCAL)
+        body = row["payload"].encode("utf-8")
         try:
             reason = self._still_allowed(row)
+            if reason is not None:
+                return _Job(row, target, body, {}, self._outcome(row, "cancelled", None, reason))
+            # One signature per (event, secret): the header is built once for this attempt.
+            header = signing.sign(body, self._secrets(row), timestamp)
         except Exception as e:  # a failed check must not lose the delivery: retry it
-            reason, error = None, f"check failed: {e}"
-            return self._failed(row, None, error)
-        if reason is not None:
-            return Outcome(did, attempts, "cancelled", None, reason, None)
-        payload = row["payload"].encode("utf-8")
+            failed = replace(self._failed(row, None, f"check failed: {e}"), attempted=False)
+            return _Job(row, target, body, {}, failed)
+        return _Job(row, target, body, {
+            "Content-Type": "application/json; charset=utf-8", "Stripe-Signature": header,
+        }, None)
+
+    async def _attempt(self, job: _Job) -> Outcome:
+        if job.settled is not None:
+            return self._report(job.settled)
+        row = job.row
         try:
-            header = signing.sign(payload, self._secrets(row))
-            resp = self._http.post(row["url"], content=payload, headers={
-                "Content-Type": "application/json; charset=utf-8",
-                "Stripe-Signature": header, "User-Agent": USER_AGENT})
-        except Exception as e:
-            return self._failed(row, None, f"{type(e).__name__}: {e}"[:_MAX_ERROR])
-        if 200 <= resp.status_code < 300:
-            return Outcome(did, attempts, "delivered", resp.status_code, None, None)
-        return self._failed(row, resp.status_code, f"HTTP {resp.status_code}")
+            resp = await self._transport.post(job.target, job.body, job.headers)
+        except TimeoutError:
+            outcome = self._failed(row, None, f"timed out after {self.timeout:g} s")
+        except TargetRefused as e:
+            outcome = self._failed(row, None, f"target refused: {e}")
+        except aiohttp.ClientError as e:
+            outcome = self._failed(row, None, f"{type(e).__name__}: {e}"[:_MAX_ERROR])
+        except Exception as e:  # anything else fails this attempt, never the worker
+            outcome = self._failed(row, None, f"{type(e).__name__}: {e}"[:_MAX_ERROR])
+        else:
+            if 200 <= resp.status < 300:
+                outcome = self._outcome(row, "delivered", resp.status, None)
+            else:
+                outcome = self._failed(row, resp.status, f"HTTP {resp.status}")
+        finally:
+            self._busy[job.target.endpoint_id] -= 1
+            if self._busy[job.target.endpoint_id] <= 0:
+                del self._busy[job.target.endpoint_id]
+        return self._report(outcome)
+
+    def _report(self, outcome: Outcome) -> Outcome:
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(outcome)
+            except Exception:  # a printing callback must not lose a result
+                log.exception("on_outcome failed")
+        return outcome
+
+    def _outcome(self, row: RowMapping, status: str, http_status: int | None,
+                 error: str | None, at: datetime | None = None) -> Outcome:
+        return Outcome(row["delivery_id"], row["attempts"], status, http_status, error, at,
+                       row["endpoint_id"], row["event_id"], row["type"], row["account"])
 
     def _failed(self, row: RowMapping, http_status: int | None, error: str) -> Outcome:
         now = self._clock()
         first = row["first_attempt_at"] or now
         at = self.policy.next_attempt(row["attempts"], first, now)
-        status = "pending" if at is not None else "failed"
-        return Outcome(row["delivery_id"], row["attempts"], status, http_status, error, at)
+        return self._outcome(row, "pending" if at is not None else "failed", http_status,
+                             error, at)
+
+    # -- recording --------------------------------------------------------------------------
 
     def _record(self, outcomes: Sequence[Outcome]) -> None:
+        if not outcomes:
+            return
         now = self._clock()
-        b = sa.bindparam
-        stmt = (deliveries.update()
-                .where(deliveries.c.delivery_id == b("b_id"),
-                       deliveries.c.attempts == b("b_attempts"),
-                       deliveries.c.status == "pending")
-                .values(status=b("b_status"), last_http_status=b("b_http"),
-                        last_error=b("b_error"), next_attempt_at=b("b_next"),
-                        finished_at=b("b_finished")))
+        d = deliveries.c
+        settled: dict[tuple[str, int | None, str | None], list[tuple[int, int]]] = {}
+        retried: list[Outcome] = []
+        for o in outcomes:
+            if o.status == "pending":
+                retried.append(o)
+            else:
+                settled.setdefault((o.status, o.http_status, o.error), []).append(
+                    (o.delivery_id, o.attempts))
         with writing(self.store) as conn:
-            conn.execute(stmt, [{
-                "b_id": o.delivery_id, "b_attempts": o.attempts, "b_status": o.status,
-                "b_http": o.http_status, "b_error": o.error,
-                "b_next": o.next_attempt_at or now,
-                "b_finished": None if o.status == "pending" else now,
-            } for o in outcomes])
+            # Finished attempts: one UPDATE per distinct result (nearly always one: 200).
+            for (status, http, error), pairs in settled.items():
+                conn.execute(deliveries.update().where(
+                    sa.tuple_(d.delivery_id, d.attempts).in_(pairs), d.status == "pending",
+                ).values(status=status, last_http_status=http, last_error=error,
+                         next_attempt_at=now, finished_at=now))
+            if retried:
+                b = sa.bindparam
+                conn.execute(deliveries.update().where(
+                    d.delivery_id == b("b_id"), d.attempts == b("b_attempts"),
+                    d.status == "pending",
+                ).values(last_http_status=b("b_http"), last_error=b("b_error"),
+                         next_attempt_at=b("b_next")), [{
+                    "b_id": o.delivery_id, "b_attempts": o.attempts, "b_http": o.http_status,
+                    "b_error": o.error, "b_next": o.next_attempt_at,
+                } for o in retried])
+            self._health(conn, outcomes, now)
+
+    def _health(self, conn: Connection, outcomes: Iterable[Outcome], now: datetime) -> None:
+        ok = {o.endpoint_id for o in outcomes if o.reached is True}
+        failing = {o.endpoint_id for o in outcomes if o.reached is False} - ok
+        e = webhook_endpoints.c
+        if ok:
+            conn.execute(webhook_endpoints.update().where(
+                e.endpoint_id.in_(sorted(ok)), e.failing_since.is_not(None),
+            ).values(failing_since=None))
+        if not failing:
+            return
+        conn.execute(webhook_endpoints.update().where(
+            e.endpoint_id.in_(sorted(failing)), e.failing_since.is_(None),
+        ).values(failing_since=now))
+        doomed = conn.execute(sa.select(
+            e.endpoint_id, e.app_id, e.mode, e.url, e.failing_since,
+        ).where(e.endpoint_id.in_(sorted(failing)), e.kind != LOCAL,
+                e.disabled_at.is_(None), e.removed_at.is_(None),
+                e.failing_since <= now - self.disable_after)).mappings().all()
+        for ep in doomed:
+            disable(conn, ep, now, f"every delivery attempt failed since "
+                                   f"{ep['failing_since'].isoformat()}")
+        if doomed:
+            bump_change_counter(conn)
+
+
+def disable(conn: Connection, ep: RowMapping, now: datetime, reason: str) -> None:
+    """Disable an endpoint: no new events, its pending deliveries cancelled, the app told
+    through its audit trail (`permgate audit --app`) and the worker's log."""
+    endpoint_id = str(ep["endpoint_id"])
+    conn.execute(webhook_endpoints.update().where(
+        webhook_endpoints.c.endpoint_id == endpoint_id,
+    ).values(disabled_at=now, disabled_reason=reason))
+    cancelled = cancel_pending(conn, "endpoint disabled", endpoint_id=endpoint_id)
+    audit(conn, "permgate-worker", "webhook.disabled", app_id=str(ep["app_id"]),
+          mode=str(ep["mode"]), endpoint_id=endpoint_id, url=str(ep["url"]), reason=reason,
+          cancelled_deliveries=cancelled)
+    log.warning("disabled webhook endpoint %s of %s (%s): %s; re-enable with `permgate "
+                "webhooks enable %s`", endpoint_id, ep["app_id"], ep["url"], reason,
+                endpoint_id)
