@@ -97,8 +97,14 @@ def _register_delivery(events: argparse._SubParsersAction[argparse.ArgumentParse
     w = events.add_parser("worker", parents=[db], help="deliver the outbox (runs until stopped)",
                           description="Several workers may share one PostgreSQL outbox.")
     w.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
-    w.add_argument("--batch", type=int, default=100)
-    w.add_argument("--concurrency", type=int, default=16)
+    w.add_argument("--batch", type=int, default=200, help="deliveries claimed at a time")
+    w.add_argument("--concurrency", type=int, default=256,
+                   help="attempts in flight at once, all endpoints together (default 256)")
+    w.add_argument("--per-endpoint", type=int, default=16,
+                   help="attempts in flight at once to one endpoint (default 16)")
+    w.add_argument("--disable-after", type=float, default=3 * 86400.0, metavar="SECONDS",
+                   help="disable an endpoint whose every attempt failed for this long "
+                        "(default 3 days)")
     w.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP attempt")
     w.add_argument("--lease", type=float, default=None,
                    help="seconds a claimed attempt is reserved (default 2*timeout+30)")
@@ -172,9 +178,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from permgate.events import DeliveryWorker, RetryPolicy
 
     policy = RetryPolicy(first_delay=args.retry_first, horizon=args.retry_horizon)
+    from datetime import timedelta
+
     with open_store(args.db) as store, DeliveryWorker(
             store, policy=policy, batch=args.batch, concurrency=args.concurrency,
-            timeout=args.timeout, lease=args.lease) as worker:
+            per_endpoint=args.per_endpoint, timeout=args.timeout, lease=args.lease,
+            disable_after=timedelta(seconds=args.disable_after)) as worker:
         if args.once:
             print(f"{worker.drain()} attempts")
         else:

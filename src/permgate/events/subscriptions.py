@@ -3,6 +3,7 @@ remove, rotate the signing secret."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -207,14 +208,18 @@ def renew_local(store: Store, endpoint_id: str, expires_at: datetime) -> None:
             webhook_endpoints.c.kind == LOCAL).values(expires_at=expires_at))
 
 
-def remove_abandoned_local(store: Store, app_id: str, *, by: str) -> list[str]:
-    """Remove the app's local endpoints whose listen session stopped renewing them (a
-    session killed without its clean-up), so their queued deliveries are cancelled."""
+def remove_abandoned_local(store: Store, app_id: str | None = None, *,
+                           by: str) -> list[str]:
+    """Remove local endpoints whose listen session stopped renewing them (a session killed
+    without its clean-up), so their queued deliveries are cancelled. Workers call this."""
+    stmt = sa.select(webhook_endpoints.c.endpoint_id).where(
+        webhook_endpoints.c.kind == LOCAL, webhook_endpoints.c.removed_at.is_(None),
+        webhook_endpoints.c.expires_at <= utcnow())
+    if app_id is not None:
+        stmt = stmt.where(webhook_endpoints.c.app_id == app_id)
     with store.engine.connect() as conn:
-        ids = conn.execute(sa.select(webhook_endpoints.c.endpoint_id).where(
-            webhook_endpoints.c.app_id == app_id, webhook_endpoints.c.kind == LOCAL,
-            webhook_endpoints.c.removed_at.is_(None),
-            webhook_endpoints.c.expires_at <= utcnow())).scalars().all()
+        ids = list(conn.execute(stmt).scalars().all())
     for endpoint_id in ids:
-        remove_endpoint(store, endpoint_id, by=by)
-    return list(ids)
+        with contextlib.suppress(NotFound):  # another process removed it first
+            remove_endpoint(store, endpoint_id, by=by)
+    return ids

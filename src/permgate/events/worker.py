@@ -40,6 +40,7 @@ from permgate.events.retry import RetryPolicy
 from permgate.events.routing import Grants, endpoint_reachable, may_receive
 from permgate.events.schema import deliveries, events, webhook_endpoints
 from permgate.events.sealing import Sealer, default_sealer
+from permgate.events.subscriptions import remove_abandoned_local
 from permgate.events.transport import Target, TargetRefused, Transport
 from permgate.store import EffectiveGrant, Store
 from permgate.store.schema import installs
@@ -48,6 +49,7 @@ log = logging.getLogger("permgate.events.worker")
 _MAX_ERROR = 500
 DISABLE_AFTER = timedelta(days=3)
 _FLUSH_SECONDS = 0.05  # results wait at most this long to be recorded in one batch
+_SWEEP_SECONDS = 30.0  # how often abandoned listen endpoints are looked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +188,15 @@ class DeliveryWorker:
         inflight: set[asyncio.Task[Outcome]] = set()
         done_outcomes: list[Outcome] = []
         last_flush = self._loop.time()
+        next_sweep = 0.0
         while True:
+            if self.only_endpoint is None and self._loop.time() >= next_sweep:
+                next_sweep = self._loop.time() + _SWEEP_SECONDS
+                try:
+                    await asyncio.to_thread(remove_abandoned_local, self.store,
+                                            by="permgate-worker")
+                except Exception as e:  # housekeeping must never stop delivery
+                    log.warning("could not remove abandoned listen endpoints: %s", e)
             stopping = stop.is_set()
             claimed = 0
             free = self.concurrency - len(inflight)
