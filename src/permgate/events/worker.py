@@ -21,6 +21,7 @@ audit trail records `webhook.disabled`, and `webhooks enable` turns it back on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import Counter
@@ -187,6 +188,14 @@ class DeliveryWorker:
     async def _serve(self, stop: threading.Event, idle: float) -> None:
         inflight: set[asyncio.Task[Outcome]] = set()
         done_outcomes: list[Outcome] = []
+        wake = asyncio.Event()
+
+        def finished(task: asyncio.Task[Outcome]) -> None:
+            # A completion queue: O(1) per result, however many attempts are in flight.
+            inflight.discard(task)
+            done_outcomes.append(task.result())
+            wake.set()
+
         last_flush = self._loop.time()
         next_sweep = 0.0
         while True:
@@ -213,26 +222,26 @@ class DeliveryWorker:
                 self._hold(jobs)
                 claimed = len(jobs)
                 for job in jobs:
-                    inflight.add(self._loop.create_task(self._attempt(job)))
-            if inflight:
-                # Wait briefly for results; come back at once to claim again when the
-                # batch did not fill the slots (more may be due).
-                wait = _FLUSH_SECONDS if claimed else idle
-                finished, inflight = await asyncio.wait(
-                    inflight, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-                done_outcomes.extend(t.result() for t in finished)
-            elif stopping:
-                break
-            elif not claimed:
-                await asyncio.to_thread(stop.wait, idle)
+                    task = self._loop.create_task(self._attempt(job))
+                    inflight.add(task)
+                    task.add_done_callback(finished)
+            if inflight and not done_outcomes:
+                # Wait briefly for results; come back soon to claim again when the batch
+                # was full (more may be due).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), _FLUSH_SECONDS if claimed else idle)
+                wake.clear()
+            elif not inflight and not done_outcomes:
+                if stopping:
+                    break
+                if not claimed:
+                    await asyncio.to_thread(stop.wait, idle)
             now = self._loop.time()
-            if done_outcomes and (len(done_outcomes) >= self.batch or not inflight
+            if done_outcomes and (len(done_outcomes) >= self.batch // 2 or not inflight
                                   or now - last_flush >= _FLUSH_SECONDS):
-                await self._flush(done_outcomes)
-                done_outcomes = []
+                batch, done_outcomes[:] = list(done_outcomes), []
+                await self._flush(batch)
                 last_flush = now
-        if done_outcomes:
-            await self._flush(done_outcomes)
 
     async def _flush(self, outcomes: list[Outcome]) -> None:
         while True:
