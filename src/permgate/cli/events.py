@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)
     _register_delivery(events)
+    _register_dev_loop(sub)
 
 
 def _usage(p: argparse.ArgumentParser) -> int:
@@ -225,3 +226,90 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         app = ingest_app(store, secrets, account=args.account, tolerance=args.tolerance)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return EXIT_OK
+
+
+# -- the developer's loop: listen and trigger ----------------------------------------------
+
+def _register_dev_loop(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from permgate.cli._common import current_user
+
+    li = sub.add_parser(
+        "listen", help="forward an app's events to a local server",
+        description="Registers a temporary test-mode endpoint for the app, prints its "
+        "signing secret, forwards every event permgate would deliver to the app (filtered "
+        "by its approved grant) to the local URL, one line per event, and removes the "
+        "endpoint on exit (Ctrl-C).")
+    li.add_argument("--app", required=True, metavar="APP_ID")
+    li.add_argument("--forward-to", required=True, metavar="URL",
+                    help="e.g. localhost:3000/webhooks (loopback only)")
+    li.add_argument("--events", default="*", metavar="a,b",
+                    help="event types to forward (default: every event the app may receive)")
+    li.add_argument("--db", metavar="URL", default=None,
+                    help="sqlite:///PATH or postgresql://... (default: $PERMGATE_DB)")
+    li.add_argument("--timeout", type=float, default=10.0, help="seconds per forward")
+    li.add_argument("--by", default=current_user(), metavar="USER",
+                    help="who listens, for the audit trail (default: you)")
+    li.set_defaults(func=cmd_listen)
+
+    tr = sub.add_parser(
+        "trigger", help="send a test event through the pipeline; who gets it, who not",
+        description="Accepts a test-mode event of that type (Stripe's sample object) for "
+        "the account exactly as an upstream event, and tells for each app installed there "
+        "whether it receives it or which permission it lacks. Exit 0 when the app (or, "
+        "without --app, any app) receives it, 3 when not.")
+    tr.add_argument("event_type", metavar="EVENT")
+    tr.add_argument("--account", default=None, metavar="ACCT",
+                    help="default: the app's only test-mode account, else acct_demo "
+                         "(the demo's)")
+    tr.add_argument("--app", default=None, metavar="APP_ID", help="report on this app only")
+    tr.add_argument("--db", metavar="URL", default=None,
+                    help="sqlite:///PATH or postgresql://... (default: $PERMGATE_DB)")
+    tr.add_argument("--json", action="store_true")
+    tr.set_defaults(func=cmd_trigger)
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    from permgate.cli._common import open_store
+    from permgate.events.listen import describe, open_session, run_session
+
+    events = [e for e in args.events.split(",") if e.strip()]
+    with open_store(args.db) as store:
+        new = open_session(store, args.app, args.forward_to, events, by=args.by)
+        if not any(g.mode != "live" for g in store.list_installs(app_id=args.app)):
+            print(f"note: {args.app} is installed in test mode nowhere yet; nothing will "
+                  "arrive until an administrator installs it", flush=True)
+        print(f"Ready! Forwarding {args.app}'s test events to {new.endpoint.url} "
+              f"(endpoint {new.endpoint.endpoint_id}, events: "
+              f"{','.join(new.endpoint.enabled_events)})", flush=True)
+        print(f"Your webhook signing secret is {new.secret} (Ctrl-C to quit)", flush=True)
+        run_session(store, new, _stop_on_signals(), by=args.by, timeout=args.timeout,
+                    on_outcome=lambda o: print(describe(o), flush=True))
+        print(f"removed {new.endpoint.endpoint_id}", flush=True)
+    return EXIT_OK
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    from permgate.cli import EXIT_DENIED
+    from permgate.cli._common import open_store
+    from permgate.events.trigger import default_account, trigger
+
+    with open_store(args.db) as store:
+        account = args.account or default_account(store, args.app)
+        done = trigger(store, args.event_type, account=account, app_id=args.app)
+    received = any(v.allowed for v in done.verdicts)
+    if args.json:
+        print(json.dumps(done.as_json(), indent=2))
+        return EXIT_OK if received else EXIT_DENIED
+    ev = done.event
+    print(f"triggered {ev['type']} {ev['id']} on {ev['account']} (test mode)")
+    for v in done.verdicts:
+        if not v.allowed:
+            print(f"  {v.app_id} ({v.mode}): not received. {v.message}")
+        elif v.endpoints:
+            print(f"  {v.app_id} ({v.mode}): received; queued for {', '.join(v.endpoints)}")
+        else:
+            print(f"  {v.app_id} ({v.mode}): allowed, but no endpoint of it subscribes to "
+                  f"{ev['type']} (permgate listen --app {v.app_id} --forward-to ...)")
+    if not done.verdicts:
+        print(f"  no app is installed on {ev['account']} in test mode")
+    return EXIT_OK if received else EXIT_DENIED

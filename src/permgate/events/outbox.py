@@ -221,12 +221,22 @@ def _insert_deliveries(conn: Connection, pairs: Sequence[tuple[str, Route]],
 
 def _write(store: Store, rows: Sequence[_Row]) -> set[str]:
     """Events and their deliveries, one transaction; returns the ids newly stored."""
-    now = utcnow()
-    with writing(store) as conn:
-        stored = _insert_events(conn, rows, now)
-        _insert_deliveries(conn, [(r.event_id, route) for r in rows if r.event_id in stored
-                                  for route in r.routes], now)
-    return stored
+    # Inserted in id order: two batches holding the same ids then wait for each other in
+    # one order and cannot deadlock (PostgreSQL locks a new key until its commit).
+    rows = sorted(rows, key=lambda r: r.event_id)
+    for attempt in range(3):
+        now = utcnow()
+        try:
+            with writing(store) as conn:
+                stored = _insert_events(conn, rows, now)
+                _insert_deliveries(conn, [(r.event_id, route) for r in rows
+                                          if r.event_id in stored for route in r.routes], now)
+            return stored
+        except sa.exc.OperationalError as e:
+            # A serialisation failure or deadlock rolled everything back: try again.
+            if getattr(e.orig, "sqlstate", None) not in ("40001", "40P01") or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def new_event_id() -> str:
