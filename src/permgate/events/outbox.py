@@ -11,13 +11,12 @@ import json
 import secrets
 import string
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
@@ -96,6 +95,12 @@ class Router:
                 if ep.receives(now):
                     self._endpoints[ep.app_id].append(ep)
 
+    def preload(self, accounts: Iterable[str]) -> None:
+        """Load the installs of every account not cached yet, in one query."""
+        missing = {a for a in accounts if a not in self._installs}
+        if missing:
+            self._installs.update(self.store.installs_for_accounts(missing))
+
     def routes(self, account: str, event_type: str, mode: str) -> list[Route]:
         key = (account, event_type, mode)
         found = self._routes.get(key)
@@ -156,6 +161,8 @@ def accept_many(
     """
     router = router or Router(store)
     router.refresh()
+    router.preload(acct for event, _ in batch
+                   if isinstance(acct := event.get("account") or account, str))
     results: list[Accepted | BadEvent | None] = [None] * len(batch)
     rows: list[_Row] = []
     where: list[int] = []
@@ -193,12 +200,41 @@ def accept(
     return result
 
 
+# PostgreSQL: one statement per batch whatever its size, its rows as arrays in binary (the
+# text of the statement never changes, and no payload is escaped into an array literal).
+_PG_EVENTS = (
+    f"INSERT INTO {events.name} (event_id, account, mode, type, created, payload, source, "
+    "target_app_id, received_at) SELECT u.*, %(at)b FROM unnest(%(ids)b::text[], "
+    "%(accounts)b::text[], %(modes)b::text[], %(types)b::text[], %(created)b::bigint[], "
+    "%(payloads)b::text[], %(sources)b::text[], %(targets)b::text[]) AS u "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+_PG_DELIVERIES = (
+    f"INSERT INTO {deliveries.name} (event_id, endpoint_id, app_id, install_id, status, "
+    "attempts, next_attempt_at, created_at) SELECT u.e, u.ep, u.app, u.inst, 'pending', 0, "
+    "%(at)b, %(at)b FROM unnest(%(events)b::text[], %(endpoints)b::text[], "
+    "%(apps)b::text[], %(installs)b::text[]) AS u(e, ep, app, inst)")
+
+
+def _pg_execute(conn: Connection, query: str, params: dict[str, Any]) -> list[Any]:
+    """Run on the driver's connection, inside this transaction, with binary parameters."""
+    raw: Any = conn.connection.driver_connection
+    with raw.cursor() as cur:
+        cur.execute(query, params)
+        return list(cur.fetchall()) if cur.description else []
+
+
 def _insert_events(conn: Connection, rows: Sequence[_Row], now: datetime) -> set[str]:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING: the ids this call stored. A known id (a
-    retry of the upstream, or a concurrent ingest that won) is left alone. SQLAlchemy sends
-    the rows as multi-row VALUES statements ("insertmanyvalues"), compiled once."""
-    insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(events)
-    stmt = insert.on_conflict_do_nothing(index_elements=["event_id"]).returning(
+    """One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING: the ids this call stored.
+    A known id (a retry of the upstream, or a concurrent ingest that won) is left alone."""
+    if conn.dialect.name == "postgresql":
+        return {r[0] for r in _pg_execute(conn, _PG_EVENTS, {
+            "at": now, "ids": [r.event_id for r in rows],
+            "accounts": [r.account for r in rows], "modes": [r.mode for r in rows],
+            "types": [r.type for r in rows], "created": [r.created for r in rows],
+            "payloads": [r.payload for r in rows], "sources": [r.source for r in rows],
+            "targets": [r.target_app for r in rows]})}
+    # SQLite: SQLAlchemy sends the rows as multi-row VALUES ("insertmanyvalues").
+    stmt = sqlite_insert(events).on_conflict_do_nothing(index_elements=["event_id"]).returning(
         events.c.event_id)
     return set(conn.execute(stmt, [{
         "event_id": r.event_id, "account": r.account, "mode": r.mode, "type": r.type,
@@ -209,14 +245,21 @@ def _insert_events(conn: Connection, rows: Sequence[_Row], now: datetime) -> set
 
 def _insert_deliveries(conn: Connection, pairs: Sequence[tuple[str, Route]],
                        now: datetime) -> None:
-    if pairs:
-        # RETURNING makes SQLAlchemy send multi-row VALUES on every backend (one statement
-        # per 1,000 rows) rather than a statement per row.
-        conn.execute(deliveries.insert().returning(deliveries.c.delivery_id), [{
-            "event_id": event_id, "endpoint_id": r.endpoint_id, "app_id": r.app_id,
-            "install_id": r.install_id, "status": "pending", "attempts": 0,
-            "next_attempt_at": now, "created_at": now,
-        } for event_id, r in pairs])
+    if not pairs:
+        return
+    if conn.dialect.name == "postgresql":
+        _pg_execute(conn, _PG_DELIVERIES, {
+            "at": now, "events": [e for e, _ in pairs],
+            "endpoints": [r.endpoint_id for _, r in pairs],
+            "apps": [r.app_id for _, r in pairs], "installs": [r.install_id for _, r in pairs]})
+        return
+    # RETURNING makes SQLAlchemy send multi-row VALUES (1,000 rows a statement) rather than
+    # a statement per row.
+    conn.execute(deliveries.insert().returning(deliveries.c.delivery_id), [{
+        "event_id": event_id, "endpoint_id": r.endpoint_id, "app_id": r.app_id,
+        "install_id": r.install_id, "status": "pending", "attempts": 0,
+        "next_attempt_at": now, "created_at": now,
+    } for event_id, r in pairs])
 
 
 def _write(store: Store, rows: Sequence[_Row]) -> set[str]:
