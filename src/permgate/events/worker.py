@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-import aiohttp
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
@@ -42,7 +41,7 @@ from permgate.events.routing import Grants, endpoint_reachable, may_receive
 from permgate.events.schema import deliveries, events, webhook_endpoints
 from permgate.events.sealing import Sealer, default_sealer
 from permgate.events.subscriptions import remove_abandoned_local
-from permgate.events.transport import Target, TargetRefused, Transport
+from permgate.events.transport import DeliveryError, Target, TargetRefused, Transport
 from permgate.store import EffectiveGrant, Store
 from permgate.store.schema import installs
 
@@ -93,18 +92,33 @@ class _GrantView:
         self._store = store
         self._counter = -1
         self._cache: dict[tuple[str, str, str], EffectiveGrant | None] = {}
+        self._accounts: set[str] = set()
 
     def refresh(self) -> None:
         counter = self._store.change_counter()
         if counter != self._counter or len(self._cache) > 100_000:
             self._cache.clear()
+            self._accounts.clear()
             self._counter = counter
+
+    def preload(self, accounts: Iterable[str]) -> None:
+        """Every install of these accounts, in one query (a claim spans many accounts)."""
+        missing = {a for a in accounts if a not in self._accounts}
+        if not missing:
+            return
+        for account, grants in self._store.installs_for_accounts(missing).items():
+            for g in grants:
+                self._cache[(g.app_id, account, g.mode)] = g
+            self._accounts.add(account)
 
     def get(self, app_id: str, account: str, mode: str) -> EffectiveGrant | None:
         key = (app_id, account, mode)
-        if key not in self._cache:
-            self._cache[key] = self._store.effective_grant(app_id, account, mode)
-        return self._cache[key]
+        if key in self._cache:
+            return self._cache[key]
+        if account in self._accounts:
+            return None  # preloaded: not installed there
+        grant = self._cache[key] = self._store.effective_grant(app_id, account, mode)
+        return grant
 
 
 class DeliveryWorker:
@@ -263,6 +277,7 @@ class DeliveryWorker:
         if not rows:
             return []
         self._view.refresh()
+        self._view.preload(r["account"] for r in rows)
         now = int(self._clock().timestamp())
         return [self._prepare(r, now) for r in rows]
 
@@ -402,8 +417,8 @@ class DeliveryWorker:
             outcome = self._failed(row, None, f"timed out after {self.timeout:g} s")
         except TargetRefused as e:
             outcome = self._failed(row, None, f"target refused: {e}")
-        except aiohttp.ClientError as e:
-            outcome = self._failed(row, None, f"{type(e).__name__}: {e}"[:_MAX_ERROR])
+        except DeliveryError as e:
+            outcome = self._failed(row, None, str(e)[:_MAX_ERROR])
         except Exception as e:  # anything else fails this attempt, never the worker
             outcome = self._failed(row, None, f"{type(e).__name__}: {e}"[:_MAX_ERROR])
         else:
