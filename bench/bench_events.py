@@ -38,6 +38,7 @@ from permgate import manifest
 from permgate.events import DeliveryWorker, RetryPolicy, Sealer, add_endpoint, sign
 from permgate.events.outbox import Router, accept_many
 from permgate.events.schema import deliveries, events
+from permgate.events.transport import Target, Transport
 from permgate.store import Store
 from permgate.store.schema import installs
 
@@ -232,15 +233,33 @@ def bench_worker(store: Store, sealer: Sealer, rurl: str, *, concurrency: int,
 
 
 def bench_bare_posts(rurl: str, bodies: list[bytes], *, concurrency: int,
-                     per_endpoint: int) -> dict[str, Any]:
+                     per_endpoint: int, client: str) -> dict[str, Any]:
+    """The same bodies POSTed with no database: `permgate` = the worker's own transport
+    (same pool and limits), `aiohttp` = the library, same concurrency and pool size."""
     secret = "whsec_" + secrets.token_hex(16)
 
     async def run() -> float:
-        connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=per_endpoint)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            gate = asyncio.Semaphore(concurrency)
+        gate = asyncio.Semaphore(concurrency)
+        if client == "permgate":
+            transport = Transport(concurrency=concurrency, per_destination=per_endpoint)
+            target = Target("we_bare", f"{rurl}/bare", local=True)
 
             async def one(body: bytes) -> None:
+                async with gate:
+                    resp = await transport.post(target, body, {
+                        "Content-Type": "application/json; charset=utf-8",
+                        "Stripe-Signature": sign(body, [secret])})
+                    assert resp.status == 200
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one(b) for b in bodies))
+            seconds = time.perf_counter() - t0
+            await transport.close()
+            return seconds
+        connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=per_endpoint)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def one_aio(body: bytes) -> None:
                 async with gate, session.post(f"{rurl}/bare", data=body, headers={
                         "Content-Type": "application/json; charset=utf-8",
                         "Stripe-Signature": sign(body, [secret])}) as resp:
@@ -248,7 +267,7 @@ def bench_bare_posts(rurl: str, bodies: list[bytes], *, concurrency: int,
                     assert resp.status == 200
 
             t0 = time.perf_counter()
-            await asyncio.gather(*(one(b) for b in bodies))
+            await asyncio.gather(*(one_aio(b) for b in bodies))
             return time.perf_counter() - t0
 
     seconds = asyncio.run(run())
@@ -331,7 +350,9 @@ def main() -> int:
                 results.append(run_db(label, args, rurl))
             bodies = results[0]["bodies"] if results else [b"{}"] * 10_000
             bare = bench_bare_posts(rurl, bodies, concurrency=args.concurrency,
-                                    per_endpoint=args.per_endpoint)
+                                    per_endpoint=args.per_endpoint, client="permgate")
+            aio = bench_bare_posts(rurl, bodies, concurrency=args.concurrency,
+                                   per_endpoint=args.per_endpoint, client="aiohttp")
             serial = bench_serial_loop(rurl, bodies[:5000])
     finally:
         with psycopg.connect(PG, autocommit=True) as conn:
@@ -342,6 +363,7 @@ def main() -> int:
                      "worker": {"batch": args.worker_batch, "concurrency": args.concurrency,
                                 "per_endpoint": args.per_endpoint}},
            "bare_post_loop_per_s": _rate(bare["deliveries"], bare["seconds"]),
+           "aiohttp_post_loop_per_s": _rate(aio["deliveries"], aio["seconds"]),
            "serial_keepalive_loop_per_s": _rate(serial["deliveries"], serial["seconds"]),
            "databases": []}
     for r in results:
@@ -371,9 +393,12 @@ def main() -> int:
         print(f"{d['db']:12}{d['ingest_events_per_s']:>13,}{d['bare_insert_events_per_s']:>18,}"
               f"{d['ingest_vs_bare']:>7}{d['worker_deliveries_per_s']:>14,}"
               f"{out['bare_post_loop_per_s']:>18,}{d['worker_vs_bare_post_loop']:>7}")
-    print(f"(ingest also wrote {', '.join(str(d['ingest_deliveries_written_per_s']) for d in out['databases'])} "
-          f"delivery rows/s; one keep-alive connection, serial http.client: "
-          f"{out['serial_keepalive_loop_per_s']:,} POST/s)")
+    rows = ", ".join(f"{d['db']} {d['ingest_deliveries_written_per_s']:,}"
+                     for d in out["databases"])
+    print(f"ingest also wrote delivery rows/s: {rows}")
+    print(f"bare POST loop = the worker's transport, same pool, no database; same loop with "
+          f"aiohttp: {out['aiohttp_post_loop_per_s']:,}/s; one keep-alive connection, "
+          f"serial http.client: {out['serial_keepalive_loop_per_s']:,}/s")
     return 0
 
 
