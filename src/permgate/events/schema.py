@@ -47,7 +47,7 @@ events = sa.Table(
     sa.Column("type", sa.String(255), nullable=False),
     sa.Column("created", sa.BigInteger, nullable=False),  # the event's own unix time
     sa.Column("payload", sa.Text, nullable=False),  # exactly the bytes every delivery signs
-    sa.Column("source", sa.String(16), nullable=False),  # webhook | poll | permgate
+    sa.Column("source", sa.String(16), nullable=False),  # webhook | poll | permgate | trigger
     sa.Column("target_app_id", sa.String(255), nullable=True),  # permgate's per-app events
     sa.Column("received_at", UTCDateTime, nullable=False),
     sa.Index("ix_events_account", "account", "received_at"),
