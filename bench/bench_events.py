@@ -242,21 +242,23 @@ def bench_bare_posts(rurl: str, bodies: list[bytes], *, concurrency: int,
         gate = asyncio.Semaphore(concurrency)
         if client == "permgate":
             transport = Transport(concurrency=concurrency, per_destination=per_endpoint)
-            target = Target("we_bare", f"{rurl}/bare", local=True)
+            # Three endpoints, as in the setup: each has its own pool.
+            targets = [Target(f"we_bare{i}", f"{rurl}/bare{i}", local=True) for i in range(3)]
 
-            async def one(body: bytes) -> None:
+            async def one(k: int, body: bytes) -> None:
                 async with gate:
-                    resp = await transport.post(target, body, {
+                    resp = await transport.post(targets[k % 3], body, {
                         "Content-Type": "application/json; charset=utf-8",
                         "Stripe-Signature": sign(body, [secret])})
                     assert resp.status == 200
 
             t0 = time.perf_counter()
-            await asyncio.gather(*(one(b) for b in bodies))
+            await asyncio.gather(*(one(k, b) for k, b in enumerate(bodies)))
             seconds = time.perf_counter() - t0
             await transport.close()
             return seconds
-        connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=per_endpoint)
+        # aiohttp pools per host: the three endpoints' connections together.
+        connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=3 * per_endpoint)
         async with aiohttp.ClientSession(connector=connector) as session:
 
             async def one_aio(body: bytes) -> None:
@@ -335,7 +337,7 @@ def main() -> int:
     ap.add_argument("--worker-batch", type=int, default=500, help="deliveries per claim")
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--per-endpoint", type=int, default=64,
-                    help="connections per destination (the bench's 3 endpoints share one)")
+                    help="attempts in flight (and connections) per endpoint")
     ap.add_argument("--no-postgres", action="store_true")
     ap.add_argument("--no-sqlite", action="store_true")
     ap.add_argument("--json", action="store_true")

@@ -139,3 +139,38 @@ def test_retries_of_a_dead_endpoint_do_not_starve_new_events(
     assert len(rec.at("/fresh")) == 6
     retried = [d for d in list_deliveries(store) if d.endpoint_id != "" and d.attempts == 2]
     assert len(retried) == 2
+
+
+def test_a_stalled_endpoint_does_not_hold_up_the_others(
+    store: Store, sealer: Sealer, rec: Receiver,
+) -> None:
+    gate = threading.Event()
+
+    def answer(path: str, n: int) -> int:
+        if path == "/stalled":
+            gate.wait(60)  # the receiver hangs until the test has seen the others delivered
+        return 200
+
+    rec.answer = answer
+    stalled = new_app(store, ["event_read", "customer_read"])
+    healthy = new_app(store, ["event_read", "customer_read"])
+    for app, path in ((stalled, "/stalled"), (healthy, "/healthy")):
+        install(store, app)
+        add_endpoint(store, app, rec.url + path, ["*"], "live", by="dev", sealer=sealer)
+    # The stalled endpoint's deliveries come first in the outbox.
+    accept_many(store, [(event("customer.updated"), None) for _ in range(20)])
+    stop = threading.Event()
+    with DeliveryWorker(store, sealer=sealer, policy=FAST, batch=10, per_endpoint=2,
+                        timeout=90.0) as w:
+        thread = threading.Thread(target=w.run, args=(stop, 0.02))
+        thread.start()
+        try:
+            wait_until(lambda: rec.tries.get("/stalled", 0) == 2, what="two stalled attempts")
+            wait_until(lambda: len(rec.at("/healthy")) == 20,
+                       what="the healthy endpoint's deliveries, while the other hangs")
+            assert rec.tries.get("/stalled", 0) == 2  # never more than its own two slots
+        finally:
+            gate.set()
+            wait_until(lambda: len(rec.at("/stalled")) == 20, what="the stalled ones, after")
+            stop.set()
+            thread.join()

@@ -1,10 +1,11 @@
 """Where a delivery leaves permgate: the ONE place a webhook target is connected to.
 
 A small HTTP/1.1 client on asyncio protocols and httptools, made for one job: POST a signed
-event and learn the status. Connections are kept alive per destination (scheme, host, port)
-in a pool of at most `per_destination` connections, so a slow or dead receiver holds at
-most its own pool and every other destination keeps its connections; the worker bounds the
-attempts in flight in all (`concurrency`), which bounds the connections too. Measured
+event and learn the status. Connections are kept alive per endpoint in a pool of at most
+`per_destination` connections (the worker's bound on attempts in flight to one endpoint, so
+an attempt never waits for a connection), so a slow or dead endpoint holds at most its own
+pool and every other endpoint keeps its connections; the worker bounds the attempts in
+flight in all (`concurrency`), which bounds the connections too. Measured
 against aiohttp in the same run (bench/bench_events.py, docs/events.md): about three times
 fewer CPU microseconds per delivery, which is what one worker's throughput is made of.
 
@@ -146,8 +147,8 @@ class _Conn(asyncio.Protocol):
 
 
 class _Destination:
-    """At most `limit` connections to one (scheme, host, port); idle ones reused, the
-    warmest first; callers beyond the limit wait for one to be released."""
+    """At most `limit` connections for one endpoint; idle ones reused, the warmest first;
+    callers beyond the limit wait for one to be released."""
 
     def __init__(self, url: _Url, limit: int, tls: ssl.SSLContext | None) -> None:
         self.url = url
@@ -239,12 +240,12 @@ class Transport:
         self.concurrency = concurrency
         self.per_destination = per_destination
         self.timeout = timeout
-        self._destinations: dict[tuple[bool, str, int, bool], _Destination] = {}
+        self._destinations: dict[tuple[str, bool, str, int, bool], _Destination] = {}
         self._tls: ssl.SSLContext | None = None
         self._next_sweep = time.monotonic() + _IDLE_SECONDS
 
     def _destination(self, target: Target, url: _Url) -> _Destination:
-        key = (url.tls, url.host, url.port, target.local)
+        key = (target.endpoint_id, url.tls, url.host, url.port, target.local)
         dest = self._destinations.get(key)
         if dest is None:
             if url.tls and self._tls is None:
