@@ -155,9 +155,8 @@ def test_an_endpoint_failing_for_days_is_disabled_until_enabled(
     assert ep.status == "disabled" and "failed since" in (ep.disabled_reason or "")
     last = [d for d in list_deliveries(store) if d.endpoint_id == dead.endpoint_id][-1]
     assert (last.status, last.last_error) == ("cancelled", "endpoint disabled")
-    assert get_endpoint(store, [e for e in list_endpoints(store, app)
-                                if e.endpoint_id != dead.endpoint_id][0].endpoint_id
-                        ).failing_since is None
+    [healthy] = [e for e in list_endpoints(store, app) if e.endpoint_id != dead.endpoint_id]
+    assert healthy.failing_since is None
     assert [e.action for e in store.audit(app=app) if e.action == "webhook.disabled"]
     # New events skip it (the router's cache saw the change), the healthy endpoint not.
     assert accept(store, event("customer.updated"), router=router).deliveries == 1
