@@ -64,7 +64,7 @@ def test_kill_9_mid_run_then_restart_delivers_every_event(
     rec.answer = _slow_ok
     ids = _setup(store, sealer, rec, 200)
     log = tmp_path / "worker.log"
-    with worker_process(sqlite_url, log, "--batch", "20", "--concurrency", "4") as first:
+    with worker_process(sqlite_url, log, "--batch", "50", "--concurrency", "16") as first:
         wait_until(lambda: len(rec.at("/hook")) >= 30, what="first deliveries")
         os.kill(first.pid, signal.SIGKILL)
         first.wait()

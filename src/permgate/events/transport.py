@@ -242,6 +242,7 @@ class Transport:
         self.timeout = timeout
         self._destinations: dict[tuple[str, bool, str, int, bool], _Destination] = {}
         self._tls: ssl.SSLContext | None = None
+        self._parsed: dict[str, _Url] = {}
         self._next_sweep = time.monotonic() + _IDLE_SECONDS
 
     def _destination(self, target: Target, url: _Url) -> _Destination:
@@ -261,9 +262,17 @@ class Transport:
                     del self._destinations[k]
         return dest
 
+    def _url(self, target: Target) -> _Url:
+        url = self._parsed.get(target.url)
+        if url is None:
+            if len(self._parsed) > 10_000:
+                self._parsed.clear()
+            url = self._parsed[target.url] = _parse(target.url)
+        return url
+
     async def post(self, target: Target, body: bytes, headers: dict[str, str]) -> Response:
         """POST once (within `timeout`); raises TargetRefused, DeliveryError, TimeoutError."""
-        url = _parse(target.url)
+        url = self._url(target)
         _check_target(target, url)
         head = [b"POST ", url.target, b" HTTP/1.1\r\nHost: ", url.host_header,
                 b"\r\nUser-Agent: " + USER_AGENT.encode() + b"\r\n"]
