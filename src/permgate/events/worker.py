@@ -50,6 +50,18 @@ _MAX_ERROR = 500
 DISABLE_AFTER = timedelta(days=3)
 _FLUSH_SECONDS = 0.05  # results wait at most this long to be recorded in one batch
 _SWEEP_SECONDS = 30.0  # how often abandoned listen endpoints are looked for
+# What an attempt reads: the leased delivery's own columns, then its event, endpoint, install.
+_LEASED = ("delivery_id", "attempts", "app_id", "first_attempt_at", "endpoint_id",
+           "event_id", "install_id")
+_DETAILS = (
+    events.c.type, events.c.account, events.c.mode.label("event_mode"), events.c.payload,
+    events.c.target_app_id, webhook_endpoints.c.url,
+    webhook_endpoints.c.mode.label("endpoint_mode"), webhook_endpoints.c.kind,
+    webhook_endpoints.c.disabled_at, webhook_endpoints.c.enabled_events,
+    webhook_endpoints.c.removed_at, webhook_endpoints.c.secret_sealed,
+    webhook_endpoints.c.previous_secret_sealed, webhook_endpoints.c.previous_expires_at,
+    webhook_endpoints.c.failing_since, installs.c.mode.label("install_mode"),
+    installs.c.uninstalled_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +170,7 @@ class DeliveryWorker:
         self._transport = Transport(concurrency=concurrency, per_destination=per_endpoint,
                                     timeout=timeout)
         self._busy: Counter[str] = Counter()  # endpoint -> attempts in flight here
+        self._failing: set[str] = set()  # endpoints whose failing_since may be set
 
     def close(self) -> None:
         if not self._loop.is_closed():
@@ -200,18 +213,26 @@ class DeliveryWorker:
         self._loop.run_until_complete(self._serve(stop, idle))
 
     async def _serve(self, stop: threading.Event, idle: float) -> None:
+        """Claims, attempts and the recording of results overlap: while a batch of results
+        is being written, the next claim runs and attempts go on."""
         inflight: set[asyncio.Task[Outcome]] = set()
         done_outcomes: list[Outcome] = []
         wake = asyncio.Event()
+        flushing: asyncio.Task[None] | None = None
+
+        completed = [0]  # attempts finished since the last claim
 
         def finished(task: asyncio.Task[Outcome]) -> None:
             # A completion queue: O(1) per result, however many attempts are in flight.
             inflight.discard(task)
             done_outcomes.append(task.result())
+            completed[0] += 1
             wake.set()
 
         last_flush = self._loop.time()
         next_sweep = 0.0
+        threshold = max(1, min(self.batch, self.concurrency) // 4)
+        short_claim_at: float | None = None  # when a claim last found less than it wanted
         while True:
             if self.only_endpoint is None and self._loop.time() >= next_sweep:
                 next_sweep = self._loop.time() + _SWEEP_SECONDS
@@ -221,41 +242,55 @@ class DeliveryWorker:
                 except Exception as e:  # housekeeping must never stop delivery
                     log.warning("could not remove abandoned listen endpoints: %s", e)
             stopping = stop.is_set()
-            claimed = 0
+            want = claimed = 0
             free = self.concurrency - len(inflight)
-            # Claim when a good share of the slots is free (or nothing is in flight), so
-            # claims stay batches rather than one row per finished attempt.
-            if not stopping and (free >= max(1, min(self.batch, self.concurrency) // 4)
-                                 or not inflight):
+            # Claim when a good share of the slots is free, so claims stay batches rather
+            # than one row per finished attempt.
+            # After a claim that found less than it wanted (the due rows are claimed, or
+            # their endpoints are at their bound), claim again only once a share of the
+            # attempts finished or `idle` passed: an empty claim still costs a transaction.
+            if short_claim_at is not None and (
+                    completed[0] >= threshold or self._loop.time() - short_claim_at >= idle):
+                short_claim_at = None
+            if not stopping and short_claim_at is None and (free >= threshold or not inflight):
+                want = min(self.batch, free)
+                completed[0] = 0
                 try:
                     jobs = await asyncio.to_thread(
-                        self._claim_and_prepare, min(self.batch, free), dict(self._busy))
+                        self._claim_and_prepare, want, dict(self._busy))
                 except sa.exc.OperationalError as e:
                     log.warning("database unavailable, retrying: %s", e.orig)
                     jobs = []
                 self._hold(jobs)
                 claimed = len(jobs)
+                if claimed < want:
+                    short_claim_at = self._loop.time()
                 for job in jobs:
                     task = self._loop.create_task(self._attempt(job))
                     inflight.add(task)
                     task.add_done_callback(finished)
-            if inflight and not done_outcomes:
-                # Wait briefly for results; come back soon to claim again when the batch
-                # was full (more may be due).
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), _FLUSH_SECONDS if claimed else idle)
-                wake.clear()
-            elif not inflight and not done_outcomes:
-                if stopping:
-                    break
-                if not claimed:
-                    await asyncio.to_thread(stop.wait, idle)
             now = self._loop.time()
-            if done_outcomes and (len(done_outcomes) >= self.batch // 2 or not inflight
-                                  or now - last_flush >= _FLUSH_SECONDS):
-                batch, done_outcomes[:] = list(done_outcomes), []
-                await self._flush(batch)
+            flush_idle = flushing is None or flushing.done()
+            if done_outcomes and flush_idle and (
+                    len(done_outcomes) >= self.batch // 2 or not inflight
+                    or now - last_flush >= _FLUSH_SECONDS):
+                batch = list(done_outcomes)
+                done_outcomes.clear()
+                flushing = self._loop.create_task(self._flush(batch))
+                flushing.add_done_callback(lambda _: wake.set())
                 last_flush = now
+                flush_idle = False
+            if stopping and not inflight and not done_outcomes and flush_idle:
+                break
+            if claimed and claimed == want:
+                await asyncio.sleep(0)  # a full claim: more may be due at once
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), _FLUSH_SECONDS if inflight
+                                           or done_outcomes or short_claim_at else idle)
+                wake.clear()
+        if flushing is not None:
+            await flushing
 
     async def _flush(self, outcomes: list[Outcome]) -> None:
         while True:
@@ -287,8 +322,8 @@ class DeliveryWorker:
             if j.settled is None:
                 self._busy[j.target.endpoint_id] += 1
 
-    def _candidates(self, conn: Connection, now: datetime, limit: int, first: bool,
-                    busy: Mapping[str, int]) -> list[tuple[int, str]]:
+    def _candidates(self, now: datetime, limit: int, first: bool,
+                    busy: Mapping[str, int]) -> sa.Select[int, str]:
         d = deliveries.c
         stmt = (sa.select(d.delivery_id, d.endpoint_id)
                 .where(d.status == "pending", d.next_attempt_at <= now,
@@ -302,53 +337,63 @@ class DeliveryWorker:
         saturated = sorted(e for e, n in busy.items() if n >= self.per_endpoint)
         if saturated:
             stmt = stmt.where(d.endpoint_id.not_in(saturated))
-        stmt = (stmt.order_by(d.next_attempt_at).limit(limit)
+        return (stmt.order_by(d.next_attempt_at).limit(limit)
                 .with_for_update(skip_locked=True, of=deliveries))
-        return [(int(r[0]), str(r[1])) for r in conn.execute(stmt)]
+
+    def _choose(self, fresh: Sequence[tuple[int, str]], retries: Sequence[tuple[int, str]],
+                limit: int, in_flight: Mapping[str, int]) -> list[int]:
+        # New events keep at least 3/4 of the claim while there are any.
+        room_for_retries = max(limit - len(fresh), limit // 4)
+        busy = Counter(in_flight)
+        ids: list[int] = []
+        for did, endpoint_id in [*fresh[:limit - min(len(retries), room_for_retries)],
+                                 *retries[:room_for_retries]]:
+            if len(ids) >= limit:
+                break
+            if busy[endpoint_id] < self.per_endpoint:
+                busy[endpoint_id] += 1
+                ids.append(did)
+        return ids
 
     def _claim(self, limit: int, in_flight: Mapping[str, int]) -> list[RowMapping]:
         now = self._clock()
+        fresh_q = self._candidates(now, limit, True, in_flight)
+        retry_q = self._candidates(now, limit, False, in_flight)
         with writing(self.store) as conn:
-            fresh = self._candidates(conn, now, limit, True, in_flight)
-            retries = self._candidates(conn, now, limit, False, in_flight)
-            # New events keep at least 3/4 of the claim while there are any.
-            room_for_retries = max(limit - len(fresh), limit // 4)
-            busy = Counter(in_flight)
-            ids: list[int] = []
-            for did, endpoint_id in [*fresh[:limit - min(len(retries), room_for_retries)],
-                                     *retries[:room_for_retries]]:
-                if len(ids) >= limit:
-                    break
-                if busy[endpoint_id] < self.per_endpoint:
-                    busy[endpoint_id] += 1
-                    ids.append(did)
+            postgres = conn.dialect.name == "postgresql"
+            if postgres:
+                # One round trip: both candidate sets, each locked with SKIP LOCKED.
+                f, r = fresh_q.cte("fresh"), retry_q.cte("retry")
+                rows = conn.execute(sa.union_all(
+                    sa.select(f.c.delivery_id, f.c.endpoint_id, sa.literal(True)),
+                    sa.select(r.c.delivery_id, r.c.endpoint_id, sa.literal(False)))).all()
+                fresh = [(int(x[0]), str(x[1])) for x in rows if x[2]]
+                retries = [(int(x[0]), str(x[1])) for x in rows if not x[2]]
+            else:
+                fresh = [(int(x[0]), str(x[1])) for x in conn.execute(fresh_q)]
+                retries = [(int(x[0]), str(x[1])) for x in conn.execute(retry_q)]
+            ids = self._choose(fresh, retries, limit, in_flight)
             if not ids:
                 return []
-            conn.execute(deliveries.update().where(deliveries.c.delivery_id.in_(ids)).values(
+            lease = deliveries.update().where(deliveries.c.delivery_id.in_(ids)).values(
                 attempts=deliveries.c.attempts + 1, next_attempt_at=now + self.lease,
                 last_attempt_at=now,
-                first_attempt_at=sa.func.coalesce(deliveries.c.first_attempt_at, now)))
+                first_attempt_at=sa.func.coalesce(deliveries.c.first_attempt_at, now))
+            if postgres:
+                # One round trip: lease the rows and read what the attempts need.
+                leased = lease.returning(*(deliveries.c[n] for n in _LEASED)).cte("leased")
+                source: sa.FromClause = leased
+            else:
+                conn.execute(lease)
+                source = deliveries
+            c = source.c
             return list(conn.execute(
-                sa.select(
-                    deliveries.c.delivery_id, deliveries.c.attempts, deliveries.c.app_id,
-                    deliveries.c.first_attempt_at, deliveries.c.endpoint_id,
-                    deliveries.c.event_id, events.c.type, events.c.account,
-                    events.c.mode.label("event_mode"), events.c.payload,
-                    events.c.target_app_id, webhook_endpoints.c.url,
-                    webhook_endpoints.c.mode.label("endpoint_mode"),
-                    webhook_endpoints.c.kind, webhook_endpoints.c.disabled_at,
-                    webhook_endpoints.c.enabled_events, webhook_endpoints.c.removed_at,
-                    webhook_endpoints.c.secret_sealed,
-                    webhook_endpoints.c.previous_secret_sealed,
-                    webhook_endpoints.c.previous_expires_at,
-                    installs.c.mode.label("install_mode"),
-                    installs.c.uninstalled_at,
-                )
-                .select_from(deliveries.join(events, events.c.event_id == deliveries.c.event_id)
+                sa.select(*(c[n] for n in _LEASED), *_DETAILS)
+                .select_from(source.join(events, events.c.event_id == c.event_id)
                              .join(webhook_endpoints,
-                                   webhook_endpoints.c.endpoint_id == deliveries.c.endpoint_id)
-                             .join(installs, installs.c.install_id == deliveries.c.install_id))
-                .where(deliveries.c.delivery_id.in_(ids))).mappings())
+                                   webhook_endpoints.c.endpoint_id == c.endpoint_id)
+                             .join(installs, installs.c.install_id == c.install_id))
+                .where(c.delivery_id.in_(ids))).mappings())
 
     # -- per attempt ------------------------------------------------------------------------
 
@@ -393,6 +438,8 @@ class DeliveryWorker:
 
     def _prepare(self, row: RowMapping, timestamp: int) -> _Job:
         target = Target(row["endpoint_id"], row["url"], row["kind"] == LOCAL)
+        if row["failing_since"] is not None:
+            self._failing.add(row["endpoint_id"])
         body = row["payload"].encode("utf-8")
         try:
             reason = self._still_allowed(row)
@@ -489,6 +536,11 @@ class DeliveryWorker:
     def _health(self, conn: Connection, outcomes: Iterable[Outcome], now: datetime) -> None:
         ok = {o.endpoint_id for o in outcomes if o.reached is True}
         failing = {o.endpoint_id for o in outcomes if o.reached is False} - ok
+        self._failing.update(failing)
+        # Only endpoints known to be failing need their clock reset: a healthy outbox
+        # costs no extra statement here.
+        ok = {e for e in ok if e in self._failing}
+        self._failing.difference_update(ok)
         e = webhook_endpoints.c
         if ok:
             conn.execute(webhook_endpoints.update().where(
