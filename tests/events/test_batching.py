@@ -115,29 +115,29 @@ def test_concurrent_requests_to_the_ingest_endpoint_share_transactions(
 
 
 def test_retries_of_a_dead_endpoint_do_not_starve_new_events(
-    store: Store, sealer: Sealer, rec: Receiver,
+    any_store: Store, sealer: Sealer, rec: Receiver,
 ) -> None:
-    dead_app = new_app(store, ["event_read", "customer_read"])
-    live_app = new_app(store, ["event_read", "customer_read"])
-    install(store, dead_app)
-    install(store, live_app)
-    add_endpoint(store, dead_app, "http://127.0.0.1:9/refused", ["customer.updated"], "live",
+    dead_app = new_app(any_store, ["event_read", "customer_read"])
+    live_app = new_app(any_store, ["event_read", "customer_read"])
+    install(any_store, dead_app)
+    install(any_store, live_app)
+    add_endpoint(any_store, dead_app, "http://127.0.0.1:9/refused", ["customer.updated"], "live",
                  by="dev", sealer=sealer)
     for _ in range(40):
-        accept_many(store, [(event("customer.updated"), None)])
-    with DeliveryWorker(store, sealer=sealer, policy=FAST, batch=40, per_endpoint=40) as w:
+        accept_many(any_store, [(event("customer.updated"), None)])
+    with DeliveryWorker(any_store, sealer=sealer, policy=FAST, batch=40, per_endpoint=40) as w:
         assert w.drain(max_rounds=1) == 40  # 40 first attempts fail: now 40 retries
-    assert {d.status for d in list_deliveries(store)} == {"pending"}
-    add_endpoint(store, live_app, rec.url + "/fresh", ["*"], "live", by="dev", sealer=sealer)
+    assert {d.status for d in list_deliveries(any_store)} == {"pending"}
+    add_endpoint(any_store, live_app, rec.url + "/fresh", ["*"], "live", by="dev", sealer=sealer)
     fresh = [event("customer.created") for _ in range(6)]
-    accept_many(store, [(e, None) for e in fresh])
+    accept_many(any_store, [(e, None) for e in fresh])
     time.sleep(0.3)  # every retry is due again, older than the new events
-    with DeliveryWorker(store, sealer=sealer, policy=FAST, batch=8, per_endpoint=6,
+    with DeliveryWorker(any_store, sealer=sealer, policy=FAST, batch=8, per_endpoint=6,
                         disable_after=timedelta(days=3)) as w:
         assert w.run_once() == 8
     # One claim of 8 with 40 older retries due: the new events still got 6 of the slots.
     assert len(rec.at("/fresh")) == 6
-    retried = [d for d in list_deliveries(store) if d.endpoint_id != "" and d.attempts == 2]
+    retried = [d for d in list_deliveries(any_store) if d.endpoint_id != "" and d.attempts == 2]
     assert len(retried) == 2
 
 

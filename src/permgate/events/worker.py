@@ -28,8 +28,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
+from psycopg.rows import dict_row as psycopg_dict_row
 from sqlalchemy.engine import Connection, RowMapping
 
 from permgate.events import signing
@@ -50,6 +52,54 @@ _MAX_ERROR = 500
 DISABLE_AFTER = timedelta(days=3)
 _FLUSH_SECONDS = 0.05  # results wait at most this long to be recorded in one batch
 _SWEEP_SECONDS = 30.0  # how often abandoned listen endpoints are looked for
+# PostgreSQL's claim as one statement: the due first attempts and retries, each locked with
+# SKIP LOCKED; first attempts keep 3/4 of the claim while there are any; at most `cap` in
+# flight per endpoint (counting those already in flight here); the chosen rows leased; and
+# what the attempts need read, joined. `_choose` is the same rule in Python.
+_D, _E, _W, _I = deliveries.name, events.name, webhook_endpoints.name, installs.name
+_PG_CLAIM = f"""
+WITH fresh AS (
+  SELECT delivery_id, endpoint_id, next_attempt_at FROM {_D}
+  WHERE status = 'pending' AND next_attempt_at <= %(now)s AND attempts = 0 {{scope}}
+    AND NOT (endpoint_id = ANY(%(saturated)s::text[]))
+  ORDER BY next_attempt_at LIMIT %(n)s FOR UPDATE SKIP LOCKED),
+retry AS (
+  SELECT delivery_id, endpoint_id, next_attempt_at FROM {_D}
+  WHERE status = 'pending' AND next_attempt_at <= %(now)s AND attempts > 0 {{scope}}
+    AND NOT (endpoint_id = ANY(%(saturated)s::text[]))
+  ORDER BY next_attempt_at LIMIT %(n)s FOR UPDATE SKIP LOCKED),
+quota AS (
+  SELECT greatest(%(n)s - (SELECT count(*) FROM fresh), %(n)s / 4) AS room,
+         (SELECT count(*) FROM retry) AS nr),
+pool AS (
+  SELECT delivery_id, endpoint_id, 0 AS kind,
+         row_number() OVER (ORDER BY next_attempt_at, delivery_id) AS rn FROM fresh
+  UNION ALL
+  SELECT delivery_id, endpoint_id, 1 AS kind,
+         row_number() OVER (ORDER BY next_attempt_at, delivery_id) AS rn FROM retry),
+taken AS (
+  SELECT p.* FROM pool p, quota q
+  WHERE (p.kind = 0 AND p.rn <= %(n)s - least(q.nr, q.room)) OR (p.kind = 1 AND p.rn <= q.room)),
+capped AS (
+  SELECT t.delivery_id, t.kind, t.rn, coalesce(b.busy, 0)
+           + row_number() OVER (PARTITION BY t.endpoint_id ORDER BY t.kind, t.rn) AS k
+  FROM taken t LEFT JOIN unnest(%(busy_ids)s::text[], %(busy_n)s::int[]) AS b(endpoint_id, busy)
+    ON b.endpoint_id = t.endpoint_id),
+chosen AS (SELECT delivery_id FROM capped WHERE k <= %(cap)s ORDER BY kind, rn LIMIT %(n)s),
+leased AS (
+  UPDATE {_D} d SET attempts = d.attempts + 1, next_attempt_at = %(until)s,
+         last_attempt_at = %(now)s, first_attempt_at = coalesce(d.first_attempt_at, %(now)s)
+  FROM chosen c WHERE d.delivery_id = c.delivery_id
+  RETURNING d.delivery_id, d.attempts, d.app_id, d.first_attempt_at, d.endpoint_id,
+            d.event_id, d.install_id)
+SELECT l.*, e.type, e.account, e.mode AS event_mode, e.payload, e.target_app_id, w.url,
+       w.mode AS endpoint_mode, w.kind, w.disabled_at, w.enabled_events, w.removed_at,
+       w.secret_sealed, w.previous_secret_sealed, w.previous_expires_at, w.failing_since,
+       i.mode AS install_mode, i.uninstalled_at
+FROM leased l JOIN {_E} e ON e.event_id = l.event_id
+  JOIN {_W} w ON w.endpoint_id = l.endpoint_id JOIN {_I} i ON i.install_id = l.install_id
+"""
+
 # What an attempt reads: the leased delivery's own columns, then its event, endpoint, install.
 _LEASED = ("delivery_id", "attempts", "app_id", "first_attempt_at", "endpoint_id",
            "event_id", "install_id")
@@ -356,6 +406,34 @@ class DeliveryWorker:
         return ids
 
     def _claim(self, limit: int, in_flight: Mapping[str, int]) -> list[RowMapping]:
+        if self.store.engine.dialect.name == "postgresql":
+            return self._claim_pg(limit, in_flight)
+        return self._claim_generic(limit, in_flight)
+
+    def _claim_pg(self, limit: int, in_flight: Mapping[str, int]) -> list[RowMapping]:
+        """The same claim as `_claim_generic`, as ONE statement in its own transaction
+        (autocommit): one round trip. Rows locked but not chosen are released at once."""
+        now = self._clock()
+        if self.only_endpoint is not None:
+            scope = "AND endpoint_id = %(only)s"
+        else:
+            scope = ("AND endpoint_id NOT IN (SELECT endpoint_id FROM "
+                     f"{webhook_endpoints.name} WHERE kind = 'local')")
+        saturated = sorted(e for e, n in in_flight.items() if n >= self.per_endpoint)
+        busy = sorted(in_flight.items())
+        params = {
+            "now": now, "n": limit, "cap": self.per_endpoint, "until": now + self.lease,
+            "only": self.only_endpoint, "saturated": saturated,
+            "busy_ids": [e for e, _ in busy], "busy_n": [n for _, n in busy],
+        }
+        with self.store.engine.connect().execution_options(
+                isolation_level="AUTOCOMMIT") as conn:
+            raw: Any = conn.connection.driver_connection
+            with raw.cursor(row_factory=psycopg_dict_row) as cur:
+                cur.execute(_PG_CLAIM.format(scope=scope), params)
+                return list(cur.fetchall())
+
+    def _claim_generic(self, limit: int, in_flight: Mapping[str, int]) -> list[RowMapping]:
         now = self._clock()
         fresh_q = self._candidates(now, limit, True, in_flight)
         retry_q = self._candidates(now, limit, False, in_flight)
