@@ -1,137 +1,352 @@
-"""Fan-out benchmark (not a test): one event on an account with 1, 100 and 10,000 installs.
+"""Events at platform scale (not a test): ingest and delivery, each beside its bare baseline.
 
-Reports events/s accepted into the outbox (each event fanned out to every install) and
-deliveries/s from the outbox to a local HTTP receiver, on SQLite and PostgreSQL.
+Setup per database: 1,000 accounts x 3 installed apps (different grants) x 1 endpoint each,
+and a mix of Stripe's common event types (some reach no app, as on a real platform).
 
-    .venv/bin/python bench/bench_events.py [--sizes 1,100,10000] [--no-postgres]
+- ingest: events/s accepted into the outbox (routing by grant, duplicate check, events and
+  deliveries written in one transaction per batch), beside a bare batched INSERT of the
+  same event and delivery rows in the same batches (no routing, no checks);
+- delivery: deliveries/s from one worker process (claim, re-check, sign, POST, record) to a
+  local keep-alive receiver running in its own process, beside a bare keep-alive POST loop
+  (the same HTTP client, pool and concurrency, no database) to the same receiver.
+
+    scripts/bench events [--events 20000] [--batch 500] [--no-postgres] [--no-sqlite]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+import random
 import secrets
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import aiohttp
 import psycopg
 import sqlalchemy as sa
 
 from permgate import manifest
-from permgate.events import DeliveryWorker, RetryPolicy, Sealer, accept, add_endpoint
-from permgate.events.routing import Grants
+from permgate.events import DeliveryWorker, RetryPolicy, Sealer, add_endpoint, sign
+from permgate.events.outbox import Router, accept_many
+from permgate.events.schema import deliveries, events
+from permgate.events.transport import Target, Transport
 from permgate.store import Store
 from permgate.store.schema import installs
 
-ACCOUNT = "acct_bench"
 # The receiver listens on 127.0.0.1: the explicit local-development setting lets endpoints
-# of every mode use it (events/targets.py).
+# of every mode use it (events/targets.py); the worker and the bare loop both go through the
+# address policy, as in production.
 os.environ.setdefault("PERMGATE_DEV_ALLOW_PRIVATE_WEBHOOKS", "all")
 PG = os.environ.get("PERMGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+ACCOUNTS = 1000
+APPS = {  # app -> (permissions, subscribed events)
+    "com.bench.billing": (["event_read", "customer_read", "invoice_read", "subscription_read"],
+                          ["*"]),
+    "com.bench.payments": (["event_read", "charge_read", "payment_intent_read"], ["*"]),
+    "com.bench.crm": (["event_read", "customer_read"],
+                      ["customer.created", "customer.updated", "customer.deleted"]),
+}
+# Stripe's common events, weighted roughly as a payments platform sees them.
+MIX = {
+    "payment_intent.created": 14, "payment_intent.succeeded": 14, "charge.succeeded": 14,
+    "charge.refunded": 2, "customer.created": 5, "customer.updated": 10,
+    "invoice.created": 5, "invoice.finalized": 5, "invoice.paid": 6,
+    "invoice.payment_succeeded": 6, "customer.subscription.created": 3,
+    "customer.subscription.updated": 6, "checkout.session.completed": 4,
+    "balance.available": 3, "payout.paid": 1, "payment_method.attached": 2,
+}
 
 
-class _DeepQueueServer(ThreadingHTTPServer):
-    # With the default accept queue (5), concurrent deliveries can be refused at connect,
-    # and a refused attempt is retried: the receiver must not be the bottleneck measured.
-    request_queue_size = 128
+def _event(k: int, rnd: random.Random) -> dict[str, Any]:
+    etype = rnd.choices(list(MIX), weights=list(MIX.values()))[0]
+    obj = etype.rsplit(".", 1)[0].split(".")[-1]
+    return {
+        "id": f"evt_{secrets.token_hex(12)}", "object": "event", "api_version": "2024-04-10",
+        "account": f"acct_bench{rnd.randrange(ACCOUNTS)}", "created": 1_700_000_000 + k,
+        "livemode": True, "pending_webhooks": 1, "type": etype,
+        "request": {"id": f"req_{secrets.token_hex(7)}", "idempotency_key": None},
+        "data": {"object": {
+            "id": f"{obj[:3]}_{secrets.token_hex(12)}", "object": obj, "amount": 2000,
+            "currency": "usd", "customer": f"cus_{secrets.token_hex(7)}",
+            "description": "bench " * 20, "livemode": True, "created": 1_700_000_000 + k,
+            "metadata": {"order_id": str(k), "source": "bench"},
+            "status": "succeeded",
+        }},
+    }
+
+
+def _populate(store: Store, url: str, sealer: Sealer) -> None:
+    """3 apps with an endpoint each, installed (live) on every account; installs written in
+    bulk (the store's install() is one audited transaction each: not what is measured)."""
+    rows = []
+    for app_id, (perms, subscribed) in APPS.items():
+        data = {"id": app_id, "version": "1", "name": app_id, "icon": "",
+                "permissions": [{"permission": p, "purpose": "bench"} for p in perms],
+                "ui_extension": {"views": []}}
+        store.upload_version(manifest.parse(json.dumps(data)), actor="bench")
+        store.install(app_id, "acct_bench0", "live", by="bench", role="admin")
+        with store.engine.connect() as conn:
+            template = dict(conn.execute(sa.select(installs).where(
+                installs.c.app_id == app_id)).mappings().one())
+        rows += [{**template, "install_id": f"in_{app_id[10:]}{i}", "account": f"acct_bench{i}"}
+                 for i in range(1, ACCOUNTS)]
+        add_endpoint(store, app_id, f"{url}/{app_id}", subscribed, "live", by="bench",
+                     sealer=sealer)
+    with store.engine.begin() as conn:
+        conn.execute(installs.insert(), rows)
+
+
+# -- the receiver: its own process, so it never competes with the worker for the GIL --------
+
+RECEIVER = r'''
+import asyncio, sys, httptools
+count = 0
+class P(asyncio.Protocol):
+    def connection_made(self, t):
+        self.t = t; self.p = httptools.HttpRequestParser(self); self.url = b""
+    def on_url(self, url): self.url = url
+    def on_message_complete(self):
+        global count
+        if self.url == b"/count":
+            body = str(count).encode()
+            self.t.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        else:
+            count += 1
+            self.t.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    def data_received(self, data): self.p.feed_data(data)
+async def main():
+    server = await asyncio.get_running_loop().create_server(P, "127.0.0.1", 0, backlog=1024)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+asyncio.run(main())
+'''
 
 
 @contextmanager
-def receiver() -> Iterator[tuple[str, list[int]]]:
-    count = [0]
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as real receivers
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            with lock:
-                count[0] += 1
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = _DeepQueueServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def receiver() -> Iterator[str]:
+    proc = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE)
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", count
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        yield f"http://127.0.0.1:{port}"
     finally:
-        server.shutdown()
-        server.server_close()
+        proc.terminate()
+        proc.wait()
 
 
-def _populate(store: Store, n: int, url: str, sealer: Sealer) -> None:
-    """n apps, each installed on the account with one endpoint; installs written in bulk
-    (the store's install() is one audited transaction each, which is not what we measure)."""
-    for i in range(n):
-        app_id = f"com.bench.app{i}"
-        data = {"id": app_id, "version": "1", "name": app_id, "icon": "",
-                "permissions": [{"permission": p, "purpose": "bench"}
-                                for p in ("event_read", "customer_read")],
-                "ui_extension": {"views": []}}
-        store.upload_version(manifest.parse(json.dumps(data)), actor="bench")
-        if i == 0:
-            store.install(app_id, ACCOUNT, "live", by="bench", role="admin")
-            with store.engine.connect() as conn:
-                template = dict(conn.execute(sa.select(installs)).mappings().one())
-            rows = []
-        else:
-            rows.append({**template, "install_id": f"in_bench{i}", "app_id": app_id})
-        add_endpoint(store, app_id, f"{url}/{i}", ["*"], "live", by="bench", sealer=sealer)
-    if rows:
+def _received(url: str) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/count") as r:
+        return int(r.read())
+
+
+# -- ingest -----------------------------------------------------------------------------------
+
+def bench_ingest(store: Store, evs: list[dict[str, Any]], batch: int) -> dict[str, Any]:
+    router = Router(store)
+    raws = [(e, json.dumps(e).encode()) for e in evs]
+    warm = raws[:batch]
+    accept_many(store, warm, router=router)  # fills the per-account caches a little
+    t0 = time.perf_counter()
+    stored = 0
+    for k in range(batch, len(raws), batch):
+        results = accept_many(store, raws[k:k + batch], router=router)
+        stored += sum(getattr(r, "deliveries", 0) for r in results)
+    seconds = time.perf_counter() - t0
+    return {"events": len(raws) - batch, "deliveries": stored, "seconds": seconds}
+
+
+def bench_bare_insert(store: Store, evs: list[dict[str, Any]], batch: int,
+                      routes: dict[str, list[tuple[str, str, str]]]) -> dict[str, Any]:
+    """The same rows, written by plain batched INSERTs: the floor of what the outbox costs."""
+    now = time.time()
+    from datetime import UTC, datetime
+
+    at = datetime.fromtimestamp(now, UTC)
+    body = [(e, json.dumps(e)) for e in evs[batch:]]
+    t0 = time.perf_counter()
+    rows = 0
+    for k in range(0, len(body), batch):
+        chunk = body[k:k + batch]
+        ev_rows = [{"event_id": "b" + e["id"], "account": e["account"], "mode": "live",
+                    "type": e["type"], "created": e["created"], "payload": raw,
+                    "source": "webhook", "target_app_id": None, "received_at": at}
+                   for e, raw in chunk]
+        d_rows = [{"event_id": "b" + e["id"], "endpoint_id": ep, "app_id": app,
+                   "install_id": inst, "status": "pending", "attempts": 0,
+                   "next_attempt_at": at, "created_at": at}
+                  for e, _ in chunk for ep, app, inst in routes.get(e["id"], ())]
         with store.engine.begin() as conn:
-            conn.execute(installs.insert(), rows)
+            conn.execute(events.insert(), ev_rows)
+            if d_rows:
+                conn.execute(deliveries.insert(), d_rows)
+        rows += len(d_rows)
+    seconds = time.perf_counter() - t0
+    return {"events": len(body), "deliveries": rows, "seconds": seconds}
 
 
-def _bench(url: str, label: str, sizes: list[int]) -> list[dict[str, Any]]:
-    out = []
-    sealer = Sealer(secrets.token_bytes(32))
-    for n in sizes:
-        with receiver() as (rurl, count), Store.open(_fresh(url, label, n), upgrade=True) as store:
-            _populate(store, n, rurl, sealer)
-            events = max(1, min(200, 20_000 // n))
-            grants = Grants()
-            t0 = time.perf_counter()
-            for k in range(events):
-                accept(store, {"id": f"evt_b{n}_{k}", "type": "customer.updated",
-                               "livemode": True, "account": ACCOUNT, "created": 1,
-                               "data": {"object": {"id": "cus_1"}}}, grants=grants)
-            accept_s = time.perf_counter() - t0
-            policy = RetryPolicy(first_delay=0.01, max_delay=0.05, jitter=0)
-            with DeliveryWorker(store, sealer=sealer, batch=500, concurrency=32,
-                                policy=policy) as w:
-                t0 = time.perf_counter()
-                attempts = 0
-                while count[0] < events * n:  # failed attempts come back after 10 ms
-                    attempts += w.drain()
-                deliver_s = time.perf_counter() - t0
-            assert count[0] == events * n, (count[0], events, n)
-            row = {"db": label, "installs": n, "events": events,
-                   "events_per_s": round(events / accept_s, 1),
-                   "fanout_rows_per_s": round(events * n / accept_s),
-                   "deliveries": count[0], "attempts": attempts,
-                   "deliveries_per_s": round(count[0] / deliver_s)}
-            print(json.dumps(row), flush=True)
-            out.append(row)
+def bench_bare_unnest(store: Store, evs: list[dict[str, Any]], batch: int,
+                      routes: dict[str, list[tuple[str, str, str]]]) -> dict[str, Any]:
+    """PostgreSQL: the same rows as one INSERT ... SELECT FROM unnest() per table and batch
+    (binary arrays), the fastest bare form, without routing or the duplicate check."""
+    from datetime import UTC, datetime
+
+    at = datetime.now(UTC)
+    body = [(e, json.dumps(e)) for e in evs[batch:]]
+    ev_sql = ("INSERT INTO events (event_id, account, mode, type, created, payload, source, "
+              "received_at) SELECT u.*, 'webhook', %(at)b FROM unnest(%(ids)b::text[], "
+              "%(acc)b::text[], %(modes)b::text[], %(types)b::text[], %(cr)b::bigint[], "
+              "%(pl)b::text[]) AS u")
+    d_sql = ("INSERT INTO event_deliveries (event_id, endpoint_id, app_id, install_id, status, "
+             "attempts, next_attempt_at, created_at) SELECT u.*, 'pending', 0, %(at)b, %(at)b "
+             "FROM unnest(%(ev)b::text[], %(ep)b::text[], %(app)b::text[], %(inst)b::text[]) AS u")
+    t0 = time.perf_counter()
+    rows = 0
+    for k in range(0, len(body), batch):
+        chunk = body[k:k + batch]
+        d = [("u" + e["id"], ep, app, inst) for e, _ in chunk
+             for ep, app, inst in routes.get(e["id"], ())]
+        with store.engine.begin() as conn:
+            raw: Any = conn.connection.driver_connection
+            with raw.cursor() as cur:
+                cur.execute(ev_sql, {
+                    "at": at, "ids": ["u" + e["id"] for e, _ in chunk],
+                    "acc": [e["account"] for e, _ in chunk], "modes": ["live"] * len(chunk),
+                    "types": [e["type"] for e, _ in chunk],
+                    "cr": [e["created"] for e, _ in chunk], "pl": [raw_ for _, raw_ in chunk]})
+                if d:
+                    cur.execute(d_sql, {"at": at, "ev": [x[0] for x in d],
+                                        "ep": [x[1] for x in d], "app": [x[2] for x in d],
+                                        "inst": [x[3] for x in d]})
+        rows += len(d)
+    return {"events": len(body), "deliveries": rows, "seconds": time.perf_counter() - t0}
+
+
+def _routes_written(store: Store) -> dict[str, list[tuple[str, str, str]]]:
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    with store.engine.connect() as conn:
+        for r in conn.execute(sa.select(deliveries.c.event_id, deliveries.c.endpoint_id,
+                                        deliveries.c.app_id, deliveries.c.install_id)):
+            out.setdefault(r[0], []).append((r[1], r[2], r[3]))
     return out
 
+
+# -- delivery ---------------------------------------------------------------------------------
+
+def bench_worker(store: Store, sealer: Sealer, rurl: str, *, concurrency: int,
+                 per_endpoint: int, batch: int) -> dict[str, Any]:
+    with store.engine.connect() as conn:
+        due = conn.execute(sa.select(sa.func.count()).select_from(deliveries).where(
+            deliveries.c.status == "pending")).scalar_one()
+    before = _received(rurl)
+    stop = threading.Event()
+    policy = RetryPolicy(first_delay=0.05, max_delay=0.2, jitter=0)
+    with DeliveryWorker(store, sealer=sealer, batch=batch, concurrency=concurrency,
+                        per_endpoint=per_endpoint, policy=policy) as worker:
+        thread = threading.Thread(target=worker.run, args=(stop, 0.02))
+        t0 = time.perf_counter()
+        thread.start()
+        try:
+            # Watch the receiver's counter (another process) rather than the outbox, so the
+            # watching costs the worker nothing; then wait for the last results to be
+            # recorded: the time includes them.
+            while _received(rurl) - before < due:
+                time.sleep(0.05)
+            while True:
+                with store.engine.connect() as conn:
+                    left = conn.execute(sa.select(sa.func.count()).select_from(deliveries)
+                                        .where(deliveries.c.status == "pending")).scalar_one()
+                if not left:
+                    break
+                time.sleep(0.01)
+            seconds = time.perf_counter() - t0
+        finally:
+            stop.set()
+            thread.join()
+    got = _received(rurl) - before
+    assert got >= due, (got, due)
+    return {"deliveries": due, "received": got, "seconds": seconds}
+
+
+def bench_bare_posts(rurl: str, bodies: list[bytes], *, concurrency: int,
+                     per_endpoint: int, client: str) -> dict[str, Any]:
+    """The same bodies POSTed with no database: `permgate` = the worker's own transport
+    (same pool and limits), `aiohttp` = the library, same concurrency and pool size."""
+    secret = "whsec_" + secrets.token_hex(16)
+
+    async def run() -> float:
+        gate = asyncio.Semaphore(concurrency)
+        if client == "permgate":
+            transport = Transport(concurrency=concurrency, per_destination=per_endpoint)
+            # Three endpoints, as in the setup: each has its own pool.
+            targets = [Target(f"we_bare{i}", f"{rurl}/bare{i}", local=False, mode="live")
+                       for i in range(3)]
+
+            async def one(k: int, body: bytes) -> None:
+                async with gate:
+                    resp = await transport.post(targets[k % 3], body, {
+                        "Content-Type": "application/json; charset=utf-8",
+                        "Stripe-Signature": sign(body, [secret])})
+                    assert resp.status == 200
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one(k, b) for k, b in enumerate(bodies)))
+            seconds = time.perf_counter() - t0
+            await transport.close()
+            return seconds
+        # aiohttp pools per host: the three endpoints' connections together.
+        connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=3 * per_endpoint)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def one_aio(body: bytes) -> None:
+                async with gate, session.post(f"{rurl}/bare", data=body, headers={
+                        "Content-Type": "application/json; charset=utf-8",
+                        "Stripe-Signature": sign(body, [secret])}) as resp:
+                    await resp.read()
+                    assert resp.status == 200
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one_aio(b) for b in bodies))
+            return time.perf_counter() - t0
+
+    seconds = asyncio.run(run())
+    return {"deliveries": len(bodies), "seconds": seconds}
+
+
+def bench_serial_loop(rurl: str, bodies: list[bytes]) -> dict[str, Any]:
+    """One keep-alive connection, one POST after another (http.client): a second reference."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(rurl)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port)
+    t0 = time.perf_counter()
+    for body in bodies:
+        conn.request("POST", "/serial", body=body,
+                     headers={"Content-Type": "application/json; charset=utf-8"})
+        resp = conn.getresponse()
+        resp.read()
+    seconds = time.perf_counter() - t0
+    conn.close()
+    return {"deliveries": len(bodies), "seconds": seconds}
+
+
+# -- the run ----------------------------------------------------------------------------------
 
 _schemas: list[str] = []
 
 
-def _fresh(base: str, label: str, n: int) -> str:
+def _fresh(label: str) -> str:
     if label == "sqlite":
         return f"sqlite:///{tempfile.mkdtemp(prefix='permgate-bench-')}/bench.db"
     schema = f"permgate_bench_{secrets.token_hex(4)}"
@@ -141,20 +356,113 @@ def _fresh(base: str, label: str, n: int) -> str:
     return f"{PG}?options=-csearch_path%3D{schema}"
 
 
+def _rate(n: int, seconds: float) -> int:
+    return round(n / seconds) if seconds else 0
+
+
+def run_db(label: str, args: argparse.Namespace, rurl: str) -> dict[str, Any]:
+    sealer = Sealer(secrets.token_bytes(32))
+    rnd = random.Random(15)
+    evs = [_event(k, rnd) for k in range(args.events + args.batch)]
+    with Store.open(_fresh(label), upgrade=True) as store:
+        _populate(store, rurl, sealer)
+        ingest = bench_ingest(store, evs, args.batch)
+        routes = _routes_written(store)
+        bare = bench_bare_insert(store, evs, args.batch, routes)
+        unnest = bench_bare_unnest(store, evs, args.batch, routes) if label != "sqlite" else None
+        # Only permgate's own rows are pending; the bare rows would double the delivery run.
+        with store.engine.begin() as conn:
+            conn.execute(deliveries.delete().where(deliveries.c.event_id.like("bevt_%")
+                                                   | deliveries.c.event_id.like("uevt_%")))
+        worker = bench_worker(store, sealer, rurl, concurrency=args.concurrency,
+                              per_endpoint=args.per_endpoint, batch=args.worker_batch)
+    return {"db": label, "ingest": ingest, "bare_insert": bare, "bare_unnest": unnest,
+            "worker": worker,
+            "bodies": [json.dumps(e).encode() for e in evs[:worker["deliveries"]]]}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--sizes", default="1,100,10000")
+    ap.add_argument("--events", type=int, default=20_000)
+    ap.add_argument("--batch", type=int, default=500, help="events per ingest transaction")
+    ap.add_argument("--worker-batch", type=int, default=500, help="deliveries per claim")
+    ap.add_argument("--concurrency", type=int, default=256)
+    ap.add_argument("--per-endpoint", type=int, default=64,
+                    help="attempts in flight (and connections) per endpoint")
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--no-sqlite", action="store_true")
+    ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    results = []
     try:
-        _bench("", "sqlite", sizes)
-        if not args.no_postgres:
-            _bench(PG, "postgresql", sizes)
+        with receiver() as rurl:
+            for label in ("sqlite", "postgresql"):
+                if (label == "sqlite" and args.no_sqlite) or (
+                        label == "postgresql" and args.no_postgres):
+                    continue
+                results.append(run_db(label, args, rurl))
+            bodies = results[0]["bodies"] if results else [b"{}"] * 10_000
+            bare = bench_bare_posts(rurl, bodies, concurrency=args.concurrency,
+                                    per_endpoint=args.per_endpoint, client="permgate")
+            aio = bench_bare_posts(rurl, bodies, concurrency=args.concurrency,
+                                   per_endpoint=args.per_endpoint, client="aiohttp")
+            serial = bench_serial_loop(rurl, bodies[:5000])
     finally:
         with psycopg.connect(PG, autocommit=True) as conn:
             for schema in _schemas:
                 conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    out = {"setup": {"accounts": ACCOUNTS, "apps": len(APPS), "endpoints_per_app": 1,
+                     "events": args.events, "ingest_batch": args.batch,
+                     "worker": {"batch": args.worker_batch, "concurrency": args.concurrency,
+                                "per_endpoint": args.per_endpoint}},
+           "bare_post_loop_per_s": _rate(bare["deliveries"], bare["seconds"]),
+           "aiohttp_post_loop_per_s": _rate(aio["deliveries"], aio["seconds"]),
+           "serial_keepalive_loop_per_s": _rate(serial["deliveries"], serial["seconds"]),
+           "databases": []}
+    for r in results:
+        ing, ins, w = r["ingest"], r["bare_insert"], r["worker"]
+        out["databases"].append({
+            "db": r["db"],
+            "ingest_events_per_s": _rate(ing["events"], ing["seconds"]),
+            "ingest_deliveries_written_per_s": _rate(ing["deliveries"], ing["seconds"]),
+            "bare_insert_events_per_s": _rate(ins["events"], ins["seconds"]),
+            "ingest_vs_bare": round(ins["seconds"] / ing["seconds"], 2),
+            "bare_unnest_events_per_s": _rate(r["bare_unnest"]["events"],
+                                              r["bare_unnest"]["seconds"])
+            if r["bare_unnest"] else None,
+            "worker_deliveries": w["deliveries"],
+            "worker_deliveries_per_s": _rate(w["deliveries"], w["seconds"]),
+            "worker_vs_bare_post_loop": round(
+                _rate(w["deliveries"], w["seconds"]) / out["bare_post_loop_per_s"], 2),
+        })
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    s = out["setup"]
+    print(f"events bench: {s['accounts']} accounts x {s['apps']} apps x 1 endpoint, "
+          f"{s['events']} events of {len(MIX)} types, ingest batches of {s['ingest_batch']}; "
+          f"worker batch {args.worker_batch}, concurrency {args.concurrency}, "
+          f"per endpoint {args.per_endpoint}")
+    print(f"{'':12}{'ingest ev/s':>13}{'bare INSERT ev/s':>18}{'ratio':>7}"
+          f"{'deliveries/s':>14}{'bare POST loop/s':>18}{'ratio':>7}")
+    for d in out["databases"]:
+        print(f"{d['db']:12}{d['ingest_events_per_s']:>13,}{d['bare_insert_events_per_s']:>18,}"
+              f"{d['ingest_vs_bare']:>7}{d['worker_deliveries_per_s']:>14,}"
+              f"{out['bare_post_loop_per_s']:>18,}{d['worker_vs_bare_post_loop']:>7}")
+    rows = ", ".join(f"{d['db']} {d['ingest_deliveries_written_per_s']:,}"
+                     for d in out["databases"])
+    print(f"ingest also wrote delivery rows/s: {rows}")
+    print("bare INSERT = SQLAlchemy Core insert() of the same rows, same batches, one "
+          "transaction each")
+    for d in out["databases"]:
+        if d["bare_unnest_events_per_s"]:
+            print(f"{d['db']}: the same rows as INSERT ... SELECT FROM unnest() (binary "
+                  f"arrays, permgate's own form, no routing): {d['bare_unnest_events_per_s']:,}"
+                  f" ev/s; ingest / that = "
+                  f"{d['ingest_events_per_s'] / d['bare_unnest_events_per_s']:.2f}")
+    print(f"bare POST loop = the worker's transport, same pool, no database; same loop with "
+          f"aiohttp: {out['aiohttp_post_loop_per_s']:,}/s; one keep-alive connection, "
+          f"serial http.client: {out['serial_keepalive_loop_per_s']:,}/s")
     return 0
 
 

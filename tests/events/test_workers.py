@@ -64,7 +64,7 @@ def test_kill_9_mid_run_then_restart_delivers_every_event(
     rec.answer = _slow_ok
     ids = _setup(store, sealer, rec, 200)
     log = tmp_path / "worker.log"
-    with worker_process(sqlite_url, log, "--batch", "20", "--concurrency", "4") as first:
+    with worker_process(sqlite_url, log, "--batch", "50", "--concurrency", "16") as first:
         wait_until(lambda: len(rec.at("/hook")) >= 30, what="first deliveries")
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
@@ -81,19 +81,21 @@ def test_kill_9_mid_run_then_restart_delivers_every_event(
 
 
 @pytest.mark.postgres
-def test_two_workers_on_postgres_never_send_the_same_attempt(
+def test_three_batching_workers_on_postgres_never_send_the_same_attempt(
     sealer: Sealer, rec: Receiver, tmp_path: Path,
 ) -> None:
     with pg_schema() as url, Store.open(url, upgrade=True) as store:
-        ids = _setup(store, sealer, rec, 150)
+        ids = _setup(store, sealer, rec, 300)
         log = tmp_path / "workers.log"
-        with worker_process(url, log, "--batch", "10", "--concurrency", "4") as a, \
-                worker_process(url, log, "--batch", "10", "--concurrency", "4") as b:
+        # Three workers claiming batches of 25 from one outbox, 16 attempts in flight each.
+        flags = ("--batch", "25", "--concurrency", "16")
+        with worker_process(url, log, *flags) as a, worker_process(url, log, *flags) as b, \
+                worker_process(url, log, *flags) as c:
             wait_until(lambda: len(rec.at("/hook")) >= len(ids), timeout=60,
                        what=f"all events delivered (log: {log})")
             wait_until(lambda: {d.status for d in list_deliveries(store)} == {"delivered"},
                        what="every delivery recorded")
-            assert a.poll() is None and b.poll() is None
+            assert a.poll() is None and b.poll() is None and c.poll() is None
         counts = Counter(rec.event_ids("/hook"))
         assert set(counts) == ids
         assert max(counts.values()) == 1, "an attempt was delivered twice"

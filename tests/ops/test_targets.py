@@ -3,12 +3,14 @@ CLI, admin API) and at every delivery, with connections pinned to the checked ad
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +29,7 @@ from permgate.events import (
 )
 from permgate.events.schema import webhook_endpoints
 from permgate.events.targets import DEV_SETTING, TargetPolicy, TargetRefused, redact
+from permgate.events.transport import Target, Transport
 from permgate.store import Store
 
 __all__ = ["base_url", "http"]  # fixtures, used by name
@@ -229,3 +232,80 @@ def test_admin_api_refuses_private_targets(
             "enabled_events": ["*"]})
         assert r.status_code == 400, r.text
         assert r.json()["error"]["code"] == code
+
+
+# -- the delivery transport (events/transport.py) applies the same policy ---------------------
+
+def _post(transport: Transport, target: Target) -> int:
+    async def go() -> int:
+        try:
+            resp = await transport.post(target, b"{}", {"Content-Type": "application/json"})
+            return resp.status
+        finally:
+            await transport.close()
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("answer", [["127.0.0.1"], ["10.0.0.7"], [PUBLIC, "127.0.0.1"],
+                                    ["::ffff:169.254.169.254"]])
+def test_transport_refuses_a_live_name_that_now_resolves_inside(answer: list[str]) -> None:
+    # Registered while the name was public; at delivery it points inside (DNS rebinding):
+    # refused before any connection, with the address that was refused in the reason.
+    with counting_listener() as (port, connections):
+        transport = Transport(policy=dns({"hooks.example.com": answer}), timeout=5.0)
+        with pytest.raises(TargetRefused, match=r"webhooks may not go to hooks\.example\.com"):
+            _post(transport, Target("we_1", f"https://hooks.example.com:{port}/h", False,
+                                    "live"))
+        assert connections[0] == 0
+
+
+def test_transport_connects_to_the_checked_address_and_never_resolves_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The policy's resolver answers 127.0.0.1 once and something else afterwards; the
+    # system resolver must never see the name: the connection goes to the address checked.
+    name = "rebind.test-only.example"
+    answers = [["127.0.0.1"]]
+    asked: list[str] = []
+
+    def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return answers.pop(0) if answers else ["10.0.0.7"]
+
+    real = socket.getaddrinfo
+
+    def system(host: Any, *args: Any, **kwargs: Any) -> Any:
+        assert host != name, "the name was resolved a second time"
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", system)
+    policy = TargetPolicy(private_modes=frozenset({"test"}), resolver=resolve)
+    rec: Receiver
+    with receiver() as rec:
+        port = rec.url.rsplit(":", 1)[1]
+        transport = Transport(policy=policy, timeout=5.0)
+        assert _post(transport, Target("we_1", f"http://{name}:{port}/h", False, "test")) == 200
+        wait_until(lambda: len(rec.at("/h")) == 1, what="the request")
+    assert asked == [name]  # resolved once, for the one connection
+    [got] = rec.at("/h")
+    assert got.headers["Host"] == f"{name}:{port}"  # sent to the address, named as the URL
+    # A new connection resolves again; the name now points inside: refused for live.
+    with pytest.raises(TargetRefused, match=r"10\.0\.0\.7 is a private"):
+        _post(Transport(policy=TargetPolicy(resolver=resolve), timeout=5.0),
+              Target("we_1", f"https://{name}:{port}/h", False, "live"))
+
+
+def test_transport_keeps_listen_targets_on_loopback() -> None:
+    # A local (listen) target needs no development setting, but only loopback will do.
+    with counting_listener() as (port, connections):
+        for url, answer, says in (
+                (f"http://hooks.example.com:{port}/h", [PUBLIC], "must target this machine"),
+                (f"http://localhost:{port}/h", ["10.0.0.7"], "not a loopback address"),
+                (f"http://169.254.169.254:{port}/h", [], "must target this machine")):
+            transport = Transport(policy=dns({"localhost": answer}), timeout=5.0)
+            with pytest.raises(TargetRefused, match=says):
+                _post(transport, Target("we_l", url, True, "test"))
+        assert connections[0] == 0
+        with pytest.raises(TargetRefused, match="https"):  # a standard one: no http:// here
+            _post(Transport(policy=dns({}), timeout=5.0),
+                  Target("we_s", f"http://127.0.0.1:{port}/h", False, "test"))

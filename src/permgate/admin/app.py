@@ -310,6 +310,12 @@ class _Api:
                                       by=_req(body, "actor"))
         return 200, {**gone.as_json(), "removed": True}
 
+    def enable_webhook(self, r: Request, body: Body) -> Result:
+        from permgate.events.subscriptions import enable_endpoint
+
+        ep = enable_endpoint(self.store, r.path_params["endpoint_id"], by=_req(body, "actor"))
+        return 200, ep.as_json()
+
     def rotate_webhook_secret(self, r: Request, body: Body) -> Result:
         grace = _int(body.get("grace_seconds"), "grace_seconds", 0,
                      int(MAX_ROTATION_GRACE.total_seconds())) or 0
@@ -387,6 +393,8 @@ def create_admin_app(store: Store, admin_token: str) -> ASGIApp:
         Route("/v1/webhook_endpoints", endpoint(api.list_webhooks), methods=["GET"]),
         Route("/v1/webhook_endpoints", endpoint(api.add_webhook), methods=["POST"]),
         Route("/v1/webhook_endpoints/{endpoint_id}/remove", endpoint(api.remove_webhook),
+              methods=["POST"]),
+        Route("/v1/webhook_endpoints/{endpoint_id}/enable", endpoint(api.enable_webhook),
               methods=["POST"]),
         Route("/v1/webhook_endpoints/{endpoint_id}/rotate_secret",
               endpoint(api.rotate_webhook_secret), methods=["POST"]),

@@ -137,7 +137,10 @@ _SCHEMAS: JSON = {
     "WebhookEndpoint": _obj(
         ["id", "app_id", "url", "mode", "enabled_events"], id=_STR, app_id=_STR, url=_STR,
         mode=_MODE, enabled_events={**_STRS, "description": "event types, or [\"*\"]: every "
-                                    "event the app may receive"}),
+                                    "event the app may receive"},
+        status={"type": "string", "enum": ["enabled", "disabled", "expired", "removed"],
+                "description": "disabled: failing for days (see disabled_reason); enable it "
+                               "with POST .../enable"}),
     "NewWebhookEndpoint": {"allOf": [_ref("WebhookEndpoint"), _obj(["secret"], secret={
         **_STR, "description": "whsec_...: shown in this response only"})]},
 }
@@ -238,6 +241,11 @@ def document() -> JSON:
             "post": _op("Remove an endpoint; its pending deliveries are cancelled",
                         "WebhookEndpoint", errors=(400, 404), body=_obj(["actor"],
                                                                         actor=_STR)),
+            "parameters": [_p("endpoint_id")]},
+        "/v1/webhook_endpoints/{endpoint_id}/enable": {
+            "post": _op("Deliver again to an endpoint disabled after days of failures "
+                        "(`status: disabled`)", "WebhookEndpoint", errors=(400, 404),
+                        body=_obj(["actor"], actor=_STR)),
             "parameters": [_p("endpoint_id")]},
         "/v1/webhook_endpoints/{endpoint_id}/rotate_secret": {
             "post": _op("A new signing secret, shown once", "NewWebhookEndpoint",

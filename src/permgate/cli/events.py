@@ -57,6 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_format(ls, what="the events")
     ls.set_defaults(func=cmd_list)
     _register_delivery(events)
+    _register_dev_loop(sub)
 
 
 def _usage(p: argparse.ArgumentParser) -> int:
@@ -124,10 +125,15 @@ def _register_delivery(events: argparse._SubParsersAction[argparse.ArgumentParse
                           description="Deliver the outbox, with retries. Several workers may "
                           "share one PostgreSQL outbox.", epilog=RUN_EXITS)
     w.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
-    w.add_argument("--batch", type=int, default=100, metavar="N",
-                   help="attempts claimed per round (default 100)")
-    w.add_argument("--concurrency", type=int, default=16, metavar="N",
-                   help="HTTP attempts in flight at once (default 16)")
+    w.add_argument("--batch", type=int, default=200, metavar="N",
+                   help="attempts claimed per round (default 200)")
+    w.add_argument("--concurrency", type=int, default=256, metavar="N",
+                   help="attempts in flight at once, all endpoints together (default 256)")
+    w.add_argument("--per-endpoint", type=int, default=16, metavar="N",
+                   help="attempts in flight at once to one endpoint (default 16)")
+    w.add_argument("--disable-after", type=float, default=3 * 86400.0, metavar="SECONDS",
+                   help="disable an endpoint whose every attempt failed for this long "
+                        "(default 3 days)")
     w.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                    help="seconds per HTTP attempt (default 10)")
     w.add_argument("--lease", type=float, default=None, metavar="SECONDS",
@@ -212,11 +218,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from permgate.events import DeliveryWorker, RetryPolicy
 
     policy = RetryPolicy(first_delay=args.retry_first, horizon=args.retry_horizon)
+    from datetime import timedelta
+
     from permgate.events.sealing import reseal
 
     with open_store(args.db) as store, DeliveryWorker(
             store, policy=policy, batch=args.batch, concurrency=args.concurrency,
-            timeout=args.timeout, lease=args.lease) as worker:
+            per_endpoint=args.per_endpoint, timeout=args.timeout, lease=args.lease,
+            disable_after=timedelta(seconds=args.disable_after)) as worker:
         # Secrets stored by earlier versions (pgs1) are rewritten as AES-GCM, once.
         migrated = reseal(store, worker.sealer, only_legacy=True)
         if migrated.resealed:
@@ -264,3 +273,122 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         app = ingest_app(store, secrets, account=args.account, tolerance=args.tolerance)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return EXIT_OK
+
+
+# -- the developer's loop: listen and trigger ----------------------------------------------
+
+def _register_dev_loop(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from permgate.cli._common import current_user
+
+    li = sub.add_parser(
+        "listen", help="forward an app's events to a local server",
+        description="Registers a temporary test-mode endpoint for the app, prints its "
+        "signing secret, forwards every event permgate would deliver to the app (filtered "
+        "by its approved grant) to the local URL, one line per event, and removes the "
+        "endpoint on exit (Ctrl-C). The local URL must be on this machine (loopback).",
+        epilog=exit_codes("0  stopped (Ctrl-C or SIGTERM); the endpoint is removed",
+                          "1  refused by the store (unknown app, database unreachable)",
+                          "2  bad input (a --forward-to that is not on this machine)",
+                          "3  the app's manifest cannot receive an event type asked for (or "
+                          "it is not an event type)"))
+    li.add_argument("app_id", metavar="APP", nargs="?", default=None,
+                    help="the app whose events to forward, e.g. com.example.app")
+    li.add_argument("--app", dest="app_flag", metavar="APP", default=None,
+                    help="the same as the positional APP")
+    li.add_argument("--forward-to", required=True, metavar="URL",
+                    help="e.g. localhost:3000/webhooks (http:// is implied; loopback only)")
+    li.add_argument("--events", default="*", metavar="a,b",
+                    help="event types to forward (default: every event the app may receive)")
+    add_db(li)
+    li.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                    help="seconds per forward (default 10)")
+    li.add_argument("--by", default=current_user(), metavar="USER",
+                    help="who listens, for the audit trail (default: you)")
+    add_format(li, what="the session (json: one object per line)")
+    li.set_defaults(func=cmd_listen)
+
+    tr = sub.add_parser(
+        "trigger", help="send a test event through the pipeline; who gets it, who not",
+        description="Accepts a test-mode event of that type (Stripe's sample object) for "
+        "the account exactly as an upstream event, and tells for each app installed there "
+        "whether it receives it or which permission it lacks.",
+        epilog=exit_codes("0  the app (without APP: any app) receives it",
+                          "1  refused by the store (unknown app, database unreachable)",
+                          "2  bad input (not an event type)",
+                          "3  not received: the app lacks a permission, or no app is "
+                          "installed there in test mode"))
+    tr.add_argument("event_type", metavar="EVENT", help="an event type, e.g. customer.created")
+    add_app(tr, optional=True, what="report on this app only, e.g. com.example.app")
+    tr.add_argument("--account", default=None, metavar="ACCT",
+                    help="default: the app's only test-mode account, else acct_demo "
+                         "(the demo's)")
+    add_db(tr)
+    add_format(tr, what="the verdicts")
+    tr.set_defaults(func=cmd_trigger)
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    from permgate.cli._common import open_store
+    from permgate.events.listen import describe, open_session, run_session
+    from permgate.events.worker import Outcome
+
+    app = app_of(args, required=True)
+    assert app is not None
+    as_json = args.format == "json"
+
+    def say(data: dict[str, object], text: str) -> None:
+        print(json.dumps(data) if as_json else text, flush=True)
+
+    def outcome(o: Outcome) -> None:
+        say({"type": o.event_type, "id": o.event_id, "account": o.account,
+             "status": o.status, "http_status": o.http_status, "error": o.error},
+            describe(o))
+
+    events = [e for e in args.events.split(",") if e.strip()]
+    with open_store(args.db) as store:
+        new = open_session(store, app, args.forward_to, events, by=args.by)
+        ep = new.endpoint
+        if not any(g.mode != "live" for g in store.list_installs(app_id=app)) \
+                and not as_json:
+            print(f"note: {app} is installed in test mode nowhere yet; nothing will "
+                  "arrive until an administrator installs it", flush=True)
+        say({"ready": True, "app_id": app, "endpoint": ep.as_json(), "secret": new.secret},
+            f"Ready! Forwarding {app}'s test events to {ep.url} (endpoint "
+            f"{ep.endpoint_id}, events: {','.join(ep.enabled_events)})")
+        if not as_json:
+            print(f"Your webhook signing secret is {new.secret} (Ctrl-C to quit)", flush=True)
+        run_session(store, new, _stop_on_signals(), by=args.by, timeout=args.timeout,
+                    on_outcome=outcome)
+        say({"removed": ep.endpoint_id}, f"removed {ep.endpoint_id}")
+    return EXIT_OK
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    from permgate.cli import EXIT_DENIED, EXIT_USAGE
+    from permgate.cli._common import open_store
+    from permgate.events.trigger import UnknownEvent, default_account, trigger
+
+    app = app_of(args)
+    with open_store(args.db) as store:
+        account = args.account or default_account(store, app)
+        try:
+            done = trigger(store, args.event_type, account=account, app_id=app)
+        except UnknownEvent as e:  # a typo in the command line: bad input
+            raise CliError(e.message, EXIT_USAGE) from None
+    received = any(v.allowed for v in done.verdicts)
+    if args.format == "json":
+        print(json.dumps(done.as_json(), indent=2))
+        return EXIT_OK if received else EXIT_DENIED
+    ev = done.event
+    print(f"triggered {ev['type']} {ev['id']} on {ev['account']} (test mode)")
+    for v in done.verdicts:
+        if not v.allowed:
+            print(f"  {v.app_id} ({v.mode}): not received. {v.message}")
+        elif v.endpoints:
+            print(f"  {v.app_id} ({v.mode}): received; queued for {', '.join(v.endpoints)}")
+        else:
+            print(f"  {v.app_id} ({v.mode}): allowed, but no endpoint of it subscribes to "
+                  f"{ev['type']} (permgate listen {v.app_id} --forward-to ...)")
+    if not done.verdicts:
+        print(f"  no app is installed on {ev['account']} in test mode")
+    return EXIT_OK if received else EXIT_DENIED

@@ -10,8 +10,6 @@ from pathlib import Path
 from permgate.cli import EXIT_FINDINGS, EXIT_OK, CliError
 from permgate.cli._common import add_format, exit_codes
 
-MANIFEST_NAME = "stripe-app.json"
-
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -25,21 +23,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--manifest", metavar="PATH",
                    help="stripe-app.json (default: PATH/stripe-app.json if any)")
     add_format(p, sarif=True, what="the verdict (sarif: for code scanning)")
+    p.add_argument("--include-tests", action="store_true",
+                   help="read test files too (left out by default: tests are not the app's "
+                   "traffic)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress on stderr (shown only on a terminal, for large trees)")
     p.add_argument("--fix", action="store_true",
                    help="grant the missing permissions with a placeholder purpose (never revokes)")
     p.set_defaults(func=run)
+
+
+# permgate.manifest.DEFAULT_NAME, spelt here so that a scan without a manifest does not load
+# the manifest layer (tests check the two agree).
+DEFAULT_MANIFEST = "stripe-app.json"
 
 
 def _manifest_path(root: Path, given: str | None) -> Path | None:
     if given is not None:
         return Path(given)
     base = root if root.is_dir() else root.parent
-    candidate = base / MANIFEST_NAME
+    candidate = base / DEFAULT_MANIFEST
     return candidate if candidate.is_file() else None
 
 
 def run(args: argparse.Namespace) -> int:
-    from permgate import manifest as mf
+    # Imports here, not at the top: `permgate scan` starts fast (only what a scan needs).
     from permgate.scan import report, scan
 
     root = Path(args.path)
@@ -50,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     mpath = _manifest_path(root, args.manifest)
     manifest = None
     if mpath is not None:
+        from permgate import manifest as mf
+
         try:
             manifest = mf.load(mpath)
         except mf.ManifestError as e:
@@ -57,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.fix:
         raise CliError("--fix needs a manifest: none given and no stripe-app.json in PATH")
     granted = list(manifest.permission_names) if manifest is not None else None
-    v = scan(root, granted, str(mpath) if mpath is not None else None)
+    v = scan(root, granted, str(mpath) if mpath is not None else None,
+             include_tests=args.include_tests, progress=False if args.no_progress else None)
     if args.fix and manifest is not None and v.missing:
         for m in v.missing:
             try:

@@ -1,4 +1,4 @@
-"""`permgate webhooks add|list|remove|rotate-secret`: an app's webhook endpoints."""
+"""`permgate webhooks add|list|remove|enable|rotate-secret`: an app's webhook endpoints."""
 
 from __future__ import annotations
 
@@ -51,9 +51,15 @@ def _list(args: argparse.Namespace) -> int:
         print(json.dumps([e.as_json() for e in found], indent=2))
         return EXIT_OK
     for e in found:
-        state = "  removed" if e.removed_at else ""
+        state = e.status
+        if e.status == "disabled":
+            state += f" since {e.disabled_at:%Y-%m-%d %H:%M} UTC ({e.disabled_reason}); " \
+                     f"permgate webhooks enable {e.endpoint_id}"
+        elif e.failing_since is not None:
+            state += f", failing since {e.failing_since:%Y-%m-%d %H:%M} UTC"
+        kind = "  [listen]" if e.kind == "local" else ""
         print(f"{e.endpoint_id}  {e.app_id}  {e.mode}  {e.url}  "
-              f"{','.join(e.enabled_events)}  {e.secret_hint}{state}")
+              f"{','.join(e.enabled_events)}  {e.secret_hint}  {state}{kind}")
     if not found:
         print("no webhook endpoints")
     return EXIT_OK
@@ -66,6 +72,17 @@ def _remove(args: argparse.Namespace) -> int:
         ep = remove_endpoint(store, args.endpoint_id, by=args.by)
     print(json.dumps(ep.as_json(), indent=2) if args.format == "json" else
           f"removed {ep.endpoint_id}; nothing more is delivered to {ep.url}")
+    return EXIT_OK
+
+
+def _enable(args: argparse.Namespace) -> int:
+    from permgate.events.subscriptions import enable_endpoint
+
+    with open_store(args.db) as store:
+        ep = enable_endpoint(store, args.endpoint_id, by=args.by)
+    print(json.dumps(ep.as_json(), indent=2) if args.format == "json" else
+          f"enabled {ep.endpoint_id}: new events are delivered to {ep.url} again "
+          "(what was cancelled while disabled: permgate events resend EVT --app APP)")
     return EXIT_OK
 
 
@@ -118,6 +135,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                       epilog=STORE_EXITS)
     rm.add_argument("endpoint_id", metavar="ENDPOINT_ID", help="we_..., as `list` shows")
     rm.set_defaults(func=_remove)
+
+    en = w.add_parser("enable", parents=[common, actor],
+                      help="deliver again to an endpoint disabled after days of failures",
+                      description="Deliver new events again to an endpoint the worker "
+                      "disabled after every attempt failed for days (`list` shows why).",
+                      epilog=STORE_EXITS)
+    en.add_argument("endpoint_id", metavar="ENDPOINT_ID", help="we_..., as `list` shows")
+    en.set_defaults(func=_enable)
 
     rot = w.add_parser("rotate-secret", parents=[common, actor],
                        help="a new signing secret, shown once", epilog=STORE_EXITS)

@@ -1,13 +1,19 @@
 """The upstream's webhooks in: verify `Stripe-Signature`, write the event and its deliveries
 durably, and only then answer 2xx (so the upstream retries anything not stored).
 
+Group commit: requests that arrive while a transaction is being written wait for the next
+one, which stores all of them together (up to `MAX_BATCH`); each is answered only after the
+transaction holding its event has committed. An idle endpoint writes at once.
+
 Mount on the gateway, e.g. `Mount("/v1/webhook_ingest", app=ingest_app(store, secrets))`;
 it answers POST at its own root.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -15,12 +21,48 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from permgate import boundedjson
-from permgate.events.outbox import BadEvent, accept
-from permgate.events.routing import Grants
+from permgate.events.model import Accepted
+from permgate.events.outbox import BadEvent, Router, accept_many
 from permgate.events.signing import DEFAULT_TOLERANCE, SignatureError, verify
 from permgate.store import Store, StoreError
 
 MAX_BODY = 1 << 20  # Stripe events are far smaller; refuse anything that is not one
+MAX_BATCH = 500  # events per transaction
+
+
+class _Batcher:
+    """Collects events from concurrent requests and writes them one transaction at a time."""
+
+    def __init__(self, store: Store, account: str | None) -> None:
+        self.store = store
+        self.account = account
+        self.router = Router(store)
+        self._queue: list[tuple[Mapping[str, Any], bytes,
+                                asyncio.Future[Accepted | BadEvent]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def submit(self, event: Mapping[str, Any], raw: bytes) -> Accepted | BadEvent:
+        future: asyncio.Future[Accepted | BadEvent] = asyncio.get_running_loop().create_future()
+        self._queue.append((event, raw, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+        return await future
+
+    async def _write(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            try:
+                results = await run_in_threadpool(
+                    accept_many, self.store, [(ev, raw) for ev, raw, _ in batch],
+                    account=self.account, source="webhook", router=self.router)
+            except Exception as e:  # nothing of this batch is stored: all get the error
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(e)
+                continue
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
 
 
 def _error(status: int, message: str, code: str) -> JSONResponse:
@@ -51,7 +93,7 @@ def ingest_app(
     account of events that carry none (a platform's own events, or localstripe's)."""
     if not secrets:
         raise ValueError("the ingest needs the upstream's webhook signing secret")
-    grants = Grants()
+    batcher = _Batcher(store, account)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,13 +122,11 @@ def ingest_app(
         if not isinstance(event, dict):
             return _error(400, "the body is not an event object", "event_invalid")
         try:
-            accepted = await run_in_threadpool(
-                accept, store, event, account=account, source="webhook", raw=body,
-                grants=grants)
-        except BadEvent as e:
-            return _error(400, e.message, e.code)
+            accepted = await batcher.submit(event, body)
         except StoreError as e:
             return _error(503, e.message, e.code)
+        if isinstance(accepted, BadEvent):
+            return _error(400, accepted.message, accepted.code)
         return JSONResponse({"received": True, "id": accepted.event_id,
                              "duplicate": accepted.duplicate,
                              "deliveries": accepted.deliveries})

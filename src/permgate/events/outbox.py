@@ -11,19 +11,21 @@ import json
 import secrets
 import string
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from permgate.events.db import utcnow, writing
-from permgate.events.model import Accepted, Delivery
+from permgate.events.model import Accepted, Delivery, Endpoint
 from permgate.events.routing import Grants, Route, event_mode, route_event
 from permgate.events.schema import deliveries, events, webhook_endpoints
 from permgate.events.subscriptions import endpoint_from_row
 from permgate.store import EffectiveGrant, NotFound, Store, StoreError
-from permgate.store.schema import installs
 
 AUTHORIZED = "account.application.authorized"
 DEAUTHORIZED = "account.application.deauthorized"
@@ -34,16 +36,7 @@ class BadEvent(StoreError):
     default_code = "event_invalid"
 
 
-def _endpoints_on_account(conn: Connection, account: str) -> list[Any]:
-    active_apps = sa.select(installs.c.app_id).where(
-        installs.c.account == account, installs.c.uninstalled_at.is_(None))
-    rows = conn.execute(sa.select(webhook_endpoints).where(
-        webhook_endpoints.c.app_id.in_(active_apps),
-        webhook_endpoints.c.removed_at.is_(None))).mappings()
-    return [endpoint_from_row(r) for r in rows]
-
-
-def _endpoints_of(conn: Connection, app_id: str) -> list[Any]:
+def _endpoints_of(conn: Connection, app_id: str) -> list[Endpoint]:
     rows = conn.execute(sa.select(webhook_endpoints).where(
         webhook_endpoints.c.app_id == app_id, webhook_endpoints.c.removed_at.is_(None)))
     return [endpoint_from_row(r) for r in rows.mappings()]
@@ -57,58 +50,236 @@ def _payload(event: Mapping[str, Any], account: str, raw: bytes | None) -> str:
     return json.dumps({**event, "account": account}, indent=2)
 
 
+class Router:
+    """Who gets an event, from installs and endpoints cached per account and per app.
+
+    The caches are dropped whenever the store's change counter moves (installs, grants,
+    approvals and endpoint changes all bump it); the counter is read once per batch, one
+    indexed row. Routes are fanned out with the grants in force at that read; the worker
+    checks again before every attempt, so a change an instant later still stops delivery.
+    """
+
+    _MAX_ENTRIES = 200_000  # a bound on memory, not a policy: past it the caches restart
+
+    def __init__(self, store: Store, grants: Grants | None = None) -> None:
+        self.store = store
+        self.grants = grants or Grants()
+        self._counter: int | None = None
+        self._installs: dict[str, list[EffectiveGrant]] = {}
+        self._endpoints: dict[str, list[Endpoint]] = {}
+        self._routes: dict[tuple[str, str, str], list[Route]] = {}
+
+    def refresh(self) -> None:
+        counter = self.store.change_counter()
+        if counter != self._counter or len(self._routes) > self._MAX_ENTRIES:
+            self._installs.clear()
+            self._endpoints.clear()
+            self._routes.clear()
+            self._counter = counter
+
+    def _load_endpoints(self, app_ids: set[str]) -> None:
+        missing = sorted(a for a in app_ids if a not in self._endpoints)
+        if not missing:
+            return
+        now = utcnow()
+        for app_id in missing:
+            self._endpoints[app_id] = []
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(webhook_endpoints).where(
+                webhook_endpoints.c.app_id.in_(missing),
+                webhook_endpoints.c.removed_at.is_(None),
+                webhook_endpoints.c.disabled_at.is_(None))).mappings()
+            for r in rows:
+                ep = endpoint_from_row(r)
+                # An abandoned listen session's endpoint gets nothing new.
+                if ep.receives(now):
+                    self._endpoints[ep.app_id].append(ep)
+
+    def preload(self, accounts: Iterable[str]) -> None:
+        """Load the installs of every account not cached yet, in one query."""
+        missing = {a for a in accounts if a not in self._installs}
+        if missing:
+            self._installs.update(self.store.installs_for_accounts(missing))
+
+    def routes(self, account: str, event_type: str, mode: str) -> list[Route]:
+        key = (account, event_type, mode)
+        found = self._routes.get(key)
+        if found is None:
+            installs_ = self._installs.get(account)
+            if installs_ is None:
+                installs_ = self._installs[account] = self.store.installs_for_account(account)
+            self._load_endpoints({g.app_id for g in installs_})
+            endpoints = [ep for app in {g.app_id for g in installs_}
+                         for ep in self._endpoints[app]]
+            found = self._routes[key] = route_event(
+                event_type, mode, installs_, endpoints, self.grants)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """An event ready to write, with its routes."""
+
+    event_id: str
+    account: str
+    mode: str
+    type: str
+    created: int
+    payload: str
+    source: str
+    target_app: str | None
+    routes: Sequence[Route]
+
+
+def _prepare(event: Mapping[str, Any], account: str | None, source: str, raw: bytes | None,
+             router: Router) -> _Row:
+    event_id, event_type = event.get("id"), event.get("type")
+    if not isinstance(event_id, str) or not isinstance(event_type, str) or not event_id \
+            or len(event_id) > 255 or len(event_type) > 255:
+        raise BadEvent("an event needs a string `id` and `type` (at most 255 characters)")
+    acct = event.get("account") or account
+    if not isinstance(acct, str) or not acct or len(acct) > 255:
+        raise BadEvent(f"event {event_id} names no account and none is configured")
+    mode = event_mode(event.get("livemode"))
+    created = event.get("created")
+    return _Row(event_id, acct, mode, event_type,
+                created if isinstance(created, int) else int(time.time()),
+                _payload(event, acct, raw), source, None,
+                router.routes(acct, event_type, mode))
+
+
+def accept_many(
+    store: Store, batch: Sequence[tuple[Mapping[str, Any], bytes | None]], *,
+    account: str | None = None, source: str = "webhook", router: Router | None = None,
+) -> list[Accepted | BadEvent]:
+    """Store a batch of upstream events and all their deliveries in ONE transaction.
+
+    `batch`: (event, the upstream's raw bytes or None). One result per item, in order: an
+    `Accepted` (duplicate=True for an id already stored, or repeated in the batch) or the
+    `BadEvent` that item was refused with (the others are still stored). Nothing is
+    acknowledged before the transaction commits; if it fails, it raises and none is stored.
+    """
+    router = router or Router(store)
+    router.refresh()
+    router.preload(acct for event, _ in batch
+                   if isinstance(acct := event.get("account") or account, str))
+    results: list[Accepted | BadEvent | None] = [None] * len(batch)
+    rows: list[_Row] = []
+    where: list[int] = []
+    seen: set[str] = set()
+    for i, (event, raw) in enumerate(batch):
+        try:
+            row = _prepare(event, account, source, raw, router)
+        except BadEvent as e:
+            results[i] = e
+            continue
+        if row.event_id in seen:
+            results[i] = Accepted(row.event_id, True, 0)
+            continue
+        seen.add(row.event_id)
+        rows.append(row)
+        where.append(i)
+    if rows:
+        stored = _write(store, rows)
+        for i, row in zip(where, rows, strict=True):
+            fresh = row.event_id in stored
+            results[i] = Accepted(row.event_id, not fresh, len(row.routes) if fresh else 0)
+    return [r for r in results if r is not None]
+
+
 def accept(
     store: Store, event: Mapping[str, Any], *, account: str | None = None,
     source: str = "webhook", raw: bytes | None = None, grants: Grants | None = None,
+    router: Router | None = None,
 ) -> Accepted:
-    """Store an upstream event and its deliveries; a known event id is a no-op."""
-    event_id, event_type = event.get("id"), event.get("type")
-    if not isinstance(event_id, str) or not isinstance(event_type, str):
-        raise BadEvent("an event needs a string `id` and `type`")
-    acct = event.get("account") or account
-    if not isinstance(acct, str) or not acct:
-        raise BadEvent(f"event {event_id} names no account and none is configured")
-    mode = event_mode(event.get("livemode"))
-    installs_ = store.installs_for_account(acct)
-    with store.engine.connect() as conn:
-        endpoints = _endpoints_on_account(conn, acct) if installs_ else []
-    routes = route_event(event_type, mode, installs_, endpoints, grants or Grants())
-    created = event.get("created")
-    return _write(store, event_id, acct, mode, event_type,
-                  created if isinstance(created, int) else int(time.time()),
-                  _payload(event, acct, raw), source, None, routes)
+    """Store one upstream event and its deliveries; a known event id is a no-op."""
+    [result] = accept_many(store, [(event, raw)], account=account, source=source,
+                           router=router or Router(store, grants))
+    if isinstance(result, BadEvent):
+        raise result
+    return result
 
 
-def _write(
-    store: Store, event_id: str, account: str, mode: str, event_type: str, created: int,
-    payload: str, source: str, target_app: str | None, routes: Sequence[Route],
-) -> Accepted:
-    now = utcnow()
-    try:
-        with writing(store) as conn:
-            known = conn.execute(sa.select(events.c.event_id).where(
-                events.c.event_id == event_id)).first()
-            if known is not None:
-                return Accepted(event_id, True, 0)
-            conn.execute(events.insert().values(
-                event_id=event_id, account=account, mode=mode, type=event_type,
-                created=created, payload=payload, source=source, target_app_id=target_app,
-                received_at=now))
-            _insert_deliveries(conn, event_id, routes, now)
-    except sa.exc.IntegrityError:
-        # PostgreSQL: the same event accepted concurrently by another ingest; it won.
-        return Accepted(event_id, True, 0)
-    return Accepted(event_id, False, len(routes))
+# PostgreSQL: one statement per batch whatever its size, its rows as arrays in binary (the
+# text of the statement never changes, and no payload is escaped into an array literal).
+_PG_EVENTS = (
+    f"INSERT INTO {events.name} (event_id, account, mode, type, created, payload, source, "
+    "target_app_id, received_at) SELECT u.*, %(at)b FROM unnest(%(ids)b::text[], "
+    "%(accounts)b::text[], %(modes)b::text[], %(types)b::text[], %(created)b::bigint[], "
+    "%(payloads)b::text[], %(sources)b::text[], %(targets)b::text[]) AS u "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+_PG_DELIVERIES = (
+    f"INSERT INTO {deliveries.name} (event_id, endpoint_id, app_id, install_id, status, "
+    "attempts, next_attempt_at, created_at) SELECT u.e, u.ep, u.app, u.inst, 'pending', 0, "
+    "%(at)b, %(at)b FROM unnest(%(events)b::text[], %(endpoints)b::text[], "
+    "%(apps)b::text[], %(installs)b::text[]) AS u(e, ep, app, inst)")
 
 
-def _insert_deliveries(conn: Connection, event_id: str, routes: Sequence[Route],
-                       now: Any) -> None:
-    if routes:
-        conn.execute(deliveries.insert(), [{
-            "event_id": event_id, "endpoint_id": r.endpoint_id, "app_id": r.app_id,
-            "install_id": r.install_id, "status": "pending", "attempts": 0,
-            "next_attempt_at": now, "created_at": now,
-        } for r in routes])
+def _pg_execute(conn: Connection, query: str, params: dict[str, Any]) -> list[Any]:
+    """Run on the driver's connection, inside this transaction, with binary parameters."""
+    raw: Any = conn.connection.driver_connection
+    with raw.cursor() as cur:
+        cur.execute(query, params)
+        return list(cur.fetchall()) if cur.description else []
+
+
+def _insert_events(conn: Connection, rows: Sequence[_Row], now: datetime) -> set[str]:
+    """One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING: the ids this call stored.
+    A known id (a retry of the upstream, or a concurrent ingest that won) is left alone."""
+    if conn.dialect.name == "postgresql":
+        return {r[0] for r in _pg_execute(conn, _PG_EVENTS, {
+            "at": now, "ids": [r.event_id for r in rows],
+            "accounts": [r.account for r in rows], "modes": [r.mode for r in rows],
+            "types": [r.type for r in rows], "created": [r.created for r in rows],
+            "payloads": [r.payload for r in rows], "sources": [r.source for r in rows],
+            "targets": [r.target_app for r in rows]})}
+    # SQLite: SQLAlchemy sends the rows as multi-row VALUES ("insertmanyvalues").
+    stmt = sqlite_insert(events).on_conflict_do_nothing(index_elements=["event_id"]).returning(
+        events.c.event_id)
+    return set(conn.execute(stmt, [{
+        "event_id": r.event_id, "account": r.account, "mode": r.mode, "type": r.type,
+        "created": r.created, "payload": r.payload, "source": r.source,
+        "target_app_id": r.target_app, "received_at": now,
+    } for r in rows]).scalars())
+
+
+def _insert_deliveries(conn: Connection, pairs: Sequence[tuple[str, Route]],
+                       now: datetime) -> None:
+    if not pairs:
+        return
+    if conn.dialect.name == "postgresql":
+        _pg_execute(conn, _PG_DELIVERIES, {
+            "at": now, "events": [e for e, _ in pairs],
+            "endpoints": [r.endpoint_id for _, r in pairs],
+            "apps": [r.app_id for _, r in pairs], "installs": [r.install_id for _, r in pairs]})
+        return
+    # RETURNING makes SQLAlchemy send multi-row VALUES (1,000 rows a statement) rather than
+    # a statement per row.
+    conn.execute(deliveries.insert().returning(deliveries.c.delivery_id), [{
+        "event_id": event_id, "endpoint_id": r.endpoint_id, "app_id": r.app_id,
+        "install_id": r.install_id, "status": "pending", "attempts": 0,
+        "next_attempt_at": now, "created_at": now,
+    } for event_id, r in pairs])
+
+
+def _write(store: Store, rows: Sequence[_Row]) -> set[str]:
+    """Events and their deliveries, one transaction; returns the ids newly stored."""
+    # Inserted in id order: two batches holding the same ids then wait for each other in
+    # one order and cannot deadlock (PostgreSQL locks a new key until its commit).
+    rows = sorted(rows, key=lambda r: r.event_id)
+    for attempt in range(3):
+        now = utcnow()
+        try:
+            with writing(store) as conn:
+                stored = _insert_events(conn, rows, now)
+                _insert_deliveries(conn, [(r.event_id, route) for r in rows
+                                          if r.event_id in stored for route in r.routes], now)
+            return stored
+        except sa.exc.OperationalError as e:
+            # A serialisation failure or deadlock rolled everything back: try again.
+            if getattr(e.orig, "sqlstate", None) not in ("40001", "40P01") or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def new_event_id() -> str:
@@ -139,8 +310,10 @@ def _emit_to_app(store: Store, grant: EffectiveGrant, event_type: str,
     routes = route_event(event_type, mode, installs_, endpoints, Grants(),
                          target_app=grant.app_id)
     routes = [r for r in routes if r.install_id == grant.install_id]
-    return _write(store, event["id"], grant.account, mode, event_type, event["created"],
-                  json.dumps(event, indent=2), "permgate", grant.app_id, routes)
+    row = _Row(event["id"], grant.account, mode, event_type, event["created"],
+               json.dumps(event, indent=2), "permgate", grant.app_id, routes)
+    stored = _write(store, [row])
+    return Accepted(row.event_id, row.event_id not in stored, len(routes))
 
 
 def on_install(store: Store, grant: EffectiveGrant) -> Accepted:
@@ -188,7 +361,7 @@ def resend(store: Store, event_id: str, app_id: str) -> int:
             f"{app_id} has no endpoint that may receive {ev['type']} on {ev['account']} "
             f"({ev['mode']}) now", "nothing_to_resend")
     with writing(store) as conn:
-        _insert_deliveries(conn, event_id, routes, utcnow())
+        _insert_deliveries(conn, [(event_id, r) for r in routes], utcnow())
     return len(routes)
 
 

@@ -8,6 +8,7 @@ pass, because Stripe lists newest first: a pass cut short must not skip the olde
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,12 +18,12 @@ import sqlalchemy as sa
 
 from permgate import boundedjson
 from permgate.events.db import utcnow, writing
-from permgate.events.outbox import accept
-from permgate.events.routing import Grants
+from permgate.events.outbox import BadEvent, Router, accept_many
 from permgate.events.schema import poll_cursors
 from permgate.store import Store
 
 PAGE = 100
+log = logging.getLogger("permgate.events.poller")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ class Poller:
             headers["Stripe-Account"] = account
         self._http = client or httpx.Client(timeout=30.0)
         self._headers = headers
-        self._grants = Grants()
+        self._router = Router(store)
 
     def close(self) -> None:
         self._http.close()
@@ -96,12 +97,17 @@ class Poller:
         after: str | None = None
         while True:
             page = self._page(start, after)
-            data = page.get("data") or []
-            for ev in data:
+            data = [ev for ev in page.get("data") or [] if isinstance(ev, dict)]
+            # One transaction per page: the events and all their deliveries.
+            results = accept_many(self.store, [(ev, None) for ev in data],
+                                  account=self.account, source="poll", router=self._router)
+            for ev, result in zip(data, results, strict=True):
                 fetched += 1
-                result = accept(self.store, ev, account=self.account, source="poll",
-                                grants=self._grants)
-                if result.duplicate:
+                if isinstance(result, BadEvent):
+                    # Skipped, not fatal: a malformed entry must not stop the cursor forever.
+                    log.warning("skipped an invalid event from %s: %s", self.base,
+                                result.message)
+                elif result.duplicate:
                     dups += 1
                 else:
                     fresh += 1

@@ -66,7 +66,7 @@ def route_event(
     wanted = INSTALL_MODES[mode]
     by_app: dict[str, list[Endpoint]] = {}
     for ep in endpoints:
-        if ep.removed_at is None and ep.subscribes(event_type):
+        if ep.removed_at is None and ep.disabled_at is None and ep.subscribes(event_type):
             by_app.setdefault(ep.app_id, []).append(ep)
     app_modes: dict[str, set[str]] = {}
     for g in installs:

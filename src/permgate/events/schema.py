@@ -1,7 +1,7 @@
 """The events layer's tables: endpoints, ingested events, the delivery outbox, poll cursors.
 
 They live in the store's database and on the store's `metadata`, so one MetaData describes
-the whole schema; migration `ev0001` creates exactly these.
+the whole schema; migrations `ev0001` and `ev0002` create exactly these.
 """
 
 from __future__ import annotations
@@ -26,6 +26,16 @@ webhook_endpoints = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("created_by", sa.String(255), nullable=False),
     sa.Column("removed_at", UTCDateTime, nullable=True),
+    # "standard", or "local": a `permgate listen` session's endpoint, which may target
+    # loopback and is delivered only by that session (ev0002).
+    sa.Column("kind", sa.String(16), nullable=False, server_default="standard"),
+    # Health, as Stripe: the first failure of the current unbroken run of failures; an
+    # endpoint failing for days is disabled until its operator enables it again.
+    sa.Column("failing_since", UTCDateTime, nullable=True),
+    sa.Column("disabled_at", UTCDateTime, nullable=True),
+    sa.Column("disabled_reason", sa.Text, nullable=True),
+    # Local endpoints only: the listen session's lease; past it the endpoint is abandoned.
+    sa.Column("expires_at", UTCDateTime, nullable=True),
     sa.Index("ix_webhook_endpoints_app", "app_id"),
 )
 
@@ -37,7 +47,7 @@ events = sa.Table(
     sa.Column("type", sa.String(255), nullable=False),
     sa.Column("created", sa.BigInteger, nullable=False),  # the event's own unix time
     sa.Column("payload", sa.Text, nullable=False),  # exactly the bytes every delivery signs
-    sa.Column("source", sa.String(16), nullable=False),  # webhook | poll | permgate
+    sa.Column("source", sa.String(16), nullable=False),  # webhook | poll | permgate | trigger
     sa.Column("target_app_id", sa.String(255), nullable=True),  # permgate's per-app events
     sa.Column("received_at", UTCDateTime, nullable=False),
     sa.Index("ix_events_account", "account", "received_at"),
@@ -63,6 +73,7 @@ deliveries = sa.Table(
     sa.Index("ix_event_deliveries_due", "status", "next_attempt_at"),
     sa.Index("ix_event_deliveries_event", "event_id"),
     sa.Index("ix_event_deliveries_app", "app_id", "delivery_id"),
+    sa.Index("ix_event_deliveries_endpoint", "endpoint_id", "status"),
 )
 
 poll_cursors = sa.Table(

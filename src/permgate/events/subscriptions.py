@@ -3,16 +3,17 @@ remove, rotate the signing secret."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 import permgate
 from permgate.events import signing
-from permgate.events.db import audit, utcnow, writing
-from permgate.events.model import WILDCARD, Endpoint, NewEndpoint
+from permgate.events.db import audit, changing, utcnow, writing
+from permgate.events.model import LOCAL, STANDARD, WILDCARD, Endpoint, NewEndpoint
 from permgate.events.schema import webhook_endpoints
 from permgate.events.sealing import Sealer, default_sealer
 from permgate.events.targets import TargetPolicy, redact
@@ -34,7 +35,9 @@ def endpoint_from_row(row: RowMapping) -> Endpoint:
         endpoint_id=row["endpoint_id"], app_id=row["app_id"], url=redact(row["url"]),
         mode=row["mode"], enabled_events=tuple(row["enabled_events"]),
         secret_hint=row["secret_hint"], created_at=row["created_at"],
-        created_by=row["created_by"], removed_at=row["removed_at"],
+        created_by=row["created_by"], removed_at=row["removed_at"], kind=row["kind"],
+        failing_since=row["failing_since"], disabled_at=row["disabled_at"],
+        disabled_reason=row["disabled_reason"], expires_at=row["expires_at"],
     )
 
 
@@ -63,13 +66,20 @@ def _event_list(events: Sequence[str]) -> list[str]:
 
 def add_endpoint(
     store: Store, app_id: str, url: str, events: Sequence[str], mode: str, *, by: str,
-    sealer: Sealer | None = None, targets: TargetPolicy | None = None,
+    sealer: Sealer | None = None, targets: TargetPolicy | None = None, kind: str = STANDARD,
+    expires_at: datetime | None = None,
 ) -> NewEndpoint:
     """Register an endpoint. Its URL must pass the target policy (events/targets.py:
-    https, a public address, no userinfo), resolved now and again at every delivery."""
+    https, a public address, no userinfo), resolved now and again at every delivery.
+    `kind=LOCAL`: a `permgate listen` session's endpoint (test mode; loopback, and only
+    loopback; delivered by that session, abandoned after `expires_at` unless renewed)."""
+    if kind not in (STANDARD, LOCAL):
+        raise StoreError(f"kind must be {STANDARD!r} or {LOCAL!r}, not {kind!r}", "bad_kind")
     if mode not in MODES:
         raise StoreError(f"mode must be one of {', '.join(MODES)}, not {mode!r}", "bad_mode")
-    (targets or TargetPolicy.from_env()).check_registration(url, mode)
+    if kind == LOCAL and mode != "test":
+        raise StoreError("a local (listen) endpoint is a test-mode endpoint", "bad_mode")
+    (targets or TargetPolicy.from_env()).check_registration(url, mode, local=kind == LOCAL)
     names = _event_list(events)
     app = store.get_app(app_id)
     if names != [WILDCARD]:
@@ -81,13 +91,13 @@ def add_endpoint(
     endpoint_id = new_id("we")
     sealed = (sealer or default_sealer(store)).seal(secret, endpoint_id)  # bound to this row
     now = utcnow()
-    with writing(store) as conn:
+    with changing(store) as conn:
         conn.execute(webhook_endpoints.insert().values(
             endpoint_id=endpoint_id, app_id=app_id, url=url, mode=mode, enabled_events=names,
             secret_sealed=sealed, secret_hint=signing.secret_hint(secret), created_at=now,
-            created_by=by))
+            created_by=by, kind=kind, expires_at=expires_at))
         audit(conn, by, "webhook.added", app_id=app_id, mode=mode, endpoint_id=endpoint_id,
-              url=url, enabled_events=names)
+              url=url, enabled_events=names, kind=kind)
         row = _get(conn, endpoint_id)
     return NewEndpoint(endpoint_from_row(row), secret)
 
@@ -116,7 +126,7 @@ def remove_endpoint(store: Store, endpoint_id: str, *, by: str) -> Endpoint:
     """No delivery to it starts after this returns; its pending deliveries are cancelled."""
     from permgate.events.outbox import cancel_pending
 
-    with writing(store) as conn:
+    with changing(store) as conn:
         row = _get(conn, endpoint_id)
         if row["removed_at"] is not None:
             raise NotFound(f"webhook endpoint {endpoint_id} was already removed",
@@ -151,3 +161,50 @@ def rotate_secret(
         audit(conn, by, "webhook.secret_rotated", app_id=row["app_id"], mode=row["mode"],
               endpoint_id=endpoint_id, old_secret_expires_at=(now + grace).isoformat())
         return NewEndpoint(endpoint_from_row(_get(conn, endpoint_id)), secret)
+
+
+def enable_endpoint(store: Store, endpoint_id: str, *, by: str) -> Endpoint:
+    """Deliver to a disabled endpoint again (its operator fixed it). New events only: what
+    was cancelled when it was disabled can be queued again with `events resend`."""
+    with changing(store) as conn:
+        row = _get(conn, endpoint_id)
+        if row["removed_at"] is not None:
+            raise NotFound(f"webhook endpoint {endpoint_id} was removed", "endpoint_not_found")
+        if row["disabled_at"] is None:
+            raise StoreError(f"webhook endpoint {endpoint_id} is not disabled", "not_disabled")
+        conn.execute(webhook_endpoints.update().where(
+            webhook_endpoints.c.endpoint_id == endpoint_id).values(
+            disabled_at=None, disabled_reason=None, failing_since=None))
+        audit(conn, by, "webhook.enabled", app_id=row["app_id"], mode=row["mode"],
+              endpoint_id=endpoint_id, was_disabled_at=row["disabled_at"].isoformat())
+        return endpoint_from_row(_get(conn, endpoint_id))
+
+
+def get_endpoint(store: Store, endpoint_id: str) -> Endpoint:
+    with store.engine.connect() as conn:
+        return endpoint_from_row(_get(conn, endpoint_id))
+
+
+def renew_local(store: Store, endpoint_id: str, expires_at: datetime) -> None:
+    """A listen session's heartbeat: its endpoint stays live until `expires_at`."""
+    with writing(store) as conn:
+        conn.execute(webhook_endpoints.update().where(
+            webhook_endpoints.c.endpoint_id == endpoint_id,
+            webhook_endpoints.c.kind == LOCAL).values(expires_at=expires_at))
+
+
+def remove_abandoned_local(store: Store, app_id: str | None = None, *,
+                           by: str) -> list[str]:
+    """Remove local endpoints whose listen session stopped renewing them (a session killed
+    without its clean-up), so their queued deliveries are cancelled. Workers call this."""
+    stmt = sa.select(webhook_endpoints.c.endpoint_id).where(
+        webhook_endpoints.c.kind == LOCAL, webhook_endpoints.c.removed_at.is_(None),
+        webhook_endpoints.c.expires_at <= utcnow())
+    if app_id is not None:
+        stmt = stmt.where(webhook_endpoints.c.app_id == app_id)
+    with store.engine.connect() as conn:
+        ids = list(conn.execute(stmt).scalars().all())
+    for endpoint_id in ids:
+        with contextlib.suppress(NotFound):  # another process removed it first
+            remove_endpoint(store, endpoint_id, by=by)
+    return ids

@@ -19,10 +19,14 @@ from inside the deployment's network: without a policy that is server-side reque
   and `sandbox` mode use `http://` and loopback or private addresses (`all`: every mode, for
   test suites and demos on one machine; never in production). Metadata and link-local
   addresses and userinfo stay refused even then.
+- **`permgate listen` endpoints** (`local=True`, kind "local", test mode): `http://` and
+  loopback without the setting (forwarding to the developer's own server is the point), but
+  loopback only: the host must be `localhost` or a loopback address, and every address it
+  resolves to must be loopback.
 
-API: `TargetPolicy.from_env()`, `policy.check_registration(url, mode)` (registration),
-`Deliverer(policy, timeout=..., max_connections=...).post(url, mode, ...)` (the worker's one
-HTTP client: it re-checks the URL and pins each connection), `redact(url)` (listings).
+API: `TargetPolicy.from_env()`, `policy.check_registration(url, mode, local=...)`
+(registration), `policy.check_url(...)` and `policy.addresses(...)` (the delivery transport,
+events/transport.py, runs both for every request and connection), `redact(url)` (listings).
 """
 
 from __future__ import annotations
@@ -31,16 +35,9 @@ import ipaddress
 import os
 import re
 import socket
-import ssl
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import SplitResult, urlsplit
-
-import certifi
-import httpcore
-import httpx
 
 from permgate.store import MODES, StoreError
 
@@ -83,6 +80,16 @@ def system_resolve(host: str, port: int) -> list[str]:
         if address not in out:
             out.append(address)
     return out
+
+
+def is_loopback_host(host: str) -> bool:
+    """`localhost` or a loopback address literal (brackets allowed): this machine."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _dev_modes(value: str | None) -> frozenset[str]:
@@ -204,9 +211,10 @@ class TargetPolicy:
     def allows_private(self, mode: str) -> bool:
         return mode in self.private_modes
 
-    def check_url(self, url: str, mode: str) -> Target:
-        """Syntax and host form (no DNS): the checks every URL must pass at every use."""
-        allow_private = self.allows_private(mode)
+    def check_url(self, url: str, mode: str, *, local: bool = False) -> Target:
+        """Syntax and host form (no DNS): the checks every URL must pass at every use.
+        `local`: a `permgate listen` endpoint, which must be on this machine."""
+        allow_private = local or self.allows_private(mode)
         if not isinstance(url, str) or not url:
             raise TargetRefused("the endpoint URL is empty")
         if len(url) > MAX_URL:
@@ -241,6 +249,12 @@ class TargetPolicy:
             raise TargetRefused("the endpoint URL has no host")
         if port == 0:
             raise TargetRefused("the endpoint URL's port must be 1 to 65535")
+        if local and not is_loopback_host(host):
+            # Exempt from the public-address rule because it is the developer's own machine;
+            # it may point nowhere else.
+            raise TargetRefused(f"a local (listen) endpoint must target this machine "
+                                f"(localhost, 127.0.0.1 or ::1), not {host!r}",
+                                "url_not_local")
         address = _host_form(host)
         if address is not None:
             problem = address_problem(address, allow_private=allow_private)
@@ -256,11 +270,12 @@ class TargetPolicy:
                                     "url_not_public")
         return Target(url, scheme, host, port or (443 if scheme == "https" else 80), address)
 
-    def addresses(self, host: str, port: int, mode: str) -> list[str]:
+    def addresses(self, host: str, port: int, mode: str, *, local: bool = False) -> list[str]:
         """The addresses to connect to: the host resolved once, every address checked.
         Refused as a whole when any address is not allowed (a name that also points
-        inside must not be used, whichever address a client would pick)."""
-        allow_private = self.allows_private(mode)
+        inside must not be used, whichever address a client would pick). `local`: every
+        address must be loopback."""
+        allow_private = local or self.allows_private(mode)
         try:
             literal = ipaddress.ip_address(host)
         except ValueError:
@@ -281,115 +296,16 @@ class TargetPolicy:
                 raise TargetRefused(f"{host} resolved to {text!r}, not an address",
                                     "url_not_public") from None
             problem = address_problem(ip, allow_private=allow_private)
+            if problem is None and local and not ip.is_loopback:
+                problem = f"{ip} is not a loopback address (a local endpoint's only kind)"
             if problem is not None:
                 raise TargetRefused(f"webhooks may not go to {host}: {problem}",
                                     "url_not_public")
         return found
 
-    def check_registration(self, url: str, mode: str) -> str:
+    def check_registration(self, url: str, mode: str, *, local: bool = False) -> str:
         """The URL if an endpoint may be registered at it (syntax, then DNS); else
         TargetRefused saying why."""
-        target = self.check_url(url, mode)
-        self.addresses(target.host, target.port, mode)
+        target = self.check_url(url, mode, local=local)
+        self.addresses(target.host, target.port, mode, local=local)
         return url
-
-
-# -- delivery: connections pinned to the checked address ------------------------------------
-
-class _PinnedBackend(httpcore.SyncBackend):
-    """Opens each TCP connection to an address the policy checked just now, never to a
-    name a library would resolve again (DNS rebinding)."""
-
-    def __init__(self, policy: TargetPolicy, mode: str) -> None:
-        self._policy = policy
-        self._mode = mode
-
-    def connect_tcp(
-        self, host: str, port: int, timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        last: Exception | None = None
-        for address in self._policy.addresses(host, port, self._mode):
-            try:
-                return super().connect_tcp(address, port, timeout, local_address,
-                                           socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as e:
-                last = e
-        assert last is not None
-        raise last
-
-
-class _ResponseStream(httpx.SyncByteStream):
-    def __init__(self, stream: Iterable[bytes]) -> None:
-        self._stream = stream
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._stream
-
-    def close(self) -> None:
-        close = getattr(self._stream, "close", None)
-        if close is not None:
-            close()
-
-
-class _PinnedTransport(httpx.BaseTransport):
-    """httpx over an httpcore pool whose connections go through _PinnedBackend. No proxy
-    is ever used (a proxy would connect wherever it resolves the name)."""
-
-    def __init__(self, policy: TargetPolicy, mode: str, max_connections: int) -> None:
-        context = ssl.create_default_context(cafile=certifi.where())
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=context, max_connections=max_connections, keepalive_expiry=5.0,
-            network_backend=_PinnedBackend(policy, mode))
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        assert isinstance(request.stream, httpx.SyncByteStream)
-        core = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host,
-                             port=request.url.port, target=request.url.raw_path),
-            headers=request.headers.raw, content=request.stream,
-            extensions=request.extensions)
-        resp = self._pool.handle_request(core)
-        assert isinstance(resp.stream, Iterable)
-        return httpx.Response(status_code=resp.status, headers=resp.headers,
-                              stream=_ResponseStream(resp.stream), extensions=resp.extensions)
-
-    def close(self) -> None:
-        self._pool.close()
-
-
-class Deliverer:
-    """The worker's HTTP client for webhook deliveries: every request's URL is checked
-    against the policy and every connection pinned to a checked address."""
-
-    def __init__(self, policy: TargetPolicy | None = None, *, timeout: float = 10.0,
-                 max_connections: int = 16) -> None:
-        self.policy = policy or TargetPolicy.from_env()
-        self._timeout = timeout
-        self._max = max_connections
-        self._clients: dict[str, httpx.Client] = {}
-        self._lock = threading.Lock()
-
-    def _client(self, mode: str) -> httpx.Client:
-        # One pool per mode: the policy differs by mode, and pools never share connections.
-        with self._lock:
-            client = self._clients.get(mode)
-            if client is None:
-                client = httpx.Client(
-                    transport=_PinnedTransport(self.policy, mode, self._max),
-                    timeout=self._timeout, follow_redirects=False, trust_env=False)
-                self._clients[mode] = client
-            return client
-
-    def post(self, url: str, mode: str, *, content: bytes,
-             headers: Mapping[str, str]) -> httpx.Response:
-        self.policy.check_url(url, mode)
-        return self._client(mode).post(url, content=content, headers=dict(headers))
-
-    def close(self) -> None:
-        with self._lock:
-            for client in self._clients.values():
-                client.close()
-            self._clients.clear()

@@ -10,18 +10,33 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-import permgate
-from permgate.scan.model import Call, EventUse, Skipped, Unresolved
+from permgate.scan.model import Call, Escape, EventUse, Partial, Skipped, Unresolved
 from permgate.scan.scanner import Findings, scan_tree
-from permgate.scan.verdict import CallNeeds, EventNeeds, Missing, Verdict, verdict
+from permgate.scan.verdict import (
+    CallNeeds,
+    EventNeeds,
+    Missing,
+    Site,
+    Unused,
+    Verdict,
+    narrowest,
+    verdict,
+)
 
 __all__ = [
-    "Call", "CallNeeds", "EventNeeds", "EventUse", "Findings", "Missing", "Skipped",
-    "Unresolved", "Verdict", "scan",
+    "Call", "CallNeeds", "Escape", "EventNeeds", "EventUse", "Findings", "Missing", "Partial",
+    "Site", "Skipped", "Unresolved", "Unused", "Verdict", "narrowest", "scan",
 ]
 
 
-def scan(root: Path, granted: Iterable[str] | None = None, manifest: str | None = None) -> Verdict:
-    """Scan `root` (a folder or one file); `granted` None means no manifest: needs only."""
-    findings = scan_tree(root, frozenset(permgate.engine.catalog.events))
+def scan(
+    root: Path, granted: Iterable[str] | None = None, manifest: str | None = None, *,
+    include_tests: bool = False, progress: bool | None = None,
+) -> Verdict:
+    """Scan `root` (a folder or one file); `granted` None means no manifest: needs only.
+
+    Test files are left out unless `include_tests`; `progress` None shows progress on stderr
+    only when it is a terminal and the tree is large.
+    """
+    findings = scan_tree(root, None, include_tests=include_tests, progress=progress)
     return verdict(findings, granted, manifest)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from permgate.scan.model import Account
@@ -34,17 +34,81 @@ class Context:
     file: str  # as reported (relative to the scanned root)
     ui_extension: bool
     event_types: frozenset[str]
+    project: Project | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Wrapper:
+    """A function of the app that sends a relative path to the Stripe API (`get('/x')`)."""
+
+    prefix: str  # the literal after the host, e.g. "/v1"
+    path_index: int  # which argument is the path
+    method: str | None  # fixed HTTP method, or None when an argument gives it
+    method_index: int | None
+    account: Account
+    reason: str
+    defined: str  # file:line
+
+
+@dataclass(slots=True)
+class Project:
+    """What a light project-wide pass finds: functions that build or return a configured
+    client (factories), module-level clients, and thin HTTP wrappers, by name."""
+
+    factories: dict[str, tuple[Account, str]] = field(default_factory=dict)
+    clients: dict[str, tuple[Account, str]] = field(default_factory=dict)
+    wrappers: dict[str, Wrapper] = field(default_factory=dict)
+    # (function name, parameter index) -> the client its callers pass there
+    params: dict[tuple[str, int], tuple[Account, str]] = field(default_factory=dict)
+    # `stripe.api_key = ...` (Python) / `Stripe.api_key = ...` (Ruby) set somewhere in the
+    # project: module-level SDK calls anywhere use it. None: never set; unknown: set apart.
+    module_key: tuple[Account, str] | None = None
+
+    def merge(self, other: Project) -> None:
+        if other.module_key is not None:
+            if self.module_key is None:
+                self.module_key = other.module_key
+            elif self.module_key[0] != other.module_key[0]:
+                self.module_key = ("unknown", "the SDK's global key is set to keys of "
+                                   "different accounts in the project")
+        for mine, theirs in ((self.factories, other.factories), (self.clients, other.clients)):
+            for k, v in theirs.items():
+                if k in mine and mine[k][0] != v[0]:  # two definitions disagree: unknown
+                    mine[k] = ("unknown", f"{k} is defined more than once with different keys")
+                else:
+                    mine.setdefault(k, v)
+        for k, w in other.wrappers.items():
+            self.wrappers.setdefault(k, w)
+        for key, fact in other.params.items():
+            old = self.params.get(key)
+            if old is not None and old[0] != fact[0]:
+                self.params[key] = ("unknown", f"{key[0]}() is passed clients of different "
+                                    "accounts")
+            else:
+                self.params.setdefault(key, fact)
+
+
+_OAUTH_KEY = re.compile(r"access_?token|accesstoken|oauth", re.I)
 
 
 def key_account(key_text: str | None) -> Account:
     """Whose account a client built with this key expression acts on."""
+    return key_account_why(key_text)[0]
+
+
+def key_account_why(key_text: str | None) -> tuple[Account, str]:
+    """Whose account a key expression acts on, and why (for the verdict line)."""
     if key_text is None:
-        return "unknown"
+        return "unknown", "no API key the scan can see"
+    short = key_text if len(key_text) <= 60 else key_text[:57] + "..."
+    if _OAUTH_KEY.search(key_text):
+        return "installing", (f"an OAuth access token as the API key ({short}): the "
+                              "installing account")
     if _INSTALL_KEY.search(key_text):
-        return "connected"
+        return "connected", f"a per-install key ({short})"
     if _OWN_KEY.search(key_text):
-        return "own"
-    return "unknown"
+        return "own", f"the developer's own key ({short})"
+    return "unknown", f"a key of unknown origin ({short})"
 
 
 def is_ui_extension(rel_path: str, text: str) -> bool:

@@ -14,14 +14,18 @@ from functools import cache
 import tree_sitter as ts
 import tree_sitter_go as ts_go
 
-from permgate.scan.common import Context, key_account
-from permgate.scan.model import Account, Call, FileFindings
+from permgate.scan.common import Context, key_account_why
+from permgate.scan.model import Account, Call, FileFindings, Scope
 from permgate.scan.sdk import Route, table
 from permgate.scan.tsutil import event_uses, text
 
 _QUERY = """
 (call_expression) @call
 (import_spec) @import
+(function_declaration) @fn
+(method_declaration) @fn
+(short_var_declaration) @bind
+(assignment_statement) @bind
 """
 _IMPORT = re.compile(r'"github\.com/stripe/stripe-go(?:/v\d+)?/([a-z0-9_/]+)"')
 # stripe-go's verbs for the CRUD methods the other SDKs spell out.
@@ -91,7 +95,28 @@ class _File:
             elif field == "SetStripeAccount":
                 self.connected_params.add(operand)
         m = _GLOBAL_KEY.search(source.decode("utf-8", "replace"))
-        self.global_account: Account = key_account(m.group(1)) if m else "unknown"
+        self.global_account: tuple[Account, str] = ("unknown", "stripe.Key is not set in "
+                                                    "this file")
+        if m:
+            acc, why = key_account_why(m.group(1))
+            self.global_account = (acc, f"stripe.Key is set to {why}")
+        # sc := client.New(key, nil) / stripe.NewClient(key): a client of that key's account
+        self.clients: dict[str, tuple[Account, str]] = {}
+        for bind in caps.get("bind", []):
+            left, right = bind.child_by_field_name("left"), bind.child_by_field_name("right")
+            if left is None or right is None or not left.named_child_count:
+                continue
+            value = right.named_children[0] if right.named_child_count else right
+            if value.type != "call_expression":
+                continue
+            ctor = text(value.child_by_field_name("function"))
+            if ctor in ("client.New", "stripe.NewClient"):
+                args = self._args(value)
+                acc, why = key_account_why(text(args[0]) if args else None)
+                row = value.start_point[0] + 1
+                self.clients[text(left.named_children[0])] = (
+                    acc, f"client built at {ctx.file}:{row} from {why}")
+        self.functions = caps.get("fn", [])
         self.out = FileFindings()
 
     @staticmethod
@@ -101,8 +126,20 @@ class _File:
 
     def run(self) -> FileFindings:
         for call in self.calls:
-            self.call(call)
+            try:
+                self.call(call)
+            except RecursionError:
+                self.out.partial = "some calls are too deeply nested to analyse"
         self.out.events.extend(event_uses(self.tree, self.source, self.ctx))
+        if self.out.events:
+            for decl in self.functions:
+                self.out.scopes.append(Scope(text(decl.child_by_field_name("name")),
+                                             decl.start_point[0] + 1, decl.end_point[0] + 1))
+            for call in self.calls:
+                callee = call.child_by_field_name("function")
+                if callee is not None and callee.type == "identifier":
+                    self.out.local_calls.append((call.start_point[0] + 1, text(callee)))
+            self.out.source = self.source  # `event.account` lines: read only if a handler asks
         return self.out
 
     def route(self, fn: ts.Node) -> Route | None:
@@ -136,16 +173,25 @@ class _File:
             return
         args = self._args(node)
         expand: list[str] = []
-        account: Account = "installing" if self.ctx.ui_extension else self.global_account
+        account, why = self.global_account
+        operand = fn.child_by_field_name("operand")
+        if operand is not None and operand.type == "selector_expression":
+            root = operand.child_by_field_name("operand")
+            if root is not None and text(root) in self.clients:
+                account, why = self.clients[text(root)]
+        if self.ctx.ui_extension:
+            account, why = "installing", "a UI extension"
         for a in args:
             name = text(a).lstrip("&")
             expand.extend(self.expands.get(name, ()))
-            if name in self.connected_params or "StripeAccount" in text(a):
-                account = "connected" if not self.ctx.ui_extension else account
+            if (name in self.connected_params or "StripeAccount" in text(a)) and (
+                not self.ctx.ui_extension
+            ):
+                account, why = "connected", "SetStripeAccount / StripeAccount on the params"
         row, col = node.start_point
         self.out.calls.append(Call(
             self.ctx.file, row + 1, col + 1, text(fn), route[0], route[1], tuple(expand),
-            account,
+            account, (), why,
         ))
 
 

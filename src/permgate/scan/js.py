@@ -10,13 +10,16 @@ import tree_sitter_javascript as ts_js
 import tree_sitter_typescript as ts_ts
 
 from permgate.scan.common import (
+    API_HOSTS,
     HTTP_VERBS,
     Context,
     Piece,
-    key_account,
+    Project,
+    Wrapper,
+    key_account_why,
     raw_target,
 )
-from permgate.scan.model import Account, Call, FileFindings, Unresolved
+from permgate.scan.model import Account, Call, Escape, FileFindings, Scope, Unresolved
 from permgate.scan.sdk import table
 from permgate.scan.tsutil import event_uses
 
@@ -26,13 +29,23 @@ EXTENSIONS = {
 }
 DYNAMIC = "\x00"  # a computed member (`stripe[name]`) in a callee chain
 _CLIENT_NAME = re.compile(r"stripe", re.I)
+_BUILDS = re.compile(rb"Stripe(?:Client)?\s*\(|require\(\s*['\"]stripe")
+_STRIPE_CREDENTIAL = re.compile(r"access_?token|oauth|restricted_?key|\brak\b", re.I)
 _UNWRAP = {"parenthesized_expression", "await_expression", "non_null_expression",
            "as_expression", "satisfies_expression", "type_assertion"}
 _QUERY = """
 (call_expression) @call
 (variable_declarator) @bind
 (assignment_expression) @bind
+(function_declaration) @fn
+(method_definition) @fn
+(arrow_function) @fn
+(function_expression) @fn
+(import_statement) @import
 """
+_FUNCTION_TYPES = {"function_declaration", "method_definition", "arrow_function",
+                   "function_expression", "generator_function_declaration"}
+Client = tuple[Account, str]  # whose account, and why
 _FIELD = {"javascript": "(field_definition) @bind", "typescript": "(public_field_definition) @bind"}
 
 
@@ -75,38 +88,201 @@ class _File:
         self.tree = _parser(lang).parse(source)
         captures = ts.QueryCursor(_query(lang)).captures(self.tree.root_node)
         self.calls = captures.get("call", [])
+        self.functions = captures.get("fn", [])
+        self.project = ctx.project or Project()
+        self.imported: set[str] = set()
+        self.packages: set[str] = set()  # names imported from packages (not the project)
+        for imp in captures.get("import", []):
+            src = imp.child_by_field_name("source")
+            if src is not None and _string(src) not in ("stripe",):
+                relative = _string(src).startswith((".", "@/", "~/", "/"))
+                for ident in _identifiers(imp):
+                    self.imported.add(ident)
+                    if not relative:
+                        self.packages.add(ident)
         self.consts: dict[str, ts.Node] = {}
-        self.clients: dict[str, Account] = {}
+        self.clients: dict[str, Client] = {}
+        # names bound to a project client or factory only count when imported or local
+        for imported in self.imported:
+            if imported in self.project.clients:
+                acc, why = self.project.clients[imported]
+                self.clients[imported] = (acc, f"{imported} imported from the project: {why}")
         ambiguous: set[str] = set()
         for bind in captures.get("bind", []):
             name = (bind.child_by_field_name("name") or bind.child_by_field_name("left")
                     or bind.child_by_field_name("property"))
             value = bind.child_by_field_name("value") or bind.child_by_field_name("right")
-            key = _bound_name(name) if name is not None else None
-            if key is None or value is None:
+            if name is None or value is None:
                 continue
             value = _unwrap(value)
-            if _constructs_client(value):
-                account = self._client_account(value)
-                # one name bound to clients of different accounts: cannot tell which one
-                same = self.clients.get(key, account) == account
-                self.clients[key] = account if same else "unknown"
-            elif name is not None and name.type == "identifier":
-                if key in self.consts:
+            client = self._client_of(value)
+            if client is not None:
+                for bound in _pattern_names(name):
+                    # one name bound to clients of different accounts: cannot tell which one
+                    old = self.clients.get(bound)
+                    if old is not None and old[0] != client[0]:
+                        self.clients[bound] = ("unknown", f"{bound} is bound to clients of "
+                                               "different accounts in this file")
+                    else:
+                        self.clients[bound] = client
+                continue
+            key = _bound_name(name)
+            if key is None:
+                continue
+            if value.type in ("new_expression", "call_expression"):
+                ctor = value.child_by_field_name("constructor") or value.child_by_field_name(
+                    "function")
+                if ctor is not None and _text(ctor) in self.packages:
+                    self.packages.add(key)  # an object of a package's class
+            if name.type == "identifier":
+                if key in self.consts and _text(self.consts[key]) != _text(value):
                     ambiguous.add(key)
                 self.consts[key] = value
         for key in ambiguous:  # reassigned: not a constant we can trust
             self.consts.pop(key, None)
         self.out = FileFindings()
+        self.param_facts: dict[tuple[str, int], Client] = {}
+        self.wrapper_inner: set[int] = set()
+        self.local_wrappers = self.find_wrappers()
+
+    def _client_of(self, value: ts.Node) -> Client | None:
+        """A client this expression builds or fetches: `new Stripe(key)`, `getStripe()`,
+        `await getStripeClient()` (for `const {client} = ...` too)."""
+        if value.type == "ternary_expression":  # `key ? new Stripe(key) : null`
+            for side in ("consequence", "alternative"):
+                branch = value.child_by_field_name(side)
+                found = self._client_of(_unwrap(branch)) if branch is not None else None
+                if found is not None:
+                    return found
+            return None
+        if _constructs_client(value):
+            return self._client_account(value)
+        if value.type == "call_expression":
+            fn = value.child_by_field_name("function")
+            if fn is None:
+                return None
+            fname = _text(_unwrap(fn)).rsplit(".", 1)[-1]
+            local = self.local_factories().get(fname)
+            if local is not None:
+                return local
+            if fname in self.project.factories and (fname in self.imported or "." in _text(fn)):
+                acc, why = self.project.factories[fname]
+                return acc, f"client from {fname}(): {why}"
+        return None
+
+    _factories_cache: dict[str, Client] | None = None
+
+    def local_factories(self) -> dict[str, Client]:
+        """Functions of this file that build a client and return it (or an object with it)."""
+        if self._factories_cache is not None:
+            return self._factories_cache
+        out: dict[str, Client] = {}
+        self._factories_cache = out  # guards against re-entry
+        for fn in self.functions:
+            name = _function_name(fn)
+            if name is None:
+                continue
+            body = fn.text or b""
+            if b"return" not in body or not _BUILDS.search(body):
+                continue  # cheap gate: no client can be built here
+            accounts = []
+            for node in _descendants(fn, ("new_expression", "call_expression")):
+                if _constructs_client(node):
+                    accounts.append(self._client_account(node))
+            if not accounts or b"return" not in (fn.text or b""):
+                continue
+            first = accounts[0]
+            if all(a[0] == first[0] for a in accounts):
+                row = fn.start_point[0] + 1
+                out[name] = (first[0], f"built in {name}() at {self.ctx.file}:{row}: {first[1]}")
+            else:
+                out[name] = ("unknown", f"{name}() builds clients for different accounts")
+        return out
+
+    def find_wrappers(self) -> dict[str, Wrapper]:
+        """Functions that send a path given as a parameter to the API host."""
+        out: dict[str, Wrapper] = {}
+        if b"api.stripe.com" not in self.source:
+            return out
+        for fn in self.functions:
+            name = _function_name(fn)
+            params = _param_names(fn)
+            if name is None or not params:
+                continue
+            for call in _descendants(fn, ("call_expression",)):
+                args = _args(call)
+                if not args:
+                    continue
+                cfg = self.props(args[0])
+                url = cfg.get("url") if cfg else args[0]
+                if url is None:
+                    continue
+                ps = self.pieces(url)
+                if len(ps) < 2 or ps[0] is None or ps[1] is not None:
+                    continue
+                head = ps[0]
+                host = next((h for h in API_HOSTS if head.startswith(h)), None)
+                if host is None:
+                    continue
+                prefix = head[len(host):]
+                idx = self._param_piece(url, params)
+                if idx is None:
+                    continue
+                method: str | None = name.upper() if name.lower() in HTTP_VERBS else None
+                method_index = None
+                opts = [o for o in (cfg, *(self.props(a) for a in args[1:])) if o]
+                for o in opts:
+                    if "method" in o:
+                        m = self.string(o["method"])
+                        if m is not None:
+                            method = m.upper()
+                        elif _text(_unwrap(o["method"])) in params:
+                            method_index = params.index(_text(_unwrap(o["method"])))
+                if method is None and method_index is None:
+                    method = "GET"
+                acc, why = self._wrapper_account(fn)
+                self.wrapper_inner.add(call.id)  # the wrapper's own request is not a call site
+                row = fn.start_point[0] + 1
+                out[name] = Wrapper(prefix, idx, method, method_index, acc, why,
+                                    f"{self.ctx.file}:{row}")
+                break
+        return out
+
+    def _param_piece(self, url: ts.Node, params: list[str]) -> int | None:
+        for node in _descendants(url, ("identifier",)):
+            if _text(node) in params:
+                return params.index(_text(node))
+        return None
+
+    def _wrapper_account(self, fn: ts.Node) -> Client:
+        scope: ts.Node | None = fn
+        while scope is not None and scope.type not in ("class_declaration", "class", "program"):
+            scope = scope.parent
+        for node in (fn, scope):
+            if node is None:
+                continue
+            body = _text(node)
+            if "stripeAccount" in body or re.search(r"stripe-account", body, re.I):
+                return "connected", "the wrapper sends a Stripe-Account header"
+            auth = re.search(r"(?i)(authorization|bearer|auth)[^\n,;]{0,120}", body)
+            acc, why = key_account_why(auth.group(0) if auth else None)
+            if acc != "unknown":
+                return acc, f"the wrapper authenticates with {why}"
+        return "unknown", "the wrapper's key is of unknown origin"
 
     # --- values -------------------------------------------------------------
 
     def resolve(self, node: ts.Node, depth: int = 0) -> ts.Node:
         node = _unwrap(node)
-        if node.type == "identifier" and depth < 8:
-            target = self.consts.get(_text(node))
-            if target is not None:
-                return self.resolve(target, depth + 1)
+        seen: set[str] = set()
+        while node.type == "identifier" and len(seen) < 8:
+            name = _text(node)
+            target = self.consts.get(name)
+            # `ctx = { ...ctx, a: 1 }`: a name whose value mentions itself is not followed
+            if target is None or name in seen or _mentions(target, name):
+                break
+            seen.add(name)
+            node = _unwrap(target)
         return node
 
     def pieces(self, node: ts.Node, depth: int = 0) -> list[Piece]:
@@ -157,9 +333,15 @@ class _File:
             out.append(s)
         return out
 
-    def props(self, node: ts.Node) -> dict[str, ts.Node] | None:
+    def props(self, node: ts.Node, depth: int = 0) -> dict[str, ts.Node] | None:
         node = self.resolve(node)
-        if node.type != "object":
+        if node.type == "ternary_expression" and depth <= 8:  # `id ? {stripeAccount: id} : {}`
+            merged: dict[str, ts.Node] = {}
+            for side in ("consequence", "alternative"):
+                branch = node.child_by_field_name(side)
+                merged.update((self.props(branch, depth + 1) or {}) if branch else {})
+            return merged or None
+        if node.type != "object" or depth > 8:
             return None
         out: dict[str, ts.Node] = {}
         for p in node.named_children:
@@ -170,25 +352,50 @@ class _File:
             elif p.type == "shorthand_property_identifier":
                 out[_text(p)] = p
             elif p.type == "spread_element" and p.named_child_count:
-                out.update(self.props(p.named_children[0]) or {})
+                out.update(self.props(p.named_children[0], depth + 1) or {})
         return out
 
-    def _client_account(self, construct: ts.Node) -> Account:
+    def _client_account(self, construct: ts.Node) -> Client:
+        row = construct.start_point[0] + 1
+        where = f"client built at {self.ctx.file}:{row}"
         if self.ctx.ui_extension:
-            return "installing"
+            return "installing", f"{where} in a UI extension: the installing account"
         args = _args(construct)
         for a in args[1:]:
             if _connected_options(self, a):
-                return "connected"
-        return key_account(_text(args[0]) if args else None)
+                return "connected", f"{where} with a stripeAccount option"
+        key = self.resolve(args[0]) if args else None
+        acc, why = key_account_why(_text(args[0]) if args else None)
+        if acc == "unknown" and key is not None and key is not args[0]:
+            acc, why = key_account_why(_text(key))
+        return acc, f"{where} from {why}"
 
     # --- calls --------------------------------------------------------------
 
     def run(self) -> FileFindings:
+        failed = 0
         for call in self.calls:
-            self.call(call)
+            try:
+                self.call(call)
+            except RecursionError:
+                failed += 1
+        if failed:
+            self.out.partial = f"{failed} call(s) too deeply nested to analyse"
         self.out.events.extend(event_uses(self.tree, self.source, self.ctx))
+        if self.out.events:
+            self.scopes()
         return self.out
+
+    def scopes(self) -> None:
+        for fn in self.functions:
+            name = _function_name(fn) or "<anonymous>"
+            self.out.scopes.append(Scope(name, fn.start_point[0] + 1, fn.end_point[0] + 1))
+        for call in self.calls:
+            callee = call.child_by_field_name("function")
+            segs = _chain(callee) if callee is not None else None
+            if segs and (len(segs) == 1 or segs[0] == "this"):
+                self.out.local_calls.append((call.start_point[0] + 1, segs[-1]))
+        self.out.source = self.source  # `event.account` lines: read only if a handler asks
 
     def call(self, node: ts.Node) -> None:
         callee = node.child_by_field_name("function")
@@ -196,21 +403,124 @@ class _File:
             return
         args = _args(node)
         segs = _chain(callee)
+        if segs:
+            self.note_client_arguments(segs[-1], args)
         if segs is not None and len(segs) >= 2:
             for i, seg in enumerate(segs[:-1]):
-                known = seg in self.clients
+                client = self.clients.get(seg)
+                if i == 0 and seg != "this":
+                    param = self.param_client(node, seg)
+                    if param is not None:
+                        client = param if param[0] is not None else None  # type: ignore[assignment]
+                if client is None and seg.endswith("()"):
+                    fname = seg[:-2]
+                    client = self.local_factories().get(fname)
+                    if client is None and fname in self.project.factories and (
+                        fname in self.imported
+                    ):
+                        acc, why = self.project.factories[fname]
+                        client = (acc, f"client from {fname}(): {why}")
+                known = client is not None
                 if known or (_CLIENT_NAME.search(seg) and seg != DYNAMIC):
-                    if self.sdk_call(node, segs[i + 1:], self.clients.get(seg), known, args):
+                    if self.sdk_call(node, segs[i + 1:], client, known, args):
                         return
                     break
+        if segs and self.wrapper_call(node, segs, args):
+            return
+        if segs and segs[0] in self.packages and not self.ctx.ui_extension:
+            for a in args:
+                t = _text(a)
+                if len(t) < 80 and _STRIPE_CREDENTIAL.search(t) and re.search(r"stripe", t, re.I):
+                    row = node.start_point[0] + 1
+                    self.out.escapes.append(Escape(self.ctx.file, row, ".".join(segs), t))
+                    break
         self.http_call(node, segs, args)
+
+    def param_client(self, node: ts.Node, name: str) -> tuple[Account | None, str] | None:
+        """If `name` is a parameter of the function around `node`: the client the project's
+        call sites pass there ((None, why) when none is known); None if not a parameter."""
+        fn: ts.Node | None = node.parent
+        while fn is not None and fn.type not in _FUNCTION_TYPES:
+            fn = fn.parent
+        if fn is None:
+            return None
+        params = _param_names(fn)
+        if name not in params:
+            return None
+        fname = _function_name(fn) or ""
+        self.out.imports.add(fname)  # read again once the project-wide pass knows callers
+        passed = self.project.params.get((fname, params.index(name)))
+        if passed is None:
+            return None, ""
+        acc, why = passed
+        return acc, f"{name} is parameter {params.index(name) + 1} of {fname}(), {why}"
+
+    def note_client_arguments(self, fname: str, args: list[ts.Node]) -> None:
+        """`handler(stripe, ...)`: tell the project which client reaches which parameter."""
+        for idx, a in enumerate(args):
+            a = _unwrap(a)
+            client: Client | None = None
+            if a.type == "identifier" and _text(a) in self.clients:
+                client = self.clients[_text(a)]
+            elif a.type == "member_expression" and a.child_by_field_name("object") is not None:
+                prop = a.child_by_field_name("property")
+                if prop is not None and _text(a).startswith("this.") and _text(prop) in (
+                    self.clients
+                ):
+                    client = self.clients[_text(prop)]
+            elif a.type in ("call_expression", "new_expression"):
+                client = self._client_of(a)
+            if client is not None:
+                row = a.start_point[0] + 1
+                key = (fname, idx)
+                acc, why = client
+                fact = (acc, f"passed at {self.ctx.file}:{row}: {why}")
+                old = self.param_facts.get(key)
+                if old is not None and old[0] != acc:
+                    fact = ("unknown", f"{fname}() is passed clients of different accounts")
+                self.param_facts[key] = fact
+
+    def wrapper_call(self, node: ts.Node, segs: list[str], args: list[ts.Node]) -> bool:
+        name = segs[-1]
+        w = self.local_wrappers.get(name)
+        if w is None and len(segs) == 1 and name in self.imported:
+            w = self.project.wrappers.get(name)
+        if w is None or len(args) <= w.path_index:
+            return False
+        pieces = self.pieces(args[w.path_index])
+        if not pieces or pieces[0] is None:
+            return False
+        path_pieces: list[Piece] = [w.prefix + (
+            "" if w.prefix.endswith("/") or pieces[0].startswith("/") else "/") + pieces[0],
+            *pieces[1:]]
+        if not str(path_pieces[0]).startswith("/v"):
+            path_pieces[0] = "/v1" + str(path_pieces[0])
+        target = raw_target(path_pieces, require_host=False)
+        label = _text(node.child_by_field_name("function") or node)
+        method = w.method
+        if method is None and w.method_index is not None and len(args) > w.method_index:
+            method = (self.string(args[w.method_index]) or "").upper() or None
+        if target is None or method is None:
+            self.out.unresolved.append(Unresolved(
+                *self.where(node), label, f"path or method built at run time (wrapper "
+                f"{name} at {w.defined})"))
+            return True
+        acc: Account = w.account
+        why = f"via the app's wrapper {name} ({w.defined}): {w.reason}"
+        if self.ctx.ui_extension:
+            acc, why = "installing", "a UI extension: the installing account"
+        elif any(_connected_options(self, a) for a in args):
+            acc, why = "connected", "a stripeAccount option"
+        self.out.calls.append(Call(*self.where(node), label, method, target.path,
+                                   target.expand, acc, (), why))
+        return True
 
     def where(self, node: ts.Node) -> tuple[str, int, int]:
         row, col = node.start_point
         return self.ctx.file, row + 1, col + 1
 
     def sdk_call(
-        self, node: ts.Node, rest: list[str], client: Account | None, known: bool,
+        self, node: ts.Node, rest: list[str], client: Client | None, known: bool,
         args: list[ts.Node],
     ) -> bool:
         """Record an SDK call; False if `rest` is not an SDK member chain at all."""
@@ -241,9 +551,9 @@ class _File:
                 return True
             return False
         expand, notes = self.expand_args(args)
-        account = self.account(args, client)
+        account, why = self.account(args, client)
         self.out.calls.append(Call(
-            *self.where(node), label, route[0], route[1], expand, account, notes,
+            *self.where(node), label, route[0], route[1], expand, account, notes, why,
         ))
         return True
 
@@ -257,15 +567,18 @@ class _File:
                 return tuple(values), ()
         return (), ()
 
-    def account(self, args: list[ts.Node], client: Account | None) -> Account:
+    def account(self, args: list[ts.Node], client: Client | None) -> Client:
         if self.ctx.ui_extension:
-            return "installing"
+            return "installing", "a UI extension: the installing account"
         if any(_connected_options(self, a) for a in args):
-            return "connected"
-        return client or "unknown"
+            return "connected", "a stripeAccount option on the call"
+        if client is None:
+            return "unknown", ("a client the scan cannot trace (a parameter, or built "
+                               "outside the project)")
+        return client
 
     def raw_request(
-        self, node: ts.Node, label: str, client: Account | None, args: list[ts.Node]
+        self, node: ts.Node, label: str, client: Client | None, args: list[ts.Node]
     ) -> None:
         method = self.string(args[0]) if args else None
         target = raw_target(self.pieces(args[1]), require_host=False) if len(args) > 1 else None
@@ -275,13 +588,14 @@ class _File:
             )
             return
         expand, notes = self.expand_args(args[2:3])
+        acc, why = self.account(args[2:], client)
         self.out.calls.append(Call(
             *self.where(node), label, method.upper(), target.path, target.expand + expand,
-            self.account(args[2:], client), notes,
+            acc, notes, why,
         ))
 
     def http_call(self, node: ts.Node, segs: list[str] | None, args: list[ts.Node]) -> None:
-        if not args:
+        if not args or node.id in self.wrapper_inner:
             return
         first = args[0]
         config = self.props(first)
@@ -315,12 +629,25 @@ class _File:
                     )
                     return
                 method = m.upper()
-        account: Account = "installing" if self.ctx.ui_extension else "unknown"
-        if not self.ctx.ui_extension and any(_connected_options(self, a) for a in args):
-            account = "connected"
+        account: Account = "unknown"
+        why = "an HTTP call whose key the scan cannot trace"
+        if self.ctx.ui_extension:
+            account, why = "installing", "a UI extension: the installing account"
+        elif any(_connected_options(self, a) for a in args):
+            account, why = "connected", "a Stripe-Account header"
+        else:
+            for o in opts:
+                hdrs = self.props(o["headers"]) if "headers" in o else None
+                auth = next((v for k, v in (hdrs or {}).items()
+                             if k.lower() == "authorization"), None)
+                if auth is not None:
+                    acc, w = key_account_why(_text(auth))
+                    if acc != "unknown":
+                        account, why = acc, f"authenticated with {w}"
         notes = ("query string built at run time",) if target.dynamic_query else ()
         self.out.calls.append(Call(
             *self.where(node), label, method or "GET", target.path, target.expand, account, notes,
+            why,
         ))
 
 def _string(node: ts.Node) -> str:
@@ -359,11 +686,73 @@ def _chain(node: ts.Node) -> list[str] | None:
             out.append(_text(node))
             return out[::-1]
         elif node.type == "call_expression":
-            out.append("()")
+            fn = node.child_by_field_name("function")
+            inner = _chain(fn) if fn is not None else None
+            out.append((inner[-1] if inner else "") + "()")
             return out[::-1]
         else:
             return out[::-1] if out else None
     return None
+
+
+def _mentions(node: ts.Node, name: str) -> bool:
+    return any(_text(n) == name for n in _descendants(node, ("identifier",)))
+
+
+def _descendants(node: ts.Node, types: tuple[str, ...]) -> list[ts.Node]:
+    """Nodes of the given types under `node` (iterative: no recursion limit to hit)."""
+    out: list[ts.Node] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n.type in types:
+            out.append(n)
+        stack.extend(reversed(n.named_children))
+    return out
+
+
+def _identifiers(node: ts.Node) -> list[str]:
+    return [_text(n) for n in _descendants(node, ("identifier",))]
+
+
+def _pattern_names(node: ts.Node) -> list[str]:
+    """`stripe`, `this.stripe` -> [stripe]; `{ client }` / `{ client: c }` -> [client] / [c]."""
+    if node.type in ("object_pattern", "array_pattern"):
+        out = []
+        for n in _descendants(node, ("shorthand_property_identifier_pattern", "identifier")):
+            out.append(_text(n))
+        return out
+    name = _bound_name(node)
+    return [name] if name else []
+
+
+def _function_name(fn: ts.Node) -> str | None:
+    name = fn.child_by_field_name("name")
+    if name is not None:
+        return _text(name).lstrip("#")
+    parent = fn.parent
+    if parent is not None and parent.type in ("variable_declarator", "pair",
+                                              "public_field_definition", "field_definition",
+                                              "assignment_expression"):
+        key = (parent.child_by_field_name("name") or parent.child_by_field_name("key")
+               or parent.child_by_field_name("property") or parent.child_by_field_name("left"))
+        if key is not None:
+            return _bound_name(key) or _text(key).strip("'\"")
+    return None
+
+
+def _param_names(fn: ts.Node) -> list[str]:
+    params = fn.child_by_field_name("parameters") or fn.child_by_field_name("parameter")
+    if params is None:
+        return []
+    if params.type == "identifier":
+        return [_text(params)]
+    out = []
+    for p in params.named_children:
+        ident = p if p.type == "identifier" else (
+            p.child_by_field_name("pattern") or p.child_by_field_name("left"))
+        out.append(_text(ident) if ident is not None and ident.type == "identifier" else "")
+    return out
 
 
 def _bound_name(node: ts.Node) -> str | None:
@@ -400,4 +789,34 @@ def _connected_options(f: _File, node: ts.Node) -> bool:
 
 
 def extract(ctx: Context, source: bytes, suffix: str) -> FileFindings:
-    return _File(ctx, source, EXTENSIONS[suffix]).run()
+    return extract_and_index(ctx, source, suffix, index=False)[0]
+
+
+def extract_and_index(
+    ctx: Context, source: bytes, suffix: str, *, index: bool = True
+) -> tuple[FileFindings, Project | None]:
+    """One parse: what the file calls, and (with `index`) what it offers the project."""
+    f = _File(ctx, source, EXTENSIONS[suffix])
+    found = f.run()
+    found.imports |= f.imported
+    if index:
+        return found, _index(f)
+    return found, (Project(params=dict(f.param_facts)) if f.param_facts else None)
+
+
+def _index(f: _File) -> Project:
+    """The project-wide facts one file offers: factories, module clients, wrappers."""
+    p = Project()
+    p.factories.update(f.local_factories())
+    for node in f.tree.root_node.named_children:
+        decl = node.named_children[0] if node.type == "export_statement" and (
+            node.named_child_count) else node
+        if decl.type in ("lexical_declaration", "variable_declaration"):
+            for d in decl.named_children:
+                name = d.child_by_field_name("name")
+                if name is not None and _bound_name(name) in f.clients:
+                    key = _bound_name(name) or ""
+                    p.clients[key] = f.clients[key]
+    p.wrappers.update(f.local_wrappers)
+    p.params.update(f.param_facts)
+    return p

@@ -5,9 +5,18 @@ from __future__ import annotations
 import ast
 import re
 
-from permgate.scan.common import HTTP_VERBS, Context, Piece, key_account, raw_target
-from permgate.scan.model import Account, Call, EventUse, FileFindings, Unresolved
+from permgate.scan.common import (
+    HTTP_VERBS,
+    Context,
+    Piece,
+    Project,
+    key_account_why,
+    raw_target,
+)
+from permgate.scan.model import Account, Call, EventUse, FileFindings, Scope, Unresolved
 from permgate.scan.sdk import table
+
+Client = tuple[Account, str]
 
 _FORMAT_FIELD = re.compile(r"\{[^{}]*\}")
 
@@ -33,9 +42,13 @@ class _File:
         self.out = FileFindings()
         self.modules: set[str] = set()  # names bound to the `stripe` module
         self.classes: dict[str, str] = {}  # local name -> resource class ("checkout.Session")
-        self.clients: dict[str, Account] = {}  # names bound to StripeClient instances
+        self.clients: dict[str, Client] = {}  # names bound to StripeClient instances
         self.consts: dict[str, ast.expr] = {}
-        self.module_account: Account = "unknown"
+        self.project = ctx.project or Project()
+        self.module_account: Client = self.project.module_key or (
+            "unknown", "the stripe module's key is not set in the project")
+        self.imported: set[str] = set()
+        self.module_key_set = False
         ambiguous: set[str] = set()
         resource_classes = table().resource_classes
         for node in ast.walk(tree):
@@ -43,6 +56,15 @@ class _File:
                 for a in node.names:
                     if a.name == "stripe":
                         self.modules.add(a.asname or "stripe")
+            elif isinstance(node, ast.ImportFrom) and not (node.module or "").startswith(
+                "stripe"
+            ):
+                for a in node.names:
+                    self.imported.add(a.asname or a.name)
+                    if a.name in self.project.clients:
+                        acc, why = self.project.clients[a.name]
+                        self.clients[a.asname or a.name] = (
+                            acc, f"imported from the project: {why}")
             elif isinstance(node, ast.ImportFrom) and node.module and (
                 node.module == "stripe" or node.module.startswith("stripe.")
             ):
@@ -61,20 +83,39 @@ class _File:
                     )
                     if name is None:
                         continue
-                    if self._is_client(node.value):
-                        account = self._client_account(node.value)
-                        same = self.clients.get(name, account) == account
-                        self.clients[name] = account if same else "unknown"
-                    elif isinstance(t, ast.Attribute) and t.attr == "api_key" and _chain(
-                        t.value
-                    ) == ["stripe"]:
-                        self.module_account = key_account(ast.unparse(node.value))
+                    client = self._client_of(node.value)
+                    if client is not None:
+                        old = self.clients.get(name)
+                        same = old is None or old[0] == client[0]
+                        self.clients[name] = client if same else (
+                            "unknown", f"{name} is bound to clients of different accounts")
+                    elif isinstance(t, ast.Attribute) and t.attr == "api_key" and (
+                        _chain(t.value) or [""]
+                    )[0] in (self.modules | {"stripe"}):
+                        acc, why = key_account_why(ast.unparse(node.value))
+                        self.module_key_set = True
+                        self.module_account = (
+                            acc, f"the stripe module's key is set at {ctx.file}:{node.lineno} "
+                            f"to {why}")
                     elif isinstance(t, ast.Name):
                         if name in self.consts:
                             ambiguous.add(name)
                         self.consts[name] = node.value
         for name in ambiguous:
             self.consts.pop(name, None)
+
+    def _client_of(self, value: ast.expr) -> Client | None:
+        if isinstance(value, ast.Await):
+            value = value.value
+        if self._is_client(value):
+            return self._client_account(value)
+        if isinstance(value, ast.Call):
+            chain = _chain(value.func)
+            name = chain[-1] if chain else ""
+            if name in self.project.factories and (name in self.imported or len(chain or []) == 1):
+                acc, why = self.project.factories[name]
+                return acc, f"client from {name}(): {why}"
+        return None
 
     def _is_client(self, value: ast.expr) -> bool:
         if not isinstance(value, ast.Call):
@@ -87,16 +128,18 @@ class _File:
             or (len(chain) == 2 and chain[0] in self.modules)
         )
 
-    def _client_account(self, value: ast.expr) -> Account:
-        if self.ctx.ui_extension:
-            return "installing"
+    def _client_account(self, value: ast.expr) -> Client:
         assert isinstance(value, ast.Call)
+        where = f"client built at {self.ctx.file}:{value.lineno}"
+        if self.ctx.ui_extension:
+            return "installing", f"{where}: the installing account"
         if any(k.arg == "stripe_account" for k in value.keywords):
-            return "connected"
+            return "connected", f"{where} with stripe_account"
         key = value.args[0] if value.args else next(
             (k.value for k in value.keywords if k.arg == "api_key"), None
         )
-        return key_account(ast.unparse(key) if key is not None else None)
+        acc, why = key_account_why(ast.unparse(key) if key is not None else None)
+        return acc, f"{where} from {why}"
 
     # --- values -------------------------------------------------------------
 
@@ -176,10 +219,19 @@ class _File:
 
     # --- calls --------------------------------------------------------------
 
-    def run(self) -> FileFindings:
+    def run(self, source: bytes) -> FileFindings:
         for node in ast.walk(self.tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                end = node.end_lineno or node.lineno
+                self.out.scopes.append(Scope(node.name, node.lineno, end))
             if isinstance(node, ast.Call):
-                self.call(node)
+                chain = _chain(node.func)
+                if chain and (len(chain) == 1 or chain[0] in ("self", "cls")):
+                    self.out.local_calls.append((node.lineno, chain[-1]))
+                try:
+                    self.call(node)
+                except RecursionError:
+                    self.out.partial = "some calls are too deeply nested to analyse"
             elif (
                 isinstance(node, ast.Constant) and isinstance(node.value, str)
                 and node.value in self.ctx.event_types
@@ -187,6 +239,8 @@ class _File:
                 self.out.events.append(
                     EventUse(self.ctx.file, node.lineno, node.col_offset + 1, node.value)
                 )
+        if self.out.events:
+            self.out.source = source  # `event.account` lines: read only if a handler asks
         return self.out
 
     def where(self, node: ast.expr) -> tuple[str, int, int]:
@@ -210,6 +264,8 @@ class _File:
                 if rest == ["raw_request"]:
                     self.raw_request(node, label, self.clients[seg])
                     return
+                if rest and rest[-1][:1].isupper():
+                    return  # a params TypedDict (`...CreateParams(...)`), not a request
                 route = sdk.get("service", ".".join(rest))
                 if route is None and rest and rest[0] != "v1":
                     route = sdk.get("service", "v1." + ".".join(rest))
@@ -230,6 +286,8 @@ class _File:
                 return
         elif chain[0] in self.classes and len(chain) == 2:
             dotted = f"{self.classes[chain[0]]}.{chain[1]}"
+        if dotted is not None and dotted.rsplit(".", 1)[-1][:1].isupper():
+            return  # `stripe.checkout.Session.CreateParams(...)`: a TypedDict, not a request
         elif chain[0] in self.modules and chain[1:] == ["raw_request"]:
             self.raw_request(node, label, self.module_account)
             return
@@ -246,12 +304,12 @@ class _File:
         self.http_call(node, chain, label)
 
     def record(
-        self, node: ast.Call, label: str, route: tuple[str, str], client: Account
+        self, node: ast.Call, label: str, route: tuple[str, str], client: Client
     ) -> None:
         expand, notes = self.expand_of(node)
+        acc, why = self.account(node, client)
         self.out.calls.append(Call(
-            *self.where(node), label, route[0], route[1], expand, self.account(node, client),
-            notes,
+            *self.where(node), label, route[0], route[1], expand, acc, notes, why,
         ))
 
     def expand_of(self, node: ast.Call) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -271,26 +329,29 @@ class _File:
                 return tuple(values), ()
         return (), ()
 
-    def account(self, node: ast.Call, client: Account) -> Account:
+    def account(self, node: ast.Call, client: Client) -> Client:
         if self.ctx.ui_extension:
-            return "installing"
+            return "installing", "a UI extension: the installing account"
         for k in node.keywords:
             if k.arg == "stripe_account":
-                return "connected"
+                return "connected", "a stripe_account argument on the call"
+            if k.arg == "api_key":  # a per-request key wins over the module's
+                acc, why = key_account_why(ast.unparse(k.value))
+                return acc, f"api_key= on the call: {why}"
             if k.arg in ("options", "headers", None) or k.arg == "params":
                 p = self.props(k.value) or {}
                 if "stripe_account" in p or any(h.lower() == "stripe-account" for h in p):
-                    return "connected"
+                    return "connected", "a Stripe-Account header"
                 hdrs = self.props(p.get("headers"))
                 if hdrs and any(h.lower() == "stripe-account" for h in hdrs):
-                    return "connected"
+                    return "connected", "a Stripe-Account header"
         for a in node.args:
             p = self.props(a) or {}
             if "stripe_account" in p:
-                return "connected"
+                return "connected", "a stripe_account option"
         return client
 
-    def raw_request(self, node: ast.Call, label: str, client: Account) -> None:
+    def raw_request(self, node: ast.Call, label: str, client: Client) -> None:
         method = self.string(node.args[0]) if node.args else None
         target = raw_target(self.pieces(node.args[1]), require_host=False) if len(
             node.args
@@ -304,9 +365,9 @@ class _File:
         for k in node.keywords:
             if k.arg == "expand":
                 expand.extend(self.strings(k.value) or ())
+        acc, why = self.account(node, client)
         self.out.calls.append(Call(
-            *self.where(node), label, method.upper(), target.path, tuple(expand),
-            self.account(node, client),
+            *self.where(node), label, method.upper(), target.path, tuple(expand), acc, (), why,
         ))
 
     def http_call(self, node: ast.Call, chain: list[str], label: str) -> None:
@@ -344,13 +405,26 @@ class _File:
             for k, v in p.items():
                 if re.fullmatch(r"expand(\[\d*\])?", k):
                     expand.extend(self.strings(v) or ())
-        account: Account = "installing" if self.ctx.ui_extension else "unknown"
+        account: Account = "unknown"
+        why = "an HTTP call whose key the scan cannot trace"
         hdrs = self.props(kw.get("headers")) or {}
-        if any(h.lower() == "stripe-account" for h in hdrs):
-            account = "connected"
+        auth = kw.get("auth")
+        if self.ctx.ui_extension:
+            account, why = "installing", "a UI extension: the installing account"
+        elif any(h.lower() == "stripe-account" for h in hdrs):
+            account, why = "connected", "a Stripe-Account header"
+        elif isinstance(auth, ast.Tuple) and auth.elts:  # auth=(key, "")
+            account, w = key_account_why(ast.unparse(auth.elts[0]))
+            why = f"auth=(key, '') with {w}"
+        else:
+            for h, v in hdrs.items():
+                if h.lower() == "authorization":
+                    account, w = key_account_why(ast.unparse(v))
+                    why = f"an Authorization header with {w}"
         notes = ("query string built at run time",) if target.dynamic_query else ()
         self.out.calls.append(Call(
             *self.where(node), label, method.upper(), target.path, tuple(expand), account, notes,
+            why,
         ))
 
 
@@ -369,5 +443,75 @@ def _mentions_client(node: ast.expr, f: _File) -> bool:
 
 
 def extract(ctx: Context, source: bytes) -> FileFindings:
-    tree = ast.parse(source)
-    return _File(ctx, tree).run()
+    return extract_and_index(ctx, source, index=False)[0]
+
+
+def extract_and_index(
+    ctx: Context, source: bytes, *, index: bool = True
+) -> tuple[FileFindings, Project | None]:
+    partial = None
+    try:
+        tree = ast.parse(source)
+    except (RecursionError, MemoryError, SyntaxError) as e:
+        tree, bad = _parse_in_parts(source)
+        if not tree.body:
+            raise  # nothing at all could be read: the file is reported as dropped
+        what = f"syntax error at line {e.lineno}" if isinstance(e, SyntaxError) else (
+            type(e).__name__)
+        partial = f"{what}: {bad} top-level block(s) could not be read; the rest was"
+    f = _File(ctx, tree)
+    found = f.run(source)
+    found.partial = found.partial or partial
+    found.imports = set(f.imported)
+    if not f.module_key_set:
+        found.imports.add(MODULE_KEY)
+    return found, (_index(f, tree) if index else None)
+
+
+MODULE_KEY = "<module key>"
+_TOP = re.compile(rb"^(?:async\s+def|def|class|@|import|from|if|for|while|with|try|[A-Za-z_])")
+
+
+def _parse_in_parts(source: bytes) -> tuple[ast.Module, int]:
+    """Parse each top-level block on its own; blocks that fail are left out (counted)."""
+    lines = source.splitlines(keepends=True)
+    starts = [i for i, ln in enumerate(lines) if _TOP.match(ln)
+              and not ln.startswith((b"else", b"elif", b"except", b"finally"))]
+    if not starts or starts[0] != 0:
+        starts.insert(0, 0)
+    body: list[ast.stmt] = []
+    bad = 0
+    for a, b in zip(starts, [*starts[1:], len(lines)], strict=True):
+        chunk = b"".join(lines[a:b])
+        if not chunk.strip():
+            continue
+        try:
+            part = ast.parse(chunk)
+        except (RecursionError, MemoryError, SyntaxError, ValueError):
+            bad += 1
+            continue
+        ast.increment_lineno(part, a)
+        body.extend(part.body)
+    return ast.Module(body=body, type_ignores=[]), bad
+
+
+def _index(f: _File, tree: ast.Module) -> Project:
+    """Functions that return a configured StripeClient, and module-level clients."""
+    p = Project()
+    if f.module_key_set:
+        p.module_key = f.module_account
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                if isinstance(t, ast.Name) and t.id in f.clients:
+                    p.clients[t.id] = f.clients[t.id]
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Return) and sub.value is not None:
+                    value = sub.value
+                    if isinstance(value, ast.Name) and value.id in f.clients:
+                        p.factories[node.name] = f.clients[value.id]
+                    elif f._is_client(value):
+                        p.factories[node.name] = f._client_account(value)
+    return p

@@ -9,7 +9,7 @@ from typing import Any
 
 import permgate
 from permgate.scan.sdk import table
-from permgate.scan.verdict import CallNeeds, Groups, Verdict
+from permgate.scan.verdict import CallNeeds, Groups, Site, Verdict
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 UNUSED_NOTE = "no call or handled event in the scanned tree needs it (code outside the tree may)"
@@ -22,6 +22,14 @@ RULES = {
     "invalid-expansion": ("error", "An expansion the API would refuse."),
     "unresolved-call": ("note", "A call whose operation is only known at run time."),
 }
+NOT_COUNTED = {
+    "own": "the developer's own account: the app's permissions do not apply",
+    "unknown": "account unknown: reported, not counted, and it keeps no grant from being unused",
+}
+
+
+def _site(s: Site) -> str:
+    return f"{s.file}:{s.line} {s.what} [{s.account}: {s.reason}]"
 
 
 def _groups(groups: Groups) -> str:
@@ -42,6 +50,8 @@ def text(v: Verdict) -> str:
             op = c.operation or f"{call.method} {call.path}"
             exp = f" expand={','.join(call.expand)}" if call.expand else ""
             lines.append(f"  {call.file}:{call.line}  {call.call}  {op}{exp}  [{call.account}]")
+            if call.reason:
+                lines.append(f"      account: {call.reason}")
             if c.kind in ("missing", "allowed"):
                 lines.append(f"      allowed by: {_groups(c.required)}")
             else:
@@ -50,34 +60,61 @@ def text(v: Verdict) -> str:
     if v.events:
         lines.append("\nEvents handled")
         for e in v.events:
-            lines.append(f"  {e.use.file}:{e.use.line}  {e.use.event}  needs {_groups(e.required)}")
+            lines.append(f"  {e.use.file}:{e.use.line}  {e.use.event}  needs {_groups(e.required)}"
+                         f"  [{e.use.account}]")
+            if e.use.reason:
+                lines.append(f"      account: {e.use.reason}")
     if f.unresolved:
         lines.append("\nUnresolved (operation known only at run time; not guessed)")
         lines += [f"  {u.file}:{u.line}  {u.call}  {u.reason}" for u in f.unresolved]
-    unknown = [c for c in v.calls if c.call.account == "unknown"]
-    if unknown:
-        lines.append(f"\n{len(unknown)} call(s) on an account the scan cannot determine: "
-                     "not counted as needed (pass stripeAccount / stripe_account to make it clear)")
+    for acct, note in NOT_COUNTED.items():
+        n_calls = sum(1 for c in v.calls if c.call.account == acct)
+        n_events = sum(1 for e in v.events if e.use.account == acct)
+        if n_calls or n_events:
+            lines.append(f"\n{n_calls} call(s), {n_events} event(s) on {note}")
+    if f.escapes:
+        lines.append("\nCredentials handed to code outside the project (grants kept)")
+        lines += [f"  {e.file}:{e.line}  {e.call}({e.credential})" for e in f.escapes]
+    if f.tests_excluded:
+        lines.append(f"\n{f.tests_excluded} test file(s) left out (--include-tests reads them)")
     if f.skipped:
         lines.append("\nSkipped")
         lines += [f"  {s.file}: {s.reason}" for s in f.skipped]
+    if f.partial:
+        lines.append("\nRead in part (what was found is kept)")
+        lines += [f"  {p.file}: {p.reason}" for p in f.partial]
     lines.append("\nVerdict" if v.manifest else "\nNeeded")
     if not v.manifest:
         lines += [f"  needs    {p}" for p in v.needed] or ["  nothing"]
     for m in v.missing:
-        where = ", ".join(f"{fl}:{ln} {what}" for fl, ln, what in m.sites[:3])
-        more = f" (+{len(m.sites) - 3} more)" if len(m.sites) > 3 else ""
-        lines.append(f"  missing  {m.permission}  ({where}{more})")
+        lines.append(f"  missing  {m.permission}  (the narrowest permission that allows:)")
+        lines += [f"      {_site(s)}" for s in m.sites[:5]]
+        if len(m.sites) > 5:
+            lines.append(f"      (+{len(m.sites) - 5} more; --format json lists all)")
     for c in v.unavailable:
-        lines.append(f"  unavailable  {c.call.file}:{c.call.line} {c.operation}: not open to apps")
+        lines.append(f"  unavailable  {c.call.file}:{c.call.line} {c.call.call} -> {c.operation}: "
+                     f"not open to apps [{c.call.account}: {c.call.reason}]")
     for c in v.invalid:
-        lines.append(f"  invalid  {c.call.file}:{c.call.line}: {c.message}")
-    lines += [f"  unused   {p}  ({UNUSED_NOTE})" for p in v.unused]
-    lines += [f"  covered  {p}" for p in v.covered]
+        lines.append(f"  invalid  {c.call.file}:{c.call.line} {c.call.call}: {c.message} "
+                     f"[{c.call.account}: {c.call.reason}]")
+    lines += [f"  unused   {u.permission}  ({u.reason})" for u in v.unused]
+    lines += [f"  kept     {u.permission}  ({u.reason})" for u in v.outside]
+    for p in v.covered:
+        sites = v.used_by.get(p, [])
+        first = f"  (e.g. {_site(sites[0])})" if sites else ""
+        lines.append(f"  covered  {p}{first}")
     lines += [f"  unknown  {n}  (not a permission name)" for n in v.unknown_names]
     if v.manifest and not v.has_findings:
         lines.append("  clean")
-    return "\n".join(lines) + "\n"
+    # App code is hostile: no control character of it reaches the terminal.
+    return "\n".join(_CONTROL.sub(_escape, line) for line in lines) + "\n"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    return f"\\u{ord(m.group(0)):04x}"
 
 
 def _call_dict(c: CallNeeds) -> dict[str, Any]:
@@ -85,10 +122,16 @@ def _call_dict(c: CallNeeds) -> dict[str, Any]:
     return {
         "file": call.file, "line": call.line, "column": call.column, "call": call.call,
         "method": call.method, "path": call.path, "operation": c.operation,
-        "expand": list(call.expand), "account": call.account, "kind": c.kind,
+        "expand": list(call.expand), "account": call.account, "account_reason": call.reason,
+        "counted": c.counts, "kind": c.kind,
         "allowed_by": [list(g) for g in c.required], "notes": list(call.notes),
         **({"message": c.message} if c.kind not in ("missing", "allowed") else {}),
     }
+
+
+def _site_dict(s: Site) -> dict[str, Any]:
+    return {"file": s.file, "line": s.line, "call": s.what, "account": s.account,
+            "reason": s.reason}
 
 
 def as_json(v: Verdict) -> str:
@@ -99,6 +142,7 @@ def as_json(v: Verdict) -> str:
         "calls": [_call_dict(c) for c in v.calls],
         "events": [
             {"file": e.use.file, "line": e.use.line, "event": e.use.event, "kind": e.kind,
+             "account": e.use.account, "account_reason": e.use.reason, "counted": e.counts,
              "needs": [list(g) for g in e.required]}
             for e in v.events
         ],
@@ -106,14 +150,23 @@ def as_json(v: Verdict) -> str:
             {"file": u.file, "line": u.line, "call": u.call, "reason": u.reason}
             for u in f.unresolved
         ],
-        "skipped": [{"file": s.file, "reason": s.reason} for s in f.skipped],
+        "skipped": [{"file": s.file, "reason": s.reason, "dropped": s.dropped}
+                    for s in f.skipped],
+        "partial": [{"file": p.file, "reason": p.reason} for p in f.partial],
+        "tests_excluded": f.tests_excluded,
+        "escapes": [{"file": e.file, "line": e.line, "call": e.call, "credential": e.credential}
+                    for e in f.escapes],
         "verdict": None if v.manifest is None else {
             "missing": [
-                {"permission": m.permission,
-                 "sites": [{"file": a, "line": b, "call": c} for a, b, c in m.sites]}
+                {"permission": m.permission, "sites": [_site_dict(s) for s in m.sites]}
                 for m in v.missing
             ],
-            "unused": v.unused, "unused_note": UNUSED_NOTE, "covered": v.covered,
+            "unused": [{"permission": u.permission, "reason": u.reason,
+                        "narrower": list(u.narrower)} for u in v.unused],
+            "kept": [{"permission": u.permission, "reason": u.reason} for u in v.outside],
+            "unused_note": UNUSED_NOTE,
+            "covered": [{"permission": p, "sites": [_site_dict(s) for s in v.used_by.get(p, [])]}
+                        for p in v.covered],
             "unavailable": [_call_dict(c) for c in v.unavailable],
             "invalid": [_call_dict(c) for c in v.invalid],
             "unknown_names": v.unknown_names,
@@ -144,33 +197,37 @@ def _manifest_line(manifest: str | None, name: str) -> int:
 def sarif(v: Verdict, manifest_uri: str | None = None) -> str:
     results: list[dict[str, Any]] = []
     for m in v.missing:
-        for file, line, what in m.sites:
+        for s in m.sites:
             results.append({
                 "ruleId": "missing-permission", "level": "error",
-                "message": {"text": f"{what} needs '{m.permission}', which the manifest does "
-                                    "not grant."},
-                "locations": [_location(file, line)],
-                "properties": {"permission": m.permission},
+                "message": {"text": f"{s.what} needs '{m.permission}', which the manifest does "
+                                    f"not grant. Whose account: {s.account} ({s.reason})."},
+                "locations": [_location(s.file, s.line)],
+                "properties": {"permission": m.permission, "account": s.account,
+                               "accountReason": s.reason},
             })
-    for p in v.unused:
+    for u in v.unused:
         results.append({
             "ruleId": "unused-permission", "level": "warning",
-            "message": {"text": f"'{p}' is granted but {UNUSED_NOTE}."},
+            "message": {"text": f"'{u.permission}' is granted but {u.reason}."},
             "locations": [_location(manifest_uri or "stripe-app.json",
-                                    _manifest_line(v.manifest, p))],
-            "properties": {"permission": p},
+                                    _manifest_line(v.manifest, u.permission))],
+            "properties": {"permission": u.permission, "narrower": list(u.narrower)},
         })
     for rule, calls in (("unavailable-endpoint", v.unavailable), ("invalid-expansion", v.invalid)):
         for c in calls:
             results.append({
-                "ruleId": rule, "level": "error", "message": {"text": c.message},
+                "ruleId": rule, "level": "error",
+                "message": {"text": f"{c.call.call}: {c.message} Whose account: "
+                                    f"{c.call.account} ({c.call.reason})."},
                 "locations": [_location(c.call.file, c.call.line, c.call.column)],
+                "properties": {"account": c.call.account, "accountReason": c.call.reason},
             })
-    for u in v.findings.unresolved:
+    for r in v.findings.unresolved:
         results.append({
             "ruleId": "unresolved-call", "level": "note",
-            "message": {"text": f"{u.call}: {u.reason}; its permissions are not counted."},
-            "locations": [_location(u.file, u.line, u.column)],
+            "message": {"text": f"{r.call}: {r.reason}; its permissions are not counted."},
+            "locations": [_location(r.file, r.line, r.column)],
         })
     rules = [
         {"id": rid, "shortDescription": {"text": desc},

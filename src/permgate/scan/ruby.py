@@ -13,15 +13,18 @@ from functools import cache
 import tree_sitter as ts
 import tree_sitter_ruby as ts_ruby
 
-from permgate.scan.common import Context, key_account
-from permgate.scan.model import Account, Call, FileFindings, Unresolved
+from permgate.scan.common import Context, Project, key_account_why
+from permgate.scan.model import Account, Call, FileFindings, Scope, Unresolved
 from permgate.scan.sdk import table
 from permgate.scan.tsutil import event_uses, text
 
 _QUERY = """
 (call) @call
 (assignment) @assign
+(method) @fn
+(singleton_method) @fn
 """
+Client = tuple[Account, str]
 # stripe-ruby names a few class methods differently from stripe-python.
 _METHOD_ALIASES = {"update": "modify"}
 
@@ -102,8 +105,12 @@ class _File:
         self.tree = _parser().parse(source)
         caps = ts.QueryCursor(_query()).captures(self.tree.root_node)
         self.calls = caps.get("call", [])
-        self.clients: dict[str, Account] = {}
-        self.module_account: Account = "unknown"
+        self.functions = caps.get("fn", [])
+        self.clients: dict[str, Client] = {}
+        self.key_set = False
+        project_key = ctx.project.module_key if ctx.project is not None else None
+        self.module_account: Client = project_key or ("unknown", "Stripe.api_key is not set "
+                                                      "in the project")
         for assign in caps.get("assign", []):
             name, value = assign.child_by_field_name("left"), assign.child_by_field_name("right")
             if name is None or value is None:
@@ -112,24 +119,41 @@ class _File:
             if chain and chain[-2:] == ["StripeClient", "new"]:
                 self.clients[text(name).lstrip("@")] = self.client_account(value)
             elif text(name) == "Stripe.api_key":
-                self.module_account = key_account(text(value))
+                self.key_set = True
+                acc, why = key_account_why(text(value))
+                row = assign.start_point[0] + 1
+                self.module_account = (acc, f"Stripe.api_key set at {ctx.file}:{row} to {why}")
         self.out = FileFindings()
 
-    def client_account(self, construct: ts.Node) -> Account:
+    def client_account(self, construct: ts.Node) -> Client:
+        where = f"client built at {self.ctx.file}:{construct.start_point[0] + 1}"
         if self.ctx.ui_extension:
-            return "installing"
+            return "installing", "a UI extension"
         args = construct.child_by_field_name("arguments")
         if args is not None and any(
             "stripe_account" in _hash_keys(a) for a in (args, *args.named_children)
         ):
-            return "connected"
+            return "connected", f"{where} with stripe_account"
         first = args.named_children[0] if args is not None and args.named_child_count else None
-        return key_account(text(first) if first is not None else None)
+        acc, why = key_account_why(text(first) if first is not None else None)
+        return acc, f"{where} from {why}"
 
     def run(self) -> FileFindings:
         for node in self.calls:
-            self.call(node)
+            try:
+                self.call(node)
+            except RecursionError:
+                self.out.partial = "some calls are too deeply nested to analyse"
         self.out.events.extend(event_uses(self.tree, self.source, self.ctx))
+        if self.out.events:
+            for fn in self.functions:
+                self.out.scopes.append(Scope(text(fn.child_by_field_name("name")),
+                                             fn.start_point[0] + 1, fn.end_point[0] + 1))
+            for node in self.calls:
+                if node.child_by_field_name("receiver") is None:
+                    method = node.child_by_field_name("method")
+                    self.out.local_calls.append((node.start_point[0] + 1, text(method)))
+            self.out.source = self.source  # `event.account` lines: read only if a handler asks
         return self.out
 
     def call(self, node: ts.Node) -> None:
@@ -143,7 +167,7 @@ class _File:
             return
         sdk = table()
         route: tuple[str, str] | None = None
-        client: Account | None = None
+        client: Client | None = None
         if chain[0] == "Stripe" and len(chain) >= 3 and chain[-2][:1].isupper():
             ns = [_snake(c) for c in chain[1:-2]]
             cls = ".".join([*ns, chain[-2]])
@@ -179,7 +203,11 @@ class _File:
         ]
         expand: tuple[str, ...] = ()
         notes: tuple[str, ...] = ()
-        account: Account = "installing" if self.ctx.ui_extension else client
+        assert client is not None
+        account: Account = client[0]
+        why = client[1]
+        if self.ctx.ui_extension:
+            account, why = "installing", "a UI extension"
         for h in hashes:
             if "expand" in h:
                 values = _strings(h["expand"])
@@ -188,11 +216,25 @@ class _File:
                 else:
                     expand = tuple(values)
             if "stripe_account" in h and not self.ctx.ui_extension:
-                account = "connected"
+                account, why = "connected", "a stripe_account option on the call"
+            elif "api_key" in h and not self.ctx.ui_extension:
+                account, w = key_account_why(text(h["api_key"]))
+                why = f"api_key on the call: {w}"
         self.out.calls.append(Call(
             self.ctx.file, row + 1, col + 1, label, route[0], route[1], expand, account, notes,
+            why,
         ))
 
 
 def extract(ctx: Context, source: bytes) -> FileFindings:
-    return _File(ctx, source).run()
+    return extract_and_index(ctx, source)[0]
+
+
+def extract_and_index(ctx: Context, source: bytes) -> tuple[FileFindings, Project | None]:
+    """The file's calls, and the project-wide key if it sets `Stripe.api_key`."""
+    f = _File(ctx, source)
+    found = f.run()
+    if not f.key_set:
+        found.imports.add("<module key>")
+        return found, None
+    return found, Project(module_key=f.module_account)

@@ -1,18 +1,38 @@
-"""Walk a tree, hand each source file to its language's extractor, collect what they find."""
+"""Walk a tree, hand each source file to its language's extractor, collect what they find.
+
+Two passes: a light project-wide one over the few files that build a client or talk to the
+API host (factories, module clients, thin HTTP wrappers, by name), then every file.
+"""
 
 from __future__ import annotations
 
 import re
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from permgate.scan import common, golang, js, python, ruby
+from permgate.scan import common, handlers
 from permgate.scan.files import language_of, read_source, source_files
-from permgate.scan.model import Call, EventUse, FileFindings, Skipped, Unresolved
+from permgate.scan.model import (
+    Call,
+    Escape,
+    EventUse,
+    FileFindings,
+    Partial,
+    Skipped,
+    Unresolved,
+)
 
 # A file that mentions neither Stripe nor a quoted dotted name cannot hold a finding:
 # skipping its parse keeps large trees fast.
 _MAYBE = re.compile(rb"(?i)stripe|[\"'`][a-z_]+\.[a-z_.]+[\"'`]")
+# Files worth the project-wide pass: they build a client or call the API host.
+_INDEX = re.compile(
+    rb"new Stripe|Stripe\(|StripeClient|api\.stripe\.com|require\(['\"]stripe|\.api_key\s*="
+)
+PROGRESS_FILES = 2_000  # show progress for trees at least this large (when stderr is a TTY)
 
 
 @dataclass(slots=True)
@@ -23,6 +43,10 @@ class Findings:
     unresolved: list[Unresolved] = field(default_factory=list)
     events: list[EventUse] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    partial: list[Partial] = field(default_factory=list)
+    escapes: list[Escape] = field(default_factory=list)
+    tests_excluded: int = 0
+    include_tests: bool = False
 
 
 def _rel(root: Path, path: Path) -> str:
@@ -36,41 +60,214 @@ def _rel(root: Path, path: Path) -> str:
 def scan_file(ctx: common.Context, path: Path, data: bytes) -> FileFindings:
     lang = language_of(path)
     if lang == "js":
+        from permgate.scan import js
+
         return js.extract(ctx, data, path.suffix)
     if lang == "python":
+        from permgate.scan import python
+
         return python.extract(ctx, data)
     if lang == "ruby":
+        from permgate.scan import ruby
+
         return ruby.extract(ctx, data)
     if lang == "go":
+        from permgate.scan import golang
+
         return golang.extract(ctx, data)
+    if lang == "php":
+        from permgate.scan import php
+
+        return php.extract(ctx, data)
     return FileFindings()
 
 
-def scan_tree(root: Path, event_types: frozenset[str]) -> Findings:
-    out = Findings(root)
-    for item in source_files(root):
+def _extract(
+    ctx: common.Context, path: Path, data: bytes, index: bool
+) -> tuple[FileFindings, common.Project | None]:
+    lang = language_of(path)
+    if lang == "js":
+        from permgate.scan import js
+
+        return js.extract_and_index(ctx, data, path.suffix, index=index)
+    if lang == "python":
+        from permgate.scan import python
+
+        return python.extract_and_index(ctx, data, index=index)
+    if lang == "ruby":
+        from permgate.scan import ruby
+
+        return ruby.extract_and_index(ctx, data)
+    return scan_file(ctx, path, data), None
+
+
+def _names_regex(project: common.Project) -> re.Pattern[bytes] | None:
+    # A name that says "stripe" already made its files pass the quick filter.
+    names = [n for n in (*project.factories, *project.clients, *project.wrappers)
+             if len(n) >= 4 and n.lower() not in common.HTTP_VERBS and n.isidentifier()
+             and "stripe" not in n.lower()][:2_000]  # bounded: a hostile tree has many
+    if not names:
+        return None
+    return re.compile(rb"\b(?:" + b"|".join(re.escape(n.encode()) for n in sorted(names))
+                      + rb")\b")
+
+
+def _late(
+    root: Path, path: Path, names: re.Pattern[bytes], event_types: frozenset[str],
+    project: common.Project,
+) -> FileFindings | Skipped | None:
+    """A file skipped by the quick filter that names a project factory, client or wrapper."""
+    if language_of(path) not in ("js", "python"):
+        return None
+    data = read_source(path)
+    if isinstance(data, Skipped) or not names.search(data):
+        return None
+    rel = _rel(root, path)
+    text = data.decode("utf-8", "replace")
+    ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types, project)
+    try:
+        found = scan_file(ctx, path, data)
+    except SyntaxError as e:
+        return Skipped(rel, f"syntax error at line {e.lineno}: {e.msg}")
+    except (RecursionError, MemoryError, ValueError) as e:
+        return Skipped(rel, f"could not be parsed: {type(e).__name__}")
+    found.ui = ctx.ui_extension
+    _settle(found, rel)
+    return found
+
+
+def _settle(found: FileFindings, rel: str) -> None:
+    """Decide the file's handlers now and drop what only that needed (memory stays flat)."""
+    if found.ui:
+        found.events = [EventUse(e.file, e.line, e.column, e.event, "installing",
+                                 "a UI extension") for e in found.events]
+    else:
+        found.events = handlers.decide(found, rel)
+    found.scopes = []
+    found.local_calls = []
+    found.source = b""
+
+
+def _stale(found: FileFindings, project: common.Project) -> bool:
+    """Whether the file used a name the project-wide pass only learnt after reading it."""
+    if not found.imports:
+        return False
+    names = project.factories.keys() | project.clients.keys() | project.wrappers.keys()
+    names |= {fname for fname, _idx in project.params}
+    if project.module_key is not None:
+        names |= {"<module key>"}
+    return not found.imports.isdisjoint(names)
+
+
+class _Progress:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.last = 0.0
+
+    def __call__(self, done: int, phase: str) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last >= 0.2:
+            self.last = now
+            sys.stderr.write(f"\rpermgate scan: {phase} {done} files")
+            sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.enabled and self.last:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def scan_tree(
+    root: Path, event_types: frozenset[str] | None, *, include_tests: bool = False,
+    progress: bool | None = None,
+) -> Findings:
+    """`event_types` None: the engine's, loaded only once a file needs parsing."""
+    out = Findings(root, include_tests=include_tests)
+
+    def on_test() -> None:
+        out.tests_excluded += 1
+
+    paths: list[Path] = []
+    for item in source_files(root, include_tests=include_tests, on_test=on_test):
         if isinstance(item, Skipped):
             out.skipped.append(Skipped(_rel(root, Path(item.file)), item.reason))
-            continue
-        rel = _rel(root, item)
-        data = read_source(item)
+        else:
+            paths.append(item)
+    if progress is None:
+        progress = sys.stderr.isatty() and len(paths) >= PROGRESS_FILES
+    show = _Progress(progress)
+    # Pass 1: read and parse each file once; files that build a client or call the API host
+    # also tell the project-wide pass about their factories, module clients and wrappers.
+    project = common.Project()
+    results: list[FileFindings | Skipped | None] = []
+    for i, path in enumerate(paths):
+        show(i, "scanning")
+        rel = _rel(root, path)
+        data = read_source(path)
         if isinstance(data, Skipped):
-            out.skipped.append(Skipped(rel, data.reason))
+            results.append(Skipped(rel, data.reason, data.dropped))
             continue
         out.files += 1
         if not _MAYBE.search(data):
+            results.append(None)
             continue
         text = data.decode("utf-8", "replace")
+        if event_types is None:
+            import permgate
+
+            event_types = frozenset(permgate.engine.catalog.events)
         ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types)
         try:
-            found = scan_file(ctx, item, data)
+            found, facts = _extract(ctx, path, data, bool(_INDEX.search(data)))
         except SyntaxError as e:
-            out.skipped.append(Skipped(rel, f"syntax error at line {e.lineno}: {e.msg}"))
+            results.append(Skipped(rel, f"syntax error at line {e.lineno}: {e.msg}"))
             continue
         except (RecursionError, MemoryError, ValueError) as e:
-            out.skipped.append(Skipped(rel, f"could not be parsed: {type(e).__name__}"))
+            results.append(Skipped(rel, f"could not be parsed: {type(e).__name__}"))
             continue
+        if facts is not None:
+            project.merge(facts)
+        found.ui = ctx.ui_extension
+        _settle(found, rel)
+        results.append(found)
+    # Pass 2: files that use what the project-wide pass learnt are read again with it (also
+    # files that never say "stripe" but call a project factory or client by name).
+    uses_project = _names_regex(project)
+    types = event_types or frozenset()
+    pending: list[EventUse] = []
+    for path, res in zip(paths, results, strict=True):
+        late = res is None
+        if late and uses_project is not None:
+            res = _late(root, path, uses_project, types, project)
+        if res is None:
+            continue
+        if isinstance(res, Skipped):
+            out.skipped.append(res)
+            continue
+        rel = _rel(root, path)
+        found = res
+        if not late and _stale(found, project):
+            data = read_source(path)
+            if isinstance(data, bytes):
+                ctx = common.Context(rel, found.ui, types, project)
+                try:
+                    found = scan_file(ctx, path, data)
+                    found.ui = res.ui
+                    _settle(found, rel)
+                except (SyntaxError, RecursionError, MemoryError, ValueError):
+                    found = res  # what the first reading found stands
+        out.escapes.extend(found.escapes)
+        if found.partial:
+            out.partial.append(Partial(rel, found.partial))
         out.calls.extend(sorted(found.calls, key=lambda c: (c.line, c.column)))
         out.unresolved.extend(sorted(found.unresolved, key=lambda c: (c.line, c.column)))
-        out.events.extend(found.events)
+        pending.extend(found.events)
+    show.end()
+    billing = handlers.own_billing_site(out.calls)
+    out.events.extend(handlers.finish(e, billing) for e in pending)
     return out
+
+
+ProgressHook = Callable[[int, str], None]

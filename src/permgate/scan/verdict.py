@@ -1,9 +1,10 @@
 """From call sites to permissions, and the verdict against a manifest's grants.
 
 Each call asks the engine what its operation and expansions need (any-of groups, most specific
-first). Calls on the installing or a connected account, and handled events, are what the app
-needs. Calls whose account is unknown are not counted as needed, but a granted permission
-they would use is not called unused either: removing it could break them.
+first), so "invalid expansion" findings follow the engine's expansion model. Calls on the
+installing or a connected account, and events handled for the installing account, are what the
+app needs. Calls on the developer's own account are not. Calls whose account is unknown are
+reported, but neither counted nor allowed to keep a grant from being called unused.
 """
 
 from __future__ import annotations
@@ -38,11 +39,33 @@ class EventNeeds:
     required: Groups
     message: str
 
+    @property
+    def counts(self) -> bool:
+        return self.use.account in NEEDS_APP_PERMISSION
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """Where a need comes from, and why it is the app's: what every verdict line shows."""
+
+    file: str
+    line: int
+    what: str  # the call ("stripe.customers.retrieve -> GET /v1/customers/{customer}") or event
+    account: str
+    reason: str
+
 
 @dataclass(frozen=True, slots=True)
 class Missing:
-    permission: str  # the smallest permission that would allow the sites
-    sites: tuple[tuple[str, int, str], ...]  # (file, line, call or event)
+    permission: str  # the narrowest permission that would allow the sites
+    sites: tuple[Site, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Unused:
+    permission: str
+    reason: str  # "nothing in the scanned tree needs it" or "covered by the narrower X"
+    narrower: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -53,11 +76,13 @@ class Verdict:
     manifest: str | None = None
     granted: tuple[str, ...] = ()
     missing: list[Missing] = field(default_factory=list)
-    unused: list[str] = field(default_factory=list)
+    unused: list[Unused] = field(default_factory=list)
     covered: list[str] = field(default_factory=list)
     unavailable: list[CallNeeds] = field(default_factory=list)  # no permission allows them
     invalid: list[CallNeeds] = field(default_factory=list)  # bad expansions
     unknown_names: list[str] = field(default_factory=list)  # manifest names not in the catalog
+    used_by: dict[str, list[Site]] = field(default_factory=dict)  # covered -> the sites
+    outside: list[Unused] = field(default_factory=list)  # kept: code outside may need them
 
     @property
     def has_findings(self) -> bool:
@@ -65,28 +90,82 @@ class Verdict:
 
     @property
     def needed(self) -> list[str]:
-        """The smallest set the code needs, as `--fix` would grant it from nothing."""
-        return _cover(self._groups(counted_only=True), ())
+        """The narrowest set the code needs, as `--fix` would grant it from nothing."""
+        return _cover(self._needs(), ())
 
-    def _groups(self, *, counted_only: bool) -> list[tuple[str, ...]]:
-        """Groups of counted calls and events; with `counted_only=False` also the groups of
-        calls on an unknown account (never those on the developer's own account)."""
-        wanted = NEEDS_APP_PERMISSION if counted_only else NEEDS_APP_PERMISSION | {"unknown"}
-        out = [g for c in self.calls if c.call.account in wanted for g in c.required]
-        out += [g for e in self.events for g in e.required]
+    def _needs(self) -> list[tuple[tuple[str, ...], str | None, Site]]:
+        """(group, hint, site) for every group of a counted call or event."""
+        out: list[tuple[tuple[str, ...], str | None, Site]] = []
+        for c in self.calls:
+            if c.counts:
+                for g in c.required:
+                    out.append((g, None, _call_site(c)))
+        for e in self.events:
+            if e.counts:
+                for g in e.required:
+                    out.append((g, e.use.event, _event_site(e)))
         return out
 
 
-def _cover(groups: Iterable[tuple[str, ...]], have: Iterable[str]) -> list[str]:
-    """Permissions to add so that every group is met: forced choices first, then the most
-    specific satisfier of each group still unmet."""
+def _call_site(c: CallNeeds) -> Site:
+    call = c.call
+    op = c.operation or f"{call.method} {call.path}"
+    return Site(call.file, call.line, f"{call.call} -> {op}", call.account, call.reason)
+
+
+def _event_site(e: EventNeeds) -> Site:
+    u = e.use
+    return Site(u.file, u.line, f"handles {u.event}", u.account, u.reason)
+
+
+def _event_object_perm(event: str | None) -> set[str]:
+    """`customer.subscription.updated` -> {subscription_read, customer_subscription_read}."""
+    if not event:
+        return set()
+    parts = event.split(".")[:-1]
+    out = set()
+    for i in range(len(parts)):
+        out.add("_".join(parts[i:]) + "_read")
+    return out
+
+
+def _rank(group: tuple[str, ...], event: str | None, p: str) -> tuple[int, ...]:
+    """How narrow `p` is as the way to meet `group` (smaller is narrower). An API call's group
+    comes from the engine most specific first; an event's lists its permissions by name, so
+    there: the event's own object first, then what grants the least, read before write."""
+    if event is None:
+        return (group.index(p),)
+    catalog = permgate.engine.catalog
+    implied = catalog.implied_by(p) if p in catalog.permissions else frozenset({p})
+    return (0 if p in _event_object_perm(event) else 1, len(implied),
+            0 if p.endswith("_read") else 1, group.index(p))
+
+
+def narrowest(group: tuple[str, ...], event: str | None = None) -> str:
+    """The least-privilege choice in an any-of group (see `_rank`)."""
+    return min(group, key=lambda p: _rank(group, event, p))
+
+
+def _cover(
+    needs: Iterable[tuple[tuple[str, ...], str | None, Site]], have: Iterable[str]
+) -> list[str]:
+    """Permissions to add so that every group is met: forced choices first (one-name groups),
+    then the narrowest satisfier of each group still unmet. Least privilege beats fewer
+    names: a broad permission is never chosen because it happens to meet two groups."""
     chosen: list[str] = []
-    closure = set(permgate.engine.catalog.closure(frozenset(have)))
-    ordered = sorted({g for g in groups if g}, key=lambda g: (len(g), g))
-    for g in ordered:
+    hints: dict[tuple[str, ...], str | None] = {}
+    for g, hint, _site in needs:
+        if g and (g not in hints or hints[g] is None):
+            hints[g] = hint
+    if not hints:
+        return chosen  # nothing needed: no need to load the catalog
+    catalog = permgate.engine.catalog
+    closure = set(catalog.closure(frozenset(have)))
+    for g in sorted(hints, key=lambda g: (len(g), g)):
         if closure.isdisjoint(g):
-            chosen.append(g[0])
-            closure |= permgate.engine.catalog.implied_by(g[0])
+            pick = narrowest(g, hints[g])
+            chosen.append(pick)
+            closure |= catalog.implied_by(pick) if pick in catalog.permissions else {pick}
     return chosen
 
 
@@ -101,6 +180,10 @@ def needs(findings: Findings) -> tuple[list[CallNeeds], list[EventNeeds]]:
             d = engine.requirements(c.method, c.path, expand=c.expand)
             op = f"{d.operation.method} {d.operation.path}" if d.operation else None
             required = d.required if d.kind in ("missing", "allowed") else ()
+            if d.kind == "bad_request" and c.expand:
+                # The request is refused as written, but the operation and its other
+                # expansions still say what the call is for: count those needs.
+                required = _needs_without_bad_expansions(c)
             hit = CallNeeds(c, d.kind, op, required, d.message)
             cache[key] = hit
         calls.append(CallNeeds(c, hit.kind, hit.operation, hit.required, hit.message))
@@ -125,30 +208,67 @@ def verdict(findings: Findings, granted: Iterable[str] | None, manifest: str | N
     known = frozenset(n for n in names if n in catalog.permissions)
     v.unknown_names = [n for n in names if n not in catalog.permissions]
     closure = catalog.closure(known)
-    # Missing: group the unmet groups by the permission that would meet them.
-    unmet: dict[tuple[str, ...], list[tuple[str, int, str]]] = {}
-    for c in calls:
-        if c.counts:
-            for g in c.required:
-                if closure.isdisjoint(g):
-                    unmet.setdefault(g, []).append((c.call.file, c.call.line, c.call.call))
-    for e in events:
-        for g in e.required:
-            if closure.isdisjoint(g):
-                unmet.setdefault(g, []).append((e.use.file, e.use.line, e.use.event))
+    need_list = v._needs()
+    # Missing: the unmet groups, grouped under the narrowest permission that meets them.
+    unmet = [(g, h, s) for g, h, s in need_list if closure.isdisjoint(g)]
     for perm in _cover(unmet, known):
         implied = catalog.implied_by(perm)
-        sites = sorted({s for g, ss in unmet.items() if not implied.isdisjoint(g) for s in ss})
+        sites = sorted({s for g, _h, s in unmet if not implied.isdisjoint(g)},
+                       key=lambda s: (s.file, s.line, s.what))
         v.missing.append(Missing(perm, tuple(sites)))
-    # Unused: granted, and no group (counted or of unknown account) is met by it.
-    groups = v._groups(counted_only=False)
-    counted = v._groups(counted_only=True)
+    # Unused: no counted need is met by it, or every need it meets is met by a granted
+    # permission that is a narrower way to meet that need.
+    groups: dict[tuple[tuple[str, ...], str | None], list[Site]] = {}
+    for g, h, s in need_list:
+        groups.setdefault((g, h), []).append(s)
     for n in sorted(known):
-        implied = catalog.implied_by(n)
-        if any(not implied.isdisjoint(g) for g in counted):
-            v.covered.append(n)
-        elif not any(not implied.isdisjoint(g) for g in groups):
-            v.unused.append(n)
+        served = [(g, h) for g, h in groups if n in g or not catalog.implied_by(n).isdisjoint(g)]
+        if not served and findings.escapes:
+            e = findings.escapes[0]
+            v.outside.append(Unused(n, f"the installing account's credential ({e.credential}) "
+                                       f"is handed to {e.call} at {e.file}:{e.line}, code "
+                                       "outside the project that may need it"))
+            continue
+        if not served:
+            v.unused.append(Unused(n, "no call or handled event of the app's accounts in the "
+                                      "scanned tree needs it"))
+            continue
+        better: set[str] = set()
+        for g, h in served:
+            mine = _best_rank(g, h, n)
+            others = [m for m in known if m != n and _best_rank(g, h, m) < mine]
+            if not others:
+                break
+            better.update(others)
         else:
-            v.covered.append(n)  # only calls of unknown account use it: keep it
+            by = tuple(sorted(better))
+            v.unused.append(Unused(
+                n, f"every need it meets is met by the narrower {', '.join(by)}", by))
+            continue
+        v.covered.append(n)
+        v.used_by[n] = [s for key in served for s in groups[key]]
     return v
+
+
+def _best_rank(group: tuple[str, ...], event: str | None, grant: str) -> tuple[int, ...]:
+    """How narrowly `grant` meets `group`: its own rank when it is a member, else the rank of
+    the member it implies, made worse (an implication grants more than the member does)."""
+    if grant in group:
+        return _rank(group, event, grant)
+    catalog = permgate.engine.catalog
+    gives = catalog.implied_by(grant) if grant in catalog.permissions else frozenset({grant})
+    ranks = [_rank(group, event, p) for p in group if p in gives]
+    if not ranks:
+        return (99,)
+    best = min(ranks)
+    return (*best[:-1], best[-1] + len(group))
+
+
+def _needs_without_bad_expansions(c: Call) -> Groups:
+    engine = permgate.engine
+    groups: list[tuple[str, ...]] = []
+    for expand in ((), *((e,) for e in c.expand)):
+        d = engine.requirements(c.method, c.path, expand=expand)
+        if d.kind in ("missing", "allowed"):
+            groups += [g for g in d.required if g not in groups]
+    return tuple(groups)

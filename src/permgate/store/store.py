@@ -8,7 +8,7 @@ other. Locks are always taken in the order app -> install -> keys -> counter.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -212,6 +212,19 @@ class Store:
 
     def installs_for_account(self, account: str, mode: str | None = None) -> list[EffectiveGrant]:
         return self.list_installs(account=account, mode=mode)
+
+    def installs_for_accounts(self, accounts: Iterable[str]) -> dict[str, list[EffectiveGrant]]:
+        """`installs_for_account` for many accounts in one query (events route in batches);
+        every account asked for is a key, with [] when nothing is installed there."""
+        wanted = sorted(set(accounts))
+        out: dict[str, list[EffectiveGrant]] = {a: [] for a in wanted}
+        stmt = _GRANTS.order_by(installs.c.app_id, installs.c.account, installs.c.mode)
+        with self.engine.connect() as conn:
+            for k in range(0, len(wanted), 500):  # bounded IN lists
+                rows = conn.execute(stmt.where(installs.c.account.in_(wanted[k:k + 500])))
+                for r in rows.mappings():
+                    out[r["account"]].append(_grant(r))
+        return out
 
     def list_installs(
         self, *, app_id: str | None = None, account: str | None = None, mode: str | None = None

@@ -130,7 +130,8 @@ def banner(gateway_url: str, upstream: Upstream, demo: DemoApp, db_url: str,
 permgate demo: a gateway on {u}, enforcing for localstripe at {upstream.url}
 (localstripe log: {upstream.log_path}; database: {db_url})
 
-The app '{demo.app_id}' is installed on {a} (test mode) with customer_read only.
+The app '{demo.app_id}' is installed on {a} (test mode) with customer_read and
+event_read only.
 Its key: {k}
 
 Python (pip install stripe):
@@ -148,5 +149,8 @@ curl:
 
 Then: {cli} uninstall {demo.app_id} --account {a} --mode test --by you --role admin \\
         --db {db_url}   # and the first call is denied within a second.
+Events: permgate listen --app {demo.app_id} --forward-to localhost:3000/webhooks --db {db_url}
+and in another terminal: permgate trigger customer.created --db {db_url}   (received)
+                         permgate trigger charge.succeeded --db {db_url}   (not: charge_read)
 Ctrl-C stops the gateway and localstripe.
 """

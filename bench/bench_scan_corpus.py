@@ -1,0 +1,141 @@
+"""Score `permgate scan` on the development corpus: precision and recall of missing and unused.
+
+    scripts/bench scan_corpus --corpus /work/corpus
+    scripts/bench scan_corpus --corpus /work/corpus --data ../shared/data/scan-dev-corpus.json -v
+
+The corpus file (`scan-dev-corpus.json` in the shared data folder) lists public apps (repo,
+commit, manifest, where to run the scan) with the verdict a careful reading gives. Their code is
+never part of this repository: get each one at its commit into `CORPUS/<repo name>/` (the part
+after the slash). An app whose folder is absent is skipped and said so; with no corpus at all the
+script says so and exits 0.
+
+Totals are micro-averaged (true positives over all apps). An app with nothing expected and
+nothing reported scores 1.0. Also reported: files/s over all apps, files dropped (could not be
+read or parsed at all), files read partly, and "invalid expansion" / "unavailable" findings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATA = (Path(__file__).resolve().parents[1].parent / "shared" / "data"
+                / "scan-dev-corpus.json")
+
+
+@dataclass
+class Score:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    wrong: list[str] = field(default_factory=list)
+
+    def add(self, got: set[str], want: set[str]) -> None:
+        self.tp += len(got & want)
+        self.fp += len(got - want)
+        self.fn += len(want - got)
+        self.wrong += [f"+{p}" for p in sorted(got - want)] + [f"-{p}" for p in sorted(want - got)]
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+
+
+def _data_path(given: str | None) -> Path:
+    if given:
+        return Path(given)
+    for p in (DEFAULT_DATA, Path("/work/shared/data/scan-dev-corpus.json")):
+        if p.is_file():
+            return p
+    return DEFAULT_DATA
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--corpus", default="/work/corpus", help="folder holding one folder per app")
+    ap.add_argument("--data", help="scan-dev-corpus.json (default: ../shared/data/...)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print each app's findings")
+    args = ap.parse_args()
+    data_path = _data_path(args.data)
+    corpus = Path(args.corpus)
+    if not data_path.is_file():
+        print(f"scan_corpus: skipped: no corpus list at {data_path}")
+        return 0
+    if not corpus.is_dir():
+        print(f"scan_corpus: skipped: no corpus folder at {corpus} (see the docstring)")
+        return 0
+    apps = json.loads(data_path.read_text("utf-8"))["apps"]
+
+    from permgate import manifest as mf
+    from permgate.scan import scan
+
+    total = {"missing": Score(), "unused": Score()}
+    files = 0
+    seconds = 0.0
+    dropped: list[str] = []
+    partial: list[str] = []
+    invalid = unavailable = 0
+    absent: list[str] = []
+    print(f"{'app':40} {'files':>5} {'missing P/R':>12} {'unused P/R':>12}  wrong")
+    for app in apps:
+        name = app["repo"].split("/", 1)[1]
+        repo_dir = corpus / name
+        if not repo_dir.is_dir():
+            absent.append(name)
+            continue
+        mpath = repo_dir / app["manifest"]
+        root = repo_dir if app["scan_root"] == "repository root" else mpath.parent
+        granted = list(mf.load(mpath).permission_names)
+        t0 = time.perf_counter()
+        v = scan(root, granted, str(mpath))
+        seconds += time.perf_counter() - t0
+        files += v.findings.files
+        dropped += [f"{name}/{s.file}: {s.reason}" for s in v.findings.skipped if s.dropped]
+        partial += [f"{name}/{p.file}: {p.reason}" for p in v.findings.partial]
+        invalid += len(v.invalid)
+        unavailable += len(v.unavailable)
+        per = {"missing": Score(), "unused": Score()}
+        per["missing"].add({m.permission for m in v.missing}, set(app["missing"]))
+        per["unused"].add({u.permission for u in v.unused}, set(app["unused"]))
+        for k in per:
+            total[k].tp += per[k].tp
+            total[k].fp += per[k].fp
+            total[k].fn += per[k].fn
+        wrong = " ".join(f"m{w}" for w in per["missing"].wrong) + " " + " ".join(
+            f"u{w}" for w in per["unused"].wrong)
+        if v.invalid:
+            wrong += f" invalid-expansion×{len(v.invalid)}"
+        print(f"{name:40} {v.findings.files:5} "
+              f"{per['missing'].precision:5.2f}/{per['missing'].recall:4.2f}  "
+              f"{per['unused'].precision:5.2f}/{per['unused'].recall:4.2f}  {wrong.strip()}")
+        if args.verbose:
+            from permgate.scan import report
+            sys.stdout.write("".join("    " + line + "\n" for line in
+                                     report.text(v).splitlines() if line.startswith("  ")))
+    m, u = total["missing"], total["unused"]
+    print(f"\nTOTAL missing precision {m.precision:.2f} recall {m.recall:.2f} "
+          f"(tp {m.tp} fp {m.fp} fn {m.fn}); unused precision {u.precision:.2f} recall "
+          f"{u.recall:.2f} (tp {u.tp} fp {u.fp} fn {u.fn})")
+    rate = files / seconds if seconds else 0.0
+    print(f"files {files} in {seconds:.2f} s ({rate:.0f} files/s, first-parse costs included); "
+          f"dropped {len(dropped)}; read partly {len(partial)}; invalid expansion {invalid}; "
+          f"unavailable {unavailable}")
+    for d in dropped:
+        print(f"  dropped: {d}")
+    for p in partial:
+        print(f"  partly:  {p}")
+    if absent:
+        print(f"absent (not scored): {', '.join(absent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
