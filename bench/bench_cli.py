@@ -85,7 +85,9 @@ def compare(python: str, before: Path, runs: int, tmp: str) -> None:
         envs[label] = env
     print(f"load {os.getloadavg()[0]:.1f}; medians of {runs} runs, wall (and CPU)")
     print(f"{'command':<28}  {'before':>15}  {'after':>15}  after/before")
-    for label, argv in commands("permgate", python)[2:]:
+    from permgate._progress import track
+
+    for label, argv in track(commands("permgate", python)[2:], "bench cli: commands"):
         if argv[0] != "permgate":
             continue
         full = [python, "-c", LAUNCH, *argv[1:]]
@@ -119,7 +121,9 @@ def main() -> int:
         if args.before is not None:
             compare(sys.executable, args.before, args.runs, tmp)
             return 0
-        for label, argv in commands(permgate, sys.executable):
+        from permgate._progress import track  # after the launch: not in what is timed
+
+        for label, argv in track(commands(permgate, sys.executable), "bench cli: commands"):
             time_once(argv, tmp)  # warm the page cache and .pyc files
             runs = [run_once(argv, tmp) for _ in range(args.runs)]
             walls, cpus = [r[0] for r in runs], [r[1] for r in runs]

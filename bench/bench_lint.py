@@ -26,20 +26,25 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="5000,10000,20000,40000")
     args = parser.parse_args()
+    from permgate._progress import progress
+
     rows = []
-    for n in (int(x) for x in args.sizes.split(",")):
-        text = _text(n)
-        t0 = time.perf_counter()
-        m = manifest.parse(text)
-        advice = manifest.lint(m)
-        lint_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        problems = manifest.validate(manifest.parse(text))
-        validate_s = time.perf_counter() - t0
-        rows.append({"entries": n, "lint_s": round(lint_s, 3), "findings": len(advice),
-                     "lint_us_per_entry": round(lint_s / n * 1e6, 1),
-                     "validate_s": round(validate_s, 3), "problems": len(problems)})
-        print(json.dumps(rows[-1]), flush=True)
+    sizes = [int(x) for x in args.sizes.split(",")]
+    with progress("bench lint", len(sizes)) as bar:  # stderr, terminal only
+        for n in sizes:
+            text = _text(n)
+            t0 = time.perf_counter()
+            m = manifest.parse(text)
+            advice = manifest.lint(m)
+            lint_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            problems = manifest.validate(manifest.parse(text))
+            validate_s = time.perf_counter() - t0
+            rows.append({"entries": n, "lint_s": round(lint_s, 3), "findings": len(advice),
+                         "lint_us_per_entry": round(lint_s / n * 1e6, 1),
+                         "validate_s": round(validate_s, 3), "problems": len(problems)})
+            print(json.dumps(rows[-1]), flush=True)
+            bar.advance()
 
 
 if __name__ == "__main__":

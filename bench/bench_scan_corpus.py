@@ -85,7 +85,9 @@ def main() -> int:
     invalid = unavailable = 0
     absent: list[str] = []
     print(f"{'app':40} {'files':>5} {'missing P/R':>12} {'unused P/R':>12}  wrong")
-    for app in apps:
+    from permgate._progress import track
+
+    for app in track(apps, "bench scan_corpus: apps"):  # stderr, terminal only
         name = app["repo"].split("/", 1)[1]
         repo_dir = corpus / name
         if not repo_dir.is_dir():
@@ -95,7 +97,7 @@ def main() -> int:
         root = repo_dir if app["scan_root"] == "repository root" else mpath.parent
         granted = list(mf.load(mpath).permission_names)
         t0 = time.perf_counter()
-        v = scan(root, granted, str(mpath))
+        v = scan(root, granted, str(mpath), progress=False)  # a bar would be timed too
         seconds += time.perf_counter() - t0
         files += v.findings.files
         dropped += [f"{name}/{s.file}: {s.reason}" for s in v.findings.skipped if s.dropped]

@@ -83,7 +83,7 @@ def test_modes_match_the_store() -> None:
 
 HEAVY = ("sqlalchemy", "alembic", "starlette", "uvicorn", "granian", "httpx", "tree_sitter",
          "jsonschema", "permgate.store", "permgate.events", "permgate.scan", "permgate.gateway",
-         "permgate.admin")
+         "permgate.admin", "tqdm")
 
 
 @pytest.mark.parametrize("argv", [
@@ -111,7 +111,7 @@ def test_validate_and_lint_load_no_store(tmp_path: Path) -> None:
     for argv in (["validate"], ["lint"]):
         code = ("import sys; from permgate.cli import main; rc = main(sys.argv[1:]); "
                 "print('HEAVY', sorted(m for m in sys.modules if m.startswith(('sqlalchemy', "
-                "'alembic', 'permgate.store', 'permgate.gateway', 'permgate.scan')))); "
+                "'alembic', 'permgate.store', 'permgate.gateway', 'permgate.scan', 'tqdm')))); "
                 "raise SystemExit(rc)")
         p = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
                            check=False, cwd=tmp_path)

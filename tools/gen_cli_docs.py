@@ -23,7 +23,8 @@ HEADER = """\
 Generated from the parser by `tools/gen_cli_docs.py` (do not edit by hand; a test checks that
 this page is current). Conventions every command follows:
 
-- **Output**: `--format text|json` (and `sarif` where there are findings: `lint`, `scan`);
+- **Output**: `--format text|json` (and `sarif` where there are findings: `validate`, `lint`,
+  `scan`, one writer for all three);
   `--json` is short for `--format json`.
 - **The app** is always the positional `APP` (`permgate webhooks list com.example.app`);
   filters also accept the older `--app APP`.

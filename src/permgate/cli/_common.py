@@ -105,7 +105,8 @@ def warn(message: str) -> None:
 
 
 @contextmanager
-def open_store(db: str | None, *, upgrade: bool = False) -> Iterator[Store]:
+def open_store(db: str | None, *, upgrade: bool = False,
+               progress: bool = False) -> Iterator[Store]:
     """The store, with its refusals turned into one-line CLI errors (3: not allowed)."""
     import sqlalchemy as sa
 
@@ -114,7 +115,7 @@ def open_store(db: str | None, *, upgrade: bool = False) -> Iterator[Store]:
     from permgate.store import Forbidden, Store, StoreError
 
     try:
-        store = Store.open(db, upgrade=upgrade)
+        store = Store.open(db, upgrade=upgrade, progress=progress)
     except StoreError as e:
         bad_input = e.code in ("bad_database_url", "not_a_database")
         raise CliError(e.message, EXIT_USAGE if bad_input else EXIT_FINDINGS) from None

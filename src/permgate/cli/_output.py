@@ -35,5 +35,11 @@ class EscapingStream:
         self.raw.write(s.translate(_ESCAPES))
         return len(s)
 
+    @property
+    def unescaped(self) -> TextIO:
+        """The wrapped stream, for permgate's own terminal codes only (the progress bar,
+        whose text is all ours: permgate._progress)."""
+        return self.raw
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.raw, name)

@@ -15,7 +15,7 @@ from permgate.cli import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, CliError
 from permgate.cli._common import add_format, exit_codes
 
 if TYPE_CHECKING:
-    from permgate.manifest import Manifest
+    from permgate.manifest import Manifest, ManifestError, Problem
 
 DEFAULT_NAME = "stripe-app.json"  # permgate.manifest.DEFAULT_NAME, without importing it
 
@@ -134,9 +134,14 @@ def _validate(args: argparse.Namespace) -> int:
             print(json.dumps({"path": e.path, "valid": False, "error": {
                 "message": e.reason, "line": e.line, "column": e.column}}, indent=2))
             return EXIT_USAGE
+        if args.format == "sarif":
+            _print_validate_sarif([], e)
+            return EXIT_USAGE
         raise CliError(str(e)) from None
     problems = manifest.validate(m)
-    if args.format == "json":
+    if args.format == "sarif":
+        _print_validate_sarif([(m, problems)], None)
+    elif args.format == "json":
         print(json.dumps({
             "path": m.name, "valid": not problems, "warnings": m.warnings,
             "problems": [{
@@ -158,14 +163,24 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if problems else EXIT_OK
 
 
+def _print_validate_sarif(results: list[tuple[Manifest, list[Problem]]],
+                          unreadable: ManifestError | None) -> None:
+    from permgate import __version__
+    from permgate.manifest.validate import sarif
+    from permgate.sarif import dumps
+
+    sys.stdout.write(dumps(sarif(results, __version__, unreadable=unreadable)))
+
+
 def _lint(args: argparse.Namespace) -> int:
     from permgate import __version__, manifest
     from permgate.manifest.lint import sarif
+    from permgate.sarif import dumps
 
     m = _load(args.path)
     advice = manifest.lint(m)
     if args.format == "sarif":
-        print(json.dumps(sarif([(m, advice)], __version__), indent=2))
+        sys.stdout.write(dumps(sarif([(m, advice)], __version__)))
     elif args.format == "json":
         print(json.dumps({"path": m.name, "advice": [{
             "pointer": a.pointer, "message": a.message, "code": a.code,
@@ -262,7 +277,7 @@ def register(sub: Any) -> None:
                        epilog=exit_codes("0  valid", "1  errors (listed)",
                                          "2  unreadable: missing file, not JSON"))
     v.add_argument("path", nargs="?", metavar="PATH", help=f"manifest ({default})")
-    add_format(v, what="the problems")
+    add_format(v, sarif=True, what="the problems (sarif: for code scanning)")
     v.set_defaults(func=_validate)
 
     li = sub.add_parser("lint", help="advice for a manifest",

@@ -81,14 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         out = report.as_json(v)
     elif args.format == "sarif":
-        uri = None
-        if mpath is not None:
-            try:
-                uri = mpath.resolve().relative_to(
-                    (root if root.is_dir() else root.parent).resolve()).as_posix()
-            except ValueError:
-                uri = mpath.resolve().as_uri()
-        out = report.sarif(v, uri)
+        out = report.sarif(v, mpath)
     else:
         out = report.text(v)
     sys.stdout.write(out)

@@ -87,7 +87,8 @@ def _grant_text(g: EffectiveGrant) -> str:
 # -- handlers --------------------------------------------------------------------------------
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    with _store(args, upgrade=True) as store:
+    # Progress on stderr while migrations run, if stderr is a terminal.
+    with open_store(args.db, upgrade=True, progress=True) as store:
         print(f"database {store.url} is at the latest schema")
     return EXIT_OK
 

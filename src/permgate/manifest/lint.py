@@ -9,6 +9,8 @@ from typing import Any, Literal
 from permgate.catalog import Catalog
 from permgate.manifest._catalog import default_catalog
 from permgate.manifest.model import Advice, Manifest, pointer
+from permgate.sarif import Result, Rule
+from permgate.sarif import log as sarif_log
 
 # What `permgate scan --fix` writes for a permission it adds; lint flags it until replaced.
 PLACEHOLDER_PURPOSE = "TODO: explain why the app needs this permission"
@@ -18,20 +20,40 @@ _PLACEHOLDER = re.compile(
     r"n/?a|none|-+|\.+)\b", re.IGNORECASE,
 )
 
-RULES: dict[str, tuple[str, Literal["warning", "note"]]] = {
-    "duplicate-permission": ("A permission is listed more than once", "warning"),
-    "redundant-permission": ("A permission is already granted by another one listed", "note"),
-    "also-request": ("Stripe says this permission must be requested with another", "warning"),
-    "placeholder-purpose": ("The purpose is a placeholder", "warning"),
-    "short-purpose": ("The purpose is too short to tell users why", "note"),
-    "event-permission-without-event-read": (
-        "A permission that only serves events is listed without event_read", "warning"),
-}
+# The advice lint gives, in the order its SARIF log declares them (the order is part of the
+# output: code-scanning tools key results by rule index).
+LINT_RULES: tuple[Rule, ...] = (
+    Rule("duplicate-permission", "A permission is listed more than once", "warning",
+         "The same permission appears in more than one entry of 'permissions'.",
+         "Remove the later entry; keep one entry with the purpose users should read."),
+    Rule("redundant-permission", "A permission is already granted by another one listed", "note",
+         "Another permission in the manifest already grants this one (a write permission grants "
+         "its read, for example), so asking for it adds nothing.",
+         "Remove the entry, or keep it if you want users to read its purpose separately."),
+    Rule("also-request", "Stripe says this permission must be requested with another", "warning",
+         "Stripe documents that this permission only works together with another one that the "
+         "manifest does not list.",
+         "Add the other permission with its purpose."),
+    Rule("placeholder-purpose", "The purpose is a placeholder", "warning",
+         "The purpose is empty or a placeholder (TODO, TBD, the text `permgate scan --fix` "
+         "writes, ...); users read it to decide whether to install the app.",
+         "Say what the app does with this permission."),
+    Rule("short-purpose", "The purpose is too short to tell users why", "note",
+         f"The purpose has fewer than {MIN_PURPOSE_WORDS} words.",
+         "Say what the app does with this permission, in a sentence."),
+    Rule("event-permission-without-event-read",
+         "A permission that only serves events is listed without event_read", "warning",
+         "The permission only lets the app receive events, and no event reaches an app without "
+         "event_read.",
+         "Add event_read, or remove the permission."),
+)
+RULES: dict[str, Rule] = {r.id: r for r in LINT_RULES}
 
 
 def _advice(m: Manifest, ptr: str, message: str, code: str) -> Advice:
     line, col = m.locate(ptr)
-    return Advice(ptr, message, code, RULES[code][1], line, col)
+    level: Literal["warning", "note"] = "note" if RULES[code].level == "note" else "warning"
+    return Advice(ptr, message, code, level, line, col)
 
 
 def lint(m: Manifest, catalog: Catalog | None = None) -> list[Advice]:
@@ -98,56 +120,15 @@ def _purpose_code(purpose: str) -> str | None:
     return None
 
 
-def sarif(results: list[tuple[Manifest, list[Advice]]], version: str) -> dict[str, Any]:
-    """A SARIF 2.1.0 log of lint advice, one run, for code-scanning tools."""
-    codes = list(RULES)
-    rules = [
-        {
-            "id": code,
-            "name": "".join(w.capitalize() for w in code.split("-")),
-            "shortDescription": {"text": RULES[code][0]},
-            "defaultConfiguration": {"level": RULES[code][1]},
-        }
-        for code in codes
-    ]
-    out_results: list[dict[str, Any]] = []
-    for m, advice in results:
-        uri = _uri(m)
-        for a in advice:
-            location: dict[str, Any] = {
-                "physicalLocation": {
-                    "artifactLocation": {"uri": uri},
-                    "region": {"startLine": a.line or 1, "startColumn": a.column or 1},
-                },
-                "logicalLocations": [{"fullyQualifiedName": a.pointer or "/", "kind": "member"}],
-            }
-            out_results.append({
-                "ruleId": a.code,
-                "ruleIndex": codes.index(a.code),
-                "level": a.severity,
-                "message": {"text": a.message},
-                "locations": [location],
-            })
-    return {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "permgate",
-                "version": version,
-                "rules": rules,
-            }},
-            "columnKind": "unicodeCodePoints",
-            "results": out_results,
-        }],
-    }
+def sarif(results: list[tuple[Manifest, list[Advice]]], version: str,
+          base: Path | None = None) -> dict[str, Any]:
+    """A SARIF 2.1.0 log of lint advice, one run, for code-scanning tools. Files under `base`
+    (default: the working folder) are named relative to it."""
+    return sarif_log(LINT_RULES, (
+        Result(a.code, a.message, _file(m), a.line, a.column, a.severity, a.pointer)
+        for m, advice in results for a in advice
+    ), base=base or Path.cwd(), version=version, column_kind="unicodeCodePoints")
 
 
-def _uri(m: Manifest) -> str:
-    """A relative URI when the file is under the working folder (what scanners expect)."""
-    if m.path is None:
-        return "stripe-app.json"
-    try:
-        return m.path.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return m.path.resolve().as_uri()
+def _file(m: Manifest) -> str:
+    return str(m.path.resolve()) if m.path is not None else "stripe-app.json"

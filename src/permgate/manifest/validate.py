@@ -4,15 +4,53 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from permgate.catalog import Catalog
 from permgate.manifest._catalog import default_catalog
 from permgate.manifest.model import Manifest, ManifestError, Problem, load, pointer
 from permgate.manifest.schema import check_structure
+from permgate.sarif import Result, Rule
+from permgate.sarif import log as sarif_log
 
 _EVENT_TYPE = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
 _MAX_EXTENDS = 8
+
+# The errors validate reports (Problem.code), in the order its SARIF log declares them.
+VALIDATE_RULES: tuple[Rule, ...] = (
+    Rule("unreadable", "The manifest cannot be read as JSON", "error",
+         "The file is missing, unreadable, not UTF-8, not JSON, or too large or deep; nothing "
+         "else can be checked.", "Fix the file at the position given."),
+    Rule("required", "A required field is missing", "error",
+         "Stripe refuses a manifest without this field.", "Add the field."),
+    Rule("type", "A field has the wrong JSON type", "error",
+         "The value is not of the type Stripe's manifest schema gives for this field.",
+         "Write a value of the type named in the message."),
+    Rule("empty", "A field that must say something is empty", "error",
+         "The value is an empty string where Stripe needs text.", "Fill it in."),
+    Rule("pattern", "A value does not have the form Stripe requires", "error",
+         "The value does not match the form the schema gives (an app id, a version, a URL...).",
+         "Write it in the form the message describes."),
+    Rule("enum", "A value is not one of those allowed", "error",
+         "The field only takes one of a fixed list of values.",
+         "Use one of the values the message lists."),
+    Rule("unknown-field", "A field Stripe does not know", "error",
+         "The manifest has a field Stripe's schema does not have here: misspelt or misplaced.",
+         "Fix the spelling or move the field; remove it if it is not Stripe's."),
+    Rule("unknown-permission", "A permission name Stripe does not know", "error",
+         "The name is not in Stripe's permission catalog.",
+         "Use the name the message suggests (`permgate permissions` lists them)."),
+    Rule("not-requestable", "A permission an app cannot request", "error",
+         "Stripe does not let apps request this permission (at all, or on its own).",
+         "Request the permission the message names instead, or remove it."),
+    Rule("event-as-permission", "An event type written where a permission belongs", "error",
+         "Apps do not request events by name: they request event_read and the permission of "
+         "the event's object.", "Request the permissions the message names."),
+    Rule("extends", "The base of a local manifest cannot be used", "error",
+         "The file named by 'extends' cannot be read, or the chain of bases loops or is too "
+         "long.", "Point 'extends' at the app's stripe-app.json."),
+)
 
 
 def check_names(data: dict[str, Any], catalog: Catalog) -> list[Problem]:
@@ -137,3 +175,24 @@ def _located(p: Problem, m: Manifest, context: str = "") -> Problem:
 
 def _order(p: Problem) -> tuple[str, int, int, str]:
     return (p.file or "", p.line or 0, p.column or 0, p.pointer)
+
+
+def sarif(results: list[tuple[Manifest, list[Problem]]], version: str,
+          base: Path | None = None, unreadable: ManifestError | None = None) -> dict[str, Any]:
+    """A SARIF 2.1.0 log of validation errors (and of a manifest that could not be read at
+    all), one run. Files under `base` (default: the working folder) are relative to it."""
+    found = [
+        Result(p.code, p.message, str(Path(p.file).resolve()) if p.file else _file(m),
+               p.line, p.column, pointer=p.pointer)
+        for m, problems in results for p in problems
+    ]
+    if unreadable is not None:
+        found.append(Result("unreadable", unreadable.reason,
+                            str(Path(unreadable.path).resolve()) if unreadable.path
+                            else "stripe-app.json", unreadable.line, unreadable.column))
+    return sarif_log(VALIDATE_RULES, found, base=base or Path.cwd(), version=version,
+                     column_kind="unicodeCodePoints")
+
+
+def _file(m: Manifest) -> str:
+    return str(m.path.resolve()) if m.path is not None else "stripe-app.json"

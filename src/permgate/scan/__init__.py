@@ -35,8 +35,8 @@ def scan(
 ) -> Verdict:
     """Scan `root` (a folder or one file); `granted` None means no manifest: needs only.
 
-    Test files are left out unless `include_tests`; `progress` None shows progress on stderr
-    only when it is a terminal and the tree is large.
+    Test files are left out unless `include_tests`. Progress goes to stderr only when it is a
+    terminal: with `progress` None for large trees only, True whatever the size, False never.
     """
     findings = scan_tree(root, None, include_tests=include_tests, progress=progress)
     return verdict(findings, granted, manifest)

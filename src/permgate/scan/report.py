@@ -8,20 +8,38 @@ from pathlib import Path
 from typing import Any
 
 import permgate
+from permgate import sarif as sarif_log
+from permgate.sarif import Result, Rule
 from permgate.scan.sdk import table
 from permgate.scan.verdict import CallNeeds, Groups, Site, Verdict
 
-SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 UNUSED_NOTE = "no call or handled event in the scanned tree needs it (code outside the tree may)"
-RULES = {
-    "missing-permission": ("error", "A call or handled event that no granted permission allows."),
-    "unused-permission": (
-        "warning", "A granted permission that nothing in the scanned code needs."
-    ),
-    "unavailable-endpoint": ("error", "A call to an endpoint no Stripe App may use."),
-    "invalid-expansion": ("error", "An expansion the API would refuse."),
-    "unresolved-call": ("note", "A call whose operation is only known at run time."),
-}
+# What a scan reports, in the order its SARIF log declares them (tools key results by index).
+SCAN_RULES: tuple[Rule, ...] = (
+    Rule("missing-permission", "A call or handled event that no granted permission allows.",
+         "error",
+         "The app's code makes an API call or handles an event that needs a permission the "
+         "manifest does not grant; on Stripe the call fails with a permission error.",
+         "Grant the narrowest permission named in the message (`permgate apps grant permission "
+         "NAME PURPOSE`, or `permgate scan --fix`)."),
+    Rule("unused-permission", "A granted permission that nothing in the scanned code needs.",
+         "warning",
+         "The manifest grants a permission that no call or handled event in the scanned tree "
+         "needs; users are asked for more access than the app uses.",
+         "Remove it (`permgate apps revoke permission NAME`) unless code outside the scanned "
+         "tree needs it."),
+    Rule("unavailable-endpoint", "A call to an endpoint no Stripe App may use.", "error",
+         "Stripe does not open this endpoint to apps, whatever the permissions.",
+         "Remove the call or do it from the platform's own account."),
+    Rule("invalid-expansion", "An expansion the API would refuse.", "error",
+         "The call asks to expand a field that cannot be expanded that way; the API answers "
+         "400.",
+         "Fix the expand path."),
+    Rule("unresolved-call", "A call whose operation is only known at run time.", "note",
+         "The scanner cannot tell which endpoint this call reaches (its method or path is "
+         "computed at run time), so its permissions are not counted.",
+         "Check by hand what it needs, or write the path literally."),
+)
 NOT_COUNTED = {
     "own": "the developer's own account: the app's permissions do not apply",
     "unknown": "account unknown: reported, not counted, and it keeps no grant from being unused",
@@ -176,13 +194,6 @@ def as_json(v: Verdict) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def _location(uri: str, line: int, column: int = 1) -> dict[str, Any]:
-    return {"physicalLocation": {
-        "artifactLocation": {"uri": uri, "uriBaseId": "SRCROOT"},
-        "region": {"startLine": max(line, 1), "startColumn": max(column, 1)},
-    }}
-
-
 def _manifest_line(manifest: str | None, name: str) -> int:
     if manifest is None:
         return 1
@@ -194,57 +205,38 @@ def _manifest_line(manifest: str | None, name: str) -> int:
     return text_.count("\n", 0, m.start()) + 1 if m else 1
 
 
-def sarif(v: Verdict, manifest_uri: str | None = None) -> str:
-    results: list[dict[str, Any]] = []
+def sarif(v: Verdict, manifest: Path | None = None) -> str:
+    """The verdict as a SARIF 2.1.0 log (permgate.sarif): files relative to the scanned
+    folder (a file's folder when one file was scanned); `manifest` is where the unused
+    permissions are reported (default: stripe-app.json in that folder)."""
+    root = Path(v.findings.root)
+    base = root if root.is_dir() else root.parent
+    mfile = str(manifest.resolve()) if manifest is not None else "stripe-app.json"
+    results: list[Result] = []
     for m in v.missing:
         for s in m.sites:
-            results.append({
-                "ruleId": "missing-permission", "level": "error",
-                "message": {"text": f"{s.what} needs '{m.permission}', which the manifest does "
-                                    f"not grant. Whose account: {s.account} ({s.reason})."},
-                "locations": [_location(s.file, s.line)],
-                "properties": {"permission": m.permission, "account": s.account,
-                               "accountReason": s.reason},
-            })
+            results.append(Result(
+                "missing-permission",
+                f"{s.what} needs '{m.permission}', which the manifest does not grant. "
+                f"Whose account: {s.account} ({s.reason}).",
+                s.file, s.line,
+                properties={"permission": m.permission, "account": s.account,
+                            "accountReason": s.reason}))
     for u in v.unused:
-        results.append({
-            "ruleId": "unused-permission", "level": "warning",
-            "message": {"text": f"'{u.permission}' is granted but {u.reason}."},
-            "locations": [_location(manifest_uri or "stripe-app.json",
-                                    _manifest_line(v.manifest, u.permission))],
-            "properties": {"permission": u.permission, "narrower": list(u.narrower)},
-        })
+        results.append(Result(
+            "unused-permission", f"'{u.permission}' is granted but {u.reason}.",
+            mfile, _manifest_line(v.manifest, u.permission),
+            properties={"permission": u.permission, "narrower": list(u.narrower)}))
     for rule, calls in (("unavailable-endpoint", v.unavailable), ("invalid-expansion", v.invalid)):
         for c in calls:
-            results.append({
-                "ruleId": rule, "level": "error",
-                "message": {"text": f"{c.call.call}: {c.message} Whose account: "
-                                    f"{c.call.account} ({c.call.reason})."},
-                "locations": [_location(c.call.file, c.call.line, c.call.column)],
-                "properties": {"account": c.call.account, "accountReason": c.call.reason},
-            })
+            results.append(Result(
+                rule, f"{c.call.call}: {c.message} Whose account: {c.call.account} "
+                f"({c.call.reason}).",
+                c.call.file, c.call.line, c.call.column,
+                properties={"account": c.call.account, "accountReason": c.call.reason}))
     for r in v.findings.unresolved:
-        results.append({
-            "ruleId": "unresolved-call", "level": "note",
-            "message": {"text": f"{r.call}: {r.reason}; its permissions are not counted."},
-            "locations": [_location(r.file, r.line, r.column)],
-        })
-    rules = [
-        {"id": rid, "shortDescription": {"text": desc},
-         "defaultConfiguration": {"level": level}}
-        for rid, (level, desc) in RULES.items()
-    ]
-    doc = {
-        "$schema": SARIF_SCHEMA,
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "permgate scan", "version": permgate.__version__,
-                "rules": rules,
-            }},
-            "originalUriBaseIds": {"SRCROOT": {"uri": Path(v.findings.root).resolve().as_uri()
-                                               + ("/" if Path(v.findings.root).is_dir() else "")}},
-            "results": results,
-        }],
-    }
-    return json.dumps(doc, indent=2) + "\n"
+        results.append(Result(
+            "unresolved-call", f"{r.call}: {r.reason}; its permissions are not counted.",
+            r.file, r.line, r.column))
+    return sarif_log.dumps(sarif_log.log(SCAN_RULES, results, base=base,
+                                         version=permgate.__version__))

@@ -7,12 +7,10 @@ API host (factories, module clients, thin HTTP wrappers, by name), then every fi
 from __future__ import annotations
 
 import re
-import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from permgate._progress import progress as show_progress
 from permgate.scan import common, handlers
 from permgate.scan.files import language_of, read_source, source_files
 from permgate.scan.model import (
@@ -159,26 +157,6 @@ def _stale(found: FileFindings, project: common.Project) -> bool:
     return not found.imports.isdisjoint(names)
 
 
-class _Progress:
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.last = 0.0
-
-    def __call__(self, done: int, phase: str) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if now - self.last >= 0.2:
-            self.last = now
-            sys.stderr.write(f"\rpermgate scan: {phase} {done} files")
-            sys.stderr.flush()
-
-    def end(self) -> None:
-        if self.enabled and self.last:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-
-
 def scan_tree(
     root: Path, event_types: frozenset[str] | None, *, include_tests: bool = False,
     progress: bool | None = None,
@@ -195,79 +173,78 @@ def scan_tree(
             out.skipped.append(Skipped(_rel(root, Path(item.file)), item.reason))
         else:
             paths.append(item)
-    if progress is None:
-        progress = sys.stderr.isatty() and len(paths) >= PROGRESS_FILES
-    show = _Progress(progress)
-    # Pass 1: read and parse each file once; files that build a client or call the API host
-    # also tell the project-wide pass about their factories, module clients and wrappers.
-    project = common.Project()
-    results: list[FileFindings | Skipped | None] = []
-    for i, path in enumerate(paths):
-        show(i, "scanning")
-        rel = _rel(root, path)
-        data = read_source(path)
-        if isinstance(data, Skipped):
-            results.append(Skipped(rel, data.reason, data.dropped))
-            continue
-        out.files += 1
-        if not _MAYBE.search(data):
-            results.append(None)
-            continue
-        text = data.decode("utf-8", "replace")
-        if event_types is None:
-            import permgate
-
-            event_types = frozenset(permgate.engine.catalog.events)
-        ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types)
-        try:
-            found, facts = _extract(ctx, path, data, bool(_INDEX.search(data)))
-        except SyntaxError as e:
-            results.append(Skipped(rel, f"syntax error at line {e.lineno}: {e.msg}"))
-            continue
-        except (RecursionError, MemoryError, ValueError) as e:
-            results.append(Skipped(rel, f"could not be parsed: {type(e).__name__}"))
-            continue
-        if facts is not None:
-            project.merge(facts)
-        found.ui = ctx.ui_extension
-        _settle(found, rel)
-        results.append(found)
-    # Pass 2: files that use what the project-wide pass learnt are read again with it (also
-    # files that never say "stripe" but call a project factory or client by name).
-    uses_project = _names_regex(project)
-    types = event_types or frozenset()
-    pending: list[EventUse] = []
-    for path, res in zip(paths, results, strict=True):
-        late = res is None
-        if late and uses_project is not None:
-            res = _late(root, path, uses_project, types, project)
-        if res is None:
-            continue
-        if isinstance(res, Skipped):
-            out.skipped.append(res)
-            continue
-        rel = _rel(root, path)
-        found = res
-        if not late and _stale(found, project):
+    # A bar only for large trees (small ones finish before it would be read), unless asked.
+    wanted = len(paths) >= PROGRESS_FILES if progress is None else progress
+    with show_progress("scanning", len(paths), enabled=wanted) as bar:
+        # Pass 1: read and parse each file once; files that build a client or call the API host
+        # also tell the project-wide pass about their factories, module clients and wrappers.
+        project = common.Project()
+        results: list[FileFindings | Skipped | None] = []
+        for path in paths:
+            bar.advance()
+            rel = _rel(root, path)
             data = read_source(path)
-            if isinstance(data, bytes):
-                ctx = common.Context(rel, found.ui, types, project)
-                try:
-                    found = scan_file(ctx, path, data)
-                    found.ui = res.ui
-                    _settle(found, rel)
-                except (SyntaxError, RecursionError, MemoryError, ValueError):
-                    found = res  # what the first reading found stands
-        out.escapes.extend(found.escapes)
-        if found.partial:
-            out.partial.append(Partial(rel, found.partial))
-        out.calls.extend(sorted(found.calls, key=lambda c: (c.line, c.column)))
-        out.unresolved.extend(sorted(found.unresolved, key=lambda c: (c.line, c.column)))
-        pending.extend(found.events)
-    show.end()
+            if isinstance(data, Skipped):
+                results.append(Skipped(rel, data.reason, data.dropped))
+                continue
+            out.files += 1
+            if not _MAYBE.search(data):
+                results.append(None)
+                continue
+            text = data.decode("utf-8", "replace")
+            if event_types is None:
+                import permgate
+
+                event_types = frozenset(permgate.engine.catalog.events)
+            ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types)
+            try:
+                found, facts = _extract(ctx, path, data, bool(_INDEX.search(data)))
+            except SyntaxError as e:
+                results.append(Skipped(rel, f"syntax error at line {e.lineno}: {e.msg}"))
+                continue
+            except (RecursionError, MemoryError, ValueError) as e:
+                results.append(Skipped(rel, f"could not be parsed: {type(e).__name__}"))
+                continue
+            if facts is not None:
+                project.merge(facts)
+            found.ui = ctx.ui_extension
+            _settle(found, rel)
+            results.append(found)
+        # Pass 2: files that use what the project-wide pass learnt are read again with it (also
+        # files that never say "stripe" but call a project factory or client by name).
+        uses_project = _names_regex(project)
+        types = event_types or frozenset()
+        pending: list[EventUse] = []
+        bar.phase("following the project's clients", len(paths))
+        for path, res in zip(paths, results, strict=True):
+            bar.advance()
+            late = res is None
+            if late and uses_project is not None:
+                res = _late(root, path, uses_project, types, project)
+            if res is None:
+                continue
+            if isinstance(res, Skipped):
+                out.skipped.append(res)
+                continue
+            rel = _rel(root, path)
+            found = res
+            if not late and _stale(found, project):
+                data = read_source(path)
+                if isinstance(data, bytes):
+                    ctx = common.Context(rel, found.ui, types, project)
+                    try:
+                        found = scan_file(ctx, path, data)
+                        found.ui = res.ui
+                        _settle(found, rel)
+                    except (SyntaxError, RecursionError, MemoryError, ValueError):
+                        found = res  # what the first reading found stands
+            out.escapes.extend(found.escapes)
+            if found.partial:
+                out.partial.append(Partial(rel, found.partial))
+            out.calls.extend(sorted(found.calls, key=lambda c: (c.line, c.column)))
+            out.unresolved.extend(sorted(found.unresolved, key=lambda c: (c.line, c.column)))
+            pending.extend(found.events)
     billing = handlers.own_billing_site(out.calls)
     out.events.extend(handlers.finish(e, billing) for e in pending)
     return out
 
-
-ProgressHook = Callable[[int, str], None]

@@ -6,7 +6,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+
+from permgate._progress import progress as show_progress
 
 SCRIPT_LOCATION = "permgate.store:migrations"
 
@@ -29,15 +31,31 @@ def known_revisions() -> set[str]:
 
 def current(engine: Engine) -> str | None:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return current_of(conn)
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head", *, progress: bool = False) -> None:
+    """Bring the schema to `revision`; `progress`: a bar on stderr, one step per migration,
+    when stderr is a terminal (permgate._progress)."""
     cfg = _config()
     with engine.connect() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+        steps = _pending(cfg, current_of(conn), revision) if progress else 0
+        with show_progress("upgrading the database", steps, enabled=steps > 0) as bar:
+            # env.py hands this to Alembic's on_version_apply: called after each migration.
+            cfg.attributes["on_version_apply"] = lambda **_: bar.advance()
+            command.upgrade(cfg, revision)
         conn.commit()
+
+
+def current_of(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _pending(cfg: Config, have: str | None, want: str) -> int:
+    """How many migrations an upgrade from `have` to `want` runs."""
+    script = ScriptDirectory.from_config(cfg)
+    return sum(1 for _ in script.iterate_revisions(want, have or "base"))
 
 
 def downgrade(engine: Engine, revision: str) -> None:

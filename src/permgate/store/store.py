@@ -135,16 +135,17 @@ class Store:
     @classmethod
     def open(
         cls, url: str | None = None, *, upgrade: bool = False,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = _utcnow, progress: bool = False,
     ) -> Store:
         """Open the database at `url` (None: $PERMGATE_DB, else ./.permgate/permgate.db).
 
-        Refuses a database that is not at the latest migration unless `upgrade` is true.
+        Refuses a database that is not at the latest migration unless `upgrade` is true;
+        `progress`: the migrations an upgrade runs show a bar on stderr if it is a terminal.
         """
         engine = engine_mod.create(engine_mod.resolve_url(url), create_file=upgrade)
         try:
             if upgrade:
-                migrate.upgrade(engine)
+                migrate.upgrade(engine, progress=progress)
             else:
                 have, want = migrate.current(engine), migrate.head()
                 if have != want:

@@ -13,9 +13,10 @@ from permgate.store.schema import metadata
 
 
 def _run(connection: Connection) -> None:
+    hook = context.config.attributes.get("on_version_apply")  # migrate.upgrade's progress
     context.configure(
         connection=connection, target_metadata=metadata, render_as_batch=True,
-        transaction_per_migration=True,
+        transaction_per_migration=True, on_version_apply=hook,
     )
     with context.begin_transaction():
         context.run_migrations()
