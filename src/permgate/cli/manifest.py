@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from permgate.cli import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, CliError
 from permgate.cli._common import add_format, exit_codes
 
 if TYPE_CHECKING:
-    from permgate.manifest import Manifest, ManifestError, Problem
+    from permgate.manifest import Change, Manifest, ManifestError, Problem
 
 DEFAULT_NAME = "stripe-app.json"  # permgate.manifest.DEFAULT_NAME, without importing it
 
@@ -41,67 +42,51 @@ def _load(raw: str | None) -> Manifest:
     return m
 
 
-def _grant(args: argparse.Namespace) -> int:
+def _edit(args: argparse.Namespace, edit: Callable[[Manifest], Change]) -> int:
+    """Load the manifest, apply one edit, write it unless nothing changed; every refusal is
+    one line and leaves the file as it was."""
     from permgate import manifest
     from permgate.catalog import UnknownPermission
 
     m = _load(args.manifest)
     try:
-        change = manifest.grant(m, args.name, args.explanation)
+        change = edit(m)
     except UnknownPermission as e:
         hint = f"; did you mean '{e.suggestion}'?" if e.suggestion else ""
         raise CliError(f"unknown permission '{e.name}'{hint} (nothing written); "
                        "`permgate permissions` lists them") from None
+    except manifest.NotGranted as e:
+        raise CliError(f"{e} (nothing written)", EXIT_FINDINGS) from None
     except (manifest.GrantError, manifest.ManifestError) as e:
         raise CliError(f"{e} (nothing written)") from None
     if change.action != "unchanged":
         _save(m)
     print(f"{change.message} in {m.name}")
     return EXIT_OK
+
+
+def _grant(args: argparse.Namespace) -> int:
+    from permgate import manifest
+
+    return _edit(args, lambda m: manifest.grant(m, args.name, args.explanation))
 
 
 def _revoke(args: argparse.Namespace) -> int:
     from permgate import manifest
 
-    m = _load(args.manifest)
-    try:
-        change = manifest.revoke(m, args.name)
-    except manifest.NotGranted as e:
-        raise CliError(f"{e} (nothing written)", EXIT_FINDINGS) from None
-    except manifest.ManifestError as e:
-        raise CliError(f"{e} (nothing written)") from None
-    _save(m)
-    print(f"{change.message} in {m.name}")
-    return EXIT_OK
+    return _edit(args, lambda m: manifest.revoke(m, args.name))
 
 
 def _grant_url(args: argparse.Namespace) -> int:
     from permgate import manifest
 
-    m = _load(args.manifest)
-    try:
-        change = manifest.grant_url(m, args.url, args.purpose)
-    except (manifest.GrantError, manifest.ManifestError) as e:
-        raise CliError(f"{e} (nothing written)") from None
-    if change.action != "unchanged":
-        _save(m)
-    print(f"{change.message} in {m.name}")
-    return EXIT_OK
+    return _edit(args, lambda m: manifest.grant_url(m, args.url, args.purpose))
 
 
 def _revoke_url(args: argparse.Namespace) -> int:
     from permgate import manifest
 
-    m = _load(args.manifest)
-    try:
-        change = manifest.revoke_url(m, args.url)
-    except manifest.NotGranted as e:
-        raise CliError(f"{e} (nothing written)", EXIT_FINDINGS) from None
-    except manifest.ManifestError as e:
-        raise CliError(f"{e} (nothing written)") from None
-    _save(m)
-    print(f"{change.message} in {m.name}")
-    return EXIT_OK
+    return _edit(args, lambda m: manifest.revoke_url(m, args.url))
 
 
 def _save(m: Manifest) -> None:
