@@ -192,12 +192,7 @@ def _add_permissions_member(m: Manifest, name: str, purpose: str) -> None:
     colon = _colon(m)
     if root.members:
         last = root.members[-1]
-        if len(root.members) >= 2:
-            sep = text[root.members[-2].value.end : last.key_start]
-        elif _starts_line(text, last.key_start):
-            sep = "," + _newline(text) + _line_indent(text, last.key_start)
-        else:
-            sep = ", "
+        sep = _member_separator(text, root)
         outer = _line_indent(text, last.key_start) if "\n" in sep else ""
         new = sep + '"permissions"' + colon + _array_text(m, outer, name, purpose)
         _splice(m, last.value.end, last.value.end, new)
@@ -360,17 +355,23 @@ def _render(m: Manifest, value: object, indent: str | None) -> str:
     return out.replace("\n", nl + indent)
 
 
+def _member_separator(text: str, obj: Node) -> str:
+    """What goes before a member added after the last one of `obj` (which has members): the
+    separator the file already uses between members, else a comma and a line like the last."""
+    last = obj.members[-1]
+    if len(obj.members) >= 2:
+        return text[obj.members[-2].value.end : last.key_start]
+    if _starts_line(text, last.key_start):
+        return "," + _newline(text) + _line_indent(text, last.key_start)
+    return ", "
+
+
 def _add_member(m: Manifest, obj: Node, key: str, value: object) -> None:
     """Add `key: value` at the end of the object `obj` (which must be in `m.text`)."""
     text, colon = m.text, _colon(m)
     if obj.members:
         last = obj.members[-1]
-        if len(obj.members) >= 2:
-            sep = text[obj.members[-2].value.end : last.key_start]
-        elif _starts_line(text, last.key_start):
-            sep = "," + _newline(text) + _line_indent(text, last.key_start)
-        else:
-            sep = ", "
+        sep = _member_separator(text, obj)
         indent = _line_indent(text, last.key_start) if "\n" in sep else None
         new = sep + _dump(key) + colon + _render(m, value, indent)
         _splice(m, last.value.end, last.value.end, new)
