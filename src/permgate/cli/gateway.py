@@ -20,8 +20,9 @@ _FLAG_FIELDS = (
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from permgate.gateway import ConfigError, resolve, run
+    from permgate.gateway import ConfigError, resolve
     from permgate.gateway.config import upstream_keys
+    from permgate.serve import run
 
     flags: dict[str, Any] = {name: getattr(args, name, None) for name in _FLAG_FIELDS}
     try:
@@ -74,7 +75,8 @@ def _check_store(url: str | None) -> None:
 
 
 def _serve_demo(settings: Any) -> int:
-    from permgate.gateway import demo, run
+    from permgate.gateway import demo
+    from permgate.serve import run
     from permgate.store import Store, StoreError
 
     try:
