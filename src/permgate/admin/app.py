@@ -27,6 +27,7 @@ from starlette.types import ASGIApp
 
 from permgate import boundedjson, events, manifest
 from permgate.admin.openapi import document
+from permgate.errors import PermgateError
 from permgate.events.subscriptions import MAX_ROTATION_GRACE
 from permgate.events.targets import redact
 from permgate.store import InvalidManifest, Store, StoreError, describe, people
@@ -46,7 +47,7 @@ def token_from_env() -> str | None:
     return os.environ.get(TOKEN_ENV) or None
 
 
-class WeakToken(ValueError):
+class WeakToken(PermgateError, ValueError):
     """The admin token is too guessable to guard the admin API."""
 
 
@@ -97,7 +98,7 @@ def check_token(token: str | None) -> str:
     return token
 
 
-class BadRequest(Exception):
+class BadRequest(PermgateError):
     def __init__(self, message: str, code: str = "parameter_invalid", param: str | None = None):
         super().__init__(message)
         self.message, self.code, self.param = message, code, param
@@ -411,8 +412,8 @@ def create_admin_app(store: Store, admin_token: str) -> ASGIApp:
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
 
 
-class TooLarge(Exception):
-    pass
+class TooLarge(PermgateError):
+    """A request body over MAX_BODY (declared or read): answered with a 413."""
 
 
 async def _json_body(request: Request) -> Body:
