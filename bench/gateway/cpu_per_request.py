@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.bench_gateway import ACCOUNT, setup_store
 
 from permgate.gateway.config import Settings
-from permgate.gateway.server import build
+from permgate.serve import build
 
 
 class _Answer:

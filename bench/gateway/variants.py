@@ -15,7 +15,8 @@ import argparse
 import sys
 
 from permgate.gateway.config import resolve
-from permgate.gateway.server import build, run_native
+from permgate.gateway.server import run_native
+from permgate.serve import build
 
 
 def main() -> int:

@@ -7,7 +7,10 @@
 
 Each class stays importable where it is used (`permgate.catalog.UnknownPermission`,
 `permgate.store.NotFound`, ...): those modules re-export it from here. This module imports
-nothing of permgate, so every layer may raise these.
+nothing of permgate, so every layer may raise these. Errors one service alone raises (the
+gateway's `ConfigError`, `UpstreamError`; events' `SignatureError`, `SealError`, ...) are
+defined where they are raised, on this base; tests/test_public_api.py checks that every
+exception class of the package derives from `PermgateError`.
 """
 
 from __future__ import annotations

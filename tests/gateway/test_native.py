@@ -19,8 +19,8 @@ from tests.gateway.recorder import Recorder, recording_upstream
 from permgate.gateway.app import Gateway
 from permgate.gateway.config import Settings
 from permgate.gateway.native import MAX_REQUEST_HEAD, NativeServer, listen_socket
-from permgate.gateway.server import build
 from permgate.gateway.upstream import Origin, Pool, UpstreamError
+from permgate.serve import build
 from permgate.store import Store
 
 

@@ -186,3 +186,59 @@ def test_webhook_endpoints(http: httpx.Client, monkeypatch: pytest.MonkeyPatch) 
     r = http.post(f"/v1/webhook_endpoints/{made['id']}/remove", json={"actor": "dev"})
     assert r.status_code == 200 and r.json()["removed"] is True
     assert http.get("/v1/webhook_endpoints").json()["data"] == []
+
+
+def test_the_document_is_what_the_server_accepts(
+        http: httpx.Client, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Routes and required body fields come from the OpenAPI document: for every operation,
+    a body missing any one required field is refused (400, naming it, nothing changed) and
+    one with just the required fields is accepted."""
+    from permgate.admin.app import _Api
+
+    monkeypatch.setenv("PERMGATE_WEBHOOK_KEY", "ab" * 32)
+    monkeypatch.setattr(targets, "system_resolve", lambda host, port: ["93.184.215.14"])
+    ops = {op["operationId"]: (path, method, op)
+           for path, item in openapi_document()["paths"].items()
+           for method, op in item.items() if method != "parameters"}
+    assert set(ops) == {n for n in vars(_Api) if not n.startswith("_")}
+    params = {"app_id": APP, "account": ACCT, "mode": "live", "version": "1.0.0"}
+    admin = {"by": "ann", "role": "admin"}
+    # In an order where each full body is valid; (status, code) when the store refuses it
+    # after the document's checks passed.
+    steps: list[tuple[str, dict[str, Any], int | tuple[int, str]]] = [
+        ("upload", {"actor": "dev", "manifest": manifest_text(
+            "1.0.0", ["event_read", "customer_read"])}, 201),
+        ("list_apps", {}, 200), ("get_app", {}, 200), ("get_version", {}, 200),
+        ("rotate_key", {"mode": "live", "actor": "dev"}, 201), ("list_keys", {}, 200),
+        ("install", {"app_id": APP, "account": ACCT, "mode": "live", **admin}, 201),
+        ("list_installs", {}, 200), ("get_install", {}, 200), ("review", {}, 200),
+        ("approve", admin, 200),
+        ("account_session", {"account": ACCT, "user_id": "u_1", "role": "admin"}, 201),
+        ("add_webhook", {"app_id": APP, "url": "https://app.example/hook", "mode": "live",
+                         "enabled_events": ["customer.created"], "actor": "dev"}, 201),
+        ("list_webhooks", {}, 200), ("rotate_webhook_secret", {"actor": "dev"}, 200),
+        ("enable_webhook", {"actor": "dev"}, (400, "not_disabled")),
+        ("remove_webhook", {"actor": "dev"}, 200),
+        ("uninstall", admin, 200), ("audit", {}, 200), ("changes", {}, 200),
+    ]
+    assert {name for name, _, _ in steps} == set(ops)
+    for name, full, want in steps:
+        path, method, op = ops[name]
+        url = path.format(**params)
+        schema = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+        required = schema.get("schema", {}).get("required", [])
+        # exactly the required fields: a handler needing one the document does not list fails
+        assert set(required) == set(full), name
+        for field in required:
+            before = store.change_counter()
+            r = http.request(method, url, json={k: v for k, v in full.items() if k != field})
+            err = _error(r, 400, "parameter_missing")
+            assert err["param"] == field, (name, field)
+            assert store.change_counter() == before, (name, field)
+        r = http.request(method, url, json=full if method == "post" else None)
+        if isinstance(want, int):
+            assert r.status_code == want, (name, r.text)
+        else:
+            _error(r, *want)
+        if name == "add_webhook":
+            params["endpoint_id"] = r.json()["id"]

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp
 
 from permgate import boundedjson, events, manifest
 from permgate.admin.openapi import document
+from permgate.errors import PermgateError
 from permgate.events.subscriptions import MAX_ROTATION_GRACE
 from permgate.events.targets import redact
 from permgate.store import InvalidManifest, Store, StoreError, describe, people
@@ -46,7 +47,7 @@ def token_from_env() -> str | None:
     return os.environ.get(TOKEN_ENV) or None
 
 
-class WeakToken(ValueError):
+class WeakToken(PermgateError, ValueError):
     """The admin token is too guessable to guard the admin API."""
 
 
@@ -97,7 +98,7 @@ def check_token(token: str | None) -> str:
     return token
 
 
-class BadRequest(Exception):
+class BadRequest(PermgateError):
     def __init__(self, message: str, code: str = "parameter_invalid", param: str | None = None):
         super().__init__(message)
         self.message, self.code, self.param = message, code, param
@@ -340,7 +341,8 @@ def create_admin_app(store: Store, admin_token: str) -> ASGIApp:
         given = request.headers.get("authorization", "").encode()
         return hmac.compare_digest(given, expected)
 
-    def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    def endpoint(handler: Handler, required: tuple[str, ...]
+                 ) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
             if not authorized(request):
                 return error_response(
@@ -352,6 +354,10 @@ def create_admin_app(store: Store, admin_token: str) -> ASGIApp:
                 for name, value in request.query_params.multi_items():
                     _clean(value, name, where="query parameter")
                 body = await _json_body(request) if request.method == "POST" else {}
+                for name in required:
+                    if body.get(name) is None:
+                        raise BadRequest(f"missing required parameter: {name}",
+                                         "parameter_missing", name)
                 status, data = await run_in_threadpool(handler, request, body)
             except TooLarge:
                 return error_response(413, f"the request body is larger than {MAX_BODY} bytes",
@@ -372,34 +378,17 @@ def create_admin_app(store: Store, admin_token: str) -> ASGIApp:
     async def openapi(request: Request) -> Response:
         return JSONResponse(document())
 
-    install_path = "/v1/installs/{app_id}/{account}/{mode}"
-    routes = [
-        Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/v1/apps", endpoint(api.list_apps), methods=["GET"]),
-        Route("/v1/apps", endpoint(api.upload), methods=["POST"]),
-        Route("/v1/apps/{app_id}", endpoint(api.get_app), methods=["GET"]),
-        Route("/v1/apps/{app_id}/keys", endpoint(api.list_keys), methods=["GET"]),
-        Route("/v1/apps/{app_id}/keys/rotate", endpoint(api.rotate_key), methods=["POST"]),
-        Route("/v1/installs", endpoint(api.list_installs), methods=["GET"]),
-        Route("/v1/installs", endpoint(api.install), methods=["POST"]),
-        Route(install_path, endpoint(api.get_install), methods=["GET"]),
-        Route(install_path + "/approve", endpoint(api.approve), methods=["POST"]),
-        Route(install_path + "/uninstall", endpoint(api.uninstall), methods=["POST"]),
-        Route(install_path + "/review", endpoint(api.review), methods=["GET"]),
-        Route("/v1/apps/{app_id}/versions/{version}", endpoint(api.get_version),
-              methods=["GET"]),
-        Route("/v1/account_sessions", endpoint(api.account_session), methods=["POST"]),
-        Route("/v1/audit", endpoint(api.audit), methods=["GET"]),
-        Route("/v1/webhook_endpoints", endpoint(api.list_webhooks), methods=["GET"]),
-        Route("/v1/webhook_endpoints", endpoint(api.add_webhook), methods=["POST"]),
-        Route("/v1/webhook_endpoints/{endpoint_id}/remove", endpoint(api.remove_webhook),
-              methods=["POST"]),
-        Route("/v1/webhook_endpoints/{endpoint_id}/enable", endpoint(api.enable_webhook),
-              methods=["POST"]),
-        Route("/v1/webhook_endpoints/{endpoint_id}/rotate_secret",
-              endpoint(api.rotate_webhook_secret), methods=["POST"]),
-        Route("/v1/changes", endpoint(api.changes), methods=["GET"]),
-    ]
+    # The routes, and the body fields each requires, are the OpenAPI document's (one
+    # declaration): each operation's operationId names its handler.
+    routes = [Route("/openapi.json", openapi, methods=["GET"])]
+    for path, item in document()["paths"].items():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+            required = tuple(body.get("schema", {}).get("required", ()))
+            routes.append(Route(path, endpoint(getattr(api, op["operationId"]), required),
+                                methods=[method.upper()]))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -411,8 +400,8 @@ def create_admin_app(store: Store, admin_token: str) -> ASGIApp:
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
 
 
-class TooLarge(Exception):
-    pass
+class TooLarge(PermgateError):
+    """A request body over MAX_BODY (declared or read): answered with a 413."""
 
 
 async def _json_body(request: Request) -> Body:

@@ -27,14 +27,17 @@ def _list_of(name: str) -> JSON:
     return _obj(["data"], data={"type": "array", "items": _ref(name)})
 
 
-def _op(summary: str, ok: str | JSON, *, status: int = 200, body: JSON | None = None,
-        params: list[JSON] | None = None, errors: tuple[int, ...] = ()) -> JSON:
+def _op(op_id: str, summary: str, ok: str | JSON, *, status: int = 200,
+        body: JSON | None = None, params: list[JSON] | None = None,
+        errors: tuple[int, ...] = ()) -> JSON:
+    """One operation; `op_id` names the admin app's handler (`_Api.<op_id>`), and `body`'s
+    `required` fields are checked before it runs: the routes come from this document."""
     schema = _ref(ok) if isinstance(ok, str) else ok
     responses: JSON = {str(status): {"description": "OK", "content": {
         "application/json": {"schema": schema}}}}
     for code in (401, *errors):
         responses[str(code)] = {"$ref": f"#/components/responses/E{code}"}
-    op: JSON = {"summary": summary, "responses": responses}
+    op: JSON = {"operationId": op_id, "summary": summary, "responses": responses}
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
     if params:
@@ -158,20 +161,22 @@ _ERRORS = {
 def document() -> JSON:
     paths: JSON = {
         "/v1/apps": {
-            "get": _op("List apps", _list_of("App")),
-            "post": _op("Upload a manifest as the app's newest version", "Upload", status=201,
-                        body=_obj(["manifest", "actor"], actor=_STR, manifest={
+            "get": _op("list_apps", "List apps", _list_of("App")),
+            "post": _op("upload", "Upload a manifest as the app's newest version", "Upload",
+                        status=201, body=_obj(["manifest", "actor"], actor=_STR, manifest={
                             "oneOf": [{"type": "object"}, _STR],
                             "description": "stripe-app.json, as an object or its text"}),
                         errors=(400, 409)),
         },
-        "/v1/apps/{app_id}": {"get": {**_op("An app and its versions", "App", errors=(404,)),
-                                      "parameters": [_p("app_id")]}},
+        "/v1/apps/{app_id}": {"get": {
+            **_op("get_app", "An app and its versions", "App", errors=(404,)),
+            "parameters": [_p("app_id")]}},
         "/v1/apps/{app_id}/keys": {"get": {
-            **_op("The app's keys (never their secrets)", _list_of("Key"), errors=(404,)),
+            **_op("list_keys", "The app's keys (never their secrets)", _list_of("Key"),
+                  errors=(404,)),
             "parameters": [_p("app_id")]}},
         "/v1/apps/{app_id}/keys/rotate": {"post": {
-            **_op("Rotate a secret key (or an install's restricted key)", "NewKey",
+            **_op("rotate_key", "Rotate a secret key (or an install's restricted key)", "NewKey",
                   status=201, errors=(400, 404), body=_obj(
                       ["mode", "actor"], mode=_MODE, actor=_STR, account={
                           **_STR, "description": "rotate this install's restricted key"},
@@ -180,38 +185,39 @@ def document() -> JSON:
                                      "how long the old key keeps working"})),
             "parameters": [_p("app_id")]}},
         "/v1/installs": {
-            "get": _op("List installs", _list_of("Grant"), params=[
+            "get": _op("list_installs", "List installs", _list_of("Grant"), params=[
                 _q("app", _STR, "only this app"), _q("account", _STR, "only this account"),
                 _q("mode", _MODE, "only this mode")]),
-            "post": _op("Install an app: accepts its latest version's permission set",
+            "post": _op("install", "Install an app: accepts its latest version's permission set",
                         "Install", status=201, errors=(400, 403, 404, 409), body=_obj(
                             ["app_id", "account", "mode", "by", "role"], app_id=_STR,
                             account=_STR, mode=_MODE, **_ACTOR)),
         },
         "/v1/installs/{app_id}/{account}/{mode}": {
-            "get": _op("An install's effective grant", "Grant", errors=(404,)),
+            "get": _op("get_install", "An install's effective grant", "Grant", errors=(404,)),
             "parameters": _INSTALL_PARAMS},
         "/v1/installs/{app_id}/{account}/{mode}/approve": {
-            "post": _op("Approve the latest version's set", "Grant",
+            "post": _op("approve", "Approve the latest version's set", "Grant",
                         errors=(400, 403, 404, 409), body=_obj(
                             ["by", "role"], **_ACTOR, version={**_STR, "description":
                             "the version the administrator reviewed; 409 if a newer one "
                             "was uploaded since"})),
             "parameters": _INSTALL_PARAMS},
         "/v1/installs/{app_id}/{account}/{mode}/uninstall": {
-            "post": _op("Uninstall: revokes every grant and restricted key at once",
+            "post": _op("uninstall", "Uninstall: revokes every grant and restricted key at once",
                         "Uninstalled", errors=(400, 403, 404), body=_obj(["by", "role"],
                                                                           **_ACTOR)),
             "parameters": _INSTALL_PARAMS},
         "/v1/installs/{app_id}/{account}/{mode}/review": {
-            "get": _op("What approving the running version would add (only what is new)",
-                       "Review", errors=(404,)),
+            "get": _op("review", "What approving the running version would add (only what "
+                       "is new)", "Review", errors=(404,)),
             "parameters": _INSTALL_PARAMS},
         "/v1/apps/{app_id}/versions/{version}": {"get": {
-            **_op("A version as the consent screen shows it: permissions with purposes and "
-                  "catalog titles", "VersionView", errors=(404,)),
+            **_op("get_version", "A version as the consent screen shows it: permissions "
+                  "with purposes and catalog titles", "VersionView", errors=(404,)),
             "parameters": [_p("app_id"), _p("version")]}},
         "/v1/account_sessions": {"post": _op(
+            "account_session",
             "A single-use link that signs one of the platform's users in to the consent "
             "pages for one account", "AccountSession", status=201, errors=(400,), body=_obj(
                 ["account", "user_id", "role"], account=_STR, user_id=_STR,
@@ -222,38 +228,40 @@ def document() -> JSON:
                       "/oauth/v2/authorize install link)"},
                 expires_in={"type": "integer", "minimum": 1, "maximum": 1800,
                             "default": 300}, actor=_STR))},
-        "/v1/audit": {"get": _op("The audit trail, oldest first", _list_of("AuditEntry"),
-                                 errors=(400,), params=[
+        "/v1/audit": {"get": _op("audit", "The audit trail, oldest first",
+                                 _list_of("AuditEntry"), errors=(400,), params=[
             _q("app", _STR, "only this app"), _q("account", _STR, "only this account"),
             _q("since", _TIME, "only entries at or after this time"),
             _q("limit", {"type": "integer", "minimum": 1}, "only the newest N entries")])},
         "/v1/webhook_endpoints": {
-            "get": _op("List webhook endpoints", _list_of("WebhookEndpoint"),
+            "get": _op("list_webhooks", "List webhook endpoints", _list_of("WebhookEndpoint"),
                        params=[_q("app", _STR, "only this app's")]),
-            "post": _op("Add a webhook endpoint; refused (400) for event types the app's "
-                        "manifest cannot receive", "NewWebhookEndpoint", status=201,
+            "post": _op("add_webhook", "Add a webhook endpoint; refused (400) for event "
+                        "types the app's manifest cannot receive", "NewWebhookEndpoint", status=201,
                         errors=(400, 404), body=_obj(
                             ["app_id", "url", "enabled_events", "mode", "actor"],
                             app_id=_STR, url=_STR, enabled_events=_STRS, mode=_MODE,
                             actor=_STR)),
         },
         "/v1/webhook_endpoints/{endpoint_id}/remove": {
-            "post": _op("Remove an endpoint; its pending deliveries are cancelled",
-                        "WebhookEndpoint", errors=(400, 404), body=_obj(["actor"],
+            "post": _op("remove_webhook", "Remove an endpoint; its pending deliveries are "
+                        "cancelled", "WebhookEndpoint", errors=(400, 404), body=_obj(["actor"],
                                                                         actor=_STR)),
             "parameters": [_p("endpoint_id")]},
         "/v1/webhook_endpoints/{endpoint_id}/enable": {
-            "post": _op("Deliver again to an endpoint disabled after days of failures "
-                        "(`status: disabled`)", "WebhookEndpoint", errors=(400, 404),
+            "post": _op("enable_webhook", "Deliver again to an endpoint disabled after days "
+                        "of failures (`status: disabled`)", "WebhookEndpoint", errors=(400, 404),
                         body=_obj(["actor"], actor=_STR)),
             "parameters": [_p("endpoint_id")]},
         "/v1/webhook_endpoints/{endpoint_id}/rotate_secret": {
-            "post": _op("A new signing secret, shown once", "NewWebhookEndpoint",
-                        errors=(400, 404), body=_obj(["actor"], actor=_STR, grace_seconds={
+            "post": _op("rotate_webhook_secret", "A new signing secret, shown once",
+                        "NewWebhookEndpoint", errors=(400, 404), body=_obj(
+                            ["actor"], actor=_STR, grace_seconds={
                             "type": "integer", "minimum": 0, "maximum": 86400,
                             "description": "how long the old secret also signs"})),
             "parameters": [_p("endpoint_id")]},
         "/v1/changes": {"get": _op(
+            "changes",
             "The change counter: bumps with every change (cache invalidation)",
             _obj(["change_counter"], change_counter={"type": "integer"}))},
     }

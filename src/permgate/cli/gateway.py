@@ -6,24 +6,23 @@ import argparse
 import dataclasses
 import errno
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from permgate.cli import EXIT_OK, CliError
-from permgate.cli._common import DB_HELP, exit_codes, shell_command
 from permgate.cli._common import db_url as db_url_arg
+from permgate.cli._common import exit_codes, shell_command
 
-_FLAG_FIELDS = (
-    "host", "port", "db", "upstream", "upstream_key_file", "workers", "report_only",
-    "body_limit", "connect_timeout", "upstream_timeout", "pool_size", "refresh_interval",
-    "access_log", "server", "demo_account",
-)
+# Flag values a setting's type alone does not check (an empty --db is refused here).
+_CONVERTERS: dict[str, Callable[[str], Any]] = {"db": db_url_arg}
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from permgate.gateway import ConfigError, resolve, run
-    from permgate.gateway.config import upstream_keys
+    from permgate.gateway import ConfigError, resolve
+    from permgate.gateway.config import SPECS, upstream_keys
+    from permgate.serve import run
 
-    flags: dict[str, Any] = {name: getattr(args, name, None) for name in _FLAG_FIELDS}
+    flags: dict[str, Any] = {s.name: getattr(args, s.name, None) for s in SPECS if s.flag}
     try:
         settings = resolve(flags, config_path=args.config)
         _check_admin_token(settings.admin_token)
@@ -74,7 +73,8 @@ def _check_store(url: str | None) -> None:
 
 
 def _serve_demo(settings: Any) -> int:
-    from permgate.gateway import demo, run
+    from permgate.gateway import demo
+    from permgate.serve import run
     from permgate.store import Store, StoreError
 
     try:
@@ -112,33 +112,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--config", metavar="PATH", default=None,
                    help="TOML config file (default: $PERMGATE_CONFIG)")
-    p.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None, help="listen port (default 8420)")
-    p.add_argument("--db", metavar="URL", type=db_url_arg, default=None, help=DB_HELP)
-    p.add_argument("--upstream", metavar="URL", default=None,
-                   help="the Stripe-compatible API to forward to, e.g. https://api.stripe.com "
-                        "(none: demo mode with localstripe)")
-    p.add_argument("--upstream-key-file", metavar="PATH", default=None,
-                   help="file with the upstream secret key(s), one per line (live and/or test)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default 1)")
-    p.add_argument("--report-only", action="store_true", default=None,
-                   help="decide and log, but forward denied calls too")
-    p.add_argument("--body-limit", type=int, metavar="BYTES", default=None,
-                   help="largest request body accepted (default 1048576)")
-    p.add_argument("--connect-timeout", type=float, metavar="SECONDS", default=None,
-                   help="upstream connect timeout (default 5)")
-    p.add_argument("--upstream-timeout", type=float, metavar="SECONDS", default=None,
-                   help="wait for the upstream's answer before a 504 (default 80)")
-    p.add_argument("--pool-size", type=int, metavar="N", default=None,
-                   help="idle upstream connections kept per worker (default 64)")
-    p.add_argument("--refresh-interval", type=float, metavar="SECONDS", default=None,
-                   help="how often the store is checked for changes (default 0.25)")
-    p.add_argument("--no-access-log", dest="access_log", action="store_false", default=None,
-                   help="log only refused or failed requests")
-    p.add_argument("--server", choices=("auto", "native", "granian", "uvicorn"), default=None,
-                   help="HTTP server: native (permgate's own, the default and fastest), or "
-                        "granian or uvicorn (ASGI)")
-    p.add_argument("--demo-account", metavar="ACCT", default=None,
-                   help="demo mode: the account the sample app is installed on (acct_demo)")
+    add_setting_flags(p)
     p.set_defaults(func=_serve)
 
+
+
+def add_setting_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per setting that has one, as gateway/config.py declares it. Every default
+    is None: a flag not given leaves the environment's or the file's value in place."""
+    from permgate.gateway.config import SPECS
+
+    for s in SPECS:
+        if s.flag is None:
+            continue
+        text = f"{s.help} (default {s.default_text}; env {s.env})"
+        if s.type is bool:
+            action = "store_false" if s.flag.startswith("--no-") else "store_true"
+            p.add_argument(s.flag, dest=s.name, action=action, default=None, help=text)
+            continue
+        p.add_argument(s.flag, dest=s.name, type=_CONVERTERS.get(s.name, s.type),
+                       choices=s.choices or None, metavar=s.metavar or None, default=None,
+                       help=text)

@@ -7,11 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
+from permgate.errors import PermgateError
 from permgate.store.people import DEFAULT_IDLE, DEFAULT_LIFETIME
 
 
-class ConsoleConfigError(ValueError):
-    pass
+class ConsoleConfigError(PermgateError, ValueError):
+    """A console setting that cannot be used; the message names it."""
 
 
 @dataclass(frozen=True, slots=True)

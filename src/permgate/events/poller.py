@@ -17,6 +17,7 @@ import httpx
 import sqlalchemy as sa
 
 from permgate import boundedjson
+from permgate.errors import PermgateError
 from permgate.events.db import utcnow, writing
 from permgate.events.outbox import BadEvent, Router, accept_many
 from permgate.events.schema import poll_cursors
@@ -34,8 +35,8 @@ class PollResult:
     cursor: int
 
 
-class PollError(Exception):
-    pass
+class PollError(PermgateError):
+    """The upstream's events list could not be read; the message says why."""
 
 
 class Poller:

@@ -46,6 +46,8 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from permgate.errors import PermgateError
+
 if TYPE_CHECKING:
     from permgate.store import Store
 
@@ -62,7 +64,7 @@ _HEADER = ("# permgate webhook sealing keys (AES-256-GCM), one 'id hex' per line
            "# The first key seals; the others only open. Keep this file secret and backed up.\n")
 
 
-class SealError(Exception):
+class SealError(PermgateError):
     """The key is missing or malformed, or a sealed value was made with another key."""
 
 

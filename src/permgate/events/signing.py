@@ -9,6 +9,8 @@ import string
 import time
 from collections.abc import Iterable
 
+from permgate.errors import PermgateError
+
 DEFAULT_TOLERANCE = 300  # seconds; Stripe's SDKs use the same default
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -32,8 +34,8 @@ def sign(payload: bytes, secrets_: Iterable[str], timestamp: int | None = None) 
     return ",".join([f"t={t}", *(f"v1={_mac(s, t, payload)}" for s in secrets_)])
 
 
-class SignatureError(Exception):
-    pass
+class SignatureError(PermgateError):
+    """A `Stripe-Signature` header that does not verify; the message says why."""
 
 
 def verify(

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import certifi
 import httptools
 
+from permgate.errors import PermgateError
 from permgate.events.targets import TargetPolicy, TargetRefused
 
 USER_AGENT = "permgate-webhooks/0.2"
@@ -49,7 +50,7 @@ class Target:
     mode: str  # the endpoint's mode: the policy's development setting is per mode
 
 
-class DeliveryError(Exception):
+class DeliveryError(PermgateError):
     """The connection failed or the answer was not HTTP (the attempt failed)."""
 
 

@@ -6,9 +6,10 @@ ASGI scope, and any ASGI server reaches it through `Gateway.__call__`. It does n
 routing and builds no request objects: one pass over the headers, dict lookups in the
 resolver's caches, one engine call, one upstream write.
 
-Everything else (admin API, upstream webhooks, health, metrics, and whatever is mounted
-later) is an ASGI application reached through the mount table (`Gateway.mount`): see
-"Composition" in `startup()`.
+Everything else (health and metrics, which are the gateway's own, and the admin API,
+consent pages, OAuth endpoints and upstream webhooks, which its composer `permgate.serve`
+hands it as `Mount`s) is an ASGI application reached through the mount table
+(`Gateway.mount`): the gateway imports none of those services (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import hmac
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Protocol
 
@@ -54,9 +56,6 @@ _DROP = frozenset({
     b"connection", b"keep-alive", b"transfer-encoding", b"proxy-connection", b"te",
     b"trailer", b"upgrade", b"request-id", b"content-length",
 })
-INGEST_PATH = b"/webhooks/upstream"
-OAUTH_TOKEN_PATH = b"/v1/oauth/token"  # served by the console app, not forwarded
-ADMIN_PREFIX = b"/admin"
 CONTROL_PATHS = (b"/healthz", b"/readyz", b"/metrics")
 _PARSED_MAX = 10_000
 # Request headers, all together and in number: the SDKs send about 1.5 KB in 10 headers.
@@ -105,20 +104,35 @@ class AsgiReply:
         await self._send({"type": "http.response.body", "body": b""})
 
 
+@dataclass(frozen=True)
+class Mount:
+    """One ASGI app the composer (permgate.serve) hands the gateway to serve beside the
+    proxy. `invalidates`: a change made through it (any method but GET/HEAD) drops this
+    worker's caches before the answer leaves, so it binds at once (admin API, consent)."""
+
+    path: str
+    app: ASGIApp
+    prefix: bool = False
+    invalidates: bool = False
+
+
+# What to mount, given the opened store: the gateway knows no service above it, its
+# composer (permgate/serve.py) decides (docs/architecture.md).
+Compose = Callable[[GrantStore], Iterable[Mount]]
+
+
 class Gateway:
     def __init__(
         self,
         settings: Settings,
         open_store: Callable[[], GrantStore],
-        admin_app: Callable[[GrantStore], ASGIApp | None] | None = None,
-        console_app: Callable[[GrantStore], ASGIApp | None] | None = None,
+        compose: Compose | None = None,
         *,
         enforce: bool = True,
     ) -> None:
         self.settings = settings
         self.open_store = open_store
-        self.make_admin = admin_app
-        self.make_console = console_app
+        self.compose = compose
         self.metrics = Metrics()
         self.shared_metrics = SharedMetrics.from_env(self.metrics)
         self.ids = RequestIds()
@@ -142,9 +156,6 @@ class Gateway:
         self.store: GrantStore | None = None
         self.resolver: Resolver | None = None
         self.pool: Pool | None = None
-        self.admin: ASGIApp | None = None
-        self.console: ASGIApp | None = None
-        self.ingest: ASGIApp | None = None
         self.decide: Callable[..., Any] | None = None
         self._keys_seen: dict[bytes, str | None] = {}
         self._accounts_seen: dict[bytes, str | None] = {}
@@ -215,29 +226,13 @@ class Gateway:
         if self.shared_metrics is not None:
             self.shared_metrics.start()
 
-        # -- Composition: every non-proxy path, declared here ----------------------------
-        # Add new ASGI apps with self.mount(...) beside these; docs/gateway.md lists them.
+        # The gateway's own paths, then what its composer (permgate/serve.py) mounts:
+        # docs/gateway.md lists them all.
         for path in CONTROL_PATHS:
             self.mount(path.decode("ascii"), self.control)
-        if self.make_admin is not None:
-            self.admin = self.make_admin(self.store)
-        self.mount(ADMIN_PREFIX.decode("ascii"), self.admin_call, prefix=True)
-        if self.make_console is not None:
-            self.console = self.make_console(self.store)
-        if self.console is not None:
-            # The consent pages, OAuth install links and the token endpoint (which lives
-            # under /v1 but is never forwarded).
-            self.mount("/console", self.console_call, prefix=True)
-            self.mount("/oauth", self.console_call, prefix=True)
-            self.mount(OAUTH_TOKEN_PATH.decode("ascii"), self.console_call)
-        if self.settings.webhook_secret:
-            from permgate.events.ingest import ingest_app
-
-            secrets = [s.strip() for s in self.settings.webhook_secret.split(",") if s.strip()]
-            self.ingest = ingest_app(self.store, secrets,  # type: ignore[arg-type]
-                                     account=self.settings.webhook_account)
-            self.mount(INGEST_PATH.decode("ascii"), self.ingest)
-        # -- end of composition -------------------------------------------------------------
+        for m in self.compose(self.store) if self.compose is not None else ():
+            self.mount(m.path, self._invalidating(m.app) if m.invalidates else m.app,
+                       prefix=m.prefix)
         # The engine's tables and everything loaded so far live as long as the process: out
         # of the collector's sight, a full collection no longer walks them (measured: p99
         # went from ~100 ms to a few ms under load, bench/bench_gateway.py).
@@ -643,28 +638,18 @@ class Gateway:
             checks["upstream"] = f"error: {e or type(e).__name__}"
         return checks
 
-    async def admin_call(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.admin is None:
-            body = errors.error_body(
-                "invalid_request_error",
-                "The admin API is disabled on this gateway: set PERMGATE_ADMIN_TOKEN "
-                "(or admin_token in the config file) to enable it.")
-            await _plain(send, 404, body, b"application/json")
-            return
-        child = dict(scope)
-        child["root_path"] = scope.get("root_path", "") + "/admin"
-        await self.invalidating(self.admin, child, receive, send)
-
-    async def console_call(self, scope: Scope, receive: Receive, send: Send) -> None:
-        assert self.console is not None  # mounted only when there is one
-        await self.invalidating(self.console, scope, receive, send)
-
-    async def invalidating(self, app: ASGIApp, scope: Scope, receive: Receive,
-                           send: Send) -> None:
+    def _invalidating(self, app: ASGIApp) -> ASGIApp:
         """An app beside the proxy (admin API, consent pages) whose changes bind at once."""
-        if scope["method"] in ("GET", "HEAD"):
-            await app(scope, receive, send)
-            return
+
+        async def call(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["method"] in ("GET", "HEAD"):
+                await app(scope, receive, send)
+                return
+            await app(scope, receive, self._invalidate_on_answer(send))
+
+        return call
+
+    def _invalidate_on_answer(self, send: Send) -> Send:
         resolver = self.resolver
 
         async def send_after_invalidating(message: Message) -> None:
@@ -674,7 +659,7 @@ class Gateway:
                 resolver.invalidate()
             await send(message)
 
-        await app(scope, receive, send_after_invalidating)
+        return send_after_invalidating
 
 
 async def _plain(send: Send, status: int, body: bytes, content_type: bytes) -> None:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import quote, unquote_to_bytes
 
+from permgate.errors import PermgateError
+
 FORM = b"application/x-www-form-urlencoded"
 MULTIPART = b"multipart/form-data"
 JSON = b"application/json"
@@ -37,7 +39,7 @@ _UTF8 = frozenset({b"utf-8", b"utf8"})
 _NAME = re.compile(rb'form-data; *name="([^"\\\r\n]*)"(?:; *filename="([^"\\\r\n]*)")?')
 
 
-class BodyRefused(ValueError):
+class BodyRefused(PermgateError, ValueError):
     """The body cannot be forwarded; the message says what the gateway accepts."""
 
     def __init__(self, message: str, code: str = "invalid_request_body") -> None:

@@ -1,6 +1,10 @@
 """Gateway settings: defaults < config file (TOML, `[gateway]` table) < PERMGATE_* env < flags.
 
-Every setting is declared once in `FIELDS`; flags, env names and docs/gateway.md follow it.
+Every setting is declared once, as a field of `Settings` (name, type, default) with its
+metadata (help, flag, docs text): `SPECS` reads them back, and the loader (file keys, env
+names, types), `permgate serve`'s flags (cli/gateway.py) and the settings table of
+docs/gateway.md (tools/gen_cli_docs.py) all come from it. tests/gateway/test_settings.py
+checks that they agree.
 """
 
 from __future__ import annotations
@@ -9,46 +13,104 @@ import dataclasses
 import json
 import os
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from permgate.errors import PermgateError
 
 ENV_PREFIX = "PERMGATE_"
 CONFIG_ENV = "PERMGATE_CONFIG"
+SERVERS = ("auto", "native", "granian", "uvicorn")
+_T = TypeVar("_T")
 
 
-class ConfigError(ValueError):
+class ConfigError(PermgateError, ValueError):
     """A setting that cannot be used; the message names it and its source."""
+
+
+def _setting(
+    default: _T, help: str, *, flag: str | None = "", no_flag: str = "", metavar: str = "",
+    choices: tuple[str, ...] = (), more: str = "", shown: str = "",
+) -> _T:
+    """One setting's declaration. `help`: the flag's help and the start of the docs' text
+    (`more` continues it there); `flag`: "" derives `--name-with-dashes`, None means none
+    (then `no_flag` says why); `shown`: the default as the docs and help show it."""
+    if flag is None and not no_flag:
+        raise TypeError("a setting without a flag says why (no_flag=...)")
+    meta = {"help": help, "flag": flag, "no_flag": no_flag, "metavar": metavar,
+            "choices": choices, "more": more, "shown": shown}
+    out: _T = dataclasses.field(default=default, metadata=meta)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8420
-    db: str | None = None
-    upstream: str | None = None  # None: demo mode (localstripe as upstream)
-    upstream_key_file: str | None = None
-    upstream_key: str | None = None  # env or config file only: never a flag (ps shows flags)
-    workers: int = 1
-    report_only: bool = False
-    body_limit: int = 1_048_576
-    connect_timeout: float = 5.0
-    upstream_timeout: float = 80.0
-    pool_size: int = 64
-    refresh_interval: float = 0.25
-    admin_token: str | None = None
-    access_log: bool = True
-    # "native" (permgate's protocol server, native.py), "granian", "uvicorn" (ASGI), or
-    # "auto" (native).
-    server: str = "auto"
-    demo_account: str = "acct_demo"
-    # The upstream's webhook signing secret(s), comma-separated while rotating; set: the
-    # gateway receives the upstream's events at /webhooks/upstream (env or file only).
-    webhook_secret: str | None = None
-    webhook_account: str | None = None  # account of events that name none
-    # Bearer token for /metrics (env or file only); the admin token is accepted too.
-    metrics_token: str | None = None
+    host: str = _setting("127.0.0.1", "listen address")
+    port: int = _setting(8420, "listen port")
+    db: str | None = _setting(
+        None, "the store: sqlite:///PATH or postgresql://USER@HOST:PORT/DB", metavar="URL",
+        shown="sqlite:///.permgate/permgate.db",
+        more="Shared with the other commands. Outside demo mode the schema must be current "
+             "(`permgate db upgrade`): `serve` checks before it starts")
+    upstream: str | None = _setting(
+        None, "the Stripe-compatible API to forward to, e.g. https://api.stripe.com",
+        metavar="URL", shown="none: demo mode with localstripe",
+        more="Written `http(s)://host[:port][/prefix]`")
+    upstream_key_file: str | None = _setting(
+        None, "file with the upstream secret key(s), one per line (live and/or test)",
+        metavar="PATH", more="`#` comments and blank lines are skipped")
+    upstream_key: str | None = _setting(
+        None, "one upstream secret key, instead of or beside the file", flag=None,
+        no_flag="a secret; flags show in `ps`")
+    workers: int = _setting(1, "worker processes", metavar="N")
+    report_only: bool = _setting(
+        False, "decide and log, but forward denied calls too", more="See below")
+    body_limit: int = _setting(
+        1_048_576, "largest request body accepted, in bytes (at least 1024)",
+        metavar="BYTES", shown="1048576 (1 MiB)")
+    connect_timeout: float = _setting(
+        5.0, "seconds to open an upstream connection, else 504", metavar="SECONDS")
+    upstream_timeout: float = _setting(
+        80.0, "seconds to wait for the upstream's answer before a 504", metavar="SECONDS",
+        more="The whole upstream exchange: waiting for a pooled connection, the answer's "
+             "head and its whole body; one deadline per request, not reset by each read. "
+             "Passed before the head: 504; after: the streamed answer is cut off. Stripe's "
+             "SDKs wait 80 s")
+    pool_size: int = _setting(
+        64, "upstream connections per worker, busy and idle together (HTTP/1.1 keep-alive)",
+        metavar="N", more="A request finding all busy waits, first come first "
+             "served, within its deadline")
+    refresh_interval: float = _setting(
+        0.25, "seconds between checks of the store's change counter", metavar="SECONDS")
+    admin_token: str | None = _setting(
+        None, "enables the admin API under /admin with this bearer token", flag=None,
+        no_flag="a secret")
+    access_log: bool = _setting(
+        True, "a log line per request (off: only refused and failed ones)",
+        flag="--no-access-log")
+    server: str = _setting(
+        "auto", "HTTP server: native (permgate's own, the fastest), granian or uvicorn "
+        "(ASGI servers); auto is native", choices=SERVERS,
+        more="See \"Servers and processes\"")
+    demo_account: str = _setting(
+        "acct_demo", "demo mode: the account the sample app is installed on", metavar="ACCT")
+    webhook_secret: str | None = _setting(
+        None, "the upstream webhook endpoint's signing secret (whsec_...; two, "
+        "comma-separated, while rotating)", flag=None, no_flag="a secret",
+        more="Set: the gateway receives the upstream's events at `POST /webhooks/upstream`, "
+             "verifies `Stripe-Signature` (300 s tolerance), writes them to the events "
+             "outbox and answers 200 (see [events.md](events.md))")
+    webhook_account: str | None = _setting(
+        None, "the account of received events that name none (a platform's own events, "
+        "localstripe's)", flag=None, no_flag="set beside webhook_secret")
+    metrics_token: str | None = _setting(
+        None, "bearer token for /metrics (at least 32 characters); the admin token is "
+        "accepted too", flag=None, no_flag="a secret",
+        more="Neither set: `/metrics` answers 404")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -58,16 +120,62 @@ class Settings:
         return cls(**json.loads(text))
 
 
-_TYPES: dict[str, type] = {
-    "host": str, "port": int, "db": str, "upstream": str, "upstream_key_file": str,
-    "upstream_key": str, "workers": int, "report_only": bool, "body_limit": int,
-    "connect_timeout": float, "upstream_timeout": float, "pool_size": int,
-    "refresh_interval": float, "admin_token": str, "access_log": bool,
-    "server": str, "demo_account": str,
-    "webhook_secret": str, "webhook_account": str, "metrics_token": str,
-}
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """A setting as its declaration in `Settings` states it."""
+
+    name: str
+    type: type  # str, int, float or bool (None is "not set" for any of them)
+    default: Any
+    help: str
+    flag: str | None
+    no_flag: str
+    metavar: str
+    choices: tuple[str, ...]
+    more: str
+    shown: str
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def default_text(self) -> str:
+        if self.shown:
+            return self.shown
+        if self.default is None:
+            return "none"
+        if isinstance(self.default, bool):
+            return "true" if self.default else "false"
+        return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
+
+
+def _base_type(hint: Any) -> type:
+    if isinstance(hint, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        assert len(args) == 1
+        hint = args[0]
+    assert hint in (str, int, float, bool), hint
+    return typing.cast(type, hint)
+
+
+def _specs() -> tuple[Spec, ...]:
+    hints = typing.get_type_hints(Settings)
+    out = []
+    for f in dataclasses.fields(Settings):
+        m = f.metadata
+        flag = m["flag"]
+        out.append(Spec(
+            name=f.name, type=_base_type(hints[f.name]), default=f.default, help=m["help"],
+            flag="--" + f.name.replace("_", "-") if flag == "" else flag,
+            no_flag=m["no_flag"], metavar=m["metavar"], choices=m["choices"], more=m["more"],
+            shown=m["shown"]))
+    return tuple(out)
+
+
+SPECS: tuple[Spec, ...] = _specs()
+_TYPES: dict[str, type] = {s.name: s.type for s in SPECS}
 FIELDS: tuple[str, ...] = tuple(_TYPES)
-SERVERS = ("auto", "native", "granian", "uvicorn")
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
 

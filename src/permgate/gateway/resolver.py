@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from permgate.errors import PermgateError
 from permgate.store.model import EffectiveGrant, KeyInfo
 
 T = TypeVar("T")
@@ -36,7 +37,7 @@ log = logging.getLogger("permgate.gateway")
 MAX_CACHED_KEYS = 50_000
 
 
-class StoreReplaced(RuntimeError):
+class StoreReplaced(PermgateError, RuntimeError):
     """The database file this gateway opened is no longer the file at its path."""
 
 

@@ -1,5 +1,6 @@
-"""Building the gateway from settings and running it: permgate's own protocol server
-(native.py, the default), or granian or uvicorn as ASGI servers; one process or several."""
+"""Running a gateway: permgate's own protocol server (native.py, the default), or granian or
+uvicorn as ASGI servers; one process or several. What the gateway serves beside the proxy is
+its composer's business (permgate/serve.py builds it and hands `run` the builder)."""
 
 from __future__ import annotations
 
@@ -13,52 +14,19 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
 
-from permgate.gateway.app import ASGIApp, Gateway
+from permgate.gateway.app import Gateway
 from permgate.gateway.config import Settings
 from permgate.gateway.logs import log_config
 from permgate.gateway.metrics import METRICS_DIR_ENV
-from permgate.gateway.resolver import GrantStore
 
 SETTINGS_ENV = "PERMGATE_GATEWAY_RESOLVED"  # hands resolved settings to worker processes
 MAX_REQUEST_HEAD = 65_536  # bytes a server buffers for a request line and headers
 log = logging.getLogger("permgate.gateway")
-
-
-def build(settings: Settings, *, enforce: bool = True) -> Gateway:
-    def open_store() -> GrantStore:
-        from permgate.store import Store
-
-        return Store.open(settings.db)
-
-    def admin_app(store: GrantStore) -> ASGIApp | None:
-        if not settings.admin_token:
-            return None
-        from permgate.admin import create_admin_app
-        from permgate.store import Store
-
-        assert isinstance(store, Store)
-        app: ASGIApp = create_admin_app(store, settings.admin_token)
-        return app
-
-    def console_app(store: GrantStore) -> ASGIApp | None:
-        from permgate.console import create_console_app
-        from permgate.store import Store
-
-        if not isinstance(store, Store):
-            return None
-        app: ASGIApp = create_console_app(store)
-        return app
-
-    return Gateway(settings, open_store, admin_app, console_app, enforce=enforce)
-
-
-def app_from_env() -> Gateway:
-    """The ASGI servers' factory in each worker process (`--workers N`)."""
-    return build(Settings.from_json(os.environ[SETTINGS_ENV]))
 
 
 def server_name(settings: Settings) -> str:
@@ -66,7 +34,15 @@ def server_name(settings: Settings) -> str:
     return "native" if settings.server == "auto" else settings.server
 
 
-def run(settings: Settings) -> None:
+def settings_from_env() -> Settings:
+    """The resolved settings a worker process was started with (`run` puts them there)."""
+    return Settings.from_json(os.environ[SETTINGS_ENV])
+
+
+def run(settings: Settings, make: Callable[[], Gateway], factory: str) -> None:
+    """Serve: `make()` builds a Gateway in this process (or each forked native worker);
+    `factory` ("module:function") is the same builder by name, for the ASGI servers' own
+    worker processes, which import it after reading `settings_from_env()`."""
     name = server_name(settings)
     # Workers (and granian's, always) build the app from the environment.
     os.environ[SETTINGS_ENV] = settings.to_json()
@@ -77,11 +53,11 @@ def run(settings: Settings) -> None:
         os.environ[METRICS_DIR_ENV] = metrics_dir
     try:
         if name == "granian":
-            _run_granian(settings)
+            _run_granian(settings, factory)
         elif name == "uvicorn":
-            _run_uvicorn(settings)
+            _run_uvicorn(settings, make, factory)
         else:
-            run_native(settings, lambda: build(settings))
+            run_native(settings, make)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -165,13 +141,13 @@ def _worker(make: Any, sock: socket.socket) -> None:
 
 # -- ASGI servers -------------------------------------------------------------------------
 
-def _run_granian(settings: Settings) -> None:
+def _run_granian(settings: Settings, factory: str) -> None:
     from granian import Granian
     from granian.constants import Interfaces, Loops
     from granian.http import HTTP1Settings
 
     Granian(
-        "permgate.gateway.server:app_from_env", factory=True, address=settings.host,
+        factory, factory=True, address=settings.host,
         port=settings.port, interface=Interfaces.ASGI, workers=settings.workers,
         loop=Loops.uvloop, backlog=4096, log_enabled=True, log_access=False,
         log_dictconfig=log_config(),
@@ -181,14 +157,14 @@ def _run_granian(settings: Settings) -> None:
     ).serve()
 
 
-def _run_uvicorn(settings: Settings) -> None:
+def _run_uvicorn(settings: Settings, make: Callable[[], Gateway], factory: str) -> None:
     common: dict[str, Any] = {
         "host": settings.host, "port": settings.port, "loop": "uvloop", "http": "httptools",
         "lifespan": "on", "access_log": False, "server_header": False, "date_header": False,
         "log_config": log_config(), "timeout_keep_alive": 75, "backlog": 4096,
     }
     if settings.workers == 1:
-        uvicorn.run(build(settings), **common)
+        uvicorn.run(make(), **common)
     else:
-        uvicorn.run("permgate.gateway.server:app_from_env", factory=True,
+        uvicorn.run(factory, factory=True,
                     workers=settings.workers, **common)

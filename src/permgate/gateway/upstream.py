@@ -17,13 +17,15 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from permgate.errors import PermgateError
+
 Headers = list[tuple[bytes, bytes]]
 # Replays are safe only where the upstream treats a repeat as the same request.
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"DELETE", b"PUT"})
 _HIGH_WATER = 256 * 1024
 
 
-class UpstreamError(Exception):
+class UpstreamError(PermgateError):
     """The upstream could not be used. `timeout` picks 504 over 502."""
 
     def __init__(self, detail: str, timeout: bool = False) -> None:

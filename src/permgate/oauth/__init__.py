@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from permgate.errors import PermgateError
 from permgate.store import NotFound, Store, describe, oauth
 from permgate.store.describe import VersionView
 
@@ -30,7 +31,7 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 TOKEN_PATHS = ("/v1/oauth/token", "/oauth/token")
 
 
-class AuthorizeError(Exception):
+class AuthorizeError(PermgateError):
     """An install link that cannot be trusted to redirect: shown as a page, never redirected
     (RFC 6749 section 4.1.2.1: a bad client_id or redirect_uri must not redirect)."""
 

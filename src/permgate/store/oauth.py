@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from permgate.errors import PermgateError
 from permgate.store import keys
 from permgate.store.consent_schema import oauth_codes, oauth_refresh_tokens
 from permgate.store.errors import NotFound
@@ -33,7 +34,7 @@ SCOPE = "stripe_apps"
 _ALPHABET = string.ascii_letters + string.digits
 
 
-class OAuthError(Exception):
+class OAuthError(PermgateError):
     """An OAuth 2.0 error response (RFC 6749 section 5.2)."""
 
     def __init__(self, error: str, description: str, status: int = 400) -> None:
