@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
 Kind = Literal["node", "service", "resource"]
 Route = tuple[str, str]  # (HTTP method, path template)
-_PARAM = re.compile(r"\{[^}]*\}")
 
 
 class SdkTable:
@@ -44,11 +42,6 @@ class SdkTable:
 def fold(call: str) -> str:
     head, _, last = call.rpartition(".")
     return head.replace("_", "").replace(".", "").lower() + "." + last.replace("_", "").lower()
-
-
-def placeholder_path(path: str) -> str:
-    """A path template as the router takes it: every parameter spelled the same way."""
-    return _PARAM.sub("{id}", path)
 
 
 @cache
