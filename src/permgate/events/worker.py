@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 from collections import Counter
@@ -94,7 +95,8 @@ leased AS (
   RETURNING d.delivery_id, d.attempts, d.app_id, d.first_attempt_at, d.endpoint_id,
             d.event_id, d.install_id)
 SELECT l.*, e.type, e.account, e.mode AS event_mode, e.payload, e.target_app_id, w.url,
-       w.mode AS endpoint_mode, w.kind, w.disabled_at, w.enabled_events, w.removed_at,
+       w.mode AS endpoint_mode, w.kind, w.disabled_at, w.enabled_events::text AS enabled_events,
+       w.removed_at,
        w.secret_sealed, w.previous_secret_sealed, w.previous_expires_at, w.failing_since,
        i.mode AS install_mode, i.uninstalled_at
 FROM leased l JOIN {_E} e ON e.event_id = l.event_id
@@ -108,7 +110,9 @@ _DETAILS = (
     events.c.type, events.c.account, events.c.mode.label("event_mode"), events.c.payload,
     events.c.target_app_id, webhook_endpoints.c.url,
     webhook_endpoints.c.mode.label("endpoint_mode"), webhook_endpoints.c.kind,
-    webhook_endpoints.c.disabled_at, webhook_endpoints.c.enabled_events,
+    webhook_endpoints.c.disabled_at,
+    # As text: parsed once per distinct value (`_subscribed`), not once per row.
+    sa.type_coerce(webhook_endpoints.c.enabled_events, sa.Text).label("enabled_events"),
     webhook_endpoints.c.removed_at, webhook_endpoints.c.secret_sealed,
     webhook_endpoints.c.previous_secret_sealed, webhook_endpoints.c.previous_expires_at,
     webhook_endpoints.c.failing_since, installs.c.mode.label("install_mode"),
@@ -220,6 +224,8 @@ class DeliveryWorker:
         # (sealed secret, endpoint) -> secret, unsealed once (sealed values are bound to
         # their endpoint: AES-GCM associated data)
         self._opened: dict[tuple[str, str], str] = {}
+        self._enabled: dict[str, frozenset[str]] = {}  # enabled_events JSON -> names
+        self._allowed: dict[tuple[str, frozenset[str]], bool] = {}  # (type, approved set)
         self._loop = asyncio.new_event_loop()
         # Every request's URL checked and every connection pinned to an address checked
         # just now, by the target policy (events/targets.py, events/transport.py).
@@ -488,7 +494,8 @@ class DeliveryWorker:
         if row["disabled_at"] is not None:
             return "endpoint disabled"
         etype = row["type"]
-        if etype not in row["enabled_events"] and "*" not in row["enabled_events"]:
+        subscribed = self._subscribed(row["enabled_events"])
+        if etype not in subscribed and "*" not in subscribed:
             return "endpoint no longer subscribes"
         if etype == DEAUTHORIZED and row["target_app_id"] == row["app_id"]:
             return None  # the goodbye is owed to an install that no longer exists
@@ -497,13 +504,32 @@ class DeliveryWorker:
         grant = self._view.get(row["app_id"], row["account"], row["install_mode"])
         if grant is None:
             return "app uninstalled"
-        if not may_receive(etype, self._grants(grant.approved)):
+        if not self._may_receive(etype, grant.approved):
             return "the app's approved permissions no longer allow this event"
         live = self._view.get(row["app_id"], row["account"], "live")
         if not endpoint_reachable(row["endpoint_mode"], row["install_mode"],
                                   ("live",) if live is not None else ()):
             return "app no longer installed in the endpoint's mode"
         return None
+
+    def _subscribed(self, enabled_events: str) -> frozenset[str]:
+        names = self._enabled.get(enabled_events)
+        if names is None:
+            if len(self._enabled) > 10_000:
+                self._enabled.clear()
+            names = self._enabled[enabled_events] = frozenset(json.loads(enabled_events))
+        return names
+
+    def _may_receive(self, event_type: str, approved: frozenset[str]) -> bool:
+        # A pure function of the type and the approved set (thousands of installs share
+        # few sets): decided once per pair, re-checked against each attempt's grant.
+        key = (event_type, approved)
+        allowed = self._allowed.get(key)
+        if allowed is None:
+            if len(self._allowed) > 100_000:
+                self._allowed.clear()
+            allowed = self._allowed[key] = may_receive(event_type, self._grants(approved))
+        return allowed
 
     def _open(self, sealed: str, endpoint_id: str) -> str:
         key = (sealed, endpoint_id)
@@ -604,7 +630,10 @@ class DeliveryWorker:
         with writing(self.store) as conn:
             # Finished attempts: one UPDATE per distinct result (nearly always one: 200).
             for (status, http, error), pairs in settled.items():
+                # The key IN first: SQLite plans a row-value IN alone as a scan of every
+                # pending row; with it, each row is found by its primary key.
                 conn.execute(deliveries.update().where(
+                    d.delivery_id.in_([i for i, _ in pairs]),
                     sa.tuple_(d.delivery_id, d.attempts).in_(pairs), d.status == "pending",
                 ).values(status=status, last_http_status=http, last_error=error,
                          next_attempt_at=now, finished_at=now))
