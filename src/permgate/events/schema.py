@@ -70,7 +70,6 @@ deliveries = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime, nullable=True),
-    sa.Index("ix_event_deliveries_due", "status", "next_attempt_at"),
     # The worker's claims: first attempts and retries each in due order (ev0003).
     sa.Index("ix_event_deliveries_claim", "status", "attempts", "next_attempt_at"),
     sa.Index("ix_event_deliveries_event", "event_id"),

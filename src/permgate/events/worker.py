@@ -117,6 +117,15 @@ _DETAILS = (
     webhook_endpoints.c.previous_secret_sealed, webhook_endpoints.c.previous_expires_at,
     webhook_endpoints.c.failing_since, installs.c.mode.label("install_mode"),
     installs.c.uninstalled_at)
+# A result, recorded only if the row is still at the attempt this worker claimed; found by
+# its key (SQLite plans a row-value IN list as a scan of every pending row).
+_RECORD = deliveries.update().where(
+    deliveries.c.delivery_id == sa.bindparam("b_id"),
+    deliveries.c.attempts == sa.bindparam("b_attempts"),
+    deliveries.c.status == "pending",
+).values(status=sa.bindparam("b_status"), last_http_status=sa.bindparam("b_http"),
+         last_error=sa.bindparam("b_error"), next_attempt_at=sa.bindparam("b_next"),
+         finished_at=sa.bindparam("b_finished"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -615,38 +624,19 @@ class DeliveryWorker:
     # -- recording --------------------------------------------------------------------------
 
     def _record(self, outcomes: Sequence[Outcome]) -> None:
+        """Every result in one transaction, as one executemany of `_RECORD`."""
         if not outcomes:
             return
         now = self._clock()
-        d = deliveries.c
-        settled: dict[tuple[str, int | None, str | None], list[tuple[int, int]]] = {}
-        retried: list[Outcome] = []
-        for o in outcomes:
-            if o.status == "pending":
-                retried.append(o)
-            else:
-                settled.setdefault((o.status, o.http_status, o.error), []).append(
-                    (o.delivery_id, o.attempts))
+        rows = [{
+            "b_id": o.delivery_id, "b_attempts": o.attempts, "b_status": o.status,
+            "b_http": o.http_status, "b_error": o.error,
+            # A retry waits for its next attempt; anything else is finished now.
+            "b_next": o.next_attempt_at if o.status == "pending" else now,
+            "b_finished": None if o.status == "pending" else now,
+        } for o in outcomes]
         with writing(self.store) as conn:
-            # Finished attempts: one UPDATE per distinct result (nearly always one: 200).
-            for (status, http, error), pairs in settled.items():
-                # The key IN first: SQLite plans a row-value IN alone as a scan of every
-                # pending row; with it, each row is found by its primary key.
-                conn.execute(deliveries.update().where(
-                    d.delivery_id.in_([i for i, _ in pairs]),
-                    sa.tuple_(d.delivery_id, d.attempts).in_(pairs), d.status == "pending",
-                ).values(status=status, last_http_status=http, last_error=error,
-                         next_attempt_at=now, finished_at=now))
-            if retried:
-                b = sa.bindparam
-                conn.execute(deliveries.update().where(
-                    d.delivery_id == b("b_id"), d.attempts == b("b_attempts"),
-                    d.status == "pending",
-                ).values(last_http_status=b("b_http"), last_error=b("b_error"),
-                         next_attempt_at=b("b_next")), [{
-                    "b_id": o.delivery_id, "b_attempts": o.attempts, "b_http": o.http_status,
-                    "b_error": o.error, "b_next": o.next_attempt_at,
-                } for o in retried])
+            conn.execute(_RECORD, rows)
             self._health(conn, outcomes, now)
 
     def _health(self, conn: Connection, outcomes: Iterable[Outcome], now: datetime) -> None:
