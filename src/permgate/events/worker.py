@@ -235,6 +235,8 @@ class DeliveryWorker:
         self._opened: dict[tuple[str, str], str] = {}
         self._enabled: dict[str, frozenset[str]] = {}  # enabled_events JSON -> names
         self._allowed: dict[tuple[str, frozenset[str]], bool] = {}  # (type, approved set)
+        self._record_forms: dict[str, tuple[
+            str, list[str], dict[str, Any], Callable[[datetime | None], Any]]] = {}
         self._loop = asyncio.new_event_loop()
         # Every request's URL checked and every connection pinned to an address checked
         # just now, by the target policy (events/targets.py, events/transport.py).
@@ -628,16 +630,41 @@ class DeliveryWorker:
         if not outcomes:
             return
         now = self._clock()
-        rows = [{
-            "b_id": o.delivery_id, "b_attempts": o.attempts, "b_status": o.status,
-            "b_http": o.http_status, "b_error": o.error,
-            # A retry waits for its next attempt; anything else is finished now.
-            "b_next": o.next_attempt_at if o.status == "pending" else now,
-            "b_finished": None if o.status == "pending" else now,
-        } for o in outcomes]
         with writing(self.store) as conn:
-            conn.execute(_RECORD, rows)
+            sql, names, fixed, convert = self._record_form(conn.dialect)
+            at_now = convert(now)
+            rows = []
+            for o in outcomes:
+                # A retry waits for its next attempt; anything else is finished now.
+                retry = o.status == "pending"
+                values = {**fixed, "b_id": o.delivery_id, "b_attempts": o.attempts,
+                          "b_status": o.status, "b_http": o.http_status, "b_error": o.error,
+                          "b_next": convert(o.next_attempt_at) if retry else at_now,
+                          "b_finished": None if retry else at_now}
+                rows.append(tuple(values[n] for n in names) if names else values)
+            # The driver's executemany, the statement compiled once: SQLAlchemy's per-row
+            # parameter processing cost more than SQLite's own work.
+            conn.exec_driver_sql(sql, rows)
             self._health(conn, outcomes, now)
+
+    def _record_form(self, dialect: sa.Dialect) -> tuple[
+            str, list[str], dict[str, Any], Callable[[datetime | None], Any]]:
+        """`_RECORD` for this dialect: its SQL, positional parameter order (or [] when
+        parameters are named), constant parameters, and the timestamps' conversion."""
+        form = self._record_forms.get(dialect.name)
+        if form is None:
+            compiled = _RECORD.compile(dialect=dialect)
+            sql = str(compiled)
+            names = list(compiled.positiontup or []) if compiled.positional else []
+            fixed = {k: b.effective_value for k, b in compiled.binds.items()
+                     if not k.startswith("b_") and (k in names or f"%({k})s" in sql)}
+            proc = compiled.binds["b_next"].type.bind_processor(dialect)
+
+            def convert(value: datetime | None) -> Any:
+                return value if proc is None or value is None else proc(value)
+
+            form = self._record_forms[dialect.name] = (sql, names, fixed, convert)
+        return form
 
     def _health(self, conn: Connection, outcomes: Iterable[Outcome], now: datetime) -> None:
         ok = {o.endpoint_id for o in outcomes if o.reached is True}
