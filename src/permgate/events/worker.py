@@ -127,6 +127,16 @@ _RECORD = deliveries.update().where(
          last_error=sa.bindparam("b_error"), next_attempt_at=sa.bindparam("b_next"),
          finished_at=sa.bindparam("b_finished"))
 
+# The same on PostgreSQL, every result in one statement.
+_PG_RECORD = f"""
+UPDATE {_D} d SET status = u.st, last_http_status = u.http, last_error = u.err,
+       next_attempt_at = u.next, finished_at = u.fin
+FROM unnest(%(ids)s::bigint[], %(att)s::int[], %(st)s::text[], %(http)s::int[],
+            %(err)s::text[], %(next)s::timestamptz[], %(fin)s::timestamptz[])
+     AS u(id, att, st, http, err, next, fin)
+WHERE d.delivery_id = u.id AND d.attempts = u.att AND d.status = 'pending'
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -631,6 +641,10 @@ class DeliveryWorker:
             return
         now = self._clock()
         with writing(self.store) as conn:
+            if conn.dialect.name == "postgresql":
+                self._record_pg(conn, outcomes, now)
+                self._health(conn, outcomes, now)
+                return
             sql, names, fixed, convert = self._record_form(conn.dialect)
             at_now = convert(now)
             rows = []
@@ -646,6 +660,19 @@ class DeliveryWorker:
             # parameter processing cost more than SQLite's own work.
             conn.exec_driver_sql(sql, rows)
             self._health(conn, outcomes, now)
+
+    @staticmethod
+    def _record_pg(conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
+        """PostgreSQL: every result in ONE statement over arrays (one round trip, no
+        per-row work in the driver)."""
+        retry = [o.status == "pending" for o in outcomes]
+        conn.exec_driver_sql(_PG_RECORD, {
+            "ids": [o.delivery_id for o in outcomes], "att": [o.attempts for o in outcomes],
+            "st": [o.status for o in outcomes], "http": [o.http_status for o in outcomes],
+            "err": [o.error for o in outcomes],
+            "next": [o.next_attempt_at if r else now for o, r in zip(outcomes, retry, strict=True)],
+            "fin": [None if r else now for r in retry],
+        })
 
     def _record_form(self, dialect: sa.Dialect) -> tuple[
             str, list[str], dict[str, Any], Callable[[datetime | None], Any]]:
