@@ -254,7 +254,7 @@ def bench_worker(store: Store, sealer: Sealer, rurl: str, *, concurrency: int,
     with DeliveryWorker(store, sealer=sealer, batch=batch, concurrency=concurrency,
                         per_endpoint=per_endpoint, policy=policy) as worker:
         thread = threading.Thread(target=worker.run, args=(stop, 0.02))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         thread.start()
         try:
             # Watch the receiver's counter (another process) rather than the outbox, so the
@@ -270,12 +270,13 @@ def bench_worker(store: Store, sealer: Sealer, rurl: str, *, concurrency: int,
                     break
                 time.sleep(0.01)
             seconds = time.perf_counter() - t0
+            cpu = time.process_time() - c0  # this process: the worker (the receiver is apart)
         finally:
             stop.set()
             thread.join()
     got = _received(rurl) - before
     assert got >= due, (got, due)
-    return {"deliveries": due, "received": got, "seconds": seconds}
+    return {"deliveries": due, "received": got, "seconds": seconds, "cpu_seconds": cpu}
 
 
 def bench_bare_posts(rurl: str, bodies: list[bytes], *, concurrency: int,
@@ -299,9 +300,10 @@ def bench_bare_posts(rurl: str, bodies: list[bytes], *, concurrency: int,
                         "Stripe-Signature": sign(body, [secret])})
                     assert resp.status == 200
 
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             await asyncio.gather(*(one(k, b) for k, b in enumerate(bodies)))
             seconds = time.perf_counter() - t0
+            cpu[0] = time.process_time() - c0
             await transport.close()
             return seconds
         # aiohttp pools per host: the three endpoints' connections together.
@@ -315,12 +317,14 @@ def bench_bare_posts(rurl: str, bodies: list[bytes], *, concurrency: int,
                     await resp.read()
                     assert resp.status == 200
 
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             await asyncio.gather(*(one_aio(b) for b in bodies))
+            cpu[0] = time.process_time() - c0
             return time.perf_counter() - t0
 
+    cpu = [0.0]
     seconds = asyncio.run(run())
-    return {"deliveries": len(bodies), "seconds": seconds}
+    return {"deliveries": len(bodies), "seconds": seconds, "cpu_seconds": cpu[0]}
 
 
 def bench_serial_loop(rurl: str, bodies: list[bytes]) -> dict[str, Any]:
@@ -358,6 +362,11 @@ def _fresh(label: str) -> str:
 
 def _rate(n: int, seconds: float) -> int:
     return round(n / seconds) if seconds else 0
+
+
+def _us(cpu_seconds: float, n: int) -> int:
+    """CPU microseconds per delivery (every thread of this process)."""
+    return round(cpu_seconds * 1e6 / n) if n else 0
 
 
 def run_db(label: str, args: argparse.Namespace, rurl: str) -> dict[str, Any]:
@@ -418,6 +427,7 @@ def main() -> int:
            "bare_post_loop_per_s": _rate(bare["deliveries"], bare["seconds"]),
            "aiohttp_post_loop_per_s": _rate(aio["deliveries"], aio["seconds"]),
            "serial_keepalive_loop_per_s": _rate(serial["deliveries"], serial["seconds"]),
+           "bare_post_loop_cpu_us": _us(bare["cpu_seconds"], bare["deliveries"]),
            "databases": []}
     for r in results:
         ing, ins, w = r["ingest"], r["bare_insert"], r["worker"]
@@ -432,6 +442,7 @@ def main() -> int:
             if r["bare_unnest"] else None,
             "worker_deliveries": w["deliveries"],
             "worker_deliveries_per_s": _rate(w["deliveries"], w["seconds"]),
+            "worker_cpu_us": _us(w["cpu_seconds"], w["deliveries"]),
             "worker_vs_bare_post_loop": round(
                 _rate(w["deliveries"], w["seconds"]) / out["bare_post_loop_per_s"], 2),
         })
@@ -460,6 +471,8 @@ def main() -> int:
                   f"arrays, permgate's own form, no routing): {d['bare_unnest_events_per_s']:,}"
                   f" ev/s; ingest / that = "
                   f"{d['ingest_events_per_s'] / d['bare_unnest_events_per_s']:.2f}")
+    cpus = ", ".join(f"worker ({d['db']}) {d['worker_cpu_us']}" for d in out["databases"])
+    print(f"CPU µs per delivery: {cpus}; bare POST loop {out['bare_post_loop_cpu_us']}")
     print(f"bare POST loop = the worker's transport, same pool, no database; same loop with "
           f"aiohttp: {out['aiohttp_post_loop_per_s']:,}/s; one keep-alive connection, "
           f"serial http.client: {out['serial_keepalive_loop_per_s']:,}/s")

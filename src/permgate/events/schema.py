@@ -1,7 +1,7 @@
 """The events layer's tables: endpoints, ingested events, the delivery outbox, poll cursors.
 
 They live in the store's database and on the store's `metadata`, so one MetaData describes
-the whole schema; migrations `ev0001` and `ev0002` create exactly these.
+the whole schema; migrations `ev0001` to `ev0003` create exactly these.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ deliveries = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime, nullable=True),
-    sa.Index("ix_event_deliveries_due", "status", "next_attempt_at"),
+    # The worker's claims: first attempts and retries each in due order (ev0003).
+    sa.Index("ix_event_deliveries_claim", "status", "attempts", "next_attempt_at"),
     sa.Index("ix_event_deliveries_event", "event_id"),
     sa.Index("ix_event_deliveries_app", "app_id", "delivery_id"),
     sa.Index("ix_event_deliveries_endpoint", "endpoint_id", "status"),

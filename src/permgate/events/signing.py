@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import string
@@ -24,8 +23,9 @@ def secret_hint(secret: str) -> str:
 
 
 def _mac(secret: str, timestamp: int, payload: bytes) -> str:
-    signed = str(timestamp).encode() + b"." + payload
-    return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
+    # hmac.digest: OpenSSL's one-shot HMAC, several times cheaper than an hmac.new object.
+    return hmac.digest(secret.encode("utf-8"), b"%d.%s" % (timestamp, payload),
+                       "sha256").hex()
 
 
 def sign(payload: bytes, secrets_: Iterable[str], timestamp: int | None = None) -> str:

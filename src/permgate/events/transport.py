@@ -67,6 +67,7 @@ class _Url:
     host_header: bytes
     target: bytes  # path and query, as sent on the request line
     literal: bool  # the host is an address: checking it needs no DNS
+    head: bytes  # the request line, Host and User-Agent: the same for every request
 
 
 def _check_target(policy: TargetPolicy, target: Target) -> _Url:
@@ -81,8 +82,11 @@ def _check_target(policy: TargetPolicy, target: Target) -> _Url:
     name = f"[{checked.host}]" if ":" in checked.host else checked.host
     default = checked.port == (443 if tls else 80)
     host_header = (name if default else f"{name}:{checked.port}").encode("ascii")
-    return _Url(tls, checked.host, checked.port, host_header, path.encode("ascii"),
-                checked.address is not None)
+    target_bytes = path.encode("ascii")
+    head = b"POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\n" % (
+        target_bytes, host_header, USER_AGENT.encode())
+    return _Url(tls, checked.host, checked.port, host_header, target_bytes,
+                checked.address is not None, head)
 
 
 class _Conn(asyncio.Protocol):
@@ -293,12 +297,9 @@ class Transport:
     async def post(self, target: Target, body: bytes, headers: dict[str, str]) -> Response:
         """POST once (within `timeout`); raises TargetRefused, DeliveryError, TimeoutError."""
         url = self._url(target)  # the URL checked (a refusal is never cached)
-        head = [b"POST ", url.target, b" HTTP/1.1\r\nHost: ", url.host_header,
-                b"\r\nUser-Agent: " + USER_AGENT.encode() + b"\r\n"]
-        for name, value in headers.items():
-            head.append(f"{name}: {value}\r\n".encode("latin-1"))
-        head.append(b"Content-Length: %d\r\n\r\n" % len(body))
-        data = b"".join(head) + body
+        head = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+        data = b"%s%sContent-Length: %d\r\n\r\n%s" % (
+            url.head, head.encode("latin-1"), len(body), body)
         dest = self._destination(target, url)
         async with asyncio.timeout(self.timeout):
             while True:
