@@ -152,6 +152,17 @@ class Console:
             "You are not signed in, or your session ended. Open the consent pages again "
             "from your platform's dashboard: it gives you a new one-time link.", 401)
 
+    async def acting_form(self, request: Request, s: BrowserSession,
+                          token: str) -> FormData | Response:
+        """The POSTed form of a person who may act on the account, or the page that refuses
+        it: a form this session did not send (CSRF), or a role that only looks."""
+        form = await self.form(request, token)
+        if form is None:
+            return self.refused_form()
+        if not s.can_act:
+            return self.not_admin(s, token)
+        return form
+
     def refused_form(self) -> HTMLResponse:
         return self.message(
             "This form has expired",
@@ -234,11 +245,9 @@ class Console:
         s, token = found
         app_id, mode = request.path_params["app_id"], self.mode(request)
         if request.method == "POST":
-            form = await self.form(request, token)
-            if form is None:
-                return self.refused_form()
-            if not s.can_act:
-                return self.not_admin(s, token)
+            form = await self.acting_form(request, s, token)
+            if isinstance(form, Response):
+                return form
             try:
                 result = await run_in_threadpool(
                     self.store.install, app_id, s.account, mode, by=s.actor, role=s.role,
@@ -277,11 +286,9 @@ class Console:
         s, token = found
         app_id, mode = request.path_params["app_id"], self.mode(request)
         if request.method == "POST":
-            form = await self.form(request, token)
-            if form is None:
-                return self.refused_form()
-            if not s.can_act:
-                return self.not_admin(s, token)
+            form = await self.acting_form(request, s, token)
+            if isinstance(form, Response):
+                return form
             version = form.get("version")
             try:
                 await run_in_threadpool(
@@ -306,11 +313,9 @@ class Console:
         s, token = found
         app_id, mode = request.path_params["app_id"], self.mode(request)
         if request.method == "POST":
-            form = await self.form(request, token)
-            if form is None:
-                return self.refused_form()
-            if not s.can_act:
-                return self.not_admin(s, token)
+            form = await self.acting_form(request, s, token)
+            if isinstance(form, Response):
+                return form
             try:
                 grant = await run_in_threadpool(
                     self.store.uninstall, app_id, s.account, mode, by=s.actor, role=s.role,
