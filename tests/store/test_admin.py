@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import secrets
-import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.routing import Route
+from tests.asgi import serve
 from tests.store.conftest import APP, manifest_text
 
 from permgate.admin import create_admin_app, openapi_document
@@ -26,24 +24,8 @@ INSTALL = f"/v1/installs/{APP}/{ACCT}/live"
 
 @pytest.fixture
 def base_url(store: Store) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(create_admin_app(store, TOKEN), log_level="warning",
-                            lifespan="off", ws="none")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        for _ in range(400):
-            if server.started:
-                break
-            threading.Event().wait(0.025)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
+    with serve(create_admin_app(store, TOKEN)) as url:
+        yield url
 
 
 @pytest.fixture
