@@ -19,6 +19,7 @@ import gc
 import hmac
 import json
 import logging
+import math
 import os
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from permgate.gateway import errors
 from permgate.gateway.auth import account_header, presented_key
 from permgate.gateway.body import BodyRefused, check_v2_query, decide_body
 from permgate.gateway.config import Settings, key_mode, upstream_keys
-from permgate.gateway.logs import JsonLog, RequestIds
+from permgate.gateway.logs import JsonLog, RequestIds, quoted
 from permgate.gateway.metrics import Metrics, SharedMetrics
 from permgate.gateway.notify import conninfo, listen
 from permgate.gateway.resolver import MISS, GrantStore, Install, Resolver
@@ -116,6 +117,64 @@ class Mount:
     invalidates: bool = False
 
 
+class Caller:
+    """What one (Authorization, Stripe-Account) pair resolved to, for `Gateway.admit`:
+    clients send the same two values on call after call. Valid while the resolver's
+    generation holds (any store change, or a failed refresh, moves it) and the key has not
+    expired: then every lookup `proxy` makes would give the same answers."""
+
+    __slots__ = ("app", "block", "compiled", "expires", "generation", "logged", "metric")
+
+    def __init__(self, app: str, mode: str, account: str, compiled: Any, block: bytes,
+                 expires: float, generation: int) -> None:
+        self.app = app
+        self.compiled = compiled
+        self.block = block  # the upstream Authorization and Stripe-Account header lines
+        self.expires = expires
+        self.generation = generation
+        self.metric = (app, "allowed")
+        self.logged = (f',"app":{quoted(app)},"mode":{quoted(mode)},'
+                       f'"account":{quoted(account)},"outcome":"allowed"')
+
+
+class Admitted:
+    """A call `Gateway.admit` let through: what to send upstream and what to count and log
+    once its answer is in."""
+
+    __slots__ = ("caller", "data", "decided", "path", "rid", "sent", "started")
+
+    def __init__(self, rid: str, data: bytes, caller: Caller, path: bytes, started: float,
+                 decided: float) -> None:
+        self.rid = rid
+        self.data = data
+        self.caller = caller
+        self.path = path
+        self.started = started
+        self.decided = decided  # seconds the engine took
+        self.sent = perf_counter()  # sent upstream right after it is made
+
+
+def relay_headers(rid: str, upstream: Headers) -> tuple[Headers, bytes | None]:
+    """The answer's headers as the client gets them (ours first, hop-by-hop ones dropped,
+    the upstream's request id renamed) and the upstream's Content-Length, if any."""
+    out: Headers = [(b"request-id", rid.encode("ascii"))]
+    length = None
+    for name, value in upstream:
+        if name in _DROP:
+            if name == b"request-id":
+                out.append((b"upstream-request-id", value))
+            elif name == b"content-length":
+                length = value
+        else:
+            out.append((name, value))
+    return out, length
+
+
+# Request headers that send a call down the full path: a body's, or one more key's worth.
+_NOT_FAST = frozenset({b"content-length", b"content-type", b"content-encoding",
+                       b"transfer-encoding"})
+
+
 # What to mount, given the opened store: the gateway knows no service above it, its
 # composer (permgate/serve.py) decides (docs/architecture.md).
 Compose = Callable[[GrantStore], Iterable[Mount]]
@@ -158,6 +217,7 @@ class Gateway:
         self.pool: Pool | None = None
         self.decide: Callable[..., Any] | None = None
         self._keys_seen: dict[bytes, str | None] = {}
+        self._callers: dict[tuple[bytes, bytes | None], Caller] = {}
         self._accounts_seen: dict[bytes, str | None] = {}
         # The mount table: raw paths served by ASGI apps instead of the proxy path.
         self.exact_mounts: dict[bytes, ASGIApp] = {}
@@ -470,6 +530,136 @@ class Gateway:
             self._accounts_seen[header] = found
         return found  # type: ignore[no-any-return]
 
+    # -- the fast path: what `proxy` does for the common call, without awaiting anything ---
+    def admit(self, method: str, raw_path: bytes, query: bytes,
+              headers: Sequence[tuple[bytes, bytes]]) -> Admitted | None:
+        """`proxy`'s way through for a GET without a body whose key, account and install
+        are in the resolver's caches and which the engine allows: the upstream request,
+        from dictionary and set operations only. None for anything else (a miss, a refusal,
+        a body's headers, report-only's would-deny): `proxy` then handles the same call
+        from its start, so this only ever takes a path `proxy` would take too
+        (tests/gateway/test_fast_path.py holds the two side by side). No side effects but
+        filling its own cache of callers."""
+        if method != "GET" or len(headers) > MAX_HEADERS or b"{" in raw_path \
+                or b"}" in raw_path:
+            return None
+        started = perf_counter()
+        authorization = account_raw = None
+        forward: list[bytes] = []
+        size = 0
+        for name, value in headers:
+            size += len(name) + len(value)
+            if name in _FORWARD:
+                forward += (name, b": ", value, b"\r\n")
+            elif name == b"authorization":
+                authorization = value
+            elif name == b"stripe-account":
+                account_raw = value
+            elif name in _NOT_FAST:
+                return None
+        if size > MAX_HEADER_BYTES or authorization is None:
+            return None
+        caller = self._callers.get((authorization, account_raw))
+        resolver = self.resolver
+        assert resolver is not None and self.pool is not None
+        if caller is None or caller.generation != resolver.generation \
+                or caller.expires <= resolver.clock():
+            caller = self._caller(authorization, account_raw)
+            if caller is None:
+                return None
+        target = raw_path + b"?" + query if query else raw_path
+        decided = 0.0
+        if self.enforce:
+            if query and raw_path[:4] == b"/v2/":
+                try:
+                    check_v2_query(query)
+                except BodyRefused:
+                    return None
+            assert self.decide is not None
+            t0 = perf_counter()
+            decision = self.decide(method, target.decode("latin-1"), None, caller.compiled)
+            decided = perf_counter() - t0
+            if not decision.allowed:
+                return None
+        pool = self.pool
+        return Admitted(self.ids.new(), b"".join((
+            b"GET ", pool.origin.prefix, target, pool.host_line, *forward, caller.block,
+            b"\r\n")), caller, raw_path, started, decided)
+
+    def _caller(self, authorization: bytes, account_raw: bytes | None) -> Caller | None:
+        """The pair's Caller from the resolver's caches (`proxy`'s checks, in its order),
+        or None when any of them misses or would refuse."""
+        resolver = self.resolver
+        assert resolver is not None
+        secret = self.parse_key(authorization)
+        if not secret:
+            return None
+        generation = resolver.generation
+        if self.enforce:
+            info = resolver.cached_key(secret)
+            if info is MISS or info is None:
+                return None
+            app_id = info.app_id
+            mode = info.mode
+            asked = self.parse_account(account_raw) if account_raw is not None else None
+            account: str | None
+            if info.kind == "restricted":
+                account = info.account
+                if account is None or (account_raw is not None and asked != account):
+                    return None
+            elif asked is None:
+                return None
+            else:
+                account = asked
+            install = resolver.cached_install(app_id, account, mode)
+            if install is MISS or install is None:
+                return None
+            compiled = install.compiled
+            account_b: bytes | None = account.encode("ascii")
+            expires = resolver.key_expiry(secret)
+        else:  # bench/gateway/variants.py's no-enforce: forwarded as is
+            mode = key_mode(secret) or "test"
+            app_id = account = ""
+            compiled = None
+            account_b = account_raw
+            expires = math.inf
+        auth = self.auth_by_mode.get(mode)
+        if auth is None:
+            return None
+        block = b"authorization: " + auth + b"\r\n"
+        if account_b is not None:
+            block += b"stripe-account: " + account_b + b"\r\n"
+        caller = Caller(app_id, mode, account, compiled, block, expires, generation)
+        if len(self._callers) >= _PARSED_MAX:
+            self._callers.clear()
+        self._callers[(authorization, account_raw)] = caller
+        return caller
+
+    def finish(self, admitted: Admitted, status: int) -> None:
+        """Count and log an admitted call once its answer went out."""
+        m = self.metrics
+        now = perf_counter()
+        m.upstream_seconds.observe(now - admitted.sent)
+        caller = admitted.caller
+        if self.enforce:
+            m.decision_seconds.observe(admitted.decided)
+            decisions = m.decisions
+            decisions[caller.metric] = decisions.get(caller.metric, 0) + 1
+        m.response(status)
+        if self.access_log:
+            self.log.allowed(admitted.rid, admitted.path, caller.logged, status,
+                             now - admitted.started)
+
+    async def fast_failed(self, reply: Reply, admitted: Admitted, e: UpstreamError) -> None:
+        """An admitted call that got no answer: the record `proxy` would have written."""
+        rec: dict[str, Any] = {"request_id": admitted.rid, "method": "GET",
+                               "path": admitted.path[:256].decode("latin-1")}
+        caller = admitted.caller
+        if self.enforce:
+            rec.update(json.loads("{" + caller.logged[1:] + "}"))
+            self.metrics.decision(caller.app, "allowed")
+        await self.upstream_failed(reply, rec, admitted.started, e)
+
     async def read_body(self, receive: Receive) -> bytes | None:
         """The whole body, or None as soon as it passes the limit (the rest is not read)."""
         message = await receive()
@@ -504,13 +694,7 @@ class Gateway:
         try:
             response = await self.pool.request(method.encode("ascii"), target, headers, body)
         except UpstreamError as e:
-            self.metrics.upstream_error("timeout" if e.timeout else "connect")
-            rec["upstream_error"] = e.detail
-            if e.timeout:
-                return await self.refuse(reply, rec, started, 504, errors.gateway_timeout(
-                    self.settings.upstream_timeout), "upstream_timeout", level="error")
-            return await self.refuse(reply, rec, started, 502, errors.bad_gateway(e.detail),
-                                     "upstream_error", level="error")
+            return await self.upstream_failed(reply, rec, started, e)
         self.metrics.upstream_seconds.observe(perf_counter() - t0)
         await self.relay(reply, rec, response)
         status = response.status
@@ -521,17 +705,7 @@ class Gateway:
             self.log.request("warning" if "would_deny" in rec else "info", rec)
 
     async def relay(self, reply: Reply, rec: dict[str, Any], response: Response) -> None:
-        rid = rec["request_id"].encode("ascii")
-        out: list[tuple[bytes, bytes]] = [(b"request-id", rid)]
-        length = None
-        for name, value in response.headers:
-            if name in _DROP:
-                if name == b"request-id":
-                    out.append((b"upstream-request-id", value))
-                elif name == b"content-length":
-                    length = value
-            else:
-                out.append((name, value))
+        out, length = relay_headers(rec["request_id"], response.headers)
         if response.complete:
             await reply.send(response.status, out, response.take_all())
             return
@@ -552,6 +726,18 @@ class Gateway:
             if not finished:
                 response.abort()  # a half-read upstream connection cannot be reused
         await reply.end()
+
+    async def upstream_failed(
+        self, reply: Reply, rec: dict[str, Any], started: float, e: UpstreamError
+    ) -> None:
+        """No answer from upstream (nothing of it sent yet): 504 or 502."""
+        self.metrics.upstream_error("timeout" if e.timeout else "connect")
+        rec["upstream_error"] = e.detail
+        if e.timeout:
+            return await self.refuse(reply, rec, started, 504, errors.gateway_timeout(
+                self.settings.upstream_timeout), "upstream_timeout", level="error")
+        return await self.refuse(reply, rec, started, 502, errors.bad_gateway(e.detail),
+                                 "upstream_error", level="error")
 
     async def refuse(
         self, reply: Reply, rec: dict[str, Any], started: float, status: int, body: bytes,

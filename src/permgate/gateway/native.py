@@ -30,7 +30,8 @@ from urllib.parse import unquote
 import httptools
 
 from permgate.gateway import errors
-from permgate.gateway.app import ASGIApp, Gateway, Headers, Message
+from permgate.gateway.app import Admitted, ASGIApp, Gateway, Headers, Message, relay_headers
+from permgate.gateway.upstream import UpstreamError, _Conn
 
 log = logging.getLogger("permgate.gateway")
 
@@ -141,7 +142,8 @@ class _Request:
             out.append(_CLOSE)
         return out
 
-    async def send(self, status: int, headers: Headers, body: bytes) -> None:
+    def send_now(self, status: int, headers: Headers, body: bytes) -> None:
+        """A whole answer in one write (callers that wait on nothing: the fast path)."""
         out = self._head(status, headers)
         if status in _NO_BODY or status < 200:
             out.append(b"\r\n")  # no length and no body (RFC 9110 8.6)
@@ -150,12 +152,15 @@ class _Request:
             if not self.is_head:
                 out.append(body)
         self.head_sent = True
+        self.conn.write(b"".join(out))
+
+    async def send(self, status: int, headers: Headers, body: bytes) -> None:
+        self.send_now(status, headers, body)
         conn = self.conn
-        conn.write(b"".join(out))
         if conn.write_paused:
             await conn.drain()
 
-    async def start(self, status: int, headers: Headers) -> None:
+    def start_now(self, status: int, headers: Headers) -> None:
         if not any(name == b"content-length" for name, _ in headers):
             if self.http10:  # no chunked encoding in HTTP/1.0: the close ends the body
                 self.keep_alive = False
@@ -167,20 +172,29 @@ class _Request:
         self.head_sent = True
         self.conn.write(b"".join(out))
 
-    async def write(self, chunk: bytes) -> None:
+    async def start(self, status: int, headers: Headers) -> None:
+        self.start_now(status, headers)
+
+    def write_now(self, chunk: bytes) -> None:
         if not chunk or self.is_head:
             return
-        conn = self.conn
         if self.chunked:
-            conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            self.conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
         else:
-            conn.write(chunk)
+            self.conn.write(chunk)
+
+    async def write(self, chunk: bytes) -> None:
+        self.write_now(chunk)
+        conn = self.conn
         if conn.write_paused:
             await conn.drain()
 
-    async def end(self) -> None:
+    def end_now(self) -> None:
         if self.chunked and not self.is_head:
             self.conn.write(b"0\r\n\r\n")
+
+    async def end(self) -> None:
+        self.end_now()
 
 
 class HttpConn(asyncio.Protocol):
@@ -206,6 +220,10 @@ class HttpConn(asyncio.Protocol):
         self.discarding = False
         self.client: tuple[str, int] | None = None
         self.sockname: tuple[str, int] | None = None
+        # The fast path's call in flight: its upstream connection and what admitted it.
+        self.exchange: _Conn | None = None
+        self.admitted: Admitted | None = None
+        self.upstream_paused = False  # its upstream reading paused for our slow reader
 
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -219,6 +237,11 @@ class HttpConn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.server.connections.discard(self)
+        up = self.exchange
+        if up is not None and self.upstream_paused:
+            # Nobody will read the rest: a paused upstream answer would wait out its deadline.
+            self.upstream_paused = False
+            up.close()
         for req in (self.current, self.active, *self.pending):
             if req is not None:
                 req._wake()
@@ -245,6 +268,10 @@ class HttpConn(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        up = self.exchange
+        if self.upstream_paused and up is not None and up.transport is not None:
+            self.upstream_paused = False
+            up.transport.resume_reading()
         d = self._drain
         if d is not None and not d.done():
             d.set_result(None)
@@ -399,6 +426,8 @@ class HttpConn(asyncio.Protocol):
     def _start(self, req: _Request) -> None:
         self.active = req
         if req.asgi is None:
+            if not req.has_body and self._fast(req):
+                return
             # The proxy path runs at once, inside this callback, and is resumed from the
             # callbacks of the futures it waits on: no task per request, and the upstream
             # write leaves before the event loop turns (measured, bench/bench_gateway.py).
@@ -406,6 +435,90 @@ class HttpConn(asyncio.Protocol):
         else:
             # ASGI apps may need a task of their own (anyio's cancel scopes do).
             self.server.loop.create_task(self._serve(req))
+
+    # -- the fast path: a cached, allowed GET, sent and answered from callbacks -------------
+    def _fast(self, req: _Request) -> bool:
+        """Send `req` upstream now if `Gateway.admit` lets it through and a kept-alive
+        upstream connection is idle; its answer then comes to `upstream_done`. False: the
+        full path (`_serve`) handles it from the start."""
+        pool = self.gateway.pool
+        if pool is None or req.method != "GET":
+            return False
+        up = pool.take_idle()
+        if up is None:
+            return False
+        admitted = self.gateway.admit(req.method, req.path, req.query, req.headers)
+        if admitted is None:
+            pool.put_back(up)
+            return False
+        self.exchange = up
+        self.admitted = admitted
+        up.exchange(admitted.data, pool.loop.time() + pool.timeout, self)
+        return True
+
+    def upstream_body(self, conn: _Conn) -> None:
+        """A large answer: its head goes out now and its body as it comes; the upstream
+        waits while our client reads slower than it sends."""
+        req = self.active
+        assert req is not None and self.admitted is not None
+        self._stream(req, self.admitted, conn)
+        if self.write_paused and not self.upstream_paused and conn.transport is not None:
+            self.upstream_paused = True
+            conn.transport.pause_reading()
+
+    @staticmethod
+    def _stream(req: _Request, admitted: Admitted, conn: _Conn) -> None:
+        if not req.head_sent:
+            headers, length = relay_headers(admitted.rid, conn.headers)
+            if length is not None:
+                headers.append((b"content-length", length))
+            req.start_now(conn.status, headers)
+        chunks = conn.chunks
+        while chunks:
+            req.write_now(chunks.popleft())
+        conn.buffered = 0
+
+    def upstream_done(self, conn: _Conn) -> None:
+        req = self.active
+        admitted = self.admitted
+        assert req is not None and admitted is not None
+        self.exchange = None
+        self.admitted = None
+        self.upstream_paused = False
+        status = conn.status
+        if req.head_sent:
+            self._stream(req, admitted, conn)
+            req.end_now()
+        else:
+            headers, _ = relay_headers(admitted.rid, conn.headers)
+            chunks = conn.chunks
+            req.send_now(status, headers, chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        self.gateway.pool.release(conn)  # type: ignore[union-attr]
+        self.gateway.finish(admitted, status)
+        self._done(req)
+
+    def upstream_failed(self, conn: _Conn, error: UpstreamError) -> None:
+        req = self.active
+        admitted = self.admitted
+        assert req is not None and admitted is not None
+        self.exchange = None
+        self.admitted = None
+        self.upstream_paused = False
+        if req.head_sent:  # part of the answer is out: as on the full path, cut it off
+            self.close()
+            self._done(req)
+        elif conn.reused and not conn.received and not error.timeout:
+            # A kept-alive connection closed before it answered: the GET most likely never
+            # ran upstream. The full path sends it again, as `Pool.request` would.
+            _drive(self._serve(req))
+        else:
+            _drive(self._failed(req, admitted, error))
+
+    async def _failed(self, req: _Request, admitted: Admitted, error: UpstreamError) -> None:
+        try:
+            await self.gateway.fast_failed(req, admitted, error)
+        finally:
+            self._done(req)
 
     async def _serve(self, req: _Request) -> None:
         try:

@@ -101,6 +101,11 @@ class Resolver:
             return MISS  # type: ignore[no-any-return]
         return entry[0]
 
+    def key_expiry(self, secret: str) -> float:
+        """When the cached answer for `secret` stops holding (0 when none is cached)."""
+        entry = self._keys.get(secret)
+        return 0.0 if entry is None else entry[1]
+
     async def authenticate(self, secret: str) -> KeyInfo | None:
         self._check_open()
         hit = self.cached_key(secret)

@@ -12,7 +12,7 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from typing import cast
+from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -32,6 +32,19 @@ class UpstreamError(PermgateError):
         super().__init__(detail)
         self.detail = detail
         self.timeout = timeout
+
+
+class Sink(Protocol):
+    """Who gets an upstream answer by callback instead of awaiting it (`_Conn.exchange`)."""
+
+    def upstream_body(self, conn: _Conn) -> None:
+        """More than `_HIGH_WATER` bytes are buffered in `conn.chunks`: take them."""
+
+    def upstream_done(self, conn: _Conn) -> None:
+        """The whole answer is in (`conn.status`, `conn.headers`, `conn.chunks`)."""
+
+    def upstream_failed(self, conn: _Conn, error: UpstreamError) -> None:
+        """No (whole) answer will come; `conn` is closed."""
 
 
 class Origin:
@@ -59,6 +72,7 @@ class _Conn(asyncio.Protocol):
         self.counted = True  # holds one of the pool's `size` slots until closed
         self.deadline = 0.0
         self.reused = False
+        self.sink: Sink | None = None  # set for an exchange driven by callbacks
         self._reset_response()
 
     def _reset_response(self) -> None:
@@ -105,15 +119,24 @@ class _Conn(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
         self.buffered += len(body)
-        if self.buffered > _HIGH_WATER and self.transport is not None and not self.paused:
-            self.paused = True
-            self.transport.pause_reading()
+        if self.buffered > _HIGH_WATER:
+            if self.sink is not None:
+                self.sink.upstream_body(self)
+            elif self.transport is not None and not self.paused:
+                self.paused = True
+                self.transport.pause_reading()
         self._wake()
 
     def on_message_complete(self) -> None:
         # Only valid inside the callback: llhttp resets its state after the message.
         self.keep_alive = self.parser.should_keep_alive()
         self.done = True
+        sink = self.sink
+        if sink is not None:
+            self.sink = None
+            self.pool.waiting.discard(self)
+            sink.upstream_done(self)
+            return
         self._wake()
 
     # plumbing
@@ -125,6 +148,13 @@ class _Conn(asyncio.Protocol):
     def _fail(self, error: UpstreamError) -> None:
         if self.error is None:
             self.error = error
+        sink = self.sink
+        if sink is not None:
+            self.sink = None
+            self.pool.waiting.discard(self)
+            self.close()
+            sink.upstream_failed(self, error)
+            return
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -155,7 +185,20 @@ class _Conn(asyncio.Protocol):
         if self.error is not None:
             raise self.error
 
+    def exchange(self, data: bytes, deadline: float, sink: Sink) -> None:
+        """Send one request whose answer goes to `sink`'s callbacks (no future, no task):
+        the same deadline and pool bookkeeping as `Pool.request`, driven by the parser."""
+        self.sink = sink
+        self.deadline = deadline
+        self.pool.watch(self)
+        assert self.transport is not None
+        self.transport.write(data)
+
     def on_timeout(self) -> None:
+        if self.sink is not None:
+            self._fail(UpstreamError(
+                f"no complete answer within {self.pool.timeout:g} s", timeout=True))
+            return
         w = self.waiter
         if w is not None and not w.done():
             self._fail(UpstreamError(
@@ -230,7 +273,7 @@ class Pool:
         # SWEEP seconds: one timer for the pool instead of one per request.
         self.waiting: set[_Conn] = set()
         self._sweeper: asyncio.TimerHandle | None = None
-        self._host_line = b" HTTP/1.1\r\nhost: " + origin.host_header + b"\r\n"
+        self.host_line = b" HTTP/1.1\r\nhost: " + origin.host_header + b"\r\n"
 
     async def _connect(self, deadline: float) -> _Conn:
         loop = self.loop
@@ -304,6 +347,19 @@ class Pool:
                 w.set_result(None)
                 return
 
+    def take_idle(self) -> _Conn | None:
+        """An idle kept-alive connection, or None (no waiting, no connecting)."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    def put_back(self, conn: _Conn) -> None:
+        """Return a connection from `take_idle` that was not used."""
+        self._idle.append(conn)
+
     async def _take(self, deadline: float) -> _Conn:
         while self._idle:
             candidate = self._idle.pop()
@@ -324,10 +380,11 @@ class Pool:
             return await self._connect(deadline)
         return got
 
-    async def request(
+    def encode(
         self, method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]], body: bytes
-    ) -> Response:
-        head = [method, b" ", self.origin.prefix, target, self._host_line]
+    ) -> bytes:
+        """The request as sent upstream: our Host, the given headers, a length, the body."""
+        head = [method, b" ", self.origin.prefix, target, self.host_line]
         for name, value in headers:
             head += (name, b": ", value, b"\r\n")
         if body or method == b"POST":
@@ -335,7 +392,12 @@ class Pool:
         head.append(b"\r\n")
         if body:
             head.append(body)
-        data = b"".join(head)
+        return b"".join(head)
+
+    async def request(
+        self, method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]], body: bytes
+    ) -> Response:
+        data = self.encode(method, target, headers, body)
         deadline = self.loop.time() + self.timeout
         while True:
             try:
