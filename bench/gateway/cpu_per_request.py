@@ -5,7 +5,9 @@ what is left is exactly what permgate adds per request (auth, install lookup, de
 metrics, log line, header handling). Complements bench_gateway.py, whose wrk figures also
 carry the server, the sockets and the machine's noise.
 
-    .venv/bin/python bench/gateway/cpu_per_request.py
+    .venv/bin/python bench/gateway/cpu_per_request.py [--native]
+
+`--native`: only the whole native call (what `bench gateway`'s enforcing variant runs).
 """
 
 from __future__ import annotations
@@ -99,20 +101,22 @@ def main() -> int:
 
 
 
-# -- the whole native path: server protocol, proxy, pool, over fake sockets ---------------
+# -- the whole native path: server protocol, fast path, pool, over fake sockets -----------
 
 UPSTREAM_ANSWER = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n"
                    b"request-id: req_up\r\n\r\n{}")
 
 
 class _FakeTransport:
-    """A socket that records writes; the upstream's answers each write on the next turn."""
+    """A socket that keeps count of writes and the last one."""
 
-    def __init__(self, on_write: Any) -> None:
-        self.on_write = on_write
+    def __init__(self) -> None:
+        self.writes = 0
+        self.last = b""
 
     def write(self, data: bytes) -> None:
-        self.on_write(data)
+        self.writes += 1
+        self.last = data
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default
@@ -131,49 +135,56 @@ class _FakeTransport:
 
 
 async def _measure_native(db: str, key: str, enforce: bool, log: bool, n: int) -> float:
+    """Every line of Python one call runs on the native server (parsing callbacks, the fast
+    path's admission, the upstream exchange, the answer, metrics, the log line): the client
+    connection is fed the request, the upstream connection the answer, as the kernel would
+    hand them over. Nothing of the kernel's is counted."""
     import asyncio
 
     from permgate.gateway.native import HttpConn, NativeServer
     from permgate.gateway.upstream import _Conn
 
-    loop = asyncio.get_running_loop()
     app = build(Settings(db=db, upstream="http://127.0.0.1:9", upstream_key="sk_test_bench",
                          access_log=log), enforce=enforce)
     await app.startup()
     app.log.stream = open(os.devnull, "w")  # noqa: SIM115 - closed with the process
     assert app.pool is not None
     upstream = _Conn(app.pool)
-    upstream.connection_made(_FakeTransport(  # type: ignore[arg-type]
-        lambda data: loop.call_soon(upstream.data_received, UPSTREAM_ANSWER)))
+    up = _FakeTransport()
+    upstream.connection_made(up)  # type: ignore[arg-type]
     upstream.keep_alive = True
     app.pool.open = 1
-    app.pool._idle.append(upstream)
-    server = NativeServer(app)
-    done: list[asyncio.Future[None]] = []
-
-    def answered(data: bytes) -> None:
-        if done and not done[0].done():
-            done[0].set_result(None)
-
-    conn = HttpConn(server)
-    conn.connection_made(_FakeTransport(answered))  # type: ignore[arg-type]
+    app.pool.release(upstream)
+    conn = HttpConn(NativeServer(app))
+    client = _FakeTransport()
+    conn.connection_made(client)  # type: ignore[arg-type]
     request = (b"GET /v1/customers?limit=1 HTTP/1.1\r\nHost: gw\r\nUser-Agent: bench\r\n"
                b"Authorization: Bearer " + key.encode() + b"\r\nStripe-Account: "
                + ACCOUNT.encode() + b"\r\n\r\n")
 
-    async def one() -> None:
-        done[:] = [loop.create_future()]
+    # The first call misses the caches and takes the full path (a store lookup on a thread).
+    conn.data_received(request)
+    while not up.writes:
+        await asyncio.sleep(0.001)
+    upstream.data_received(UPSTREAM_ANSWER)
+    while not client.writes:
+        await asyncio.sleep(0.001)
+
+    def one() -> None:
         conn.data_received(request)
-        await done[0]
+        upstream.data_received(UPSTREAM_ANSWER)
 
     for _ in range(n // 10):
-        await one()
+        one()
+    assert client.last.startswith(b"HTTP/1.1 200"), client.last[-300:]
     best = float("inf")
     for _ in range(5):
+        before = client.writes
         started = time.process_time()
         for _ in range(n):
-            await one()
+            one()
         best = min(best, (time.process_time() - started) / n * 1e6)
+        assert client.writes - before == n, "each call answered, in one write"
     await app.shutdown()
     return best
 
@@ -182,12 +193,15 @@ def main_native() -> None:
     with tempfile.TemporaryDirectory(prefix="permgate-cpu-") as tmp:
         db, key = setup_store(Path(tmp))
         for log in (True, False):
-            on = uvloop.run(_measure_native(db, key, True, log, 20_000))
-            off = uvloop.run(_measure_native(db, key, False, log, 20_000))
-            print(f"native server path, access log {'on ' if log else 'off'}: enforce "
+            on = uvloop.run(_measure_native(db, key, True, log, 50_000))
+            off = uvloop.run(_measure_native(db, key, False, log, 50_000))
+            print(f"native server, whole call, access log {'on ' if log else 'off'}: enforce "
                   f"{on:5.1f} us, no enforcement {off:5.1f} us")
 
 
 if __name__ == "__main__":
-    main()
+    import sys as _sys
+
+    if "--native" not in _sys.argv:
+        main()
     main_native()

@@ -175,6 +175,14 @@ _NOT_FAST = frozenset({b"content-length", b"content-type", b"content-encoding",
                        b"transfer-encoding"})
 
 
+# Calls the engine allowed, as (caller, target): a GET without a body is decided on its
+# target and grant alone, and a caller is one grant, so a repeat is a set lookup. A caller
+# is replaced (never changed) when anything it stands for may have: its entries then match
+# nothing. Bounded in entries and in bytes (long targets are decided each time).
+_ALLOWED_MAX = 50_000
+_ALLOWED_TARGET = 512
+
+
 # What to mount, given the opened store: the gateway knows no service above it, its
 # composer (permgate/serve.py) decides (docs/architecture.md).
 Compose = Callable[[GrantStore], Iterable[Mount]]
@@ -218,6 +226,7 @@ class Gateway:
         self.decide: Callable[..., Any] | None = None
         self._keys_seen: dict[bytes, str | None] = {}
         self._callers: dict[tuple[bytes, bytes | None], Caller] = {}
+        self._allowed: set[tuple[Caller, bytes]] = set()
         self._accounts_seen: dict[bytes, str | None] = {}
         # The mount table: raw paths served by ASGI apps instead of the proxy path.
         self.exact_mounts: dict[bytes, ASGIApp] = {}
@@ -575,12 +584,19 @@ class Gateway:
                     check_v2_query(query)
                 except BodyRefused:
                     return None
-            assert self.decide is not None
             t0 = perf_counter()
-            decision = self.decide(method, target.decode("latin-1"), None, caller.compiled)
+            seen = (caller, target)
+            allowed = self._allowed
+            if seen not in allowed:
+                assert self.decide is not None
+                if not self.decide(method, target.decode("latin-1"), None,
+                                   caller.compiled).allowed:
+                    return None
+                if len(target) <= _ALLOWED_TARGET:
+                    if len(allowed) >= _ALLOWED_MAX:
+                        allowed.clear()
+                    allowed.add(seen)
             decided = perf_counter() - t0
-            if not decision.allowed:
-                return None
         pool = self.pool
         return Admitted(self.ids.new(), b"".join((
             b"GET ", pool.origin.prefix, target, pool.host_line, *forward, caller.block,
@@ -649,6 +665,13 @@ class Gateway:
         if self.access_log:
             self.log.allowed(admitted.rid, admitted.path, caller.logged, status,
                              now - admitted.started)
+
+    def fast_cut(self, admitted: Admitted, e: UpstreamError) -> None:
+        """An admitted call whose answer broke off after its head went out (`relay`'s case:
+        the client sees a cut-off body)."""
+        self.metrics.upstream_error("timeout" if e.timeout else "reset")
+        self.log.write("request.cut_off", "error", request_id=admitted.rid,
+                       path=admitted.path[:256].decode("latin-1"), upstream_error=e.detail)
 
     async def fast_failed(self, reply: Reply, admitted: Admitted, e: UpstreamError) -> None:
         """An admitted call that got no answer: the record `proxy` would have written."""

@@ -25,10 +25,11 @@ class RequestIds:
 
     def __init__(self) -> None:
         self._prefix = "req_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
-        self._next = itertools.count(1).__next__
+        # From 16**7: always 8 hex digits or more, so no padding to format (every call).
+        self._next = itertools.count(16**7).__next__
 
     def new(self) -> str:
-        return f"{self._prefix}{self._next():06x}"
+        return f"{self._prefix}{self._next():x}"
 
 
 class JsonLog:

@@ -46,6 +46,8 @@ _PIPELINE_MAX = 64  # beyond this many in one read: closed (memory, not a client
 _STATUS: dict[int, bytes] = {
     s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode("ascii") for s in HTTPStatus
 }
+_METHODS = {m.encode("ascii"): m for m in (
+    "GET", "POST", "DELETE", "HEAD", "PUT", "PATCH", "OPTIONS")}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE = b"connection: close\r\n"
 _NO_BODY = frozenset({204, 304})
@@ -59,52 +61,34 @@ def _status_line(status: int) -> bytes:
 
 
 class _Request:
-    """One request: what the parser gave, and its body as it arrives."""
+    """One request: what the parser gave, and its body as it arrives.
 
-    __slots__ = (
-        "asgi",
-        "body",
-        "chunked",
-        "complete",
-        "conn",
-        "continue_sent",
-        "expect",
-        "has_body",
-        "head_sent",
-        "headers",
-        "http10",
-        "is_head",
-        "keep_alive",
-        "method",
-        "path",
-        "query",
-        "size",
-        "too_large",
-        "waiter",
-    )
+    Most fields start at their class-level defaults and are set only when they differ:
+    one request per call, so its construction is on every call's path."""
+
+    size = 0
+    complete = False
+    too_large = False
+    waiter: asyncio.Future[None] | None = None
+    expect = False
+    continue_sent = False
+    head_sent = False
+    chunked = False
+    keep_alive = True
+    method = "GET"
+    is_head = False
+    path = b"/"
+    query = b""
+    asgi: ASGIApp | None = None
+    # A body announced: the call starts at its head (it may be refused unread); without
+    # one it starts whole, once the parser is done with it.
+    has_body = False
+    http10 = False
 
     def __init__(self, conn: HttpConn) -> None:
         self.conn = conn
         self.headers: Headers = []
         self.body: list[bytes] = []
-        self.size = 0
-        self.complete = False
-        self.too_large = False
-        self.waiter: asyncio.Future[None] | None = None
-        self.expect = False
-        self.continue_sent = False
-        self.head_sent = False
-        self.chunked = False
-        self.keep_alive = True
-        self.method = "GET"
-        self.is_head = False
-        self.path = b"/"
-        self.query = b""
-        self.asgi: ASGIApp | None = None
-        # A body announced: the call starts at its head (it may be refused unread);
-        # without one it starts whole, once the parser is done with it.
-        self.has_body = False
-        self.http10 = False
 
     def _wake(self) -> None:
         w = self.waiter
@@ -238,10 +222,11 @@ class HttpConn(asyncio.Protocol):
         self.closed = True
         self.server.connections.discard(self)
         up = self.exchange
-        if up is not None and self.upstream_paused:
-            # Nobody will read the rest: a paused upstream answer would wait out its deadline.
+        if up is not None and self.upstream_paused and up.transport is not None:
+            # As on the full path, the answer is read to its end (and dropped), then counted
+            # and logged; paused, it would wait out its deadline instead.
             self.upstream_paused = False
-            up.close()
+            up.transport.resume_reading()
         for req in (self.current, self.active, *self.pending):
             if req is not None:
                 req._wake()
@@ -313,11 +298,18 @@ class HttpConn(asyncio.Protocol):
         req = self.current
         assert req is not None
         parser = self.parser
-        method = parser.get_method().decode("ascii")
-        req.method = method
-        req.is_head = method == "HEAD"
-        req.keep_alive = parser.should_keep_alive()
-        req.http10 = parser.get_http_version() == "1.0"
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method)
+        if method is None:
+            method = raw_method.decode("ascii")
+        if method != "GET":
+            req.method = method
+            req.is_head = method == "HEAD"
+        if not parser.should_keep_alive():
+            req.keep_alive = False
+            req.http10 = parser.get_http_version() == "1.0"
+        elif parser.get_http_version() == "1.0":  # a keep-alive HTTP/1.0 client
+            req.http10 = True
         url = self.url
         if url[:1] == b"/" and b"#" not in url:
             path, _, query = url.partition(b"?")
@@ -462,7 +454,8 @@ class HttpConn(asyncio.Protocol):
         req = self.active
         assert req is not None and self.admitted is not None
         self._stream(req, self.admitted, conn)
-        if self.write_paused and not self.upstream_paused and conn.transport is not None:
+        if self.write_paused and not self.upstream_paused and not self.closed \
+                and conn.transport is not None:
             self.upstream_paused = True
             conn.transport.pause_reading()
 
@@ -505,6 +498,7 @@ class HttpConn(asyncio.Protocol):
         self.admitted = None
         self.upstream_paused = False
         if req.head_sent:  # part of the answer is out: as on the full path, cut it off
+            self.gateway.fast_cut(admitted, error)
             self.close()
             self._done(req)
         elif conn.reused and not conn.received and not error.timeout:
