@@ -30,7 +30,15 @@ from urllib.parse import unquote
 import httptools
 
 from permgate.gateway import errors
-from permgate.gateway.app import Admitted, ASGIApp, Gateway, Headers, Message, relay_headers
+from permgate.gateway.app import (
+    Admitted,
+    ASGIApp,
+    Gateway,
+    Headers,
+    Message,
+    relay_headers,
+    relay_lines,
+)
 from permgate.gateway.upstream import UpstreamError, _Conn
 
 log = logging.getLogger("permgate.gateway")
@@ -84,6 +92,7 @@ class _Request:
     # one it starts whole, once the parser is done with it.
     has_body = False
     http10 = False
+    connection = False  # a Connection header came (only then can HTTP/1.0 keep alive)
 
     def __init__(self, conn: HttpConn) -> None:
         self.conn = conn
@@ -293,6 +302,8 @@ class HttpConn(asyncio.Protocol):
             req.has_body = True
         elif name == b"expect" and value.lower() == b"100-continue":
             req.expect = True
+        elif name == b"connection":
+            req.connection = True
 
     def on_headers_complete(self) -> None:
         req = self.current
@@ -308,10 +319,10 @@ class HttpConn(asyncio.Protocol):
         if not parser.should_keep_alive():
             req.keep_alive = False
             req.http10 = parser.get_http_version() == "1.0"
-        elif parser.get_http_version() == "1.0":  # a keep-alive HTTP/1.0 client
-            req.http10 = True
+        elif req.connection and parser.get_http_version() == "1.0":
+            req.http10 = True  # kept alive by its Connection header: an HTTP/1.0 client
         url = self.url
-        if url[:1] == b"/" and b"#" not in url:
+        if url.startswith(b"/") and b"#" not in url:
             path, _, query = url.partition(b"?")
         else:  # absolute form ("http://host/v1/..."), "*", or a fragment
             try:
@@ -482,10 +493,19 @@ class HttpConn(asyncio.Protocol):
         if req.head_sent:
             self._stream(req, admitted, conn)
             req.end_now()
-        else:
+        elif status in _NO_BODY or status < 200:
             headers, _ = relay_headers(admitted.rid, conn.headers)
+            req.send_now(status, headers, b"")
+        else:  # the common answer: its head and body in one buffer, in one pass
             chunks = conn.chunks
-            req.send_now(status, headers, chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            out = [_status_line(status)]
+            relay_lines(admitted.rid, conn.headers, out)
+            if not req.keep_alive:
+                out.append(_CLOSE)
+            out += (b"content-length: ", str(len(body)).encode("ascii"), b"\r\n\r\n", body)
+            req.head_sent = True
+            self.write(b"".join(out))
         self.gateway.pool.release(conn)  # type: ignore[union-attr]
         self.gateway.finish(admitted, status)
         self._done(req)
