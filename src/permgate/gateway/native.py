@@ -482,13 +482,18 @@ class HttpConn(asyncio.Protocol):
             req.write_now(chunks.popleft())
         conn.buffered = 0
 
-    def upstream_done(self, conn: _Conn) -> None:
+    def _exchanged(self) -> tuple[_Request, Admitted]:
+        """The fast call whose upstream exchange just ended, no longer in flight."""
         req = self.active
         admitted = self.admitted
         assert req is not None and admitted is not None
         self.exchange = None
         self.admitted = None
         self.upstream_paused = False
+        return req, admitted
+
+    def upstream_done(self, conn: _Conn) -> None:
+        req, admitted = self._exchanged()
         status = conn.status
         if req.head_sent:
             self._stream(req, admitted, conn)
@@ -511,12 +516,7 @@ class HttpConn(asyncio.Protocol):
         self._done(req)
 
     def upstream_failed(self, conn: _Conn, error: UpstreamError) -> None:
-        req = self.active
-        admitted = self.admitted
-        assert req is not None and admitted is not None
-        self.exchange = None
-        self.admitted = None
-        self.upstream_paused = False
+        req, admitted = self._exchanged()
         if req.head_sent:  # part of the answer is out: as on the full path, cut it off
             self.gateway.fast_cut(admitted, error)
             self.close()
