@@ -242,6 +242,7 @@ class Gateway:
         self._keys_seen: dict[bytes, str | None] = {}
         self._callers: dict[tuple[bytes, bytes | None], Caller] = {}
         self._allowed: set[tuple[Caller, bytes]] = set()
+        self._allowed_generation = 0
         self._accounts_seen: dict[bytes, str | None] = {}
         # The mount table: raw paths served by ASGI apps instead of the proxy path.
         self.exact_mounts: dict[bytes, ASGIApp] = {}
@@ -586,7 +587,7 @@ class Gateway:
                 if name != b"content-type" or typed:
                     return None
                 typed = True
-        if size > MAX_HEADER_BYTES or authorization is None:
+        if size > MAX_HEADER_BYTES or authorization is None or (typed and not self.enforce):
             return None
         caller = self._callers.get((authorization, account_raw))
         resolver = self.resolver
@@ -631,6 +632,10 @@ class Gateway:
         if not secret:
             return None
         generation = resolver.generation
+        if generation != self._allowed_generation:
+            # Every caller made before is stale: their decisions go (memory, not safety).
+            self._allowed.clear()
+            self._allowed_generation = generation
         if self.enforce:
             info = resolver.cached_key(secret)
             if info is MISS or info is None:
@@ -671,37 +676,47 @@ class Gateway:
         self._callers[(authorization, account_raw)] = caller
         return caller
 
-    def finish(self, admitted: Admitted, status: int) -> None:
-        """Count and log an admitted call once its answer went out."""
+    def _decided(self, admitted: Admitted, head_at: float) -> None:
+        """What `proxy` counts once it decided and the upstream's head came (`head_at`,
+        0 when none did): every admitted call counts this, however it ends."""
         m = self.metrics
-        now = perf_counter()
-        m.upstream_seconds.observe(now - admitted.started)
-        caller = admitted.caller
+        if head_at:
+            m.upstream_seconds.observe(head_at - admitted.started)
         if self.enforce:
             m.decision_seconds.observe(admitted.decided)
             decisions = m.decisions
-            decisions[caller.metric] = decisions.get(caller.metric, 0) + 1
-        m.response(status)
-        if self.access_log:
-            self.log.allowed(admitted.rid, admitted.path, caller.logged, status,
-                             now - admitted.started)
+            metric = admitted.caller.metric
+            decisions[metric] = decisions.get(metric, 0) + 1
 
-    def fast_cut(self, admitted: Admitted, e: UpstreamError) -> None:
+    def finish(self, admitted: Admitted, status: int, head_at: float) -> None:
+        """Count and log an admitted call once its answer went out."""
+        self._decided(admitted, head_at)
+        self.metrics.response(status)
+        if self.access_log:
+            self.log.allowed(admitted.rid, admitted.path, admitted.caller.logged, status,
+                             perf_counter() - admitted.started)
+
+    def fast_cut(self, admitted: Admitted, e: UpstreamError, head_at: float) -> None:
         """An admitted call whose answer broke off after its head went out (`relay`'s case:
         the client sees a cut-off body)."""
+        self._decided(admitted, head_at)
         self.metrics.upstream_error("timeout" if e.timeout else "reset")
         self.log.write("request.cut_off", "error", request_id=admitted.rid,
                        path=admitted.path[:256].decode("latin-1"), upstream_error=e.detail)
 
-    async def fast_failed(self, reply: Reply, admitted: Admitted, e: UpstreamError) -> None:
-        """An admitted call that got no answer: the record `proxy` would have written."""
+    async def fast_failed(self, reply: Reply, admitted: Admitted, e: UpstreamError,
+                          head_at: float) -> None:
+        """An admitted call that got no (whole) answer, none of it sent: the record `proxy`
+        would have written. Its 502 or 504 is sent even when the upstream's head had come:
+        the fast path holds an answer back until 256 KiB of it are in, where `proxy` would
+        have sent the head and cut the body off."""
         rec: dict[str, Any] = {"request_id": admitted.rid, "method": "GET",
                                "path": admitted.path[:256].decode("latin-1")}
-        caller = admitted.caller
         if self.enforce:
-            rec.update(json.loads("{" + caller.logged[1:] + "}"))
-            self.metrics.decision(caller.app, "allowed")
-        await self.upstream_failed(reply, rec, admitted.started, e)
+            rec.update(json.loads("{" + admitted.caller.logged[1:] + "}"))
+        self._decided(admitted, head_at)
+        await self.upstream_failed(reply, rec, admitted.started, e,
+                                   kind="reset" if head_at else None)
 
     async def read_body(self, receive: Receive) -> bytes | None:
         """The whole body, or None as soon as it passes the limit (the rest is not read)."""
@@ -771,10 +786,11 @@ class Gateway:
         await reply.end()
 
     async def upstream_failed(
-        self, reply: Reply, rec: dict[str, Any], started: float, e: UpstreamError
+        self, reply: Reply, rec: dict[str, Any], started: float, e: UpstreamError,
+        kind: str | None = None,
     ) -> None:
         """No answer from upstream (nothing of it sent yet): 504 or 502."""
-        self.metrics.upstream_error("timeout" if e.timeout else "connect")
+        self.metrics.upstream_error("timeout" if e.timeout else kind or "connect")
         rec["upstream_error"] = e.detail
         if e.timeout:
             return await self.refuse(reply, rec, started, 504, errors.gateway_timeout(

@@ -217,6 +217,7 @@ class HttpConn(asyncio.Protocol):
         self.exchange: _Conn | None = None
         self.admitted: Admitted | None = None
         self.upstream_paused = False  # its upstream reading paused for our slow reader
+        self.draining: _Request | None = None  # answered, waiting for the client to read
 
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -234,8 +235,12 @@ class HttpConn(asyncio.Protocol):
         if up is not None and self.upstream_paused and up.transport is not None:
             # As on the full path, the answer is read to its end (and dropped), then counted
             # and logged; paused, it would wait out its deadline instead.
-            self.upstream_paused = False
+            self.upstream_paused = up.paused = False
             up.transport.resume_reading()
+        drained = self.draining
+        if drained is not None:
+            self.draining = None
+            self._done(drained)
         for req in (self.current, self.active, *self.pending):
             if req is not None:
                 req._wake()
@@ -264,8 +269,12 @@ class HttpConn(asyncio.Protocol):
         self.write_paused = False
         up = self.exchange
         if self.upstream_paused and up is not None and up.transport is not None:
-            self.upstream_paused = False
+            self.upstream_paused = up.paused = False
             up.transport.resume_reading()
+        drained = self.draining
+        if drained is not None:
+            self.draining = None
+            self._done(drained)
         d = self._drain
         if d is not None and not d.done():
             d.set_result(None)
@@ -447,12 +456,11 @@ class HttpConn(asyncio.Protocol):
         pool = self.gateway.pool
         if pool is None or req.method != "GET":
             return False
-        up = pool.take_idle()
-        if up is None:
-            return False
         admitted = self.gateway.admit(req.method, req.path, req.query, req.headers)
         if admitted is None:
-            pool.put_back(up)
+            return False
+        up = pool.take_idle()
+        if up is None:
             return False
         self.exchange = up
         self.admitted = admitted
@@ -467,7 +475,7 @@ class HttpConn(asyncio.Protocol):
         self._stream(req, self.admitted, conn)
         if self.write_paused and not self.upstream_paused and not self.closed \
                 and conn.transport is not None:
-            self.upstream_paused = True
+            self.upstream_paused = conn.paused = True  # the pool resumes it if released
             conn.transport.pause_reading()
 
     @staticmethod
@@ -511,14 +519,20 @@ class HttpConn(asyncio.Protocol):
             out += (b"content-length: ", str(len(body)).encode("ascii"), b"\r\n\r\n", body)
             req.head_sent = True
             self.write(b"".join(out))
+        head_at = conn.head_at  # before the release resets the connection
         self.gateway.pool.release(conn)  # type: ignore[union-attr]
-        self.gateway.finish(admitted, status)
-        self._done(req)
+        self.gateway.finish(admitted, status, head_at)
+        if self.write_paused and not self.closed:
+            # As the full path awaits the drain: the next pipelined call waits until the
+            # client has read this answer, or a client that never reads grows our buffer.
+            self.draining = req
+        else:
+            self._done(req)
 
     def upstream_failed(self, conn: _Conn, error: UpstreamError) -> None:
         req, admitted = self._exchanged()
         if req.head_sent:  # part of the answer is out: as on the full path, cut it off
-            self.gateway.fast_cut(admitted, error)
+            self.gateway.fast_cut(admitted, error, conn.head_at)
             self.close()
             self._done(req)
         elif conn.reused and not conn.received and not error.timeout:
@@ -526,11 +540,12 @@ class HttpConn(asyncio.Protocol):
             # ran upstream. The full path sends it again, as `Pool.request` would.
             _drive(self._serve(req))
         else:
-            _drive(self._failed(req, admitted, error))
+            _drive(self._failed(req, admitted, error, conn.head_at))
 
-    async def _failed(self, req: _Request, admitted: Admitted, error: UpstreamError) -> None:
+    async def _failed(self, req: _Request, admitted: Admitted, error: UpstreamError,
+                      head_at: float) -> None:
         try:
-            await self.gateway.fast_failed(req, admitted, error)
+            await self.gateway.fast_failed(req, admitted, error, head_at)
         finally:
             self._done(req)
 

@@ -12,6 +12,7 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
+from time import perf_counter
 from typing import Protocol, cast
 from urllib.parse import urlsplit
 
@@ -73,6 +74,7 @@ class _Conn(asyncio.Protocol):
         self.deadline = 0.0
         self.reused = False
         self.sink: Sink | None = None  # set for an exchange driven by callbacks
+        self.expecting = False  # a request was sent whose answer has not ended
         self._reset_response()
 
     def _reset_response(self) -> None:
@@ -81,6 +83,8 @@ class _Conn(asyncio.Protocol):
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.head_done = False
+        self.head_at = 0.0  # perf_counter() when the answer's head was in
+        self.interim = False
         self.done = False
         self.keep_alive = False
         self.received = False
@@ -98,7 +102,8 @@ class _Conn(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as e:
-            self._fail(UpstreamError(f"malformed upstream response: {e}"))
+            if not self.done:  # else the answer is whole: only what came after it is bad
+                self._fail(UpstreamError(f"malformed upstream response: {e}"))
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -108,12 +113,23 @@ class _Conn(asyncio.Protocol):
             self._fail(UpstreamError("upstream closed the connection"))
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if not self.expecting:
+            # Bytes after the answer (in its read or later): an upstream out of step. They
+            # must not become the next call's answer: the connection is closed, unused.
+            raise httptools.HttpParserError("an answer nobody asked for")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if status < 200:  # an interim answer (103 Early Hints, ...): the real one follows
+            self.interim = True
+            return
+        self.status = status
         self.head_done = True
+        self.head_at = perf_counter()
         self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -128,9 +144,14 @@ class _Conn(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            self.headers.clear()
+            return
         # Only valid inside the callback: llhttp resets its state after the message.
         self.keep_alive = self.parser.should_keep_alive()
         self.done = True
+        self.expecting = False
         sink = self.sink
         if sink is not None:
             self.sink = None
@@ -190,6 +211,7 @@ class _Conn(asyncio.Protocol):
         the same deadline and pool bookkeeping as `Pool.request`, driven by the parser."""
         self.sink = sink
         self.deadline = deadline
+        self.expecting = True
         self.pool.watch(self)
         assert self.transport is not None
         self.transport.write(data)
@@ -329,6 +351,8 @@ class Pool:
         if conn.closed or not conn.keep_alive:
             conn.close()
             return
+        if conn.paused and conn.transport is not None:
+            conn.transport.resume_reading()  # paused for a slow reader: the next one reads
         conn.reused = True
         conn._reset_response()
         while self._waiters:  # a waiting request takes it at once
@@ -407,6 +431,7 @@ class Pool:
                     f"no upstream connection free within {self.timeout:g} s "
                     f"({self.size} in use)", timeout=True) from None
             assert conn.transport is not None
+            conn.expecting = True
             conn.transport.write(data)
             try:
                 while not conn.head_done:
