@@ -15,7 +15,7 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -110,8 +110,12 @@ async def serving(db_url: str, upstream: str, **overrides: Any) -> AsyncIterator
         await gw.shutdown()
 
 
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    uvloop.run(scenario())  # type: ignore[arg-type]
+def run(scenario: Callable[[], Awaitable[None]], limit: float = 60.0) -> None:
+    """Run a scenario on uvloop; one that hangs (a regression) fails within `limit` s."""
+    async def bounded() -> None:
+        await asyncio.wait_for(scenario(), limit)
+
+    uvloop.run(bounded())
 
 
 class Spy:
@@ -1086,5 +1090,273 @@ def test_fast_calls_are_counted_and_logged_as_proxy_does(
                 assert rec["mode"] == "test" and rec["outcome"] == "allowed"
                 assert rec["method"] == "GET" and rec["path"] == "/v1/customers"
                 assert rec["status"] == 200 and isinstance(rec["ms"], float) and rec["ms"] >= 0
+
+    run(scenario)
+
+
+# -- 9: after review: paused releases, backpressure, stray bytes, metrics parity --------------
+
+Script = list[tuple[bytes | None, float]]
+
+
+class Scripted:
+    """A keep-alive upstream whose writes, per request, `script(path)` gives: (bytes, delay
+    before writing them); None for the bytes closes the connection."""
+
+    def __init__(self, script: Callable[[str], Script]) -> None:
+        self.script = script
+        self.paths: list[str] = []
+        self.url = ""
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                path = head.split(b" ", 2)[1].decode()
+                self.paths.append(path)
+                for data, delay in self.script(path):
+                    if delay:
+                        await asyncio.sleep(delay)
+                    if data is None:
+                        return
+                    writer.write(data)
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Scripted]:
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        try:
+            yield self
+        finally:
+            server.close()
+            await asyncio.sleep(0.1)  # the handlers see their connections closed and end
+
+
+def small(body: bytes = b'{"object":"list"}') -> bytes:
+    return (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%b"
+            % (len(body), body))
+
+
+async def stalled_client(served: Served) -> tuple[socket.socket, Any]:
+    """A raw client that never reads, with small buffers on both ends, so that the gateway's
+    writes to it back up; and the gateway's connection for it."""
+    loop = asyncio.get_running_loop()
+    host, port = served.url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    known = set(served.server.connections)
+    await loop.sock_connect(sock, (host, int(port)))
+    for _ in range(200):
+        if served.server.connections - known:
+            break
+        await asyncio.sleep(0.01)
+    (conn,) = served.server.connections - known
+    assert conn.transport is not None
+    conn.transport.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return sock, conn
+
+
+BIG_N = 300_000
+
+
+def test_a_paused_upstream_connection_is_resumed_when_a_fast_call_releases_it(
+    db_url: str, app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The answer's last read crosses the high-water mark while the client is not reading:
+    # the upstream connection is paused, then the answer ends and it goes back to the pool.
+    # Kept paused, the next call on it would wait out its deadline (504).
+    first = 250_000  # under the high-water mark: buffered whole, nothing paused yet
+
+    def script(path: str) -> Script:
+        if "cus_big" in path:
+            head = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % BIG_N
+            return [(head + b"x" * first, 0), (b"y" * (BIG_N - first), 0.3)]
+        return [(small(), 0)]
+
+    async def scenario() -> None:
+        async with Scripted(script).running() as up, \
+                serving(db_url, up.url, upstream_timeout=3.0) as served:
+            gw = served.gw
+            assert gw.pool is not None
+            spy = spy_on(gw, monkeypatch)
+            client = await Client.open(served.url)
+            assert (await client.get("/v1/customers", auth(app))).status == 200
+            sock, conn = await stalled_client(served)
+            fast = spy.fast
+            await asyncio.get_running_loop().sock_sendall(
+                sock, request("/v1/customers/cus_big", auth(app)))
+            for _ in range(200):  # until the call was admitted
+                if spy.fast > fast:
+                    break
+                await asyncio.sleep(0.01)
+            for _ in range(200):  # until the answer has ended and its connection is back
+                if gw.pool._idle and not gw.pool.waiting:
+                    break
+                await asyncio.sleep(0.05)
+            assert spy.fast == fast + 1 and conn.write_paused
+            assert len(gw.pool._idle) == 1 and not gw.pool.waiting
+            assert all(c.transport is not None and c.transport.is_reading()
+                       for c in gw.pool._idle)
+            fast = spy.fast
+            nxt = await client.get("/v1/customers", auth(app))
+            assert nxt.status == 200 and nxt.json() == {"object": "list"}
+            assert spy.fast == fast + 1
+            sock.close()
+            client.close()
+
+    run(scenario)
+
+
+def test_a_paused_upstream_connection_is_resumed_when_the_full_path_releases_it(
+    db_url: str, app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An answer over the high-water mark that arrives whole before proxy resumes.
+    def script(path: str) -> Script:
+        if "cus_big" in path:
+            return [(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % BIG_N
+                     + b"x" * BIG_N, 0)]
+        return [(small(), 0)]
+
+    async def scenario() -> None:
+        async with Scripted(script).running() as up, \
+                serving(db_url, up.url, upstream_timeout=3.0) as served:
+            gw = served.gw
+            assert gw.pool is not None
+            monkeypatch.setattr(gw, "admit", lambda *a: None)  # the full path only
+            client = await Client.open(served.url)
+            for _ in range(2):
+                big = await client.get("/v1/customers/cus_big", auth(app))
+                assert big.status == 200 and big.body == b"x" * BIG_N
+                assert all(c.transport is not None and c.transport.is_reading()
+                           for c in gw.pool._idle)
+                assert (await client.get("/v1/customers", auth(app))).status == 200
+            client.close()
+
+    run(scenario)
+
+
+def test_a_client_that_pipelines_and_never_reads_holds_back_the_fast_path(
+    db_url: str, app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each next pipelined call waits for the client to take the answer before (as proxy
+    # does): without that the gateway fetched answer after answer into its write buffer.
+    body = b"z" * 100_000
+
+    async def scenario() -> None:
+        async with Scripted(lambda path: [(small(body), 0)]).running() as up, \
+                serving(db_url, up.url) as served:
+            spy = spy_on(served.gw, monkeypatch)
+            client = await Client.open(served.url)
+            assert (await client.get("/v1/customers", auth(app))).status == 200
+            sock, conn = await stalled_client(served)
+            fast = spy.fast
+            one = request("/v1/customers", auth(app))
+            for _ in range(50):  # offer requests for a while; never read an answer
+                with suppress(BlockingIOError):
+                    sock.send(one * 20)
+                await asyncio.sleep(0.05)
+            assert spy.fast > fast  # the fast path took them
+            # The full path stops near 32 answers; the unbounded fast path made >1000.
+            assert len(up.paths) < 100, len(up.paths)
+            assert conn.transport.get_write_buffer_size() < 5_000_000
+            sock.close()
+            client.close()
+
+    run(scenario)
+
+
+def test_bytes_after_an_upstream_answer_never_reach_the_next_call(
+    db_url: str, app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stray = b"HTTP/1.1 200 OK\r\nx-stale: yes\r\ncontent-length: 5\r\n\r\nSTALE"
+
+    def script(path: str) -> Script:
+        if "cus_extra" in path:
+            return [(small(b'{"first":1}') + stray, 0)]
+        return [(small(b'{"second":2}'), 0)]
+
+    async def scenario() -> None:
+        async with Scripted(script).running() as up, serving(db_url, up.url) as served:
+            gw = served.gw
+            assert gw.resolver is not None
+            spy = spy_on(gw, monkeypatch)
+            client = await Client.open(served.url)
+            for cold in (True, False):  # the full path, then the fast path
+                assert (await client.get("/v1/customers", auth(app))).status == 200
+                if cold:
+                    gw.resolver.invalidate()
+                fast = spy.fast
+                first = await client.get("/v1/customers/cus_extra", auth(app))
+                assert spy.fast == fast + (0 if cold else 1)
+                assert first.status == 200 and first.body == b'{"first":1}'
+                for _ in range(2):
+                    nxt = await client.get("/v1/customers", auth(app))
+                    assert nxt.status == 200 and nxt.body == b'{"second":2}', nxt
+                    assert nxt.header(b"x-stale") is None
+            client.close()
+
+    run(scenario)
+
+
+def test_a_bad_or_slow_upstream_answer_is_counted_alike_on_both_paths(
+    db_url: str, app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def script(path: str) -> Script:
+        if "cus_bad" in path:  # a malformed answer: 502
+            return [(b"HTTP/1.1 2xx nonsense\r\n\r\n", 0)]
+        if "cus_slow" in path:  # the head at once, the body a second later
+            return [(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", 0), (b"hello", 1.0)]
+        return [(small(), 0)]
+
+    async def scenario() -> None:
+        async with Scripted(script).running() as up, serving(db_url, up.url) as served:
+            gw = served.gw
+            assert gw.resolver is not None
+            m = gw.metrics
+            spy = spy_on(gw, monkeypatch)
+
+            def snap() -> tuple[int, int, int, float, dict[str, int]]:
+                return (m.decisions.get((app.app_id, "allowed"), 0), m.decision_seconds.count,
+                        m.upstream_seconds.count, m.upstream_seconds.total,
+                        dict(m.upstream_errors))
+
+            for target, status in (("/v1/customers/cus_bad", 502),
+                                   ("/v1/customers/cus_slow", 200)):
+                deltas = []
+                for cold in (True, False):  # the full path, then the fast path
+                    # A cached caller and an idle upstream connection for the fast path.
+                    warm = await Client.open(served.url)
+                    assert (await warm.get("/v1/customers", auth(app))).status == 200
+                    warm.close()
+                    if cold:
+                        gw.resolver.invalidate()
+                    before = snap()
+                    fast = spy.fast
+                    client = await Client.open(served.url)
+                    assert (await client.get(target, auth(app))).status == status
+                    client.close()
+                    await quiet(served)
+                    assert spy.fast == fast + (0 if cold else 1)
+                    after = snap()
+                    errors = {k: v - before[4].get(k, 0) for k, v in after[4].items()
+                              if v != before[4].get(k, 0)}
+                    deltas.append((after[0] - before[0], after[1] - before[1],
+                                   after[2] - before[2], errors))
+                    if not cold and target.endswith("cus_slow"):
+                        # Send to head: not the second the body took.
+                        assert after[3] - before[3] < 0.5, after[3] - before[3]
+                full, fast_delta = deltas
+                assert full == fast_delta, (target, full, fast_delta)
+                # One decision each; an upstream time for the answer that had a head; an
+                # upstream error for the malformed one.
+                assert full[0] == full[1] == 1, full
+                assert full[2] == (status == 200) and bool(full[3]) == (status == 502), full
 
     run(scenario)
