@@ -231,16 +231,9 @@ class HttpConn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.server.connections.discard(self)
-        up = self.exchange
-        if up is not None and self.upstream_paused and up.transport is not None:
-            # As on the full path, the answer is read to its end (and dropped), then counted
-            # and logged; paused, it would wait out its deadline instead.
-            self.upstream_paused = up.paused = False
-            up.transport.resume_reading()
-        drained = self.draining
-        if drained is not None:
-            self.draining = None
-            self._done(drained)
+        # As on the full path, an answer in flight is read to its end (and dropped), then
+        # counted and logged; paused, it would wait out its deadline instead.
+        self._writable()
         for req in (self.current, self.active, *self.pending):
             if req is not None:
                 req._wake()
@@ -267,6 +260,14 @@ class HttpConn(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self._writable()
+        d = self._drain
+        if d is not None and not d.done():
+            d.set_result(None)
+
+    def _writable(self) -> None:
+        """The client took what we wrote (or is gone): the fast call's upstream reads on,
+        and an answered call waiting for the drain is done."""
         up = self.exchange
         if self.upstream_paused and up is not None and up.transport is not None:
             self.upstream_paused = up.paused = False
@@ -275,9 +276,6 @@ class HttpConn(asyncio.Protocol):
         if drained is not None:
             self.draining = None
             self._done(drained)
-        d = self._drain
-        if d is not None and not d.done():
-            d.set_result(None)
 
     # -- httptools callbacks -------------------------------------------------------------
     def on_message_begin(self) -> None:
