@@ -926,22 +926,9 @@ async def leave_mid_stream(served: Served, spy: Spy, app: App) -> None:
     """A fast-path GET of the 1 MiB answer whose client stops reading, so that the gateway
     pauses the upstream mid-answer, then goes away."""
     loop = asyncio.get_running_loop()
-    host, port = served.url.removeprefix("http://").split(":")
-    # Small buffers on both ends and no reading: the gateway's writes back up (its
-    # transport pauses writing), so it pauses the upstream's reading.
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    known = set(served.server.connections)
-    await loop.sock_connect(sock, (host, int(port)))
-    for _ in range(200):
-        if served.server.connections - known:
-            break
-        await asyncio.sleep(0.01)
-    (conn,) = served.server.connections - known
-    assert conn.transport is not None
-    conn.transport.get_extra_info("socket").setsockopt(
-        socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    # The gateway's writes back up (its transport pauses writing), so it pauses the
+    # upstream's reading.
+    sock, conn = await stalled_client(served)
     fast = spy.fast
     await loop.sock_sendall(sock, request("/v1/customers/cus_big", auth(app)))
     for _ in range(200):

@@ -123,11 +123,14 @@ class Caller:
     generation holds (any store change, or a failed refresh, moves it) and the key has not
     expired: then every lookup `proxy` makes would give the same answers."""
 
-    __slots__ = ("app", "block", "compiled", "expires", "generation", "logged", "metric")
+    __slots__ = ("account", "app", "block", "compiled", "expires", "generation", "logged",
+                 "metric", "mode")
 
     def __init__(self, app: str, mode: str, account: str, compiled: Any, block: bytes,
                  expires: float, generation: int) -> None:
         self.app = app
+        self.mode = mode
+        self.account = account
         self.compiled = compiled
         self.block = block  # the upstream Authorization and Stripe-Account header lines
         self.expires = expires
@@ -712,8 +715,10 @@ class Gateway:
         have sent the head and cut the body off."""
         rec: dict[str, Any] = {"request_id": admitted.rid, "method": "GET",
                                "path": admitted.path[:256].decode("latin-1")}
+        caller = admitted.caller
         if self.enforce:
-            rec.update(json.loads("{" + admitted.caller.logged[1:] + "}"))
+            rec.update(app=caller.app, mode=caller.mode, account=caller.account,
+                       outcome="allowed")
         self._decided(admitted, head_at)
         await self.upstream_failed(reply, rec, admitted.started, e,
                                    kind="reset" if head_at else None)

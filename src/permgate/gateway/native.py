@@ -452,7 +452,7 @@ class HttpConn(asyncio.Protocol):
         upstream connection is idle; its answer then comes to `upstream_done`. False: the
         full path (`_serve`) handles it from the start."""
         pool = self.gateway.pool
-        if pool is None or req.method != "GET":
+        if pool is None:
             return False
         admitted = self.gateway.admit(req.method, req.path, req.query, req.headers)
         if admitted is None:
