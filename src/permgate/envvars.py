@@ -181,7 +181,7 @@ CONSOLE_IDLE_TIMEOUT: Var[int] = Var(
 CONSOLE_SECURE_COOKIE: Var[str] = Var(
     "PERMGATE_CONSOLE_SECURE_COOKIE", _choice("auto", "always", "never"), "auto", "console",
     "the session cookie's `Secure`: auto is Secure unless the page is served to a loopback "
-    "host (the http dev setup)", form="auto, always or never")
+    "host (`127.0.0.1`, `localhost`, `::1`: the http dev setup)", form="auto, always or never")
 WEBHOOK_KEY: Var[str | None] = Var(
     "PERMGATE_WEBHOOK_KEY", text, None, "events (sealing)",
     "the webhook sealing key ring itself; wins over the key file",
