@@ -100,7 +100,9 @@ def test_each_declaration_is_whole() -> None:
 def test_the_gateway_settings_are_in_the_table() -> None:
     """Listed by name in envvars (so every command knows them without importing the
     gateway), they are exactly the gateway's declared settings, under their env names."""
-    assert GATEWAY_SETTINGS == FIELDS
+    assert GATEWAY_SETTINGS == FIELDS, (
+        "list the gateway's settings, in their order, in permgate/envvars.py GATEWAY_SETTINGS "
+        "and run tools/gen_cli_docs.py")
     for spec in SPECS:
         assert BY_NAME[spec.env].setting == spec.name
     assert {v.setting for v in VARS if v.setting} == set(FIELDS)

@@ -44,6 +44,10 @@ this page is current). Conventions every command follows:
   3 denied (a missing permission, or a role that may not do this); each command lists its own.
   A user never sees a traceback: an unexpected failure prints one line and exits 70
   (`PERMGATE_DEBUG=1` shows the traceback).
+- **Environment**: every variable permgate reads is in [settings.md](settings.md); a
+  `PERMGATE_*` variable that is not there is reported once at start, on stderr, with the
+  closest known name (`permgate: unknown environment variable PERMGATE_PORTT (did you mean
+  PERMGATE_PORT?)`), and the command runs as if it were not set.
 - **Stripe CLI verbs**: `permgate apps grant permission NAME PURPOSE`, `apps revoke permission
   NAME`, `apps grant url URL PURPOSE`, `apps revoke url URL` (Stripe: `apps revoke connect-src
   URL`, also accepted). `permgate grant ...` / `permgate revoke ...` are the same commands.
