@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
 import tempfile
@@ -22,12 +21,12 @@ from typing import Any
 
 import psycopg
 
-from permgate import manifest
+from permgate import envvars, manifest
 from permgate.console.app import Console, csrf_token
 from permgate.console.settings import ConsoleSettings
 from permgate.store import Store, describe, oauth, people
 
-PG = os.environ.get("PERMGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+PG = envvars.TEST_PG.get()
 PERMS = ["customer_read", "invoice_write", "charge_read", "credit_note_read", "product_read",
          "plan_read", "subscription_write", "payment_intent_read", "webhook_read",
          "dispute_read", "coupon_read", "promotion_code_read", "tax_rate_read", "quote_read",

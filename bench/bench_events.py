@@ -34,7 +34,7 @@ import aiohttp
 import psycopg
 import sqlalchemy as sa
 
-from permgate import manifest
+from permgate import envvars, manifest
 from permgate.events import DeliveryWorker, RetryPolicy, Sealer, add_endpoint, sign
 from permgate.events.outbox import Router, accept_many
 from permgate.events.schema import deliveries, events
@@ -45,8 +45,8 @@ from permgate.store.schema import installs
 # The receiver listens on 127.0.0.1: the explicit local-development setting lets endpoints
 # of every mode use it (events/targets.py); the worker and the bare loop both go through the
 # address policy, as in production.
-os.environ.setdefault("PERMGATE_DEV_ALLOW_PRIVATE_WEBHOOKS", "all")
-PG = os.environ.get("PERMGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+os.environ.setdefault(envvars.DEV_PRIVATE_WEBHOOKS.name, "all")
+PG = envvars.TEST_PG.get()
 ACCOUNTS = 1000
 APPS = {  # app -> (permissions, subscribed events)
     "com.bench.billing": (["event_read", "customer_read", "invoice_read", "subscription_read"],

@@ -16,16 +16,17 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "permgate"
 # the same rank are siblings and know nothing of each other, except SIDEWAYS.
 RANK: dict[str, int] = {
     "errors": 0,
-    "sarif": 1, "_progress": 1, "boundedjson": 1,  # leaf utilities
-    "catalog": 2,
-    "api": 3,
-    "engine": 4,  # permgate/__init__.py (the facade), decision.py, load.py
-    "manifest": 5,
-    "store": 6,
+    "envvars": 1,  # the environment variables' declaration: every layer reads through it
+    "sarif": 2, "_progress": 2, "boundedjson": 2,  # leaf utilities
+    "catalog": 3,
+    "api": 4,
+    "engine": 5,  # permgate/__init__.py (the facade), decision.py, load.py
+    "manifest": 6,
+    "store": 7,
     # the services, and scan (which uses only the engine, manifest and sarif)
-    "gateway": 7, "events": 7, "admin": 7, "oauth": 7, "console": 7, "scan": 7,
-    "serve": 8,  # the composer: the gateway with the services mounted beside it
-    "cli": 9,
+    "gateway": 8, "events": 8, "admin": 8, "oauth": 8, "console": 8, "scan": 8,
+    "serve": 9,  # the composer: the gateway with the services mounted beside it
+    "cli": 10,
 }
 # The only imports between siblings (docs/architecture.md says why each is there).
 SIDEWAYS: frozenset[tuple[str, str]] = frozenset({

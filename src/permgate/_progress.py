@@ -3,7 +3,7 @@
 Shown only when stderr is a terminal: never in pipes, logs, CI or tests, whose stderr is not
 one; `PERMGATE_NO_PROGRESS=1` turns it off there too. tqdm is imported only when a bar is
 actually shown, so a command that shows none starts as fast as if it were not installed
-(CLI start-up matters: `scripts/bench cli`). It imports nothing of permgate.
+(CLI start-up matters: `scripts/bench cli`). It imports nothing of permgate but envvars.
 
 tqdm, not rich: rich alone imports faster (~40 ms against ~66 ms), but once rich is installed,
 `import httpx` also loads httpx's command line (`httpx._main`: click, rich, pygments), some
@@ -18,6 +18,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
+from permgate import envvars
+
 T = TypeVar("T")
 
 
@@ -31,7 +33,7 @@ class Bar(Protocol):
 
 def terminal() -> bool:
     """Whether progress may be shown: stderr is a terminal and nobody said no."""
-    if os.environ.get("PERMGATE_NO_PROGRESS", "") not in ("", "0"):
+    if envvars.NO_PROGRESS.get():
         return False
     try:
         return sys.stderr is not None and sys.stderr.isatty()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import threading
 import time
@@ -15,10 +14,10 @@ from typing import Any
 
 import psycopg
 
-from permgate import manifest
+from permgate import envvars, manifest
 from permgate.store import EffectiveGrant, Store
 
-PG_URL = os.environ.get("PERMGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+PG_URL = envvars.TEST_PG.get()
 ACCOUNT = "acct_events1"
 ADMIN = {"by": "admin@example.com", "role": "admin"}
 

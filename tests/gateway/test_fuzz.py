@@ -21,7 +21,6 @@ to explore further.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import socket
@@ -35,12 +34,13 @@ from tests.gateway.procs import App, Gateway, new_app, run_gateway
 from tests.gateway.recorder import Recorder, recording_upstream
 
 import permgate
+from permgate import envvars
 from permgate.store import Store
 
 pytestmark = pytest.mark.e2e
 
-SEED = int(os.environ.get("PERMGATE_FUZZ_SEED", "20261202"))
-FUZZ_COUNT = int(os.environ.get("PERMGATE_FUZZ_COUNT", "250"))
+SEED = envvars.FUZZ_SEED.get()
+FUZZ_COUNT = envvars.FUZZ_COUNT.get()
 GRANT = ("charge_write",)  # charges read and write; no customers, no payouts
 FORWARDED_HEADERS = {
     "host", "content-length", "authorization", "stripe-account", "content-type",

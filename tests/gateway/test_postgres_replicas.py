@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,11 +12,12 @@ import pytest
 import stripe
 from tests.gateway.procs import new_app, run_gateway, wait_until
 
+from permgate import envvars
 from permgate.gateway.demo import Upstream
 from permgate.store import Store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
-PG_URL = os.environ.get("PERMGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+PG_URL = envvars.TEST_PG.get()
 ADMIN_TOKEN = secrets.token_hex(32)  # the admin API refuses weaker tokens
 
 

@@ -8,7 +8,6 @@ concurrent test runs never see each other's rows.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,10 +15,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from permgate import manifest
+from permgate import envvars, manifest
 from permgate.store import Store
 
-PG_URL = os.environ.get("PERMGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+PG_URL = envvars.TEST_PG.get()
 APP = "com.example.consent"
 MakeManifest = Callable[..., manifest.Manifest]
 

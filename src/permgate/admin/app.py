@@ -10,7 +10,6 @@ from __future__ import annotations
 import hmac
 import json
 import math
-import os
 import re
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from permgate import boundedjson, events, manifest
+from permgate import boundedjson, envvars, events, manifest
 from permgate.admin.openapi import document
 from permgate.errors import PermgateError
 from permgate.events.subscriptions import MAX_ROTATION_GRACE
@@ -33,8 +32,8 @@ from permgate.events.targets import redact
 from permgate.store import InvalidManifest, Store, StoreError, describe, people
 from permgate.store.store import MAX_GRACE
 
-TOKEN_ENV = "PERMGATE_ADMIN_TOKEN"
-PUBLIC_URL_ENV = "PERMGATE_PUBLIC_URL"  # where people open account links (default: this host)
+TOKEN_ENV = envvars.ADMIN_TOKEN.name
+PUBLIC_URL_ENV = envvars.PUBLIC_URL.name  # where people open account links (default: this host)
 # A body holds at most a manifest (itself capped at 1 MiB) and a few fields.
 MAX_BODY = 2 << 20
 MAX_LIMIT = 10_000
@@ -44,7 +43,7 @@ Result = tuple[int, Any]
 
 
 def token_from_env() -> str | None:
-    return os.environ.get(TOKEN_ENV) or None
+    return envvars.ADMIN_TOKEN.get()
 
 
 class WeakToken(PermgateError, ValueError):
@@ -274,7 +273,7 @@ class _Api:
             role=_req(body, "role"), actor=_str(body, "actor", required=False) or "platform",
             return_url=_str(body, "return_url", required=False),
             next_path=_str(body, "next", required=False), **kw)
-        base = os.environ.get(PUBLIC_URL_ENV) or f"{r.url.scheme}://{r.url.netloc}"
+        base = envvars.PUBLIC_URL.get() or f"{r.url.scheme}://{r.url.netloc}"
         return 201, {
             "id": link.link_id, "object": "account_session", "account": link.account,
             "user_id": link.user_id, "display_name": link.display_name, "role": link.role,

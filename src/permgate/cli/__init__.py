@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import pkgutil
 import sys
 from collections.abc import Callable, Iterator
 
+from permgate import envvars
 from permgate.errors import CliError as CliError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_DENIED = 0, 1, 2, 3
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    envvars.warn_unknown(lambda message: print(f"permgate: {message}", file=sys.stderr))
     argv = sys.argv[1:] if argv is None else argv
     if argv == ["--version"]:  # the same output as argparse's, without building the parser
         from permgate import __version__
@@ -143,7 +144,7 @@ def _main(argv: list[str] | None) -> int:
     except Exception as e:
         # Last line of defence: a user sees one line, not a traceback (PERMGATE_DEBUG=1 shows
         # it). Every expected failure is a CliError with its own message; this is a bug.
-        if os.environ.get("PERMGATE_DEBUG"):
+        if envvars.DEBUG.get():
             raise
         print(f"permgate: internal error: {type(e).__name__}: {e} (this is a bug; "
               "PERMGATE_DEBUG=1 shows the traceback)", file=sys.stderr)

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from permgate import envvars
 from permgate.errors import PermgateError
 
 if TYPE_CHECKING:
@@ -53,8 +54,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("permgate.events.sealing")
 
-KEY_ENV = "PERMGATE_WEBHOOK_KEY"
-KEY_FILE_ENV = "PERMGATE_WEBHOOK_KEY_FILE"
+KEY_ENV = envvars.WEBHOOK_KEY.name
+KEY_FILE_ENV = envvars.WEBHOOK_KEY_FILE.name
 RING_FILE_NAME = "sealing.keys"
 LEGACY_KEY_FILE = Path(".permgate") / "webhook.key"  # what earlier versions created
 _V2, _V1 = "pgs2", "pgs1"
@@ -282,7 +283,7 @@ def _legacy_keys(*folders: Path) -> list[bytes]:
 def ring_path(store_url: str | None) -> Path | None:
     """The key ring file that applies: $PERMGATE_WEBHOOK_KEY_FILE, else `sealing.keys`
     beside a SQLite database, else None (nothing is guessed for other databases)."""
-    named = os.environ.get(KEY_FILE_ENV)
+    named = envvars.WEBHOOK_KEY_FILE.get()
     if named:
         return Path(named)
     if store_url and store_url.startswith("sqlite:///") and ":memory:" not in store_url:
@@ -293,7 +294,7 @@ def ring_path(store_url: str | None) -> Path | None:
 def load_sealer(store_url: str | None = None, *, create: bool = True) -> Sealer:
     """The deployment's sealer (see the module's docstring for where its keys come from)."""
     legacy = _legacy_keys(LEGACY_KEY_FILE.parent)
-    text = os.environ.get(KEY_ENV)
+    text = envvars.WEBHOOK_KEY.get()
     if text:
         return Sealer(parse_ring(text, f"${KEY_ENV}"), legacy=legacy)
     path = ring_path(store_url)

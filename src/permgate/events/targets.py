@@ -32,16 +32,16 @@ events/transport.py, runs both for every request and connection), `redact(url)` 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
 
+from permgate import envvars
 from permgate.store import MODES, StoreError
 
-DEV_SETTING = "PERMGATE_DEV_ALLOW_PRIVATE_WEBHOOKS"
+DEV_SETTING = envvars.DEV_PRIVATE_WEBHOOKS.name
 MAX_URL = 2048
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -92,16 +92,12 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def _dev_modes(value: str | None) -> frozenset[str]:
-    text = (value or "").strip().lower()
-    if text in ("", "0", "no", "off", "false"):
-        return frozenset()
-    if text == "test":
-        return frozenset({"test", "sandbox"})
-    if text == "all":
-        return frozenset(MODES)
-    raise TargetRefused(f"${DEV_SETTING} must be 'test' or 'all' (or unset), not {value!r}",
-                        "bad_setting")
+# The dev setting's values (envvars.DEV_PRIVATE_WEBHOOKS reads them) -> the modes it opens.
+_DEV_MODES = {"": frozenset(), "test": frozenset({"test", "sandbox"}), "all": frozenset(MODES)}
+
+
+def _bad_setting(message: str) -> TargetRefused:
+    return TargetRefused(message, "bad_setting")
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +201,8 @@ class TargetPolicy:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TargetPolicy:
-        env = os.environ if environ is None else environ
-        return cls(private_modes=_dev_modes(env.get(DEV_SETTING)))
+        setting = envvars.DEV_PRIVATE_WEBHOOKS.get(environ, error=_bad_setting)
+        return cls(private_modes=_DEV_MODES[setting])
 
     def allows_private(self, mode: str) -> bool:
         return mode in self.private_modes

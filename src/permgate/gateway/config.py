@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from permgate import envvars
 from permgate.errors import PermgateError
 
-ENV_PREFIX = "PERMGATE_"
-CONFIG_ENV = "PERMGATE_CONFIG"
+ENV_PREFIX = envvars.PREFIX
+CONFIG_ENV = envvars.CONFIG.name
 SERVERS = ("auto", "native", "granian", "uvicorn")
 _T = TypeVar("_T")
 
@@ -239,9 +240,9 @@ def resolve(
     config_path: str | None = None,
 ) -> Settings:
     """Merge the sources; `flags` holds only the flags the user actually gave."""
-    env = os.environ if environ is None else environ
+    env = envvars.environ() if environ is None else environ
     merged: dict[str, Any] = {}
-    path = config_path or env.get(CONFIG_ENV)
+    path = config_path or envvars.CONFIG.get(env)
     if path:
         merged.update(load_file(path))
     merged.update(load_env(env))

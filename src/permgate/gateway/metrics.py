@@ -18,7 +18,9 @@ from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
-METRICS_DIR_ENV = "PERMGATE_METRICS_DIR"
+from permgate import envvars
+
+METRICS_DIR_ENV = envvars.METRICS_DIR.name
 
 # Seconds. Decisions take microseconds; upstream calls milliseconds to seconds.
 DECISION_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.025)
@@ -147,7 +149,7 @@ class SharedMetrics:
 
     @classmethod
     def from_env(cls, metrics: Metrics) -> SharedMetrics | None:
-        folder = os.environ.get(METRICS_DIR_ENV)
+        folder = envvars.METRICS_DIR.get()
         return cls(metrics, Path(folder)) if folder else None
 
     def write(self) -> None:

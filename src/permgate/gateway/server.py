@@ -19,12 +19,12 @@ from typing import Any
 
 import uvicorn
 
+from permgate import envvars
 from permgate.gateway.app import Gateway
 from permgate.gateway.config import Settings
 from permgate.gateway.logs import log_config
-from permgate.gateway.metrics import METRICS_DIR_ENV
 
-SETTINGS_ENV = "PERMGATE_GATEWAY_RESOLVED"  # hands resolved settings to worker processes
+SETTINGS_ENV = envvars.GATEWAY_RESOLVED.name  # hands resolved settings to worker processes
 MAX_REQUEST_HEAD = 65_536  # bytes a server buffers for a request line and headers
 log = logging.getLogger("permgate.gateway")
 
@@ -36,7 +36,7 @@ def server_name(settings: Settings) -> str:
 
 def settings_from_env() -> Settings:
     """The resolved settings a worker process was started with (`run` puts them there)."""
-    return Settings.from_json(os.environ[SETTINGS_ENV])
+    return Settings.from_json(envvars.GATEWAY_RESOLVED.require())
 
 
 def run(settings: Settings, make: Callable[[], Gateway], factory: str) -> None:
@@ -45,12 +45,12 @@ def run(settings: Settings, make: Callable[[], Gateway], factory: str) -> None:
     worker processes, which import it after reading `settings_from_env()`."""
     name = server_name(settings)
     # Workers (and granian's, always) build the app from the environment.
-    os.environ[SETTINGS_ENV] = settings.to_json()
+    envvars.GATEWAY_RESOLVED.put(settings.to_json())
     metrics_dir = None
     if settings.workers > 1:
         # Every worker writes its counts here; any worker's /metrics adds them all up.
         metrics_dir = tempfile.mkdtemp(prefix="permgate-metrics-")
-        os.environ[METRICS_DIR_ENV] = metrics_dir
+        envvars.METRICS_DIR.put(metrics_dir)
     try:
         if name == "granian":
             _run_granian(settings, factory)

@@ -11,16 +11,17 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
+from permgate import envvars
 from permgate.store.errors import SchemaOutOfDate, StoreError
 
-ENV_VAR = "PERMGATE_DB"
+ENV_VAR = envvars.DB.name
 DEFAULT_PATH = Path(".permgate") / "permgate.db"
 WRITE = {"permgate_write": True}  # execution option: this transaction will write
 
 
 def resolve_url(url: str | None) -> URL:
     """`None` -> $PERMGATE_DB -> the SQLite file ./.permgate/permgate.db."""
-    text = url or os.environ.get(ENV_VAR) or f"sqlite:///{DEFAULT_PATH}"
+    text = url or envvars.DB.get() or f"sqlite:///{DEFAULT_PATH}"
     try:
         parsed = make_url(text)
     except sa.exc.ArgumentError as e:
