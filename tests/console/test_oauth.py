@@ -163,10 +163,11 @@ def test_account_link_can_land_on_the_install_link(
 
 # -- PKCE (RFC 7636) with a real OAuth client --------------------------------------------------
 
-def _client() -> OAuth2Session:
-    # The app's side: authlib's client, as an app would use it (client_id is the app's id;
-    # the token endpoint authenticates the app's secret key, sent per call as basic auth).
-    return OAuth2Session(APP, redirect_uri=CALLBACK, code_challenge_method="S256")
+def _client(key: str) -> OAuth2Session:
+    # The app's side: Authlib's client as RFC 6749 has it: client_id is the app's id, the
+    # client secret its secret key, sent as HTTP basic (client_secret_basic).
+    return OAuth2Session(APP, key, redirect_uri=CALLBACK, code_challenge_method="S256",
+                         token_endpoint_auth_method="client_secret_basic")
 
 
 def test_pkce_s256_through_a_real_oauth_client(
@@ -174,7 +175,7 @@ def test_pkce_s256_through_a_real_oauth_client(
 ) -> None:
     b, url, key = env
     b.sign_in()
-    app = _client()
+    app = _client(key)
     verifier = generate_token(64)
     link, _ = app.create_authorization_url(url + "/oauth/v2/authorize",
                                            code_verifier=verifier, state=STATE, mode="test")
@@ -187,9 +188,9 @@ def test_pkce_s256_through_a_real_oauth_client(
     for wrong in (None, generate_token(64), "x"):
         extra = {} if wrong is None else {"code_verifier": wrong}
         with pytest.raises(AuthlibOAuthError) as e:
-            app.fetch_token(token_url, code=q["code"], auth=(key, ""), **extra)
+            app.fetch_token(token_url, code=q["code"], **extra)
         assert e.value.error == "invalid_grant", wrong
-    token = app.fetch_token(token_url, code=q["code"], auth=(key, ""), code_verifier=verifier)
+    token = app.fetch_token(token_url, code=q["code"], code_verifier=verifier)
     info = store.authenticate(token["access_token"])
     assert info is not None and info.account == ACCOUNT
 
@@ -263,11 +264,13 @@ def test_the_token_request_must_repeat_a_redirect_uri_the_link_named(
 def test_a_client_that_failed_basic_auth_is_challenged_with_basic(
     env: tuple[Browser, str, str]
 ) -> None:
-    _, url, _ = env
+    _, url, key = env
     form = {"grant_type": "refresh_token", "refresh_token": "rt_x"}
     wrong = "sk_test_" + "0" * 64
     for auth, challenge in (
         ({"auth": (wrong, "")}, 'Basic realm="permgate"'),
+        ({"auth": (APP, wrong)}, 'Basic realm="permgate"'),  # RFC 6749 2.3.1's pair
+        ({"auth": ("com.example.other", key)}, 'Basic realm="permgate"'),  # not its app
         ({"headers": {"Authorization": "Basic !!notbase64"}}, 'Basic realm="permgate"'),
         ({"headers": {"Authorization": f"Bearer {wrong}"}}, 'Bearer realm="permgate"'),
         ({}, 'Basic realm="permgate", Bearer realm="permgate"'),

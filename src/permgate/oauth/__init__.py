@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -145,23 +145,34 @@ def _error(error: str, description: str, status: int = 400, *,
                         status_code=status, headers=headers)
 
 
-def _presented_key(request: Request, form: dict[str, str]) -> tuple[str | None, str | None]:
-    """(the Authorization scheme, lower-cased, or None; the key): Bearer KEY, HTTP basic with
-    KEY as the user (as Stripe's SDKs send it), or the client_secret parameter."""
+@dataclass(frozen=True, slots=True)
+class _Credentials:
+    scheme: str | None  # the Authorization scheme, lower-cased; None without the header
+    key: str | None
+    client_id: str | None  # the app id a Basic `client_id:client_secret` pair claims
+
+
+def _presented_key(request: Request, form: dict[str, str]) -> _Credentials:
+    """Bearer KEY; HTTP basic with KEY as the user and no password (as Stripe's SDKs and curl
+    examples send it) or as RFC 6749 section 2.3.1 has it, `APP_ID:KEY` (each form-encoded);
+    or the client_secret parameter."""
     header = request.headers.get("authorization")
     if header is None:
-        return None, form.get("client_secret")
+        return _Credentials(None, form.get("client_secret"), None)
     scheme, _, rest = header.strip().partition(" ")
     scheme = scheme.lower()
     if scheme == "bearer":
-        return scheme, rest.strip()
+        return _Credentials(scheme, rest.strip(), None)
     if scheme == "basic":
         try:
-            user = base64.b64decode(rest.strip(), validate=True).decode("ascii")
+            pair = base64.b64decode(rest.strip(), validate=True).decode("ascii")
         except (binascii.Error, ValueError):
-            return scheme, None
-        return scheme, user.partition(":")[0]
-    return None, None
+            return _Credentials(scheme, None, None)
+        user, _, password = (unquote_plus(v) for v in pair.partition(":"))
+        if password:
+            return _Credentials(scheme, password, user)
+        return _Credentials(scheme, user, None)
+    return _Credentials(None, None, None)
 
 
 async def token_endpoint(request: Request, store: Store) -> Response:
@@ -186,15 +197,18 @@ async def token_endpoint(request: Request, store: Store) -> Response:
         if k in form:  # RFC 6749 section 3.2: parameters must not repeat
             return _error("invalid_request", f"The parameter {k} was sent twice.")
         form[k] = v
-    scheme, secret = _presented_key(request, form)
-    if not secret:
+    given = _presented_key(request, form)
+    if not given.key:
         return _error("invalid_client", "Authenticate with the app's secret key "
                       "(Authorization: Bearer sk_..., or Basic with sk_... as the user).", 401,
-                      scheme=scheme)
-    client = await run_in_threadpool(store.authenticate, secret)
+                      scheme=given.scheme)
+    client = await run_in_threadpool(store.authenticate, given.key)
     if client is None or client.kind != "secret":
         return _error("invalid_client", "The key is not a valid secret key of an app.", 401,
-                      scheme=scheme)
+                      scheme=given.scheme)
+    if given.client_id is not None and given.client_id != client.app_id:
+        return _error("invalid_client", "The client_id is not the app whose secret key was "
+                      "sent.", 401, scheme=given.scheme)
     grant_type = form.get("grant_type")
     try:
         if grant_type == "authorization_code":
