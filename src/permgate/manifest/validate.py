@@ -53,7 +53,7 @@ VALIDATE_RULES: tuple[Rule, ...] = (
          "The file named by 'extends' cannot be read, or the chain of bases loops or is too "
          "long.", "Point 'extends' at the app's stripe-app.json."),
     Rule("insecure-redirect-uri", "A redirect URI would receive OAuth codes in clear", "error",
-         "An allowed_redirect_uris entry is plain http:// to a host that is not this machine: "
+         "An allowed_redirect_uris entry is plain http:// to a host that is not loopback: "
          "the authorization code (and the state) would cross the network unencrypted. "
          "permgate requires https (RFC 6749 section 3.1.2.1), except to a loopback host "
          "(127.0.0.1, [::1], localhost; RFC 8252 section 7.3).",

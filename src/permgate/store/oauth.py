@@ -105,9 +105,10 @@ def check_challenge(challenge: str | None, method: str | None) -> Pkce | None:
     return Pkce(challenge, method)
 
 
-def _pkce_refusal(challenge: str | None, verifier: str | None) -> OAuthError | None:
+def _pkce_refusal(challenge: str | None, method: str | None,
+                  verifier: str | None) -> OAuthError | None:
     """Why the token request's `code_verifier` does not redeem a code issued for `challenge`
-    (S256), or None if it does."""
+    by `method`, or None if it does."""
     if challenge is None:
         if verifier is None:
             return None
@@ -118,6 +119,8 @@ def _pkce_refusal(challenge: str | None, verifier: str | None) -> OAuthError | N
     if verifier is None:
         return OAuthError("invalid_grant", "code_verifier is required: the install link "
                           "carried a code_challenge.")
+    if method not in PKCE_METHODS:  # never stored by check_challenge: deny, whatever it is
+        return OAuthError("invalid_grant", "The code's code_challenge_method is not S256.")
     if not _VERIFIER.fullmatch(verifier):
         return OAuthError("invalid_grant", f"code_verifier must be {_UNRESERVED}.")
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
@@ -196,7 +199,8 @@ def exchange_code(
         elif row["mode"] not in _key_modes(client.mode):
             raise OAuthError("invalid_grant", f"This code is for a {row['mode']} mode install; "
                              f"authenticate with the app's {client.mode} key for it.")
-        elif (pkce := _pkce_refusal(row["code_challenge"], code_verifier)) is not None:
+        elif (pkce := _pkce_refusal(
+                row["code_challenge"], row["code_challenge_method"], code_verifier)) is not None:
             raise pkce
         else:
             _require_installed(tx.conn, row["install_id"])
