@@ -82,7 +82,7 @@ def run(name: str, store: Store, n: int) -> dict[str, float]:
     assert client is not None
     code = oauth.issue_code(store, app_id="com.bench.oauth", account="acct_bench",
                             mode="test", redirect_uri="https://app.example/cb", user_id="b")
-    tokens = oauth.exchange_code(store, client, code)
+    tokens = oauth.exchange_code(store, client, code, "https://app.example/cb")
     rk_us = per_call(lambda: store.authenticate(key.secret), n) * 1e6
     tok_us = per_call(lambda: store.authenticate(tokens.access_token), n) * 1e6
     current = [tokens.refresh_token]

@@ -261,7 +261,7 @@ def test_oauth_install_link_code_token_refresh(
     query = callback.queries[-1]
     assert query["state"] == ["xyz"] and query["code"][0].startswith("ac_")
     token = stripe.OAuth.token(api_key=secret, grant_type="authorization_code",
-                               code=query["code"][0])
+                               code=query["code"][0], redirect_uri=callback.url)
     assert token["stripe_user_id"] == ACCOUNT
     assert sdk_client(plat, token["access_token"]).v1.customers.list().object == "list"
     fresh = stripe.OAuth.token(api_key=secret, grant_type="refresh_token",
@@ -288,7 +288,7 @@ def test_uninstall_refuses_every_token_and_key_at_once(
     browser.find_element(By.XPATH, "//button[text()='Continue']").click()
     wait_until(lambda: browser.current_url.startswith(callback.url), what="redirect to app")
     token = stripe.OAuth.token(api_key=secret, grant_type="authorization_code",
-                               code=callback.queries[-1]["code"][0])
+                               code=callback.queries[-1]["code"][0], redirect_uri=callback.url)
     access = sdk_client(plat, token["access_token"])
     platform_secret = plat.store.rotate_key(PLATFORM_APP, "test", actor="tests").secret
     platform_app = sdk_client(plat, platform_secret, ACCOUNT)

@@ -38,16 +38,19 @@ def sdk(plat: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stripe, "max_network_retries", 0)
 
 
-def _consent(plat: Platform, person: httpx.Client, app_id: str = APP) -> str:
+def _consent(plat: Platform, person: httpx.Client, app_id: str = APP, *,
+             name_redirect: bool = True) -> str:
+    """A code from an install link; `name_redirect`: the link names its redirect_uri (then
+    the token request must repeat it, RFC 6749 4.1.3), else the first listed one is used."""
     link = plat.account_link()
     assert person.get(link).status_code == 303
-    authorize = "/oauth/v2/authorize?" + urlencode({
-        "client_id": app_id, "redirect_uri": CALLBACK, "state": "s1", "mode": "test"})
-    page = person.get(authorize)
+    params = {"client_id": app_id, "state": "s1", "mode": "test"}
+    if name_redirect:
+        params["redirect_uri"] = CALLBACK
+    page = person.get("/oauth/v2/authorize?" + urlencode(params))
     assert page.status_code == 200, page.text
     r = person.post("/oauth/v2/authorize", data={
-        "csrf": csrf_of(page.text), "client_id": app_id, "redirect_uri": CALLBACK, "state": "s1",
-        "mode": "test", "decision": "allow"})
+        "csrf": csrf_of(page.text), **params, "decision": "allow"})
     assert r.status_code == 303
     query = parse_qs(urlsplit(r.headers["location"]).query)
     assert query["state"] == ["s1"]
@@ -62,7 +65,8 @@ def test_official_sdk_oauth_token_then_calls_with_the_access_token(
     secret = next(k.secret for k in keys if k.mode == "test")
     with httpx.Client(base_url=plat.url, follow_redirects=False) as person:
         code = _consent(plat, person)
-        token = stripe.OAuth.token(api_key=secret, grant_type="authorization_code", code=code)
+        token = stripe.OAuth.token(api_key=secret, grant_type="authorization_code", code=code,
+                                   redirect_uri=CALLBACK)
         assert token["stripe_user_id"] == ACCOUNT and token["scope"] == "stripe_apps"
         assert token["livemode"] is False
         access = token["access_token"]
@@ -73,9 +77,11 @@ def test_official_sdk_oauth_token_then_calls_with_the_access_token(
         with pytest.raises(stripe.PermissionError, match="charge_read"):
             app.v1.charges.list()
         with pytest.raises(stripe.oauth_error.InvalidGrantError):
-            stripe.OAuth.token(api_key=secret, grant_type="authorization_code", code=code)
-        # The replayed code revoked that family: a new consent gives a new one.
-        code = _consent(plat, person)
+            stripe.OAuth.token(api_key=secret, grant_type="authorization_code", code=code,
+                               redirect_uri=CALLBACK)
+        # The replayed code revoked that family: a new consent gives a new one (from a link
+        # that names no redirect_uri, as Stripe's install links may).
+        code = _consent(plat, person, name_redirect=False)
         first = stripe.OAuth.token(api_key=secret, grant_type="authorization_code", code=code)
         second = stripe.OAuth.token(api_key=secret, grant_type="refresh_token",
                                     refresh_token=first["refresh_token"])
@@ -131,7 +137,7 @@ def test_official_node_sdk_oauth_token_refresh_and_reuse(plat: Platform) -> None
                   redirect_uris=[CALLBACK]).keys
     secret = next(k.secret for k in keys if k.mode == "test")
     with httpx.Client(base_url=plat.url, follow_redirects=False) as person:
-        code = _consent(plat, person, app_id)
+        code = _consent(plat, person, app_id, name_redirect=False)
     done = subprocess.run(
         ["node", "oauth.mjs", json.dumps({"url": plat.url, "key": secret, "code": code})],
         cwd=NODE_DIR, capture_output=True, text=True, timeout=60, check=False)

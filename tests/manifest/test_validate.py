@@ -12,6 +12,7 @@ from tests.realworld import DATA, LOCAL_MANIFESTS, REAL_WORLD, Entry, lay_out
 
 from permgate import manifest
 from permgate.catalog import load_catalog
+from permgate.cli import main
 from permgate.manifest.schema import FIELDS_BEYOND_SCHEMA, VIEWPORTS_BEYOND_SCHEMA, check_structure
 
 CATALOG = load_catalog()
@@ -252,3 +253,35 @@ def test_missing_file_says_where_it_looked(workdir: Path) -> None:
     with pytest.raises(manifest.ManifestError) as e:
         manifest.load("stripe-app.json")
     assert str(workdir / "stripe-app.json") in str(e.value)
+
+
+def test_http_redirect_uris_must_be_loopback(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                             ) -> None:
+    # Issue 20 item 9: an http:// redirect URI to a public host would receive codes in clear.
+    data = {"id": "a", "version": "1", "name": "A", "icon": "", "permissions": [],
+            "ui_extension": {"views": []}, "stripe_api_access_type": "oauth",
+            "allowed_redirect_uris": ["http://app.example/cb", "https://app.example/cb",
+                                      "http://127.0.0.1:4242/cb", "http://[::1]/cb",
+                                      "http://localhost/cb", "http://10.0.0.7/cb",
+                                      "http://localhost.evil.example/cb"]}
+    path = tmp_path / "stripe-app.json"
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    problems = manifest.validate(manifest.load(path))
+    assert [(p.pointer, p.code) for p in problems] == [
+        (f"/allowed_redirect_uris/{i}", "insecure-redirect-uri") for i in (0, 5, 6)]
+    assert all("https://" in p.message and "127.0.0.1" in p.message for p in problems)
+    # The CLI names the field, the line, and the fix.
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "allowed_redirect_uris/0" in text and "Use https://" in text
+    # A local manifest that adds one is reported once, in its own file.
+    dev = tmp_path / "stripe-app.dev.json"
+    dev.write_text(json.dumps({"extends": "stripe-app.json",
+                               "allowed_redirect_uris": ["http://tunnel.example/cb"]}),
+                   encoding="utf-8")
+    data["allowed_redirect_uris"] = ["https://app.example/cb"]
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    [p] = manifest.validate(manifest.load(dev))
+    assert (p.pointer, p.code, p.file) == ("/allowed_redirect_uris/0", "insecure-redirect-uri",
+                                          None)

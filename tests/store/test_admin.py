@@ -12,6 +12,7 @@ from starlette.routing import Route
 from tests.asgi import serve
 from tests.store.conftest import APP, manifest_text
 
+import permgate
 from permgate.admin import create_admin_app, openapi_document
 from permgate.events import targets
 from permgate.store import Store
@@ -111,7 +112,7 @@ def test_errors_are_stripe_shaped(http: httpx.Client, base_url: str) -> None:
 
 
 def test_openapi_document_describes_every_route(http: httpx.Client, store: Store) -> None:
-    doc = httpx.get(str(http.base_url) + "/openapi.json").json()  # no token needed
+    doc = http.get("/openapi.json").json()
     assert doc == openapi_document()
     assert doc["openapi"].startswith("3.")
     app = create_admin_app(store, TOKEN)
@@ -224,3 +225,12 @@ def test_the_document_is_what_the_server_accepts(
             _error(r, *want)
         if name == "add_webhook":
             params["endpoint_id"] = r.json()["id"]
+
+
+def test_openapi_document_needs_the_admin_token(base_url: str) -> None:
+    # It maps the admin surface and names the exact version: an outsider gets a 401.
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        r = httpx.get(base_url + "/openapi.json", headers=headers)
+        assert r.status_code == 401, headers
+        assert r.json()["error"]["code"] == "invalid_admin_token"
+        assert "paths" not in r.text and permgate.__version__ not in r.text

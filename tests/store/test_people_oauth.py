@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from authlib.common.security import generate_token
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from tests.store.conftest import APP, MakeManifest
 
 from permgate.store import Forbidden, Store, StoreError, describe, keys, migrate, oauth, people
-from permgate.store.consent_schema import metadata
+from permgate.store.consent_schema import metadata, oauth_codes
 from permgate.store.engine import create, resolve_url
 
 CONSENT_TABLES = {"account_links", "browser_sessions", "oauth_codes", "oauth_refresh_tokens"}
@@ -130,11 +132,14 @@ def test_non_admin_roles_are_read_only(cstore: Store, make_manifest: MakeManifes
     assert entry.actor == "boss" and entry.detail["via"] == "console"
 
 
-def _oauth_install(store: Store, make_manifest: MakeManifest, mode: str = "test") -> str:
+def _oauth_install(store: Store, make_manifest: MakeManifest, mode: str = "test",
+                   **kw: Any) -> str:
+    """A code for a link that named no redirect_uri (unless `kw` says otherwise)."""
+    kw.setdefault("redirect_uri_sent", False)
     store.upload_version(make_manifest("1.0.0", ["customer_read"], access="oauth"), actor="dev")
     store.install(APP, "acct_1", mode, by="ann", role="admin", via="console")
     return oauth.issue_code(store, app_id=APP, account="acct_1", mode=mode,
-                            redirect_uri="https://app.example/cb", user_id="ann")
+                            redirect_uri="https://app.example/cb", user_id="ann", **kw)
 
 
 def _client(store: Store, mode: str = "test") -> Any:
@@ -186,7 +191,8 @@ def test_codes_are_single_use_and_short_lived(
         oauth.exchange_code(cstore, client, code)
     assert cstore.authenticate(tokens.access_token) is None  # replay revokes what it gave
     late = oauth.issue_code(cstore, app_id=APP, account="acct_1", mode="test",
-                            redirect_uri="https://app.example/cb", user_id="ann")
+                            redirect_uri="https://app.example/cb", user_id="ann",
+                            redirect_uri_sent=False)
     clock.advance(minutes=6)
     with pytest.raises(oauth.OAuthError, match="expired"):
         oauth.exchange_code(cstore, client, late)
@@ -216,7 +222,8 @@ def test_uninstall_revokes_every_token(cstore: Store, make_manifest: MakeManifes
     client = _client(cstore)
     tokens = oauth.exchange_code(cstore, client, code)
     spare = oauth.issue_code(cstore, app_id=APP, account="acct_1", mode="test",
-                             redirect_uri="https://app.example/cb", user_id="ann")
+                             redirect_uri="https://app.example/cb", user_id="ann",
+                             redirect_uri_sent=False)
     cstore.uninstall(APP, "acct_1", "test", by="ann", role="admin")
     assert cstore.authenticate(tokens.access_token) is None
     with pytest.raises(oauth.OAuthError):
@@ -238,3 +245,101 @@ def test_describe_and_review(cstore: Store, make_manifest: MakeManifest) -> None
     r = describe.review(cstore, APP, "acct_1", "live")
     assert [p.name for p in r.new] == ["credit_note_read"]
     assert r.kept == ("customer_read",) and r.dropped == ()
+
+
+# -- PKCE (RFC 7636) and the redirect_uri rule of RFC 6749 section 4.1.3 ---------------------
+
+def _pkce() -> tuple[str, oauth.Pkce]:
+    # The verifier and challenge as a real client library makes them.
+    verifier = generate_token(64)
+    return verifier, oauth.Pkce(create_s256_code_challenge(verifier), "S256")
+
+
+def test_pkce_s256_is_enforced_at_the_token_endpoint(
+    cstore: Store, make_manifest: MakeManifest
+) -> None:
+    verifier, pkce = _pkce()
+    code = _oauth_install(cstore, make_manifest, pkce=pkce)
+    client = _client(cstore)
+    other, _ = _pkce()
+    for wrong, why in ((None, "code_verifier is required"), (other, "does not match"),
+                       ("short", "43 to 128"), (verifier + "\n", "43 to 128"),
+                       (pkce.challenge, "does not match")):
+        with pytest.raises(oauth.OAuthError, match=why) as e:
+            oauth.exchange_code(cstore, client, code, code_verifier=wrong)
+        assert e.value.error == "invalid_grant"
+    # A refused verifier spends nothing: the right one still redeems the code, once.
+    tokens = oauth.exchange_code(cstore, client, code, code_verifier=verifier)
+    assert cstore.authenticate(tokens.access_token) is not None
+    with pytest.raises(oauth.OAuthError, match="already used"):
+        oauth.exchange_code(cstore, client, code, code_verifier=verifier)
+
+
+def test_a_verifier_for_a_code_issued_without_a_challenge_is_refused(
+    cstore: Store, make_manifest: MakeManifest
+) -> None:
+    # RFC 9700 section 2.1.1: the challenge may have been stripped from the link (downgrade).
+    code = _oauth_install(cstore, make_manifest)
+    verifier, _ = _pkce()
+    with pytest.raises(oauth.OAuthError, match="carried no code_challenge") as e:
+        oauth.exchange_code(cstore, _client(cstore), code, code_verifier=verifier)
+    assert e.value.error == "invalid_grant"
+
+
+@pytest.mark.parametrize(("challenge", "method", "why"), [
+    ("x" * 43, None, "'plain' is not supported"),  # absent means plain (RFC 7636 4.3)
+    ("x" * 43, "plain", "'plain' is not supported"),
+    ("x" * 43, "S512", "'S512' is not supported"),
+    ("x" * 43, "s256", "'s256' is not supported"),  # method names are case-sensitive
+    ("x" * 42, "S256", "not an S256 challenge"),
+    ("x" * 44, "S256", "not an S256 challenge"),
+    ("x" * 42 + "=", "S256", "not an S256 challenge"),
+    ("", "S256", "not an S256 challenge"),
+    (None, "S256", "without a code_challenge"),
+])
+def test_challenges_other_than_s256_are_refused(
+    challenge: str | None, method: str | None, why: str
+) -> None:
+    with pytest.raises(oauth.OAuthError, match=why) as e:
+        oauth.check_challenge(challenge, method)
+    assert e.value.error == "invalid_request"
+
+
+def test_a_redirect_uri_named_in_the_link_must_be_repeated(
+    cstore: Store, make_manifest: MakeManifest
+) -> None:
+    code = _oauth_install(cstore, make_manifest, redirect_uri_sent=True)
+    client = _client(cstore)
+    with pytest.raises(oauth.OAuthError, match="redirect_uri is required") as e:
+        oauth.exchange_code(cstore, client, code)
+    assert e.value.error == "invalid_grant"
+    with pytest.raises(oauth.OAuthError, match="does not match"):
+        oauth.exchange_code(cstore, client, code, "https://app.example/cb/")
+    tokens = oauth.exchange_code(cstore, client, code, "https://app.example/cb")
+    assert cstore.authenticate(tokens.access_token) is not None
+
+
+def test_codes_issued_before_the_pkce_migration_still_redeem(
+    db_url: str, make_manifest: MakeManifest
+) -> None:
+    # A database at ev0003 holding a live code: after the upgrade it redeems under the rules
+    # it was issued with (no verifier, no redirect_uri).
+    engine = create(resolve_url(db_url))
+    try:
+        migrate.upgrade(engine, "ev0003")
+        old = Store(engine)
+        old.upload_version(make_manifest("1.0.0", ["customer_read"], access="oauth"),
+                           actor="dev")
+        install = old.install(APP, "acct_1", "test", by="ann", role="admin").grant.install_id
+        code = "ac_" + generate_token(64)
+        with engine.begin() as conn:
+            conn.execute(oauth_codes.insert().values(
+                code_hash=keys.hash_secret(code), app_id=APP, install_id=install,
+                account="acct_1", mode="test", redirect_uri="https://app.example/cb",
+                user_id="ann", created_at=old.now(), expires_at=old.now() + oauth.CODE_TTL))
+        migrate.upgrade(engine)
+        new = Store(engine)
+        tokens = oauth.exchange_code(new, _client(new), code)
+        assert new.authenticate(tokens.access_token) is not None
+    finally:
+        engine.dispose()

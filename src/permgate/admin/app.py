@@ -340,13 +340,16 @@ def create_admin_app(store: Store, admin_token: str) -> ASGIApp:
         given = request.headers.get("authorization", "").encode()
         return hmac.compare_digest(given, expected)
 
+    def unauthorized() -> Response:
+        return error_response(
+            401, "Invalid admin token: send Authorization: Bearer <PERMGATE_ADMIN_TOKEN>",
+            "invalid_admin_token")
+
     def endpoint(handler: Handler, required: tuple[str, ...]
                  ) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
             if not authorized(request):
-                return error_response(
-                    401, "Invalid admin token: send Authorization: Bearer <PERMGATE_ADMIN_TOKEN>",
-                    "invalid_admin_token")
+                return unauthorized()
             try:
                 for name, value in request.path_params.items():
                     _clean(str(value), name, where="path parameter")
@@ -375,6 +378,11 @@ def create_admin_app(store: Store, admin_token: str) -> ASGIApp:
         return run
 
     async def openapi(request: Request) -> Response:
+        # Behind the token like every route: it maps the admin surface and names this
+        # permgate's exact version (docs/security.md); tools read it offline from
+        # permgate.admin.openapi_document().
+        if not authorized(request):
+            return unauthorized()
         return JSONResponse(document())
 
     # The routes, and the body fields each requires, are the OpenAPI document's (one

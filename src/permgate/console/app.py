@@ -363,12 +363,10 @@ class Console:
             form = await self.form(request, token)
             if form is None:
                 return self.refused_form()
-            params = {k: form.get(k) for k in (
-                "client_id", "redirect_uri", "state", "mode", "response_type")}
+            params = {k: form.get(k) for k in oauth.AUTHORIZE_PARAMS}
         else:
             q = request.query_params
-            params = {k: q.get(k) for k in (
-                "client_id", "redirect_uri", "state", "mode", "response_type")}
+            params = {k: q.get(k) for k in oauth.AUTHORIZE_PARAMS}
         try:
             ask = await run_in_threadpool(
                 oauth.check_authorize, self.store,
@@ -376,14 +374,15 @@ class Console:
         except oauth.AuthorizeError as e:
             ctx = self.context(*found) if found else {}
             return self.message("This install link cannot be used", str(e), 400, **ctx)
+        except oauth.AuthorizeRedirect as e:
+            return RedirectResponse(e.location, 303)
         if found is None:
             return self.signed_out()
         s, token = found
         if request.method == "GET":
             grant = await run_in_threadpool(
                 self.store.effective_grant, ask.app.app_id, s.account, ask.mode)
-            hidden = {"client_id": ask.app.app_id, "redirect_uri": ask.redirect_uri,
-                      "state": ask.state, "mode": ask.mode}
+            hidden = ask.hidden()
             origin = _form_origin(ask.redirect_uri)
             return self.page("consent.html", **self.context(s, token), app=ask.app,
                              mode=ask.mode, action="/oauth/v2/authorize", hidden=hidden,
@@ -406,7 +405,8 @@ class Console:
                 pass  # installed already: authorizing again gives the app a new code
             return store_oauth.issue_code(
                 self.store, app_id=ask.app.app_id, account=s.account, mode=ask.mode,
-                redirect_uri=ask.redirect_uri, user_id=s.actor)
+                redirect_uri=ask.redirect_uri, user_id=s.actor,
+                redirect_uri_sent=ask.redirect_uri_sent, pkce=ask.pkce)
 
         try:
             code = await run_in_threadpool(allow)

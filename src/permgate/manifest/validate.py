@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from permgate.catalog import Catalog
 from permgate.manifest._catalog import default_catalog
@@ -50,7 +52,59 @@ VALIDATE_RULES: tuple[Rule, ...] = (
     Rule("extends", "The base of a local manifest cannot be used", "error",
          "The file named by 'extends' cannot be read, or the chain of bases loops or is too "
          "long.", "Point 'extends' at the app's stripe-app.json."),
+    Rule("insecure-redirect-uri", "A redirect URI would receive OAuth codes in clear", "error",
+         "An allowed_redirect_uris entry is plain http:// to a host that is not loopback: "
+         "the authorization code (and the state) would cross the network unencrypted. "
+         "permgate requires https (RFC 6749 section 3.1.2.1), except to a loopback host "
+         "(127.0.0.1, [::1], localhost; RFC 8252 section 7.3).",
+         "Serve the callback over https, or use http://127.0.0.1:PORT/... while developing."),
 )
+
+# Hosts an http:// redirect URI may name: the browser's own machine (RFC 8252 section 7.3).
+_LOOPBACK_NAMES = ("localhost",)
+
+
+def redirect_uri_problem(uri: str) -> str | None:
+    """Why `uri` may not receive OAuth codes, or None: https, or http to a loopback host only.
+    The one rule, used by `validate` and by the install link (for versions uploaded before
+    it)."""
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname or ""
+        _ = parts.port  # a bad port raises here
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme == "https" and host:
+        return None
+    if parts.scheme != "http" or not host:
+        return "must be an absolute https:// URL"
+    if host.lower() in _LOOPBACK_NAMES:
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return (f"uses http:// to {host[:255]!r}, which is not a loopback host: OAuth codes "
+            "would travel in clear. Use https:// (http:// is allowed only to 127.0.0.1, "
+            "[::1] or localhost, for development)")
+
+
+def check_redirect_uris(data: dict[str, Any]) -> list[Problem]:
+    """allowed_redirect_uris entries that would receive codes in clear (`redirect_uri_problem`);
+    the shape of each entry is the schema's (check_structure)."""
+    uris = data.get("allowed_redirect_uris")
+    if not isinstance(uris, list):
+        return []
+    out = []
+    for i, uri in enumerate(uris):
+        if not isinstance(uri, str) or not uri.startswith("http://"):
+            continue  # the schema's pattern reports any other shape
+        why = redirect_uri_problem(uri)
+        if why is not None:
+            out.append(Problem(pointer("allowed_redirect_uris", i),
+                               f"redirect URI {why}", "insecure-redirect-uri"))
+    return out
 
 
 def check_names(data: dict[str, Any], catalog: Catalog) -> list[Problem]:
@@ -114,9 +168,9 @@ def validate(m: Manifest, catalog: Catalog | None = None) -> list[Problem]:
     is checked on its own and then merged onto its base and checked as the result."""
     cat = catalog or default_catalog()
     if "extends" not in m.data:
-        found = check_structure(m.data) + check_names(m.data, cat)
+        found = _content(m.data, cat, local=False)
         return sorted((_located(p, m) for p in found), key=_order)
-    own = check_structure(m.data, local=True) + check_names(m.data, cat)
+    own = _content(m.data, cat, local=True)
     problems = [_located(p, m) for p in own]
     seen = {(p.pointer, p.code) for p in problems}
     base, chain_problem = _resolve_base(m)
@@ -126,7 +180,7 @@ def validate(m: Manifest, catalog: Catalog | None = None) -> list[Problem]:
         merged: Any = {}
         for layer in [*reversed(base), m]:  # the farthest base first, the local one last
             merged = merge(merged, {k: v for k, v in layer.data.items() if k != "extends"})
-        for p in check_structure(merged) + check_names(merged, cat):
+        for p in _content(merged, cat, local=False):
             if (p.pointer, p.code) in seen:
                 continue
             if m.node_at(p.pointer) is not None or not _in_any(p.pointer, base):
@@ -135,6 +189,11 @@ def validate(m: Manifest, catalog: Catalog | None = None) -> list[Problem]:
                 origin = next(b for b in base if b.node_at(p.pointer) is not None)
                 problems.append(_located(p, origin, f"in the base {origin.name}"))
     return sorted(problems, key=_order)
+
+
+def _content(data: dict[str, Any], cat: Catalog, *, local: bool) -> list[Problem]:
+    return (check_structure(data, local=local) + check_names(data, cat)
+            + check_redirect_uris(data))
 
 
 def _in_any(ptr: str, manifests: list[Manifest]) -> bool:

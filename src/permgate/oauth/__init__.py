@@ -6,7 +6,7 @@
   `connect` base address): authorization_code and refresh_token grants, authenticated with
   the app's secret key, answering as Stripe does and failing as RFC 6749 section 5.2 says.
 
-The grants themselves (single-use codes, rotation, reuse detection) are in
+The grants themselves (single-use codes, PKCE, rotation, reuse detection) are in
 permgate.store.oauth; why this is not built on an OAuth server library: docs/consent.md.
 """
 
@@ -15,13 +15,14 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from permgate.errors import PermgateError
+from permgate.manifest.validate import redirect_uri_problem
 from permgate.store import NotFound, Store, describe, oauth
 from permgate.store.describe import VersionView
 
@@ -36,18 +37,45 @@ class AuthorizeError(PermgateError):
     (RFC 6749 section 4.1.2.1: a bad client_id or redirect_uri must not redirect)."""
 
 
+class AuthorizeRedirect(PermgateError):
+    """An install link whose app and redirect URI are right but whose request is not (a bad
+    PKCE challenge): the error goes back to the app at `location` (RFC 6749 4.1.2.1)."""
+
+    def __init__(self, location: str, error: oauth.OAuthError) -> None:
+        super().__init__(error.description)
+        self.location, self.error = location, error
+
+
 @dataclass(frozen=True, slots=True)
 class AuthorizeRequest:
     app: VersionView
     redirect_uri: str
     state: str | None
     mode: str
+    redirect_uri_sent: bool  # the link named it: the token request must repeat it
+    pkce: oauth.Pkce | None
+
+    def hidden(self) -> dict[str, str | None]:
+        """The consent form's hidden fields: the link's own parameters, so that the POST is
+        checked as the link was (a redirect_uri the link left out stays out)."""
+        return {"client_id": self.app.app_id,
+                "redirect_uri": self.redirect_uri if self.redirect_uri_sent else None,
+                "state": self.state, "mode": self.mode,
+                "code_challenge": self.pkce.challenge if self.pkce else None,
+                "code_challenge_method": self.pkce.method if self.pkce else None}
+
+
+AUTHORIZE_PARAMS = ("client_id", "redirect_uri", "state", "mode", "response_type",
+                    "code_challenge", "code_challenge_method")
 
 
 def check_authorize(
     store: Store, client_id: str | None, redirect_uri: str | None, state: str | None,
-    mode: str | None, response_type: str | None,
+    mode: str | None, response_type: str | None, code_challenge: str | None = None,
+    code_challenge_method: str | None = None,
 ) -> AuthorizeRequest:
+    """The install link's parameters (AUTHORIZE_PARAMS, in that order), checked. Raises
+    AuthorizeError (show a page) until the redirect URI is trusted, AuthorizeRedirect after."""
     if not client_id:
         raise AuthorizeError("The install link names no app (client_id is missing).")
     try:
@@ -61,6 +89,7 @@ def check_authorize(
                              "list of apps instead.")
     if not app.allowed_redirect_uris:
         raise AuthorizeError("The app's manifest lists no allowed_redirect_uris.")
+    sent = redirect_uri is not None
     if redirect_uri is None:
         redirect_uri = app.allowed_redirect_uris[0]
     elif redirect_uri not in app.allowed_redirect_uris:
@@ -70,6 +99,11 @@ def check_authorize(
     parts = urlsplit(redirect_uri)
     if parts.scheme not in ("https", "http") or not parts.netloc or parts.fragment:
         raise AuthorizeError("The app's redirect URI is not an absolute http(s) URL.")
+    insecure = redirect_uri_problem(redirect_uri)
+    if insecure is not None:
+        # A version uploaded before `validate` refused these: no code is sent in clear.
+        raise AuthorizeError(f"The app's redirect URI {insecure}. The app must upload a "
+                             "version whose allowed_redirect_uris use https.")
     if response_type not in (None, "code"):
         raise AuthorizeError("Only response_type=code is supported.")
     if state is not None and (len(state) > MAX_STATE or not state.isprintable()):
@@ -77,7 +111,14 @@ def check_authorize(
     mode = mode or "live"
     if mode not in ("live", "test", "sandbox"):
         raise AuthorizeError("mode must be live, test or sandbox.")
-    return AuthorizeRequest(app, redirect_uri, state, mode)
+    try:
+        pkce = oauth.check_challenge(code_challenge, code_challenge_method)
+    except oauth.OAuthError as e:
+        # RFC 7636 section 4.4.1: the app learns it at its redirect URI.
+        raise AuthorizeRedirect(redirect_to(redirect_uri, {
+            "error": e.error, "error_description": e.description, "state": state}), e) \
+            from None
+    return AuthorizeRequest(app, redirect_uri, state, mode, sent, pkce)
 
 
 def redirect_to(uri: str, params: dict[str, str | None]) -> str:
@@ -88,30 +129,50 @@ def redirect_to(uri: str, params: dict[str, str | None]) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
 
 
-def _error(error: str, description: str, status: int = 400) -> JSONResponse:
+REALM = 'realm="permgate"'
+# A 401 names the scheme the client authenticated with (RFC 6749 sections 2.3.1 and 5.2,
+# RFC 7617); a client that sent no Authorization header is told both that work.
+_CHALLENGES = {"basic": f"Basic {REALM}", "bearer": f"Bearer {REALM}",
+               None: f"Basic {REALM}, Bearer {REALM}"}
+
+
+def _error(error: str, description: str, status: int = 400, *,
+           scheme: str | None = None) -> JSONResponse:
     headers = dict(NO_STORE)
     if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="permgate"'
+        headers["WWW-Authenticate"] = _CHALLENGES.get(scheme, _CHALLENGES[None])
     return JSONResponse({"error": error, "error_description": description},
                         status_code=status, headers=headers)
 
 
-def _presented_key(request: Request, form: dict[str, str]) -> str | None:
-    """Bearer KEY, HTTP basic with KEY as the user (as Stripe's SDKs send it), or the
-    client_secret parameter."""
+@dataclass(frozen=True, slots=True)
+class _Credentials:
+    scheme: str | None  # the Authorization scheme, lower-cased; None without the header
+    key: str | None
+    client_id: str | None  # the app id a Basic `client_id:client_secret` pair claims
+
+
+def _presented_key(request: Request, form: dict[str, str]) -> _Credentials:
+    """Bearer KEY; HTTP basic with KEY as the user and no password (as Stripe's SDKs and curl
+    examples send it) or as RFC 6749 section 2.3.1 has it, `APP_ID:KEY` (each form-encoded);
+    or the client_secret parameter."""
     header = request.headers.get("authorization")
     if header is None:
-        return form.get("client_secret")
+        return _Credentials(None, form.get("client_secret"), None)
     scheme, _, rest = header.strip().partition(" ")
-    if scheme.lower() == "bearer":
-        return rest.strip()
-    if scheme.lower() == "basic":
+    scheme = scheme.lower()
+    if scheme == "bearer":
+        return _Credentials(scheme, rest.strip(), None)
+    if scheme == "basic":
         try:
-            return base64.b64decode(rest.strip(), validate=True).decode("ascii").partition(
-                ":")[0]
+            pair = base64.b64decode(rest.strip(), validate=True).decode("ascii")
         except (binascii.Error, ValueError):
-            return None
-    return None
+            return _Credentials(scheme, None, None)
+        user, _, password = (unquote_plus(v) for v in pair.partition(":"))
+        if password:
+            return _Credentials(scheme, password, user)
+        return _Credentials(scheme, user, None)
+    return _Credentials(None, None, None)
 
 
 async def token_endpoint(request: Request, store: Store) -> Response:
@@ -136,13 +197,18 @@ async def token_endpoint(request: Request, store: Store) -> Response:
         if k in form:  # RFC 6749 section 3.2: parameters must not repeat
             return _error("invalid_request", f"The parameter {k} was sent twice.")
         form[k] = v
-    secret = _presented_key(request, form)
-    if not secret:
+    given = _presented_key(request, form)
+    if not given.key:
         return _error("invalid_client", "Authenticate with the app's secret key "
-                      "(Authorization: Bearer sk_...).", 401)
-    client = await run_in_threadpool(store.authenticate, secret)
+                      "(Authorization: Bearer sk_..., or Basic with sk_... as the user).", 401,
+                      scheme=given.scheme)
+    client = await run_in_threadpool(store.authenticate, given.key)
     if client is None or client.kind != "secret":
-        return _error("invalid_client", "The key is not a valid secret key of an app.", 401)
+        return _error("invalid_client", "The key is not a valid secret key of an app.", 401,
+                      scheme=given.scheme)
+    if given.client_id is not None and given.client_id != client.app_id:
+        return _error("invalid_client", "The client_id is not the app whose secret key was "
+                      "sent.", 401, scheme=given.scheme)
     grant_type = form.get("grant_type")
     try:
         if grant_type == "authorization_code":
@@ -150,7 +216,8 @@ async def token_endpoint(request: Request, store: Store) -> Response:
             if not code:
                 return _error("invalid_request", "code is required.")
             tokens = await run_in_threadpool(
-                oauth.exchange_code, store, client, code, form.get("redirect_uri"))
+                oauth.exchange_code, store, client, code, form.get("redirect_uri"),
+                form.get("code_verifier"))
         elif grant_type == "refresh_token":
             refresh = form.get("refresh_token")
             if not refresh:

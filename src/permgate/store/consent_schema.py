@@ -1,7 +1,8 @@
 """Tables for consent by people: account links, browser sessions, OAuth codes and refresh tokens.
 
-On the store's `metadata`; migration `c0001_consent` creates exactly these. Every secret
-(link token, session token, code, refresh token) is stored only as its SHA-256, as keys are.
+On the store's `metadata`; migrations `c0001_consent` and `c0002_oauth_pkce` create exactly
+these. Every secret (link token, session token, code, refresh token) is stored only as its
+SHA-256, as keys are.
 OAuth access tokens are rows of `api_keys` (kind "oauth"), so the gateway's one indexed
 lookup by hash finds them and uninstall revokes them with the install's other keys.
 """
@@ -61,6 +62,12 @@ oauth_codes = sa.Table(
     sa.Column("used_at", UTCDateTime, nullable=True),
     # The token family the code was exchanged for: a replayed code revokes it (RFC 6749 4.1.2).
     sa.Column("family_id", sa.String(40), nullable=True),
+    # Migration c0002_oauth_pkce: the PKCE challenge the install link carried (RFC 7636; only
+    # S256 is accepted), and whether the link named its redirect_uri, which the token request
+    # must then repeat (RFC 6749 4.1.3).
+    sa.Column("code_challenge", sa.String(128), nullable=True),
+    sa.Column("code_challenge_method", sa.String(8), nullable=True),
+    sa.Column("redirect_uri_sent", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_oauth_codes_install", "install_id"),
 )
 

@@ -6,11 +6,20 @@
 - A refresh token is rotated on every use; presenting a used one again means it leaked, so the
   whole family (every refresh and access token since the code) is revoked, as is the family of
   a code presented twice (RFC 6749 section 4.1.2, OAuth 2.0 Security BCP section 4.14).
+- PKCE (RFC 7636, required by RFC 9700 section 2.1.1): a code issued for a link carrying a
+  `code_challenge` is exchanged only with its `code_verifier`; a verifier for a code issued
+  without a challenge is refused too (the downgrade RFC 9700 names). S256 only: see
+  docs/consent.md. A code also remembers whether its link named the redirect_uri, which the
+  token request must then repeat (RFC 6749 section 4.1.3).
 - Uninstall revokes everything (Store.uninstall). Every secret is stored as its SHA-256.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import re
 import secrets
 import string
 from dataclasses import dataclass
@@ -32,6 +41,12 @@ CODE_TTL = timedelta(minutes=5)
 ACCESS_TTL = timedelta(hours=1)
 SCOPE = "stripe_apps"
 _ALPHABET = string.ascii_letters + string.digits
+PKCE_METHODS = ("S256",)
+# RFC 7636 section 4.1: 43 to 128 unreserved characters (RFC 3986 section 2.3).
+_VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+# An S256 challenge is base64url(SHA-256) without padding: exactly 43 characters.
+_S256_CHALLENGE = re.compile(r"[A-Za-z0-9\-_]{43}")
+_UNRESERVED = "43 to 128 characters of A-Z a-z 0-9 - . _ ~"
 
 
 class OAuthError(PermgateError):
@@ -62,6 +77,60 @@ class TokenSet:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Pkce:
+    """An install link's PKCE challenge, as checked by `check_challenge`."""
+
+    challenge: str
+    method: str
+
+
+def check_challenge(challenge: str | None, method: str | None) -> Pkce | None:
+    """The install link's `code_challenge` and `code_challenge_method`, or None when it sent
+    neither. Raises OAuthError("invalid_request"), which the authorize endpoint sends to the
+    app's redirect URI (RFC 7636 section 4.4.1)."""
+    if challenge is None:
+        if method is not None:
+            raise OAuthError("invalid_request",
+                             "code_challenge_method was sent without a code_challenge.")
+        return None
+    method = "plain" if method is None else method  # RFC 7636 section 4.3: absent is plain
+    if method not in PKCE_METHODS:
+        raise OAuthError("invalid_request", f"code_challenge_method {method[:16]!r} is not "
+                         "supported: send code_challenge_method=S256 with "
+                         "code_challenge=BASE64URL(SHA256(code_verifier)).")
+    if not _S256_CHALLENGE.fullmatch(challenge):
+        raise OAuthError("invalid_request", "code_challenge is not an S256 challenge "
+                         "(43 base64url characters without padding).")
+    return Pkce(challenge, method)
+
+
+def _pkce_refusal(challenge: str | None, method: str | None,
+                  verifier: str | None) -> OAuthError | None:
+    """Why the token request's `code_verifier` does not redeem a code issued for `challenge`
+    by `method`, or None if it does."""
+    if challenge is None:
+        if verifier is None:
+            return None
+        # RFC 9700 section 2.1.1: a verifier for a code issued without a challenge is a
+        # downgrade (the challenge was stripped from the link): refuse it.
+        return OAuthError("invalid_grant", "code_verifier was sent, but the install link "
+                          "this code was issued for carried no code_challenge.")
+    if verifier is None:
+        return OAuthError("invalid_grant", "code_verifier is required: the install link "
+                          "carried a code_challenge.")
+    if method not in PKCE_METHODS:  # never stored by check_challenge: deny, whatever it is
+        return OAuthError("invalid_grant", "The code's code_challenge_method is not S256.")
+    if not _VERIFIER.fullmatch(verifier):
+        return OAuthError("invalid_grant", f"code_verifier must be {_UNRESERVED}.")
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    computed = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    if not hmac.compare_digest(computed, challenge):
+        return OAuthError("invalid_grant", "code_verifier does not match the install link's "
+                          "code_challenge.")
+    return None
+
+
 def _secret(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(keys.SECRET_LENGTH))
 
@@ -73,8 +142,13 @@ def _key_modes(key_mode: str) -> tuple[str, ...]:
 
 def issue_code(
     store: Store, *, app_id: str, account: str, mode: str, redirect_uri: str, user_id: str,
+    redirect_uri_sent: bool = True, pkce: Pkce | None = None,
 ) -> str:
-    """A single-use code for the live install of `app_id` on `account` in `mode`."""
+    """A single-use code for the live install of `app_id` on `account` in `mode`, sent to
+    `redirect_uri`. `redirect_uri_sent`: the install link named it (then the token request
+    must repeat it); `pkce`: the link's challenge (`check_challenge`)."""
+    if pkce is not None:
+        check_challenge(pkce.challenge, pkce.method)  # one rule, whoever calls
     grant = store.effective_grant(app_id, account, mode)
     if grant is None:
         raise NotFound(f"{app_id} is not installed on {account} in {mode} mode",
@@ -85,7 +159,9 @@ def issue_code(
         conn.execute(oauth_codes.insert().values(
             code_hash=keys.hash_secret(code), app_id=app_id, install_id=grant.install_id,
             account=account, mode=mode, redirect_uri=redirect_uri, user_id=user_id,
-            created_at=now, expires_at=now + CODE_TTL))
+            created_at=now, expires_at=now + CODE_TTL, redirect_uri_sent=redirect_uri_sent,
+            code_challenge=pkce.challenge if pkce else None,
+            code_challenge_method=pkce.method if pkce else None))
         append_audit(conn, user_id, "oauth.code_issued", at=now, app_id=app_id,
                      account=account, mode=mode, install_id=grant.install_id)
     return code
@@ -93,8 +169,10 @@ def issue_code(
 
 def exchange_code(
     store: Store, client: KeyInfo, code: str, redirect_uri: str | None = None,
+    code_verifier: str | None = None,
 ) -> TokenSet:
-    """grant_type=authorization_code, for the app whose secret key authenticated."""
+    """grant_type=authorization_code, for the app whose secret key authenticated. A refused
+    verifier or redirect_uri leaves the code unspent (nothing was issued)."""
     refused: OAuthError | None = None
     tokens: TokenSet | None = None
     with store._change(client.app_id) as tx:
@@ -111,12 +189,19 @@ def exchange_code(
                 "for it is revoked.")
         elif row["expires_at"] <= tx.now:
             raise OAuthError("invalid_grant", "Authorization code expired.")
+        elif redirect_uri is None and row["redirect_uri_sent"]:
+            raise OAuthError("invalid_grant", "redirect_uri is required: the install link "
+                             "named one, and the token request must repeat it (RFC 6749 "
+                             "section 4.1.3).")
         elif redirect_uri is not None and redirect_uri != row["redirect_uri"]:
             raise OAuthError("invalid_grant",
                              "redirect_uri does not match the one the code was issued for.")
         elif row["mode"] not in _key_modes(client.mode):
             raise OAuthError("invalid_grant", f"This code is for a {row['mode']} mode install; "
                              f"authenticate with the app's {client.mode} key for it.")
+        elif (pkce := _pkce_refusal(
+                row["code_challenge"], row["code_challenge_method"], code_verifier)) is not None:
+            raise pkce
         else:
             _require_installed(tx.conn, row["install_id"])
             family = keys.new_id("fam")
