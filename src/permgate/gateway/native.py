@@ -457,7 +457,7 @@ class HttpConn(asyncio.Protocol):
         admitted = self.gateway.admit(req.method, req.path, req.query, req.headers)
         if admitted is None:
             return False
-        up = pool.take_idle()
+        up = pool.take_idle(admitted.caller.app or None)  # "": not enforcing, no app
         if up is None:
             return False
         self.exchange = up
