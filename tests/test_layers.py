@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "permgate"
 # the same rank are siblings and know nothing of each other, except SIDEWAYS.
 RANK: dict[str, int] = {
     "errors": 0,
-    "sarif": 1, "_progress": 1, "boundedjson": 1,  # leaf utilities
+    "sarif": 1, "_progress": 1, "boundedjson": 1, "http1": 1,  # leaf utilities
     "catalog": 2,
     "api": 3,
     "engine": 4,  # permgate/__init__.py (the facade), decision.py, load.py
