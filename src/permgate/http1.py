@@ -162,8 +162,8 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.freed()
-        if self.done:
-            return
+        if self.done or self.error is not None:
+            return  # ended, or failed already (a deadline, a bad answer): nothing to add
         if self.head_done and self.expecting and self._until_close():
             # A close-delimited answer: the end of the connection is the end of the body.
             self.keep_alive = False

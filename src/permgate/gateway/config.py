@@ -91,8 +91,7 @@ class Settings:
              "read its answers) cannot take the pool from the others. An app's call beyond "
              "it waits, first come first served among that app's calls, within its "
              "deadline (`upstream_timeout`), then 504. Larger than pool_size: pool_size. "
-             "Counted per worker, by the app of the calling key (not counted when "
-             "enforcement is off)")
+             "Counted per worker, by the app of the calling key")
     refresh_interval: float = _setting(
         0.25, "seconds between checks of the store's change counter", metavar="SECONDS")
     admin_token: str | None = _setting(
