@@ -130,7 +130,7 @@ def huge_upstream() -> Iterator[tuple[str, list[str]]]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             seen.append(self.path)
             if "cus_huge" in self.path:
                 self.send_response(200)
