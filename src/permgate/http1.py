@@ -153,7 +153,7 @@ class Connection(asyncio.Protocol):
                 self._fail(self.Error(f"malformed answer from {self.peer}: {e}"))
             self.close()
             return
-        if not self.head_done and self.head_bytes > MAX_HEAD and self.expecting:
+        if self.head_bytes > MAX_HEAD and not self.head_done and self.expecting:
             # Interim answers count too: a peer sending 1xx forever is cut off.
             self._fail(self.Error(
                 f"the answer's head from {self.peer} is larger than {MAX_HEAD} bytes"))
@@ -226,10 +226,19 @@ class Connection(asyncio.Protocol):
             return
         # Only valid inside the callback: llhttp resets its state after the message.
         self.keep_alive = self.parser.should_keep_alive()
-        self._complete()
+        # `_complete`, inlined: the gateway's fast path runs this for every call.
+        self.done = True
+        self.expecting = False
+        sink = self.sink
+        if sink is not None:
+            self.sink = None
+            sink.upstream_done(self)
+            return
+        self._wake()
 
     # -- plumbing ------------------------------------------------------------------------
     def _complete(self) -> None:
+        """The answer ended (as `on_message_complete` ends it, for the end-of-file rule)."""
         self.done = True
         self.expecting = False
         sink = self.sink
@@ -297,7 +306,11 @@ class Connection(asyncio.Protocol):
     def exchange(self, data: bytes, deadline: float, sink: Sink) -> None:
         """Send one request whose answer goes to `sink`'s callbacks (no future, no task)."""
         self.sink = sink
-        self.send(data, deadline)
+        self.deadline = deadline  # `send`, inlined: the gateway's fast path
+        self.expecting = True
+        self.deadlines.watch(self)
+        assert self.transport is not None
+        self.transport.write(data)
 
     async def wait(self) -> None:
         """Until the parser made progress or the exchange failed (its deadline included)."""

@@ -194,7 +194,7 @@ class Pool:
         return conn
 
     def release(self, conn: _Conn) -> None:
-        if not conn.reusable:
+        if conn.closed or not conn.keep_alive:  # `conn.reusable`, inlined (every call)
             conn.close()
             return
         owner = conn.owner
@@ -220,14 +220,15 @@ class Pool:
 
     def _unhold(self, owner: str) -> None:
         """One of `owner`'s connections is back: its first queued call takes the place."""
-        queued = self._queued.get(owner)
-        while queued:
-            w = queued.popleft()
-            if not w.done():
-                w.set_result(None)  # the place passes on: `held` stays as it is
-                return
-        if queued is not None:
-            del self._queued[owner]
+        if self._queued:
+            queued = self._queued.get(owner)
+            while queued:
+                w = queued.popleft()
+                if not w.done():
+                    w.set_result(None)  # the place passes on: `held` stays as it is
+                    return
+            if queued is not None:
+                del self._queued[owner]
         n = self.held[owner] - 1
         if n:
             self.held[owner] = n
