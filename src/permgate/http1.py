@@ -12,7 +12,8 @@ What a `Connection` does, for both:
 - interim answers (`1xx`: 100 Continue, 103 Early Hints, ...) skipped: the final one counts;
 - bytes after an answer (in its read or later) close the connection: they must never become
   the next request's answer;
-- a bound on an answer's head (`MAX_HEAD` bytes, interim answers included);
+- a bound on an answer's head: not whole after `MAX_HEAD` bytes read, interim answers
+  included, the exchange fails;
 - keep-alive: `reusable` once an answer ended on a connection both sides keep open;
   `stale(error)` tells a kept-alive connection the peer closed before answering (the request
   most likely never ran, so a caller may send it once more on a fresh connection);
@@ -38,12 +39,8 @@ from permgate.errors import PermgateError
 
 Headers = list[tuple[bytes, bytes]]
 HIGH_WATER = 256 * 1024  # body bytes buffered before reading pauses (or the sink is called)
-MAX_HEAD = 64 * 1024  # bytes of an answer before its final head is whole
+MAX_HEAD = 64 * 1024  # bytes read for an answer whose final head is still not whole
 _NO_BODY = frozenset({204, 304})
-
-
-def _head_size(headers: Headers) -> int:
-    return sum([len(name) + len(value) + 4 for name, value in headers])
 
 
 class ExchangeError(PermgateError):
@@ -128,7 +125,7 @@ class Connection(asyncio.Protocol):
         self.buffered = 0
         self.head_done = False
         self.head_at = 0.0  # perf_counter() when the answer's head was in
-        self.head_bytes = 0  # bytes read while the final head was not whole
+        self.head_bytes = 0  # bytes read that left the final head not whole
         self.interim = False
         self.done = False
         self.keep_alive = False
@@ -144,8 +141,6 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received = True
-        if not self.head_done:
-            self.head_bytes += len(data)  # an upper bound of the head's size: one add a read
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as e:
@@ -153,11 +148,15 @@ class Connection(asyncio.Protocol):
                 self._fail(self.Error(f"malformed answer from {self.peer}: {e}"))
             self.close()
             return
-        if self.head_bytes > MAX_HEAD and not self.head_done and self.expecting:
-            # Interim answers count too: a peer sending 1xx forever is cut off.
-            self._fail(self.Error(
-                f"the answer's head from {self.peer} is larger than {MAX_HEAD} bytes"))
-            self.close()
+        if self.expecting and not self.head_done:
+            # Still no whole head: bounded (interim answers count too, so a peer sending 1xx
+            # forever is cut off). Counted per read, which costs nothing when a read brings
+            # the whole head; such a read can hold a larger head (reads are at most 256 KiB).
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD:
+                self._fail(self.Error(
+                    f"the answer's head from {self.peer} is larger than {MAX_HEAD} bytes"))
+                self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -200,9 +199,6 @@ class Connection(asyncio.Protocol):
         if status < 200:  # an interim answer (103 Early Hints, ...): the real one follows
             self.interim = True
             return
-        if self.head_bytes > MAX_HEAD and _head_size(self.headers) > MAX_HEAD:
-            # Counted exactly only when the reads were large (a head and a body in one).
-            raise httptools.HttpParserError(f"a head larger than {MAX_HEAD} bytes")
         self.status = status
         self.head_done = True
         self.head_at = perf_counter()

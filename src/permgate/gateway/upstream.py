@@ -55,17 +55,28 @@ class _Conn(Connection):
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.counted = True  # holds one of the pool's `size` slots until closed
-        self.owner: str | None = None  # set while taken for an owner (`Pool.request`)
+        self.share: _Share | None = None  # the owner's, while taken for one
         super().__init__(pool.deadlines)
 
     def freed(self) -> None:
         if self.counted:
             self.counted = False
             self.pool._slot_freed()
-        owner = self.owner
-        if owner is not None:
-            self.owner = None
-            self.pool._unhold(owner)
+        share = self.share
+        if share is not None:
+            self.share = None
+            self.pool._unhold(share)
+
+
+class _Share:
+    """One owner's part of the pool: connections taken (or promised to a waiting call of
+    its own) and its calls waiting for one of them to come back."""
+
+    __slots__ = ("held", "queued")
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.queued: deque[asyncio.Future[None]] = deque()
 
 
 class Response:
@@ -144,14 +155,19 @@ class Pool:
         self.open = 0  # connections counted against `size`, connecting ones included
         self._idle: list[_Conn] = []
         self._waiters: deque[asyncio.Future[_Conn | None]] = deque()
-        # owner -> connections taken (or promised to its waiter); only owners holding one
-        self.held: dict[str, int] = {}
-        self._queued: dict[str, deque[asyncio.Future[None]]] = {}  # owners at their bound
+        # Kept when back to 0 (cheaper than removing and adding one on every call): one
+        # per app that called, which only an app's valid key can be.
+        self.shares: dict[str, _Share] = {}
         self._ssl = ssl.create_default_context() if origin.tls else None
         self.loop = asyncio.get_running_loop()
         # Exchanges in flight, checked against their deadlines by one timer for the pool.
         self.deadlines = Deadlines(self.loop, timeout)
         self.host_line = b" HTTP/1.1\r\nhost: " + origin.host_header + b"\r\n"
+
+    @property
+    def held(self) -> dict[str, int]:
+        """Owner -> connections it holds (or that are promised to its waiting call)."""
+        return {owner: share.held for owner, share in self.shares.items() if share.held}
 
     @property
     def waiting(self) -> set[Connection]:
@@ -197,10 +213,13 @@ class Pool:
         if conn.closed or not conn.keep_alive:  # `conn.reusable`, inlined (every call)
             conn.close()
             return
-        owner = conn.owner
-        if owner is not None:
-            conn.owner = None
-            self._unhold(owner)
+        share = conn.share
+        if share is not None:
+            conn.share = None
+            if share.queued:
+                self._unhold(share)
+            else:  # `_unhold`'s common case, inlined (every call)
+                share.held -= 1
         conn.recycle()
         while self._waiters:  # a waiting request takes it at once
             w = self._waiters.popleft()
@@ -218,42 +237,42 @@ class Pool:
                 w.set_result(None)
                 return
 
-    def _unhold(self, owner: str) -> None:
-        """One of `owner`'s connections is back: its first queued call takes the place."""
-        if self._queued:
-            queued = self._queued.get(owner)
-            while queued:
-                w = queued.popleft()
-                if not w.done():
-                    w.set_result(None)  # the place passes on: `held` stays as it is
-                    return
-            if queued is not None:
-                del self._queued[owner]
-        n = self.held[owner] - 1
-        if n:
-            self.held[owner] = n
-        else:
-            del self.held[owner]
+    def _unhold(self, share: _Share) -> None:
+        """One of an owner's connections is back: its first queued call takes the place."""
+        queued = share.queued
+        while queued:
+            w = queued.popleft()
+            if not w.done():
+                w.set_result(None)  # the place passes on: `held` stays as it is
+                return
+        share.held -= 1
 
-    async def _hold(self, owner: str, deadline: float) -> None:
+    def _share(self, owner: str) -> _Share:
+        share = self.shares.get(owner)
+        if share is None:
+            share = self.shares[owner] = _Share()
+        return share
+
+    async def _hold(self, owner: str, deadline: float) -> _Share:
         """A place in `owner`'s share, waiting (first come first served) for one of its
         connections to come back if it holds `per_owner` already; TimeoutError at
         `deadline`."""
-        n = self.held.get(owner, 0)
-        if n < self.per_owner:
-            self.held[owner] = n + 1
-            return
+        share = self._share(owner)
+        if share.held < self.per_owner:
+            share.held += 1
+            return share
         waiter: asyncio.Future[None] = self.loop.create_future()
-        self._queued.setdefault(owner, deque()).append(waiter)
+        share.queued.append(waiter)
         timer = self.loop.call_at(deadline, _expire, waiter)
         try:
             await waiter
         except BaseException:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._unhold(owner)  # the place came as we were cancelled: pass it on
+                self._unhold(share)  # the place came as we were cancelled: pass it on
             raise
         finally:
             timer.cancel()
+        return share
 
     def take_idle(self, owner: str | None = None) -> _Conn | None:
         """An idle kept-alive connection, or None (no waiting, no connecting; None too when
@@ -261,25 +280,26 @@ class Pool:
         idle = self._idle
         if not idle:
             return None
+        share = None
         if owner is not None:
-            n = self.held.get(owner, 0)
-            if n >= self.per_owner:
+            share = self.shares.get(owner) or self._share(owner)
+            if share.held >= self.per_owner:
                 return None
         while idle:
             conn = idle.pop()
             if not conn.closed:
-                if owner is not None:
-                    self.held[owner] = n + 1
-                    conn.owner = owner
+                if share is not None:
+                    share.held += 1
+                    conn.share = share
                 return conn
         return None
 
     def put_back(self, conn: _Conn) -> None:
         """Return a connection from `take_idle` that was not used."""
-        owner = conn.owner
-        if owner is not None:
-            conn.owner = None
-            self._unhold(owner)
+        share = conn.share
+        if share is not None:
+            conn.share = None
+            self._unhold(share)
         self._idle.append(conn)
 
     async def _take(self, deadline: float) -> _Conn:
@@ -326,9 +346,10 @@ class Pool:
         data = self.encode(method, target, headers, body)
         deadline = self.loop.time() + self.timeout
         while True:
+            share = None
             if owner is not None:
                 try:
-                    await self._hold(owner, deadline)
+                    share = await self._hold(owner, deadline)
                 except TimeoutError:
                     raise UpstreamError(
                         f"no upstream connection free within {self.timeout:g} s (app "
@@ -337,14 +358,14 @@ class Pool:
             try:
                 conn = await self._take(deadline)
             except BaseException as e:
-                if owner is not None:
-                    self._unhold(owner)
+                if share is not None:
+                    self._unhold(share)
                 if isinstance(e, TimeoutError):
                     raise UpstreamError(
                         f"no upstream connection free within {self.timeout:g} s "
                         f"({self.size} in use)", timeout=True) from None
                 raise
-            conn.owner = owner
+            conn.share = share
             conn.send(data, deadline)
             try:
                 while not conn.head_done:
