@@ -323,7 +323,10 @@ class Connection(asyncio.Protocol):
         """The exchange's deadline passed: it fails, whoever holds the connection (a reader
         that stopped reading too), and the connection is closed."""
         if self.done and not self.chunks and self.error is None:
-            return  # the whole answer was read, only its release is pending: nothing to cut
+            # The whole answer is read, only the release is pending: nothing to cut off, but
+            # a holder that never releases must not keep the connection (and its slot).
+            self.close()
+            return
         self._fail(self.Error(
             f"no complete answer within {self.deadlines.timeout:g} s", timeout=True))
         self.close()

@@ -77,7 +77,8 @@ class Settings:
     upstream_timeout: float = _setting(
         80.0, "seconds to wait for the upstream's answer before a 504", metavar="SECONDS",
         more="The whole upstream exchange: waiting for a pooled connection, the answer's "
-             "head and its whole body; one deadline per request, not reset by each read. "
+             "head and its whole body, until our client has taken it (time spent waiting "
+             "for a slow client counts); one deadline per request, not reset by each read. "
              "Passed before the head: 504; after: the streamed answer is cut off. Stripe's "
              "SDKs wait 80 s")
     pool_size: int = _setting(
