@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -121,6 +122,58 @@ class PoolUser:
         self.pool.close()
 
 
+class Collect:
+    """A sink: the answer's chunks as they come, then the whole answer (or the failure)."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.parts: list[bytes] = []
+        self.got: asyncio.Future[tuple[int, bytes, frozenset[bytes]]] = \
+            pool.loop.create_future()
+
+    def upstream_body(self, conn: Any) -> None:
+        self.parts.extend(conn.chunks)
+        conn.chunks.clear()
+
+    def upstream_done(self, conn: Any) -> None:
+        self.parts.extend(conn.chunks)
+        self.got.set_result((conn.status, b"".join(self.parts),
+                             frozenset(n for n, _ in conn.headers)))
+        self.pool.release(conn)
+
+    def upstream_failed(self, conn: Any, error: UpstreamError) -> None:
+        self.got.set_exception(error)
+
+
+class SinkUser(PoolUser):
+    """The gateway's fast path: a pooled connection whose answer comes by callbacks
+    (`exchange(data, deadline, sink)`, no future in the core), sent again on a fresh
+    connection when a kept-alive one was closed before answering, as native.py does."""
+
+    name = "upstream pool, by callbacks"
+
+    async def call(self) -> Outcome:
+        pool = self.pool
+        data = pool.encode(b"GET", b"/hook", [(b"accept", b"*/*")], b"")
+        while True:
+            deadline = pool.loop.time() + TIMEOUT
+            conn = pool.take_idle()
+            try:
+                if conn is None:
+                    conn = await pool._take(deadline)
+            except TimeoutError:
+                return Outcome(error="timeout")
+            sink = Collect(pool)
+            conn.exchange(data, deadline, sink)
+            try:
+                status, body, names = await sink.got
+            except UpstreamError as e:
+                if conn.stale(e):
+                    continue
+                return Outcome(error="timeout" if e.timeout else "failed")
+            return Outcome(status, body, headers=names)
+
+
 class TransportUser:
     """Webhook delivery: a signed-event-like POST; only the status is kept."""
 
@@ -146,7 +199,7 @@ class TransportUser:
 
 
 USERS: dict[str, Callable[[str], PoolUser | TransportUser]] = {
-    "pool": PoolUser, "transport": TransportUser}
+    "pool": PoolUser, "callbacks": SinkUser, "transport": TransportUser}
 
 
 @dataclass(frozen=True)
