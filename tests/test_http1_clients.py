@@ -289,3 +289,21 @@ def test_both_clients_read_answers_alike(case: str, user: str) -> None:
                 assert rec.connections == c.connections
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+@pytest.mark.parametrize("head", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",  # close-delimited: no length to refuse
+])
+def test_webhook_answers_are_read_to_1_mib_and_never_kept(head: bytes) -> None:
+    # Webhook delivery's own bound (the pool streams upstream bodies instead): a receiver's
+    # body is counted and dropped, and past 1 MiB the attempt fails.
+    async def scenario() -> None:
+        async with receiving([[head, b"z" * 2_000_000, STALL]]) as rec:
+            client = TransportUser(rec.url)
+            try:
+                assert await client.call() == FAILED
+            finally:
+                await client.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))

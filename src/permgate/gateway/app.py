@@ -310,7 +310,7 @@ class Gateway:
         self.pool = Pool(
             Origin(self.settings.upstream), self.settings.pool_size,
             self.settings.connect_timeout, self.settings.upstream_timeout,
-            self.settings.pool_per_app or max(1, self.settings.pool_size // 2),
+            self.settings.pool_per_app,
         )
         if self.shared_metrics is not None:
             self.shared_metrics.start()

@@ -149,7 +149,8 @@ class Pool:
     ) -> None:
         self.origin = origin
         self.size = size
-        self.per_owner = size if per_owner is None else max(1, min(per_owner, size))
+        # None: half of the pool (at least one connection), the default of `pool_per_app`
+        self.per_owner = max(1, size // 2 if per_owner is None else min(per_owner, size))
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.open = 0  # connections counted against `size`, connecting ones included
