@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "permgate"
 RANK: dict[str, int] = {
     "errors": 0,
     "envvars": 1,  # the environment variables' declaration: every layer reads through it
-    "sarif": 2, "_progress": 2, "boundedjson": 2,  # leaf utilities
+    "sarif": 2, "_progress": 2, "boundedjson": 2, "http1": 2,  # leaf utilities
     "catalog": 3,
     "api": 4,
     "engine": 5,  # permgate/__init__.py (the facade), decision.py, load.py

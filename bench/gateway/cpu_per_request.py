@@ -54,7 +54,7 @@ class _NoReply:
 
 
 class _InstantUpstream:
-    async def request(self, *args: Any) -> _Answer:
+    async def request(self, *args: Any, **kwargs: Any) -> _Answer:
         return _Answer()
 
     def close(self) -> None:

@@ -229,7 +229,7 @@ EXTRAS: Var[str | None] = Var(
 GATEWAY_SETTINGS: tuple[str, ...] = (
     "host", "port", "db", "upstream", "upstream_key_file", "upstream_key", "workers",
     "report_only", "body_limit", "connect_timeout", "upstream_timeout", "pool_size",
-    "refresh_interval", "admin_token", "access_log", "server", "demo_account",
+    "pool_per_app", "refresh_interval", "admin_token", "access_log", "server", "demo_account",
     "webhook_secret", "webhook_account", "metrics_token",
 )
 

@@ -1,7 +1,12 @@
 """Where a delivery leaves permgate: the ONE place a webhook target is connected to.
 
-A small HTTP/1.1 client on asyncio protocols and httptools, made for one job: POST a signed
-event and learn the status. Connections are kept alive per endpoint in a pool of at most
+A small HTTP/1.1 client made for one job: POST a signed event and learn the status. How an
+answer is read (framing, interim `1xx` answers skipped, close-delimited answers, bytes after
+an answer, one deadline per exchange) is the client core's, permgate/http1.py, shared with
+the gateway's upstream pool; this module adds where it may connect, its pools, and that an
+answer's body is counted (at most 1 MiB) and dropped, never kept.
+
+Connections are kept alive per endpoint in a pool of at most
 `per_destination` connections (the worker's bound on attempts in flight to one endpoint, so
 an attempt never waits for a connection), so a slow or dead endpoint holds at most its own
 pool and every other endpoint keeps its connections; the worker bounds the attempts in
@@ -31,12 +36,12 @@ from urllib.parse import urlsplit
 import certifi
 import httptools
 
-from permgate.errors import PermgateError
 from permgate.events.targets import TargetPolicy, TargetRefused
+from permgate.http1 import Connection, Deadlines, ExchangeError
 
 USER_AGENT = "permgate-webhooks/0.2"
 _IDLE_SECONDS = 30.0  # an idle kept-alive connection is closed after this
-_MAX_ANSWER = 1 << 20  # a receiver's answer is read (to reuse the connection), never kept
+_MAX_ANSWER = 1 << 20  # a receiver's answer body is read (to reuse the connection), never kept
 
 
 __all__ = ["DeliveryError", "Response", "Target", "TargetRefused", "Transport"]
@@ -50,7 +55,7 @@ class Target:
     mode: str  # the endpoint's mode: the policy's development setting is per mode
 
 
-class DeliveryError(PermgateError):
+class DeliveryError(ExchangeError):
     """The connection failed or the answer was not HTTP (the attempt failed)."""
 
 
@@ -89,66 +94,25 @@ def _check_target(policy: TargetPolicy, target: Target) -> _Url:
                 checked.address is not None, head)
 
 
-class _Conn(asyncio.Protocol):
-    """One connection; the parser's callbacks complete the request in flight."""
+class _Conn(Connection):
+    """One connection to a receiver; its answer's body is counted, then dropped."""
 
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.closed = False
-        self.reused = False
-        self.received = False
-        self.keep_alive = False
+    Error = DeliveryError
+    peer = "the receiver"
+
+    def __init__(self, deadlines: Deadlines) -> None:
+        super().__init__(deadlines)
         self.last_used = time.monotonic()
-        self._answer = 0
-        self._waiter: asyncio.Future[int] | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+    def _reset_response(self) -> None:
+        super()._reset_response()
+        self.body_bytes = 0
 
-    def data_received(self, data: bytes) -> None:
-        self.received = True
-        self._answer += len(data)
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as e:
-            self._fail(DeliveryError(f"the answer is not HTTP: {e}"))
-            self.close()
-        if self._answer > _MAX_ANSWER:
+    def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+        if self.body_bytes > _MAX_ANSWER:
             self._fail(DeliveryError("the answer is larger than 1 MiB"))
-            self.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._fail(DeliveryError("the receiver closed the connection before answering"))
-
-    def on_message_complete(self) -> None:
-        self.keep_alive = bool(self.parser.should_keep_alive())
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(int(self.parser.get_status_code()))
-
-    def _fail(self, error: Exception) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(error)
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-    async def exchange(self, data: bytes) -> int:
-        assert self.transport is not None
-        self.received = False
-        self._answer = 0
-        self.keep_alive = False
-        self._waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(data)
-        try:
-            return await self._waiter
-        finally:
-            self._waiter = None
-            self.last_used = time.monotonic()
+            raise httptools.HttpParserError("too large")  # stops the parser; closed
 
 
 class _Destination:
@@ -156,8 +120,9 @@ class _Destination:
     callers beyond the limit wait for one to be released."""
 
     def __init__(self, url: _Url, limit: int, tls: ssl.SSLContext | None,
-                 policy: TargetPolicy, target: Target) -> None:
+                 policy: TargetPolicy, target: Target, deadlines: Deadlines) -> None:
         self.url = url
+        self.deadlines = deadlines
         self.limit = limit
         self.tls = tls
         self.policy = policy
@@ -178,10 +143,11 @@ class _Destination:
         # DNS blocks: off the event loop (an address literal is checked in place).
         addresses = check() if u.literal else await loop.run_in_executor(None, check)
         last: OSError | None = None
+        deadlines = self.deadlines
         for address in addresses:
             try:
                 _, conn = await loop.create_connection(
-                    _Conn, address, u.port, ssl=self.tls,
+                    lambda: _Conn(deadlines), address, u.port, ssl=self.tls,
                     server_hostname=u.host if self.tls else None)
             except OSError as e:
                 last = e
@@ -191,14 +157,20 @@ class _Destination:
         raise DeliveryError(f"connect to {u.host}:{u.port} ({', '.join(addresses)}) failed: "
                             f"{last.strerror or last}") from None
 
+    def take_idle(self) -> _Conn | None:
+        """The warmest idle connection, if one is open (no waiting, no connecting)."""
+        while self.idle:
+            conn = self.idle.pop()
+            if not conn.closed:
+                return conn
+            self.opened -= 1
+        return None
+
     async def acquire(self) -> _Conn:
         while True:
-            while self.idle:
-                conn = self.idle.pop()
-                if not conn.closed:
-                    conn.reused = True
-                    return conn
-                self.opened -= 1
+            conn = self.take_idle()
+            if conn is not None:
+                return conn
             if self.opened < self.limit:
                 self.opened += 1
                 try:
@@ -216,11 +188,11 @@ class _Destination:
                     self.release(waiter.result(), True)  # handed over as we were cancelled
                 raise
             if handed is not None:
-                handed.reused = True
                 return handed
 
     def release(self, conn: _Conn | None, reusable: bool) -> None:
         if conn is not None and reusable and not conn.closed:
+            conn.recycle()
             while self.waiters:
                 waiter = self.waiters.popleft()
                 if not waiter.done():
@@ -265,8 +237,9 @@ class Transport:
         self._tls: ssl.SSLContext | None = None
         self._parsed: dict[tuple[str, str, bool], _Url] = {}
         self._next_sweep = time.monotonic() + _IDLE_SECONDS
+        self._deadlines: Deadlines | None = None  # made on the loop, at the first post
 
-    def _destination(self, target: Target, url: _Url) -> _Destination:
+    def _destination(self, target: Target, url: _Url, deadlines: Deadlines) -> _Destination:
         # The mode is in the key: the policy differs by mode, and pools never share.
         key = (target.endpoint_id, url.tls, url.host, url.port, target.local, target.mode)
         dest = self._destinations.get(key)
@@ -275,7 +248,7 @@ class Transport:
                 self._tls = ssl.create_default_context(cafile=certifi.where())
             dest = self._destinations[key] = _Destination(
                 url, self.per_destination, self._tls if url.tls else None, self.policy,
-                target)
+                target, deadlines)
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + _IDLE_SECONDS
@@ -300,23 +273,36 @@ class Transport:
         head = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
         data = b"%s%sContent-Length: %d\r\n\r\n%s" % (
             url.head, head.encode("latin-1"), len(body), body)
-        dest = self._destination(target, url)
-        async with asyncio.timeout(self.timeout):
-            while True:
-                conn = await dest.acquire()
-                ok = False
-                try:
-                    status = await conn.exchange(data)
-                    ok = conn.keep_alive
-                    return Response(status)
-                except DeliveryError:
-                    # A kept-alive connection the receiver closed just before our request:
-                    # nothing was answered; send once more on a fresh connection.
-                    if conn.reused and not conn.received and conn.closed:
-                        continue
-                    raise
-                finally:
-                    dest.release(conn, ok)
+        deadlines = self._deadlines
+        if deadlines is None:
+            deadlines = self._deadlines = Deadlines(asyncio.get_running_loop(), self.timeout)
+        dest = self._destination(target, url, deadlines)
+        # One deadline for the attempt: a connection (waited for or opened, DNS included),
+        # then the exchange, whose deadline the core's sweep keeps without a timer of its own.
+        deadline = deadlines.loop.time() + self.timeout
+        while True:
+            conn = dest.take_idle()
+            if conn is None:
+                async with asyncio.timeout_at(deadline):
+                    conn = await dest.acquire()
+            ok = False
+            try:
+                conn.send(data, deadline)
+                while not conn.done:
+                    await conn.wait()
+                ok = conn.reusable
+                return Response(conn.status)
+            except DeliveryError as e:
+                if e.timeout:
+                    raise TimeoutError(e.detail) from None
+                # A kept-alive connection the receiver closed just before our request:
+                # nothing was answered; send once more on a fresh connection.
+                if conn.stale(e):
+                    continue
+                raise
+            finally:
+                conn.last_used = time.monotonic()
+                dest.release(conn, ok)
 
     async def close(self) -> None:
         for dest in self._destinations.values():
@@ -324,4 +310,6 @@ class Transport:
                 conn.close()
             dest.idle.clear()
         self._destinations.clear()
+        if self._deadlines is not None:
+            self._deadlines.close()
         await asyncio.sleep(0)  # let the transports finish closing

@@ -310,6 +310,7 @@ class Gateway:
         self.pool = Pool(
             Origin(self.settings.upstream), self.settings.pool_size,
             self.settings.connect_timeout, self.settings.upstream_timeout,
+            self.settings.pool_per_app,
         )
         if self.shared_metrics is not None:
             self.shared_metrics.start()
@@ -755,7 +756,8 @@ class Gateway:
             headers.append((b"stripe-account", account))
         t0 = perf_counter()
         try:
-            response = await self.pool.request(method.encode("ascii"), target, headers, body)
+            response = await self.pool.request(method.encode("ascii"), target, headers, body,
+                                               owner=rec.get("app"))
         except UpstreamError as e:
             return await self.upstream_failed(reply, rec, started, e)
         self.metrics.upstream_seconds.observe(perf_counter() - t0)

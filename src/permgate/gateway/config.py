@@ -78,13 +78,22 @@ class Settings:
     upstream_timeout: float = _setting(
         80.0, "seconds to wait for the upstream's answer before a 504", metavar="SECONDS",
         more="The whole upstream exchange: waiting for a pooled connection, the answer's "
-             "head and its whole body; one deadline per request, not reset by each read. "
+             "head and its whole body, until our client has taken it (time spent waiting "
+             "for a slow client counts); one deadline per request, not reset by each read. "
              "Passed before the head: 504; after: the streamed answer is cut off. Stripe's "
              "SDKs wait 80 s")
     pool_size: int = _setting(
         64, "upstream connections per worker, busy and idle together (HTTP/1.1 keep-alive)",
         metavar="N", more="A request finding all busy waits, first come first "
              "served, within its deadline")
+    pool_per_app: int | None = _setting(
+        None, "upstream connections one app may hold at once, of the pool_size", metavar="N",
+        shown="half of pool_size (at least 1)",
+        more="So that one app whose calls hang (a slow upstream for it, clients that never "
+             "read its answers) cannot take the pool from the others. An app's call beyond "
+             "it waits, first come first served among that app's calls, within its "
+             "deadline (`upstream_timeout`), then 504. Larger than pool_size: pool_size. "
+             "Counted per worker, by the app of the calling key")
     refresh_interval: float = _setting(
         0.25, "seconds between checks of the store's change counter", metavar="SECONDS")
     admin_token: str | None = _setting(
@@ -264,6 +273,8 @@ def _check(s: Settings) -> None:
             raise ConfigError(f"{name} must be positive")
     if s.pool_size < 1:
         raise ConfigError("pool_size must be at least 1")
+    if s.pool_per_app is not None and s.pool_per_app < 1:
+        raise ConfigError("pool_per_app must be at least 1")
     if s.server not in SERVERS:
         raise ConfigError("server must be 'auto', 'native', 'granian' or 'uvicorn'")
     if s.metrics_token is not None and len(s.metrics_token) < 32:

@@ -457,7 +457,7 @@ class HttpConn(asyncio.Protocol):
         admitted = self.gateway.admit(req.method, req.path, req.query, req.headers)
         if admitted is None:
             return False
-        up = pool.take_idle()
+        up = pool.take_idle(admitted.caller.app or None)  # "": not enforcing, no app
         if up is None:
             return False
         self.exchange = up
@@ -533,7 +533,7 @@ class HttpConn(asyncio.Protocol):
             self.gateway.fast_cut(admitted, error, conn.head_at)
             self.close()
             self._done(req)
-        elif conn.reused and not conn.received and not error.timeout:
+        elif conn.stale(error):
             # A kept-alive connection closed before it answered: the GET most likely never
             # ran upstream. The full path sends it again, as `Pool.request` would.
             _drive(self._serve(req))

@@ -3,7 +3,10 @@
 The gateway only ever talks to one origin with small requests, so a pool with no
 per-request task, timer-task or header-object allocation is the cheaper path (measured
 against httpx, which it replaced). Bodies are streamed: the caller sees the status and headers
-as soon as they arrive and pulls body chunks after.
+as soon as they arrive and pulls body chunks after. How an answer is read (framing, interim
+answers, stray bytes, the exchange's deadline) is the client core's, permgate/http1.py,
+shared with webhook delivery; this module is the pool: slots, idle connections, waiters,
+retries and each app's share.
 """
 
 from __future__ import annotations
@@ -12,40 +15,19 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from time import perf_counter
-from typing import Protocol, cast
+from typing import TypeVar
 from urllib.parse import urlsplit
 
-import httptools
+from permgate.http1 import HIGH_WATER, Connection, Deadlines, ExchangeError, Headers, Sink
 
-from permgate.errors import PermgateError
-
-Headers = list[tuple[bytes, bytes]]
+__all__ = ["Headers", "Origin", "Pool", "Response", "Sink", "UpstreamError"]
+_T = TypeVar("_T")
 # Replays are safe only where the upstream treats a repeat as the same request.
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"DELETE", b"PUT"})
-_HIGH_WATER = 256 * 1024
 
 
-class UpstreamError(PermgateError):
+class UpstreamError(ExchangeError):
     """The upstream could not be used. `timeout` picks 504 over 502."""
-
-    def __init__(self, detail: str, timeout: bool = False) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.timeout = timeout
-
-
-class Sink(Protocol):
-    """Who gets an upstream answer by callback instead of awaiting it (`_Conn.exchange`)."""
-
-    def upstream_body(self, conn: _Conn) -> None:
-        """More than `_HIGH_WATER` bytes are buffered in `conn.chunks`: take them."""
-
-    def upstream_done(self, conn: _Conn) -> None:
-        """The whole answer is in (`conn.status`, `conn.headers`, `conn.chunks`)."""
-
-    def upstream_failed(self, conn: _Conn, error: UpstreamError) -> None:
-        """No (whole) answer will come; `conn` is closed."""
 
 
 class Origin:
@@ -62,180 +44,48 @@ class Origin:
         self.prefix = parts.path.rstrip("/").encode("ascii")  # e.g. an upstream mounted at /api
 
 
-class _Conn(asyncio.Protocol):
-    """One upstream connection; parser callbacks fill in the response being read."""
+class _Conn(Connection):
+    """One upstream connection (the reading of answers is the core's, permgate/http1.py);
+    what it adds is the pool's bookkeeping: the slot it holds until closed, and the owner
+    (app) whose share of the pool it counts against while taken."""
+
+    Error = UpstreamError
+    peer = "upstream"
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.closed = False
         self.counted = True  # holds one of the pool's `size` slots until closed
-        self.deadline = 0.0
-        self.reused = False
-        self.sink: Sink | None = None  # set for an exchange driven by callbacks
-        self.expecting = False  # a request was sent whose answer has not ended
-        self._reset_response()
+        self.share: _Share | None = None  # the owner's, while taken for one
+        super().__init__(pool.deadlines)
 
-    def _reset_response(self) -> None:
-        self.status = 0
-        self.headers: Headers = []
-        self.chunks: deque[bytes] = deque()
-        self.buffered = 0
-        self.head_done = False
-        self.head_at = 0.0  # perf_counter() when the answer's head was in
-        self.interim = False
-        self.done = False
-        self.keep_alive = False
-        self.received = False
-        self.error: UpstreamError | None = None
-        self.waiter: asyncio.Future[None] | None = None
-        self.paused = False
-
-    # asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, only alike.
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.received = True
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as e:
-            if not self.done:  # else the answer is whole: only what came after it is bad
-                self._fail(UpstreamError(f"malformed upstream response: {e}"))
-            self.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._uncount()
-        if not self.done:
-            self._fail(UpstreamError("upstream closed the connection"))
-
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        if not self.expecting:
-            # Bytes after the answer (in its read or later): an upstream out of step. They
-            # must not become the next call's answer: the connection is closed, unused.
-            raise httptools.HttpParserError("an answer nobody asked for")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
-
-    def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if status < 200:  # an interim answer (103 Early Hints, ...): the real one follows
-            self.interim = True
-            return
-        self.status = status
-        self.head_done = True
-        self.head_at = perf_counter()
-        self._wake()
-
-    def on_body(self, body: bytes) -> None:
-        self.chunks.append(body)
-        self.buffered += len(body)
-        if self.buffered > _HIGH_WATER:
-            if self.sink is not None:
-                self.sink.upstream_body(self)
-            elif self.transport is not None and not self.paused:
-                self.paused = True
-                self.transport.pause_reading()
-        self._wake()
-
-    def on_message_complete(self) -> None:
-        if self.interim:
-            self.interim = False
-            self.headers.clear()
-            return
-        # Only valid inside the callback: llhttp resets its state after the message.
-        self.keep_alive = self.parser.should_keep_alive()
-        self.done = True
-        self.expecting = False
-        sink = self.sink
-        if sink is not None:
-            self.sink = None
-            self.pool.waiting.discard(self)
-            sink.upstream_done(self)
-            return
-        self._wake()
-
-    # plumbing
-    def _wake(self) -> None:
-        w = self.waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    def _fail(self, error: UpstreamError) -> None:
-        if self.error is None:
-            self.error = error
-        sink = self.sink
-        if sink is not None:
-            self.sink = None
-            self.pool.waiting.discard(self)
-            self.close()
-            sink.upstream_failed(self, error)
-            return
-        w = self.waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    def _uncount(self) -> None:
+    def freed(self) -> None:
         if self.counted:
             self.counted = False
             self.pool._slot_freed()
+        share = self.share
+        if share is not None:
+            self.share = None
+            self.pool._unhold(share)
 
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-        self._uncount()
 
-    async def wait(self, deadline: float) -> None:
-        """Until the parser made progress, the connection failed, or `deadline` (loop time)
-        passed: one deadline for the whole exchange, not a timer reset by each read."""
-        pool = self.pool
-        self.waiter = waiter = pool.loop.create_future()
-        self.deadline = deadline
-        pool.watch(self)
-        try:
-            await waiter
-        finally:
-            pool.waiting.discard(self)
-            self.waiter = None
-        if self.error is not None:
-            raise self.error
+class _Share:
+    """One owner's part of the pool: connections taken (or promised to a waiting call of
+    its own) and its calls waiting for one of them to come back."""
 
-    def exchange(self, data: bytes, deadline: float, sink: Sink) -> None:
-        """Send one request whose answer goes to `sink`'s callbacks (no future, no task):
-        the same deadline and pool bookkeeping as `Pool.request`, driven by the parser."""
-        self.sink = sink
-        self.deadline = deadline
-        self.expecting = True
-        self.pool.watch(self)
-        assert self.transport is not None
-        self.transport.write(data)
+    __slots__ = ("held", "queued")
 
-    def on_timeout(self) -> None:
-        if self.sink is not None:
-            self._fail(UpstreamError(
-                f"no complete answer within {self.pool.timeout:g} s", timeout=True))
-            return
-        w = self.waiter
-        if w is not None and not w.done():
-            self._fail(UpstreamError(
-                f"no complete answer within {self.pool.timeout:g} s", timeout=True))
-            self.close()
+    def __init__(self) -> None:
+        self.held = 0
+        self.queued: deque[asyncio.Future[None]] = deque()
 
 
 class Response:
     """Status and headers of an upstream answer; the body is read with `body()`."""
 
-    __slots__ = ("_conn", "_deadline", "headers", "status")
+    __slots__ = ("_conn", "headers", "status")
 
-    def __init__(self, conn: _Conn, deadline: float) -> None:
+    def __init__(self, conn: _Conn) -> None:
         self._conn = conn
-        self._deadline = deadline
         self.status = conn.status
         self.headers = conn.headers
 
@@ -252,19 +102,27 @@ class Response:
         return body
 
     async def body(self) -> AsyncIterator[bytes]:
+        """The body's chunks, within the exchange's one deadline: time the caller spends
+        between chunks (writing them to a slow client) counts, and once it passed the
+        connection is closed (by the pool's sweep, even while nobody iterates) and the
+        next step raises the timeout."""
         conn = self._conn
         try:
             while True:
                 while conn.chunks:
+                    if conn.error is not None:
+                        raise conn.error
                     chunk = conn.chunks.popleft()
                     conn.buffered -= len(chunk)
-                    if conn.paused and conn.buffered < _HIGH_WATER // 2 and conn.transport:
+                    if conn.paused and conn.buffered < HIGH_WATER // 2 and conn.transport:
                         conn.paused = False
                         conn.transport.resume_reading()
                     yield chunk
+                if conn.error is not None:
+                    raise conn.error
                 if conn.done:
                     break
-                await conn.wait(self._deadline)
+                await conn.wait()
         except BaseException:
             conn.close()  # a half-read response leaves the connection unusable
             raise
@@ -277,25 +135,45 @@ class Response:
 class Pool:
     """Connections to one origin: at most `size` open at once (busy and idle together);
     idle ones are reused last-in first-out (the warmest first). A request finding every
-    connection busy waits, first come first served, within its own deadline."""
+    connection busy waits, first come first served, within its own deadline.
+
+    An owner (the calling app) holds at most `per_owner` connections at once, so one app
+    whose calls hang (an upstream slow for it, clients that never read its answers) cannot
+    take the pool from the others: its call beyond that waits, first come first served
+    among its own, within its deadline (then 504). Calls without an owner are not counted.
+    """
 
     def __init__(
-        self, origin: Origin, size: int, connect_timeout: float, timeout: float
+        self, origin: Origin, size: int, connect_timeout: float, timeout: float,
+        per_owner: int | None = None,
     ) -> None:
         self.origin = origin
         self.size = size
+        # None: half of the pool (at least one connection), the default of `pool_per_app`
+        self.per_owner = max(1, size // 2 if per_owner is None else min(per_owner, size))
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.open = 0  # connections counted against `size`, connecting ones included
         self._idle: list[_Conn] = []
         self._waiters: deque[asyncio.Future[_Conn | None]] = deque()
+        # Kept when back to 0 (cheaper than removing and adding one on every call): one
+        # per app that called, which only an app's valid key can be.
+        self.shares: dict[str, _Share] = {}
         self._ssl = ssl.create_default_context() if origin.tls else None
         self.loop = asyncio.get_running_loop()
-        # Connections waiting for the upstream, checked against their deadlines every
-        # SWEEP seconds: one timer for the pool instead of one per request.
-        self.waiting: set[_Conn] = set()
-        self._sweeper: asyncio.TimerHandle | None = None
+        # Exchanges in flight, checked against their deadlines by one timer for the pool.
+        self.deadlines = Deadlines(self.loop, timeout)
         self.host_line = b" HTTP/1.1\r\nhost: " + origin.host_header + b"\r\n"
+
+    @property
+    def held(self) -> dict[str, int]:
+        """Owner -> connections it holds (or that are promised to its waiting call)."""
+        return {owner: share.held for owner, share in self.shares.items() if share.held}
+
+    @property
+    def waiting(self) -> set[Connection]:
+        """The exchanges whose deadline is watched (taken connections in use)."""
+        return self.deadlines.waiting
 
     async def _connect(self, deadline: float) -> _Conn:
         loop = self.loop
@@ -332,29 +210,18 @@ class Pool:
             raise
         return conn
 
-    SWEEP = 0.05
-
-    def watch(self, conn: _Conn) -> None:
-        self.waiting.add(conn)
-        if self._sweeper is None:
-            self._sweeper = self.loop.call_later(self.SWEEP, self._sweep)
-
-    def _sweep(self) -> None:
-        now = self.loop.time()
-        for conn in [c for c in self.waiting if c.deadline <= now]:
-            self.waiting.discard(conn)
-            conn.on_timeout()
-        self._sweeper = (self.loop.call_later(self.SWEEP, self._sweep)
-                         if self.waiting else None)
-
     def release(self, conn: _Conn) -> None:
-        if conn.closed or not conn.keep_alive:
+        if conn.closed or not conn.keep_alive:  # `conn.reusable`, inlined (every call)
             conn.close()
             return
-        if conn.paused and conn.transport is not None:
-            conn.transport.resume_reading()  # paused for a slow reader: the next one reads
-        conn.reused = True
-        conn._reset_response()
+        share = conn.share
+        if share is not None:
+            conn.share = None
+            if share.queued:
+                self._unhold(share)
+            else:  # `_unhold`'s common case, inlined (every call)
+                share.held -= 1
+        conn.recycle()
         while self._waiters:  # a waiting request takes it at once
             w = self._waiters.popleft()
             if not w.done():
@@ -371,17 +238,69 @@ class Pool:
                 w.set_result(None)
                 return
 
-    def take_idle(self) -> _Conn | None:
-        """An idle kept-alive connection, or None (no waiting, no connecting)."""
+    def _unhold(self, share: _Share) -> None:
+        """One of an owner's connections is back: its first queued call takes the place."""
+        queued = share.queued
+        while queued:
+            w = queued.popleft()
+            if not w.done():
+                w.set_result(None)  # the place passes on: `held` stays as it is
+                return
+        share.held -= 1
+
+    def _share(self, owner: str) -> _Share:
+        share = self.shares.get(owner)
+        if share is None:
+            share = self.shares[owner] = _Share()
+        return share
+
+    async def _hold(self, owner: str, deadline: float) -> _Share:
+        """A place in `owner`'s share, waiting (first come first served) for one of its
+        connections to come back if it holds `per_owner` already; TimeoutError at
+        `deadline`."""
+        share = self._share(owner)
+        if share.held < self.per_owner:
+            share.held += 1
+            return share
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        share.queued.append(waiter)
+        timer = self.loop.call_at(deadline, _expire, waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._unhold(share)  # the place came as we were cancelled: pass it on
+            raise
+        finally:
+            timer.cancel()
+        return share
+
+    def take_idle(self, owner: str | None = None) -> _Conn | None:
+        """An idle kept-alive connection, or None (no waiting, no connecting; None too when
+        `owner` holds its share already: its call then takes the waiting path)."""
         idle = self._idle
+        if not idle:
+            return None
+        share = None
+        if owner is not None:
+            share = self.shares.get(owner) or self._share(owner)
+            if share.held >= self.per_owner:
+                return None
         while idle:
             conn = idle.pop()
             if not conn.closed:
+                if share is not None:
+                    share.held += 1
+                    conn.share = share
                 return conn
         return None
 
     def put_back(self, conn: _Conn) -> None:
         """Return a connection from `take_idle` that was not used."""
+        share = conn.share
+        if share is not None:
+            conn.share = None
+            self._unhold(share)
         self._idle.append(conn)
 
     async def _take(self, deadline: float) -> _Conn:
@@ -419,47 +338,58 @@ class Pool:
         return b"".join(head)
 
     async def request(
-        self, method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]], body: bytes
+        self, method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]],
+        body: bytes, *, owner: str | None = None,
     ) -> Response:
+        """Send one request and return once the answer's head is in. One deadline
+        (`timeout`, from now) covers the whole exchange: a connection free for `owner` and
+        in the pool, the answer's head, and its body until read to its end."""
         data = self.encode(method, target, headers, body)
         deadline = self.loop.time() + self.timeout
         while True:
+            share = None
+            if owner is not None:
+                try:
+                    share = await self._hold(owner, deadline)
+                except TimeoutError:
+                    raise UpstreamError(
+                        f"no upstream connection free within {self.timeout:g} s (app "
+                        f"{owner!r} holds its share: {self.per_owner} of {self.size})",
+                        timeout=True) from None
             try:
                 conn = await self._take(deadline)
-            except TimeoutError:
-                raise UpstreamError(
-                    f"no upstream connection free within {self.timeout:g} s "
-                    f"({self.size} in use)", timeout=True) from None
-            assert conn.transport is not None
-            conn.expecting = True
-            conn.transport.write(data)
+            except BaseException as e:
+                if share is not None:
+                    self._unhold(share)
+                if isinstance(e, TimeoutError):
+                    raise UpstreamError(
+                        f"no upstream connection free within {self.timeout:g} s "
+                        f"({self.size} in use)", timeout=True) from None
+                raise
+            conn.share = share
+            conn.send(data, deadline)
             try:
                 while not conn.head_done:
-                    await conn.wait(deadline)
+                    await conn.wait()
             except UpstreamError as e:
                 conn.close()
                 # A kept-alive connection the upstream closed before answering: the request
                 # most likely never ran, but only idempotent ones may be sent again.
-                if (
-                    conn.reused and not conn.received and not e.timeout
-                    and method in _IDEMPOTENT
-                ):
+                if conn.stale(e) and method in _IDEMPOTENT:
                     continue
                 raise
             except BaseException:
                 conn.close()  # cancelled mid-exchange: the connection is unusable
                 raise
-            return Response(conn, deadline)
+            return Response(conn)
 
     def close(self) -> None:
         for conn in self._idle:
             conn.close()
         self._idle.clear()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
+        self.deadlines.close()
 
 
-def _expire(waiter: asyncio.Future[_Conn | None]) -> None:
+def _expire(waiter: asyncio.Future[_T]) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError())
