@@ -195,6 +195,21 @@ class Resolver:
                 self.invalidate()
             self.counter = counter
 
+    async def catch_up(self) -> None:
+        """Bind a change this worker just made before its answer leaves: the caches go only
+        if the store's counter moved (a refused request changes nothing, so it keeps them),
+        or if the counter cannot be read (fail closed)."""
+        try:
+            counter = await self.check_database()
+        except Exception as e:
+            log.warning("store check after a change failed: %s", e)
+            self.invalidate()
+            self.counter = None
+            return
+        if counter != self.counter:
+            self.invalidate()
+            self.counter = counter
+
     async def _refresh_forever(self) -> None:
         while True:
             try:
