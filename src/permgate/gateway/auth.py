@@ -14,8 +14,8 @@ import re
 from permgate.store.keys import KEY_LENGTH, well_formed
 
 _ACCOUNT = re.compile(rb"acct_[A-Za-z0-9]{1,64}")
-# Longest Stripe-Account value that can hold an account id: "acct_" + 64, with slack for
-# surrounding whitespace. Longer values are refused unparsed (and so never cached).
+# Longest Stripe-Account value worth caching: "acct_" + 64, with slack for surrounding
+# whitespace. Longer (padded) values are still read, trimmed, but never kept.
 MAX_ACCOUNT_HEADER = 5 + 64 + 32
 # Longest Authorization value that can hold a well-formed key: "Basic " + base64 of
 # "KEY:" is under 110 bytes; the slack allows for whitespace. Longer values are not parsed.
@@ -52,7 +52,5 @@ def presented_key(authorization: bytes | None) -> str | None:
 
 def account_header(value: bytes) -> str | None:
     """The account of a `Stripe-Account` header, or None when it is not an `acct_` id."""
-    if len(value) > MAX_ACCOUNT_HEADER:
-        return None
     value = value.strip()
     return value.decode("ascii") if _ACCOUNT.fullmatch(value) else None

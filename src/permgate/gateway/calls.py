@@ -24,7 +24,7 @@ from time import perf_counter
 from typing import Any
 
 from permgate.gateway import errors
-from permgate.gateway.auth import account_header, presented_key
+from permgate.gateway.auth import MAX_ACCOUNT_HEADER, account_header, presented_key
 from permgate.gateway.body import Body, check_v2_query, decide_body
 from permgate.gateway.logs import quoted
 from permgate.gateway.resolver import MISS, Install, Resolver
@@ -123,9 +123,10 @@ def store_down(error: Exception, app: str | None = None, mode: str | None = None
 
 class HeaderValues:
     """Clients send the same few header values over and over: each is parsed once. Only
-    values that hold what they claim (a well-formed key, an account id) are kept, and those
-    are short (presented_key and account_header refuse long values unread), so a flood of
-    junk or padded headers is parsed, never stored."""
+    values that hold what they claim (a well-formed key, an account id) and are short enough
+    to be one (presented_key refuses long values unread; a padded account is trimmed and
+    used, not kept) are stored, so a flood of junk or padded headers is parsed, never
+    stored: each cache is bounded in entries and so in bytes."""
 
     __slots__ = ("accounts", "keys")
 
@@ -149,8 +150,8 @@ class HeaderValues:
         found = self.accounts.get(header)
         if found is None:
             found = account_header(header)
-            if found is None:
-                return None  # not an account id: never stored
+            if found is None or len(header) > MAX_ACCOUNT_HEADER:
+                return found  # not an account id, or padded: never stored
             if len(self.accounts) >= PARSED_MAX:
                 self.accounts.clear()
             self.accounts[header] = found
@@ -271,7 +272,9 @@ class Calls:
 
     def remember(self, authorization: bytes, account_raw: bytes | None,
                  caller: Caller) -> None:
-        # The key and account parsed, so both values are short (bounded in bytes).
+        # Kept only for short values (the key's are: it parsed): bounded in bytes.
+        if account_raw is not None and len(account_raw) > MAX_ACCOUNT_HEADER:
+            return
         callers = self.callers
         if len(callers) >= PARSED_MAX:
             callers.clear()
