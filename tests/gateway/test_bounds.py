@@ -83,7 +83,7 @@ def test_a_mounted_path_stops_buffering_at_its_own_body_limit(
     # before the endpoint could refuse it (the base code answers nothing here: the bound
     # fails the test).
     async def scenario() -> None:
-        async with serving(db_url, recorder.url) as (gw, port):
+        async with serving(db_url, recorder.url) as (_gw, port):
             # Announced: refused from its head, nothing of the body awaited.
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(b"POST /v1/oauth/token HTTP/1.1\r\nHost: x\r\n"
@@ -207,7 +207,7 @@ def test_a_change_through_a_mount_still_binds_before_its_answer(
     fresh = new_app(store, ["customer_read"])
 
     async def scenario() -> None:
-        async with serving(db_url, recorder.url) as (gw, port):
+        async with serving(db_url, recorder.url) as (_gw, port):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             call = (f"GET /v1/customers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
                     f"{fresh.key}\r\nStripe-Account: {fresh.account}\r\n\r\n").encode()

@@ -10,8 +10,8 @@ import pytest
 from tests.gateway.procs import new_app
 
 import permgate
-from permgate.gateway.calls import HeaderValues
 from permgate.gateway.auth import account_header, presented_key
+from permgate.gateway.calls import HeaderValues
 from permgate.gateway.config import ConfigError, resolve, upstream_keys
 from permgate.gateway.errors import redact
 from permgate.gateway.logs import RequestIds
