@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,7 +24,8 @@ from permgate.oauth import MAX_BODY as TOKEN_BODY
 from permgate.serve import build
 from permgate.store import Store
 
-BOUND = 30.0  # a hung scenario (the bug) fails instead of hanging
+BOUND = 30.0
+ADMIN_TOKEN = secrets.token_hex(32)  # a hung scenario (the bug) fails instead of hanging
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +40,10 @@ def app(store: Store) -> App:
 
 
 @asynccontextmanager
-async def serving(db_url: str, upstream: str) -> AsyncIterator[tuple[Gateway, int]]:
+async def serving(db_url: str, upstream: str, **settings: Any
+                  ) -> AsyncIterator[tuple[Gateway, int]]:
     gw = build(Settings(db=db_url, upstream=upstream, upstream_key=UPSTREAM_KEY,
-                        access_log=False, refresh_interval=3600))
+                        access_log=False, refresh_interval=3600, **settings))
     gw.log.stream = io.StringIO()
     await gw.startup()
     server = NativeServer(gw)
@@ -202,25 +205,29 @@ def test_refused_posts_to_an_invalidating_mount_keep_the_caches(
 def test_a_change_through_a_mount_still_binds_before_its_answer(
     db_url: str, recorder: Recorder, store: Store
 ) -> None:
-    # The other side of item 3: a real change (here a revoked key, made in the store, then
-    # any POST through an invalidating mount) is seen by the counter and drops the caches.
+    # The other side of item 3: an uninstall through the admin API (an invalidating mount)
+    # is enforced on the very next call, with the poll all but off.
     fresh = new_app(store, ["customer_read"])
 
     async def scenario() -> None:
-        async with serving(db_url, recorder.url) as (_gw, port):
+        async with serving(db_url, recorder.url, admin_token=ADMIN_TOKEN) as (_gw, port):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             call = (f"GET /v1/customers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
                     f"{fresh.key}\r\nStripe-Account: {fresh.account}\r\n\r\n").encode()
             writer.write(call)
             assert (await answer(reader))[0].startswith(b"HTTP/1.1 200")
-            await asyncio.get_running_loop().run_in_executor(
-                None, lambda: store.uninstall(fresh.app_id, fresh.account, "test", by="test",
-                                           role="admin"))
-            writer.write(b"POST /v1/oauth/token HTTP/1.1\r\nHost: x\r\n"
-                         b"Content-Length: 0\r\n\r\n")
-            await answer(reader)
             writer.write(call)
-            assert (await head_of_answer(reader)).startswith(b"HTTP/1.1 403")
+            assert (await answer(reader))[0].startswith(b"HTTP/1.1 200")  # cached now
+            form = b'{"by": "admin@example.com", "role": "admin"}'
+            writer.write(
+                f"POST /admin/v1/installs/{fresh.app_id}/{fresh.account}/test/uninstall "
+                f"HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(form)}\r\n\r\n"
+                .encode() + form)
+            head, body = await answer(reader)
+            assert head.startswith(b"HTTP/1.1 200"), (head, body)
+            writer.write(call)
+            assert (await answer(reader))[0].startswith(b"HTTP/1.1 403")
             writer.close()
             await writer.wait_closed()
 
