@@ -22,7 +22,7 @@ from permgate.gateway.native import NativeServer, listen_socket
 from permgate.gateway.resolver import MISS
 from permgate.oauth import MAX_BODY as TOKEN_BODY
 from permgate.serve import build
-from permgate.store import Store
+from permgate.store import NotFound, Store
 
 BOUND = 30.0
 ADMIN_TOKEN = secrets.token_hex(32)  # a hung scenario (the bug) fails instead of hanging
@@ -260,3 +260,14 @@ def test_padded_account_headers_are_served_but_not_kept(
             assert kept < 4096, kept
 
     run(scenario)
+
+
+def test_the_store_counts_committed_changes_only(store: Store) -> None:
+    # What the check after a mounted app's answer compares: a refused change counts nothing.
+    before = store.writes
+    with pytest.raises(NotFound):
+        store.uninstall("com.example.nothing", "acct_nothing", "test", by="admin@example.com",
+                        role="admin")
+    assert store.writes == before
+    new_app(store, ["customer_read"])  # uploads and installs: committed changes
+    assert store.writes > before
