@@ -24,9 +24,9 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.bench_gateway import ACCOUNT, setup_store
+from bench.gateway.variants import build_variant
 
 from permgate.gateway.config import Settings
-from permgate.serve import build
 
 
 class _Answer:
@@ -62,11 +62,12 @@ class _InstantUpstream:
 
 
 async def _measure(db: str, key: str, enforce: bool, log: bool, n: int) -> float:
-    app = build(Settings(db=db, upstream="http://127.0.0.1:9", upstream_key="sk_test_bench",
-                         access_log=log), enforce=enforce)
+    app = build_variant(Settings(db=db, upstream="http://127.0.0.1:9",
+                                 upstream_key="sk_test_bench", access_log=log), enforce)
     await app.startup()
     app.log.stream = open(os.devnull, "w")  # noqa: SIM115 - closed with the process
-    app.pool = _InstantUpstream()  # type: ignore[assignment]
+    assert app.full is not None
+    app.full.pool = _InstantUpstream()  # type: ignore[assignment]
     headers = [(b"host", b"gw"), (b"authorization", b"Bearer " + key.encode()),
                (b"stripe-account", ACCOUNT.encode()), (b"user-agent", b"bench")]
 
@@ -144,8 +145,8 @@ async def _measure_native(db: str, key: str, enforce: bool, log: bool, n: int) -
     from permgate.gateway.native import HttpConn, NativeServer
     from permgate.gateway.upstream import _Conn
 
-    app = build(Settings(db=db, upstream="http://127.0.0.1:9", upstream_key="sk_test_bench",
-                         access_log=log), enforce=enforce)
+    app = build_variant(Settings(db=db, upstream="http://127.0.0.1:9",
+                                 upstream_key="sk_test_bench", access_log=log), enforce)
     await app.startup()
     app.log.stream = open(os.devnull, "w")  # noqa: SIM115 - closed with the process
     assert app.pool is not None

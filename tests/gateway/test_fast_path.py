@@ -538,15 +538,15 @@ def test_admit_keeps_v2_include_off_the_fast_path_even_if_the_engine_allowed_it(
     # With an engine that allowed them, the `include` check must still decline what proxy
     # refuses, and admit what proxy forwards.
     with direct(db_url, recorder.url) as d:
-        real = d.gw.decide
-        assert real is not None
+        assert d.gw.calls is not None
+        real = d.gw.calls.decide
         yes = real("GET", "/v1/customers", None, permgate.engine.grant(["customer_read"]))
         assert yes.allowed
 
         def v2_open(method: str, target: str, body: Any, grants: Any) -> Any:
             return yes if target.startswith("/v2/") else real(method, target, body, grants)
 
-        d.gw.decide = v2_open
+        d.gw.calls.decide = v2_open
         ok = hdrs(*auth(app))
         for query in (b"include=x", b"inc%6Cude=x", b"a=1&include[]=y", b"expand[]=data"):
             for _ in range(2):
@@ -642,8 +642,10 @@ def test_whatever_admit_lets_through_proxy_forwards_identically(
             seen["admitted" if admitted is not None else "declined"] += 1
 
         check()
-    # The property held on both sides of the line, not only on refusals.
-    assert seen["admitted"] > 20 and seen["declined"] > 20, seen
+    # The property held on both sides of the line, not only on refusals. About one call in
+    # eight is admitted on average, but hypothesis's choices are not uniform (14 of 300 was
+    # seen): the bound asks for real coverage without turning the draw into a flaky failure.
+    assert seen["admitted"] >= 5 and seen["declined"] >= 20, seen
 
 
 # -- 4, 5: invalidation and key expiry bind at once -------------------------------------------

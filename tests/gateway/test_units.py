@@ -10,8 +10,8 @@ import pytest
 from tests.gateway.procs import new_app
 
 import permgate
-from permgate.gateway.app import Gateway
 from permgate.gateway.auth import account_header, presented_key
+from permgate.gateway.calls import HeaderValues
 from permgate.gateway.config import ConfigError, resolve, upstream_keys
 from permgate.gateway.errors import redact
 from permgate.gateway.logs import RequestIds
@@ -103,17 +103,16 @@ def test_the_key_shape_is_the_minted_shape() -> None:
 
 
 def test_huge_authorization_values_are_not_cached(tmp_path: Path) -> None:
-    # Regression (issue 11, item 3): `_keys_seen` kept every distinct header value.
-    settings = resolve({"upstream": "http://127.0.0.1:9"}, {})
-    gw = Gateway(settings, lambda: None)  # type: ignore[arg-type, return-value]
+    # Regression (issue 11, item 3): the keys seen kept every distinct header value.
+    seen = HeaderValues()
     for i in range(50):
-        assert gw.parse_key(b"Bearer sk_test_" + str(i).encode() + b"x" * 100_000) == ""
-        assert gw.parse_key(b"Bearer " + KEY1[:-3].encode() + b"-%02d" % i) == ""
-    assert gw._keys_seen == {}
-    assert gw.parse_key(f"Bearer {KEY1}".encode()) == KEY1
-    assert list(gw._keys_seen.values()) == [KEY1]
-    assert gw.parse_account(b"acct_" + b"1" * 100_000) is None
-    assert gw._accounts_seen == {}
+        assert seen.key(b"Bearer sk_test_" + str(i).encode() + b"x" * 100_000) == ""
+        assert seen.key(b"Bearer " + KEY1[:-3].encode() + b"-%02d" % i) == ""
+    assert seen.keys == {}
+    assert seen.key(f"Bearer {KEY1}".encode()) == KEY1
+    assert list(seen.keys.values()) == [KEY1]
+    assert seen.account(b"acct_" + b"1" * 100_000) is None
+    assert seen.accounts == {}
 
 
 def test_account_header() -> None:

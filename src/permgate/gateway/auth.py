@@ -14,6 +14,9 @@ import re
 from permgate.store.keys import KEY_LENGTH, well_formed
 
 _ACCOUNT = re.compile(rb"acct_[A-Za-z0-9]{1,64}")
+# Longest Stripe-Account value worth caching: "acct_" + 64, with slack for surrounding
+# whitespace. Longer (padded) values are still read, trimmed, but never kept.
+MAX_ACCOUNT_HEADER = 5 + 64 + 32
 # Longest Authorization value that can hold a well-formed key: "Basic " + base64 of
 # "KEY:" is under 110 bytes; the slack allows for whitespace. Longer values are not parsed.
 MAX_AUTHORIZATION = 64 + 4 * ((KEY_LENGTH + 2 + 2) // 3) + 32

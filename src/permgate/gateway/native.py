@@ -3,8 +3,9 @@
 API calls go straight from the parser's callbacks to `Gateway.proxy` with the request's
 parts (no ASGI scope, no message dicts); answers are written as one precomputed head plus
 the body. Paths in the gateway's mount table (admin API, webhooks, health, metrics, and
-whatever else is mounted) are handed to their ASGI apps through a small ASGI bridge on
-the same listener. Measured against granian and uvicorn in bench/bench_gateway.py.
+whatever else is mounted) are handed to their ASGI apps through the bridge in
+`mounts.py`, on the same listener; a mounted path's body is buffered no further than its
+mount's `body_limit`. Measured against granian and uvicorn in bench/bench_gateway.py.
 
 Limits: a request head (request line and headers) over `MAX_REQUEST_HEAD` bytes gets 431
 and the connection is closed; a connection idle for `KEEP_ALIVE` seconds, or whose request
@@ -25,20 +26,14 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from http import HTTPStatus
 from typing import Any, cast
-from urllib.parse import unquote
 
 import httptools
 
 from permgate.gateway import errors
-from permgate.gateway.app import (
-    Admitted,
-    ASGIApp,
-    Gateway,
-    Headers,
-    Message,
-    relay_headers,
-    relay_lines,
-)
+from permgate.gateway.app import Gateway
+from permgate.gateway.fast import Admitted
+from permgate.gateway.mounts import Mounted, bridge
+from permgate.gateway.proxy import Headers, relay_headers, relay_lines
 from permgate.gateway.upstream import UpstreamError, _Conn
 
 log = logging.getLogger("permgate.gateway")
@@ -87,7 +82,8 @@ class _Request:
     is_head = False
     path = b"/"
     query = b""
-    asgi: ASGIApp | None = None
+    asgi: Mounted | None = None
+    limit: int | None = None  # a mounted path's body limit (None: the gateway's)
     # A body announced: the call starts at its head (it may be refused unread); without
     # one it starts whole, once the parser is done with it.
     has_body = False
@@ -125,6 +121,14 @@ class _Request:
         if not body:
             return b""
         return body[0] if len(body) == 1 else b"".join(body)
+
+    async def disconnected(self) -> None:
+        """Wait until the client is gone (an ASGI app's receive after the body)."""
+        conn = self.conn
+        while not conn.closed:
+            waiter = conn.server.loop.create_future()
+            self.waiter = waiter
+            await waiter
 
     # -- Reply -----------------------------------------------------------------------------
     def _head(self, status: int, headers: Headers) -> list[bytes]:
@@ -340,7 +344,9 @@ class HttpConn(asyncio.Protocol):
                 path, query = parsed.path or b"", parsed.query or b""
         req.path = path
         req.query = query
-        req.asgi = self.gateway.mounted(path)
+        req.asgi = mounted = self.gateway.mounted(path)
+        if mounted is not None:
+            req.limit = mounted.body_limit  # buffered no further than its app takes
         if not req.has_body:
             return  # started whole from on_message_complete, which comes next
         self._dispatch(req)
@@ -360,7 +366,8 @@ class HttpConn(asyncio.Protocol):
         if req is None or self.discarding:
             return
         req.size += len(body)
-        if req.size > self.body_limit:
+        limit = req.limit
+        if req.size > (self.body_limit if limit is None else limit):
             req.too_large = True
             req.body.clear()
             req._wake()
@@ -519,7 +526,7 @@ class HttpConn(asyncio.Protocol):
             self.write(b"".join(out))
         head_at = conn.head_at  # before the release resets the connection
         self.gateway.pool.release(conn)  # type: ignore[union-attr]
-        self.gateway.finish(admitted, status, head_at)
+        self.gateway.fast.finish(admitted, status, head_at)  # type: ignore[union-attr]
         if self.write_paused and not self.closed:
             # As the full path awaits the drain: the next pipelined call waits until the
             # client has read this answer, or a client that never reads grows our buffer.
@@ -530,7 +537,7 @@ class HttpConn(asyncio.Protocol):
     def upstream_failed(self, conn: _Conn, error: UpstreamError) -> None:
         req, admitted = self._exchanged()
         if req.head_sent:  # part of the answer is out: as on the full path, cut it off
-            self.gateway.fast_cut(admitted, error, conn.head_at)
+            self.gateway.fast.cut(admitted, error, conn.head_at)  # type: ignore[union-attr]
             self.close()
             self._done(req)
         elif conn.stale(error):
@@ -543,7 +550,8 @@ class HttpConn(asyncio.Protocol):
     async def _failed(self, req: _Request, admitted: Admitted, error: UpstreamError,
                       head_at: float) -> None:
         try:
-            await self.gateway.fast_failed(req, admitted, error, head_at)
+            await self.gateway.fast.failed(  # type: ignore[union-attr]
+                req, admitted, error, head_at)
         finally:
             self._done(req)
 
@@ -553,7 +561,7 @@ class HttpConn(asyncio.Protocol):
                 await self.gateway.proxy(req.method, req.path, req.query, req.headers,
                                          req.read_body, req)
             else:
-                await self._asgi(req, req.asgi)
+                await bridge(req, req.asgi, self.client, self.sockname)
         except Exception:
             log.exception("request failed: %s %s", req.method, req.path[:200])
             if not req.head_sent:
@@ -585,63 +593,6 @@ class HttpConn(asyncio.Protocol):
             self.server.loop.call_soon(self._start, nxt)
             return
         self.resume()
-
-    async def _asgi(self, req: _Request, app: ASGIApp) -> None:
-        body = await req.read_body()
-        if body is None:
-            req.keep_alive = False
-            await req.send(413, list(errors.JSON_HEADERS),
-                           errors.payload_too_large(self.body_limit))
-            return
-        raw_path = req.path
-        scope: dict[str, Any] = {
-            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1", "scheme": "http", "method": req.method,
-            "path": unquote(raw_path.decode("latin-1")), "raw_path": raw_path,
-            "query_string": req.query, "root_path": "", "headers": req.headers,
-            "client": self.client, "server": self.sockname, "state": {},
-        }
-        delivered = False
-        started: list[Any] = []
-        chunked = [False]
-        conn = self
-
-        async def receive() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            while not conn.closed:  # nothing more will come: wait for the disconnect
-                waiter = conn.server.loop.create_future()
-                req.waiter = waiter
-                await waiter
-            return {"type": "http.disconnect"}
-
-        async def send(message: Message) -> None:
-            kind = message["type"]
-            if kind == "http.response.start":
-                started[:] = [int(message["status"]), list(message.get("headers", ()))]
-                return
-            if kind != "http.response.body" or not started:
-                return
-            data: bytes = message.get("body", b"")
-            more = bool(message.get("more_body", False))
-            if not req.head_sent:
-                status, headers = started
-                headers = [(bytes(n).lower(), bytes(v)) for n, v in headers]
-                if not more and not any(n == b"content-length" for n, _ in headers):
-                    await req.send(status, headers, data)
-                    return
-                await req.start(status, headers)
-                chunked[0] = req.chunked
-            await req.write(data)
-            if not more:
-                await req.end()
-
-        await app(scope, receive, send)
-        if not req.head_sent:  # the app sent nothing: no answer is no answer
-            await req.send(500, list(errors.JSON_HEADERS), errors.error_body(
-                "api_error", "The handler for this path sent no answer."))
 
 
 def _drive(coro: Coroutine[Any, Any, None]) -> None:

@@ -79,6 +79,7 @@ class Resolver:
         # secret -> (answer, expiry as a Unix time; inf for keys that do not expire)
         self._keys: dict[str, tuple[KeyInfo | None, float]] = {}
         self._installs: dict[tuple[str, str, str], Install | None] = {}
+        self._writes_seen = getattr(store, "writes", None)
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="permgate-store")
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -193,6 +194,29 @@ class Resolver:
         if counter != self.counter:
             if self.counter is not None:
                 self.invalidate()
+            self.counter = counter
+
+    async def catch_up(self) -> None:
+        """Bind a change this worker just made before its answer leaves: the caches go only
+        if the store changed (a refused request changes nothing, so it keeps them), or if
+        that cannot be known (fail closed). A store that counts the changes committed
+        through it (`Store.writes`: the mounted apps write through the gateway's own store)
+        answers without a query; another is asked for its change counter."""
+        writes = getattr(self.store, "writes", None)
+        if isinstance(writes, int):
+            if writes != self._writes_seen:
+                self._writes_seen = writes
+                self.invalidate()
+            return
+        try:
+            counter = await self.check_database()
+        except Exception as e:
+            log.warning("store check after a change failed: %s", e)
+            self.invalidate()
+            self.counter = None
+            return
+        if counter != self.counter:
+            self.invalidate()
             self.counter = counter
 
     async def _refresh_forever(self) -> None:

@@ -8,6 +8,7 @@ other. Locks are always taken in the order app -> install -> keys -> counter.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -131,6 +132,10 @@ class Store:
         self._writer = engine.execution_options(**engine_mod.WRITE)
         self._clock = clock
         self._postgres = engine.dialect.name == "postgresql"
+        # Changes committed through this object: a process serving its own writes (the
+        # gateway's mounted admin API and consent pages) learns of them without a query.
+        self.writes = 0
+        self._writes_lock = threading.Lock()
 
     @classmethod
     def open(
@@ -559,6 +564,8 @@ class Store:
                         NOTIFY_CHANNEL, sa.func.current_schema() + f":{counter}")))
         except sa.exc.OperationalError as e:
             raise StoreError(f"database error: {e.orig}", "database_error") from e
+        with self._writes_lock:  # committed: counted after, never before
+            self.writes += 1
 
     @staticmethod
     def _insert_unique(conn: Connection, stmt: sa.Insert, clash: str) -> None:
