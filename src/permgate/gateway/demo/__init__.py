@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from permgate import manifest as manifest_mod
+from permgate.errors import PermgateError
 from permgate.store import Conflict, Store
 
 DEMO_UPSTREAM_KEY = "sk_test_permgate_demo_upstream"
@@ -32,11 +33,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+class _ExitedAtStart(PermgateError, RuntimeError):
+    """localstripe ended before it listened (e.g. its port was taken meanwhile)."""
+
+
 def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"localstripe exited with code {proc.returncode} at start")
+            raise _ExitedAtStart(f"localstripe exited with code {proc.returncode} at start")
         with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
             return
         time.sleep(0.05)
@@ -72,7 +77,20 @@ class Upstream:
 
 
 def start_localstripe(log_path: Path | None = None, port: int | None = None) -> Upstream:
-    port = port or free_port()
+    """localstripe on `port`, or on a free port: a port found free can be taken by another
+    process before localstripe binds it, so a chosen port is tried up to three times."""
+    if port is not None:
+        return _start_localstripe(log_path, port)
+    for attempt in range(3):
+        try:
+            return _start_localstripe(log_path, free_port())
+        except _ExitedAtStart:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_localstripe(log_path: Path | None, port: int) -> Upstream:
     if log_path is None:
         fd, name = tempfile.mkstemp(prefix="permgate-localstripe-", suffix=".log")
         os.close(fd)
