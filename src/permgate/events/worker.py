@@ -65,16 +65,16 @@ _D, _E, _W, _I, _S = (deliveries.name, events.name, webhook_endpoints.name, inst
 _PG_CLAIM = f"""
 WITH {{rec}} fresh AS (
   SELECT delivery_id, endpoint_id, next_attempt_at FROM {_D}
-  WHERE status = 'pending' AND next_attempt_at <= %(now)s AND attempts = 0 {{scope}}
-    AND NOT (endpoint_id = ANY(%(saturated)s::text[])) {{not_rec}}
-  ORDER BY next_attempt_at LIMIT %(n)s FOR UPDATE SKIP LOCKED),
+  WHERE status = 'pending' AND next_attempt_at <= %(now)b AND attempts = 0 {{scope}}
+    AND NOT (endpoint_id = ANY(%(saturated)b::text[])) {{not_rec}}
+  ORDER BY next_attempt_at LIMIT %(n)b FOR UPDATE SKIP LOCKED),
 retry AS (
   SELECT delivery_id, endpoint_id, next_attempt_at FROM {_D}
-  WHERE status = 'pending' AND next_attempt_at <= %(now)s AND attempts > 0 {{scope}}
-    AND NOT (endpoint_id = ANY(%(saturated)s::text[])) {{not_rec}}
-  ORDER BY next_attempt_at LIMIT %(n)s FOR UPDATE SKIP LOCKED),
+  WHERE status = 'pending' AND next_attempt_at <= %(now)b AND attempts > 0 {{scope}}
+    AND NOT (endpoint_id = ANY(%(saturated)b::text[])) {{not_rec}}
+  ORDER BY next_attempt_at LIMIT %(n)b FOR UPDATE SKIP LOCKED),
 quota AS (
-  SELECT greatest(%(n)s - (SELECT count(*) FROM fresh), %(n)s / 4) AS room,
+  SELECT greatest(%(n)b - (SELECT count(*) FROM fresh), %(n)b / 4) AS room,
          (SELECT count(*) FROM retry) AS nr),
 pool AS (
   SELECT delivery_id, endpoint_id, 0 AS kind,
@@ -84,21 +84,21 @@ pool AS (
          row_number() OVER (ORDER BY next_attempt_at, delivery_id) AS rn FROM retry),
 taken AS (
   SELECT p.* FROM pool p, quota q
-  WHERE (p.kind = 0 AND p.rn <= %(n)s - least(q.nr, q.room)) OR (p.kind = 1 AND p.rn <= q.room)),
+  WHERE (p.kind = 0 AND p.rn <= %(n)b - least(q.nr, q.room)) OR (p.kind = 1 AND p.rn <= q.room)),
 capped AS (
   SELECT t.delivery_id, t.kind, t.rn, coalesce(b.busy, 0)
            + row_number() OVER (PARTITION BY t.endpoint_id ORDER BY t.kind, t.rn) AS k
-  FROM taken t LEFT JOIN unnest(%(busy_ids)s::text[], %(busy_n)s::int[]) AS b(endpoint_id, busy)
+  FROM taken t LEFT JOIN unnest(%(busy_ids)b::text[], %(busy_n)b::int[]) AS b(endpoint_id, busy)
     ON b.endpoint_id = t.endpoint_id),
-chosen AS (SELECT delivery_id FROM capped WHERE k <= %(cap)s ORDER BY kind, rn LIMIT %(n)s),
+chosen AS (SELECT delivery_id FROM capped WHERE k <= %(cap)b ORDER BY kind, rn LIMIT %(n)b),
 leased AS (
-  UPDATE {_D} d SET attempts = d.attempts + 1, next_attempt_at = %(until)s,
-         last_attempt_at = %(now)s, first_attempt_at = coalesce(d.first_attempt_at, %(now)s)
+  UPDATE {_D} d SET attempts = d.attempts + 1, next_attempt_at = %(until)b,
+         last_attempt_at = %(now)b, first_attempt_at = coalesce(d.first_attempt_at, %(now)b)
   FROM chosen c WHERE d.delivery_id = c.delivery_id
   RETURNING d.delivery_id, d.attempts, d.app_id, d.first_attempt_at, d.endpoint_id,
             d.event_id, d.install_id)
 SELECT l.delivery_id, l.attempts, l.app_id, l.first_attempt_at, l.endpoint_id, l.event_id,
-       l.install_id, e.type, e.account, e.mode, e.payload, e.target_app_id,
+       l.install_id, e.type, e.account, e.mode, convert_to(e.payload, 'UTF8'), e.target_app_id,
        w.url, w.mode, w.kind, w.disabled_at, w.enabled_events::text, w.removed_at,
        w.secret_sealed, w.previous_secret_sealed, w.previous_expires_at, w.failing_since,
        i.mode, i.uninstalled_at, (SELECT change_counter FROM {_S} WHERE id = 1)
@@ -159,13 +159,13 @@ _RECORD = deliveries.update().where(
 _PG_RECORD = f"""
 UPDATE {_D} d SET status = u.st, last_http_status = u.http, last_error = u.err,
        next_attempt_at = u.next, finished_at = u.fin
-FROM unnest(%(ids)s::bigint[], %(att)s::int[], %(st)s::text[], %(http)s::int[],
-            %(err)s::text[], %(next)s::timestamptz[], %(fin)s::timestamptz[])
+FROM unnest(%(ids)b::bigint[], %(att)b::int[], %(st)b::text[], %(http)b::int[],
+            %(err)b::text[], %(next)b::timestamptz[], %(fin)b::timestamptz[])
      AS u(id, att, st, http, err, next, fin)
 WHERE d.delivery_id = u.id AND d.attempts = u.att AND (d.status = 'pending') IS TRUE
 """
 _PG_CLAIM_REC = f"rec AS ({_PG_RECORD.strip()} RETURNING 1),"
-_PG_NOT_REC = "AND NOT (delivery_id = ANY(%(ids)s::bigint[]))"
+_PG_NOT_REC = "AND NOT (delivery_id = ANY(%(ids)b::bigint[]))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -508,7 +508,7 @@ class DeliveryWorker:
         transaction (autocommit): one round trip; rows locked but not chosen are released at
         once. Split into the layouts `_prepare` reads."""
         if self.only_endpoint is not None:
-            scope = "AND endpoint_id = %(only)s"
+            scope = "AND endpoint_id = %(only)b"
         else:
             scope = ("AND endpoint_id NOT IN (SELECT endpoint_id FROM "
                      f"{webhook_endpoints.name} WHERE kind = 'local')")
@@ -526,7 +526,9 @@ class DeliveryWorker:
         with self.store.engine.connect().execution_options(
                 isolation_level="AUTOCOMMIT") as conn:
             raw: Any = conn.connection.driver_connection
-            with raw.cursor() as cur:
+            # Binary results: the payload arrives as the bytes to send (no decoding), the
+            # timestamps without text parsing.
+            with raw.cursor(binary=True) as cur:
                 cur.execute(sql, params)
                 rows = cur.fetchall()
         leased: list[_Leased] = []
@@ -640,7 +642,9 @@ class DeliveryWorker:
                 continue
             body = bodies.get(event_id)
             if body is None:
-                body = bodies[event_id] = ev[3].encode("utf-8")
+                payload = ev[3]  # bytes from PostgreSQL, text from SQLite
+                body = bodies[event_id] = payload if isinstance(payload, bytes) \
+                    else payload.encode("utf-8")
             job.body = body
             job.headers = {"Content-Type": _CONTENT_TYPE, "Stripe-Signature": state.sign(body)}
         return jobs
