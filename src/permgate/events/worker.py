@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -205,6 +206,7 @@ class _Job:
     body: bytes
     headers: dict[str, str]
     settled: Outcome | None  # cancelled, or a failed check: no HTTP request
+    start_by: float  # time.monotonic(): not sent later (its lease would run out during it)
 
 
 _CONTENT_TYPE = "application/json; charset=utf-8"
@@ -307,7 +309,17 @@ class DeliveryWorker:
         # just now, by the target policy (events/targets.py, events/transport.py).
         self._transport = Transport(concurrency=concurrency, per_destination=per_endpoint,
                                     timeout=timeout, policy=targets)
-        self._busy: Counter[str] = Counter()  # endpoint -> attempts in flight here
+        self._busy: Counter[str] = Counter()  # endpoint -> attempts claimed, not finished
+        # Claiming ahead: a worker holds up to twice what it may have in flight (per endpoint
+        # and in all), the second half waiting here for a slot, so the next claim runs while
+        # this one's attempts go on and no endpoint's connections idle meanwhile. A waiting
+        # attempt starts once one in flight ends, within one timeout; the lease allows for
+        # that wait plus the attempt (2 x timeout + 30 s by default). With a shorter lease, a
+        # worker claims only what can start at once.
+        self._ahead = 2 if self.lease.total_seconds() >= 2 * timeout + 5 else 1
+        self._claim_cap = per_endpoint * self._ahead  # claimed per endpoint, at most
+        self._slots: dict[str, asyncio.Semaphore] = {}  # endpoint -> its in-flight slots
+        self._sending: asyncio.Semaphore | None = None  # the in-flight slots in all
         self._failing: set[str] = set()  # endpoints whose failing_since may be set
 
     def close(self) -> None:
@@ -381,7 +393,7 @@ class DeliveryWorker:
                     log.warning("could not remove abandoned listen endpoints: %s", e)
             stopping = stop.is_set()
             want = claimed = 0
-            free = self.concurrency - len(inflight)
+            free = self.concurrency * self._ahead - len(inflight)
             # Claim when a good share of the slots is free, so claims stay batches rather
             # than one row per finished attempt.
             # After a claim that found less than it wanted (the due rows are claimed, or
@@ -458,6 +470,8 @@ class DeliveryWorker:
         if limit < 1 and not results:
             return []
         now = self._clock()
+        # Leased from `now` (or later): an attempt started by this time ends within its lease.
+        start_by = time.monotonic() + self.lease.total_seconds() - self.timeout - 1.0
         if self.store.engine.dialect.name == "postgresql":
             if results and self._health_work(results):
                 # Failures (or a failing endpoint's recovery) need the health statements
@@ -479,7 +493,7 @@ class DeliveryWorker:
         # attempt is checked against them.
         self._view.refresh(counter)
         self._view.preload({e[1] for e in evs.values()})
-        return self._prepare(leased, evs, eps, ins, int(now.timestamp()))
+        return self._prepare(leased, evs, eps, ins, int(now.timestamp()), start_by)
 
     def _hold(self, jobs: Iterable[_Job]) -> None:
         """Count the attempts now in flight (on the loop's thread, as `_attempt` does)."""
@@ -497,7 +511,7 @@ class DeliveryWorker:
                                  *retries[:room_for_retries]]:
             if len(ids) >= limit:
                 break
-            if busy[endpoint_id] < self.per_endpoint:
+            if busy[endpoint_id] < self._claim_cap:
                 busy[endpoint_id] += 1
                 ids.append(did)
         return ids
@@ -512,10 +526,10 @@ class DeliveryWorker:
         else:
             scope = ("AND endpoint_id NOT IN (SELECT endpoint_id FROM "
                      f"{webhook_endpoints.name} WHERE kind = 'local')")
-        saturated = sorted(e for e, n in in_flight.items() if n >= self.per_endpoint)
+        saturated = sorted(e for e, n in in_flight.items() if n >= self._claim_cap)
         busy = sorted(in_flight.items())
         params: dict[str, Any] = {
-            "now": now, "n": max(limit, 0), "cap": self.per_endpoint,
+            "now": now, "n": max(limit, 0), "cap": self._claim_cap,
             "until": now + self.lease, "only": self.only_endpoint, "saturated": saturated,
             "busy_ids": [e for e, _ in busy], "busy_n": [n for _, n in busy],
         }
@@ -547,7 +561,7 @@ class DeliveryWorker:
         """The same claim on SQLite (BEGIN IMMEDIATE serialises writers), through the driver:
         rows as tuples, nothing converted that the checks do not need."""
         at = self._bind_time(now)
-        saturated = sorted(e for e, n in in_flight.items() if n >= self.per_endpoint)
+        saturated = sorted(e for e, n in in_flight.items() if n >= self._claim_cap)
         scope, extra = ("AND endpoint_id = ?", [self.only_endpoint]) \
             if self.only_endpoint is not None else (_SQ_NOT_LOCAL, [])
         if saturated:
@@ -608,7 +622,7 @@ class DeliveryWorker:
 
     def _prepare(self, leased: Sequence[_Leased], evs: Mapping[str, _Leased],
                  eps: Mapping[str, _Leased], ins: Mapping[str, _Leased],
-                 timestamp: int) -> list[_Job]:
+                 timestamp: int, start_by: float) -> list[_Job]:
         """Check each claimed attempt against the state just read and sign it (one signature
         per attempt and secret set), or settle it without a request."""
         now = self._clock()
@@ -622,7 +636,7 @@ class DeliveryWorker:
             state = states.get(endpoint_id) or self._endpoint_state(
                 endpoint_id, None, timestamp, now)
             job = _Job(delivery_id, attempts, first, endpoint_id, event_id, etype, account,
-                       state.target, b"", _NO_HEADERS, None)
+                       state.target, b"", _NO_HEADERS, None, start_by)
             jobs.append(job)
             error: str | None
             try:
@@ -711,6 +725,35 @@ class DeliveryWorker:
     async def _attempt(self, job: _Job) -> Outcome:
         if job.settled is not None:
             return self._report(job.settled)
+        endpoint_id = job.endpoint_id
+        slots = self._slots.get(endpoint_id)
+        if slots is None:
+            slots = self._slots[endpoint_id] = asyncio.Semaphore(self.per_endpoint)
+        sending = self._sending
+        if sending is None:
+            sending = self._sending = asyncio.Semaphore(self.concurrency)
+        try:
+            # A claimed-ahead attempt waits here for a slot, outside the HTTP timeout.
+            async with slots, sending:
+                if time.monotonic() > job.start_by:
+                    # Its lease could run out during the attempt: another worker may take it
+                    # then, so it is not sent (the lease expires and it is retried).
+                    outcome = replace(self._failed(job, None, "not started within its lease"),
+                                      attempted=False)
+                else:
+                    outcome = await self._send(job)
+        finally:
+            n = self._busy[endpoint_id] - 1
+            if n > 0:
+                self._busy[endpoint_id] = n
+            else:
+                del self._busy[endpoint_id]
+                del self._slots[endpoint_id]  # nothing of this endpoint is claimed here
+        if self.on_outcome is not None:
+            self._report(outcome)
+        return outcome
+
+    async def _send(self, job: _Job) -> Outcome:
         try:
             resp = await self._transport.post(job.target, job.body, job.headers)
         except TimeoutError:
@@ -728,15 +771,6 @@ class DeliveryWorker:
                                   job.account)
             else:
                 outcome = self._failed(job, resp.status, f"HTTP {resp.status}")
-        finally:
-            endpoint_id = job.endpoint_id
-            n = self._busy[endpoint_id] - 1
-            if n > 0:
-                self._busy[endpoint_id] = n
-            else:
-                del self._busy[endpoint_id]
-        if self.on_outcome is not None:
-            self._report(outcome)
         return outcome
 
     def _report(self, outcome: Outcome) -> Outcome:
