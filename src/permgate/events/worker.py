@@ -144,14 +144,11 @@ _Claimed = tuple[list[_Leased], dict[str, _Leased], dict[str, _Leased], dict[str
                  int | None]
 
 # A result, recorded only if the row is still at the attempt this worker claimed; found by
-# its key (SQLite plans a row-value IN list as a scan of every pending row).
-_RECORD = deliveries.update().where(
-    deliveries.c.delivery_id == sa.bindparam("b_id"),
-    deliveries.c.attempts == sa.bindparam("b_attempts"),
-    deliveries.c.status == "pending",
-).values(status=sa.bindparam("b_status"), last_http_status=sa.bindparam("b_http"),
-         last_error=sa.bindparam("b_error"), next_attempt_at=sa.bindparam("b_next"),
-         finished_at=sa.bindparam("b_finished"))
+# its key (SQLite plans a row-value IN list as a scan of every pending row). SQLite: one
+# executemany through the driver.
+_SQ_RECORD = (f"UPDATE {_D} SET status = ?, last_http_status = ?, last_error = ?, "
+              "next_attempt_at = ?, finished_at = ? "
+              "WHERE delivery_id = ? AND attempts = ? AND status = 'pending'")
 
 # The same on PostgreSQL, every result in one statement. `IS TRUE` keeps the planner on the
 # primary key: given `status = 'pending'` it may read every pending row through the claim
@@ -302,8 +299,6 @@ class DeliveryWorker:
         self._opened: dict[tuple[str, str], str] = {}
         self._enabled: dict[str, frozenset[str]] = {}  # enabled_events JSON -> names
         self._allowed: dict[tuple[str, frozenset[str]], bool] = {}  # (type, approved set)
-        self._record_forms: dict[str, tuple[
-            str, list[str], dict[str, Any], Callable[[datetime | None], Any]]] = {}
         self._loop = asyncio.new_event_loop()
         # Every request's URL checked and every connection pinned to an address checked
         # just now, by the target policy (events/targets.py, events/transport.py).
@@ -800,10 +795,11 @@ class DeliveryWorker:
             return value.astimezone(UTC) if value is not None else None
         return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
-    def _bind_time(self, value: datetime) -> Any:
-        """A timestamp as the store writes it on this database (for the driver)."""
-        convert = self._record_form(self.store.engine.dialect)[3]
-        return convert(value)
+    @staticmethod
+    def _bind_time(value: datetime) -> str:
+        """A timestamp as the store writes it on SQLite: UTC, naive, the text the sqlite3
+        module makes of a datetime (what SQLAlchemy's writes store), so comparisons hold."""
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
 
     # -- recording --------------------------------------------------------------------------
 
@@ -820,20 +816,19 @@ class DeliveryWorker:
             self._record_pg(conn, outcomes, now)
             self._health(conn, outcomes, now)
             return
-        sql, names, fixed, convert = self._record_form(conn.dialect)
-        at_now = convert(now)
-        rows = []
-        for o in outcomes:
-            # A retry waits for its next attempt; anything else is finished now.
-            retry = o.status == "pending"
-            values = {**fixed, "b_id": o.delivery_id, "b_attempts": o.attempts,
-                      "b_status": o.status, "b_http": o.http_status, "b_error": o.error,
-                      "b_next": convert(o.next_attempt_at) if retry else at_now,
-                      "b_finished": None if retry else at_now}
-            rows.append(tuple(values[n] for n in names) if names else values)
-        # The driver's executemany, the statement compiled once: SQLAlchemy's per-row
-        # parameter processing cost more than SQLite's own work.
-        conn.exec_driver_sql(sql, rows)
+        at_now = self._bind_time(now)
+        at = self._bind_time
+        # A retry waits for its next attempt; anything else is finished now. The driver's
+        # executemany: SQLAlchemy's per-row parameter processing cost more than SQLite's work.
+        rows = [(o.status, o.http_status, o.error, at_now, at_now, o.delivery_id, o.attempts)
+                if o.status != "pending" or o.next_attempt_at is None else
+                (o.status, o.http_status, o.error, at(o.next_attempt_at), None, o.delivery_id,
+                 o.attempts) for o in outcomes]
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cur.executemany(_SQ_RECORD, rows)
+        finally:
+            cur.close()
         self._health(conn, outcomes, now)
 
     def _record_pg(self, conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
@@ -859,25 +854,6 @@ class DeliveryWorker:
             if reached is False or (reached is True and o.endpoint_id in self._failing):
                 return True
         return False
-
-    def _record_form(self, dialect: sa.Dialect) -> tuple[
-            str, list[str], dict[str, Any], Callable[[datetime | None], Any]]:
-        """`_RECORD` for this dialect: its SQL, positional parameter order (or [] when
-        parameters are named), constant parameters, and the timestamps' conversion."""
-        form = self._record_forms.get(dialect.name)
-        if form is None:
-            compiled = _RECORD.compile(dialect=dialect)
-            sql = str(compiled)
-            names = list(compiled.positiontup or []) if compiled.positional else []
-            fixed = {k: b.effective_value for k, b in compiled.binds.items()
-                     if not k.startswith("b_") and (k in names or f"%({k})s" in sql)}
-            proc = compiled.binds["b_next"].type.bind_processor(dialect)
-
-            def convert(value: datetime | None) -> Any:
-                return value if proc is None or value is None else proc(value)
-
-            form = self._record_forms[dialect.name] = (sql, names, fixed, convert)
-        return form
 
     def _health(self, conn: Connection, outcomes: Iterable[Outcome], now: datetime) -> None:
         ok = {o.endpoint_id for o in outcomes if o.reached is True}
