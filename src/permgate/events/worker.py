@@ -54,6 +54,7 @@ _MAX_ERROR = 500
 DISABLE_AFTER = timedelta(days=3)
 _FLUSH_SECONDS = 0.05  # results wait at most this long to be recorded in one batch
 _SWEEP_SECONDS = 30.0  # how often abandoned listen endpoints are looked for
+_RECHECK_SECONDS = 0.05  # a waiting attempt's re-check shares a counter read this recent
 # PostgreSQL's claim as one statement: the due first attempts and retries, each locked with
 # SKIP LOCKED; first attempts keep 3/4 of the claim while there are any; at most `cap` in
 # flight per endpoint (counting those already in flight here); the chosen rows leased; and
@@ -204,6 +205,8 @@ class _Job:
     headers: dict[str, str]
     settled: Outcome | None  # cancelled, or a failed check: no HTTP request
     start_by: float  # time.monotonic(): not sent later (its lease would run out during it)
+    claimed_at: float  # time.monotonic() when its claim began
+    counter: int | None  # the store's change counter its check was made against
 
 
 _CONTENT_TYPE = "application/json; charset=utf-8"
@@ -315,6 +318,8 @@ class DeliveryWorker:
         self._claim_cap = per_endpoint * self._ahead  # claimed per endpoint, at most
         self._slots: dict[str, asyncio.Semaphore] = {}  # endpoint -> its in-flight slots
         self._sending: asyncio.Semaphore | None = None  # the in-flight slots in all
+        self._probe: asyncio.Task[int] | None = None  # the last read of the change counter
+        self._probe_started = 0.0
         self._failing: set[str] = set()  # endpoints whose failing_since may be set
 
     def close(self) -> None:
@@ -466,7 +471,8 @@ class DeliveryWorker:
             return []
         now = self._clock()
         # Leased from `now` (or later): an attempt started by this time ends within its lease.
-        start_by = time.monotonic() + self.lease.total_seconds() - self.timeout - 1.0
+        claimed_at = time.monotonic()
+        start_by = claimed_at + self.lease.total_seconds() - self.timeout - 1.0
         if self.store.engine.dialect.name == "postgresql":
             if results and self._health_work(results):
                 # Failures (or a failing endpoint's recovery) need the health statements
@@ -488,7 +494,8 @@ class DeliveryWorker:
         # attempt is checked against them.
         self._view.refresh(counter)
         self._view.preload({e[1] for e in evs.values()})
-        return self._prepare(leased, evs, eps, ins, int(now.timestamp()), start_by)
+        return self._prepare(leased, evs, eps, ins, int(now.timestamp()), start_by,
+                             claimed_at, counter)
 
     def _hold(self, jobs: Iterable[_Job]) -> None:
         """Count the attempts now in flight (on the loop's thread, as `_attempt` does)."""
@@ -617,7 +624,8 @@ class DeliveryWorker:
 
     def _prepare(self, leased: Sequence[_Leased], evs: Mapping[str, _Leased],
                  eps: Mapping[str, _Leased], ins: Mapping[str, _Leased],
-                 timestamp: int, start_by: float) -> list[_Job]:
+                 timestamp: int, start_by: float, claimed_at: float,
+                 counter: int | None) -> list[_Job]:
         """Check each claimed attempt against the state just read and sign it (one signature
         per attempt and secret set), or settle it without a request."""
         now = self._clock()
@@ -631,7 +639,7 @@ class DeliveryWorker:
             state = states.get(endpoint_id) or self._endpoint_state(
                 endpoint_id, None, timestamp, now)
             job = _Job(delivery_id, attempts, first, endpoint_id, event_id, etype, account,
-                       state.target, b"", _NO_HEADERS, None, start_by)
+                       state.target, b"", _NO_HEADERS, None, start_by, claimed_at, counter)
             jobs.append(job)
             error: str | None
             try:
@@ -729,12 +737,20 @@ class DeliveryWorker:
             sending = self._sending = asyncio.Semaphore(self.concurrency)
         try:
             # A claimed-ahead attempt waits here for a slot, outside the HTTP timeout.
+            waits = slots.locked() or sending.locked()
             async with slots, sending:
                 if time.monotonic() > job.start_by:
                     # Its lease could run out during the attempt: another worker may take it
                     # then, so it is not sent (the lease expires and it is retried).
                     outcome = replace(self._failed(job, None, "not started within its lease"),
                                       attempted=False)
+                elif waits and not await self._unchanged_since(job):
+                    # Checked at its claim, then waited: something changed meanwhile (an
+                    # uninstall, a grant, an endpoint), so it is checked again at once by
+                    # the next claim rather than sent on the old answer.
+                    outcome = replace(self._outcome(
+                        job, "pending", None, "checked again: the store changed while it "
+                        "waited for a slot", self._clock()), attempted=False)
                 else:
                     outcome = await self._send(job)
         finally:
@@ -747,6 +763,24 @@ class DeliveryWorker:
         if self.on_outcome is not None:
             self._report(outcome)
         return outcome
+
+    async def _unchanged_since(self, job: _Job) -> bool:
+        """Is the store's change counter still the one this attempt was checked against?
+        Every change that can stop a delivery moves it. One read serves every attempt that
+        asks within `_RECHECK_SECONDS` of it and was claimed before it started."""
+        while True:
+            probe, started = self._probe, self._probe_started
+            fresh = started >= max(job.claimed_at, time.monotonic() - _RECHECK_SECONDS)
+            if probe is None or (probe.done() and not fresh):
+                started = self._probe_started = time.monotonic()
+                probe = self._probe = self._loop.create_task(
+                    asyncio.to_thread(self.store.change_counter))
+            try:
+                counter = await asyncio.shield(probe)
+            except Exception:  # the database is unavailable: do not send on an old answer
+                return False
+            if started >= job.claimed_at:
+                return counter == job.counter
 
     async def _send(self, job: _Job) -> Outcome:
         try:
