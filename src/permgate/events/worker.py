@@ -363,14 +363,19 @@ class DeliveryWorker:
         self._loop.run_until_complete(self._serve(stop, idle))
 
     async def _serve(self, stop: threading.Event, idle: float) -> None:
-        """Claims, attempts and the recording of results overlap: while a batch of results
-        is being written, the next claim runs and attempts go on."""
+        """Claims, attempts and the recording of results overlap: a claim (which records
+        the results so far) runs in a thread while the attempts of the last ones go on, and
+        the next claim starts as soon as one ends and there is room, before the new attempts
+        take the loop."""
         inflight: set[asyncio.Task[Outcome]] = set()
         done_outcomes: list[Outcome] = []
         wake = asyncio.Event()
         flushing: asyncio.Task[None] | None = None
+        claiming: asyncio.Task[list[_Job]] | None = None
+        claim_want = 0
+        claim_results: list[Outcome] = []
 
-        completed = [0]  # attempts finished since the last claim
+        completed = [0]  # attempts finished since the last claim began
 
         def finished(task: asyncio.Task[Outcome]) -> None:
             # A completion queue: O(1) per result, however many attempts are in flight.
@@ -392,8 +397,21 @@ class DeliveryWorker:
                 except Exception as e:  # housekeeping must never stop delivery
                     log.warning("could not remove abandoned listen endpoints: %s", e)
             stopping = stop.is_set()
-            want = claimed = 0
-            free = self.concurrency * self._ahead - len(inflight)
+            jobs: list[_Job] = []
+            if claiming is not None and claiming.done():
+                try:
+                    jobs = claiming.result()
+                except sa.exc.OperationalError as e:
+                    log.warning("database unavailable, retrying: %s", e.orig)
+                    done_outcomes[:0] = claim_results  # not recorded: kept for the next write
+                else:
+                    if claim_results:
+                        last_flush = self._loop.time()
+                claiming = None
+                self._hold(jobs)
+                if len(jobs) < claim_want:
+                    short_claim_at = self._loop.time()
+            free = self.concurrency * self._ahead - len(inflight) - len(jobs)
             # Claim when a good share of the slots is free, so claims stay batches rather
             # than one row per finished attempt.
             # After a claim that found less than it wanted (the due rows are claimed, or
@@ -402,34 +420,24 @@ class DeliveryWorker:
             if short_claim_at is not None and (
                     completed[0] >= threshold or self._loop.time() - short_claim_at >= idle):
                 short_claim_at = None
-            if not stopping and short_claim_at is None and (free >= threshold or not inflight):
-                want = min(self.batch, free)
+            if claiming is None and not stopping and short_claim_at is None and (
+                    free >= threshold or not (inflight or jobs)):
+                claim_want = min(self.batch, free)
                 completed[0] = 0
                 # The results so far ride with the claim: one transaction (one commit) for
-                # both, and the next batch is claimed while this one's attempts go on.
-                results = list(done_outcomes)
+                # both.
+                claim_results = list(done_outcomes)
                 done_outcomes.clear()
-                try:
-                    jobs = await asyncio.to_thread(
-                        self._claim_and_prepare, want, dict(self._busy), results)
-                except sa.exc.OperationalError as e:
-                    log.warning("database unavailable, retrying: %s", e.orig)
-                    done_outcomes[:0] = results  # not recorded: kept for the next write
-                    jobs = []
-                else:
-                    if results:
-                        last_flush = self._loop.time()
-                self._hold(jobs)
-                claimed = len(jobs)
-                if claimed < want:
-                    short_claim_at = self._loop.time()
-                for job in jobs:
-                    task = self._loop.create_task(self._attempt(job))
-                    inflight.add(task)
-                    task.add_done_callback(finished)
+                claiming = self._loop.create_task(asyncio.to_thread(
+                    self._claim_and_prepare, claim_want, dict(self._busy), claim_results))
+                claiming.add_done_callback(lambda _: wake.set())
+            for job in jobs:  # after the next claim began: it runs while these start
+                task = self._loop.create_task(self._attempt(job))
+                inflight.add(task)
+                task.add_done_callback(finished)
             now = self._loop.time()
             flush_idle = flushing is None or flushing.done()
-            if done_outcomes and flush_idle and (
+            if done_outcomes and flush_idle and claiming is None and (
                     len(done_outcomes) >= self.batch // 2 or not inflight
                     or now - last_flush >= _FLUSH_SECONDS):
                 batch = list(done_outcomes)
@@ -438,15 +446,13 @@ class DeliveryWorker:
                 flushing.add_done_callback(lambda _: wake.set())
                 last_flush = now
                 flush_idle = False
-            if stopping and not inflight and not done_outcomes and flush_idle:
+            if stopping and claiming is None and not inflight and not done_outcomes \
+                    and flush_idle:
                 break
-            if claimed and claimed == want:
-                await asyncio.sleep(0)  # a full claim: more may be due at once
-            else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), _FLUSH_SECONDS if inflight
-                                           or done_outcomes or short_claim_at else idle)
-                wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), _FLUSH_SECONDS if inflight or claiming
+                                       or done_outcomes or short_claim_at else idle)
+            wake.clear()
         if flushing is not None:
             await flushing
 
