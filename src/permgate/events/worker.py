@@ -151,10 +151,14 @@ _SQ_RECORD = (f"UPDATE {_D} SET status = ?, last_http_status = ?, last_error = ?
               "next_attempt_at = ?, finished_at = ? "
               "WHERE delivery_id = ? AND attempts = ? AND status = 'pending'")
 
-# The same on PostgreSQL, every result in one statement. `IS TRUE` keeps the planner on the
-# primary key: given `status = 'pending'` it may read every pending row through the claim
-# index and hash-join them (it did, when the table's statistics predated a backlog), which
-# makes each result cost as much as the backlog is long.
+# The same on PostgreSQL, every result in one statement, in a transaction that set
+# `_PG_KEYED`. Left to its defaults, the planner read every pending row (through the claim
+# index, or the whole table) and hash-joined them to the results, because a few hundred key
+# lookups cost more than one scan in its model of random disk reads; the outbox is read hot,
+# so that made each batch of results cost as much as the outbox was long. The lower random
+# page cost (for this transaction only) makes key lookups win once the outbox is larger than
+# the batch; `IS TRUE` keeps the claim index out of it.
+_PG_KEYED = "SET LOCAL random_page_cost = 1.1"
 _PG_RECORD = f"""
 UPDATE {_D} d SET status = u.st, last_http_status = u.http, last_error = u.err,
        next_attempt_at = u.next, finished_at = u.fin
@@ -526,9 +530,9 @@ class DeliveryWorker:
 
     def _claim_pg(self, now: datetime, limit: int, in_flight: Mapping[str, int],
                   results: Sequence[Outcome]) -> _Claimed:
-        """The claim (and the recording of `results`) as ONE statement in its own
-        transaction (autocommit): one round trip; rows locked but not chosen are released at
-        once. Split into the layouts `_prepare` reads."""
+        """The claim (and the recording of `results`) as ONE statement in a short
+        transaction; rows locked but not chosen are released at its commit. Split into the
+        layouts `_prepare` reads."""
         if self.only_endpoint is not None:
             scope = "AND endpoint_id = %(only)b"
         else:
@@ -545,12 +549,12 @@ class DeliveryWorker:
             params.update(self._pg_record_params(results, now))
         sql = _PG_CLAIM.format(scope=scope, rec=_PG_CLAIM_REC if results else "",
                                not_rec=_PG_NOT_REC if results else "")
-        with self.store.engine.connect().execution_options(
-                isolation_level="AUTOCOMMIT") as conn:
+        with writing(self.store) as conn:
             raw: Any = conn.connection.driver_connection
             # Binary results: the payload arrives as the bytes to send (no decoding), the
             # timestamps without text parsing.
             with raw.cursor(binary=True) as cur:
+                cur.execute(_PG_KEYED)  # this transaction only
                 cur.execute(sql, params)
                 rows = cur.fetchall()
         leased: list[_Leased] = []
@@ -872,8 +876,9 @@ class DeliveryWorker:
         self._health(conn, outcomes, now)
 
     def _record_pg(self, conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
-        """PostgreSQL: every result in ONE statement over arrays (one round trip, no
-        per-row work in the driver)."""
+        """PostgreSQL: every result in ONE statement over arrays (no per-row work in the
+        driver), each row found by its key."""
+        conn.exec_driver_sql(_PG_KEYED)
         conn.exec_driver_sql(_PG_RECORD, self._pg_record_params(outcomes, now))
 
     @staticmethod
