@@ -768,8 +768,8 @@ class DeliveryWorker:
             if n > 0:
                 self._busy[endpoint_id] = n
             else:
-                del self._busy[endpoint_id]
-                del self._slots[endpoint_id]  # nothing of this endpoint is claimed here
+                self._busy.pop(endpoint_id, None)
+                self._slots.pop(endpoint_id, None)  # nothing of this endpoint is claimed here
         if self.on_outcome is not None:
             self._report(outcome)
         return outcome
