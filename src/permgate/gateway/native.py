@@ -486,6 +486,13 @@ class HttpConn(asyncio.Protocol):
             assert self.transport is not None
             self.transport.close()
 
+    def abort(self) -> None:
+        """Close without flushing: what is unread stays unread (a close would wait for the
+        client to read it first)."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
     def _too_large_head(self) -> None:
         self._fail(431, f"The request line and headers are larger than {MAX_REQUEST_HEAD} "
                    "bytes.", code="request_headers_too_large")
@@ -859,7 +866,10 @@ class NativeServer:
             else:
                 continue
             closed(reason)
-            conn.close()
+            if reason == "drain_timeout":
+                conn.abort()
+            else:
+                conn.close()
         self._ticker = self.loop.call_later(TICK, self._tick)
 
     async def stop(self, grace: float = 10.0) -> None:
