@@ -80,10 +80,14 @@ async def native(db_url: str, upstream: str, **settings: Any) -> AsyncIterator[s
 
 def run(scenario: Callable[[], Awaitable[None]], limit: float = 60.0) -> None:
     """Run a scenario on uvloop; one that hangs (a regression) fails within `limit` s."""
-    async def bounded() -> None:
-        await asyncio.wait_for(scenario(), limit)
-
-    uvloop.run(bounded())
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(scenario(), limit))
+    finally:
+        # Not asyncio.run's close: after a failed scenario its wait for the default
+        # executor could hang the session instead of failing the test.
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 async def raw(url: str, data: bytes, until: bytes | None = None) -> bytes:
