@@ -236,7 +236,7 @@ def _crlf_client(port: int, count: int, source: str, hold: float, ready: Any) ->
         s.setblocking(False)
         socks.append(s)
     ready.put(len(socks))
-    end = time.monotonic() + hold
+    end = time.monotonic() + hold + 5  # past the parent's last sample
     while time.monotonic() < end:
         time.sleep(min(20.0, max(0.0, end - time.monotonic())))
         for s in socks:
@@ -261,10 +261,12 @@ def phase_crlf(port: int, pid: int, args: argparse.Namespace, env: Env, run: int
     opened = sum(ready.get(timeout=args.hold + 120) for _ in workers)
     opened_at = time.monotonic() - t0
     got = probes_every(port, env.key, 5.0, t0 + args.hold)
+    held = {"fds_at_hold_end": fds(pid), "rss_mb_at_hold_end": round(rss_mb(pid), 1)}
+    figures = sampler.stop()
     for w in workers:
         w.join(60)
     return {"connected": opened, "connect_seconds": round(opened_at, 1), "probes": got,
-            **sampler.stop()}
+            **held, **figures}
 
 
 # -- phase: slow 1 MiB bodies to a mounted path --------------------------------------------
@@ -310,7 +312,8 @@ def phase_slow(port: int, pid: int, args: argparse.Namespace, env: Env, run: int
     got: dict[str, int] = {}
     for r in results:
         got[r] = got.get(r, 0) + 1
-    return {"answers": got, **sampler.stop()}
+    return {"answers": got, "held_mb": round(max(s[1] for s in sampler.samples)
+                                            - sampler.samples[0][1], 1), **sampler.stop()}
 
 
 # -- phase: clients that never read a large answer -----------------------------------------
@@ -407,7 +410,8 @@ def phase_flood(port: int, pid: int, args: argparse.Namespace, env: Env, run: in
                 ) -> dict[str, Any]:
     ctx = multiprocessing.get_context("fork")
     sampler = Sampler(pid)
-    alone, flooded = [], []
+    alone: list[float] = []
+    flooded: list[float] = []
     flood_statuses: dict[str, int] = {}
     for _ in range(3):
         for with_flood in (False, True):
