@@ -128,6 +128,8 @@ class Sampler:
 
     def __post_init__(self) -> None:
         self._t0 = time.monotonic()
+        # The first sample before the phase starts anything.
+        self.samples.append((0.0, rss_mb(self.pid), fds(self.pid), tcp_mem_mb()))
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 

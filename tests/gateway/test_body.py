@@ -77,8 +77,8 @@ def test_accepted_bodies(
     b"&expand[]=customer", b"=x", b"+name=x", b"\x00{}", b"%zz=1", b"\xc2\xa0{}",
 ])
 def test_form_bodies_must_start_like_a_form(body: bytes) -> None:
-    with pytest.raises(BodyRefused, match="must start with a parameter name|looks like JSON"
-                       "|not valid UTF-8"):
+    with pytest.raises(BodyRefused, match=r"must start with a parameter name|looks like JSON"
+                       r"|not valid UTF-8"):
         decide_body("POST", b"/v1/charges/ch_1", [FORM], [], body)
 
 

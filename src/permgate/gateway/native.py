@@ -57,6 +57,7 @@ REQUEST_STALL = 60.0  # a whole request (head and body) from its first byte
 TICK = 5.0  # the timers' resolution: each limit fires within one tick after it passed
 FD_RESERVE = 256  # descriptors kept from the connection cap: store, logs, refusals
 REFUSE_LINGER = 2.0  # a refused connection reads and drops for this long, then closes
+REFUSE_LINGERING = 64  # at most this many linger at once (their descriptors are the reserve's)
 DISCARD_SECONDS = 10.0  # how long the unread rest of a refused body is read and dropped
 _PENDING_MAX = 16  # pipelined requests parsed ahead before reading pauses
 _PIPELINE_MAX = 64  # beyond this many in one read: closed (memory, not a client's need)
@@ -561,10 +562,19 @@ class HttpConn(asyncio.Protocol):
         server = self.server
         server.metrics.connections_refused += 1
         transport.write(server.refusal)
+        if server.lingering >= REFUSE_LINGERING:
+            transport.close()  # a flood of them: the descriptors matter more
+            return
+        server.lingering += 1
         with contextlib.suppress(Exception):
             if transport.can_write_eof():
                 transport.write_eof()
-        server.loop.call_later(REFUSE_LINGER, transport.close)
+        server.loop.call_later(REFUSE_LINGER, self._linger_done)
+
+    def _linger_done(self) -> None:
+        self.server.lingering -= 1
+        assert self.transport is not None
+        self.transport.close()
 
     # -- serving -------------------------------------------------------------------------
     def _start(self, req: _Request) -> None:
@@ -822,6 +832,7 @@ class NativeServer:
         self._server: asyncio.Server | None = None
         self._ticker: asyncio.TimerHandle | None = None
         self.ticks = 1  # 0 marks a clock that is not running
+        self.lingering = 0  # refused connections reading and dropping before their close
         self.max_connections = connection_cap(settings.max_connections, settings.pool_size)
         self.keep_alive = settings.keep_alive
         self.head_timeout = settings.head_timeout
