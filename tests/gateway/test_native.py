@@ -450,6 +450,8 @@ def test_stray_empty_lines_keep_no_connection_alive(
             dripping = asyncio.create_task(drip())
             assert await _closed_by_gateway(reader) == b""  # closed, nothing to answer
             dripping.cancel()
+            closed = _server_of(url).metrics.connections_closed
+            assert closed == {"head_timeout": 1}, closed
             writer.close()
             # A connection that sent nothing is only idle: kept (keep_alive is 60 s here),
             # and it still serves.
@@ -586,6 +588,52 @@ def test_past_the_connection_cap_a_connection_gets_a_clean_503(
             held[1][1].close()
 
     run(scenario)
+
+
+def test_refusals_past_the_cap_linger_only_so_many_at_once(
+    db_url: str, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A refused connection reads and drops for a while before its close (so the close does
+    # not reset it under its 503); under a flood that must not eat the descriptor reserve.
+    from permgate.gateway import native as native_mod
+
+    monkeypatch.setattr(native_mod, "REFUSE_LINGERING", 2)
+    monkeypatch.setattr(native_mod, "REFUSE_LINGER", 60.0)  # still lingering when counted
+
+    async def scenario() -> None:
+        async with native(db_url, recorder.url, max_connections=1) as url:
+            server = _server_of(url)
+            host, port = url.removeprefix("http://").split(":")
+            held = await asyncio.open_connection(host, int(port))
+            refused = [await asyncio.open_connection(host, int(port)) for _ in range(5)]
+            for reader, _ in refused:
+                out = await _closed_by_gateway(reader)
+                assert out.startswith(b"HTTP/1.1 503"), out
+            assert server.metrics.connections_refused == 5
+            assert server.lingering == 2
+            for _, writer in (held, *refused):
+                writer.close()
+
+    run(scenario)
+
+
+def test_connection_counts_add_up_across_workers() -> None:
+    from permgate.gateway.metrics import Metrics
+
+    one, two = Metrics(), Metrics()
+    one.connections_open, one.connections_refused = 3, 2
+    one.connection_closed("idle")
+    two.connections_open = 4
+    two.connection_closed("idle")
+    two.connection_closed("drain_timeout")
+    total = Metrics()
+    total.add(one.snapshot())
+    total.add(two.snapshot())
+    text = total.render().decode()
+    assert "permgate_connections_open 7" in text
+    assert "permgate_connections_refused_total 2" in text
+    assert 'permgate_connections_closed_total{reason="idle"} 2' in text
+    assert 'permgate_connections_closed_total{reason="drain_timeout"} 1' in text
 
 
 def test_the_derived_cap_leaves_descriptors_for_the_pool_and_the_store() -> None:
