@@ -230,7 +230,8 @@ GATEWAY_SETTINGS: tuple[str, ...] = (
     "host", "port", "db", "upstream", "upstream_key_file", "upstream_key", "workers",
     "report_only", "body_limit", "connect_timeout", "upstream_timeout", "pool_size",
     "pool_per_app", "refresh_interval", "admin_token", "access_log", "server", "demo_account",
-    "webhook_secret", "webhook_account", "metrics_token",
+    "webhook_secret", "webhook_account", "max_connections", "keep_alive", "head_timeout",
+    "drain_timeout", "metrics_token",
 )
 
 _OWN: tuple[Var[Any], ...] = tuple(v for v in globals().values() if isinstance(v, Var))

@@ -7,7 +7,7 @@ import json
 import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import httpx
@@ -68,15 +68,26 @@ async def native(db_url: str, upstream: str, **settings: Any) -> AsyncIterator[s
     sock.listen(64)
     sock.setblocking(False)
     await server.start(sock)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    _SERVERS[url] = server
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield url
     finally:
+        _SERVERS.pop(url, None)
         await server.stop(grace=1.0)
         await gw.shutdown()
 
 
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    uvloop.run(scenario())  # type: ignore[arg-type]
+def run(scenario: Callable[[], Awaitable[None]], limit: float = 60.0) -> None:
+    """Run a scenario on uvloop; one that hangs (a regression) fails within `limit` s."""
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(scenario(), limit))
+    finally:
+        # Not asyncio.run's close: after a failed scenario its wait for the default
+        # executor could hang the session instead of failing the test.
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 async def raw(url: str, data: bytes, until: bytes | None = None) -> bytes:
@@ -394,5 +405,354 @@ def test_a_body_over_the_limit_on_a_mounted_path_gets_its_413(
             r = await client.post(url + "/v1/oauth/token", content=b"x" * 100_000)
             assert r.status_code == 413
             assert r.json()["error"]["code"] == "request_too_large"
+
+    run(scenario)
+
+
+# -- issue 20: connections that never end, answers lost, Host and HTTP/1.0 details ----------
+
+def _fast_ticks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from permgate.gateway import native as native_mod
+
+    monkeypatch.setattr(native_mod, "TICK", 0.05)
+
+
+async def _closed_by_gateway(reader: asyncio.StreamReader, bound: float = 20.0) -> bytes:
+    """What the gateway sends until it closes the connection; the bound is a hang guard."""
+    out = b""
+    async with asyncio.timeout(bound):
+        while chunk := await reader.read(65536):
+            out += chunk
+    return out
+
+
+def test_stray_empty_lines_keep_no_connection_alive(
+    db_url: str, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 20, item 1: a CRLF every few seconds restarted the idle clock and never started
+    # the head clock, so the connection was held forever. Now any byte starts the head
+    # clock; the empty lines are no activity.
+    _fast_ticks(monkeypatch)
+
+    async def scenario() -> None:
+        async with native(db_url, recorder.url, head_timeout=0.3, keep_alive=60.0) as url:
+            host, port = url.removeprefix("http://").split(":")
+            reader, writer = await asyncio.open_connection(host, int(port))
+            quiet_reader, quiet_writer = await asyncio.open_connection(host, int(port))
+
+            async def drip() -> None:
+                with suppress(ConnectionError):
+                    while not writer.is_closing():
+                        writer.write(b"\r\n")
+                        await writer.drain()
+                        await asyncio.sleep(0.05)
+
+            dripping = asyncio.create_task(drip())
+            assert await _closed_by_gateway(reader) == b""  # closed, nothing to answer
+            dripping.cancel()
+            closed = _server_of(url).metrics.connections_closed
+            assert closed == {"head_timeout": 1}, closed
+            writer.close()
+            # A connection that sent nothing is only idle: kept (keep_alive is 60 s here),
+            # and it still serves.
+            quiet_writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            out = await _closed_by_gateway(quiet_reader)
+            assert out.startswith(b"HTTP/1.1 200"), out
+            quiet_writer.close()
+
+    run(scenario)
+
+
+def test_an_idle_connection_is_closed_after_keep_alive(
+    db_url: str, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fast_ticks(monkeypatch)
+
+    async def scenario() -> None:
+        async with native(db_url, recorder.url, keep_alive=0.3) as url:
+            host, port = url.removeprefix("http://").split(":")
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            out = await _closed_by_gateway(reader)
+            assert out.startswith(b"HTTP/1.1 200") and out.endswith(b'{"status":"ok"}\n')
+            writer.close()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("path", ["fast", "full"])
+def test_a_client_that_stops_reading_is_closed_after_the_drain_timeout(
+    db_url: str, recorder: Recorder, app: App, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    # Issue 20, item 1 (and 4): a client that never read a large answer held its connection,
+    # the kernel's buffers and the upstream connection forever (the full path awaits the
+    # drain, the fast path parks in `draining`). Closed after drain_timeout; the upstream
+    # answer is then read to its end and its connection released.
+    _fast_ticks(monkeypatch)
+
+    async def scenario() -> None:
+        async with native(db_url, recorder.url, drain_timeout=0.5) as url:
+            server = _server_of(url)
+            gw = server.gateway
+            assert gw.pool is not None
+            if path == "full":
+                monkeypatch.setattr(gw, "admit", lambda *a: None)
+            host, port = url.removeprefix("http://").split(":")
+            warm = f"GET /v1/customers HTTP/1.1\r\nHost: x\r\n{auth(app)}\r\n".encode()
+            reader, writer = await asyncio.open_connection(host, int(port))
+            for _ in range(2):  # a cached caller and an idle upstream connection
+                writer.write(warm)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                length = int(re.search(rb"content-length: (\d+)", head)[1])  # type: ignore[index]
+                await asyncio.wait_for(reader.readexactly(length), 10)
+            loop = asyncio.get_running_loop()
+            known = set(server.connections)
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await loop.sock_connect(sock, (host, int(port)))
+            for _ in range(200):
+                if server.connections - known:
+                    break
+                await asyncio.sleep(0.01)
+            (conn,) = server.connections - known
+            assert conn.transport is not None
+            conn.transport.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            await loop.sock_sendall(sock, f"GET /v1/customers/cus_big HTTP/1.1\r\nHost: x\r\n"
+                                          f"{auth(app)}\r\n".encode())
+            for _ in range(400):  # the hang guard: 20 s
+                if conn.closed:
+                    break
+                await asyncio.sleep(0.05)
+            assert conn.closed and gw.metrics.connections_closed.get("drain_timeout") == 1
+            for _ in range(200):  # the upstream answer read to its end and released
+                if not gw.pool.waiting and conn not in server.connections:
+                    break
+                await asyncio.sleep(0.05)
+            assert not gw.pool.waiting and gw.pool.open <= gw.settings.pool_size
+            sock.close()
+            # The gateway goes on serving on the other connection.
+            writer.write(warm)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            writer.close()
+
+    run(scenario)
+
+
+_SERVERS: dict[str, NativeServer] = {}
+
+
+def _server_of(url: str) -> NativeServer:
+    return _SERVERS[url]
+
+
+def test_past_the_connection_cap_a_connection_gets_a_clean_503(
+    db_url: str, recorder: Recorder
+) -> None:
+    # Issue 20, item 1: no cap, so 20,000 idle connections took every descriptor and other
+    # clients got resets. Past the cap: a 503 with a reason, counted, and the close.
+    async def scenario() -> None:
+        async with native(db_url, recorder.url, max_connections=2) as url:
+            server = _server_of(url)
+            host, port = url.removeprefix("http://").split(":")
+            held = [await asyncio.open_connection(host, int(port)) for _ in range(2)]
+            for _ in range(200):
+                if len(server.connections) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            out = await _closed_by_gateway(reader)
+            head, _, body = out.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 503") and b"connection: close" in head, out
+            assert json.loads(body)["error"]["code"] == "connections_exhausted"
+            assert server.metrics.connections_refused == 1
+            assert server.metrics.connections_open == 2
+            text = server.metrics.render().decode()
+            assert "permgate_connections_refused_total 1" in text
+            assert "permgate_connections_open 2" in text
+            writer.close()
+            # A held connection serves as usual; once one leaves, a new one is taken.
+            r0, w0 = held[0]
+            w0.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert (await _closed_by_gateway(r0)).startswith(b"HTTP/1.1 200")
+            w0.close()
+            for _ in range(200):
+                if len(server.connections) == 1:
+                    break
+                await asyncio.sleep(0.01)
+            out = await raw(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert out.startswith(b"HTTP/1.1 200"), out
+            held[1][1].close()
+
+    run(scenario)
+
+
+def test_refusals_past_the_cap_linger_only_so_many_at_once(
+    db_url: str, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A refused connection reads and drops for a while before its close (so the close does
+    # not reset it under its 503); under a flood that must not eat the descriptor reserve.
+    from permgate.gateway import native as native_mod
+
+    monkeypatch.setattr(native_mod, "REFUSE_LINGERING", 2)
+    monkeypatch.setattr(native_mod, "REFUSE_LINGER", 60.0)  # still lingering when counted
+
+    async def scenario() -> None:
+        async with native(db_url, recorder.url, max_connections=1) as url:
+            server = _server_of(url)
+            host, port = url.removeprefix("http://").split(":")
+            held = await asyncio.open_connection(host, int(port))
+            refused = [await asyncio.open_connection(host, int(port)) for _ in range(5)]
+            for reader, _ in refused:
+                out = await _closed_by_gateway(reader)
+                assert out.startswith(b"HTTP/1.1 503"), out
+            assert server.metrics.connections_refused == 5
+            assert server.lingering == 2
+            for _, writer in (held, *refused):
+                writer.close()
+
+    run(scenario)
+
+
+def test_connection_counts_add_up_across_workers() -> None:
+    from permgate.gateway.metrics import Metrics
+
+    one, two = Metrics(), Metrics()
+    one.connections_open, one.connections_refused = 3, 2
+    one.connection_closed("idle")
+    two.connections_open = 4
+    two.connection_closed("idle")
+    two.connection_closed("drain_timeout")
+    total = Metrics()
+    total.add(one.snapshot())
+    total.add(two.snapshot())
+    text = total.render().decode()
+    assert "permgate_connections_open 7" in text
+    assert "permgate_connections_refused_total 2" in text
+    assert 'permgate_connections_closed_total{reason="idle"} 2' in text
+    assert 'permgate_connections_closed_total{reason="drain_timeout"} 1' in text
+
+
+def test_the_derived_cap_leaves_descriptors_for_the_pool_and_the_store() -> None:
+    import resource
+
+    from permgate.gateway.native import FD_RESERVE, connection_cap
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert connection_cap(0, 64) == max(16, soft - 64 - FD_RESERVE)
+    assert connection_cap(500, 64) == 500
+
+
+def test_upgrades_and_connect_are_refused_before_anything_goes_upstream(
+    db_url: str, recorder: Recorder, app: App
+) -> None:
+    # Issue 20, items 6 and 10: a request with an Upgrade header was sent upstream, then the
+    # parser's upgrade error closed the connection with no answer; CONNECT got two answers.
+    async def scenario() -> None:
+        async with native(db_url, recorder.url) as url:
+            before = len(recorder.requests)
+            for upgrade in ("Upgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                            "HTTP2-Settings: AAMAAABkAAQAAP__\r\n",
+                            "Upgrade: websocket\r\n"):
+                for method, extra in (("GET", ""), ("POST", "Content-Length: 6\r\n")):
+                    out = await raw(url, (
+                        f"{method} /v1/customers/cus_up?n=1 HTTP/1.1\r\nHost: x\r\n"
+                        f"{auth(app)}{upgrade}{extra}\r\nname=x").encode())
+                    assert out.count(b"HTTP/1.1 ") == 1 and out.startswith(b"HTTP/1.1 400"), out
+                    assert b"connection: close" in out and b"not supported" in out
+            out = await raw(url, b"CONNECT api.stripe.com:443 HTTP/1.1\r\n"
+                            b"Host: api.stripe.com:443\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+            assert out.count(b"HTTP/1.1 ") == 1 and out.startswith(b"HTTP/1.1 400"), out
+            assert len(recorder.requests) == before, recorder.paths()[before:]
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(("name", "tail"), [
+    ("junk line after a GET", b"junk\r\n"),
+    ("bytes after Connection: close", b"GET /v1/charges HTTP/1.1\r\n\r\n"),
+    ("bytes after HTTP/1.0", b"\x00\x01garbage"),
+])
+def test_an_answer_in_flight_is_delivered_before_the_connection_ends(
+    db_url: str, recorder: Recorder, app: App, name: str, tail: bytes
+) -> None:
+    # Issue 20, item 6: a protocol error after a complete request closed the connection with
+    # no answer while the upstream ran the request (a refund executed, the client never
+    # learned). Its answer goes out first, then the error's (if any), then the close.
+    async def scenario() -> None:
+        async with native(db_url, recorder.url) as url:
+            target = f"/v1/customers/cus_{name.split()[0]}?flight=1"
+            version = "HTTP/1.0" if "1.0" in name else "HTTP/1.1"
+            close = "Connection: close\r\n" if "close" in name else ""
+            for _ in range(2):  # the full path, then (caller cached) the fast path
+                before = len(recorder.requests)
+                out = await raw(url, (f"GET {target} {version}\r\nHost: x\r\n{auth(app)}"
+                                      f"{close}\r\n").encode() + tail)
+                assert recorder.paths()[before:] == [target]  # it ran upstream, once
+                statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", out)
+                want = [b"200", b"400"] if name.startswith("junk") else [b"200"]
+                assert statuses == want, out[:400]
+                assert target.encode() in out
+
+    run(scenario)
+
+
+def test_a_client_that_half_closes_after_its_request_gets_its_answer(
+    db_url: str, recorder: Recorder, app: App
+) -> None:
+    async def scenario() -> None:
+        async with native(db_url, recorder.url) as url:
+            host, port = url.removeprefix("http://").split(":")
+            for _ in range(2):  # the full path, then the fast path
+                reader, writer = await asyncio.open_connection(host, int(port))
+                writer.write((f"GET /v1/customers?half=1 HTTP/1.1\r\nHost: x\r\n{auth(app)}"
+                              "\r\n").encode() * 2)
+                writer.write_eof()
+                out = await _closed_by_gateway(reader)
+                assert re.findall(rb"HTTP/1\.1 (\d{3}) ", out) == [b"200", b"200"], out[:300]
+                writer.close()
+            # Half-closed mid-body: that request can never be whole; the connection closes.
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"POST /v1/oauth/token HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+                         b"\r\nabc")
+            writer.write_eof()
+            assert await _closed_by_gateway(reader) == b""
+            writer.close()
+
+    run(scenario)
+
+
+def test_http11_needs_exactly_one_host_and_http10_keep_alive_says_so(
+    db_url: str, recorder: Recorder, app: App
+) -> None:
+    # Issue 20, item 10: RFC 9112 3.2 (400 for HTTP/1.1 without Host, or with two);
+    # an HTTP/1.0 client keeps its connection only when the answer says keep-alive.
+    async def scenario() -> None:
+        async with native(db_url, recorder.url) as url:
+            before = len(recorder.requests)
+            for head in (b"GET /v1/customers HTTP/1.1\r\n",
+                         b"GET /v1/customers HTTP/1.1\r\nHost: a\r\nHost: b\r\n",
+                         b"GET /v1/customers HTTP/1.0\r\nHost: a\r\nHost: b\r\n"):
+                out = await raw(url, head + auth(app).encode() + b"\r\n")
+                assert out.startswith(b"HTTP/1.1 400") and b"Host" in out, out
+                assert len(re.findall(rb"HTTP/1\.1 \d{3} ", out)) == 1
+            assert len(recorder.requests) == before
+            out = await raw(url, b"GET /healthz HTTP/1.0\r\n\r\n")
+            assert out.startswith(b"HTTP/1.1 200") and b"connection: close" in out
+            host, port = url.removeprefix("http://").split(":")
+            reader, writer = await asyncio.open_connection(host, int(port))
+            # The ASGI bridge, the full path, then the fast path, on one connection.
+            for target in ("/healthz", "/v1/customers?k=1", "/v1/customers?k=1"):
+                writer.write(f"GET {target} HTTP/1.0\r\nConnection: keep-alive\r\n"
+                             f"{auth(app)}\r\n".encode())
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                assert head.startswith(b"HTTP/1.1 200"), head
+                assert b"\r\nconnection: keep-alive\r\n" in head, head
+                length = int(re.search(rb"content-length: (\d+)", head)[1])  # type: ignore[index]
+                await asyncio.wait_for(reader.readexactly(length), 10)
+            writer.close()
 
     run(scenario)

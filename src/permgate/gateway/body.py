@@ -12,8 +12,9 @@ does, with a `Content-Type` the gateway writes itself:
   object without duplicate keys and without an `expand` or `include` key. v2 expands with
   `include`, which the engine does not decide on: it is refused in v2 queries too;
 - any other method, a body with no or another `Content-Type`, a `Content-Encoding`, two
-  `Content-Type` headers, a charset other than UTF-8, a form body that is JSON, a body that
-  is not UTF-8: refused with a Stripe-shaped 400, never forwarded.
+  `Content-Type` headers, a charset other than UTF-8, a form body that is JSON or does not
+  start with a parameter name (a byte-order mark, white space, `&`, `=`), a body that is not
+  UTF-8: refused with a Stripe-shaped 400, never forwarded.
 
 An empty body is no body, whatever its headers say.
 """
@@ -36,6 +37,7 @@ MAX_PARTS = 1000  # form fields in one multipart body (Stripe's file upload has 
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,./:=?-]{1,70}")  # RFC 2046 bchars, no space
 _UTF8 = frozenset({b"utf-8", b"utf8"})
+_FORM_START = re.compile(rb"[A-Za-z0-9_.~*-]|%[0-9A-Fa-f]{2}")  # what urlencode() starts with
 _NAME = re.compile(rb'form-data; *name="([^"\\\r\n]*)"(?:; *filename="([^"\\\r\n]*)")?')
 
 
@@ -130,6 +132,13 @@ def decide_body(
         if body.lstrip()[:1] in (b"{", b"["):
             # No form parameter starts so; an upstream sniffing bodies would read JSON.
             _refuse("The form-encoded request body looks like JSON. " + _ACCEPTED)
+        if not _FORM_START.match(body):
+            # A form starts with a parameter name. Anything else (a byte-order mark before
+            # JSON, white space, a bare `&` or `=`) is what a sniffing or BOM-skipping
+            # upstream could read another way.
+            _refuse("The form-encoded request body must start with a parameter name "
+                    "(a letter, digit, '_', '-', '.', '~', '*' or a %-escape), not "
+                    f"{_show(body[:8])}. " + _ACCEPTED)
         return Body(body, body, FORM)
     if mt == MULTIPART and not v2:
         if path != FILES_PATH:

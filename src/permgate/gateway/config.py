@@ -117,6 +117,25 @@ class Settings:
     webhook_account: str | None = _setting(
         None, "the account of received events that name none (a platform's own events, "
         "localstripe's)", flag=None, no_flag="set beside webhook_secret")
+    max_connections: int = _setting(
+        0, "client connections one worker holds at once (native server); 0 derives it from "
+        "the open-file limit", metavar="N", shown="0 (the open-file limit less a reserve)",
+        more="0: `RLIMIT_NOFILE` less `pool_size` and 256 descriptors for the store, logs and "
+             "refusals. A connection past the cap gets 503 `connections_exhausted` and is "
+             "closed (`permgate_connections_refused_total`)")
+    keep_alive: float = _setting(
+        75.0, "seconds a client connection may stay idle between requests (native server)",
+        metavar="SECONDS", more="Stray empty lines between requests do not reset the clock")
+    head_timeout: float = _setting(
+        15.0, "seconds from the first byte of a request to the end of its headers (native "
+        "server)", metavar="SECONDS",
+        more="Any byte starts the clock, a stray empty line too; the whole request (its body "
+             "too) must arrive within 60 s of its start")
+    drain_timeout: float = _setting(
+        30.0, "seconds a client may leave the gateway's answer unread before it is closed "
+              "(native server)", metavar="SECONDS",
+        more="Counted while the connection's write buffer is full; an upstream answer in "
+             "flight is then read to its end and released")
     metrics_token: str | None = _setting(
         None, "bearer token for /metrics (at least 32 characters); the admin token is "
         "accepted too", flag=None, no_flag="a secret",
@@ -268,7 +287,10 @@ def _check(s: Settings) -> None:
         raise ConfigError("workers must be at least 1")
     if s.body_limit < 1024:
         raise ConfigError("body_limit must be at least 1024 bytes")
-    for name in ("connect_timeout", "upstream_timeout", "refresh_interval"):
+    if s.max_connections < 0:
+        raise ConfigError("max_connections must be 0 (derived) or positive")
+    for name in ("connect_timeout", "upstream_timeout", "refresh_interval", "keep_alive",
+                 "head_timeout", "drain_timeout"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{name} must be positive")
     if s.pool_size < 1:

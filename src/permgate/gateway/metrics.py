@@ -75,6 +75,12 @@ class Metrics:
         self.decisions: dict[tuple[str, str], int] = {}
         self.responses: dict[int, int] = {}
         self.upstream_errors: dict[str, int] = {}
+        # The native server's client connections: open now (a gauge, summed over workers),
+        # refused at the cap, and closed by a limit (idle, head_timeout, request_timeout,
+        # drain_timeout).
+        self.connections_open = 0
+        self.connections_refused = 0
+        self.connections_closed: dict[str, int] = {}
         self.decision_seconds = Histogram(
             "permgate_decision_seconds", "Time to decide one request (engine only).",
             DECISION_BUCKETS)
@@ -92,11 +98,16 @@ class Metrics:
     def upstream_error(self, kind: str) -> None:
         self.upstream_errors[kind] = self.upstream_errors.get(kind, 0) + 1
 
+    def connection_closed(self, reason: str) -> None:
+        self.connections_closed[reason] = self.connections_closed.get(reason, 0) + 1
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "decisions": [[a, o, n] for (a, o), n in self.decisions.items()],
             "responses": [[s, n] for s, n in self.responses.items()],
             "upstream_errors": [[k, n] for k, n in self.upstream_errors.items()],
+            "connections": [self.connections_open, self.connections_refused],
+            "connections_closed": [[k, n] for k, n in self.connections_closed.items()],
             "decision_seconds": self.decision_seconds.snapshot(),
             "upstream_seconds": self.upstream_seconds.snapshot(),
         }
@@ -109,6 +120,13 @@ class Metrics:
             self.responses[int(status)] = self.responses.get(int(status), 0) + int(n)
         for kind, n in snap.get("upstream_errors", ()):
             self.upstream_errors[str(kind)] = self.upstream_errors.get(str(kind), 0) + int(n)
+        if "connections" in snap:
+            open_now, refused = snap["connections"]
+            self.connections_open += int(open_now)
+            self.connections_refused += int(refused)
+        for reason, n in snap.get("connections_closed", ()):
+            self.connections_closed[str(reason)] = (
+                self.connections_closed.get(str(reason), 0) + int(n))
         if "decision_seconds" in snap:
             self.decision_seconds.add(snap["decision_seconds"])
         if "upstream_seconds" in snap:
@@ -131,6 +149,18 @@ class Metrics:
         out.append("# TYPE permgate_upstream_errors_total counter")
         for kind, n in sorted(self.upstream_errors.items()):
             out.append(f'permgate_upstream_errors_total{{kind="{kind}"}} {n}')
+        out.append("# HELP permgate_connections_open Client connections open (native server).")
+        out.append("# TYPE permgate_connections_open gauge")
+        out.append(f"permgate_connections_open {self.connections_open}")
+        out.append("# HELP permgate_connections_refused_total Client connections refused at "
+                   "the per-worker cap (native server).")
+        out.append("# TYPE permgate_connections_refused_total counter")
+        out.append(f"permgate_connections_refused_total {self.connections_refused}")
+        out.append("# HELP permgate_connections_closed_total Client connections closed by a "
+                   "limit, by reason (native server).")
+        out.append("# TYPE permgate_connections_closed_total counter")
+        for reason, n in sorted(self.connections_closed.items()):
+            out.append(f'permgate_connections_closed_total{{reason="{reason}"}} {n}')
         self.decision_seconds.render(out)
         self.upstream_seconds.render(out)
         return ("\n".join(out) + "\n").encode("utf-8")

@@ -7,12 +7,20 @@ whatever else is mounted) are handed to their ASGI apps through the bridge in
 `mounts.py`, on the same listener; a mounted path's body is buffered no further than its
 mount's `body_limit`. Measured against granian and uvicorn in bench/bench_gateway.py.
 
-Limits: a request head (request line and headers) over `MAX_REQUEST_HEAD` bytes gets 431
-and the connection is closed; a connection idle for `KEEP_ALIVE` seconds, or whose request
-has not arrived whole `REQUEST_STALL` seconds after it began (slow heads and bodies), is
-closed. Requests pipelined on one connection are answered in order; reading pauses while
-`_PENDING_MAX` wait, and a connection with more than `_PIPELINE_MAX` parsed ahead (from
-one read) is closed.
+Limits (docs/security.md, "Client connections"): a worker holds at most `max_connections`
+client connections (past it: 503 and closed); a request head (request line and headers)
+over `MAX_REQUEST_HEAD` bytes gets 431; a head not whole `head_timeout` seconds after the
+first byte that followed the previous answer, a request not whole `REQUEST_STALL` seconds
+after it began, a connection idle `keep_alive` seconds (stray empty lines do not count as
+activity) and one whose answers stay unread `drain_timeout` seconds are closed. Requests
+pipelined on one connection are answered in order; reading pauses while `_PENDING_MAX`
+wait, and more than `_PIPELINE_MAX` parsed ahead (from one read) end the connection.
+
+A protocol error, a request that must be the last (`Connection: close`, HTTP/1.0, a refused
+`Upgrade` or `CONNECT`) or the client's half-close ends the connection *after* the answers
+already owed: the requests before it were (or are being) sent upstream, so their answers
+are delivered first, then the error's, then the connection is closed. What the client sends
+after that is read and dropped, never parsed.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import socket
 from collections import deque
@@ -39,9 +48,11 @@ from permgate.gateway.upstream import UpstreamError, _Conn
 log = logging.getLogger("permgate.gateway")
 
 MAX_REQUEST_HEAD = 65_536
-KEEP_ALIVE = 75.0
-REQUEST_STALL = 60.0
-TICK = 5.0
+REQUEST_STALL = 60.0  # a whole request (head and body) from its first byte
+TICK = 5.0  # the timers' resolution: each limit fires within one tick after it passed
+FD_RESERVE = 256  # descriptors kept from the connection cap: store, logs, refusals
+REFUSE_LINGER = 2.0  # a refused connection reads and drops for this long, then closes
+REFUSE_LINGERING = 64  # at most this many linger at once (their descriptors are the reserve's)
 DISCARD_SECONDS = 10.0  # how long the unread rest of a refused body is read and dropped
 _PENDING_MAX = 16  # pipelined requests parsed ahead before reading pauses
 _PIPELINE_MAX = 64  # beyond this many in one read: closed (memory, not a client's need)
@@ -53,6 +64,7 @@ _METHODS = {m.encode("ascii"): m for m in (
     "GET", "POST", "DELETE", "HEAD", "PUT", "PATCH", "OPTIONS")}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE = b"connection: close\r\n"
+_KEEP = b"connection: keep-alive\r\n"  # HTTP/1.0 keeps alive only when told so
 _NO_BODY = frozenset({204, 304})
 
 
@@ -89,6 +101,10 @@ class _Request:
     has_body = False
     http10 = False
     connection = False  # a Connection header came (only then can HTTP/1.0 keep alive)
+    hosts = 0  # Host headers seen: HTTP/1.1 needs exactly one (RFC 9112 3.2)
+    upgrade = False  # an Upgrade header came: refused, never forwarded
+    # Set: this request is answered with this status and body in its turn, never served.
+    refusal: tuple[int, bytes] | None = None
 
     def __init__(self, conn: HttpConn) -> None:
         self.conn = conn
@@ -137,6 +153,8 @@ class _Request:
             out += (name, b": ", value, b"\r\n")
         if not self.keep_alive:
             out.append(_CLOSE)
+        elif self.http10:
+            out.append(_KEEP)
         return out
 
     def send_now(self, status: int, headers: Headers, body: bytes) -> None:
@@ -212,9 +230,16 @@ class HttpConn(asyncio.Protocol):
         self.pending: deque[_Request] = deque()
         self.url = b""
         self.head_size = 0
-        self.idle_ticks = 0
+        # Clocks, in the server's ticks (0: not running).
+        self.idle_since = server.ticks  # since the last answer (or the connection's start)
+        self.head_at = 0  # the first byte after the last head: the head clock
         self.begun = 0  # the server's tick when the request being parsed began
+        self.paused_at = 0  # our writes backed up: the drain clock
         self.discarding = False
+        # No request follows (a final one, a protocol error, the client's half-close): what
+        # the client sends is dropped unparsed; the answers owed go out, then it closes.
+        self.ending = False
+        self.failure = ""  # why the parser was stopped, when a callback stopped it
         self.client: tuple[str, int] | None = None
         self.sockname: tuple[str, int] | None = None
         # The fast path's call in flight: its upstream connection and what admitted it.
@@ -226,7 +251,12 @@ class HttpConn(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        self.server.connections.add(self)
+        server = self.server
+        if len(server.connections) >= server.max_connections:
+            self._refuse_connection()
+            return
+        server.connections.add(self)
+        server.metrics.connections_open += 1
         peer = transport.get_extra_info("peername")
         here = transport.get_extra_info("sockname")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
@@ -234,7 +264,10 @@ class HttpConn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.server.connections.discard(self)
+        server = self.server
+        if self in server.connections:
+            server.connections.discard(self)
+            server.metrics.connections_open -= 1
         # As on the full path, an answer in flight is read to its end (and dropped), then
         # counted and logged; paused, it would wait out its deadline instead.
         self._writable()
@@ -246,21 +279,46 @@ class HttpConn(asyncio.Protocol):
             d.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        if self.closed:
-            return
-        self.idle_ticks = 0
+        if self.closed or self.ending:
+            return  # a final request was read: what follows is dropped, never parsed
+        if not self.head_at and self.current is None:
+            # Any byte after an answer starts the head clock, a stray CRLF too (the parser
+            # skips those without a callback): it is not activity that keeps a connection.
+            self.head_at = self.server.ticks
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(400, "Protocol upgrades are not supported.")
+            # Its request (Upgrade or CONNECT) is refused in its turn; nothing follows it.
+            self._end()
         except httptools.HttpParserError:
             if self.discarding:
                 self.close()
             else:
-                self._fail(400, "The request is not valid HTTP/1.1.")
+                self._fail(400, self.failure or "The request is not valid HTTP/1.1.")
+
+    def eof_received(self) -> bool | None:
+        """The client half-closed: nothing more comes, but the requests it sent whole are
+        still answered (True keeps the transport open for writing)."""
+        if self.closed:
+            return None
+        self._end()
+        req = self.current
+        if req is not None and not req.complete:
+            self.current = None  # cut off: it can never be whole
+            if req.refusal is None and (req is self.active or req in self.pending):
+                if req is self.active or self.active is None:
+                    return None  # its handler waits for a body that will not come: close
+                req.refusal = (400, errors.error_body(
+                    "invalid_request_error", "The request body was cut off."))
+                req.complete = True
+                req.keep_alive = False
+        if self.active is None:
+            return None  # nothing owed: close
+        return True
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self.paused_at = self.server.ticks
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -283,10 +341,16 @@ class HttpConn(asyncio.Protocol):
 
     # -- httptools callbacks -------------------------------------------------------------
     def on_message_begin(self) -> None:
-        if self.closed or len(self.pending) >= _PIPELINE_MAX:
-            self.close()
-            raise httptools.HttpParserError("closed")
-        self.begun = self.server.ticks
+        if self.closed or self.ending:
+            raise httptools.HttpParserError("no request may follow")
+        if len(self.pending) >= _PIPELINE_MAX:
+            self.failure = (f"More than {_PIPELINE_MAX} requests were pipelined at once; the "
+                            "connection is closed after the answers owed.")
+            raise httptools.HttpParserError("pipeline too long")
+        ticks = self.server.ticks
+        self.begun = ticks
+        if not self.head_at:
+            self.head_at = ticks
         self.current = _Request(self)
         self.url = b""
         self.head_size = 0
@@ -315,10 +379,15 @@ class HttpConn(asyncio.Protocol):
             req.expect = True
         elif name == b"connection":
             req.connection = True
+        elif name == b"host":
+            req.hosts += 1
+        elif name == b"upgrade":
+            req.upgrade = True
 
     def on_headers_complete(self) -> None:
         req = self.current
         assert req is not None
+        self.head_at = 0
         parser = self.parser
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method)
@@ -332,6 +401,12 @@ class HttpConn(asyncio.Protocol):
             req.http10 = parser.get_http_version() == "1.0"
         elif req.connection and parser.get_http_version() == "1.0":
             req.http10 = True  # kept alive by its Connection header: an HTTP/1.0 client
+        if req.upgrade or method == "CONNECT":
+            # Nothing but HTTP/1.1 requests is relayed; refused before any upstream sees it.
+            self._refuse(req, "Protocol upgrades (Upgrade, CONNECT) are not supported by "
+                         "this gateway.")
+        elif req.hosts > 1 or (req.hosts == 0 and parser.get_http_version() != "1.0"):
+            self._refuse(req, "An HTTP/1.1 request needs exactly one Host header.")
         url = self.url
         if url.startswith(b"/") and b"#" not in url:
             path, _, query = url.partition(b"?")
@@ -382,6 +457,8 @@ class HttpConn(asyncio.Protocol):
             return
         if req is not None:
             req.complete = True
+            if not req.keep_alive:
+                self._end()  # the last request: what follows it is not parsed
             if req.has_body:
                 req._wake()
             else:
@@ -417,31 +494,105 @@ class HttpConn(asyncio.Protocol):
             assert self.transport is not None
             self.transport.close()
 
-    def _too_large_head(self) -> None:
-        body = errors.error_body(
-            "invalid_request_error",
-            f"The request line and headers are larger than {MAX_REQUEST_HEAD} bytes.",
-            code="request_headers_too_large")
-        self._answer_and_close(431, body)
+    def abort(self) -> None:
+        """Close without flushing: what is unread stays unread (a close would wait for the
+        client to read it first)."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
 
-    def _fail(self, status: int, message: str) -> None:
-        self._answer_and_close(status, errors.error_body("invalid_request_error", message))
+    def _too_large_head(self) -> None:
+        self._fail(431, f"The request line and headers are larger than {MAX_REQUEST_HEAD} "
+                   "bytes.", code="request_headers_too_large")
+
+    def _end(self) -> None:
+        """No request follows: the client's further bytes are read and dropped (reading on,
+        so that closing does not reset the connection under the answers owed)."""
+        if not self.ending:
+            self.ending = True
+            self.resume()
+
+    def _refuse(self, req: _Request, message: str) -> None:
+        """Answer `req` with a 400 in its turn, never serving it; the connection ends."""
+        req.refusal = (400, errors.error_body("invalid_request_error", message))
+        req.keep_alive = False
+
+    def _fail(self, status: int, message: str, code: str | None = None) -> None:
+        """The client broke the protocol: parse nothing more; answer what is owed (requests
+        before this point may be upstream already), then this error, then close."""
+        if self.closed or self.ending:
+            return
+        self._end()
+        body = errors.error_body("invalid_request_error", message, code=code)
+        req = self.current
+        self.current = None
+        if req is not None and not req.complete and req.refusal is None and (
+                req is self.active or req in self.pending):
+            # Started at its head, its body broke off: it was never forwarded (bodies are
+            # read whole first). Answered with this error instead.
+            req.refusal = (status, body)
+            req.complete = True
+            req.keep_alive = False
+            if req is self.active:
+                if not req.head_sent:
+                    self._answer_and_close(status, body)
+                self.close()  # its handler, waiting for the body, then ends
+            return
+        if self.active is None:
+            self._answer_and_close(status, body)
+            return
+        last = _Request(self)
+        last.refusal = (status, body)
+        last.complete = True
+        last.keep_alive = False
+        self.pending.append(last)
 
     def _answer_and_close(self, status: int, body: bytes) -> None:
+        """An error answer written now (nothing else is being written), then close."""
         if self.closed:
             return
-        if self.active is None:  # else an answer is being written: only closing is safe
-            head = [_status_line(status)]
-            for name, value in errors.JSON_HEADERS:
-                head += (name, b": ", value, b"\r\n")
-            head += (b"content-length: ", str(len(body)).encode("ascii"), b"\r\n", _CLOSE,
-                     b"\r\n", body)
-            self.write(b"".join(head))
+        head = [_status_line(status)]
+        for name, value in errors.JSON_HEADERS:
+            head += (name, b": ", value, b"\r\n")
+        head += (b"content-length: ", str(len(body)).encode("ascii"), b"\r\n", _CLOSE,
+                 b"\r\n", body)
+        self.write(b"".join(head))
+        self.gateway.metrics.response(status)
         self.close()
+
+    def _refuse_connection(self) -> None:
+        """Past the connection cap: a 503 and the close; read and dropped meanwhile, so that
+        the close does not reset the connection under the answer."""
+        self.closed = self.ending = True
+        transport = self.transport
+        assert transport is not None
+        server = self.server
+        server.metrics.connections_refused += 1
+        transport.write(server.refusal)
+        if server.lingering >= REFUSE_LINGERING:
+            transport.close()  # a flood of them: the descriptors matter more
+            return
+        server.lingering += 1
+        with contextlib.suppress(Exception):
+            if transport.can_write_eof():
+                transport.write_eof()
+        server.loop.call_later(REFUSE_LINGER, self._linger_done)
+
+    def _linger_done(self) -> None:
+        self.server.lingering -= 1
+        assert self.transport is not None
+        self.transport.close()
 
     # -- serving -------------------------------------------------------------------------
     def _start(self, req: _Request) -> None:
         self.active = req
+        refusal = req.refusal
+        if refusal is not None:
+            status, body = refusal
+            req.send_now(status, list(errors.JSON_HEADERS), body)
+            self.gateway.metrics.response(status)
+            self._done(req)
+            return
         if req.asgi is None:
             if not req.has_body and self._fast(req):
                 return
@@ -521,6 +672,8 @@ class HttpConn(asyncio.Protocol):
             relay_lines(admitted.rid, conn.headers, out)
             if not req.keep_alive:
                 out.append(_CLOSE)
+            elif req.http10:
+                out.append(_KEEP)
             out += (b"content-length: ", str(len(body)).encode("ascii"), b"\r\n\r\n", body)
             req.head_sent = True
             self.write(b"".join(out))
@@ -592,6 +745,10 @@ class HttpConn(asyncio.Protocol):
             self.active = nxt
             self.server.loop.call_soon(self._start, nxt)
             return
+        if self.ending:
+            self.close()  # every answer owed is out
+            return
+        self.idle_since = self.server.ticks
         self.resume()
 
 
@@ -619,11 +776,25 @@ def _drive(coro: Coroutine[Any, Any, None]) -> None:
 class NativeServer:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.metrics = gateway.metrics
+        settings = gateway.settings
         self.connections: set[HttpConn] = set()
         self.loop = asyncio.get_running_loop()
         self._server: asyncio.Server | None = None
         self._ticker: asyncio.TimerHandle | None = None
-        self.ticks = 0
+        self.ticks = 1  # 0 marks a clock that is not running
+        self.lingering = 0  # refused connections reading and dropping before their close
+        self.max_connections = connection_cap(settings.max_connections, settings.pool_size)
+        self.keep_alive = settings.keep_alive
+        self.head_timeout = settings.head_timeout
+        self.drain_timeout = settings.drain_timeout
+        body = errors.error_body(
+            "api_error", "This gateway holds as many connections as it can; retry shortly.",
+            code="connections_exhausted")
+        self.refusal = b"".join((
+            _status_line(503), *(n + b": " + v + b"\r\n" for n, v in errors.JSON_HEADERS),
+            b"retry-after: 1\r\ncontent-length: ", str(len(body)).encode("ascii"), b"\r\n",
+            _CLOSE, b"\r\n", body))
 
     async def start(self, sock: socket.socket) -> None:
         self._server = await self.loop.create_server(
@@ -632,13 +803,34 @@ class NativeServer:
 
     def _tick(self) -> None:
         self.ticks += 1
-        keep_alive = KEEP_ALIVE / TICK
+        now = self.ticks
+        keep_alive = self.keep_alive / TICK
+        head = self.head_timeout / TICK
         stall = REQUEST_STALL / TICK
+        drain = self.drain_timeout / TICK
+        closed = self.metrics.connection_closed
         for conn in list(self.connections):
-            conn.idle_ticks += 1
-            busy = conn.active is not None or conn.current is not None
-            if (not busy and conn.idle_ticks > keep_alive) or (
-                    conn.current is not None and self.ticks - conn.begun > stall):
+            if conn.closed:
+                continue
+            active, current = conn.active, conn.current
+            # A request still arriving is timed out only once no other answer is owed
+            # before it (those go out first).
+            arriving = active is None or active is current
+            if conn.write_paused and now - conn.paused_at > drain:
+                reason = "drain_timeout"  # the client stopped reading our answers
+            elif arriving and conn.head_at and now - conn.head_at > head:
+                reason = "head_timeout"
+            elif arriving and current is not None and now - conn.begun > stall:
+                reason = "request_timeout"
+            elif active is None and current is None and not conn.head_at \
+                    and now - conn.idle_since > keep_alive:
+                reason = "idle"
+            else:
+                continue
+            closed(reason)
+            if reason == "drain_timeout":
+                conn.abort()
+            else:
                 conn.close()
         self._ticker = self.loop.call_later(TICK, self._tick)
 
@@ -656,6 +848,17 @@ class NativeServer:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.close()
+
+
+def connection_cap(setting: int, pool_size: int) -> int:
+    """`max_connections`, or (0) what the open-file limit leaves once the upstream pool and
+    a reserve have theirs: past the limit accept() fails and every client gets a reset."""
+    if setting > 0:
+        return setting
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(16, soft - pool_size - FD_RESERVE)
 
 
 def listen_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
