@@ -51,7 +51,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_gateway import ACCOUNT, BIN, free_port, setup_store, wait_port
+from bench.bench_gateway import ACCOUNT, BIN, free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIG = 8 * 1024 * 1024
@@ -445,6 +445,19 @@ PHASES: dict[str, Callable[[int, int, argparse.Namespace, Env, int], dict[str, A
 }
 
 
+def tree_store(folder: Path, src: str) -> tuple[str, str]:
+    """`setup_store` run by the tree at `src` (its own migrations): (db url, app key)."""
+    folder.mkdir(parents=True)
+    script = ("import json, sys; from pathlib import Path; "
+              "from bench.bench_gateway import setup_store; "
+              "print(json.dumps(setup_store(Path(sys.argv[1]))))")
+    out = subprocess.run([sys.executable, "-c", script, str(folder)], check=True,
+                         capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{ROOT}"}).stdout
+    db, key = json.loads(out.strip().splitlines()[-1])
+    return str(db), str(key)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pythonpath", action="append", default=[], metavar="LABEL=SRC",
@@ -468,19 +481,24 @@ def main() -> int:
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="permgate-bench-conn-") as tmp:
         folder = Path(tmp)
-        db, key = setup_store(folder)
         key_file = folder / "upstream-key"
         key_file.write_text("sk_test_bench_upstream\n")
         up_port = free_port()
         up = multiprocessing.get_context("fork").Process(target=_upstream, args=(up_port,),
                                                          daemon=True)
         up.start()
-        env = Env(folder, db, key, key_file, f"http://127.0.0.1:{up_port}")
+        # A database per tree, made by that tree's own code: an older checkout refuses a
+        # database a newer one migrated past its head.
+        envs = {}
+        for label, src in trees:
+            db, key = tree_store(folder / label, str(Path(src).resolve()))
+            envs[label] = Env(folder, db, key, key_file, f"http://127.0.0.1:{up_port}")
         run = 0
         try:
             for name in phases:  # interleaved: each phase on every tree before the next
                 for label, src in trees:
                     run += 1
+                    env = envs[label]
                     with gateway(env, str(Path(src).resolve()), label, name) as (port, pid):
                         print(f"[{name}] {label}: running", flush=True)
                         r = PHASES[name](port, pid, args, env, run)
