@@ -61,7 +61,8 @@ def test_bad_urls() -> None:
 
 
 # Every head `main` has had, in order: a database left at any of them upgrades to today's.
-EARLIER_HEADS = ["0001", "ev0001", "c0001_consent", "ev0002", "ev0003", "c0002_oauth_pkce"]
+EARLIER_HEADS = ["0001", "ev0001", "c0001_consent", "ev0002", "ev0003",
+                 "c0002_oauth_pkce"]
 
 
 def test_one_linear_chain() -> None:

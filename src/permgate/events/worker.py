@@ -4,10 +4,10 @@ once, POST them concurrently, record the results in batches.
 Claiming is one short write transaction: candidate rows are selected `FOR UPDATE SKIP
 LOCKED` (PostgreSQL; SQLite serialises writers instead), the chosen ones are leased by setting
 `leased_until` past the lease and counting the attempt, and the transaction commits before
-any HTTP request. The lease changes no indexed column (ev0004): on PostgreSQL it is a HOT
-update, which writes no index. Another worker therefore never takes the same attempt; a worker killed
+any HTTP request. Another worker therefore never takes the same attempt; a worker killed
 mid-batch leaves leases that expire, and the deliveries become due again (at-least-once). A
-result is recorded only if the row is still at the attempt this worker claimed.
+result is recorded only if the row is still at the attempt this worker claimed. The lease
+changes no indexed column (ev0004): on PostgreSQL it is a HOT update, which writes no index.
 
 Fairness: at most `per_endpoint` attempts per endpoint are in flight in a worker, and an
 endpoint at that bound is left out of the next claims, so a slow or dead endpoint holds its
