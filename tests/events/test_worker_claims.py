@@ -139,5 +139,7 @@ def test_postgres_recording_reads_only_the_rows_it_records(sealer: Sealer) -> No
                 "EXPLAIN " + worker_module._PG_RECORD, params))
             conn.rollback()
         assert "Index Scan using event_deliveries_pkey" in plan, plan
-        assert "ix_event_deliveries_claim" not in plan, plan
+        assert "ix_event_deliveries_claim" not in plan, plan  # before ev0004
+        assert "ix_event_deliveries_fresh" not in plan, plan
+        assert "ix_event_deliveries_retry" not in plan, plan
         assert "Seq Scan on event_deliveries" not in plan, plan

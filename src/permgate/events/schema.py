@@ -1,7 +1,7 @@
 """The events layer's tables: endpoints, ingested events, the delivery outbox, poll cursors.
 
 They live in the store's database and on the store's `metadata`, so one MetaData describes
-the whole schema; migrations `ev0001` to `ev0003` create exactly these.
+the whole schema; migrations `ev0001` to `ev0004` create exactly these.
 """
 
 from __future__ import annotations
@@ -53,6 +53,21 @@ events = sa.Table(
     sa.Index("ix_events_account", "account", "received_at"),
 )
 
+
+# The claim indexes' conditions (ev0004): the outbox writes a delivery's `created_at` and
+# `next_attempt_at` from one clock read, and only a recorded retry moves the due time, so
+# every pending row is in exactly one of FRESH and RETRY. The SQL of the claims repeats them
+# word for word (SQLite uses a partial index only for a query whose WHERE holds its terms).
+FRESH = "status = 'pending' AND next_attempt_at = created_at"
+RETRY = "status = 'pending' AND next_attempt_at <> created_at"
+PENDING = "status = 'pending'"
+FILLFACTOR = 50
+
+
+def _pending_index(name: str, where: str, column: str) -> sa.Index:
+    return sa.Index(name, column, postgresql_where=sa.text(where), sqlite_where=sa.text(where))
+
+
 deliveries = sa.Table(
     "event_deliveries", metadata,
     sa.Column("delivery_id", BigId, primary_key=True, autoincrement=True),
@@ -70,11 +85,19 @@ deliveries = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime, nullable=True),
-    # The worker's claims: first attempts and retries each in due order (ev0003).
-    sa.Index("ix_event_deliveries_claim", "status", "attempts", "next_attempt_at"),
+    # The worker's lease on the attempt it claimed (ev0004). No index holds it (nor
+    # `attempts`, `first_attempt_at`, `last_attempt_at`), so on PostgreSQL the lease is a
+    # HOT update that writes no index; `next_attempt_at` stays the time it was due.
+    sa.Column("leased_until", UTCDateTime, nullable=True),
+    # The worker's claims over pending rows only, first attempts (due when created) and
+    # retries each in due order; a finished delivery leaves them (ev0004).
+    _pending_index("ix_event_deliveries_fresh", FRESH, "next_attempt_at"),
+    _pending_index("ix_event_deliveries_retry", RETRY, "next_attempt_at"),
+    _pending_index("ix_event_deliveries_pending_endpoint", PENDING, "endpoint_id"),
     sa.Index("ix_event_deliveries_event", "event_id"),
     sa.Index("ix_event_deliveries_app", "app_id", "delivery_id"),
-    sa.Index("ix_event_deliveries_endpoint", "endpoint_id", "status"),
+    # Free room in every page for the lease's new row version (HOT needs the same page).
+    postgresql_with={"fillfactor": FILLFACTOR},
 )
 
 poll_cursors = sa.Table(

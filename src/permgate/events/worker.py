@@ -2,11 +2,12 @@
 once, POST them concurrently, record the results in batches.
 
 Claiming is one short write transaction: candidate rows are selected `FOR UPDATE SKIP
-LOCKED` (PostgreSQL; SQLite serialises writers instead), the chosen ones are leased by moving
-`next_attempt_at` past the lease and counting the attempt, and the transaction commits before
+LOCKED` (PostgreSQL; SQLite serialises writers instead), the chosen ones are leased by setting
+`leased_until` past the lease and counting the attempt, and the transaction commits before
 any HTTP request. Another worker therefore never takes the same attempt; a worker killed
 mid-batch leaves leases that expire, and the deliveries become due again (at-least-once). A
-result is recorded only if the row is still at the attempt this worker claimed.
+result is recorded only if the row is still at the attempt this worker claimed. The lease
+changes no indexed column (ev0004): on PostgreSQL it is a HOT update, which writes no index.
 
 Fairness: at most `per_endpoint` attempts per endpoint are in flight in a worker, and an
 endpoint at that bound is left out of the next claims, so a slow or dead endpoint holds its
@@ -41,7 +42,7 @@ from permgate.events.model import LOCAL
 from permgate.events.outbox import DEAUTHORIZED, cancel_pending
 from permgate.events.retry import RetryPolicy
 from permgate.events.routing import Grants, endpoint_reachable, may_receive
-from permgate.events.schema import deliveries, events, webhook_endpoints
+from permgate.events.schema import FRESH, RETRY, deliveries, events, webhook_endpoints
 from permgate.events.sealing import Sealer, default_sealer
 from permgate.events.subscriptions import remove_abandoned_local
 from permgate.events.targets import TargetPolicy, TargetRefused
@@ -67,12 +68,14 @@ _D, _E, _W, _I, _S = (deliveries.name, events.name, webhook_endpoints.name, inst
 _PG_CLAIM = f"""
 WITH {{rec}} fresh AS (
   SELECT delivery_id, endpoint_id, next_attempt_at FROM {_D}
-  WHERE status = 'pending' AND next_attempt_at <= %(now)b AND attempts = 0 {{scope}}
+  WHERE {FRESH} AND next_attempt_at <= %(now)b {{scope}}
+    AND (leased_until IS NULL OR leased_until <= %(now)b)
     AND NOT (endpoint_id = ANY(%(saturated)b::text[])) {{not_rec}}
   ORDER BY next_attempt_at LIMIT %(n)b FOR UPDATE SKIP LOCKED),
 retry AS (
   SELECT delivery_id, endpoint_id, next_attempt_at FROM {_D}
-  WHERE status = 'pending' AND next_attempt_at <= %(now)b AND attempts > 0 {{scope}}
+  WHERE {RETRY} AND next_attempt_at <= %(now)b {{scope}}
+    AND (leased_until IS NULL OR leased_until <= %(now)b)
     AND NOT (endpoint_id = ANY(%(saturated)b::text[])) {{not_rec}}
   ORDER BY next_attempt_at LIMIT %(n)b FOR UPDATE SKIP LOCKED),
 quota AS (
@@ -94,7 +97,7 @@ capped AS (
     ON b.endpoint_id = t.endpoint_id),
 chosen AS (SELECT delivery_id FROM capped WHERE k <= %(cap)b ORDER BY kind, rn LIMIT %(n)b),
 leased AS (
-  UPDATE {_D} d SET attempts = d.attempts + 1, next_attempt_at = %(until)b,
+  UPDATE {_D} d SET attempts = d.attempts + 1, leased_until = %(until)b,
          last_attempt_at = %(now)b, first_attempt_at = coalesce(d.first_attempt_at, %(now)b)
   FROM chosen c WHERE d.delivery_id = c.delivery_id
   RETURNING d.delivery_id, d.attempts, d.app_id, d.first_attempt_at, d.endpoint_id,
@@ -109,18 +112,18 @@ FROM leased l JOIN {_E} e ON e.event_id = l.event_id
 """
 
 # SQLite's claim, on the driver's connection in one BEGIN IMMEDIATE transaction: the due
-# first attempts and retries (each through the claim index), the chosen ones leased with
+# first attempts and retries (each through its partial index), the chosen ones leased with
 # RETURNING, then what the attempts need, read once per distinct event, endpoint and install.
 # Id lists go as one JSON parameter, so each statement's text (and SQLite's prepared
 # statement) is the same whatever the batch.
 _SQ_CANDIDATES = (
-    f"SELECT delivery_id, endpoint_id FROM {_D} WHERE status = 'pending' "
-    "AND next_attempt_at <= ? AND attempts {op} 0 {scope} ORDER BY next_attempt_at LIMIT ?")
+    f"SELECT delivery_id, endpoint_id FROM {_D} WHERE {{where}} AND next_attempt_at <= ? "
+    "AND (leased_until IS NULL OR leased_until <= ?) {scope} ORDER BY next_attempt_at LIMIT ?")
 _SQ_NOT_LOCAL = (f"AND endpoint_id NOT IN (SELECT endpoint_id FROM {_W} "
                  f"WHERE kind = '{LOCAL}')")
 _SQ_NOT_SATURATED = "AND endpoint_id NOT IN (SELECT value FROM json_each(?))"
 _SQ_LEASE = (
-    f"UPDATE {_D} SET attempts = attempts + 1, next_attempt_at = ?, last_attempt_at = ?, "
+    f"UPDATE {_D} SET attempts = attempts + 1, leased_until = ?, last_attempt_at = ?, "
     "first_attempt_at = coalesce(first_attempt_at, ?) "
     "WHERE delivery_id IN (SELECT value FROM json_each(?)) RETURNING delivery_id, attempts, "
     "app_id, first_attempt_at, endpoint_id, event_id, install_id")
@@ -148,7 +151,7 @@ _Claimed = tuple[list[_Leased], dict[str, _Leased], dict[str, _Leased], dict[str
 # its key (SQLite plans a row-value IN list as a scan of every pending row). SQLite: one
 # executemany through the driver.
 _SQ_RECORD = (f"UPDATE {_D} SET status = ?, last_http_status = ?, last_error = ?, "
-              "next_attempt_at = ?, finished_at = ? "
+              "next_attempt_at = ?, finished_at = ?, leased_until = NULL "
               "WHERE delivery_id = ? AND attempts = ? AND status = 'pending'")
 
 # The same on PostgreSQL, every result in one statement, in a transaction that set
@@ -161,7 +164,7 @@ _SQ_RECORD = (f"UPDATE {_D} SET status = ?, last_http_status = ?, last_error = ?
 _PG_KEYED = "SET LOCAL random_page_cost = 1.1"
 _PG_RECORD = f"""
 UPDATE {_D} d SET status = u.st, last_http_status = u.http, last_error = u.err,
-       next_attempt_at = u.next, finished_at = u.fin
+       next_attempt_at = u.next, finished_at = u.fin, leased_until = NULL
 FROM unnest(%(ids)b::bigint[], %(att)b::int[], %(st)b::text[], %(http)b::int[],
             %(err)b::text[], %(next)b::timestamptz[], %(fin)b::timestamptz[])
      AS u(id, att, st, http, err, next, fin)
@@ -582,8 +585,9 @@ class DeliveryWorker:
         cur = raw.cursor()
         try:
             picked = []
-            for op in ("=", ">"):
-                cur.execute(_SQ_CANDIDATES.format(op=op, scope=scope), [at, *extra, limit])
+            for where in (FRESH, RETRY):
+                cur.execute(_SQ_CANDIDATES.format(where=where, scope=scope),
+                            [at, at, *extra, limit])
                 picked.append(cur.fetchall())
             ids = self._choose(picked[0], picked[1], limit, in_flight)
             if not ids:
