@@ -20,7 +20,16 @@ from typing import Any, Protocol
 from urllib.parse import unquote
 
 from permgate.gateway import errors
-from permgate.gateway.proxy import ASGIApp, Headers, Message, Receive, Scope, Send, read_body
+from permgate.gateway.proxy import (
+    ASGIApp,
+    BodyBroken,
+    Headers,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+)
 from permgate.gateway.resolver import GrantStore, Resolver
 
 
@@ -170,8 +179,11 @@ async def bridge(req: BridgedRequest, mounted: Mounted, client: tuple[str, int] 
     limit (the server stops buffering past it), a scope, and its messages as writes."""
     limit = mounted.body_limit
     declared = declared_length(req.headers)
-    body = None if declared is not None and not 0 <= declared <= limit \
-        else await req.read_body()
+    try:
+        body = None if declared is not None and not 0 <= declared <= limit \
+            else await req.read_body()
+    except BodyBroken:
+        return  # answered by the server itself; the app never sees a part of a body
     if body is None:
         req.keep_alive = False
         await req.send(*too_large(limit))

@@ -42,7 +42,7 @@ from permgate.gateway import errors
 from permgate.gateway.app import Gateway
 from permgate.gateway.fast import Admitted
 from permgate.gateway.mounts import Mounted, bridge
-from permgate.gateway.proxy import Headers, relay_headers, relay_lines
+from permgate.gateway.proxy import BodyBroken, Headers, relay_headers, relay_lines
 from permgate.gateway.upstream import UpstreamError, _Conn
 
 log = logging.getLogger("permgate.gateway")
@@ -105,6 +105,7 @@ class _Request:
     upgrade = False  # an Upgrade header came: refused, never forwarded
     # Set: this request is answered with this status and body in its turn, never served.
     refusal: tuple[int, bytes] | None = None
+    broken = False  # its body broke off: `read_body` raises, so no part of it is served
 
     def __init__(self, conn: HttpConn) -> None:
         self.conn = conn
@@ -121,7 +122,7 @@ class _Request:
         while not self.complete and not self.too_large:
             conn = self.conn
             if conn.closed:
-                return None
+                break  # the client left: the body can never be whole
             if self.expect and not self.continue_sent:
                 self.continue_sent = True
                 conn.write(_CONTINUE)
@@ -131,6 +132,8 @@ class _Request:
                 await self.waiter
             finally:
                 self.waiter = None
+        if self.broken or not (self.complete or self.too_large):
+            raise BodyBroken("the request broke off before its body was whole")
         if self.too_large:
             return None
         body = self.body
@@ -151,7 +154,9 @@ class _Request:
         out = [_status_line(status)]
         for name, value in headers:
             out += (name, b": ", value, b"\r\n")
-        if not self.keep_alive:
+        if not self.keep_alive or not self.complete:
+            # Answered before its body was read whole (a refusal at its head): the rest is
+            # read and dropped, then the connection closes (`_done`), so the client is told.
             out.append(_CLOSE)
         elif self.http10:
             out.append(_KEEP)
@@ -305,6 +310,7 @@ class HttpConn(asyncio.Protocol):
         req = self.current
         if req is not None and not req.complete:
             self.current = None  # cut off: it can never be whole
+            req.broken = True
             if req.refusal is None and (req is self.active or req in self.pending):
                 if req is self.active or self.active is None:
                     return None  # its handler waits for a body that will not come: close
@@ -531,7 +537,7 @@ class HttpConn(asyncio.Protocol):
             # Started at its head, its body broke off: it was never forwarded (bodies are
             # read whole first). Answered with this error instead.
             req.refusal = (status, body)
-            req.complete = True
+            req.complete = req.broken = True
             req.keep_alive = False
             if req is self.active:
                 if not req.head_sent:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from time import perf_counter
 from typing import Any, Protocol
 
+from permgate.errors import PermgateError
 from permgate.gateway import errors
 from permgate.gateway.body import BodyRefused
 from permgate.gateway.calls import Caller, Calls, Refusal
@@ -83,10 +84,18 @@ class AsgiReply:
         await self._send({"type": "http.response.body", "body": b""})
 
 
+class BodyBroken(PermgateError):
+    """The request's body broke off (the client left, or broke the protocol mid-body): it
+    is never served, not even in part. Raised by a server's `read_body`; the server has
+    answered (or closed) the connection itself."""
+
+
 async def read_body(receive: Receive, limit: int) -> bytes | None:
     """An ASGI request's whole body, or None as soon as it passes `limit` (the rest is not
-    read)."""
+    read). A disconnect before the body is whole raises BodyBroken."""
     message = await receive()
+    if message["type"] == "http.disconnect":
+        raise BodyBroken("the client left before its body was whole")
     body: bytes = message.get("body", b"")
     if not message.get("more_body", False):
         return body if len(body) <= limit else None
@@ -94,6 +103,8 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
     size = len(body)
     while message.get("more_body", False):
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BodyBroken("the client left before its body was whole")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -211,7 +222,14 @@ class FullPath:
         rec["mode"] = caller.mode
         rec["account"] = caller.account
 
-        body = await read_body()
+        try:
+            body = await read_body()
+        except BodyBroken as e:
+            # Answered (or closed) by the server already: logged, never forwarded.
+            rec.update(status=400, outcome="body_broken", detail=str(e),
+                       ms=round((perf_counter() - started) * 1000, 3))
+            self.log.request("info", rec)
+            return None
         if body is None:
             return await self.refuse(reply, rec, started, 413,
                                      errors.payload_too_large(self.body_limit), "too_large")
@@ -236,8 +254,11 @@ class FullPath:
             rec["required"] = [list(g) for g in decision.required]
             rec["missing"] = [list(g) for g in decision.missing]
             rec["reason"] = message = decision.message_for(caller.account)
-            # Report-only never forwards what the engine could not parse (hostile paths).
-            if not self.report_only or outcome == "bad_request":
+            # Report-only never forwards what the engine could not parse (hostile paths),
+            # nor a HEAD: no Stripe operation is one, and an answer without the body its
+            # head announces cannot be framed by the upstream client (it would hold a
+            # connection until its deadline).
+            if not self.report_only or outcome == "bad_request" or method == "HEAD":
                 rec["audit"] = True
                 return await self.refuse(reply, rec, started, decision.status, errors.error_body(
                     "invalid_request_error", message, decision.code, decision.param),

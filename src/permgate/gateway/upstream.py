@@ -304,24 +304,28 @@ class Pool:
         self._idle.append(conn)
 
     async def _take(self, deadline: float) -> _Conn:
-        while self._idle:
-            candidate = self._idle.pop()
-            if not candidate.closed:
-                return candidate
-        if self.open < self.size:
-            self.open += 1
-            return await self._connect(deadline)
-        loop = self.loop
-        waiter: asyncio.Future[_Conn | None] = loop.create_future()
-        self._waiters.append(waiter)
-        timer = loop.call_at(deadline, _expire, waiter)
-        try:
-            got = await waiter
-        finally:
-            timer.cancel()
-        if got is None:  # a slot, not a connection: open one
-            return await self._connect(deadline)
-        return got
+        while True:
+            while self._idle:
+                candidate = self._idle.pop()
+                if not candidate.closed:
+                    return candidate
+            if self.open < self.size:
+                self.open += 1
+                return await self._connect(deadline)
+            loop = self.loop
+            waiter: asyncio.Future[_Conn | None] = loop.create_future()
+            self._waiters.append(waiter)
+            timer = loop.call_at(deadline, _expire, waiter)
+            try:
+                got = await waiter
+            finally:
+                timer.cancel()
+            if got is None:  # a slot, not a connection: open one
+                return await self._connect(deadline)
+            if not got.closed:
+                return got
+            # Released inside its parser's callback, then closed before we ran (bytes came
+            # after the answer it carried): its close freed its slot, so look again.
 
     def encode(
         self, method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]], body: bytes
