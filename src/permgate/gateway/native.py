@@ -66,6 +66,10 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE = b"connection: close\r\n"
 _KEEP = b"connection: keep-alive\r\n"  # HTTP/1.0 keeps alive only when told so
 _NO_BODY = frozenset({204, 304})
+# The request headers the server itself reads (`on_header`), by name.
+_HOST, _LENGTH, _CHUNKED, _EXPECT, _CONNECTION, _UPGRADE = range(6)
+_NOTED = {b"host": _HOST, b"content-length": _LENGTH, b"transfer-encoding": _CHUNKED,
+          b"expect": _EXPECT, b"connection": _CONNECTION, b"upgrade": _UPGRADE}
 
 
 def _status_line(status: int) -> bytes:
@@ -377,17 +381,21 @@ class HttpConn(asyncio.Protocol):
             raise httptools.HttpParserError("head too large")
         name = name.lower()
         req.headers.append((name, value))
-        if name == b"content-length":
-            req.has_body = value != b"0"
-        elif name == b"transfer-encoding":
-            req.has_body = True
-        elif name == b"expect" and value.lower() == b"100-continue":
-            req.expect = True
-        elif name == b"connection":
-            req.connection = True
-        elif name == b"host":
+        noted = _NOTED.get(name)  # one lookup: most headers are none of these
+        if noted is None:
+            return
+        if noted == _HOST:
             req.hosts += 1
-        elif name == b"upgrade":
+        elif noted == _LENGTH:
+            req.has_body = value != b"0"
+        elif noted == _CHUNKED:
+            req.has_body = True
+        elif noted == _EXPECT:
+            if value.lower() == b"100-continue":
+                req.expect = True
+        elif noted == _CONNECTION:
+            req.connection = True
+        else:
             req.upgrade = True
 
     def on_headers_complete(self) -> None:
