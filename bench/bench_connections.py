@@ -22,7 +22,11 @@ the bench's, are raised to the hard limit. Phases, each bounded in time and coun
 - `flood`: an installed app's allowed GETs (8 keep-alive connections, `--duration`
   seconds) alone, then during a `--flood-rate`/s flood of unauthenticated POSTs to
   `/v1/oauth/token` (a new connection each), alternating three times; the ratio is the
-  target (within 10 %).
+  target (within 10 %). As a control, the same flood is also sent to a stand-in server
+  that answers 401 at once (not the gateway): `ratio_control` is what the flood's sender
+  and its connections alone cost the app on this machine (the bench, the gateway and the
+  upstream share its cores), and `gateway_cpu_us` is the gateway's CPU per app GET alone,
+  during the control and during the flood (the flood's own cost, spread over the GETs).
 
 Each phase samples the gateway process's resident memory (VmRSS) and open descriptors
 (/proc/PID/fd) every second and reports before, peak and end. Loopback only; not a test:
@@ -408,35 +412,74 @@ def _flood(port: int, rate: float, seconds: float, out: Any) -> None:
     out.put(statuses)
 
 
+def _stand_in(port: int) -> None:
+    """The control's flood target: reads a request, answers 401 and closes, at once."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with suppress(OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = head.lower().split(b"content-length: ", 1)[-1].split(b"\r\n", 1)[0]
+            await reader.readexactly(int(length) if length.isdigit() else 0)
+            writer.write(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 2\r\n"
+                         b"connection: close\r\n\r\n{}")
+            await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def phase_flood(port: int, pid: int, args: argparse.Namespace, env: Env, run: int
                 ) -> dict[str, Any]:
     ctx = multiprocessing.get_context("fork")
     sampler = Sampler(pid)
-    alone: list[float] = []
-    flooded: list[float] = []
+    stand_in_port = free_port()
+    stand_in = ctx.Process(target=_stand_in, args=(stand_in_port,), daemon=True)
+    stand_in.start()
+    rates: dict[str, list[float]] = {"alone": [], "control": [], "flood": []}
+    cpu: dict[str, list[float]] = {"alone": [], "control": [], "flood": []}
     flood_statuses: dict[str, int] = {}
-    for _ in range(3):
-        for with_flood in (False, True):
-            q = ctx.Queue()
-            load = ctx.Process(target=_load, args=(port, env.key, args.duration, 8, q))
-            flood = None
-            if with_flood:
+    try:
+        for _ in range(3):
+            for kind in ("alone", "control", "flood"):
+                q = ctx.Queue()
+                load = ctx.Process(target=_load, args=(port, env.key, args.duration, 8, q))
+                flood = None
                 fq = ctx.Queue()
-                flood = ctx.Process(target=_flood, args=(port, args.flood_rate,
-                                                         args.duration, fq))
-                flood.start()
-            load.start()
-            n = q.get(timeout=args.duration + 60)
-            load.join(30)
-            if flood is not None:
-                for k, v in fq.get(timeout=60).items():
-                    flood_statuses[k] = flood_statuses.get(k, 0) + v
-                flood.join(30)
-            (flooded if with_flood else alone).append(n / args.duration)
-    alone.sort()
-    flooded.sort()
-    return {"rps_alone": round(alone[1], 1), "rps_flood": round(flooded[1], 1),
-            "ratio": round(flooded[1] / alone[1], 3) if alone[1] else 0.0,
+                if kind != "alone":
+                    target = port if kind == "flood" else stand_in_port
+                    flood = ctx.Process(target=_flood, args=(target, args.flood_rate,
+                                                             args.duration, fq))
+                    flood.start()
+                before = _cpu_seconds(pid)
+                load.start()
+                n = q.get(timeout=args.duration + 60)
+                load.join(30)
+                if flood is not None:
+                    answers = fq.get(timeout=60)
+                    if kind == "flood":
+                        for k, v in answers.items():
+                            flood_statuses[k] = flood_statuses.get(k, 0) + v
+                    flood.join(30)
+                rates[kind].append(n / args.duration)
+                cpu[kind].append((_cpu_seconds(pid) - before) / n * 1e6 if n else 0.0)
+    finally:
+        stand_in.terminate()
+    mid = {k: sorted(v)[1] for k, v in rates.items()}
+    alone = mid["alone"]
+    return {"rps_alone": round(alone, 1), "rps_flood": round(mid["flood"], 1),
+            "ratio": round(mid["flood"] / alone, 3) if alone else 0.0,
+            "rps_control": round(mid["control"], 1),
+            "ratio_control": round(mid["control"] / alone, 3) if alone else 0.0,
+            "gateway_cpu_us": {k: round(sorted(v)[1], 1) for k, v in cpu.items()},
             "flood_answers": flood_statuses, **sampler.stop()}
 
 
