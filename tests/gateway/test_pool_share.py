@@ -194,3 +194,26 @@ def test_an_app_whose_clients_never_read_cannot_starve_another(
         finally:
             for s in stalled:
                 s.close()
+
+
+def test_a_connection_handed_to_a_cancelled_call_goes_back_to_the_pool() -> None:
+    """Under ASGI servers a request's task can be cancelled while it waits for a
+    connection; one handed over just before must not be lost with it."""
+    async def scenario() -> None:
+        async with receiving([[answer(200, b"1")], [answer(200, b"2")]]) as rec:
+            pool = Pool(Origin(rec.url.removesuffix("/hook")), 1, 2.0, 5.0)
+            try:
+                first = await pool.request(b"GET", b"/1", [], b"")
+                waiting = asyncio.ensure_future(pool.request(b"GET", b"/2", [], b""))
+                await asyncio.sleep(0.05)  # it waits: the pool's one connection is taken
+                assert first.take_all() == b"1"  # read whole: released, handed to it
+                waiting.cancel()  # before it ran again
+                with pytest.raises(asyncio.CancelledError):
+                    await waiting
+                assert pool.open == 1 and len(pool._idle) == 1  # back, not lost
+                again = await pool.request(b"GET", b"/2", [], b"")
+                assert (again.status, again.take_all()) == (200, b"2")
+            finally:
+                pool.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))

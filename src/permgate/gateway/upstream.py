@@ -222,6 +222,15 @@ class Pool:
             else:  # `_unhold`'s common case, inlined (every call)
                 share.held -= 1
         conn.recycle()
+        while self._waiters:  # `_hand_over`, inlined (every call)
+            w = self._waiters.popleft()
+            if not w.done():
+                w.set_result(conn)
+                return
+        self._idle.append(conn)
+
+    def _hand_over(self, conn: _Conn) -> None:
+        """A connection ready for its next request: to the first waiting call, or idle."""
         while self._waiters:  # a waiting request takes it at once
             w = self._waiters.popleft()
             if not w.done():
@@ -318,6 +327,18 @@ class Pool:
             timer = loop.call_at(deadline, _expire, waiter)
             try:
                 got = await waiter
+            except BaseException:
+                # Cancelled (an ASGI server ending the request's task) after a connection
+                # or a slot was handed over: pass it on, or it is never given back.
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    handed = waiter.result()
+                    if handed is None:
+                        self._slot_freed()
+                    elif handed.closed:
+                        pass  # its close gave its slot back already
+                    else:
+                        self._hand_over(handed)  # recycled when it was handed over
+                raise
             finally:
                 timer.cancel()
             if got is None:  # a slot, not a connection: open one
