@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from tests.gateway.procs import Gateway, run_gateway
+from tests.gateway.recorder import Recorder, recording_upstream
 
 from permgate.gateway.demo import Upstream, start_localstripe
 from permgate.store import Store
@@ -39,3 +40,10 @@ def store(db_url: str) -> Iterator[Store]:
 def gateway(db_url: str, localstripe: Upstream, workdir: Path) -> Iterator[Gateway]:
     with run_gateway(db_url, localstripe.url, workdir) as gw:
         yield gw
+
+
+@pytest.fixture(scope="module")
+def recorder() -> Iterator[Recorder]:
+    """A recording upstream per test module (what reached the upstream, and nothing else)."""
+    with recording_upstream() as rec:
+        yield rec

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.gateway.procs import App, Gateway, new_app, raw_request, run_gateway
-from tests.gateway.recorder import Recorder, recording_upstream
+from tests.gateway.recorder import Recorder
 
 from permgate.gateway.body import (
     FORM,
@@ -166,12 +166,6 @@ def test_media_type_parameters() -> None:
 
 
 # -- end to end: a real gateway, a recording upstream --------------------------------------
-
-
-@pytest.fixture(scope="module")
-def recorder() -> Iterator[Recorder]:
-    with recording_upstream() as rec:
-        yield rec
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,14 @@ from __future__ import annotations
 import asyncio
 import io
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import uvloop
 from tests.gateway.procs import UPSTREAM_KEY, App, new_app
-from tests.gateway.recorder import Recorder, recording_upstream
+from tests.gateway.recorder import Recorder
 
 from permgate.gateway.app import Gateway
 from permgate.gateway.config import Settings
@@ -26,12 +26,6 @@ from permgate.store import NotFound, Store
 
 BOUND = 30.0
 ADMIN_TOKEN = secrets.token_hex(32)  # a hung scenario (the bug) fails instead of hanging
-
-
-@pytest.fixture(scope="module")
-def recorder() -> Iterator[Recorder]:
-    with recording_upstream() as rec:
-        yield rec
 
 
 @pytest.fixture(scope="module")

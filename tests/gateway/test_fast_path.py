@@ -26,7 +26,7 @@ import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.gateway.procs import UPSTREAM_KEY, App, manifest_text, new_app, upload
-from tests.gateway.recorder import BIG, Recorder, recording_upstream
+from tests.gateway.recorder import BIG, Recorder
 
 import permgate
 from permgate import manifest as manifest_mod
@@ -40,12 +40,6 @@ T = TypeVar("T")
 
 
 # -- fixtures ------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def recorder() -> Iterator[Recorder]:
-    with recording_upstream() as rec:
-        yield rec
-
 
 @pytest.fixture(scope="module")
 def app(store: Store) -> App:

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.gateway.procs import UPSTREAM_KEY, App, Gateway, new_app, raw_request, run_gateway
-from tests.gateway.recorder import BIG, Recorder, recording_upstream
+from tests.gateway.recorder import BIG, Recorder
 
 from permgate.gateway.demo import free_port
 from permgate.store import Store
@@ -16,12 +16,6 @@ from permgate.store import Store
 pytestmark = pytest.mark.e2e
 LIMIT = 4096
 METRICS_TOKEN = "metrics-" + "m" * 40
-
-
-@pytest.fixture(scope="module")
-def recorder() -> Iterator[Recorder]:
-    with recording_upstream() as rec:
-        yield rec
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from urllib.parse import quote, unquote, unquote_plus
 
 import pytest
 from tests.gateway.procs import App, Gateway, new_app, run_gateway
-from tests.gateway.recorder import Recorder, recording_upstream
+from tests.gateway.recorder import Recorder
 
 import permgate
 from permgate import envvars
@@ -285,12 +285,6 @@ def violations(seen: dict[str, Any]) -> list[str]:
 
 
 # -- the tests -------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def recorder() -> Iterator[Recorder]:
-    with recording_upstream() as rec:
-        yield rec
-
 
 @pytest.fixture(scope="module")
 def app(store: Store) -> App:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import re
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -14,7 +14,7 @@ import httpx
 import pytest
 import uvloop
 from tests.gateway.procs import UPSTREAM_KEY, App, new_app
-from tests.gateway.recorder import Recorder, recording_upstream
+from tests.gateway.recorder import Recorder
 
 from permgate.gateway.app import Gateway
 from permgate.gateway.config import Settings
@@ -22,12 +22,6 @@ from permgate.gateway.native import MAX_REQUEST_HEAD, NativeServer, listen_socke
 from permgate.gateway.upstream import Origin, Pool, UpstreamError
 from permgate.serve import build
 from permgate.store import Store
-
-
-@pytest.fixture(scope="module")
-def recorder() -> Iterator[Recorder]:
-    with recording_upstream() as rec:
-        yield rec
 
 
 @pytest.fixture(scope="module")
