@@ -330,7 +330,6 @@ def stamp(nodes: dict[str, dict[str, Any]], present: dict[str, dict[str, set[str
 
 def sdk_package() -> Path:
     import stripe  # the development dependency; the generator checks its version
-
     from stripe._version import VERSION as version
 
     if version != SDK_VERSION:
