@@ -289,7 +289,13 @@ def test_event_write_covers_read_and_implied() -> None:
     assert permgate.decide_event("invoice.paid", {"event_read", "credit_note_write"}).allowed
     d = permgate.decide_event("invoice.paid", {"event_read"})
     assert d.missing[0][:3] == ("credit_note_read", "credit_note_write", "invoice_read")
-    assert "one of" in d.message
+    # Any-of groups read as one permission, whichever is granted (issue 24: "Having the one
+    # of ..." was no English).
+    assert ("Having the 'credit_note_read', 'invoice_read' or 'quote_read' permission would "
+            "allow it.") in d.message
+    d = permgate.decide_event("invoice.paid", set())
+    assert ("Having the 'event_read' permission and the 'credit_note_read', 'invoice_read' or "
+            "'quote_read' permission would allow it.") in d.message
 
 
 def test_derived_events_are_marked() -> None:

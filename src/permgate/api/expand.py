@@ -183,9 +183,11 @@ class ExpansionGraph:
         while i < len(parts):
             if want_data:
                 if parts[i] != "data":
-                    hint = " List responses expand under 'data.'." if not steps else \
-                        f" '{parts[i - 1]}' is a list: expand under '{parts[i - 1]}.data.'."
-                    return self._bad(path, cannot + hint)
+                    # Stripe's own hint (a list expanded without `data.`), for a nested list
+                    # too: the path with `data` where the list needs it.
+                    fixed = ".".join([*parts[:i], "data", *parts[i:]])
+                    return self._bad(path, f"{cannot} You may want to try expanding "
+                                     f"'{fixed}' instead.")
                 steps.append(Step("data", nodes, (), DATA))
                 want_data = False
                 i += 1
