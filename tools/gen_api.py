@@ -723,6 +723,25 @@ def expansion_section(model: ExpansionModel) -> list[str]:
         deep = sum(paths_to(model.nodes, obj, 2).values())
         md.append(f"| `{obj}` | " + " | ".join(str(c[k]) for k in KINDS) + f" | {deep} |")
     md.append("")
+    md += version_section(model.notes)
+    return md
+
+
+def version_section(notes: versions.Notes) -> list[str]:
+    md = [
+        "## Expansions across API versions",
+        "",
+        "The model is the union of every version we can cite (tools/expand_versions.py); a "
+        "field some version lacks records the versions that have it (`v`).",
+        "",
+    ]
+    for v, fields in sorted(notes.added.items()):
+        md.append(f"- added from {v} ({versions.LEGEND[v].split(' (')[0]}): {len(fields)} "
+                  "fields: " + ", ".join(f"`{f}`" for f in sorted(fields)[:40])
+                  + (", ..." if len(fields) > 40 else ""))
+    md += ["", f"Left out ({len(notes.skipped)}; Stripe may serve them, permgate refuses):", ""]
+    md += [f"- {s}" for s in sorted(notes.skipped)]
+    md.append("")
     return md
 
 
@@ -821,7 +840,19 @@ def build(inp: Inputs) -> tuple[dict[Path, str], str]:
         "sources": [sources[2] + " (object schemas: x-expandableFields, "
                     "x-expansionResources, property schemas, list objects)",
                     "tools/stripe_api_overrides.json (includables, reached_via, "
-                    "field_permissions)"],
+                    "field_permissions, older_fields)",
+                    "shared/data/stripe-openapi/stripe-openapi-git/spec3.sdk.yaml.converted.json "
+                    "(the 2020-08-27 spec: older fields)",
+                    f"stripe-python {versions.SDK_VERSION}'s annotations (newer fields and "
+                    "types)"],
+        "versions": {
+            **versions.LEGEND,
+            "rule": "an entry's `v` lists the versions that have the field, when some version "
+            "that describes its node lacks it (no `v`: every version has it). The model is the "
+            "union: a path is refused only when no version has it; what a field needs does "
+            "not depend on the version. Requests are not narrowed by Stripe-Version "
+            "(docs/decisions.md)",
+        },
         "rule": "node (object type or embedded schema) -> expandable field -> entry",
         "entries": {
             "[types]": "id expansion: the id becomes an object of one of these types; each "
