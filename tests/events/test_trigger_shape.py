@@ -56,3 +56,14 @@ def test_triggered_events_carry_what_stripes_libraries_expect(
     upcoming = got["invoice.upcoming"]["data"]["object"]
     assert upcoming["object"] == "invoice" and "id" not in upcoming
     assert got["customer.created"]["data"]["object"]["id"].startswith("cus_")
+
+
+def test_committed_fixtures_are_what_the_generator_gives() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, str(repo / "tools" / "gen_event_fixtures.py"),
+                           "--check"], capture_output=True, text=True, cwd=repo, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
