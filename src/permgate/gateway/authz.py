@@ -1,0 +1,233 @@
+"""`permgate authz`: Envoy's HTTP external authorizer, deciding exactly as `permgate serve`.
+
+Envoy's `ext_authz` filter (plain HTTP service, no path prefix) sends us a check request
+carrying the client's method, raw request target, headers and whole body. That request
+runs the full path (`proxy.FullPath.proxy`): the same bounds, caller resolution
+(`calls.Calls.resolve`), body and query checks and engine decision (`Calls.rule`), the
+same caches, metrics and log lines. Only its last step differs (`CheckPath.forward`):
+instead of sending the call upstream, it answers Envoy 200 with the headers Envoy must
+set on the upstream request (`allowed_upstream_headers`): the upstream key in place of
+the app's, the account, our Content-Type, and `x-envoy-auth-headers-to-remove` naming
+every client header `serve` would not forward. Every refusal is the status and Stripe
+body `serve` answers with, which Envoy hands to the client unchanged. Anything else
+(permgate down, slow, failing) is Envoy's `status_on_error` (503): fail closed.
+
+A check answer of 2xx means "forward". So nothing but a decided call may answer 2xx on the
+check listener: no mounted app is served there (the admin API, consent pages and webhook
+ingest belong to a `permgate serve`), and health, readiness and metrics have a listener of
+their own (`control_port`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import dataclasses
+import signal
+import socket
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+from permgate.gateway import errors
+from permgate.gateway.app import Gateway
+from permgate.gateway.calls import Caller
+from permgate.gateway.config import Settings
+from permgate.gateway.proxy import FORWARD, FullPath, Reply
+from permgate.gateway.resolver import GrantStore
+
+# The upstream headers a check answer sets (Envoy's `allowed_upstream_headers` must match
+# exactly these) and the one that lists what Envoy must remove.
+UPSTREAM_HEADERS = (b"authorization", b"stripe-account", b"content-type")
+REMOVE = b"x-envoy-auth-headers-to-remove"
+# Headers of the check request that are the check's own, not the client's: never named
+# for removal (Envoy sets them on the check, or owns them on the upstream request).
+_CHECK_OWN = frozenset({
+    b"host", b"content-length", b"transfer-encoding", b"connection", b"x-request-id",
+    b"x-forwarded-for", b"x-forwarded-proto", b"x-envoy-internal",
+    b"x-envoy-expected-rq-timeout-ms", b"x-forwarded-host", b"x-envoy-original-path",
+})
+# Kept upstream as the client sent them (serve forwards them too) or set by the answer.
+_KEPT = FORWARD | set(UPSTREAM_HEADERS)
+# Not an upstream: the pool is made (Gateway.startup makes one) but never used.
+NO_UPSTREAM = "http://127.0.0.1:9"
+
+
+class CheckPath(FullPath):
+    """The full path, answering Envoy where `serve` forwards."""
+
+    async def proxy(self, method: str, raw_path: bytes, query: bytes,
+                    headers: Any, read_body: Any, reply: Reply) -> None:
+        # The client's headers, for `forward` to name those serve would drop.
+        await super().proxy(method, raw_path, query, headers, read_body,
+                            _Check(reply, headers))
+
+    async def forward(
+        self, reply: Reply, rec: dict[str, Any], started: float, method: str, target: bytes,
+        body: bytes, headers: list[tuple[bytes, bytes]], caller: Caller,
+    ) -> None:
+        if caller.auth is None:
+            # The full path's own refusal (503, no upstream key): it sends nothing upstream.
+            return await super().forward(reply, rec, started, method, target, body, headers,
+                                         caller)
+        assert isinstance(reply, _Check)
+        out: list[tuple[bytes, bytes]] = [
+            (b"request-id", rec["request_id"].encode("ascii")),
+            (b"authorization", caller.auth)]
+        if caller.account_b:
+            out.append((b"stripe-account", caller.account_b))
+        ctype = next((v for n, v in headers if n == b"content-type"), None)
+        if ctype is not None:
+            out.append((b"content-type", ctype))  # the one decide_body wrote
+        remove = removals(reply.headers, account=bool(caller.account_b),
+                          content_type=ctype is not None)
+        if remove:
+            out.append((REMOVE, remove))
+        await reply.send(200, out, b"")
+        self.metrics.response(200)
+        if self.access_log or "would_deny" in rec:
+            rec["status"] = 200
+            rec["ms"] = round((perf_counter() - started) * 1000, 3)
+            self.log.request("warning" if "would_deny" in rec else "info", rec)
+
+
+def removals(client: Any, *, account: bool, content_type: bool) -> bytes:
+    """The client headers Envoy must drop so that the upstream sees what serve sends: every
+    one serve does not forward, and the account and type when the answer sets none."""
+    names: list[bytes] = []
+    for name, _ in client:
+        if name in _CHECK_OWN or name in names:
+            continue
+        if name not in _KEPT or (name == b"stripe-account" and not account) or (
+                name == b"content-type" and not content_type):
+            names.append(name)
+    return b",".join(names)
+
+
+class _Check:
+    """A `Reply` that also holds the check request's headers."""
+
+    __slots__ = ("end", "headers", "reply", "send", "start", "write")
+
+    def __init__(self, reply: Reply, headers: Any) -> None:
+        self.reply = reply
+        self.headers = headers
+        self.send = reply.send
+        self.start = reply.start
+        self.write = reply.write
+        self.end = reply.end
+
+
+async def _not_served(*args: Any) -> None:
+    raise RuntimeError("not served on this listener")
+
+
+class AuthzGateway(Gateway):
+    """A Gateway whose decided calls answer Envoy: `proxy` is `CheckPath.proxy`, no fast
+    path, nothing mounted but the control paths (served on their own listener)."""
+
+    async def startup(self) -> None:
+        await super().startup()
+        full = self.full
+        assert full is not None and self.calls is not None and self.pool is not None
+        self.full = check = CheckPath(
+            self.calls, self.pool, self.metrics, self.log, self.ids,
+            body_limit=self.body_limit, report_only=self.report_only,
+            access_log=self.access_log, upstream_timeout=self.settings.upstream_timeout)
+        self.proxy = check.proxy
+        self.control.pool = None  # no upstream: readiness is the store's alone
+        self.control.readiness = self._ready  # type: ignore[method-assign]
+
+    async def _ready(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            assert self.resolver is not None
+            await asyncio.wait_for(self.resolver.check_database(), 2.0)
+            checks["database"] = "ok"
+        except Exception as e:
+            checks["database"] = f"error: {e or type(e).__name__}"
+        return checks
+
+    def listeners(self) -> tuple[Gateway, Gateway]:
+        """(check, control): the check listener decides every request as a call; the
+        control listener serves the control paths and answers 404 to anything else."""
+        check = copy.copy(self)
+        check.mounted = lambda raw_path: None
+        control = copy.copy(self)
+        control.proxy = _control_only
+        return check, control
+
+
+async def _control_only(method: str, raw_path: bytes, query: bytes, headers: Any,
+                        read_body: Any, reply: Reply) -> None:
+    await reply.send(404, list(errors.JSON_HEADERS), errors.error_body(
+        "invalid_request_error",
+        "This is permgate authz's control listener: /healthz, /readyz and /metrics only."))
+
+
+def build(settings: Settings, open_store: Callable[[], GrantStore] | None = None
+          ) -> AuthzGateway:
+    def default_store() -> GrantStore:
+        from permgate.store import Store
+
+        return Store.open(settings.db)
+
+    # The upstream is Envoy's: the pool the gateway makes points nowhere and is never used.
+    settings = dataclasses.replace(settings, upstream=NO_UPSTREAM)
+    return AuthzGateway(settings, open_store or default_store)
+
+
+async def serve(gateway: AuthzGateway, sock: socket.socket, control: socket.socket,
+                ready: Callable[[], None] | None = None) -> None:
+    """Serve checks on `sock` and the control paths on `control` until SIGTERM/SIGINT."""
+    from permgate.gateway.native import NativeServer
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await gateway.startup()
+    check_view, control_view = gateway.listeners()
+    servers = []
+    for view, s in ((check_view, sock), (control_view, control)):
+        s.listen(4096)
+        s.setblocking(False)
+        server = NativeServer(view)
+        await server.start(s)
+        servers.append(server)
+    if ready is not None:
+        ready()
+    try:
+        await stop.wait()
+    finally:
+        for server in servers:
+            await server.stop()
+        await gateway.shutdown()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+
+
+def run(settings: Settings, control_port: int,
+        open_store: Callable[[], GrantStore] | None = None) -> None:
+    """Serve as `permgate serve` does (one process, or `workers` forked ones sharing the
+    ports with SO_REUSEPORT), with the control paths on `control_port`."""
+    from permgate.gateway.native import listen_socket
+    from permgate.gateway.server import run as run_server
+
+    settings = dataclasses.replace(settings, upstream=NO_UPSTREAM, server="native")
+    shared = settings.workers > 1
+
+    async def worker(gateway: AuthzGateway, sock: socket.socket) -> None:
+        control = listen_socket(settings.host, control_port, reuse_port=shared)
+        try:
+            await serve(gateway, sock, control)
+        finally:
+            control.close()
+
+    run_server(settings, lambda: build(settings, open_store), FACTORY, worker)
+
+
+# The ASGI servers' factory by name: never used (authz runs on the native server only).
+FACTORY = "permgate.serve:app_from_env"
