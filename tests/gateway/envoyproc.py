@@ -35,8 +35,11 @@ def envoy_binary() -> str | None:
 
 
 def envoy_config(upstream_port: int, authz_port: int, listen_port: int,
-                 admin_port: int) -> str:
+                 admin_port: int, body_limit: int | None = None) -> str:
     text = ENVOY_YAML.read_text("utf-8")
+    if body_limit is not None:  # the body limit permgate is given (1 MiB in the file)
+        assert text.count("1048576") == 2
+        text = text.replace("1048576", str(body_limit))
     text = re.sub(r"\n    # TLS to the upstream \(begin\)\n.*?# TLS to the upstream \(end\)\n",
                   "\n", text, flags=re.S)
     text = text.replace("{address: api.stripe.com, port_value: 443}",
@@ -81,13 +84,13 @@ class Envoy:
 
 
 @contextmanager
-def run_envoy(upstream_port: int, authz_port: int, tmp: Path,
-              concurrency: int = 1) -> Iterator[Envoy]:
+def run_envoy(upstream_port: int, authz_port: int, tmp: Path, concurrency: int = 1,
+              body_limit: int | None = None) -> Iterator[Envoy]:
     binary = envoy_binary()
     assert binary is not None
     port, admin = free_port(), free_port()
     cfg = tmp / f"envoy-{port}.yaml"
-    cfg.write_text(envoy_config(upstream_port, authz_port, port, admin))
+    cfg.write_text(envoy_config(upstream_port, authz_port, port, admin, body_limit))
     log = tmp / f"envoy-{port}.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
