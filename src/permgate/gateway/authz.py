@@ -34,6 +34,7 @@ from permgate.gateway import errors
 from permgate.gateway.app import Gateway
 from permgate.gateway.calls import Caller
 from permgate.gateway.config import Settings
+from permgate.gateway.fast import Admitted, FastPath
 from permgate.gateway.proxy import FORWARD, FullPath, Reply
 from permgate.gateway.resolver import GrantStore
 
@@ -55,11 +56,23 @@ NO_UPSTREAM = "http://127.0.0.1:9"
 
 
 class CheckPath(FullPath):
-    """The full path, answering Envoy where `serve` forwards."""
+    """The full path, answering Envoy where `serve` forwards. A bodiless GET that serve's
+    fast path would admit (`FastPath.admit`: the same checks, their results cached) is
+    answered from it, counted and logged as serve's fast path does."""
+
+    fast: FastPath | None = None
 
     async def proxy(self, method: str, raw_path: bytes, query: bytes,
                     headers: Any, read_body: Any, reply: Reply) -> None:
-        # The client's headers, for `forward` to name those serve would drop.
+        fast = self.fast
+        if fast is not None and method == "GET":
+            admitted = fast.admit(method, raw_path, query, _bodiless(headers))
+            if admitted is not None:
+                caller = admitted.caller
+                await reply.send(200, allow(admitted.rid, caller, None, headers), b"")
+                fast.finish(admitted, 200, 0.0)
+                return
+        # The client's headers ride along, for `forward` to name those serve would drop.
         await super().proxy(method, raw_path, query, headers, read_body,
                             _Check(reply, headers))
 
@@ -72,24 +85,40 @@ class CheckPath(FullPath):
             return await super().forward(reply, rec, started, method, target, body, headers,
                                          caller)
         assert isinstance(reply, _Check)
-        out: list[tuple[bytes, bytes]] = [
-            (b"request-id", rec["request_id"].encode("ascii")),
-            (b"authorization", caller.auth)]
-        if caller.account_b:
-            out.append((b"stripe-account", caller.account_b))
-        ctype = next((v for n, v in headers if n == b"content-type"), None)
-        if ctype is not None:
-            out.append((b"content-type", ctype))  # the one decide_body wrote
-        remove = removals(reply.headers, account=bool(caller.account_b),
-                          content_type=ctype is not None)
-        if remove:
-            out.append((REMOVE, remove))
-        await reply.send(200, out, b"")
+        ctype = next((v for n, v in headers if n == b"content-type"), None)  # decide_body's
+        await reply.send(200, allow(rec["request_id"], caller, ctype, reply.headers), b"")
         self.metrics.response(200)
         if self.access_log or "would_deny" in rec:
             rec["status"] = 200
             rec["ms"] = round((perf_counter() - started) * 1000, 3)
             self.log.request("warning" if "would_deny" in rec else "info", rec)
+
+
+def allow(rid: str, caller: Caller, content_type: bytes | None,
+          client: Any) -> list[tuple[bytes, bytes]]:
+    """The allowed check's answer headers: what Envoy sets on the upstream request, and
+    what it removes there."""
+    assert caller.auth is not None
+    out: list[tuple[bytes, bytes]] = [(b"request-id", rid.encode("ascii")),
+                                      (b"authorization", caller.auth)]
+    if caller.account_b:
+        out.append((b"stripe-account", caller.account_b))
+    if content_type is not None:
+        out.append((b"content-type", content_type))
+    remove = removals(client, account=bool(caller.account_b),
+                      content_type=content_type is not None)
+    if remove:
+        out.append((REMOVE, remove))
+    return out
+
+
+def _bodiless(headers: Any) -> Any:
+    """The check of a bodiless request carries `content-length: 0` (Envoy's own): without
+    it, for `FastPath.admit`, which leaves any request with a body header to the full
+    path."""
+    if not any(n == b"content-length" for n, _ in headers):
+        return headers
+    return [(n, v) for n, v in headers if n != b"content-length" or v.strip() != b"0"]
 
 
 def removals(client: Any, *, account: bool, content_type: bool) -> bytes:
@@ -119,8 +148,8 @@ class _Check:
         self.end = reply.end
 
 
-async def _not_served(*args: Any) -> None:
-    raise RuntimeError("not served on this listener")
+def _never(*args: Any) -> Admitted | None:
+    return None
 
 
 class AuthzGateway(Gateway):
@@ -135,7 +164,10 @@ class AuthzGateway(Gateway):
             self.calls, self.pool, self.metrics, self.log, self.ids,
             body_limit=self.body_limit, report_only=self.report_only,
             access_log=self.access_log, upstream_timeout=self.settings.upstream_timeout)
+        check.fast = self.fast
         self.proxy = check.proxy
+        # The native server's own fast path sends upstream: never here (checks answer).
+        self.admit = _never
         self.control.pool = None  # no upstream: readiness is the store's alone
         self.control.readiness = self._ready  # type: ignore[method-assign]
 
