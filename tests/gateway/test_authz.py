@@ -11,6 +11,7 @@ from tests.gateway.envoyproc import VENV_BIN, run_authz
 from tests.gateway.procs import new_app
 
 from permgate.gateway.authz import REMOVE, removals
+from permgate.gateway.demo import free_port
 from permgate.store import Store
 
 pytestmark = pytest.mark.e2e
@@ -71,9 +72,10 @@ def test_the_cli_refuses_what_cannot_work(tmp_path: Path, db_url: str) -> None:
         return subprocess.run([str(VENV_BIN / "permgate"), "authz", "--db", db_url, *args],
                               capture_output=True, text=True, timeout=60)
 
-    r = authz("--port", "18555")
+    port = str(free_port())
+    r = authz("--port", port)
     assert r.returncode == 2 and "upstream's secret key" in r.stderr, r.stderr
-    r = authz("--port", "18555", "--control-port", "18555")
+    r = authz("--port", port, "--control-port", port)
     assert r.returncode == 2 and "--control-port" in r.stderr, r.stderr
     r = authz("--upstream", "http://x")
     assert r.returncode == 2, r.stderr  # not a setting of authz: Envoy owns the upstream
