@@ -154,7 +154,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "headers to set and the client headers to drop; otherwise Stripe's status and body "
         "for the client. Health, readiness and metrics are served on --control-port. Takes "
         "serve's settings where they apply (flags, PERMGATE_<NAME>, the config file's "
-        "[gateway] table). See deploy/envoy/envoy.yaml and docs/scale.md.",
+        "[gateway] table). Only Envoy may reach --port: an allowed answer carries the "
+        "upstream key. See deploy/envoy/envoy.yaml and docs/scale.md.",
         epilog=exit_codes("0  stopped", "2  bad settings, an address in use, an unreadable key "
                           "file, a store that cannot be opened"),
     )
