@@ -153,13 +153,13 @@ def _never(*args: Any) -> Admitted | None:
 
 
 class AuthzGateway(Gateway):
-    """A Gateway whose decided calls answer Envoy: `proxy` is `CheckPath.proxy`, no fast
-    path, nothing mounted but the control paths (served on their own listener)."""
+    """A Gateway whose decided calls answer Envoy: `proxy` is `CheckPath.proxy` (which
+    takes serve's fast path first), the native server's upstream fast path is off, and
+    nothing is mounted but the control paths (served on their own listener)."""
 
     async def startup(self) -> None:
         await super().startup()
-        full = self.full
-        assert full is not None and self.calls is not None and self.pool is not None
+        assert self.calls is not None and self.pool is not None
         self.full = check = CheckPath(
             self.calls, self.pool, self.metrics, self.log, self.ids,
             body_limit=self.body_limit, report_only=self.report_only,
