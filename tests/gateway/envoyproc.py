@@ -35,8 +35,15 @@ def envoy_binary() -> str | None:
 
 
 def envoy_config(upstream_port: int, authz_port: int, listen_port: int,
-                 admin_port: int, body_limit: int | None = None) -> str:
+                 admin_port: int, body_limit: int | None = None,
+                 check_token: str | None = None) -> str:
     text = ENVOY_YAML.read_text("utf-8")
+    if check_token is not None:  # the commented lines of the file, in force
+        block = ("                # authorization_request:\n"
+                 "                #   headers_to_add:\n"
+                 '                #   - {key: x-permgate-check, value: "TOKEN"}\n')
+        assert block in text
+        text = text.replace(block, block.replace("# ", "").replace("TOKEN", check_token))
     if body_limit is not None:  # the body limit permgate is given (1 MiB in the file)
         assert text.count("1048576") == 2
         text = text.replace("1048576", str(body_limit))
@@ -85,12 +92,14 @@ class Envoy:
 
 @contextmanager
 def run_envoy(upstream_port: int, authz_port: int, tmp: Path, concurrency: int = 1,
-              body_limit: int | None = None) -> Iterator[Envoy]:
+              body_limit: int | None = None, check_token: str | None = None
+              ) -> Iterator[Envoy]:
     binary = envoy_binary()
     assert binary is not None
     port, admin = free_port(), free_port()
     cfg = tmp / f"envoy-{port}.yaml"
-    cfg.write_text(envoy_config(upstream_port, authz_port, port, admin, body_limit))
+    cfg.write_text(envoy_config(upstream_port, authz_port, port, admin, body_limit,
+                                 check_token))
     log = tmp / f"envoy-{port}.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(

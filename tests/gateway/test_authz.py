@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -73,9 +74,44 @@ def test_the_cli_refuses_what_cannot_work(tmp_path: Path, db_url: str) -> None:
                               capture_output=True, text=True, timeout=60)
 
     port = str(free_port())
-    r = authz("--port", port)
+    r = authz("--port", port, "--control-port", str(free_port()))
     assert r.returncode == 2 and "upstream's secret key" in r.stderr, r.stderr
-    r = authz("--port", port, "--control-port", port)
+    r = authz("--port", port, "--control-port", port)  # refused before anything is bound
     assert r.returncode == 2 and "--control-port" in r.stderr, r.stderr
     r = authz("--upstream", "http://x")
     assert r.returncode == 2, r.stderr  # not a setting of authz: Envoy owns the upstream
+
+
+def test_with_a_check_token_only_checks_that_carry_it_are_answered(
+    db_url: str, store: Store, tmp_path: Path
+) -> None:
+    app = new_app(store, ["charge_read"])
+    token = "t" * 40
+    token_file = tmp_path / "check-token"
+    token_file.write_text(token + "\n")
+    auth = {"Authorization": f"Bearer {app.key}", "Stripe-Account": app.account}
+    with run_authz(db_url, tmp_path, ["--check-token-file", str(token_file)]) as authz:
+        check = f"http://127.0.0.1:{authz.port}"
+        for headers in ({}, {"X-Permgate-Check": "t" * 39},
+                        {"X-Permgate-Check": token + "x"}):
+            r = httpx.get(check + "/v1/charges", headers={**auth, **headers})
+            assert r.status_code == 403 and "authorization" not in r.headers, r.text
+            assert "x-permgate-check" in r.json()["error"]["message"]
+        r = httpx.get(check + "/v1/charges", headers={**auth, "X-Permgate-Check": token})
+        assert r.status_code == 200
+        assert r.headers["authorization"] == "Bearer sk_test_permgate_tests_upstream"
+        # Twice (a client's copy beside Envoy's): refused.
+        r = httpx.get(check + "/v1/charges", headers=[
+            *auth.items(), ("X-Permgate-Check", token), ("X-Permgate-Check", token)])
+        assert r.status_code == 403
+
+
+def test_a_weak_check_token_is_refused(tmp_path: Path, db_url: str) -> None:
+    weak = tmp_path / "weak"
+    weak.write_text("short\n")
+    r = subprocess.run([str(VENV_BIN / "permgate"), "authz", "--db", db_url, "--port",
+                        str(free_port()), "--control-port", str(free_port()),
+                        "--check-token-file", str(weak)],
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PERMGATE_UPSTREAM_KEY": "sk_test_x"})
+    assert r.returncode == 2 and "at least 32" in r.stderr, r.stderr

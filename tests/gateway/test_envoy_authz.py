@@ -184,6 +184,27 @@ def test_permgate_down_or_stalled_is_503_and_nothing_forwarded(
         assert len(recorder.requests) == 2
 
 
+def test_with_a_check_token_envoy_is_answered_and_nothing_else(
+    db_url: str, store: Store, recorder: Recorder, tmp_path: Path
+) -> None:
+    app = new_app(store, ["charge_read"])
+    recorder.requests.clear()
+    token = "envoy-check-" + "k" * 32
+    (tmp_path / "token").write_text(token)
+    with run_authz(db_url, tmp_path, ["--check-token-file", str(tmp_path / "token")]) as authz, \
+            run_envoy(_port(recorder.url), authz.port, tmp_path, check_token=token) as envoy:
+        assert send(envoy.port, app, "GET", "/v1/charges", [], b"")[0] == 200
+        # A client's own copy of the header is not forwarded.
+        assert send(envoy.port, app, "GET", "/v1/charges", [f"X-Permgate-Check: {token}"],
+                    b"")[0] in (200, 403)
+        assert send(envoy.port, app, "GET", "/v1/customers", [], b"")[0] == 403
+        assert all("x-permgate-check" not in r["headers"] for r in recorder.requests)
+        assert len(recorder.requests) >= 1
+        # The check port itself, without the token: refused, no key in the answer.
+        status, body = send(authz.port, app, "GET", "/v1/charges", [], b"")
+        assert status == 403 and b"x-permgate-check" in body
+
+
 def test_a_revocation_binds_the_next_request(
     db_url: str, store: Store, recorder: Recorder, tmp_path: Path
 ) -> None:

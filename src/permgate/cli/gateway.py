@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import re
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -64,11 +65,29 @@ def _authz(args: argparse.Namespace) -> int:
         if not upstream_keys(settings):
             raise CliError("authz needs the upstream's secret key, which it hands Envoy for "
                            "allowed calls: --upstream-key-file PATH or PERMGATE_UPSTREAM_KEY")
+        token = _check_token(args.check_token_file)
         _check_store(settings.db)
-        run(settings, control_port)
+        run(settings, control_port, check_token=token)
     except ConfigError as e:
         raise CliError(str(e)) from None
     return EXIT_OK
+
+
+def _check_token(path: str | None) -> bytes | None:
+    from permgate.gateway.authz import MIN_TOKEN
+
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            token = f.read(4096).strip()
+    except OSError as e:
+        raise CliError(f"--check-token-file {path}: {e.strerror}") from None
+    if len(token) < MIN_TOKEN or not re.fullmatch(rb"[A-Za-z0-9_.-]+", token):
+        raise CliError(f"--check-token-file {path}: the token must be at least {MIN_TOKEN} "
+                       "letters, digits, '-', '_' or '.' (`python -c 'import secrets; "
+                       "print(secrets.token_urlsafe(32))'`)")
+    return token
 
 
 def _check_admin_token(token: str | None) -> None:
@@ -164,6 +183,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a.add_argument("--control-port", type=int, default=None, metavar="PORT",
                    help="port of /healthz, /readyz and /metrics (default: --port + 1); never "
                    "the check port, where any 2xx answer lets a request through")
+    a.add_argument("--check-token-file", metavar="PATH", default=None,
+                   help="file with a secret Envoy adds to every check as the x-permgate-check "
+                   "header (authorization_request.headers_to_add); checks without it are "
+                   "refused (default: none, the check port must then be Envoy's alone)")
     add_setting_flags(a, skip=AUTHZ_SKIPS)
     a.set_defaults(func=_authz)
 

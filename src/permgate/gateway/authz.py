@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
+import hmac
 import signal
 import socket
 from collections.abc import Callable
@@ -42,6 +43,11 @@ from permgate.gateway.resolver import GrantStore
 # exactly these) and the one that lists what Envoy must remove.
 UPSTREAM_HEADERS = (b"authorization", b"stripe-account", b"content-type")
 REMOVE = b"x-envoy-auth-headers-to-remove"
+# Optional: the secret Envoy adds to every check (`authorization_request.headers_to_add`),
+# so that nothing else that reaches the check port gets an answer (which would carry the
+# upstream key). A client's own copy of it is named for removal like any other header.
+TOKEN_HEADER = b"x-permgate-check"
+MIN_TOKEN = 32
 # Headers of the check request that are the check's own, not the client's: never named
 # for removal (Envoy sets them on the check, or owns them on the upstream request).
 _CHECK_OWN = frozenset({
@@ -61,9 +67,19 @@ class CheckPath(FullPath):
     answered from it, counted and logged as serve's fast path does."""
 
     fast: FastPath | None = None
+    token: bytes | None = None  # the check token Envoy adds (`--check-token-file`)
 
     async def proxy(self, method: str, raw_path: bytes, query: bytes,
                     headers: Any, read_body: Any, reply: Reply) -> None:
+        token = self.token
+        if token is not None and not _token_ok(headers, token):
+            # Not Envoy: nothing is decided, and no answer carries the upstream key.
+            self.metrics.response(403)
+            self.log.write("authz.check_refused", "warning",
+                           path=raw_path[:256].decode("latin-1"))
+            return await reply.send(403, list(errors.JSON_HEADERS), errors.error_body(
+                "invalid_request_error", "This check did not come from the configured Envoy "
+                f"(no valid {TOKEN_HEADER.decode()} header)."))
         fast = self.fast
         if fast is not None and method == "GET":
             admitted = fast.admit(method, raw_path, query, _bodiless(headers))
@@ -92,6 +108,11 @@ class CheckPath(FullPath):
             rec["status"] = 200
             rec["ms"] = round((perf_counter() - started) * 1000, 3)
             self.log.request("warning" if "would_deny" in rec else "info", rec)
+
+
+def _token_ok(headers: Any, token: bytes) -> bool:
+    given = [v for n, v in headers if n == TOKEN_HEADER]
+    return len(given) == 1 and hmac.compare_digest(given[0], token)
 
 
 def allow(rid: str, caller: Caller, content_type: bytes | None,
@@ -153,6 +174,8 @@ def _never(*args: Any) -> Admitted | None:
 
 
 class AuthzGateway(Gateway):
+    check_token: bytes | None = None
+
     """A Gateway whose decided calls answer Envoy: `proxy` is `CheckPath.proxy` (which
     takes serve's fast path first), the native server's upstream fast path is off, and
     nothing is mounted but the control paths (served on their own listener)."""
@@ -165,6 +188,7 @@ class AuthzGateway(Gateway):
             body_limit=self.body_limit, report_only=self.report_only,
             access_log=self.access_log, upstream_timeout=self.settings.upstream_timeout)
         check.fast = self.fast
+        check.token = self.check_token
         self.proxy = check.proxy
         # The native server's own fast path sends upstream: never here (checks answer).
         self.admit = _never
@@ -198,8 +222,8 @@ async def _control_only(method: str, raw_path: bytes, query: bytes, headers: Any
         "This is permgate authz's control listener: /healthz, /readyz and /metrics only."))
 
 
-def build(settings: Settings, open_store: Callable[[], GrantStore] | None = None
-          ) -> AuthzGateway:
+def build(settings: Settings, open_store: Callable[[], GrantStore] | None = None,
+          check_token: bytes | None = None) -> AuthzGateway:
     def default_store() -> GrantStore:
         from permgate.store import Store
 
@@ -207,7 +231,9 @@ def build(settings: Settings, open_store: Callable[[], GrantStore] | None = None
 
     # The upstream is Envoy's: the pool the gateway makes points nowhere and is never used.
     settings = dataclasses.replace(settings, upstream=NO_UPSTREAM)
-    return AuthzGateway(settings, open_store or default_store)
+    gateway = AuthzGateway(settings, open_store or default_store)
+    gateway.check_token = check_token
+    return gateway
 
 
 async def serve(gateway: AuthzGateway, sock: socket.socket, control: socket.socket,
@@ -242,7 +268,8 @@ async def serve(gateway: AuthzGateway, sock: socket.socket, control: socket.sock
 
 
 def run(settings: Settings, control_port: int,
-        open_store: Callable[[], GrantStore] | None = None) -> None:
+        open_store: Callable[[], GrantStore] | None = None,
+        check_token: bytes | None = None) -> None:
     """Serve as `permgate serve` does (one process, or `workers` forked ones sharing the
     ports with SO_REUSEPORT), with the control paths on `control_port`."""
     from permgate.gateway.native import listen_socket
@@ -258,7 +285,7 @@ def run(settings: Settings, control_port: int,
         finally:
             control.close()
 
-    run_server(settings, lambda: build(settings, open_store), FACTORY, worker)
+    run_server(settings, lambda: build(settings, open_store, check_token), FACTORY, worker)
 
 
 # The ASGI servers' factory by name: never used (authz runs on the native server only).
