@@ -65,6 +65,7 @@ class Op:
     unavailable: str | None = None
     rule: str = ""
     scopes: list[list[str]] = field(default_factory=list)  # requirement alternatives
+    tag: str | None = None
     secured: bool = True
 
 
@@ -263,7 +264,7 @@ class Deriver:
                 return entry["schema"]
         return None
 
-    def op_object(self, o: Op, raw: dict[str, Any], base: str) -> None:
+    def op_object(self, o: Op, raw: dict[str, Any]) -> None:
         explicit = raw.get("x-permgate-object")
         if isinstance(explicit, str) and explicit:
             o.object, o.object_rule = snake(explicit), "x-permgate-object"
@@ -276,9 +277,32 @@ class Deriver:
                 return
         tags = raw.get("tags")
         if isinstance(tags, list) and tags and isinstance(tags[0], str) and tags[0].strip():
-            o.object, o.object_rule = snake(tags[0]), f"tag {tags[0]!r} (no response object)"
-            self.flag("object", f"{o.method} {o.path}", f"object {o.object!r} from its tag")
-            return
+            o.tag = tags[0]
+        o.object_rule = ""  # decided in fallbacks(), once every operation's response is known
+
+    def fallbacks(self, ops: list[Op]) -> None:
+        """No explicit object, no response object: the object another operation of the same
+        path returns (`DELETE /orders/{order}` beside `GET /orders/{order}`), else the tag,
+        else the first static path segment."""
+        by_template: dict[str, str] = {}
+        for o in sorted(ops, key=lambda o: o.method != "GET"):
+            if o.object and o.object_rule:
+                by_template.setdefault(o.template, o.object)
+        for o in ops:
+            if o.object_rule:
+                continue
+            subject = f"{o.method} {o.path}"
+            if o.template in by_template:
+                o.object = by_template[o.template]
+                o.object_rule = "the object other operations of its path return"
+                continue
+            if o.tag:
+                o.object, o.object_rule = snake(o.tag), f"tag {o.tag!r} (no response object)"
+                self.flag("object", subject, f"object {o.object!r} from its tag")
+                continue
+            self.path_object(o)
+
+    def path_object(self, o: Op) -> None:
         # version and API prefixes (`/v1`, `/api`) name no object
         segs = [s for s in o.template.split("/") if s and not s.startswith("{")
                 and not re.fullmatch(r"v\d+(?:\.\d+)?|api|rest", s, re.IGNORECASE)]
@@ -286,7 +310,6 @@ class Deriver:
         o.object_rule = "first static path segment (no response object, no tag)"
         self.flag("object", f"{o.method} {o.path}",
                   f"object {o.object!r} from the first path segment")
-        del base
 
     # -- levels ------------------------------------------------------------------------------
 
@@ -371,7 +394,7 @@ class Deriver:
                 o = Op(method=method, template=template, path=full,
                        operation_id=oid)
                 o.secured, o.scopes = self.security_of(raw)
-                self.op_object(o, raw, base)
+                self.op_object(o, raw)
                 self.op_level(o, raw)
                 bad = self.unroutable(template)
                 if bad:
@@ -383,6 +406,7 @@ class Deriver:
                               "anonymous access); permgate still requires the permission "
                               "below: decide whether apps should need it")
                 ops.append(o)
+        self.fallbacks(ops)
         self.owners(ops)
         return ops
 
@@ -597,9 +621,9 @@ def _implications(d: Deriver, perms: dict[str, dict[str, Any]], style: str) -> N
             kind, stem = classify_scope(pname)
             if kind:
                 by_stem[(kind, stem)] = pname
-        for (kind, stem), pname in by_stem.items():
-            read = by_stem.get(("read", stem))
-            if kind == "write" and read and read not in perms[pname]["implies"]:
+        for (level, stem_of), pname in by_stem.items():
+            read = by_stem.get(("read", stem_of))
+            if level == "write" and read and read not in perms[pname]["implies"]:
                 perms[pname]["implies"].append(read)
                 perms[pname]["rule"] += f"; implies {read} (write implies read)"
     extra = d.doc.get("x-permgate-implies")
