@@ -12,6 +12,11 @@ The peers are set up idiomatically:
 Both use permgate's expansion graph to learn which object types an expansion reaches (neither
 has a notion of it), then check each type's read permission.
 
+Beside Stripe's stream: the same stream with UUID ids instead of short ones, and an own API
+(`--api DIR` from `permgate init`; default: one made from the vendored Petstore document),
+each also timed in alternation with Stripe's (ABBA) for a ratio that a loaded machine
+does not skew.
+
 Per-decision times are measured call by call (perf_counter_ns, minus the timer's own median
 cost), on a first (cold) and a second (steady-state) pass; throughput comes from a third,
 untimed pass over the whole stream.
@@ -335,6 +340,47 @@ def measure(name: str, adapter: Adapter, stream: list[Request],
     }
 
 
+def paired(a: Adapter, a_stream: list[Request], b: Adapter, b_stream: list[Request],
+           overhead: float) -> tuple[float, float]:
+    """Median us per decision of two streams timed call by call in alternation (a[i] and
+    b[i] in turn, ABBA), steady state (second pass): a shared, loaded machine slows both
+    alike, so their ratio holds where figures measured one after the other do not."""
+    ns = time.perf_counter_ns
+    n = min(len(a_stream), len(b_stream))
+    a_args = [a.prepare(r) for r in a_stream[:n]]
+    b_args = [b.prepare(r) for r in b_stream[:n]]
+    fa, fb = a.call, b.call
+    ta: list[int] = []
+    tb: list[int] = []
+    gc.disable()
+    try:
+        for _ in range(2):
+            ta.clear()
+            tb.clear()
+            # ABBA: the call that comes second in a pair runs on warmer caches, so each
+            # goes first half of the time
+            for i, (x, y) in enumerate(zip(a_args, b_args, strict=True)):
+                if i & 1:
+                    t = ns()
+                    fb(*y)
+                    t2 = ns()
+                    fa(*x)
+                    t3 = ns()
+                    tb.append(t2 - t)
+                    ta.append(t3 - t2)
+                else:
+                    t = ns()
+                    fa(*x)
+                    t2 = ns()
+                    fb(*y)
+                    t3 = ns()
+                    ta.append(t2 - t)
+                    tb.append(t3 - t2)
+    finally:
+        gc.enable()
+    return ((statistics.median(ta) - overhead) / 1000, (statistics.median(tb) - overhead) / 1000)
+
+
 def load_figures() -> dict[str, float]:
     """Import time, load time and RSS of the loaded catalog, in a fresh interpreter."""
     code = (
@@ -440,6 +486,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  UUID ids: {results[1]['median_us']:.2f} us median; own API {own_name} "
           f"({len(own.operations)} operations): {results[2]['median_us']:.2f} us median",
           flush=True)
+    stripe_adapter = make_permgate(engine, grants)
+    pairs = {
+        "UUID ids / short ids": paired(stripe_adapter, stream, make_permgate(engine, grants),
+                                       with_uuids(stream, args.seed), overhead),
+        f"own API {own_name} / Stripe": paired(stripe_adapter, stream,
+                                               make_permgate(own, own_grants), own_stream,
+                                               overhead),
+    }
 
     def sample(k: int) -> tuple[list[Request], list[bool]]:
         if k <= 0 or k >= len(stream):
@@ -468,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['median_us_plain']:>9.2f}{r['median_us_expand']:>9.2f}{r['p99_us']:>10.2f}"
               f"{r['cold_median_us']:>9.2f}{r['cold_median_us_expand']:>9.2f}"
               f"{r['decisions_per_s']:>13,.0f}{ratio:>11,.1f}x{r['disagreements']:>9}")
+    for label, (x, y) in pairs.items():
+        print(f"{label}, paired (timed in alternation): {y:.2f} / {x:.2f} us = {y / x:.2f}x")
     for label, r in extra.items():
         ratio_plain = r["median_us_plain"] / base["median_us_plain"]  # type: ignore[operator]
         ratio_all = r["median_us"] / base["median_us"]  # type: ignore[operator]

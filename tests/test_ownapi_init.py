@@ -420,3 +420,11 @@ def test_scope_names_kept_and_all_of_refused(tmp_path: Path) -> None:
     admin = engine.route("POST", "/admin")
     assert admin is not None and admin.permission is None and "all of" in str(admin.unavailable)
     assert "All-of scopes" in (out / "REVIEW.md").read_text()
+
+
+def test_unwritable_parent_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                       ) -> None:
+    out = tmp_path / "missing" / "api"
+    assert run_init(DATA / "uspto.json", out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such directory" in err

@@ -170,7 +170,10 @@ def init_api(spec: str | Path, out: str | Path, *, style: Style = "auto",
     parent = target.resolve().parent
     if not parent.is_dir():
         raise SpecError(f"{parent}: no such directory")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.init-", dir=parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.init-", dir=parent))
+    except OSError as e:
+        raise SpecError(f"{parent}: cannot write there: {e.strerror}") from None
     old: Path | None = None
     try:
         for fname, text in files.items():
@@ -181,10 +184,12 @@ def init_api(spec: str | Path, out: str | Path, *, style: Style = "auto",
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=parent))
             os.rename(target, old / "dir")
         os.rename(tmp, target)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and (old / "dir").exists() and not target.exists():
             os.rename(old / "dir", target)  # put the previous DIR back
+        if isinstance(e, OSError):
+            raise SpecError(f"{target}: cannot write it: {e.strerror or e}") from None
         raise
     finally:
         if old is not None:
