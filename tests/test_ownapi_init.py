@@ -428,3 +428,20 @@ def test_unwritable_parent_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     assert run_init(DATA / "uspto.json", out) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such directory" in err
+
+
+def test_unroutable_templates_are_denied_and_flagged(tmp_path: Path) -> None:
+    doc = {"openapi": "3.0.3", "info": {"title": "Odd", "version": "1"},
+           "paths": {"/": {"get": _op("root")}, "/files/{name}.json": {"get": _op("file")},
+                     "/items/": {"get": _op("items")}, "/ok": {"get": _op("ok")}}}
+    spec = tmp_path / "odd.json"
+    spec.write_text(json.dumps(doc))
+    out = tmp_path / "api"
+    assert run_init(spec, out) == 0
+    engine, _ = load_dir(out)
+    assert {str(o) for o in engine.operations} == {"GET /files/{name}.json", "GET /ok"}
+    everything = engine.grant(list(engine.catalog.permissions))
+    for path in ("/", "/items/", "/files/a.json"):
+        assert not engine.decide("GET", path, None, everything).allowed, path
+    review = (out / "REVIEW.md").read_text()
+    assert "Templates permgate cannot route (operation unavailable) (3)" in review

@@ -66,6 +66,7 @@ class Op:
     rule: str = ""
     scopes: list[list[str]] = field(default_factory=list)  # requirement alternatives
     tag: str | None = None
+    dropped: bool = False  # not routable at all: left out of operations.json
     secured: bool = True
 
 
@@ -396,10 +397,13 @@ class Deriver:
                 o.secured, o.scopes = self.security_of(raw)
                 self.op_object(o, raw)
                 self.op_level(o, raw)
-                bad = self.unroutable(template)
+                bad = self.unroutable(o.path)
                 if bad:
                     o.unavailable = f"permgate cannot route this template: {bad}"
-                    self.flag("route", f"{method} {o.path}", o.unavailable)
+                    o.dropped = "empty segment" in bad
+                    self.flag("route", f"{method} {o.path}", o.unavailable + (
+                        "; left out of the table: the gateway answers it as unknown (404)"
+                        if o.dropped else ""))
                 if not o.secured:
                     self.flag("security", f"{method} {o.path}",
                               "the document declares no security requirement (or allows "
@@ -434,10 +438,10 @@ class Deriver:
                 known.setdefault(o.template, o.object)
 
     @staticmethod
-    def unroutable(template: str) -> str | None:
-        segs = template.split("/")[1:]
-        if template != "/" and any(s == "" for s in segs):
-            return "an empty segment (a trailing '/' or '//')"
+    def unroutable(path: str) -> str | None:
+        segs = path.split("/")[1:]
+        if any(s == "" for s in segs):
+            return "an empty segment (the root '/', a trailing '/' or '//')"
         for s in segs:
             if ("{" in s or "}" in s) and not re.fullmatch(r"\{[^{}/]+\}", s):
                 return f"segment {s!r} mixes a parameter with text"
@@ -523,7 +527,7 @@ def derive(doc: dict[str, Any], where: str, *, style: Style = "auto",
             else:
                 o.unavailable = o.unavailable or (
                     f"the document requires all of {flat}; a permgate operation needs one "
-                    "permission: set x-permgate-object/-level or split the scopes")
+                    "permission: give it one scope, or use --permissions objects")
                 o.rule = f"{rule}; all of {flat}: not expressible"
                 d.flag("all-of", subject, o.unavailable)
         if o.unavailable:
@@ -562,6 +566,8 @@ def derive(doc: dict[str, Any], where: str, *, style: Style = "auto",
     perm_rows = [perms[k] for k in sorted(perms)]
     op_rows = []
     for o in ops:
+        if o.dropped:
+            continue
         op_rows.append({
             "method": o.method, "path": o.path, "permission": o.permission,
             "unavailable": o.unavailable, "object": o.object,
