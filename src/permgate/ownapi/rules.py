@@ -108,7 +108,7 @@ def resource_of(obj: str) -> str:
 
 
 def slug(title: str) -> str:
-    s = re.sub(r"[^a-z0-9_-]+", "-", title.lower()).strip("-_")
+    s = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
     s = re.sub(r"^[^a-z]+", "", s)[:40].rstrip("-_")
     return s or "api"
 
