@@ -417,10 +417,15 @@ class Deriver:
     def owners(self, ops: list[Op]) -> None:
         """A path under another resource's id (`/customers/{customer}/cards`) acts on that
         owner: its object is the owner's (the nearest one), as in Stripe's model, where
-        listing a customer's cards needs customer_read."""
+        listing a customer's cards needs customer_read; but an object with endpoints of its
+        own keeps its permission (a customer's subscriptions need subscription_read)."""
         known: dict[str, str] = {}
+        # Objects with endpoints of their own (a path with no id before its last segment
+        # returns them) keep their own permission wherever they appear.
+        own = {o.object for o in ops if o.object and o.object_rule.startswith("2xx")
+               and "{" not in o.template.rpartition("/")[0]}
         for o in sorted(ops, key=lambda o: (o.template.count("/"), o.method != "GET")):
-            if o.object_rule != "x-permgate-object":
+            if o.object_rule != "x-permgate-object" and o.object not in own:
                 segs = o.template.split("/")
                 for i in range(len(segs) - 2, 0, -1):
                     prefix = "/".join(segs[:i + 1])
