@@ -128,6 +128,18 @@ def test_stripe_document_large_every_operation(tmp_path: Path) -> None:
     engine, toml = load_dir(out)
     assert toml["edge"]["expand_style"] == "stripe"
     assert assert_every_operation_gated(engine) == 533
+    # x-expansionResources are the expansions: expanding a charge's customer needs its read
+    # (`deleted_customer` is a tombstone of `customer`, not a permission of its own)
+    for target in ("/v1/charges/ch_1?expand[]=customer", "/v1/charges?expand[]=data.customer"):
+        denied = engine.decide("GET", target, None, engine.grant(["charge_read"]))
+        assert not denied.allowed and "'customer_read' permission" in denied.message, target
+        assert engine.decide("GET", target, None,
+                             engine.grant(["charge_read", "customer_read"])).allowed, target
+    assert not any(o.startswith("deleted_") for o in load_objects(out))
+
+
+def load_objects(d: Path) -> dict[str, Any]:
+    return dict(json.loads((d / "objects.json").read_text())["objects"])
 
 
 @needs_stripe

@@ -697,9 +697,10 @@ def _expansions(d: Deriver, readers: dict[str, str]
             elif isinstance(pv.get("x-expansionResources"), dict):
                 stripe_style = True
                 for alt in pv["x-expansionResources"].get("oneOf") or []:
-                    t, tname = deref(d.doc, alt)
-                    trid = t.get("x-resourceId") if isinstance(t, dict) else None
-                    targets.append(snake(trid if isinstance(trid, str) else tname or "object"))
+                    # by the object rules: `deleted_customer` is a tombstone of `customer`
+                    target, _, _ = d.schema_object(alt)
+                    if target:
+                        targets.append(target)
             if targets:
                 out.setdefault(obj, {})[fname] = sorted(set(targets))
                 continue
