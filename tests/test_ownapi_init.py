@@ -457,3 +457,16 @@ def test_unroutable_templates_are_denied_and_flagged(tmp_path: Path) -> None:
         assert not engine.decide("GET", path, None, everything).allowed, path
     review = (out / "REVIEW.md").read_text()
     assert "Templates permgate cannot route (operation unavailable) (3)" in review
+
+
+def test_api_toml_strings_survive_hostile_titles(tmp_path: Path) -> None:
+    title = 'Evil "API"\\ \x00\x1f\x7f\n[edge]\nx = 1 é'
+    doc = json.loads(json.dumps(MINI))
+    doc["info"]["title"] = title
+    spec = tmp_path / 'we"ird\\name.json'
+    spec.write_text(json.dumps(doc))
+    out = tmp_path / "api"
+    assert run_init(spec, out, "--name", "evil") == 0
+    _, toml = load_dir(out)
+    assert toml["api"]["title"] == title and toml["api"]["spec"] == str(spec)
+    assert set(toml) == {"api", "edge", "upstream"}

@@ -24,8 +24,9 @@ FILES = ("permissions.json", "events.json", "operations.json", "objects.json",
 
 
 def toml_str(s: str) -> str:
-    """A TOML basic string: JSON's escapes are TOML's, except TOML has no `\\/` (unused)."""
-    return json.dumps(s, ensure_ascii=False)
+    """A TOML basic string: JSON's escapes are TOML's (json never writes `\\/`); DEL, which
+    JSON leaves raw and TOML forbids, is escaped too."""
+    return json.dumps(s, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def toml_list(items: list[str]) -> str:
