@@ -231,6 +231,8 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
                   "x-permgate-level must be"),
     "no-operations": (_with(paths={}), "no operations"),
     "not-utf8": (b"openapi: \xff\xfe\n", "not UTF-8"),
+    "yaml-python-tag": (b"openapi: 3.0.0\ninfo: !!python/object/apply:os.system [id]\n",
+                        "could not determine a constructor"),
 }
 
 

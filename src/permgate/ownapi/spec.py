@@ -188,8 +188,10 @@ def check_refs(doc: dict[str, Any], where: str) -> None:
             if len(seen) > MAX_REF_CHAIN:
                 raise SpecError(f"{where}: a chain of more than {MAX_REF_CHAIN} $refs at {at}")
             seen.append(nxt)
+            if isinstance(nxt, str) and nxt in checked:
+                break  # the rest of this chain was followed already
             target = pointer(doc, nxt, f"{where}: {at}")
-        checked.add(ref)
+        checked.update(r for r in seen if isinstance(r, str))
 
 
 def deref(doc: dict[str, Any], node: Any) -> tuple[Any, str | None]:
