@@ -464,7 +464,6 @@ def derive(doc: dict[str, Any], where: str, *, style: Style = "auto",
         raise SpecError(f"catalog name {api_name!r} must match [a-z][a-z0-9_-]{{0,39}}")
     bases, upstream = d.base()
     base = bases[0]
-    bases = [b or "/" for b in bases]  # api.toml: the API at the root is under "/"
     ops = d.operations(base)
     if not ops:
         raise SpecError(f"{where}: the document has no operations")
