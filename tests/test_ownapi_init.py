@@ -472,3 +472,18 @@ def test_api_toml_strings_survive_hostile_titles(tmp_path: Path) -> None:
     _, toml = load_dir(out)
     assert toml["api"]["title"] == title and toml["api"]["spec"] == str(spec)
     assert set(toml) == {"api", "edge", "upstream"}
+
+
+@pytest.mark.parametrize("scope,expected", [
+    ("read:pets", ("read", "pets")), ("write:pets", ("write", "pets")),
+    ("pets.read", ("read", "pets")), ("pets_write", ("write", "pets")),
+    ("orders:manage", ("write", "orders")), ("User.Read.All", ("read", "user")),
+    ("User.ReadWrite.All", ("write", "user")),
+    ("https://www.googleapis.com/auth/drive.readonly",
+     ("read", "https://www.googleapis.com/auth/drive")),
+    ("admin", (None, "admin")), ("repo", (None, "repo")),
+])
+def test_scope_levels(scope: str, expected: tuple[str | None, str]) -> None:
+    from permgate.ownapi.rules import classify_scope
+
+    assert classify_scope(scope) == expected

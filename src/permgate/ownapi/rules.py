@@ -33,10 +33,12 @@ _WORD = re.compile(r"[a-z0-9]+")
 _ENVELOPES = ("data", "items", "results", "records", "entries", "values", "list",
               "elements", "content", "objects")
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
-_SCOPE_READ = re.compile(r"^(?:read[:_.](?P<a>.+)|(?P<b>.+?)[:_.](?:read|readonly|read_only))$",
-                         re.IGNORECASE)
-_SCOPE_WRITE = re.compile(r"^(?:(?:write|manage)[:_.](?P<a>.+)|(?P<b>.+?)[:_.](?:write|manage))$",
-                          re.IGNORECASE)
+# `read:pets`, `pets.read`, `pets_read`, `drive.readonly`, Microsoft's `User.Read.All`;
+# `write:pets`, `pets.write`, `orders:manage`, `User.ReadWrite.All`
+_SCOPE_READ = re.compile(r"^(?:read[:_.](?P<a>.+)|(?P<b>.+?)[:_.](?:read|readonly|read_only)"
+                         r"(?:[:_.]all)?)$", re.IGNORECASE)
+_SCOPE_WRITE = re.compile(r"^(?:(?:write|manage)[:_.](?P<a>.+)|(?P<b>.+?)[:_.]"
+                          r"(?:write|manage|readwrite)(?:[:_.]all)?)$", re.IGNORECASE)
 Style = Literal["auto", "scopes", "objects"]
 Level = Literal["read", "write"]
 
