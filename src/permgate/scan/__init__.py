@@ -18,6 +18,7 @@ from permgate.scan.verdict import (
     Missing,
     Site,
     Unused,
+    Unverified,
     Verdict,
     narrowest,
     verdict,
@@ -25,7 +26,7 @@ from permgate.scan.verdict import (
 
 __all__ = [
     "Call", "CallNeeds", "Escape", "EventNeeds", "EventUse", "Findings", "Missing", "Partial",
-    "Site", "Skipped", "Unresolved", "Unused", "Verdict", "narrowest", "scan",
+    "Site", "Skipped", "Unresolved", "Unused", "Unverified", "Verdict", "narrowest", "scan",
 ]
 
 

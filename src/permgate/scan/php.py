@@ -134,6 +134,9 @@ class _File:
     def _args(call: ts.Node) -> list[ts.Node]:
         a = call.child_by_field_name("arguments")
         if a is None:
+            # `new X(...)`: tree-sitter-php gives the arguments no field name there
+            a = next((c for c in call.children if c.type == "arguments"), None)
+        if a is None:
             return []
         out = []
         for arg in a.named_children:
