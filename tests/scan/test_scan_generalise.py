@@ -147,3 +147,54 @@ def test_unverified_in_every_output_format(
     results = json.loads(capsys.readouterr().out)["runs"][0]["results"]
     rules = [r["ruleId"] for r in results]
     assert "unverified-permission" in rules and "unused-permission" not in rules
+
+
+# --- 3. the outside-credential rule only on real credentials ---------------------------
+
+# language -> (file, a credential value handed to a package, lines that only mention one)
+ESCAPE = {
+    "js": ("src/sync.ts",
+           "import {Syncer} from 'some-sync-package';\nimport pino from 'pino';\n"
+           "import {Router} from 'express';\nconst log = pino();\nconst router = Router();\n"
+           "export async function go(stripeAccessToken: string) {\n{body}}\n",
+           "  await new Syncer({}).run(stripeAccessToken);\n",
+           "  log.info('stripeAccessToken refreshed');\n  log.info(stripeAccessToken);\n"
+           "  router.get('/stripe/oauth/access_token', go);\n"
+           "  pino().warn(`no stripe access token for ${id}`);\n"),
+    "python": ("app/sync.py",
+               "import logging\nfrom sync_pkg import Syncer\nfrom flask import Blueprint\n"
+               "bp = Blueprint('x', __name__)\nlog = logging.getLogger(__name__)\n\n\n"
+               "def go(stripe_access_token):\n{body}    return None\n",
+               "    Syncer('db').run(stripe_access_token)\n",
+               "    logging.info('stripe_access_token refreshed')\n"
+               "    log.info(stripe_access_token)\n"
+               "    bp.route('/stripe/oauth/access_token')\n"
+               "    Syncer('db').run('stripe_access_token')\n"),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(ESCAPE))
+def test_outside_credential_rule_needs_a_credential_value(tmp_path: Path, lang: str) -> None:
+    name, code, real, mentions = ESCAPE[lang]
+    granted = ["customer_read", "charge_read"]
+    # strings and loggers that mention a token: the grants are unused, not kept
+    v = scan(_write(tmp_path / "mentions", {name: code.replace("{body}", mentions)}),
+             granted, "m")
+    assert v.findings.escapes == [] and v.outside == []
+    assert {u.permission for u in v.unused} == set(granted)
+    # the token's value handed to a package's code: kept, with where
+    v = scan(_write(tmp_path / "real", {name: code.replace("{body}", mentions + real)}),
+             granted, "m")
+    assert [e.credential for e in v.findings.escapes] == [
+        "stripeAccessToken" if lang == "js" else "stripe_access_token"]
+    assert v.unused == [] and {k.permission for k in v.outside} == set(granted)
+    assert f"{name}:" in v.outside[0].reason
+
+
+@pytest.mark.parametrize("lang", sorted(ESCAPE))
+def test_own_key_handed_to_a_package_keeps_nothing(tmp_path: Path, lang: str) -> None:
+    name, code, real, _ = ESCAPE[lang]
+    own = real.replace("stripeAccessToken", "stripeSecretKey").replace(
+        "stripe_access_token", "stripe_secret_key")
+    v = scan(_write(tmp_path, {name: code.replace("{body}", own)}), ["customer_read"], "m")
+    assert v.outside == [] and [u.permission for u in v.unused] == ["customer_read"]

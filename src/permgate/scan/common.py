@@ -89,6 +89,31 @@ class Project:
 
 
 _OAUTH_KEY = re.compile(r"access_?token|accesstoken|oauth", re.I)
+# The installing account's credential by its name (a value, never a string that mentions one).
+_STRIPE_CREDENTIAL = re.compile(r"access_?token|oauth|restricted_?key|\brak\b", re.I)
+# Callees that only record or route a value (a token logged, a route named after a token):
+# handing them a credential is not code outside the project acting with it.
+_NOT_A_CONSUMER = re.compile(
+    r"^(?:console|logger|log|logging|debug|winston|pino|bunyan|sentry|Sentry|router|app|"
+    r"print|warnings)$|^(?:log|info|warn|warning|error|debug|trace|fatal|exception|critical|"
+    r"get|post|put|patch|delete|route|use|all|redirect|render|send|json)$")
+
+
+def credential_escape(callee: Sequence[str], arg: str, is_value: bool) -> Account | None:
+    """Whether handing `arg` (its source text) to the package function `callee` gives code
+    outside the project the app's credential: the account that credential acts for, else None.
+
+    Only a value counts (a name or a field, not a string literal that mentions a token), with
+    a name that says Stripe and a token; only a consumer counts (not a logger or a router), and
+    only a credential of the app's accounts keeps grants (the developer's own key uses none)."""
+    if not is_value or len(arg) >= 80 or not callee:
+        return None
+    if not (_STRIPE_CREDENTIAL.search(arg) and re.search(r"stripe", arg, re.I)):
+        return None
+    if _NOT_A_CONSUMER.match(callee[0]) or (len(callee) > 1 and _NOT_A_CONSUMER.match(callee[-1])):
+        return None
+    acc = key_account(arg)
+    return acc if acc in ("installing", "connected") else None
 
 
 def key_account(key_text: str | None) -> Account:

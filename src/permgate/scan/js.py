@@ -16,6 +16,7 @@ from permgate.scan.common import (
     Piece,
     Project,
     Wrapper,
+    credential_escape,
     key_account_why,
     raw_target,
 )
@@ -30,7 +31,6 @@ EXTENSIONS = {
 DYNAMIC = "\x00"  # a computed member (`stripe[name]`) in a callee chain
 _CLIENT_NAME = re.compile(r"stripe", re.I)
 _BUILDS = re.compile(rb"Stripe(?:Client)?\s*\(|require\(\s*['\"]stripe")
-_STRIPE_CREDENTIAL = re.compile(r"access_?token|oauth|restricted_?key|\brak\b", re.I)
 _UNWRAP = {"parenthesized_expression", "await_expression", "non_null_expression",
            "as_expression", "satisfies_expression", "type_assertion"}
 _QUERY = """
@@ -412,7 +412,11 @@ class _File:
                     param = self.param_client(node, seg)
                     if param is not None:
                         client = param if param[0] is not None else None  # type: ignore[assignment]
-                if client is None and seg.endswith("()"):
+                if client is None and i == 0 and seg.startswith("new "):
+                    client = self._client_of(_base(callee))
+                    if client is None:
+                        break  # an object of some other class
+                elif client is None and seg.endswith("()"):
                     fname = seg[:-2]
                     client = self.local_factories().get(fname)
                     if client is None and fname in self.project.factories and (
@@ -427,12 +431,14 @@ class _File:
                     break
         if segs and self.wrapper_call(node, segs, args):
             return
-        if segs and segs[0] in self.packages and not self.ctx.ui_extension:
+        root = segs[0].removeprefix("new ").removesuffix("()") if segs else ""
+        if segs and root in self.packages and not self.ctx.ui_extension:
             for a in args:
-                t = _text(a)
-                if len(t) < 80 and _STRIPE_CREDENTIAL.search(t) and re.search(r"stripe", t, re.I):
+                a = _unwrap(a)
+                value = a.type in ("identifier", "member_expression")
+                if credential_escape(segs, _text(a), value) is not None:
                     row = node.start_point[0] + 1
-                    self.out.escapes.append(Escape(self.ctx.file, row, ".".join(segs), t))
+                    self.out.escapes.append(Escape(self.ctx.file, row, ".".join(segs), _text(a)))
                     break
         self.http_call(node, segs, args)
 
@@ -690,9 +696,27 @@ def _chain(node: ts.Node) -> list[str] | None:
             inner = _chain(fn) if fn is not None else None
             out.append((inner[-1] if inner else "") + "()")
             return out[::-1]
+        elif node.type == "new_expression" and out:
+            # `new Stripe(key).customers.list()`, `new Syncer(db).run(token)`: the object built
+            ctor = node.child_by_field_name("constructor")
+            out.append(f"new {_text(ctor) if ctor is not None else ''}()")
+            return out[::-1]
         else:
             return out[::-1] if out else None
     return None
+
+
+def _base(node: ts.Node) -> ts.Node:
+    """The object at the root of a member chain (`new Stripe(k)` in `new Stripe(k).x.y`)."""
+    node = _unwrap(node)
+    for _ in range(32):
+        if node.type not in ("member_expression", "subscript_expression"):
+            break
+        obj = node.child_by_field_name("object")
+        if obj is None:
+            break
+        node = _unwrap(obj)
+    return node
 
 
 def _mentions(node: ts.Node, name: str) -> bool:

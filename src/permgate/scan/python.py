@@ -10,10 +10,19 @@ from permgate.scan.common import (
     Context,
     Piece,
     Project,
+    credential_escape,
     key_account_why,
     raw_target,
 )
-from permgate.scan.model import Account, Call, EventUse, FileFindings, Scope, Unresolved
+from permgate.scan.model import (
+    Account,
+    Call,
+    Escape,
+    EventUse,
+    FileFindings,
+    Scope,
+    Unresolved,
+)
 from permgate.scan.sdk import table
 
 Client = tuple[Account, str]
@@ -35,6 +44,13 @@ def _chain(node: ast.expr) -> list[str] | None:
     return None
 
 
+def _call_base(node: ast.expr) -> str | None:
+    """`Syncer(db).run` -> 'Syncer': the name whose call built the object, if any."""
+    while isinstance(node, ast.Attribute | ast.Call):
+        node = node.value if isinstance(node, ast.Attribute) else node.func
+    return node.id if isinstance(node, ast.Name) else None
+
+
 class _File:
     def __init__(self, ctx: Context, tree: ast.Module) -> None:
         self.ctx = ctx
@@ -48,6 +64,7 @@ class _File:
         self.module_account: Client = self.project.module_key or (
             "unknown", "the stripe module's key is not set in the project")
         self.imported: set[str] = set()
+        self.packages: set[str] = set()  # names from packages (not the project, not stripe)
         self.module_key_set = False
         ambiguous: set[str] = set()
         resource_classes = table().resource_classes
@@ -56,11 +73,15 @@ class _File:
                 for a in node.names:
                     if a.name == "stripe":
                         self.modules.add(a.asname or "stripe")
+                    else:
+                        self.packages.add(a.asname or a.name.partition(".")[0])
             elif isinstance(node, ast.ImportFrom) and not (node.module or "").startswith(
                 "stripe"
             ):
                 for a in node.names:
                     self.imported.add(a.asname or a.name)
+                    if not node.level:  # `from pkg import x`, not `from .mod import x`
+                        self.packages.add(a.asname or a.name)
                     if a.name in self.project.clients:
                         acc, why = self.project.clients[a.name]
                         self.clients[a.asname or a.name] = (
@@ -98,6 +119,9 @@ class _File:
                             acc, f"the stripe module's key is set at {ctx.file}:{node.lineno} "
                             f"to {why}")
                     elif isinstance(t, ast.Name):
+                        if isinstance(node.value, ast.Call) and (
+                            _chain(node.value.func) or [""])[0] in self.packages:
+                            self.packages.add(name)  # an object of a package's class
                         if name in self.consts:
                             ambiguous.add(name)
                         self.consts[name] = node.value
@@ -243,12 +267,25 @@ class _File:
             self.out.source = source  # `event.account` lines: read only if a handler asks
         return self.out
 
+    def escape(self, node: ast.Call, chain: list[str]) -> None:
+        """A package's function handed the installing account's credential (a value)."""
+        for a in (*node.args, *(k.value for k in node.keywords)):
+            value = isinstance(a, ast.Name | ast.Attribute)
+            text = ast.unparse(a) if value else ""
+            if credential_escape(chain, text, value) is not None:
+                self.out.escapes.append(Escape(self.ctx.file, node.lineno, ".".join(chain), text))
+                return
+
     def where(self, node: ast.expr) -> tuple[str, int, int]:
         return self.ctx.file, node.lineno, node.col_offset + 1
 
     def call(self, node: ast.Call) -> None:
         chain = _chain(node.func)
         label = ast.unparse(node.func)
+        if chain is None and isinstance(node.func, ast.Attribute) and not self.ctx.ui_extension:
+            base = _call_base(node.func)  # `Syncer(db).run(token)`: a package's object
+            if base is not None and base in self.packages:
+                self.escape(node, [base, node.func.attr])
         if chain is None:
             if isinstance(node.func, ast.Attribute) and _mentions_client(node.func, self):
                 self.out.unresolved.append(
@@ -256,6 +293,8 @@ class _File:
                 )
             return
         chain = [*chain[:-1], chain[-1].removesuffix("_async")]
+        if chain[0] in self.packages and chain[0] not in self.modules and not self.ctx.ui_extension:
+            self.escape(node, chain)
         sdk = table()
         # StripeClient services: client.v1.customers.retrieve(...)
         for i, seg in enumerate(chain[:-1]):
