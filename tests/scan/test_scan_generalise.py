@@ -198,3 +198,67 @@ def test_own_key_handed_to_a_package_keeps_nothing(tmp_path: Path, lang: str) ->
         "stripe_access_token", "stripe_secret_key")
     v = scan(_write(tmp_path, {name: code.replace("{body}", own)}), ["customer_read"], "m")
     assert v.outside == [] and [u.permission for u in v.unused] == ["customer_read"]
+
+
+# --- 4. constant expansion lists, imports resolved by path ------------------------------
+
+EXPAND_TREES = {
+    "js": {
+        "src/consts.ts": "export const EXPAND = ['customer', 'invoice'];\n",
+        # the same name in another module: the import's path decides, not the name
+        "src/other/consts.ts": "export const EXPAND = ['payment_method'];\n",
+        "src/a.ts": "import Stripe from 'stripe';\nimport {EXPAND} from './consts';\n"
+                    "import {EXPAND as E2} from '@/other/consts';\n"
+                    "const LOCAL = ['latest_charge'];\n"
+                    "class Svc {\n  static FIELDS = ['review'];\n"
+                    "  a(accessToken: string) {\n    const s = new Stripe(accessToken);\n"
+                    "    s.paymentIntents.retrieve('pi_1', {expand: EXPAND});\n"
+                    "    s.paymentIntents.retrieve('pi_1', {expand: [...LOCAL, ...E2]});\n"
+                    "    s.paymentIntents.retrieve('pi_1', {expand: Svc.FIELDS});\n  }\n}\n",
+    },
+    "python": {
+        "app/consts.py": "EXPAND = ['customer', 'invoice']\n",
+        "app/other/consts.py": "EXPAND = ['payment_method']\n",
+        "app/a.py": "import stripe\nfrom app.consts import EXPAND\n"
+                    "from .other.consts import EXPAND as E2\nLOCAL = ['latest_charge']\n\n\n"
+                    "class Svc:\n    FIELDS = ['review']\n\n"
+                    "    def a(self, access_token):\n"
+                    "        stripe.PaymentIntent.retrieve('pi_1', expand=EXPAND, "
+                    "api_key=access_token)\n"
+                    "        stripe.PaymentIntent.retrieve('pi_1', expand=[*LOCAL, *E2], "
+                    "api_key=access_token)\n"
+                    "        stripe.PaymentIntent.retrieve('pi_1', expand=self.FIELDS, "
+                    "api_key=access_token)\n",
+    },
+}
+
+
+@pytest.mark.parametrize("lang", sorted(EXPAND_TREES))
+def test_constant_expansion_lists_resolved_by_path(tmp_path: Path, lang: str) -> None:
+    v = scan(_write(tmp_path, EXPAND_TREES[lang], None))
+    assert [c.call.expand for c in v.calls] == [
+        ("customer", "invoice"), ("latest_charge", "payment_method"), ("review",)]
+    assert all(not c.call.notes for c in v.calls)
+    assert {"customer_read", "invoice_read", "charge_read", "payment_method_read",
+            "review_read"} <= set(v.needed)
+
+
+RUNTIME_EXPAND = {
+    "js": ("src/a.ts", "import Stripe from 'stripe';\n"
+                       "export function f(accessToken: string, fields: string[]) {\n"
+                       "  const s = new Stripe(accessToken);\n"
+                       "  return s.customers.retrieve('cus_1', {expand: fields});\n}\n"),
+    "python": ("app/a.py", "import stripe\n\n\ndef f(access_token, fields):\n"
+                           "    return stripe.Customer.retrieve('cus_1', expand=fields, "
+                           "api_key=access_token)\n"),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(RUNTIME_EXPAND))
+def test_expand_built_at_run_time_makes_grants_unverified(tmp_path: Path, lang: str) -> None:
+    name, code = RUNTIME_EXPAND[lang]
+    v = scan(_write(tmp_path, {name: code}), ["customer_read", "charge_read"], "m")
+    assert v.covered == ["customer_read"] and v.unused == []
+    assert [w.permission for w in v.unverified] == ["charge_read"]
+    assert [(s.file, s.line) for s in v.unverified[0].sites] == [(name, code.count("\n") - (
+        1 if lang == "js" else 0))]

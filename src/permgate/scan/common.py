@@ -6,9 +6,13 @@ import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from permgate.scan.model import Account
+
+if TYPE_CHECKING:
+    from permgate.scan.modules import Modules
 
 API_HOSTS = ("https://api.stripe.com", "https://files.stripe.com", "http://api.stripe.com")
 HTTP_VERBS = frozenset({"get", "post", "delete", "put", "patch"})
@@ -35,6 +39,7 @@ class Context:
     ui_extension: bool
     event_types: frozenset[str]
     project: Project | None = None
+    modules: Modules | None = None  # the tree's files, for imports resolved by path
 
 
 @dataclass(frozen=True, slots=True)

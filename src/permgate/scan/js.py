@@ -20,7 +20,15 @@ from permgate.scan.common import (
     key_account_why,
     raw_target,
 )
-from permgate.scan.model import Account, Call, Escape, FileFindings, Scope, Unresolved
+from permgate.scan.model import (
+    EXPAND_AT_RUN_TIME,
+    Account,
+    Call,
+    Escape,
+    FileFindings,
+    Scope,
+    Unresolved,
+)
 from permgate.scan.sdk import table
 from permgate.scan.tsutil import event_uses
 
@@ -92,6 +100,10 @@ class _File:
         self.project = ctx.project or Project()
         self.imported: set[str] = set()
         self.packages: set[str] = set()  # names imported from packages (not the project)
+        # local name -> (module specifier, exported name): constants are read by path
+        self.import_from: dict[str, tuple[str, str]] = {}
+        # class fields and `this.x = ...` (by field name, when the file binds it one way)
+        self.fields: dict[str, ts.Node] = {}
         for imp in captures.get("import", []):
             src = imp.child_by_field_name("source")
             if src is not None and _string(src) not in ("stripe",):
@@ -100,6 +112,11 @@ class _File:
                     self.imported.add(ident)
                     if not relative:
                         self.packages.add(ident)
+                for spec in _descendants(imp, ("import_specifier",)):
+                    orig = spec.child_by_field_name("name")
+                    alias = spec.child_by_field_name("alias") or orig
+                    if orig is not None and alias is not None:
+                        self.import_from[_text(alias)] = (_string(src), _text(orig))
         self.consts: dict[str, ts.Node] = {}
         self.clients: dict[str, Client] = {}
         # names bound to a project client or factory only count when imported or local
@@ -138,8 +155,16 @@ class _File:
                 if key in self.consts and _text(self.consts[key]) != _text(value):
                     ambiguous.add(key)
                 self.consts[key] = value
+            elif name.type in ("property_identifier", "private_property_identifier") or (
+                name.type == "member_expression" and _text(name).startswith("this.")
+            ):
+                field = "." + key
+                if field in self.fields and _text(self.fields[field]) != _text(value):
+                    ambiguous.add(field)
+                self.fields[field] = value
         for key in ambiguous:  # reassigned: not a constant we can trust
             self.consts.pop(key, None)
+            self.fields.pop(key, None)
         self.out = FileFindings()
         self.param_facts: dict[tuple[str, int], Client] = {}
         self.wrapper_inner: set[int] = set()
@@ -313,8 +338,19 @@ class _File:
         ps = self.pieces(node)
         return None if any(p is None for p in ps) else "".join(p or "" for p in ps)
 
-    def strings(self, node: ts.Node) -> list[str] | None:
+    def strings(self, node: ts.Node, depth: int = 0) -> list[str] | None:
         node = self.resolve(node)
+        if node.type == "member_expression" and depth < 8:
+            # `this.expand`, `Service.EXPAND`: a class field the file sets one way only
+            prop = node.child_by_field_name("property")
+            field = self.fields.get("." + _text(prop)) if prop is not None else None
+            if field is not None:
+                return self.strings(field, depth + 1)
+        if node.type == "identifier" and _text(node) in self.import_from:
+            spec, name = self.import_from[_text(node)]
+            modules = self.ctx.modules
+            found = modules.js_list(self.ctx.file, spec, name) if modules is not None else None
+            return list(found) if found is not None else None
         if node.type != "array":
             return None
         out: list[str] = []
@@ -322,7 +358,7 @@ class _File:
             if el.type == "comment":
                 continue
             if el.type == "spread_element" and el.named_child_count:
-                inner = self.strings(el.named_children[0])
+                inner = self.strings(el.named_children[0], depth + 1)
                 if inner is None:
                     return None
                 out.extend(inner)
@@ -569,7 +605,7 @@ class _File:
             if p and "expand" in p:
                 values = self.strings(p["expand"])
                 if values is None:
-                    return (), ("expand is built at run time: its permissions are not counted",)
+                    return (), (EXPAND_AT_RUN_TIME,)
                 return tuple(values), ()
         return (), ()
 
@@ -826,6 +862,28 @@ def extract_and_index(
     if index:
         return found, _index(f)
     return found, (Project(params=dict(f.param_facts)) if f.param_facts else None)
+
+
+def module_lists(source: bytes, suffix: str) -> dict[str, tuple[str, ...]]:
+    """The module's top-level (exported or not) constants that are lists of strings."""
+    lang = EXTENSIONS.get(suffix)
+    if lang is None:
+        return {}
+    f = _File(Context("", False, frozenset()), source, lang)
+    out: dict[str, tuple[str, ...]] = {}
+    for node in f.tree.root_node.named_children:
+        decl = node.named_children[0] if node.type == "export_statement" and (
+            node.named_child_count) else node
+        if decl.type not in ("lexical_declaration", "variable_declaration"):
+            continue
+        for d in decl.named_children:
+            name, value = d.child_by_field_name("name"), d.child_by_field_name("value")
+            if name is None or value is None or name.type != "identifier":
+                continue
+            found = f.strings(value)
+            if found is not None:
+                out[_text(name)] = tuple(found)
+    return out
 
 
 def _index(f: _File) -> Project:

@@ -15,6 +15,7 @@ from permgate.scan.common import (
     raw_target,
 )
 from permgate.scan.model import (
+    EXPAND_AT_RUN_TIME,
     Account,
     Call,
     Escape,
@@ -44,6 +45,21 @@ def _chain(node: ast.expr) -> list[str] | None:
     return None
 
 
+def module_lists(source: bytes) -> dict[str, tuple[str, ...]]:
+    """The module's top-level constants that are lists of strings."""
+    tree = ast.parse(source)
+    f = _File(Context("", False, frozenset()), tree)
+    out: dict[str, tuple[str, ...]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(
+            node.targets[0], ast.Name
+        ) and node.targets[0].id in f.consts:
+            found = f.strings(node.value)
+            if found is not None and isinstance(f.resolve(node.value), ast.List | ast.Tuple):
+                out[node.targets[0].id] = tuple(found)
+    return out
+
+
 def _call_base(node: ast.expr) -> str | None:
     """`Syncer(db).run` -> 'Syncer': the name whose call built the object, if any."""
     while isinstance(node, ast.Attribute | ast.Call):
@@ -65,6 +81,13 @@ class _File:
             "unknown", "the stripe module's key is not set in the project")
         self.imported: set[str] = set()
         self.packages: set[str] = set()  # names from packages (not the project, not stripe)
+        # local name -> (module, level, name): imported constants are read by module path
+        self.import_from: dict[str, tuple[str, int, str]] = {}
+        # class attributes (`EXPAND = [...]` in a class body) by name: `self.EXPAND`,
+        # `cls.EXPAND`, `Service.EXPAND`; a bare name never means one
+        self.fields: dict[str, ast.expr] = {}
+        in_class = {id(stmt) for c in ast.walk(tree) if isinstance(c, ast.ClassDef)
+                    for stmt in c.body}
         self.module_key_set = False
         ambiguous: set[str] = set()
         resource_classes = table().resource_classes
@@ -80,6 +103,7 @@ class _File:
             ):
                 for a in node.names:
                     self.imported.add(a.asname or a.name)
+                    self.import_from[a.asname or a.name] = (node.module or "", node.level, a.name)
                     if not node.level:  # `from pkg import x`, not `from .mod import x`
                         self.packages.add(a.asname or a.name)
                     if a.name in self.project.clients:
@@ -118,6 +142,10 @@ class _File:
                         self.module_account = (
                             acc, f"the stripe module's key is set at {ctx.file}:{node.lineno} "
                             f"to {why}")
+                    elif isinstance(t, ast.Name) and id(node) in in_class:
+                        if name in self.fields:
+                            ambiguous.add("." + name)
+                        self.fields[name] = node.value
                     elif isinstance(t, ast.Name):
                         if isinstance(node.value, ast.Call) and (
                             _chain(node.value.func) or [""])[0] in self.packages:
@@ -127,6 +155,8 @@ class _File:
                         self.consts[name] = node.value
         for name in ambiguous:
             self.consts.pop(name, None)
+            if name.startswith("."):
+                self.fields.pop(name[1:], None)
 
     def _client_of(self, value: ast.expr) -> Client | None:
         if isinstance(value, ast.Await):
@@ -168,8 +198,21 @@ class _File:
     # --- values -------------------------------------------------------------
 
     def resolve(self, node: ast.expr, depth: int = 0) -> ast.expr:
-        if isinstance(node, ast.Name) and node.id in self.consts and depth < 8:
+        if depth >= 8:
+            return node
+        if isinstance(node, ast.Name) and node.id in self.consts:
             return self.resolve(self.consts[node.id], depth + 1)
+        if isinstance(node, ast.Name) and node.id in self.import_from and (
+            self.ctx.modules is not None
+        ):
+            module, level, name = self.import_from[node.id]
+            found = self.ctx.modules.py_list(self.ctx.file, module, level, name)
+            if found is not None:
+                return ast.List(elts=[ast.Constant(v) for v in found], ctx=ast.Load())
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and (
+            node.attr in self.fields
+        ):
+            return self.resolve(self.fields[node.attr], depth + 1)
         return node
 
     def pieces(self, node: ast.expr, depth: int = 0) -> list[Piece]:
@@ -364,7 +407,7 @@ class _File:
             if p and "expand" in p:
                 values = self.strings(p["expand"])
                 if values is None:
-                    return (), ("expand is built at run time: its permissions are not counted",)
+                    return (), (EXPAND_AT_RUN_TIME,)
                 return tuple(values), ()
         return (), ()
 

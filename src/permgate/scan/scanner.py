@@ -22,6 +22,7 @@ from permgate.scan.model import (
     Skipped,
     Unresolved,
 )
+from permgate.scan.modules import Modules
 
 # A file that mentions neither Stripe nor a quoted dotted name cannot hold a finding:
 # skipping its parse keeps large trees fast.
@@ -112,7 +113,7 @@ def _names_regex(project: common.Project) -> re.Pattern[bytes] | None:
 
 def _late(
     root: Path, path: Path, names: re.Pattern[bytes], event_types: frozenset[str],
-    project: common.Project,
+    project: common.Project, modules: Modules | None = None,
 ) -> FileFindings | Skipped | None:
     """A file skipped by the quick filter that names a project factory, client or wrapper."""
     if language_of(path) not in ("js", "python"):
@@ -122,7 +123,7 @@ def _late(
         return None
     rel = _rel(root, path)
     text = data.decode("utf-8", "replace")
-    ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types, project)
+    ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types, project, modules)
     try:
         found = scan_file(ctx, path, data)
     except SyntaxError as e:
@@ -179,6 +180,7 @@ def scan_tree(
         # Pass 1: read and parse each file once; files that build a client or call the API host
         # also tell the project-wide pass about their factories, module clients and wrappers.
         project = common.Project()
+        modules = Modules(root)  # constants a file imports, read from the path it names
         results: list[FileFindings | Skipped | None] = []
         for path in paths:
             bar.advance()
@@ -196,7 +198,8 @@ def scan_tree(
                 import permgate
 
                 event_types = frozenset(permgate.engine.catalog.events)
-            ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types)
+            ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types,
+                                 modules=modules)
             try:
                 found, facts = _extract(ctx, path, data, bool(_INDEX.search(data)))
             except SyntaxError as e:
@@ -220,7 +223,7 @@ def scan_tree(
             bar.advance()
             late = res is None
             if late and uses_project is not None:
-                res = _late(root, path, uses_project, types, project)
+                res = _late(root, path, uses_project, types, project, modules)
             if res is None:
                 continue
             if isinstance(res, Skipped):
@@ -231,7 +234,7 @@ def scan_tree(
             if not late and _stale(found, project):
                 data = read_source(path)
                 if isinstance(data, bytes):
-                    ctx = common.Context(rel, found.ui, types, project)
+                    ctx = common.Context(rel, found.ui, types, project, modules)
                     try:
                         found = scan_file(ctx, path, data)
                         found.ui = res.ui

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import permgate
-from permgate.scan.model import NEEDS_APP_PERMISSION, Call, EventUse
+from permgate.scan.model import EXPAND_AT_RUN_TIME, NEEDS_APP_PERMISSION, Call, EventUse
 from permgate.scan.scanner import Findings
 
 Groups = tuple[tuple[str, ...], ...]
@@ -275,6 +275,9 @@ def _doubt_unused(v: Verdict) -> None:
     # a request the engine cannot map (`/v1/${path}` read as GET /v1/{param}) is as blind
     blind += tuple(_call_site(c) for c in v.calls
                    if c.kind == "unknown" and c.call.account != "own")
+    # an expand list built at run time may reach any object the response holds
+    blind += tuple(_call_site(c) for c in v.calls
+                   if EXPAND_AT_RUN_TIME in c.call.notes and c.call.account != "own")
     unknown: list[tuple[tuple[str, ...], Site]] = [
         (g, _call_site(c)) for c in v.calls if c.call.account == "unknown" for g in c.required]
     keep: list[Unused] = []
@@ -284,7 +287,8 @@ def _doubt_unused(v: Verdict) -> None:
         if blind:
             v.unverified.append(Unverified(
                 u.permission, f"nothing seen needs it, but {len(blind)} request(s) to the API "
-                "are known only at run time and may", blind + sites))
+                "are known only in part until run time (path, method or expand) and may "
+                "need it", blind + sites))
         elif sites:
             v.unverified.append(Unverified(
                 u.permission, f"nothing of the app's accounts needs it, but {len(sites)} "
