@@ -50,6 +50,7 @@ _QUERY = """
 (arrow_function) @fn
 (function_expression) @fn
 (import_statement) @import
+(new_expression) @new
 """
 _FUNCTION_TYPES = {"function_declaration", "method_definition", "arrow_function",
                    "function_expression", "generator_function_declaration"}
@@ -96,6 +97,7 @@ class _File:
         self.tree = _parser(lang).parse(source)
         captures = ts.QueryCursor(_query(lang)).captures(self.tree.root_node)
         self.calls = captures.get("call", [])
+        self.news = captures.get("new", [])
         self.functions = captures.get("fn", [])
         self.project = ctx.project or Project()
         self.imported: set[str] = set()
@@ -409,6 +411,10 @@ class _File:
     # --- calls --------------------------------------------------------------
 
     def run(self) -> FileFindings:
+        for new in self.news:  # `new Billing(client)`: the client reaches Billing's constructor
+            ctor = new.child_by_field_name("constructor")
+            if ctor is not None and new.child_by_field_name("arguments") is not None:
+                self.note_client_arguments(_text(ctor).rsplit(".", 1)[-1], _args(new))
         failed = 0
         for call in self.calls:
             try:
@@ -444,6 +450,10 @@ class _File:
         if segs is not None and len(segs) >= 2:
             for i, seg in enumerate(segs[:-1]):
                 client = self.clients.get(seg)
+                if client is None and i == 1 and segs[0] == "this":
+                    field = self.field_client(node, seg)
+                    if field is not None:
+                        client = field if field[0] is not None else None  # type: ignore[assignment]
                 if i == 0 and seg != "this":
                     param = self.param_client(node, seg)
                     if param is not None:
@@ -496,6 +506,45 @@ class _File:
             return None, ""
         acc, why = passed
         return acc, f"{name} is parameter {params.index(name) + 1} of {fname}(), {why}"
+
+    def field_client(self, node: ts.Node, field: str) -> tuple[Account | None, str] | None:
+        """`this.<field>` set from a constructor parameter (`constructor(private stripe:
+        Stripe)`, `this.client = client`): the client the project's `new Class(...)` pass
+        there ((None, why) when none is known); None if the field is not set that way."""
+        cls: ts.Node | None = node.parent
+        while cls is not None and cls.type not in ("class_declaration", "class"):
+            cls = cls.parent
+        name_node = cls.child_by_field_name("name") if cls is not None else None
+        body = cls.child_by_field_name("body") if cls is not None else None
+        if name_node is None or body is None:
+            return None
+        ctor = next((m for m in body.named_children if m.type == "method_definition" and (
+            _text(m.child_by_field_name("name") or m) == "constructor")), None)
+        if ctor is None:
+            return None
+        params = _param_names(ctor)
+        idx: int | None = None
+        plist = ctor.child_by_field_name("parameters")
+        for i, p in enumerate(plist.named_children if plist is not None else []):
+            if i < len(params) and params[i] == field and any(
+                c.type in ("accessibility_modifier", "readonly") for c in p.children
+            ):
+                idx = i
+        if idx is None:
+            for a in _descendants(ctor, ("assignment_expression",)):
+                left, right = a.child_by_field_name("left"), a.child_by_field_name("right")
+                if left is not None and right is not None and _text(left) == f"this.{field}" \
+                        and _text(right) in params:
+                    idx = params.index(_text(right))
+        if idx is None:
+            return None
+        cname = _text(name_node)
+        self.out.imports.add(cname)  # read again once the project-wide pass knows callers
+        passed = self.project.params.get((cname, idx))
+        if passed is None:
+            return None, ""
+        return passed[0], (f"this.{field} (set from {cname}() argument {idx + 1}), "
+                           f"{passed[1]}")
 
     def note_client_arguments(self, fname: str, args: list[ts.Node]) -> None:
         """`handler(stripe, ...)`: tell the project which client reaches which parameter."""

@@ -45,6 +45,13 @@ def _chain(node: ast.expr) -> list[str] | None:
     return None
 
 
+def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef, *, method: bool) -> list[str]:
+    """Positional parameter names as call sites fill them (`self`/`cls` dropped)."""
+    names = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args)]
+    static = any(_chain(d) == ["staticmethod"] for d in fn.decorator_list)
+    return names[1:] if method and names and not static else names
+
+
 def module_lists(source: bytes) -> dict[str, tuple[str, ...]]:
     """The module's top-level constants that are lists of strings."""
     tree = ast.parse(source)
@@ -157,6 +164,85 @@ class _File:
             self.consts.pop(name, None)
             if name.startswith("."):
                 self.fields.pop(name[1:], None)
+        # Value flow across calls (issue 25): the function and class around each call, which
+        # parameter `self.x` was set from in `__init__`, and what this file passes to whom.
+        self.enclosing: dict[int, tuple[str | None, ast.FunctionDef | ast.AsyncFunctionDef]] = {}
+        self.field_params: dict[tuple[str, str], int] = {}
+        self.param_facts: dict[tuple[str, int], Client] = {}
+        self._scopes(tree, None, None, 0)
+
+    def _scopes(
+        self, node: ast.AST, cls: str | None,
+        fn: ast.FunctionDef | ast.AsyncFunctionDef | None, depth: int,
+    ) -> None:
+        if depth > 200:  # bounded: deeper code is still read, only not followed
+            return
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef):
+                self._scopes(child, child.name, None, depth + 1)
+                continue
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                if cls is not None and fn is None and child.name == "__init__":
+                    params = _params(child, method=True)
+                    for sub in ast.walk(child):
+                        if isinstance(sub, ast.Assign) and isinstance(sub.value, ast.Name) and (
+                            sub.value.id in params
+                        ):
+                            for t in sub.targets:
+                                if isinstance(t, ast.Attribute) and _chain(t.value) == ["self"]:
+                                    self.field_params[(cls, t.attr)] = params.index(sub.value.id)
+                self._scopes(child, cls if fn is None else None, child, depth + 1)
+                continue
+            if isinstance(child, ast.Call) and fn is not None:
+                self.enclosing[id(child)] = (cls, fn)
+            self._scopes(child, cls, fn, depth + 1)
+
+    def flow_client(self, node: ast.Call, chain: list[str]) -> tuple[int, Client] | None:
+        """The client a parameter or a `self.` field holds, from the project's call sites:
+        (index of the chain segment that holds it, client)."""
+        cls, fn = self.enclosing.get(id(node), (None, None))
+        if fn is None:
+            return None
+        method = cls is not None
+        if chain[0] in ("self", "cls") and cls is not None and len(chain) > 2:
+            idx = self.field_params.get((cls, chain[1]))
+            if idx is None:
+                return None
+            key, seg, what = (cls, idx), 1, f"self.{chain[1]} (set from {cls}() argument"
+        else:
+            params = _params(fn, method=method)
+            if chain[0] not in params:
+                return None
+            name = cls if method and fn.name == "__init__" and cls else fn.name
+            key, seg, what = (name, params.index(chain[0])), 0, f"{chain[0]} (argument"
+        self.out.imports.add(key[0])  # read again once the project-wide pass knows callers
+        fact = self.project.params.get(key)
+        if fact is None:
+            return seg, ("unknown", f"{what} {key[1] + 1}; no call site the scan can see "
+                                    "passes a known client)")
+        return seg, (fact[0], f"{what} {key[1] + 1} of {key[0]}(): {fact[1]})")
+
+    def note_arguments(self, node: ast.Call, chain: list[str]) -> None:
+        """`sync(client, id)`, `Billing(client)`: tell the project which client reaches which
+        parameter of which function or class (by name)."""
+        for idx, a in enumerate(node.args):
+            client = None
+            if isinstance(a, ast.Name) and a.id in self.clients:
+                client = self.clients[a.id]
+            elif isinstance(a, ast.Attribute) and _chain(a.value) == ["self"] and (
+                a.attr in self.clients
+            ):
+                client = self.clients[a.attr]
+            elif isinstance(a, ast.Call | ast.Await):
+                client = self._client_of(a)
+            if client is None:
+                continue
+            key = (chain[-1], idx)
+            fact = (client[0], f"passed at {self.ctx.file}:{node.lineno}: {client[1]}")
+            old = self.param_facts.get(key)
+            if old is not None and old[0] != client[0]:
+                fact = ("unknown", f"{chain[-1]}() is passed clients of different accounts")
+            self.param_facts[key] = fact
 
     def _client_of(self, value: ast.expr) -> Client | None:
         if isinstance(value, ast.Await):
@@ -336,15 +422,25 @@ class _File:
                 )
             return
         chain = [*chain[:-1], chain[-1].removesuffix("_async")]
+        if node.args:
+            self.note_arguments(node, chain)
         if chain[0] in self.packages and chain[0] not in self.modules and not self.ctx.ui_extension:
             self.escape(node, chain)
         sdk = table()
+        flow = self.flow_client(node, chain) if chain[0] not in self.clients else None
         # StripeClient services: client.v1.customers.retrieve(...)
         for i, seg in enumerate(chain[:-1]):
-            if seg in self.clients:
+            client = flow[1] if flow is not None and flow[0] == i else self.clients.get(seg)
+            if flow is not None and flow[0] == 1 and i == 0:
+                continue  # `self.<field>`: the field holds the client
+            if client is not None and flow is not None and flow[0] == i and not self.service(
+                chain[i + 1:]
+            ):
+                break  # a parameter that is not used as a client here
+            if client is not None:
                 rest = chain[i + 1:]
                 if rest == ["raw_request"]:
-                    self.raw_request(node, label, self.clients[seg])
+                    self.raw_request(node, label, client)
                     return
                 if rest and rest[-1][:1].isupper():
                     return  # a params TypedDict (`...CreateParams(...)`), not a request
@@ -352,7 +448,7 @@ class _File:
                 if route is None and rest and rest[0] != "v1":
                     route = sdk.get("service", "v1." + ".".join(rest))
                 if route is not None:
-                    self.record(node, label, route, self.clients[seg])
+                    self.record(node, label, route, client)
                 elif len(rest) >= 2 and (rest[0] in sdk.roots["service"]):
                     self.out.unresolved.append(Unresolved(
                         *self.where(node), label,
@@ -384,6 +480,14 @@ class _File:
                 ))
             return
         self.http_call(node, chain, label)
+
+    @staticmethod
+    def service(rest: list[str]) -> bool:
+        """Whether `rest` (after a client) names a StripeClient service method."""
+        sdk = table()
+        joined = ".".join(rest)
+        return rest == ["raw_request"] or sdk.get("service", joined) is not None or (
+            bool(rest) and rest[0] != "v1" and sdk.get("service", "v1." + joined) is not None)
 
     def record(
         self, node: ast.Call, label: str, route: tuple[str, str], client: Client
@@ -544,10 +648,14 @@ def extract_and_index(
     f = _File(ctx, tree)
     found = f.run(source)
     found.partial = found.partial or partial
-    found.imports = set(f.imported)
+    found.imports |= set(f.imported)
     if not f.module_key_set:
         found.imports.add(MODULE_KEY)
-    return found, (_index(f, tree) if index else None)
+    if index:
+        facts = _index(f, tree)
+        facts.params.update(f.param_facts)
+        return found, facts
+    return found, (Project(params=dict(f.param_facts)) if f.param_facts else None)
 
 
 MODULE_KEY = "<module key>"
