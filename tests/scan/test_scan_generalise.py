@@ -262,3 +262,58 @@ def test_expand_built_at_run_time_makes_grants_unverified(tmp_path: Path, lang: 
     assert [w.permission for w in v.unverified] == ["charge_read"]
     assert [(s.file, s.line) for s in v.unverified[0].sites] == [(name, code.count("\n") - (
         1 if lang == "js" else 0))]
+
+
+# --- 5. value flow: parameters, class fields, imports by path ---------------------------
+
+FLOW_TREES = {
+    "js": {
+        # two modules define `sync`; each caller imports one by path, with another account
+        "src/a/sync.ts": "export async function sync(client: Stripe) {\n"
+                         "  return client.customers.list();\n}\n",
+        "src/b/sync.ts": "export async function sync(client: Stripe) {\n"
+                         "  return client.charges.list();\n}\n",
+        "src/svc.ts": "export class Billing {\n  constructor(private readonly api: Stripe) {}\n"
+                      "  run() { return this.api.invoices.list(); }\n}\n"
+                      "export class Plans {\n  private c: Stripe;\n"
+                      "  constructor(c: Stripe) { this.c = c; }\n"
+                      "  run() { return this.c.prices.list(); }\n}\n",
+        "src/route.ts": "import Stripe from 'stripe';\nimport {sync} from './a/sync';\n"
+                        "import {sync as own} from './b/sync';\n"
+                        "import {Billing, Plans} from './svc';\n"
+                        "export async function go(accessToken: string) {\n"
+                        "  const app = new Stripe(accessToken);\n"
+                        "  const mine = new Stripe(process.env.STRIPE_SECRET_KEY!);\n"
+                        "  await sync(app);\n  await own(mine);\n"
+                        "  await new Billing(app).run();\n  const p = new Plans(mine);\n"
+                        "  return p.run();\n}\n",
+    },
+    "python": {
+        "app/a/sync.py": "def sync(client):\n    return client.customers.list()\n",
+        "app/b/sync.py": "def sync(client):\n    return client.charges.list()\n",
+        "app/svc.py": "class Billing:\n    def __init__(self, api):\n        self.api = api\n\n"
+                      "    def run(self):\n        return self.api.invoices.list()\n\n\n"
+                      "class Plans:\n    def __init__(self, c):\n        self.c = c\n\n"
+                      "    def run(self):\n        return self.c.prices.list()\n",
+        "app/route.py": "import os\nfrom stripe import StripeClient\n"
+                        "from app.a.sync import sync\nfrom .b.sync import sync as own\n"
+                        "from .svc import Billing, Plans\n\n\n"
+                        "def go(access_token):\n    app = StripeClient(access_token)\n"
+                        "    mine = StripeClient(os.environ['STRIPE_SECRET_KEY'])\n"
+                        "    sync(app)\n    own(mine)\n    Billing(app).run()\n"
+                        "    Plans(mine).run()\n",
+    },
+}
+
+
+@pytest.mark.parametrize("lang", sorted(FLOW_TREES))
+def test_clients_followed_through_parameters_fields_and_imports_by_path(
+    tmp_path: Path, lang: str
+) -> None:
+    v = scan(_write(tmp_path, FLOW_TREES[lang], None))
+    got = {c.call.path: c.call.account for c in v.calls}
+    assert got == {"/v1/customers": "installing", "/v1/charges": "own",
+                   "/v1/invoices": "installing", "/v1/prices": "own"}, lang
+    assert sorted(v.needed) == ["customer_read", "invoice_read"]
+    reasons = {c.call.path: c.call.reason for c in v.calls}
+    assert "argument 1" in reasons["/v1/invoices"] and "route." in reasons["/v1/invoices"]

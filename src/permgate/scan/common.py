@@ -69,6 +69,11 @@ class Project:
     # project: module-level SDK calls anywhere use it. None: never set; unknown: set apart.
     module_key: tuple[Account, str] | None = None
 
+    def param(self, file: str, name: str, idx: int, lang: str = "") -> tuple[Account, str] | None:
+        """What the project's call sites pass to parameter `idx` of `name` defined in `file`:
+        call sites whose import of `name` was resolved by path first, then by name only."""
+        return self.params.get((f"{file}:{name}", idx)) or self.params.get((lang + name, idx))
+
     def merge(self, other: Project) -> None:
         if other.module_key is not None:
             if self.module_key is None:

@@ -500,8 +500,9 @@ class _File:
         if name not in params:
             return None
         fname = _function_name(fn) or ""
-        self.out.imports.add(fname)  # read again once the project-wide pass knows callers
-        passed = self.project.params.get((fname, params.index(name)))
+        # read again once the project-wide pass knows callers
+        self.out.imports |= {fname, f"{self.ctx.file}:{fname}"}
+        passed = self.project.param(self.ctx.file, fname, params.index(name))
         if passed is None:
             return None, ""
         acc, why = passed
@@ -539,12 +540,36 @@ class _File:
         if idx is None:
             return None
         cname = _text(name_node)
-        self.out.imports.add(cname)  # read again once the project-wide pass knows callers
-        passed = self.project.params.get((cname, idx))
+        # read again once the project-wide pass knows callers
+        self.out.imports |= {cname, f"{self.ctx.file}:{cname}"}
+        passed = self.project.param(self.ctx.file, cname, idx)
         if passed is None:
             return None, ""
         return passed[0], (f"this.{field} (set from {cname}() argument {idx + 1}), "
                            f"{passed[1]}")
+
+    def callee_key(self, fname: str) -> str:
+        """`path:name` when the import of `fname` resolves to a file of the tree (imports by
+        path: two modules' functions of one name are not confused), `file:name` for a
+        function of this file, else the bare name."""
+        if fname in self.import_from:
+            spec, orig = self.import_from[fname]
+            path = self.ctx.modules.js_path(self.ctx.file, spec) if self.ctx.modules else None
+            return f"{path}:{orig}" if path is not None else fname
+        if fname not in self.imported and fname in self.local_names():
+            return f"{self.ctx.file}:{fname}"
+        return fname
+
+    _local_names: set[str] | None = None
+
+    def local_names(self) -> set[str]:
+        """Functions and classes this file defines (by name)."""
+        if self._local_names is None:
+            names = {_function_name(fn) or "" for fn in self.functions}
+            names |= {_text(n) for c in _descendants(self.tree.root_node, ("class_declaration",))
+                      if (n := c.child_by_field_name("name")) is not None}
+            self._local_names = names
+        return self._local_names
 
     def note_client_arguments(self, fname: str, args: list[ts.Node]) -> None:
         """`handler(stripe, ...)`: tell the project which client reaches which parameter."""
@@ -563,7 +588,7 @@ class _File:
                 client = self._client_of(a)
             if client is not None:
                 row = a.start_point[0] + 1
-                key = (fname, idx)
+                key = (self.callee_key(fname), idx)
                 acc, why = client
                 fact = (acc, f"passed at {self.ctx.file}:{row}: {why}")
                 old = self.param_facts.get(key)

@@ -47,25 +47,19 @@ class Modules:
         self._cache[rel] = found
         return found
 
-    def js_list(self, importer: str, spec: str, name: str) -> tuple[str, ...] | None:
-        """The string list `name` exported by the module `spec` imports from `importer`."""
+    def js_path(self, importer: str, spec: str) -> str | None:
+        """The tree file a JS/TS import of `spec` from `importer` names, if it is in the tree."""
         base = _js_base(importer, spec)
         if base is None:
             return None
-        from permgate.scan import js
-
         for suffix in _JS_SUFFIXES:
             rel = _inside(base + suffix)
-            if rel is None or not (self.root / rel).is_file():
-                continue
-            lists = self._lists(rel, js.module_lists)
-            return None if lists is None else lists.get(name)
+            if rel is not None and (self.root / rel).is_file():
+                return rel
         return None
 
-    def py_list(self, importer: str, module: str, level: int, name: str) -> tuple[str, ...] | None:
-        """The string list `name` of the module `from <level dots><module> import name` reads."""
-        from permgate.scan import python
-
+    def py_paths(self, importer: str, module: str, level: int) -> list[str]:
+        """The tree files `from <level dots><module> import ...` in `importer` may name."""
         parts = [p for p in module.split(".") if p]
         here = PurePosixPath(importer).parent
         if level:  # `.` is the importer's folder, each further dot one folder up
@@ -76,15 +70,31 @@ class Modules:
             # absolute: from the scanned root, or from a folder above the importer (a
             # project under src/ or a package folder)
             anchors = [PurePosixPath("."), *here.parents, here]
+        out: list[str] = []
         for anchor in anchors:
             target = anchor.joinpath(*parts) if parts else anchor
             for rel in (f"{target}.py", f"{target}/__init__.py"):
                 inside = _inside(rel)
-                if inside is None or not (self.root / inside).is_file():
-                    continue
-                lists = self._lists(inside, lambda d, _s: python.module_lists(d))
-                if lists is not None and name in lists:
-                    return lists[name]
+                if inside is not None and inside not in out and (self.root / inside).is_file():
+                    out.append(inside)
+        return out
+
+    def js_list(self, importer: str, spec: str, name: str) -> tuple[str, ...] | None:
+        """The string list `name` exported by the module `spec` imports from `importer`."""
+        from permgate.scan import js
+
+        rel = self.js_path(importer, spec)
+        lists = self._lists(rel, js.module_lists) if rel is not None else None
+        return None if lists is None else lists.get(name)
+
+    def py_list(self, importer: str, module: str, level: int, name: str) -> tuple[str, ...] | None:
+        """The string list `name` of the module `from <level dots><module> import name` reads."""
+        from permgate.scan import python
+
+        for rel in self.py_paths(importer, module, level):
+            lists = self._lists(rel, lambda d, _s: python.module_lists(d))
+            if lists is not None and name in lists:
+                return lists[name]
         return None
 
 

@@ -169,6 +169,8 @@ class _File:
         self.enclosing: dict[int, tuple[str | None, ast.FunctionDef | ast.AsyncFunctionDef]] = {}
         self.field_params: dict[tuple[str, str], int] = {}
         self.param_facts: dict[tuple[str, int], Client] = {}
+        self.defined = {n.name for n in tree.body if isinstance(
+            n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)}
         self._scopes(tree, None, None, 0)
 
     def _scopes(
@@ -215,12 +217,26 @@ class _File:
                 return None
             name = cls if method and fn.name == "__init__" and cls else fn.name
             key, seg, what = (name, params.index(chain[0])), 0, f"{chain[0]} (argument"
-        self.out.imports.add(key[0])  # read again once the project-wide pass knows callers
-        fact = self.project.params.get(key)
+        # read again once the project-wide pass knows callers
+        self.out.imports |= {"py:" + key[0], f"{self.ctx.file}:{key[0]}"}
+        fact = self.project.param(self.ctx.file, key[0], key[1], "py:")
         if fact is None:
             return seg, ("unknown", f"{what} {key[1] + 1}; no call site the scan can see "
                                     "passes a known client)")
         return seg, (fact[0], f"{what} {key[1] + 1} of {key[0]}(): {fact[1]})")
+
+    def callee_key(self, chain: list[str]) -> str:
+        """`path:name` when the import of the callee resolves to a file of the tree, `file:name`
+        for a function or class of this file, else `py:name` (matched by name only)."""
+        name = chain[-1]
+        if len(chain) == 1 and name in self.import_from and self.ctx.modules is not None:
+            module, level, orig = self.import_from[name]
+            paths = self.ctx.modules.py_paths(self.ctx.file, module, level)
+            if paths:
+                return f"{paths[0]}:{orig}"
+        if len(chain) == 1 and name in self.defined:
+            return f"{self.ctx.file}:{name}"
+        return "py:" + name
 
     def note_arguments(self, node: ast.Call, chain: list[str]) -> None:
         """`sync(client, id)`, `Billing(client)`: tell the project which client reaches which
@@ -237,7 +253,7 @@ class _File:
                 client = self._client_of(a)
             if client is None:
                 continue
-            key = (chain[-1], idx)
+            key = (self.callee_key(chain), idx)
             fact = (client[0], f"passed at {self.ctx.file}:{node.lineno}: {client[1]}")
             old = self.param_facts.get(key)
             if old is not None and old[0] != client[0]:

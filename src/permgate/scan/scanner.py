@@ -103,7 +103,7 @@ def _extract(
 def _names_regex(project: common.Project) -> re.Pattern[bytes] | None:
     # A name that says "stripe" already made its files pass the quick filter.
     names = [n for n in (*project.factories, *project.clients, *project.wrappers,
-                         *(fname for fname, _idx in project.params))
+                         *(fname.rsplit(":", 1)[-1] for fname, _idx in project.params))
              if len(n) >= 4 and n.lower() not in common.HTTP_VERBS and n.isidentifier()
              and "stripe" not in n.lower()][:2_000]  # bounded: a hostile tree has many
     if not names:
