@@ -37,13 +37,16 @@ SECRET_TREES = {
     "js": {"src/sync.ts": "import Stripe from 'stripe';\n"
                           f"const s = new Stripe('{SK}');\n"
                           "export const a = () => s.customers.retrieve('cus_1');\n"
+                          f"const t = new Stripe(accessToken || '{SK}');\n"
+                          "export const c = () => t.customers.retrieve('cus_1');\n"
                           f"const r = new Stripe('{RK}');\n"
                           "export const b = () => r.charges.list();\n"
                           f"const w = '{WH}';\n"
                           "fetch(`https://api.stripe.com/v1/${p}`, "
                           "{headers: {Authorization: 'Bearer abcdefghijklmnopqrstuv123'}});\n"},
     "python": {"app.py": f"import stripe\nstripe.api_key = '{SK}'\n"
-                         f"c = stripe.StripeClient('{RK}')\nc.customers.retrieve('cus_1')\n"
+                         f"c = stripe.StripeClient(access_token or '{RK}')\n"
+                         "c.customers.retrieve('cus_1')\n"
                          f"stripe.Customer.retrieve('cus_1', api_key='{SK}')\n"
                          f"getattr(stripe.StripeClient('{RK}'), name).list()\n"},
 }
@@ -54,7 +57,8 @@ SECRET_TREES = {
 def test_no_key_value_in_any_output_format(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], lang: str, fmt: str
 ) -> None:
-    _write(tmp_path, SECRET_TREES[lang])
+    # customer_read not granted: the missing-permission lines quote the clients' keys
+    _write(tmp_path, SECRET_TREES[lang], MANIFEST.replace("customer_read", "charge_write"))
     main(["scan", str(tmp_path), "--format", fmt, "--no-progress"])
     out = capsys.readouterr().out
     if fmt != "text":

@@ -99,6 +99,7 @@ class Project:
 
 
 _OAUTH_KEY = re.compile(r"access_?token|accesstoken|oauth", re.I)
+_LITERAL = re.compile(r"""(?s)[rbuRBU]?(?:"[^"\\]*"|'[^'\\]*'|`[^`$\\]*`)""")
 # The installing account's credential by its name (a value, never a string that mentions one).
 _STRIPE_CREDENTIAL = re.compile(r"access_?token|oauth|restricted_?key|\brak\b", re.I)
 # Callees that only record or route a value (a token logged, a route named after a token):
@@ -136,6 +137,10 @@ def key_account_why(key_text: str | None) -> tuple[Account, str]:
     if key_text is None:
         return "unknown", "no API key the scan can see"
     short = key_text if len(key_text) <= 60 else key_text[:57] + "..."
+    if _LITERAL.fullmatch(key_text.strip()):
+        # an install's credential is never written in the code: a literal (a pasted key, an
+        # empty placeholder) is the developer's own
+        return "own", f"a key written in the code ({short}): the developer's own"
     if _OAUTH_KEY.search(key_text):
         return "installing", (f"an OAuth access token as the API key ({short}): the "
                               "installing account")

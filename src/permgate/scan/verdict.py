@@ -272,9 +272,12 @@ def _doubt_unused(v: Verdict) -> None:
     catalog = permgate.engine.catalog
     blind = tuple(Site(u.file, u.line, u.call, "unknown", u.reason)
                   for u in v.findings.unresolved)
-    # a request the engine cannot map (`/v1/${path}` read as GET /v1/{param}) is as blind
+    # a request the engine cannot map because part of its path is computed (`/v1/${path}`
+    # read as GET /v1/{param}) is as blind; a literal path it does not know (the OAuth token
+    # exchange) is an endpoint outside the permission model, not unreadable traffic
     blind += tuple(_call_site(c) for c in v.calls
-                   if c.kind == "unknown" and c.call.account != "own")
+                   if c.kind == "unknown" and "{param}" in c.call.path
+                   and c.call.account != "own")
     # an expand list built at run time may reach any object the response holds
     blind += tuple(_call_site(c) for c in v.calls
                    if EXPAND_AT_RUN_TIME in c.call.notes and c.call.account != "own")
