@@ -321,3 +321,31 @@ def test_clients_followed_through_parameters_fields_and_imports_by_path(
     assert sorted(v.needed) == ["customer_read", "invoice_read"]
     reasons = {c.call.path: c.call.reason for c in v.calls}
     assert "argument 1" in reasons["/v1/invoices"] and "route." in reasons["/v1/invoices"]
+
+
+FIXPOINT_TREES = {
+    # the factory is read after its user ("z" sorts last): the client it returns reaches the
+    # class only once the project knows the factory, so what the user passes is learnt late
+    "js": {"src/a.ts": "import {getStripe} from './z';\n"
+                       "export class Svc {\n  constructor(private readonly api: any) {}\n"
+                       "  run() { return this.api.invoices.list(); }\n}\n"
+                       "export function go(t: string) {\n  const s = getStripe(t);\n"
+                       "  return new Svc(s).run();\n}\n",
+           "src/z.ts": "import Stripe from 'stripe';\n"
+                       "export function getStripe(accessToken: string) {\n"
+                       "  return new Stripe(accessToken);\n}\n"},
+    "python": {"app/a.py": "from app.z import get_stripe\n\n\nclass Svc:\n"
+                           "    def __init__(self, api):\n        self.api = api\n\n"
+                           "    def run(self):\n        return self.api.invoices.list()\n\n\n"
+                           "def go(t):\n    return Svc(get_stripe(t)).run()\n",
+               "app/z.py": "from stripe import StripeClient\n\n\n"
+                           "def get_stripe(access_token):\n"
+                           "    return StripeClient(access_token)\n"},
+}
+
+
+@pytest.mark.parametrize("lang", sorted(FIXPOINT_TREES))
+def test_what_is_learnt_late_is_passed_on(tmp_path: Path, lang: str) -> None:
+    v = scan(_write(tmp_path, FIXPOINT_TREES[lang], None))
+    assert [(c.call.path, c.call.account) for c in v.calls] == [("/v1/invoices", "installing")]
+    assert v.needed == ["invoice_read"]

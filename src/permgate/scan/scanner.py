@@ -148,15 +148,42 @@ def _settle(found: FileFindings, rel: str) -> None:
     found.source = b""
 
 
-def _stale(found: FileFindings, project: common.Project) -> bool:
-    """Whether the file used a name the project-wide pass only learnt after reading it."""
-    if not found.imports:
-        return False
+_ROUNDS = 3  # rounds of re-reading files that used what the project learnt later
+
+
+def _names(project: common.Project) -> set[str]:
+    """The names the project-wide pass knows (files name them in `FileFindings.imports`)."""
     names = project.factories.keys() | project.clients.keys() | project.wrappers.keys()
     names |= {fname for fname, _idx in project.params}
     if project.module_key is not None:
-        names |= {"<module key>"}
-    return not found.imports.isdisjoint(names)
+        names.add("<module key>")
+    return names
+
+
+def _uses_newer(found: FileFindings, learnt: dict[str, int], read_with: int) -> bool:
+    """Whether the file uses a name the project learnt after the file was last read."""
+    return any(learnt.get(n, -1) > read_with for n in found.imports)
+
+
+def _reindex(
+    root: Path, path: Path, res: FileFindings, event_types: frozenset[str],
+    project: common.Project, modules: Modules,
+) -> FileFindings | None:
+    """Read a file again with what the project knows now; merge what it offers in turn."""
+    data = read_source(path)
+    if not isinstance(data, bytes):
+        return None
+    rel = _rel(root, path)
+    ctx = common.Context(rel, res.ui, event_types, project, modules)
+    try:
+        found, facts = _extract(ctx, path, data, True)
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
+        return None  # what the first reading found stands
+    if facts is not None:
+        project.merge(facts)
+    found.ui = res.ui
+    _settle(found, rel)
+    return found
 
 
 def scan_tree(
@@ -214,13 +241,37 @@ def scan_tree(
             found.ui = ctx.ui_extension
             _settle(found, rel)
             results.append(found)
+        # Between the passes: a file that used a name the project learnt after reading it is
+        # read again with it, and what it now passes on (a factory's client handed to a class)
+        # is learnt in turn, until nothing new is learnt (at most _ROUNDS rounds: bounded work).
+        learnt = dict.fromkeys(_names(project), 0)  # name -> version of knowledge it came in
+        read_v = [-1] * len(paths)  # the version each file was last read with (pass 1: none)
+        for version in range(_ROUNDS):
+            todo = [i for i, (path, res) in enumerate(zip(paths, results, strict=True))
+                    if isinstance(res, FileFindings) and language_of(path) in ("js", "python")
+                    and _uses_newer(res, learnt, read_v[i])]
+            if not todo:
+                break
+            for i in todo:
+                read_v[i] = version
+                res = results[i]
+                assert isinstance(res, FileFindings)
+                again = _reindex(root, paths[i], res, event_types or frozenset(), project,
+                                 modules)
+                if again is not None:
+                    results[i] = again
+            before = len(learnt)
+            for name in _names(project):
+                learnt.setdefault(name, version + 1)
+            if len(learnt) == before:
+                break
         # Pass 2: files that use what the project-wide pass learnt are read again with it (also
         # files that never say "stripe" but call a project factory or client by name).
         uses_project = _names_regex(project)
         types = event_types or frozenset()
         pending: list[EventUse] = []
         bar.phase("following the project's clients", len(paths))
-        for path, res in zip(paths, results, strict=True):
+        for _i, (path, res) in enumerate(zip(paths, results, strict=True)):
             bar.advance()
             late = res is None
             if late and uses_project is not None:
@@ -232,7 +283,7 @@ def scan_tree(
                 continue
             rel = _rel(root, path)
             found = res
-            if not late and _stale(found, project):
+            if not late and _uses_newer(found, learnt, read_v[_i]):
                 data = read_source(path)
                 if isinstance(data, bytes):
                     ctx = common.Context(rel, found.ui, types, project, modules)
