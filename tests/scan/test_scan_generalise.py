@@ -349,3 +349,28 @@ def test_what_is_learnt_late_is_passed_on(tmp_path: Path, lang: str) -> None:
     v = scan(_write(tmp_path, FIXPOINT_TREES[lang], None))
     assert [(c.call.path, c.call.account) for c in v.calls] == [("/v1/invoices", "installing")]
     assert v.needed == ["invoice_read"]
+
+
+# --- own versus app traffic: which endpoint a handler serves ----------------------------
+
+HOOKS = {
+    "js": ("src/hooks.ts", "export function onEvent(event: {type: string}) {\n"
+                           "  switch (event.type) {\n    case 'invoice.paid': return 1;\n"
+                           "    case 'setup_intent.succeeded': return 2;\n  }\n}\n"),
+    "python": ("app/hooks.py", "def on_event(event):\n    if event.type == 'invoice.paid':\n"
+                               "        return 1\n    if event.type == 'setup_intent.succeeded':\n"
+                               "        return 2\n"),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(HOOKS))
+def test_handlers_of_a_backend_that_is_not_an_app_are_its_own(tmp_path: Path, lang: str) -> None:
+    name, code = HOOKS[lang]
+    # no manifest, no UI extension: the developer's own webhook endpoint
+    v = scan(_write(tmp_path / "backend", {name: code}, None))
+    assert {e.use.account for e in v.events} == {"own"} and v.needed == []
+    assert "not a Stripe App" in v.events[0].use.reason
+    # the same handlers in a Stripe App's tree serve the installing accounts
+    v = scan(_write(tmp_path / "app", {name: code}))
+    assert {e.use.account for e in v.events} == {"installing"}
+    assert {"event_read", "invoice_read", "setup_intent_read"} <= set(v.needed)

@@ -151,6 +151,14 @@ def _settle(found: FileFindings, rel: str) -> None:
 _ROUNDS = 3  # rounds of re-reading files that used what the project learnt later
 
 
+def _has_manifest(root: Path) -> bool:
+    """A Stripe App manifest in the tree's top three levels (bounded: no full walk)."""
+    if not root.is_dir():
+        return False
+    return any(next(iter(root.glob(pattern)), None) is not None for pattern in (
+        "stripe-app.json", "*/stripe-app.json", "*/*/stripe-app.json"))
+
+
 def _names(project: common.Project) -> set[str]:
     """The names the project-wide pass knows (files name them in `FileFindings.imports`)."""
     names = project.factories.keys() | project.clients.keys() | project.wrappers.keys()
@@ -188,7 +196,7 @@ def _reindex(
 
 def scan_tree(
     root: Path, event_types: frozenset[str] | None, *, include_tests: bool = False,
-    progress: bool | None = None,
+    progress: bool | None = None, app: bool | None = None,
 ) -> Findings:
     """`event_types` None: the engine's, loaded only once a file needs parsing."""
     out = Findings(root, include_tests=include_tests)
@@ -300,6 +308,8 @@ def scan_tree(
             out.unresolved.extend(sorted(found.unresolved, key=lambda c: (c.line, c.column)))
             pending.extend(found.events)
     billing = handlers.own_billing_site(out.calls)
-    out.events.extend(handlers.finish(e, billing) for e in pending)
+    if app is None:
+        app = any(isinstance(r, FileFindings) and r.ui for r in results) or _has_manifest(root)
+    out.events.extend(handlers.finish(e, billing, app) for e in pending)
     return out
 
