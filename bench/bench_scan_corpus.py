@@ -83,6 +83,8 @@ def main() -> int:
         return 0
     if not corpus.is_dir():
         print(f"scan_corpus: skipped: no corpus folder at {corpus} (see the docstring)")
+        if args.heldout_corpus:
+            _heldout(Path(args.heldout), Path(args.heldout_corpus))
         return 0
     apps = json.loads(data_path.read_text("utf-8"))["apps"]
 
