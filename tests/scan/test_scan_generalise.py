@@ -374,3 +374,34 @@ def test_handlers_of_a_backend_that_is_not_an_app_are_its_own(tmp_path: Path, la
     v = scan(_write(tmp_path / "app", {name: code}))
     assert {e.use.account for e in v.events} == {"installing"}
     assert {"event_read", "invoice_read", "setup_intent_read"} <= set(v.needed)
+
+
+# --- wrong account: a parameter named like an API key that holds an OAuth token --------
+
+KEY_PARAM = {
+    "js": ("src/lib.ts", "import Stripe from 'stripe';\n"
+                         "export async function syncCharges(apiKey: string) {\n"
+                         "  const s = new Stripe(apiKey);\n  return s.charges.list();\n}\n",
+           "src/route.ts", "import {syncCharges} from './lib';\n"
+                           "export const go = (t: {access_token: string}) => "
+                           "syncCharges(t.access_token);\n",
+           "export const mine = () => syncCharges(process.env.STRIPE_SECRET_KEY!);\n"),
+    "python": ("app/lib.py", "from stripe import StripeClient\n\n\ndef sync_charges(api_key):\n"
+                             "    client = StripeClient(api_key)\n"
+                             "    return client.charges.list()\n",
+               "app/route.py", "import os\nfrom app.lib import sync_charges\n\n\n"
+                               "def go(token):\n    sync_charges(token.access_token)\n",
+               "\n\ndef mine():\n    sync_charges(os.environ['X_KEY'])\n"),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(KEY_PARAM))
+def test_a_key_parameter_takes_the_account_its_callers_pass(tmp_path: Path, lang: str) -> None:
+    lib, lib_code, route, route_code, own_caller = KEY_PARAM[lang]
+    # the caller never says "stripe"; it passes an OAuth access token to `apiKey`/`api_key`
+    v = scan(_write(tmp_path / "a", {lib: lib_code, route: route_code}, None))
+    assert [(c.call.path, c.call.account) for c in v.calls] == [("/v1/charges", "installing")]
+    assert "parameter" in v.calls[0].call.reason or "argument 1" in v.calls[0].call.reason
+    # another caller passes the developer's own key: the scan cannot tell, so it says so
+    v = scan(_write(tmp_path / "b", {lib: lib_code, route: route_code + own_caller}, None))
+    assert [c.call.account for c in v.calls] == ["unknown"] and v.needed == []

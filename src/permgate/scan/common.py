@@ -68,6 +68,12 @@ class Project:
     # `stripe.api_key = ...` (Python) / `Stripe.api_key = ...` (Ruby) set somewhere in the
     # project: module-level SDK calls anywhere use it. None: never set; unknown: set apart.
     module_key: tuple[Account, str] | None = None
+    # factories whose key is one of their parameters: name -> its index (the caller's key
+    # decides the account of each client they build)
+    key_params: dict[str, int] = field(default_factory=dict)
+    # functions and classes whose parameters hold a client or key: files that call them are
+    # read even if they never say "stripe" (what they pass decides the account)
+    wanted: set[str] = field(default_factory=set)
 
     def param(self, file: str, name: str, idx: int, lang: str = "") -> tuple[Account, str] | None:
         """What the project's call sites pass to parameter `idx` of `name` defined in `file`:
@@ -89,6 +95,9 @@ class Project:
                     mine.setdefault(k, v)
         for k, w in other.wrappers.items():
             self.wrappers.setdefault(k, w)
+        for k, idx in other.key_params.items():
+            self.key_params.setdefault(k, idx)
+        self.wanted |= other.wanted
         for key, fact in other.params.items():
             old = self.params.get(key)
             if old is not None and old[0] != fact[0]:

@@ -100,6 +100,8 @@ class _File:
         self.news = captures.get("new", [])
         self.functions = captures.get("fn", [])
         self.project = ctx.project or Project()
+        self.out = FileFindings()
+        self.wanted: set[str] = set()  # functions whose callers decide a client or key
         self.imported: set[str] = set()
         self.packages: set[str] = set()  # names imported from packages (not the project)
         # local name -> (module specifier, exported name): constants are read by path
@@ -167,7 +169,6 @@ class _File:
         for key in ambiguous:  # reassigned: not a constant we can trust
             self.consts.pop(key, None)
             self.fields.pop(key, None)
-        self.out = FileFindings()
         self.param_facts: dict[tuple[str, int], Client] = {}
         self.wrapper_inner: set[int] = set()
         self.local_wrappers = self.find_wrappers()
@@ -189,15 +190,29 @@ class _File:
             if fn is None:
                 return None
             fname = _text(_unwrap(fn)).rsplit(".", 1)[-1]
-            local = self.local_factories().get(fname)
-            if local is not None:
-                return local
-            if fname in self.project.factories and (fname in self.imported or "." in _text(fn)):
-                acc, why = self.project.factories[fname]
-                return acc, f"client from {fname}(): {why}"
+            return self.factory_client(fname, value, fname in self.imported or "." in _text(fn))
         return None
 
+    def factory_client(self, fname: str, call: ts.Node | None, reachable: bool) -> Client | None:
+        """The client a call of the project's factory `fname` returns; a factory built from
+        its parameter takes the account of the key this call passes."""
+        local = self.local_factories().get(fname)
+        base = local
+        if base is None and reachable and fname in self.project.factories:
+            acc, why = self.project.factories[fname]
+            base = (acc, f"client from {fname}(): {why}")
+        if base is None:
+            return None
+        idx = (self._key_params if local is not None else self.project.key_params).get(fname)
+        if idx is not None and call is not None and call.type == "call_expression":
+            args = _args(call)
+            got = self.key_argument(_unwrap(args[idx])) if idx < len(args) else None
+            if got is not None:
+                return got[0], f"client from {fname}() built from the key passed here: {got[1]}"
+        return base
+
     _factories_cache: dict[str, Client] | None = None
+    _key_params: dict[str, int] = {}  # noqa: RUF012 (replaced per file by local_factories)
 
     def local_factories(self) -> dict[str, Client]:
         """Functions of this file that build a client and return it (or an object with it)."""
@@ -205,6 +220,7 @@ class _File:
             return self._factories_cache
         out: dict[str, Client] = {}
         self._factories_cache = out  # guards against re-entry
+        self._key_params = {}
         for fn in self.functions:
             name = _function_name(fn)
             if name is None:
@@ -213,14 +229,28 @@ class _File:
             if b"return" not in body or not _BUILDS.search(body):
                 continue  # cheap gate: no client can be built here
             accounts = []
+            key_params: set[int | None] = set()
+            params = _param_names(fn)
             for node in _descendants(fn, ("new_expression", "call_expression")):
                 if _constructs_client(node):
+                    cargs = _args(node)
+                    key = _unwrap(cargs[0]) if cargs else None
+                    key_params.add(params.index(_text(key)) if key is not None and (
+                        key.type == "identifier" and _text(key) in params) else None)
                     accounts.append(self._client_account(node))
             if not accounts or b"return" not in (fn.text or b""):
                 continue
+            row = fn.start_point[0] + 1
+            if len(key_params) == 1 and (idx := next(iter(key_params))) is not None:
+                # built from its parameter: each caller's key decides (not this file's facts,
+                # which would change as the project learns about callers)
+                self._key_params[name] = idx
+                acc, why = key_account_why(params[idx])  # where no caller's key is seen
+                out[name] = (acc, f"built in {name}() at {self.ctx.file}:{row} from its "
+                                  f"parameter {idx + 1}: {why}")
+                continue
             first = accounts[0]
             if all(a[0] == first[0] for a in accounts):
-                row = fn.start_point[0] + 1
                 out[name] = (first[0], f"built in {name}() at {self.ctx.file}:{row}: {first[1]}")
             else:
                 out[name] = ("unknown", f"{name}() builds clients for different accounts")
@@ -402,6 +432,13 @@ class _File:
         for a in args[1:]:
             if _connected_options(self, a):
                 return "connected", f"{where} with a stripeAccount option"
+        key_arg = _unwrap(args[0]) if args else None
+        if key_arg is not None and key_arg.type == "identifier":
+            # the key is a parameter: what the project's call sites pass decides, before its
+            # name does (`apiKey` that callers fill with an OAuth access token)
+            passed = self.param_client(construct, _text(key_arg))
+            if passed is not None and passed[0] is not None:
+                return passed[0], f"{where} from {passed[1]}"
         key = self.resolve(args[0]) if args else None
         acc, why = key_account_why(_text(args[0]) if args else None)
         if acc == "unknown" and key is not None and key is not args[0]:
@@ -463,13 +500,8 @@ class _File:
                     if client is None:
                         break  # an object of some other class
                 elif client is None and seg.endswith("()"):
-                    fname = seg[:-2]
-                    client = self.local_factories().get(fname)
-                    if client is None and fname in self.project.factories and (
-                        fname in self.imported
-                    ):
-                        acc, why = self.project.factories[fname]
-                        client = (acc, f"client from {fname}(): {why}")
+                    inner = _base(callee) if i == 0 else None
+                    client = self.factory_client(seg[:-2], inner, seg[:-2] in self.imported)
                 known = client is not None
                 if known or (_CLIENT_NAME.search(seg) and seg != DYNAMIC):
                     if self.sdk_call(node, segs[i + 1:], client, known, args):
@@ -500,8 +532,9 @@ class _File:
         if name not in params:
             return None
         fname = _function_name(fn) or ""
-        # read again once the project-wide pass knows callers
+        # read again once the project-wide pass knows callers; have the callers read
         self.out.imports |= {fname, f"{self.ctx.file}:{fname}"}
+        self.wanted.add(fname)
         passed = self.project.param(self.ctx.file, fname, params.index(name))
         if passed is None:
             return None, ""
@@ -540,8 +573,9 @@ class _File:
         if idx is None:
             return None
         cname = _text(name_node)
-        # read again once the project-wide pass knows callers
+        # read again once the project-wide pass knows callers; have the callers read
         self.out.imports |= {cname, f"{self.ctx.file}:{cname}"}
+        self.wanted.add(cname)
         passed = self.project.param(self.ctx.file, cname, idx)
         if passed is None:
             return None, ""
@@ -571,6 +605,24 @@ class _File:
             self._local_names = names
         return self._local_names
 
+    def key_argument(self, a: ts.Node) -> Client | None:
+        """An argument that is an API key whose account its text tells (`tokens.access_token`,
+        `process.env.STRIPE_SECRET_KEY`, a pasted `sk_` key); not a parameter of the caller
+        (its own callers decide that), not any other literal."""
+        text = _text(a)
+        if len(text) > 100 or a.type in ("object", "array", "arrow_function", "number"):
+            return None
+        if a.type in ("string", "template_string") and not re.match(r"['\"`][sr]k_", text):
+            return None
+        if a.type == "identifier":
+            fn: ts.Node | None = a.parent
+            while fn is not None and fn.type not in _FUNCTION_TYPES:
+                fn = fn.parent
+            if fn is not None and text in _param_names(fn):
+                return None
+        acc, why = key_account_why(text)
+        return None if acc == "unknown" else (acc, f"an API key argument: {why}")
+
     def note_client_arguments(self, fname: str, args: list[ts.Node]) -> None:
         """`handler(stripe, ...)`: tell the project which client reaches which parameter."""
         for idx, a in enumerate(args):
@@ -586,6 +638,8 @@ class _File:
                     client = self.clients[_text(prop)]
             elif a.type in ("call_expression", "new_expression"):
                 client = self._client_of(a)
+            if client is None:
+                client = self.key_argument(a)
             if client is not None:
                 row = a.start_point[0] + 1
                 key = (self.callee_key(fname), idx)
@@ -935,7 +989,8 @@ def extract_and_index(
     found.imports |= f.imported
     if index:
         return found, _index(f)
-    return found, (Project(params=dict(f.param_facts)) if f.param_facts else None)
+    return found, (Project(params=dict(f.param_facts), wanted=set(f.wanted))
+                   if f.param_facts or f.wanted else None)
 
 
 def module_lists(source: bytes, suffix: str) -> dict[str, tuple[str, ...]]:
@@ -975,4 +1030,7 @@ def _index(f: _File) -> Project:
                     p.clients[key] = f.clients[key]
     p.wrappers.update(f.local_wrappers)
     p.params.update(f.param_facts)
+    p.wanted |= f.wanted
+    f.local_factories()
+    p.key_params.update(f._key_params)
     return p

@@ -96,6 +96,15 @@ class _File:
         in_class = {id(stmt) for c in ast.walk(tree) if isinstance(c, ast.ClassDef)
                     for stmt in c.body}
         self.module_key_set = False
+        # Value flow across calls (issue 25): the function and class around each call, which
+        # parameter `self.x` was set from in `__init__`, and what this file passes to whom.
+        self.enclosing: dict[int, tuple[str | None, ast.FunctionDef | ast.AsyncFunctionDef]] = {}
+        self.field_params: dict[tuple[str, str], int] = {}
+        self.param_facts: dict[tuple[str, int], Client] = {}
+        self.wanted: set[str] = set()
+        self.defined = {n.name for n in tree.body if isinstance(
+            n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)}
+        self._scopes(tree, None, None, 0)
         ambiguous: set[str] = set()
         resource_classes = table().resource_classes
         for node in ast.walk(tree):
@@ -164,14 +173,7 @@ class _File:
             self.consts.pop(name, None)
             if name.startswith("."):
                 self.fields.pop(name[1:], None)
-        # Value flow across calls (issue 25): the function and class around each call, which
-        # parameter `self.x` was set from in `__init__`, and what this file passes to whom.
-        self.enclosing: dict[int, tuple[str | None, ast.FunctionDef | ast.AsyncFunctionDef]] = {}
-        self.field_params: dict[tuple[str, str], int] = {}
-        self.param_facts: dict[tuple[str, int], Client] = {}
-        self.defined = {n.name for n in tree.body if isinstance(
-            n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)}
-        self._scopes(tree, None, None, 0)
+
 
     def _scopes(
         self, node: ast.AST, cls: str | None,
@@ -217,8 +219,9 @@ class _File:
                 return None
             name = cls if method and fn.name == "__init__" and cls else fn.name
             key, seg, what = (name, params.index(chain[0])), 0, f"{chain[0]} (argument"
-        # read again once the project-wide pass knows callers
+        # read again once the project-wide pass knows callers; have the callers read
         self.out.imports |= {"py:" + key[0], f"{self.ctx.file}:{key[0]}"}
+        self.wanted.add(key[0])
         fact = self.project.param(self.ctx.file, key[0], key[1], "py:")
         if fact is None:
             return seg, ("unknown", f"{what} {key[1] + 1}; no call site the scan can see "
@@ -238,6 +241,25 @@ class _File:
             return f"{self.ctx.file}:{name}"
         return "py:" + name
 
+    def key_argument(self, call: ast.Call, a: ast.expr) -> Client | None:
+        """An argument that is an API key whose account its text tells (`token.access_token`,
+        `os.environ["STRIPE_SECRET_KEY"]`, a pasted `sk_` key); not a parameter of the caller
+        (its own callers decide that), not any other literal."""
+        if isinstance(a, ast.Constant):
+            if not (isinstance(a.value, str) and a.value.startswith(("sk_", "rk_"))):
+                return None
+        elif not isinstance(a, ast.Name | ast.Attribute | ast.Subscript | ast.Call):
+            return None
+        if isinstance(a, ast.Name):
+            cls, fn = self.enclosing.get(id(call), (None, None))
+            if fn is not None and a.id in _params(fn, method=cls is not None):
+                return None
+        text = ast.unparse(a)
+        if len(text) > 100:
+            return None
+        acc, why = key_account_why(text)
+        return None if acc == "unknown" else (acc, f"an API key argument: {why}")
+
     def note_arguments(self, node: ast.Call, chain: list[str]) -> None:
         """`sync(client, id)`, `Billing(client)`: tell the project which client reaches which
         parameter of which function or class (by name)."""
@@ -251,6 +273,8 @@ class _File:
                 client = self.clients[a.attr]
             elif isinstance(a, ast.Call | ast.Await):
                 client = self._client_of(a)
+            if client is None:
+                client = self.key_argument(node, a)
             if client is None:
                 continue
             key = (self.callee_key(chain), idx)
@@ -294,6 +318,12 @@ class _File:
         key = value.args[0] if value.args else next(
             (k.value for k in value.keywords if k.arg == "api_key"), None
         )
+        if isinstance(key, ast.Name):
+            # the key is a parameter: what the project's call sites pass decides, before its
+            # name does (`api_key` that callers fill with an OAuth access token)
+            flow = self.flow_client(value, [key.id, "<key>", "<key>"])
+            if flow is not None and "no call site" not in flow[1][1]:
+                return flow[1][0], f"{where} from {flow[1][1]}"
         acc, why = key_account_why(ast.unparse(key) if key is not None else None)
         return acc, f"{where} from {why}"
 
@@ -670,8 +700,10 @@ def extract_and_index(
     if index:
         facts = _index(f, tree)
         facts.params.update(f.param_facts)
+        facts.wanted |= f.wanted
         return found, facts
-    return found, (Project(params=dict(f.param_facts)) if f.param_facts else None)
+    return found, (Project(params=dict(f.param_facts), wanted=set(f.wanted))
+                   if f.param_facts or f.wanted else None)
 
 
 MODULE_KEY = "<module key>"

@@ -103,7 +103,8 @@ def _extract(
 def _names_regex(project: common.Project) -> re.Pattern[bytes] | None:
     # A name that says "stripe" already made its files pass the quick filter.
     names = [n for n in (*project.factories, *project.clients, *project.wrappers,
-                         *(fname.rsplit(":", 1)[-1] for fname, _idx in project.params))
+                         *(fname.rsplit(":", 1)[-1] for fname, _idx in project.params),
+                         *project.wanted)
              if len(n) >= 4 and n.lower() not in common.HTTP_VERBS and n.isidentifier()
              and "stripe" not in n.lower()][:2_000]  # bounded: a hostile tree has many
     if not names:
@@ -149,6 +150,7 @@ def _settle(found: FileFindings, rel: str) -> None:
 
 
 _ROUNDS = 3  # rounds of re-reading files that used what the project learnt later
+_UNREAD = "<not read yet>"  # a file the quick filter skipped that calls a project name
 
 
 def _has_manifest(root: Path) -> bool:
@@ -182,14 +184,15 @@ def _reindex(
     if not isinstance(data, bytes):
         return None
     rel = _rel(root, path)
-    ctx = common.Context(rel, res.ui, event_types, project, modules)
+    ui = res.ui or common.is_ui_extension(rel, data.decode("utf-8", "replace"))
+    ctx = common.Context(rel, ui, event_types, project, modules)
     try:
         found, facts = _extract(ctx, path, data, True)
     except (SyntaxError, RecursionError, MemoryError, ValueError):
         return None  # what the first reading found stands
     if facts is not None:
         project.merge(facts)
-    found.ui = res.ui
+    found.ui = ui
     _settle(found, rel)
     return found
 
@@ -253,8 +256,19 @@ def scan_tree(
         # read again with it, and what it now passes on (a factory's client handed to a class)
         # is learnt in turn, until nothing new is learnt (at most _ROUNDS rounds: bounded work).
         learnt = dict.fromkeys(_names(project), 0)  # name -> version of knowledge it came in
+        learnt[_UNREAD] = 0
         read_v = [-1] * len(paths)  # the version each file was last read with (pass 1: none)
         for version in range(_ROUNDS):
+            # files the quick filter skipped that call a project name (`syncCharges(token)`
+            # never says "stripe") are read too: what they pass is learnt like the rest
+            names_re = _names_regex(project)
+            for i, (path, res) in enumerate(zip(paths, results, strict=True)):
+                if res is None and names_re is not None and language_of(path) in (
+                    "js", "python"
+                ):
+                    data = read_source(path)
+                    if isinstance(data, bytes) and names_re.search(data):
+                        results[i] = FileFindings(imports={_UNREAD})  # read below
             todo = [i for i, (path, res) in enumerate(zip(paths, results, strict=True))
                     if isinstance(res, FileFindings) and language_of(path) in ("js", "python")
                     and _uses_newer(res, learnt, read_v[i])]
