@@ -405,3 +405,33 @@ def test_a_key_parameter_takes_the_account_its_callers_pass(tmp_path: Path, lang
     # another caller passes the developer's own key: the scan cannot tell, so it says so
     v = scan(_write(tmp_path / "b", {lib: lib_code, route: route_code + own_caller}, None))
     assert [c.call.account for c in v.calls] == ["unknown"] and v.needed == []
+
+
+def test_wrapper_methods_and_http_clients_for_the_api_host(tmp_path: Path) -> None:
+    # a class whose methods call this.get('/charges') with the API host as its base; another
+    # object's `get` is not that wrapper; an axios-style client created for the API host is
+    _write(tmp_path, {"api.ts": (
+        "import axios from 'axios';\nconst BASE = 'https://api.stripe.com/v1';\n"
+        "export class StripeApi {\n  constructor(private accessToken: string) {}\n"
+        "  private async get(path: string) {\n"
+        "    const r = await fetch(`${BASE}${path}`, "
+        "{headers: {Authorization: `Bearer ${this.accessToken}`}});\n    return r.json();\n  }\n"
+        "  charges() { return this.get('/charges'); }\n}\n"
+        "export const http = axios.create({baseURL: 'https://api.stripe.com/v1', "
+        "headers: {Authorization: `Bearer ${process.env.STRIPE_SECRET_KEY}`}});\n"
+        "export const listCustomers = () => http.get('/customers');\n"
+        "export const cache = new Map();\nexport const hit = () => cache.get('/disputes');\n")},
+        None)
+    v = scan(tmp_path)
+    got = {(c.call.line, c.call.path, c.call.account) for c in v.calls}
+    assert got == {(9, "/v1/charges", "installing"), (12, "/v1/customers", "own")}
+    assert v.needed == ["charge_read"]
+
+
+def test_a_request_to_the_bare_version_path_is_unreadable_traffic(tmp_path: Path) -> None:
+    # `f"https://api.stripe.com/v1{path}"`: the path is computed, so nothing is called unused
+    _write(tmp_path, {"api.py": "import requests\n\n\ndef get(path, access_token):\n"
+                                "    return requests.get(f'https://api.stripe.com/v1{path}', "
+                                "auth=(access_token, ''))\n"})
+    v = scan(tmp_path, ["charge_read"], "m")
+    assert v.unused == [] and [w.permission for w in v.unverified] == ["charge_read"]

@@ -102,6 +102,9 @@ class _File:
         self.project = ctx.project or Project()
         self.out = FileFindings()
         self.wanted: set[str] = set()  # functions whose callers decide a client or key
+        self.method_wrappers: set[str] = set()
+        # `axios.create({baseURL: 'https://api.stripe.com/v1', headers})`: name -> wrapper
+        self.http_clients: dict[str, Wrapper] = {}
         self.imported: set[str] = set()
         self.packages: set[str] = set()  # names imported from packages (not the project)
         # local name -> (module specifier, exported name): constants are read by path
@@ -155,6 +158,10 @@ class _File:
                     "function")
                 if ctor is not None and _text(ctor) in self.packages:
                     self.packages.add(key)  # an object of a package's class
+                if ctor is not None and _text(ctor).endswith(".create"):
+                    http = self.http_client(value)
+                    if http is not None:
+                        self.http_clients[key] = http
             if name.type == "identifier":
                 if key in self.consts and _text(self.consts[key]) != _text(value):
                     ambiguous.add(key)
@@ -302,8 +309,34 @@ class _File:
                 row = fn.start_point[0] + 1
                 out[name] = Wrapper(prefix, idx, method, method_index, acc, why,
                                     f"{self.ctx.file}:{row}")
+                if fn.type == "method_definition":
+                    self.method_wrappers.add(name)  # reached as `this.name(...)` only
                 break
         return out
+
+    def http_client(self, value: ts.Node) -> Wrapper | None:
+        """`axios.create({baseURL: <API host>..., headers: {Authorization: ...}})`."""
+        args = _args(value)
+        cfg = self.props(args[0]) if args else None
+        base = self.pieces(cfg["baseURL"]) if cfg and "baseURL" in cfg else None
+        if not base or base[0] is None or len(base) > 1:
+            return None
+        host = next((h for h in API_HOSTS if base[0].startswith(h)), None)
+        if host is None:
+            return None
+        acc: Account = "unknown"
+        why = "an HTTP client whose key the scan cannot trace"
+        headers = self.props(cfg["headers"]) if cfg and "headers" in cfg else None
+        if headers and ("Stripe-Account" in headers or "stripe-account" in headers):
+            acc, why = "connected", "a Stripe-Account header"
+        elif headers:
+            auth = headers.get("Authorization") or headers.get("authorization")
+            if auth is not None:
+                acc, why = key_account_why(_text(auth))
+        row = value.start_point[0] + 1
+        return Wrapper(base[0][len(host):].rstrip("/"), 0, None, None, acc,
+                       f"the HTTP client built at {self.ctx.file}:{row} for the API host: {why}",
+                       f"{self.ctx.file}:{row}")
 
     def _param_piece(self, url: ts.Node, params: list[str]) -> int | None:
         for node in _descendants(url, ("identifier",)):
@@ -653,6 +686,16 @@ class _File:
     def wrapper_call(self, node: ts.Node, segs: list[str], args: list[ts.Node]) -> bool:
         name = segs[-1]
         w = self.local_wrappers.get(name)
+        # a wrapper method is reached through `this` (not `http.get` of some other object); a
+        # wrapper function by its bare name
+        if w is not None and segs != (["this", name] if name in self.method_wrappers
+                                      else [name]):
+            w = None
+        if w is None and len(segs) == 2 and segs[0] in self.http_clients and (
+            name.lower() in HTTP_VERBS
+        ):
+            w = self.http_clients[segs[0]]
+            w = Wrapper(w.prefix, 0, name.upper(), None, w.account, w.reason, w.defined)
         if w is None and len(segs) == 1 and name in self.imported:
             w = self.project.wrappers.get(name)
         if w is None or len(args) <= w.path_index:

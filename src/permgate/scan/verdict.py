@@ -276,8 +276,8 @@ def _doubt_unused(v: Verdict) -> None:
     # read as GET /v1/{param}) is as blind; a literal path it does not know (the OAuth token
     # exchange) is an endpoint outside the permission model, not unreadable traffic
     blind += tuple(_call_site(c) for c in v.calls
-                   if c.kind == "unknown" and "{param}" in c.call.path
-                   and c.call.account != "own")
+                   if c.kind == "unknown" and c.call.account != "own"
+                   and ("{param}" in c.call.path or c.call.path in ("/v1", "/v2")))
     # an expand list built at run time may reach any object the response holds
     blind += tuple(_call_site(c) for c in v.calls
                    if EXPAND_AT_RUN_TIME in c.call.notes and c.call.account != "own")
