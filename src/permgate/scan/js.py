@@ -633,8 +633,13 @@ class _File:
         """Functions and classes this file defines (by name)."""
         if self._local_names is None:
             names = {_function_name(fn) or "" for fn in self.functions}
-            names |= {_text(n) for c in _descendants(self.tree.root_node, ("class_declaration",))
-                      if (n := c.child_by_field_name("name")) is not None}
+            for top in self.tree.root_node.named_children:  # top-level classes (cheap)
+                decl = top.named_children[0] if top.type == "export_statement" and (
+                    top.named_child_count) else top
+                if decl.type == "class_declaration" and (
+                    n := decl.child_by_field_name("name")
+                ) is not None:
+                    names.add(_text(n))
             self._local_names = names
         return self._local_names
 
