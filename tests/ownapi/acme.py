@@ -21,7 +21,7 @@ RULE = "hand-written for the edge's tests (tests/ownapi/acme.py)"
 def _perm(name: str, level: str, resource: str, title: str, description: str) -> dict[str, Any]:
     return {"name": name, "level": level, "resource": resource, "product": "Acme",
             "title": title, "description": description, "implies": [], "also_request": [],
-            "sources": ["openapi"], "refused": None, "rule": RULE}
+            "sources": ["reference"], "refused": None, "rule": RULE}
 
 
 def tables() -> dict[str, Any]:

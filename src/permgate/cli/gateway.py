@@ -27,8 +27,10 @@ def _serve(args: argparse.Namespace) -> int:
         settings = resolve(flags, config_path=args.config)
         _check_admin_token(settings.admin_token)
         _check_port(settings.host, settings.port)
+        if settings.api:
+            settings = _own_api(settings)
         if settings.upstream is not None:
-            if not upstream_keys(settings):
+            if not upstream_keys(settings, any_key=bool(settings.api)):
                 raise CliError("--upstream needs the upstream's secret key: --upstream-key-file "
                                "PATH or PERMGATE_UPSTREAM_KEY")
             _check_store(settings.db)
@@ -37,6 +39,24 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as e:
         raise CliError(str(e)) from None
     return _serve_demo(settings)
+
+
+def _own_api(settings: Any) -> Any:
+    """`--api DIR`: refuse a DIR that cannot be used or whose spec changed since `init`
+    (with the command to run again), before anything starts; its api.toml's upstream is the
+    default of --upstream. No demo mode: the API is the user's own."""
+    import permgate
+
+    try:
+        _, profile = permgate.use_api(settings.api, check_spec=True)
+    except permgate.ApiDirError as e:
+        raise CliError(str(e)) from None
+    if settings.upstream is None:
+        if profile.upstream_url is None:
+            raise CliError(f"--api {settings.api}: its api.toml has no [upstream] url: give "
+                           "--upstream URL")
+        settings = dataclasses.replace(settings, upstream=profile.upstream_url)
+    return settings
 
 
 def _check_admin_token(token: str | None) -> None:
