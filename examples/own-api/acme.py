@@ -30,20 +30,21 @@ class Store:
 
     def __init__(self) -> None:
         self.accounts: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
-        self.ids = itertools.count(1)
+        self.ids = itertools.count(2)
 
     def of(self, account: str) -> dict[str, dict[str, dict[str, Any]]]:
         data = self.accounts.get(account)
-        if data is None:
-            data = self.accounts[account] = {"customers": {}, "orders": {}}
-            self.add(account, "customers", {"object": "customer", "name": "Wile E. Coyote",
-                                            "email": "wile@example.com"}, "cus")
+        if data is None:  # every account starts with one customer, cus_1
+            data = self.accounts[account] = {"customers": {"cus_1": {
+                "id": "cus_1", "object": "customer", "name": "Wile E. Coyote",
+                "email": "wile@example.com"}}, "orders": {}}
         return data
 
     def add(self, account: str, kind: str, obj: dict[str, Any], prefix: str
             ) -> dict[str, Any]:
+        data = self.of(account)
         obj = {"id": f"{prefix}_{next(self.ids)}", **obj}
-        self.of(account)[kind][obj["id"]] = obj
+        data[kind][obj["id"]] = obj
         return obj
 
 

@@ -142,7 +142,7 @@ def test_broken_dirs_are_one_line(tmp_path: Path) -> None:
         permgate.read_api_dir(tmp_path / "missing")
     d = write_dir(tmp_path / "acme")
     (d / "events.json").unlink()
-    with pytest.raises(ApiDirError, match="events.json: cannot be read"):
+    with pytest.raises(ApiDirError, match=r"events\.json: cannot be read"):
         permgate.read_api_dir(d)
     d = write_dir(tmp_path / "acme2")
     (d / "operations.json").write_text("{not json")
