@@ -138,3 +138,22 @@ def test_consent_pages_use_the_apis_names(acme: Path, tmp_path: Path) -> None:
     assert (perm.name, perm.title, perm.description) == (
         "order_write", "Orders", "Create and change orders.")
     assert perm.implies == (("order_read", "Orders"),)
+
+
+def test_scan_reads_raw_calls_to_the_apis_base_url(acme: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "index.js").write_text(
+        'const h = {headers: {"Acme-Account": account, Authorization: "Bearer " + installKey}};\n'
+        'export const order = (id) => fetch("http://127.0.0.1:8000/v1/orders/" + id, h);\n'
+        'export const find = () => fetch("http://127.0.0.1:8000/v1/orders/search", '
+        '{method: "POST", ...h});\n'
+        'export const other = () => fetch("https://api.stripe.com/v1/charges", h);\n')
+    (app / "stripe-app.json").write_text(manifest_text("com.example.scan", ["customer_read"]))
+    _, out, _ = run(capsys, "scan", "--api", str(acme), str(app), "--format", "json")
+    data = json.loads(out)
+    ops = {c["operation"] for c in data["calls"]}
+    assert ops == {"GET /v1/orders/{order}", "POST /v1/orders/search"}, out
+    _, out, _ = run(capsys, "scan", str(app), "--format", "json")  # Stripe's: the charge
+    assert {c["operation"] for c in json.loads(out)["calls"]} == {"GET /v1/charges"}
