@@ -192,3 +192,62 @@ def test_serve_refuses_a_dir_whose_spec_changed(work: Path, keys: tuple[str, dic
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "changed since its tables were made" in lines[0]
     assert f"permgate init --from-openapi {spec} --out {d}" in lines[0]
+
+
+def test_another_edge_basic_in_and_out_forms_include_stripe_errors(
+        work: Path, keys: tuple[str, dict[str, str]]) -> None:
+    """The same tables behind another edge: HTTP basic from apps and to the upstream, form
+    bodies, JSON:API `include=`, Stripe-shaped errors, and an account header of its own."""
+    from tests.gateway.recorder import recording_upstream
+
+    orders = keys[1]["com.example.orders"]
+    with recording_upstream() as rec:
+        d = write_dir(work / "basic-dir", upstream=rec.url, auth_schemes='["basic"]',
+                      body_encodings='["form"]', expand_style='"include"',
+                      expand_param='"include"', error_style='"stripe"',
+                      account_header='"X-Tenant"')
+        d.joinpath("api.toml").write_text(d.joinpath("api.toml").read_text().replace(
+            'auth_scheme = "bearer"', 'auth_scheme = "basic"'))
+        with run_gateway(keys[0], rec.url, work, extra=["--api", str(d)]) as gw:
+            basic = {"Authorization": "Basic " + base64.b64encode(f"{orders}:".encode()
+                                                                   ).decode(),
+                     "X-Tenant": ACCOUNT}
+            r = httpx.post(gw.url + "/v1/orders?include=customer", headers=basic,
+                           data={"customer": "cus_1"}, timeout=10)
+            assert r.status_code == 201, r.text  # the recorder's answer to a POST
+            seen = rec.requests[-1]
+            assert seen["target"] == "/v1/orders?include=customer"
+            assert seen["body"] == "customer=cus_1"
+            assert seen["headers"]["x-tenant"] == ACCOUNT
+            assert seen["headers"]["authorization"] == "Basic " + base64.b64encode(
+                f"{UPSTREAM_KEY}:".encode()).decode()
+            assert "acme-account" not in seen["headers"]
+            n = len(rec.requests)
+            r = httpx.get(gw.url + "/v1/orders/ord_1?expand=customer", headers=basic,
+                          timeout=10)
+            assert r.status_code == 400 and r.headers["content-type"] == "application/json"
+            err = r.json()["error"]
+            assert err["param"] == "include" and "include=a,b" in err["message"]
+            r = httpx.get(gw.url + "/v1/orders", timeout=10, headers={
+                "Authorization": f"Bearer {orders}", "X-Tenant": ACCOUNT})
+            assert r.status_code == 401
+            assert "does not hold a key" in r.json()["error"]["message"]
+            r = httpx.post(gw.url + "/v1/orders", headers=basic, json={"customer": "c"},
+                           timeout=10)
+            assert r.status_code == 400 and "x-www-form-urlencoded" in r.text
+            assert len(rec.requests) == n  # none of the refused reached the upstream
+
+
+def test_an_api_without_an_account_header(work: Path, keys: tuple[str, dict[str, str]]
+                                          ) -> None:
+    from tests.gateway.recorder import recording_upstream
+
+    orders = keys[1]["com.example.orders"]
+    with recording_upstream() as rec:
+        d = write_dir(work / "noaccount-dir", upstream=rec.url, account_header='""')
+        with run_gateway(keys[0], rec.url, work, extra=["--api", str(d)]) as gw:
+            for header in ("Acme-Account", "Stripe-Account"):
+                r = call(gw, orders, "GET", "/v1/customers", header=header)
+                doc = _problem(r, 400)
+                assert "names no account in a header" in str(doc["detail"])
+            assert rec.requests == []

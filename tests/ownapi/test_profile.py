@@ -185,8 +185,10 @@ def test_comma_style() -> None:
 def test_include_and_none_styles() -> None:
     inc = ExpandReader("include", "include")
     assert inc.query("include=author,comments.author") == ("author", "comments.author")
-    with pytest.raises(BadParam):
-        inc.query("include[]=author")
+    for bad in ("include[]=author", "expand=author", "Expand[]=author"):
+        with pytest.raises(BadParam, match="include=a,b"):
+            inc.query(bad)
+    assert inc.query("included_only=1&expanded=1") == ()
     none = ExpandReader("none", "expand")
     assert none.query("limit=1") == ()
     for q in ("expand=customer", "expand[]=customer", "EXPAND=x"):

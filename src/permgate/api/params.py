@@ -152,6 +152,8 @@ class ExpandReader:
     - "include": the same with JSON:API's `include=a,b`;
     - "none": the API expands nothing; a key spelled like its parameter is refused (an
       upstream that did expand would then return objects nobody checked).
+    In the three, a key spelled like Stripe's `expand` is refused too when the parameter is
+    another (`include`): an upstream that also took it would expand unchecked.
     """
 
     __slots__ = ("body", "param", "query", "style")
@@ -176,14 +178,17 @@ STRIPE_EXPAND = ExpandReader()
 
 def _list_reader(param: str, refuse_all: bool) -> Callable[..., tuple[str, ...]]:
     low = param.lower()
+    words = {low, "expand"}
     how = (f"this API takes no '{param}' parameter (it expands nothing)" if refuse_all else
-           f"expansions are sent as {param}=a,b; other spellings of '{param}' are refused")
+           f"expansions are sent as {param}=a,b; other spellings are refused")
 
     def read(query: str, where: str = "query string") -> tuple[str, ...]:
         if ";" in query:
             raise BadParam(f"Invalid {where}: ';' is not a parameter separator; use '&' "
                            "(and percent-encode ';' inside values as %3B).", param=None)
-        if low not in query.lower() and "%" not in query and "+" not in query:
+        lowered = query.lower()
+        if low not in lowered and "xpand" not in lowered and "%" not in query \
+                and "+" not in query:
             return NO_EXPAND
         out: list[str] = []
         for part in query.split("&"):  # a query is bounded by the head's size
@@ -194,8 +199,8 @@ def _list_reader(param: str, refuse_all: bool) -> Callable[..., tuple[str, ...]]
                     item = item.strip()
                     if item:
                         _add(out, item)
-            elif (low in key.lower() or "%" in key or "+" in key) \
-                    and _first_word(key) == low:
+            elif (low in key.lower() or "xpand" in key.lower() or "%" in key or "+" in key) \
+                    and _first_word(key) in words:
                 raise BadParam(f"Invalid parameter '{_shown(key)}': {how}.", param=param)
         return _dedupe(out)
 
@@ -204,7 +209,7 @@ def _list_reader(param: str, refuse_all: bool) -> Callable[..., tuple[str, ...]]
 
 def _list_body_reader(param: str, refuse_all: bool, read: Callable[..., tuple[str, ...]]
                       ) -> Callable[..., tuple[str, ...]]:
-    low = param.lower()
+    words = {param.lower(), "expand"}
 
     def body_reader(body: bytes | str | Mapping[str, object] | None) -> tuple[str, ...]:
         if body is None:
@@ -222,7 +227,7 @@ def _list_body_reader(param: str, refuse_all: bool, read: Callable[..., tuple[st
                 for v in items:
                     if str(v).strip():
                         _add(out, str(v).strip())
-            elif _first_word(key) == low:
+            elif _first_word(key) in words:
                 raise BadParam(f"Invalid parameter '{_shown(key)}'.", param=param)
         return _dedupe(out)
 
