@@ -13,10 +13,7 @@ the OpenAPI document the tables were made from changed since (its recorded sha25
 
 from __future__ import annotations
 
-import hashlib
 import re
-import shlex
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +27,13 @@ EXPAND_STYLES = ("stripe", "comma", "include", "none")
 ERROR_STYLES = ("stripe", "problem")
 PERMISSION_STYLES = ("scopes", "objects")
 MAX_API_TOML = 64 * 1024  # a hand-sized file: a larger one is a mistake, not read
-_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
-_HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")  # an RFC 9110 token, bounded
-_PARAM = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,39}")
-_BASE_PATH = re.compile(r"(/[A-Za-z0-9._~-]+){1,8}")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+# Patterns as text: compiled (and cached by `re`) only when an api.toml is read, since every
+# command imports this module.
+_NAME = r"[a-z][a-z0-9_-]{0,39}"
+_HEADER = r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}"  # an RFC 9110 token, bounded
+_PARAM = r"[A-Za-z_][A-Za-z0-9_.-]{0,39}"
+_BASE_PATH = r"(/[A-Za-z0-9._~-]+){1,8}"
+_SHA256 = r"[0-9a-f]{64}"
 # Headers the gateway reads or writes itself: an account header may not be one of them.
 _RESERVED_HEADERS = frozenset({
     "authorization", "host", "content-type", "content-length", "content-encoding",
@@ -133,6 +132,8 @@ def _url(value: str, where: str, key: str) -> str:
 
 def parse_api_toml(text: str, directory: str | Path, where: str = "api.toml") -> ApiProfile:
     """The profile an api.toml describes (paths relative to `directory`); ApiDirError."""
+    import tomllib  # only with --api: every command imports this module
+
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -146,7 +147,7 @@ def parse_api_toml(text: str, directory: str | Path, where: str = "api.toml") ->
     up = _take(doc.get("upstream", {}), f"{where} [upstream]", {"url": str, "auth_scheme": str})
     w = f"{where} [api]"
     name = _need(api, w, "name")
-    if not _NAME.fullmatch(name):
+    if not re.fullmatch(_NAME, name):
         raise _fail(w, f"name must match [a-z][a-z0-9_-]{{0,39}}, not {name[:60]!r}")
     if name == "stripe":
         raise _fail(w, "name 'stripe' is the built-in profile's; name your own API otherwise")
@@ -155,7 +156,7 @@ def parse_api_toml(text: str, directory: str | Path, where: str = "api.toml") ->
         raise _fail(w, "title must be one printable line of at most 200 characters")
     spec = _need(api, w, "spec")
     digest = _need(api, w, "spec_sha256").lower()
-    if not _SHA256.fullmatch(digest):
+    if not re.fullmatch(_SHA256, digest):
         raise _fail(w, "spec_sha256 must be 64 hex digits (the sha256 of the spec's bytes)")
     spec_path = Path(spec) if Path(spec).is_absolute() else Path(directory) / spec
     style = api.get("permissions_style", "")
@@ -164,20 +165,20 @@ def parse_api_toml(text: str, directory: str | Path, where: str = "api.toml") ->
     w = f"{where} [edge]"
     base_paths: list[str] = edge.get("base_paths", [""])
     for p in base_paths:
-        if not isinstance(p, str) or (p and not _BASE_PATH.fullmatch(p)):
+        if not isinstance(p, str) or (p and not re.fullmatch(_BASE_PATH, p)):
             raise _fail(w, f"base_paths must be paths like \"/v1\" (or \"\" for the root), "
                         f"not {str(p)[:60]!r}")
     if not base_paths or len(set(base_paths)) != len(base_paths):
         raise _fail(w, "base_paths must be a non-empty list without repeats")
     account = edge.get("account_header", "")
-    if account and (not _HEADER.fullmatch(account)
+    if account and (not re.fullmatch(_HEADER, account)
                     or account.lower() in _RESERVED_HEADERS):
         raise _fail(w, f"account_header must be a header name the gateway does not use "
                     f"itself (or \"\" for none), not {account[:60]!r}")
     expand_style = _choice(edge.get("expand_style", "none"), EXPAND_STYLES, w, "expand_style")
     expand_param = edge.get("expand_param", "include" if expand_style == "include"
                             else "expand")
-    if not _PARAM.fullmatch(expand_param):
+    if not re.fullmatch(_PARAM, expand_param):
         raise _fail(w, f"expand_param must be a parameter name, not {expand_param[:40]!r}")
     if expand_style == "stripe" and expand_param != "expand":
         raise _fail(w, "expand_style \"stripe\" reads expand[]=...; expand_param must be "
@@ -222,6 +223,8 @@ def read_profile(directory: str | Path) -> ApiProfile:
 
 
 def spec_digest(path: str | Path) -> str:
+    import hashlib
+
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -231,6 +234,8 @@ def spec_digest(path: str | Path) -> str:
 
 def reinit_command(profile: ApiProfile) -> str:
     """The command that makes the DIR again from its spec."""
+    import shlex
+
     return (f"permgate init --from-openapi {shlex.quote(profile.spec or 'SPEC')} "
             f"--out {shlex.quote(profile.directory or 'DIR')}")
 
