@@ -157,3 +157,10 @@ def test_scan_reads_raw_calls_to_the_apis_base_url(acme: Path, tmp_path: Path,
     assert ops == {"GET /v1/orders/{order}", "POST /v1/orders/search"}, out
     _, out, _ = run(capsys, "scan", str(app), "--format", "json")  # Stripe's: the charge
     assert {c["operation"] for c in json.loads(out)["calls"]} == {"GET /v1/charges"}
+
+
+def test_authz_refuses_an_api_it_would_only_half_honour(
+        acme: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERMGATE_API", str(acme))
+    code, _, err = run(capsys, "authz")
+    assert code == 2 and "decides for Stripe's API only" in err and err.count("\n") == 1

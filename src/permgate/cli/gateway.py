@@ -78,6 +78,9 @@ def _authz(args: argparse.Namespace) -> int:
                              if s.flag and s.name not in AUTHZ_SKIPS}
     try:
         settings = resolve(flags, config_path=args.config)
+        if settings.api:  # from PERMGATE_API or the config file: authz would half-honour it
+            raise CliError("permgate authz decides for Stripe's API only, for now: unset "
+                           "PERMGATE_API (or the config file's api)")
         control_port = settings.port + 1 if args.control_port is None else args.control_port
         if not 0 < control_port < 65536 or control_port == settings.port:
             raise CliError(f"--control-port must be 1..65535 and not --port, not {control_port}")
