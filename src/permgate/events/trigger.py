@@ -61,9 +61,10 @@ class Triggered:
 
 
 def sample_event(event_type: str, account: str, pending_webhooks: int = 0) -> dict[str, Any]:
-    """A test-mode event of this type with Stripe's sample object (or a minimal one)."""
+    """A test-mode event of this type with Stripe's sample object (or a minimal one; always
+    for another API than Stripe's, whose objects Stripe's samples are not)."""
     fx = fixtures()
-    resource = fx["events"].get(event_type)
+    resource = fx["events"].get(event_type) if permgate.api_profile().stripe else None
     if resource is not None:
         obj = copy.deepcopy(fx["objects"][resource])
     else:  # no sample of its object: the id and type are what receivers look at first
