@@ -269,7 +269,7 @@ def _doubt_unused(v: Verdict) -> None:
     client of unknown account have known needs: the grants meeting them become unverified."""
     if not v.unused:
         return
-    catalog = permgate.engine.catalog
+    catalog = permgate.default_engine().catalog
     blind = tuple(Site(u.file, u.line, u.call, "unknown", u.reason)
                   for u in v.findings.unresolved)
     # a request the engine cannot map because part of its path is computed (`/v1/${path}`
