@@ -3,8 +3,8 @@
 stripe-go's and Stripe.net's webhook helpers refuse by default an event whose `api_version`
 is not their pinned one, so test events carry a real one, the caller's if named;
 `*.updated` events carry `data.previous_attributes`; an upcoming invoice has no id;
-`pending_webhooks` counts the endpoints the event is queued for. Each event is delivered through the real pipeline and
-verified by stripe-python's and stripe-node's `construct_event`.
+`pending_webhooks` counts the endpoints the event is queued for. Each event is delivered
+through the real pipeline and verified by stripe-python's and stripe-node's `construct_event`.
 """
 
 from __future__ import annotations
