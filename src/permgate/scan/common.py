@@ -109,6 +109,15 @@ class Project:
 
 _OAUTH_KEY = re.compile(r"access_?token|accesstoken|oauth", re.I)
 _LITERAL = re.compile(r"""(?s)[rbuRBU]?(?:"[^"\\]*"|'[^'\\]*'|`[^`$\\]*`)""")
+# A key read from a tenant's record (`user.secret_key`, `$shop->stripe_key`,
+# `current_user.stripe_api_key`): stored per user or account, so not the developer's own secret
+# (which comes from the environment, config or the code); the record is named at the start.
+_TENANT_FIELD = re.compile(
+    r"(?:this\.|self\.|@|\$)?(?:[A-Za-z]+_)?(?:user|account|merchant|shop|seller|store|vendor|"
+    r"tenant|team|org|organi[sz]ation|workspace|install(?:ation)?|creator|owner|partner|member|"
+    r"business|company)s?(?:\??\.|->|\[)\s*[\w'\"]*(?:key|secret|token)",
+    re.I,
+)
 # The installing account's credential by its name (a value, never a string that mentions one).
 _STRIPE_CREDENTIAL = re.compile(r"access_?token|oauth|restricted_?key|\brak\b", re.I)
 # Callees that only record or route a value (a token logged, a route named after a token):
@@ -155,6 +164,8 @@ def key_account_why(key_text: str | None) -> tuple[Account, str]:
                               "installing account")
     if _INSTALL_KEY.search(key_text):
         return "connected", f"a per-install key ({short})"
+    if _TENANT_FIELD.match(key_text.strip()):
+        return "connected", f"a key stored on a user's or account's record ({short})"
     if _OWN_KEY.search(key_text):
         return "own", f"the developer's own key ({short})"
     return "unknown", f"a key of unknown origin ({short})"

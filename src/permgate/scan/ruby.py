@@ -208,6 +208,17 @@ class _File:
         why = client[1]
         if self.ctx.ui_extension:
             account, why = "installing", "a UI extension"
+        # stripe-ruby takes the request options last, and a String there is the API key:
+        # `Stripe::Charge.create(attrs, user.secret_key)`. Only a value whose origin the key
+        # rules can tell counts (`params`, `opts` say nothing).
+        positional = [] if args is None else [
+            a for a in args.named_children if a.type not in ("pair", "comment")]
+        if chain[0] == "Stripe" and len(positional) >= 2 and not self.ctx.ui_extension and \
+                positional[-1].type in ("identifier", "call", "instance_variable",
+                                        "element_reference", "constant", "scope_resolution"):
+            acc, w = key_account_why(text(positional[-1]))
+            if acc != "unknown":
+                account, why = acc, f"the API key passed on the call: {w}"
         for h in hashes:
             if "expand" in h:
                 values = _strings(h["expand"])
