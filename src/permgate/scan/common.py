@@ -145,6 +145,31 @@ def credential_escape(callee: Sequence[str], arg: str, is_value: bool) -> Accoun
     return acc if acc in ("installing", "connected") else None
 
 
+# Where a fixed account id comes from: the environment or the operator's configuration.
+_FIXED_SOURCE = re.compile(
+    r"process\.env|import\.meta\.env|os\.environ|getenv|\bENV\[|\benv\(|\bconfig\(|"
+    r"^settings\.|Rails\.(?:configuration|application)|^[A-Z][A-Z0-9_]*$",
+)
+
+
+def fixed_account(value_text: str | None) -> str | None:
+    """Why a connected-account value (`stripeAccount: X`, `stripe_account=X`) names one fixed
+    account of the operator rather than an install's, else None: a literal `acct_` id, a
+    constant, or a value read from the environment or configuration. An install's account id
+    is data (a record's field, a parameter), never written in the code or its settings."""
+    if not value_text:
+        return None
+    v = value_text.strip()
+    if len(v) > 120:
+        return None
+    if _LITERAL.fullmatch(v):
+        return f"a connected account written in the code ({v}): one fixed account, the operator's"
+    if _FIXED_SOURCE.search(v):
+        return (f"a connected account from the environment or configuration ({v}): one fixed "
+                "account, the operator's")
+    return None
+
+
 def key_account(key_text: str | None) -> Account:
     """Whose account a client built with this key expression acts on."""
     return key_account_why(key_text)[0]

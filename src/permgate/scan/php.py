@@ -21,6 +21,7 @@ from permgate.scan.common import (
     HTTP_VERBS,
     Context,
     Piece,
+    fixed_account,
     key_account_why,
     raw_target,
 )
@@ -379,7 +380,9 @@ class _File:
                 else:
                     expand = tuple(values)
             if "stripe_account" in arr:
-                acc, why = "connected", "a stripe_account option on the call"
+                fixed = fixed_account(text(self.resolve(arr["stripe_account"])))
+                acc, why = ("own", fixed) if fixed else (
+                    "connected", "a stripe_account option on the call")
             if "api_key" in arr:
                 acc, w = self.key(arr["api_key"])
                 why = f"api_key on the call: {w}"

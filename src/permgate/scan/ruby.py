@@ -13,7 +13,7 @@ from functools import cache
 import tree_sitter as ts
 import tree_sitter_ruby as ts_ruby
 
-from permgate.scan.common import Context, Project, key_account_why
+from permgate.scan.common import Context, Project, fixed_account, key_account_why
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope, Unresolved
 from permgate.scan.sdk import table
 from permgate.scan.tsutil import event_uses, text
@@ -227,7 +227,9 @@ class _File:
                 else:
                     expand = tuple(values)
             if "stripe_account" in h and not self.ctx.ui_extension:
-                account, why = "connected", "a stripe_account option on the call"
+                fixed = fixed_account(text(h["stripe_account"]))
+                account, why = ("own", fixed) if fixed else (
+                    "connected", "a stripe_account option on the call")
             elif "api_key" in h and not self.ctx.ui_extension:
                 account, w = key_account_why(text(h["api_key"]))
                 why = f"api_key on the call: {w}"
