@@ -109,6 +109,15 @@ class Project:
 
 _OAUTH_KEY = re.compile(r"access_?token|accesstoken|oauth", re.I)
 _LITERAL = re.compile(r"""(?s)[rbuRBU]?(?:"[^"\\]*"|'[^'\\]*'|`[^`$\\]*`)""")
+# A key read from a tenant's record (`user.secret_key`, `$shop->stripe_key`,
+# `current_user.stripe_api_key`): stored per user or account, so not the developer's own secret
+# (which comes from the environment, config or the code); the record is named at the start.
+_TENANT_FIELD = re.compile(
+    r"(?:this\.|self\.|@|\$)?(?:[A-Za-z]+_)?(?:user|account|merchant|shop|seller|store|vendor|"
+    r"tenant|team|org|organi[sz]ation|workspace|install(?:ation)?|creator|owner|partner|member|"
+    r"business|company)s?(?:\??\.|->|\[)\s*[\w'\"]*(?:key|secret|token)",
+    re.I,
+)
 # The installing account's credential by its name (a value, never a string that mentions one).
 _STRIPE_CREDENTIAL = re.compile(r"access_?token|oauth|restricted_?key|\brak\b", re.I)
 # Callees that only record or route a value (a token logged, a route named after a token):
@@ -136,6 +145,31 @@ def credential_escape(callee: Sequence[str], arg: str, is_value: bool) -> Accoun
     return acc if acc in ("installing", "connected") else None
 
 
+# Where a fixed account id comes from: the environment or the operator's configuration.
+_FIXED_SOURCE = re.compile(
+    r"process\.env|import\.meta\.env|os\.environ|getenv|\bENV\[|\benv\(|\bconfig\(|"
+    r"^settings\.|Rails\.(?:configuration|application)|^[A-Z][A-Z0-9_]*$",
+)
+
+
+def fixed_account(value_text: str | None) -> str | None:
+    """Why a connected-account value (`stripeAccount: X`, `stripe_account=X`) names one fixed
+    account of the operator rather than an install's, else None: a literal `acct_` id, a
+    constant, or a value read from the environment or configuration. An install's account id
+    is data (a record's field, a parameter), never written in the code or its settings."""
+    if not value_text:
+        return None
+    v = value_text.strip()
+    if len(v) > 120:
+        return None
+    if _LITERAL.fullmatch(v):
+        return f"a connected account written in the code ({v}): one fixed account, the operator's"
+    if _FIXED_SOURCE.search(v):
+        return (f"a connected account from the environment or configuration ({v}): one fixed "
+                "account, the operator's")
+    return None
+
+
 def key_account(key_text: str | None) -> Account:
     """Whose account a client built with this key expression acts on."""
     return key_account_why(key_text)[0]
@@ -155,6 +189,8 @@ def key_account_why(key_text: str | None) -> tuple[Account, str]:
                               "installing account")
     if _INSTALL_KEY.search(key_text):
         return "connected", f"a per-install key ({short})"
+    if _TENANT_FIELD.match(key_text.strip()):
+        return "connected", f"a key stored on a user's or account's record ({short})"
     if _OWN_KEY.search(key_text):
         return "own", f"the developer's own key ({short})"
     return "unknown", f"a key of unknown origin ({short})"
