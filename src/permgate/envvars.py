@@ -219,10 +219,11 @@ FUZZ_SEED: Var[int] = Var(
 FUZZ_COUNT: Var[int] = Var(
     "PERMGATE_FUZZ_COUNT", _count, 250, "tests (gateway fuzz)",
     "requests the gateway's fuzz test makes", form="integer", kind="test")
-EXTRAS: Var[str | None] = Var(
-    "PERMGATE_EXTRAS", text, None, "scripts/_venv",
-    "the optional dependencies the scripts' venv installs", form="extras, comma-separated",
-    shown="dev,demo,bench", kind="script")
+LOCK: Var[str | None] = Var(
+    "PERMGATE_LOCK", text, None, "scripts/_venv",
+    "which lock file the scripts' venv installs: `serve` (runtime and demo) or `dev` "
+    "(everything the tests and benches need)", form="serve or dev",
+    shown="serve for scripts/permgate, dev for scripts/test and scripts/bench", kind="script")
 
 # The gateway's settings (gateway/config.py `Settings`), by field name; each is read from
 # PERMGATE_<NAME> by the gateway's own loader. tests/test_envvars.py checks this list.
