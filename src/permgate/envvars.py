@@ -157,7 +157,8 @@ def _count(value: str) -> int:
 DB: Var[str | None] = Var(
     "PERMGATE_DB", text, None, "store (every command); gateway setting `db`",
     "the store's URL when a command has no `--db`", form="sqlite:///PATH or postgresql://...",
-    shown="sqlite:///.permgate/permgate.db", setting="db")
+    shown="the nearest .permgate/permgate.db up from the current folder, else "
+    "$XDG_DATA_HOME/permgate/permgate.db", setting="db")
 ADMIN_TOKEN: Var[str | None] = Var(
     "PERMGATE_ADMIN_TOKEN", text, None, "admin (`permgate admin serve`); gateway setting "
     "`admin_token`", "the admin API's bearer token (at least 256 bits of entropy)",
@@ -243,6 +244,17 @@ VARS: tuple[Var[Any], ...] = _OWN + tuple(
         f"the gateway's `{name}` setting (docs/gateway.md)", form="", setting=name)
     for name in GATEWAY_SETTINGS if name not in _SHARED)
 BY_NAME: dict[str, Var[Any]] = {v.name: v for v in VARS}
+
+
+def user_data_home(environ: Mapping[str, str] | None = None) -> str:
+    """The user's data folder, as the XDG Base Directory spec says: $XDG_DATA_HOME when it
+    is an absolute path (a relative one is ignored, as the spec requires), else
+    ~/.local/share. Not a permgate variable: the default database's fallback place."""
+    env = os.environ if environ is None else environ
+    named = env.get("XDG_DATA_HOME", "")
+    if os.path.isabs(named):
+        return named
+    return os.path.join(os.path.expanduser("~"), ".local", "share")
 
 
 def environ() -> Mapping[str, str]:

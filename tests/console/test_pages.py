@@ -64,6 +64,31 @@ def test_account_link_starts_one_session_for_that_account(
     assert other.get("/console/").status_code == 401  # no session without the link
 
 
+def test_a_refused_link_says_whether_it_is_used_expired_or_unknown(
+    store: Store, browser: NewBrowser
+) -> None:
+    from permgate.store.consent_schema import account_links
+
+    b = browser()
+    used = _path(b.account_link())
+    assert b.console.get(used).status_code == 303
+    expired = _path(b.account_link(user="vic"))
+    with store.engine.begin() as conn:  # as if its minutes had passed
+        conn.execute(account_links.update().where(account_links.c.user_id == "vic")
+                     .values(expires_at=store.now()))
+    unknown = "/console/links/acl_" + "x" * 43  # e.g. made against another database
+    for path, says, not_says in (
+        (used, "already used", ("expired", "not known")),
+        (expired, "has expired", ("already used", "not known")),
+        (unknown, "not known here", ("already used", "expired")),
+        ("/console/links/nonsense", "not known here", ("already used", "expired")),
+    ):
+        r = b.console.get(path)
+        assert r.status_code == 410 and says in r.text, (path, r.text)
+        assert not any(s in r.text for s in not_says), path
+    assert "same database as the gateway" in b.console.get(unknown).text
+
+
 def test_cookies_are_secure_off_loopback(store: Store, browser: NewBrowser) -> None:
     b = browser(host="consent.platform.example")
     r = b.console.get(_path(b.account_link()))

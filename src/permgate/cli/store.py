@@ -88,8 +88,16 @@ def _grant_text(g: EffectiveGrant) -> str:
 
 def _db_upgrade(args: argparse.Namespace) -> int:
     # Progress on stderr while migrations run, if stderr is a terminal.
+    from permgate.store.migrate import head as schema_head
+
     with open_store(args.db, upgrade=True, progress=True) as store:
-        print(f"database {store.url} is at the latest schema")
+        before, head = store.upgraded_from, schema_head()
+        if before is None:
+            print(f"database {store.url} created at the latest schema")
+        elif before == head:
+            print(f"database {store.url} is already at the latest schema")
+        else:
+            print(f"database {store.url} upgraded from {before} to the latest schema ({head})")
     return EXIT_OK
 
 

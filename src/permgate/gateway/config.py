@@ -56,7 +56,8 @@ class Settings:
     port: int = _setting(8420, "listen port")
     db: str | None = _setting(
         None, "the store: sqlite:///PATH or postgresql://USER@HOST:PORT/DB", metavar="URL",
-        shown="sqlite:///.permgate/permgate.db",
+        shown="the nearest .permgate/permgate.db up from the current folder, else "
+              "$XDG_DATA_HOME/permgate/permgate.db",
         more="Shared with the other commands. Outside demo mode the schema must be current "
              "(`permgate db upgrade`): `serve` checks before it starts")
     upstream: str | None = _setting(
