@@ -176,3 +176,26 @@ def test_db_upgrade_says_whether_it_created_upgraded_or_found_the_database_curre
                                        f"schema ({migrate.head()})\n")
     assert main(["db", "upgrade", "--db", url]) == EXIT_OK
     assert capsys.readouterr().out == f"database {url} is already at the latest schema\n"
+
+
+def test_explain_for_an_install_says_an_upgrade_awaits_approval(cli: Cli) -> None:
+    """`explain --app --account` decides on the install's approved grant, as the gateway
+    does, and says when the version awaiting approval asks for what is missing."""
+    cli("apps", "upload", cli.manifest("1.0.0", ["customer_read"]))
+    assert cli("install", APP, *ADMIN) == EXIT_OK
+    install = [APP, "--account", ACCT, "--mode", "live"]
+    assert cli("explain", "GET", "/v1/invoices", *install) == EXIT_OK
+    assert "active: denied" in cli.out and "pending approval" not in cli.out
+    cli("apps", "upload", cli.manifest("1.1.0", ["customer_read", "invoice_read"]))
+    assert cli("explain", "GET", "/v1/invoices", *install) == EXIT_OK
+    assert "pending_approval: denied" in cli.out
+    assert (f"pending approval: Version 1.1.0 of '{APP}' asks for 'invoice_read'"
+            in cli.out), cli.out
+    assert "once approved, this request will be allowed" in cli.out
+    out = cli.json("explain", "GET", "/v1/payouts", *install)["install"]
+    assert out["allowed"] is False and out["pending_hint"] is None  # v2 does not ask for it
+    out = cli.json("explain", "GET", "/v1/customers", *install)["install"]
+    assert out["allowed"] is True and out["status"] == "pending_approval"
+    assert cli("explain", "GET", "/v1/invoices", "--app", APP) == EXIT_USAGE
+    assert cli("explain", "GET", "/v1/invoices", "--app", "com.nope", "--account",
+               ACCT) == EXIT_DENIED

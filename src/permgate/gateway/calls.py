@@ -28,6 +28,7 @@ from permgate.gateway.auth import MAX_ACCOUNT_HEADER, account_header, presented_
 from permgate.gateway.body import Body, check_v2_query, decide_body
 from permgate.gateway.logs import quoted
 from permgate.gateway.resolver import MISS, Install, Resolver
+from permgate.store.model import EffectiveGrant
 
 # Entries per header cache. Their keys are bounded in length (auth.MAX_AUTHORIZATION,
 # auth.MAX_ACCOUNT_HEADER), so each cache is bounded in bytes too: keys seen ~10,000 x 0.4
@@ -41,11 +42,14 @@ class Caller:
     expired."""
 
     __slots__ = ("account", "account_b", "app", "auth", "block", "compiled", "expires",
-                 "generation", "logged", "metric", "mode")
+                 "generation", "logged", "metric", "mode", "pending")
 
     def __init__(self, app: str, mode: str, account: str, compiled: Any, auth: bytes | None,
-                 expires: float, generation: int, account_b: bytes | None = None) -> None:
+                 expires: float, generation: int, account_b: bytes | None = None,
+                 pending: EffectiveGrant | None = None) -> None:
         self.app = app
+        # The install's grant when a version awaits approval: a denial then says so.
+        self.pending = pending
         self.mode = mode
         self.account = account
         self.compiled = compiled
@@ -265,8 +269,10 @@ class Calls:
                 "(and accept its permissions) before the app can make requests for it.",
                 code="account_invalid"), "not_installed", app=app_id, mode=mode,
                 account=account, counted=True)
+        grant = install.grant
         caller = Caller(app_id, mode, account, install.compiled, self.auth_by_mode.get(mode),
-                        resolver.key_expiry(secret), generation)
+                        resolver.key_expiry(secret), generation,
+                        pending=grant if grant.status == "pending_approval" else None)
         self.remember(authorization, account_raw, caller)  # type: ignore[arg-type]
         return caller
 
