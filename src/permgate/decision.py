@@ -118,14 +118,16 @@ class Decision:
     def _compose(self, account: str | None) -> str:
         if self.allowed:
             return "Allowed."
-        wants = []
-        for g in self._smallest():
-            if len(g) == 1:
-                wants.append(f"'{g[0]}'")
-            else:
-                wants.append("one of " + _join([f"'{t}'" for t in g], "or"))
-        plural = "permission" if len(wants) == 1 and "one of" not in wants[0] else "permissions"
-        having = f"Having the {_join(wants, 'and')} {plural}"
+        # Stripe names one permission ("Having the 'x' permission"); we may need several,
+        # and some needs are met by any one of a few: "the 'x' and 'y' permissions and the
+        # 'a' or 'b' permission" (an any-of group is one permission, whichever is granted).
+        groups = self._smallest()
+        alone = [f"'{g[0]}'" for g in groups if len(g) == 1]
+        parts = [f"the {_join(alone, 'and')} permission{'s' if len(alone) > 1 else ''}"
+                 ] if alone else []
+        parts += ["the " + _join([f"'{t}'" for t in g], "or") + " permission"
+                  for g in groups if len(g) > 1]
+        having = f"Having {' and '.join(parts)}"
         if self._subject is not None:
             return f"This application may not receive '{self._subject}' events. {having} " \
                 "would allow it."

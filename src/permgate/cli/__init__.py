@@ -30,7 +30,7 @@ COMMANDS: dict[str, str] = {
     "lint": "manifest", "diff": "manifest", "scan": "scan", "db": "store", "apps": "store",
     "install": "store", "approve": "store", "uninstall": "store", "installs": "store",
     "keys": "store", "audit": "store", "admin": "store", "webhooks": "webhooks",
-    "console": "console", "listen": "events", "trigger": "events",
+    "console": "console", "listen": "events", "trigger": "events", "init": "ownapi",
 }
 
 DEFAULT_EXITS = "exit codes:\n  0  done\n  1  failed (the message says why)\n  2  bad input"

@@ -327,6 +327,8 @@ def expansion_steps(exp: Expansion) -> list[str]:
                 f"{t} (needs {p}" + (f", read through its owner as {via} reads it)" if via
                                      else ")")
                 for t, p, via in step.reads))
+        if step.versions:
+            out[-1] += f"; API versions that have it: {', '.join(step.versions)}"
     if exp.error is not None:
         out.append(f"refused ({exp.error}): {exp.message}")
     return out
