@@ -51,7 +51,7 @@ def test_db_upgrade_shows_each_migration_on_a_terminal(tmp_path: Path) -> None:
     assert n >= 1
     db = f"sqlite:///{tmp_path / 'p.db'}"
     rc, out, tty = _under_pty([_permgate(), "db", "upgrade", "--db", db], tmp_path)
-    assert rc == 0 and "is at the latest schema" in out
+    assert rc == 0 and "created at the latest schema" in out
     # tqdm redraws at most every 0.2 s: a quick upgrade shows its start, then the line is
     # cleared (leave=False) so that only the result stays.
     assert "permgate: upgrading the database" in tty and f"0/{n}" in tty

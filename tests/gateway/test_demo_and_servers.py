@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -49,8 +50,24 @@ def test_demo_mode_shows_one_allowed_and_one_denied_call(tmp_path: Path) -> None
         assert isinstance(client.v1.customers.list().data, list)
         with pytest.raises(stripe.PermissionError, match="charge_read"):
             client.v1.charges.list()
-        # The database was created in the working directory, as the banner says.
-        assert (tmp_path / ".permgate" / "permgate.db").exists()
+        # No .permgate/ up the tree: the user data folder's database, printed absolute.
+        db = Path(os.environ["XDG_DATA_HOME"]) / "permgate" / "permgate.db"
+        assert db.exists() and not (tmp_path / ".permgate").exists()
+        assert f"database: sqlite:///{db}\n" in text
+        # The printed sign-in command works as pasted, from any other folder: its link
+        # opens a session on this gateway (it names the same database).
+        link = re.search(r"\n    (\S+ console link .*?\\\n.*?)\n", text)
+        assert link, text
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        command = link.group(1).replace("\\\n", " ")
+        done = subprocess.run(["bash", "-c", command], cwd=elsewhere, capture_output=True,
+                              text=True, timeout=60, check=False, env={
+                                  **os.environ, "XDG_DATA_HOME": str(tmp_path / "other"),
+                                  "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"})
+        assert done.returncode == 0, done.stderr
+        signin = httpx.get(done.stdout.splitlines()[0], follow_redirects=False)
+        assert signin.status_code == 303, signin.text
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         proc.wait(30)

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.gateway.procs import UPSTREAM_KEY, App, Gateway, new_app, raw_request, run_gateway
+from tests.gateway.procs import (
+    UPSTREAM_KEY,
+    App,
+    Gateway,
+    new_app,
+    raw_request,
+    run_gateway,
+    upload,
+)
 from tests.gateway.recorder import BIG, Recorder
 
 from permgate.gateway.demo import free_port
@@ -191,6 +199,28 @@ def test_denials_are_logged_as_audit_records(gw: Gateway, app: App) -> None:
     assert rec["app"] == app.app_id and rec["account"] == app.account
     assert rec["missing"][0][:2] == ["payout_read", "payout_write"]  # type: ignore[index]
     assert "payout_read" in str(rec["reason"])
+
+
+def test_a_denial_says_when_an_upgrade_awaiting_approval_asks_for_it(
+    gw: Gateway, store: Store
+) -> None:
+    """Version 2 asks for invoice_read; until an administrator approves it, the install
+    keeps version 1's grant, and a call needing invoice_read is told approval is pending."""
+    waiting = new_app(store, ["customer_read"])
+    upload(store, waiting, "2.0.0", ["customer_read", "invoice_read"])
+    grant = store.effective_grant(waiting.app_id, waiting.account, "test")
+    assert grant is not None and grant.status == "pending_approval"
+    r = httpx.get(gw.url + "/v1/invoices", headers=headers(waiting))
+    message = r.json()["error"]["message"]
+    assert r.status_code == 403 and "'invoice_read'" in message
+    assert (f"Version 2.0.0 of '{waiting.app_id}' asks for 'invoice_read'" in message
+            and f"account '{waiting.account}' has not approved it yet" in message
+            and "once approved, this request will be allowed" in message), message
+    r = httpx.get(gw.url + "/v1/payouts", headers=headers(waiting))  # not what v2 asks for
+    assert r.status_code == 403 and "approv" not in r.json()["error"]["message"]
+    plain = new_app(store, ["customer_read"])  # no upgrade waiting: no hint
+    r = httpx.get(gw.url + "/v1/invoices", headers=headers(plain))
+    assert r.status_code == 403 and "approv" not in r.json()["error"]["message"]
 
 
 def test_dead_upstream_gives_502_and_not_ready(

@@ -128,12 +128,74 @@ def test_stale_approval_and_invalid_manifest(cli: Cli) -> None:
 def test_default_database_and_env(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """One rule (store/engine.py `default_database`): the nearest `.permgate/` from the
+    current folder up, as git finds `.git`; else the user data folder. Every command
+    follows it, so one run from a subfolder or from elsewhere reaches the same file."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PERMGATE_DB", raising=False)
+    data = tmp_path / "data"
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
     assert main(["db", "upgrade"]) == 0
-    assert (tmp_path / ".permgate" / "permgate.db").is_file()
+    user_db = data / "permgate" / "permgate.db"
+    assert user_db.is_file() and not (tmp_path / ".permgate").exists()
+    assert f"sqlite:///{user_db} created at the latest schema" in capsys.readouterr().out
+    project = tmp_path / "project"
+    (project / ".permgate").mkdir(parents=True)
+    (project / "src" / "deep").mkdir(parents=True)
+    monkeypatch.chdir(project / "src" / "deep")
+    assert main(["apps", "list"]) == EXIT_FINDINGS  # the project's, not the user's database
+    assert str(project / ".permgate" / "permgate.db") in capsys.readouterr().err
+    assert main(["db", "upgrade"]) == 0
+    assert (project / ".permgate" / "permgate.db").is_file()
+    assert "created at the latest schema" in capsys.readouterr().out
+    assert main(["db", "upgrade"]) == 0
+    assert capsys.readouterr().out.endswith("is already at the latest schema\n")
+    monkeypatch.chdir(tmp_path)  # outside the project again: the user's database
+    assert main(["db", "check"]) == 0 and str(user_db) in capsys.readouterr().out
     other = tmp_path / "elsewhere.db"
     monkeypatch.setenv("PERMGATE_DB", f"sqlite:///{other}")
     assert main(["apps", "list"]) == EXIT_FINDINGS  # not migrated yet
     assert "permgate db upgrade" in capsys.readouterr().err
     assert main(["db", "upgrade"]) == 0 and other.is_file()
+
+
+def test_db_upgrade_says_whether_it_created_upgraded_or_found_the_database_current(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from permgate.store import Store, migrate
+
+    url = f"sqlite:///{tmp_path / 'u.db'}"
+    assert main(["db", "upgrade", "--db", url]) == EXIT_OK
+    assert capsys.readouterr().out == f"database {url} created at the latest schema\n"
+    with Store.open(url) as store:
+        migrate.downgrade(store.engine, "-1")
+        older = migrate.current(store.engine)
+    assert older is not None and older != migrate.head()
+    assert main(["db", "upgrade", "--db", url]) == EXIT_OK
+    assert capsys.readouterr().out == (f"database {url} upgraded from {older} to the latest "
+                                       f"schema ({migrate.head()})\n")
+    assert main(["db", "upgrade", "--db", url]) == EXIT_OK
+    assert capsys.readouterr().out == f"database {url} is already at the latest schema\n"
+
+
+def test_explain_for_an_install_says_an_upgrade_awaits_approval(cli: Cli) -> None:
+    """`explain --app --account` decides on the install's approved grant, as the gateway
+    does, and says when the version awaiting approval asks for what is missing."""
+    cli("apps", "upload", cli.manifest("1.0.0", ["customer_read"]))
+    assert cli("install", APP, *ADMIN) == EXIT_OK
+    install = [APP, "--account", ACCT, "--mode", "live"]
+    assert cli("explain", "GET", "/v1/invoices", *install) == EXIT_OK
+    assert "active: denied" in cli.out and "pending approval" not in cli.out
+    cli("apps", "upload", cli.manifest("1.1.0", ["customer_read", "invoice_read"]))
+    assert cli("explain", "GET", "/v1/invoices", *install) == EXIT_OK
+    assert "pending_approval: denied" in cli.out
+    assert (f"pending approval: Version 1.1.0 of '{APP}' asks for 'invoice_read'"
+            in cli.out), cli.out
+    assert "once approved, this request will be allowed" in cli.out
+    out = cli.json("explain", "GET", "/v1/payouts", *install)["install"]
+    assert out["allowed"] is False and out["pending_hint"] is None  # v2 does not ask for it
+    out = cli.json("explain", "GET", "/v1/customers", *install)["install"]
+    assert out["allowed"] is True and out["status"] == "pending_approval"
+    assert cli("explain", "GET", "/v1/invoices", "--app", APP) == EXIT_USAGE
+    assert cli("explain", "GET", "/v1/invoices", "--app", "com.nope", "--account",
+               ACCT) == EXIT_DENIED

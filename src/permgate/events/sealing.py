@@ -16,7 +16,7 @@ Where the ring comes from (first that is set):
 2. `$PERMGATE_WEBHOOK_KEY_FILE`: a key ring file, one `kid hex` per line, the first seals
    (a file with one bare 64-hex line, as earlier versions wrote, is a ring of one).
 3. With a SQLite store: `sealing.keys` in the database's folder (by default
-   `./.permgate/sealing.keys`, next to `./.permgate/permgate.db`), created 0600 on first use
+   beside the default database, store/engine.py `default_database`), created 0600 on first use
    with a notice. The key lives with the data it protects there, which is what a local
    SQLite deployment is; `permgate serve`'s demo and a newcomer's first `webhooks add` work
    without configuration.

@@ -258,6 +258,10 @@ class FullPath:
             rec["required"] = [list(g) for g in decision.required]
             rec["missing"] = [list(g) for g in decision.missing]
             rec["reason"] = message = decision.message_for(caller.account)
+            if caller.pending is not None and outcome == "missing":
+                hint = caller.pending.pending_hint(decision.missing)
+                if hint:
+                    message = f"{message} {hint}"
             # Report-only never forwards what the engine could not parse (hostile paths),
             # nor a HEAD: no Stripe operation is one, and an answer without the body its
             # head announces cannot be framed by the upstream client (it would hold a

@@ -15,13 +15,29 @@ from permgate import envvars
 from permgate.store.errors import SchemaOutOfDate, StoreError
 
 ENV_VAR = envvars.DB.name
-DEFAULT_PATH = Path(".permgate") / "permgate.db"
+PROJECT_FOLDER = ".permgate"
+DB_FILE = "permgate.db"
 WRITE = {"permgate_write": True}  # execution option: this transaction will write
 
 
+def default_database(start: Path | None = None) -> Path:
+    """The one rule for the default database, which every command, the gateway and its
+    workers follow (and the webhook sealing keys, kept beside it): `.permgate/permgate.db`
+    in the nearest folder, from `start` (the current folder) up, that has a `.permgate/`
+    folder, as git finds `.git`; else `permgate/permgate.db` in the user's data folder. So a
+    command run anywhere outside a project reaches the same database as `serve` did."""
+    here = Path.cwd() if start is None else start
+    for folder in (here, *here.parents):
+        if (folder / PROJECT_FOLDER).is_dir():
+            return folder / PROJECT_FOLDER / DB_FILE
+    return Path(envvars.user_data_home()) / "permgate" / DB_FILE
+
+
 def resolve_url(url: str | None) -> URL:
-    """`None` -> $PERMGATE_DB -> the SQLite file ./.permgate/permgate.db."""
-    text = url or envvars.DB.get() or f"sqlite:///{DEFAULT_PATH}"
+    """`None` -> $PERMGATE_DB -> `default_database()`. A SQLite file is made absolute (as
+    SQLite itself would read it from the current folder), so that what is printed (banner,
+    messages) names the same file from any folder."""
+    text = url or envvars.DB.get() or f"sqlite:///{default_database()}"
     try:
         parsed = make_url(text)
     except sa.exc.ArgumentError as e:
@@ -30,6 +46,9 @@ def resolve_url(url: str | None) -> URL:
     if backend in ("postgresql", "postgres"):
         return parsed.set(drivername="postgresql+psycopg")
     if backend == "sqlite":
+        path = sqlite_file(parsed)
+        if path is not None and not path.is_absolute() and not parsed.query:
+            return parsed.set(database=str(Path.cwd() / path))
         return parsed
     raise StoreError(
         f"unsupported database {backend!r}: use sqlite:///PATH or postgresql://...",
