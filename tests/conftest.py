@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from tests import pg
+from tests.needs import missing
 
 from permgate import envvars
 
@@ -25,7 +26,7 @@ def pg_server() -> Iterator[str]:
         return
     bindir = pg.find_binaries()
     if bindir is None:
-        pytest.skip(f"PostgreSQL server binaries (initdb, pg_ctl) not found: {pg.HOW}")
+        missing("PostgreSQL server binaries (initdb, pg_ctl)", pg.HOW)
     cluster = pg.Cluster(bindir)
     try:
         url = cluster.start()

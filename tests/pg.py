@@ -23,8 +23,7 @@ import psycopg
 
 from permgate import envvars
 
-HOW = ("install the PostgreSQL server binaries (Debian: apt-get install postgresql) or set "
-       f"{envvars.TEST_PG.name} to a server's URL")
+HOW = (f"apt-get install postgresql (or set {envvars.TEST_PG.name} to a server's URL)")
 _server: str | None = None  # the URL of the running server, set by the session fixture
 
 
