@@ -119,6 +119,7 @@ def test_the_console_defaults_are_the_store_s() -> None:
     assert ConsoleSettings.from_env({}) == ConsoleSettings()
 
 
+@pytest.mark.slow
 def test_docs_settings_md_is_generated_from_the_declaration() -> None:
     text = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
     rows = [line for line in text.splitlines() if line.startswith("| `PERMGATE_")]

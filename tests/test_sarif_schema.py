@@ -41,6 +41,7 @@ def check(doc: dict[str, Any]) -> None:
     assert doc["version"] == "2.1.0" and doc["runs"]
 
 
+@pytest.mark.slow
 def test_lint_sarif_is_valid(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # A real published manifest with plenty of advice.
     checked = 0

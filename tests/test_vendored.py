@@ -38,6 +38,7 @@ def test_vendored_copy_is_the_upstream_original(rel: str) -> None:
 
 
 @pytest.mark.parametrize("tool", ["gen_catalog.py", "gen_api.py", "gen_event_fixtures.py"])
+@pytest.mark.slow
 def test_generator_reproduces_the_tables_from_the_upstream_originals(tool: str) -> None:
     # gen_catalog also re-extracts the reference's facts from its text and compares them.
     done = subprocess.run([sys.executable, str(REPO / "tools" / tool), "--check",

@@ -63,6 +63,7 @@ def source_keys() -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
 
 # --- the committed outputs are what the generator gives -------------------------------------
 
+@pytest.mark.slow
 def test_generator_check_passes() -> None:
     done = subprocess.run(
         [sys.executable, str(REPO / "tools" / "gen_api.py"), "--check"],

@@ -323,6 +323,7 @@ def test_decisions_are_shared_and_name_the_account_on_request() -> None:
     assert a.message_for(None) == a.message
 
 
+@pytest.mark.slow
 def test_catalog_generator_check_passes() -> None:
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, str(root / "tools" / "gen_catalog.py"), "--check"],

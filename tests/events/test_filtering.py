@@ -78,6 +78,7 @@ def test_the_table_is_the_whole_documented_table() -> None:
     assert sum(1 for c in CASES if c[3] == "write covers read") > 50
 
 
+@pytest.mark.slow
 def test_filtering_table(store: Store, sealer: Sealer) -> None:
     """One app per case, all installed on one account; one event per type; every case's
     app must get exactly the events its case says."""

@@ -118,6 +118,7 @@ def test_every_command_on_real_manifests(
         assert main(["revoke", "permission", "customer_read"]) == 0
 
 
+@pytest.mark.slow
 def test_real_executable(app: Path) -> None:
     run = subprocess.run(
         [str(PERMGATE), "grant", "permission", "invoice_raed", "Shows invoices"],
