@@ -49,3 +49,10 @@ def pg_url(pg_server: str) -> Iterator[str]:
     """A URL whose search_path is a new, empty schema of its own."""
     with pg.pg_schema() as url:
         yield url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The longest tests (slow and e2e: the fresh clone's own quick run) go first, so that the
+    # parallel workers run the rest beside them instead of waiting for them at the end.
+    items.sort(key=lambda item: not (item.get_closest_marker("slow") is not None
+                                     and item.get_closest_marker("e2e") is not None))
