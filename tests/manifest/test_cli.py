@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.realworld import DATA, REAL_WORLD
+from tests.realworld import DATA, REAL_WORLD, SKIP_IF_ABSENT
 
 from permgate.cli import main
 
@@ -98,6 +98,7 @@ def test_diff(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert out["removed"] == ["customer_read"] and out["needs_approval"] is False
 
 
+@SKIP_IF_ABSENT
 @pytest.mark.parametrize("path", REAL_WORLD, ids=lambda p: p.name)
 def test_every_command_on_real_manifests(
     path: Path, workdir: Path, capsys: pytest.CaptureFixture[str]
