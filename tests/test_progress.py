@@ -46,6 +46,7 @@ def _permgate() -> str:
     return str(Path(sys.executable).parent / "permgate")
 
 
+@pytest.mark.slow
 def test_db_upgrade_shows_each_migration_on_a_terminal(tmp_path: Path) -> None:
     n = migrate._pending(migrate._config(), None, "head")
     assert n >= 1
@@ -66,6 +67,7 @@ def test_db_upgrade_shows_each_migration_on_a_terminal(tmp_path: Path) -> None:
     assert rc == 0 and tty == ""
 
 
+@pytest.mark.slow
 def test_no_progress_and_no_rich_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'p.db'}"
     code = ("import sys; from permgate.cli import main; rc = main(sys.argv[1:]); "
@@ -77,6 +79,7 @@ def test_no_progress_and_no_rich_when_stderr_is_not_a_terminal(tmp_path: Path) -
     assert p.stderr == "" and p.stdout.splitlines()[-1] == "TQDM False"
 
 
+@pytest.mark.slow
 def test_scan_bar_on_a_terminal(tmp_path: Path) -> None:
     for i in range(30):
         (tmp_path / f"f{i}.js").write_text(f"const x{i} = {i};\n")
@@ -98,6 +101,7 @@ def test_scan_bar_on_a_terminal(tmp_path: Path) -> None:
     assert rc == 0 and out.strip() == "31" and tty == ""
 
 
+@pytest.mark.slow
 def test_nested_bars_and_track_on_a_terminal(tmp_path: Path) -> None:
     code = """
 import sys

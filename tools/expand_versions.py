@@ -24,7 +24,6 @@ read permission (deny by default); a type the model cannot read is listed as lef
 from __future__ import annotations
 
 import ast
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -375,8 +374,10 @@ def sdk_package() -> Path:
     return Path(stripe.__file__).parent
 
 
-def load_old(shared: Path) -> dict[str, Any]:
-    path = (shared / "data" / "stripe-openapi" / "stripe-openapi-git"
-            / "spec3.sdk.yaml.converted.json")
-    doc: dict[str, Any] = json.loads(path.read_text())
+def load_old(data: Path) -> dict[str, Any]:
+    """The 2022-05-10 SDK spec (API 2020-08-27) from `data` (vendored, or ../shared/data)."""
+    import vendored  # tools/ is not a package: gen_api.py puts tools/ on sys.path first
+
+    doc: dict[str, Any] = vendored.read_json(
+        "stripe-openapi/stripe-openapi-git/spec3.sdk.yaml.converted.json", data)
     return doc

@@ -217,7 +217,8 @@ METRICS_DIR: Var[str | None] = Var(
     form="path", kind="internal")
 TEST_PG: Var[str] = Var(
     "PERMGATE_TEST_PG", str, "postgresql://postgres@127.0.0.1:5432/test", "tests, benches",
-    "the PostgreSQL server the PostgreSQL tests and benches use", form="postgresql://...",
+    "the PostgreSQL server the benches use; the tests use it only when it is set (unset: they "
+    "start a throwaway cluster, tests/pg.py)", form="postgresql://...",
     kind="test")
 FUZZ_SEED: Var[int] = Var(
     "PERMGATE_FUZZ_SEED", _count, 20261202, "tests (gateway fuzz)",

@@ -314,11 +314,12 @@ def test_admin_api_serves_the_screen_data(store: Store, browser: NewBrowser) -> 
 
 
 def test_every_real_world_manifest_that_uploads_has_a_consent_screen(tmp_path: Path) -> None:
-    from tests.realworld import REAL_WORLD
+    from tests.realworld import REAL_WORLD, require
 
     from permgate import manifest
     from permgate.store import InvalidManifest, describe
 
+    require()
     shown = 0
     with Store.open(f"sqlite:///{tmp_path}/rw.db", upgrade=True) as store:
         console = Console(store, ConsoleSettings())

@@ -28,6 +28,7 @@ from permgate.store import Store
 PERMGATE = str(Path(sys.executable).parent / "permgate")
 
 
+@pytest.mark.slow
 def test_listen_command_forwards_a_triggered_event_that_the_sdk_verifies(
     store: Store, sqlite_url: str, webhook_key: str, rec: Receiver, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],

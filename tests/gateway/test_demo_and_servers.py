@@ -14,6 +14,7 @@ import pytest
 import stripe
 from tests.gateway.procs import VENV_BIN, new_app, run_gateway, wait_until
 
+from permgate.cli import main
 from permgate.gateway.demo import Upstream, free_port
 from permgate.store import Store
 
@@ -103,10 +104,18 @@ def test_every_server_enforces(
         assert r.json()["error"]["code"] == "more_permissions_required_for_application"
 
 
-def test_serve_refuses_to_start_without_what_it_needs(tmp_path: Path) -> None:
+def test_serve_refuses_to_start_without_what_it_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # In-process (the refusals start nothing), on a free port: never the default one, which
+    # the README's own demo may hold.
+    monkeypatch.chdir(tmp_path)
+    port = str(free_port())
+
     def serve(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(VENV_BIN / "permgate"), "serve", *args], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=60, check=False)
+        code = main(["serve", "--port", port, *args])
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(["serve", *args], code, out.out, out.err)
 
     done = serve("--upstream", "http://127.0.0.1:9")
     assert done.returncode == 2 and "upstream-key-file" in done.stderr

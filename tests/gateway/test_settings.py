@@ -97,6 +97,7 @@ def test_flags_are_exactly_the_settings_with_a_flag() -> None:
         assert getattr(resolve(given, {}), spec.name) == value
 
 
+@pytest.mark.slow
 def test_docs_table_is_generated_from_the_declaration() -> None:
     text = (ROOT / "docs" / "gateway.md").read_text(encoding="utf-8")
     for spec in SPECS:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.realworld import DATA, REAL_WORLD
+from tests.realworld import DATA, REAL_WORLD, SKIP_IF_ABSENT
 
 from permgate.cli import main
 
@@ -142,6 +142,7 @@ def test_diff(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert out["removed"] == ["customer_read"] and out["needs_approval"] is False
 
 
+@SKIP_IF_ABSENT
 @pytest.mark.parametrize("path", REAL_WORLD, ids=lambda p: p.name)
 def test_every_command_on_real_manifests(
     path: Path, workdir: Path, capsys: pytest.CaptureFixture[str]
@@ -162,6 +163,7 @@ def test_every_command_on_real_manifests(
         assert main(["revoke", "permission", "customer_read"]) == 0
 
 
+@pytest.mark.slow
 def test_real_executable(app: Path) -> None:
     run = subprocess.run(
         [str(PERMGATE), "grant", "permission", "invoice_raed", "Shows invoices"],
