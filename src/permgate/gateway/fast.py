@@ -89,7 +89,8 @@ class FastPath:
             elif name == b"stripe-account":
                 account_raw = value
             elif name in _BODY_HEADERS:
-                if name != b"content-type" or typed:
+                # A comma: maybe two types joined (`body.header_values`), the full path's.
+                if name != b"content-type" or typed or b"," in value:
                     return None
                 typed = True
         if size > MAX_HEADER_BYTES or authorization is None:
