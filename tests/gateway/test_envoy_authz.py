@@ -60,7 +60,7 @@ def send(port: int, app: App, method: str, target: str, headers: list[str],
     return (int(status) if status.isdigit() else 0), payload
 
 
-def corpus() -> list[tuple[str, str, list[str], bytes]]:
+def corpus(key: str, account: str) -> list[tuple[str, str, list[str], bytes]]:
     out = []
     for spelled in (False, True):
         out += list(test_fuzz.generate(random.Random(f"{SEED}-envoy-{spelled}"), spelled))
@@ -100,7 +100,10 @@ def corpus() -> list[tuple[str, str, list[str], bytes]]:
                ["Content-Encoding: identity", "Content-Encoding: gzip"],
                ["Stripe-Version: 2024-06-20", "Stripe-Version: 2024-06-20"],
                ["Idempotency-Key: a", "Idempotency-Key: b"],
-               ["X-A: 1", "X-A: 2"], ["Cookie: a=1", "Cookie: b=2"]]
+               ["X-A: 1", "X-A: 2"], ["Cookie: a=1", "Cookie: b=2"],
+               # serve reads these repeated as joined, as the check carries them
+               [f"Authorization: Bearer {key}"], ["Authorization: Bearer rk_test_other"],
+               [f"Stripe-Account: {account}"], ["Stripe-Account: acct_other"]]
     for extra in [[h] for h in spoofs] + [spoofs] + repeats:
         out.append(("GET", "/v1/charges", extra, b""))
         out.append(("GET", "/v1/customers", extra, b""))
@@ -130,7 +133,7 @@ def _port(url: str) -> int:
 
 def test_envoy_with_authz_decides_as_serve(db_url: str, store: Store, tmp_path: Path) -> None:
     app = new_app(store, list(test_fuzz.GRANT))
-    requests = corpus()
+    requests = corpus(app.key, app.account)
     limit = ["--body-limit", str(BODY_LIMIT)]
     with recording_upstream() as direct, recording_upstream() as behind, \
             run_gateway(db_url, direct.url, tmp_path, limit) as gw, \

@@ -85,8 +85,12 @@ class FastPath:
             if name in FORWARD:
                 forward += (name, b": ", value, b"\r\n")
             elif name == b"authorization":
+                if authorization is not None:
+                    return None  # repeated: the full path reads them joined
                 authorization = value
             elif name == b"stripe-account":
+                if account_raw is not None:
+                    return None
                 account_raw = value
             elif name in _BODY_HEADERS:
                 # A comma: maybe two types joined (`body.header_values`), the full path's.
