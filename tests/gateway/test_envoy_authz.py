@@ -346,3 +346,22 @@ def test_envoy_refuses_with_431_every_header_block_serve_refuses(
         # Envoy is stricter only next to the bound (a few headers, a few hundred bytes).
         assert len(stricter) <= 8, stricter
         assert len(behind.requests) == len(direct.requests) - len(stricter)
+
+
+def test_the_shipped_envoy_speaks_http1_only(
+    db_url: str, store: Store, recorder: Recorder, tmp_path: Path
+) -> None:
+    """serve speaks HTTP/1.1 only; so does the shipped Envoy (`codec_type: HTTP1`): an h2c
+    client (the HTTP/2 preface, no TLS) is refused and nothing is forwarded."""
+    app = new_app(store, ["charge_read"])
+    recorder.requests.clear()
+    with run_authz(db_url, tmp_path) as authz, \
+            run_envoy(_port(recorder.url), authz.port, tmp_path) as envoy:
+        with socket.create_connection(("127.0.0.1", envoy.port), timeout=15) as s:
+            s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            answer = b""
+            while data := s.recv(65536):
+                answer += data
+        assert answer.startswith(b"HTTP/1.1 4"), answer[:80]
+        assert send(envoy.port, app, "GET", "/v1/charges", [], b"")[0] == 200
+        assert len(recorder.requests) == 1
