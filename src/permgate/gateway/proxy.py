@@ -187,9 +187,12 @@ class FullPath:
             if name in FORWARD:
                 forward.append((name, value))
             elif name == b"authorization":
-                authorization = value
+                # Repeated: read joined, as a proxy joins them (`body.header_values`), so a
+                # check through Envoy decides alike; a joined key or account is no valid one.
+                authorization = value if authorization is None else \
+                    authorization + b"," + value
             elif name == account_name:
-                account_raw = value
+                account_raw = value if account_raw is None else account_raw + b"," + value
             elif name == b"content-length":
                 length = value
             elif name == b"content-type":
