@@ -242,11 +242,15 @@ class Deriver:
         for key in ("oneOf", "anyOf"):
             alts = node.get(key)
             if isinstance(alts, list) and alts:
-                names = {self.schema_object(a, depth + 1)[0] for a in alts}
+                found = [self.schema_object(a, depth + 1) for a in alts]
+                names = {n for n, _, _ in found}
                 names.discard(None)
                 if len(names) == 1:
                     only = names.pop()
-                    return only, False, f"{key} of one object"
+                    guessed = any(GUESS in how for n, _, how in found if n)
+                    return only, False, f"{key} of one object" + (
+                        f" ({'; '.join(h for n, _, h in found if n and GUESS in h)})"
+                        if guessed else "")
                 # several: the one every other is a kind of (`deleted_customer` of
                 # `customer`), on `_` word boundaries (`card` is not in `discard_request`)
                 strs = [n for n in names if n]
@@ -534,14 +538,16 @@ def derive(doc: dict[str, Any], where: str, *, style: Style = "auto",
     origin: dict[str, str] = {}  # permission -> "scope" | "object" | "event": who made it
     scope_desc = _scope_descriptions(d, d.schemes)
 
+    shared: dict[str, str] = {}  # a name both a scope and generated -> the generated's object
+
     def same_meaning(pname: str, lv: str, res: str) -> None:
         """A scope and a generated name spelt alike must mean the same (`pets_read`: read
-        pets); otherwise holding one would grant the other."""
+        pets); otherwise holding one would grant the other. Checked by name here and by the
+        operations the scope guards once all are known (`_check_shared`)."""
         kind, stem = classify_scope(pname)
         if kind != lv or resource_of(snake(stem)) != res:
-            raise SpecError(f"{where}: scope {pname!r} has the name permgate gives "
-                            f"{res.replace('_', ' ')} objects' {lv} permission, with another "
-                            "meaning: use --permissions objects, or rename the scope")
+            _clash(where, pname, lv, res)
+        shared[pname] = res
 
     def object_perm(obj: str, level: Level, why: str) -> str:
         res = resource_of(obj)
@@ -621,6 +627,11 @@ def derive(doc: dict[str, Any], where: str, *, style: Style = "auto",
         for scope in scope_desc:
             lv, _ = classify_scope(scope)
             scope_perm(scope, lv or "write", None, "declared in securitySchemes")
+    for pname, res in sorted(shared.items()):
+        guarded = {resource_of(o.object or "root") for o in ops
+                   if o.permission == pname and any(o.scopes)}
+        if guarded - {res}:
+            _clash(where, pname, perms[pname]["level"], res)
     _scope_levels(d, ops, perms, origin)
     _implications(d, ops, perms, origin, chosen)
     _no_stray_twins(d, perms)
@@ -684,6 +695,12 @@ def _read_twin(pname: str, perms: dict[str, dict[str, Any]]) -> str:
             return str(other["name"])
     twin = f"{row['resource']}_read"
     return twin if twin in perms else pname
+
+
+def _clash(where: str, pname: str, level: str, res: str) -> None:
+    raise SpecError(f"{where}: scope {pname!r} has the name permgate gives "
+                    f"{res.replace('_', ' ')} objects' {level} permission, with another "
+                    "meaning: use --permissions objects, or rename the scope")
 
 
 def _scope_descriptions(d: Deriver, schemes: dict[str, Any]) -> dict[str, str]:
