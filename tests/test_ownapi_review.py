@@ -114,7 +114,7 @@ GRAPH_PATHS: dict[str, Any] = {
 # -- 1. implication only within one scope family ---------------------------------------------
 
 def test_write_scope_never_implies_a_broader_read(tmp_path: Path) -> None:
-    engine, out = init_ok(tmp_path, graphish(GRAPH_PATHS))
+    engine, _ = init_ok(tmp_path, graphish(GRAPH_PATHS))
     # editing your own profile does not let you read every user
     assert not engine.decide("GET", "/v1/users/someone_else", None,
                              engine.grant(["User.ReadWrite"])).allowed
@@ -435,7 +435,7 @@ def test_fuzz_every_substitution_is_refused_or_rendered() -> None:
                     render_review(r, P("/x"), "c")
                 except SpecError as e:
                     assert "\n" not in str(e)
-                except Exception as e:  # noqa: BLE001 - what the test is looking for
+                except Exception as e:  # what the test is looking for
                     bugs.setdefault(type(e).__name__, (at, value, style, str(e)[:100]))
     assert cases > 1000 and not bugs, bugs
 
@@ -460,6 +460,21 @@ def test_scope_named_event_read_refused(tmp_path: Path,
                                        "delete": op("del", ["event_read"])}}
     doc["components"]["schemas"] = two_views()["components"]["schemas"]
     assert "scope named 'event_read'" in refused(tmp_path, doc, capsys)
+
+
+def test_an_event_object_and_webhooks_share_event_read(tmp_path: Path) -> None:
+    """`/events` returns `event` objects: their `event_read` is the one events need (as in
+    Stripe's model), not a clash."""
+    doc = two_views({"x-permgate-object-permissions": {"profile": "profile_read"}})
+    doc["components"] = {"schemas": {**doc["components"]["schemas"], "Event": {
+        "type": "object", "properties": {"id": {"type": "string"}}}}}
+    doc["paths"] = {**{k: {m: {kk: vv for kk, vv in o.items() if kk != "security"}
+                           for m, o in v.items()} for k, v in doc["paths"].items()},
+                    "/events": {"get": op("events", ref="Event")}}
+    engine, _ = init_ok(tmp_path, doc, "--permissions", "objects")
+    assert engine.decide("GET", "/v1/events", None, engine.grant(["event_read"])).allowed
+    assert engine.decide_event("profile.updated",
+                               engine.grant(["profile_read", "event_read"])).allowed
 
 
 def test_scope_spelt_like_an_object_name_with_another_meaning_refused(

@@ -650,6 +650,14 @@ def derive(doc: dict[str, Any], where: str, *, style: Style = "auto",
                                                                    "its read operations")}
                         if p else {"unavailable": readers_rule.get(
                             obj, "no operation of the document reads it")})
+    hooks = doc.get("webhooks") or doc.get("x-webhooks")
+    if hooks and origin.get("event_read") == "scope" and {
+            o.object for o in ops if o.permission == "event_read"} - {"event"}:
+        # every event needs event_read: a scope of that name guarding other objects would
+        # grant both meanings at once
+        raise SpecError(f"{where}: the document has a scope named 'event_read' guarding "
+                        "other objects, and every event needs a permission of that name: "
+                        "rename the scope, or use --permissions objects")
     events = _events(d, readers, perms, origin, chosen, object_perm, title)
     # -- the edge ----------------------------------------------------------------------------
     auth, up_auth = _auth(d)
@@ -972,9 +980,6 @@ def _events(d: Deriver, readers: dict[str, str], perms: dict[str, dict[str, Any]
         return []
     if len(hooks) > MAX_WEBHOOKS:
         raise SpecError(f"{d.where}: more than {MAX_WEBHOOKS} webhooks")
-    if origin.get("event_read", "event") != "event":
-        raise SpecError(f"{d.where}: the document has a scope named 'event_read', the permission "
-                        "every event needs here: rename the scope, or use --permissions objects")
     if "event_read" not in perms:
         origin["event_read"] = "event"
         perms["event_read"] = _perm_row("event_read", "read", "event", "event", title,
