@@ -62,7 +62,8 @@ def render_toml(r: Result, spec: Path, sha: str) -> str:
     ])
 
 
-_MD_ESCAPE = str.maketrans({c: "\\" + c for c in "\\[]()*_#!~"})
+# links and images need `[`; emphasis `*`, `_`, `~`; HTML `<` (escaped as an entity below)
+_MD_ESCAPE = str.maketrans({c: "\\" + c for c in "\\[]*_~"})
 
 
 def _md(s: str) -> str:
@@ -131,8 +132,9 @@ def render_review(r: Result, spec: Path, command: str) -> str:
             "| operation | permission | object | rule |", "|---|---|---|---|"]
     for row in r.operations:
         perm = row["permission"] or f"unavailable: {row['unavailable']}"
-        out.append(f"| `{row['method']} {_code(row['path'])}` | {_md(perm)} | "
-                   f"{_md(row['object'] or '')} | {_md(row['rule'])} |")
+        obj = f"`{_code(row['object'])}`" if row["object"] else ""
+        out.append(f"| `{row['method']} {_code(row['path'])}` | `{_code(perm)}` | {obj} | "
+                   f"`{_code(row['rule'])}` |")
     out.append("")
     return "\n".join(out)
 
