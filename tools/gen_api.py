@@ -233,11 +233,34 @@ class Surface:
             raise SystemExit(f"{method} {path}: needs exactly one of permission/unavailable")
         if perm is not None and perm not in self.inp.catalog.permissions:
             raise SystemExit(f"{method} {path}: {perm} is not a catalog permission")
-        return {
+        out: dict[str, Any] = {
             "method": method, "path": path, "permission": perm, "unavailable": unavailable,
             "object": own[0] if len(own) == 1 else None, "objects": own, "list": is_list,
             "sources": sources, "rule": rule,
         }
+        by_prefix = self.by_id_prefix(method, n, perm)
+        if by_prefix:
+            out["by_id_prefix"] = by_prefix
+        return out
+
+    def by_id_prefix(self, method: str, n: str, perm: str | None) -> dict[str, Any]:
+        """An operation on an id that may name objects of several types, each with its own
+        permission, decided by the id's prefix (the last segment); `null` keeps the row's."""
+        for e in self.inp.overrides.get("id_prefixes", []):
+            if norm(e["path"]) != n or perm is None:
+                continue
+            self.inp.used.add(f"id_prefixes {e['path']}")
+            out: dict[str, Any] = {}
+            for prefix, (obj, resource) in sorted(e["prefixes"].items()):
+                if resource is None:
+                    out[prefix] = {"permission": perm, "objects": [obj]}
+                    continue
+                p, why, _ = self.resolve_level(resource, method)
+                if p is None:
+                    raise SystemExit(f"id_prefixes {e['path']} {prefix}: {why}")
+                out[prefix] = {"permission": p, "objects": [obj]}
+            return out
+        return {}
 
     def resolve_level(self, resource: str, method: str) -> tuple[str | None, str | None, str]:
         lv, lv_rule = self.level(resource, method)
@@ -638,19 +661,33 @@ def expansion_model(inp: Inputs, rows: list[dict[str, Any]]) -> ExpansionModel:
         inner = p.get("items", p) if p.get("type") == "array" else p
         return {"walk": _refs(_one(inner)), "v": v}
 
-    versions.merge_older(nodes, present, inp.old_spec, older_entry, notes)
-    for e in ov.get("older_fields", []):
-        inp.used.add(f"older_fields {e['object']}.{e['field']}")
-        entry = {k: e[k] for k in ("walk", "list", "id") if k in e}
-        nodes.setdefault(e["object"], {})[e["field"]] = {**entry, "v": ["<" + versions.OLD]}
-        notes.added.setdefault("<" + versions.OLD, []).append(f"{e['object']}.{e['field']}")
-
     def type_problem(t: str) -> str | None:
         if t not in inp.objects:
             return f"object type {t!r} is not in tools/stripe_objects.json"
         if t in owned:
             return f"{t} is read through its owner, and the SDK does not say which"
         return None
+
+    def old_types(p: dict[str, Any]) -> list[str] | None:
+        """An older id field's types, the older spec's unions (`payment_source`) opened."""
+        types = _id_types(inp.old_spec, p)
+        if types is None:
+            return None
+        old_schemas = inp.old_spec["components"]["schemas"]
+        out: list[str] = []
+        for t in types:
+            union = old_schemas.get(t, {})
+            members = _refs(union) if union.get("title") == "Polymorphic" else []
+            out += [_type_name(inp.old_spec, m) for m in members] or [t]
+        return out
+
+    versions.merge_older(nodes, present, inp.old_spec, older_entry, notes, old_types,
+                         type_problem)
+    for e in ov.get("older_fields", []):
+        inp.used.add(f"older_fields {e['object']}.{e['field']}")
+        entry = {k: e[k] for k in ("walk", "list", "id") if k in e}
+        nodes.setdefault(e["object"], {})[e["field"]] = {**entry, "v": ["<" + versions.OLD]}
+        notes.added.setdefault("<" + versions.OLD, []).append(f"{e['object']}.{e['field']}")
 
     sdk_includables = {(e["object"], e["field"]): e for e in ov["includables"] if e.get("sdk")}
     versions.merge_sdk(nodes, present, inp.sdk, sdk_includables, type_problem, notes, inp.used)
@@ -786,6 +823,7 @@ def unused_overrides(inp: Inputs) -> list[str]:
         + [f"includables {e['object']}.{e['field']}" for e in o["includables"]]
         + [f"reached_via {e['object']}.{e['field']}" for e in o["reached_via"]]
         + [f"older_fields {e['object']}.{e['field']}" for e in o.get("older_fields", [])]
+        + [f"id_prefixes {e['path']}" for e in o.get("id_prefixes", [])]
     )
     return [d for d in declared if d not in inp.used]
 

@@ -15,10 +15,10 @@ from permgate.api.operations import Operation
 from permgate.api.params import (
     MAX_EXPANSIONS,
     NO_EXPAND,
+    STRIPE_EXPAND,
     BadParam,
+    ExpandReader,
     bounded_expansions,
-    expand_from_body,
-    expand_from_query,
 )
 from permgate.api.router import BadPath, Router
 from permgate.catalog import Catalog
@@ -192,19 +192,27 @@ def _join(items: list[str], word: str) -> str:
 class Engine:
     """Catalog + operations + expansion graph of one API, and the decisions over them."""
 
-    def __init__(self, catalog: Catalog, operations: Iterable[Operation], graph: ExpansionGraph):
+    def __init__(self, catalog: Catalog, operations: Iterable[Operation], graph: ExpansionGraph,
+                 *, expand: ExpandReader = STRIPE_EXPAND):
         self.catalog = catalog
+        # How this API names expansions (api.toml `expand_style`): bound once, not branched
+        # on per request.
+        self.expand_reader = expand
+        self._from_query = expand.query
+        self._from_body = expand.body
+        self._expand_param = expand.param
         self.router = Router(operations)
         self.graph = graph
         self.operations = self.router.operations
-        unknown = {o.permission for o in self.operations if o.permission} - set(catalog.permissions)
+        every = [*self.operations, *(v for o in self.operations for _, v in o.variants)]
+        unknown = {o.permission for o in every if o.permission} - set(catalog.permissions)
         if unknown:
             raise ValueError(f"operations name unknown permissions: {sorted(unknown)}")
         # Per operation, the two answers that need no request data, built once.
         self._allowed: dict[Operation, Decision] = {}
         self._denied: dict[Operation, Decision] = {}
         self._needs: dict[Operation, tuple[Group, ...]] = {}
-        for op in self.operations:
+        for op in every:
             if op.permission is not None:
                 needs = ((op.permission,),)
                 self._needs[op] = needs
@@ -250,7 +258,9 @@ class Engine:
 
     # -- requests ----------------------------------------------------------------------
     def route(self, method: str, path: str) -> Operation | None:
-        return self.router.route(method.upper(), path.partition("?")[0])
+        path = path.partition("?")[0]
+        op = self.router.route(method.upper(), path)
+        return op.variant(path) if op is not None and op.variants else op
 
     def decide(
         self,
@@ -274,6 +284,8 @@ class Engine:
                             code=CODE_BAD_PATH)
         if op is None:
             return self._unknown(method, path)
+        if op.variants:  # decided by the id's prefix (a customer's src_ is a Source)
+            op = op.variant(path)
         if op.unavailable is not None:
             return Decision(
                 "unavailable", self.catalog, operation=op, code=CODE_UNAVAILABLE,
@@ -291,9 +303,9 @@ class Engine:
                 plan = self._query_plan(op, query)
         elif query or body is not None or expand:
             try:
-                exps = expand_from_query(query) if query else NO_EXPAND
+                exps = self._from_query(query) if query else NO_EXPAND
                 if body is not None:
-                    more = expand_from_body(body)
+                    more = self._from_body(body)
                     if more:
                         exps = self._merge(exps, more)
                 if expand:
@@ -333,7 +345,7 @@ class Engine:
     def _query_plan(self, op: Operation, query: str) -> _Plan | None:
         """Parse a query string's expansions and find their plan; cache short queries."""
         try:
-            exps = expand_from_query(query)
+            exps = self._from_query(query)
         except BadParam as e:
             plan: _Plan | None = Decision("bad_request", self.catalog, operation=op,
                                           message=str(e), param=e.param)
@@ -388,10 +400,11 @@ class Engine:
             if res.error is not None:
                 if res.error == "unavailable":
                     plan = Decision("unavailable", self.catalog, operation=op,
-                                    code=CODE_UNAVAILABLE, message=res.message, param="expand")
+                                    code=CODE_UNAVAILABLE, message=res.message,
+                                    param=self._expand_param)
                 else:
                     plan = Decision("bad_request", self.catalog, operation=op,
-                                    message=res.message, param="expand")
+                                    message=res.message, param=self._expand_param)
                 break
             for n in res.needs:
                 tokens[n] = None

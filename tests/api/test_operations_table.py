@@ -205,6 +205,9 @@ def test_write_only_objects_say_so() -> None:
     assert "edit_link_write" in objects()["login_link"]["unavailable"]
 
 
+WIDENED = {(o, "default_source"): {"account"} for o in ("customer", "invoice", "subscription")}
+
+
 def test_expansion_model_reaches_every_id_field_of_the_source_list() -> None:
     """The id-only list in shared/data (derived from the same spec) is a subset of the model:
     each of its dotted paths walks embedded objects to an id field holding the same types."""
@@ -221,7 +224,9 @@ def test_expansion_model_reaches_every_id_field_of_the_source_list() -> None:
                 if i == len(parts) - 1:
                     got = {t for e in entries for t in _id_types(e)}
                     want = {"rule" if t == "schema:rule" else t for t in types}
-                    assert got == want, (obj, path)
+                    # Other API versions may add types (issue 24 review: the 2020-08-27
+                    # spec and stripe-python say a default_source may hold an Account)
+                    assert got == want | WIDENED.get((obj, path), set()), (obj, path)
                 else:
                     nodes = [n for e in entries if isinstance(e, dict)
                              for n in e.get("walk", [])]

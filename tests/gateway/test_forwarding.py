@@ -353,3 +353,18 @@ def test_workers_share_the_load_and_metrics_add_up_across_them(
     for worker in workers:  # stopping the gateway stopped its workers
         assert not Path(f"/proc/{worker}").exists() or \
             "zombie" in Path(f"/proc/{worker}/status").read_text()
+
+
+def test_a_customers_source_is_decided_by_its_id(
+    gw: Gateway, recorder: Recorder, app: App
+) -> None:
+    # Issue 24 review: a customer's card_ is the customer's (customer_read, implied by the
+    # app's customer_write); its src_ is a Source, its own API object (source_read).
+    r = httpx.get(gw.url + "/v1/customers/cus_1/sources/card_1?by_prefix=1",
+                  headers=headers(app))
+    assert r.status_code == 200, r.text
+    r = httpx.get(gw.url + "/v1/customers/cus_1/sources/src_1?by_prefix=2",
+                  headers=headers(app))
+    assert r.status_code == 403 and "'source_read'" in r.json()["error"]["message"]
+    assert any("by_prefix=1" in p for p in recorder.paths())
+    assert not any("by_prefix=2" in p for p in recorder.paths())

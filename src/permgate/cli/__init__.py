@@ -132,6 +132,10 @@ def _main(argv: list[str] | None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
+        if hasattr(args, "api_dir"):  # a command that decides: --api DIR / PERMGATE_API
+            from permgate.cli._common import select_api
+
+            select_api(args)
         return func(args)
     except CliError as e:
         print(f"permgate: {e}", file=sys.stderr)

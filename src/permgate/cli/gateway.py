@@ -28,8 +28,10 @@ def _serve(args: argparse.Namespace) -> int:
         settings = resolve(flags, config_path=args.config)
         _check_admin_token(settings.admin_token)
         _check_port(settings.host, settings.port)
+        if settings.api:
+            settings = _own_api(settings)
         if settings.upstream is not None:
-            if not upstream_keys(settings):
+            if not upstream_keys(settings, any_key=bool(settings.api)):
                 raise CliError("--upstream needs the upstream's secret key: --upstream-key-file "
                                "PATH or PERMGATE_UPSTREAM_KEY")
             _check_store(settings.db)
@@ -40,11 +42,30 @@ def _serve(args: argparse.Namespace) -> int:
     return _serve_demo(settings)
 
 
+def _own_api(settings: Any) -> Any:
+    """`--api DIR`: refuse a DIR that cannot be used or whose spec changed since `init`
+    (with the command to run again), before anything starts; its api.toml's upstream is the
+    default of --upstream. No demo mode: the API is the user's own."""
+    import permgate
+
+    try:
+        _, profile = permgate.use_api(settings.api, check_spec=True)
+    except permgate.ApiDirError as e:
+        raise CliError(str(e)) from None
+    if settings.upstream is None:
+        if profile.upstream_url is None:
+            raise CliError(f"--api {settings.api}: its api.toml has no [upstream] url: give "
+                           "--upstream URL")
+        settings = dataclasses.replace(settings, upstream=profile.upstream_url)
+    return settings
+
+
 # serve's settings that mean nothing to `permgate authz`: Envoy owns the upstream and its
 # connections; the admin API, consent pages, demo and webhook ingest are a serve's.
 AUTHZ_SKIPS = frozenset({
     "upstream", "connect_timeout", "upstream_timeout", "pool_size", "pool_per_app", "server",
     "demo_account", "webhook_secret", "webhook_account", "admin_token",
+    "api",  # authz decides for Stripe's API only, for now (docs/own-api.md)
 })
 
 
@@ -57,6 +78,9 @@ def _authz(args: argparse.Namespace) -> int:
                              if s.flag and s.name not in AUTHZ_SKIPS}
     try:
         settings = resolve(flags, config_path=args.config)
+        if settings.api:  # from PERMGATE_API or the config file: authz would half-honour it
+            raise CliError("permgate authz decides for Stripe's API only, for now: unset "
+                           "PERMGATE_API (or the config file's api)")
         control_port = settings.port + 1 if args.control_port is None else args.control_port
         if not 0 < control_port < 65536 or control_port == settings.port:
             raise CliError(f"--control-port must be 1..65535 and not --port, not {control_port}")

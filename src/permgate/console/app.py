@@ -382,7 +382,7 @@ class Console:
         if found is None:
             return self.signed_out()
         s, token = found
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):  # Starlette routes HEAD with GET (unfurlers)
             grant = await run_in_threadpool(
                 self.store.effective_grant, ask.app.app_id, s.account, ask.mode)
             hidden = ask.hidden()
@@ -391,7 +391,8 @@ class Console:
                              mode=ask.mode, action="/oauth/v2/authorize", hidden=hidden,
                              installed=grant is not None, cancel=None, oauth=True,
                              redirect_uri=ask.redirect_uri, form_origin=origin)
-        assert form is not None
+        if form is None:  # no other method reaches here; refuse rather than assert
+            return self.message("Bad request", "This page does not take that method.", 405)
         if form.get("decision") != "allow":
             return RedirectResponse(oauth.redirect_to(ask.redirect_uri, {
                 "error": "access_denied",

@@ -180,6 +180,17 @@ class RawTarget:
     dynamic_query: bool
 
 
+def api_where() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The hosts and base paths raw HTTP calls reach the API at: Stripe's (API_HOSTS, /v1
+    and /v2), or another API's (`--api DIR`: its api.toml's upstream URL and base_paths)."""
+    import permgate
+
+    profile = permgate.api_profile()
+    if profile.stripe or profile.upstream_url is None:
+        return API_HOSTS, ("/v1", "/v2")
+    return (profile.upstream_url.rstrip("/"),), profile.base_paths
+
+
 def raw_target(pieces: Sequence[Piece], *, require_host: bool) -> RawTarget | None:
     """The API path a URL or path built from `pieces` names, or None if it is not one.
 
@@ -189,14 +200,15 @@ def raw_target(pieces: Sequence[Piece], *, require_host: bool) -> RawTarget | No
     if not pieces or pieces[0] is None:
         return None
     head = pieces[0]
-    for host in API_HOSTS:
+    hosts, bases = api_where()
+    for host in hosts:
         if head.startswith(host):
             head = head[len(host):]
             break
     else:
         if require_host:
             return None
-    if not head.startswith(("/v1/", "/v2/")) and head not in ("/v1", "/v2"):
+    if not head.startswith(tuple(b + "/" for b in bases)) and head not in bases:
         return None
     marker = "\x00"
     text = head + "".join(marker if p is None else p for p in pieces[1:])

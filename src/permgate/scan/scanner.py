@@ -31,6 +31,18 @@ _MAYBE = re.compile(rb"(?i)stripe|[\"'`][a-z_]+\.[a-z_.]+[\"'`]")
 _INDEX = re.compile(
     rb"new Stripe|Stripe\(|StripeClient|api\.stripe\.com|require\(['\"]stripe|\.api_key\s*="
 )
+
+
+def _maybe() -> re.Pattern[bytes]:
+    """The quick filter; with another API than Stripe's (`--api`), files naming its host
+    pass too (raw HTTP calls to it are what the scan reads of them)."""
+    hosts, _ = common.api_where()
+    if hosts == common.API_HOSTS:
+        return _MAYBE
+    names = b"|".join(re.escape(h.encode("utf-8")) for h in hosts)
+    return re.compile(_MAYBE.pattern + b"|" + names)
+
+
 PROGRESS_FILES = 2_000  # show progress for trees at least this large (when stderr is a TTY)
 
 
@@ -203,6 +215,7 @@ def scan_tree(
 ) -> Findings:
     """`event_types` None: the engine's, loaded only once a file needs parsing."""
     out = Findings(root, include_tests=include_tests)
+    maybe = _maybe()
 
     def on_test() -> None:
         out.tests_excluded += 1
@@ -229,14 +242,14 @@ def scan_tree(
                 results.append(Skipped(rel, data.reason, data.dropped))
                 continue
             out.files += 1
-            if not _MAYBE.search(data):
+            if not maybe.search(data):
                 results.append(None)
                 continue
             text = data.decode("utf-8", "replace")
             if event_types is None:
                 import permgate
 
-                event_types = frozenset(permgate.engine.catalog.events)
+                event_types = frozenset(permgate.default_engine().catalog.events)
             ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types,
                                  modules=modules)
             try:

@@ -147,7 +147,7 @@ def _rank(group: tuple[str, ...], event: str | None, p: str) -> tuple[int, ...]:
     there: the event's own object first, then what grants the least, read before write."""
     if event is None:
         return (group.index(p),)
-    catalog = permgate.engine.catalog
+    catalog = permgate.default_engine().catalog
     implied = catalog.implied_by(p) if p in catalog.permissions else frozenset({p})
     return (0 if p in _event_object_perm(event) else 1, len(implied),
             0 if p.endswith("_read") else 1, group.index(p))
@@ -171,7 +171,7 @@ def _cover(
             hints[g] = hint
     if not hints:
         return chosen  # nothing needed: no need to load the catalog
-    catalog = permgate.engine.catalog
+    catalog = permgate.default_engine().catalog
     closure = set(catalog.closure(frozenset(have)))
     for g in sorted(hints, key=lambda g: (len(g), g)):
         if closure.isdisjoint(g):
@@ -182,7 +182,7 @@ def _cover(
 
 
 def needs(findings: Findings) -> tuple[list[CallNeeds], list[EventNeeds]]:
-    engine = permgate.engine
+    engine = permgate.default_engine()
     cache: dict[tuple[str, str, tuple[str, ...]], CallNeeds] = {}
     calls: list[CallNeeds] = []
     for c in findings.calls:
@@ -214,7 +214,7 @@ def verdict(findings: Findings, granted: Iterable[str] | None, manifest: str | N
     v.invalid = [c for c in calls if c.counts and c.kind == "bad_request"]
     if granted is None:
         return v
-    catalog = permgate.engine.catalog
+    catalog = permgate.default_engine().catalog
     names = tuple(dict.fromkeys(granted))
     v.granted = names
     known = frozenset(n for n in names if n in catalog.permissions)
@@ -269,7 +269,7 @@ def _doubt_unused(v: Verdict) -> None:
     client of unknown account have known needs: the grants meeting them become unverified."""
     if not v.unused:
         return
-    catalog = permgate.engine.catalog
+    catalog = permgate.default_engine().catalog
     blind = tuple(Site(u.file, u.line, u.call, "unknown", u.reason)
                   for u in v.findings.unresolved)
     # a request the engine cannot map because part of its path is computed (`/v1/${path}`
@@ -306,7 +306,7 @@ def _best_rank(group: tuple[str, ...], event: str | None, grant: str) -> tuple[i
     the member it implies, made worse (an implication grants more than the member does)."""
     if grant in group:
         return _rank(group, event, grant)
-    catalog = permgate.engine.catalog
+    catalog = permgate.default_engine().catalog
     gives = catalog.implied_by(grant) if grant in catalog.permissions else frozenset({grant})
     ranks = [_rank(group, event, p) for p in group if p in gives]
     if not ranks:
@@ -316,7 +316,7 @@ def _best_rank(group: tuple[str, ...], event: str | None, grant: str) -> tuple[i
 
 
 def _needs_without_bad_expansions(c: Call) -> Groups:
-    engine = permgate.engine
+    engine = permgate.default_engine()
     groups: list[tuple[str, ...]] = []
     for expand in ((), *((e,) for e in c.expand)):
         d = engine.requirements(c.method, c.path, expand=expand)
