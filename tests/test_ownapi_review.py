@@ -578,3 +578,26 @@ def test_messages_name_the_document_as_given(tmp_path: Path, monkeypatch: pytest
     Path("bad.yaml").write_text("openapi: 3.0.0\npaths: {\n")
     assert main(["init", "--from-openapi", "bad.yaml", "--out", "o"]) == 2
     assert capsys.readouterr().err.startswith("permgate: bad.yaml: invalid YAML")
+
+
+def test_the_reinit_command_serve_prints_works(tmp_path: Path) -> None:
+    """`serve --api` refuses a DIR whose document changed and prints the command that makes
+    it again: that command must replace the DIR (it is init's), with the same names."""
+    import shlex
+
+    from permgate.api.profile import read_profile, reinit_command, spec_changed
+
+    spec = write(tmp_path, two_views({"x-permgate-object-permissions": {
+        "profile": "profile.read"}}))
+    out = tmp_path / "api"
+    assert run_init(spec, out, "--permissions", "scopes") == 0
+    doc = json.loads(spec.read_text())
+    doc["info"]["version"] = "2"
+    spec.write_text(json.dumps(doc))
+    profile = read_profile(out)
+    assert spec_changed(profile) is not None
+    argv = shlex.split(reinit_command(profile))
+    assert argv[:2] == ["permgate", "init"] and "--force" in argv
+    assert main(argv[1:]) == 0
+    again = read_profile(out)
+    assert spec_changed(again) is None and again.permissions_style == "scopes"
