@@ -198,7 +198,10 @@ def check_replaceable(target: Path, spec: Path) -> None:
                         "init wrote")
     if spec.resolve().is_relative_to(real):
         raise SpecError(f"{target}: holds the document itself; choose another --out")
-    for guard in (Path("/"), Path.home(), Path.cwd()):
+    guards = [Path("/"), Path.cwd()]
+    with contextlib.suppress(RuntimeError):  # no home directory known
+        guards.append(Path.home())
+    for guard in guards:
         if guard.resolve().is_relative_to(real):
             raise SpecError(f"{target}: is {guard} or above it; --force will not replace it")
     foreign = sorted(p.name for p in real.iterdir() if p.name not in FILES)
