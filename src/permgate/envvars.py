@@ -209,6 +209,10 @@ METRICS_DIR: Var[str | None] = Var(
     "PERMGATE_METRICS_DIR", text, None, "gateway (metrics)",
     "set by `permgate serve --workers N` for its workers: where each writes its counts",
     form="path", kind="internal")
+PURE: Var[bool] = Var(
+    "PERMGATE_PURE", _switch, False, "gateway (its modules)",
+    "run the gateway's pure-Python call path even where its compiled build is current "
+    "(scripts/test's pure leg)", form="set and not 0: on", kind="dev")
 TEST_PG: Var[str] = Var(
     "PERMGATE_TEST_PG", str, "postgresql://postgres@127.0.0.1:5432/test", "tests, benches",
     "the PostgreSQL server the PostgreSQL tests and benches use", form="postgresql://...",
@@ -222,7 +226,7 @@ FUZZ_COUNT: Var[int] = Var(
 EXTRAS: Var[str | None] = Var(
     "PERMGATE_EXTRAS", text, None, "scripts/_venv",
     "the optional dependencies the scripts' venv installs", form="extras, comma-separated",
-    shown="dev,demo,bench", kind="script")
+    shown="dev,demo,bench,compiled", kind="script")
 
 # The gateway's settings (gateway/config.py `Settings`), by field name; each is read from
 # PERMGATE_<NAME> by the gateway's own loader. tests/test_envvars.py checks this list.
