@@ -1,6 +1,7 @@
 """Compile the gateway's call path (the same .py files) into extension modules, or say why not.
 
-    .venv/bin/python tools/build_compiled.py [--force] [--compiler cython|mypyc] [--clean]
+    .venv/bin/python tools/build_compiled.py [--force] [--strict] [--clean]
+        [--compiler mypyc|cython]
 
 The hot modules of every API call (`HOT`: the native server's protocol, the fast path's
 admission, the access-log line, metrics) are compiled from their own source, unchanged,
@@ -9,14 +10,18 @@ each source they were built from. `permgate.gateway` imports them from there onl
 every hash still matches its source and `PERMGATE_PURE` is unset (docs/gateway.md,
 "Compiled call path"), so an edit or a checkout falls back to the pure modules until the
 next build, never to stale code. scripts/_venv runs this on every use: a no-op when the
-build is current. No C compiler or no Cython: one line on stderr, nothing built, exit 0
-(the pure modules serve); `--strict` makes any failure to build exit 1 (CI's compiled leg).
+build is current. No C compiler (or no mypyc): one line on stderr, nothing built, exit 0
+(the pure modules serve); `--strict` makes any failure to build exit 1. mypyc is the
+compiler; `--compiler cython` (pip install cython) rebuilds with Cython, to compare
+(docs/gateway.md, "Compiled call path").
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
+import importlib.util
 import json
 import os
 import shutil
@@ -24,6 +29,7 @@ import sys
 import sysconfig
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 GATEWAY = ROOT / "src" / "permgate" / "gateway"
@@ -60,8 +66,10 @@ def clean() -> None:
 
 
 def _build_cython(work: Path) -> list[Path]:
-    from Cython.Build import cythonize  # type: ignore[import-untyped]
-    from setuptools import Distribution, Extension
+    # Imported by name: neither is needed (nor typed) unless this build runs.
+    cythonize: Any = importlib.import_module("Cython.Build").cythonize
+    setuptools: Any = importlib.import_module("setuptools")
+    Extension = setuptools.Extension
 
     extensions = [Extension(f"permgate.gateway.{name}", [str(GATEWAY / f"{name}.py")])
                   for name in HOT]
@@ -71,12 +79,12 @@ def _build_cython(work: Path) -> list[Path]:
         # would otherwise become a C double), so both builds behave alike.
         compiler_directives={"language_level": 3, "annotation_typing": False,
                              "binding": True, "embedsignature": False})
-    return _run_build_ext(modules, work, Distribution)
+    return _run_build_ext(modules, work, setuptools.Distribution)
 
 
 def _build_mypyc(work: Path) -> list[Path]:
-    from mypyc.build import mypycify
-    from setuptools import Distribution
+    mypycify: Any = importlib.import_module("mypyc.build").mypycify
+    setuptools: Any = importlib.import_module("setuptools")
 
     here = Path.cwd()
     os.chdir(ROOT / "src")  # mypyc names modules from paths relative to the current folder
@@ -85,10 +93,10 @@ def _build_mypyc(work: Path) -> list[Path]:
                            opt_level="3", target_dir=str(work / "c"))
     finally:
         os.chdir(here)
-    return _run_build_ext(modules, work, Distribution, cwd=ROOT / "src")
+    return _run_build_ext(modules, work, setuptools.Distribution, cwd=ROOT / "src")
 
 
-def _run_build_ext(modules: list[object], work: Path, distribution: type,
+def _run_build_ext(modules: list[Any], work: Path, distribution: Any,
                    cwd: Path | None = None) -> list[Path]:
     dist = distribution({"name": "permgate-compiled", "ext_modules": modules})
     cmd = dist.get_command_obj("build_ext")
@@ -146,12 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     if find_compiler() is None:
         why = "no C compiler found"
     else:
-        try:
-            if args.compiler == "cython":
-                import Cython  # type: ignore[import-untyped]  # noqa: F401
-            else:
-                import mypyc  # noqa: F401
-        except ImportError:
+        module = "Cython" if args.compiler == "cython" else "mypyc"
+        if importlib.util.find_spec(module) is None:
             why = f"{args.compiler} is not installed"
     if not why:
         # The C compiler's output goes to a log, not the terminal: one line either way.
@@ -176,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"permgate: compiled the gateway's call path with {args.compiler} "
                   f"({', '.join(HOT)})", file=sys.stderr)
             return 0
-    clean()
+    # Nothing removed here: a build no longer current is never imported (its hashes).
     print(f"permgate: {why}; the gateway runs its pure-Python modules", file=sys.stderr)
     return 1 if args.strict else 0
 

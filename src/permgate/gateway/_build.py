@@ -24,10 +24,11 @@ _HERE = Path(__file__).resolve().parent
 _OUT = _HERE / "_compiled"
 
 
-def _usable() -> dict[str, str] | None:
-    """The build's manifest when it is current, else None."""
+def usable(out: Path = _OUT) -> dict[str, str] | None:
+    """The manifest of the build in `out` when it is current (every module there, built
+    from the source beside us now), else None."""
     try:
-        built = json.loads((_OUT / "SOURCES.json").read_text())
+        built = json.loads((out / "SOURCES.json").read_text())
         sources = built["sources"]
     except (OSError, ValueError, KeyError, TypeError):
         return None  # never built (or half removed): the pure modules
@@ -37,7 +38,7 @@ def _usable() -> dict[str, str] | None:
             digest = hashlib.sha256((_HERE / f"{name}.py").read_bytes()).hexdigest()
         except OSError:
             return None
-        if sources.get(name) != digest or not (_OUT / f"{name}{suffix}").exists():
+        if sources.get(name) != digest or not (out / f"{name}{suffix}").exists():
             return None
     return {k: v for k, v in built.items() if isinstance(v, str)}
 
@@ -60,7 +61,7 @@ def _load_runtime(filename: str) -> bool:
 def _choose() -> str:
     if envvars.PURE.get():
         return "pure"
-    built = _usable()
+    built = usable()
     if built is None:
         return "pure"
     runtime = built.get("runtime", "")
