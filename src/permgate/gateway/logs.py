@@ -29,7 +29,9 @@ class RequestIds:
         self._next = itertools.count(16**7).__next__
 
     def new(self) -> str:
-        return f"{self._prefix}{self._next():x}"
+        # "%x" rather than an f-string's format spec: the same text, and mypyc compiles a
+        # spec to a generic format call (measured: the compiled build's line cost more).
+        return self._prefix + "%x" % self._next()
 
 
 class JsonLog:
@@ -103,7 +105,7 @@ class JsonLog:
                 if len(self._middles) >= _MIDDLES_MAX:
                     self._middles.clear()  # a scan of many paths only costs re-rendering
                 self._middles[key] = middle
-        self._lines.append(f"{self._ts}{rid}{middle}{seconds * 1000:.3f}}}")
+        self._lines.append(f"{self._ts}{rid}{middle}{'%.3f' % (seconds * 1000)}}}")
         if len(self._lines) >= self.FLUSH_LINES:
             self.flush()
         elif self._timer is None:
