@@ -12,6 +12,11 @@ The peers are set up idiomatically:
 Both use permgate's expansion graph to learn which object types an expansion reaches (neither
 has a notion of it), then check each type's read permission.
 
+Beside Stripe's stream: the same stream with UUID ids instead of short ones, and an own API
+(`--api DIR` from `permgate init`; default: one made from the vendored Petstore document),
+each also timed in alternation with Stripe's (ABBA) for a ratio that a loaded machine
+does not skew.
+
 Per-decision times are measured call by call (perf_counter_ns, minus the timer's own median
 cost), on a first (cold) and a second (steady-state) pass; throughput comes from a third,
 untimed pass over the whole stream.
@@ -55,7 +60,9 @@ def make_stream(engine: Engine, n: int, apps: int, seed: int) -> tuple[list[froz
     rnd = random.Random(seed)
     cat = engine.catalog
     requestable = sorted(p.name for p in cat.permissions.values() if p.requestable)
-    grants = [frozenset(rnd.sample(requestable, rnd.randint(5, 20))) for _ in range(apps)]
+    # (a small own API may have fewer than 20 permissions)
+    grants = [frozenset(rnd.sample(requestable, min(len(requestable), rnd.randint(5, 20))))
+              for _ in range(apps)]
     ops = [op for op in engine.operations if op.permission is not None]
     fields: dict[Operation, list[str]] = {}
     for op in ops:
@@ -94,6 +101,41 @@ def make_stream(engine: Engine, n: int, apps: int, seed: int) -> tuple[list[froz
                 path += "?expand[]=" + exp
         stream.append(Request(app, op.method, path, op, expand))
     return grants, stream
+
+
+def with_uuids(stream: list[Request], seed: int) -> list[Request]:
+    """The same requests, every id a UUID (36 characters with dashes) instead of a short
+    Stripe-style id: what many APIs of one's own use."""
+    import uuid
+
+    rnd = random.Random(seed)
+    out = []
+    for r in stream:
+        path, sep, query = r.path.partition("?")
+        segs = path.split("/")
+        for i, t in enumerate(r.op.path.split("/")):
+            if t.startswith("{"):
+                segs[i] = str(uuid.UUID(int=rnd.getrandbits(128), version=4))
+        out.append(Request(r.app, r.method, "/".join(segs) + sep + query, r.op, r.expand))
+    return out
+
+
+def own_api_engine(api_dir: str | None) -> tuple[Engine, str]:
+    """An own API's engine: from DIR (`permgate init` output), or made now from the
+    vendored Swagger Petstore document."""
+    if api_dir is None:
+        from permgate.ownapi import init_api
+
+        tmp = Path(tempfile.mkdtemp(prefix="permgate-bench-api-"))
+        init_api(ROOT / "tests" / "data" / "openapi" / "petstore3.yaml", tmp / "api")
+        api_dir = str(tmp / "api")
+    import tomllib
+
+    d = Path(api_dir)
+    name = tomllib.loads((d / "api.toml").read_text())["api"]["name"]
+    engine = permgate.load(d / "permissions.json", d / "events.json", d / "operations.json",
+                           d / "objects.json", d / "expansions.json", name=name)
+    return engine, name
 
 
 # -- peers -----------------------------------------------------------------------------------
@@ -298,6 +340,47 @@ def measure(name: str, adapter: Adapter, stream: list[Request],
     }
 
 
+def paired(a: Adapter, a_stream: list[Request], b: Adapter, b_stream: list[Request],
+           overhead: float) -> tuple[float, float]:
+    """Median us per decision of two streams timed call by call in alternation (a[i] and
+    b[i] in turn, ABBA), steady state (second pass): a shared, loaded machine slows both
+    alike, so their ratio holds where figures measured one after the other do not."""
+    ns = time.perf_counter_ns
+    n = min(len(a_stream), len(b_stream))
+    a_args = [a.prepare(r) for r in a_stream[:n]]
+    b_args = [b.prepare(r) for r in b_stream[:n]]
+    fa, fb = a.call, b.call
+    ta: list[int] = []
+    tb: list[int] = []
+    gc.disable()
+    try:
+        for _ in range(2):
+            ta.clear()
+            tb.clear()
+            # ABBA: the call that comes second in a pair runs on warmer caches, so each
+            # goes first half of the time
+            for i, (x, y) in enumerate(zip(a_args, b_args, strict=True)):
+                if i & 1:
+                    t = ns()
+                    fb(*y)
+                    t2 = ns()
+                    fa(*x)
+                    t3 = ns()
+                    tb.append(t2 - t)
+                    ta.append(t3 - t2)
+                else:
+                    t = ns()
+                    fa(*x)
+                    t2 = ns()
+                    fb(*y)
+                    t3 = ns()
+                    ta.append(t2 - t)
+                    tb.append(t3 - t2)
+    finally:
+        gc.enable()
+    return ((statistics.median(ta) - overhead) / 1000, (statistics.median(tb) - overhead) / 1000)
+
+
 def load_figures() -> dict[str, float]:
     """Import time, load time and RSS of the loaded catalog, in a fresh interpreter."""
     code = (
@@ -373,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flood", type=int, default=120, metavar="N",
                     help="rounds of hostile expand lists for the memory figure (0: skip)")
     ap.add_argument("--flood-only", action="store_true", help="only the memory figure")
+    ap.add_argument("--api", metavar="DIR", help="the own API measured beside Stripe's (an "
+                    "API DIR written by `permgate init`; default: one made from the vendored "
+                    "Petstore document)")
     args = ap.parse_args(argv)
     if args.flood_only:
         print(json.dumps(memory_flood(args.flood or 120)))
@@ -388,6 +474,26 @@ def main(argv: list[str] | None = None) -> int:
     results = [measure("permgate", make_permgate(engine, grants), stream, None, overhead)]
     truth: list[bool] = results[0]["verdicts"]  # type: ignore[assignment]
     print(f"  permgate done: {results[0]['median_us']:.2f} us median", flush=True)
+    # The same stream with UUID ids, and an own API's stream, on the same run: ratios to
+    # Stripe's short-id figure hold on a loaded machine where absolute figures do not.
+    results.append(measure("uuid-ids", make_permgate(engine, grants),
+                           with_uuids(stream, args.seed), truth, overhead))
+    own, own_name = own_api_engine(args.api)
+    own_grants, own_stream = make_stream(own, args.n, args.apps, args.seed)
+    results.append(measure(f"own:{own_name}"[:10], make_permgate(own, own_grants), own_stream,
+                           None, overhead))
+    extra = {r["engine"]: r for r in results[1:]}
+    print(f"  UUID ids: {results[1]['median_us']:.2f} us median; own API {own_name} "
+          f"({len(own.operations)} operations): {results[2]['median_us']:.2f} us median",
+          flush=True)
+    stripe_adapter = make_permgate(engine, grants)
+    pairs = {
+        "UUID ids / short ids": paired(stripe_adapter, stream, make_permgate(engine, grants),
+                                       with_uuids(stream, args.seed), overhead),
+        f"own API {own_name} / Stripe": paired(stripe_adapter, stream,
+                                               make_permgate(own, own_grants), own_stream,
+                                               overhead),
+    }
 
     def sample(k: int) -> tuple[list[Request], list[bool]]:
         if k <= 0 or k >= len(stream):
@@ -415,7 +521,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['engine']:<10}{r['requests']:>9}{r['median_us']:>11.2f}"
               f"{r['median_us_plain']:>9.2f}{r['median_us_expand']:>9.2f}{r['p99_us']:>10.2f}"
               f"{r['cold_median_us']:>9.2f}{r['cold_median_us_expand']:>9.2f}"
-              f"{r['decisions_per_s']:>13,.0f}{ratio:>11,.0f}x{r['disagreements']:>9}")
+              f"{r['decisions_per_s']:>13,.0f}{ratio:>11,.1f}x{r['disagreements']:>9}")
+    for label, (x, y) in pairs.items():
+        print(f"{label}, paired (timed in alternation): {y:.2f} / {x:.2f} us = {y / x:.2f}x")
+    for label, r in extra.items():
+        ratio_plain = r["median_us_plain"] / base["median_us_plain"]  # type: ignore[operator]
+        ratio_all = r["median_us"] / base["median_us"]  # type: ignore[operator]
+        print(f"{label} / Stripe short ids, same run: {ratio_all:.2f}x median "
+              f"({ratio_plain:.2f}x without expand)")
     denied = base["denied"] / base["requests"]  # type: ignore[operator]
     yardstick = empty_call_us()
     print(f"\npermgate denied {denied:.0%} of the stream. An empty Python call took "

@@ -11,7 +11,9 @@ ceiling, bench/gateway/ceiling.py), all to one trivial upstream on 127.0.0.1.
 it is built (tools/build_compiled.py), `enforce-pure` the same on the pure-Python modules
 (PERMGATE_PURE=1); `no-enforce` the same server
 and process model with enforcement off (bench/gateway/variants.py builds it: the product
-has no such switch). Extra variants: `granian`, `uvicorn` (`permgate serve --server ...`).
+has no such switch). Extra variants: `granian`, `uvicorn` (`permgate serve --server ...`),
+`enforce-api` (`permgate serve --api DIR` on the example API's DIR, examples/own-api: its
+edge profile, `Acme-Account`, problem+json; the same call against its own tables).
 `--profile S` also samples the enforcing gateway with py-spy for S seconds under load and
 prints where its time goes. Needs wrk and nginx (Debian: apt-get install -y wrk
 nginx-light). Not a test.
@@ -124,9 +126,10 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def run_wrk(url: str, key: str, duration: int, connections: int, threads: int) -> Result:
+def run_wrk(url: str, key: str, duration: int, connections: int, threads: int,
+            account_header: str = "Stripe-Account") -> Result:
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
-           "-H", f"Authorization: Bearer {key}", "-H", f"Stripe-Account: {ACCOUNT}", url + PATH]
+           "-H", f"Authorization: Bearer {key}", "-H", f"{account_header}: {ACCOUNT}", url + PATH]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
@@ -140,13 +143,25 @@ def run_wrk(url: str, key: str, duration: int, connections: int, threads: int) -
 
 
 VARIANTS = ("enforce", "enforce-pure", "no-enforce", "nginx", "ceiling", "granian", "uvicorn",
-            "enforce-direct")
+            "enforce-direct", "enforce-api")
 LABELS = {
     "enforce": "permgate, enforcing", "enforce-pure": "enforcing, pure Python",
     "no-enforce": "permgate, enforcement off",
     "nginx": "nginx", "ceiling": "Python ceiling", "granian": "permgate on granian",
     "uvicorn": "permgate on uvicorn", "enforce-direct": "enforcing, bench launcher",
+    "enforce-api": "enforcing, own API (--api)",
 }
+EXAMPLE_SPEC = HERE.parent / "examples" / "own-api" / "openapi.yaml"
+
+
+def api_dir(folder: Path) -> Path:
+    """The example API's DIR, made by `permgate init` (once per run)."""
+    out = folder / "acme-api"
+    if not out.exists():
+        subprocess.run([str(BIN / "permgate"), "init", "--from-openapi", str(EXAMPLE_SPEC),
+                        "--out", str(out), "--permissions", "objects"], check=True,
+                       capture_output=True)
+    return out
 
 
 def gateway_cmd(variant: str, port: int, upstream: str, db: str, key_file: Path,
@@ -161,6 +176,8 @@ def gateway_cmd(variant: str, port: int, upstream: str, db: str, key_file: Path,
         return [sys.executable, str(HERE / "gateway" / "variants.py"), which, *flags]
     if variant in ("granian", "uvicorn"):
         flags += ["--server", variant]
+    if variant == "enforce-api":
+        flags += ["--api", str(api_dir(key_file.parent))]
     if variant == "enforce-pure":  # the same server on the pure-Python call path
         return ["env", f"{envvars.PURE.name}=1", str(BIN / "permgate"), "serve", *flags]
     return [str(BIN / "permgate"), "serve", *flags]
@@ -208,14 +225,16 @@ def bench_variant(variant: str, args: argparse.Namespace, folder: Path, upstream
         key_file.write_text("sk_test_bench_upstream\n")
         cmd = gateway_cmd(variant, port, f"http://127.0.0.1:{upstream_port}", db,
                           key_file, args.workers, upstream_port)
+    # The example API names the account with its own header (its api.toml's).
+    header = "Acme-Account" if variant == "enforce-api" else "Stripe-Account"
     with process(cmd, port, log) as proc:
         check = httpx.get(url + PATH, headers={"Authorization": f"Bearer {key}",
-                                               "Stripe-Account": ACCOUNT})
+                                               header: ACCOUNT})
         if check.status_code != 200:
             raise RuntimeError(f"{variant}: {check.status_code} {check.text[:300]}")
-        run_wrk(url, key, 2, args.connections, args.threads)  # warm-up
+        run_wrk(url, key, 2, args.connections, args.threads, header)  # warm-up
         cpu0 = cpu_seconds(proc.pid)
-        result = run_wrk(url, key, args.duration, args.connections, args.threads)
+        result = run_wrk(url, key, args.duration, args.connections, args.threads, header)
         used = cpu_seconds(proc.pid) - cpu0
         if result.rps > 0:
             result.cpu_us = used / (result.rps * args.duration) * 1e6
@@ -314,6 +333,11 @@ def main(argv: list[str] | None = None) -> int:
         cost = 1 - by["enforce"].rps / by["no-enforce"].rps
         ratios["enforcement_cost"] = cost
         print(f"enforcement off vs on: {cost:+.1%} of throughput (goal <= 5%)")
+    if "enforce" in by and "enforce-api" in by and by["enforce"].rps > 0:
+        ratio = by["enforce-api"].rps / by["enforce"].rps
+        ratios["own_api_vs_stripe"] = ratio
+        print(f"own API (--api) / Stripe's profile: {ratio:.2f}x requests/s, CPU/request "
+              f"{by['enforce-api'].cpu_us:.1f} vs {by['enforce'].cpu_us:.1f} us (goal: no loss)")
     for mine, tag in (("enforce", ""), ("enforce-pure", "_pure")):
         for peer, goal in (("nginx", "goal >= 0.8x, p99 within 1 ms"), ("ceiling", "")):
             if mine in by and peer in by and by[peer].rps > 0:

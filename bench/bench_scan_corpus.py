@@ -2,6 +2,15 @@
 
     scripts/bench scan_corpus --corpus /work/corpus
     scripts/bench scan_corpus --corpus /work/corpus --data ../shared/data/scan-dev-corpus.json -v
+    scripts/bench scan_corpus --corpus DEV_DIR --heldout-corpus HELD_DIR   # + the held-out corpus
+
+"needs" on the development apps is scored against (granted - unused) | missing from the corpus
+list (what the code needs, as the manifest grants it), and the scan's covered | missing.
+
+The held-out corpus (`bench/data/scan-heldout.json`, issue 25: public backends that call Stripe
+and are not Stripe Apps) has no manifests: its truth is what the app's accounts' traffic needs;
+the scan's `needed` (no manifest) is scored against it, per half, the held-back half printed
+last. There "missing" is "needs" against an empty manifest and "unused" does not apply.
 
 The corpus file (`scan-dev-corpus.json` in the shared data folder) lists public apps (repo,
 commit, manifest, where to run the scan) with the verdict a careful reading gives. Their code is
@@ -25,6 +34,7 @@ from pathlib import Path
 
 DEFAULT_DATA = (Path(__file__).resolve().parents[1].parent / "shared" / "data"
                 / "scan-dev-corpus.json")
+HELDOUT = Path(__file__).resolve().parent / "data" / "scan-heldout.json"
 
 
 @dataclass
@@ -63,6 +73,8 @@ def main() -> int:
     ap.add_argument("--corpus", default="/work/corpus", help="folder holding one folder per app")
     ap.add_argument("--data", help="scan-dev-corpus.json (default: ../shared/data/...)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print each app's findings")
+    ap.add_argument("--heldout-corpus", help="folder holding the held-out backends, one each")
+    ap.add_argument("--heldout", default=str(HELDOUT), help="the held-out list")
     args = ap.parse_args()
     data_path = _data_path(args.data)
     corpus = Path(args.corpus)
@@ -71,13 +83,15 @@ def main() -> int:
         return 0
     if not corpus.is_dir():
         print(f"scan_corpus: skipped: no corpus folder at {corpus} (see the docstring)")
+        if args.heldout_corpus:
+            _heldout(Path(args.heldout), Path(args.heldout_corpus))
         return 0
     apps = json.loads(data_path.read_text("utf-8"))["apps"]
 
     from permgate import manifest as mf
     from permgate.scan import scan
 
-    total = {"missing": Score(), "unused": Score()}
+    total = {"missing": Score(), "unused": Score(), "needs": Score()}
     files = 0
     seconds = 0.0
     dropped: list[str] = []
@@ -104,9 +118,11 @@ def main() -> int:
         partial += [f"{name}/{p.file}: {p.reason}" for p in v.findings.partial]
         invalid += len(v.invalid)
         unavailable += len(v.unavailable)
-        per = {"missing": Score(), "unused": Score()}
+        per = {"missing": Score(), "unused": Score(), "needs": Score()}
         per["missing"].add({m.permission for m in v.missing}, set(app["missing"]))
         per["unused"].add({u.permission for u in v.unused}, set(app["unused"]))
+        per["needs"].add({m.permission for m in v.missing} | set(v.covered),
+                         (set(granted) - set(app["unused"])) | set(app["missing"]))
         for k in per:
             total[k].tp += per[k].tp
             total[k].fp += per[k].fp
@@ -122,10 +138,11 @@ def main() -> int:
             from permgate.scan import report
             sys.stdout.write("".join("    " + line + "\n" for line in
                                      report.text(v).splitlines() if line.startswith("  ")))
-    m, u = total["missing"], total["unused"]
+    m, u, n = total["missing"], total["unused"], total["needs"]
     print(f"\nTOTAL missing precision {m.precision:.2f} recall {m.recall:.2f} "
           f"(tp {m.tp} fp {m.fp} fn {m.fn}); unused precision {u.precision:.2f} recall "
-          f"{u.recall:.2f} (tp {u.tp} fp {u.fp} fn {u.fn})")
+          f"{u.recall:.2f} (tp {u.tp} fp {u.fp} fn {u.fn}); needs precision {n.precision:.2f} "
+          f"recall {n.recall:.2f} (tp {n.tp} fp {n.fp} fn {n.fn})")
     rate = files / seconds if seconds else 0.0
     print(f"files {files} in {seconds:.2f} s ({rate:.0f} files/s, first-parse costs included); "
           f"dropped {len(dropped)}; read partly {len(partial)}; invalid expansion {invalid}; "
@@ -136,7 +153,39 @@ def main() -> int:
         print(f"  partly:  {p}")
     if absent:
         print(f"absent (not scored): {', '.join(absent)}")
+    if args.heldout_corpus:
+        _heldout(Path(args.heldout), Path(args.heldout_corpus))
     return 0
+
+
+def _heldout(data: Path, corpus: Path) -> None:
+    """Score `needed` on the held-out backends: the dev half first, the held-back half last."""
+    from permgate.scan import scan
+
+    apps = json.loads(data.read_text("utf-8"))["apps"]
+    for half in ("dev", "held"):
+        total = Score()
+        print(f"\nheld-out corpus, {half} half ({data.name})")
+        print(f"{'backend':40} {'files':>5} {'needs P/R':>12}  wrong")
+        absent = []
+        for app in (a for a in apps if a["split"] == half):
+            name = app["repo"].split("/", 1)[1]
+            root = corpus / name
+            if not root.is_dir():
+                absent.append(name)
+                continue
+            v = scan(root, progress=False)
+            per = Score()
+            per.add(set(v.needed), set(app["needs"]))
+            total.tp, total.fp, total.fn = (total.tp + per.tp, total.fp + per.fp,
+                                            total.fn + per.fn)
+            print(f"{name:40} {v.findings.files:5} {per.precision:5.2f}/{per.recall:4.2f}  "
+                  f"{' '.join(per.wrong)}")
+        print(f"TOTAL {half}: needs (= missing against an empty manifest) precision "
+              f"{total.precision:.2f} recall {total.recall:.2f} (tp {total.tp} fp {total.fp} "
+              f"fn {total.fn}); unused: not applicable (no manifests)")
+        if absent:
+            print(f"absent (not scored): {', '.join(absent)}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ RANK: dict[str, int] = {
     "api": 4,
     "engine": 5,  # permgate/__init__.py (the facade), decision.py, load.py
     "manifest": 6,
+    "ownapi": 6,  # OpenAPI -> an API DIR; loads what it wrote through the engine
     "store": 7,
     # the services, and scan (which uses only the engine, manifest and sarif)
     "gateway": 8, "events": 8, "admin": 8, "oauth": 8, "console": 8, "scan": 8,

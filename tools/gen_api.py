@@ -31,6 +31,7 @@ OUT = ROOT / "src" / "permgate" / "api" / "data"
 COVERAGE = ROOT / "docs" / "coverage.md"
 TOOLS = ROOT / "tools"
 sys.path.insert(0, str(TOOLS))
+import expand_versions as versions  # noqa: E402
 from gen_catalog import dump_rows  # noqa: E402  (tools/ is not a package)
 
 GENERATED = "2026-11-26"
@@ -64,6 +65,8 @@ class Inputs:
     objects: dict[str, Any]  # object type -> resource key | {"unavailable": reason}
     overrides: dict[str, Any]
     catalog: Catalog
+    old_spec: dict[str, Any]  # an older spec: fields Stripe still serves to older versions
+    sdk: versions.Sdk  # stripe-python 16.1.0's annotations: newer fields and types
     used: set[str] = field(default_factory=set)  # override keys that matched something
 
 
@@ -496,6 +499,7 @@ def list_url_request(spec: dict[str, Any], schema: dict[str, Any]) -> str | None
 class ExpansionModel:
     nodes: dict[str, dict[str, Any]]
     kinds: dict[str, Counter[str]]  # per API object type: kind -> fields of that kind
+    notes: versions.Notes
 
 
 def expansion_model(inp: Inputs, rows: list[dict[str, Any]]) -> ExpansionModel:
@@ -577,7 +581,7 @@ def expansion_model(inp: Inputs, rows: list[dict[str, Any]]) -> ExpansionModel:
             entry = fields[f]
             nexts += entry.get("list", []) + entry.get("walk", [])
         for e in ov["includables"]:
-            if e["object"] == name and e["field"] not in fields:
+            if e["object"] == name and e["field"] not in fields and not e.get("sdk"):
                 inp.used.add(f"includables {name}.{e['field']}")
                 fields[e["field"]] = ({"unavailable": e["unavailable"]} if "unavailable" in e
                                       else {"includable": e["request"]})
@@ -602,7 +606,57 @@ def expansion_model(inp: Inputs, rows: list[dict[str, Any]]) -> ExpansionModel:
         method, _, path = e["request"].partition(" ")
         if gets.get((method, norm(path)), {}).get("path") != path:
             raise SystemExit(f"reached_via {obj}.{f}: {e['request']} is not an operation")
-    return ExpansionModel(dict(sorted(nodes.items())), kinds)
+    notes = versions.Notes()
+    present: dict[str, dict[str, set[str]]] = {
+        n: {versions.BASE: set(f)} for n, f in nodes.items()}
+
+    def older_entry(old: dict[str, Any], name: str, f: str, p: dict[str, Any],
+                    required: bool) -> Any:
+        """An older spec's field, by the base's rules; a string says why it is left out."""
+        types = _id_types(old, p)
+        v = [versions.OLD]
+        if types is not None:
+            unknown = [t for t in types if t not in inp.objects]
+            if unknown:
+                return f"reaches {unknown}, not in tools/stripe_objects.json"
+            key = (name, f)
+            if key in vias:
+                inp.used.add(f"reached_via {name}.{f}")
+                return {"id": types, "via": {t: vias[key]["request"] for t in types
+                                             if t in vias[key]["types"]}, "v": v}
+            if owned & set(types):
+                return f"reaches {sorted(owned & set(types))} with no owner's request"
+            return {"id": types, "v": v}
+        items = _list_items(old, p)
+        if items is not None:
+            if required:
+                return {"list": items, "v": v}
+            url = list_url_request(old, p)
+            if url is None or ("GET", url) not in gets:
+                return "an includable list without an equivalent request"
+            return {"includable": request(url, f"{name}.{f}"), "list": items, "v": v}
+        inner = p.get("items", p) if p.get("type") == "array" else p
+        return {"walk": _refs(_one(inner)), "v": v}
+
+    versions.merge_older(nodes, present, inp.old_spec, older_entry, notes)
+    for e in ov.get("older_fields", []):
+        inp.used.add(f"older_fields {e['object']}.{e['field']}")
+        entry = {k: e[k] for k in ("walk", "list", "id") if k in e}
+        nodes.setdefault(e["object"], {})[e["field"]] = {**entry, "v": ["<" + versions.OLD]}
+        notes.added.setdefault("<" + versions.OLD, []).append(f"{e['object']}.{e['field']}")
+
+    def type_problem(t: str) -> str | None:
+        if t not in inp.objects:
+            return f"object type {t!r} is not in tools/stripe_objects.json"
+        if t in owned:
+            return f"{t} is read through its owner, and the SDK does not say which"
+        return None
+
+    sdk_includables = {(e["object"], e["field"]): e for e in ov["includables"] if e.get("sdk")}
+    versions.merge_sdk(nodes, present, inp.sdk, sdk_includables, type_problem, notes, inp.used)
+    versions.stamp(nodes, present)
+    return ExpansionModel(dict(sorted((n, dict(sorted(f.items()))) for n, f in nodes.items()
+                                      if f)), kinds, notes)
 
 
 def _kind(entry: Any) -> str:
@@ -669,6 +723,25 @@ def expansion_section(model: ExpansionModel) -> list[str]:
         deep = sum(paths_to(model.nodes, obj, 2).values())
         md.append(f"| `{obj}` | " + " | ".join(str(c[k]) for k in KINDS) + f" | {deep} |")
     md.append("")
+    md += version_section(model.notes)
+    return md
+
+
+def version_section(notes: versions.Notes) -> list[str]:
+    md = [
+        "## Expansions across API versions",
+        "",
+        "The model is the union of every version we can cite (tools/expand_versions.py); a "
+        "field some version lacks records the versions that have it (`v`).",
+        "",
+    ]
+    for v, fields in sorted(notes.added.items()):
+        md.append(f"- added from {v} ({versions.LEGEND[v].split(' (')[0]}): {len(fields)} "
+                  "fields: " + ", ".join(f"`{f}`" for f in sorted(fields)[:40])
+                  + (", ..." if len(fields) > 40 else ""))
+    md += ["", f"Left out ({len(notes.skipped)}; Stripe may serve them, permgate refuses):", ""]
+    md += [f"- {s}" for s in sorted(notes.skipped)]
+    md.append("")
     return md
 
 
@@ -696,6 +769,8 @@ def load_inputs(shared: Path) -> Inputs:
             OUT.parent.parent / "catalog" / "data" / "stripe_permissions.json",
             OUT.parent.parent / "catalog" / "data" / "stripe_events.json",
         ),
+        old_spec=versions.load_old(shared),
+        sdk=versions.load_sdk(versions.sdk_package()),
     )
 
 
@@ -710,6 +785,7 @@ def unused_overrides(inp: Inputs) -> list[str]:
         + [f"v2 {s['prefix']}" for s in o["v2"]]
         + [f"includables {e['object']}.{e['field']}" for e in o["includables"]]
         + [f"reached_via {e['object']}.{e['field']}" for e in o["reached_via"]]
+        + [f"older_fields {e['object']}.{e['field']}" for e in o.get("older_fields", [])]
     )
     return [d for d in declared if d not in inp.used]
 
@@ -764,7 +840,19 @@ def build(inp: Inputs) -> tuple[dict[Path, str], str]:
         "sources": [sources[2] + " (object schemas: x-expandableFields, "
                     "x-expansionResources, property schemas, list objects)",
                     "tools/stripe_api_overrides.json (includables, reached_via, "
-                    "field_permissions)"],
+                    "field_permissions, older_fields)",
+                    "shared/data/stripe-openapi/stripe-openapi-git/spec3.sdk.yaml.converted.json "
+                    "(the 2020-08-27 spec: older fields)",
+                    f"stripe-python {versions.SDK_VERSION}'s annotations (newer fields and "
+                    "types)"],
+        "versions": {
+            **versions.LEGEND,
+            "rule": "an entry's `v` lists the versions that have the field, when some version "
+            "that describes its node lacks it (no `v`: every version has it). The model is the "
+            "union: a path is refused only when no version has it; what a field needs does "
+            "not depend on the version. Requests are not narrowed by Stripe-Version "
+            "(docs/decisions.md)",
+        },
         "rule": "node (object type or embedded schema) -> expandable field -> entry",
         "entries": {
             "[types]": "id expansion: the id becomes an object of one of these types; each "

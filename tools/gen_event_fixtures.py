@@ -3,7 +3,10 @@
 Reads Stripe's API fixtures (`../shared/data/stripe-openapi/stripe-openapi-git/fixtures3.json`,
 MIT, one sample object per resource) and the event catalog; writes
 `src/permgate/events/data/event_fixtures.json`: for each event type of the catalog, the
-resource of its `data.object`, and each such resource's sample once.
+resource of its `data.object`, and each such resource's sample once; and the API version test
+events carry (`api_version`): the one the official Python library pins (stripe-python 16.1.0,
+a development dependency: `stripe._api_version`), the newest version of the sources we hold
+(the fixtures are from 2026-07-29, and the SDK's types back the expansion model).
 
     python tools/gen_event_fixtures.py [--shared ../shared] [--check]
 
@@ -53,11 +56,14 @@ def build(shared: Path) -> dict[str, Any]:
     objects = {name: {**fixtures[name], "livemode": False}
                if "livemode" in fixtures[name] else fixtures[name]
                for name in sorted(set(events.values()))}
+    from stripe._api_version import _ApiVersion  # the development dependency
+
     return {"_meta": {"generator": "tools/gen_event_fixtures.py",
-                      "source": f"shared/{FIXTURES} (Stripe's API fixtures, MIT)",
+                      "source": f"shared/{FIXTURES} (Stripe's API fixtures, MIT); api_version: "
+                                "stripe-python's pinned version (stripe._api_version)",
                       "rule": "events: event type -> the resource of its data.object; "
                               "objects: one sample per resource, livemode false"},
-            "events": events, "objects": objects}
+            "api_version": _ApiVersion.CURRENT, "events": events, "objects": objects}
 
 
 def main() -> int:

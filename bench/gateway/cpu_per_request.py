@@ -5,12 +5,14 @@ what is left is exactly what permgate adds per request (auth, install lookup, de
 metrics, log line, header handling). Complements bench_gateway.py, whose wrk figures also
 carry the server, the sockets and the machine's noise.
 
-    .venv/bin/python bench/gateway/cpu_per_request.py [--native]
+    .venv/bin/python bench/gateway/cpu_per_request.py [--native] [--api]
 
 `--native`: only the whole native call (what `bench gateway`'s enforcing variant runs).
 `--builds [ROUNDS]`: the whole native call on the compiled and the pure-Python call path
 (tools/build_compiled.py; PERMGATE_PURE=1), side by side: each round runs both, in turns,
 in child processes; the median of the rounds per build and their ratio.
+`--api`: also the same calls through the example API's profile (`--api DIR`, its own tables
+and edge: Acme-Account, problem+json), beside Stripe's, in the same run.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.bench_gateway import ACCOUNT, setup_store
+from bench.bench_gateway import ACCOUNT, api_dir, setup_store
 from bench.gateway.variants import build_variant
 
 from permgate.gateway.config import Settings
@@ -64,15 +66,17 @@ class _InstantUpstream:
         pass
 
 
-async def _measure(db: str, key: str, enforce: bool, log: bool, n: int) -> float:
-    app = build_variant(Settings(db=db, upstream="http://127.0.0.1:9",
+async def _measure(db: str, key: str, enforce: bool, log: bool, n: int,
+                   api: str | None = None) -> float:
+    app = build_variant(Settings(db=db, upstream="http://127.0.0.1:9", api=api,
                                  upstream_key="sk_test_bench", access_log=log), enforce)
     await app.startup()
     app.log.stream = open(os.devnull, "w")  # noqa: SIM115 - closed with the process
     assert app.full is not None
     app.full.pool = _InstantUpstream()  # type: ignore[assignment]
     headers = [(b"host", b"gw"), (b"authorization", b"Bearer " + key.encode()),
-               (b"stripe-account", ACCOUNT.encode()), (b"user-agent", b"bench")]
+               (b"acme-account" if api else b"stripe-account", ACCOUNT.encode()),
+               (b"user-agent", b"bench")]
 
     async def read() -> bytes:
         return b""
@@ -138,7 +142,8 @@ class _FakeTransport:
         return False
 
 
-async def _measure_native(db: str, key: str, enforce: bool, log: bool, n: int) -> float:
+async def _measure_native(db: str, key: str, enforce: bool, log: bool, n: int,
+                          api: str | None = None) -> float:
     """Every line of Python one call runs on the native server (parsing callbacks, the fast
     path's admission, the upstream exchange, the answer, metrics, the log line): the client
     connection is fed the request, the upstream connection the answer, as the kernel would
@@ -148,7 +153,7 @@ async def _measure_native(db: str, key: str, enforce: bool, log: bool, n: int) -
     from permgate.gateway.native import HttpConn, NativeServer
     from permgate.gateway.upstream import _Conn
 
-    app = build_variant(Settings(db=db, upstream="http://127.0.0.1:9",
+    app = build_variant(Settings(db=db, upstream="http://127.0.0.1:9", api=api,
                                  upstream_key="sk_test_bench", access_log=log), enforce)
     await app.startup()
     app.log.stream = open(os.devnull, "w")  # noqa: SIM115 - closed with the process
@@ -163,7 +168,8 @@ async def _measure_native(db: str, key: str, enforce: bool, log: bool, n: int) -
     client = _FakeTransport()
     conn.connection_made(client)  # type: ignore[arg-type]
     request = (b"GET /v1/customers?limit=1 HTTP/1.1\r\nHost: gw\r\nUser-Agent: bench\r\n"
-               b"Authorization: Bearer " + key.encode() + b"\r\nStripe-Account: "
+               b"Authorization: Bearer " + key.encode()
+               + (b"\r\nAcme-Account: " if api else b"\r\nStripe-Account: ")
                + ACCOUNT.encode() + b"\r\n\r\n")
 
     # The first call misses the caches and takes the full path (a store lookup on a thread).
@@ -235,6 +241,22 @@ def main_builds(rounds: int) -> None:
               + (f" -> compiled/pure {c / p:.2f}" if p else ""))
 
 
+def main_api() -> None:
+    """Stripe's profile and the example API's (`--api`), the same call, the same run."""
+    with tempfile.TemporaryDirectory(prefix="permgate-cpu-") as tmp:
+        db, key = setup_store(Path(tmp))
+        acme = str(api_dir(Path(tmp)))
+        for log in (True, False):
+            stripe = uvloop.run(_measure(db, key, True, log, 20_000))
+            own = uvloop.run(_measure(db, key, True, log, 20_000, acme))
+            print(f"proxy path, access log {'on ' if log else 'off'}: Stripe's profile "
+                  f"{stripe:5.1f} us, own API {own:5.1f} us ({own / stripe:.2f}x)")
+            stripe = uvloop.run(_measure_native(db, key, True, log, 50_000))
+            own = uvloop.run(_measure_native(db, key, True, log, 50_000, acme))
+            print(f"native whole call, access log {'on ' if log else 'off'}: Stripe's profile "
+                  f"{stripe:5.1f} us, own API {own:5.1f} us ({own / stripe:.2f}x)")
+
+
 if __name__ == "__main__":
     import sys as _sys
 
@@ -242,6 +264,9 @@ if __name__ == "__main__":
         rest = _sys.argv[_sys.argv.index("--builds") + 1:]
         main_builds(int(rest[0]) if rest and rest[0].isdigit() else 3)
         raise SystemExit(0)
-    if "--native" not in _sys.argv:
-        main()
-    main_native()
+    if "--api" in _sys.argv:
+        main_api()
+    else:
+        if "--native" not in _sys.argv:
+            main()
+        main_native()

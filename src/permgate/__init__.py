@@ -14,12 +14,14 @@ Everything public is listed in `__all__` and documented in docs/api.md.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from permgate.api import BadPath, Operation
+from permgate.api.profile import STRIPE_PROFILE, ApiDirError, ApiProfile
 from permgate.catalog import Catalog, EventRule, Permission, UnknownPermission
 from permgate.decision import Body, Decision, Engine, Grant
 from permgate.errors import PermgateError
-from permgate.load import load
+from permgate.load import load, read_api_dir
 
 __version__ = "0.1.0"
 
@@ -27,9 +29,33 @@ engine: Engine = load()
 """Stripe's engine: the one every command, the gateway and events decide with."""
 
 
+# The API this process decides for: Stripe's unless `use_api` chose an API DIR (the CLI's
+# `--api DIR` / PERMGATE_API, a gateway worker's `api` setting). One per process: every
+# layer (manifests, store descriptions, consent pages, events, scan) reads it here.
+_active: tuple[Engine, ApiProfile] | None = None
+
+
 def default_engine() -> Engine:
-    """Stripe's engine (the same object as `permgate.engine`)."""
-    return engine
+    """The engine this process decides with: Stripe's (`permgate.engine`) unless `use_api`
+    chose another API."""
+    return engine if _active is None else _active[0]
+
+
+def api_profile() -> ApiProfile:
+    """The edge profile of `default_engine()`'s API (`STRIPE_PROFILE` unless `use_api`)."""
+    return STRIPE_PROFILE if _active is None else _active[1]
+
+
+def use_api(directory: str | Path | None, *, check_spec: bool = False
+            ) -> tuple[Engine, ApiProfile]:
+    """Decide for the API of an API DIR from now on in this process (None: Stripe's again).
+    Raises ApiDirError (one line) for a DIR that cannot be used; see `read_api_dir`."""
+    global _active
+    if directory is None:
+        _active = None
+        return engine, STRIPE_PROFILE
+    _active = read_api_dir(directory, check_spec=check_spec)
+    return _active
 
 
 def decide(
@@ -54,7 +80,8 @@ def decide_event(event_type: str, grants: Grant | Iterable[str] = ()) -> Decisio
 
 
 __all__ = [
-    "BadPath", "Catalog", "Decision", "Engine", "EventRule", "Grant", "Operation",
-    "PermgateError", "Permission", "UnknownPermission", "__version__", "decide", "decide_event",
-    "default_engine", "engine", "load",
+    "STRIPE_PROFILE", "ApiDirError", "ApiProfile", "BadPath", "Catalog", "Decision", "Engine",
+    "EventRule", "Grant", "Operation", "PermgateError", "Permission", "UnknownPermission",
+    "__version__", "api_profile", "decide", "decide_event", "default_engine", "engine", "load",
+    "read_api_dir", "use_api",
 ]

@@ -15,10 +15,10 @@ from permgate.api.operations import Operation
 from permgate.api.params import (
     MAX_EXPANSIONS,
     NO_EXPAND,
+    STRIPE_EXPAND,
     BadParam,
+    ExpandReader,
     bounded_expansions,
-    expand_from_body,
-    expand_from_query,
 )
 from permgate.api.router import BadPath, Router
 from permgate.catalog import Catalog
@@ -118,14 +118,16 @@ class Decision:
     def _compose(self, account: str | None) -> str:
         if self.allowed:
             return "Allowed."
-        wants = []
-        for g in self._smallest():
-            if len(g) == 1:
-                wants.append(f"'{g[0]}'")
-            else:
-                wants.append("one of " + _join([f"'{t}'" for t in g], "or"))
-        plural = "permission" if len(wants) == 1 and "one of" not in wants[0] else "permissions"
-        having = f"Having the {_join(wants, 'and')} {plural}"
+        # Stripe names one permission ("Having the 'x' permission"); we may need several,
+        # and some needs are met by any one of a few: "the 'x' and 'y' permissions and the
+        # 'a' or 'b' permission" (an any-of group is one permission, whichever is granted).
+        groups = self._smallest()
+        alone = [f"'{g[0]}'" for g in groups if len(g) == 1]
+        parts = [f"the {_join(alone, 'and')} permission{'s' if len(alone) > 1 else ''}"
+                 ] if alone else []
+        parts += ["the " + _join([f"'{t}'" for t in g], "or") + " permission"
+                  for g in groups if len(g) > 1]
+        having = f"Having {' and '.join(parts)}"
         if self._subject is not None:
             return f"This application may not receive '{self._subject}' events. {having} " \
                 "would allow it."
@@ -190,8 +192,15 @@ def _join(items: list[str], word: str) -> str:
 class Engine:
     """Catalog + operations + expansion graph of one API, and the decisions over them."""
 
-    def __init__(self, catalog: Catalog, operations: Iterable[Operation], graph: ExpansionGraph):
+    def __init__(self, catalog: Catalog, operations: Iterable[Operation], graph: ExpansionGraph,
+                 *, expand: ExpandReader = STRIPE_EXPAND):
         self.catalog = catalog
+        # How this API names expansions (api.toml `expand_style`): bound once, not branched
+        # on per request.
+        self.expand_reader = expand
+        self._from_query = expand.query
+        self._from_body = expand.body
+        self._expand_param = expand.param
         self.router = Router(operations)
         self.graph = graph
         self.operations = self.router.operations
@@ -289,9 +298,9 @@ class Engine:
                 plan = self._query_plan(op, query)
         elif query or body is not None or expand:
             try:
-                exps = expand_from_query(query) if query else NO_EXPAND
+                exps = self._from_query(query) if query else NO_EXPAND
                 if body is not None:
-                    more = expand_from_body(body)
+                    more = self._from_body(body)
                     if more:
                         exps = self._merge(exps, more)
                 if expand:
@@ -331,7 +340,7 @@ class Engine:
     def _query_plan(self, op: Operation, query: str) -> _Plan | None:
         """Parse a query string's expansions and find their plan; cache short queries."""
         try:
-            exps = expand_from_query(query)
+            exps = self._from_query(query)
         except BadParam as e:
             plan: _Plan | None = Decision("bad_request", self.catalog, operation=op,
                                           message=str(e), param=e.param)
@@ -386,10 +395,11 @@ class Engine:
             if res.error is not None:
                 if res.error == "unavailable":
                     plan = Decision("unavailable", self.catalog, operation=op,
-                                    code=CODE_UNAVAILABLE, message=res.message, param="expand")
+                                    code=CODE_UNAVAILABLE, message=res.message,
+                                    param=self._expand_param)
                 else:
                     plan = Decision("bad_request", self.catalog, operation=op,
-                                    message=res.message, param="expand")
+                                    message=res.message, param=self._expand_param)
                 break
             for n in res.needs:
                 tokens[n] = None

@@ -158,6 +158,11 @@ DB: Var[str | None] = Var(
     "PERMGATE_DB", text, None, "store (every command); gateway setting `db`",
     "the store's URL when a command has no `--db`", form="sqlite:///PATH or postgresql://...",
     shown="sqlite:///.permgate/permgate.db", setting="db")
+API: Var[str | None] = Var(
+    "PERMGATE_API", text, None, "every command that decides; gateway setting `api`",
+    "the API DIR commands decide for when they have no `--api` (`permgate init "
+    "--from-openapi` makes one)", form="path", shown="Stripe's built-in tables",
+    setting="api")
 ADMIN_TOKEN: Var[str | None] = Var(
     "PERMGATE_ADMIN_TOKEN", text, None, "admin (`permgate admin serve`); gateway setting "
     "`admin_token`", "the admin API's bearer token (at least 256 bits of entropy)",
@@ -231,7 +236,7 @@ EXTRAS: Var[str | None] = Var(
 # The gateway's settings (gateway/config.py `Settings`), by field name; each is read from
 # PERMGATE_<NAME> by the gateway's own loader. tests/test_envvars.py checks this list.
 GATEWAY_SETTINGS: tuple[str, ...] = (
-    "host", "port", "db", "upstream", "upstream_key_file", "upstream_key", "workers",
+    "host", "port", "db", "api", "upstream", "upstream_key_file", "upstream_key", "workers",
     "report_only", "body_limit", "connect_timeout", "upstream_timeout", "pool_size",
     "pool_per_app", "refresh_interval", "admin_token", "access_log", "server", "demo_account",
     "webhook_secret", "webhook_account", "max_connections", "keep_alive", "head_timeout",

@@ -11,6 +11,8 @@ from typing import Any
 
 from permgate.api.expand import graph_from_documents
 from permgate.api.operations import operations_from_document
+from permgate.api.params import STRIPE_EXPAND, ExpandReader
+from permgate.api.profile import ApiDirError, ApiProfile, read_profile, spec_changed
 from permgate.catalog import catalog_from_documents, read_json, stripe_catalog
 from permgate.decision import Engine
 
@@ -33,8 +35,10 @@ def load(
     expansions: Source = STRIPE["expansions"],
     *,
     name: str = "stripe",
+    expand: ExpandReader = STRIPE_EXPAND,
 ) -> Engine:
-    """An Engine from five documents (paths, or `permgate:` package data names)."""
+    """An Engine from five documents (paths, or `permgate:` package data names); `expand`:
+    how the API names expansions (Stripe's `expand[]=` unless told)."""
     if (permissions, events, name) == (STRIPE["permissions"], STRIPE["events"], "stripe"):
         catalog = stripe_catalog()  # the one copy of Stripe's catalog, shared
     else:
@@ -47,4 +51,41 @@ def load(
     if unknown:
         raise ValueError(f"field_permissions name unknown permissions: {sorted(unknown)}")
     graph = graph_from_documents(exp_doc, read_json(objects), field_permissions)
-    return Engine(catalog, operations_from_document(read_json(operations)), graph)
+    return Engine(catalog, operations_from_document(read_json(operations)), graph,
+                  expand=expand)
+
+
+TABLES = ("permissions", "events", "operations", "objects", "expansions")
+MAX_TABLE = 64 << 20  # bytes per table of an API DIR: Stripe's largest is ~2 MB
+
+
+def read_api_dir(directory: str | Path, *, check_spec: bool = False
+                 ) -> tuple[Engine, ApiProfile]:
+    """The Engine and ApiProfile of an API DIR (`permgate init --from-openapi` writes one:
+    five tables and api.toml, docs/own-api.md). ApiDirError (one line naming the file) when
+    it cannot be used; with `check_spec`, also when the spec changed since the tables were
+    made (the message gives the command to run again)."""
+    profile = read_profile(directory)
+    if check_spec:
+        why = spec_changed(profile)
+        if why is not None:
+            raise ApiDirError(f"--api {directory}: {why}")
+    paths = {t: Path(directory) / f"{t}.json" for t in TABLES}
+    for p in paths.values():
+        try:
+            size = p.stat().st_size
+        except OSError as e:
+            raise ApiDirError(f"{p}: cannot be read ({e.strerror or e})") from None
+        if size > MAX_TABLE:
+            raise ApiDirError(f"{p}: larger than {MAX_TABLE >> 20} MiB")
+    try:
+        engine = load(*(str(paths[t]) for t in TABLES), name=profile.name,
+                      expand=ExpandReader(profile.expand_style, profile.expand_param))
+    except ApiDirError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        # json's errors are ValueErrors; a missing key or a wrong type is a table's mistake.
+        what = f"missing {e}" if isinstance(e, KeyError) else str(e)
+        raise ApiDirError(f"--api {directory}: its tables cannot be loaded "
+                          f"({type(e).__name__}: {what[:300]})") from None
+    return engine, profile

@@ -62,11 +62,11 @@ def test_denied_expand(gateway: Gateway, store: Store) -> None:
     c = client(gateway, app)
     assert isinstance(c.v1.customers.list(params={"limit": 1}).data, list)
     with pytest.raises(stripe.PermissionError) as err:
-        c.v1.customers.list(params={"expand": ["data.default_source"]})
+        c.v1.customers.list(params={"expand": ["data.invoice_settings.default_payment_method"]})
     assert err.value.error is not None
     assert err.value.error.code == "more_permissions_required_for_application"
     assert err.value.user_message is not None
-    assert "source_read" in err.value.user_message or "card_read" in err.value.user_message
+    assert "payment_method_read" in err.value.user_message
 
 
 def test_uninstall_is_enforced_without_restart(gateway: Gateway, store: Store) -> None:

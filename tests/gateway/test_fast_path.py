@@ -453,7 +453,8 @@ def refusal_table(app: App, rk: Restricted, other: App
         ("another app's grant", "GET", "/v1/customers", "", hdrs(*auth(other)), 403),
         ("another app's key on this account", "GET", "/v1/charges", "",
          hdrs(("Authorization", f"Bearer {other.key}"), acct), 403),
-        ("denied expansion", "GET", "/v1/customers/cus_1", "expand[]=default_source", ok, 403),
+        ("denied expansion", "GET", "/v1/customers/cus_1",
+         "expand[]=invoice_settings.default_payment_method", ok, 403),
         ("account not installed", "GET", "/v1/customers", "",
          hdrs(key, ("Stripe-Account", "acct_notinstalled1")), 403),
         ("invalid account", "GET", "/v1/customers", "", hdrs(key, ("Stripe-Account", "cus_1")),
@@ -575,8 +576,8 @@ GOOD_PATHS = ["/v1/customers", "/v1/customers/cus_1", "/v1/customers/cus_1/tax_i
 BAD_PATHS = ["/v1/charges", "/v1/payouts", "/v1/customers/{x}", "/v1/customers/cus_%7B",
              "/v2/core/events", "/v1/accounts", "/v1//customers", "/v1/customers/"]
 GOOD_QUERIES = ["", "limit=3", "expand[]=data.test_clock", "expand%5B%5D=tax_ids"]
-BAD_QUERIES = ["expand[]=default_source", "include=x", "a=1&include[]=y",
-               "expand[]=data.sources"]
+BAD_QUERIES = ["expand[]=invoice_settings.default_payment_method", "include=x",
+               "a=1&include[]=y", "expand[]=data.sources"]
 FORWARDED = [(b"user-agent", b"Stripe/v1 x"), (b"stripe-version", b"2024-06-20"),
              (b"idempotency-key", b"k1"), (b"accept-encoding", b"gzip"),
              (b"x-stripe-client-user-agent", b"{}"), (b"cookie", b"a=b"),

@@ -38,12 +38,13 @@ def headers(app: App, **extra: str) -> dict[str, str]:
 def test_forwards_the_decided_request_with_the_upstream_key(
     gw: Gateway, recorder: Recorder, app: App
 ) -> None:
-    body = "email=a%40example.com&metadata[k]=v&expand[]=default_source"
+    body = ("email=a%40example.com&metadata[k]=v"
+            "&expand[]=invoice_settings.default_payment_method")
     r = httpx.post(gw.url + "/v1/customers?x=1", content=body, headers=headers(
         app, **{"Content-Type": "application/x-www-form-urlencoded",
                 "Stripe-Version": "2025-03-31.basil", "Idempotency-Key": "idem-1",
                 "Cookie": "secret=1", "X-Forwarded-For": "6.6.6.6"}))
-    # default_source needs source_read: denied, not forwarded.
+    # the default payment method needs payment_method_read: denied, not forwarded.
     assert r.status_code == 403
     assert not any(q["target"].startswith("/v1/customers?x=1") for q in recorder.requests)
 

@@ -31,7 +31,8 @@ def _events(v) -> dict[tuple[str, str], object]:  # type: ignore[no-untyped-def]
 
 # name -> (missing, unused, covered): the verdict a careful reading of the fixture gives.
 EXPECTED = {
-    "js_project": ({"webhook_read"}, {"charge_read", "quote_read"},
+    # charge_read: only a client of unknown account (a parameter) lists charges: unverified
+    "js_project": ({"webhook_read"}, {"quote_read"},
                    {"dispute_read", "event_read", "invoice_read", "subscription_read"}),
     "py_oauth": ({"connected_account_read", "webhook_write"}, {"subscription_read"},
                  {"event_read", "invoice_read"}),

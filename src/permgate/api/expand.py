@@ -44,6 +44,8 @@ class Step:
     request: str | None = None  # includable (or owned type): the equivalent request
     # id: (type reached, permission that reads it, the owner's request it is read as, or "")
     reads: tuple[tuple[str, str, str], ...] = ()
+    # the API versions that have this field, when some version lacks it (empty: every one)
+    versions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,21 +67,24 @@ class _Field:
     request: str | None = None  # includable: the equivalent request
     via: tuple[tuple[str, str], ...] = ()  # id: (type, request) read through an owner
     reason: str | None = None  # unavailable
+    versions: tuple[str, ...] = ()  # the versions that have it, when not every one does
 
 
 def _parse_field(entry: Any) -> _Field:
     if isinstance(entry, list | tuple):  # the id-only shape of older documents
         return _Field("id", tuple(entry))
+    versions = tuple(str(v) for v in entry.get("v") or ())
     if "unavailable" in entry:
-        return _Field("unavailable", (), reason=str(entry["unavailable"]))
+        return _Field("unavailable", (), reason=str(entry["unavailable"]), versions=versions)
     if "id" in entry:
         via = tuple(sorted((str(t), str(r)) for t, r in (entry.get("via") or {}).items()))
-        return _Field("id", tuple(entry["id"]), via=via)
+        return _Field("id", tuple(entry["id"]), via=via, versions=versions)
     targets = tuple(entry.get("list") or entry.get("walk") or ())
     is_list = "list" in entry
     if "includable" in entry:
-        return _Field("includable", targets, is_list, request=str(entry["includable"]))
-    return _Field("list" if is_list else "embedded", targets, is_list)
+        return _Field("includable", targets, is_list, request=str(entry["includable"]),
+                      versions=versions)
+    return _Field("list" if is_list else "embedded", targets, is_list, versions=versions)
 
 
 class ExpansionGraph:
@@ -183,9 +188,11 @@ class ExpansionGraph:
         while i < len(parts):
             if want_data:
                 if parts[i] != "data":
-                    hint = " List responses expand under 'data.'." if not steps else \
-                        f" '{parts[i - 1]}' is a list: expand under '{parts[i - 1]}.data.'."
-                    return self._bad(path, cannot + hint)
+                    # Stripe's own hint (a list expanded without `data.`), for a nested list
+                    # too: the path with `data` where the list needs it.
+                    fixed = ".".join([*parts[:i], "data", *parts[i:]])
+                    return self._bad(path, f"{cannot} You may want to try expanding "
+                                     f"'{fixed}' instead.")
                 steps.append(Step("data", nodes, (), DATA))
                 want_data = False
                 i += 1
@@ -240,8 +247,11 @@ class ExpansionGraph:
                 kind = ID
             else:
                 kind = EMBEDDED
+            # Every version one holder's field is in (a holder in all versions: none named).
+            versions: tuple[str, ...] = () if any(not f.versions for _, f in holders) \
+                else tuple(sorted({v for _, f in holders for v in f.versions}))
             steps.append(Step(name, tuple(reached), tuple(step_needs), kind, request,
-                              tuple(reads)))
+                              tuple(reads), versions))
             needs.extend(n for n in step_needs if n not in needs)
             nodes = tuple(reached)
             # A field that is a list for one holder and not for another would be ambiguous;

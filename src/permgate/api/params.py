@@ -11,7 +11,7 @@ Expansions are bounded in number and length: Stripe apps send a handful.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import unquote, unquote_plus
 
 from permgate.errors import BadParam as BadParam
@@ -139,3 +139,96 @@ def bounded_expansions(values: Iterable[str]) -> tuple[str, ...]:
     for v in values:
         _add(out, v)
     return _dedupe(out)
+
+
+# -- other APIs' expand styles (api.toml `expand_style`): the Stripe style is above ---------
+
+class ExpandReader:
+    """How one API names expansions: `query(text, where)` and `body(body)` return them
+    (deduplicated) or raise BadParam for a key that only looks like the parameter.
+
+    - "stripe": `expand[]=a.b` (the functions above);
+    - "comma": `P=a,b` (and repeated `P=`), P the API's parameter (`expand_param`);
+    - "include": the same with JSON:API's `include=a,b`;
+    - "none": the API expands nothing; a key spelled like its parameter is refused (an
+      upstream that did expand would then return objects nobody checked).
+    In the three, a key spelled like Stripe's `expand` is refused too when the parameter is
+    another (`include`): an upstream that also took it would expand unchecked.
+    """
+
+    __slots__ = ("body", "param", "query", "style")
+
+    def __init__(self, style: str = "stripe", param: str = "expand") -> None:
+        self.style = style
+        self.param = param
+        if style == "stripe":
+            if param != "expand":
+                raise ValueError("the stripe expand style reads only 'expand'")
+            self.query = expand_from_query
+            self.body = expand_from_body
+        elif style in ("comma", "include", "none"):
+            self.query = _list_reader(param, style == "none")
+            self.body = _list_body_reader(param, style == "none", self.query)
+        else:
+            raise ValueError(f"unknown expand style {style!r}")
+
+
+STRIPE_EXPAND = ExpandReader()
+
+
+def _list_reader(param: str, refuse_all: bool) -> Callable[..., tuple[str, ...]]:
+    low = param.lower()
+    words = {low, "expand"}
+    how = (f"this API takes no '{param}' parameter (it expands nothing)" if refuse_all else
+           f"expansions are sent as {param}=a,b; other spellings are refused")
+
+    def read(query: str, where: str = "query string") -> tuple[str, ...]:
+        if ";" in query:
+            raise BadParam(f"Invalid {where}: ';' is not a parameter separator; use '&' "
+                           "(and percent-encode ';' inside values as %3B).", param=None)
+        lowered = query.lower()
+        if low not in lowered and "xpand" not in lowered and "%" not in query \
+                and "+" not in query:
+            return NO_EXPAND
+        out: list[str] = []
+        for part in query.split("&"):  # a query is bounded by the head's size
+            key, _, value = part.partition("=")
+            if key == param and not refuse_all:
+                text = unquote_plus(value)
+                for item in text.split(","):
+                    item = item.strip()
+                    if item:
+                        _add(out, item)
+            elif (low in key.lower() or "xpand" in key.lower() or "%" in key or "+" in key) \
+                    and _first_word(key) in words:
+                raise BadParam(f"Invalid parameter '{_shown(key)}': {how}.", param=param)
+        return _dedupe(out)
+
+    return read
+
+
+def _list_body_reader(param: str, refuse_all: bool, read: Callable[..., tuple[str, ...]]
+                      ) -> Callable[..., tuple[str, ...]]:
+    words = {param.lower(), "expand"}
+
+    def body_reader(body: bytes | str | Mapping[str, object] | None) -> tuple[str, ...]:
+        if body is None:
+            return NO_EXPAND
+        if isinstance(body, bytes | bytearray | memoryview):
+            return read(bytes(body).decode("latin-1"), "form body")
+        if isinstance(body, str):
+            return read(body, "form body")
+        out: list[str] = []
+        for key, value in body.items():
+            if key == param and not refuse_all:
+                items = value.split(",") if isinstance(value, str) else value
+                if not isinstance(items, Iterable):
+                    raise BadParam(f"Invalid value for '{key}': expected a string or a list.")
+                for v in items:
+                    if str(v).strip():
+                        _add(out, str(v).strip())
+            elif _first_word(key) in words:
+                raise BadParam(f"Invalid parameter '{_shown(key)}'.", param=param)
+        return _dedupe(out)
+
+    return body_reader

@@ -30,7 +30,7 @@ COMMANDS: dict[str, str] = {
     "lint": "manifest", "diff": "manifest", "scan": "scan", "db": "store", "apps": "store",
     "install": "store", "approve": "store", "uninstall": "store", "installs": "store",
     "keys": "store", "audit": "store", "admin": "store", "webhooks": "webhooks",
-    "console": "console", "listen": "events", "trigger": "events",
+    "console": "console", "listen": "events", "trigger": "events", "init": "ownapi",
 }
 
 DEFAULT_EXITS = "exit codes:\n  0  done\n  1  failed (the message says why)\n  2  bad input"
@@ -132,6 +132,10 @@ def _main(argv: list[str] | None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
+        if hasattr(args, "api_dir"):  # a command that decides: --api DIR / PERMGATE_API
+            from permgate.cli._common import select_api
+
+            select_api(args)
         return func(args)
     except CliError as e:
         print(f"permgate: {e}", file=sys.stderr)

@@ -48,6 +48,37 @@ def add_db(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", metavar="URL", type=db_url, default=None, help=DB_HELP)
 
 
+API_HELP = ("the API DIR to decide for, made by `permgate init --from-openapi` (default: "
+            "$PERMGATE_API, else Stripe's built-in tables)")
+
+
+def add_api(p: argparse.ArgumentParser) -> None:
+    """`--api DIR`: the command decides for that API (the CLI's main selects it, see
+    `select_api`)."""
+    p.add_argument("--api", dest="api_dir", metavar="DIR", default=None, help=API_HELP)
+
+
+def select_api(args: argparse.Namespace) -> None:
+    """Make `--api DIR` (or $PERMGATE_API) the API this process decides for; Stripe's when
+    neither is given. A DIR whose spec changed since `init` is used, with a warning (only
+    `serve` refuses it)."""
+    from permgate import envvars
+
+    given = args.api_dir or envvars.API.get()
+    if not given:
+        return
+    import permgate
+    from permgate.api.profile import spec_changed
+
+    try:
+        _, profile = permgate.use_api(given)
+    except permgate.ApiDirError as e:
+        raise CliError(str(e)) from None
+    why = spec_changed(profile)
+    if why is not None:
+        warn(why)
+
+
 def add_format(p: argparse.ArgumentParser, *, sarif: bool = False,
                what: str = "the result") -> None:
     """`--format text|json[|sarif]`, with `--json` kept as a short alias of `--format json`."""

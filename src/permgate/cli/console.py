@@ -11,7 +11,14 @@ import json
 from datetime import timedelta
 
 from permgate.cli import EXIT_OK
-from permgate.cli._common import STORE_EXITS, add_db, add_format, current_user, open_store
+from permgate.cli._common import (
+    STORE_EXITS,
+    add_api,
+    add_db,
+    add_format,
+    current_user,
+    open_store,
+)
 
 
 def _link(args: argparse.Namespace) -> int:
@@ -59,4 +66,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                       help="how long the link may wait to be opened (default 300, max 1800)")
     add_db(link)
     add_format(link, what="the link")
+    add_api(link)
     link.set_defaults(func=_link)

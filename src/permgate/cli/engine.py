@@ -11,10 +11,9 @@ from typing import Any, BinaryIO, TextIO
 import permgate
 from permgate import boundedjson
 from permgate.api.expand import Expansion
-from permgate.api.params import expand_from_form
 from permgate.catalog import UnknownPermission
 from permgate.cli import EXIT_DENIED, EXIT_OK, EXIT_USAGE, CliError
-from permgate.cli._common import add_format, exit_codes
+from permgate.cli._common import add_api, add_format, exit_codes
 from permgate.decision import Decision, Engine, Grant
 
 BATCH_KEYS = ("method", "path", "grants", "expand", "account", "body")
@@ -40,6 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--product", metavar="PRODUCT",
                    help="only this product (e.g. Billing, Core); an unknown one lists them")
     add_format(p, what="the catalog")
+    add_api(p)
     p.set_defaults(func=cmd_permissions)
 
     p = sub.add_parser(
@@ -60,6 +60,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_format(p, what="the decision")
     p.add_argument("--batch", metavar="FILE", help="decide JSON lines from FILE (- for stdin); "
                    "the line format is below")
+    add_api(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("explain", help="what would allow a request, for a person",
@@ -74,6 +75,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--expand", action="append", default=[], metavar="FIELD",
                    help="an expansion, as expand[]=FIELD would ask (repeatable)")
     add_format(p, what="the explanation")
+    add_api(p)
     p.set_defaults(func=cmd_explain)
 
 
@@ -121,15 +123,19 @@ def print_decision(d: Decision, as_json: bool, out: TextIO | None = None,
 
 
 def path_hint(engine: Engine, method: str, target: str, d: Decision) -> str | None:
-    """For an unknown path that Stripe knows under /v1: say so (the commonest slip)."""
-    if d.kind != "unknown" or target.startswith(("/v1/", "/v2/")):
+    """For an unknown path that the API knows under its base path (Stripe's /v1): say so
+    (the commonest slip)."""
+    profile = permgate.api_profile()
+    bases = [b for b in profile.base_paths if b]
+    if d.kind != "unknown" or not bases or target.startswith(tuple(b + "/" for b in bases)):
         return None
-    fixed = "/v1" + target
+    fixed = bases[0] + target
     try:
         known = engine.route(method, fixed.partition("?")[0]) is not None
     except ValueError:
         return None
-    return f"Stripe API paths start with /v1: did you mean {fixed}?" if known else None
+    return (f"{profile.title} paths start with {bases[0]}: did you mean {fixed}?" if known
+            else None)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -256,7 +262,11 @@ def explain_text(engine: Engine, method: str, target: str, d: Decision, extra: l
     lines.append(f"  operation: {op.method} {op.path}" + (" (list)" if op.is_list else ""))
     lines.append(f"  needs {op.permission}" + (f"  ({op.rule})" if op.rule else ""))
     query = target.partition("?")[2]
-    for e in dict.fromkeys((*expand_from_form(query), *extra)):
+    try:
+        named = engine.expand_reader.query(query) if query else ()
+    except ValueError:
+        named = ()  # refused already: d says why
+    for e in dict.fromkeys((*named, *extra)):
         lines.append(f"  expand {e}:")
         lines += ["    " + line for line in expansion_steps(engine.expansion(op, e))]
     lines.append("  allowed by any grant that holds, for each line below, one of:")
@@ -289,6 +299,8 @@ def expansion_steps(exp: Expansion) -> list[str]:
                 f"{t} (needs {p}" + (f", read through its owner as {via} reads it)" if via
                                      else ")")
                 for t, p, via in step.reads))
+        if step.versions:
+            out[-1] += f"; API versions that have it: {', '.join(step.versions)}"
     if exp.error is not None:
         out.append(f"refused ({exp.error}): {exp.message}")
     return out

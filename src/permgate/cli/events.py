@@ -18,6 +18,7 @@ import permgate
 from permgate.cli import EXIT_FINDINGS, EXIT_OK, CliError
 from permgate.cli._common import (
     STORE_EXITS,
+    add_api,
     add_app,
     add_db,
     add_format,
@@ -47,6 +48,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("--grant", action="append", default=[], metavar="PERMISSION",
                    help="a permission the app holds (repeatable)")
     add_format(c, what="the decision")
+    add_api(c)
     c.set_defaults(func=cmd_check)
 
     ls = events.add_parser("list", help="event types and what allows each",
@@ -55,6 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ls.add_argument("--grant", action="append", default=None, metavar="PERMISSION",
                     help="only the events these permissions allow (repeatable)")
     add_format(ls, what="the events")
+    add_api(ls)
     ls.set_defaults(func=cmd_list)
     _register_delivery(events)
     _register_dev_loop(sub)
@@ -101,6 +104,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _register_delivery(events: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     db = argparse.ArgumentParser(add_help=False)
     add_db(db)
+    add_api(db)  # routing and delivery decide on the API's event rules
 
     d = events.add_parser("deliveries", parents=[db], help="deliveries in the outbox",
                           description="Deliveries in the outbox: what was sent, what is pending.",
@@ -305,6 +309,7 @@ def _register_dev_loop(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     li.add_argument("--by", default=current_user(), metavar="USER",
                     help="who listens, for the audit trail (default: you)")
     add_format(li, what="the session (json: one object per line)")
+    add_api(li)
     li.set_defaults(func=cmd_listen)
 
     tr = sub.add_parser(
@@ -324,6 +329,7 @@ def _register_dev_loop(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                          "(the demo's)")
     add_db(tr)
     add_format(tr, what="the verdicts")
+    add_api(tr)
     tr.set_defaults(func=cmd_trigger)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import re
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -27,8 +28,10 @@ def _serve(args: argparse.Namespace) -> int:
         settings = resolve(flags, config_path=args.config)
         _check_admin_token(settings.admin_token)
         _check_port(settings.host, settings.port)
+        if settings.api:
+            settings = _own_api(settings)
         if settings.upstream is not None:
-            if not upstream_keys(settings):
+            if not upstream_keys(settings, any_key=bool(settings.api)):
                 raise CliError("--upstream needs the upstream's secret key: --upstream-key-file "
                                "PATH or PERMGATE_UPSTREAM_KEY")
             _check_store(settings.db)
@@ -37,6 +40,78 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as e:
         raise CliError(str(e)) from None
     return _serve_demo(settings)
+
+
+def _own_api(settings: Any) -> Any:
+    """`--api DIR`: refuse a DIR that cannot be used or whose spec changed since `init`
+    (with the command to run again), before anything starts; its api.toml's upstream is the
+    default of --upstream. No demo mode: the API is the user's own."""
+    import permgate
+
+    try:
+        _, profile = permgate.use_api(settings.api, check_spec=True)
+    except permgate.ApiDirError as e:
+        raise CliError(str(e)) from None
+    if settings.upstream is None:
+        if profile.upstream_url is None:
+            raise CliError(f"--api {settings.api}: its api.toml has no [upstream] url: give "
+                           "--upstream URL")
+        settings = dataclasses.replace(settings, upstream=profile.upstream_url)
+    return settings
+
+
+# serve's settings that mean nothing to `permgate authz`: Envoy owns the upstream and its
+# connections; the admin API, consent pages, demo and webhook ingest are a serve's.
+AUTHZ_SKIPS = frozenset({
+    "upstream", "connect_timeout", "upstream_timeout", "pool_size", "pool_per_app", "server",
+    "demo_account", "webhook_secret", "webhook_account", "admin_token",
+    "api",  # authz decides for Stripe's API only, for now (docs/own-api.md)
+})
+
+
+def _authz(args: argparse.Namespace) -> int:
+    from permgate.gateway import ConfigError, resolve
+    from permgate.gateway.authz import run
+    from permgate.gateway.config import SPECS, upstream_keys
+
+    flags: dict[str, Any] = {s.name: getattr(args, s.name, None) for s in SPECS
+                             if s.flag and s.name not in AUTHZ_SKIPS}
+    try:
+        settings = resolve(flags, config_path=args.config)
+        if settings.api:  # from PERMGATE_API or the config file: authz would half-honour it
+            raise CliError("permgate authz decides for Stripe's API only, for now: unset "
+                           "PERMGATE_API (or the config file's api)")
+        control_port = settings.port + 1 if args.control_port is None else args.control_port
+        if not 0 < control_port < 65536 or control_port == settings.port:
+            raise CliError(f"--control-port must be 1..65535 and not --port, not {control_port}")
+        _check_port(settings.host, settings.port)
+        _check_port(settings.host, control_port)
+        if not upstream_keys(settings):
+            raise CliError("authz needs the upstream's secret key, which it hands Envoy for "
+                           "allowed calls: --upstream-key-file PATH or PERMGATE_UPSTREAM_KEY")
+        token = _check_token(args.check_token_file)
+        _check_store(settings.db)
+        run(settings, control_port, check_token=token)
+    except ConfigError as e:
+        raise CliError(str(e)) from None
+    return EXIT_OK
+
+
+def _check_token(path: str | None) -> bytes | None:
+    from permgate.gateway.authz import MIN_TOKEN
+
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            token = f.read(4096).strip()
+    except OSError as e:
+        raise CliError(f"--check-token-file {path}: {e.strerror}") from None
+    if len(token) < MIN_TOKEN or not re.fullmatch(rb"[A-Za-z0-9_.-]+", token):
+        raise CliError(f"--check-token-file {path}: the token must be at least {MIN_TOKEN} "
+                       "letters, digits, '-', '_' or '.' (`python -c 'import secrets; "
+                       "print(secrets.token_urlsafe(32))'`)")
+    return token
 
 
 def _check_admin_token(token: str | None) -> None:
@@ -115,15 +190,39 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_setting_flags(p)
     p.set_defaults(func=_serve)
 
+    a = sub.add_parser(
+        "authz", help="run as Envoy's external authorizer (HTTP ext_authz)",
+        description="Decide every request Envoy's ext_authz filter asks about exactly as "
+        "`permgate serve` would, and answer Envoy: on allow, the upstream key and account "
+        "headers to set and the client headers to drop; otherwise Stripe's status and body "
+        "for the client. Health, readiness and metrics are served on --control-port. Takes "
+        "serve's settings where they apply (flags, PERMGATE_<NAME>, the config file's "
+        "[gateway] table). Only Envoy may reach --port: an allowed answer carries the "
+        "upstream key. See deploy/envoy/envoy.yaml and docs/scale.md.",
+        epilog=exit_codes("0  stopped", "2  bad settings, an address in use, an unreadable key "
+                          "file, a store that cannot be opened"),
+    )
+    a.add_argument("--config", metavar="PATH", default=None,
+                   help="TOML config file (default: $PERMGATE_CONFIG)")
+    a.add_argument("--control-port", type=int, default=None, metavar="PORT",
+                   help="port of /healthz, /readyz and /metrics (default: --port + 1); never "
+                   "the check port, where any 2xx answer lets a request through")
+    a.add_argument("--check-token-file", metavar="PATH", default=None,
+                   help="file with a secret Envoy adds to every check as the x-permgate-check "
+                   "header (authorization_request.headers_to_add); checks without it are "
+                   "refused (default: none, the check port must then be Envoy's alone)")
+    add_setting_flags(a, skip=AUTHZ_SKIPS)
+    a.set_defaults(func=_authz)
 
 
-def add_setting_flags(p: argparse.ArgumentParser) -> None:
+
+def add_setting_flags(p: argparse.ArgumentParser, skip: frozenset[str] = frozenset()) -> None:
     """One flag per setting that has one, as gateway/config.py declares it. Every default
     is None: a flag not given leaves the environment's or the file's value in place."""
     from permgate.gateway.config import SPECS
 
     for s in SPECS:
-        if s.flag is None:
+        if s.flag is None or s.name in skip:
             continue
         text = f"{s.help} (default {s.default_text}; env {s.env})"
         if s.type is bool:

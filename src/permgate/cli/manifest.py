@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from permgate.cli import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, CliError
-from permgate.cli._common import add_format, exit_codes
+from permgate.cli._common import add_api, add_format, exit_codes
 
 if TYPE_CHECKING:
     from permgate.manifest import Change, Manifest, ManifestError, Problem
@@ -233,6 +233,7 @@ def add_edit_verbs(sub: Any, *, alias: bool = False) -> None:
             k.add_argument("explanation", metavar="PURPOSE",
                            help="why the app needs it (shown to users who install it)")
         k.add_argument("--manifest", metavar="PATH", help=f"the manifest ({default})")
+        add_api(k)
         k.set_defaults(func=_grant if verb == "grant" else _revoke)
         helptext = (f"{verb} a URL the UI extension may call: "
                     "ui_extension.content_security_policy.connect-src")
@@ -263,6 +264,7 @@ def register(sub: Any) -> None:
                                          "2  unreadable: missing file, not JSON"))
     v.add_argument("path", nargs="?", metavar="PATH", help=f"manifest ({default})")
     add_format(v, sarif=True, what="the problems (sarif: for code scanning)")
+    add_api(v)
     v.set_defaults(func=_validate)
 
     li = sub.add_parser("lint", help="advice for a manifest",
@@ -272,6 +274,7 @@ def register(sub: Any) -> None:
                                           "2  unreadable: missing file, not JSON"))
     li.add_argument("path", nargs="?", metavar="PATH", help=f"manifest ({default})")
     add_format(li, sarif=True, what="the advice (sarif: for code scanning)")
+    add_api(li)
     li.set_defaults(func=_lint)
 
     d = sub.add_parser("diff", help="permission changes between two manifests",
@@ -283,4 +286,5 @@ def register(sub: Any) -> None:
     d.add_argument("old", metavar="OLD", help="the manifest of the version installed now")
     d.add_argument("new", metavar="NEW", help="the manifest of the new version")
     add_format(d, what="the changes")
+    add_api(d)
     d.set_defaults(func=_diff)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from permgate.cli import EXIT_FINDINGS, EXIT_OK, CliError
-from permgate.cli._common import add_format, exit_codes
+from permgate.cli._common import add_api, add_format, exit_codes
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="no progress on stderr (shown only on a terminal, for large trees)")
     p.add_argument("--fix", action="store_true",
                    help="grant the missing permissions with a placeholder purpose (never revokes)")
+    add_api(p)
     p.set_defaults(func=run)
 
 

@@ -13,6 +13,7 @@ from permgate.cli import EXIT_OK, EXIT_USAGE, CliError
 from permgate.cli._common import (
     MODES,
     STORE_EXITS,
+    add_api,
     add_app,
     add_db,
     add_format,
@@ -275,6 +276,7 @@ def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     add_db(p)
     add_format(p)
+    add_api(p)
     return p
 
 

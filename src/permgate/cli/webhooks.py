@@ -10,6 +10,7 @@ from permgate.cli import EXIT_OK, CliError
 from permgate.cli._common import (
     MODES,
     STORE_EXITS,
+    add_api,
     add_app,
     add_db,
     add_format,
@@ -104,6 +105,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = argparse.ArgumentParser(add_help=False)
     add_db(common)
     add_format(common)
+    add_api(common)
     actor = argparse.ArgumentParser(add_help=False)
     actor.add_argument("--by", default=current_user(), metavar="USER",
                        help="who does this, for the audit trail (default: you)")

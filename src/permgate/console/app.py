@@ -18,6 +18,7 @@ autoescape everywhere and URLs from manifests are shown, never linked.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -368,9 +369,11 @@ class Console:
             q = request.query_params
             params = {k: q.get(k) for k in oauth.AUTHORIZE_PARAMS}
         try:
-            ask = await run_in_threadpool(
+            link = request.path_params.get("link")
+            ask = await run_in_threadpool(functools.partial(
                 oauth.check_authorize, self.store,
-                *(v if isinstance(v, str) else None for v in params.values()))
+                *(v if isinstance(v, str) else None for v in params.values()),
+                link=link if isinstance(link, str) else None))
         except oauth.AuthorizeError as e:
             ctx = self.context(*found) if found else {}
             return self.message("This install link cannot be used", str(e), 400, **ctx)
@@ -488,6 +491,7 @@ def create_console_app(store: Store, settings: ConsoleSettings | None = None) ->
         Route("/console/apps/{app_id}/uninstall", c.uninstall, methods=both),
         Route("/console/logout", c.logout, methods=["POST"]),
         Route("/oauth/v2/authorize", c.authorize, methods=both),
+        Route("/oauth/v2/{link}/authorize", c.authorize, methods=["GET"]),  # test-mode link
         *(Route(p, c.token_endpoint, methods=["POST"]) for p in oauth.TOKEN_PATHS),
     ]
 

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from permgate.events.db import utcnow, writing
+from permgate.events.fixtures import api_version
 from permgate.events.model import Accepted, Delivery, Endpoint
 from permgate.events.routing import Grants, Route, event_mode, route_event
 from permgate.events.schema import deliveries, events, webhook_endpoints
@@ -293,7 +294,7 @@ def _application_event(store: Store, grant: EffectiveGrant, event_type: str) -> 
         name = grant.app_id
     return {
         "id": new_event_id(), "object": "event", "account": grant.account,
-        "api_version": None, "created": int(time.time()),
+        "api_version": api_version(), "created": int(time.time()),
         "data": {"object": {"id": grant.app_id, "object": "application", "name": name}},
         "livemode": grant.mode == "live", "pending_webhooks": 0,
         "request": {"id": None, "idempotency_key": None}, "type": event_type,

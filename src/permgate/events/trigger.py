@@ -5,22 +5,26 @@ API fixtures by tools/gen_event_fixtures.py). It is accepted exactly as an upstr
 (`accept`: routing by each install's approved grant, the outbox, the workers), and the
 result says for each app installed on the account whether it receives the event and, if
 not, which permission it lacks.
+
+The event is shaped as Stripe sends one, so that the official libraries' webhook helpers
+accept it (stripe-go and Stripe.net refuse an event without `api_version` by default): a
+real `api_version` (the official Python library's that the fixtures are read with),
+`data.previous_attributes` on `*.updated` events, no id on `invoice.upcoming` (an upcoming
+invoice has none), and `pending_webhooks` counting the endpoints it is queued for.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import time
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import sqlalchemy as sa
 
 import permgate
-from permgate.events.outbox import accept, new_event_id
+from permgate.events.fixtures import fixtures
+from permgate.events.outbox import Router, accept, new_event_id
 from permgate.events.routing import Grants, may_receive
 from permgate.events.schema import deliveries
 from permgate.store import NotFound, Store, StoreError
@@ -56,28 +60,36 @@ class Triggered:
                 "apps": [v.as_json() for v in self.verdicts]}
 
 
-@cache
-def _fixtures() -> dict[str, Any]:
-    text = resources.files("permgate.events").joinpath("data/event_fixtures.json").read_text(
-        "utf-8")
-    data: dict[str, Any] = json.loads(text)
-    return data
-
-
-def sample_event(event_type: str, account: str) -> dict[str, Any]:
-    """A test-mode event of this type with Stripe's sample object (or a minimal one)."""
-    fx = _fixtures()
-    resource = fx["events"].get(event_type)
+def sample_event(event_type: str, account: str, pending_webhooks: int = 0) -> dict[str, Any]:
+    """A test-mode event of this type with Stripe's sample object (or a minimal one; always
+    for another API than Stripe's, whose objects Stripe's samples are not)."""
+    fx = fixtures()
+    resource = fx["events"].get(event_type) if permgate.api_profile().stripe else None
     if resource is not None:
         obj = copy.deepcopy(fx["objects"][resource])
     else:  # no sample of its object: the id and type are what receivers look at first
-        obj = {"id": "obj_permgate_trigger", "object": event_type.rsplit(".", 1)[0]}
-    now = int(time.time())
+        kind = event_type.rsplit(".", 1)[0]
+        obj = {"id": f"{kind.rsplit('.', 1)[-1]}_{new_event_id()[4:]}", "object": kind}
+    data: dict[str, Any] = {"object": obj}
+    if event_type == "invoice.upcoming":
+        obj.pop("id", None)  # Stripe: an upcoming invoice has no id yet
+    if event_type.endswith(".updated"):
+        data["previous_attributes"] = _changed(obj)
     return {
-        "id": new_event_id(), "object": "event", "account": account, "api_version": None,
-        "created": now, "data": {"object": obj}, "livemode": False, "pending_webhooks": 0,
+        "id": new_event_id(), "object": "event", "account": account,
+        "api_version": fx["api_version"], "created": int(time.time()), "data": data,
+        "livemode": False, "pending_webhooks": pending_webhooks,
         "request": {"id": None, "idempotency_key": None}, "type": event_type,
     }
+
+
+def _changed(obj: dict[str, Any]) -> dict[str, Any]:
+    """Make a change to `obj` and answer its previous attributes, as Stripe's `*.updated`
+    events carry them: a metadata key set by the trigger, absent (null) before."""
+    if isinstance(obj.get("metadata"), dict):
+        obj["metadata"] = {**obj["metadata"], "permgate_trigger": "updated"}
+        return {"metadata": {"permgate_trigger": None}}
+    return {}
 
 
 def default_account(store: Store, app_id: str | None) -> str:
@@ -104,8 +116,12 @@ def trigger(store: Store, event_type: str, *, account: str,
             raise NotFound(f"{app_id} is not installed on {account} in test mode: nothing "
                            f"would reach it (permgate install {app_id} --account {account} "
                            "--mode test ...)", "not_installed")
-    event = sample_event(event_type, account)
-    accept(store, event, source="trigger")
+    router = Router(store)
+    router.refresh()
+    # Stripe counts the endpoints an event is still to reach: here, every one it is queued for.
+    pending = len(router.routes(account, event_type, "test"))
+    event = sample_event(event_type, account, pending)
+    accept(store, event, source="trigger", router=router)
     with store.engine.connect() as conn:
         queued: dict[str, list[str]] = {}
         for app, endpoint in conn.execute(sa.select(

@@ -23,8 +23,9 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from permgate.api.profile import STRIPE_PROFILE, ApiDirError, ApiProfile
 from permgate.gateway.calls import Calls, HeaderValues
-from permgate.gateway.config import Settings, upstream_keys
+from permgate.gateway.config import ConfigError, Settings, upstream_keys
 from permgate.gateway.control import CONTROL_BODY_LIMIT, CONTROL_PATHS, Control
 from permgate.gateway.fast import Admitted, FastPath
 from permgate.gateway.logs import JsonLog, RequestIds
@@ -66,6 +67,16 @@ Proxy = Callable[..., Any]  # FullPath.proxy
 Admit = Callable[[str, bytes, bytes, Sequence[tuple[bytes, bytes]]], Admitted | None]
 
 
+def upstream_authorization(scheme: str, key: str) -> bytes:
+    """The Authorization value the gateway presents upstream (api.toml upstream.auth_scheme:
+    Stripe's is Bearer)."""
+    if scheme == "basic":
+        import base64
+
+        return b"Basic " + base64.b64encode(key.encode("utf-8") + b":")
+    return b"Bearer " + key.encode("utf-8")
+
+
 async def _not_started(*args: Any) -> None:
     raise RuntimeError("the gateway has not started")
 
@@ -91,15 +102,29 @@ class Gateway:
         self.report_only = settings.report_only
         self.body_limit = settings.body_limit
         self.access_log = settings.access_log
+        # The API: Stripe's built-in tables, or an API DIR (`api` setting). Its profile's
+        # choices are compiled into the parts below once; no request branches on it.
+        # The process's API (`permgate.use_api`) is set to it too: the consent pages, events
+        # and manifest checks served beside the proxy then use the same catalog.
+        self.engine: Any = None  # Stripe's: imported at startup (its tables load there)
+        self.profile: ApiProfile = STRIPE_PROFILE
+        if settings.api:
+            import permgate
+
+            try:
+                self.engine, self.profile = permgate.use_api(settings.api, check_spec=True)
+            except ApiDirError as e:
+                raise ConfigError(str(e)) from None
         self.auth_by_mode: dict[str, bytes] = {
-            mode: b"Bearer " + key.encode("ascii")
-            for mode, key in upstream_keys(settings).items()
+            mode: upstream_authorization(self.profile.upstream_auth, key)
+            for mode, key in upstream_keys(settings, any_key=not self.profile.stripe).items()
         }
         # Sandboxes are test-mode accounts upstream: a sandbox install's restricted key
         # is forwarded with the test key.
         if "test" in self.auth_by_mode:
             self.auth_by_mode["sandbox"] = self.auth_by_mode["test"]
-        self.headers = HeaderValues()
+        self.headers = HeaderValues(frozenset(
+            s.encode("ascii") for s in self.profile.auth_schemes))
         self.control = Control(
             self.metrics, self.shared_metrics,
             tuple(t.encode("utf-8") for t in (settings.metrics_token, settings.admin_token)
@@ -120,13 +145,15 @@ class Gateway:
 
     def make_calls(self, resolver: Resolver, decide: Callable[..., Any]) -> Calls:
         """The caller resolution and decision both paths use."""
-        return Calls(resolver, decide, self.auth_by_mode, self.headers)
+        return Calls(resolver, decide, self.auth_by_mode, self.headers, self.profile)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def startup(self) -> None:
-        import permgate  # the engine loads its tables here, once per worker
+        engine = self.engine
+        if engine is None:
+            import permgate  # Stripe's engine loads its tables here, once per worker
 
-        engine = permgate.engine
+            engine = permgate.engine
         known = engine.catalog.permissions
 
         def compile_grant(names: Any) -> Any:
@@ -158,7 +185,8 @@ class Gateway:
         self.full = full = FullPath(
             calls, pool, self.metrics, self.log, self.ids, body_limit=self.body_limit,
             report_only=self.report_only, access_log=self.access_log,
-            upstream_timeout=self.settings.upstream_timeout)
+            upstream_timeout=self.settings.upstream_timeout,
+            problem=self.profile.error_style == "problem")
         self.fast = fast = FastPath(calls, full, pool, self.metrics, self.log, self.ids,
                                     access_log=self.access_log)
         self.proxy = full.proxy

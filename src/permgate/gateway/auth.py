@@ -22,8 +22,13 @@ MAX_ACCOUNT_HEADER = 5 + 64 + 32
 MAX_AUTHORIZATION = 64 + 4 * ((KEY_LENGTH + 2 + 2) // 3) + 32
 
 
-def presented_key(authorization: bytes | None) -> str | None:
+BOTH_SCHEMES = frozenset({b"basic", b"bearer"})
+
+
+def presented_key(authorization: bytes | None,
+                  schemes: frozenset[bytes] = BOTH_SCHEMES) -> str | None:
     """The key of `Bearer KEY` or of HTTP basic `KEY:` (the key as user); None if absent.
+    `schemes`: those the API's profile accepts (`auth_schemes`), lower case.
 
     A header that does not hold a well-formed key yields "" (present but not a key).
     """
@@ -34,6 +39,8 @@ def presented_key(authorization: bytes | None) -> str | None:
     scheme, _, rest = authorization.strip().partition(b" ")
     scheme = scheme.lower()
     rest = rest.strip()
+    if scheme not in schemes:
+        return ""
     if scheme == b"bearer":
         raw = rest
     elif scheme == b"basic":
@@ -51,6 +58,7 @@ def presented_key(authorization: bytes | None) -> str | None:
 
 
 def account_header(value: bytes) -> str | None:
-    """The account of a `Stripe-Account` header, or None when it is not an `acct_` id."""
+    """The account of the account header (`Stripe-Account`, or the API's own), or None when
+    it is not an `acct_` id (the store's accounts are `acct_` ids, whatever the API)."""
     value = value.strip()
     return value.decode("ascii") if _ACCOUNT.fullmatch(value) else None

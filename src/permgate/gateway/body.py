@@ -17,6 +17,11 @@ does, with a `Content-Type` the gateway writes itself:
   UTF-8: refused with a Stripe-shaped 400, never forwarded.
 
 An empty body is no body, whatever its headers say.
+
+That is Stripe's profile (`STRIPE_BODY`). Another API's (`body_rules(profile)`, compiled
+once from api.toml's `body_encodings`) takes forms and/or JSON on any path, under the same
+checks; no multipart. A JSON body is one object without duplicate keys and without a key
+spelled like the API's expand parameter (the engine reads expansions from the query only).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import quote, unquote_to_bytes
 
+from permgate.api.profile import ApiProfile
 from permgate.errors import PermgateError
 
 FORM = b"application/x-www-form-urlencoded"
@@ -57,11 +63,37 @@ class Body:
 
 
 NO_BODY = Body(None, b"", None)
+
+
+@dataclass(frozen=True, slots=True)
+class BodyRules:
+    """Which bodies one API takes, compiled from its profile."""
+
+    stripe: bool = True  # Stripe's: forms on /v1 (multipart on /v1/files), JSON on /v2
+    form: bool = True
+    json: bool = False
+    json_refused: tuple[str, ...] = ("expand", "include")  # JSON keys spelled so: refused
+    accepted: str = ""  # what the refusals say is accepted
 _ACCEPTED = (
     "This gateway forwards request bodies only as application/x-www-form-urlencoded (as "
     "Stripe's API and SDKs send them), multipart/form-data for file uploads "
     "(POST /v1/files) and application/json on /v2."
 )
+
+
+STRIPE_BODY = BodyRules(accepted=_ACCEPTED)
+
+
+def body_rules(profile: ApiProfile) -> BodyRules:
+    """Another API's rules, from its profile's `body_encodings` and expand parameter."""
+    form = "form" in profile.body_encodings
+    json_ok = "json" in profile.body_encodings
+    kinds = " and ".join(k for k, on in (("application/x-www-form-urlencoded", form),
+                                         ("application/json", json_ok)) if on)
+    refused = tuple(dict.fromkeys((profile.expand_param.lower(), "expand")))
+    return BodyRules(stripe=False, form=form, json=json_ok, json_refused=refused,
+                     accepted=f"This gateway forwards request bodies only as {kinds} "
+                     f"({profile.title} takes these).")
 
 
 def _refuse(message: str, code: str = "invalid_request_body") -> NoReturn:
@@ -96,9 +128,10 @@ def _show(value: bytes) -> str:
 
 def decide_body(
     method: str, path: bytes, content_types: list[bytes], content_encodings: list[bytes],
-    body: bytes,
+    body: bytes, rules: BodyRules = STRIPE_BODY,
 ) -> Body:
-    """The body to decide on and forward, or BodyRefused."""
+    """The body to decide on and forward, or BodyRefused. `rules`: the API's (Stripe's
+    unless told)."""
     for enc in content_encodings:
         if enc.strip().lower() not in (b"", b"identity"):
             _refuse("Request bodies must not be compressed (Content-Encoding): the gateway "
@@ -109,10 +142,11 @@ def decide_body(
     if not body:
         return NO_BODY
     if method != "POST":
-        _refuse(f"A {method} request must not have a body: Stripe reads its parameters from "
+        _refuse(f"A {method} request must not have a body: its parameters are read from "
                 "the query string.")
+    accepted = rules.accepted
     if not content_types:
-        _refuse("A request body needs a Content-Type header. " + _ACCEPTED,
+        _refuse("A request body needs a Content-Type header. " + accepted,
                 "unsupported_content_type")
     mt, params = media_type(content_types[0])
     charset = params.pop(b"charset", None)
@@ -124,21 +158,26 @@ def decide_body(
             body.decode("utf-8")
         except UnicodeDecodeError:
             _refuse("The request body is not valid UTF-8.")
-    v2 = path[:4] == b"/v2/"
-    if mt == FORM and not v2:
+    if rules.stripe:
+        v2 = path[:4] == b"/v2/"
+        form_ok, json_ok = not v2, v2
+    else:
+        v2 = True  # no multipart: that is Stripe's /v1/files alone
+        form_ok, json_ok = rules.form, rules.json
+    if mt == FORM and form_ok:
         if params:
             _refuse("application/x-www-form-urlencoded takes no parameter but charset=utf-8.",
                     "unsupported_content_type")
         if body.lstrip()[:1] in (b"{", b"["):
             # No form parameter starts so; an upstream sniffing bodies would read JSON.
-            _refuse("The form-encoded request body looks like JSON. " + _ACCEPTED)
+            _refuse("The form-encoded request body looks like JSON. " + accepted)
         if not _FORM_START.match(body):
             # A form starts with a parameter name. Anything else (a byte-order mark before
             # JSON, white space, a bare `&` or `=`) is what a sniffing or BOM-skipping
             # upstream could read another way.
             _refuse("The form-encoded request body must start with a parameter name "
                     "(a letter, digit, '_', '-', '.', '~', '*' or a %-escape), not "
-                    f"{_show(body[:8])}. " + _ACCEPTED)
+                    f"{_show(body[:8])}. " + accepted)
         return Body(body, body, FORM)
     if mt == MULTIPART and not v2:
         if path != FILES_PATH:
@@ -151,13 +190,13 @@ def decide_body(
                     "unsupported_content_type")
         form = multipart_form(body, boundary)
         return Body(form, body, MULTIPART + b"; boundary=" + boundary)
-    if mt == JSON and v2:
+    if mt == JSON and json_ok:
         if params:
             _refuse("application/json takes no parameter but charset=utf-8.",
                     "unsupported_content_type")
-        check_v2_json(body)
+        check_v2_json(body, rules.json_refused)
         return Body(None, body, JSON)
-    _refuse(f"The Content-Type {_show(content_types[0])} is not accepted here. " + _ACCEPTED,
+    _refuse(f"The Content-Type {_show(content_types[0])} is not accepted here. " + accepted,
             "unsupported_content_type")
 
 
@@ -219,8 +258,9 @@ def multipart_form(body: bytes, boundary: bytes) -> bytes:
     return "&".join(fields).encode("ascii")
 
 
-def check_v2_json(body: bytes) -> None:
-    """A /v2 body: one JSON object, no duplicate keys, no `expand` (v2 has none)."""
+def check_v2_json(body: bytes, refused: tuple[str, ...] = ("expand", "include")) -> None:
+    """A /v2 body (or another API's JSON): one JSON object, no duplicate keys, no key
+    spelled like `refused` (v2 has no `expand`; its `include` is not decided on)."""
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -244,8 +284,11 @@ def check_v2_json(body: bytes) -> None:
         _refuse("The JSON request body must be an object.")
     for key in doc:
         low = key.lower()
-        if "expand" in low or "include" in low:
-            _refuse(_V2_INCLUDE, "parameter_not_allowed")
+        for word in refused:
+            if word in low:
+                _refuse(_V2_INCLUDE if refused == ("expand", "include") else
+                        f"The JSON body has the key {key[:40]!r}: expansions are read from "
+                        "the query string only.", "parameter_not_allowed")
 
 
 _V2_INCLUDE = ("The gateway does not forward v2 'include' (or 'expand') parameters: it cannot "

@@ -1,6 +1,6 @@
 """Who is calling and may they: every check an API call passes, written once.
 
-`Calls.resolve` turns a call's (Authorization, Stripe-Account) pair into a `Caller` (app,
+`Calls.resolve` turns a call's (Authorization, account header) pair into a `Caller` (app,
 mode, account, compiled grant) or a `Refusal` (status, body, outcome): key -> account ->
 install, from the resolver's caches, awaiting the store when they miss. The full path
 (`proxy.FullPath`) awaits it; the fast path (`fast.FastPath`) runs the same coroutine with
@@ -23,9 +23,15 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
+from permgate.api.profile import STRIPE_PROFILE, ApiProfile
 from permgate.gateway import errors
-from permgate.gateway.auth import MAX_ACCOUNT_HEADER, account_header, presented_key
-from permgate.gateway.body import Body, check_v2_query, decide_body
+from permgate.gateway.auth import (
+    BOTH_SCHEMES,
+    MAX_ACCOUNT_HEADER,
+    account_header,
+    presented_key,
+)
+from permgate.gateway.body import STRIPE_BODY, Body, body_rules, check_v2_query, decide_body
 from permgate.gateway.logs import quoted
 from permgate.gateway.resolver import MISS, Install, Resolver
 
@@ -36,15 +42,16 @@ PARSED_MAX = 10_000
 
 
 class Caller:
-    """What one (Authorization, Stripe-Account) pair resolved to. Valid while the resolver's
+    """What one (Authorization, account header) pair resolved to. Valid while the resolver's
     generation holds (any store change, or a failed refresh, moves it) and the key has not
     expired."""
 
-    __slots__ = ("account", "account_b", "app", "auth", "block", "compiled", "expires",
-                 "generation", "logged", "metric", "mode")
+    __slots__ = ("account", "account_b", "account_name", "app", "auth", "block", "compiled",
+                 "expires", "generation", "logged", "metric", "mode")
 
     def __init__(self, app: str, mode: str, account: str, compiled: Any, auth: bytes | None,
-                 expires: float, generation: int, account_b: bytes | None = None) -> None:
+                 expires: float, generation: int, account_b: bytes | None = None,
+                 account_name: bytes = b"stripe-account") -> None:
         self.app = app
         self.mode = mode
         self.account = account
@@ -55,11 +62,14 @@ class Caller:
         self.metric = (app, "allowed")
         if account_b is None:
             account_b = account.encode("ascii")
-        self.account_b = account_b  # the Stripe-Account value sent upstream ("": none)
-        # The upstream Authorization and Stripe-Account header lines (the fast path's).
+        if not account_name:
+            account_b = b""  # the API names no account (api.toml account_header = "")
+        self.account_b = account_b  # the account header's value sent upstream ("": none)
+        self.account_name = account_name  # that header's name (the API profile's)
+        # The upstream Authorization and account header lines (the fast path's).
         self.block = b"" if auth is None else (
             b"authorization: " + auth + b"\r\n"
-            + (b"stripe-account: " + account_b + b"\r\n" if account_b else b""))
+            + (account_name + b": " + account_b + b"\r\n" if account_b else b""))
         self.logged = (f',"app":{quoted(app)},"mode":{quoted(mode)},'
                        f'"account":{quoted(account)},"outcome":"allowed"')
 
@@ -128,18 +138,19 @@ class HeaderValues:
     used, not kept) are stored, so a flood of junk or padded headers is parsed, never
     stored: each cache is bounded in entries and so in bytes."""
 
-    __slots__ = ("accounts", "keys")
+    __slots__ = ("accounts", "keys", "schemes")
 
-    def __init__(self) -> None:
+    def __init__(self, schemes: frozenset[bytes] = BOTH_SCHEMES) -> None:
         self.keys: dict[bytes, str] = {}
         self.accounts: dict[bytes, str] = {}
+        self.schemes = schemes  # the Authorization schemes the API's profile accepts
 
     def key(self, header: bytes | None) -> str | None:
         if header is None:
             return None
         found = self.keys.get(header)
         if found is None:
-            found = presented_key(header)
+            found = presented_key(header, self.schemes)
             if found:
                 if len(self.keys) >= PARSED_MAX:
                     self.keys.clear()
@@ -162,12 +173,27 @@ class Calls:
     """Caller resolution and the decision, for both paths."""
 
     def __init__(self, resolver: Resolver, decide: Callable[..., Any],
-                 auth_by_mode: dict[str, bytes], headers: HeaderValues) -> None:
+                 auth_by_mode: dict[str, bytes], headers: HeaderValues,
+                 profile: ApiProfile = STRIPE_PROFILE) -> None:
         self.resolver = resolver
         self.decide = decide  # the engine's decide (tests may wrap it)
         self.auth_by_mode = auth_by_mode
         self.headers = headers
         self.callers: dict[tuple[bytes, bytes | None], Caller] = {}
+        # The API profile's choices, compiled once (nothing below branches on the profile).
+        self.account_name = profile.account_header_lower
+        shown = profile.account_header or "account"
+        self.stripe_v2 = profile.stripe  # Stripe's /v2 rules (JSON, no include) apply
+        self.body_rules = STRIPE_BODY if profile.stripe else body_rules(profile)
+        self._bad_account = errors.error_body(
+            "invalid_request_error", f"The {shown} header must be an account id (acct_...).",
+            code="account_invalid")
+        self._no_account = errors.error_body(
+            "invalid_request_error",
+            f"Requests made with the app's secret key must name the account they act on with "
+            f"the {shown} header ({shown}: acct_...)." if profile.account_header else
+            "This API names no account in a header: requests must use the install's "
+            "restricted key (rk_...), which carries its account.", code="account_invalid")
 
     def cached(self, authorization: bytes, account_raw: bytes | None) -> Caller | None:
         """The pair's Caller while it holds (dictionary lookups only), else None."""
@@ -228,10 +254,7 @@ class Calls:
         mode = info.mode
         asked = headers.account(account_raw) if account_raw is not None else None
         if account_raw is not None and asked is None:
-            return Refusal(400, errors.error_body(
-                "invalid_request_error",
-                "The Stripe-Account header must be an account id (acct_...).",
-                code="account_invalid"), "bad_request", app=app_id, mode=mode)
+            return Refusal(400, self._bad_account, "bad_request", app=app_id, mode=mode)
         if info.kind == "restricted":
             account = info.account
             if asked is not None and asked != account:
@@ -243,11 +266,7 @@ class Calls:
         else:
             account = asked
             if account is None:
-                return Refusal(400, errors.error_body(
-                    "invalid_request_error",
-                    "Requests made with the app's secret key must name the account they act "
-                    "on with the Stripe-Account header (Stripe-Account: acct_...).",
-                    code="account_invalid"), "no_account", app=app_id, mode=mode)
+                return Refusal(400, self._no_account, "no_account", app=app_id, mode=mode)
         assert account is not None  # a restricted key always carries its account
         install: Install | None = resolver.cached_install(app_id, account, mode)
         if install is MISS:
@@ -266,7 +285,8 @@ class Calls:
                 code="account_invalid"), "not_installed", app=app_id, mode=mode,
                 account=account, counted=True)
         caller = Caller(app_id, mode, account, install.compiled, self.auth_by_mode.get(mode),
-                        resolver.key_expiry(secret), generation)
+                        resolver.key_expiry(secret), generation,
+                        account_name=self.account_name)
         self.remember(authorization, account_raw, caller)  # type: ignore[arg-type]
         return caller
 
@@ -284,8 +304,8 @@ class Calls:
              ctypes: list[bytes], encodings: list[bytes], body: bytes) -> Ruling:
         """The decision: the body and the query checked (BodyRefused: a 400 that nothing
         decided), then the engine on the caller's grant."""
-        decided = decide_body(method, raw_path, ctypes, encodings, body)
-        if query and raw_path[:4] == b"/v2/":
+        decided = decide_body(method, raw_path, ctypes, encodings, body, self.body_rules)
+        if query and raw_path[:4] == b"/v2/" and self.stripe_v2:
             check_v2_query(query)
         t0 = perf_counter()
         # No account here: the engine then answers from its caches, and the message naming

@@ -57,6 +57,13 @@ class Settings:
         shown="sqlite:///.permgate/permgate.db",
         more="Shared with the other commands. Outside demo mode the schema must be current "
              "(`permgate db upgrade`): `serve` checks before it starts")
+    api: str | None = _setting(
+        None, "the API DIR to enforce (`permgate init --from-openapi` makes one)",
+        metavar="DIR", shown="Stripe's built-in tables",
+        more="Its tables, and its api.toml's edge (account header, auth schemes, bodies, "
+             "expand and error styles, upstream URL): see [own-api.md](own-api.md). "
+             "Refused when the OpenAPI document changed since the DIR was made. Shared with "
+             "the other commands (`--api`)")
     upstream: str | None = _setting(
         None, "the Stripe-compatible API to forward to, e.g. https://api.stripe.com",
         metavar="URL", shown="none: demo mode with localstripe",
@@ -306,11 +313,12 @@ def _check(s: Settings) -> None:
         raise ConfigError(f"upstream must be an http:// or https:// URL, not {s.upstream!r}")
 
 
-def upstream_keys(s: Settings) -> dict[str, str]:
+def upstream_keys(s: Settings, *, any_key: bool = False) -> dict[str, str]:
     """Mode ("live"/"test") -> the upstream secret key used for that mode's requests.
 
     The key file holds one key per line (blank lines and # comments skipped); a key's mode
-    is read from its prefix, as Stripe does.
+    is read from its prefix, as Stripe does. `any_key` (another API than Stripe): a key
+    without Stripe's prefixes is the API's own credential, for every mode.
     """
     lines: list[str] = []
     if s.upstream_key:
@@ -327,6 +335,12 @@ def upstream_keys(s: Settings) -> dict[str, str]:
         if not key or key.startswith("#"):
             continue
         mode = key_mode(key)
+        if mode is None and any_key:
+            if len(key) > 4096 or not key.isprintable():
+                raise ConfigError("upstream key must be one printable line")
+            keys.setdefault("live", key)
+            keys.setdefault("test", key)
+            continue
         if mode is None:
             raise ConfigError(
                 "upstream key must start with sk_live_, sk_test_, rk_live_ or rk_test_")

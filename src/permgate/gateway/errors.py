@@ -1,17 +1,48 @@
-"""Stripe-shaped error answers, as bytes ready to send.
+"""Stripe-shaped error answers, as bytes ready to send, and their RFC 9457 form.
 
 Official SDKs pick their exception class from the HTTP status and read `error.type`,
 `error.code`, `error.message` and `error.param`, so those are the fields that must be right.
+An API whose profile says `error_style = "problem"` gets the same answers as
+`application/problem+json` (`as_problem`): converted where an answer is sent, so every
+message is written once.
 """
 
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 
 JSON_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"content-type", b"application/json"),
     (b"cache-control", b"no-cache, no-store"),
 )
+
+
+PROBLEM_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-type", b"application/problem+json"),
+    (b"cache-control", b"no-cache, no-store"),
+)
+
+
+def as_problem(status: int, body: bytes) -> bytes:
+    """A Stripe-shaped error body as an RFC 9457 problem: `type` a URN naming the error's
+    code (or kind), `title` the status's phrase, `status`, `detail` the message; `code` and
+    `param` kept as extension members."""
+    try:
+        error = json.loads(body)["error"]
+    except (ValueError, KeyError, TypeError):
+        error = {"type": "api_error", "message": body[:200].decode("utf-8", "replace")}
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    problem: dict[str, object] = {
+        "type": f"urn:permgate:error:{error.get('code') or error.get('type', 'api_error')}",
+        "title": title, "status": status, "detail": error.get("message", "")}
+    for key in ("code", "param"):
+        if error.get(key) is not None:
+            problem[key] = error[key]
+    return json.dumps(problem, indent=2).encode("utf-8") + b"\n"
 
 
 def error_body(

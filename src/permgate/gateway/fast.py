@@ -77,6 +77,7 @@ class FastPath:
             return None
         started = perf_counter()
         authorization = account_raw = None
+        account_name = self.calls.account_name  # the API's account header (Stripe-Account)
         forward: list[bytes] = []
         size = 0
         typed = False
@@ -86,7 +87,7 @@ class FastPath:
                 forward += (name, b": ", value, b"\r\n")
             elif name == b"authorization":
                 authorization = value
-            elif name == b"stripe-account":
+            elif name == account_name:
                 account_raw = value
             elif name in _BODY_HEADERS:
                 if name != b"content-type" or typed:

@@ -150,8 +150,11 @@ class FullPath:
 
     def __init__(self, calls: Calls, pool: Pool, metrics: Metrics, log: JsonLog,
                  ids: RequestIds, *, body_limit: int, report_only: bool, access_log: bool,
-                 upstream_timeout: float) -> None:
+                 upstream_timeout: float, problem: bool = False) -> None:
         self.calls = calls
+        # The API's error style is RFC 9457 (api.toml error_style = "problem"): every answer
+        # the gateway writes itself goes out converted, in `refuse`.
+        self.problem = problem
         self.pool = pool
         self.metrics = metrics
         self.log = log
@@ -174,6 +177,7 @@ class FullPath:
             method = method.upper()  # the engine decides on the upper-case form: send that
         target = raw_path + b"?" + query if query else raw_path
         authorization = account_raw = length = None
+        account_name = self.calls.account_name  # the API's account header (Stripe-Account)
         forward: list[tuple[bytes, bytes]] = []
         ctypes: list[bytes] = []
         encodings: list[bytes] = []
@@ -184,7 +188,7 @@ class FullPath:
                 forward.append((name, value))
             elif name == b"authorization":
                 authorization = value
-            elif name == b"stripe-account":
+            elif name == account_name:
                 account_raw = value
             elif name == b"content-length":
                 length = value
@@ -279,7 +283,7 @@ class FullPath:
                 "no_upstream_key", level="error")
         headers.append((b"authorization", auth))
         if caller.account_b:
-            headers.append((b"stripe-account", caller.account_b))
+            headers.append((caller.account_name, caller.account_b))
         t0 = perf_counter()
         try:
             # Each app's share of the pool (docs/gateway.md); "": not enforcing, no app.
@@ -336,7 +340,10 @@ class FullPath:
         self, reply: Reply, rec: dict[str, Any], started: float, status: int, body: bytes,
         outcome: str, level: str = "info",
     ) -> None:
-        headers = [*errors.JSON_HEADERS, (b"request-id", rec["request_id"].encode("ascii"))]
+        if self.problem:
+            body = errors.as_problem(status, body)
+        headers = [*(errors.PROBLEM_HEADERS if self.problem else errors.JSON_HEADERS),
+                   (b"request-id", rec["request_id"].encode("ascii"))]
         if status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="permgate"'))
         await reply.send(status, headers, body)

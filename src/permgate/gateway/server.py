@@ -14,7 +14,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import uvicorn
@@ -27,6 +27,8 @@ from permgate.gateway.logs import log_config
 SETTINGS_ENV = envvars.GATEWAY_RESOLVED.name  # hands resolved settings to worker processes
 MAX_REQUEST_HEAD = 65_536  # bytes a server buffers for a request line and headers
 log = logging.getLogger("permgate.gateway")
+# What a native worker runs on its listening socket until stopped (native.serve's shape).
+Serve = Callable[[Any, socket.socket], Coroutine[Any, Any, None]]
 
 
 def server_name(settings: Settings) -> str:
@@ -39,10 +41,12 @@ def settings_from_env() -> Settings:
     return Settings.from_json(envvars.GATEWAY_RESOLVED.require())
 
 
-def run(settings: Settings, make: Callable[[], Gateway], factory: str) -> None:
+def run(settings: Settings, make: Callable[[], Gateway], factory: str,
+        serve: Serve | None = None) -> None:
     """Serve: `make()` builds a Gateway in this process (or each forked native worker);
     `factory` ("module:function") is the same builder by name, for the ASGI servers' own
-    worker processes, which import it after reading `settings_from_env()`."""
+    worker processes, which import it after reading `settings_from_env()`. `serve`: what
+    each native worker runs (default `native.serve`; `permgate authz` has its own)."""
     name = server_name(settings)
     # Workers (and granian's, always) build the app from the environment.
     envvars.GATEWAY_RESOLVED.put(settings.to_json())
@@ -57,7 +61,7 @@ def run(settings: Settings, make: Callable[[], Gateway], factory: str) -> None:
         elif name == "uvicorn":
             _run_uvicorn(settings, make, factory)
         else:
-            run_native(settings, make)
+            run_native(settings, make, serve)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -65,14 +69,14 @@ def run(settings: Settings, make: Callable[[], Gateway], factory: str) -> None:
 
 # -- the native server's process model ----------------------------------------------------
 
-def run_native(settings: Settings, make: Any) -> None:
+def run_native(settings: Settings, make: Any, serve: Serve | None = None) -> None:
     """One process serving (`workers == 1`), or a supervisor forking `workers` processes
     that each listen on the address with SO_REUSEPORT (the kernel spreads connections
     evenly over them) and replacing any that dies. `make()` builds each worker's Gateway."""
     logging.config.dictConfig(log_config())
     if settings.workers == 1:
         sock = _listen(settings, reuse_port=False)
-        _worker(make, sock)
+        _worker(make, sock, serve)
         return
     # Bound, never listening: holds the address (and reports it in use) for the workers.
     holder = _listen(settings, reuse_port=True)
@@ -87,7 +91,7 @@ def run_native(settings: Settings, make: Any) -> None:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 holder.close()
-                _worker(make, _listen(settings, reuse_port=True))
+                _worker(make, _listen(settings, reuse_port=True), serve)
                 code = 0
             except BaseException:
                 log.exception("worker failed")
@@ -128,13 +132,13 @@ def _listen(settings: Settings, reuse_port: bool) -> socket.socket:
     return listen_socket(settings.host, settings.port, reuse_port=reuse_port)
 
 
-def _worker(make: Any, sock: socket.socket) -> None:
+def _worker(make: Any, sock: socket.socket, serve: Serve | None = None) -> None:
     import uvloop
 
-    from permgate.gateway.native import serve
+    from permgate.gateway.native import serve as native_serve
 
     gateway = make()
-    uvloop.run(serve(gateway, sock))
+    uvloop.run((serve or native_serve)(gateway, sock))
     sock.close()
     sys.stderr.flush()
 

@@ -1,9 +1,12 @@
-"""The default catalog: Stripe's, the one copy `permgate.engine` uses too."""
+"""The default catalog: that of the API this process decides for (Stripe's, the one copy
+`permgate.engine` uses, unless `permgate.use_api` chose another)."""
 
 from __future__ import annotations
 
-from permgate.catalog import Catalog, stripe_catalog
+from permgate.catalog import Catalog
 
 
 def default_catalog() -> Catalog:
-    return stripe_catalog()
+    import permgate
+
+    return permgate.default_engine().catalog

@@ -8,12 +8,20 @@
 
 The grants themselves (single-use codes, PKCE, rotation, reuse detection) are in
 permgate.store.oauth; why this is not built on an OAuth server library: docs/consent.md.
+
+Shapes as Stripe gives them (docs.stripe.com/stripe-apps/api-authentication/oauth): an
+install link names the app by a `ca_...` client id, and Stripe makes a separate link per
+mode, `/oauth/v2/authorize?client_id=ca_...` and `/oauth/v2/chnlink_.../authorize?...`; each
+app has both here as aliases (`client_id_of`, `link_of`; the app id keeps working). The token
+answer is Stripe's sample field for field, `stripe_publishable_key` included, plus
+`expires_in` (docs/decisions.md).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
@@ -69,20 +77,60 @@ AUTHORIZE_PARAMS = ("client_id", "redirect_uri", "state", "mode", "response_type
                     "code_challenge", "code_challenge_method")
 
 
+def _alias(kind: str, app_id: str) -> str:
+    # Public identifiers, not secrets: a stable digest of the app id, so every process and
+    # every restart gives an app the same ones without storing them.
+    return hashlib.sha256(f"permgate {kind}\0{app_id}".encode()).hexdigest()[:32]
+
+
+def client_id_of(app_id: str) -> str:
+    """The app's `ca_...` client id: what Stripe's install links carry."""
+    return "ca_" + _alias("client_id", app_id)
+
+
+def link_of(app_id: str) -> str:
+    """The id of the app's test-mode install link (`/oauth/v2/<it>/authorize`), as Stripe
+    gives each app a separate link for test mode."""
+    return "chnlink_" + _alias("link", app_id)
+
+
+def publishable_key_of(account: str, mode: str) -> str:
+    """What the token answer's `stripe_publishable_key` carries: permgate keeps no
+    publishable keys (they belong to Stripe.js, which talks to Stripe), so a stable
+    placeholder of the account's mode, shaped as Stripe's (pk_live_/pk_test_)."""
+    return f"pk_{'live' if mode == 'live' else 'test'}_" + _alias(f"pk {mode}", account)
+
+
+def _app_of_client_id(store: Store, client_id: str) -> str | None:
+    if len(client_id) != 35 or not client_id.isascii():
+        return None
+    for app in store.list_apps():  # a link click, not a hot path: no index kept
+        if client_id_of(app.app_id) == client_id:
+            return app.app_id
+    return None
+
+
 def check_authorize(
     store: Store, client_id: str | None, redirect_uri: str | None, state: str | None,
     mode: str | None, response_type: str | None, code_challenge: str | None = None,
-    code_challenge_method: str | None = None,
+    code_challenge_method: str | None = None, *, link: str | None = None,
 ) -> AuthorizeRequest:
     """The install link's parameters (AUTHORIZE_PARAMS, in that order), checked. Raises
-    AuthorizeError (show a page) until the redirect URI is trusted, AuthorizeRedirect after."""
+    AuthorizeError (show a page) until the redirect URI is trusted, AuthorizeRedirect after.
+    `link`: the id a test-mode link carries in its path (`/oauth/v2/<link>/authorize`)."""
     if not client_id:
         raise AuthorizeError("The install link names no app (client_id is missing).")
+    if client_id.startswith("ca_"):
+        client_id = _app_of_client_id(store, client_id) or client_id
     try:
         app = describe.describe_latest(store, client_id)
     except NotFound:
         raise AuthorizeError("The install link names an app this platform does not know.") \
             from None
+    if link is not None:
+        if link != link_of(app.app_id):
+            raise AuthorizeError("The install link is not one of this app's links.")
+        mode = mode or "test"  # Stripe's separate link is the test-mode one
     if app.access_type != "oauth":
         raise AuthorizeError("This app does not use OAuth (its manifest's "
                              "stripe_api_access_type is not \"oauth\"); install it from the "
@@ -198,15 +246,17 @@ async def token_endpoint(request: Request, store: Store) -> Response:
             return _error("invalid_request", f"The parameter {k} was sent twice.")
         form[k] = v
     given = _presented_key(request, form)
-    if not given.key:
-        return _error("invalid_client", "Authenticate with the app's secret key "
-                      "(Authorization: Bearer sk_..., or Basic with sk_... as the user).", 401,
+    if not given.key:  # Stripe's words for it (invalid_client, 401)
+        return _error("invalid_client", "No authentication credentials were provided. Send "
+                      "your secret API key in the Authorization header using the Bearer "
+                      "authentication method (or Basic with sk_... as the user).", 401,
                       scheme=given.scheme)
     client = await run_in_threadpool(store.authenticate, given.key)
     if client is None or client.kind != "secret":
         return _error("invalid_client", "The key is not a valid secret key of an app.", 401,
                       scheme=given.scheme)
-    if given.client_id is not None and given.client_id != client.app_id:
+    if given.client_id is not None and given.client_id not in (
+            client.app_id, client_id_of(client.app_id)):
         return _error("invalid_client", "The client_id is not the app whose secret key was "
                       "sent.", 401, scheme=given.scheme)
     grant_type = form.get("grant_type")
@@ -230,4 +280,6 @@ async def token_endpoint(request: Request, store: Store) -> Response:
                           "grant_type must be authorization_code or refresh_token.")
     except oauth.OAuthError as e:
         return _error(e.error, e.description, e.status)
-    return JSONResponse(tokens.as_json(), headers=NO_STORE)
+    answer = tokens.as_json()
+    answer["stripe_publishable_key"] = publishable_key_of(tokens.account, tokens.mode)
+    return JSONResponse(dict(sorted(answer.items())), headers=NO_STORE)

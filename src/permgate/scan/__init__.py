@@ -18,6 +18,7 @@ from permgate.scan.verdict import (
     Missing,
     Site,
     Unused,
+    Unverified,
     Verdict,
     narrowest,
     verdict,
@@ -25,7 +26,7 @@ from permgate.scan.verdict import (
 
 __all__ = [
     "Call", "CallNeeds", "Escape", "EventNeeds", "EventUse", "Findings", "Missing", "Partial",
-    "Site", "Skipped", "Unresolved", "Unused", "Verdict", "narrowest", "scan",
+    "Site", "Skipped", "Unresolved", "Unused", "Unverified", "Verdict", "narrowest", "scan",
 ]
 
 
@@ -38,5 +39,7 @@ def scan(
     Test files are left out unless `include_tests`. Progress goes to stderr only when it is a
     terminal: with `progress` None for large trees only, True whatever the size, False never.
     """
-    findings = scan_tree(root, None, include_tests=include_tests, progress=progress)
+    # With a manifest the tree is a Stripe App's: its handlers serve the installing accounts.
+    findings = scan_tree(root, None, include_tests=include_tests, progress=progress,
+                         app=True if manifest is not None or granted is not None else None)
     return verdict(findings, granted, manifest)

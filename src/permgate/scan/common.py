@@ -6,9 +6,13 @@ import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from permgate.scan.model import Account
+
+if TYPE_CHECKING:
+    from permgate.scan.modules import Modules
 
 API_HOSTS = ("https://api.stripe.com", "https://files.stripe.com", "http://api.stripe.com")
 HTTP_VERBS = frozenset({"get", "post", "delete", "put", "patch"})
@@ -35,6 +39,7 @@ class Context:
     ui_extension: bool
     event_types: frozenset[str]
     project: Project | None = None
+    modules: Modules | None = None  # the tree's files, for imports resolved by path
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,17 @@ class Project:
     # `stripe.api_key = ...` (Python) / `Stripe.api_key = ...` (Ruby) set somewhere in the
     # project: module-level SDK calls anywhere use it. None: never set; unknown: set apart.
     module_key: tuple[Account, str] | None = None
+    # factories whose key is one of their parameters: name -> its index (the caller's key
+    # decides the account of each client they build)
+    key_params: dict[str, int] = field(default_factory=dict)
+    # functions and classes whose parameters hold a client or key: files that call them are
+    # read even if they never say "stripe" (what they pass decides the account)
+    wanted: set[str] = field(default_factory=set)
+
+    def param(self, file: str, name: str, idx: int, lang: str = "") -> tuple[Account, str] | None:
+        """What the project's call sites pass to parameter `idx` of `name` defined in `file`:
+        call sites whose import of `name` was resolved by path first, then by name only."""
+        return self.params.get((f"{file}:{name}", idx)) or self.params.get((lang + name, idx))
 
     def merge(self, other: Project) -> None:
         if other.module_key is not None:
@@ -79,6 +95,9 @@ class Project:
                     mine.setdefault(k, v)
         for k, w in other.wrappers.items():
             self.wrappers.setdefault(k, w)
+        for k, idx in other.key_params.items():
+            self.key_params.setdefault(k, idx)
+        self.wanted |= other.wanted
         for key, fact in other.params.items():
             old = self.params.get(key)
             if old is not None and old[0] != fact[0]:
@@ -89,6 +108,32 @@ class Project:
 
 
 _OAUTH_KEY = re.compile(r"access_?token|accesstoken|oauth", re.I)
+_LITERAL = re.compile(r"""(?s)[rbuRBU]?(?:"[^"\\]*"|'[^'\\]*'|`[^`$\\]*`)""")
+# The installing account's credential by its name (a value, never a string that mentions one).
+_STRIPE_CREDENTIAL = re.compile(r"access_?token|oauth|restricted_?key|\brak\b", re.I)
+# Callees that only record or route a value (a token logged, a route named after a token):
+# handing them a credential is not code outside the project acting with it.
+_NOT_A_CONSUMER = re.compile(
+    r"^(?:console|logger|log|logging|debug|winston|pino|bunyan|sentry|Sentry|router|app|"
+    r"print|warnings)$|^(?:log|info|warn|warning|error|debug|trace|fatal|exception|critical|"
+    r"get|post|put|patch|delete|route|use|all|redirect|render|send|json)$")
+
+
+def credential_escape(callee: Sequence[str], arg: str, is_value: bool) -> Account | None:
+    """Whether handing `arg` (its source text) to the package function `callee` gives code
+    outside the project the app's credential: the account that credential acts for, else None.
+
+    Only a value counts (a name or a field, not a string literal that mentions a token), with
+    a name that says Stripe and a token; only a consumer counts (not a logger or a router), and
+    only a credential of the app's accounts keeps grants (the developer's own key uses none)."""
+    if not is_value or len(arg) >= 80 or not callee:
+        return None
+    if not (_STRIPE_CREDENTIAL.search(arg) and re.search(r"stripe", arg, re.I)):
+        return None
+    if _NOT_A_CONSUMER.match(callee[0]) or (len(callee) > 1 and _NOT_A_CONSUMER.match(callee[-1])):
+        return None
+    acc = key_account(arg)
+    return acc if acc in ("installing", "connected") else None
 
 
 def key_account(key_text: str | None) -> Account:
@@ -101,6 +146,10 @@ def key_account_why(key_text: str | None) -> tuple[Account, str]:
     if key_text is None:
         return "unknown", "no API key the scan can see"
     short = key_text if len(key_text) <= 60 else key_text[:57] + "..."
+    if _LITERAL.fullmatch(key_text.strip()):
+        # an install's credential is never written in the code: a literal (a pasted key, an
+        # empty placeholder) is the developer's own
+        return "own", f"a key written in the code ({short}): the developer's own"
     if _OAUTH_KEY.search(key_text):
         return "installing", (f"an OAuth access token as the API key ({short}): the "
                               "installing account")
@@ -131,6 +180,17 @@ class RawTarget:
     dynamic_query: bool
 
 
+def api_where() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The hosts and base paths raw HTTP calls reach the API at: Stripe's (API_HOSTS, /v1
+    and /v2), or another API's (`--api DIR`: its api.toml's upstream URL and base_paths)."""
+    import permgate
+
+    profile = permgate.api_profile()
+    if profile.stripe or profile.upstream_url is None:
+        return API_HOSTS, ("/v1", "/v2")
+    return (profile.upstream_url.rstrip("/"),), profile.base_paths
+
+
 def raw_target(pieces: Sequence[Piece], *, require_host: bool) -> RawTarget | None:
     """The API path a URL or path built from `pieces` names, or None if it is not one.
 
@@ -140,14 +200,15 @@ def raw_target(pieces: Sequence[Piece], *, require_host: bool) -> RawTarget | No
     if not pieces or pieces[0] is None:
         return None
     head = pieces[0]
-    for host in API_HOSTS:
+    hosts, bases = api_where()
+    for host in hosts:
         if head.startswith(host):
             head = head[len(host):]
             break
     else:
         if require_host:
             return None
-    if not head.startswith(("/v1/", "/v2/")) and head not in ("/v1", "/v2"):
+    if not head.startswith(tuple(b + "/" for b in bases)) and head not in bases:
         return None
     marker = "\x00"
     text = head + "".join(marker if p is None else p for p in pieces[1:])

@@ -129,9 +129,16 @@ def own_billing_site(calls: Iterable[Call]) -> Call | None:
     return None
 
 
-def finish(e: EventUse, billing: Call | None) -> EventUse:
+def finish(e: EventUse, billing: Call | None, app: bool = True) -> EventUse:
+    """Decide a handler no branch decided. `app`: the tree is a Stripe App's (a manifest, a UI
+    extension); a backend that is not one receives its own account's events."""
     if e.account != "unknown":
         return e
+    if not app:
+        return replace(e, account="own", reason=(
+            "no sign of the event's account in its handler, and the tree is not a Stripe App "
+            "(no stripe-app.json, no UI extension): its webhook endpoint receives the "
+            "developer's own account's events"))
     if billing is not None and e.event.startswith(_OWN_BILLING_EVENTS):
         return replace(e, account="own", reason=(
             f"no sign of the installing account in its handler, and the project bills on the "

@@ -16,10 +16,19 @@ from permgate.scan.common import (
     Piece,
     Project,
     Wrapper,
+    credential_escape,
     key_account_why,
     raw_target,
 )
-from permgate.scan.model import Account, Call, Escape, FileFindings, Scope, Unresolved
+from permgate.scan.model import (
+    EXPAND_AT_RUN_TIME,
+    Account,
+    Call,
+    Escape,
+    FileFindings,
+    Scope,
+    Unresolved,
+)
 from permgate.scan.sdk import table
 from permgate.scan.tsutil import event_uses
 
@@ -30,7 +39,6 @@ EXTENSIONS = {
 DYNAMIC = "\x00"  # a computed member (`stripe[name]`) in a callee chain
 _CLIENT_NAME = re.compile(r"stripe", re.I)
 _BUILDS = re.compile(rb"Stripe(?:Client)?\s*\(|require\(\s*['\"]stripe")
-_STRIPE_CREDENTIAL = re.compile(r"access_?token|oauth|restricted_?key|\brak\b", re.I)
 _UNWRAP = {"parenthesized_expression", "await_expression", "non_null_expression",
            "as_expression", "satisfies_expression", "type_assertion"}
 _QUERY = """
@@ -42,6 +50,7 @@ _QUERY = """
 (arrow_function) @fn
 (function_expression) @fn
 (import_statement) @import
+(new_expression) @new
 """
 _FUNCTION_TYPES = {"function_declaration", "method_definition", "arrow_function",
                    "function_expression", "generator_function_declaration"}
@@ -88,10 +97,20 @@ class _File:
         self.tree = _parser(lang).parse(source)
         captures = ts.QueryCursor(_query(lang)).captures(self.tree.root_node)
         self.calls = captures.get("call", [])
+        self.news = captures.get("new", [])
         self.functions = captures.get("fn", [])
         self.project = ctx.project or Project()
+        self.out = FileFindings()
+        self.wanted: set[str] = set()  # functions whose callers decide a client or key
+        self.method_wrappers: set[str] = set()
+        # `axios.create({baseURL: 'https://api.stripe.com/v1', headers})`: name -> wrapper
+        self.http_clients: dict[str, Wrapper] = {}
         self.imported: set[str] = set()
         self.packages: set[str] = set()  # names imported from packages (not the project)
+        # local name -> (module specifier, exported name): constants are read by path
+        self.import_from: dict[str, tuple[str, str]] = {}
+        # class fields and `this.x = ...` (by field name, when the file binds it one way)
+        self.fields: dict[str, ts.Node] = {}
         for imp in captures.get("import", []):
             src = imp.child_by_field_name("source")
             if src is not None and _string(src) not in ("stripe",):
@@ -100,6 +119,11 @@ class _File:
                     self.imported.add(ident)
                     if not relative:
                         self.packages.add(ident)
+                for spec in _descendants(imp, ("import_specifier",)):
+                    orig = spec.child_by_field_name("name")
+                    alias = spec.child_by_field_name("alias") or orig
+                    if orig is not None and alias is not None:
+                        self.import_from[_text(alias)] = (_string(src), _text(orig))
         self.consts: dict[str, ts.Node] = {}
         self.clients: dict[str, Client] = {}
         # names bound to a project client or factory only count when imported or local
@@ -134,13 +158,24 @@ class _File:
                     "function")
                 if ctor is not None and _text(ctor) in self.packages:
                     self.packages.add(key)  # an object of a package's class
+                if ctor is not None and _text(ctor).endswith(".create"):
+                    http = self.http_client(value)
+                    if http is not None:
+                        self.http_clients[key] = http
             if name.type == "identifier":
                 if key in self.consts and _text(self.consts[key]) != _text(value):
                     ambiguous.add(key)
                 self.consts[key] = value
+            elif name.type in ("property_identifier", "private_property_identifier") or (
+                name.type == "member_expression" and _text(name).startswith("this.")
+            ):
+                field = "." + key
+                if field in self.fields and _text(self.fields[field]) != _text(value):
+                    ambiguous.add(field)
+                self.fields[field] = value
         for key in ambiguous:  # reassigned: not a constant we can trust
             self.consts.pop(key, None)
-        self.out = FileFindings()
+            self.fields.pop(key, None)
         self.param_facts: dict[tuple[str, int], Client] = {}
         self.wrapper_inner: set[int] = set()
         self.local_wrappers = self.find_wrappers()
@@ -162,15 +197,29 @@ class _File:
             if fn is None:
                 return None
             fname = _text(_unwrap(fn)).rsplit(".", 1)[-1]
-            local = self.local_factories().get(fname)
-            if local is not None:
-                return local
-            if fname in self.project.factories and (fname in self.imported or "." in _text(fn)):
-                acc, why = self.project.factories[fname]
-                return acc, f"client from {fname}(): {why}"
+            return self.factory_client(fname, value, fname in self.imported or "." in _text(fn))
         return None
 
+    def factory_client(self, fname: str, call: ts.Node | None, reachable: bool) -> Client | None:
+        """The client a call of the project's factory `fname` returns; a factory built from
+        its parameter takes the account of the key this call passes."""
+        local = self.local_factories().get(fname)
+        base = local
+        if base is None and reachable and fname in self.project.factories:
+            acc, why = self.project.factories[fname]
+            base = (acc, f"client from {fname}(): {why}")
+        if base is None:
+            return None
+        idx = (self._key_params if local is not None else self.project.key_params).get(fname)
+        if idx is not None and call is not None and call.type == "call_expression":
+            args = _args(call)
+            got = self.key_argument(_unwrap(args[idx])) if idx < len(args) else None
+            if got is not None:
+                return got[0], f"client from {fname}() built from the key passed here: {got[1]}"
+        return base
+
     _factories_cache: dict[str, Client] | None = None
+    _key_params: dict[str, int] = {}  # noqa: RUF012 (replaced per file by local_factories)
 
     def local_factories(self) -> dict[str, Client]:
         """Functions of this file that build a client and return it (or an object with it)."""
@@ -178,6 +227,7 @@ class _File:
             return self._factories_cache
         out: dict[str, Client] = {}
         self._factories_cache = out  # guards against re-entry
+        self._key_params = {}
         for fn in self.functions:
             name = _function_name(fn)
             if name is None:
@@ -186,14 +236,28 @@ class _File:
             if b"return" not in body or not _BUILDS.search(body):
                 continue  # cheap gate: no client can be built here
             accounts = []
+            key_params: set[int | None] = set()
+            params = _param_names(fn)
             for node in _descendants(fn, ("new_expression", "call_expression")):
                 if _constructs_client(node):
+                    cargs = _args(node)
+                    key = _unwrap(cargs[0]) if cargs else None
+                    key_params.add(params.index(_text(key)) if key is not None and (
+                        key.type == "identifier" and _text(key) in params) else None)
                     accounts.append(self._client_account(node))
             if not accounts or b"return" not in (fn.text or b""):
                 continue
+            row = fn.start_point[0] + 1
+            if len(key_params) == 1 and (idx := next(iter(key_params))) is not None:
+                # built from its parameter: each caller's key decides (not this file's facts,
+                # which would change as the project learns about callers)
+                self._key_params[name] = idx
+                acc, why = key_account_why(params[idx])  # where no caller's key is seen
+                out[name] = (acc, f"built in {name}() at {self.ctx.file}:{row} from its "
+                                  f"parameter {idx + 1}: {why}")
+                continue
             first = accounts[0]
             if all(a[0] == first[0] for a in accounts):
-                row = fn.start_point[0] + 1
                 out[name] = (first[0], f"built in {name}() at {self.ctx.file}:{row}: {first[1]}")
             else:
                 out[name] = ("unknown", f"{name}() builds clients for different accounts")
@@ -245,8 +309,34 @@ class _File:
                 row = fn.start_point[0] + 1
                 out[name] = Wrapper(prefix, idx, method, method_index, acc, why,
                                     f"{self.ctx.file}:{row}")
+                if fn.type == "method_definition":
+                    self.method_wrappers.add(name)  # reached as `this.name(...)` only
                 break
         return out
+
+    def http_client(self, value: ts.Node) -> Wrapper | None:
+        """`axios.create({baseURL: <API host>..., headers: {Authorization: ...}})`."""
+        args = _args(value)
+        cfg = self.props(args[0]) if args else None
+        base = self.pieces(cfg["baseURL"]) if cfg and "baseURL" in cfg else None
+        if not base or base[0] is None or len(base) > 1:
+            return None
+        host = next((h for h in API_HOSTS if base[0].startswith(h)), None)
+        if host is None:
+            return None
+        acc: Account = "unknown"
+        why = "an HTTP client whose key the scan cannot trace"
+        headers = self.props(cfg["headers"]) if cfg and "headers" in cfg else None
+        if headers and ("Stripe-Account" in headers or "stripe-account" in headers):
+            acc, why = "connected", "a Stripe-Account header"
+        elif headers:
+            auth = headers.get("Authorization") or headers.get("authorization")
+            if auth is not None:
+                acc, why = key_account_why(_text(auth))
+        row = value.start_point[0] + 1
+        return Wrapper(base[0][len(host):].rstrip("/"), 0, None, None, acc,
+                       f"the HTTP client built at {self.ctx.file}:{row} for the API host: {why}",
+                       f"{self.ctx.file}:{row}")
 
     def _param_piece(self, url: ts.Node, params: list[str]) -> int | None:
         for node in _descendants(url, ("identifier",)):
@@ -313,8 +403,19 @@ class _File:
         ps = self.pieces(node)
         return None if any(p is None for p in ps) else "".join(p or "" for p in ps)
 
-    def strings(self, node: ts.Node) -> list[str] | None:
+    def strings(self, node: ts.Node, depth: int = 0) -> list[str] | None:
         node = self.resolve(node)
+        if node.type == "member_expression" and depth < 8:
+            # `this.expand`, `Service.EXPAND`: a class field the file sets one way only
+            prop = node.child_by_field_name("property")
+            field = self.fields.get("." + _text(prop)) if prop is not None else None
+            if field is not None:
+                return self.strings(field, depth + 1)
+        if node.type == "identifier" and _text(node) in self.import_from:
+            spec, name = self.import_from[_text(node)]
+            modules = self.ctx.modules
+            found = modules.js_list(self.ctx.file, spec, name) if modules is not None else None
+            return list(found) if found is not None else None
         if node.type != "array":
             return None
         out: list[str] = []
@@ -322,7 +423,7 @@ class _File:
             if el.type == "comment":
                 continue
             if el.type == "spread_element" and el.named_child_count:
-                inner = self.strings(el.named_children[0])
+                inner = self.strings(el.named_children[0], depth + 1)
                 if inner is None:
                     return None
                 out.extend(inner)
@@ -364,6 +465,13 @@ class _File:
         for a in args[1:]:
             if _connected_options(self, a):
                 return "connected", f"{where} with a stripeAccount option"
+        key_arg = _unwrap(args[0]) if args else None
+        if key_arg is not None and key_arg.type == "identifier":
+            # the key is a parameter: what the project's call sites pass decides, before its
+            # name does (`apiKey` that callers fill with an OAuth access token)
+            passed = self.param_client(construct, _text(key_arg))
+            if passed is not None and passed[0] is not None:
+                return passed[0], f"{where} from {passed[1]}"
         key = self.resolve(args[0]) if args else None
         acc, why = key_account_why(_text(args[0]) if args else None)
         if acc == "unknown" and key is not None and key is not args[0]:
@@ -373,6 +481,10 @@ class _File:
     # --- calls --------------------------------------------------------------
 
     def run(self) -> FileFindings:
+        for new in self.news:  # `new Billing(client)`: the client reaches Billing's constructor
+            ctor = new.child_by_field_name("constructor")
+            if ctor is not None and new.child_by_field_name("arguments") is not None:
+                self.note_client_arguments(_text(ctor).rsplit(".", 1)[-1], _args(new))
         failed = 0
         for call in self.calls:
             try:
@@ -408,18 +520,21 @@ class _File:
         if segs is not None and len(segs) >= 2:
             for i, seg in enumerate(segs[:-1]):
                 client = self.clients.get(seg)
+                if client is None and i == 1 and segs[0] == "this":
+                    field = self.field_client(node, seg)
+                    if field is not None:
+                        client = field if field[0] is not None else None  # type: ignore[assignment]
                 if i == 0 and seg != "this":
                     param = self.param_client(node, seg)
                     if param is not None:
                         client = param if param[0] is not None else None  # type: ignore[assignment]
-                if client is None and seg.endswith("()"):
-                    fname = seg[:-2]
-                    client = self.local_factories().get(fname)
-                    if client is None and fname in self.project.factories and (
-                        fname in self.imported
-                    ):
-                        acc, why = self.project.factories[fname]
-                        client = (acc, f"client from {fname}(): {why}")
+                if client is None and i == 0 and seg.startswith("new "):
+                    client = self._client_of(_base(callee))
+                    if client is None:
+                        break  # an object of some other class
+                elif client is None and seg.endswith("()"):
+                    inner = _base(callee) if i == 0 else None
+                    client = self.factory_client(seg[:-2], inner, seg[:-2] in self.imported)
                 known = client is not None
                 if known or (_CLIENT_NAME.search(seg) and seg != DYNAMIC):
                     if self.sdk_call(node, segs[i + 1:], client, known, args):
@@ -427,12 +542,14 @@ class _File:
                     break
         if segs and self.wrapper_call(node, segs, args):
             return
-        if segs and segs[0] in self.packages and not self.ctx.ui_extension:
+        root = segs[0].removeprefix("new ").removesuffix("()") if segs else ""
+        if segs and root in self.packages and not self.ctx.ui_extension:
             for a in args:
-                t = _text(a)
-                if len(t) < 80 and _STRIPE_CREDENTIAL.search(t) and re.search(r"stripe", t, re.I):
+                a = _unwrap(a)
+                value = a.type in ("identifier", "member_expression")
+                if credential_escape(segs, _text(a), value) is not None:
                     row = node.start_point[0] + 1
-                    self.out.escapes.append(Escape(self.ctx.file, row, ".".join(segs), t))
+                    self.out.escapes.append(Escape(self.ctx.file, row, ".".join(segs), _text(a)))
                     break
         self.http_call(node, segs, args)
 
@@ -448,12 +565,101 @@ class _File:
         if name not in params:
             return None
         fname = _function_name(fn) or ""
-        self.out.imports.add(fname)  # read again once the project-wide pass knows callers
-        passed = self.project.params.get((fname, params.index(name)))
+        # read again once the project-wide pass knows callers; have the callers read
+        self.out.imports |= {fname, f"{self.ctx.file}:{fname}"}
+        self.wanted.add(fname)
+        passed = self.project.param(self.ctx.file, fname, params.index(name))
         if passed is None:
             return None, ""
         acc, why = passed
         return acc, f"{name} is parameter {params.index(name) + 1} of {fname}(), {why}"
+
+    def field_client(self, node: ts.Node, field: str) -> tuple[Account | None, str] | None:
+        """`this.<field>` set from a constructor parameter (`constructor(private stripe:
+        Stripe)`, `this.client = client`): the client the project's `new Class(...)` pass
+        there ((None, why) when none is known); None if the field is not set that way."""
+        cls: ts.Node | None = node.parent
+        while cls is not None and cls.type not in ("class_declaration", "class"):
+            cls = cls.parent
+        name_node = cls.child_by_field_name("name") if cls is not None else None
+        body = cls.child_by_field_name("body") if cls is not None else None
+        if name_node is None or body is None:
+            return None
+        ctor = next((m for m in body.named_children if m.type == "method_definition" and (
+            _text(m.child_by_field_name("name") or m) == "constructor")), None)
+        if ctor is None:
+            return None
+        params = _param_names(ctor)
+        idx: int | None = None
+        plist = ctor.child_by_field_name("parameters")
+        for i, p in enumerate(plist.named_children if plist is not None else []):
+            if i < len(params) and params[i] == field and any(
+                c.type in ("accessibility_modifier", "readonly") for c in p.children
+            ):
+                idx = i
+        if idx is None:
+            for a in _descendants(ctor, ("assignment_expression",)):
+                left, right = a.child_by_field_name("left"), a.child_by_field_name("right")
+                if left is not None and right is not None and _text(left) == f"this.{field}" \
+                        and _text(right) in params:
+                    idx = params.index(_text(right))
+        if idx is None:
+            return None
+        cname = _text(name_node)
+        # read again once the project-wide pass knows callers; have the callers read
+        self.out.imports |= {cname, f"{self.ctx.file}:{cname}"}
+        self.wanted.add(cname)
+        passed = self.project.param(self.ctx.file, cname, idx)
+        if passed is None:
+            return None, ""
+        return passed[0], (f"this.{field} (set from {cname}() argument {idx + 1}), "
+                           f"{passed[1]}")
+
+    def callee_key(self, fname: str) -> str:
+        """`path:name` when the import of `fname` resolves to a file of the tree (imports by
+        path: two modules' functions of one name are not confused), `file:name` for a
+        function of this file, else the bare name."""
+        if fname in self.import_from:
+            spec, orig = self.import_from[fname]
+            path = self.ctx.modules.js_path(self.ctx.file, spec) if self.ctx.modules else None
+            return f"{path}:{orig}" if path is not None else fname
+        if fname not in self.imported and fname in self.local_names():
+            return f"{self.ctx.file}:{fname}"
+        return fname
+
+    _local_names: set[str] | None = None
+
+    def local_names(self) -> set[str]:
+        """Functions and classes this file defines (by name)."""
+        if self._local_names is None:
+            names = {_function_name(fn) or "" for fn in self.functions}
+            for top in self.tree.root_node.named_children:  # top-level classes (cheap)
+                decl = top.named_children[0] if top.type == "export_statement" and (
+                    top.named_child_count) else top
+                if decl.type == "class_declaration" and (
+                    n := decl.child_by_field_name("name")
+                ) is not None:
+                    names.add(_text(n))
+            self._local_names = names
+        return self._local_names
+
+    def key_argument(self, a: ts.Node) -> Client | None:
+        """An argument that is an API key whose account its text tells (`tokens.access_token`,
+        `process.env.STRIPE_SECRET_KEY`, a pasted `sk_` key); not a parameter of the caller
+        (its own callers decide that), not any other literal."""
+        text = _text(a)
+        if len(text) > 100 or a.type in ("object", "array", "arrow_function", "number"):
+            return None
+        if a.type in ("string", "template_string") and not re.match(r"['\"`][sr]k_", text):
+            return None
+        if a.type == "identifier":
+            fn: ts.Node | None = a.parent
+            while fn is not None and fn.type not in _FUNCTION_TYPES:
+                fn = fn.parent
+            if fn is not None and text in _param_names(fn):
+                return None
+        acc, why = key_account_why(text)
+        return None if acc == "unknown" else (acc, f"an API key argument: {why}")
 
     def note_client_arguments(self, fname: str, args: list[ts.Node]) -> None:
         """`handler(stripe, ...)`: tell the project which client reaches which parameter."""
@@ -470,9 +676,11 @@ class _File:
                     client = self.clients[_text(prop)]
             elif a.type in ("call_expression", "new_expression"):
                 client = self._client_of(a)
+            if client is None:
+                client = self.key_argument(a)
             if client is not None:
                 row = a.start_point[0] + 1
-                key = (fname, idx)
+                key = (self.callee_key(fname), idx)
                 acc, why = client
                 fact = (acc, f"passed at {self.ctx.file}:{row}: {why}")
                 old = self.param_facts.get(key)
@@ -483,6 +691,16 @@ class _File:
     def wrapper_call(self, node: ts.Node, segs: list[str], args: list[ts.Node]) -> bool:
         name = segs[-1]
         w = self.local_wrappers.get(name)
+        # a wrapper method is reached through `this` (not `http.get` of some other object); a
+        # wrapper function by its bare name
+        if w is not None and segs != (["this", name] if name in self.method_wrappers
+                                      else [name]):
+            w = None
+        if w is None and len(segs) == 2 and segs[0] in self.http_clients and (
+            name.lower() in HTTP_VERBS
+        ):
+            w = self.http_clients[segs[0]]
+            w = Wrapper(w.prefix, 0, name.upper(), None, w.account, w.reason, w.defined)
         if w is None and len(segs) == 1 and name in self.imported:
             w = self.project.wrappers.get(name)
         if w is None or len(args) <= w.path_index:
@@ -563,7 +781,7 @@ class _File:
             if p and "expand" in p:
                 values = self.strings(p["expand"])
                 if values is None:
-                    return (), ("expand is built at run time: its permissions are not counted",)
+                    return (), (EXPAND_AT_RUN_TIME,)
                 return tuple(values), ()
         return (), ()
 
@@ -690,9 +908,27 @@ def _chain(node: ts.Node) -> list[str] | None:
             inner = _chain(fn) if fn is not None else None
             out.append((inner[-1] if inner else "") + "()")
             return out[::-1]
+        elif node.type == "new_expression" and out:
+            # `new Stripe(key).customers.list()`, `new Syncer(db).run(token)`: the object built
+            ctor = node.child_by_field_name("constructor")
+            out.append(f"new {_text(ctor) if ctor is not None else ''}()")
+            return out[::-1]
         else:
             return out[::-1] if out else None
     return None
+
+
+def _base(node: ts.Node) -> ts.Node:
+    """The object at the root of a member chain (`new Stripe(k)` in `new Stripe(k).x.y`)."""
+    node = _unwrap(node)
+    for _ in range(32):
+        if node.type not in ("member_expression", "subscript_expression"):
+            break
+        obj = node.child_by_field_name("object")
+        if obj is None:
+            break
+        node = _unwrap(obj)
+    return node
 
 
 def _mentions(node: ts.Node, name: str) -> bool:
@@ -801,7 +1037,30 @@ def extract_and_index(
     found.imports |= f.imported
     if index:
         return found, _index(f)
-    return found, (Project(params=dict(f.param_facts)) if f.param_facts else None)
+    return found, (Project(params=dict(f.param_facts), wanted=set(f.wanted))
+                   if f.param_facts or f.wanted else None)
+
+
+def module_lists(source: bytes, suffix: str) -> dict[str, tuple[str, ...]]:
+    """The module's top-level (exported or not) constants that are lists of strings."""
+    lang = EXTENSIONS.get(suffix)
+    if lang is None:
+        return {}
+    f = _File(Context("", False, frozenset()), source, lang)
+    out: dict[str, tuple[str, ...]] = {}
+    for node in f.tree.root_node.named_children:
+        decl = node.named_children[0] if node.type == "export_statement" and (
+            node.named_child_count) else node
+        if decl.type not in ("lexical_declaration", "variable_declaration"):
+            continue
+        for d in decl.named_children:
+            name, value = d.child_by_field_name("name"), d.child_by_field_name("value")
+            if name is None or value is None or name.type != "identifier":
+                continue
+            found = f.strings(value)
+            if found is not None:
+                out[_text(name)] = tuple(found)
+    return out
 
 
 def _index(f: _File) -> Project:
@@ -819,4 +1078,7 @@ def _index(f: _File) -> Project:
                     p.clients[key] = f.clients[key]
     p.wrappers.update(f.local_wrappers)
     p.params.update(f.param_facts)
+    p.wanted |= f.wanted
+    f.local_factories()
+    p.key_params.update(f._key_params)
     return p

@@ -10,6 +10,8 @@ from typing import Literal
 # "own" (the developer's own account) does not; "unknown" is reported but not needed.
 Account = Literal["installing", "connected", "own", "unknown"]
 NEEDS_APP_PERMISSION: frozenset[str] = frozenset({"installing", "connected"})
+# The note on a call whose expand list is built at run time: its expansions' needs are unseen.
+EXPAND_AT_RUN_TIME = "expand is built at run time: its permissions are not counted"
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from permgate.scan.common import (
     key_account_why,
     raw_target,
 )
-from permgate.scan.model import Account, Call, FileFindings, Scope, Unresolved
+from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope, Unresolved
 from permgate.scan.sdk import Route, table
 from permgate.scan.tsutil import event_uses, text
 
@@ -133,6 +133,9 @@ class _File:
     @staticmethod
     def _args(call: ts.Node) -> list[ts.Node]:
         a = call.child_by_field_name("arguments")
+        if a is None:
+            # `new X(...)`: tree-sitter-php gives the arguments no field name there
+            a = next((c for c in call.children if c.type == "arguments"), None)
         if a is None:
             return []
         out = []
@@ -330,7 +333,7 @@ class _File:
             if "expand" in arr:
                 values = self.strings(arr["expand"])
                 if values is None:
-                    notes = ("expand is built at run time: its permissions are not counted",)
+                    notes = (EXPAND_AT_RUN_TIME,)
                 else:
                     expand = tuple(values)
             if "stripe_account" in arr:

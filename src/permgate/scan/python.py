@@ -10,10 +10,20 @@ from permgate.scan.common import (
     Context,
     Piece,
     Project,
+    credential_escape,
     key_account_why,
     raw_target,
 )
-from permgate.scan.model import Account, Call, EventUse, FileFindings, Scope, Unresolved
+from permgate.scan.model import (
+    EXPAND_AT_RUN_TIME,
+    Account,
+    Call,
+    Escape,
+    EventUse,
+    FileFindings,
+    Scope,
+    Unresolved,
+)
 from permgate.scan.sdk import table
 
 Client = tuple[Account, str]
@@ -35,6 +45,35 @@ def _chain(node: ast.expr) -> list[str] | None:
     return None
 
 
+def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef, *, method: bool) -> list[str]:
+    """Positional parameter names as call sites fill them (`self`/`cls` dropped)."""
+    names = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args)]
+    static = any(_chain(d) == ["staticmethod"] for d in fn.decorator_list)
+    return names[1:] if method and names and not static else names
+
+
+def module_lists(source: bytes) -> dict[str, tuple[str, ...]]:
+    """The module's top-level constants that are lists of strings."""
+    tree = ast.parse(source)
+    f = _File(Context("", False, frozenset()), tree)
+    out: dict[str, tuple[str, ...]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(
+            node.targets[0], ast.Name
+        ) and node.targets[0].id in f.consts:
+            found = f.strings(node.value)
+            if found is not None and isinstance(f.resolve(node.value), ast.List | ast.Tuple):
+                out[node.targets[0].id] = tuple(found)
+    return out
+
+
+def _call_base(node: ast.expr) -> str | None:
+    """`Syncer(db).run` -> 'Syncer': the name whose call built the object, if any."""
+    while isinstance(node, ast.Attribute | ast.Call):
+        node = node.value if isinstance(node, ast.Attribute) else node.func
+    return node.id if isinstance(node, ast.Name) else None
+
+
 class _File:
     def __init__(self, ctx: Context, tree: ast.Module) -> None:
         self.ctx = ctx
@@ -48,7 +87,24 @@ class _File:
         self.module_account: Client = self.project.module_key or (
             "unknown", "the stripe module's key is not set in the project")
         self.imported: set[str] = set()
+        self.packages: set[str] = set()  # names from packages (not the project, not stripe)
+        # local name -> (module, level, name): imported constants are read by module path
+        self.import_from: dict[str, tuple[str, int, str]] = {}
+        # class attributes (`EXPAND = [...]` in a class body) by name: `self.EXPAND`,
+        # `cls.EXPAND`, `Service.EXPAND`; a bare name never means one
+        self.fields: dict[str, ast.expr] = {}
+        in_class = {id(stmt) for c in ast.walk(tree) if isinstance(c, ast.ClassDef)
+                    for stmt in c.body}
         self.module_key_set = False
+        # Value flow across calls (issue 25): the function and class around each call, which
+        # parameter `self.x` was set from in `__init__`, and what this file passes to whom.
+        self.enclosing: dict[int, tuple[str | None, ast.FunctionDef | ast.AsyncFunctionDef]] = {}
+        self.field_params: dict[tuple[str, str], int] = {}
+        self.param_facts: dict[tuple[str, int], Client] = {}
+        self.wanted: set[str] = set()
+        self.defined = {n.name for n in tree.body if isinstance(
+            n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)}
+        self._scopes(tree, None, None, 0)
         ambiguous: set[str] = set()
         resource_classes = table().resource_classes
         for node in ast.walk(tree):
@@ -56,11 +112,16 @@ class _File:
                 for a in node.names:
                     if a.name == "stripe":
                         self.modules.add(a.asname or "stripe")
+                    else:
+                        self.packages.add(a.asname or a.name.partition(".")[0])
             elif isinstance(node, ast.ImportFrom) and not (node.module or "").startswith(
                 "stripe"
             ):
                 for a in node.names:
                     self.imported.add(a.asname or a.name)
+                    self.import_from[a.asname or a.name] = (node.module or "", node.level, a.name)
+                    if not node.level:  # `from pkg import x`, not `from .mod import x`
+                        self.packages.add(a.asname or a.name)
                     if a.name in self.project.clients:
                         acc, why = self.project.clients[a.name]
                         self.clients[a.asname or a.name] = (
@@ -97,12 +158,131 @@ class _File:
                         self.module_account = (
                             acc, f"the stripe module's key is set at {ctx.file}:{node.lineno} "
                             f"to {why}")
+                    elif isinstance(t, ast.Name) and id(node) in in_class:
+                        if name in self.fields:
+                            ambiguous.add("." + name)
+                        self.fields[name] = node.value
                     elif isinstance(t, ast.Name):
+                        if isinstance(node.value, ast.Call) and (
+                            _chain(node.value.func) or [""])[0] in self.packages:
+                            self.packages.add(name)  # an object of a package's class
                         if name in self.consts:
                             ambiguous.add(name)
                         self.consts[name] = node.value
         for name in ambiguous:
             self.consts.pop(name, None)
+            if name.startswith("."):
+                self.fields.pop(name[1:], None)
+
+
+    def _scopes(
+        self, node: ast.AST, cls: str | None,
+        fn: ast.FunctionDef | ast.AsyncFunctionDef | None, depth: int,
+    ) -> None:
+        if depth > 200:  # bounded: deeper code is still read, only not followed
+            return
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef):
+                self._scopes(child, child.name, None, depth + 1)
+                continue
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                if cls is not None and fn is None and child.name == "__init__":
+                    params = _params(child, method=True)
+                    for sub in ast.walk(child):
+                        if isinstance(sub, ast.Assign) and isinstance(sub.value, ast.Name) and (
+                            sub.value.id in params
+                        ):
+                            for t in sub.targets:
+                                if isinstance(t, ast.Attribute) and _chain(t.value) == ["self"]:
+                                    self.field_params[(cls, t.attr)] = params.index(sub.value.id)
+                self._scopes(child, cls if fn is None else None, child, depth + 1)
+                continue
+            if isinstance(child, ast.Call) and fn is not None:
+                self.enclosing[id(child)] = (cls, fn)
+            self._scopes(child, cls, fn, depth + 1)
+
+    def flow_client(self, node: ast.Call, chain: list[str]) -> tuple[int, Client] | None:
+        """The client a parameter or a `self.` field holds, from the project's call sites:
+        (index of the chain segment that holds it, client)."""
+        cls, fn = self.enclosing.get(id(node), (None, None))
+        if fn is None:
+            return None
+        method = cls is not None
+        if chain[0] in ("self", "cls") and cls is not None and len(chain) > 2:
+            idx = self.field_params.get((cls, chain[1]))
+            if idx is None:
+                return None
+            key, seg, what = (cls, idx), 1, f"self.{chain[1]} (set from {cls}() argument"
+        else:
+            params = _params(fn, method=method)
+            if chain[0] not in params:
+                return None
+            name = cls if method and fn.name == "__init__" and cls else fn.name
+            key, seg, what = (name, params.index(chain[0])), 0, f"{chain[0]} (argument"
+        # read again once the project-wide pass knows callers; have the callers read
+        self.out.imports |= {"py:" + key[0], f"{self.ctx.file}:{key[0]}"}
+        self.wanted.add(key[0])
+        fact = self.project.param(self.ctx.file, key[0], key[1], "py:")
+        if fact is None:
+            return seg, ("unknown", f"{what} {key[1] + 1}; no call site the scan can see "
+                                    "passes a known client)")
+        return seg, (fact[0], f"{what} {key[1] + 1} of {key[0]}(): {fact[1]})")
+
+    def callee_key(self, chain: list[str]) -> str:
+        """`path:name` when the import of the callee resolves to a file of the tree, `file:name`
+        for a function or class of this file, else `py:name` (matched by name only)."""
+        name = chain[-1]
+        if len(chain) == 1 and name in self.import_from and self.ctx.modules is not None:
+            module, level, orig = self.import_from[name]
+            paths = self.ctx.modules.py_paths(self.ctx.file, module, level)
+            if paths:
+                return f"{paths[0]}:{orig}"
+        if len(chain) == 1 and name in self.defined:
+            return f"{self.ctx.file}:{name}"
+        return "py:" + name
+
+    def key_argument(self, call: ast.Call, a: ast.expr) -> Client | None:
+        """An argument that is an API key whose account its text tells (`token.access_token`,
+        `os.environ["STRIPE_SECRET_KEY"]`, a pasted `sk_` key); not a parameter of the caller
+        (its own callers decide that), not any other literal."""
+        if isinstance(a, ast.Constant):
+            if not (isinstance(a.value, str) and a.value.startswith(("sk_", "rk_"))):
+                return None
+        elif not isinstance(a, ast.Name | ast.Attribute | ast.Subscript | ast.Call):
+            return None
+        if isinstance(a, ast.Name):
+            cls, fn = self.enclosing.get(id(call), (None, None))
+            if fn is not None and a.id in _params(fn, method=cls is not None):
+                return None
+        text = ast.unparse(a)
+        if len(text) > 100:
+            return None
+        acc, why = key_account_why(text)
+        return None if acc == "unknown" else (acc, f"an API key argument: {why}")
+
+    def note_arguments(self, node: ast.Call, chain: list[str]) -> None:
+        """`sync(client, id)`, `Billing(client)`: tell the project which client reaches which
+        parameter of which function or class (by name)."""
+        for idx, a in enumerate(node.args):
+            client = None
+            if isinstance(a, ast.Name) and a.id in self.clients:
+                client = self.clients[a.id]
+            elif isinstance(a, ast.Attribute) and _chain(a.value) == ["self"] and (
+                a.attr in self.clients
+            ):
+                client = self.clients[a.attr]
+            elif isinstance(a, ast.Call | ast.Await):
+                client = self._client_of(a)
+            if client is None:
+                client = self.key_argument(node, a)
+            if client is None:
+                continue
+            key = (self.callee_key(chain), idx)
+            fact = (client[0], f"passed at {self.ctx.file}:{node.lineno}: {client[1]}")
+            old = self.param_facts.get(key)
+            if old is not None and old[0] != client[0]:
+                fact = ("unknown", f"{chain[-1]}() is passed clients of different accounts")
+            self.param_facts[key] = fact
 
     def _client_of(self, value: ast.expr) -> Client | None:
         if isinstance(value, ast.Await):
@@ -138,14 +318,33 @@ class _File:
         key = value.args[0] if value.args else next(
             (k.value for k in value.keywords if k.arg == "api_key"), None
         )
+        if isinstance(key, ast.Name):
+            # the key is a parameter: what the project's call sites pass decides, before its
+            # name does (`api_key` that callers fill with an OAuth access token)
+            flow = self.flow_client(value, [key.id, "<key>", "<key>"])
+            if flow is not None and "no call site" not in flow[1][1]:
+                return flow[1][0], f"{where} from {flow[1][1]}"
         acc, why = key_account_why(ast.unparse(key) if key is not None else None)
         return acc, f"{where} from {why}"
 
     # --- values -------------------------------------------------------------
 
     def resolve(self, node: ast.expr, depth: int = 0) -> ast.expr:
-        if isinstance(node, ast.Name) and node.id in self.consts and depth < 8:
+        if depth >= 8:
+            return node
+        if isinstance(node, ast.Name) and node.id in self.consts:
             return self.resolve(self.consts[node.id], depth + 1)
+        if isinstance(node, ast.Name) and node.id in self.import_from and (
+            self.ctx.modules is not None
+        ):
+            module, level, name = self.import_from[node.id]
+            found = self.ctx.modules.py_list(self.ctx.file, module, level, name)
+            if found is not None:
+                return ast.List(elts=[ast.Constant(v) for v in found], ctx=ast.Load())
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and (
+            node.attr in self.fields
+        ):
+            return self.resolve(self.fields[node.attr], depth + 1)
         return node
 
     def pieces(self, node: ast.expr, depth: int = 0) -> list[Piece]:
@@ -243,12 +442,25 @@ class _File:
             self.out.source = source  # `event.account` lines: read only if a handler asks
         return self.out
 
+    def escape(self, node: ast.Call, chain: list[str]) -> None:
+        """A package's function handed the installing account's credential (a value)."""
+        for a in (*node.args, *(k.value for k in node.keywords)):
+            value = isinstance(a, ast.Name | ast.Attribute)
+            text = ast.unparse(a) if value else ""
+            if credential_escape(chain, text, value) is not None:
+                self.out.escapes.append(Escape(self.ctx.file, node.lineno, ".".join(chain), text))
+                return
+
     def where(self, node: ast.expr) -> tuple[str, int, int]:
         return self.ctx.file, node.lineno, node.col_offset + 1
 
     def call(self, node: ast.Call) -> None:
         chain = _chain(node.func)
         label = ast.unparse(node.func)
+        if chain is None and isinstance(node.func, ast.Attribute) and not self.ctx.ui_extension:
+            base = _call_base(node.func)  # `Syncer(db).run(token)`: a package's object
+            if base is not None and base in self.packages:
+                self.escape(node, [base, node.func.attr])
         if chain is None:
             if isinstance(node.func, ast.Attribute) and _mentions_client(node.func, self):
                 self.out.unresolved.append(
@@ -256,13 +468,25 @@ class _File:
                 )
             return
         chain = [*chain[:-1], chain[-1].removesuffix("_async")]
+        if node.args:
+            self.note_arguments(node, chain)
+        if chain[0] in self.packages and chain[0] not in self.modules and not self.ctx.ui_extension:
+            self.escape(node, chain)
         sdk = table()
+        flow = self.flow_client(node, chain) if chain[0] not in self.clients else None
         # StripeClient services: client.v1.customers.retrieve(...)
         for i, seg in enumerate(chain[:-1]):
-            if seg in self.clients:
+            client = flow[1] if flow is not None and flow[0] == i else self.clients.get(seg)
+            if flow is not None and flow[0] == 1 and i == 0:
+                continue  # `self.<field>`: the field holds the client
+            if client is not None and flow is not None and flow[0] == i and not self.service(
+                chain[i + 1:]
+            ):
+                break  # a parameter that is not used as a client here
+            if client is not None:
                 rest = chain[i + 1:]
                 if rest == ["raw_request"]:
-                    self.raw_request(node, label, self.clients[seg])
+                    self.raw_request(node, label, client)
                     return
                 if rest and rest[-1][:1].isupper():
                     return  # a params TypedDict (`...CreateParams(...)`), not a request
@@ -270,7 +494,7 @@ class _File:
                 if route is None and rest and rest[0] != "v1":
                     route = sdk.get("service", "v1." + ".".join(rest))
                 if route is not None:
-                    self.record(node, label, route, self.clients[seg])
+                    self.record(node, label, route, client)
                 elif len(rest) >= 2 and (rest[0] in sdk.roots["service"]):
                     self.out.unresolved.append(Unresolved(
                         *self.where(node), label,
@@ -303,6 +527,14 @@ class _File:
             return
         self.http_call(node, chain, label)
 
+    @staticmethod
+    def service(rest: list[str]) -> bool:
+        """Whether `rest` (after a client) names a StripeClient service method."""
+        sdk = table()
+        joined = ".".join(rest)
+        return rest == ["raw_request"] or sdk.get("service", joined) is not None or (
+            bool(rest) and rest[0] != "v1" and sdk.get("service", "v1." + joined) is not None)
+
     def record(
         self, node: ast.Call, label: str, route: tuple[str, str], client: Client
     ) -> None:
@@ -325,7 +557,7 @@ class _File:
             if p and "expand" in p:
                 values = self.strings(p["expand"])
                 if values is None:
-                    return (), ("expand is built at run time: its permissions are not counted",)
+                    return (), (EXPAND_AT_RUN_TIME,)
                 return tuple(values), ()
         return (), ()
 
@@ -462,10 +694,16 @@ def extract_and_index(
     f = _File(ctx, tree)
     found = f.run(source)
     found.partial = found.partial or partial
-    found.imports = set(f.imported)
+    found.imports |= set(f.imported)
     if not f.module_key_set:
         found.imports.add(MODULE_KEY)
-    return found, (_index(f, tree) if index else None)
+    if index:
+        facts = _index(f, tree)
+        facts.params.update(f.param_facts)
+        facts.wanted |= f.wanted
+        return found, facts
+    return found, (Project(params=dict(f.param_facts), wanted=set(f.wanted))
+                   if f.param_facts or f.wanted else None)
 
 
 MODULE_KEY = "<module key>"

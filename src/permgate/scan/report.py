@@ -10,6 +10,7 @@ from typing import Any
 import permgate
 from permgate import sarif as sarif_log
 from permgate.sarif import Result, Rule
+from permgate.scan.redact import redact
 from permgate.scan.sdk import table
 from permgate.scan.verdict import CallNeeds, Groups, Site, Verdict
 
@@ -39,6 +40,12 @@ SCAN_RULES: tuple[Rule, ...] = (
          "The scanner cannot tell which endpoint this call reaches (its method or path is "
          "computed at run time), so its permissions are not counted.",
          "Check by hand what it needs, or write the path literally."),
+    Rule("unverified-permission", "A granted permission the scan cannot vouch for either way.",
+         "note",
+         "Nothing the scan could read needs this permission, but some of the app's API traffic "
+         "could not be read (a path or method built at run time, a client whose account is "
+         "unknown), so the permission is not called unused.",
+         "Check the listed calls by hand before removing the permission."),
 )
 NOT_COUNTED = {
     "own": "the developer's own account: the app's permissions do not apply",
@@ -117,6 +124,11 @@ def text(v: Verdict) -> str:
                      f"[{c.call.account}: {c.call.reason}]")
     lines += [f"  unused   {u.permission}  ({u.reason})" for u in v.unused]
     lines += [f"  kept     {u.permission}  ({u.reason})" for u in v.outside]
+    for w in v.unverified:
+        lines.append(f"  unverified  {w.permission}  ({w.reason}:)")
+        lines += [f"      {_site(s)}" for s in w.sites[:5]]
+        if len(w.sites) > 5:
+            lines.append(f"      (+{len(w.sites) - 5} more; --format json lists all)")
     for p in v.covered:
         sites = v.used_by.get(p, [])
         first = f"  (e.g. {_site(sites[0])})" if sites else ""
@@ -125,7 +137,8 @@ def text(v: Verdict) -> str:
     if v.manifest and not v.has_findings:
         lines.append("  clean")
     # App code is hostile: no control character of it reaches the terminal.
-    return "\n".join(_CONTROL.sub(_escape, line) for line in lines) + "\n"
+    # Key-like values quoted from the code are masked (issue 25).
+    return redact("\n".join(_CONTROL.sub(_escape, line) for line in lines)) + "\n"
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -182,6 +195,8 @@ def as_json(v: Verdict) -> str:
             "unused": [{"permission": u.permission, "reason": u.reason,
                         "narrower": list(u.narrower)} for u in v.unused],
             "kept": [{"permission": u.permission, "reason": u.reason} for u in v.outside],
+            "unverified": [{"permission": w.permission, "reason": w.reason,
+                            "sites": [_site_dict(s) for s in w.sites]} for w in v.unverified],
             "unused_note": UNUSED_NOTE,
             "covered": [{"permission": p, "sites": [_site_dict(s) for s in v.used_by.get(p, [])]}
                         for p in v.covered],
@@ -191,7 +206,8 @@ def as_json(v: Verdict) -> str:
         },
         "needed": v.needed,
     }
-    return json.dumps(doc, indent=2) + "\n"
+    # Masking the serialised text is safe: a key is [A-Za-z0-9_] and the mask has no quote.
+    return redact(json.dumps(doc, indent=2)) + "\n"
 
 
 def _manifest_line(manifest: str | None, name: str) -> int:
@@ -227,6 +243,16 @@ def sarif(v: Verdict, manifest: Path | None = None) -> str:
             "unused-permission", f"'{u.permission}' is granted but {u.reason}.",
             mfile, _manifest_line(v.manifest, u.permission),
             properties={"permission": u.permission, "narrower": list(u.narrower)}))
+    for w in v.unverified:
+        shown = "; ".join(f"{s.what} at {s.file}:{s.line} (whose account: {s.account}, "
+                          f"{s.reason})" for s in w.sites[:3])
+        more = f" (+{len(w.sites) - 3} more)" if len(w.sites) > 3 else ""
+        results.append(Result(
+            "unverified-permission",
+            f"'{w.permission}' is granted and {w.reason}" + (f": {shown}{more}." if shown else "."),
+            mfile, _manifest_line(v.manifest, w.permission),
+            properties={"permission": w.permission,
+                        "sites": [f"{s.file}:{s.line}" for s in w.sites]}))
     for rule, calls in (("unavailable-endpoint", v.unavailable), ("invalid-expansion", v.invalid)):
         for c in calls:
             results.append(Result(
@@ -238,5 +264,5 @@ def sarif(v: Verdict, manifest: Path | None = None) -> str:
         results.append(Result(
             "unresolved-call", f"{r.call}: {r.reason}; its permissions are not counted.",
             r.file, r.line, r.column))
-    return sarif_log.dumps(sarif_log.log(SCAN_RULES, results, base=base,
-                                         version=permgate.__version__))
+    return redact(sarif_log.dumps(sarif_log.log(SCAN_RULES, results, base=base,
+                                                version=permgate.__version__)))

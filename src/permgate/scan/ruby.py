@@ -14,7 +14,7 @@ import tree_sitter as ts
 import tree_sitter_ruby as ts_ruby
 
 from permgate.scan.common import Context, Project, key_account_why
-from permgate.scan.model import Account, Call, FileFindings, Scope, Unresolved
+from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope, Unresolved
 from permgate.scan.sdk import table
 from permgate.scan.tsutil import event_uses, text
 
@@ -212,7 +212,7 @@ class _File:
             if "expand" in h:
                 values = _strings(h["expand"])
                 if values is None:
-                    notes = ("expand is built at run time: its permissions are not counted",)
+                    notes = (EXPAND_AT_RUN_TIME,)
                 else:
                     expand = tuple(values)
             if "stripe_account" in h and not self.ctx.ui_extension:

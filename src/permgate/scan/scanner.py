@@ -22,6 +22,7 @@ from permgate.scan.model import (
     Skipped,
     Unresolved,
 )
+from permgate.scan.modules import Modules
 
 # A file that mentions neither Stripe nor a quoted dotted name cannot hold a finding:
 # skipping its parse keeps large trees fast.
@@ -30,6 +31,18 @@ _MAYBE = re.compile(rb"(?i)stripe|[\"'`][a-z_]+\.[a-z_.]+[\"'`]")
 _INDEX = re.compile(
     rb"new Stripe|Stripe\(|StripeClient|api\.stripe\.com|require\(['\"]stripe|\.api_key\s*="
 )
+
+
+def _maybe() -> re.Pattern[bytes]:
+    """The quick filter; with another API than Stripe's (`--api`), files naming its host
+    pass too (raw HTTP calls to it are what the scan reads of them)."""
+    hosts, _ = common.api_where()
+    if hosts == common.API_HOSTS:
+        return _MAYBE
+    names = b"|".join(re.escape(h.encode("utf-8")) for h in hosts)
+    return re.compile(_MAYBE.pattern + b"|" + names)
+
+
 PROGRESS_FILES = 2_000  # show progress for trees at least this large (when stderr is a TTY)
 
 
@@ -101,7 +114,9 @@ def _extract(
 
 def _names_regex(project: common.Project) -> re.Pattern[bytes] | None:
     # A name that says "stripe" already made its files pass the quick filter.
-    names = [n for n in (*project.factories, *project.clients, *project.wrappers)
+    names = [n for n in (*project.factories, *project.clients, *project.wrappers,
+                         *(fname.rsplit(":", 1)[-1] for fname, _idx in project.params),
+                         *project.wanted)
              if len(n) >= 4 and n.lower() not in common.HTTP_VERBS and n.isidentifier()
              and "stripe" not in n.lower()][:2_000]  # bounded: a hostile tree has many
     if not names:
@@ -112,7 +127,7 @@ def _names_regex(project: common.Project) -> re.Pattern[bytes] | None:
 
 def _late(
     root: Path, path: Path, names: re.Pattern[bytes], event_types: frozenset[str],
-    project: common.Project,
+    project: common.Project, modules: Modules | None = None,
 ) -> FileFindings | Skipped | None:
     """A file skipped by the quick filter that names a project factory, client or wrapper."""
     if language_of(path) not in ("js", "python"):
@@ -122,7 +137,7 @@ def _late(
         return None
     rel = _rel(root, path)
     text = data.decode("utf-8", "replace")
-    ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types, project)
+    ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types, project, modules)
     try:
         found = scan_file(ctx, path, data)
     except SyntaxError as e:
@@ -146,23 +161,61 @@ def _settle(found: FileFindings, rel: str) -> None:
     found.source = b""
 
 
-def _stale(found: FileFindings, project: common.Project) -> bool:
-    """Whether the file used a name the project-wide pass only learnt after reading it."""
-    if not found.imports:
+_ROUNDS = 3  # rounds of re-reading files that used what the project learnt later
+_UNREAD = "<not read yet>"  # a file the quick filter skipped that calls a project name
+
+
+def _has_manifest(root: Path) -> bool:
+    """A Stripe App manifest in the tree's top three levels (bounded: no full walk)."""
+    if not root.is_dir():
         return False
+    return any(next(iter(root.glob(pattern)), None) is not None for pattern in (
+        "stripe-app.json", "*/stripe-app.json", "*/*/stripe-app.json"))
+
+
+def _names(project: common.Project) -> set[str]:
+    """The names the project-wide pass knows (files name them in `FileFindings.imports`)."""
     names = project.factories.keys() | project.clients.keys() | project.wrappers.keys()
     names |= {fname for fname, _idx in project.params}
     if project.module_key is not None:
-        names |= {"<module key>"}
-    return not found.imports.isdisjoint(names)
+        names.add("<module key>")
+    return names
+
+
+def _uses_newer(found: FileFindings, learnt: dict[str, int], read_with: int) -> bool:
+    """Whether the file uses a name the project learnt after the file was last read."""
+    return any(learnt.get(n, -1) > read_with for n in found.imports)
+
+
+def _reindex(
+    root: Path, path: Path, res: FileFindings, event_types: frozenset[str],
+    project: common.Project, modules: Modules,
+) -> FileFindings | None:
+    """Read a file again with what the project knows now; merge what it offers in turn."""
+    data = read_source(path)
+    if not isinstance(data, bytes):
+        return None
+    rel = _rel(root, path)
+    ui = res.ui or common.is_ui_extension(rel, data.decode("utf-8", "replace"))
+    ctx = common.Context(rel, ui, event_types, project, modules)
+    try:
+        found, facts = _extract(ctx, path, data, True)
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
+        return None  # what the first reading found stands
+    if facts is not None:
+        project.merge(facts)
+    found.ui = ui
+    _settle(found, rel)
+    return found
 
 
 def scan_tree(
     root: Path, event_types: frozenset[str] | None, *, include_tests: bool = False,
-    progress: bool | None = None,
+    progress: bool | None = None, app: bool | None = None,
 ) -> Findings:
     """`event_types` None: the engine's, loaded only once a file needs parsing."""
     out = Findings(root, include_tests=include_tests)
+    maybe = _maybe()
 
     def on_test() -> None:
         out.tests_excluded += 1
@@ -179,6 +232,7 @@ def scan_tree(
         # Pass 1: read and parse each file once; files that build a client or call the API host
         # also tell the project-wide pass about their factories, module clients and wrappers.
         project = common.Project()
+        modules = Modules(root)  # constants a file imports, read from the path it names
         results: list[FileFindings | Skipped | None] = []
         for path in paths:
             bar.advance()
@@ -188,15 +242,16 @@ def scan_tree(
                 results.append(Skipped(rel, data.reason, data.dropped))
                 continue
             out.files += 1
-            if not _MAYBE.search(data):
+            if not maybe.search(data):
                 results.append(None)
                 continue
             text = data.decode("utf-8", "replace")
             if event_types is None:
                 import permgate
 
-                event_types = frozenset(permgate.engine.catalog.events)
-            ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types)
+                event_types = frozenset(permgate.default_engine().catalog.events)
+            ctx = common.Context(rel, common.is_ui_extension(rel, text), event_types,
+                                 modules=modules)
             try:
                 found, facts = _extract(ctx, path, data, bool(_INDEX.search(data)))
             except SyntaxError as e:
@@ -210,17 +265,52 @@ def scan_tree(
             found.ui = ctx.ui_extension
             _settle(found, rel)
             results.append(found)
+        # Between the passes: a file that used a name the project learnt after reading it is
+        # read again with it, and what it now passes on (a factory's client handed to a class)
+        # is learnt in turn, until nothing new is learnt (at most _ROUNDS rounds: bounded work).
+        learnt = dict.fromkeys(_names(project), 0)  # name -> version of knowledge it came in
+        learnt[_UNREAD] = 0
+        read_v = [-1] * len(paths)  # the version each file was last read with (pass 1: none)
+        for version in range(_ROUNDS):
+            # files the quick filter skipped that call a project name (`syncCharges(token)`
+            # never says "stripe") are read too: what they pass is learnt like the rest
+            names_re = _names_regex(project)
+            for i, (path, res) in enumerate(zip(paths, results, strict=True)):
+                if res is None and names_re is not None and language_of(path) in (
+                    "js", "python"
+                ):
+                    data = read_source(path)
+                    if isinstance(data, bytes) and names_re.search(data):
+                        results[i] = FileFindings(imports={_UNREAD})  # read below
+            todo = [i for i, (path, res) in enumerate(zip(paths, results, strict=True))
+                    if isinstance(res, FileFindings) and language_of(path) in ("js", "python")
+                    and _uses_newer(res, learnt, read_v[i])]
+            if not todo:
+                break
+            for i in todo:
+                read_v[i] = version
+                res = results[i]
+                assert isinstance(res, FileFindings)
+                again = _reindex(root, paths[i], res, event_types or frozenset(), project,
+                                 modules)
+                if again is not None:
+                    results[i] = again
+            before = len(learnt)
+            for name in _names(project):
+                learnt.setdefault(name, version + 1)
+            if len(learnt) == before:
+                break
         # Pass 2: files that use what the project-wide pass learnt are read again with it (also
         # files that never say "stripe" but call a project factory or client by name).
         uses_project = _names_regex(project)
         types = event_types or frozenset()
         pending: list[EventUse] = []
         bar.phase("following the project's clients", len(paths))
-        for path, res in zip(paths, results, strict=True):
+        for _i, (path, res) in enumerate(zip(paths, results, strict=True)):
             bar.advance()
             late = res is None
             if late and uses_project is not None:
-                res = _late(root, path, uses_project, types, project)
+                res = _late(root, path, uses_project, types, project, modules)
             if res is None:
                 continue
             if isinstance(res, Skipped):
@@ -228,10 +318,10 @@ def scan_tree(
                 continue
             rel = _rel(root, path)
             found = res
-            if not late and _stale(found, project):
+            if not late and _uses_newer(found, learnt, read_v[_i]):
                 data = read_source(path)
                 if isinstance(data, bytes):
-                    ctx = common.Context(rel, found.ui, types, project)
+                    ctx = common.Context(rel, found.ui, types, project, modules)
                     try:
                         found = scan_file(ctx, path, data)
                         found.ui = res.ui
@@ -245,6 +335,8 @@ def scan_tree(
             out.unresolved.extend(sorted(found.unresolved, key=lambda c: (c.line, c.column)))
             pending.extend(found.events)
     billing = handlers.own_billing_site(out.calls)
-    out.events.extend(handlers.finish(e, billing) for e in pending)
+    if app is None:
+        app = any(isinstance(r, FileFindings) and r.ui for r in results) or _has_manifest(root)
+    out.events.extend(handlers.finish(e, billing, app) for e in pending)
     return out
 

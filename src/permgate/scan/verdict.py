@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import permgate
-from permgate.scan.model import NEEDS_APP_PERMISSION, Call, EventUse
+from permgate.scan.model import EXPAND_AT_RUN_TIME, NEEDS_APP_PERMISSION, Call, EventUse
 from permgate.scan.scanner import Findings
 
 Groups = tuple[tuple[str, ...], ...]
@@ -68,6 +68,17 @@ class Unused:
     narrower: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Unverified:
+    """A grant nothing seen needs, but the scan did not see all of the app's traffic: a call
+    whose operation or account it cannot tell might need it. Never called unused (a reviewer
+    deletes what is called unused)."""
+
+    permission: str
+    reason: str
+    sites: tuple[Site, ...]  # the calls that made the scan unsure
+
+
 @dataclass(slots=True)
 class Verdict:
     findings: Findings
@@ -83,6 +94,7 @@ class Verdict:
     unknown_names: list[str] = field(default_factory=list)  # manifest names not in the catalog
     used_by: dict[str, list[Site]] = field(default_factory=dict)  # covered -> the sites
     outside: list[Unused] = field(default_factory=list)  # kept: code outside may need them
+    unverified: list[Unverified] = field(default_factory=list)  # traffic the scan cannot read
 
     @property
     def has_findings(self) -> bool:
@@ -135,7 +147,7 @@ def _rank(group: tuple[str, ...], event: str | None, p: str) -> tuple[int, ...]:
     there: the event's own object first, then what grants the least, read before write."""
     if event is None:
         return (group.index(p),)
-    catalog = permgate.engine.catalog
+    catalog = permgate.default_engine().catalog
     implied = catalog.implied_by(p) if p in catalog.permissions else frozenset({p})
     return (0 if p in _event_object_perm(event) else 1, len(implied),
             0 if p.endswith("_read") else 1, group.index(p))
@@ -159,7 +171,7 @@ def _cover(
             hints[g] = hint
     if not hints:
         return chosen  # nothing needed: no need to load the catalog
-    catalog = permgate.engine.catalog
+    catalog = permgate.default_engine().catalog
     closure = set(catalog.closure(frozenset(have)))
     for g in sorted(hints, key=lambda g: (len(g), g)):
         if closure.isdisjoint(g):
@@ -170,7 +182,7 @@ def _cover(
 
 
 def needs(findings: Findings) -> tuple[list[CallNeeds], list[EventNeeds]]:
-    engine = permgate.engine
+    engine = permgate.default_engine()
     cache: dict[tuple[str, str, tuple[str, ...]], CallNeeds] = {}
     calls: list[CallNeeds] = []
     for c in findings.calls:
@@ -202,7 +214,7 @@ def verdict(findings: Findings, granted: Iterable[str] | None, manifest: str | N
     v.invalid = [c for c in calls if c.counts and c.kind == "bad_request"]
     if granted is None:
         return v
-    catalog = permgate.engine.catalog
+    catalog = permgate.default_engine().catalog
     names = tuple(dict.fromkeys(granted))
     v.granted = names
     known = frozenset(n for n in names if n in catalog.permissions)
@@ -247,7 +259,46 @@ def verdict(findings: Findings, granted: Iterable[str] | None, manifest: str | N
             continue
         v.covered.append(n)
         v.used_by[n] = [s for key in served for s in groups[key]]
+    _doubt_unused(v)
     return v
+
+
+def _doubt_unused(v: Verdict) -> None:
+    """"Unused" claims that the app's whole traffic was seen. Requests whose operation is known
+    only at run time could need any grant: every unused one becomes unverified. Calls on a
+    client of unknown account have known needs: the grants meeting them become unverified."""
+    if not v.unused:
+        return
+    catalog = permgate.default_engine().catalog
+    blind = tuple(Site(u.file, u.line, u.call, "unknown", u.reason)
+                  for u in v.findings.unresolved)
+    # a request the engine cannot map because part of its path is computed (`/v1/${path}`
+    # read as GET /v1/{param}) is as blind; a literal path it does not know (the OAuth token
+    # exchange) is an endpoint outside the permission model, not unreadable traffic
+    blind += tuple(_call_site(c) for c in v.calls
+                   if c.kind == "unknown" and c.call.account != "own"
+                   and ("{param}" in c.call.path or c.call.path in ("/v1", "/v2")))
+    # an expand list built at run time may reach any object the response holds
+    blind += tuple(_call_site(c) for c in v.calls
+                   if EXPAND_AT_RUN_TIME in c.call.notes and c.call.account != "own")
+    unknown: list[tuple[tuple[str, ...], Site]] = [
+        (g, _call_site(c)) for c in v.calls if c.call.account == "unknown" for g in c.required]
+    keep: list[Unused] = []
+    for u in v.unused:
+        gives = catalog.implied_by(u.permission)
+        sites = tuple(dict.fromkeys(s for g, s in unknown if not gives.isdisjoint(g)))
+        if blind:
+            v.unverified.append(Unverified(
+                u.permission, f"nothing seen needs it, but {len(blind)} request(s) to the API "
+                "are known only in part until run time (path, method or expand) and may "
+                "need it", blind + sites))
+        elif sites:
+            v.unverified.append(Unverified(
+                u.permission, f"nothing of the app's accounts needs it, but {len(sites)} "
+                "call(s) on a client whose account the scan cannot tell do", sites))
+        else:
+            keep.append(u)
+    v.unused = keep
 
 
 def _best_rank(group: tuple[str, ...], event: str | None, grant: str) -> tuple[int, ...]:
@@ -255,7 +306,7 @@ def _best_rank(group: tuple[str, ...], event: str | None, grant: str) -> tuple[i
     the member it implies, made worse (an implication grants more than the member does)."""
     if grant in group:
         return _rank(group, event, grant)
-    catalog = permgate.engine.catalog
+    catalog = permgate.default_engine().catalog
     gives = catalog.implied_by(grant) if grant in catalog.permissions else frozenset({grant})
     ranks = [_rank(group, event, p) for p in group if p in gives]
     if not ranks:
@@ -265,7 +316,7 @@ def _best_rank(group: tuple[str, ...], event: str | None, grant: str) -> tuple[i
 
 
 def _needs_without_bad_expansions(c: Call) -> Groups:
-    engine = permgate.engine
+    engine = permgate.default_engine()
     groups: list[tuple[str, ...]] = []
     for expand in ((), *((e,) for e in c.expand)):
         d = engine.requirements(c.method, c.path, expand=expand)

@@ -44,7 +44,7 @@ const out = {
   }),
   denied: await attempt(() => stripe.charges.list()),
   deniedExpand: await attempt(() =>
-    stripe.customers.list({ expand: ["data.default_source"] })),
+    stripe.customers.list({ expand: ["data.invoice_settings.default_payment_method"] })),
   badKey: await attempt(() => client("sk_test_" + "y".repeat(64)).customers.list()),
 };
 console.log(JSON.stringify(out));
