@@ -215,6 +215,10 @@ METRICS_DIR: Var[str | None] = Var(
     "PERMGATE_METRICS_DIR", text, None, "gateway (metrics)",
     "set by `permgate serve --workers N` for its workers: where each writes its counts",
     form="path", kind="internal")
+PURE: Var[bool] = Var(
+    "PERMGATE_PURE", _switch, False, "gateway (its modules)",
+    "run the gateway's pure-Python call path even where its compiled build is current "
+    "(scripts/test's pure leg)", form="set and not 0: on", kind="dev")
 TEST_PG: Var[str] = Var(
     "PERMGATE_TEST_PG", str, "postgresql://postgres@127.0.0.1:5432/test", "tests, benches",
     "the PostgreSQL server the benches use; the tests use it only when it is set (unset: they "
