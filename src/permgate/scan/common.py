@@ -118,6 +118,17 @@ _TENANT_FIELD = re.compile(
     r"business|company)s?(?:\??\.|->|\[)\s*[\w'\"]*(?:key|secret|token)",
     re.I,
 )
+# A key read from a record's field: `restaurant.stripeSecretKey`, `$row->secret_key`,
+# `req.body.apiKey`, `this.clinic.key` (group 1: the record, after any `this.`/`self.`).
+_RECORD_FIELD = re.compile(
+    r"(?:this\.|self\.|@|\$this->|\$)?([A-Za-z_]\w*)(?:\??\.|->|\[|::)")
+# Records that hold the operator's configuration, not data: a key read from them is the
+# developer's own (when its name says so); from any other record it is data whose owner the
+# name cannot tell.
+_CONFIG_RECORD = re.compile(
+    r"(?i)process|import|os|deno|bun|env|environ|_env|_server|\w*conf(?:ig)?\w*|\w*settings?|"
+    r"rails|app|current_app|secrets?|credentials?|constants?|consts?|keys|globalthis|window|"
+    r"functions|stripe|params?|(?-i:[A-Z][A-Z0-9_]*)")
 # The installing account's credential by its name (a value, never a string that mentions one).
 _STRIPE_CREDENTIAL = re.compile(r"access_?token|oauth|restricted_?key|\brak\b", re.I)
 # Callees that only record or route a value (a token logged, a route named after a token):
@@ -191,6 +202,12 @@ def key_account_why(key_text: str | None) -> tuple[Account, str]:
         return "connected", f"a per-install key ({short})"
     if _TENANT_FIELD.match(key_text.strip()):
         return "connected", f"a key stored on a user's or account's record ({short})"
+    record = _RECORD_FIELD.match(key_text.strip())
+    if record is not None and not _CONFIG_RECORD.fullmatch(record.group(1)) and not (
+            re.match(r"(?:this\.|self\.|@|\$this->)\w+$", key_text.strip())):
+        # a data record the tenant list does not name: owned by whom, the name cannot tell;
+        # "own" would call the grants its calls use unused (a reviewer deletes those)
+        return "unknown", f"a key read from a record ({short}): whose, the scan cannot tell"
     if _OWN_KEY.search(key_text):
         return "own", f"the developer's own key ({short})"
     return "unknown", f"a key of unknown origin ({short})"
