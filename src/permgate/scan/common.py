@@ -186,10 +186,51 @@ def key_account(key_text: str | None) -> Account:
     return key_account_why(key_text)[0]
 
 
+_FALLBACK = re.compile(r"\|\||\?\?|\?:|\bor\b")
+
+
+def _alternatives(key_text: str) -> list[str]:
+    """The values of a key expression with fallbacks (`a || b`, `a ?? b`, `a or b`, `a ?: b`)
+    at its top level (not inside brackets or strings); one item when it has none."""
+    if not _FALLBACK.search(key_text) or len(key_text) > 200:
+        return [key_text]
+    out, depth, quote, start, i = [], 0, "", 0, 0
+    while i < len(key_text):
+        ch = key_text[i]
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'`":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and (m := _FALLBACK.match(key_text, i)):
+            out.append(key_text[start:i].strip())
+            start = i = m.end()
+            continue
+        i += 1
+    out.append(key_text[start:].strip())
+    return [a for a in out if a]
+
+
 def key_account_why(key_text: str | None) -> tuple[Account, str]:
     """Whose account a key expression acts on, and why (for the verdict line)."""
     if key_text is None:
         return "unknown", "no API key the scan can see"
+    alternatives = _alternatives(key_text)
+    if len(alternatives) > 1:
+        # a key with fallbacks acts for whichever value is set: the app's account when any of
+        # them is an install's credential (its traffic counts); the developer's own only when
+        # every one is; otherwise unknown (a configured default says nothing of the first value)
+        short = key_text if len(key_text) <= 60 else key_text[:57] + "..."
+        found = [key_account_why(a) for a in alternatives]
+        for alt, (acc, why) in zip(alternatives, found, strict=True):
+            if acc in ("installing", "connected"):  # the reason quotes the whole expression
+                return acc, why.replace(f"({alt})", f"({short})", 1)
+        if all(acc == "own" for acc, _ in found):
+            return "own", f"the developer's own key ({short})"
+        return "unknown", f"a key of unknown origin with a fallback ({short})"
     short = key_text if len(key_text) <= 60 else key_text[:57] + "..."
     if _LITERAL.fullmatch(key_text.strip()):
         # an install's credential is never written in the code: a literal (a pasted key, an
