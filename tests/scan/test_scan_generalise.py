@@ -127,6 +127,34 @@ def test_redact_masks_split_wrapped_and_escaped_keys() -> None:
     assert redact("'sk_live_' + rest") == "'sk_live_' + rest"
 
 
+# A literal in the key's place is a key whatever its format (another provider's, a Stripe-
+# compatible API's): the scan knows it is one, so its value is never quoted.
+PLAIN = "Zq7" + "Xv2Lp9Rk4Tn8Wm3"
+PLAIN_TREES = {
+    "js": {"src/a.ts": "import Stripe from 'stripe';\n"
+                       f"const s = new Stripe('{PLAIN}');\n"
+                       "export const a = () => s.customers.list();\n"
+                       f"const t = new Stripe(token || '{PLAIN}');\n"
+                       "export const b = () => t.charges.list();\n"},
+    "python": {"app.py": "import stripe\n"
+                         f"stripe.Customer.list(api_key='{PLAIN}')\n"
+                         f"stripe.Charge.list(api_key=token or '{PLAIN}')\n"},
+}
+
+
+@pytest.mark.parametrize("lang", sorted(PLAIN_TREES))
+def test_a_literal_in_the_keys_place_is_never_quoted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lang: str
+) -> None:
+    _write(tmp_path, PLAIN_TREES[lang])
+    for fmt in ("text", "json", "sarif"):
+        main(["scan", str(tmp_path), "--format", fmt, "--no-progress"])
+        out = capsys.readouterr().out
+        assert "charge" in out and PLAIN not in out, fmt
+    main(["scan", str(tmp_path), "--no-progress"])
+    assert "key written in the code ('[REDACTED]')" in capsys.readouterr().out
+
+
 def test_redact_keeps_prefixes_and_ordinary_words() -> None:
     assert redact(f"new Stripe('{SK}')") == "new Stripe('sk_test_[REDACTED]')"
     assert redact(f"{RK[:30]}...") == "rk_live_[REDACTED]..."

@@ -186,6 +186,22 @@ def key_account(key_text: str | None) -> Account:
     return key_account_why(key_text)[0]
 
 
+# A literal in a key expression that looks random (long, letters and digits): a key of any
+# format. Names (`'STRIPE_SECRET'`, `'stripe_access_token'`, `'services.stripe.secret'`) stay.
+_KEY_LITERAL = re.compile(r"""(["'`])(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[a-z])"""
+                          r"""(?![a-z0-9]+(?:[_-][a-z0-9]+)+\1)"""  # a snake_case name
+                          r"""[A-Za-z0-9_-]{12,}\1""")
+
+
+def _shown(key_text: str) -> str:
+    """A key expression as the verdict quotes it: short, literal keys masked (issue 25)."""
+    from permgate.scan.redact import MASK
+
+    # masked before it is cut: a cut literal has no closing quote to be found by
+    masked = _KEY_LITERAL.sub(lambda m: m.group(1) + MASK + m.group(1), key_text)
+    return masked if len(masked) <= 60 else masked[:57] + "..."
+
+
 _FALLBACK = re.compile(r"\|\||\?\?|\?:|\bor\b")
 
 
@@ -223,7 +239,7 @@ def key_account_why(key_text: str | None) -> tuple[Account, str]:
         # a key with fallbacks acts for whichever value is set: the app's account when any of
         # them is an install's credential (its traffic counts); the developer's own only when
         # every one is; otherwise unknown (a configured default says nothing of the first value)
-        short = key_text if len(key_text) <= 60 else key_text[:57] + "..."
+        short = _shown(key_text)
         found = [key_account_why(a) for a in alternatives]
         for alt, (acc, why) in zip(alternatives, found, strict=True):
             if acc in ("installing", "connected"):  # the reason quotes the whole expression
@@ -231,7 +247,7 @@ def key_account_why(key_text: str | None) -> tuple[Account, str]:
         if all(acc == "own" for acc, _ in found):
             return "own", f"the developer's own key ({short})"
         return "unknown", f"a key of unknown origin with a fallback ({short})"
-    short = key_text if len(key_text) <= 60 else key_text[:57] + "..."
+    short = _shown(key_text)
     if _LITERAL.fullmatch(key_text.strip()):
         # an install's credential is never written in the code: a literal (a pasted key, an
         # empty placeholder) is the developer's own
