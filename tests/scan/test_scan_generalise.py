@@ -316,6 +316,34 @@ def test_own_key_handed_to_a_package_keeps_nothing(tmp_path: Path, lang: str) ->
     assert v.outside == [] and [u.permission for u in v.unused] == ["customer_read"]
 
 
+# The token sent to another service by an HTTP client (`axios.post`, `requests.post`): that
+# service acts with it, so the grants are kept; the same verb on a router is no consumer
+# (found in review: `post` was read as a route for any receiver, and the grants "unused").
+SENT = {
+    "js": ("src/sync.ts", "import axios from 'axios';\nimport {Router} from 'express';\n"
+                          "const router = Router();\n"
+                          "export async function go(stripeAccessToken: string) {\n{body}}\n",
+           "  await axios.post('https://sync.example.com/import', stripeAccessToken);\n",
+           "  router.post('/import', stripeAccessToken);\n"),
+    "python": ("app/sync.py", "import requests\nfrom flask import Blueprint\n"
+                              "bp = Blueprint('x', __name__)\n\n\n"
+                              "def go(stripe_access_token):\n{body}    return None\n",
+               "    requests.post('https://sync.example.com/import', stripe_access_token)\n",
+               "    bp.post('/import', stripe_access_token)\n"),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(SENT))
+def test_a_token_sent_by_an_http_client_keeps_the_grants(tmp_path: Path, lang: str) -> None:
+    name, code, sent, routed = SENT[lang]
+    v = scan(_write(tmp_path / "routed", {name: code.replace("{body}", routed)}),
+             ["customer_read"], "m")
+    assert v.outside == [] and [u.permission for u in v.unused] == ["customer_read"]
+    v = scan(_write(tmp_path / "sent", {name: code.replace("{body}", sent)}),
+             ["customer_read"], "m")
+    assert v.unused == [] and [k.permission for k in v.outside] == ["customer_read"]
+
+
 # --- 4. constant expansion lists, imports resolved by path ------------------------------
 
 EXPAND_TREES = {

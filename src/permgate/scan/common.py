@@ -138,6 +138,12 @@ _NOT_A_CONSUMER = re.compile(
     r"print|warnings)$|^(?:log|info|warn|warning|error|debug|trace|fatal|exception|critical|"
     r"get|post|put|patch|delete|route|use|all|redirect|render|send|json)$")
 
+# HTTP clients: their `post`/`get`/`send` sends the value to another service, which can act
+# with it (a router's `post` only names a route).
+_HTTP_CLIENT = re.compile(
+    r"^(?:axios|got|ky|superagent|needle|request|requests|httpx|aiohttp|urllib3|http|https|"
+    r"undici|ofetch|session|client|Faraday|HTTParty|Net|GuzzleHttp|Http|wp_remote_\w+)$")
+
 
 def credential_escape(callee: Sequence[str], arg: str, is_value: bool) -> Account | None:
     """Whether handing `arg` (its source text) to the package function `callee` gives code
@@ -150,7 +156,9 @@ def credential_escape(callee: Sequence[str], arg: str, is_value: bool) -> Accoun
         return None
     if not (_STRIPE_CREDENTIAL.search(arg) and re.search(r"stripe", arg, re.I)):
         return None
-    if _NOT_A_CONSUMER.match(callee[0]) or (len(callee) > 1 and _NOT_A_CONSUMER.match(callee[-1])):
+    if _NOT_A_CONSUMER.match(callee[0]) or (
+            len(callee) > 1 and _NOT_A_CONSUMER.match(callee[-1])
+            and not _HTTP_CLIENT.match(callee[0])):
         return None
     acc = key_account(arg)
     return acc if acc in ("installing", "connected") else None
