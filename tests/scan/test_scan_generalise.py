@@ -247,6 +247,30 @@ def test_unused_is_never_claimed_when_a_file_was_not_read_whole(tmp_path: Path, 
     assert unread_name in {s.file for s in unsure.unverified[0].sites}
 
 
+# The API host spelt with credentials in the URL (curl style) or without a scheme: still a
+# request to the API, its computed path still unreadable (found in review: not seen at all).
+HOST_FORMS = {
+    "js-userinfo": ("src/raw.ts", "export const r = (accessToken: string, p: string) =>\n"
+                    "  fetch('https://' + accessToken + ':@api.stripe.com/v1/' + p);\n"),
+    "js-no-scheme": ("src/raw.ts", "export const r = (accessToken: string, p: string) =>\n"
+                     "  fetch('//api.stripe.com/v1/' + p, "
+                     "{headers: {Authorization: `Bearer ${accessToken}`}});\n"),
+    "python-userinfo": ("app/raw.py", "import requests\n\n\ndef r(access_token, p):\n"
+                        "    requests.get(f'https://{access_token}:@api.stripe.com/v1/{p}')\n"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOST_FORMS))
+def test_a_request_to_the_api_host_in_any_spelling_is_traffic(tmp_path: Path, case: str) -> None:
+    name, code, _doubt = DOUBT["js" if case.startswith("js") else "python"]
+    base = {name: code.replace("{doubt}", "")}
+    raw_name, raw = HOST_FORMS[case]
+    unsure = scan(_write(tmp_path, {**base, raw_name: raw}), ["customer_read", "charge_read"],
+                  "m")
+    assert unsure.unused == [] and [w.permission for w in unsure.unverified] == ["charge_read"]
+    assert raw_name in {s.file for s in unsure.unverified[0].sites}
+
+
 def test_unverified_in_every_output_format(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

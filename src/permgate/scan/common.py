@@ -309,6 +309,9 @@ def api_where() -> tuple[tuple[str, ...], tuple[str, ...]]:
     return (profile.upstream_url.rstrip("/"),), profile.base_paths
 
 
+_USERINFO = re.compile(r"^(https?://)[^/@?#]*@")
+
+
 def raw_target(pieces: Sequence[Piece], *, require_host: bool) -> RawTarget | None:
     """The API path a URL or path built from `pieces` names, or None if it is not one.
 
@@ -317,19 +320,25 @@ def raw_target(pieces: Sequence[Piece], *, require_host: bool) -> RawTarget | No
     """
     if not pieces or pieces[0] is None:
         return None
-    head = pieces[0]
+    marker = "\x00"
+    text = pieces[0] + "".join(marker if p is None else p for p in pieces[1:])
+    # the host however it is spelt: without a scheme (`//api.stripe.com`), or with
+    # credentials in the URL (`https://KEY:@api.stripe.com`, the key maybe computed)
+    if text.startswith("//"):
+        text = "https:" + text
+    text = _USERINFO.sub(r"\1", text, count=1)
     hosts, bases = api_where()
     for host in hosts:
-        if head.startswith(host):
-            head = head[len(host):]
+        if text.startswith(host):
+            text = text[len(host):]
             break
     else:
         if require_host:
             return None
+    # the API's base path is written, not computed
+    head = text.split(marker, 1)[0]
     if not head.startswith(tuple(b + "/" for b in bases)) and head not in bases:
         return None
-    marker = "\x00"
-    text = head + "".join(marker if p is None else p for p in pieces[1:])
     path, _, query = text.partition("?")
     dynamic_query = marker in query
     segments = path.split("/")

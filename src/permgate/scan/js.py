@@ -828,7 +828,7 @@ class _File:
         if url_node is None:
             return
         pieces = self.pieces(url_node)
-        if pieces and pieces[0] is not None and not pieces[0].startswith("http"):
+        if pieces and pieces[0] is not None and not pieces[0].startswith(("http", "//")):
             return
         target = raw_target(pieces, require_host=True)
         label = _text(node.child_by_field_name("function") or node)
