@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from permgate.scan.model import Account
+from permgate.scan.redact import MASK
 
 if TYPE_CHECKING:
     from permgate.scan.modules import Modules
@@ -203,8 +204,6 @@ _KEY_LITERAL = re.compile(r"""(["'`])(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[a-
 
 def _shown(key_text: str) -> str:
     """A key expression as the verdict quotes it: short, literal keys masked (issue 25)."""
-    from permgate.scan.redact import MASK
-
     # masked before it is cut: a cut literal has no closing quote to be found by
     masked = _KEY_LITERAL.sub(lambda m: m.group(1) + MASK + m.group(1), key_text)
     return masked if len(masked) <= 60 else masked[:57] + "..."
