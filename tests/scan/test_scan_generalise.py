@@ -227,6 +227,11 @@ UNREAD = {
     "js-too-deep": ("src/deep.js", "import Stripe from 'stripe';\n"
                     "const s = new Stripe(process.env.K);\n"
                     "const x = " + "f(" * 3000 + "s.charges.list()" + ")" * 3000 + ";\n"),
+    "php-too-deep": ("deep.php", "<?php\n$x = " + "[" * 300 + "\\Stripe\\Charge::all()"
+                     + "]" * 300 + ";\n"),
+    "ruby-too-deep": ("deep.rb", "x = " + "[" * 300 + "Stripe::Charge.list" + "]" * 300 + "\n"),
+    "go-too-deep": ("deep.go", 'package main\n\nimport "github.com/stripe/stripe-go/v82/charge"'
+                    "\n\nvar x = " + "(" * 300 + "charge.List(nil)" + ")" * 300 + "\n"),
     "python-in-part": ("app/deep.py", "import stripe\n\n\ndef g(access_token):\n"
                        "    stripe.Charge.list(api_key=access_token)\n"
                        "    return " + "-" * 50_000 + "1\n"),
@@ -235,7 +240,7 @@ UNREAD = {
 
 @pytest.mark.parametrize("case", sorted(UNREAD))
 def test_unused_is_never_claimed_when_a_file_was_not_read_whole(tmp_path: Path, case: str) -> None:
-    name, code, _doubt = DOUBT["js" if case.startswith("js") else "python"]
+    name, code, _doubt = DOUBT[case.split("-")[0]]
     base = {name: code.replace("{doubt}", "")}
     clear = scan(_write(tmp_path / "clear", base), ["customer_read", "charge_read"], "m")
     assert [u.permission for u in clear.unused] == ["charge_read"]  # the control
