@@ -198,3 +198,52 @@ def test_events_of_a_platform_that_is_not_an_app_need_no_permission(
                                     '"permissions": []}'})
     needed = set(scan(root, progress=False).needed)
     assert "event_read" in needed and "payout_read" in needed
+
+
+# A key read from a record the name list above does not know (a restaurant, a clinic, a
+# request) is no evidence of the developer's own key: its calls are of unknown account, so the
+# grants they would use are unverified, never "unused" (found in review: `unused` was claimed
+# for `restaurant.stripeSecretKey`, and a reviewer deletes what we call unused).
+RECORD = {"js": "restaurant.stripeSecretKey", "python": "clinic.stripe_secret_key",
+          "ruby": "clinic.secret_key", "php": "$restaurant->stripe_secret_key"}
+
+
+@pytest.mark.parametrize("lang", sorted(RECORD))
+def test_a_key_on_an_unknown_record_is_never_called_the_developers_own(
+    tmp_path: Path, lang: str
+) -> None:
+    name, body, _tenant, own = TENANT[lang]
+    record = RECORD[lang]
+    if lang == "php":
+        body = body.replace("$shop", "$restaurant")
+    # control: the developer's configured key leaves the grant unused (the check can fail)
+    clear = scan(_tree(tmp_path / "own", {name: body.replace("{k}", own)}),
+                 ["customer_write"], "m")
+    assert [u.permission for u in clear.unused] == ["customer_write"], lang
+    unsure = scan(_tree(tmp_path / "record", {name: body.replace("{k}", record)}),
+                  ["customer_write"], "m")
+    assert [c.call.account for c in unsure.calls] == ["unknown"], lang
+    assert unsure.unused == [] and [w.permission for w in unsure.unverified] == ["customer_write"]
+
+
+# A key with a fallback (`token || process.env.KEY`): the configured key is only the default;
+# whose account the calls act on is the first value's, unknown here. Not the developer's own
+# (found in review: the fallback's `process.env` made the calls "own", the grant "unused").
+FALLBACK = {"js": "token || process.env.STRIPE_SECRET_KEY",
+            "python": "token or settings.STRIPE_SECRET_KEY",
+            "ruby": "token || Rails.configuration.stripe[:secret_key]",
+            "php": "$token ?: getenv('STRIPE_SECRET')"}
+
+
+@pytest.mark.parametrize("lang", sorted(FALLBACK))
+def test_a_key_with_a_configured_fallback_is_not_the_developers_own(
+    tmp_path: Path, lang: str
+) -> None:
+    name, body, _tenant, own = TENANT[lang]
+    clear = scan(_tree(tmp_path / "own", {name: body.replace("{k}", own)}),
+                 ["customer_write"], "m")
+    assert [u.permission for u in clear.unused] == ["customer_write"], lang  # the control
+    unsure = scan(_tree(tmp_path / "fallback", {name: body.replace("{k}", FALLBACK[lang])}),
+                  ["customer_write"], "m")
+    assert [c.call.account for c in unsure.calls] == ["unknown"], lang
+    assert unsure.unused == [] and [w.permission for w in unsure.unverified] == ["customer_write"]

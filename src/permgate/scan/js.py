@@ -31,7 +31,7 @@ from permgate.scan.model import (
     Unresolved,
 )
 from permgate.scan.sdk import table
-from permgate.scan.tsutil import event_uses
+from permgate.scan.tsutil import event_uses, query_captures
 
 EXTENSIONS = {
     ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascript",
@@ -96,12 +96,13 @@ class _File:
         self.ctx = ctx
         self.source = source
         self.tree = _parser(lang).parse(source)
-        captures = ts.QueryCursor(_query(lang)).captures(self.tree.root_node)
+        captures, deep = query_captures(_query(lang), self.tree, source)
         self.calls = captures.get("call", [])
         self.news = captures.get("new", [])
         self.functions = captures.get("fn", [])
         self.project = ctx.project or Project()
         self.out = FileFindings()
+        self.out.partial = deep
         self.wanted: set[str] = set()  # functions whose callers decide a client or key
         self.method_wrappers: set[str] = set()
         # `axios.create({baseURL: 'https://api.stripe.com/v1', headers})`: name -> wrapper
@@ -827,7 +828,7 @@ class _File:
         if url_node is None:
             return
         pieces = self.pieces(url_node)
-        if pieces and pieces[0] is not None and not pieces[0].startswith("http"):
+        if pieces and pieces[0] is not None and not pieces[0].startswith(("http", "//")):
             return
         target = raw_target(pieces, require_host=True)
         label = _text(node.child_by_field_name("function") or node)

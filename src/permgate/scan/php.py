@@ -27,7 +27,7 @@ from permgate.scan.common import (
 )
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope, Unresolved
 from permgate.scan.sdk import Route, table
-from permgate.scan.tsutil import event_uses, text
+from permgate.scan.tsutil import event_uses, query_captures, text
 
 Client = tuple[Account, str]
 _QUERY = """
@@ -97,7 +97,7 @@ class _File:
         self.ctx = ctx
         self.source = source
         self.tree = ts.Parser(_language()).parse(source)
-        caps = ts.QueryCursor(_query()).captures(self.tree.root_node)
+        caps, deep = query_captures(_query(), self.tree, source)
         self.calls = caps.get("call", [])
         self.functions = caps.get("fn", [])
         self.consts: dict[str, ts.Node] = {}
@@ -139,6 +139,7 @@ class _File:
                 row = call.start_point[0] + 1
                 self.module = (acc, f"setApiKey at {ctx.file}:{row} with {why}")
         self.out = FileFindings()
+        self.out.partial = deep
 
     def _use(self, decl: ts.Node) -> None:
         prefix = ""

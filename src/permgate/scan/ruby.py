@@ -16,7 +16,7 @@ import tree_sitter_ruby as ts_ruby
 from permgate.scan.common import Context, Project, fixed_account, key_account_why
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope, Unresolved
 from permgate.scan.sdk import table
-from permgate.scan.tsutil import event_uses, text
+from permgate.scan.tsutil import event_uses, query_captures, text
 
 _QUERY = """
 (call) @call
@@ -103,7 +103,7 @@ class _File:
         self.ctx = ctx
         self.source = source
         self.tree = _parser().parse(source)
-        caps = ts.QueryCursor(_query()).captures(self.tree.root_node)
+        caps, deep = query_captures(_query(), self.tree, source)
         self.calls = caps.get("call", [])
         self.functions = caps.get("fn", [])
         self.clients: dict[str, Client] = {}
@@ -124,6 +124,7 @@ class _File:
                 row = assign.start_point[0] + 1
                 self.module_account = (acc, f"Stripe.api_key set at {ctx.file}:{row} to {why}")
         self.out = FileFindings()
+        self.out.partial = deep
 
     def client_account(self, construct: ts.Node) -> Client:
         where = f"client built at {self.ctx.file}:{construct.start_point[0] + 1}"
