@@ -122,7 +122,12 @@ def _fake_checkout(tmp_path: Path) -> tuple[Path, Path]:
     log = tmp_path / "calls"
     python = root / ".venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
-    python.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\n')
+    # $FAIL names the pip command (install -r, or check) that fails, as pip would.
+    python.write_text(f'''#!/bin/sh
+echo "$*" >> "{log}"
+case "$*" in *"$FAIL"*) [ -n "$FAIL" ] && echo "pip: $FAIL failed" && exit 1;; esac
+exit 0
+''')
     python.chmod(python.stat().st_mode | stat.S_IXUSR)
     return root, log
 
@@ -155,3 +160,26 @@ def test_the_venv_is_set_up_again_exactly_when_the_lock_changes(tmp_path: Path) 
     assert "dev.txt" in installs("serve", PERMGATE_LOCK="dev")[0]
     done = _source(root, "serve", PERMGATE_LOCK="everything")
     assert done.returncode == 2 and "PERMGATE_LOCK must be serve or dev" in done.stderr
+
+
+def test_a_failed_install_or_an_incomplete_lock_stops_with_a_reason_and_no_stamp(
+    tmp_path: Path,
+) -> None:
+    """--no-deps trusts the lock: `pip check` after the install catches a dependency the
+    lock lacks (pyproject.toml changed without tools/lock.sh, or a platform's own need);
+    an install that fails (offline) says so. Neither writes the stamp, so the next run
+    tries again."""
+    root, log = _fake_checkout(tmp_path)
+    stamp = root / ".venv" / ".permgate-stamp"
+    done = _source(root, "serve", FAIL="pip check")
+    assert done.returncode == 1 and "pip: pip check failed" in done.stderr
+    assert "lacks what pyproject.toml asks for here" in done.stderr
+    assert "tools/lock.sh" in done.stderr and not stamp.exists()
+    assert "-e " + str(root) in log.read_text()  # it got as far as permgate itself
+    log.unlink()
+    done = _source(root, "serve", FAIL="--require-hashes")
+    assert done.returncode == 1 and "installing requirements/serve.txt failed" in done.stderr
+    assert len(log.read_text().splitlines()) == 1 and not stamp.exists()  # nothing after it
+    done = _source(root, "serve")
+    assert done.returncode == 0 and stamp.read_text().startswith("serve ")
+    assert "pip check" in log.read_text().splitlines()[-1]
