@@ -121,3 +121,26 @@ def test_serve_refuses_to_start_without_what_it_needs(tmp_path: Path) -> None:
         done = serve("--port", str(taken.getsockname()[1]))  # demo mode, port in use
     assert done.returncode == 2 and "cannot listen" in done.stderr
     assert "localstripe" not in done.stdout  # nothing was started
+
+
+def test_every_command_the_banner_prints_runs_this_permgate_on_its_database() -> None:
+    """Pasted as printed from any shell: each command starts with the permgate that served
+    (scripts/permgate's venv copy is not on PATH) and names the database as one word, even
+    when its path has spaces and quotes."""
+    import shlex
+    from types import SimpleNamespace
+
+    from permgate.gateway import demo
+
+    cli = shlex.quote("/home/o'brien/my clone/.venv/bin/permgate")
+    db_url = "sqlite:////home/o'brien/my clone/.permgate/permgate.db"
+    upstream = SimpleNamespace(url="http://127.0.0.1:1", log_path=Path("/l"))
+    app = demo.DemoApp("com.example.permgate-demo", "acct_demo", "sk_test_x")
+    text = demo.banner("http://127.0.0.1:2", upstream, app, db_url, cli)  # type: ignore[arg-type]
+    lines = [ln for ln in text.replace("\\\n", " ").splitlines() if " --db " in ln]
+    assert len(lines) == 5, text
+    for line in lines:  # from where the command starts, without the remark after it
+        command = re.sub(r"\s{3}\(.*\)$", "", line[max(line.find(cli), 0):])
+        words = shlex.split(command, comments=True)
+        assert words[0] == "/home/o'brien/my clone/.venv/bin/permgate", command
+        assert words[words.index("--db") + 1] == db_url, command
