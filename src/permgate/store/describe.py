@@ -32,11 +32,13 @@ ACCESS_WORDS = {
 
 def default_developer(app_id: str, name: str) -> str:
     """The developer's name when the upload named none: the domain a reverse-DNS app id
-    names (com.example.app -> example.com), else the app's name. Never a Unix user."""
+    names (com.example.app -> example.com), else the app's name, said to be unconfirmed.
+    Never a Unix user. The manifest is the developer's own text: an app id
+    `com.stripe.anything` must not read as "Developer: stripe.com"."""
     parts = app_id.split(".")
     if len(parts) >= 3 and all(parts):
-        return ".".join(reversed(parts[:-1]))
-    return name or app_id
+        return ".".join(reversed(parts[:-1])) + " (unconfirmed: taken from its app id)"
+    return (name or app_id) + " (unconfirmed: taken from its manifest)"
 
 
 def _clip(value: Any, limit: int = _MAX_TEXT) -> str:
