@@ -359,3 +359,15 @@ def test_every_real_world_manifest_that_uploads_has_a_consent_screen(tmp_path: P
             assert view.name in page or "&" in view.name or "<" in view.name
             shown += 1
     assert shown >= 20  # 44 of the 69 upload today
+
+
+def test_a_singular_title_is_it_not_them() -> None:
+    from permgate.store.describe import PermissionView
+
+    def can(title: str, level: str) -> str:
+        return PermissionView("x", level, title, "", "", ()).can
+
+    assert can("Balance", "read") == "Can see Balance, without changing it."
+    assert can("Quote", "write").endswith("and see it.")
+    assert can("Customers", "read") == "Can see Customers, without changing them."
+    assert can("Customers", "write").endswith("and see them.")

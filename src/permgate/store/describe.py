@@ -75,11 +75,13 @@ class PermissionView:
             tail = f" and {more} more" if more > 0 else ""
             return (f"Can receive event notifications, only about what it may see: "
                     f"{len(self.events)} kinds ({shown}{tail}).")
+        # Most titles are plurals ("Customers"); a dozen are not ("Balance", "Quote").
+        them = "them" if self.title.endswith("s") else "it"
         if self.level == "write":
             return (f"Can create and change {self.title} (update, cancel or delete where "
-                    f"Stripe allows it), and see them.")
+                    f"Stripe allows it), and see {them}.")
         if self.level == "read":
-            return f"Can see {self.title}, without changing them."
+            return f"Can see {self.title}, without changing {them}."
         return "Not a permission Stripe lists: it lets the app do nothing."
 
     @property
