@@ -172,14 +172,14 @@ def test_the_venv_is_set_up_again_exactly_when_the_lock_changes(tmp_path: Path) 
 def test_a_failed_install_or_an_incomplete_lock_stops_with_a_reason_and_no_stamp(
     tmp_path: Path,
 ) -> None:
-    """--no-deps trusts the lock: `pip check` after the install catches a dependency the
-    lock lacks (pyproject.toml changed without tools/lock.sh, or a platform's own need);
+    """--no-deps trusts the lock: resolving permgate[extras] against the venv alone after
+    the install catches a dependency the lock lacks (pyproject.toml changed without tools/lock.sh, or a platform's own need);
     an install that fails (offline) says so. Neither writes the stamp, so the next run
     tries again."""
     root, log = _fake_checkout(tmp_path)
     stamp = root / ".venv" / ".permgate-stamp"
-    done = _source(root, "serve", FAIL="pip check")
-    assert done.returncode == 1 and "pip: pip check failed" in done.stderr
+    done = _source(root, "serve", FAIL="--dry-run")
+    assert done.returncode == 1 and "pip: --dry-run failed" in done.stderr
     assert "lacks what pyproject.toml asks for here" in done.stderr
     assert "tools/lock.sh" in done.stderr and not stamp.exists()
     assert "-e " + str(root) in log.read_text()  # it got as far as permgate itself
@@ -189,4 +189,5 @@ def test_a_failed_install_or_an_incomplete_lock_stops_with_a_reason_and_no_stamp
     assert len(log.read_text().splitlines()) == 2 and not stamp.exists()  # nothing after it
     done = _source(root, "serve")
     assert done.returncode == 0 and stamp.read_text().startswith("serve ")
-    assert "pip check" in log.read_text().splitlines()[-1]
+    check = log.read_text().splitlines()[-1]  # with the set's extras, against the venv only
+    assert "--dry-run --no-index" in check and check.endswith(f"-e {root}[demo]")
