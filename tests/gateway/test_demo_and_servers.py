@@ -144,3 +144,13 @@ def test_every_command_the_banner_prints_runs_this_permgate_on_its_database() ->
         words = shlex.split(command, comments=True)
         assert words[0] == "/home/o'brien/my clone/.venv/bin/permgate", command
         assert words[words.index("--db") + 1] == db_url, command
+
+
+@pytest.mark.parametrize(("host", "url"), [
+    ("127.0.0.1", "http://127.0.0.1:8420"), ("0.0.0.0", "http://127.0.0.1:8420"),
+    ("::", "http://[::1]:8420"), ("::1", "http://[::1]:8420"),
+    ("gw.example", "http://gw.example:8420")])
+def test_the_banner_prints_an_address_a_browser_can_open(host: str, url: str) -> None:
+    from permgate.cli.gateway import reachable_url
+
+    assert reachable_url(host, 8420) == url
