@@ -173,9 +173,9 @@ def test_a_failed_install_or_an_incomplete_lock_stops_with_a_reason_and_no_stamp
     tmp_path: Path,
 ) -> None:
     """--no-deps trusts the lock: resolving permgate[extras] against the venv alone after
-    the install catches a dependency the lock lacks (pyproject.toml changed without tools/lock.sh, or a platform's own need);
-    an install that fails (offline) says so. Neither writes the stamp, so the next run
-    tries again."""
+    the install catches a dependency the lock lacks (pyproject.toml changed without
+    tools/lock.sh, or a platform's own need); an install that fails (offline) says so.
+    Neither writes the stamp, so the next run tries again."""
     root, log = _fake_checkout(tmp_path)
     stamp = root / ".venv" / ".permgate-stamp"
     done = _source(root, "serve", FAIL="--dry-run")
