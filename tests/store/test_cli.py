@@ -207,6 +207,18 @@ def test_a_default_database_path_with_url_characters_is_the_same_file(
     assert db.name in capsys.readouterr().out
 
 
+def test_a_relative_sqlite_url_with_a_query_is_made_absolute_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from permgate.store.engine import resolve_url
+
+    monkeypatch.chdir(tmp_path)
+    url = resolve_url("sqlite:///rel.db?timeout=5")
+    assert url.database == str(tmp_path / "rel.db") and url.query == {"timeout": "5"}
+    kept = resolve_url("sqlite:///file:rel.db?mode=ro&uri=true")
+    assert kept.database == "file:rel.db"  # SQLite's own URI: not a path of ours
+
+
 def test_db_upgrade_says_whether_it_created_upgraded_or_found_the_database_current(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

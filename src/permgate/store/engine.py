@@ -59,7 +59,9 @@ def resolve_url(url: str | None) -> URL:
         return parsed.set(drivername="postgresql+psycopg")
     if backend == "sqlite":
         path = sqlite_file(parsed)
-        if path is not None and not path.is_absolute() and not parsed.query:
+        # A query such as ?timeout=5 leaves the file as it is; ?uri=true makes the database
+        # a `file:` URI, which is SQLite's to read.
+        if path is not None and not path.is_absolute() and parsed.query.get("uri") != "true":
             return parsed.set(database=str(Path.cwd() / path))
         return parsed
     raise StoreError(
