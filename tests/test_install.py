@@ -122,7 +122,12 @@ def _fake_checkout(tmp_path: Path) -> tuple[Path, Path]:
     log = tmp_path / "calls"
     python = root / ".venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
-    python.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\n')
+    # $FAIL names the pip command (install -r, or check) that fails, as pip would.
+    python.write_text(f'''#!/bin/sh
+echo "$*" >> "{log}"
+case "$*" in *"$FAIL"*) [ -n "$FAIL" ] && echo "pip: $FAIL failed" && exit 1;; esac
+exit 0
+''')
     python.chmod(python.stat().st_mode | stat.S_IXUSR)
     return root, log
 
@@ -144,14 +149,45 @@ def test_the_venv_is_set_up_again_exactly_when_the_lock_changes(tmp_path: Path) 
         return log.read_text().splitlines() if log.exists() else []
 
     first = installs("serve")
-    assert "--require-hashes -r " + str(root / "requirements" / "serve.txt") in first[0]
-    assert "--no-deps" in first[1] and "-e " + str(root) in first[1]
+    # The locked setuptools first (source-only packages are built with it), then the set
+    # without build isolation, then permgate itself, then the check.
+    build = root / ".venv" / ".permgate-build.txt"
+    assert "--require-hashes -r " + str(build) in first[0]
+    assert build.read_text().startswith("setuptools==") and "--hash=sha256:" in build.read_text()
+    assert len(build.read_text().splitlines()) == 1 + build.read_text().count("--hash")
+    assert "--require-hashes --no-build-isolation -r " + str(
+        root / "requirements" / "serve.txt") in first[1]
+    assert "--no-deps" in first[2] and "-e " + str(root) in first[2]
     assert installs("serve") == []  # nothing changed: nothing installed
-    assert "dev.txt" in installs("dev")[0]  # more than serve's set
+    assert "dev.txt" in installs("dev")[1]  # more than serve's set
     assert installs("serve") == []  # the dev set holds the serve set
     with (root / "requirements" / "dev.txt").open("a") as f:
         f.write("# a new pin\n")
-    assert "serve.txt" in installs("serve")[0]  # the lock changed
-    assert "dev.txt" in installs("serve", PERMGATE_LOCK="dev")[0]
+    assert "serve.txt" in installs("serve")[1]  # the lock changed
+    assert "dev.txt" in installs("serve", PERMGATE_LOCK="dev")[1]
     done = _source(root, "serve", PERMGATE_LOCK="everything")
     assert done.returncode == 2 and "PERMGATE_LOCK must be serve or dev" in done.stderr
+
+
+def test_a_failed_install_or_an_incomplete_lock_stops_with_a_reason_and_no_stamp(
+    tmp_path: Path,
+) -> None:
+    """--no-deps trusts the lock: resolving permgate[extras] against the venv alone after
+    the install catches a dependency the lock lacks (pyproject.toml changed without
+    tools/lock.sh, or a platform's own need); an install that fails (offline) says so.
+    Neither writes the stamp, so the next run tries again."""
+    root, log = _fake_checkout(tmp_path)
+    stamp = root / ".venv" / ".permgate-stamp"
+    done = _source(root, "serve", FAIL="--dry-run")
+    assert done.returncode == 1 and "pip: --dry-run failed" in done.stderr
+    assert "lacks what pyproject.toml asks for here" in done.stderr
+    assert "tools/lock.sh" in done.stderr and not stamp.exists()
+    assert "-e " + str(root) in log.read_text()  # it got as far as permgate itself
+    log.unlink()
+    done = _source(root, "serve", FAIL="--no-build-isolation -r")
+    assert done.returncode == 1 and "installing requirements/serve.txt failed" in done.stderr
+    assert len(log.read_text().splitlines()) == 2 and not stamp.exists()  # nothing after it
+    done = _source(root, "serve")
+    assert done.returncode == 0 and stamp.read_text().startswith("serve ")
+    check = log.read_text().splitlines()[-1]  # with the set's extras, against the venv only
+    assert "--dry-run --no-index" in check and check.endswith(f"-e {root}[demo]")

@@ -116,7 +116,7 @@ def test_consent_pages_speak_to_an_administrator(store: Store, browser: NewBrows
     assert delivered, page
     assert "customer.created" in delivered.group(2) and "charge." not in delivered.group(2)
     # where data goes: an OAuth app's own servers receive what it reads
-    assert ("Its developer's servers (dev@app.example) receive what the app reads" in page
+    assert ("Its developer's servers receive what the app reads" in page
             and "its own servers hold the access token" in page)
     assert "connect-src" not in page and "outside domains" not in page
     assert "Its screens in your Dashboard may also send data to" in page
@@ -137,13 +137,31 @@ def test_an_upload_that_names_no_developer_is_not_shown_as_a_unix_user(
     b = browser()
     b.sign_in()
     page = b.get(INSTALL).text
-    assert "<dt>Developer</dt><dd>example.com</dd>" in page  # com.example.console's domain
+    # com.example.console's domain, but the manifest is the developer's own claim
+    assert ("<dt>Developer</dt><dd>example.com (unconfirmed: taken from its app id)</dd>"
+            in page)
     assert f"<dd>{getpass.getuser()}</dd>" not in page
     path.write_text(manifest_text("1.0.1", ["customer_read"]))
     assert main(["apps", "upload", str(path), "--developer", "Example Ltd",
                  "--db", store.url]) == 0
     assert "<dt>Developer</dt><dd>Example Ltd</dd>" in b.get(INSTALL).text
+    # Whatever the uploader names is text, never markup.
+    path.write_text(manifest_text("1.0.2", ["customer_read"]))
+    hostile = '<img src=x onerror="alert(1)">&amp; Co'
+    assert main(["apps", "upload", str(path), "--developer", hostile, "--db", store.url]) == 0
+    page = b.get(INSTALL).text
+    assert hostile not in page and "<img" not in page
+    assert ("<dd>&lt;img src=x onerror=&#34;alert(1)&#34;&gt;&amp;amp; Co</dd>" in page)
     capsys.readouterr()
+
+
+def test_a_manifest_cannot_name_its_developer_as_a_confirmed_one() -> None:
+    from permgate.store.describe import default_developer
+
+    assert default_developer("com.stripe.payments", "Stripe") == (
+        "stripe.com (unconfirmed: taken from its app id)")
+    assert default_developer("payments", "Stripe") == (
+        "Stripe (unconfirmed: taken from its manifest)")
 
 
 def test_cookies_are_secure_off_loopback(store: Store, browser: NewBrowser) -> None:
@@ -342,3 +360,15 @@ def test_every_real_world_manifest_that_uploads_has_a_consent_screen(tmp_path: P
             assert view.name in page or "&" in view.name or "<" in view.name
             shown += 1
     assert shown >= 20  # 44 of the 69 upload today
+
+
+def test_a_singular_title_is_it_not_them() -> None:
+    from permgate.store.describe import PermissionView
+
+    def can(title: str, level: str) -> str:
+        return PermissionView("x", level, title, "", "", ()).can
+
+    assert can("Balance", "read") == "Can see Balance, without changing it."
+    assert can("Quote", "write").endswith("and see it.")
+    assert can("Customers", "read") == "Can see Customers, without changing them."
+    assert can("Customers", "write").endswith("and see them.")

@@ -130,3 +130,36 @@ def test_serve_refuses_to_start_without_what_it_needs(
         done = serve("--port", str(taken.getsockname()[1]))  # demo mode, port in use
     assert done.returncode == 2 and "cannot listen" in done.stderr
     assert "localstripe" not in done.stdout  # nothing was started
+
+
+def test_every_command_the_banner_prints_runs_this_permgate_on_its_database() -> None:
+    """Pasted as printed from any shell: each command starts with the permgate that served
+    (scripts/permgate's venv copy is not on PATH) and names the database as one word, even
+    when its path has spaces and quotes."""
+    import shlex
+    from types import SimpleNamespace
+
+    from permgate.gateway import demo
+
+    cli = shlex.quote("/home/o'brien/my clone/.venv/bin/permgate")
+    db_url = "sqlite:////home/o'brien/my clone/.permgate/permgate.db"
+    upstream = SimpleNamespace(url="http://127.0.0.1:1", log_path=Path("/l"))
+    app = demo.DemoApp("com.example.permgate-demo", "acct_demo", "sk_test_x")
+    text = demo.banner("http://127.0.0.1:2", upstream, app, db_url, cli)  # type: ignore[arg-type]
+    lines = [ln for ln in text.replace("\\\n", " ").splitlines() if " --db " in ln]
+    assert len(lines) == 5, text
+    for line in lines:  # from where the command starts, without the remark after it
+        command = re.sub(r"\s{3}\(.*\)$", "", line[max(line.find(cli), 0):])
+        words = shlex.split(command, comments=True)
+        assert words[0] == "/home/o'brien/my clone/.venv/bin/permgate", command
+        assert words[words.index("--db") + 1] == db_url, command
+
+
+@pytest.mark.parametrize(("host", "url"), [
+    ("127.0.0.1", "http://127.0.0.1:8420"), ("0.0.0.0", "http://127.0.0.1:8420"),
+    ("::", "http://[::1]:8420"), ("::1", "http://[::1]:8420"),
+    ("gw.example", "http://gw.example:8420")])
+def test_the_banner_prints_an_address_a_browser_can_open(host: str, url: str) -> None:
+    from permgate.cli.gateway import reachable_url
+
+    assert reachable_url(host, 8420) == url

@@ -159,6 +159,66 @@ def test_default_database_and_env(
     assert main(["db", "upgrade"]) == 0 and other.is_file()
 
 
+@pytest.mark.parametrize("kind", ["file", "dangling link"])
+def test_a_permgate_entry_that_is_not_a_folder_is_refused_not_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    kind: str,
+) -> None:
+    """Skipping it would silently reach another database (a parent's, or the user's)."""
+    monkeypatch.delenv("PERMGATE_DB", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    project = tmp_path / "project"
+    (project / "sub").mkdir(parents=True)
+    if kind == "file":
+        (project / ".permgate").write_text("")
+    else:
+        (project / ".permgate").symlink_to(tmp_path / "gone")
+    monkeypatch.chdir(project / "sub")
+    assert main(["db", "upgrade"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"{project / '.permgate'} is not a folder" in err and err.count("\n") == 1
+    assert not (tmp_path / "data").exists() and not (tmp_path / "gone").exists()
+    (tmp_path / "elsewhere").mkdir()
+    if kind == "file":
+        (project / ".permgate").unlink()
+        (project / ".permgate").symlink_to(tmp_path / "elsewhere")
+    else:
+        (tmp_path / "gone").symlink_to(tmp_path / "elsewhere")
+    assert main(["db", "upgrade"]) == EXIT_OK  # a link to a folder is a chosen place
+    assert (tmp_path / "elsewhere" / "permgate.db").is_file()
+
+
+def test_a_default_database_path_with_url_characters_is_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`?`, `#`, `%` and `'` in the folder's name are part of the file's name, not a query,
+    a fragment or an escape; the printed URL names the same file when pasted back."""
+    folder = tmp_path / "it's #1 ?mode=ro %41"
+    (folder / ".permgate").mkdir(parents=True)
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("PERMGATE_DB", raising=False)
+    assert main(["db", "upgrade"]) == EXIT_OK
+    db = folder / ".permgate" / "permgate.db"
+    assert db.is_file() and sorted(p.name for p in tmp_path.iterdir()) == [folder.name]
+    out = capsys.readouterr().out
+    printed = out.removeprefix("database ").removesuffix(" created at the latest schema\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["db", "check", "--db", printed]) == EXIT_OK
+    assert db.name in capsys.readouterr().out
+
+
+def test_a_relative_sqlite_url_with_a_query_is_made_absolute_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from permgate.store.engine import resolve_url
+
+    monkeypatch.chdir(tmp_path)
+    url = resolve_url("sqlite:///rel.db?timeout=5")
+    assert url.database == str(tmp_path / "rel.db") and url.query == {"timeout": "5"}
+    kept = resolve_url("sqlite:///file:rel.db?mode=ro&uri=true")
+    assert kept.database == "file:rel.db"  # SQLite's own URI: not a path of ours
+
+
 def test_db_upgrade_says_whether_it_created_upgraded_or_found_the_database_current(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

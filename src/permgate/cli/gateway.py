@@ -187,12 +187,21 @@ def _serve_demo(settings: Any) -> int:
         settings = dataclasses.replace(
             settings, upstream=upstream.url, upstream_key=demo.DEMO_UPSTREAM_KEY,
             upstream_key_file=None)
-        url = f"http://{settings.host}:{settings.port}"
+        url = reachable_url(settings.host, settings.port)
         print(demo.banner(url, upstream, app, db_url, shell_command()), flush=True)
         run(settings)
     finally:
         upstream.stop()
     return EXIT_OK
+
+
+def reachable_url(host: str, port: int) -> str:
+    """The address the banner's commands and links use: a wildcard listen address is
+    reached on this machine's loopback (browsers refuse http://0.0.0.0), an IPv6 one in
+    brackets (http://:::8420 is no URL)."""
+    wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+    host = wildcard.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -345,7 +345,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--developer", default=None, metavar="NAME",
                    help="the developer's name, as administrators see it on the consent pages "
                    "and in the audit trail (default: the domain of a reverse-DNS app id, "
-                   "com.example.app -> example.com, else the app's name)")
+                   "com.example.app -> example.com, else the app's name, either shown as "
+                   "unconfirmed)")
     p.add_argument("--by", default=None, metavar="NAME",
                    help="the same as --developer (its older spelling)")
     add(apps_sub, "list", _apps_list, "list apps")

@@ -32,11 +32,13 @@ ACCESS_WORDS = {
 
 def default_developer(app_id: str, name: str) -> str:
     """The developer's name when the upload named none: the domain a reverse-DNS app id
-    names (com.example.app -> example.com), else the app's name. Never a Unix user."""
+    names (com.example.app -> example.com), else the app's name, said to be unconfirmed.
+    Never a Unix user. The manifest is the developer's own text: an app id
+    `com.stripe.anything` must not read as "Developer: stripe.com"."""
     parts = app_id.split(".")
     if len(parts) >= 3 and all(parts):
-        return ".".join(reversed(parts[:-1]))
-    return name or app_id
+        return ".".join(reversed(parts[:-1])) + " (unconfirmed: taken from its app id)"
+    return (name or app_id) + " (unconfirmed: taken from its manifest)"
 
 
 def _clip(value: Any, limit: int = _MAX_TEXT) -> str:
@@ -73,11 +75,13 @@ class PermissionView:
             tail = f" and {more} more" if more > 0 else ""
             return (f"Can receive event notifications, only about what it may see: "
                     f"{len(self.events)} kinds ({shown}{tail}).")
+        # Most titles are plurals ("Customers"); a dozen are not ("Balance", "Quote").
+        them = "them" if self.title.endswith("s") else "it"
         if self.level == "write":
             return (f"Can create and change {self.title} (update, cancel or delete where "
-                    f"Stripe allows it), and see them.")
+                    f"Stripe allows it), and see {them}.")
         if self.level == "read":
-            return f"Can see {self.title}, without changing them."
+            return f"Can see {self.title}, without changing {them}."
         return "Not a permission Stripe lists: it lets the app do nothing."
 
     @property

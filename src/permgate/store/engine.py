@@ -28,8 +28,16 @@ def default_database(start: Path | None = None) -> Path:
     command run anywhere outside a project reaches the same database as `serve` did."""
     here = Path.cwd() if start is None else start
     for folder in (here, *here.parents):
-        if (folder / PROJECT_FOLDER).is_dir():
-            return folder / PROJECT_FOLDER / DB_FILE
+        marker = folder / PROJECT_FOLDER
+        if marker.is_dir():
+            return marker / DB_FILE
+        if os.path.lexists(marker):
+            # A file or a dangling link where the project's folder should be: going on up
+            # (or to the user's database) would silently use another database than meant.
+            raise StoreError(
+                f"{marker} is not a folder (a file or a link to nothing): make it the "
+                "project's database folder, remove it, or name a database with --db",
+                "bad_database_url")
     return Path(envvars.user_data_home()) / "permgate" / DB_FILE
 
 
@@ -37,7 +45,11 @@ def resolve_url(url: str | None) -> URL:
     """`None` -> $PERMGATE_DB -> `default_database()`. A SQLite file is made absolute (as
     SQLite itself would read it from the current folder), so that what is printed (banner,
     messages) names the same file from any folder."""
-    text = url or envvars.DB.get() or f"sqlite:///{default_database()}"
+    text = url or envvars.DB.get()
+    if not text:
+        # Built from the path, not formatted into a URL: a folder named with `?`, `#` or
+        # `%` would otherwise be read as a query or an escape, i.e. another file.
+        return URL.create("sqlite", database=str(default_database()))
     try:
         parsed = make_url(text)
     except sa.exc.ArgumentError as e:
@@ -47,7 +59,9 @@ def resolve_url(url: str | None) -> URL:
         return parsed.set(drivername="postgresql+psycopg")
     if backend == "sqlite":
         path = sqlite_file(parsed)
-        if path is not None and not path.is_absolute() and not parsed.query:
+        # A query such as ?timeout=5 leaves the file as it is; ?uri=true makes the database
+        # a `file:` URI, which is SQLite's to read.
+        if path is not None and not path.is_absolute() and parsed.query.get("uri") != "true":
             return parsed.set(database=str(Path.cwd() / path))
         return parsed
     raise StoreError(

@@ -177,8 +177,8 @@ Consent pages ({u}/console/): this prints a sign-in link for {a}'s administrator
 
 Then: {cli} uninstall {demo.app_id} --account {a} --mode test --by you --role admin \\
         --db {db}   # and the first call is denied within a second.
-Events: permgate listen --app {demo.app_id} --forward-to localhost:3000/webhooks --db {db}
-and in another terminal: permgate trigger customer.created --db {db}   (received)
-                         permgate trigger charge.succeeded --db {db}   (not: charge_read)
+Events: {cli} listen --app {demo.app_id} --forward-to localhost:3000/webhooks --db {db}
+and in another terminal: {cli} trigger customer.created --db {db}   (received)
+                         {cli} trigger charge.succeeded --db {db}   (not: charge_read)
 Ctrl-C stops the gateway and localstripe.
 """
