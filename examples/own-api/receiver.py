@@ -14,7 +14,6 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-
 # Deliveries arrive on several threads at once: one write per line, under a lock, or two
 # lines could interleave (print writes the text and its newline separately).
 _OUT = threading.Lock()
