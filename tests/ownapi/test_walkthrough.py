@@ -17,6 +17,9 @@ import pytest
 from tests.ownapi.acme import EXAMPLE, write_dir
 from tests.test_readme import BIN, env_for, free_port, script, sh_blocks
 
+# The walkthrough starts the example API, its receiver and `permgate serve`: real processes.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 README = EXAMPLE / "README.md"
 INIT = "permgate init --from-openapi openapi.yaml --out acme-api --permissions objects"
 KEY_LINES = [
