@@ -294,6 +294,7 @@ def test_router_refuses_a_table_with_a_hostile_literal() -> None:
 
 # -- 5. YAML bounded before it is composed ------------------------------------------------------
 
+@pytest.mark.slow  # a subprocess under a memory cap
 def test_huge_flat_yaml_refused_in_small_memory(tmp_path: Path) -> None:
     """19 MB of `x: [0,0,...]` once took 3.4 GB: here under a 1 GB address-space limit."""
     spec = tmp_path / "flat.yaml"

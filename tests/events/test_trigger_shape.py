@@ -24,6 +24,9 @@ from permgate.events.outbox import on_install
 from permgate.events.trigger import BadApiVersion, sample_event, trigger
 from permgate.store import Store
 
+# Delivers through real processes to stripe-python's and stripe-node's verifiers.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 
 def test_triggered_events_carry_what_stripes_libraries_expect(
     store: Store, sealer: Sealer, rec: Receiver,

@@ -26,6 +26,10 @@ PROBE = ("import permgate.gateway as g, permgate.gateway.native as n, "
          "print(g.BUILD, n.__file__, l.__file__)")
 
 
+# Each test asks a fresh interpreter (or the build tool) what it imports: processes.
+pytestmark = pytest.mark.slow
+
+
 def _probe(**env: str) -> list[str]:
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
                          env={**os.environ, **env}, check=True, timeout=120)

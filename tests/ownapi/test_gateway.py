@@ -23,6 +23,9 @@ from permgate import manifest as manifest_mod
 from permgate.gateway.demo import free_port
 from permgate.store import Store
 
+# Starts the example API and `permgate serve`: real processes.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 ACCOUNT = "acct_acme1"
 
 
