@@ -53,6 +53,35 @@ class EventRule:
         return self.event_read_only or bool(self.permissions)
 
 
+def implication_closure(
+    rows: Iterable[tuple[str, str, str, Iterable[str]]],
+) -> dict[str, frozenset[str]]:
+    """Each permission -> what holding it satisfies: itself, its read twin if it is a write,
+    and every permission it implies, transitively (an implication on a row holds for both
+    levels). `rows`: (name, level, resource, implies). The catalog's rule, in one place for
+    whoever must know it before a Catalog exists (ownapi's generator)."""
+    table = list(rows)
+    names = {name for name, _, _, _ in table}
+    direct: dict[str, set[str]] = {}
+    for name, level, resource, implies in table:
+        d = set(implies)
+        twin = f"{resource}_read"
+        if level == "write" and twin in names:
+            d.add(twin)
+        direct[name] = d
+    implied: dict[str, frozenset[str]] = {}
+    for name in direct:
+        seen = {name}
+        stack = list(direct[name])
+        while stack:
+            n = stack.pop()
+            if n not in seen:
+                seen.add(n)
+                stack.extend(direct.get(n, ()))
+        implied[name] = frozenset(seen)
+    return implied
+
+
 class Catalog:
     """Permissions and event rules of one API (Stripe's by default).
 
@@ -88,26 +117,8 @@ class Catalog:
             for target in e.permissions:
                 if target not in perms:
                     raise ValueError(f"event {e.type} names unknown permission {target}")
-        # One permission's closure: itself, its read twin if it is a write, and every
-        # permission it implies, transitively (an implication on a row holds for both levels).
-        direct: dict[str, set[str]] = {}
-        for p in perms.values():
-            d = set(p.implies)
-            if p.level == "write":
-                twin = f"{p.resource}_read"
-                if twin in perms:
-                    d.add(twin)
-            direct[p.name] = d
-        implied: dict[str, frozenset[str]] = {}
-        for name in perms:
-            seen = {name}
-            stack = list(direct[name])
-            while stack:
-                n = stack.pop()
-                if n not in seen:
-                    seen.add(n)
-                    stack.extend(direct[n])
-            implied[name] = frozenset(seen)
+        implied = implication_closure(
+            (p.name, p.level, p.resource, p.implies) for p in perms.values())
         self._implied_by_one: Mapping[str, frozenset[str]] = MappingProxyType(implied)
         # Who satisfies a requirement, most specific first: itself, its write twin, then those
         # that imply it directly, then transitively; names break ties.
@@ -120,7 +131,7 @@ class Catalog:
                     return (0, p)
                 if perms[p].resource == perms[req].resource:
                     return (1, p)
-                if req in direct[p]:
+                if req in perms[p].implies:  # directly (a write's read twin shares its resource)
                     return (2, p)
                 return (3, p)
 

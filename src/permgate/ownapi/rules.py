@@ -23,6 +23,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from permgate.api.router import literal_reason
+from permgate.catalog.model import implication_closure
 from permgate.ownapi.spec import SpecError, deref
 
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
@@ -838,26 +839,10 @@ def _no_stray_twins(d: Deriver, perms: dict[str, dict[str, Any]]) -> None:
         row["rule"] += f"; resource {res} (so that it does not imply {twin})"
 
 
-def _closure(perms: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
-    """Each permission -> what holding it satisfies, as the catalog computes it."""
-    direct: dict[str, set[str]] = {}
-    for name, row in perms.items():
-        d = set(row["implies"])
-        twin = f"{row['resource']}_read"
-        if row["level"] == "write" and twin in perms:
-            d.add(twin)
-        direct[name] = d
-    out: dict[str, set[str]] = {}
-    for name in perms:
-        seen = {name}
-        stack = list(direct[name])
-        while stack:
-            n = stack.pop()
-            if n not in seen:
-                seen.add(n)
-                stack.extend(direct[n])
-        out[name] = seen
-    return out
+def _closure(perms: dict[str, dict[str, Any]]) -> dict[str, frozenset[str]]:
+    """Each permission -> what holding it satisfies, by the catalog's own rule."""
+    return implication_closure(
+        (name, row["level"], row["resource"], row["implies"]) for name, row in perms.items())
 
 
 def _readers(d: Deriver, ops: list[Op], perms: dict[str, dict[str, Any]]
