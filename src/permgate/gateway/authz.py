@@ -224,18 +224,8 @@ class AuthzGateway(Gateway):
         self.proxy = check.proxy
         # The native server's own fast path sends upstream: never here (checks answer).
         self.admit = _never
-        self.control.pool = None  # no upstream: readiness is the store's alone
-        self.control.readiness = self._ready  # type: ignore[method-assign]
-
-    async def _ready(self) -> dict[str, str]:
-        checks: dict[str, str] = {}
-        try:
-            assert self.resolver is not None
-            await asyncio.wait_for(self.resolver.check_database(), 2.0)
-            checks["database"] = "ok"
-        except Exception as e:
-            checks["database"] = f"error: {e or type(e).__name__}"
-        return checks
+        self.control.pool = None
+        self.control.upstream = False  # no upstream: readiness is the store's alone
 
     def listeners(self) -> tuple[Gateway, Gateway]:
         """(check, control): the check listener decides every request as a call; the

@@ -29,6 +29,7 @@ class Control:
         self.connect_timeout = connect_timeout
         self.resolver: Resolver | None = None
         self.pool: Pool | None = None
+        self.upstream = True  # False where nothing is forwarded (authz): readiness is the store's
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
@@ -79,6 +80,8 @@ class Control:
             checks["database"] = "ok"
         except Exception as e:
             checks["database"] = f"error: {e or type(e).__name__}"
+        if not self.upstream:
+            return checks
         try:
             assert self.pool is not None
             o = self.pool.origin
