@@ -80,7 +80,8 @@ def read_api_dir(directory: str | Path, *, check_spec: bool = False
             raise ApiDirError(f"{p}: larger than {MAX_TABLE >> 20} MiB")
     try:
         engine = load(*(str(paths[t]) for t in TABLES), name=profile.name,
-                      expand=ExpandReader(profile.expand_style, profile.expand_param))
+                      expand=ExpandReader(profile.expand_style, profile.expand_param,
+                                          profile.refuse_params))
     except ApiDirError:
         raise
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:

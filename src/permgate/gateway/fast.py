@@ -83,12 +83,13 @@ class FastPath:
         typed = False
         for name, value in headers:
             size += len(name) + len(value)
-            if name in FORWARD:
+            # The account header first: its client copy is read, never forwarded.
+            if name == account_name:
+                account_raw = value
+            elif name in FORWARD:
                 forward += (name, b": ", value, b"\r\n")
             elif name == b"authorization":
                 authorization = value
-            elif name == account_name:
-                account_raw = value
             elif name in _BODY_HEADERS:
                 if name != b"content-type" or typed:
                     return None
