@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from tests.ownapi.acme import EXAMPLE
-from tests.test_readme import BIN, env_for, free_port, script, sh_blocks
+from tests.test_readme import env_for, free_port, script, sh_blocks
 
 README = EXAMPLE / "README.md"
 INIT = "permgate init --from-openapi openapi.yaml --out acme-api --permissions objects"

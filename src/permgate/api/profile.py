@@ -86,6 +86,7 @@ class ApiProfile:
     spec: str | None = None  # the OpenAPI document (absolute), None for Stripe's curated tables
     spec_sha256: str | None = None
     directory: str | None = None  # the API DIR, None for the built-in Stripe profile
+    tables_sha256: str | None = None  # the five tables' fingerprint (read_api_dir sets it)
 
     @property
     def stripe(self) -> bool:

@@ -167,7 +167,49 @@ class Store:
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine, clock=clock)
+        store = cls(engine, clock=clock)
+        try:
+            store._check_api(claim=upgrade)
+        except BaseException:
+            engine.dispose()
+            raise
+        return store
+
+    def _check_api(self, *, claim: bool) -> None:
+        """Refuse a database set up for another API than this process's (`permgate.use_api`):
+        an own API's permission names can also be Stripe's, and its grants must not be
+        decided as another API's. `claim` (`db upgrade`, an upload): an unclaimed database
+        becomes this API's, and an own API's changed tables are accepted."""
+        import permgate
+
+        profile = permgate.api_profile()
+        name, tables = profile.name, profile.tables_sha256
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(state.c.api, state.c.api_tables)
+                               .where(state.c.id == 1)).first()
+        have, have_tables = (None, None) if row is None else (row[0], row[1])
+        if have is not None and have != name:
+            how = "--api DIR (or PERMGATE_API)" if have != "stripe" else \
+                "neither --api nor PERMGATE_API"
+            raise StoreError(f"this database belongs to the {have!r} API, not {name!r}: use "
+                             f"{how} with it, or another database (one API per database)",
+                             "api_mismatch")
+        if have is not None and have_tables != tables and not claim:
+            raise StoreError(f"the {name!r} API's tables changed since this database recorded "
+                             "them (its apps were consented under the old ones): check the "
+                             "changes, then run `permgate db upgrade` with the same --api to "
+                             "accept them", "api_tables_changed")
+        if claim and (have is None or have_tables != tables):
+            self.claim_api()
+
+    def claim_api(self) -> None:
+        """Record this process's API (and its tables' fingerprint) in the database."""
+        import permgate
+
+        profile = permgate.api_profile()
+        with self.engine.begin() as conn:
+            conn.execute(state.update().where(state.c.id == 1).values(
+                api=profile.name, api_tables=profile.tables_sha256))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -324,7 +366,19 @@ class Store:
         access_type = str(data.get("stripe_api_access_type") or "platform")
         name = str(data.get("name") or app_id)
         now = self._clock()
+        import permgate
+
+        profile = permgate.api_profile()
         with self._change(actor) as tx:
+            # The first upload claims an unclaimed database for this process's API (another
+            # process may have claimed it since this one opened it: checked in the same
+            # transaction).
+            tx.conn.execute(state.update().where(state.c.id == 1, state.c.api.is_(None))
+                            .values(api=profile.name, api_tables=profile.tables_sha256))
+            owner = tx.conn.execute(sa.select(state.c.api).where(state.c.id == 1)).scalar()
+            if owner != profile.name:
+                raise StoreError(f"this database belongs to the {owner!r} API, not "
+                                 f"{profile.name!r}", "api_mismatch")
             app = tx.conn.execute(
                 sa.select(apps).where(apps.c.app_id == app_id).with_for_update()
             ).mappings().first()
