@@ -164,6 +164,22 @@ REFUSED_PARAMS = frozenset({
 })
 
 
+def undeclared(query: str, declared: frozenset[str], own: str) -> str | None:
+    """The first key of `query` that is neither a declared parameter nor the API's own
+    expand parameter `own`, or None. A key is compared by its name before any `[`, after
+    one round of decoding (as the upstream reads it): `filter[status]` is `filter`'s."""
+    for part in query.split("&"):
+        key = part.partition("=")[0]
+        if not key:
+            continue
+        if "%" in key or "+" in key:
+            key = unquote_plus(key)
+        base = key.partition("[")[0]
+        if base not in declared and key != own:
+            return key
+    return None
+
+
 def param_word(key: str) -> str:
     """What a parameter name is compared with `REFUSED_PARAMS` as (see `_first_word`)."""
     return _first_word(key).strip("_")
