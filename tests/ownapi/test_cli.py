@@ -100,7 +100,7 @@ def test_manifests_are_checked_against_the_apis_catalog(
 def test_apps_install_and_trigger(acme: Path, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     db = f"sqlite:///{tmp_path / 'p.db'}"
-    assert run(capsys, "db", "upgrade", "--db", db)[0] == 0
+    assert run(capsys, "db", "upgrade", "--db", db)[0] == 0  # claimed for Stripe: no app yet
     for app, perms in (("com.example.orders", ["order_read", "event_read"]),
                        ("com.example.crm", ["customer_read", "event_read"])):
         m = tmp_path / f"{app}.json"

@@ -54,6 +54,17 @@ _RESERVED_HEADERS = FORWARDED_HEADERS | frozenset({
 })
 _RESERVED_PREFIXES = ("x-forwarded-", "proxy-", "sec-")
 
+# Paths the gateway serves itself (permgate/serve.py's mounts and gateway/control.py; a test
+# keeps them equal): an own API's operation there would never be reached.
+GATEWAY_PATHS = ("/healthz", "/readyz", "/metrics", "/v1/oauth/token", "/webhooks/upstream")
+GATEWAY_PREFIXES = ("/admin", "/console", "/oauth")
+
+
+def gateway_path(template: str) -> bool:
+    """Whether the gateway answers requests to `template` itself (never forwarded)."""
+    return template in GATEWAY_PATHS or template in GATEWAY_PREFIXES or template.startswith(
+        tuple(p + "/" for p in GATEWAY_PREFIXES))
+
 
 class ApiDirError(PermgateError, ValueError):
     """An API DIR (or its api.toml) that cannot be used; the message names the file."""

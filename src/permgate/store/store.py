@@ -187,7 +187,10 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(state.c.api, state.c.api_tables)
                                .where(state.c.id == 1)).first()
-        have, have_tables = (None, None) if row is None else (row[0], row[1])
+            have, have_tables = (None, None) if row is None else (row[0], row[1])
+            if have is not None and have != name and not conn.execute(
+                    sa.select(sa.exists().select_from(apps))).scalar():
+                have = None  # no app yet: nothing was consented under the other API
         if have is not None and have != name:
             how = "--api DIR (or PERMGATE_API)" if have != "stripe" else \
                 "neither --api nor PERMGATE_API"
@@ -373,8 +376,10 @@ class Store:
             # The first upload claims an unclaimed database for this process's API (another
             # process may have claimed it since this one opened it: checked in the same
             # transaction).
-            tx.conn.execute(state.update().where(state.c.id == 1, state.c.api.is_(None))
-                            .values(api=profile.name, api_tables=profile.tables_sha256))
+            tx.conn.execute(state.update().where(
+                state.c.id == 1, sa.or_(state.c.api.is_(None),
+                                        ~sa.exists().select_from(apps)))
+                .values(api=profile.name, api_tables=profile.tables_sha256))
             owner = tx.conn.execute(sa.select(state.c.api).where(state.c.id == 1)).scalar()
             if owner != profile.name:
                 raise StoreError(f"this database belongs to the {owner!r} API, not "
