@@ -156,12 +156,29 @@ def _subset(value: list[Any], options: tuple[str, ...], where: str, key: str
 
 
 def _url(value: str, where: str, key: str) -> str:
+    """An http(s)://host[:port][/prefix] URL, re-composed from its checked parts."""
+    bad = (f"{key} must be an http(s)://host[:port][/prefix] URL without credentials, "
+           f"query, fragment or dot segments, not {value[:80]!r}")
+    # Only RFC 3986's characters (no space, control, quote, backslash...): urlsplit would
+    # silently drop a CR/LF/TAB, and a space would end up in the request line.
+    if len(value) > 2048 or not re.fullmatch(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+", value):
+        raise _fail(where, bad)
     parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        raise _fail(where, f"{key} has a port outside 1..65535: {value[:80]!r}") from None
+    segments = parts.path.split("/")[1:]
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
-            or parts.fragment or parts.username or len(value) > 2048:
-        raise _fail(where, f"{key} must be an http(s)://host[:port][/prefix] URL without "
-                    f"credentials, query or fragment, not {value[:80]!r}")
-    return value
+            or parts.fragment or "@" in parts.netloc or parts.username is not None \
+            or parts.password is not None or port == 0 or "?" in value or "#" in value \
+            or any(s in (".", "..") for s in segments) or "%" in parts.netloc:
+        raise _fail(where, bad)
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    return f"{parts.scheme}://{host}{'' if port is None else f':{port}'}" \
+        f"{parts.path.rstrip('/')}"
 
 
 def parse_api_toml(text: str, directory: str | Path, where: str = "api.toml") -> ApiProfile:
@@ -271,12 +288,29 @@ def read_profile(directory: str | Path) -> ApiProfile:
     return parse_api_toml(text, d, str(path))
 
 
+MAX_SPEC = 20 * 1024 * 1024  # init's limit (ownapi/spec.py MAX_BYTES): no larger spec was read
+
+
 def spec_digest(path: str | Path) -> str:
+    """sha256 of a regular file of at most MAX_SPEC bytes (a FIFO or /dev/zero would hang
+    every command); OSError otherwise."""
     import hashlib
+    import os
+    import stat
 
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(0, "not a regular file")
+        if st.st_size > MAX_SPEC:
+            raise OSError(0, f"larger than {MAX_SPEC} bytes")
+        read = 0
         for chunk in iter(lambda: f.read(1 << 20), b""):
+            read += len(chunk)
+            if read > MAX_SPEC:
+                raise OSError(0, f"larger than {MAX_SPEC} bytes")
             h.update(chunk)
     return h.hexdigest()
 

@@ -51,13 +51,20 @@ def _own_api(settings: Any) -> tuple[Any, tuple[str, ...]]:
     default of --upstream. No demo mode: the API is the user's own. Also the modes an
     untagged upstream credential serves."""
     import permgate
+    from permgate.api.profile import gateway_path
     from permgate.gateway import ConfigError
     from permgate.gateway.config import _check as check
 
     try:
-        _, profile = permgate.use_api(settings.api, check_spec=True)
+        engine, profile = permgate.use_api(settings.api, check_spec=True)
     except permgate.ApiDirError as e:
         raise CliError(str(e)) from None
+    shadowed = sorted({op.path for op in engine.operations if gateway_path(op.path)})
+    if shadowed:
+        raise CliError(f"--api {settings.api}: the gateway serves {shadowed[0]} itself (health, "
+                       "metrics, admin, consent pages, OAuth or webhook ingest), so the API's "
+                       f"operation there would never be reached ({len(shadowed)} such path(s)):"
+                       " serve the API under a base path")
     if not profile.account_header:
         if not profile.single_tenant:
             raise CliError(

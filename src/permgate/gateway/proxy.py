@@ -343,7 +343,7 @@ class FullPath:
         headers = [*(errors.PROBLEM_HEADERS if self.problem else errors.JSON_HEADERS),
                    (b"request-id", rec["request_id"].encode("ascii"))]
         if status == 401:
-            headers.append((b"www-authenticate", b'Bearer realm="permgate"'))
+            headers.extend(self.calls.challenges)
         await reply.send(status, headers, body)
         self.metrics.response(status)
         if outcome == "unauthenticated":
