@@ -505,3 +505,46 @@ def test_serve_refuses_shadowed_operation_paths(tmp: Path, rec: Recorder) -> Non
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "serves /metrics itself" in lines[0], lines
+
+
+# -- brief item 11: `permgate authz --api DIR` ---------------------------------------------------
+
+def test_authz_removals_follow_the_apis_account_header() -> None:
+    from permgate.gateway.authz import removals
+
+    client = [(b"authorization", b"Bearer k"), (b"acme-account", b"a"),
+              (b"stripe-account", b"acct_2"), (b"idempotency-key", b"i")]
+    assert removals(client, account=True, content_type=False,
+                    account_name=b"acme-account") == b"stripe-account"
+    assert removals(client, account=False, content_type=False,
+                    account_name=b"acme-account") == b"acme-account,stripe-account"
+
+
+@pytest.mark.e2e
+def test_authz_decides_for_the_api(tmp: Path, rec: Recorder) -> None:
+    from tests.gateway.envoyproc import run_authz
+
+    from permgate.gateway.authz import REMOVE
+
+    d, url, _, sk = _setup(tmp, rec.url, "authz")
+    auth = {"Authorization": f"Bearer {sk}", "Acme-Account": ACCOUNT}
+    with run_authz(url, tmp, ["--api", str(d)]) as authz:
+        check = f"http://127.0.0.1:{authz.port}"
+        r = httpx.get(check + "/v1/orders/ord_1", headers={**auth, "Stripe-Account": "acct_x"},
+                      timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.headers["acme-account"] == ACCOUNT and "stripe-account" not in r.headers
+        assert "stripe-account" in r.headers[REMOVE.decode()].split(",")
+        r = httpx.get(check + "/v1/customers", headers=auth, timeout=10)
+        assert r.status_code == 403 and "authorization" not in r.headers
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert "'customer_read'" in r.json()["detail"]
+        r = httpx.get(check + "/v1/orders/ord_1?include=customer", headers=auth, timeout=10)
+        assert r.status_code == 400, r.text
+    # The same refusals as serve: no account header without single_tenant.
+    d2 = write_dir(tmp / "authz-noaccount", upstream=rec.url, account_header='""')
+    r = subprocess.run([str(BIN / "permgate"), "authz", "--api", str(d2), "--db", url,
+                        "--port", str(free_port()), "--control-port", str(free_port())],
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PERMGATE_UPSTREAM_KEY": UPSTREAM_KEY})
+    assert r.returncode == 2 and "single_tenant = true" in r.stderr, r.stderr

@@ -45,7 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
     return _serve_demo(settings)
 
 
-def _own_api(settings: Any) -> tuple[Any, tuple[str, ...]]:
+def _own_api(settings: Any, *, upstream: bool = True) -> tuple[Any, tuple[str, ...]]:
     """`--api DIR`: refuse a DIR that cannot be used or whose spec changed since `init`
     (with the command to run again), before anything starts; its api.toml's upstream is the
     default of --upstream. No demo mode: the API is the user's own. Also the modes an
@@ -73,7 +73,7 @@ def _own_api(settings: Any) -> tuple[Any, tuple[str, ...]]:
                 "data: set account_header to the header your API reads the account from, or "
                 "say [edge] single_tenant = true if the upstream serves one tenant")
         warn_single_tenant(settings.api)
-    if settings.upstream is None:
+    if upstream and settings.upstream is None:
         if profile.upstream_url is None:
             raise CliError(f"--api {settings.api}: its api.toml has no [upstream] url: give "
                            "--upstream URL")
@@ -116,7 +116,6 @@ def _check_tenancy(url: str | None) -> None:
 AUTHZ_SKIPS = frozenset({
     "upstream", "connect_timeout", "upstream_timeout", "pool_size", "pool_per_app", "server",
     "demo_account", "webhook_secret", "webhook_account", "admin_token",
-    "api",  # authz decides for Stripe's API only, for now (docs/own-api.md)
 })
 
 
@@ -129,19 +128,21 @@ def _authz(args: argparse.Namespace) -> int:
                              if s.flag and s.name not in AUTHZ_SKIPS}
     try:
         settings = resolve(flags, config_path=args.config)
-        if settings.api:  # from PERMGATE_API or the config file: authz would half-honour it
-            raise CliError("permgate authz decides for Stripe's API only, for now: unset "
-                           "PERMGATE_API (or the config file's api)")
+        untagged = None
+        if settings.api:  # the same checks as serve's; Envoy owns the upstream
+            settings, untagged = _own_api(settings, upstream=False)
         control_port = settings.port + 1 if args.control_port is None else args.control_port
         if not 0 < control_port < 65536 or control_port == settings.port:
             raise CliError(f"--control-port must be 1..65535 and not --port, not {control_port}")
         _check_port(settings.host, settings.port)
         _check_port(settings.host, control_port)
-        if not upstream_keys(settings):
+        if not upstream_keys(settings, untagged=untagged):
             raise CliError("authz needs the upstream's secret key, which it hands Envoy for "
                            "allowed calls: --upstream-key-file PATH or PERMGATE_UPSTREAM_KEY")
         token = _check_token(args.check_token_file)
         _check_store(settings.db)
+        if settings.api:
+            _check_tenancy(settings.db)
         run(settings, control_port, check_token=token)
     except ConfigError as e:
         raise CliError(str(e)) from None
