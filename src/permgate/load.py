@@ -7,6 +7,7 @@ the generated files, see docs/architecture.md) through the same function.
 from __future__ import annotations
 
 import dataclasses
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +78,10 @@ def read_api_dir(directory: str | Path, *, check_spec: bool = False
     fingerprint = hashlib.sha256()
     for p in paths.values():
         try:
-            if not p.is_file():
+            st = p.stat()
+            if not stat.S_ISREG(st.st_mode):
                 raise ApiDirError(f"{p}: not a regular file")
-            size = p.stat().st_size
+            size = st.st_size
             if size > MAX_TABLE:
                 raise ApiDirError(f"{p}: larger than {MAX_TABLE >> 20} MiB")
             data = p.read_bytes()
