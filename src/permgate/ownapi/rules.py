@@ -603,6 +603,7 @@ def derive(doc: dict[str, Any], where: str, *, style: Style = "auto",
     auth, up_auth = _auth(d)
     encodings = _encodings(doc)
     expand_style, expand_param = _expand_style(doc, expansions, stripe_style)
+    _flag_refused_params(d, ops, expand_style, expand_param)
     perm_rows = [perms[k] for k in sorted(perms)]
     op_rows = []
     for o in ops:
@@ -862,3 +863,20 @@ def _shadowed(path: str) -> bool:
     from permgate.api.profile import gateway_path
 
     return gateway_path(path)
+
+
+def _flag_refused_params(d: Deriver, ops: list[Op], style: str, param: str) -> None:
+    """A declared query parameter named like an expansion (include, embed, fields, ...) is
+    refused by the gateway in every style but Stripe's, unless it is the expand parameter:
+    say so, since calls that use it will get a 400."""
+    if style == "stripe":
+        return
+    from permgate.api.params import REFUSED_PARAMS, param_word
+
+    for o in ops:
+        for name in o.query_params or ():
+            if name != param and param_word(name) in REFUSED_PARAMS:
+                d.flag("parameters", f"{o.method} {o.path}",
+                       f"query parameter {name!r} reads as an expansion: the gateway refuses "
+                       "it (400) unless the document marks it with x-permgate-expand "
+                       "(then it is the API's expand parameter)")
