@@ -548,3 +548,58 @@ def test_authz_decides_for_the_api(tmp: Path, rec: Recorder) -> None:
                        capture_output=True, text=True, timeout=60,
                        env={**os.environ, "PERMGATE_UPSTREAM_KEY": UPSTREAM_KEY})
     assert r.returncode == 2 and "single_tenant = true" in r.stderr, r.stderr
+
+
+# -- init's part: declared parameters, and REVIEW.md flags ----------------------------------------
+
+TINY = """openapi: 3.1.0
+info: {title: Tiny, version: '1'}
+servers: [{url: 'https://tiny.example.com'}]
+components:
+  securitySchemes:
+    oauth:
+      type: oauth2
+      flows: {clientCredentials: {tokenUrl: 'https://tiny.example.com/t',
+              scopes: {things.read: Read things}}}
+paths:
+  /things/{thing}:
+    get:
+      operationId: getThing
+      security: [{oauth: [things.read]}]
+      parameters:
+        - {name: thing, in: path, required: true, schema: {type: string}}
+        - {name: include, in: query, schema: {type: string}}
+        - {name: limit, in: query, schema: {type: integer}}
+      responses:
+        '200': {description: A thing, content: {application/json: {schema:
+                {type: object, properties: {id: {type: string}}}}}}
+  /metrics:
+    get:
+      operationId: metrics
+      security: [{oauth: [things.read]}]
+      parameters:
+        - {name: filter, in: query, schema: {type: object}}
+      responses:
+        '200': {description: Metrics}
+"""
+
+
+def test_init_writes_declared_parameters_and_flags_the_edge(tmp_path: Path) -> None:
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY)
+    out = tmp_path / "tiny-api"
+    r = subprocess.run([str(BIN / "permgate"), "init", "--from-openapi", str(spec), "--out",
+                        str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = {row["path"]: row for row in json.loads(
+        (out / "operations.json").read_text())["operations"]}
+    assert rows["/things/{thing}"]["query_params"] == ["include", "limit"]
+    assert "query_params" not in rows["/metrics"]  # a form-exploded object: not nameable
+    review = (out / "REVIEW.md").read_text()
+    for text in ("every install acts on the same upstream data", "reads as an expansion",
+                 "the gateway serves this path itself", "cannot be named"):
+        assert text in review, text
+    engine, _ = permgate.read_api_dir(out)
+    d = engine.decide("GET", "/things/t1?limit=2&sort=x", None, ["things.read"])
+    assert d.kind == "bad_request" and "'sort'" in d.message
+    assert engine.decide("GET", "/things/t1?limit=2", None, ["things.read"]).allowed
