@@ -182,6 +182,8 @@ def undeclared(query: str, declared: frozenset[str], own: str) -> str | None:
 
 def param_word(key: str) -> str:
     """What a parameter name is compared with `REFUSED_PARAMS` as (see `_first_word`)."""
+    if key.isascii() and key.isidentifier():  # the common case: one plain word
+        return key.lower().strip("_")
     return _first_word(key).strip("_")
 
 class ExpandReader:
