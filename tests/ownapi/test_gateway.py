@@ -149,8 +149,8 @@ def test_denied_calls_name_the_permission_as_problem_json(
     assert "'order_read'" in str(doc["detail"])
     doc = _problem(call(gateway, orders, "GET", "/v1/products"), 403)
     assert "'product_read'" in str(doc["detail"])
-    # The expansion is decided too: crm may read customers, not orders; orders may read
-    # both; an app with only order_write could not expand the customer.
+    # crm may read customers, not orders. (An expansion refused end to end, never
+    # forwarded: tests/ownapi/test_edge_review.py, against a recording upstream.)
     assert call(gateway, crm, "GET", "/v1/customers/cus_1").status_code == 200
 
 
