@@ -178,8 +178,8 @@ class Store:
     def _check_api(self, *, claim: bool) -> None:
         """Refuse a database set up for another API than this process's (`permgate.use_api`):
         an own API's permission names can also be Stripe's, and its grants must not be
-        decided as another API's. `claim` (`db upgrade`, an upload): an unclaimed database
-        becomes this API's, and an own API's changed tables are accepted."""
+        decided as another API's. A database without apps becomes this API's; `claim`
+        (`db upgrade`): an own API's changed tables are accepted."""
         import permgate
 
         profile = permgate.api_profile()
@@ -202,7 +202,10 @@ class Store:
                              "them (its apps were consented under the old ones): check the "
                              "changes, then run `permgate db upgrade` with the same --api to "
                              "accept them", "api_tables_changed")
-        if claim and (have is None or have_tables != tables):
+        # An unclaimed (or empty) database is this API's from its first open on: the apps
+        # uploaded next are consented under this API.
+        if (have is None or (claim and have_tables != tables)) and (
+                row is None or (row[0], row[1]) != (name, tables)):
             self.claim_api()
 
     def claim_api(self) -> None:
@@ -369,21 +372,7 @@ class Store:
         access_type = str(data.get("stripe_api_access_type") or "platform")
         name = str(data.get("name") or app_id)
         now = self._clock()
-        import permgate
-
-        profile = permgate.api_profile()
         with self._change(actor) as tx:
-            # The first upload claims an unclaimed database for this process's API (another
-            # process may have claimed it since this one opened it: checked in the same
-            # transaction).
-            tx.conn.execute(state.update().where(
-                state.c.id == 1, sa.or_(state.c.api.is_(None),
-                                        ~sa.exists().select_from(apps)))
-                .values(api=profile.name, api_tables=profile.tables_sha256))
-            owner = tx.conn.execute(sa.select(state.c.api).where(state.c.id == 1)).scalar()
-            if owner != profile.name:
-                raise StoreError(f"this database belongs to the {owner!r} API, not "
-                                 f"{profile.name!r}", "api_mismatch")
             app = tx.conn.execute(
                 sa.select(apps).where(apps.c.app_id == app_id).with_for_update()
             ).mappings().first()

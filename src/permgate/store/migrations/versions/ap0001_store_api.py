@@ -7,7 +7,7 @@ API it was set up for (`Store.open` refuses another) and, for an own API, the sh
 five tables (a re-generated DIR is accepted by `permgate db upgrade --api DIR` only).
 
 Databases that already hold apps were made for Stripe's API (the only one before): they get
-`stripe`. An empty one is claimed by the first `db upgrade` or upload.
+`stripe`. An empty one is the API's of the command that opens it.
 
 Revision ID: ap0001_store_api
 Revises: ev0004_delivery_leases
