@@ -3,10 +3,13 @@ off, nginx as a plain reverse proxy, and a plain uvloop + httptools proxy (the P
 ceiling, bench/gateway/ceiling.py), all to one trivial upstream on 127.0.0.1.
 
     scripts/bench gateway [--duration 10] [--connections 32] [--workers 1] [--rounds 3]
-        [--variants enforce,no-enforce,nginx,ceiling] [--json bench/results/gateway.json]
+        [--variants enforce,enforce-pure,no-enforce,nginx,ceiling]
+        [--json bench/results/gateway.json]
         [--profile SECONDS]
 
-`enforce` is `permgate serve` on its default (native) server; `no-enforce` the same server
+`enforce` is `permgate serve` on its default (native) server, on the compiled call path when
+it is built (tools/build_compiled.py), `enforce-pure` the same on the pure-Python modules
+(PERMGATE_PURE=1); `no-enforce` the same server
 and process model with enforcement off (bench/gateway/variants.py builds it: the product
 has no such switch). Extra variants: `granian`, `uvicorn` (`permgate serve --server ...`),
 `enforce-api` (`permgate serve --api DIR` on the example API's DIR, examples/own-api: its
@@ -39,7 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.gateway.nginx import nginx_binary, write_config
 
+from permgate import envvars
 from permgate import manifest as manifest_mod
+from permgate.gateway import BUILD
 from permgate.store import Store
 
 BIN = Path(sys.executable).parent
@@ -145,10 +150,11 @@ def run_wrk(url: str, key: str, duration: int, connections: int, threads: int,
     return Result("", rps, p50, p99, errors)
 
 
-VARIANTS = ("enforce", "no-enforce", "nginx", "ceiling", "granian", "uvicorn", "enforce-direct",
-            "enforce-api")
+VARIANTS = ("enforce", "enforce-pure", "no-enforce", "nginx", "ceiling", "granian", "uvicorn",
+            "enforce-direct", "enforce-api")
 LABELS = {
-    "enforce": "permgate, enforcing", "no-enforce": "permgate, enforcement off",
+    "enforce": "permgate, enforcing", "enforce-pure": "enforcing, pure Python",
+    "no-enforce": "permgate, enforcement off",
     "nginx": "nginx", "ceiling": "Python ceiling", "granian": "permgate on granian",
     "uvicorn": "permgate on uvicorn", "enforce-direct": "enforcing, bench launcher",
     "enforce-api": "enforcing, own API (--api)",
@@ -180,6 +186,8 @@ def gateway_cmd(variant: str, port: int, upstream: str, db: str, key_file: Path,
         flags += ["--server", variant]
     if variant == "enforce-api":
         flags += ["--api", str(api_dir(key_file.parent))]
+    if variant == "enforce-pure":  # the same server on the pure-Python call path
+        return ["env", f"{envvars.PURE.name}=1", str(BIN / "permgate"), "serve", *flags]
     return [str(BIN / "permgate"), "serve", *flags]
 
 
@@ -284,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=1, help="wrk threads")
     p.add_argument("--workers", type=int, default=1, help="gateway workers = nginx workers")
-    p.add_argument("--variants", default="enforce,no-enforce,nginx,ceiling",
+    p.add_argument("--variants", default="enforce,enforce-pure,no-enforce,nginx,ceiling",
                    help="comma-separated, of: " + ", ".join(VARIANTS))
     p.add_argument("--rounds", type=int, default=3,
                    help="runs per variant, interleaved; the median run is reported")
@@ -303,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench gateway: {' and '.join(missing)} not installed; this benchmark needs "
               "both (Debian: apt-get install -y wrk nginx-light)", file=sys.stderr)
         return 2
+    print(f"the gateway's call path: {BUILD} (enforce-pure: pure Python, {envvars.PURE.name}=1)")
     with tempfile.TemporaryDirectory(prefix="permgate-bench-") as tmp:
         folder = Path(tmp)
         db, key = setup_store(folder)
@@ -340,15 +349,17 @@ def main(argv: list[str] | None = None) -> int:
         ratios["own_api_vs_stripe"] = ratio
         print(f"own API (--api) / Stripe's profile: {ratio:.2f}x requests/s, CPU/request "
               f"{by['enforce-api'].cpu_us:.1f} vs {by['enforce'].cpu_us:.1f} us (goal: no loss)")
-    for peer, goal in (("nginx", "goal >= 0.8x, p99 within 1 ms"), ("ceiling", "")):
-        if "enforce" in by and peer in by and by[peer].rps > 0:
-            ratio = by["enforce"].rps / by[peer].rps
-            gap = by["enforce"].p99_ms - by[peer].p99_ms
-            ratios[f"rps_vs_{peer}"] = ratio
-            ratios[f"p99_gap_{peer}_ms"] = gap
-            print(f"gateway / {LABELS[peer]}: {ratio:.2f}x requests/s; p99 "
-                  f"{by['enforce'].p99_ms:.2f} ms vs {by[peer].p99_ms:.2f} ms ({gap:+.2f} ms)"
-                  + (f"  [{goal}]" if goal else ""))
+    for mine, tag in (("enforce", ""), ("enforce-pure", "_pure")):
+        for peer, goal in (("nginx", "goal >= 0.8x, p99 within 1 ms"), ("ceiling", "")):
+            if mine in by and peer in by and by[peer].rps > 0:
+                ratio = by[mine].rps / by[peer].rps
+                gap = by[mine].p99_ms - by[peer].p99_ms
+                ratios[f"rps{tag}_vs_{peer}"] = ratio
+                ratios[f"p99{tag}_gap_{peer}_ms"] = gap
+                print(f"gateway ({BUILD if mine == 'enforce' else 'pure'}) / {LABELS[peer]}: "
+                      f"{ratio:.2f}x requests/s; p99 {by[mine].p99_ms:.2f} ms vs "
+                      f"{by[peer].p99_ms:.2f} ms ({gap:+.2f} ms)"
+                      + (f"  [{goal}]" if goal and mine == "enforce" else ""))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(

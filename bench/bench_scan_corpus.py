@@ -3,6 +3,7 @@
     scripts/bench scan_corpus --corpus /work/corpus
     scripts/bench scan_corpus --corpus /work/corpus --data ../shared/data/scan-dev-corpus.json -v
     scripts/bench scan_corpus --corpus DEV_DIR --heldout-corpus HELD_DIR   # + the held-out corpus
+    scripts/bench scan_corpus --corpus DEV_DIR --heldout-corpus HELD_DIR --heldout2-corpus NEW_DIR
 
 "needs" on the development apps is scored against (granted - unused) | missing from the corpus
 list (what the code needs, as the manifest grants it), and the scan's covered | missing.
@@ -11,6 +12,12 @@ The held-out corpus (`bench/data/scan-heldout.json`, issue 25: public backends t
 and are not Stripe Apps) has no manifests: its truth is what the app's accounts' traffic needs;
 the scan's `needed` (no manifest) is scored against it, per half, the held-back half printed
 last. There "missing" is "needs" against an empty manifest and "unused" does not apply.
+It holds two corpora with their own splits: the first (halves `dev`, `held`, code in
+`HELD_DIR/<repo name>`) and the second, Connect and OAuth platforms (halves `new-dev`, `new-held`,
+code in `NEW_DIR/<owner+name>`, the entry's `dir`). Printed in this order: old dev half, old
+held-back half, new dev half, new held-back half (last). `--dev-only` leaves both held-back halves
+out (to develop against the dev halves without looking at the held-back ones). Entries whose
+`needs` is null (dropped by the written split rule, or not labelled) are not scored.
 
 The corpus file (`scan-dev-corpus.json` in the shared data folder) lists public apps (repo,
 commit, manifest, where to run the scan) with the verdict a careful reading gives. Their code is
@@ -75,6 +82,10 @@ def main() -> int:
     ap.add_argument("-v", "--verbose", action="store_true", help="print each app's findings")
     ap.add_argument("--heldout-corpus", help="folder holding the held-out backends, one each")
     ap.add_argument("--heldout", default=str(HELDOUT), help="the held-out list")
+    ap.add_argument("--heldout2-corpus",
+                    help="folder holding the second held-out corpus (default: --heldout-corpus)")
+    ap.add_argument("--dev-only", action="store_true",
+                    help="score only the dev halves of the held-out corpora")
     args = ap.parse_args()
     data_path = _data_path(args.data)
     corpus = Path(args.corpus)
@@ -83,8 +94,7 @@ def main() -> int:
         return 0
     if not corpus.is_dir():
         print(f"scan_corpus: skipped: no corpus folder at {corpus} (see the docstring)")
-        if args.heldout_corpus:
-            _heldout(Path(args.heldout), Path(args.heldout_corpus))
+        _heldout_all(args)
         return 0
     apps = json.loads(data_path.read_text("utf-8"))["apps"]
 
@@ -153,37 +163,53 @@ def main() -> int:
         print(f"  partly:  {p}")
     if absent:
         print(f"absent (not scored): {', '.join(absent)}")
-    if args.heldout_corpus:
-        _heldout(Path(args.heldout), Path(args.heldout_corpus))
+    _heldout_all(args)
     return 0
 
 
-def _heldout(data: Path, corpus: Path) -> None:
-    """Score `needed` on the held-out backends: the dev half first, the held-back half last."""
+HALVES = (("dev", "old corpus, dev half"), ("held", "old corpus, held-back half"),
+          ("new-dev", "new corpus (Connect/OAuth), dev half"),
+          ("new-held", "new corpus (Connect/OAuth), held-back half"))
+
+
+def _heldout_all(args: argparse.Namespace) -> None:
+    if not (args.heldout_corpus or args.heldout2_corpus):
+        return
+    first = Path(args.heldout_corpus or args.heldout2_corpus)
+    second = Path(args.heldout2_corpus or args.heldout_corpus)
+    halves = [h for h in HALVES if not (args.dev_only and "held" in h[0])]
+    _heldout(Path(args.heldout), {"dev": first, "held": first, "new-dev": second,
+                                  "new-held": second}, halves)
+
+
+def _heldout(data: Path, corpora: dict[str, Path], halves: list[tuple[str, str]]) -> None:
+    """Score `needed` on the held-out backends, half by half, the new held-back half last."""
     from permgate.scan import scan
 
     apps = json.loads(data.read_text("utf-8"))["apps"]
-    for half in ("dev", "held"):
+    for half, title in halves:
         total = Score()
-        print(f"\nheld-out corpus, {half} half ({data.name})")
+        print(f"\nheld-out {title} ({data.name})")
         print(f"{'backend':40} {'files':>5} {'needs P/R':>12}  wrong")
         absent = []
-        for app in (a for a in apps if a["split"] == half):
-            name = app["repo"].split("/", 1)[1]
-            root = corpus / name
+        scored = 0
+        for app in (a for a in apps if a["split"] == half and a["needs"] is not None):
+            name = app.get("dir") or app["repo"].split("/", 1)[1]
+            root = corpora[half] / name
             if not root.is_dir():
                 absent.append(name)
                 continue
             v = scan(root, progress=False)
             per = Score()
             per.add(set(v.needed), set(app["needs"]))
+            scored += 1
             total.tp, total.fp, total.fn = (total.tp + per.tp, total.fp + per.fp,
                                             total.fn + per.fn)
             print(f"{name:40} {v.findings.files:5} {per.precision:5.2f}/{per.recall:4.2f}  "
                   f"{' '.join(per.wrong)}")
-        print(f"TOTAL {half}: needs (= missing against an empty manifest) precision "
-              f"{total.precision:.2f} recall {total.recall:.2f} (tp {total.tp} fp {total.fp} "
-              f"fn {total.fn}); unused: not applicable (no manifests)")
+        print(f"TOTAL {title} ({scored} backends): needs (= missing against an empty manifest) "
+              f"precision {total.precision:.2f} recall {total.recall:.2f} (tp {total.tp} "
+              f"fp {total.fp} fn {total.fn}); unused: not applicable (no manifests)")
         if absent:
             print(f"absent (not scored): {', '.join(absent)}")
 

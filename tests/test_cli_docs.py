@@ -24,6 +24,7 @@ def leaves() -> list[tuple[str, argparse.ArgumentParser]]:
     return out
 
 
+@pytest.mark.slow
 def test_docs_cli_md_is_generated_from_the_parser() -> None:
     p = subprocess.run([sys.executable, "tools/gen_cli_docs.py", "--check"], cwd=ROOT,
                        capture_output=True, text=True, check=False)
@@ -92,6 +93,7 @@ HEAVY = ("sqlalchemy", "alembic", "starlette", "uvicorn", "granian", "httpx", "t
     ["permissions", "--product", "Billing"],
     ["events", "check", "invoice.paid", "--grant", "event_read"],
 ])
+@pytest.mark.slow
 def test_light_commands_load_nothing_heavy(argv: list[str]) -> None:
     """The reason `check` takes a tenth of what it did: it never imports the store, the
     gateway or the scanner (timing is measured by bench/bench_cli.py, not asserted here)."""
@@ -105,6 +107,7 @@ def test_light_commands_load_nothing_heavy(argv: list[str]) -> None:
     assert p.stdout.strip().splitlines()[-1] == "HEAVY []"
 
 
+@pytest.mark.slow
 def test_validate_and_lint_load_no_store(tmp_path: Path) -> None:
     (tmp_path / "stripe-app.json").write_text(json.dumps({
         "id": "com.example.app", "version": "1", "name": "x", "icon": "", "permissions": []}))

@@ -38,6 +38,7 @@ def one_line(p: subprocess.CompletedProcess[str], code: int, *words: str) -> str
     return lines[0]
 
 
+@pytest.mark.slow
 def test_typo_in_a_permission(tmp_path: Path) -> None:
     p = pg(tmp_path, "check", "GET", "/v1/customers", "--grant", "custmer_read")
     one_line(p, 2, "unknown permission 'custmer_read'", "did you mean 'customer_read'")
@@ -48,18 +49,21 @@ def test_typo_in_a_permission(tmp_path: Path) -> None:
     assert (tmp_path / "stripe-app.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_missing_manifest(tmp_path: Path) -> None:
     for command in (["validate"], ["lint"], ["apps", "grant", "permission", "customer_read", "x"]):
         one_line(pg(tmp_path, *command), 2, "no stripe-app.json here")
     one_line(pg(tmp_path, "validate", "nope.json"), 2, "nope.json")
 
 
+@pytest.mark.slow
 def test_malformed_manifest(tmp_path: Path) -> None:
     (tmp_path / "stripe-app.json").write_text('{"id": "com.example.app",\n "version": }')
     one_line(pg(tmp_path, "validate"), 2, "stripe-app.json:2:", "not valid JSON")
     one_line(pg(tmp_path, "apps", "upload", "stripe-app.json"), 2, "not valid JSON")
 
 
+@pytest.mark.slow
 def test_unknown_app(tmp_path: Path) -> None:
     assert pg(tmp_path, "db", "upgrade").returncode == 0
     p = pg(tmp_path, "install", "com.example.nope", "--account", "acct_1", "--mode", "live",
@@ -69,12 +73,14 @@ def test_unknown_app(tmp_path: Path) -> None:
     one_line(p, 1, "com.example.nope")
 
 
+@pytest.mark.slow
 def test_wrong_mode(tmp_path: Path) -> None:
     p = pg(tmp_path, "install", "com.example.app", "--account", "acct_1", "--mode", "prod",
            "--by", "ann", "--role", "admin")
     one_line(p, 2, "--mode", "invalid choice: 'prod'", "live")
 
 
+@pytest.mark.slow
 def test_no_db_upgrade_and_no_file_left_behind(tmp_path: Path) -> None:
     one_line(pg(tmp_path, "apps", "list"), 1, "permgate db upgrade")
     assert not (tmp_path / ".permgate").exists()
@@ -93,6 +99,7 @@ def test_no_db_upgrade_and_no_file_left_behind(tmp_path: Path) -> None:
     ("sqlite:///" + "a" * 300 + "/x.db", ["File name too long"]),
     ("postgresql://nobody@127.0.0.1:1/x", ["cannot open the database", "Connection refused"]),
 ])
+@pytest.mark.slow
 def test_bad_db(tmp_path: Path, db: str, words: list[str]) -> None:
     (tmp_path / "README.md").write_text("# not a database\n" * 200)
     (tmp_path / "afile").write_text("")
@@ -101,6 +108,7 @@ def test_bad_db(tmp_path: Path, db: str, words: list[str]) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "afile"]
 
 
+@pytest.mark.slow
 def test_port_in_use(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -110,6 +118,7 @@ def test_port_in_use(tmp_path: Path) -> None:
     one_line(p, 2, f"cannot listen on 127.0.0.1:{port}", "--port")
 
 
+@pytest.mark.slow
 def test_unreadable_key_file(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -122,6 +131,7 @@ def test_unreadable_key_file(tmp_path: Path) -> None:
     one_line(p, 2, "--api-key-file", "is a folder")
 
 
+@pytest.mark.slow
 def test_path_without_v1(tmp_path: Path) -> None:
     p = pg(tmp_path, "check", "GET", "/customers", "--grant", "customer_read")
     assert p.returncode == 3 and "Traceback" not in p.stderr
@@ -132,6 +142,7 @@ def test_path_without_v1(tmp_path: Path) -> None:
     assert p.returncode == 3 and "hint" not in p.stdout  # no hint where /v1 is no help
 
 
+@pytest.mark.slow
 def test_batch_unknown_key_is_an_error_on_its_line(tmp_path: Path) -> None:
     f = tmp_path / "r.jsonl"
     f.write_text(json.dumps({"method": "GET", "path": "/v1/customers",

@@ -119,6 +119,7 @@ def test_the_console_defaults_are_the_store_s() -> None:
     assert ConsoleSettings.from_env({}) == ConsoleSettings()
 
 
+@pytest.mark.slow
 def test_docs_settings_md_is_generated_from_the_declaration() -> None:
     text = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
     rows = [line for line in text.splitlines() if line.startswith("| `PERMGATE_")]
@@ -167,6 +168,7 @@ def run_cli(*argv: str, env: Mapping[str, str], code: str = "") -> subprocess.Co
                           text=True, check=False, cwd=ROOT, env=dict(env), timeout=120)
 
 
+@pytest.mark.slow
 def test_a_command_warns_once_on_stderr_and_runs() -> None:
     p = run_cli("check", "GET", "/v1/customers", "--grant", "customer_read",
                 env=clean_env(PERMGATE_PORTT="9", PERMGATE_ZEBRA="1"))
@@ -178,6 +180,7 @@ def test_a_command_warns_once_on_stderr_and_runs() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_known_variables_warn_nothing_and_load_no_gateway() -> None:
     """The gateway's names are known without importing it (a light command stays light)."""
     code = ("import sys; from permgate.cli import main; rc = main(sys.argv[1:]); "
@@ -189,6 +192,7 @@ def test_known_variables_warn_nothing_and_load_no_gateway() -> None:
     assert p.stdout.splitlines()[-1] == "GATEWAY False"
 
 
+@pytest.mark.slow
 def test_serve_warns_before_it_refuses_a_malformed_setting() -> None:
     p = run_cli("serve", env=clean_env(PERMGATE_WORKRES="2", PERMGATE_PORT="http"))
     assert p.returncode == 2

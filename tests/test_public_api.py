@@ -6,6 +6,8 @@ import inspect
 import subprocess
 import sys
 
+import pytest
+
 import permgate
 import permgate.catalog
 import permgate.errors
@@ -62,6 +64,7 @@ def test_errors_share_one_base_and_stay_where_they_were() -> None:
     assert issubclass(permgate.UnknownPermission, ValueError)
 
 
+@pytest.mark.slow
 def test_errors_module_imports_nothing_of_permgate() -> None:
     path = permgate.errors.__file__
     code = ("import runpy, sys; runpy.run_path(sys.argv[1]); "

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 import jsonschema
 import pytest
-from tests.realworld import REAL_WORLD
+from tests.realworld import REAL_WORLD, SKIP_IF_ABSENT
 
 import permgate
 from permgate import sarif
@@ -41,6 +41,8 @@ def check(doc: dict[str, Any]) -> None:
     assert doc["version"] == "2.1.0" and doc["runs"]
 
 
+@pytest.mark.slow
+@SKIP_IF_ABSENT
 def test_lint_sarif_is_valid(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # A real published manifest with plenty of advice.
     checked = 0

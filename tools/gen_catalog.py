@@ -1,12 +1,16 @@
-"""Generate the Stripe permission catalog from the public sources in ../shared/.
+"""Generate the Stripe permission catalog from the public sources vendored in data/vendor/.
 
-Reads the reference page (the seed), the schema's permission enum, the documented event table
-and the SDK's event list; writes `src/permgate/catalog/data/stripe_permissions.json` and
-`stripe_events.json`, one row per line so that a review sees one changed row per change.
+Reads the facts of the reference page's object table (the seed, extracted from its prose and
+committed as `data/vendor/stripe-apps-permissions-reference.object-table.json`), the schema's
+permission enum, the documented event table and the SDK's event list; writes
+`src/permgate/catalog/data/stripe_permissions.json` and `stripe_events.json`, one row per line so
+that a review sees one changed row per change.
 
     python tools/gen_catalog.py [--shared ../shared] [--check]
 
-`--check` exits 1 if the committed files differ from what the sources give.
+`--check` exits 1 if the committed files differ from what the sources give. `--shared` reads the
+upstream originals instead (the data folder and the reference's text) and, with `--check`, also
+checks the committed facts of the reference; without `--check` it rewrites them.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import re
 import sys
 from pathlib import Path
 from typing import Any
+
+import vendored
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "src" / "permgate" / "catalog" / "data"
@@ -137,10 +143,13 @@ def split_titles(phrase: str) -> list[str]:
     return titles
 
 
-def build_permissions(ref_text: str, schema_enum: list[str], event_names: set[str]) -> list[
-    dict[str, Any]
-]:
-    rows = parse_reference(ref_text)
+def dump_reference_facts(rows: list[dict[str, Any]]) -> str:
+    """The reference's object table as committed: one row per line, in page order."""
+    return "[\n" + ",\n".join(" " + json.dumps(r, ensure_ascii=False) for r in rows) + "\n]\n"
+
+
+def build_permissions(rows: list[dict[str, Any]], schema_enum: list[str],
+                      event_names: set[str]) -> list[dict[str, Any]]:
     by_title = {r["title"].lower(): resource_key(r["names"]) for r in rows}
     out: dict[str, dict[str, Any]] = {}
     implied_only: dict[str, dict[str, Any]] = {}
@@ -287,23 +296,34 @@ def dump_rows(meta: dict[str, Any], key: str, rows: list[dict[str, Any]]) -> str
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    ap.add_argument("--shared", type=Path, default=None,
+                    help="read the upstream originals in this folder (a provenance check)")
     ap.add_argument("--check", action="store_true", help="fail if the committed files differ")
     args = ap.parse_args(argv)
-    shared: Path = args.shared
-    data = shared / "data"
-    ref = (shared / "docs" / "stripe-apps-permissions-reference.txt").read_text(encoding="utf-8")
-    schema = json.loads((data / "stripe-apps-schema" / "stripe-app.schema.json").read_text())
+    data = vendored.VENDOR if args.shared is None else args.shared / "data"
+    facts = dump_reference_facts(json.loads(vendored.REFERENCE_FACTS.read_text("utf-8"))
+                                 if vendored.REFERENCE_FACTS.exists() else [])
+    if args.shared is not None:
+        ref = (args.shared / vendored.REFERENCE_TEXT).read_text(encoding="utf-8")
+        extracted = dump_reference_facts(parse_reference(ref))
+        if extracted != facts:
+            if args.check:
+                print(f"stale: {vendored.REFERENCE_FACTS.relative_to(ROOT)}", file=sys.stderr)
+                return 1
+            vendored.REFERENCE_FACTS.write_text(extracted, encoding="utf-8")
+            facts = extracted
+    rows = json.loads(facts)
+    schema = vendored.read_json("stripe-apps-schema/stripe-app.schema.json", data)
     enum = schema["properties"]["permissions"]["items"]["properties"]["permission"]["enum"]
-    documented = json.loads((data / "event-permissions.json").read_text())
+    documented = vendored.read_json("event-permissions.json", data)
     documented.pop("_meta")
-    sdk_events = json.loads((data / "stripe-event-types.python-sdk-16.1.0.json").read_text())
+    sdk_events = vendored.read_json("stripe-event-types.python-sdk-16.1.0.json", data)
     hand = json.loads((ROOT / "tools" / "stripe_objects.json").read_text())
     objects = hand["objects"]
     event_objects = {k: v for k, v in hand["event_objects"].items() if not k.startswith("_")}
 
     event_names = {p for perms in documented.values() for p in perms}
-    perms = build_permissions(ref, enum, event_names)
+    perms = build_permissions(rows, enum, event_names)
     names = {p["name"] for p in perms}
     events = build_events(documented, sdk_events, objects, event_objects, names)
 

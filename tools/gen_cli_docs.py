@@ -37,7 +37,10 @@ this page is current). Conventions every command follows:
 - **The app** is always the positional `APP` (`permgate webhooks list com.example.app`);
   filters also accept the older `--app APP`.
 - **The store**: `--db URL` (`sqlite:///PATH` or `postgresql://...`), else `$PERMGATE_DB`,
-  else `sqlite:///.permgate/permgate.db`. An empty `--db` is an error. Only `db upgrade`
+  else the default database, by one rule: `.permgate/permgate.db` in the nearest folder,
+  from the current one up, that has a `.permgate/` folder (as git finds `.git`), else
+  `$XDG_DATA_HOME/permgate/permgate.db` (`~/.local/share/permgate/permgate.db`); `mkdir
+  .permgate` makes a folder's own. An empty `--db` is an error. Only `db upgrade`
   (and the demo `serve`) creates a database; any other command refuses a missing one and
   leaves nothing behind.
 - **Exit codes**: 0 allowed / valid / done, 1 findings or a refusal by the store, 2 bad input,

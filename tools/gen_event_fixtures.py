@@ -1,6 +1,6 @@
 """Generate the sample objects `permgate trigger` puts in test events.
 
-Reads Stripe's API fixtures (`../shared/data/stripe-openapi/stripe-openapi-git/fixtures3.json`,
+Reads Stripe's API fixtures (`data/vendor/stripe-openapi/stripe-openapi-git/fixtures3.json.gz`,
 MIT, one sample object per resource) and the event catalog; writes
 `src/permgate/events/data/event_fixtures.json`: for each event type of the catalog, the
 resource of its `data.object`, and each such resource's sample once; and the API version test
@@ -24,6 +24,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import vendored
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "src" / "permgate" / "events" / "data" / "event_fixtures.json"
 EVENTS = ROOT / "src" / "permgate" / "catalog" / "data" / "stripe_events.json"
@@ -43,8 +46,8 @@ def resource_of(event_type: str, resources: set[str]) -> str | None:
     return None
 
 
-def build(shared: Path) -> dict[str, Any]:
-    fixtures = json.loads((shared / FIXTURES).read_text("utf-8"))["resources"]
+def build(data: Path = vendored.VENDOR) -> dict[str, Any]:
+    fixtures = vendored.read_json(FIXTURES.removeprefix("data/"), data)["resources"]
     catalog = json.loads(EVENTS.read_text("utf-8"))
     rows = catalog["events"] if isinstance(catalog, dict) and "events" in catalog else catalog
     types = sorted(r["type"] for r in rows)
@@ -68,10 +71,12 @@ def build(shared: Path) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    ap.add_argument("--shared", type=Path, default=None,
+                    help="read the upstream originals in this folder (a provenance check)")
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
-    text = json.dumps(build(args.shared), indent=1, sort_keys=True) + "\n"
+    data = vendored.VENDOR if args.shared is None else args.shared / "data"
+    text = json.dumps(build(data), indent=1, sort_keys=True) + "\n"
     if args.check:
         same = OUT.exists() and OUT.read_text("utf-8") == text
         print("event fixtures are current" if same else f"{OUT} is stale")

@@ -8,6 +8,9 @@ carry the server, the sockets and the machine's noise.
     .venv/bin/python bench/gateway/cpu_per_request.py [--native] [--api]
 
 `--native`: only the whole native call (what `bench gateway`'s enforcing variant runs).
+`--builds [ROUNDS]`: the whole native call on the compiled and the pure-Python call path
+(tools/build_compiled.py; PERMGATE_PURE=1), side by side: each round runs both, in turns,
+in child processes; the median of the rounds per build and their ratio.
 `--api`: also the same calls through the example API's profile (`--api DIR`, its own tables
 and edge: Acme-Account, problem+json), beside Stripe's, in the same run.
 """
@@ -203,6 +206,9 @@ async def _measure_native(db: str, key: str, enforce: bool, log: bool, n: int,
 
 
 def main_native() -> None:
+    from permgate.gateway import BUILD
+
+    print(f"the gateway's call path: {BUILD}")
     with tempfile.TemporaryDirectory(prefix="permgate-cpu-") as tmp:
         db, key = setup_store(Path(tmp))
         for log in (True, False):
@@ -210,6 +216,35 @@ def main_native() -> None:
             off = uvloop.run(_measure_native(db, key, False, log, 50_000))
             print(f"native server, whole call, access log {'on ' if log else 'off'}: enforce "
                   f"{on:5.1f} us, no enforcement {off:5.1f} us")
+
+
+def main_builds(rounds: int) -> None:
+    import re
+    import statistics
+    import subprocess
+
+    from permgate import envvars
+
+    figures: dict[tuple[str, str], list[float]] = {}
+    for _ in range(rounds):
+        for build, pure in (("compiled", ""), ("pure", "1")):
+            out = subprocess.run([sys.executable, __file__, "--native"], check=True,
+                                 capture_output=True, text=True,
+                                 env={**os.environ, envvars.PURE.name: pure}).stdout
+            if f"call path: {build}" not in out:
+                raise SystemExit(f"the {build} build did not run (is it built and current? "
+                                 "tools/build_compiled.py)")
+            for log, on, off in re.findall(
+                    r"access log (on|off)\s*: enforce\s+([\d.]+) us, no enforcement\s+([\d.]+)",
+                    out):
+                figures.setdefault((build, log), []).append(float(on))
+                figures.setdefault((build + " no-enforce", log), []).append(float(off))
+    print(f"whole native call, enforcing, median of {rounds} interleaved round(s):")
+    for log in ("on", "off"):
+        c = statistics.median(figures.get(("compiled", log), [0.0]))
+        p = statistics.median(figures.get(("pure", log), [0.0]))
+        print(f"  access log {log:3}: compiled {c:5.1f} us, pure {p:5.1f} us"
+              + (f" -> compiled/pure {c / p:.2f}" if p else ""))
 
 
 def main_api() -> None:
@@ -233,6 +268,10 @@ def main_api() -> None:
 if __name__ == "__main__":
     import sys as _sys
 
+    if "--builds" in _sys.argv:
+        rest = _sys.argv[_sys.argv.index("--builds") + 1:]
+        main_builds(int(rest[0]) if rest and rest[0].isdigit() else 3)
+        raise SystemExit(0)
     if "--api" in _sys.argv:
         main_api()
     else:

@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# Deliveries arrive on several threads at once: one write per line, under a lock, or two
+# lines could interleave (print writes the text and its newline separately).
+_OUT = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = min(int(self.headers.get("content-length") or 0), 1 << 20)
         event = json.loads(self.rfile.read(length) or b"{}")
-        print(f"{self.path} {event.get('type')}", flush=True)
+        with _OUT:
+            sys.stdout.write(f"{self.path} {event.get('type')}\n")
+            sys.stdout.flush()
         self.send_response(200)
         self.send_header("content-length", "0")
         self.end_headers()

@@ -39,12 +39,25 @@ def _no_constants(name: str) -> Any:
     raise JsonRefused(f"{name} is not a JSON number")
 
 
-def loads(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
-    """Parse JSON; raises JsonRefused (never RecursionError) on anything it does not accept."""
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise JsonRefused(f"duplicate key {k!r} in one object")
+        out[k] = v
+    return out
+
+
+def loads(raw: bytes | str, *, max_depth: int = MAX_DEPTH, unique_keys: bool = False) -> Any:
+    """Parse JSON; raises JsonRefused (never RecursionError) on anything it does not accept.
+    `unique_keys`: refuse an object that names a key twice (JSON says last wins, silently;
+    a document read by people must not say one thing and mean another)."""
     data = raw.encode("utf-8") if isinstance(raw, str) else raw
     if depth(data) > max_depth:
         raise JsonRefused(f"the JSON is nested deeper than {max_depth} levels")
     try:
+        if unique_keys:
+            return json.loads(data, parse_constant=_no_constants, object_pairs_hook=_unique)
         return json.loads(data, parse_constant=_no_constants)
     except JsonRefused:
         raise

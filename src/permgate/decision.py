@@ -205,14 +205,15 @@ class Engine:
         self.router = Router(operations)
         self.graph = graph
         self.operations = self.router.operations
-        unknown = {o.permission for o in self.operations if o.permission} - set(catalog.permissions)
+        every = [*self.operations, *(v for o in self.operations for _, v in o.variants)]
+        unknown = {o.permission for o in every if o.permission} - set(catalog.permissions)
         if unknown:
             raise ValueError(f"operations name unknown permissions: {sorted(unknown)}")
         # Per operation, the two answers that need no request data, built once.
         self._allowed: dict[Operation, Decision] = {}
         self._denied: dict[Operation, Decision] = {}
         self._needs: dict[Operation, tuple[Group, ...]] = {}
-        for op in self.operations:
+        for op in every:
             if op.permission is not None:
                 needs = ((op.permission,),)
                 self._needs[op] = needs
@@ -258,7 +259,9 @@ class Engine:
 
     # -- requests ----------------------------------------------------------------------
     def route(self, method: str, path: str) -> Operation | None:
-        return self.router.route(method.upper(), path.partition("?")[0])
+        path = path.partition("?")[0]
+        op = self.router.route(method.upper(), path)
+        return op.variant(path) if op is not None and op.variants else op
 
     def decide(
         self,
@@ -282,6 +285,8 @@ class Engine:
                             code=CODE_BAD_PATH)
         if op is None:
             return self._unknown(method, path)
+        if op.variants:  # decided by the id's prefix (a customer's src_ is a Source)
+            op = op.variant(path)
         if op.unavailable is not None:
             return Decision(
                 "unavailable", self.catalog, operation=op, code=CODE_UNAVAILABLE,

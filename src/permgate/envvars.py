@@ -157,7 +157,8 @@ def _count(value: str) -> int:
 DB: Var[str | None] = Var(
     "PERMGATE_DB", text, None, "store (every command); gateway setting `db`",
     "the store's URL when a command has no `--db`", form="sqlite:///PATH or postgresql://...",
-    shown="sqlite:///.permgate/permgate.db", setting="db")
+    shown="the nearest .permgate/permgate.db up from the current folder, else "
+    "$XDG_DATA_HOME/permgate/permgate.db", setting="db")
 API: Var[str | None] = Var(
     "PERMGATE_API", text, None, "every command that decides; gateway setting `api`",
     "the API DIR commands decide for when they have no `--api` (`permgate init "
@@ -214,9 +215,14 @@ METRICS_DIR: Var[str | None] = Var(
     "PERMGATE_METRICS_DIR", text, None, "gateway (metrics)",
     "set by `permgate serve --workers N` for its workers: where each writes its counts",
     form="path", kind="internal")
+PURE: Var[bool] = Var(
+    "PERMGATE_PURE", _switch, False, "gateway (its modules)",
+    "run the gateway's pure-Python call path even where its compiled build is current "
+    "(scripts/test's pure leg)", form="set and not 0: on", kind="dev")
 TEST_PG: Var[str] = Var(
     "PERMGATE_TEST_PG", str, "postgresql://postgres@127.0.0.1:5432/test", "tests, benches",
-    "the PostgreSQL server the PostgreSQL tests and benches use", form="postgresql://...",
+    "the PostgreSQL server the benches use; the tests use it only when it is set (unset: they "
+    "start a throwaway cluster, tests/pg.py)", form="postgresql://...",
     kind="test")
 FUZZ_SEED: Var[int] = Var(
     "PERMGATE_FUZZ_SEED", _count, 20261202, "tests (gateway fuzz)",
@@ -224,10 +230,11 @@ FUZZ_SEED: Var[int] = Var(
 FUZZ_COUNT: Var[int] = Var(
     "PERMGATE_FUZZ_COUNT", _count, 250, "tests (gateway fuzz)",
     "requests the gateway's fuzz test makes", form="integer", kind="test")
-EXTRAS: Var[str | None] = Var(
-    "PERMGATE_EXTRAS", text, None, "scripts/_venv",
-    "the optional dependencies the scripts' venv installs", form="extras, comma-separated",
-    shown="dev,demo,bench", kind="script")
+LOCK: Var[str | None] = Var(
+    "PERMGATE_LOCK", text, None, "scripts/_venv",
+    "which lock file the scripts' venv installs: `serve` (runtime and demo) or `dev` "
+    "(everything the tests and benches need)", form="serve or dev",
+    shown="serve for scripts/permgate, dev for scripts/test and scripts/bench", kind="script")
 
 # The gateway's settings (gateway/config.py `Settings`), by field name; each is read from
 # PERMGATE_<NAME> by the gateway's own loader. tests/test_envvars.py checks this list.
@@ -247,6 +254,17 @@ VARS: tuple[Var[Any], ...] = _OWN + tuple(
         f"the gateway's `{name}` setting (docs/gateway.md)", form="", setting=name)
     for name in GATEWAY_SETTINGS if name not in _SHARED)
 BY_NAME: dict[str, Var[Any]] = {v.name: v for v in VARS}
+
+
+def user_data_home(environ: Mapping[str, str] | None = None) -> str:
+    """The user's data folder, as the XDG Base Directory spec says: $XDG_DATA_HOME when it
+    is an absolute path (a relative one is ignored, as the spec requires), else
+    ~/.local/share. Not a permgate variable: the default database's fallback place."""
+    env = os.environ if environ is None else environ
+    named = env.get("XDG_DATA_HOME", "")
+    if os.path.isabs(named):
+        return named
+    return os.path.join(os.path.expanduser("~"), ".local", "share")
 
 
 def environ() -> Mapping[str, str]:

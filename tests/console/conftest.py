@@ -1,3 +1,3 @@
 """Console fixtures: the store's (fresh SQLite file / PostgreSQL schema per test)."""
 
-from tests.store.conftest import db_url, make_manifest, pg_url, store  # noqa: F401
+from tests.store.conftest import db_url, make_manifest, store  # noqa: F401

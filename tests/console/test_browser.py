@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.server
 import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,8 +27,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from tests.console.e2e import Platform, csrf_of, platform
 from tests.console.support import ACCOUNT, HOSTILE, upload
 from tests.gateway.procs import wait_until
+from tests.needs import missing, npm_ci
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
 NODE_DIR = Path(__file__).parent / "node"
@@ -42,8 +42,8 @@ def _chromium() -> tuple[str, str]:
     browser = shutil.which("chromium")
     driver = shutil.which("chromedriver")
     if browser is None or driver is None:
-        pytest.fail("Debian's chromium and chromium-driver are needed "
-                    "(apt-get install chromium chromium-driver; .ci/run installs them)")
+        missing("chromium and chromium-driver (the consent pages' browser tests)",
+                "apt-get install chromium chromium-driver")
     return browser, driver
 
 
@@ -62,11 +62,7 @@ def _driver(javascript: bool) -> WebDriver:
 
 @pytest.fixture(scope="module")
 def axe_source() -> str:
-    if not AXE.is_file():
-        if shutil.which("npm") is None:
-            pytest.fail("npm is needed to install axe-core for the accessibility checks")
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True,
-                       capture_output=True, timeout=300)
+    npm_ci(NODE_DIR, AXE)
     return AXE.read_text("utf-8")
 
 

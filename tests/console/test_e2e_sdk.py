@@ -19,6 +19,7 @@ import pytest
 import stripe
 from tests.console.e2e import Platform, csrf_of, platform
 from tests.console.support import ACCOUNT, APP, upload
+from tests.needs import npm_ci
 
 pytestmark = pytest.mark.e2e
 CALLBACK = "https://app.example/oauth/callback"
@@ -129,9 +130,7 @@ def test_uninstall_stops_every_token_and_key_at_once(plat: Platform, sdk: None) 
 def test_official_node_sdk_oauth_token_refresh_and_reuse(plat: Platform) -> None:
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.fail("node and npm are needed for the node SDK end-to-end test")
-    if not (NODE_DIR / "node_modules" / "stripe").is_dir():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True,
-                       capture_output=True, timeout=300)
+    npm_ci(NODE_DIR, NODE_DIR / "node_modules" / "stripe")
     app_id = "com.example.console.node"
     keys = upload(plat.store, "1.0.0", ["customer_read"], app_id=app_id, access="oauth",
                   redirect_uris=[CALLBACK]).keys

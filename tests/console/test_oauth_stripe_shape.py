@@ -98,19 +98,60 @@ def test_token_answers_are_stripes_sample_field_by_field(
 
 def test_stripes_link_shapes_are_aliases_of_the_app(env: tuple[Browser, str, str]) -> None:
     b, url, key = env
-    ca = client_id_of(APP)
-    assert ca.startswith("ca_") and client_id_of(APP) == ca  # stable
-    test_link = f"/oauth/v2/{link_of(APP)}/authorize?" + urlencode({"client_id": ca})
-    code = _code(b, test_link)  # the test-mode link: mode test without saying so
+    ca, ca_test = client_id_of(APP), client_id_of(APP, "test")
+    assert ca.startswith("ca_") and client_id_of(APP) == ca and ca_test != ca  # one per mode
+    test_link = f"/oauth/v2/{link_of(APP)}/authorize?" + urlencode({"client_id": ca_test})
+    code = _code(b, test_link)  # the external test link with the test ca_: mode test
     # RFC 6749 2.3.1 Basic client_id:secret with the ca_ client id is the same app.
-    got = httpx.post(url + "/v1/oauth/token", auth=(ca, key),
+    got = httpx.post(url + "/v1/oauth/token", auth=(ca_test, key),
                      data={"grant_type": "authorization_code", "code": code})
     assert got.status_code == 200, got.text
     _check_stripe_shape(got.json())
+    # The test ca_ on the ordinary link says test mode by itself.
+    _code(b, "/oauth/v2/authorize?" + urlencode({"client_id": ca_test}))
     for bad in (f"/oauth/v2/chnlink_{'0' * 32}/authorize?client_id={ca}",
-                "/oauth/v2/authorize?client_id=ca_" + "0" * 32):
+                "/oauth/v2/authorize?client_id=ca_" + "0" * 32,
+                "/oauth/v2/authorize?client_id=ca_" + "Z" * 32):
         r = b.get(bad)
         assert r.status_code == 400 and "location" not in r.headers, bad
+
+
+def test_the_mode_comes_from_the_client_id_and_the_test_link_never_goes_live(
+        env: tuple[Browser, str, str], store: Store) -> None:
+    b, _, _ = env
+    other = "com.example.other"
+    upload(store, "1.0.0", ["customer_read"], app_id=other, access="oauth",
+           redirect_uris=[CALLBACK])
+    link, ca, ca_test = link_of(APP), client_id_of(APP), client_id_of(APP, "test")
+    refused = [
+        # the external test link installs in test mode only (reviewer's probe: mode=live)
+        f"/oauth/v2/{link}/authorize?" + urlencode({"client_id": ca_test, "mode": "live"}),
+        f"/oauth/v2/{link}/authorize?" + urlencode({"client_id": APP, "mode": "live"}),
+        f"/oauth/v2/{link}/authorize?" + urlencode({"client_id": ca}),  # a live ca_ id
+        # a mode that contradicts the ca_ id
+        "/oauth/v2/authorize?" + urlencode({"client_id": ca, "mode": "test"}),
+        "/oauth/v2/authorize?" + urlencode({"client_id": ca_test, "mode": "live"}),
+        # another real app's link, both ways round
+        f"/oauth/v2/{link_of(other)}/authorize?" + urlencode({"client_id": ca_test}),
+        f"/oauth/v2/{link}/authorize?" + urlencode({"client_id": client_id_of(other, "test")}),
+    ]
+    for target in refused:
+        r = b.get(target)
+        assert r.status_code == 400 and "location" not in r.headers, target
+        assert 'name="mode" value="live"' not in r.text, target
+    # The live ca_ id on the ordinary link: a live-mode consent page.
+    page = b.get("/oauth/v2/authorize?" + urlencode({"client_id": ca}))
+    assert page.status_code == 200 and 'name="mode" value="live"' in page.text
+
+
+def test_head_on_install_links_is_not_an_error(env: tuple[Browser, str, str]) -> None:
+    # Starlette adds HEAD to GET routes; link unfurlers and proxies send it (was a 500).
+    b, _, _ = env
+    ca_test = client_id_of(APP, "test")
+    for target in (f"/oauth/v2/{link_of(APP)}/authorize?client_id={ca_test}",
+                   f"/oauth/v2/authorize?client_id={ca_test}"):
+        r = b.console.head(target)
+        assert r.status_code == 200, (target, r.status_code)
 
 
 def test_unauthenticated_token_request_gets_stripes_error(
@@ -122,5 +163,4 @@ def test_unauthenticated_token_request_gets_stripes_error(
     assert r.json() == {
         "error": "invalid_client",
         "error_description": "No authentication credentials were provided. Send your secret "
-        "API key in the Authorization header using the Bearer authentication method (or Basic "
-        "with sk_... as the user)."}
+        "API key in the Authorization header using the Bearer authentication method"}

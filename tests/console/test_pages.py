@@ -64,6 +64,106 @@ def test_account_link_starts_one_session_for_that_account(
     assert other.get("/console/").status_code == 401  # no session without the link
 
 
+def test_a_refused_link_says_whether_it_is_used_expired_or_unknown(
+    store: Store, browser: NewBrowser
+) -> None:
+    from permgate.store.consent_schema import account_links
+
+    b = browser()
+    used = _path(b.account_link())
+    assert b.console.get(used).status_code == 303
+    expired = _path(b.account_link(user="vic"))
+    with store.engine.begin() as conn:  # as if its minutes had passed
+        conn.execute(account_links.update().where(account_links.c.user_id == "vic")
+                     .values(expires_at=store.now()))
+    unknown = "/console/links/acl_" + "x" * 43  # e.g. made against another database
+    for path, says, not_says in (
+        (used, "already used", ("expired", "not known")),
+        (expired, "has expired", ("already used", "not known")),
+        (unknown, "not known here", ("already used", "expired")),
+        ("/console/links/nonsense", "not known here", ("already used", "expired")),
+    ):
+        r = b.console.get(path)
+        assert r.status_code == 410 and says in r.text, (path, r.text)
+        assert not any(s in r.text for s in not_says), path
+    assert "same database as the gateway" in b.console.get(unknown).text
+
+
+def test_consent_pages_speak_to_an_administrator(store: Store, browser: NewBrowser) -> None:
+    """Reviewed against Stripe's install-link page, GitHub's app install/authorize pages and
+    Shopify's install screen: who made it, how it connects, what each permission lets it see
+    or change, which events it will get, and where the data goes (its servers too)."""
+    import html
+    import re
+
+    def text_of(page: str) -> str:
+        return html.unescape(" ".join(re.sub(r"<[^>]+>", " ", page).split()))
+
+    upload(store, "1.0.0", ["customer_write", "invoice_read", "event_read"], access="oauth",
+           redirect_uris=["https://app.example/back"])
+    b = browser()
+    b.sign_in()
+    page = text_of(b.get(INSTALL).text)
+    assert "Developer dev@app.example" in page
+    assert "signs in to your account with OAuth" in page and "API access" not in page
+    assert "oauth" not in page.replace("OAuth", "")  # no raw access type
+    assert "Can create and change Customers" in page  # a write: what it lets the app change
+    assert "Can see Invoices, without changing them" in page
+    assert "Grants access to" not in page
+    # event_read: what will be delivered (customers' and invoices' events), not "all Events"
+    assert "all Events" not in page
+    delivered = re.search(r"only about what it may see: (\d+) kinds \(([^)]*)\)", page)
+    assert delivered, page
+    assert "customer.created" in delivered.group(2) and "charge." not in delivered.group(2)
+    # where data goes: an OAuth app's own servers receive what it reads
+    assert ("Its developer's servers receive what the app reads" in page
+            and "its own servers hold the access token" in page)
+    assert "connect-src" not in page and "outside domains" not in page
+    assert "Its screens in your Dashboard may also send data to" in page
+
+
+def test_an_upload_that_names_no_developer_is_not_shown_as_a_unix_user(
+    store: Store, browser: NewBrowser, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import getpass
+
+    from tests.console.support import manifest_text
+
+    from permgate.cli import main
+
+    path = tmp_path / "stripe-app.json"
+    path.write_text(manifest_text("1.0.0", ["customer_read"]))
+    assert main(["apps", "upload", str(path), "--db", store.url]) == 0
+    b = browser()
+    b.sign_in()
+    page = b.get(INSTALL).text
+    # com.example.console's domain, but the manifest is the developer's own claim
+    assert ("<dt>Developer</dt><dd>example.com (unconfirmed: taken from its app id)</dd>"
+            in page)
+    assert f"<dd>{getpass.getuser()}</dd>" not in page
+    path.write_text(manifest_text("1.0.1", ["customer_read"]))
+    assert main(["apps", "upload", str(path), "--developer", "Example Ltd",
+                 "--db", store.url]) == 0
+    assert "<dt>Developer</dt><dd>Example Ltd</dd>" in b.get(INSTALL).text
+    # Whatever the uploader names is text, never markup.
+    path.write_text(manifest_text("1.0.2", ["customer_read"]))
+    hostile = '<img src=x onerror="alert(1)">&amp; Co'
+    assert main(["apps", "upload", str(path), "--developer", hostile, "--db", store.url]) == 0
+    page = b.get(INSTALL).text
+    assert hostile not in page and "<img" not in page
+    assert ("<dd>&lt;img src=x onerror=&#34;alert(1)&#34;&gt;&amp;amp; Co</dd>" in page)
+    capsys.readouterr()
+
+
+def test_a_manifest_cannot_name_its_developer_as_a_confirmed_one() -> None:
+    from permgate.store.describe import default_developer
+
+    assert default_developer("com.stripe.payments", "Stripe") == (
+        "stripe.com (unconfirmed: taken from its app id)")
+    assert default_developer("payments", "Stripe") == (
+        "Stripe (unconfirmed: taken from its manifest)")
+
+
 def test_cookies_are_secure_off_loopback(store: Store, browser: NewBrowser) -> None:
     b = browser(host="consent.platform.example")
     r = b.console.get(_path(b.account_link()))
@@ -92,11 +192,12 @@ def test_consent_install_and_audit(store: Store, browser: NewBrowser) -> None:
     b = browser()
     b.sign_in()
     page = b.get(INSTALL).text
-    for text in ("Console example", "1.0.0", "dev@app.example", "Read and write", "Read only",
-                 "Invoices", "Needed for invoice_write.", "https://api.app.example/v1/",
-                 "Sends invoice totals", "Also gives read access to"):
+    for text in ("Console example", "1.0.0", "dev@app.example", "Can see and change",
+                 "Can see only", "Invoices", "Needed for invoice_write.",
+                 "https://api.app.example/v1/", "Sends invoice totals", "So it can also see"):
         assert text in page, text
-    assert page.index("Read and write") < page.index("invoice_write") < page.index("Read only")
+    assert (page.index("Can see and change") < page.index("invoice_write")
+            < page.index("Can see only"))
     r = b.post(INSTALL, {})
     assert r.status_code == 303 and r.headers["location"].endswith("done=installed")
     grant = store.effective_grant(APP, ACCOUNT, "live")
@@ -231,11 +332,12 @@ def test_admin_api_serves_the_screen_data(store: Store, browser: NewBrowser) -> 
 
 
 def test_every_real_world_manifest_that_uploads_has_a_consent_screen(tmp_path: Path) -> None:
-    from tests.realworld import REAL_WORLD
+    from tests.realworld import REAL_WORLD, require
 
     from permgate import manifest
     from permgate.store import InvalidManifest, describe
 
+    require()
     shown = 0
     with Store.open(f"sqlite:///{tmp_path}/rw.db", upgrade=True) as store:
         console = Console(store, ConsoleSettings())
@@ -258,3 +360,15 @@ def test_every_real_world_manifest_that_uploads_has_a_consent_screen(tmp_path: P
             assert view.name in page or "&" in view.name or "<" in view.name
             shown += 1
     assert shown >= 20  # 44 of the 69 upload today
+
+
+def test_a_singular_title_is_it_not_them() -> None:
+    from permgate.store.describe import PermissionView
+
+    def can(title: str, level: str) -> str:
+        return PermissionView("x", level, title, "", "", ()).can
+
+    assert can("Balance", "read") == "Can see Balance, without changing it."
+    assert can("Quote", "write").endswith("and see it.")
+    assert can("Customers", "read") == "Can see Customers, without changing them."
+    assert can("Customers", "write").endswith("and see them.")

@@ -71,6 +71,7 @@ def test_batch_keeps_order_and_survives_bad_lines(tmp_path: Path,
     assert run(capsys, "check", "--batch", str(tmp_path / "missing.jsonl"))[0] == 2
 
 
+@pytest.mark.slow
 def test_batch_from_stdin_subprocess() -> None:
     req = json.dumps({"method": "GET", "path": "/v1/customers/cus_1", "grants": []})
     p = subprocess.run([sys.executable, "-m", "permgate", "check", "--batch", "-"], input=req,

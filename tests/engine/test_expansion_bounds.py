@@ -8,6 +8,8 @@ from __future__ import annotations
 import gc
 import tracemalloc
 
+import pytest
+
 import permgate
 from permgate import decision
 from permgate.api import expand
@@ -25,6 +27,7 @@ def _within_budgets(engine: permgate.Engine) -> None:
     assert sizes["expansions"][0] <= expand._CACHE_ENTRIES
 
 
+@pytest.mark.slow
 def test_huge_unique_expand_lists_are_refused_and_not_kept() -> None:
     engine = permgate.load()
     template = "&".join(f"expand[]=r@f{j}.customer" for j in range(20_000))

@@ -105,8 +105,10 @@ def test_includable_needs_what_its_equivalent_request_needs() -> None:
     ("/v1/charges/ch_1?expand[]=refunds.data.balance_transaction",
      {"charge_read", "balance_read"}),
     # List responses expand under data. (expanding_objects).
+    # default_source may hold a card or bank account (the customer's), a Source or an Account.
     ("/v1/charges?expand[]=data.invoice.subscription.default_source",
-     {"charge_read", "invoice_read", "subscription_read", "customer_read"}),
+     {"charge_read", "invoice_read", "subscription_read", "customer_read", "source_read",
+      "connected_account_read"}),
 ])
 def test_paths_through_embedded_objects_and_lists(target: str, want: set[str]) -> None:
     assert needs("GET", target) == want
@@ -172,16 +174,38 @@ def test_customer_card_needs_what_reading_it_directly_needs() -> None:
                             "default_source").steps[0]
     reads = {t: p for t, p, _ in step.reads}
     assert reads["card"] == reads["bank_account"] == direct.permission
-    # A Source object too (issue 24): the customer's sources list (expand[]=sources) and
-    # /v1/customers/{c}/sources/{src_} read it with customer_read, so its default source
-    # cannot need more.
-    assert reads["source"] == direct.permission
-    assert needs("GET", "/v1/customers/cus_1?expand[]=sources") == {"customer_read"}
+    # A Source object (src_) or an Account is its own API object, with its own permission
+    # (reference: "a permission for each API object you expand"): default_source needs them.
+    assert reads["source"] == "source_read"
+    assert reads["account"] == "connected_account_read"
+    assert needs("GET", "/v1/customers/cus_1?expand[]=default_source") == {
+        "customer_read", "source_read", "connected_account_read"}
     for target in ("/v1/invoices/in_1?expand[]=default_source",
                    "/v1/subscriptions/sub_1?expand[]=default_source"):
         d = engine.requirements("GET", target)
         assert {g[0] for g in d.required} - {"invoice_read", "subscription_read"} == {
-            "customer_read"}, target
+            "customer_read", "source_read", "connected_account_read"}, target
+    # The one exception, documented: the customer's sources list (expand[]=sources, or
+    # GET /v1/customers/{c}/sources) is decided before its items are known.
+    assert needs("GET", "/v1/customers/cus_1?expand[]=sources") == {"customer_read"}
+
+
+@pytest.mark.parametrize(("method", "path", "want"), [
+    ("GET", "/v1/customers/cus_1/sources/src_1", "source_read"),
+    ("POST", "/v1/customers/cus_1/sources/src_1", "source_write"),
+    ("DELETE", "/v1/customers/cus_1/sources/src_1", "source_write"),
+    ("GET", "/v1/customers/cus_1/sources/card_1", "customer_read"),
+    ("GET", "/v1/customers/cus_1/sources/ba_1", "customer_read"),
+    ("POST", "/v1/customers/cus_1/sources/card_1", "customer_write"),
+    ("DELETE", "/v1/customers/cus_1/sources/ba_1", "customer_write"),
+])
+def test_customer_source_by_id_prefix(method: str, path: str, want: str) -> None:
+    # A customer's src_ is a Source (source_read); its card_/ba_ are the customer's own.
+    assert needs(method, path) == {want}
+    op = engine.route(method, path)
+    assert op is not None and op.permission == want
+    d = decide(method, path, {"customer_read", "customer_write"})
+    assert d.allowed is (want.startswith("customer")), (method, path)
 
 
 def test_external_account_is_read_through_the_connected_account() -> None:

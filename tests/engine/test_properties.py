@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,6 +33,7 @@ def requests(draw: st.DrawFn) -> tuple[str, str]:
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(requests(), grants, grants)
+@pytest.mark.slow
 def test_adding_a_grant_never_turns_allow_into_deny(
     req: tuple[str, str], base: set[str], extra: set[str]
 ) -> None:

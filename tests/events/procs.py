@@ -12,6 +12,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from tests.needs import npm_ci
+
 VENV_BIN = Path(sys.executable).parent
 NODE_DIR = Path(__file__).parent / "node"
 
@@ -69,12 +71,7 @@ def ingest(db_url: str, port: int, secret_file: Path, account: str,
 
 def node_ready() -> Path:
     """tests/events/node with the locked `stripe` package installed (npm ci if missing)."""
-    if not (NODE_DIR / "node_modules" / "stripe").exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            raise RuntimeError("npm is needed to verify signatures with stripe-node")
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True,
-                       capture_output=True, timeout=300)
+    npm_ci(NODE_DIR, NODE_DIR / "node_modules" / "stripe")
     return NODE_DIR
 
 

@@ -7,17 +7,16 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import psycopg
+from tests import pg
 
-from permgate import envvars, manifest
+from permgate import manifest
 from permgate.store import EffectiveGrant, Store
 
-PG_URL = envvars.TEST_PG.get()
 ACCOUNT = "acct_events1"
 ADMIN = {"by": "admin@example.com", "role": "admin"}
 
@@ -135,14 +134,7 @@ def event(event_type: str, *, account: str | None = ACCOUNT, livemode: bool = Tr
     return ev
 
 
-@contextmanager
-def pg_schema() -> Iterator[str]:
-    """A database URL whose search_path is a fresh schema, dropped afterwards."""
-    schema = f"permgate_ev_{secrets.token_hex(6)}"
-    admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
-    with admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-        try:
-            yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-        finally:
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+def pg_schema() -> AbstractContextManager[str]:
+    """A database URL whose search_path is a fresh schema, dropped afterwards (the server:
+    tests/conftest.py, for tests marked `postgres`)."""
+    return pg.pg_schema("permgate_ev")

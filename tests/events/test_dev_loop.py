@@ -28,6 +28,7 @@ from permgate.store import Store
 PERMGATE = str(Path(sys.executable).parent / "permgate")
 
 
+@pytest.mark.slow
 def test_listen_command_forwards_a_triggered_event_that_the_sdk_verifies(
     store: Store, sqlite_url: str, webhook_key: str, rec: Receiver, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -123,6 +124,12 @@ def test_trigger_names_the_missing_permission(
     assert v["allowed"] and v["app_id"] == invoices
     assert main(["trigger", "customer.creatd", *db]) != 0
     assert "not an event type" in capsys.readouterr().err
+    # --api-version: a Go/.NET handler's pinned version; a malformed one is bad input (2)
+    assert main(["trigger", "invoice.paid", "--app", invoices, "--api-version",
+                 "2024-09-30.acacia", "--json", *db]) == 0
+    capsys.readouterr()
+    assert main(["trigger", "invoice.paid", "--api-version", "yesterday", *db]) == 2
+    assert "--api-version: an API version is a date" in capsys.readouterr().err
 
 
 def test_an_endpoint_failing_for_days_is_disabled_until_enabled(

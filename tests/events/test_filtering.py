@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from tests.events.support import ACCOUNT, install, new_app
+from tests.vendored import VENDOR
 
 from permgate.events import accept, add_endpoint, list_deliveries
 from permgate.events.sealing import Sealer
 from permgate.store import Store
 
-TABLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "event-permissions.json"
+TABLE = VENDOR / "event-permissions.json"
 ROWS = {k: v for k, v in json.loads(TABLE.read_text()).items() if not k.startswith("_")}
 
 
@@ -78,6 +78,7 @@ def test_the_table_is_the_whole_documented_table() -> None:
     assert sum(1 for c in CASES if c[3] == "write covers read") > 50
 
 
+@pytest.mark.slow
 def test_filtering_table(store: Store, sealer: Sealer) -> None:
     """One app per case, all installed on one account; one event per type; every case's
     app must get exactly the events its case says."""

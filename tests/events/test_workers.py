@@ -58,6 +58,7 @@ def _setup(store: Store, sealer: Sealer, rec: Receiver, count: int) -> set[str]:
     return ids
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_restart_delivers_every_event(
     store: Store, sqlite_url: str, sealer: Sealer, rec: Receiver, tmp_path: Path,
 ) -> None:

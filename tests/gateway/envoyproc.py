@@ -104,7 +104,7 @@ def run_envoy(upstream_port: int, authz_port: int, tmp: Path, concurrency: int =
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [binary, "-c", str(cfg), "--disable-hot-restart", "--concurrency",
-             str(concurrency), "--log-level", "warn"],
+             str(concurrency), "--log-level", os.environ.get("ENVOY_LOG_LEVEL", "warn")],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         _wait_port(port, proc, log, "envoy")

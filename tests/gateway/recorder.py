@@ -37,8 +37,11 @@ def _handler(rec: Recorder) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                body = self._chunked()
+            else:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
             seen = {"method": self.command, "target": self.path,
                     "headers": {k.lower(): v for k, v in self.headers.items()},
                     # Every header line, repeats kept (`headers` keeps the last of each).
@@ -69,6 +72,19 @@ def _handler(rec: Recorder) -> type[BaseHTTPRequestHandler]:
             self.send_header("X-Upstream-Header", "kept")
             self.end_headers()
             self.wfile.write(out)
+
+        def _chunked(self) -> bytes:
+            """A chunked body, de-chunked (a proxy may forward a body so): its trailer
+            lines are read and dropped."""
+            body = b""
+            while True:
+                size = int(self.rfile.readline(1024).split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return body
+                body += self.rfile.read(size)
+                self.rfile.readline(8)  # the CRLF after the chunk
 
         do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _handle
 

@@ -230,6 +230,7 @@ def test_a_change_through_a_mount_still_binds_before_its_answer(
 
 # -- item 8: padded header values are not kept -------------------------------------------------
 
+@pytest.mark.slow
 def test_padded_account_headers_are_served_but_not_kept(
     db_url: str, recorder: Recorder, app: App
 ) -> None:

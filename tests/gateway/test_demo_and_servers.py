@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -13,6 +14,7 @@ import pytest
 import stripe
 from tests.gateway.procs import VENV_BIN, new_app, run_gateway, wait_until
 
+from permgate.cli import main
 from permgate.gateway.demo import Upstream, free_port
 from permgate.store import Store
 
@@ -49,8 +51,24 @@ def test_demo_mode_shows_one_allowed_and_one_denied_call(tmp_path: Path) -> None
         assert isinstance(client.v1.customers.list().data, list)
         with pytest.raises(stripe.PermissionError, match="charge_read"):
             client.v1.charges.list()
-        # The database was created in the working directory, as the banner says.
-        assert (tmp_path / ".permgate" / "permgate.db").exists()
+        # No .permgate/ up the tree: the user data folder's database, printed absolute.
+        db = Path(os.environ["XDG_DATA_HOME"]) / "permgate" / "permgate.db"
+        assert db.exists() and not (tmp_path / ".permgate").exists()
+        assert f"database: sqlite:///{db}\n" in text
+        # The printed sign-in command works as pasted, from any other folder: its link
+        # opens a session on this gateway (it names the same database).
+        link = re.search(r"\n    (\S+ console link .*?\\\n.*?)\n", text)
+        assert link, text
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        command = link.group(1).replace("\\\n", " ")
+        done = subprocess.run(["bash", "-c", command], cwd=elsewhere, capture_output=True,
+                              text=True, timeout=60, check=False, env={
+                                  **os.environ, "XDG_DATA_HOME": str(tmp_path / "other"),
+                                  "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"})
+        assert done.returncode == 0, done.stderr
+        signin = httpx.get(done.stdout.splitlines()[0], follow_redirects=False)
+        assert signin.status_code == 303, signin.text
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         proc.wait(30)
@@ -86,10 +104,18 @@ def test_every_server_enforces(
         assert r.json()["error"]["code"] == "more_permissions_required_for_application"
 
 
-def test_serve_refuses_to_start_without_what_it_needs(tmp_path: Path) -> None:
+def test_serve_refuses_to_start_without_what_it_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # In-process (the refusals start nothing), on a free port: never the default one, which
+    # the README's own demo may hold.
+    monkeypatch.chdir(tmp_path)
+    port = str(free_port())
+
     def serve(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(VENV_BIN / "permgate"), "serve", *args], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=60, check=False)
+        code = main(["serve", "--port", port, *args])
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(["serve", *args], code, out.out, out.err)
 
     done = serve("--upstream", "http://127.0.0.1:9")
     assert done.returncode == 2 and "upstream-key-file" in done.stderr
@@ -104,3 +130,36 @@ def test_serve_refuses_to_start_without_what_it_needs(tmp_path: Path) -> None:
         done = serve("--port", str(taken.getsockname()[1]))  # demo mode, port in use
     assert done.returncode == 2 and "cannot listen" in done.stderr
     assert "localstripe" not in done.stdout  # nothing was started
+
+
+def test_every_command_the_banner_prints_runs_this_permgate_on_its_database() -> None:
+    """Pasted as printed from any shell: each command starts with the permgate that served
+    (scripts/permgate's venv copy is not on PATH) and names the database as one word, even
+    when its path has spaces and quotes."""
+    import shlex
+    from types import SimpleNamespace
+
+    from permgate.gateway import demo
+
+    cli = shlex.quote("/home/o'brien/my clone/.venv/bin/permgate")
+    db_url = "sqlite:////home/o'brien/my clone/.permgate/permgate.db"
+    upstream = SimpleNamespace(url="http://127.0.0.1:1", log_path=Path("/l"))
+    app = demo.DemoApp("com.example.permgate-demo", "acct_demo", "sk_test_x")
+    text = demo.banner("http://127.0.0.1:2", upstream, app, db_url, cli)  # type: ignore[arg-type]
+    lines = [ln for ln in text.replace("\\\n", " ").splitlines() if " --db " in ln]
+    assert len(lines) == 5, text
+    for line in lines:  # from where the command starts, without the remark after it
+        command = re.sub(r"\s{3}\(.*\)$", "", line[max(line.find(cli), 0):])
+        words = shlex.split(command, comments=True)
+        assert words[0] == "/home/o'brien/my clone/.venv/bin/permgate", command
+        assert words[words.index("--db") + 1] == db_url, command
+
+
+@pytest.mark.parametrize(("host", "url"), [
+    ("127.0.0.1", "http://127.0.0.1:8420"), ("0.0.0.0", "http://127.0.0.1:8420"),
+    ("::", "http://[::1]:8420"), ("::1", "http://[::1]:8420"),
+    ("gw.example", "http://gw.example:8420")])
+def test_the_banner_prints_an_address_a_browser_can_open(host: str, url: str) -> None:
+    from permgate.cli.gateway import reachable_url
+
+    assert reachable_url(host, 8420) == url

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from tests.gateway.procs import Gateway, new_app
+from tests.needs import npm_ci
 
 from permgate.store import Store
 
@@ -21,9 +22,7 @@ NODE_DIR = Path(__file__).parent / "node"
 def node_sdk() -> Path:
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.fail("node and npm are needed for the node SDK end-to-end test")
-    if not (NODE_DIR / "node_modules" / "stripe").is_dir():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True,
-                       capture_output=True, timeout=300)
+    npm_ci(NODE_DIR, NODE_DIR / "node_modules" / "stripe")
     return NODE_DIR
 
 

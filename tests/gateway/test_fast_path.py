@@ -594,6 +594,7 @@ def mostly(good: Sequence[T], bad: Sequence[T]) -> st.SearchStrategy[T]:
                      st.sampled_from(bad))
 
 
+@pytest.mark.slow
 def test_whatever_admit_lets_through_proxy_forwards_identically(
     db_url: str, recorder: Recorder, app: App, restricted: Restricted, other: App
 ) -> None:

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.gateway.procs import UPSTREAM_KEY, App, Gateway, new_app, raw_request, run_gateway
+from tests.gateway.procs import (
+    UPSTREAM_KEY,
+    App,
+    Gateway,
+    new_app,
+    raw_request,
+    run_gateway,
+    upload,
+)
 from tests.gateway.recorder import BIG, Recorder
 
 from permgate.gateway.demo import free_port
@@ -193,6 +201,28 @@ def test_denials_are_logged_as_audit_records(gw: Gateway, app: App) -> None:
     assert "payout_read" in str(rec["reason"])
 
 
+def test_a_denial_says_when_an_upgrade_awaiting_approval_asks_for_it(
+    gw: Gateway, store: Store
+) -> None:
+    """Version 2 asks for invoice_read; until an administrator approves it, the install
+    keeps version 1's grant, and a call needing invoice_read is told approval is pending."""
+    waiting = new_app(store, ["customer_read"])
+    upload(store, waiting, "2.0.0", ["customer_read", "invoice_read"])
+    grant = store.effective_grant(waiting.app_id, waiting.account, "test")
+    assert grant is not None and grant.status == "pending_approval"
+    r = httpx.get(gw.url + "/v1/invoices", headers=headers(waiting))
+    message = r.json()["error"]["message"]
+    assert r.status_code == 403 and "'invoice_read'" in message
+    assert (f"Version 2.0.0 of '{waiting.app_id}' asks for 'invoice_read'" in message
+            and f"account '{waiting.account}' has not approved it yet" in message
+            and "once approved, this request will be allowed" in message), message
+    r = httpx.get(gw.url + "/v1/payouts", headers=headers(waiting))  # not what v2 asks for
+    assert r.status_code == 403 and "approv" not in r.json()["error"]["message"]
+    plain = new_app(store, ["customer_read"])  # no upgrade waiting: no hint
+    r = httpx.get(gw.url + "/v1/invoices", headers=headers(plain))
+    assert r.status_code == 403 and "approv" not in r.json()["error"]["message"]
+
+
 def test_dead_upstream_gives_502_and_not_ready(
     db_url: str, store: Store, workdir: Path
 ) -> None:
@@ -353,3 +383,18 @@ def test_workers_share_the_load_and_metrics_add_up_across_them(
     for worker in workers:  # stopping the gateway stopped its workers
         assert not Path(f"/proc/{worker}").exists() or \
             "zombie" in Path(f"/proc/{worker}/status").read_text()
+
+
+def test_a_customers_source_is_decided_by_its_id(
+    gw: Gateway, recorder: Recorder, app: App
+) -> None:
+    # Issue 24 review: a customer's card_ is the customer's (customer_read, implied by the
+    # app's customer_write); its src_ is a Source, its own API object (source_read).
+    r = httpx.get(gw.url + "/v1/customers/cus_1/sources/card_1?by_prefix=1",
+                  headers=headers(app))
+    assert r.status_code == 200, r.text
+    r = httpx.get(gw.url + "/v1/customers/cus_1/sources/src_1?by_prefix=2",
+                  headers=headers(app))
+    assert r.status_code == 403 and "'source_read'" in r.json()["error"]["message"]
+    assert any("by_prefix=1" in p for p in recorder.paths())
+    assert not any("by_prefix=2" in p for p in recorder.paths())

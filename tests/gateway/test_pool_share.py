@@ -161,6 +161,7 @@ def huge_upstream() -> Iterator[tuple[str, list[str]]]:
         server.server_close()
 
 
+@pytest.mark.slow
 def test_an_app_whose_clients_never_read_cannot_starve_another(
     db_url: str, store: Store, tmp_path: Path
 ) -> None:

@@ -3,38 +3,18 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 import stripe
 from tests.gateway.procs import new_app, run_gateway, wait_until
 
-from permgate import envvars
 from permgate.gateway.demo import Upstream
 from permgate.store import Store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
-PG_URL = envvars.TEST_PG.get()
 ADMIN_TOKEN = secrets.token_hex(32)  # the admin API refuses weaker tokens
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A URL whose search_path is a fresh schema, dropped afterwards."""
-    schema = f"permgate_gw_{secrets.token_hex(6)}"
-    try:
-        admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as e:
-        pytest.fail(f"PostgreSQL at {PG_URL} is needed: {e}")
-    with admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-        try:
-            yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-        finally:
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def test_uninstall_through_one_replica_binds_the_other(

@@ -97,6 +97,7 @@ def test_flags_are_exactly_the_settings_with_a_flag() -> None:
         assert getattr(resolve(given, {}), spec.name) == value
 
 
+@pytest.mark.slow
 def test_docs_table_is_generated_from_the_declaration() -> None:
     text = (ROOT / "docs" / "gateway.md").read_text(encoding="utf-8")
     for spec in SPECS:
@@ -106,3 +107,19 @@ def test_docs_table_is_generated_from_the_declaration() -> None:
     p = subprocess.run([sys.executable, "tools/gen_cli_docs.py", "--check"], cwd=ROOT,
                        capture_output=True, text=True, check=False)
     assert p.returncode == 0, p.stderr
+
+
+def test_an_optional_server_not_installed_is_refused_with_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """granian is the `servers` extra, not a runtime dependency: asking for it without it
+    installed fails before anything starts, saying what to install; with it, it resolves."""
+    from permgate.gateway import config
+
+    assert resolve({"server": "granian"}, environ={}).server == "granian"  # dev set has it
+    monkeypatch.setattr(config.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "granian" else object())
+    with pytest.raises(ConfigError) as e:
+        resolve({"server": "granian"}, environ={})
+    assert "permgate[servers]" in str(e.value) and "--server native" in str(e.value)
+    assert resolve({"server": "uvicorn"}, environ={}).server == "uvicorn"

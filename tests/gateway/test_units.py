@@ -284,3 +284,37 @@ def test_the_fast_request_line_is_the_general_one() -> None:
     a, b = json.loads(fast.getvalue()), json.loads(general.getvalue())
     assert a.pop("ts") and b.pop("ts")
     assert a == b == {"level": "info", "event": "request", **rec}
+
+
+def test_the_fast_paths_pre_rendered_line_is_the_general_one() -> None:
+    """`JsonLog.allowed` writes from kept pieces: each line is still the general writer's,
+    field for field and in order, whichever pieces it reuses (same path, another status,
+    another caller, a path too long to keep)."""
+    import io
+    import json
+
+    from permgate.gateway.calls import Caller
+    from permgate.gateway.logs import JsonLog
+
+    fast, general = io.StringIO(), io.StringIO()
+    log, ref = JsonLog(fast), JsonLog(general)
+    long_path = "/v1/customers/" + "c\u00e9\"" * 200
+    cases = [("/v1/customers", "com.a", 200), ("/v1/customers", "com.a", 200),
+             ("/v1/customers", "com.a", 404), ("/v1/customers", "com.b", 200),
+             ('/v1/c"\u00e9', "com.a", 200), (long_path, "com.a", 200),
+             (long_path, "com.a", 200)]
+    for n, (path, app, status) in enumerate(cases):
+        raw = path.encode("utf-8")
+        text = raw[:256].decode("latin-1")  # as the fast path reads a raw path
+        caller = Caller(app, "test", "acct_1", None, None, 0.0, 0)
+        log.allowed(f"req_{n}", raw, caller.logged, status, 0.00125)
+        ref.write("request", "info", request_id=f"req_{n}", method="GET", path=text, app=app,
+                  mode="test", account="acct_1", outcome="allowed", status=status, ms=1.25)
+    log.flush()
+    ref.flush()
+    got = [json.loads(line) for line in fast.getvalue().splitlines()]
+    want = [json.loads(line) for line in general.getvalue().splitlines()]
+    assert len(got) == len(cases)
+    for a, b in zip(got, want, strict=True):
+        assert a.pop("ts") and b.pop("ts")
+        assert list(a.items()) == list(b.items())

@@ -7,12 +7,12 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.store.conftest import APP, manifest_text, pg_url
+from tests.store.conftest import APP, manifest_text
 from tests.store.test_admin import _error, base_url, http
 
 from permgate.store import Store
 
-__all__ = ["base_url", "http", "pg_url"]  # fixtures, used by name
+__all__ = ["base_url", "http"]  # fixtures, used by name
 pytestmark = pytest.mark.postgres
 
 

@@ -45,6 +45,7 @@ def test_json_output_is_unchanged_and_still_json(
     assert any(HOSTILE in p["message"] for p in data["problems"])
 
 
+@pytest.mark.slow
 def test_the_installed_command_escapes_too(tmp_path: Path) -> None:
     path = _manifest(tmp_path)
     cmd = [str(Path(sys.executable).parent / "permgate"), "validate", str(path)]

@@ -64,6 +64,7 @@ def _many(n: int) -> str:
                       indent=2)
 
 
+@pytest.mark.slow
 def test_lint_cost_grows_linearly(monkeypatch: pytest.MonkeyPatch) -> None:
     # Before the fix every finding counted newlines from the start of the file (O(offset)),
     # so 20k entries took 12 s. Count work, not time: after one index of line starts, no

@@ -221,3 +221,21 @@ def test_an_unreadable_value_does_not_stop_the_others(
         sealed = conn.execute(sa.select(webhook_endpoints.c.secret_sealed).where(
             webhook_endpoints.c.endpoint_id == good.endpoint.endpoint_id)).scalar_one()
     assert sealer.open(sealed, good.endpoint.endpoint_id) == good.secret
+
+
+def test_the_key_file_sits_beside_a_database_whose_path_needs_escaping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store's URL escapes `'` (%27) and `#`; the key file must still be found in the
+    database's own folder, not in a folder literally named with the escapes."""
+    folder = tmp_path / "o'brien #1 ?x=%20"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("XDG_DATA_HOME", str(folder / "data"))
+    monkeypatch.delenv("PERMGATE_DB", raising=False)
+    with Store.open(None, upgrade=True) as store:
+        assert "%27" in store.url  # what the renderer does: the reason for this test
+        sealer = load_sealer(store.url)
+    assert sealer.path == folder / "data" / "permgate" / "sealing.keys"
+    assert sealer.path.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", folder.name]  # nothing more

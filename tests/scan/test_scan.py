@@ -34,8 +34,10 @@ EXPECTED = {
     "python_backend": ({"balance_read"}, set(),
                        {"checkout_session_read", "customer_write", "event_read",
                         "subscription_read"}),
-    # default_source: read through the customer (issue 24), so customer_read covers it
-    "ruby_backend": ({"checkout_session_read"}, {"payout_read"}, {"customer_read"}),
+    # default_source: a card is read through the customer; a Source or an Account it may
+    # hold needs its own permission (reference: one for each API object you expand)
+    "ruby_backend": ({"checkout_session_read", "connected_account_read", "source_read"},
+                     {"payout_read"}, {"customer_read"}),
     "go_backend": ({"charge_write"}, set(), {"charge_read", "customer_read", "event_read"}),
 }
 

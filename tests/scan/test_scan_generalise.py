@@ -71,6 +71,90 @@ def test_no_key_value_in_any_output_format(
     assert "[REDACTED]" in out
 
 
+# Keys the code splits or wraps: the scan quotes the source text of a key argument, so the
+# value must be masked however it is spelt (issue 25, found in review).
+TAIL = "51HqLyjWDarjtT1zdp7dcXYZabcdEFGH12345678"
+SPLIT_TREES = {
+    "js": {"src/a.ts": "import Stripe from 'stripe';\n"
+                       f"const t = new Stripe('sk_' + 'live_' + '{TAIL}');\n"
+                       "export const b = () => t.charges.list();\n"
+                       f"const u = new Stripe(\"sk_live_\" + \"{TAIL}\");\n"
+                       "export const c = () => u.customers.list();\n"
+                       f"const pk = new Stripe(`sk_test_${{'{TAIL}'}}`);\n"
+                       "export const e = () => pk.refunds.list();\n"
+                       f"const o = new Stripe('KEY_sk_live_{TAIL}');\n"
+                       "export const f = () => o.disputes.list();\n"
+                       f"const g = new Stripe(token || 'sk_' + 'live_' + '{TAIL}');\n"
+                       "export const h = () => g.charges.list();\n"},
+    "python": {"app.py": "import stripe\n"
+                         f"stripe.Invoice.list(api_key=f\"sk_live_{{'{TAIL}'}}\")\n"
+                         f"stripe.Charge.list(api_key='sk_test_' + '{TAIL}')\n"
+                         f"stripe.Refund.list(api_key='KEY_rk_live_{TAIL}')\n"
+                         f"c = stripe.StripeClient('\\nsk_live_{TAIL}')\n"
+                         "c.customers.list()\n"
+                         f"g = stripe.StripeClient(access_token or 'sk_test_' '{TAIL}')\n"
+                         "g.customers.list()\n"},
+}
+
+
+@pytest.mark.parametrize("lang", sorted(SPLIT_TREES))
+@pytest.mark.parametrize("fmt", ["text", "json", "sarif"])
+def test_no_split_or_wrapped_key_in_any_output_format(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lang: str, fmt: str
+) -> None:
+    # SARIF quotes a client's key as the reason of a finding: charge_read unverified by the
+    # charges call on a client of unknown account (JS), customer_read missing (Python)
+    _write(tmp_path, SPLIT_TREES[lang], MANIFEST.replace("customer_read", "event_read"))
+    main(["scan", str(tmp_path), "--format", fmt, "--no-progress"])
+    out = capsys.readouterr().out
+    if fmt != "text":
+        json.loads(out)
+    assert "[REDACTED]" in out and ("charge" in out or "customer" in out)  # calls found
+    assert TAIL[:10] not in out and TAIL[-10:] not in out
+
+
+def test_redact_masks_split_wrapped_and_escaped_keys() -> None:
+    for spelt in (f"'sk_' + 'live_' + '{TAIL}'", f'"sk_live_" + "{TAIL}"',
+                  f"`sk_test_${{'{TAIL}'}}`", f"f\"sk_live_{{'{TAIL}'}}\"",
+                  f"'sk_test_' '{TAIL}'", f"'sk_test_' . '{TAIL}'",
+                  f"KEY_sk_live_{TAIL}", f"'\\nsk_live_{TAIL}'", f"\\u000awhsec_{TAIL}",
+                  f"?k=%3Dsk_live_{TAIL}", f"https://rk_live_{TAIL}:@api.stripe.com/v1/x",
+                  f"Authorization: Basic {TAIL}", f"ac_{TAIL}", f"x_ac_{TAIL}"):
+        masked = redact(spelt)
+        assert TAIL[:6] not in masked and TAIL[-6:] not in masked, (spelt, masked)
+        assert "[REDACTED]" in masked
+    # a key built from a variable: the variable's name is no secret and stays
+    assert redact("'sk_live_' + rest") == "'sk_live_' + rest"
+
+
+# A literal in the key's place is a key whatever its format (another provider's, a Stripe-
+# compatible API's): the scan knows it is one, so its value is never quoted.
+PLAIN = "Zq7" + "Xv2Lp9Rk4Tn8Wm3"
+PLAIN_TREES = {
+    "js": {"src/a.ts": "import Stripe from 'stripe';\n"
+                       f"const s = new Stripe('{PLAIN}');\n"
+                       "export const a = () => s.customers.list();\n"
+                       f"const t = new Stripe(token || '{PLAIN}');\n"
+                       "export const b = () => t.charges.list();\n"},
+    "python": {"app.py": "import stripe\n"
+                         f"stripe.Customer.list(api_key='{PLAIN}')\n"
+                         f"stripe.Charge.list(api_key=token or '{PLAIN}')\n"},
+}
+
+
+@pytest.mark.parametrize("lang", sorted(PLAIN_TREES))
+def test_a_literal_in_the_keys_place_is_never_quoted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lang: str
+) -> None:
+    _write(tmp_path, PLAIN_TREES[lang])
+    for fmt in ("text", "json", "sarif"):
+        main(["scan", str(tmp_path), "--format", fmt, "--no-progress"])
+        out = capsys.readouterr().out
+        assert "charge" in out and PLAIN not in out, fmt
+    main(["scan", str(tmp_path), "--no-progress"])
+    assert "key written in the code ('[REDACTED]')" in capsys.readouterr().out
+
+
 def test_redact_keeps_prefixes_and_ordinary_words() -> None:
     assert redact(f"new Stripe('{SK}')") == "new Stripe('sk_test_[REDACTED]')"
     assert redact(f"{RK[:30]}...") == "rk_live_[REDACTED]..."
@@ -133,6 +217,63 @@ def test_unused_is_never_claimed_where_unverified_traffic_exists(
     assert {(s.file, s.line) for s in unsure.unverified[0].sites} == {
         (name, code.split("{doubt}")[0].count("\n") + 1)}
     assert "customer_read" in unsure.covered and not unsure.missing
+
+
+# A file the scan could not read whole: its traffic was not seen either (found in review:
+# a file skipped as too large, or read only in part, left grants "unused").
+UNREAD = {
+    "js-too-large": ("src/bundle.js", "import Stripe from 'stripe';\n"
+                     + "// padding\n" * 200_000 + "new Stripe(k).charges.list();\n"),
+    "js-too-deep": ("src/deep.js", "import Stripe from 'stripe';\n"
+                    "const s = new Stripe(process.env.K);\n"
+                    "const x = " + "f(" * 3000 + "s.charges.list()" + ")" * 3000 + ";\n"),
+    "php-too-deep": ("deep.php", "<?php\n$x = " + "[" * 300 + "\\Stripe\\Charge::all()"
+                     + "]" * 300 + ";\n"),
+    "ruby-too-deep": ("deep.rb", "x = " + "[" * 300 + "Stripe::Charge.list" + "]" * 300 + "\n"),
+    "go-too-deep": ("deep.go", 'package main\n\nimport "github.com/stripe/stripe-go/v82/charge"'
+                    "\n\nvar x = " + "(" * 300 + "charge.List(nil)" + ")" * 300 + "\n"),
+    "python-in-part": ("app/deep.py", "import stripe\n\n\ndef g(access_token):\n"
+                       "    stripe.Charge.list(api_key=access_token)\n"
+                       "    return " + "-" * 50_000 + "1\n"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNREAD))
+def test_unused_is_never_claimed_when_a_file_was_not_read_whole(tmp_path: Path, case: str) -> None:
+    name, code, _doubt = DOUBT[case.split("-")[0]]
+    base = {name: code.replace("{doubt}", "")}
+    clear = scan(_write(tmp_path / "clear", base), ["customer_read", "charge_read"], "m")
+    assert [u.permission for u in clear.unused] == ["charge_read"]  # the control
+    unread_name, unread = UNREAD[case]
+    unsure = scan(_write(tmp_path / "unsure", {**base, unread_name: unread}),
+                  ["customer_read", "charge_read"], "m")
+    assert unsure.findings.skipped or unsure.findings.partial, case
+    assert unsure.unused == [] and [w.permission for w in unsure.unverified] == ["charge_read"]
+    assert unread_name in {s.file for s in unsure.unverified[0].sites}
+
+
+# The API host spelt with credentials in the URL (curl style) or without a scheme: still a
+# request to the API, its computed path still unreadable (found in review: not seen at all).
+HOST_FORMS = {
+    "js-userinfo": ("src/raw.ts", "export const r = (accessToken: string, p: string) =>\n"
+                    "  fetch('https://' + accessToken + ':@api.stripe.com/v1/' + p);\n"),
+    "js-no-scheme": ("src/raw.ts", "export const r = (accessToken: string, p: string) =>\n"
+                     "  fetch('//api.stripe.com/v1/' + p, "
+                     "{headers: {Authorization: `Bearer ${accessToken}`}});\n"),
+    "python-userinfo": ("app/raw.py", "import requests\n\n\ndef r(access_token, p):\n"
+                        "    requests.get(f'https://{access_token}:@api.stripe.com/v1/{p}')\n"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOST_FORMS))
+def test_a_request_to_the_api_host_in_any_spelling_is_traffic(tmp_path: Path, case: str) -> None:
+    name, code, _doubt = DOUBT["js" if case.startswith("js") else "python"]
+    base = {name: code.replace("{doubt}", "")}
+    raw_name, raw = HOST_FORMS[case]
+    unsure = scan(_write(tmp_path, {**base, raw_name: raw}), ["customer_read", "charge_read"],
+                  "m")
+    assert unsure.unused == [] and [w.permission for w in unsure.unverified] == ["charge_read"]
+    assert raw_name in {s.file for s in unsure.unverified[0].sites}
 
 
 def test_unverified_in_every_output_format(
@@ -202,6 +343,34 @@ def test_own_key_handed_to_a_package_keeps_nothing(tmp_path: Path, lang: str) ->
         "stripe_access_token", "stripe_secret_key")
     v = scan(_write(tmp_path, {name: code.replace("{body}", own)}), ["customer_read"], "m")
     assert v.outside == [] and [u.permission for u in v.unused] == ["customer_read"]
+
+
+# The token sent to another service by an HTTP client (`axios.post`, `requests.post`): that
+# service acts with it, so the grants are kept; the same verb on a router is no consumer
+# (found in review: `post` was read as a route for any receiver, and the grants "unused").
+SENT = {
+    "js": ("src/sync.ts", "import axios from 'axios';\nimport {Router} from 'express';\n"
+                          "const router = Router();\n"
+                          "export async function go(stripeAccessToken: string) {\n{body}}\n",
+           "  await axios.post('https://sync.example.com/import', stripeAccessToken);\n",
+           "  router.post('/import', stripeAccessToken);\n"),
+    "python": ("app/sync.py", "import requests\nfrom flask import Blueprint\n"
+                              "bp = Blueprint('x', __name__)\n\n\n"
+                              "def go(stripe_access_token):\n{body}    return None\n",
+               "    requests.post('https://sync.example.com/import', stripe_access_token)\n",
+               "    bp.post('/import', stripe_access_token)\n"),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(SENT))
+def test_a_token_sent_by_an_http_client_keeps_the_grants(tmp_path: Path, lang: str) -> None:
+    name, code, sent, routed = SENT[lang]
+    v = scan(_write(tmp_path / "routed", {name: code.replace("{body}", routed)}),
+             ["customer_read"], "m")
+    assert v.outside == [] and [u.permission for u in v.unused] == ["customer_read"]
+    v = scan(_write(tmp_path / "sent", {name: code.replace("{body}", sent)}),
+             ["customer_read"], "m")
+    assert v.unused == [] and [k.permission for k in v.outside] == ["customer_read"]
 
 
 # --- 4. constant expansion lists, imports resolved by path ------------------------------

@@ -27,6 +27,17 @@ class Operation:
     # The query parameters the API's document declares (operations.json `query_params`):
     # any other is refused. None: not known (Stripe's table), nothing refused for that.
     query_params: frozenset[str] | None = field(default=None, compare=False)
+    # (id prefix, the operation it is): one path whose last id names objects of several
+    # types with different permissions (`/v1/customers/{c}/sources/src_1` is a Source)
+    variants: tuple[tuple[str, Operation], ...] = field(default=(), compare=False)
+
+    def variant(self, path: str) -> Operation:
+        """The operation a concrete path is, by its last segment's prefix (self if none)."""
+        last = path.rpartition("/")[2]
+        for prefix, op in self.variants:
+            if last.startswith(prefix):
+                return op
+        return self
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
@@ -56,13 +67,20 @@ def operations_from_document(doc: Any) -> list[Operation]:
                 f"operation {row['method']} {row['path']}: exactly one of permission and "
                 "unavailable must be set"
             )
+        variants = tuple(
+            (prefix, Operation(
+                method=row["method"].upper(), path=row["path"], permission=v["permission"],
+                unavailable=None, object=v["objects"][0] if len(v["objects"]) == 1 else None,
+                objects=tuple(v["objects"]), rule=f"an id starting {prefix}",
+                sources=tuple(row.get("sources") or ())))
+            for prefix, v in sorted((row.get("by_id_prefix") or {}).items()))
         out.append(
             Operation(
                 method=row["method"].upper(), path=row["path"], permission=permission,
                 unavailable=unavailable, object=row.get("object"),
                 is_list=bool(row.get("list")), rule=row.get("rule") or "",
                 objects=tuple(row.get("objects") or ([row["object"]] if row.get("object") else [])),
-                sources=tuple(row.get("sources") or ()),
+                sources=tuple(row.get("sources") or ()), variants=variants,
                 query_params=_names(row),
             )
         )

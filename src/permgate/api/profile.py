@@ -319,8 +319,11 @@ def reinit_command(profile: ApiProfile) -> str:
     """The command that makes the DIR again from its spec."""
     import shlex
 
+    # the same names as before (style), and --force: init replaces a DIR it wrote itself
+    style = (f" --permissions {profile.permissions_style}"
+             if profile.permissions_style in ("scopes", "objects") else "")
     return (f"permgate init --from-openapi {shlex.quote(profile.spec or 'SPEC')} "
-            f"--out {shlex.quote(profile.directory or 'DIR')}")
+            f"--out {shlex.quote(profile.directory or 'DIR')}{style} --force")
 
 
 def spec_changed(profile: ApiProfile) -> str | None:

@@ -31,8 +31,10 @@ _PARAM = 0
 _OPS = 1
 
 
-def segment_reason(seg: str) -> str | None:
-    """Why one raw segment may not fill a parameter, or None."""
+def literal_reason(seg: str) -> str | None:
+    """Why a segment is not safe anywhere in a path, literal or id, or None: what a server
+    could decode, split or normalise into something else. A table's literal segments must
+    pass this too (`Router._add`): a literal is matched before any check runs."""
     if not seg:
         return "the path has an empty segment ('//' or a trailing '/')"
     if seg in (".", ".."):
@@ -49,6 +51,14 @@ def segment_reason(seg: str) -> str | None:
         return "the path has a percent-encoded character (ids never need one)"
     if ";" in seg:
         return "the path has a ';' (path parameters such as '..;' are read differently by servers)"
+    return None
+
+
+def segment_reason(seg: str) -> str | None:
+    """Why one raw segment may not fill a parameter, or None."""
+    reason = literal_reason(seg)
+    if reason is not None:
+        return reason
     if _ID.fullmatch(seg) is None:
         if seg[0] == "{" and seg[-1] == "}" and _ID.fullmatch(seg, 1, len(seg) - 1):
             # A template's placeholder (`{id}`), as tools that ask about templates (scan)
@@ -92,6 +102,11 @@ class Router:
             if not seg:
                 raise ValueError(f"template has an empty segment: {op.path}")
             key = _PARAM if seg.startswith("{") and seg.endswith("}") else seg
+            if key is seg and literal_reason(seg) is not None:
+                # `route` matches literals before checking anything: a hostile one
+                # (`%2e%2e`, `..`, `x;y`) would pass as the operation it names
+                raise ValueError(f"template has a segment no request may carry "
+                                 f"({literal_reason(seg)}): {op.path}")
             node = node.setdefault(key, {})
         ops = node.setdefault(_OPS, {})
         other = ops.get(op.method)
@@ -119,7 +134,8 @@ class Router:
                 # Fast acceptance of an ASCII segment: `cus_123` (an identifier), then
                 # `123`, `3f2a-...` UUIDs and `price-gold` (letters, digits and '-' only;
                 # bytes.isalnum is a table lookup per byte, str.isalnum a Unicode one).
-                # Anything else gets the full check.
+                # Anything else gets the full check. Correct only because non-ASCII paths
+                # were refused above: str.isidentifier accepts fullwidth letters ('ａ').
                 if not seg.isidentifier() and not seg.encode().replace(b"-", b"").isalnum():
                     reason = segment_reason(seg)
                     if reason is not None:

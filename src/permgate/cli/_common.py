@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 MODES: tuple[str, ...] = ("live", "test", "sandbox")
 
 DB_HELP = ("the store: sqlite:///PATH or postgresql://USER@HOST:PORT/DB (default: $PERMGATE_DB, "
-           "else sqlite:///.permgate/permgate.db)")
+           "else the nearest .permgate/permgate.db up from here, else "
+           "$XDG_DATA_HOME/permgate/permgate.db)")
 
 
 def current_user() -> str:

@@ -13,7 +13,15 @@ from permgate import boundedjson
 from permgate.api.expand import Expansion
 from permgate.catalog import UnknownPermission
 from permgate.cli import EXIT_DENIED, EXIT_OK, EXIT_USAGE, CliError
-from permgate.cli._common import add_api, add_format, exit_codes
+from permgate.cli._common import (
+    MODES,
+    add_api,
+    add_app,
+    add_db,
+    add_format,
+    app_of,
+    exit_codes,
+)
 from permgate.decision import Decision, Engine, Grant
 
 BATCH_KEYS = ("method", "path", "grants", "expand", "account", "body")
@@ -74,6 +82,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("path", metavar="PATH", help="the request path, may carry a query string")
     p.add_argument("--expand", action="append", default=[], metavar="FIELD",
                    help="an expansion, as expand[]=FIELD would ask (repeatable)")
+    add_app(p, optional=True, what="also decide for this app's install (with --account): "
+            "what it may do now, and whether a version awaiting approval asks for what is "
+            "missing")
+    p.add_argument("--account", metavar="ACCT", default=None, help="the install's account")
+    p.add_argument("--mode", choices=MODES, default="live", help="the install's mode "
+                   "(default live)")
+    add_db(p)
     add_format(p, what="the explanation")
     add_api(p)
     p.set_defaults(func=cmd_explain)
@@ -235,18 +250,49 @@ def _str_list(value: object) -> bool:
 def cmd_explain(args: argparse.Namespace) -> int:
     engine = permgate.default_engine()
     method, target = _method(args.method), _path(args.path)
+    app = app_of(args)
+    if (app is None) != (args.account is None):
+        raise CliError("APP and --account go together: the install to decide for")
     d = engine.requirements(method, target, expand=args.expand)
     hint = path_hint(engine, method, target, d)
+    install = None if app is None else _install_decision(engine, args, app, method, target)
     if args.format == "json":
         data = decision_json(d)
         if hint:
             data["hint"] = hint
+        if install is not None:
+            data["install"] = install
         print(json.dumps(data, indent=2))
     else:
         print(explain_text(engine, method, target, d, args.expand))
         if hint:
             print(f"hint: {hint}")
+        if install is not None:
+            print(f"for {install['app']} on {install['account']} ({install['mode']}), "
+                  f"{install['status']}: " + ("allowed" if install["allowed"] else
+                                              f"denied: {install['message']}"))
+            if install["pending_hint"]:
+                print(f"pending approval: {install['pending_hint']}")
     return EXIT_OK if d.kind in ("allowed", "missing") else EXIT_DENIED
+
+
+def _install_decision(engine: Engine, args: argparse.Namespace, app: str, method: str,
+                      target: str) -> dict[str, Any]:
+    """The request decided on the install's approved grant, as the gateway decides it, with
+    the gateway's pending-approval hint (store EffectiveGrant.pending_hint)."""
+    from permgate.cli._common import open_store
+
+    with open_store(args.db) as store:
+        grant = store.effective_grant(app, args.account, args.mode)
+    if grant is None:
+        raise CliError(f"{app} is not installed on {args.account} in {args.mode} mode",
+                       EXIT_DENIED)
+    d = engine.decide(method, target, None, engine.grant(grant.approved),
+                      expand=args.expand, account=args.account)
+    return {"app": grant.app_id, "account": grant.account, "mode": grant.mode,
+            "status": grant.status, "allowed": d.allowed,
+            "message": None if d.allowed else d.message,
+            "pending_hint": None if d.kind != "missing" else grant.pending_hint(d.missing)}
 
 
 def explain_text(engine: Engine, method: str, target: str, d: Decision, extra: list[str]) -> str:

@@ -319,7 +319,7 @@ def _register_dev_loop(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "whether it receives it or which permission it lacks.",
         epilog=exit_codes("0  the app (without APP: any app) receives it",
                           "1  refused by the store (unknown app, database unreachable)",
-                          "2  bad input (not an event type)",
+                          "2  bad input (not an event type, or not an API version)",
                           "3  not received: the app lacks a permission, or no app is "
                           "installed there in test mode"))
     tr.add_argument("event_type", metavar="EVENT", help="an event type, e.g. customer.created")
@@ -327,6 +327,10 @@ def _register_dev_loop(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     tr.add_argument("--account", default=None, metavar="ACCT",
                     help="default: the app's only test-mode account, else acct_demo "
                          "(the demo's)")
+    tr.add_argument("--api-version", default=None, metavar="VERSION",
+                    help="the event's api_version, e.g. 2024-06-20 (stripe-go and Stripe.net "
+                         "refuse an event of another version than theirs; default: the "
+                         "official Python library's pinned version)")
     add_db(tr)
     add_format(tr, what="the verdicts")
     add_api(tr)
@@ -372,13 +376,25 @@ def cmd_listen(args: argparse.Namespace) -> int:
 def cmd_trigger(args: argparse.Namespace) -> int:
     from permgate.cli import EXIT_DENIED, EXIT_USAGE
     from permgate.cli._common import open_store
-    from permgate.events.trigger import UnknownEvent, default_account, trigger
+    from permgate.events.trigger import (
+        BadApiVersion,
+        UnknownEvent,
+        check_api_version,
+        default_account,
+        trigger,
+    )
 
     app = app_of(args)
+    if args.api_version is not None:
+        try:
+            check_api_version(args.api_version)
+        except BadApiVersion as e:
+            raise CliError(f"--api-version: {e.message}", EXIT_USAGE) from None
     with open_store(args.db) as store:
         account = args.account or default_account(store, app)
         try:
-            done = trigger(store, args.event_type, account=account, app_id=app)
+            done = trigger(store, args.event_type, account=account, app_id=app,
+                           api_version=args.api_version)
         except UnknownEvent as e:  # a typo in the command line: bad input
             raise CliError(e.message, EXIT_USAGE) from None
     received = any(v.allowed for v in done.verdicts)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import ipaddress
+import os
 import re
 import socket
 from collections.abc import Callable
@@ -140,6 +142,12 @@ def _authz(args: argparse.Namespace) -> int:
             raise CliError("authz needs the upstream's secret key, which it hands Envoy for "
                            "allowed calls: --upstream-key-file PATH or PERMGATE_UPSTREAM_KEY")
         token = _check_token(args.check_token_file)
+        if token is None and not _loopback(settings.host):
+            # Every allowed answer carries the upstream key: off loopback, only checks
+            # carrying Envoy's secret may get one.
+            raise CliError(f"--host {settings.host} is not a loopback address: the check "
+                           "port hands the upstream key to whoever it allows, so it needs "
+                           "--check-token-file FILE (the secret Envoy adds to every check)")
         _check_store(settings.db)
         if settings.api:
             _check_tenancy(settings.db)
@@ -156,14 +164,27 @@ def _check_token(path: str | None) -> bytes | None:
         return None
     try:
         with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
             token = f.read(4096).strip()
     except OSError as e:
         raise CliError(f"--check-token-file {path}: {e.strerror}") from None
+    if mode & 0o077:
+        raise CliError(f"--check-token-file {path}: readable or writable by others (mode "
+                       f"{mode & 0o777:o}): chmod 600 {path}")
     if len(token) < MIN_TOKEN or not re.fullmatch(rb"[A-Za-z0-9_.-]+", token):
         raise CliError(f"--check-token-file {path}: the token must be at least {MIN_TOKEN} "
                        "letters, digits, '-', '_' or '.' (`python -c 'import secrets; "
                        "print(secrets.token_urlsafe(32))'`)")
     return token
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 def _check_admin_token(token: str | None) -> None:
@@ -218,12 +239,21 @@ def _serve_demo(settings: Any) -> int:
         settings = dataclasses.replace(
             settings, upstream=upstream.url, upstream_key=demo.DEMO_UPSTREAM_KEY,
             upstream_key_file=None)
-        url = f"http://{settings.host}:{settings.port}"
+        url = reachable_url(settings.host, settings.port)
         print(demo.banner(url, upstream, app, db_url, shell_command()), flush=True)
         run(settings)
     finally:
         upstream.stop()
     return EXIT_OK
+
+
+def reachable_url(host: str, port: int) -> str:
+    """The address the banner's commands and links use: a wildcard listen address is
+    reached on this machine's loopback (browsers refuse http://0.0.0.0), an IPv6 one in
+    brackets (http://:::8420 is no URL)."""
+    wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+    host = wildcard.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -262,7 +292,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a.add_argument("--check-token-file", metavar="PATH", default=None,
                    help="file with a secret Envoy adds to every check as the x-permgate-check "
                    "header (authorization_request.headers_to_add); checks without it are "
-                   "refused (default: none, the check port must then be Envoy's alone)")
+                   "refused; the file must be its owner's alone (chmod 600); required when "
+                   "--host is not a loopback address (default: none, the check port must "
+                   "then be Envoy's alone)")
     add_setting_flags(a, skip=AUTHZ_SKIPS)
     a.set_defaults(func=_authz)
 

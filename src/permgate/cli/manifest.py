@@ -105,51 +105,69 @@ def _where(file: str, line: int | None, column: int | None) -> str:
     return f"{file}:{line}:{column}" if line is not None else file
 
 
+MAX_FILES = 1000  # manifests one `validate` checks (a shell glob, not a crawl)
+
+
 def _validate(args: argparse.Namespace) -> int:
+    """One manifest or several: each is checked and reported (an unreadable one too), and the
+    exit code is the worst: 2 unreadable, 1 errors, 0 all valid. JSON: one object for one
+    manifest (as before), a list of them for several."""
     from permgate import manifest
 
-    path = _path(args.path)
-    if not path.exists() and args.path is None:
-        raise CliError(f"no {DEFAULT_NAME} here ({path.absolute()}): run this in your app's "
-                       "folder, or name the manifest (PATH)")
-    try:
-        m = manifest.load(path)
-    except manifest.ManifestError as e:
-        if args.format == "json":
-            print(json.dumps({"path": e.path, "valid": False, "error": {
-                "message": e.reason, "line": e.line, "column": e.column}}, indent=2))
-            return EXIT_USAGE
-        if args.format == "sarif":
-            _print_validate_sarif([], e)
-            return EXIT_USAGE
-        raise CliError(str(e)) from None
-    problems = manifest.validate(m)
-    if args.format == "sarif":
-        _print_validate_sarif([(m, problems)], None)
-    elif args.format == "json":
-        print(json.dumps({
+    raws: list[str | None] = list(args.paths) or [None]
+    if len(raws) > MAX_FILES:
+        raise CliError(f"{len(raws)} manifests named; validate takes at most {MAX_FILES}")
+    if raws == [None] and not _path(None).exists():
+        raise CliError(f"no {DEFAULT_NAME} here ({_path(None).absolute()}): run this in your "
+                       "app's folder, or name the manifests (PATH ...)")
+    checked: list[tuple[Manifest, list[Problem]]] = []
+    unreadable: list[ManifestError] = []
+    reports: list[dict[str, Any]] = []
+    for raw in raws:
+        try:
+            m = manifest.load(_path(raw))
+        except manifest.ManifestError as e:
+            unreadable.append(e)
+            reports.append({"path": e.path, "valid": False, "error": {
+                "message": e.reason, "line": e.line, "column": e.column}})
+            if args.format == "text":
+                print(f"permgate: {e}", file=sys.stderr)
+            continue
+        problems = manifest.validate(m)
+        checked.append((m, problems))
+        reports.append({
             "path": m.name, "valid": not problems, "warnings": m.warnings,
             "problems": [{
                 "pointer": p.pointer, "message": p.message, "code": p.code,
                 "file": p.file or m.name, "line": p.line, "column": p.column,
             } for p in problems],
-        }, indent=2))
+        })
+        if args.format == "text":
+            _print_problems(m, problems)
+    if args.format == "sarif":
+        _print_validate_sarif(checked, unreadable)
+    elif args.format == "json":
+        print(json.dumps(reports[0] if len(raws) == 1 else reports, indent=2))
+    if unreadable:
+        return EXIT_USAGE
+    return EXIT_FINDINGS if any(problems for _, problems in checked) else EXIT_OK
+
+
+def _print_problems(m: Manifest, problems: list[Problem]) -> None:
+    for w in m.warnings:
+        print(f"permgate: warning: {w}", file=sys.stderr)
+    for p in problems:
+        where = _where(p.file or m.name, p.line, p.column)
+        print(f"{where}: {p.pointer or '/'}: {p.message} [{p.code}]")
+    if problems:
+        n = len(problems)
+        print(f"{m.name}: {n} error{'s' if n > 1 else ''}", file=sys.stderr)
     else:
-        for w in m.warnings:
-            print(f"permgate: warning: {w}", file=sys.stderr)
-        for p in problems:
-            where = _where(p.file or m.name, p.line, p.column)
-            print(f"{where}: {p.pointer or '/'}: {p.message} [{p.code}]")
-        if problems:
-            n = len(problems)
-            print(f"{m.name}: {n} error{'s' if n > 1 else ''}", file=sys.stderr)
-        else:
-            print(f"{m.name}: valid")
-    return EXIT_FINDINGS if problems else EXIT_OK
+        print(f"{m.name}: valid")
 
 
 def _print_validate_sarif(results: list[tuple[Manifest, list[Problem]]],
-                          unreadable: ManifestError | None) -> None:
+                          unreadable: list[ManifestError]) -> None:
     from permgate import __version__
     from permgate.manifest.validate import sarif
     from permgate.sarif import dumps
@@ -162,8 +180,9 @@ def _lint(args: argparse.Namespace) -> int:
     from permgate.manifest.lint import sarif
     from permgate.sarif import dumps
 
+    ignore = _lint_ignored(args.ignore or [])
     m = _load(args.path)
-    advice = manifest.lint(m)
+    advice = [a for a in manifest.lint(m) if a.code not in ignore]
     if args.format == "sarif":
         sys.stdout.write(dumps(sarif([(m, advice)], __version__)))
     elif args.format == "json":
@@ -176,7 +195,22 @@ def _lint(args: argparse.Namespace) -> int:
             print(f"{_where(m.name, a.line, a.column)}: {a.severity}: {a.message} [{a.code}]")
         if not advice:
             print(f"{m.name}: no advice")
-    return EXIT_FINDINGS if advice else EXIT_OK
+    # Notes are advice that depends on intent ("could go", "too short"): shown, not failed.
+    return EXIT_FINDINGS if any(a.severity == "warning" for a in advice) else EXIT_OK
+
+
+def _lint_ignored(names: list[str]) -> frozenset[str]:
+    from difflib import get_close_matches
+
+    from permgate.manifest.lint import RULES
+
+    for name in names:
+        if name not in RULES:
+            close = get_close_matches(name, RULES, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise CliError(f"--ignore {name!r}: no such lint rule{hint}; rules: "
+                           + ", ".join(RULES), EXIT_USAGE)
+    return frozenset(names)
 
 
 def _diff(args: argparse.Namespace) -> int:
@@ -257,22 +291,32 @@ def register(sub: Any) -> None:
     default = f"default ./{DEFAULT_NAME}"
     add_edit_verbs(sub, alias=True)
 
-    v = sub.add_parser("validate", help="check a manifest: every error at once",
-                       description="Check a manifest against Stripe's schema and the "
-                       "permission catalog; every error with its JSON pointer and line.",
-                       epilog=exit_codes("0  valid", "1  errors (listed)",
-                                         "2  unreadable: missing file, not JSON"))
-    v.add_argument("path", nargs="?", metavar="PATH", help=f"manifest ({default})")
+    v = sub.add_parser("validate", help="check manifests: every error at once",
+                       description="Check manifests against Stripe's schema and the "
+                       "permission catalog; every error with its JSON pointer and line. "
+                       "With several, each is checked and the worst result is the exit "
+                       "code; --format json prints a list.",
+                       epilog=exit_codes("0  all valid", "1  errors (listed)",
+                                         "2  one is unreadable: missing file, not JSON"))
+    v.add_argument("paths", nargs="*", metavar="PATH",
+                   help=f"manifests or their folders ({default})")
     add_format(v, sarif=True, what="the problems (sarif: for code scanning)")
     add_api(v)
     v.set_defaults(func=_validate)
 
     li = sub.add_parser("lint", help="advice for a manifest",
                         description="Advice that is not an error: redundant permissions, a "
-                        "missing elements_write, placeholder purposes, ...",
-                        epilog=exit_codes("0  no advice", "1  advice (listed)",
-                                          "2  unreadable: missing file, not JSON"))
+                        "missing elements_write, placeholder purposes, ... Each piece is a "
+                        "warning (exit 1) or a note, advice that depends on what you intend "
+                        "(a permission that could go, a short purpose: listed, exit 0).",
+                        epilog=exit_codes("0  no advice, or notes only (listed)",
+                                          "1  warnings (listed)",
+                                          "2  unreadable: missing file, not JSON; an unknown "
+                                          "--ignore rule"))
     li.add_argument("path", nargs="?", metavar="PATH", help=f"manifest ({default})")
+    li.add_argument("--ignore", action="append", metavar="RULE", default=None,
+                    help="leave out this rule's advice (repeatable; the rule is the code "
+                    "in brackets, e.g. redundant-permission; docs/manifest.md lists them)")
     add_format(li, sarif=True, what="the advice (sarif: for code scanning)")
     add_api(li)
     li.set_defaults(func=_lint)

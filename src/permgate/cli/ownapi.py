@@ -18,7 +18,8 @@ rules and extensions (x-permgate-object, -level, -implies, -expand): docs/own-ap
 
 exit codes:
   0  written
-  2  bad input: the document is refused (one line says why), or DIR is not empty"""
+  2  bad input: the document is refused (one line says why), or DIR is not empty
+     (or, with --force, not a DIR init wrote)"""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,7 +39,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "(auto: scopes when every secured operation names scopes)")
     p.add_argument("--name", metavar="NAME",
                    help="catalog name, [a-z][a-z0-9_-]{0,39} (default: from info.title)")
-    p.add_argument("--force", action="store_true", help="replace a non-empty DIR")
+    p.add_argument("--force", action="store_true",
+                   help="replace a DIR an earlier init wrote (never one holding other files "
+                   "or the document)")
     p.set_defaults(func=cmd_init)
 
 

@@ -89,8 +89,16 @@ def _grant_text(g: EffectiveGrant) -> str:
 
 def _db_upgrade(args: argparse.Namespace) -> int:
     # Progress on stderr while migrations run, if stderr is a terminal.
+    from permgate.store.migrate import head as schema_head
+
     with open_store(args.db, upgrade=True, progress=True) as store:
-        print(f"database {store.url} is at the latest schema")
+        before, head = store.upgraded_from, schema_head()
+        if before is None:
+            print(f"database {store.url} created at the latest schema")
+        elif before == head:
+            print(f"database {store.url} is already at the latest schema")
+        else:
+            print(f"database {store.url} upgraded from {before} to the latest schema ({head})")
     return EXIT_OK
 
 
@@ -107,8 +115,15 @@ def _apps_upload(args: argparse.Namespace) -> int:
         m = manifest.load(args.path)
     except (manifest.ManifestError, OSError) as e:
         raise CliError(str(e), EXIT_USAGE) from None
+    from permgate.store.describe import default_developer
+
+    # The uploader is who the consent pages name as the app's developer: never the Unix
+    # user by default, but the manifest's (the app id's domain, else the app's name).
+    app_id, name = m.data.get("id"), m.data.get("name")
+    actor = args.developer or args.by or default_developer(
+        app_id if isinstance(app_id, str) else "", name if isinstance(name, str) else "")
     with _store(args) as store:
-        result = store.upload_version(m, actor=args.by)
+        result = store.upload_version(m, actor=actor)
 
     def text() -> str:
         v = result.version
@@ -327,8 +342,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = add(apps_sub, "upload", _apps_upload,
             "upload a manifest as a new version (first upload prints the app's keys once)")
     p.add_argument("path", metavar="PATH", help="the manifest, e.g. stripe-app.json")
-    p.add_argument("--by", default=current_user(), metavar="USER",
-                   help="uploader, for the audit trail (default: you)")
+    p.add_argument("--developer", default=None, metavar="NAME",
+                   help="the developer's name, as administrators see it on the consent pages "
+                   "and in the audit trail (default: the domain of a reverse-DNS app id, "
+                   "com.example.app -> example.com, else the app's name, either shown as "
+                   "unconfirmed)")
+    p.add_argument("--by", default=None, metavar="NAME",
+                   help="the same as --developer (its older spelling)")
     add(apps_sub, "list", _apps_list, "list apps")
     add(apps_sub, "show", _apps_show, "an app and its versions").add_argument(
         "app_id", metavar="APP", help="the app's id, e.g. com.example.app")

@@ -55,6 +55,17 @@ DONE = {  # fixed messages for ?done=...: nothing from the URL is ever echoed
     "uninstalled": "Uninstalled. Every key and token of the app for this account stopped "
                    "working at once.",
 }
+# A refused sign-in link says why (store.people.link_refusal), so the person knows what to do.
+_LINK_REFUSED = {
+    "used": ("This link was already used",
+             "Each sign-in link works once. Ask your platform for a new one."),
+    "expired": ("This link has expired",
+                "Sign-in links work for a few minutes only. Ask your platform for a new one."),
+    "unknown": ("This link is not known here",
+                "This server never issued this sign-in link. Check that it was made for this "
+                "server (with permgate: the same database as the gateway, `--db`), or ask "
+                "your platform for a new one."),
+}
 ACTIONS = {
     "install.created": "installed", "install.approved": "approved",
     "install.removed": "uninstalled", "oauth.code_issued": "authorized (OAuth)",
@@ -186,10 +197,10 @@ class Console:
             people.redeem_link, self.store, request.path_params["token"],
             lifetime=self.settings.session_lifetime)
         if spent is None:
-            return self.message(
-                "This link cannot be used",
-                "Sign-in links work once and only for a few minutes. Ask your platform "
-                "for a new one.", 410)
+            why = await run_in_threadpool(
+                people.link_refusal, self.store, request.path_params["token"])
+            title, text = _LINK_REFUSED[why]
+            return self.message(title, text, 410)
         _, token, landing = spent
         response = RedirectResponse(landing or "/console/", status_code=303)
         response.set_cookie(
@@ -382,7 +393,7 @@ class Console:
         if found is None:
             return self.signed_out()
         s, token = found
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):  # Starlette routes HEAD with GET (unfurlers)
             grant = await run_in_threadpool(
                 self.store.effective_grant, ask.app.app_id, s.account, ask.mode)
             hidden = ask.hidden()
@@ -391,7 +402,8 @@ class Console:
                              mode=ask.mode, action="/oauth/v2/authorize", hidden=hidden,
                              installed=grant is not None, cancel=None, oauth=True,
                              redirect_uri=ask.redirect_uri, form_origin=origin)
-        assert form is not None
+        if form is None:  # no other method reaches here; refuse rather than assert
+            return self.message("Bad request", "This page does not take that method.", 405)
         if form.get("decision") != "allow":
             return RedirectResponse(oauth.redirect_to(ask.redirect_uri, {
                 "error": "access_denied",

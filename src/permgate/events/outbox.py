@@ -43,9 +43,21 @@ def _endpoints_of(conn: Connection, app_id: str) -> list[Endpoint]:
     return [endpoint_from_row(r) for r in rows.mappings()]
 
 
-def _payload(event: Mapping[str, Any], account: str, raw: bytes | None) -> str:
+# Events permgate makes itself (`permgate trigger`, an install's `account.application.*`):
+# their `pending_webhooks` is counted here, where they are queued. Upstream events (webhook,
+# poll) keep Stripe's own count.
+OWN_SOURCES = frozenset({"trigger", "permgate"})
+
+
+def _payload(event: Mapping[str, Any], account: str, raw: bytes | None,
+             pending: int | None = None) -> str:
     """The upstream's bytes when they already name the account, else the event re-encoded
-    with `account` added (Connect events carry it; apps need it to know whose event it is)."""
+    with `account` added (Connect events carry it; apps need it to know whose event it is).
+    `pending`: permgate's own event, queued for that many endpoints (Stripe's count of the
+    endpoints an event is still to reach)."""
+    if pending is not None:
+        return json.dumps({**event, "account": account, "pending_webhooks": pending},
+                          indent=2)
     if raw is not None and event.get("account") == account:
         return raw.decode("utf-8")
     return json.dumps({**event, "account": account}, indent=2)
@@ -143,10 +155,11 @@ def _prepare(event: Mapping[str, Any], account: str | None, source: str, raw: by
         raise BadEvent(f"event {event_id} names no account and none is configured")
     mode = event_mode(event.get("livemode"))
     created = event.get("created")
+    routes = router.routes(acct, event_type, mode)
     return _Row(event_id, acct, mode, event_type,
                 created if isinstance(created, int) else int(time.time()),
-                _payload(event, acct, raw), source, None,
-                router.routes(acct, event_type, mode))
+                _payload(event, acct, raw, len(routes) if source in OWN_SOURCES else None),
+                source, None, routes)
 
 
 def accept_many(
@@ -312,7 +325,8 @@ def _emit_to_app(store: Store, grant: EffectiveGrant, event_type: str,
                          target_app=grant.app_id)
     routes = [r for r in routes if r.install_id == grant.install_id]
     row = _Row(event["id"], grant.account, mode, event_type, event["created"],
-               json.dumps(event, indent=2), "permgate", grant.app_id, routes)
+               _payload(event, grant.account, None, len(routes)), "permgate", grant.app_id,
+               routes)
     stored = _write(store, [row])
     return Accepted(row.event_id, row.event_id not in stored, len(routes))
 

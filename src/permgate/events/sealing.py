@@ -16,7 +16,7 @@ Where the ring comes from (first that is set):
 2. `$PERMGATE_WEBHOOK_KEY_FILE`: a key ring file, one `kid hex` per line, the first seals
    (a file with one bare 64-hex line, as earlier versions wrote, is a ring of one).
 3. With a SQLite store: `sealing.keys` in the database's folder (by default
-   `./.permgate/sealing.keys`, next to `./.permgate/permgate.db`), created 0600 on first use
+   beside the default database, store/engine.py `default_database`), created 0600 on first use
    with a notice. The key lives with the data it protects there, which is what a local
    SQLite deployment is; `permgate serve`'s demo and a newcomer's first `webhooks add` work
    without configuration.
@@ -45,9 +45,12 @@ from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from permgate import envvars
 from permgate.errors import PermgateError
+from permgate.store.engine import sqlite_file
 
 if TYPE_CHECKING:
     from permgate.store import Store
@@ -286,9 +289,15 @@ def ring_path(store_url: str | None) -> Path | None:
     named = envvars.WEBHOOK_KEY_FILE.get()
     if named:
         return Path(named)
-    if store_url and store_url.startswith("sqlite:///") and ":memory:" not in store_url:
-        return Path(store_url[len("sqlite:///"):]).parent / RING_FILE_NAME
-    return None
+    if not store_url or not store_url.startswith("sqlite:"):
+        return None
+    # Parsed, not sliced: a rendered URL escapes some characters of the path (`'` as %27),
+    # and a query is not part of the file's name.
+    try:
+        path = sqlite_file(make_url(store_url))
+    except ArgumentError:
+        return None
+    return None if path is None else path.parent / RING_FILE_NAME
 
 
 def load_sealer(store_url: str | None = None, *, create: bool = True) -> Sealer:

@@ -7,15 +7,21 @@ result says for each app installed on the account whether it receives the event 
 not, which permission it lacks.
 
 The event is shaped as Stripe sends one, so that the official libraries' webhook helpers
-accept it (stripe-go and Stripe.net refuse an event without `api_version` by default): a
-real `api_version` (the official Python library's that the fixtures are read with),
-`data.previous_attributes` on `*.updated` events, no id on `invoice.upcoming` (an upcoming
-invoice has none), and `pending_webhooks` counting the endpoints it is queued for.
+accept it. stripe-go and Stripe.net refuse by default an event whose `api_version` differs
+from the one the library is pinned to (newer releases: whose release train differs), so
+`api_version` is the official Python library's pinned one (the fixtures are read with it)
+unless the caller names another (`permgate trigger --api-version 2024-06-20`, for a handler
+pinned to that version). The object itself is the fixtures' sample whatever the version.
+`*.updated` events carry `data.previous_attributes` (when the object has `metadata` to
+change; Stripe never sends an empty one), `invoice.upcoming`'s invoice has no id (an
+upcoming invoice has none), and `pending_webhooks` is counted where the event is queued
+(events.outbox).
 """
 
 from __future__ import annotations
 
 import copy
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +40,10 @@ DEMO_ACCOUNT = "acct_demo"  # `permgate serve`'s demo account
 
 class UnknownEvent(StoreError):
     default_code = "event_unknown"
+
+
+class BadApiVersion(StoreError):
+    default_code = "api_version_invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +70,23 @@ class Triggered:
                 "apps": [v.as_json() for v in self.verdicts]}
 
 
-def sample_event(event_type: str, account: str, pending_webhooks: int = 0) -> dict[str, Any]:
+# Stripe's API versions: a date, and since 2024-09-30 a release train (`2024-09-30.acacia`).
+_API_VERSION = re.compile(r"20[0-9]{2}-[01][0-9]-[0-3][0-9](?:\.[a-z]{1,20})?", re.ASCII)
+
+
+def check_api_version(text: str) -> str:
+    """`text` if it is shaped as a Stripe API version, else BadApiVersion."""
+    if len(text) > 40 or _API_VERSION.fullmatch(text) is None:
+        raise BadApiVersion("an API version is a date, optionally with its release train "
+                            "(e.g. 2024-06-20 or 2024-09-30.acacia)")
+    return text
+
+
+def sample_event(event_type: str, account: str, pending_webhooks: int = 0, *,
+                 api_version: str | None = None) -> dict[str, Any]:
     """A test-mode event of this type with Stripe's sample object (or a minimal one; always
-    for another API than Stripe's, whose objects Stripe's samples are not)."""
+    for another API than Stripe's, whose objects Stripe's samples are not).
+    `pending_webhooks` is set again where the event is queued (events.outbox)."""
     fx = fixtures()
     resource = fx["events"].get(event_type) if permgate.api_profile().stripe else None
     if resource is not None:
@@ -74,10 +98,13 @@ def sample_event(event_type: str, account: str, pending_webhooks: int = 0) -> di
     if event_type == "invoice.upcoming":
         obj.pop("id", None)  # Stripe: an upcoming invoice has no id yet
     if event_type.endswith(".updated"):
-        data["previous_attributes"] = _changed(obj)
+        previous = _changed(obj)
+        if previous:
+            data["previous_attributes"] = previous
     return {
         "id": new_event_id(), "object": "event", "account": account,
-        "api_version": fx["api_version"], "created": int(time.time()), "data": data,
+        "api_version": api_version or fx["api_version"], "created": int(time.time()),
+        "data": data,
         "livemode": False, "pending_webhooks": pending_webhooks,
         "request": {"id": None, "idempotency_key": None}, "type": event_type,
     }
@@ -103,8 +130,10 @@ def default_account(store: Store, app_id: str | None) -> str:
 
 
 def trigger(store: Store, event_type: str, *, account: str,
-            app_id: str | None = None) -> Triggered:
+            app_id: str | None = None, api_version: str | None = None) -> Triggered:
     engine = permgate.default_engine()
+    if api_version is not None:
+        check_api_version(api_version)
     if event_type not in engine.catalog.events:
         raise UnknownEvent(f"{event_type!r} is not an event type permgate knows "
                            "(`permgate events list` shows them)")
@@ -116,12 +145,10 @@ def trigger(store: Store, event_type: str, *, account: str,
             raise NotFound(f"{app_id} is not installed on {account} in test mode: nothing "
                            f"would reach it (permgate install {app_id} --account {account} "
                            "--mode test ...)", "not_installed")
-    router = Router(store)
-    router.refresh()
-    # Stripe counts the endpoints an event is still to reach: here, every one it is queued for.
-    pending = len(router.routes(account, event_type, "test"))
-    event = sample_event(event_type, account, pending)
-    accept(store, event, source="trigger", router=router)
+    event = sample_event(event_type, account, api_version=api_version)
+    # accept() counts `pending_webhooks` (the endpoints it is queued for) as it queues it.
+    event["pending_webhooks"] = accept(store, event, source="trigger",
+                                       router=Router(store)).deliveries
     with store.engine.connect() as conn:
         queued: dict[str, list[str]] = {}
         for app, endpoint in conn.execute(sa.select(

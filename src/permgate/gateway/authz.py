@@ -48,13 +48,16 @@ REMOVE = b"x-envoy-auth-headers-to-remove"
 # upstream key). A client's own copy of it is named for removal like any other header.
 TOKEN_HEADER = b"x-permgate-check"
 MIN_TOKEN = 32
-# Headers of the check request that are the check's own, not the client's: never named
-# for removal (Envoy sets them on the check, or owns them on the upstream request).
-_CHECK_OWN = frozenset({
-    b"host", b"content-length", b"transfer-encoding", b"connection", b"x-request-id",
-    b"x-forwarded-for", b"x-forwarded-proto", b"x-envoy-internal",
-    b"x-envoy-expected-rq-timeout-ms", b"x-forwarded-host", b"x-envoy-original-path",
-})
+# With `with_request_body`, Envoy marks every check that carries a body: `false` when the
+# whole body came, `true` when it was cut (`allow_partial_message: true`). It never copies
+# a client's header of that name into the check.
+PARTIAL_BODY = b"x-envoy-auth-partial-body"
+# The check request's framing, never named for removal: Envoy frames the upstream request
+# itself. Every other header (X-Forwarded-*, X-Request-Id, x-envoy-*: a client sets them
+# freely) is named when serve would not forward it. Removal happens in the ext_authz
+# filter, before the router adds headers of its own, so naming Envoy's check headers too
+# (x-envoy-internal, x-envoy-expected-rq-timeout-ms) removes nothing Envoy needs.
+_CHECK_OWN = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})
 # Kept upstream as the client sent them (serve forwards them too) or set by the answer.
 _KEPT = FORWARD | set(UPSTREAM_HEADERS)
 # Not an upstream: the pool is made (Gateway.startup makes one) but never used.
@@ -80,6 +83,17 @@ class CheckPath(FullPath):
             return await reply.send(403, list(errors.JSON_HEADERS), errors.error_body(
                 "invalid_request_error", "This check did not come from the configured Envoy "
                 f"(no valid {TOKEN_HEADER.decode()} header)."))
+        whole = _whole_body(headers)
+        if whole is not True:
+            # A check that may carry part of the body, or a body with no sign that it is
+            # whole: deciding on it could allow what serve denies (a form `expand[]` past
+            # the cut). Envoy answers the client this 503: fail closed.
+            self.metrics.response(503)
+            self.log.write("authz.partial_body", "error", path=raw_path[:256].decode(
+                "latin-1"), given=whole)
+            return await reply.send(503, list(errors.JSON_HEADERS), errors.error_body(
+                "api_error", "Envoy must send the whole body (with_request_body, "
+                "allow_partial_message: false)."))
         fast = self.fast
         if fast is not None and method == "GET":
             admitted = fast.admit(method, raw_path, query, _bodiless(headers))
@@ -108,6 +122,22 @@ class CheckPath(FullPath):
             rec["status"] = 200
             rec["ms"] = round((perf_counter() - started) * 1000, 3)
             self.log.request("warning" if "would_deny" in rec else "info", rec)
+
+
+def _whole_body(headers: Any) -> bool | str:
+    """True when the check carries no body, or the whole one: exactly one
+    `x-envoy-auth-partial-body: false` wherever there is a body. Otherwise what was given
+    (for the log line)."""
+    given = [v for n, v in headers if n == PARTIAL_BODY]
+    if given:
+        return True if given == [b"false"] else repr(given[:2])[:80]
+    # No mark: Envoy sends none for a request without a body (its check then carries
+    # `content-length: 0`). A check with a body and no mark is not one Envoy's body
+    # buffering sent.
+    for n, v in headers:
+        if n == b"transfer-encoding" or (n == b"content-length" and v.strip() != b"0"):
+            return "absent, with a body"
+    return True
 
 
 def _token_ok(headers: Any, token: bytes) -> bool:
@@ -150,8 +180,9 @@ def removals(client: Any, *, account: bool, content_type: bool,
     `account_name`: the API's account header (Stripe-Account unless --api); with another
     API, a client's Stripe-Account is dropped like any header serve does not forward."""
     names: list[bytes] = []
+    named: set[bytes] = set()
     for name, _ in client:
-        if name in _CHECK_OWN or name in names:
+        if name in _CHECK_OWN or name in named:
             continue
         if name == account_name:
             if not account:
@@ -159,6 +190,7 @@ def removals(client: Any, *, account: bool, content_type: bool,
         elif name not in _KEPT or name == b"stripe-account" or (
                 name == b"content-type" and not content_type):
             names.append(name)
+            named.add(name)
     return b",".join(names)
 
 
@@ -181,11 +213,11 @@ def _never(*args: Any) -> Admitted | None:
 
 
 class AuthzGateway(Gateway):
-    check_token: bytes | None = None
-
     """A Gateway whose decided calls answer Envoy: `proxy` is `CheckPath.proxy` (which
     takes serve's fast path first), the native server's upstream fast path is off, and
     nothing is mounted but the control paths (served on their own listener)."""
+
+    check_token: bytes | None = None
 
     async def startup(self) -> None:
         await super().startup()

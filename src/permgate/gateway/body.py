@@ -135,12 +135,44 @@ def _show(value: bytes) -> str:
     return repr("".join(c if c.isprintable() else "?" for c in text))
 
 
+def header_values(values: list[bytes]) -> list[bytes]:
+    """Each comma-separated value of repeated headers, commas in quoted strings kept.
+
+    Proxies may join a repeated header into one comma-separated line (RFC 9110 5.3; Envoy
+    does, in what it sends its external authorizer), so `A: x` + `A: y` and `A: x,y` must
+    decide alike. For Content-Type that means two values: a comma cannot be part of one
+    (a parameter value holding one must be quoted). For Content-Encoding, each coding."""
+    if not any(b"," in v for v in values):
+        return values  # the common case: nothing to split
+    out: list[bytes] = []
+    for value in values:
+        if b"," not in value:
+            out.append(value)
+            continue
+        start = 0
+        quoted = escaped = False
+        for i, c in enumerate(value):
+            if escaped:
+                escaped = False
+            elif quoted and c == 0x5C:  # backslash: quoted-pair
+                escaped = True
+            elif c == 0x22:  # double quote
+                quoted = not quoted
+            elif c == 0x2C and not quoted:  # comma
+                out.append(value[start:i])
+                start = i + 1
+        out.append(value[start:])
+    return out
+
+
 def decide_body(
     method: str, path: bytes, content_types: list[bytes], content_encodings: list[bytes],
     body: bytes, rules: BodyRules = STRIPE_BODY,
 ) -> Body:
     """The body to decide on and forward, or BodyRefused. `rules`: the API's (Stripe's
     unless told)."""
+    content_types = header_values(content_types)
+    content_encodings = header_values(content_encodings)
     for enc in content_encodings:
         if enc.strip().lower() not in (b"", b"identity"):
             _refuse("Request bodies must not be compressed (Content-Encoding): the gateway "

@@ -34,6 +34,7 @@ from permgate.gateway.auth import (
 from permgate.gateway.body import STRIPE_BODY, Body, body_rules, check_v2_query, decide_body
 from permgate.gateway.logs import quoted
 from permgate.gateway.resolver import MISS, Install, Resolver
+from permgate.store.model import EffectiveGrant
 
 # Entries per header cache. Their keys are bounded in length (auth.MAX_AUTHORIZATION,
 # auth.MAX_ACCOUNT_HEADER), so each cache is bounded in bytes too: keys seen ~10,000 x 0.4
@@ -47,12 +48,15 @@ class Caller:
     expired."""
 
     __slots__ = ("account", "account_b", "account_name", "app", "auth", "block", "compiled",
-                 "expires", "generation", "logged", "metric", "mode")
+                 "expires", "generation", "logged", "metric", "mode", "pending")
 
     def __init__(self, app: str, mode: str, account: str, compiled: Any, auth: bytes | None,
                  expires: float, generation: int, account_b: bytes | None = None,
-                 account_name: bytes = b"stripe-account") -> None:
+                 account_name: bytes = b"stripe-account",
+                 pending: EffectiveGrant | None = None) -> None:
         self.app = app
+        # The install's grant when a version awaits approval: a denial then says so.
+        self.pending = pending
         self.mode = mode
         self.account = account
         self.compiled = compiled
@@ -289,9 +293,11 @@ class Calls:
                 "(and accept its permissions) before the app can make requests for it.",
                 code="account_invalid"), "not_installed", app=app_id, mode=mode,
                 account=account, counted=True)
+        grant = install.grant
         caller = Caller(app_id, mode, account, install.compiled, self.auth_by_mode.get(mode),
                         resolver.key_expiry(secret), generation,
-                        account_name=self.account_name)
+                        account_name=self.account_name,
+                        pending=grant if grant.status == "pending_approval" else None)
         self.remember(authorization, account_raw, caller)  # type: ignore[arg-type]
         return caller
 

@@ -10,6 +10,7 @@ checks that they agree.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import tomllib
@@ -26,6 +27,7 @@ from permgate.errors import PermgateError
 ENV_PREFIX = envvars.PREFIX
 CONFIG_ENV = envvars.CONFIG.name
 SERVERS = ("auto", "native", "granian", "uvicorn")
+OPTIONAL_SERVERS = ("granian",)  # pyproject.toml's `servers` extra, not a runtime dependency
 _T = TypeVar("_T")
 
 
@@ -54,7 +56,8 @@ class Settings:
     port: int = _setting(8420, "listen port")
     db: str | None = _setting(
         None, "the store: sqlite:///PATH or postgresql://USER@HOST:PORT/DB", metavar="URL",
-        shown="sqlite:///.permgate/permgate.db",
+        shown="the nearest .permgate/permgate.db up from the current folder, else "
+              "$XDG_DATA_HOME/permgate/permgate.db",
         more="Shared with the other commands. Outside demo mode the schema must be current "
              "(`permgate db upgrade`): `serve` checks before it starts")
     api: str | None = _setting(
@@ -306,11 +309,21 @@ def _check(s: Settings) -> None:
         raise ConfigError("pool_per_app must be at least 1")
     if s.server not in SERVERS:
         raise ConfigError("server must be 'auto', 'native', 'granian' or 'uvicorn'")
+    if s.server in OPTIONAL_SERVERS and not server_installed(s.server):
+        raise ConfigError(
+            f"server {s.server!r} needs the optional {s.server} package, not installed: "
+            "pip install 'permgate[servers]' (in a checkout: PERMGATE_LOCK=dev "
+            "scripts/permgate ...), or pick --server native or uvicorn")
     if s.metrics_token is not None and len(s.metrics_token) < 32:
         raise ConfigError("metrics_token must be at least 32 characters (a random value: "
                           "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
     if s.upstream is not None and not s.upstream.startswith(("http://", "https://")):
         raise ConfigError(f"upstream must be an http:// or https:// URL, not {s.upstream!r}")
+
+
+def server_installed(name: str) -> bool:
+    """Whether an optional server's package can be imported (looked up, not imported)."""
+    return importlib.util.find_spec(name) is not None
 
 
 def upstream_keys(s: Settings, *, untagged: tuple[str, ...] | None = None

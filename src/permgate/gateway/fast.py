@@ -85,13 +85,18 @@ class FastPath:
             size += len(name) + len(value)
             # The account header first: its client copy is read, never forwarded.
             if name == account_name:
+                if account_raw is not None:
+                    return None  # repeated: the full path reads them joined
                 account_raw = value
             elif name in FORWARD:
                 forward += (name, b": ", value, b"\r\n")
             elif name == b"authorization":
+                if authorization is not None:
+                    return None  # repeated: the full path reads them joined
                 authorization = value
             elif name in _BODY_HEADERS:
-                if name != b"content-type" or typed:
+                # A comma: maybe two types joined (`body.header_values`), the full path's.
+                if name != b"content-type" or typed or b"," in value:
                     return None
                 typed = True
         if size > MAX_HEADER_BYTES or authorization is None:

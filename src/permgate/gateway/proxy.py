@@ -182,12 +182,15 @@ class FullPath:
         for name, value in headers:
             size += len(name) + len(value)
             # The account header first: its client copy is read, never forwarded.
+            # Repeated: read joined, as a proxy joins them (`body.header_values`), so a
+            # check through Envoy decides alike; a joined key or account is no valid one.
             if name == account_name:
-                account_raw = value
+                account_raw = value if account_raw is None else account_raw + b"," + value
             elif name in FORWARD:
                 forward.append((name, value))
             elif name == b"authorization":
-                authorization = value
+                authorization = value if authorization is None else \
+                    authorization + b"," + value
             elif name == b"content-length":
                 length = value
             elif name == b"content-type":
@@ -256,6 +259,10 @@ class FullPath:
             rec["required"] = [list(g) for g in decision.required]
             rec["missing"] = [list(g) for g in decision.missing]
             rec["reason"] = message = decision.message_for(caller.account)
+            if caller.pending is not None and outcome == "missing":
+                hint = caller.pending.pending_hint(decision.missing)
+                if hint:
+                    message = f"{message} {hint}"
             # Report-only never forwards what the engine could not parse (hostile paths),
             # nor a HEAD: no Stripe operation is one, and an answer without the body its
             # head announces cannot be framed by the upstream client (it would hold a

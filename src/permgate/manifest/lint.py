@@ -30,10 +30,13 @@ LINT_RULES: tuple[Rule, ...] = (
          "Another permission in the manifest already grants this one (a write permission grants "
          "its read, for example), so asking for it adds nothing.",
          "Remove the entry, or keep it if you want users to read its purpose separately."),
-    Rule("also-request", "Stripe says this permission must be requested with another", "warning",
+    # A note: Stripe's notes are conditional ("if you use the hosted invoice page..."), so
+    # whether the advice applies depends on what the app does (and `lint` exits 0 on notes).
+    Rule("also-request", "Stripe says this permission must be requested with another", "note",
          "Stripe documents that this permission only works together with another one that the "
-         "manifest does not list.",
-         "Add the other permission with its purpose."),
+         "manifest does not list, when the app uses the feature the note names.",
+         "Add the other permission with its purpose if the condition applies; else ignore it "
+         "(lint --ignore also-request)."),
     Rule("placeholder-purpose", "The purpose is a placeholder", "warning",
          "The purpose is empty or a placeholder (TODO, TBD, the text `permgate scan --fix` "
          "writes, ...); users read it to decide whether to install the app.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -237,7 +238,8 @@ def _order(p: Problem) -> tuple[str, int, int, str]:
 
 
 def sarif(results: list[tuple[Manifest, list[Problem]]], version: str,
-          base: Path | None = None, unreadable: ManifestError | None = None) -> dict[str, Any]:
+          base: Path | None = None,
+          unreadable: ManifestError | Sequence[ManifestError] | None = None) -> dict[str, Any]:
     """A SARIF 2.1.0 log of validation errors (and of a manifest that could not be read at
     all), one run. Files under `base` (default: the working folder) are relative to it."""
     found = [
@@ -245,10 +247,10 @@ def sarif(results: list[tuple[Manifest, list[Problem]]], version: str,
                p.line, p.column, pointer=p.pointer)
         for m, problems in results for p in problems
     ]
-    if unreadable is not None:
-        found.append(Result("unreadable", unreadable.reason,
-                            str(Path(unreadable.path).resolve()) if unreadable.path
-                            else "stripe-app.json", unreadable.line, unreadable.column))
+    for e in [unreadable] if isinstance(unreadable, ManifestError) else unreadable or ():
+        found.append(Result("unreadable", e.reason,
+                            str(Path(e.path).resolve()) if e.path else "stripe-app.json",
+                            e.line, e.column))
     return sarif_log(VALIDATE_RULES, found, base=base or Path.cwd(), version=version,
                      column_kind="unicodeCodePoints")
 

@@ -10,9 +10,10 @@ The grants themselves (single-use codes, PKCE, rotation, reuse detection) are in
 permgate.store.oauth; why this is not built on an OAuth server library: docs/consent.md.
 
 Shapes as Stripe gives them (docs.stripe.com/stripe-apps/api-authentication/oauth): an
-install link names the app by a `ca_...` client id, and Stripe makes a separate link per
-mode, `/oauth/v2/authorize?client_id=ca_...` and `/oauth/v2/chnlink_.../authorize?...`; each
-app has both here as aliases (`client_id_of`, `link_of`; the app id keeps working). The token
+install link names the app by a `ca_...` client id, one per mode (the id carries the mode),
+and an app has an external test link `/oauth/v2/chnlink_.../authorize?...` (a channel link
+for testing before publication, never live); each app has these here as aliases
+(`client_id_of(app, mode)`, `link_of`; the app id keeps working). The token
 answer is Stripe's sample field for field, `stripe_publishable_key` included, plus
 `expires_in` (docs/decisions.md).
 """
@@ -22,6 +23,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
+import threading
+import time
+import weakref
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
@@ -83,14 +88,18 @@ def _alias(kind: str, app_id: str) -> str:
     return hashlib.sha256(f"permgate {kind}\0{app_id}".encode()).hexdigest()[:32]
 
 
-def client_id_of(app_id: str) -> str:
-    """The app's `ca_...` client id: what Stripe's install links carry."""
-    return "ca_" + _alias("client_id", app_id)
+def client_id_of(app_id: str, mode: str = "live") -> str:
+    """The app's `ca_...` client id in one mode, as Stripe gives an app one per mode (a live
+    and a test one): the id carries the mode. Sandbox installs use the test one."""
+    kind = "client_id" if mode == "live" else "client_id test"
+    return "ca_" + _alias(kind, app_id)
 
 
 def link_of(app_id: str) -> str:
-    """The id of the app's test-mode install link (`/oauth/v2/<it>/authorize`), as Stripe
-    gives each app a separate link for test mode."""
+    """The id of the app's external test link (`/oauth/v2/<it>/authorize`): Stripe's
+    `chnlink_` channel link lets people install the app to test it before it is published.
+    It is not a mode: the mode comes from the `ca_` client id (or `mode`); the link never
+    installs in live mode."""
     return "chnlink_" + _alias("link", app_id)
 
 
@@ -101,13 +110,47 @@ def publishable_key_of(account: str, mode: str) -> str:
     return f"pk_{'live' if mode == 'live' else 'test'}_" + _alias(f"pk {mode}", account)
 
 
-def _app_of_client_id(store: Store, client_id: str) -> str | None:
-    if len(client_id) != 35 or not client_id.isascii():
+_CLIENT_ID = re.compile(r"ca_[0-9a-f]{32}", re.ASCII)
+_REBUILD_EVERY = 5.0  # seconds: a miss rebuilds the index at most this often per store
+
+
+class _Aliases:
+    """`ca_` id -> (app id, mode), built from the store's apps once and rebuilt on a miss
+    at most every _REBUILD_EVERY seconds: an anonymous link with a made-up id costs a dict
+    lookup, not a scan of every app."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, tuple[str, str]] = {}
+        self.built = -_REBUILD_EVERY
+        self.lock = threading.Lock()
+
+    def find(self, store: Store, client_id: str) -> tuple[str, str] | None:
+        hit = self.by_id.get(client_id)
+        if hit is not None:
+            return hit
+        with self.lock:
+            now = time.monotonic()
+            if now - self.built < _REBUILD_EVERY:
+                return self.by_id.get(client_id)
+            self.built = now
+            self.by_id = {client_id_of(a.app_id, m): (a.app_id, m)
+                          for a in store.list_apps() for m in ("live", "test")}
+        return self.by_id.get(client_id)
+
+
+_ALIASES: weakref.WeakKeyDictionary[Store, _Aliases] = weakref.WeakKeyDictionary()
+_ALIASES_LOCK = threading.Lock()
+
+
+def _app_of_client_id(store: Store, client_id: str) -> tuple[str, str] | None:
+    """(app id, mode) of a `ca_` client id, or None."""
+    if _CLIENT_ID.fullmatch(client_id) is None:
         return None
-    for app in store.list_apps():  # a link click, not a hot path: no index kept
-        if client_id_of(app.app_id) == client_id:
-            return app.app_id
-    return None
+    with _ALIASES_LOCK:
+        index = _ALIASES.get(store)
+        if index is None:
+            index = _ALIASES[store] = _Aliases()
+    return index.find(store, client_id)
 
 
 def check_authorize(
@@ -120,17 +163,27 @@ def check_authorize(
     `link`: the id a test-mode link carries in its path (`/oauth/v2/<link>/authorize`)."""
     if not client_id:
         raise AuthorizeError("The install link names no app (client_id is missing).")
+    id_mode: str | None = None  # the mode a `ca_` client id carries
     if client_id.startswith("ca_"):
-        client_id = _app_of_client_id(store, client_id) or client_id
+        found = _app_of_client_id(store, client_id)
+        if found is not None:
+            client_id, id_mode = found
     try:
         app = describe.describe_latest(store, client_id)
     except NotFound:
         raise AuthorizeError("The install link names an app this platform does not know.") \
             from None
+    if link is not None and link != link_of(app.app_id):
+        raise AuthorizeError("The install link is not one of this app's links.")
+    if id_mode is not None:
+        if mode is not None and (mode == "live") != (id_mode == "live"):
+            raise AuthorizeError(f"The install link's mode ({mode}) is not the mode of its "
+                                 f"client_id (a {id_mode}-mode ca_ id).")
+        mode = mode or id_mode
     if link is not None:
-        if link != link_of(app.app_id):
-            raise AuthorizeError("The install link is not one of this app's links.")
-        mode = mode or "test"  # Stripe's separate link is the test-mode one
+        if mode == "live":
+            raise AuthorizeError("The external test link installs apps in test mode only.")
+        mode = mode or "test"
     if app.access_type != "oauth":
         raise AuthorizeError("This app does not use OAuth (its manifest's "
                              "stripe_api_access_type is not \"oauth\"); install it from the "
@@ -249,14 +302,14 @@ async def token_endpoint(request: Request, store: Store) -> Response:
     if not given.key:  # Stripe's words for it (invalid_client, 401)
         return _error("invalid_client", "No authentication credentials were provided. Send "
                       "your secret API key in the Authorization header using the Bearer "
-                      "authentication method (or Basic with sk_... as the user).", 401,
+                      "authentication method", 401,
                       scheme=given.scheme)
     client = await run_in_threadpool(store.authenticate, given.key)
     if client is None or client.kind != "secret":
         return _error("invalid_client", "The key is not a valid secret key of an app.", 401,
                       scheme=given.scheme)
     if given.client_id is not None and given.client_id not in (
-            client.app_id, client_id_of(client.app_id)):
+            client.app_id, client_id_of(client.app_id), client_id_of(client.app_id, "test")):
         return _error("invalid_client", "The client_id is not the app whose secret key was "
                       "sent.", 401, scheme=given.scheme)
     grant_type = form.get("grant_type")

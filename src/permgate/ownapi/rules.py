@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from permgate.api.router import literal_reason
 from permgate.ownapi.spec import SpecError, deref
 
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
@@ -33,12 +34,19 @@ _WORD = re.compile(r"[a-z0-9]+")
 _ENVELOPES = ("data", "items", "results", "records", "entries", "values", "list",
               "elements", "content", "objects")
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+_PLACEHOLDER = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 # `read:pets`, `pets.read`, `pets_read`, `drive.readonly`, Microsoft's `User.Read.All`;
-# `write:pets`, `pets.write`, `orders:manage`, `User.ReadWrite.All`
+# `write:pets`, `pets.write`, `orders:manage`, `User.ReadWrite.All`. A breadth qualifier
+# (`.All`) stays in the stem: `User.Read` (the signed-in user) and `User.Read.All` (every
+# user) are different families, and one never implies the other.
 _SCOPE_READ = re.compile(r"^(?:read[:_.](?P<a>.+)|(?P<b>.+?)[:_.](?:read|readonly|read_only)"
-                         r"(?:[:_.]all)?)$", re.IGNORECASE)
+                         r"(?P<all>[:_.]all)?)$", re.IGNORECASE)
 _SCOPE_WRITE = re.compile(r"^(?:(?:write|manage)[:_.](?P<a>.+)|(?P<b>.+?)[:_.]"
-                          r"(?:write|manage|readwrite)(?:[:_.]all)?)$", re.IGNORECASE)
+                          r"(?:write|manage|readwrite)(?P<all>[:_.]all)?)$", re.IGNORECASE)
+# RFC 6749 section 3.3: a scope token is 1*( %x21 / %x23-5B / %x5D-7E ); 128 is our bound
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")
+# the manifest's event type shape (manifest/validate.py): what apps can subscribe to
+_EVENT_TYPE = re.compile(r"[a-z_]+(?:\.[a-z_]+)+")
 Style = Literal["auto", "scopes", "objects"]
 Level = Literal["read", "write"]
 
@@ -99,6 +107,14 @@ class Result:
     ops: list[Op]
 
 
+GUESS = "(guessed)"  # marks a heuristic's `how`: REVIEW.md lists the decision
+
+
+def _kind_of(m: str, n: str) -> bool:
+    """`m` is a kind of `n`, on `_` word boundaries: `deleted_customer` of `customer`."""
+    return m == n or m.startswith(n + "_") or m.endswith("_" + n)
+
+
 def snake(name: str) -> str:
     """`PaymentIntent`, `payment-intent`, `Payment Intents` -> `payment_intent(s)`; dots kept
     (Stripe's `billing.meter`)."""
@@ -120,12 +136,11 @@ def slug(title: str) -> str:
 
 def classify_scope(scope: str) -> tuple[Level | None, str]:
     """(read/write/None, the stem it is about): `read:pets` -> (read, pets)."""
-    m = _SCOPE_READ.match(scope)
-    if m:
-        return "read", (m.group("a") or m.group("b")).lower()
-    m = _SCOPE_WRITE.match(scope)
-    if m:
-        return "write", (m.group("a") or m.group("b")).lower()
+    for level, rx in (("read", _SCOPE_READ), ("write", _SCOPE_WRITE)):
+        m = rx.match(scope)
+        if m:
+            stem = (m.group("a") or m.group("b")).lower() + (".all" if m.group("all") else "")
+            return level, stem  # type: ignore[return-value]
     return None, scope.lower()
 
 
@@ -157,7 +172,10 @@ class Deriver:
             if not isinstance(s, dict) or not isinstance(s.get("url"), str):
                 continue
             url = s["url"]
-            for var, spec in (s.get("variables") or {}).items():
+            variables = s.get("variables") or {}
+            if not isinstance(variables, dict):
+                raise SpecError(f"{self.where}: servers: 'variables' must be a mapping")
+            for var, spec in variables.items():
                 if isinstance(spec, dict) and spec.get("default") is not None:
                     url = url.replace("{" + var + "}", str(spec["default"]))
             urls.append(url)
@@ -193,16 +211,28 @@ class Deriver:
                 continue
             scopes: list[str] = []
             for scheme, names in req.items():
-                if isinstance(names, list):
-                    scopes.extend(str(n) for n in names)
-                del scheme
+                if not isinstance(names, list):
+                    raise SpecError(f"{self.where}: security requirement {scheme!r} must list "
+                                    "scopes")
+                scopes.extend(self.scope_name(n, f"security requirement {scheme!r}")
+                              for n in names)
             alts.append(scopes)
         return secured, alts
+
+    def scope_name(self, n: Any, where: str) -> str:
+        """A scope that becomes a permission name: an RFC 6749 scope token, or refused (it
+        reaches consent pages, manifests and REVIEW.md)."""
+        if not isinstance(n, str) or not _SCOPE_TOKEN.fullmatch(n):
+            raise SpecError(f"{self.where}: {where}: scope {str(n)[:60]!r} is not an OAuth "
+                            "scope token (1-128 printable ASCII characters, no space, '\"' "
+                            "or '\\')")
+        return n
 
     # -- objects -----------------------------------------------------------------------------
 
     def schema_object(self, schema: Any, depth: int = 0) -> tuple[str | None, bool, str]:
-        """(object name, is a list, how) for a response or payload schema."""
+        """(object name, is a list, how) for a response or payload schema. A `how` that
+        contains GUESS came from a heuristic (REVIEW.md lists it)."""
         node, ref = deref(self.doc, schema)
         if not isinstance(node, dict) or depth > 4:
             return None, False, ""
@@ -215,17 +245,22 @@ class Deriver:
         for key in ("oneOf", "anyOf"):
             alts = node.get(key)
             if isinstance(alts, list) and alts:
-                names = {self.schema_object(a, depth + 1)[0] for a in alts}
+                found = [self.schema_object(a, depth + 1) for a in alts]
+                names = {n for n, _, _ in found}
                 names.discard(None)
                 if len(names) == 1:
                     only = names.pop()
-                    return only, False, f"{key} of one object"
+                    guessed = any(GUESS in how for n, _, how in found if n)
+                    return only, False, f"{key} of one object" + (
+                        f" ({'; '.join(h for n, _, h in found if n and GUESS in h)})"
+                        if guessed else "")
                 # several: the one every other is a kind of (`deleted_customer` of
-                # `customer`), which is what the operation is about
+                # `customer`), on `_` word boundaries (`card` is not in `discard_request`)
                 strs = [n for n in names if n]
-                common = [n for n in strs if all(n in m for m in strs)]
+                common = [n for n in strs if all(_kind_of(m, n) for m in strs)]
                 if len(common) == 1:
-                    return common[0], False, f"{key}: {sorted(map(str, names))} share {common[0]}"
+                    return common[0], False, (f"{key}: {sorted(map(str, names))} share "
+                                              f"{common[0]} {GUESS}")
                 if names:
                     return None, False, f"{key} of several objects: {sorted(map(str, names))}"
         props = node.get("properties")
@@ -247,11 +282,11 @@ class Deriver:
             gone = isinstance(props, dict) and "deleted" in props
             if gone and named.startswith("deleted_") and len(named) > 8:
                 # a deletion's tombstone (`deleted: true`) is about the object it deleted
-                return named[8:], False, f"{how}, the tombstone of {named[8:]}"
+                return named[8:], False, f"{how}, the tombstone of {named[8:]} {GUESS}"
             return named, False, how
         title = node.get("title")
         if isinstance(title, str) and title and node.get("type", "object") == "object":
-            return snake(title), False, f"response schema titled {title!r}"
+            return snake(title), False, f"response schema titled {title!r} {GUESS}"
         return None, False, ""
 
     def response_schema(self, op: dict[str, Any]) -> Any:
@@ -280,6 +315,8 @@ class Deriver:
             obj, is_list, how = self.schema_object(schema)
             if obj:
                 o.object, o.is_list, o.object_rule = obj, is_list, f"2xx response: {how}"
+                if GUESS in how:
+                    self.flag("object", f"{o.method} {o.path}", f"object {obj!r} from {how}")
                 return
         tags = raw.get("tags")
         if isinstance(tags, list) and tags and isinstance(tags[0], str) and tags[0].strip():
@@ -300,7 +337,9 @@ class Deriver:
             subject = f"{o.method} {o.path}"
             if o.template in by_template:
                 o.object = by_template[o.template]
-                o.object_rule = "the object other operations of its path return"
+                o.object_rule = f"the object other operations of its path return {GUESS}"
+                self.flag("object", subject, f"object {o.object!r}: what other operations of "
+                          "its path return (it returns no object)")
                 continue
             if o.tag:
                 o.object, o.object_rule = snake(o.tag), f"tag {o.tag!r} (no response object)"
@@ -326,7 +365,7 @@ class Deriver:
             return
         if explicit is not None:
             raise SpecError(f"{self.where}: {o.method} {o.template}: x-permgate-level must be "
-                            f"'read' or 'write', not {explicit!r}")
+                            f"'read' or 'write', not {str(explicit)[:60]!r}")
         flat = sorted({s for alt in o.scopes for s in alt})
         kinds = {classify_scope(s) for s in flat}
         levels = {k for k, _ in kinds}
@@ -340,9 +379,7 @@ class Deriver:
         if o.method in READ_METHODS:
             o.level, o.level_rule = "read", f"method {o.method}"
             return
-        words = set(_WORD.findall(f"{o.operation_id or ''} {o.template}".lower()))
-        words |= {w for w in _WORD.findall(snake(o.operation_id or "")) if w}
-        said = sorted(w for w in _READ_WORDS if w in words)
+        said = _read_words(o)
         if o.method == "POST" and said:
             o.level, o.level_rule = "read", f"POST that says {said[0]!r}"
             self.flag("level", f"{o.method} {o.path}", f"read, because its id or path says "
@@ -397,6 +434,7 @@ class Deriver:
                                     "requests")
                 shapes[key] = template
                 full = base + template if template != "/" or not base else base
+                self.check_segments(template, full)
                 o = Op(method=method, template=template, path=full,
                        operation_id=oid)
                 o.secured, o.scopes = self.security_of(raw)
@@ -461,7 +499,7 @@ class Deriver:
         own = {o.object for o in ops if o.object and o.object_rule.startswith("2xx")
                and "{" not in o.template.rpartition("/")[0]}
         for o in sorted(ops, key=lambda o: (o.template.count("/"), o.method != "GET")):
-            if o.object_rule != "x-permgate-object" and o.object not in own:
+            if "x-permgate-object" not in o.object_rule and o.object not in own:
                 segs = o.template.split("/")
                 for i in range(len(segs) - 2, 0, -1):
                     prefix = "/".join(segs[:i + 1])
@@ -477,6 +515,23 @@ class Deriver:
                         break
             if o.object:
                 known.setdefault(o.template, o.object)
+
+    def check_segments(self, template: str, full: str) -> None:
+        """Refuse a template whose literal segments a request could not carry safely: the
+        router matches literals before it checks anything, so `/files/%2e%2e/admin` would
+        be decided as itself while an upstream that decodes serves `/admin`."""
+        for seg in full.split("/")[1:]:
+            if not seg:
+                continue  # the root or a trailing '/': left out of the table (unroutable)
+            if seg[0] == "{" and seg[-1] == "}" and "{" not in seg[1:-1]:
+                if not _PLACEHOLDER.fullmatch(seg[1:-1]):
+                    raise SpecError(f"{self.where}: path {template!r}: parameter name "
+                                    f"{seg!r} may have only letters, digits, '_', '-' and '.'")
+                continue
+            reason = literal_reason(seg)
+            if reason is not None:
+                raise SpecError(f"{self.where}: path {template!r}: {reason} (segment {seg!r}): "
+                                "a server could decode or normalise it into another path")
 
     @staticmethod
     def unroutable(path: str) -> str | None:
@@ -514,24 +569,44 @@ def derive(doc: dict[str, Any], where: str, *, style: Style = "auto",
         d.flag("names", "permissions", "--permissions scopes, but not every secured operation "
                "names OAuth scopes: those get <object>_read/_write names")
     perms: dict[str, dict[str, Any]] = {}
-    scope_desc = _scope_descriptions(d.schemes)
+    origin: dict[str, str] = {}  # permission -> "scope" | "object" | "event": who made it
+    scope_desc = _scope_descriptions(d, d.schemes)
+
+    shared: dict[str, str] = {}  # a name both a scope and generated -> the generated's object
+
+    def same_meaning(pname: str, lv: str, res: str) -> None:
+        """A scope and a generated name spelt alike must mean the same (`pets_read`: read
+        pets); otherwise holding one would grant the other. Checked by name here and by the
+        operations the scope guards once all are known (`_check_shared`)."""
+        kind, stem = classify_scope(pname)
+        if kind != lv or resource_of(snake(stem)) != res:
+            _clash(where, pname, lv, res)
+        shared[pname] = res
 
     def object_perm(obj: str, level: Level, why: str) -> str:
         res = resource_of(obj)
         for lv in ("read", "write"):
             pname = f"{res}_{lv}"
-            if pname not in perms:
-                perms[pname] = _perm_row(pname, lv, res, obj, title,
-                                         f"{'Read' if lv == 'read' else 'Write'} access to "
-                                         f"{obj} objects", [], f"object {obj!r}: {why}")
+            if pname in perms:
+                if origin[pname] != "object":
+                    same_meaning(pname, lv, res)
+                continue
+            perms[pname] = _perm_row(pname, lv, res, obj, title,
+                                     f"{'Read' if lv == 'read' else 'Write'} access to "
+                                     f"{obj} objects", [], f"object {obj!r}: {why}")
+            origin[pname] = "object"
         return f"{res}_{level}"
 
     def scope_perm(scope: str, level: Level, obj: str | None, why: str) -> str:
-        if scope not in perms:
-            lv, stem = classify_scope(scope)
-            perms[scope] = _perm_row(scope, lv or level, resource_of(snake(stem)), obj or stem,
-                                     title, scope_desc.get(scope) or f"OAuth scope {scope}", [],
-                                     f"OAuth scope of the document ({why})")
+        if scope in perms:
+            if origin[scope] == "object":
+                same_meaning(scope, perms[scope]["level"], perms[scope]["resource"])
+            return scope
+        lv, stem = classify_scope(scope)
+        perms[scope] = _perm_row(scope, lv or level, resource_of(snake(stem)), obj or stem,
+                                 title, scope_desc.get(scope) or f"OAuth scope {scope}", [],
+                                 f"OAuth scope of the document ({why})")
+        origin[scope] = "scope"
         return scope
 
     for o in ops:
@@ -542,6 +617,9 @@ def derive(doc: dict[str, Any], where: str, *, style: Style = "auto",
         if chosen == "objects" or not alts:
             o.permission = object_perm(obj, o.level, o.level_rule)
             o.rule = f"{rule}; name: <object>_{o.level}"
+            if chosen == "scopes":
+                d.flag("names", subject, f"names no OAuth scope: {o.permission}, an object "
+                       "name, is required")
         else:
             flat = sorted({s for a in alts for s in a})
             pair = d.twins(flat)
@@ -550,20 +628,26 @@ def derive(doc: dict[str, Any], where: str, *, style: Style = "auto",
                                           obj, "twin")
                 scope_perm(pair[0], "read", obj, "twin")
                 scope_perm(pair[1], "write", obj, "twin")
+                # the document itself pairs these two on one operation: that exact
+                # implication, whatever else shares their stem
+                if pair[0] not in perms[pair[1]]["implies"]:
+                    perms[pair[1]]["implies"].append(pair[0])
+                    perms[pair[1]]["rule"] += (f"; implies {pair[0]} (paired with it on "
+                                               f"{subject})")
                 o.rule = f"{rule}; scopes {flat}: a read scope and its write twin = either"
                 d.flag("any-of", subject, f"{pair[0]} and {pair[1]} read as one requirement "
-                       f"met by either (the write scope implies the read one); needs "
+                       f"met by either (so {pair[1]} implies {pair[0]}); needs "
                        f"{o.permission}")
             elif len(alts) == 1 and len(alts[0]) == 1:
                 o.permission = scope_perm(alts[0][0], o.level, obj, "the operation's one scope")
                 o.rule = f"{rule}; scope {alts[0][0]}"
             elif len(alts) > 1 and all(len(a) == 1 for a in alts):
-                # any of several unrelated scopes: one is kept (stricter, never looser)
+                # any of several unrelated scopes: one of them is required (never looser)
                 pick = alts[0][0]
                 o.permission = scope_perm(pick, o.level, obj, "first alternative")
                 o.rule = f"{rule}; any of {flat}: the first kept"
                 d.flag("any-of", subject, f"the document accepts any of {flat}; permgate "
-                       f"requires {pick} only (stricter): add x-permgate-implies to widen")
+                       f"requires {pick} only: add x-permgate-implies to widen")
             else:
                 o.unavailable = o.unavailable or (
                     f"the document requires all of {flat}; a permgate operation needs one "
@@ -577,15 +661,15 @@ def derive(doc: dict[str, Any], where: str, *, style: Style = "auto",
         for scope in scope_desc:
             lv, _ = classify_scope(scope)
             scope_perm(scope, lv or "write", None, "declared in securitySchemes")
-    _implications(d, perms, chosen)
-    # -- objects: who may read each ----------------------------------------------------------
-    readers: dict[str, str] = {}
-    for o in ops:
-        if o.permission and o.object and o.level == "read":
-            readers.setdefault(o.object, o.permission)
-    for o in ops:
-        if o.permission and o.object and o.object not in readers:
-            readers[o.object] = _read_twin(o.permission, perms)
+    for pname, res in sorted(shared.items()):
+        guarded = {resource_of(o.object or "root") for o in ops
+                   if o.permission == pname and any(o.scopes)}
+        if guarded - {res}:
+            _clash(where, pname, perms[pname]["level"], res)
+    _scope_levels(d, ops, perms, origin)
+    _implications(d, ops, perms, origin, chosen)
+    _no_stray_twins(d, perms)
+    readers, readers_rule = _readers(d, ops, perms)
     # -- expansions and events ---------------------------------------------------------------
     expansions, suggestions, stripe_style = _expansions(d, readers)
     for targets in list(expansions.values()):
@@ -596,9 +680,19 @@ def derive(doc: dict[str, Any], where: str, *, style: Style = "auto",
                         if chosen == "objects" else ""
     objects: dict[str, dict[str, Any]] = {}
     for obj, p in sorted(readers.items()):
-        objects[obj] = ({"permission": p, "rule": "read permission of its read operations"}
-                        if p else {"unavailable": "no operation of the document reads it"})
-    events = _events(d, readers, perms, chosen, object_perm, title)
+        objects[obj] = ({"permission": p, "rule": readers_rule.get(obj, "read permission of "
+                                                                   "its read operations")}
+                        if p else {"unavailable": readers_rule.get(
+                            obj, "no operation of the document reads it")})
+    hooks = doc.get("webhooks") or doc.get("x-webhooks")
+    if hooks and origin.get("event_read") == "scope" and {
+            o.object for o in ops if o.permission == "event_read"} - {"event"}:
+        # every event needs event_read: a scope of that name guarding other objects would
+        # grant both meanings at once
+        raise SpecError(f"{where}: the document has a scope named 'event_read' guarding "
+                        "other objects, and every event needs a permission of that name: "
+                        "rename the scope, or use --permissions objects")
+    events = _events(d, readers, perms, origin, chosen, object_perm, title)
     # -- the edge ----------------------------------------------------------------------------
     auth, up_auth = _auth(d)
     encodings = _encodings(doc)
@@ -647,9 +741,15 @@ def _read_twin(pname: str, perms: dict[str, dict[str, Any]]) -> str:
     return twin if twin in perms else pname
 
 
-def _scope_descriptions(schemes: dict[str, Any]) -> dict[str, str]:
+def _clash(where: str, pname: str, level: str, res: str) -> None:
+    raise SpecError(f"{where}: scope {pname!r} has the name permgate gives "
+                    f"{res.replace('_', ' ')} objects' {level} permission, with another "
+                    "meaning: use --permissions objects, or rename the scope")
+
+
+def _scope_descriptions(d: Deriver, schemes: dict[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
-    for s in schemes.values():
+    for sname, s in schemes.items():
         if not isinstance(s, dict) or s.get("type") != "oauth2":
             continue
         flows = s.get("flows")
@@ -657,24 +757,87 @@ def _scope_descriptions(schemes: dict[str, Any]) -> dict[str, str]:
             scopes = flow.get("scopes") if isinstance(flow, dict) else None
             if isinstance(scopes, dict):
                 for k, v in scopes.items():
-                    out.setdefault(k, str(v) if v else "")
+                    d.scope_name(k, f"security scheme {sname!r}")
+                    out.setdefault(k, v if isinstance(v, str) else "")
     return out
 
 
-def _implications(d: Deriver, perms: dict[str, dict[str, Any]], style: str) -> None:
-    # write implies read within an object: the catalog adds `<resource>_read` for object
-    # names; scope names need it spelt out
+def _read_words(o: Op) -> list[str]:
+    """The read words (search, query, ...) an operation's id or path says."""
+    words = set(_WORD.findall(f"{o.operation_id or ''} {o.template}".lower()))
+    words |= set(_WORD.findall(snake(o.operation_id or "")))
+    return sorted(w for w in _READ_WORDS if w in words)
+
+
+def _method_level(o: Op) -> Level:
+    """The level the method (and the read words of a POST) says."""
+    if o.method in READ_METHODS:
+        return "read"
+    return "read" if o.method == "POST" and _read_words(o) else "write"
+
+
+def _scope_levels(d: Deriver, ops: list[Op], perms: dict[str, dict[str, Any]],
+                  origin: dict[str, str]) -> None:
+    """A scope whose name says no level takes it from every operation it guards: write if
+    any of them writes (the first one's level would describe `repo`, full control, as read
+    access on consent pages). Operations whose method and scope disagree are flagged."""
+    levels: dict[str, set[str]] = {}
+    for o in ops:
+        if o.permission and origin.get(o.permission) == "scope":
+            levels.setdefault(o.permission, set()).add(o.level)
+            said = _method_level(o)
+            kind, _ = classify_scope(o.permission)
+            if kind is not None and kind != said and "x-permgate-level" not in o.level_rule:
+                d.flag("level", f"{o.method} {o.path}", f"the method says {said}, its scope "
+                       f"{o.permission} says {kind}: level {o.level}; set x-permgate-level "
+                       "if that is wrong")
+    for pname, seen in sorted(levels.items()):
+        if classify_scope(pname)[0] is not None:
+            continue
+        level = "write" if "write" in seen else "read"
+        if perms[pname]["level"] != level:
+            perms[pname]["level"] = level
+            perms[pname]["rule"] += f"; level {level}: the operations it guards"
+        if len(seen) > 1:
+            d.flag("level", pname, "guards read and write operations: level write (consent "
+                   "pages describe it as write access)")
+
+
+def _implications(d: Deriver, ops: list[Op], perms: dict[str, dict[str, Any]],
+                  origin: dict[str, str], style: str) -> None:
+    """Write implies read within an object: the catalog adds `<resource>_read` for object
+    names. For scope names only within one family (`pets.write` -> `pets.read`; never
+    `User.ReadWrite` -> `User.Read.All`, a broader scope) and only when the family has
+    exactly one read and one write scope guarding the same objects; anything else is
+    flagged and implies nothing. Independent of the document's order."""
     if style == "scopes":
-        by_stem: dict[tuple[str, str], str] = {}
-        for pname in perms:
+        objects: dict[str, set[str]] = {}
+        for o in ops:
+            if o.permission and o.object:
+                objects.setdefault(o.permission, set()).add(o.object)
+        families: dict[str, dict[str, list[str]]] = {}
+        for pname in sorted(perms):
             kind, stem = classify_scope(pname)
-            if kind:
-                by_stem[(kind, stem)] = pname
-        for (level, stem_of), pname in by_stem.items():
-            read = by_stem.get(("read", stem_of))
-            if level == "write" and read and read not in perms[pname]["implies"]:
-                perms[pname]["implies"].append(read)
-                perms[pname]["rule"] += f"; implies {read} (write implies read)"
+            if kind is not None and origin.get(pname) == "scope":
+                families.setdefault(stem, {"read": [], "write": []})[kind].append(pname)
+        for stem, fam in sorted(families.items()):
+            reads, writes = fam["read"], fam["write"]
+            if not reads or not writes:
+                continue
+            if len(reads) != 1 or len(writes) != 1:
+                d.flag("implies", f"scopes of {stem!r}", f"read {reads} and write {writes}: "
+                       "which write implies which read is not certain, so none does "
+                       "(x-permgate-implies says it)")
+                continue
+            w, r = writes[0], reads[0]
+            ow, orr = objects.get(w, set()), objects.get(r, set())
+            if ow and orr and not ow & orr:
+                d.flag("implies", w, f"does not imply {r}: they guard different objects "
+                       f"({sorted(ow)} and {sorted(orr)}); x-permgate-implies says it")
+                continue
+            if r not in perms[w]["implies"]:
+                perms[w]["implies"].append(r)
+                perms[w]["rule"] += f"; implies {r} (write implies read)"
     extra = d.doc.get("x-permgate-implies")
     if extra is None:
         return
@@ -685,12 +848,105 @@ def _implications(d: Deriver, perms: dict[str, dict[str, Any]], style: str) -> N
             raise SpecError(f"{d.where}: x-permgate-implies: unknown permission {src!r} (or "
                             "its value is not a list)")
         for t in targets:
-            if t not in perms:
+            if not isinstance(t, str) or t not in perms:
                 raise SpecError(f"{d.where}: x-permgate-implies: {src} names unknown "
-                                f"permission {t!r}")
+                                f"permission {str(t)[:60]!r}")
             if t not in perms[src]["implies"]:
                 perms[src]["implies"].append(t)
                 perms[src]["rule"] += f"; implies {t} (x-permgate-implies)"
+
+
+def _no_stray_twins(d: Deriver, perms: dict[str, dict[str, Any]]) -> None:
+    """The catalog makes every write imply `<its resource>_read` when that exists. A scope's
+    resource comes from its name (`repo` -> `repo`), so an unrelated `repo_read` (an object
+    name) would be implied: such a scope gets a resource of its own."""
+    for pname in sorted(perms):
+        row = perms[pname]
+        if row["level"] != "write":
+            continue
+        twin = f"{row['resource']}_read"
+        if twin not in perms or twin in row["implies"] or pname == f"{row['resource']}_write":
+            continue
+        res = row["resource"]
+        while f"{res}_read" in perms:
+            res += "_scope"
+        row["resource"] = res
+        row["rule"] += f"; resource {res} (so that it does not imply {twin})"
+
+
+def _closure(perms: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
+    """Each permission -> what holding it satisfies, as the catalog computes it."""
+    direct: dict[str, set[str]] = {}
+    for name, row in perms.items():
+        d = set(row["implies"])
+        twin = f"{row['resource']}_read"
+        if row["level"] == "write" and twin in perms:
+            d.add(twin)
+        direct[name] = d
+    out: dict[str, set[str]] = {}
+    for name in perms:
+        seen = {name}
+        stack = list(direct[name])
+        while stack:
+            n = stack.pop()
+            if n not in seen:
+                seen.add(n)
+                stack.extend(direct[n])
+        out[name] = seen
+    return out
+
+
+def _readers(d: Deriver, ops: list[Op], perms: dict[str, dict[str, Any]]
+             ) -> tuple[dict[str, str], dict[str, str]]:
+    """(object -> the permission its events and expansions need, or "" for none; object ->
+    why). Whoever receives an object's data must be allowed to read all of it: when its read
+    operations need different permissions (a public view and the full one, `/me` and
+    `/users/{id}`) that is the one that satisfies all the others; when none does, nobody
+    (flagged). The root `x-permgate-object-permissions` decides explicitly."""
+    reads: dict[str, set[str]] = {}
+    writes: dict[str, set[str]] = {}
+    for o in ops:
+        if o.permission and o.object:
+            (reads if o.level == "read" else writes).setdefault(o.object, set()).add(
+                o.permission)
+    for obj, ws in writes.items():
+        if obj not in reads:
+            reads[obj] = {_read_twin(w, perms) for w in ws}
+    readers: dict[str, str] = {}
+    why: dict[str, str] = {}
+    explicit = d.doc.get("x-permgate-object-permissions", {})
+    if not isinstance(explicit, dict):
+        raise SpecError(f"{d.where}: x-permgate-object-permissions must map an object to a "
+                        "permission")
+    for obj_raw, p in explicit.items():
+        if not isinstance(p, str) or p not in perms:
+            raise SpecError(f"{d.where}: x-permgate-object-permissions: {obj_raw}: unknown "
+                            f"permission {str(p)[:60]!r}")
+        obj = snake(obj_raw)
+        readers[obj], why[obj] = p, "x-permgate-object-permissions"
+    implied = _closure(perms)
+    for obj, cands in sorted(reads.items()):
+        if obj in readers:
+            continue
+        if len(cands) == 1:
+            readers[obj] = next(iter(cands))
+            continue
+        names = sorted(cands)
+        strict = [p for p in names if cands <= implied[p]]
+        if strict:
+            readers[obj] = strict[0]
+            why[obj] = f"read under {names}: {strict[0]} satisfies them all"
+            d.flag("reader", obj, f"read under several permissions {names}: its events and "
+                   f"expansions need {strict[0]}, which satisfies them all; set "
+                   "x-permgate-object-permissions to choose")
+        else:
+            readers[obj] = ""
+            why[obj] = (f"read under {names}, none of which satisfies the others: no app "
+                        "receives its data (x-permgate-object-permissions)")
+            d.flag("reader", obj, f"read under several permissions {names}, none of which "
+                   "satisfies the others: its events and expansions are denied to every app "
+                   "until x-permgate-object-permissions names the one they need")
+    return readers, why
 
 
 _ID_FIELD = re.compile(r"^(?P<stem>.+?)(?:_id|Id|ID)$")
@@ -750,7 +1006,8 @@ def _expansions(d: Deriver, readers: dict[str, str]
 
 
 def _events(d: Deriver, readers: dict[str, str], perms: dict[str, dict[str, Any]],
-            style: str, object_perm: Any, title: str) -> list[dict[str, Any]]:
+            origin: dict[str, str], style: str, object_perm: Any, title: str
+            ) -> list[dict[str, Any]]:
     hooks = d.doc.get("webhooks")
     key = "webhooks"
     if not isinstance(hooks, dict):
@@ -760,12 +1017,16 @@ def _events(d: Deriver, readers: dict[str, str], perms: dict[str, dict[str, Any]
     if len(hooks) > MAX_WEBHOOKS:
         raise SpecError(f"{d.where}: more than {MAX_WEBHOOKS} webhooks")
     if "event_read" not in perms:
+        origin["event_read"] = "event"
         perms["event_read"] = _perm_row("event_read", "read", "event", "event", title,
                                         "Receive events (each also needs the read permission "
                                         "of its payload's object)", [],
                                         "events need event_read, as in Stripe's model")
     out = []
     for etype, item_raw in sorted(hooks.items()):
+        if not _EVENT_TYPE.fullmatch(etype):
+            d.flag("event", etype, "not an event type apps can subscribe to (lowercase "
+                   "dotted words, `pet.created`): apps' manifests cannot name it")
         item, _ = deref(d.doc, item_raw)
         obj = None
         how = ""
@@ -784,9 +1045,11 @@ def _events(d: Deriver, readers: dict[str, str], perms: dict[str, dict[str, Any]
                 entry = content[media]
                 if isinstance(entry, dict) and "schema" in entry:
                     obj, _, how = d.schema_object(entry["schema"])
+                    if obj and GUESS in how:
+                        d.flag("event", etype, f"payload object {obj!r} from {how}")
                     break
         permission = readers.get(obj) if obj else None
-        if obj and not permission and style == "objects":
+        if obj and obj not in readers and style == "objects":
             permission = object_perm(obj, "read", f"payload of event {etype}")
             readers[obj] = permission
         if permission:
@@ -794,9 +1057,12 @@ def _events(d: Deriver, readers: dict[str, str], perms: dict[str, dict[str, Any]
             out.append({"type": etype, "permissions": [permission], "event_read_only": False,
                         "source": "derived", "note": note, "rule": note})
         else:
-            why = (f"payload object {obj!r} has no read permission" if obj
+            why = (f"payload object {obj!r} is read under several permissions (see "
+                   "x-permgate-object-permissions)" if obj and obj in readers
+                   else f"payload object {obj!r} has no read permission" if obj
                    else "its payload names no object")
-            d.flag("event", etype, f"{why}: no app receives it until x-permgate-object is set")
+            d.flag("event", etype, f"{why}: no app receives it until x-permgate-object or "
+                   "x-permgate-object-permissions says what it needs")
             out.append({"type": etype, "permissions": [], "event_read_only": False,
                         "source": "derived", "note": f"{key}: {why}", "rule": why})
     return out
@@ -822,12 +1088,14 @@ def _auth(d: Deriver) -> tuple[list[str], str]:
 
 def _encodings(doc: dict[str, Any]) -> list[str]:
     seen: set[str] = set()
-    for item in (doc.get("paths") or {}).values():
+    paths = doc.get("paths")
+    for item_raw in (paths.values() if isinstance(paths, dict) else []):
+        item, _ = deref(doc, item_raw)  # path items and request bodies may be `$ref`s
         for m in METHODS:
             op = item.get(m) if isinstance(item, dict) else None
-            body = op.get("requestBody") if isinstance(op, dict) else None
+            body, _ = deref(doc, op.get("requestBody")) if isinstance(op, dict) else (None, None)
             content = body.get("content") if isinstance(body, dict) else None
-            for media in (content or {}):
+            for media in (content if isinstance(content, dict) else {}):
                 if "json" in media:
                     seen.add("json")
                 elif "x-www-form-urlencoded" in media:

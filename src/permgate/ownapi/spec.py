@@ -24,26 +24,33 @@ MAX_BYTES = 20 * 1024 * 1024
 MAX_DEPTH = 64  # Stripe's spec nests 25 deep; real documents stay far below this
 MAX_NODES = 3_000_000  # Stripe's full spec has about 0.6 million
 MAX_REF_CHAIN = 32
+# YAML: PyYAML's composer builds a node object (with marks) per scalar before anything can be
+# counted, about 200-350 bytes each; the event stream is counted first, in constant memory,
+# so at most this many nodes are ever built (Stripe's 5.9 MB document would be about 0.25
+# million events; at the limit, composing takes about 400 bytes and 12 us per node).
+MAX_YAML_EVENTS = 1_500_000
 
 
 class SpecError(PermgateError, ValueError):
     """An OpenAPI document `permgate init` refuses: the message is one line naming why."""
 
 
-def read_spec(path: str | Path) -> tuple[dict[str, Any], bytes]:
-    """(the document, its bytes). Raises SpecError for anything it will not read."""
+def read_spec(path: str | Path, where: str | None = None) -> tuple[dict[str, Any], bytes]:
+    """(the document, its bytes). Raises SpecError for anything it will not read; messages
+    name the document as `where` (default: the path as given)."""
     p = Path(path)
+    w = str(path) if where is None else where
     try:
         size = os.stat(p).st_size
         if size > MAX_BYTES:
-            raise SpecError(f"{p}: the document is {size:,} bytes; the limit is {MAX_BYTES:,}")
+            raise SpecError(f"{w}: the document is {size:,} bytes; the limit is {MAX_BYTES:,}")
         with open(p, "rb") as f:
             raw = f.read(MAX_BYTES + 1)
     except OSError as e:
-        raise SpecError(f"{p}: cannot read it: {e.strerror}") from None
+        raise SpecError(f"{w}: cannot read it: {e.strerror}") from None
     if len(raw) > MAX_BYTES:  # it grew while we looked
-        raise SpecError(f"{p}: the document is larger than {MAX_BYTES:,} bytes")
-    doc = parse(raw, str(p))
+        raise SpecError(f"{w}: the document is larger than {MAX_BYTES:,} bytes")
+    doc = parse(raw, w)
     return doc, raw
 
 
@@ -56,7 +63,8 @@ def parse(raw: bytes, where: str) -> dict[str, Any]:
     data: Any
     if head in ("{", "["):
         try:
-            data = boundedjson.loads(text.encode("utf-8"), max_depth=MAX_DEPTH)
+            data = boundedjson.loads(text.encode("utf-8"), max_depth=MAX_DEPTH,
+                                     unique_keys=True)
         except boundedjson.JsonRefused as e:
             raise SpecError(f"{where}: invalid JSON: {_one_line(str(e))}") from None
     else:
@@ -80,11 +88,55 @@ def _one_line(s: str) -> str:
     return " ".join(s.split())
 
 
-def _yaml(text: str, where: str) -> Any:
-    import yaml  # only for YAML documents: not worth its import on every CLI start
+_LOADER: Any = None
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+def _loader() -> Any:
+    """PyYAML's safe loader (libyaml's when present) refusing a key given twice in one
+    mapping: YAML says that is an error, PyYAML silently keeps the last."""
+    global _LOADER
+    if _LOADER is None:
+        import yaml  # only for YAML documents: not worth its import on every CLI start
+
+        base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+        class Loader(base):  # type: ignore[misc,valid-type]
+            def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+                seen: set[Any] = set()
+                for knode, _ in node.value:
+                    if knode.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                            knode, yaml.ScalarNode):
+                        continue  # merge keys may repeat; other keys are refused below
+                    key = self.construct_object(knode)
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key!r} in one mapping",
+                            knode.start_mark)
+                    seen.add(key)
+                return super().construct_mapping(node, deep)
+
+        _LOADER = Loader
+    return _LOADER
+
+
+def _yaml(text: str, where: str) -> Any:
+    import yaml
+
+    loader = _loader()
     try:
+        # Bounded before anything is built: the event stream, in constant memory.
+        depth = 0
+        for events, ev in enumerate(yaml.parse(text, Loader=loader), 1):
+            if events > MAX_YAML_EVENTS:
+                raise SpecError(f"{where}: the document has more than {MAX_YAML_EVENTS:,} YAML "
+                                "nodes")
+            if isinstance(ev, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise SpecError(f"{where}: the document is nested deeper than {MAX_DEPTH} "
+                                    "levels")
+            elif isinstance(ev, yaml.CollectionEndEvent):
+                depth -= 1
         return yaml.load(text, Loader=loader)  # a safe loader: plain data only
     except RecursionError:
         raise SpecError(f"{where}: the YAML is nested too deep") from None
@@ -93,6 +145,11 @@ def _yaml(text: str, where: str) -> Any:
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e)
         raise SpecError(f"{where}: invalid YAML{at}: {_one_line(str(problem))}") from None
+    except SpecError:
+        raise
+    except (ValueError, TypeError, OverflowError) as e:
+        # a scalar the safe constructor cannot make: `2020-13-45`, a 5,000-digit integer
+        raise SpecError(f"{where}: invalid YAML: {_one_line(str(e))[:200]}") from None
 
 
 def _normalise(data: dict[str, Any], where: str) -> dict[str, Any]:
@@ -116,17 +173,33 @@ def _normalise(data: dict[str, Any], where: str) -> dict[str, Any]:
             elif isinstance(v, list):
                 new = [None] * len(v)
                 stack.append((v, new, depth + 1))
-            elif v is None or isinstance(v, (str, bool, int, float)):
+            elif isinstance(v, str):
+                new = _text(v, where)
+            elif v is None or isinstance(v, (bool, int, float)):
                 new = v
             elif isinstance(v, (datetime.date, datetime.datetime)):
                 new = v.isoformat()  # YAML reads dates; OpenAPI means strings
             else:
                 new = str(v)
             if isinstance(dst, dict):
-                dst[str(k) if not isinstance(k, bool) else str(k).lower()] = new
+                key = _text(k, where) if isinstance(k, str) else (
+                    str(k).lower() if isinstance(k, bool) else str(k))
+                if key in dst:  # `200:` and `"200":`, both read as "200"
+                    raise SpecError(f"{where}: duplicate key {key!r} in one mapping")
+                dst[key] = new
             else:
                 dst[k] = new
     return root
+
+
+def _text(s: str, where: str) -> str:
+    """A string that can be written as UTF-8 (a lone surrogate from JSON's `\\ud800` cannot)."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SpecError(f"{where}: a string holds a lone surrogate ({s[:40]!r}): not "
+                        "text") from None
+    return s
 
 
 def _refs(doc: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -7,6 +7,7 @@ absent, or complete: never half-written.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -21,6 +22,8 @@ from permgate.ownapi.spec import SpecError, read_spec
 
 FILES = ("permissions.json", "events.json", "operations.json", "objects.json",
          "expansions.json", "api.toml", "REVIEW.md")
+# api.toml's first line: what `--force` looks for before it replaces a DIR
+_GENERATOR_LINE = "# written by `permgate init --from-openapi`; see docs/own-api.md"
 
 
 def toml_str(s: str) -> str:
@@ -35,7 +38,7 @@ def toml_list(items: list[str]) -> str:
 
 def render_toml(r: Result, spec: Path, sha: str) -> str:
     return "\n".join([
-        "# written by `permgate init --from-openapi`; see docs/own-api.md",
+        _GENERATOR_LINE,
         "[api]",
         f"name = {toml_str(r.name)}",
         f"title = {toml_str(r.title)}",
@@ -59,14 +62,28 @@ def render_toml(r: Result, spec: Path, sha: str) -> str:
     ])
 
 
+# links and images need `[`; emphasis `*`, `_`, `~`; HTML `<` (escaped as an entity below)
+_MD_ESCAPE = str.maketrans({c: "\\" + c for c in "\\[]*_~"})
+
+
 def _md(s: str) -> str:
-    """Text from the document, safe inside a Markdown table cell or list item."""
+    """Text from the document, inert in Markdown outside a code span: HTML and Markdown
+    syntax escaped (a `<!--` from the spec must not hide the rest of a line from the
+    reviewer), whitespace collapsed, `|` neutral in a table cell."""
+    one = " ".join(str(s).split()).translate(_MD_ESCAPE)
+    return (one.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("|", "\\|").replace("`", "'"))
+
+
+def _code(s: str) -> str:
+    """Text from the document inside a code span (`...`): nothing renders there but `|`
+    (a table cell ends at it even in code) and a backtick (which would end the span)."""
     return " ".join(str(s).split()).replace("|", "\\|").replace("`", "'")
 
 
 def render_review(r: Result, spec: Path, command: str) -> str:
     out = [f"# Review: {_md(r.title)} (`{r.name}`)", "",
-           f"Generated from `{_md(str(spec))}` by `{_md(command)}`.",
+           f"Generated from `{_code(str(spec))}`; re-run with `{_code(command)}`.",
            "Every line below is a decision made by a heuristic rather than read from the "
            "document. Check each; fix the document (the `x-permgate-*` extensions, "
            "docs/own-api.md) and run init again rather than editing the tables by hand.", "",
@@ -80,8 +97,10 @@ def render_review(r: Result, spec: Path, command: str) -> str:
         "security": "Operations with no security requirement (never left open)",
         "any-of": "Scopes read as any-of",
         "all-of": "All-of scopes permgate cannot express (operation unavailable)",
-        "level": "Levels guessed from words",
-        "object": "Objects guessed from tags or paths",
+        "level": "Levels guessed (from words, or method and scope disagree)",
+        "reader": "Objects read under several permissions (events, expansions)",
+        "implies": "Write scopes that imply no read scope",
+        "object": "Objects guessed (tags, paths, sibling operations, schema shapes)",
         "owner": "Sub-paths given their owner's object",
         "route": "Templates permgate cannot route (operation unavailable)",
         "event": "Events no app receives",
@@ -98,7 +117,7 @@ def render_review(r: Result, spec: Path, command: str) -> str:
         if not rows:
             continue
         out += [f"### {titles.get(kind, kind)} ({len(rows)})", ""]
-        out += [f"- `{_md(s)}`: {_md(d)}" for s, d in rows]
+        out += [f"- `{_code(s)}`: {_md(d)}" for s, d in rows]
         out.append("")
     out += ["## Expansion suggestions (disabled)", ""]
     if r.suggestions:
@@ -106,15 +125,16 @@ def render_review(r: Result, spec: Path, command: str) -> str:
                    "document says so (a wrong expansion leaks data): add to the property")
         out.append("`x-permgate-expand: <object>` and run init again.")
         out.append("")
-        out += [f"- [ ] `{_md(o)}.{_md(f)}` -> `{_md(t)}`" for o, f, t in r.suggestions]
+        out += [f"- [ ] `{_code(o)}.{_code(f)}` -> `{_code(t)}`" for o, f, t in r.suggestions]
     else:
         out.append("None.")
     out += ["", "## Every operation", "",
             "| operation | permission | object | rule |", "|---|---|---|---|"]
     for row in r.operations:
         perm = row["permission"] or f"unavailable: {row['unavailable']}"
-        out.append(f"| `{row['method']} {_md(row['path'])}` | {_md(perm)} | "
-                   f"{_md(row['object'] or '')} | {_md(row['rule'])} |")
+        obj = f"`{_code(row['object'])}`" if row["object"] else ""
+        out.append(f"| `{row['method']} {_code(row['path'])}` | `{_code(perm)}` | {obj} | "
+                   f"`{_code(row['rule'])}` |")
     out.append("")
     return "\n".join(out)
 
@@ -130,10 +150,19 @@ def _doc(kind: str, spec: Path, sha: str, body: dict[str, Any]) -> str:
 def render(spec: str | Path, *, style: Style = "auto", name: str | None = None,
            command: str = "permgate init") -> tuple[Result, dict[str, str]]:
     """(the derivation, file name -> text) for a document; nothing written."""
+    where = str(spec)
     path = Path(spec).resolve()
-    doc, raw = read_spec(path)
+    doc, raw = read_spec(path, where)
     sha = hashlib.sha256(raw).hexdigest()
-    r = derive(doc, str(spec), style=style, name=name)
+    try:
+        r = derive(doc, where, style=style, name=name)
+    except SpecError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as e:
+        # the rules check the shapes they rely on; a document shaped in a way they missed is
+        # still bad input (one line, exit 2), not an internal error
+        raise SpecError(f"{where}: the document has content permgate cannot read "
+                        f"({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
     files = {
         "permissions.json": _doc("permissions", path, sha, {"permissions": r.permissions}),
         "events.json": _doc("events", path, sha, {"events": r.events}),
@@ -154,19 +183,57 @@ def check_loads(d: Path, name: str) -> None:
     try:
         load(d / "permissions.json", d / "events.json", d / "operations.json",
              d / "objects.json", d / "expansions.json", name=name)
-    except (ValueError, KeyError) as e:
-        raise SpecError(f"the generated tables do not load: {e}") from None
+    except Exception as e:  # whatever the loader refuses: one line, nothing moved
+        raise SpecError(f"the generated tables do not load: {' '.join(str(e).split())[:200]}"
+                        ) from None
+
+
+def check_replaceable(target: Path, spec: Path) -> None:
+    """`--force` replaces only a DIR an earlier init wrote: its api.toml starts with the
+    generator line and it holds nothing but init's files. Never the spec's own directory,
+    `/`, the home directory or the working directory (or one above them)."""
+    real = target.resolve()
+    if target.is_symlink():
+        raise SpecError(f"{target}: is a symbolic link; --force replaces only a directory "
+                        "init wrote")
+    if spec.resolve().is_relative_to(real):
+        raise SpecError(f"{target}: holds the document itself; choose another --out")
+    guards = [Path("/"), Path.cwd()]
+    with contextlib.suppress(RuntimeError):  # no home directory known
+        guards.append(Path.home())
+    for guard in guards:
+        if guard.resolve().is_relative_to(real):
+            raise SpecError(f"{target}: is {guard} or above it; --force will not replace it")
+    foreign = sorted(p.name for p in real.iterdir() if p.name not in FILES)
+    if foreign:
+        raise SpecError(f"{target}: holds files init did not write ({', '.join(foreign[:3])}"
+                        f"{', ...' if len(foreign) > 3 else ''}); --force replaces only a DIR "
+                        "init wrote")
+    toml = real / "api.toml"
+    try:
+        with open(toml, encoding="utf-8", errors="replace") as f:
+            first = f.readline().rstrip("\n")
+    except OSError:
+        first = ""
+    if first != _GENERATOR_LINE:
+        raise SpecError(f"{target}: has no api.toml written by init; --force replaces only a "
+                        "DIR init wrote")
 
 
 def init_api(spec: str | Path, out: str | Path, *, style: Style = "auto",
              name: str | None = None, force: bool = False,
              command: str = "permgate init") -> Result:
-    """Write DIR from an OpenAPI document; DIR appears complete or not at all."""
+    """Write DIR from an OpenAPI document; DIR appears complete or not at all. An old DIR
+    (`force`) is moved aside, the new one renamed into place, and only then is the old one
+    deleted: any failure or interrupt before that puts it back, or leaves it beside DIR."""
     target = Path(out)
     if target.exists() and not target.is_dir():
         raise SpecError(f"{target}: exists and is not a directory")
-    if target.is_dir() and any(target.iterdir()) and not force:
-        raise SpecError(f"{target}: exists and is not empty (--force replaces it)")
+    if target.is_dir() and any(target.iterdir()):
+        if not force:
+            raise SpecError(f"{target}: exists and is not empty (--force replaces a DIR init "
+                            "wrote)")
+        check_replaceable(target, Path(spec))
     r, files = render(spec, style=style, name=name, command=command)
     parent = target.resolve().parent
     if not parent.is_dir():
@@ -176,6 +243,7 @@ def init_api(spec: str | Path, out: str | Path, *, style: Style = "auto",
     except OSError as e:
         raise SpecError(f"{parent}: cannot write there: {e.strerror}") from None
     old: Path | None = None
+    done = False
     try:
         for fname, text in files.items():
             (tmp / fname).write_text(text, encoding="utf-8")
@@ -185,14 +253,32 @@ def init_api(spec: str | Path, out: str | Path, *, style: Style = "auto",
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=parent))
             os.rename(target, old / "dir")
         os.rename(tmp, target)
+        done = True
     except BaseException as e:
+        # Decided by what is on disk, not by flags an interrupt could skip. The previous DIR
+        # goes back first, before any clean-up a second interrupt could cut short; it is
+        # never deleted here (os.rmdir removes only the empty holder).
+        if not tmp.exists() and target.exists():
+            done = True  # interrupted just after the swap: it is complete
+        kept = None
+        if not done and old is not None and (old / "dir").exists():
+            try:
+                if target.exists():
+                    raise FileExistsError(str(target))
+                os.rename(old / "dir", target)
+            except OSError:
+                kept = old / "dir"
+        if old is not None and not done:
+            with contextlib.suppress(OSError):
+                os.rmdir(old)  # only when empty: the old DIR went back
         shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and (old / "dir").exists() and not target.exists():
-            os.rename(old / "dir", target)  # put the previous DIR back
-        if isinstance(e, OSError):
-            raise SpecError(f"{target}: cannot write it: {e.strerror or e}") from None
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if kept is not None:
+            raise SpecError(f"{target}: cannot write it; the previous DIR is kept at "
+                            f"{kept}") from None
+        if not done:
+            if isinstance(e, OSError):
+                raise SpecError(f"{target}: cannot write it: {e.strerror or e}") from None
+            raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)  # the swap is complete: now the old DIR goes
     return r

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from permgate.scan.model import Account
+from permgate.scan.redact import MASK
 
 if TYPE_CHECKING:
     from permgate.scan.modules import Modules
@@ -109,6 +110,26 @@ class Project:
 
 _OAUTH_KEY = re.compile(r"access_?token|accesstoken|oauth", re.I)
 _LITERAL = re.compile(r"""(?s)[rbuRBU]?(?:"[^"\\]*"|'[^'\\]*'|`[^`$\\]*`)""")
+# A key read from a tenant's record (`user.secret_key`, `$shop->stripe_key`,
+# `current_user.stripe_api_key`): stored per user or account, so not the developer's own secret
+# (which comes from the environment, config or the code); the record is named at the start.
+_TENANT_FIELD = re.compile(
+    r"(?:this\.|self\.|@|\$)?(?:[A-Za-z]+_)?(?:user|account|merchant|shop|seller|store|vendor|"
+    r"tenant|team|org|organi[sz]ation|workspace|install(?:ation)?|creator|owner|partner|member|"
+    r"business|company)s?(?:\??\.|->|\[)\s*[\w'\"]*(?:key|secret|token)",
+    re.I,
+)
+# A key read from a record's field: `restaurant.stripeSecretKey`, `$row->secret_key`,
+# `req.body.apiKey`, `this.clinic.key` (group 1: the record, after any `this.`/`self.`).
+_RECORD_FIELD = re.compile(
+    r"(?:this\.|self\.|@|\$this->|\$)?([A-Za-z_]\w*)(?:\??\.|->|\[|::)")
+# Records that hold the operator's configuration, not data: a key read from them is the
+# developer's own (when its name says so); from any other record it is data whose owner the
+# name cannot tell.
+_CONFIG_RECORD = re.compile(
+    r"(?i)process|import|os|deno|bun|env|environ|_env|_server|\w*conf(?:ig)?\w*|\w*settings?|"
+    r"rails|app|current_app|secrets?|credentials?|constants?|consts?|keys|globalthis|window|"
+    r"functions|stripe|params?|(?-i:[A-Z][A-Z0-9_]*)")
 # The installing account's credential by its name (a value, never a string that mentions one).
 _STRIPE_CREDENTIAL = re.compile(r"access_?token|oauth|restricted_?key|\brak\b", re.I)
 # Callees that only record or route a value (a token logged, a route named after a token):
@@ -117,6 +138,12 @@ _NOT_A_CONSUMER = re.compile(
     r"^(?:console|logger|log|logging|debug|winston|pino|bunyan|sentry|Sentry|router|app|"
     r"print|warnings)$|^(?:log|info|warn|warning|error|debug|trace|fatal|exception|critical|"
     r"get|post|put|patch|delete|route|use|all|redirect|render|send|json)$")
+
+# HTTP clients: their `post`/`get`/`send` sends the value to another service, which can act
+# with it (a router's `post` only names a route).
+_HTTP_CLIENT = re.compile(
+    r"^(?:axios|got|ky|superagent|needle|request|requests|httpx|aiohttp|urllib3|http|https|"
+    r"undici|ofetch|session|client|Faraday|HTTParty|Net|GuzzleHttp|Http|wp_remote_\w+)$")
 
 
 def credential_escape(callee: Sequence[str], arg: str, is_value: bool) -> Account | None:
@@ -130,10 +157,37 @@ def credential_escape(callee: Sequence[str], arg: str, is_value: bool) -> Accoun
         return None
     if not (_STRIPE_CREDENTIAL.search(arg) and re.search(r"stripe", arg, re.I)):
         return None
-    if _NOT_A_CONSUMER.match(callee[0]) or (len(callee) > 1 and _NOT_A_CONSUMER.match(callee[-1])):
+    if _NOT_A_CONSUMER.match(callee[0]) or (
+            len(callee) > 1 and _NOT_A_CONSUMER.match(callee[-1])
+            and not _HTTP_CLIENT.match(callee[0])):
         return None
     acc = key_account(arg)
     return acc if acc in ("installing", "connected") else None
+
+
+# Where a fixed account id comes from: the environment or the operator's configuration.
+_FIXED_SOURCE = re.compile(
+    r"process\.env|import\.meta\.env|os\.environ|getenv|\bENV\[|\benv\(|\bconfig\(|"
+    r"^settings\.|Rails\.(?:configuration|application)|^[A-Z][A-Z0-9_]*$",
+)
+
+
+def fixed_account(value_text: str | None) -> str | None:
+    """Why a connected-account value (`stripeAccount: X`, `stripe_account=X`) names one fixed
+    account of the operator rather than an install's, else None: a literal `acct_` id, a
+    constant, or a value read from the environment or configuration. An install's account id
+    is data (a record's field, a parameter), never written in the code or its settings."""
+    if not value_text:
+        return None
+    v = value_text.strip()
+    if len(v) > 120:
+        return None
+    if _LITERAL.fullmatch(v):
+        return f"a connected account written in the code ({v}): one fixed account, the operator's"
+    if _FIXED_SOURCE.search(v):
+        return (f"a connected account from the environment or configuration ({v}): one fixed "
+                "account, the operator's")
+    return None
 
 
 def key_account(key_text: str | None) -> Account:
@@ -141,11 +195,66 @@ def key_account(key_text: str | None) -> Account:
     return key_account_why(key_text)[0]
 
 
+# A literal in a key expression that looks random (long, letters and digits): a key of any
+# format. Names (`'STRIPE_SECRET'`, `'stripe_access_token'`, `'services.stripe.secret'`) stay.
+_KEY_LITERAL = re.compile(r"""(["'`])(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[a-z])"""
+                          r"""(?![a-z0-9]+(?:[_-][a-z0-9]+)+\1)"""  # a snake_case name
+                          r"""[A-Za-z0-9_-]{12,}\1""")
+
+
+def _shown(key_text: str) -> str:
+    """A key expression as the verdict quotes it: short, literal keys masked (issue 25)."""
+    # masked before it is cut: a cut literal has no closing quote to be found by
+    masked = _KEY_LITERAL.sub(lambda m: m.group(1) + MASK + m.group(1), key_text)
+    return masked if len(masked) <= 60 else masked[:57] + "..."
+
+
+_FALLBACK = re.compile(r"\|\||\?\?|\?:|\bor\b")
+
+
+def _alternatives(key_text: str) -> list[str]:
+    """The values of a key expression with fallbacks (`a || b`, `a ?? b`, `a or b`, `a ?: b`)
+    at its top level (not inside brackets or strings); one item when it has none."""
+    if not _FALLBACK.search(key_text) or len(key_text) > 200:
+        return [key_text]
+    out, depth, quote, start, i = [], 0, "", 0, 0
+    while i < len(key_text):
+        ch = key_text[i]
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'`":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and (m := _FALLBACK.match(key_text, i)):
+            out.append(key_text[start:i].strip())
+            start = i = m.end()
+            continue
+        i += 1
+    out.append(key_text[start:].strip())
+    return [a for a in out if a]
+
+
 def key_account_why(key_text: str | None) -> tuple[Account, str]:
     """Whose account a key expression acts on, and why (for the verdict line)."""
     if key_text is None:
         return "unknown", "no API key the scan can see"
-    short = key_text if len(key_text) <= 60 else key_text[:57] + "..."
+    alternatives = _alternatives(key_text)
+    if len(alternatives) > 1:
+        # a key with fallbacks acts for whichever value is set: the app's account when any of
+        # them is an install's credential (its traffic counts); the developer's own only when
+        # every one is; otherwise unknown (a configured default says nothing of the first value)
+        short = _shown(key_text)
+        found = [key_account_why(a) for a in alternatives]
+        for alt, (acc, why) in zip(alternatives, found, strict=True):
+            if acc in ("installing", "connected"):  # the reason quotes the whole expression
+                return acc, why.replace(f"({alt})", f"({short})", 1)
+        if all(acc == "own" for acc, _ in found):
+            return "own", f"the developer's own key ({short})"
+        return "unknown", f"a key of unknown origin with a fallback ({short})"
+    short = _shown(key_text)
     if _LITERAL.fullmatch(key_text.strip()):
         # an install's credential is never written in the code: a literal (a pasted key, an
         # empty placeholder) is the developer's own
@@ -155,6 +264,14 @@ def key_account_why(key_text: str | None) -> tuple[Account, str]:
                               "installing account")
     if _INSTALL_KEY.search(key_text):
         return "connected", f"a per-install key ({short})"
+    if _TENANT_FIELD.match(key_text.strip()):
+        return "connected", f"a key stored on a user's or account's record ({short})"
+    record = _RECORD_FIELD.match(key_text.strip())
+    if record is not None and not _CONFIG_RECORD.fullmatch(record.group(1)) and not (
+            re.match(r"(?:this\.|self\.|@|\$this->)\w+$", key_text.strip())):
+        # a data record the tenant list does not name: owned by whom, the name cannot tell;
+        # "own" would call the grants its calls use unused (a reviewer deletes those)
+        return "unknown", f"a key read from a record ({short}): whose, the scan cannot tell"
     if _OWN_KEY.search(key_text):
         return "own", f"the developer's own key ({short})"
     return "unknown", f"a key of unknown origin ({short})"
@@ -191,6 +308,9 @@ def api_where() -> tuple[tuple[str, ...], tuple[str, ...]]:
     return (profile.upstream_url.rstrip("/"),), profile.base_paths
 
 
+_USERINFO = re.compile(r"^(https?://)[^/@?#]*@")
+
+
 def raw_target(pieces: Sequence[Piece], *, require_host: bool) -> RawTarget | None:
     """The API path a URL or path built from `pieces` names, or None if it is not one.
 
@@ -199,19 +319,25 @@ def raw_target(pieces: Sequence[Piece], *, require_host: bool) -> RawTarget | No
     """
     if not pieces or pieces[0] is None:
         return None
-    head = pieces[0]
+    marker = "\x00"
+    text = pieces[0] + "".join(marker if p is None else p for p in pieces[1:])
+    # the host however it is spelt: without a scheme (`//api.stripe.com`), or with
+    # credentials in the URL (`https://KEY:@api.stripe.com`, the key maybe computed)
+    if text.startswith("//"):
+        text = "https:" + text
+    text = _USERINFO.sub(r"\1", text, count=1)
     hosts, bases = api_where()
     for host in hosts:
-        if head.startswith(host):
-            head = head[len(host):]
+        if text.startswith(host):
+            text = text[len(host):]
             break
     else:
         if require_host:
             return None
+    # the API's base path is written, not computed
+    head = text.split(marker, 1)[0]
     if not head.startswith(tuple(b + "/" for b in bases)) and head not in bases:
         return None
-    marker = "\x00"
-    text = head + "".join(marker if p is None else p for p in pieces[1:])
     path, _, query = text.partition("?")
     dynamic_query = marker in query
     segments = path.split("/")

@@ -17,7 +17,7 @@ import tree_sitter_go as ts_go
 from permgate.scan.common import Context, key_account_why
 from permgate.scan.model import Account, Call, FileFindings, Scope
 from permgate.scan.sdk import Route, table
-from permgate.scan.tsutil import event_uses, text
+from permgate.scan.tsutil import event_uses, query_captures, text
 
 _QUERY = """
 (call_expression) @call
@@ -67,7 +67,7 @@ class _File:
         self.ctx = ctx
         self.source = source
         self.tree = ts.Parser(_language()).parse(source)
-        caps = ts.QueryCursor(_query()).captures(self.tree.root_node)
+        caps, deep = query_captures(_query(), self.tree, source)
         self.calls = caps.get("call", [])
         self.packages: dict[str, str] = {}  # local package name -> resource class
         classes = _classes_by_package()
@@ -118,6 +118,7 @@ class _File:
                     acc, f"client built at {ctx.file}:{row} from {why}")
         self.functions = caps.get("fn", [])
         self.out = FileFindings()
+        self.out.partial = deep
 
     @staticmethod
     def _args(call: ts.Node) -> list[ts.Node]:

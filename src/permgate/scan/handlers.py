@@ -12,6 +12,10 @@ function, and the same-file functions that branch calls), then its function:
 4. `checkout.session.*` / `customer.subscription.*` in a project that creates Checkout
    Sessions or subscriptions on its own key: the developer's own billing -> own;
 5. otherwise installing (events reach an app for the accounts that installed it).
+
+In a tree that is not a Stripe App no event needs a permission: its webhook endpoints receive
+the developer's own events, or (a Connect platform) its connected accounts' events, by the
+endpoint's configuration, not by an app's permissions.
 """
 
 from __future__ import annotations
@@ -132,6 +136,15 @@ def own_billing_site(calls: Iterable[Call]) -> Call | None:
 def finish(e: EventUse, billing: Call | None, app: bool = True) -> EventUse:
     """Decide a handler no branch decided. `app`: the tree is a Stripe App's (a manifest, a UI
     extension); a backend that is not one receives its own account's events."""
+    if not app and e.account == "installing":
+        # The sign that made it "installing" (`event.account`, a call on a connected account)
+        # shows a Connect webhook endpoint: a platform that is not a Stripe App receives its
+        # connected accounts' events by that endpoint, which no app permission gates. The
+        # calls its handlers make are counted on their own.
+        return replace(e, account="own", reason=(
+            f"the tree is not a Stripe App (no stripe-app.json, no UI extension): its webhook "
+            f"endpoint receives these events by its own configuration (own or Connect), and no "
+            f"app permission gates them; {e.reason}"))
     if e.account != "unknown":
         return e
     if not app:

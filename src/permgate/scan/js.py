@@ -17,6 +17,7 @@ from permgate.scan.common import (
     Project,
     Wrapper,
     credential_escape,
+    fixed_account,
     key_account_why,
     raw_target,
 )
@@ -30,7 +31,7 @@ from permgate.scan.model import (
     Unresolved,
 )
 from permgate.scan.sdk import table
-from permgate.scan.tsutil import event_uses
+from permgate.scan.tsutil import event_uses, query_captures
 
 EXTENSIONS = {
     ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascript",
@@ -95,12 +96,13 @@ class _File:
         self.ctx = ctx
         self.source = source
         self.tree = _parser(lang).parse(source)
-        captures = ts.QueryCursor(_query(lang)).captures(self.tree.root_node)
+        captures, deep = query_captures(_query(lang), self.tree, source)
         self.calls = captures.get("call", [])
         self.news = captures.get("new", [])
         self.functions = captures.get("fn", [])
         self.project = ctx.project or Project()
         self.out = FileFindings()
+        self.out.partial = deep
         self.wanted: set[str] = set()  # functions whose callers decide a client or key
         self.method_wrappers: set[str] = set()
         # `axios.create({baseURL: 'https://api.stripe.com/v1', headers})`: name -> wrapper
@@ -463,7 +465,7 @@ class _File:
             return "installing", f"{where} in a UI extension: the installing account"
         args = _args(construct)
         for a in args[1:]:
-            if _connected_options(self, a):
+            if _connected_options(self, a)[0]:
                 return "connected", f"{where} with a stripeAccount option"
         key_arg = _unwrap(args[0]) if args else None
         if key_arg is not None and key_arg.type == "identifier":
@@ -727,7 +729,7 @@ class _File:
         why = f"via the app's wrapper {name} ({w.defined}): {w.reason}"
         if self.ctx.ui_extension:
             acc, why = "installing", "a UI extension: the installing account"
-        elif any(_connected_options(self, a) for a in args):
+        elif any(_connected_options(self, a)[0] for a in args):
             acc, why = "connected", "a stripeAccount option"
         self.out.calls.append(Call(*self.where(node), label, method, target.path,
                                    target.expand, acc, (), why))
@@ -788,8 +790,13 @@ class _File:
     def account(self, args: list[ts.Node], client: Client | None) -> Client:
         if self.ctx.ui_extension:
             return "installing", "a UI extension: the installing account"
-        if any(_connected_options(self, a) for a in args):
-            return "connected", "a stripeAccount option on the call"
+        for a in args:
+            found, value = _connected_options(self, a)
+            if found:
+                fixed = fixed_account(_text(self.resolve(value)) if value is not None else None)
+                if fixed is not None:
+                    return "own", fixed
+                return "connected", "a stripeAccount option on the call"
         if client is None:
             return "unknown", ("a client the scan cannot trace (a parameter, or built "
                                "outside the project)")
@@ -821,7 +828,7 @@ class _File:
         if url_node is None:
             return
         pieces = self.pieces(url_node)
-        if pieces and pieces[0] is not None and not pieces[0].startswith("http"):
+        if pieces and pieces[0] is not None and not pieces[0].startswith(("http", "//")):
             return
         target = raw_target(pieces, require_host=True)
         label = _text(node.child_by_field_name("function") or node)
@@ -851,7 +858,7 @@ class _File:
         why = "an HTTP call whose key the scan cannot trace"
         if self.ctx.ui_extension:
             account, why = "installing", "a UI extension: the installing account"
-        elif any(_connected_options(self, a) for a in args):
+        elif any(_connected_options(self, a)[0] for a in args):
             account, why = "connected", "a Stripe-Account header"
         else:
             for o in opts:
@@ -1014,14 +1021,19 @@ def _constructs_client(node: ts.Node) -> bool:
     return fn.type == "call_expression" and _text(fn).replace('"', "'") == "require('stripe')"
 
 
-def _connected_options(f: _File, node: ts.Node) -> bool:
+def _connected_options(f: _File, node: ts.Node) -> tuple[bool, ts.Node | None]:
+    """Whether the options name a connected account, and the value that names it."""
     p = f.props(node)
     if not p:
-        return False
-    if "stripeAccount" in p or "stripe_account" in p:
-        return True
+        return False, None
+    for k in ("stripeAccount", "stripe_account"):
+        if k in p:
+            return True, p[k]
     headers = f.props(p["headers"]) if "headers" in p else None
-    return bool(headers) and any(k.lower() == "stripe-account" for k in headers or {})
+    for k in headers or {}:
+        if k.lower() == "stripe-account":
+            return True, (headers or {})[k]
+    return False, None
 
 
 def extract(ctx: Context, source: bytes, suffix: str) -> FileFindings:

@@ -21,12 +21,13 @@ from permgate.scan.common import (
     HTTP_VERBS,
     Context,
     Piece,
+    fixed_account,
     key_account_why,
     raw_target,
 )
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope, Unresolved
 from permgate.scan.sdk import Route, table
-from permgate.scan.tsutil import event_uses, text
+from permgate.scan.tsutil import event_uses, query_captures, text
 
 Client = tuple[Account, str]
 _QUERY = """
@@ -36,6 +37,7 @@ _QUERY = """
 (assignment_expression) @assign
 (function_definition) @fn
 (method_declaration) @fn
+(namespace_use_declaration) @use
 """
 _WP = {"wp_remote_get": "GET", "wp_remote_post": "POST", "wp_remote_request": None,
        "wp_safe_remote_get": "GET", "wp_safe_remote_post": "POST",
@@ -95,11 +97,18 @@ class _File:
         self.ctx = ctx
         self.source = source
         self.tree = ts.Parser(_language()).parse(source)
-        caps = ts.QueryCursor(_query()).captures(self.tree.root_node)
+        caps, deep = query_captures(_query(), self.tree, source)
         self.calls = caps.get("call", [])
         self.functions = caps.get("fn", [])
         self.consts: dict[str, ts.Node] = {}
+        # every value assigned to a variable in the file, for what a key variable holds
+        self.assigned: dict[str, list[ts.Node]] = {}
         self.clients: dict[str, Client] = {}
+        # `use Stripe\Checkout\Session;` -> {"Session": "Stripe\Checkout\Session"}: a class
+        # is resolved by the path it was imported from, not by its short name
+        self.aliases: dict[str, str] = {}
+        for u in caps.get("use", []):
+            self._use(u)
         self.module: Client = ("unknown", "\\Stripe\\Stripe::setApiKey is not called in this "
                                "file")
         ambiguous: set[str] = set()
@@ -115,6 +124,7 @@ class _File:
                 "\\", "").split("(")[0].strip().endswith("StripeClient"):
                 self.clients[key] = self._client_account(right)
             elif left.type == "variable_name":
+                self.assigned.setdefault(key, []).append(right)
                 if key in self.consts and text(self.consts[key]) != text(right):
                     ambiguous.add(key)
                 self.consts[key] = right
@@ -125,10 +135,40 @@ class _File:
                 call.child_by_field_name("name")
             ) == "setApiKey" and text(call.child_by_field_name("scope")).endswith("Stripe"):
                 args = self._args(call)
-                acc, why = key_account_why(text(args[0]) if args else None)
+                acc, why = self.key(args[0] if args else None)
                 row = call.start_point[0] + 1
                 self.module = (acc, f"setApiKey at {ctx.file}:{row} with {why}")
         self.out = FileFindings()
+        self.out.partial = deep
+
+    def _use(self, decl: ts.Node) -> None:
+        prefix = ""
+        for c in decl.named_children:
+            if c.type == "namespace_name":
+                prefix = text(c).strip("\\") + "\\"
+            group = c.named_children if c.type == "namespace_use_group" else [c]
+            for clause in group:
+                if clause.type != "namespace_use_clause" or not clause.named_children:
+                    continue
+                names = clause.named_children
+                full = prefix + text(names[0]).strip("\\")
+                alias = text(names[-1]) if len(names) > 1 else full.rsplit("\\", 1)[-1]
+                self.aliases[alias] = full
+
+    def key(self, node: ts.Node | None) -> Client:
+        """Whose account a key expression acts for; a variable is followed to the values the
+        file assigns it (`$k = get_user_meta($id, 'stripe_access_token')`), when they agree."""
+        if node is None:
+            return key_account_why(None)
+        if node.type == "variable_name":
+            values = self.assigned.get(_name(node), [])
+            if values and len(values) <= 8:
+                found = {key_account_why(text(v)) for v in values}
+                accounts = {a for a, _ in found}
+                if len(accounts) == 1 and "unknown" not in accounts:
+                    acc, why = min(found)
+                    return acc, f"{text(node)}, assigned {why}"
+        return key_account_why(text(node))
 
     @staticmethod
     def _args(call: ts.Node) -> list[ts.Node]:
@@ -156,10 +196,9 @@ class _File:
         if arr is not None:
             if "stripe_account" in arr:
                 return "connected", f"{where} with stripe_account"
-            key = arr.get("api_key")
-            acc, why = key_account_why(text(key) if key is not None else None)
+            acc, why = self.key(arr.get("api_key"))
         else:
-            acc, why = key_account_why(text(args[0]))
+            acc, why = self.key(args[0])
         return acc, f"{where} from {why}"
 
     # --- values -------------------------------------------------------------
@@ -300,7 +339,12 @@ class _File:
         return False
 
     def static_call(self, node: ts.Node) -> None:
-        scope = text(node.child_by_field_name("scope")).lstrip("\\")
+        raw = text(node.child_by_field_name("scope"))
+        scope = raw.lstrip("\\")
+        if not raw.startswith("\\"):
+            head, _, tail = scope.partition("\\")
+            if head in self.aliases:
+                scope = self.aliases[head] + ("\\" + tail if tail else "")
         method = _name(node.child_by_field_name("name"))
         parts = scope.split("\\")
         if not parts or parts[0] != "Stripe" or len(parts) < 2:
@@ -337,9 +381,11 @@ class _File:
                 else:
                     expand = tuple(values)
             if "stripe_account" in arr:
-                acc, why = "connected", "a stripe_account option on the call"
+                fixed = fixed_account(text(self.resolve(arr["stripe_account"])))
+                acc, why = ("own", fixed) if fixed else (
+                    "connected", "a stripe_account option on the call")
             if "api_key" in arr:
-                acc, w = key_account_why(text(arr["api_key"]))
+                acc, w = self.key(arr["api_key"])
                 why = f"api_key on the call: {w}"
         self.out.calls.append(Call(*self.where(node), label, route[0], route[1], expand, acc,
                                    notes, why))

@@ -11,6 +11,7 @@ from permgate.scan.common import (
     Piece,
     Project,
     credential_escape,
+    fixed_account,
     key_account_why,
     raw_target,
 )
@@ -566,6 +567,9 @@ class _File:
             return "installing", "a UI extension: the installing account"
         for k in node.keywords:
             if k.arg == "stripe_account":
+                fixed = fixed_account(ast.unparse(self.resolve(k.value)))
+                if fixed is not None:
+                    return "own", fixed
                 return "connected", "a stripe_account argument on the call"
             if k.arg == "api_key":  # a per-request key wins over the module's
                 acc, why = key_account_why(ast.unparse(k.value))

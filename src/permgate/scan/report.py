@@ -10,7 +10,7 @@ from typing import Any
 import permgate
 from permgate import sarif as sarif_log
 from permgate.sarif import Result, Rule
-from permgate.scan.redact import redact
+from permgate.scan.redact import redact, redact_doc
 from permgate.scan.sdk import table
 from permgate.scan.verdict import CallNeeds, Groups, Site, Verdict
 
@@ -138,7 +138,7 @@ def text(v: Verdict) -> str:
         lines.append("  clean")
     # App code is hostile: no control character of it reaches the terminal.
     # Key-like values quoted from the code are masked (issue 25).
-    return redact("\n".join(_CONTROL.sub(_escape, line) for line in lines)) + "\n"
+    return "\n".join(_CONTROL.sub(_escape, redact(line)) for line in lines) + "\n"
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -206,8 +206,7 @@ def as_json(v: Verdict) -> str:
         },
         "needed": v.needed,
     }
-    # Masking the serialised text is safe: a key is [A-Za-z0-9_] and the mask has no quote.
-    return redact(json.dumps(doc, indent=2)) + "\n"
+    return json.dumps(redact_doc(doc), indent=2) + "\n"
 
 
 def _manifest_line(manifest: str | None, name: str) -> int:
@@ -264,5 +263,5 @@ def sarif(v: Verdict, manifest: Path | None = None) -> str:
         results.append(Result(
             "unresolved-call", f"{r.call}: {r.reason}; its permissions are not counted.",
             r.file, r.line, r.column))
-    return redact(sarif_log.dumps(sarif_log.log(SCAN_RULES, results, base=base,
-                                                version=permgate.__version__)))
+    return sarif_log.dumps(redact_doc(sarif_log.log(SCAN_RULES, results, base=base,
+                                                    version=permgate.__version__)))

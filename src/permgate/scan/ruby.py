@@ -13,10 +13,10 @@ from functools import cache
 import tree_sitter as ts
 import tree_sitter_ruby as ts_ruby
 
-from permgate.scan.common import Context, Project, key_account_why
+from permgate.scan.common import Context, Project, fixed_account, key_account_why
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope, Unresolved
 from permgate.scan.sdk import table
-from permgate.scan.tsutil import event_uses, text
+from permgate.scan.tsutil import event_uses, query_captures, text
 
 _QUERY = """
 (call) @call
@@ -103,7 +103,7 @@ class _File:
         self.ctx = ctx
         self.source = source
         self.tree = _parser().parse(source)
-        caps = ts.QueryCursor(_query()).captures(self.tree.root_node)
+        caps, deep = query_captures(_query(), self.tree, source)
         self.calls = caps.get("call", [])
         self.functions = caps.get("fn", [])
         self.clients: dict[str, Client] = {}
@@ -124,6 +124,7 @@ class _File:
                 row = assign.start_point[0] + 1
                 self.module_account = (acc, f"Stripe.api_key set at {ctx.file}:{row} to {why}")
         self.out = FileFindings()
+        self.out.partial = deep
 
     def client_account(self, construct: ts.Node) -> Client:
         where = f"client built at {self.ctx.file}:{construct.start_point[0] + 1}"
@@ -208,6 +209,17 @@ class _File:
         why = client[1]
         if self.ctx.ui_extension:
             account, why = "installing", "a UI extension"
+        # stripe-ruby takes the request options last, and a String there is the API key:
+        # `Stripe::Charge.create(attrs, user.secret_key)`. Only a value whose origin the key
+        # rules can tell counts (`params`, `opts` say nothing).
+        positional = [] if args is None else [
+            a for a in args.named_children if a.type not in ("pair", "comment")]
+        if chain[0] == "Stripe" and len(positional) >= 2 and not self.ctx.ui_extension and \
+                positional[-1].type in ("identifier", "call", "instance_variable",
+                                        "element_reference", "constant", "scope_resolution"):
+            acc, w = key_account_why(text(positional[-1]))
+            if acc != "unknown":
+                account, why = acc, f"the API key passed on the call: {w}"
         for h in hashes:
             if "expand" in h:
                 values = _strings(h["expand"])
@@ -216,7 +228,9 @@ class _File:
                 else:
                     expand = tuple(values)
             if "stripe_account" in h and not self.ctx.ui_extension:
-                account, why = "connected", "a stripe_account option on the call"
+                fixed = fixed_account(text(h["stripe_account"]))
+                account, why = ("own", fixed) if fixed else (
+                    "connected", "a stripe_account option on the call")
             elif "api_key" in h and not self.ctx.ui_extension:
                 account, w = key_account_why(text(h["api_key"]))
                 why = f"api_key on the call: {w}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import accumulate
+
 import tree_sitter as ts
 
 from permgate.scan.common import Context, event_literals, line_of
@@ -10,6 +12,41 @@ from permgate.scan.model import EventUse
 
 def text(node: ts.Node | None) -> str:
     return (node.text or b"").decode("utf-8", "replace") if node is not None else ""
+
+
+# Hostile nesting (tens of thousands of nested calls or arrays) makes tree-sitter's query
+# cursor superlinear: a 200 kB file took 28 s. Matches start at most this deep in the tree, and
+# a file nested deeper than real code is (brackets opened and not yet closed) is reported as
+# read in part, so that its unseen traffic keeps grants from being called unused. A bracket
+# level adds a few tree levels (a call and its arguments, a function and its body), so every
+# node of a file within NEST_LIMIT is well within MAX_START_DEPTH.
+MAX_START_DEPTH = 3_000
+NEST_LIMIT = 256
+_NOT_BRACKET = bytes(sorted(set(range(256)) - set(b"()[]{}")))
+_OPENS = bytes.maketrans(b"([{)]}", b"\x01\x01\x01\x00\x00\x00")
+
+
+def nesting(source: bytes) -> int:
+    """The deepest run of brackets opened and not yet closed (strings and comments included:
+    an estimate that only ever errs towards deeper)."""
+    brackets = source.translate(None, _NOT_BRACKET)
+    if len(brackets) <= NEST_LIMIT:
+        return len(brackets)
+    # depth after the i-th bracket = opens so far - closes so far = 2 * opens - i
+    return max(2 * opens - i for i, opens in enumerate(accumulate(brackets.translate(_OPENS)), 1))
+
+
+def query_captures(
+    query: ts.Query, tree: ts.Tree, source: bytes,
+) -> tuple[dict[str, list[ts.Node]], str | None]:
+    """The query's captures over the tree, bounded in depth, and why the file was read only
+    in part (None: it was read whole)."""
+    cursor = ts.QueryCursor(query)
+    cursor.set_max_start_depth(MAX_START_DEPTH)
+    depth = nesting(source)
+    deep = (f"nested {depth} brackets deep (more than {NEST_LIMIT}): calls deeper than that "
+            "may not be read") if depth > NEST_LIMIT else None
+    return cursor.captures(tree.root_node), deep
 
 
 def event_uses(tree: ts.Tree, source: bytes, ctx: Context) -> list[EventUse]:

@@ -265,8 +265,9 @@ def verdict(findings: Findings, granted: Iterable[str] | None, manifest: str | N
 
 def _doubt_unused(v: Verdict) -> None:
     """"Unused" claims that the app's whole traffic was seen. Requests whose operation is known
-    only at run time could need any grant: every unused one becomes unverified. Calls on a
-    client of unknown account have known needs: the grants meeting them become unverified."""
+    only at run time, or files not read whole, could need any grant: every unused one becomes
+    unverified. Calls on a client of unknown account have known needs: the grants meeting them
+    become unverified."""
     if not v.unused:
         return
     catalog = permgate.default_engine().catalog
@@ -281,6 +282,12 @@ def _doubt_unused(v: Verdict) -> None:
     # an expand list built at run time may reach any object the response holds
     blind += tuple(_call_site(c) for c in v.calls
                    if EXPAND_AT_RUN_TIME in c.call.notes and c.call.account != "own")
+    # a file not read whole (too large, unreadable, unparsable, too deeply nested) may hold
+    # any traffic: what it does was not seen
+    blind += tuple(Site(p.file, 1, "file read in part", "unknown", p.reason)
+                   for p in v.findings.partial)
+    blind += tuple(Site(s.file, 1, "file not read", "unknown", s.reason)
+                   for s in v.findings.skipped if s.dropped)
     unknown: list[tuple[tuple[str, ...], Site]] = [
         (g, _call_site(c)) for c in v.calls if c.call.account == "unknown" for g in c.required]
     keep: list[Unused] = []
@@ -290,8 +297,8 @@ def _doubt_unused(v: Verdict) -> None:
         if blind:
             v.unverified.append(Unverified(
                 u.permission, f"nothing seen needs it, but {len(blind)} request(s) to the API "
-                "are known only in part until run time (path, method or expand) and may "
-                "need it", blind + sites))
+                "are known only in part until run time (path, method or expand), or file(s) "
+                "were not read whole, and may need it", blind + sites))
         elif sites:
             v.unverified.append(Unverified(
                 u.permission, f"nothing of the app's accounts needs it, but {len(sites)} "

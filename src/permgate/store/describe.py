@@ -7,6 +7,7 @@ length, and escaped by whoever renders it (Jinja2 autoescape, JSON).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,29 @@ from permgate.store.model import EffectiveGrant
 from permgate.store.store import Store
 
 _MAX_TEXT = 2000
+_EXAMPLE_EVENTS = 6  # event types named on the page; the rest are counted
+
+# How the app reaches an account's data, in an administrator's words (Stripe's
+# `stripe_api_access_type`); what the consent pages print under "How it connects".
+ACCESS_WORDS = {
+    "platform": "Its developer's servers call Stripe for your account with the developer's "
+                "own key, limited to the permissions below.",
+    "oauth": "It signs in to your account with OAuth: its developer's servers get an access "
+             "token for your account, limited to the permissions below.",
+    "restricted_api_key": "You give it a restricted key made for this install (shown once "
+                          "after installing), limited to the permissions below.",
+}
+
+
+def default_developer(app_id: str, name: str) -> str:
+    """The developer's name when the upload named none: the domain a reverse-DNS app id
+    names (com.example.app -> example.com), else the app's name, said to be unconfirmed.
+    Never a Unix user. The manifest is the developer's own text: an app id
+    `com.stripe.anything` must not read as "Developer: stripe.com"."""
+    parts = app_id.split(".")
+    if len(parts) >= 3 and all(parts):
+        return ".".join(reversed(parts[:-1])) + " (unconfirmed: taken from its app id)"
+    return (name or app_id) + " (unconfirmed: taken from its manifest)"
 
 
 def _clip(value: Any, limit: int = _MAX_TEXT) -> str:
@@ -30,6 +54,42 @@ class PermissionView:
     description: str  # the catalog's description
     purpose: str  # the app's own words (manifest), hostile
     implies: tuple[tuple[str, str], ...]  # (name, title) granted along with it
+    # For event_read: the event types this version's permissions let through (the engine's
+    # own rule), so the page says what will actually be delivered.
+    events: tuple[str, ...] = ()
+
+    @property
+    def can(self) -> str:
+        """What the permission lets the app do, in an administrator's words: a write says
+        what it lets the app change, event_read what will actually be delivered."""
+        if self.name == "event_read":
+            if not self.events:
+                return ("Can receive event notifications, but none reach it: each event needs "
+                        "the permission to see its object too, and it asks for none.")
+            # Examples about different objects (one per object type) say more than the
+            # first few of one object's alphabetical list.
+            firsts = list({t.split(".", 1)[0]: t for t in reversed(self.events)}.values())
+            examples = sorted(firsts)[:_EXAMPLE_EVENTS]
+            shown = ", ".join(examples)
+            more = len(self.events) - len(examples)
+            tail = f" and {more} more" if more > 0 else ""
+            return (f"Can receive event notifications, only about what it may see: "
+                    f"{len(self.events)} kinds ({shown}{tail}).")
+        # Most titles are plurals ("Customers"); a dozen are not ("Balance", "Quote").
+        them = "them" if self.title.endswith("s") else "it"
+        if self.level == "write":
+            return (f"Can create and change {self.title} (update, cancel or delete where "
+                    f"Stripe allows it), and see {them}.")
+        if self.level == "read":
+            return f"Can see {self.title}, without changing {them}."
+        return "Not a permission Stripe lists: it lets the app do nothing."
+
+    @property
+    def note(self) -> str:
+        """What the catalog adds beyond "Grants access to X" (e.g. "Apps can only access
+        secrets they create.")."""
+        first, _, rest = self.description.partition(". ")
+        return rest.strip() if first.startswith("Grants access to") else self.description
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -52,6 +112,17 @@ class VersionView:
     allowed_redirect_uris: tuple[str, ...]
     sandbox_install_compatible: bool
     permissions: tuple[PermissionView, ...]
+
+    @property
+    def developer(self) -> str:
+        """Who made the app, as the upload names it: the uploader given to `apps upload
+        --developer` (or the admin API's actor); an upload that named nobody falls back to
+        the app id's domain (`default_developer`)."""
+        return self.uploaded_by or default_developer(self.app_id, self.name)
+
+    @property
+    def access_words(self) -> str:
+        return ACCESS_WORDS.get(self.access_type, ACCESS_WORDS["platform"])
 
     @property
     def reads(self) -> tuple[PermissionView, ...]:
@@ -113,6 +184,7 @@ def describe_version(store: Store, app_id: str, version: str) -> VersionView:
         if isinstance(entry, dict) and isinstance(entry.get("permission"), str):
             purposes.setdefault(entry["permission"], _clip(entry.get("purpose")))
     views = []
+    delivered = _delivered_events(frozenset(info.permissions))
     for name in sorted(info.permissions):
         perm = catalog.permissions.get(name)
         if perm is None:
@@ -122,7 +194,8 @@ def describe_version(store: Store, app_id: str, version: str) -> VersionView:
         views.append(PermissionView(
             name, perm.level, perm.title, perm.description, purposes.get(name, ""),
             tuple((n, catalog.permissions[n].title) for n in implied
-                  if n in catalog.permissions)))
+                  if n in catalog.permissions),
+            delivered if name == catalog.event_permission else ()))
     ui = data.get("ui_extension")
     csp = ui.get("content_security_policy") if isinstance(ui, dict) else None
     csp = csp if isinstance(csp, dict) else {}
@@ -135,6 +208,19 @@ def describe_version(store: Store, app_id: str, version: str) -> VersionView:
         sandbox_install_compatible=data.get("sandbox_install_compatible") is True,
         permissions=tuple(views),
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _delivered_events(grants: frozenset[str]) -> tuple[str, ...]:
+    """The event types an app holding `grants` receives, decided by the engine (cached: a
+    version's set never changes)."""
+    import permgate
+
+    engine = permgate.default_engine()
+    grant = engine.grant(n for n in grants if n in engine.catalog.permissions)
+    return tuple(t for t in sorted(engine.catalog.events)
+                 if engine.catalog.events[t].receivable
+                 and engine.decide_event(t, grant).allowed)
 
 
 def describe_latest(store: Store, app_id: str) -> VersionView:

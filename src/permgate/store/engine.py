@@ -15,13 +15,41 @@ from permgate import envvars
 from permgate.store.errors import SchemaOutOfDate, StoreError
 
 ENV_VAR = envvars.DB.name
-DEFAULT_PATH = Path(".permgate") / "permgate.db"
+PROJECT_FOLDER = ".permgate"
+DB_FILE = "permgate.db"
 WRITE = {"permgate_write": True}  # execution option: this transaction will write
 
 
+def default_database(start: Path | None = None) -> Path:
+    """The one rule for the default database, which every command, the gateway and its
+    workers follow (and the webhook sealing keys, kept beside it): `.permgate/permgate.db`
+    in the nearest folder, from `start` (the current folder) up, that has a `.permgate/`
+    folder, as git finds `.git`; else `permgate/permgate.db` in the user's data folder. So a
+    command run anywhere outside a project reaches the same database as `serve` did."""
+    here = Path.cwd() if start is None else start
+    for folder in (here, *here.parents):
+        marker = folder / PROJECT_FOLDER
+        if marker.is_dir():
+            return marker / DB_FILE
+        if os.path.lexists(marker):
+            # A file or a dangling link where the project's folder should be: going on up
+            # (or to the user's database) would silently use another database than meant.
+            raise StoreError(
+                f"{marker} is not a folder (a file or a link to nothing): make it the "
+                "project's database folder, remove it, or name a database with --db",
+                "bad_database_url")
+    return Path(envvars.user_data_home()) / "permgate" / DB_FILE
+
+
 def resolve_url(url: str | None) -> URL:
-    """`None` -> $PERMGATE_DB -> the SQLite file ./.permgate/permgate.db."""
-    text = url or envvars.DB.get() or f"sqlite:///{DEFAULT_PATH}"
+    """`None` -> $PERMGATE_DB -> `default_database()`. A SQLite file is made absolute (as
+    SQLite itself would read it from the current folder), so that what is printed (banner,
+    messages) names the same file from any folder."""
+    text = url or envvars.DB.get()
+    if not text:
+        # Built from the path, not formatted into a URL: a folder named with `?`, `#` or
+        # `%` would otherwise be read as a query or an escape, i.e. another file.
+        return URL.create("sqlite", database=str(default_database()))
     try:
         parsed = make_url(text)
     except sa.exc.ArgumentError as e:
@@ -30,6 +58,11 @@ def resolve_url(url: str | None) -> URL:
     if backend in ("postgresql", "postgres"):
         return parsed.set(drivername="postgresql+psycopg")
     if backend == "sqlite":
+        path = sqlite_file(parsed)
+        # A query such as ?timeout=5 leaves the file as it is; ?uri=true makes the database
+        # a `file:` URI, which is SQLite's to read.
+        if path is not None and not path.is_absolute() and parsed.query.get("uri") != "true":
+            return parsed.set(database=str(Path.cwd() / path))
         return parsed
     raise StoreError(
         f"unsupported database {backend!r}: use sqlite:///PATH or postgresql://...",

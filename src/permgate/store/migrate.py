@@ -34,18 +34,21 @@ def current(engine: Engine) -> str | None:
         return current_of(conn)
 
 
-def upgrade(engine: Engine, revision: str = "head", *, progress: bool = False) -> None:
+def upgrade(engine: Engine, revision: str = "head", *, progress: bool = False) -> str | None:
     """Bring the schema to `revision`; `progress`: a bar on stderr, one step per migration,
-    when stderr is a terminal (permgate._progress)."""
+    when stderr is a terminal (permgate._progress). Returns the revision found before (None:
+    an empty database, now created)."""
     cfg = _config()
     with engine.connect() as conn:
         cfg.attributes["connection"] = conn
-        steps = _pending(cfg, current_of(conn), revision) if progress else 0
+        before = current_of(conn)
+        steps = _pending(cfg, before, revision) if progress else 0
         with show_progress("upgrading the database", steps, enabled=steps > 0) as bar:
             # env.py hands this to Alembic's on_version_apply: called after each migration.
             cfg.attributes["on_version_apply"] = lambda **_: bar.advance()
             command.upgrade(cfg, revision)
         conn.commit()
+    return before
 
 
 def current_of(conn: Connection) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -59,6 +60,24 @@ class EffectiveGrant:
             "approved_version": self.approved_version, "approved": sorted(self.approved),
             "pending": sorted(self.pending), "status": self.status,
         }
+
+    def pending_hint(self, missing: Iterable[Iterable[str]]) -> str | None:
+        """For a denial whose `missing` groups (each: the permissions that would satisfy it)
+        the version awaiting approval asks for, the sentence that says so (the gateway's
+        403 and `permgate explain --app` add it); else None."""
+        groups = [tuple(g) for g in missing]
+        if self.status != "pending_approval" or not groups:
+            return None
+        asked = sorted({p for g in groups for p in g if p in self.pending})
+        if not asked:
+            return None
+        names = ", ".join(f"'{p}'" for p in asked)
+        enough = all(any(p in self.pending for p in g) for g in groups)
+        return (f"Version {self.installed_version} of '{self.app_id}' asks for {names}, and "
+                f"an administrator of account '{self.account}' has not approved it yet "
+                f"({self.mode} mode: pending approval); "
+                + ("once approved, this request will be allowed." if enough else
+                   "approving it will not be enough for this request alone."))
 
 
 @dataclass(frozen=True, slots=True)

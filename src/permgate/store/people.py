@@ -134,7 +134,7 @@ def redeem_link(
     store: Store, secret: str, *, lifetime: timedelta = DEFAULT_LIFETIME,
 ) -> tuple[BrowserSession, str, str | None] | None:
     """Spend the link once: -> (session, session token, where to land), or None when the link
-    is unknown, used or expired (all three look the same to the person holding it)."""
+    is unknown, used or expired (`link_refusal` says which)."""
     if not secret.startswith("acl_") or len(secret) > 100:
         return None
     now = store.now()
@@ -162,6 +162,24 @@ def redeem_link(
         session_id, link["account"], link["user_id"], link["display_name"], link["role"],
         link["return_url"], now, now + lifetime)
     return session, token, link["next_path"]
+
+
+def link_refusal(store: Store, secret: str) -> str:
+    """Why `redeem_link` refused a link: "used", "expired" or "unknown" (never issued here,
+    e.g. made against another database). Saying which leaks nothing: the token is a 256-bit
+    secret, so only its holder learns the reason, and an administrator who is told why can
+    act (ask for a new link, or check that the link and the gateway share one database)."""
+    if not secret.startswith("acl_") or len(secret) > 100:
+        return "unknown"
+    with store.engine.connect() as conn:
+        link = conn.execute(sa.select(account_links.c.used_at, account_links.c.expires_at)
+                            .where(account_links.c.token_hash == keys.hash_secret(secret))
+                            ).mappings().first()
+    if link is None:
+        return "unknown"
+    if link["used_at"] is not None:
+        return "used"
+    return "expired" if link["expires_at"] <= store.now() else "unknown"
 
 
 def find_session(

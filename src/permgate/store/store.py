@@ -132,6 +132,9 @@ class Store:
         self._writer = engine.execution_options(**engine_mod.WRITE)
         self._clock = clock
         self._postgres = engine.dialect.name == "postgresql"
+        # Set by `open(upgrade=True)`: the schema revision found before the upgrade (None:
+        # an empty database, created now), so `db upgrade` can say which it was.
+        self.upgraded_from: str | None = None
         # Changes committed through this object: a process serving its own writes (the
         # gateway's mounted admin API and consent pages) learns of them without a query.
         self.writes = 0
@@ -142,15 +145,16 @@ class Store:
         cls, url: str | None = None, *, upgrade: bool = False,
         clock: Callable[[], datetime] = _utcnow, progress: bool = False,
     ) -> Store:
-        """Open the database at `url` (None: $PERMGATE_DB, else ./.permgate/permgate.db).
+        """Open the database at `url` (None: $PERMGATE_DB, else `default_database()`).
 
         Refuses a database that is not at the latest migration unless `upgrade` is true;
         `progress`: the migrations an upgrade runs show a bar on stderr if it is a terminal.
         """
         engine = engine_mod.create(engine_mod.resolve_url(url), create_file=upgrade)
+        before: str | None = None
         try:
             if upgrade:
-                migrate.upgrade(engine, progress=progress)
+                before = migrate.upgrade(engine, progress=progress)
             else:
                 have, want = migrate.current(engine), migrate.head()
                 if have != want:
@@ -168,6 +172,7 @@ class Store:
             engine.dispose()
             raise
         store = cls(engine, clock=clock)
+        store.upgraded_from = before
         try:
             store._check_api(claim=upgrade)
         except BaseException:

@@ -142,11 +142,15 @@ def install_demo_app(store: Store, account: str) -> DemoApp:
 def banner(gateway_url: str, upstream: Upstream, demo: DemoApp, db_url: str,
            cli: str = "permgate") -> str:
     """`cli` is how this shell can run permgate (the CLI passes the command that started it,
-    so that the printed uninstall works when pasted as is)."""
-    k, a, u = demo.key, demo.account, gateway_url
+    so that the printed uninstall works when pasted as is). `db_url` is absolute (the store
+    makes a SQLite path so): every printed command names it, so each works from any folder."""
+    import shlex
+
+    k, a, u, db = demo.key, demo.account, gateway_url, shlex.quote(db_url)
     return f"""
 permgate demo: a gateway on {u}, enforcing for localstripe at {upstream.url}
-(localstripe log: {upstream.log_path}; database: {db_url})
+database: {db_url}
+(localstripe log: {upstream.log_path})
 
 The app '{demo.app_id}' is installed on {a} (test mode) with customer_read and
 event_read only.
@@ -165,10 +169,16 @@ curl:
     curl {u}/v1/customers -u {k}: -H "Stripe-Account: {a}"
     curl {u}/v1/charges   -u {k}: -H "Stripe-Account: {a}"
 
+Consent pages ({u}/console/): this prints a sign-in link for {a}'s administrator
+(it works once, for 5 minutes):
+
+    {cli} console link --account {a} --user admin --name "Demo Admin" --role admin \\
+        --url {u} --db {db}
+
 Then: {cli} uninstall {demo.app_id} --account {a} --mode test --by you --role admin \\
-        --db {db_url}   # and the first call is denied within a second.
-Events: permgate listen --app {demo.app_id} --forward-to localhost:3000/webhooks --db {db_url}
-and in another terminal: permgate trigger customer.created --db {db_url}   (received)
-                         permgate trigger charge.succeeded --db {db_url}   (not: charge_read)
+        --db {db}   # and the first call is denied within a second.
+Events: {cli} listen --app {demo.app_id} --forward-to localhost:3000/webhooks --db {db}
+and in another terminal: {cli} trigger customer.created --db {db}   (received)
+                         {cli} trigger charge.succeeded --db {db}   (not: charge_read)
 Ctrl-C stops the gateway and localstripe.
 """
