@@ -108,13 +108,21 @@ def process(cmd: list[str], port: int, log: Path, env: dict[str, str] | None = N
             proc.wait()
 
 
-def setup_store(folder: Path) -> tuple[str, str]:
-    url = f"sqlite:///{folder / 'bench.db'}"
-    with Store.open(url, upgrade=True) as store:
-        result = store.upload_version(
-            manifest_mod.parse(json.dumps(MANIFEST)), actor="bench")
-        store.install("com.example.bench", ACCOUNT, "test", by="bench", role="admin")
-        key = next(k.secret for k in result.keys if k.mode == "test")
+def setup_store(folder: Path, api: Path | None = None) -> tuple[str, str]:
+    """A database with the bench app installed; `api`: an own API's DIR, whose database is
+    its own (the store records the API it belongs to)."""
+    import permgate
+
+    url = f"sqlite:///{folder / ('bench.db' if api is None else 'bench-api.db')}"
+    permgate.use_api(api)
+    try:
+        with Store.open(url, upgrade=True) as store:
+            result = store.upload_version(
+                manifest_mod.parse(json.dumps(MANIFEST)), actor="bench")
+            store.install("com.example.bench", ACCOUNT, "test", by="bench", role="admin")
+            key = next(k.secret for k in result.keys if k.mode == "test")
+    finally:
+        permgate.use_api(None)
     return url, key
 
 
@@ -307,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="permgate-bench-") as tmp:
         folder = Path(tmp)
         db, key = setup_store(folder)
+        api_db = setup_store(folder, api_dir(folder)) if "enforce-api" in variants else None
         upstream_port = free_port()
         runs: dict[str, list[Result]] = {v: [] for v in variants}
         with process([sys.executable, str(HERE / "gateway" / "upstream.py"),
@@ -314,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
             # Interleaved rounds: a noisy neighbour then hurts every variant alike.
             for _ in range(args.rounds):
                 for variant in variants:
-                    r = bench_variant(variant, args, folder, upstream_port, db, key)
+                    r = bench_variant(variant, args, folder, upstream_port,
+                                      *(api_db if variant == "enforce-api" and api_db
+                                        else (db, key)))
                     runs[variant].append(r)
                     print(f"  {LABELS[r.variant]:>26}: {r.rps:9.0f} req/s  "
                           f"p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms  "

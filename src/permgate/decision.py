@@ -19,6 +19,7 @@ from permgate.api.params import (
     BadParam,
     ExpandReader,
     bounded_expansions,
+    undeclared,
 )
 from permgate.api.router import BadPath, Router
 from permgate.catalog import Catalog
@@ -303,6 +304,8 @@ class Engine:
                 plan = self._query_plan(op, query)
         elif query or body is not None or expand:
             try:
+                if query and op.query_params is not None:
+                    self._declared(op, query)
                 exps = self._from_query(query) if query else NO_EXPAND
                 if body is not None:
                     more = self._from_body(body)
@@ -345,6 +348,8 @@ class Engine:
     def _query_plan(self, op: Operation, query: str) -> _Plan | None:
         """Parse a query string's expansions and find their plan; cache short queries."""
         try:
+            if op.query_params is not None:
+                self._declared(op, query)
             exps = self._from_query(query)
         except BadParam as e:
             plan: _Plan | None = Decision("bad_request", self.catalog, operation=op,
@@ -360,6 +365,17 @@ class Engine:
             self._qplans[(op, query)] = plan
             self._queries_bytes += size
         return plan
+
+    def _declared(self, op: Operation, query: str) -> None:
+        """Deny by default: BadParam for a query parameter the API's document does not
+        declare for `op` (an upstream may read it as anything, an expansion included)."""
+        assert op.query_params is not None
+        key = undeclared(query, op.query_params, self._expand_param)
+        if key is not None:
+            shown = "".join(c if c.isprintable() and c.isascii() else "?" for c in key[:60])
+            raise BadParam(f"Invalid parameter '{shown}': {op.method} {op.path} declares no "
+                           "such query parameter, and the gateway forwards only those the "
+                           "API's document declares.", param=shown)
 
     @staticmethod
     def _merge(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:

@@ -6,6 +6,8 @@ the generated files, see docs/architecture.md) through the same function.
 
 from __future__ import annotations
 
+import dataclasses
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -71,16 +73,27 @@ def read_api_dir(directory: str | Path, *, check_spec: bool = False
         if why is not None:
             raise ApiDirError(f"--api {directory}: {why}")
     paths = {t: Path(directory) / f"{t}.json" for t in TABLES}
+    import hashlib
+
+    fingerprint = hashlib.sha256()
     for p in paths.values():
         try:
-            size = p.stat().st_size
+            st = p.stat()
+            if not stat.S_ISREG(st.st_mode):
+                raise ApiDirError(f"{p}: not a regular file")
+            size = st.st_size
+            if size > MAX_TABLE:
+                raise ApiDirError(f"{p}: larger than {MAX_TABLE >> 20} MiB")
+            data = p.read_bytes()
         except OSError as e:
             raise ApiDirError(f"{p}: cannot be read ({e.strerror or e})") from None
-        if size > MAX_TABLE:
-            raise ApiDirError(f"{p}: larger than {MAX_TABLE >> 20} MiB")
+        # The store records it: grants consented under other tables are not reused unseen.
+        fingerprint.update(hashlib.sha256(data).digest())
+    profile = dataclasses.replace(profile, tables_sha256=fingerprint.hexdigest())
     try:
         engine = load(*(str(paths[t]) for t in TABLES), name=profile.name,
-                      expand=ExpandReader(profile.expand_style, profile.expand_param))
+                      expand=ExpandReader(profile.expand_style, profile.expand_param,
+                                          profile.refuse_params))
     except ApiDirError:
         raise
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:

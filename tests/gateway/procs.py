@@ -70,11 +70,11 @@ def _healthy(url: str) -> bool:
 @contextmanager
 def run_gateway(
     db_url: str, upstream: str, tmp: Path, extra: Sequence[str] = (),
-    env: dict[str, str] | None = None,
+    env: dict[str, str] | None = None, key_text: str = UPSTREAM_KEY + "\n",
 ) -> Iterator[Gateway]:
     port = free_port()
     key_file = tmp / f"upstream-key-{port}"
-    key_file.write_text(UPSTREAM_KEY + "\n")
+    key_file.write_text(key_text)
     log_path = tmp / f"gateway-{port}.log"
     cmd = [str(VENV_BIN / "permgate"), "serve", "--port", str(port), "--db", db_url,
            "--upstream", upstream, "--upstream-key-file", str(key_file), *extra]

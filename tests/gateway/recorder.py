@@ -44,6 +44,8 @@ def _handler(rec: Recorder) -> type[BaseHTTPRequestHandler]:
                 body = self.rfile.read(length) if length else b""
             seen = {"method": self.command, "target": self.path,
                     "headers": {k.lower(): v for k, v in self.headers.items()},
+                    # Every header line, repeats kept (`headers` keeps the last of each).
+                    "header_lines": [(k.lower(), v) for k, v in self.headers.items()],
                     "body": body.decode("latin-1"), "peer_port": self.client_address[1]}
             rec.requests.append(seen)
             if self.path.startswith("/v1/customers/cus_slow"):
@@ -84,7 +86,7 @@ def _handler(rec: Recorder) -> type[BaseHTTPRequestHandler]:
                 body += self.rfile.read(size)
                 self.rfile.readline(8)  # the CRLF after the chunk
 
-        do_GET = do_POST = do_DELETE = _handle
+        do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _handle
 
     return Handler
 

@@ -48,6 +48,7 @@ def tables() -> dict[str, Any]:
         op("POST", "/orders", "order", "write"),
         op("POST", "/orders/search", "order", "read", True),
         op("GET", "/orders/{order}", "order", "read"),
+        op("PATCH", "/orders/{order}", "order", "write"),
     ]
     return {
         "permissions": {"_meta": {"generator": RULE}, "permissions": perms},

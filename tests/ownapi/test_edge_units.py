@@ -110,8 +110,30 @@ def test_the_upstream_credential() -> None:
     s = Settings(upstream_key="acme_secret")
     with pytest.raises(ConfigError, match="must start with sk_live_"):
         upstream_keys(s)  # Stripe's: the prefix says the mode
-    assert upstream_keys(s, any_key=True) == {"live": "acme_secret", "test": "acme_secret"}
+    # An own API's untagged credential serves live only unless api.toml says otherwise: a
+    # test-mode install must not reach production data.
+    assert upstream_keys(s, untagged=("live",)) == {"live": "acme_secret"}
+    assert upstream_keys(s, untagged=("live", "test")) == {
+        "live": "acme_secret", "test": "acme_secret"}
     s = Settings(upstream_key="sk_test_x")
-    assert upstream_keys(s, any_key=True) == {"test": "sk_test_x"}
+    assert upstream_keys(s, untagged=("live",)) == {"test": "sk_test_x"}
     with pytest.raises(ConfigError, match="one printable line"):
-        upstream_keys(Settings(upstream_key="a\x00b"), any_key=True)
+        upstream_keys(Settings(upstream_key="a\x00b"), untagged=("live",))
+    with pytest.raises(ConfigError, match="one printable line"):
+        upstream_keys(Settings(upstream_key="test: "), untagged=("live",))
+    # Mode tags: "live: KEY" / "test: KEY", each for its mode only.
+    tagged = Settings(upstream_key="test: staging-token")
+    assert upstream_keys(tagged, untagged=("live",)) == {"test": "staging-token"}
+    with pytest.raises(ConfigError, match="must start with sk_live_"):
+        upstream_keys(tagged)  # Stripe's keys carry their mode in the prefix, no tags
+
+
+def test_basic_upstream_credential_keeps_a_password() -> None:
+    # Stripe's form: the key is the user, no password. A user:password credential is sent
+    # as it is, not with a colon added to the password.
+    assert upstream_authorization("basic", "sk_test_x") == b"Basic " + base64.b64encode(
+        b"sk_test_x:")
+    assert upstream_authorization("basic", "user:pa55") == b"Basic " + base64.b64encode(
+        b"user:pa55")
+    assert upstream_authorization("basic", "user:pa:55") == b"Basic " + base64.b64encode(
+        b"user:pa:55")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -151,8 +152,8 @@ def test_denied_calls_name_the_permission_as_problem_json(
     assert "'order_read'" in str(doc["detail"])
     doc = _problem(call(gateway, orders, "GET", "/v1/products"), 403)
     assert "'product_read'" in str(doc["detail"])
-    # The expansion is decided too: crm may read customers, not orders; orders may read
-    # both; an app with only order_write could not expand the customer.
+    # crm may read customers, not orders. (An expansion refused end to end, never
+    # forwarded: tests/ownapi/test_edge_review.py, against a recording upstream.)
     assert call(gateway, crm, "GET", "/v1/customers/cus_1").status_code == 200
 
 
@@ -246,8 +247,37 @@ def test_an_api_without_an_account_header(work: Path, keys: tuple[str, dict[str,
     from tests.gateway.recorder import recording_upstream
 
     orders = keys[1]["com.example.orders"]
+    bin_dir = Path(sys.executable).parent
     with recording_upstream() as rec:
-        d = write_dir(work / "noaccount-dir", upstream=rec.url, account_header='""')
+        # No account header: every install would reach the same upstream data. serve
+        # refuses it unless api.toml says single_tenant = true.
+        d = write_dir(work / "noaccount-refused", upstream=rec.url, account_header='""')
+        r = subprocess.run([str(bin_dir / "permgate"), "serve", "--api", str(d), "--db",
+                            keys[0], "--port", str(free_port())], capture_output=True,
+                           text=True, timeout=60,
+                           env={**os.environ, "PERMGATE_UPSTREAM_KEY": UPSTREAM_KEY})
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "single_tenant = true" in lines[0], lines
+        d = write_dir(work / "noaccount-dir", upstream=rec.url, account_header='""',
+                      single_tenant="true")
+        # single_tenant on a store whose installs span two accounts is refused (a copy of
+        # the database, with the orders app also on another account).
+        two = work / "two-accounts.db"
+        shutil.copyfile(keys[0].removeprefix("sqlite:///"), two)
+        permgate.use_api(d)
+        try:
+            with Store.open(f"sqlite:///{two}") as store:
+                store.install("com.example.orders", "acct_other", "test", by="ann",
+                              role="admin")
+        finally:
+            permgate.use_api(None)
+        r = subprocess.run([str(bin_dir / "permgate"), "serve", "--api", str(d), "--db",
+                            f"sqlite:///{two}", "--port", str(free_port())],
+                           capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PERMGATE_UPSTREAM_KEY": UPSTREAM_KEY})
+        assert r.returncode == 2, r.stderr
+        assert "installs on 2 accounts" in r.stderr.strip().splitlines()[-1], r.stderr
         with run_gateway(keys[0], rec.url, work, extra=["--api", str(d)]) as gw:
             for header in ("Acme-Account", "Stripe-Account"):
                 r = call(gw, orders, "GET", "/v1/customers", header=header)

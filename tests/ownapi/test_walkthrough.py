@@ -1,10 +1,7 @@
 """examples/own-api/README.md, followed literally: its ```sh blocks run in order, as one bash
 script (the servers it starts in the background live until its last block), in a copy of
 the example's folder, with free ports. Conventions as tests/test_readme.py's (`# exit N`).
-
-The walkthrough starts with `permgate init --from-openapi`. Until that command is in the
-tree, the second test runs the same script with the init line replaced by the DIR written
-by hand (tests/ownapi/acme.py); the first skips.
+The walkthrough starts with the real `permgate init --from-openapi`: a broken init fails it.
 """
 
 from __future__ import annotations
@@ -13,9 +10,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-from tests.ownapi.acme import EXAMPLE, write_dir
-from tests.test_readme import BIN, env_for, free_port, script, sh_blocks
+from tests.ownapi.acme import EXAMPLE
+from tests.test_readme import env_for, free_port, script, sh_blocks
 
 # The walkthrough starts the example API, its receiver and `permgate serve`: real processes.
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -35,21 +31,12 @@ KEY_LINES = [
 ]
 
 
-def _has_init() -> bool:
-    r = subprocess.run([str(BIN / "permgate"), "init", "--help"], capture_output=True,
-                       timeout=60)
-    return r.returncode == 0
-
-
-def _run(tmp: Path, *, replace_init: bool) -> str:
+def _run(tmp: Path) -> str:
     for name in ("openapi.yaml", "acme.py", "receiver.py"):
         shutil.copy(EXAMPLE / name, tmp / name)
     blocks = sh_blocks(README.read_text(encoding="utf-8"))
     text = "".join(script(body) for _, body in blocks)
     assert text.count(INIT) == 1, "the walkthrough starts with init"
-    if replace_init:
-        write_dir(tmp / "acme-api", spec=tmp / "openapi.yaml")
-        text = text.replace(INIT, "true")
     env = env_for(tmp)
     env.update(ACME_PORT=str(free_port()), PORT=str(free_port()), HOOK_PORT=str(free_port()))
     # Servers the script left behind (a failed step) go with it.
@@ -71,10 +58,5 @@ def _check(out: str) -> None:
                      "/orders order.created"], out
 
 
-@pytest.mark.skipif(not _has_init(), reason="`permgate init` is not in this tree yet")
 def test_walkthrough_as_written(tmp_path: Path) -> None:
-    _check(_run(tmp_path, replace_init=False))
-
-
-def test_walkthrough_with_the_hand_written_dir(tmp_path: Path) -> None:
-    _check(_run(tmp_path, replace_init=True))
+    _check(_run(tmp_path))

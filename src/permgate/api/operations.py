@@ -24,6 +24,9 @@ class Operation:
     objects: tuple[str, ...] = ()  # every type it may return: the roots of expansions
     rule: str = field(default="", compare=False)
     sources: tuple[str, ...] = field(default=(), compare=False)
+    # The query parameters the API's document declares (operations.json `query_params`):
+    # any other is refused. None: not known (Stripe's table), nothing refused for that.
+    query_params: frozenset[str] | None = field(default=None, compare=False)
     # (id prefix, the operation it is): one path whose last id names objects of several
     # types with different permissions (`/v1/customers/{c}/sources/src_1` is a Source)
     variants: tuple[tuple[str, Operation], ...] = field(default=(), compare=False)
@@ -41,6 +44,17 @@ class Operation:
 
     def as_dict(self) -> dict[str, Any]:
         return {"method": self.method, "path": self.path}
+
+
+def _names(row: Any) -> frozenset[str] | None:
+    names = row.get("query_params")
+    if names is None:
+        return None
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names) \
+            or len(names) > 1000:
+        raise ValueError(f"operation {row['method']} {row['path']}: query_params must be a "
+                         "list of parameter names")
+    return frozenset(names)
 
 
 def operations_from_document(doc: Any) -> list[Operation]:
@@ -67,6 +81,7 @@ def operations_from_document(doc: Any) -> list[Operation]:
                 is_list=bool(row.get("list")), rule=row.get("rule") or "",
                 objects=tuple(row.get("objects") or ([row["object"]] if row.get("object") else [])),
                 sources=tuple(row.get("sources") or ()), variants=variants,
+                query_params=_names(row),
             )
         )
     return out

@@ -23,12 +23,20 @@ _DECODE_ROUNDS = 4
 
 
 def _first_word(key: str) -> str:
-    """The first run of letters, digits and `_` of a fully decoded, lower-cased key."""
+    """The first run of letters, digits and `_` of a fully decoded, case-folded key.
+
+    A non-ASCII key is NFKC-normalised and folded through upper case: an upstream that
+    compares names case-insensitively by upper-casing reads `ınclude` (dotless i) as
+    INCLUDE, `ſ` as S and the Kelvin sign as K."""
     for _ in range(_DECODE_ROUNDS):
         decoded = unquote_plus(key)
         if decoded == key:
             break
         key = decoded
+    if not key.isascii():
+        import unicodedata
+
+        key = unicodedata.normalize("NFKC", key).upper()
     key = key.lower()
     start = 0
     while start < len(key) and not (key[start].isalnum() or key[start] == "_"):
@@ -143,6 +151,41 @@ def bounded_expansions(values: Iterable[str]) -> tuple[str, ...]:
 
 # -- other APIs' expand styles (api.toml `expand_style`): the Stripe style is above ---------
 
+# Parameter names that some API or framework reads as "return related objects too"
+# (OData $expand, JSON:API include and fields[...], HAL/json-server _embed, Laravel with,
+# Mongoose populate, sideloading...). In every style but Stripe's, a key whose first word
+# (decoded, case-folded, leading/trailing `_` removed) is one of these is refused unless it
+# is exactly the API's own parameter: an expansion nobody checked must not reach the
+# upstream. api.toml `[edge] refuse_params` adds the API's own.
+REFUSED_PARAMS = frozenset({
+    "expand", "expands", "expansion", "expansions", "expand_fields", "include", "includes",
+    "included", "embed", "embeds", "embedded", "with", "populate", "fields", "sideload",
+    "sideloads", "side_load", "related", "join", "joins", "extend", "resolve",
+})
+
+
+def undeclared(query: str, declared: frozenset[str], own: str) -> str | None:
+    """The first key of `query` that is neither a declared parameter nor the API's own
+    expand parameter `own`, or None. A key is compared by its name before any `[`, after
+    one round of decoding (as the upstream reads it): `filter[status]` is `filter`'s."""
+    for part in query.split("&"):
+        key = part.partition("=")[0]
+        if not key:
+            continue
+        if "%" in key or "+" in key:
+            key = unquote_plus(key)
+        base = key.partition("[")[0]
+        if base not in declared and key != own:
+            return key
+    return None
+
+
+def param_word(key: str) -> str:
+    """What a parameter name is compared with `REFUSED_PARAMS` as (see `_first_word`)."""
+    if key.isascii() and key.isidentifier():  # the common case: one plain word
+        return key.lower().strip("_")
+    return _first_word(key).strip("_")
+
 class ExpandReader:
     """How one API names expansions: `query(text, where)` and `body(body)` return them
     (deduplicated) or raise BadParam for a key that only looks like the parameter.
@@ -156,19 +199,25 @@ class ExpandReader:
     another (`include`): an upstream that also took it would expand unchecked.
     """
 
-    __slots__ = ("body", "param", "query", "style")
+    __slots__ = ("body", "param", "query", "refused", "style")
 
-    def __init__(self, style: str = "stripe", param: str = "expand") -> None:
+    def __init__(self, style: str = "stripe", param: str = "expand",
+                 refuse: Iterable[str] = ()) -> None:
         self.style = style
         self.param = param
+        # The names refused in every key but the API's own parameter (empty for Stripe's
+        # style, whose reader refuses look-alikes of `expand` itself).
+        self.refused: frozenset[str] = frozenset()
         if style == "stripe":
             if param != "expand":
                 raise ValueError("the stripe expand style reads only 'expand'")
             self.query = expand_from_query
             self.body = expand_from_body
         elif style in ("comma", "include", "none"):
-            self.query = _list_reader(param, style == "none")
-            self.body = _list_body_reader(param, style == "none", self.query)
+            self.refused = REFUSED_PARAMS | {param_word(param)} | {
+                param_word(r) for r in refuse}
+            self.query = _list_reader(param, style == "none", self.refused)
+            self.body = _list_body_reader(param, style == "none", self.query, self.refused)
         else:
             raise ValueError(f"unknown expand style {style!r}")
 
@@ -176,20 +225,19 @@ class ExpandReader:
 STRIPE_EXPAND = ExpandReader()
 
 
-def _list_reader(param: str, refuse_all: bool) -> Callable[..., tuple[str, ...]]:
-    low = param.lower()
-    words = {low, "expand"}
-    how = (f"this API takes no '{param}' parameter (it expands nothing)" if refuse_all else
-           f"expansions are sent as {param}=a,b; other spellings are refused")
+def _list_reader(param: str, refuse_all: bool, words: frozenset[str]
+                 ) -> Callable[..., tuple[str, ...]]:
+    how = (f"this API expands nothing, and parameters named like an expansion "
+           f"('{param}', include, embed, ...) are refused" if refuse_all else
+           f"expansions are sent as {param}=a,b; other spellings, and other parameters "
+           "named like an expansion (include, embed, ...), are refused")
 
     def read(query: str, where: str = "query string") -> tuple[str, ...]:
+        if not query:
+            return NO_EXPAND
         if ";" in query:
             raise BadParam(f"Invalid {where}: ';' is not a parameter separator; use '&' "
                            "(and percent-encode ';' inside values as %3B).", param=None)
-        lowered = query.lower()
-        if low not in lowered and "xpand" not in lowered and "%" not in query \
-                and "+" not in query:
-            return NO_EXPAND
         out: list[str] = []
         for part in query.split("&"):  # a query is bounded by the head's size
             key, _, value = part.partition("=")
@@ -199,17 +247,15 @@ def _list_reader(param: str, refuse_all: bool) -> Callable[..., tuple[str, ...]]
                     item = item.strip()
                     if item:
                         _add(out, item)
-            elif (low in key.lower() or "xpand" in key.lower() or "%" in key or "+" in key) \
-                    and _first_word(key) in words:
+            elif key and param_word(key) in words:
                 raise BadParam(f"Invalid parameter '{_shown(key)}': {how}.", param=param)
         return _dedupe(out)
 
     return read
 
 
-def _list_body_reader(param: str, refuse_all: bool, read: Callable[..., tuple[str, ...]]
-                      ) -> Callable[..., tuple[str, ...]]:
-    words = {param.lower(), "expand"}
+def _list_body_reader(param: str, refuse_all: bool, read: Callable[..., tuple[str, ...]],
+                      words: frozenset[str]) -> Callable[..., tuple[str, ...]]:
 
     def body_reader(body: bytes | str | Mapping[str, object] | None) -> tuple[str, ...]:
         if body is None:
@@ -227,7 +273,7 @@ def _list_body_reader(param: str, refuse_all: bool, read: Callable[..., tuple[st
                 for v in items:
                     if str(v).strip():
                         _add(out, str(v).strip())
-            elif _first_word(key) in words:
+            elif param_word(key) in words:
                 raise BadParam(f"Invalid parameter '{_shown(key)}'.", param=param)
         return _dedupe(out)
 

@@ -26,6 +26,7 @@ BODY_ENCODINGS = ("form", "json")
 EXPAND_STYLES = ("stripe", "comma", "include", "none")
 ERROR_STYLES = ("stripe", "problem")
 PERMISSION_STYLES = ("scopes", "objects")
+KEY_MODES = ("live", "test")
 MAX_API_TOML = 64 * 1024  # a hand-sized file: a larger one is a mistake, not read
 # Patterns as text: compiled (and cached by `re`) only when an api.toml is read, since every
 # command imports this module.
@@ -34,11 +35,35 @@ _HEADER = r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}"  # an RFC 9110 token, bounded
 _PARAM = r"[A-Za-z_][A-Za-z0-9_.-]{0,39}"
 _BASE_PATH = r"(/[A-Za-z0-9._~-]+){1,8}"
 _SHA256 = r"[0-9a-f]{64}"
-# Headers the gateway reads or writes itself: an account header may not be one of them.
-_RESERVED_HEADERS = frozenset({
-    "authorization", "host", "content-type", "content-length", "content-encoding",
-    "transfer-encoding", "connection", "cookie", "te", "upgrade", "expect",
+# Request headers the gateway forwards upstream as the client sent them (the gateway's
+# proxy reads this set: here so that the reader below can refuse them, import-light).
+# Everything else (cookies, proxies' headers, Stripe-Context, which could name another
+# account) stays at the gateway.
+FORWARDED_HEADERS = frozenset({
+    "stripe-version", "idempotency-key", "user-agent",
+    "x-stripe-client-user-agent", "accept", "accept-encoding", "accept-language",
 })
+# Headers the gateway reads, writes or forwards itself, and hop-by-hop and proxies'
+# headers: an account header may not be one of them (its client copy would be forwarded,
+# or read by a proxy, beside the gateway's own value).
+_RESERVED_HEADERS = FORWARDED_HEADERS | frozenset({
+    "authorization", "host", "content-type", "content-length", "content-encoding",
+    "transfer-encoding", "connection", "cookie", "te", "upgrade", "expect", "keep-alive",
+    "proxy-authorization", "proxy-authenticate", "proxy-connection", "trailer", "forwarded",
+    "via", "request-id", "stripe-context", "stripe-account", "www-authenticate",
+})
+_RESERVED_PREFIXES = ("x-forwarded-", "proxy-", "sec-")
+
+# Paths the gateway serves itself (permgate/serve.py's mounts and gateway/control.py; a test
+# keeps them equal): an own API's operation there would never be reached.
+GATEWAY_PATHS = ("/healthz", "/readyz", "/metrics", "/v1/oauth/token", "/webhooks/upstream")
+GATEWAY_PREFIXES = ("/admin", "/console", "/oauth")
+
+
+def gateway_path(template: str) -> bool:
+    """Whether the gateway answers requests to `template` itself (never forwarded)."""
+    return template in GATEWAY_PATHS or template in GATEWAY_PREFIXES or template.startswith(
+        tuple(p + "/" for p in GATEWAY_PREFIXES))
 
 
 class ApiDirError(PermgateError, ValueError):
@@ -53,17 +78,26 @@ class ApiProfile:
     title: str = "Stripe API"
     base_paths: tuple[str, ...] = ("/v1", "/v2")
     account_header: str = "Stripe-Account"  # "": the API names no account in a header
+    # No account header: every install reaches the same upstream data. Only an explicit
+    # `[edge] single_tenant = true` lets `serve` run so (docs/own-api.md).
+    single_tenant: bool = False
     auth_schemes: tuple[str, ...] = AUTH_SCHEMES
     body_encodings: tuple[str, ...] = ("form",)  # Stripe also takes JSON on /v2 (body.py)
     expand_style: str = "stripe"
     expand_param: str = "expand"
+    # More parameter names refused as expansions (beyond api/params.REFUSED_PARAMS).
+    refuse_params: tuple[str, ...] = ()
     error_style: str = "stripe"
     upstream_url: str | None = None  # None: from the gateway's settings (Stripe: none here)
     upstream_auth: str = "bearer"  # how the gateway presents its own key upstream
+    # The modes an upstream credential without a mode tag ("live: "/"test: ") serves: live
+    # only unless api.toml says otherwise, so test-mode installs never reach production.
+    untagged_key_modes: tuple[str, ...] = ("live",)
     permissions_style: str = ""
     spec: str | None = None  # the OpenAPI document (absolute), None for Stripe's curated tables
     spec_sha256: str | None = None
     directory: str | None = None  # the API DIR, None for the built-in Stripe profile
+    tables_sha256: str | None = None  # the five tables' fingerprint (read_api_dir sets it)
 
     @property
     def stripe(self) -> bool:
@@ -122,12 +156,29 @@ def _subset(value: list[Any], options: tuple[str, ...], where: str, key: str
 
 
 def _url(value: str, where: str, key: str) -> str:
+    """An http(s)://host[:port][/prefix] URL, re-composed from its checked parts."""
+    bad = (f"{key} must be an http(s)://host[:port][/prefix] URL without credentials, "
+           f"query, fragment or dot segments, not {value[:80]!r}")
+    # Only RFC 3986's characters (no space, control, quote, backslash...): urlsplit would
+    # silently drop a CR/LF/TAB, and a space would end up in the request line.
+    if len(value) > 2048 or not re.fullmatch(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+", value):
+        raise _fail(where, bad)
     parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        raise _fail(where, f"{key} has a port outside 1..65535: {value[:80]!r}") from None
+    segments = parts.path.split("/")[1:]
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
-            or parts.fragment or parts.username or len(value) > 2048:
-        raise _fail(where, f"{key} must be an http(s)://host[:port][/prefix] URL without "
-                    f"credentials, query or fragment, not {value[:80]!r}")
-    return value
+            or parts.fragment or "@" in parts.netloc or parts.username is not None \
+            or parts.password is not None or port == 0 or "?" in value or "#" in value \
+            or any(s in (".", "..") for s in segments) or "%" in parts.netloc:
+        raise _fail(where, bad)
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    return f"{parts.scheme}://{host}{'' if port is None else f':{port}'}" \
+        f"{parts.path.rstrip('/')}"
 
 
 def parse_api_toml(text: str, directory: str | Path, where: str = "api.toml") -> ApiProfile:
@@ -143,8 +194,10 @@ def parse_api_toml(text: str, directory: str | Path, where: str = "api.toml") ->
         "name": str, "title": str, "spec": str, "spec_sha256": str, "permissions_style": str})
     edge = _take(doc.get("edge", {}), f"{where} [edge]", {
         "base_paths": list, "account_header": str, "auth_schemes": list,
-        "body_encodings": list, "expand_style": str, "expand_param": str, "error_style": str})
-    up = _take(doc.get("upstream", {}), f"{where} [upstream]", {"url": str, "auth_scheme": str})
+        "body_encodings": list, "expand_style": str, "expand_param": str, "error_style": str,
+        "single_tenant": bool, "refuse_params": list})
+    up = _take(doc.get("upstream", {}), f"{where} [upstream]", {
+        "url": str, "auth_scheme": str, "untagged_key_modes": list})
     w = f"{where} [api]"
     name = _need(api, w, "name")
     if not re.fullmatch(_NAME, name):
@@ -172,9 +225,14 @@ def parse_api_toml(text: str, directory: str | Path, where: str = "api.toml") ->
         raise _fail(w, "base_paths must be a non-empty list without repeats")
     account = edge.get("account_header", "")
     if account and (not re.fullmatch(_HEADER, account)
-                    or account.lower() in _RESERVED_HEADERS):
+                    or account.lower() in _RESERVED_HEADERS
+                    or account.lower().startswith(_RESERVED_PREFIXES)):
         raise _fail(w, f"account_header must be a header name the gateway does not use "
                     f"itself (or \"\" for none), not {account[:60]!r}")
+    single_tenant = edge.get("single_tenant", False)
+    if single_tenant and account:
+        raise _fail(w, "single_tenant = true means the API names no account: set "
+                    "account_header = \"\" or drop single_tenant")
     expand_style = _choice(edge.get("expand_style", "none"), EXPAND_STYLES, w, "expand_style")
     expand_param = edge.get("expand_param", "include" if expand_style == "include"
                             else "expand")
@@ -183,18 +241,26 @@ def parse_api_toml(text: str, directory: str | Path, where: str = "api.toml") ->
     if expand_style == "stripe" and expand_param != "expand":
         raise _fail(w, "expand_style \"stripe\" reads expand[]=...; expand_param must be "
                     "\"expand\" (use \"comma\" for another name)")
+    refuse_params: list[Any] = edge.get("refuse_params", [])
+    if len(refuse_params) > 64 or not all(
+            isinstance(r, str) and re.fullmatch(_PARAM, r) for r in refuse_params):
+        raise _fail(w, "refuse_params must be at most 64 parameter names")
     profile = ApiProfile(
         name=name, title=title, base_paths=tuple(base_paths), account_header=account,
+        single_tenant=single_tenant,
         auth_schemes=_subset(edge.get("auth_schemes", ["bearer"]), AUTH_SCHEMES, w,
                              "auth_schemes"),
         body_encodings=_subset(edge.get("body_encodings", ["json"]), BODY_ENCODINGS, w,
                                "body_encodings"),
         expand_style=expand_style, expand_param=expand_param,
+        refuse_params=tuple(refuse_params),
         error_style=_choice(edge.get("error_style", "problem"), ERROR_STYLES, w,
                             "error_style"),
         upstream_url=_url(up["url"], f"{where} [upstream]", "url") if "url" in up else None,
         upstream_auth=_choice(up.get("auth_scheme", "bearer"), AUTH_SCHEMES,
                               f"{where} [upstream]", "auth_scheme"),
+        untagged_key_modes=_subset(up.get("untagged_key_modes", ["live"]), KEY_MODES,
+                                   f"{where} [upstream]", "untagged_key_modes"),
         permissions_style=style, spec=str(spec_path.resolve()), spec_sha256=digest,
         directory=str(Path(directory).resolve()),
     )
@@ -222,12 +288,29 @@ def read_profile(directory: str | Path) -> ApiProfile:
     return parse_api_toml(text, d, str(path))
 
 
+MAX_SPEC = 20 * 1024 * 1024  # init's limit (ownapi/spec.py MAX_BYTES): no larger spec was read
+
+
 def spec_digest(path: str | Path) -> str:
+    """sha256 of a regular file of at most MAX_SPEC bytes (a FIFO or /dev/zero would hang
+    every command); OSError otherwise."""
     import hashlib
+    import os
+    import stat
 
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(0, "not a regular file")
+        if st.st_size > MAX_SPEC:
+            raise OSError(0, f"larger than {MAX_SPEC} bytes")
+        read = 0
         for chunk in iter(lambda: f.read(1 << 20), b""):
+            read += len(chunk)
+            if read > MAX_SPEC:
+                raise OSError(0, f"larger than {MAX_SPEC} bytes")
             h.update(chunk)
     return h.hexdigest()
 

@@ -149,7 +149,8 @@ def open_store(db: str | None, *, upgrade: bool = False,
     try:
         store = Store.open(db, upgrade=upgrade, progress=progress)
     except StoreError as e:
-        bad_input = e.code in ("bad_database_url", "not_a_database")
+        bad_input = e.code in ("bad_database_url", "not_a_database", "api_mismatch",
+                               "api_tables_changed")
         raise CliError(e.message, EXIT_USAGE if bad_input else EXIT_FINDINGS) from None
     try:
         yield store

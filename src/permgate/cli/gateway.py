@@ -30,13 +30,16 @@ def _serve(args: argparse.Namespace) -> int:
         settings = resolve(flags, config_path=args.config)
         _check_admin_token(settings.admin_token)
         _check_port(settings.host, settings.port)
+        untagged = None
         if settings.api:
-            settings = _own_api(settings)
+            settings, untagged = _own_api(settings)
         if settings.upstream is not None:
-            if not upstream_keys(settings, any_key=bool(settings.api)):
+            if not upstream_keys(settings, untagged=untagged):
                 raise CliError("--upstream needs the upstream's secret key: --upstream-key-file "
                                "PATH or PERMGATE_UPSTREAM_KEY")
             _check_store(settings.db)
+            if settings.api:
+                _check_tenancy(settings.db)
             run(settings)
             return EXIT_OK
     except ConfigError as e:
@@ -44,22 +47,70 @@ def _serve(args: argparse.Namespace) -> int:
     return _serve_demo(settings)
 
 
-def _own_api(settings: Any) -> Any:
+def _own_api(settings: Any, *, upstream: bool = True) -> tuple[Any, tuple[str, ...]]:
     """`--api DIR`: refuse a DIR that cannot be used or whose spec changed since `init`
     (with the command to run again), before anything starts; its api.toml's upstream is the
-    default of --upstream. No demo mode: the API is the user's own."""
+    default of --upstream. No demo mode: the API is the user's own. Also the modes an
+    untagged upstream credential serves."""
     import permgate
+    from permgate.api.profile import gateway_path
+    from permgate.gateway import ConfigError
+    from permgate.gateway.config import _check as check
 
     try:
-        _, profile = permgate.use_api(settings.api, check_spec=True)
+        engine, profile = permgate.use_api(settings.api, check_spec=True)
     except permgate.ApiDirError as e:
         raise CliError(str(e)) from None
-    if settings.upstream is None:
+    shadowed = sorted({op.path for op in engine.operations if gateway_path(op.path)})
+    if shadowed:
+        raise CliError(f"--api {settings.api}: the gateway serves {shadowed[0]} itself (health, "
+                       "metrics, admin, consent pages, OAuth or webhook ingest), so the API's "
+                       f"operation there would never be reached ({len(shadowed)} such path(s)):"
+                       " serve the API under a base path")
+    if not profile.account_header:
+        if not profile.single_tenant:
+            raise CliError(
+                f"--api {settings.api}: api.toml names no account header ([edge] "
+                "account_header = \"\"), so every install would act on the same upstream "
+                "data: set account_header to the header your API reads the account from, or "
+                "say [edge] single_tenant = true if the upstream serves one tenant")
+        warn_single_tenant(settings.api)
+    if upstream and settings.upstream is None:
         if profile.upstream_url is None:
             raise CliError(f"--api {settings.api}: its api.toml has no [upstream] url: give "
                            "--upstream URL")
         settings = dataclasses.replace(settings, upstream=profile.upstream_url)
-    return settings
+        try:
+            check(settings)  # the replaced upstream passes the settings' own checks
+        except ConfigError as e:
+            raise CliError(str(e)) from None
+    return settings, profile.untagged_key_modes
+
+
+def warn_single_tenant(api: str) -> None:
+    from permgate.cli._common import warn
+
+    warn(f"--api {api}: single_tenant: the upstream is told no account; every install "
+         "acts on the same upstream data")
+
+
+def _check_tenancy(url: str | None) -> None:
+    """A single-tenant API (no account header) behind a store whose installs span several
+    accounts would hand each account's apps the others' data: refused."""
+    import permgate
+    from permgate.store import Store, StoreError
+
+    if not permgate.api_profile().single_tenant:
+        return
+    try:
+        with Store.open(url) as store:
+            accounts = {g.account for g in store.list_installs()}
+    except StoreError as e:
+        raise CliError(str(e)) from None
+    if len(accounts) > 1:
+        raise CliError(f"the API is single_tenant (no account header) but the store holds "
+                       f"installs on {len(accounts)} accounts: each would act on the others' "
+                       "data; use one database per tenant")
 
 
 # serve's settings that mean nothing to `permgate authz`: Envoy owns the upstream and its
@@ -67,7 +118,6 @@ def _own_api(settings: Any) -> Any:
 AUTHZ_SKIPS = frozenset({
     "upstream", "connect_timeout", "upstream_timeout", "pool_size", "pool_per_app", "server",
     "demo_account", "webhook_secret", "webhook_account", "admin_token",
-    "api",  # authz decides for Stripe's API only, for now (docs/own-api.md)
 })
 
 
@@ -80,15 +130,15 @@ def _authz(args: argparse.Namespace) -> int:
                              if s.flag and s.name not in AUTHZ_SKIPS}
     try:
         settings = resolve(flags, config_path=args.config)
-        if settings.api:  # from PERMGATE_API or the config file: authz would half-honour it
-            raise CliError("permgate authz decides for Stripe's API only, for now: unset "
-                           "PERMGATE_API (or the config file's api)")
+        untagged = None
+        if settings.api:  # the same checks as serve's; Envoy owns the upstream
+            settings, untagged = _own_api(settings, upstream=False)
         control_port = settings.port + 1 if args.control_port is None else args.control_port
         if not 0 < control_port < 65536 or control_port == settings.port:
             raise CliError(f"--control-port must be 1..65535 and not --port, not {control_port}")
         _check_port(settings.host, settings.port)
         _check_port(settings.host, control_port)
-        if not upstream_keys(settings):
+        if not upstream_keys(settings, untagged=untagged):
             raise CliError("authz needs the upstream's secret key, which it hands Envoy for "
                            "allowed calls: --upstream-key-file PATH or PERMGATE_UPSTREAM_KEY")
         token = _check_token(args.check_token_file)
@@ -99,6 +149,8 @@ def _authz(args: argparse.Namespace) -> int:
                            "port hands the upstream key to whoever it allows, so it needs "
                            "--check-token-file FILE (the secret Envoy adds to every check)")
         _check_store(settings.db)
+        if settings.api:
+            _check_tenancy(settings.db)
         run(settings, control_port, check_token=token)
     except ConfigError as e:
         raise CliError(str(e)) from None

@@ -403,6 +403,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     admin_sub = admin.add_subparsers(dest="admin_command", metavar="COMMAND", required=True)
     admin_db = argparse.ArgumentParser(add_help=False)
     add_db(admin_db)
+    add_api(admin_db)  # uploads and version views use the API's catalog
     p = add(admin_sub, "serve", _admin_serve,
             "serve the admin API alone (bearer token: $PERMGATE_ADMIN_TOKEN)", parents=[admin_db],
             epilog=exit_codes("0  stopped", "1  the store refused to open", "2  bad input "

@@ -73,7 +73,10 @@ def upstream_authorization(scheme: str, key: str) -> bytes:
     if scheme == "basic":
         import base64
 
-        return b"Basic " + base64.b64encode(key.encode("utf-8") + b":")
+        # Stripe's form is the key as user and no password ("sk_...:"); a credential that
+        # already is user:password is sent as it is (RFC 7617).
+        raw = key.encode("utf-8")
+        return b"Basic " + base64.b64encode(raw if b":" in raw else raw + b":")
     return b"Bearer " + key.encode("utf-8")
 
 
@@ -108,16 +111,21 @@ class Gateway:
         # and manifest checks served beside the proxy then use the same catalog.
         self.engine: Any = None  # Stripe's: imported at startup (its tables load there)
         self.profile: ApiProfile = STRIPE_PROFILE
-        if settings.api:
-            import permgate
+        import permgate
 
+        if settings.api:
             try:
                 self.engine, self.profile = permgate.use_api(settings.api, check_spec=True)
             except ApiDirError as e:
                 raise ConfigError(str(e)) from None
+        else:
+            # Stripe's, even when something earlier in this process chose another API: the
+            # consent pages, admin and events must use the catalog the proxy decides with.
+            permgate.use_api(None)
+        untagged = None if self.profile.stripe else self.profile.untagged_key_modes
         self.auth_by_mode: dict[str, bytes] = {
             mode: upstream_authorization(self.profile.upstream_auth, key)
-            for mode, key in upstream_keys(settings, any_key=not self.profile.stripe).items()
+            for mode, key in upstream_keys(settings, untagged=untagged).items()
         }
         # Sandboxes are test-mode accounts upstream: a sandbox install's restricted key
         # is forwarded with the test key.

@@ -153,11 +153,12 @@ def allow(rid: str, caller: Caller, content_type: bytes | None,
     out: list[tuple[bytes, bytes]] = [(b"request-id", rid.encode("ascii")),
                                       (b"authorization", caller.auth)]
     if caller.account_b:
-        out.append((b"stripe-account", caller.account_b))
+        out.append((caller.account_name, caller.account_b))  # the API's header (--api)
     if content_type is not None:
         out.append((b"content-type", content_type))
     remove = removals(client, account=bool(caller.account_b),
-                      content_type=content_type is not None)
+                      content_type=content_type is not None,
+                      account_name=caller.account_name)
     if remove:
         out.append((REMOVE, remove))
     return out
@@ -172,15 +173,21 @@ def _bodiless(headers: Any) -> Any:
     return [(n, v) for n, v in headers if n != b"content-length" or v.strip() != b"0"]
 
 
-def removals(client: Any, *, account: bool, content_type: bool) -> bytes:
+def removals(client: Any, *, account: bool, content_type: bool,
+             account_name: bytes = b"stripe-account") -> bytes:
     """The client headers Envoy must drop so that the upstream sees what serve sends: every
-    one serve does not forward, and the account and type when the answer sets none."""
+    one serve does not forward, and the account and type when the answer sets none.
+    `account_name`: the API's account header (Stripe-Account unless --api); with another
+    API, a client's Stripe-Account is dropped like any header serve does not forward."""
     names: list[bytes] = []
     named: set[bytes] = set()
     for name, _ in client:
         if name in _CHECK_OWN or name in named:
             continue
-        if name not in _KEPT or (name == b"stripe-account" and not account) or (
+        if name == account_name:
+            if not account:
+                names.append(name)
+        elif name not in _KEPT or name == b"stripe-account" or (
                 name == b"content-type" and not content_type):
             names.append(name)
             named.add(name)
@@ -218,7 +225,8 @@ class AuthzGateway(Gateway):
         self.full = check = CheckPath(
             self.calls, self.pool, self.metrics, self.log, self.ids,
             body_limit=self.body_limit, report_only=self.report_only,
-            access_log=self.access_log, upstream_timeout=self.settings.upstream_timeout)
+            access_log=self.access_log, upstream_timeout=self.settings.upstream_timeout,
+            problem=self.profile.error_style == "problem")
         check.fast = self.fast
         check.token = self.check_token
         self.proxy = check.proxy

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import quote, unquote_to_bytes
@@ -74,6 +75,7 @@ class BodyRules:
     json: bool = False
     json_refused: tuple[str, ...] = ("expand", "include")  # JSON keys spelled so: refused
     accepted: str = ""  # what the refusals say is accepted
+    methods: frozenset[str] = frozenset({"POST"})  # the methods that may carry a body
 _ACCEPTED = (
     "This gateway forwards request bodies only as application/x-www-form-urlencoded (as "
     "Stripe's API and SDKs send them), multipart/form-data for file uploads "
@@ -82,16 +84,23 @@ _ACCEPTED = (
 
 
 STRIPE_BODY = BodyRules(accepted=_ACCEPTED)
+# Other APIs update with PUT/PATCH and may take a body on DELETE (OpenAPI requestBody).
+OWN_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def body_rules(profile: ApiProfile) -> BodyRules:
     """Another API's rules, from its profile's `body_encodings` and expand parameter."""
+    from permgate.api.params import ExpandReader
+
     form = "form" in profile.body_encodings
     json_ok = "json" in profile.body_encodings
-    kinds = " and ".join(k for k, on in (("application/x-www-form-urlencoded", form),
-                                         ("application/json", json_ok)) if on)
-    refused = tuple(dict.fromkeys((profile.expand_param.lower(), "expand")))
-    return BodyRules(stripe=False, form=form, json=json_ok, json_refused=refused,
+    kinds = " and ".join(k for k, on in (
+        ("application/x-www-form-urlencoded", form),
+        ("application/json (or a +json type)", json_ok)) if on)
+    refused = ExpandReader(profile.expand_style, profile.expand_param,
+                           profile.refuse_params).refused
+    return BodyRules(stripe=False, form=form, json=json_ok,
+                     json_refused=tuple(sorted(refused)), methods=OWN_BODY_METHODS,
                      accepted=f"This gateway forwards request bodies only as {kinds} "
                      f"({profile.title} takes these).")
 
@@ -173,9 +182,10 @@ def decide_body(
                 "unsupported_content_type")
     if not body:
         return NO_BODY
-    if method != "POST":
-        _refuse(f"A {method} request must not have a body: its parameters are read from "
-                "the query string.")
+    if method not in rules.methods:
+        _refuse(f"A {method} request must not have a body: "
+                + ("Stripe reads its parameters from the query string." if rules.stripe else
+                   "its parameters are read from the query string."))
     accepted = rules.accepted
     if not content_types:
         _refuse("A request body needs a Content-Type header. " + accepted,
@@ -222,14 +232,58 @@ def decide_body(
                     "unsupported_content_type")
         form = multipart_form(body, boundary)
         return Body(form, body, MULTIPART + b"; boundary=" + boundary)
-    if mt == JSON and json_ok:
+    if json_ok and (mt == JSON or (not rules.stripe and _json_suffix(mt))):
         if params:
-            _refuse("application/json takes no parameter but charset=utf-8.",
+            _refuse(f"{mt.decode('latin-1')} takes no parameter but charset=utf-8.",
                     "unsupported_content_type")
-        check_v2_json(body, rules.json_refused)
-        return Body(None, body, JSON)
+        if rules.stripe:
+            check_v2_json(body, rules.json_refused)
+        else:
+            check_json(body, frozenset(rules.json_refused))
+        return Body(None, body, mt)  # the type as sent (JSON:API's, merge-patch): lower case
     _refuse(f"The Content-Type {_show(content_types[0])} is not accepted here. " + accepted,
             "unsupported_content_type")
+
+
+def _json_suffix(mt: bytes) -> bool:
+    """`application/<x>+json` (RFC 6839: JSON:API's vnd.api+json, merge-patch+json)."""
+    return mt.startswith(b"application/") and mt.endswith(b"+json")
+
+
+def _json_doc(body: bytes, hook: Callable[[list[tuple[str, Any]]], dict[str, Any]]) -> Any:
+    def constant(name: str) -> NoReturn:
+        _refuse(f"The JSON body has {name}, which is not JSON.")
+
+    try:
+        # From text: json.loads would guess UTF-16 or UTF-32 from bytes.
+        return json.loads(body.decode("utf-8"), object_pairs_hook=hook,
+                          parse_constant=constant)
+    except (ValueError, RecursionError) as e:
+        if isinstance(e, BodyRefused):
+            raise
+        _refuse("The request body is not valid JSON.")
+
+
+def check_json(body: bytes, refused: frozenset[str]) -> None:
+    """Another API's JSON body: one object, no duplicate keys, and no key at any depth whose
+    name reads as an expansion (`api.params.param_word` in `refused`): the engine reads
+    expansions from the query only."""
+    from permgate.api.params import param_word
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in items:
+            if k in out:
+                _refuse(f"The JSON body repeats the key {k[:40]!r}.")
+            if param_word(k) in refused:
+                _refuse(f"The JSON body has the key {k[:40]!r}: expansions are read from "
+                        "the query string only.", "parameter_not_allowed")
+            out[k] = v
+        return out
+
+    if not isinstance(_json_doc(body, pairs), dict):
+        _refuse("The JSON request body must be an object.")
+
 
 
 def multipart_form(body: bytes, boundary: bytes) -> bytes:

@@ -186,6 +186,11 @@ class Calls:
         self.callers: dict[tuple[bytes, bytes | None], Caller] = {}
         # The API profile's choices, compiled once (nothing below branches on the profile).
         self.account_name = profile.account_header_lower
+        # The 401's challenges: one per scheme the API takes keys in (Stripe's: Bearer).
+        self.challenges: list[tuple[bytes, bytes]] = [
+            (b"www-authenticate", b'Bearer realm="permgate"')] if profile.stripe else [
+            (b"www-authenticate", f'{s.capitalize()} realm="permgate"'.encode("ascii"))
+            for s in profile.auth_schemes]
         shown = profile.account_header or "account"
         self.stripe_v2 = profile.stripe  # Stripe's /v2 rules (JSON, no include) apply
         self.body_rules = STRIPE_BODY if profile.stripe else body_rules(profile)

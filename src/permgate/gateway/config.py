@@ -326,12 +326,16 @@ def server_installed(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def upstream_keys(s: Settings, *, any_key: bool = False) -> dict[str, str]:
+def upstream_keys(s: Settings, *, untagged: tuple[str, ...] | None = None
+                  ) -> dict[str, str]:
     """Mode ("live"/"test") -> the upstream secret key used for that mode's requests.
 
     The key file holds one key per line (blank lines and # comments skipped); a key's mode
-    is read from its prefix, as Stripe does. `any_key` (another API than Stripe): a key
-    without Stripe's prefixes is the API's own credential, for every mode.
+    is read from its prefix, as Stripe does. `untagged` (another API than Stripe: its
+    api.toml's `untagged_key_modes`): a line `live: KEY` or `test: KEY` is that mode's
+    credential, and a key with neither a tag nor Stripe's prefixes serves the `untagged`
+    modes only (live, unless api.toml says otherwise: a test-mode install must not reach
+    production data with a production credential).
     """
     lines: list[str] = []
     if s.upstream_key:
@@ -348,11 +352,18 @@ def upstream_keys(s: Settings, *, any_key: bool = False) -> dict[str, str]:
         if not key or key.startswith("#"):
             continue
         mode = key_mode(key)
-        if mode is None and any_key:
-            if len(key) > 4096 or not key.isprintable():
+        if mode is None and untagged is not None:
+            # "live: KEY" / "test: KEY" (a space after the colon: "live:pw" stays a
+            # user:password credential).
+            tag, sep, rest = key.partition(":")
+            tagged = bool(sep) and tag in ("live", "test") and rest[:1] in ("", " ", "\t")
+            modes = (tag,) if tagged else untagged
+            if tagged:
+                key = rest.strip()
+            if not key or len(key) > 4096 or not key.isprintable():
                 raise ConfigError("upstream key must be one printable line")
-            keys.setdefault("live", key)
-            keys.setdefault("test", key)
+            for m in modes:
+                keys.setdefault(m, key)
             continue
         if mode is None:
             raise ConfigError(

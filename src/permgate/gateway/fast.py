@@ -83,16 +83,17 @@ class FastPath:
         typed = False
         for name, value in headers:
             size += len(name) + len(value)
-            if name in FORWARD:
+            # The account header first: its client copy is read, never forwarded.
+            if name == account_name:
+                if account_raw is not None:
+                    return None  # repeated: the full path reads them joined
+                account_raw = value
+            elif name in FORWARD:
                 forward += (name, b": ", value, b"\r\n")
             elif name == b"authorization":
                 if authorization is not None:
                     return None  # repeated: the full path reads them joined
                 authorization = value
-            elif name == account_name:
-                if account_raw is not None:
-                    return None
-                account_raw = value
             elif name in _BODY_HEADERS:
                 # A comma: maybe two types joined (`body.header_values`), the full path's.
                 if name != b"content-type" or typed or b"," in value:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from time import perf_counter
 from typing import Any, Protocol
 
+from permgate.api.profile import FORWARDED_HEADERS
 from permgate.errors import PermgateError
 from permgate.gateway import errors
 from permgate.gateway.body import BodyRefused
@@ -28,13 +29,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
-# Request headers worth sending upstream; everything else (cookies, proxies' headers,
-# Stripe-Context, which could name another account) stays here.
+# Request headers worth sending upstream (api/profile.py says which, and why).
 # Content-Type is not among them: the gateway writes its own for the body it decided on.
-FORWARD = frozenset({
-    b"stripe-version", b"idempotency-key", b"user-agent",
-    b"x-stripe-client-user-agent", b"accept", b"accept-encoding", b"accept-language",
-})
+FORWARD = frozenset(h.encode("ascii") for h in FORWARDED_HEADERS)
 # Hop-by-hop response headers (RFC 9110 7.6.1) and the ones we set ourselves (the length:
 # the server writing the answer sets it for the body it sends).
 _DROP = frozenset({
@@ -184,15 +181,16 @@ class FullPath:
         size = 0
         for name, value in headers:
             size += len(name) + len(value)
-            if name in FORWARD:
+            # The account header first: its client copy is read, never forwarded.
+            # Repeated: read joined, as a proxy joins them (`body.header_values`), so a
+            # check through Envoy decides alike; a joined key or account is no valid one.
+            if name == account_name:
+                account_raw = value if account_raw is None else account_raw + b"," + value
+            elif name in FORWARD:
                 forward.append((name, value))
             elif name == b"authorization":
-                # Repeated: read joined, as a proxy joins them (`body.header_values`), so a
-                # check through Envoy decides alike; a joined key or account is no valid one.
                 authorization = value if authorization is None else \
                     authorization + b"," + value
-            elif name == account_name:
-                account_raw = value if account_raw is None else account_raw + b"," + value
             elif name == b"content-length":
                 length = value
             elif name == b"content-type":
@@ -352,7 +350,7 @@ class FullPath:
         headers = [*(errors.PROBLEM_HEADERS if self.problem else errors.JSON_HEADERS),
                    (b"request-id", rec["request_id"].encode("ascii"))]
         if status == 401:
-            headers.append((b"www-authenticate", b'Bearer realm="permgate"'))
+            headers.extend(self.calls.challenges)
         await reply.send(status, headers, body)
         self.metrics.response(status)
         if outcome == "unauthenticated":

@@ -79,6 +79,9 @@ class Op:
     tag: str | None = None
     dropped: bool = False  # not routable at all: left out of operations.json
     secured: bool = True
+    # The query parameters the document declares (path item's and operation's); None when
+    # one of them cannot be named (a form-exploded object spreads its properties as keys).
+    query_params: list[str] | None = None
 
 
 @dataclass
@@ -436,6 +439,7 @@ class Deriver:
                 o = Op(method=method, template=template, path=full,
                        operation_id=oid)
                 o.secured, o.scopes = self.security_of(raw)
+                o.query_params = self.query_params(item, raw)
                 self.op_object(o, raw)
                 self.op_level(o, raw)
                 bad = self.unroutable(o.path)
@@ -445,6 +449,16 @@ class Deriver:
                     self.flag("route", f"{method} {o.path}", o.unavailable + (
                         "; left out of the table: the gateway answers it as unknown (404)"
                         if o.dropped else ""))
+                if o.query_params is None:
+                    self.flag("parameters", f"{method} {o.path}",
+                              "a query parameter cannot be named (a form-exploded object): "
+                              "the gateway forwards any query parameter here except those "
+                              "named like an expansion")
+                if _shadowed(o.path):
+                    self.flag("route", f"{method} {o.path}",
+                              "the gateway serves this path itself (health, metrics, admin, "
+                              "consent pages, OAuth or webhook ingest): `serve --api` refuses "
+                              "the DIR until the API lives under a base path")
                 if not o.secured:
                     self.flag("security", f"{method} {o.path}",
                               "the document declares no security requirement (or allows "
@@ -454,6 +468,26 @@ class Deriver:
         self.fallbacks(ops)
         self.owners(ops)
         return ops
+
+    def query_params(self, item: dict[str, Any], raw: dict[str, Any]) -> list[str] | None:
+        """The names of the query parameters an operation declares (the gateway forwards
+        no other), or None when they cannot all be named."""
+        names: set[str] = set()
+        for source in (item.get("parameters"), raw.get("parameters")):
+            for p in source if isinstance(source, list) else ():
+                p, _ = deref(self.doc, p)
+                if not isinstance(p, dict) or p.get("in") != "query":
+                    continue
+                name = p.get("name")
+                if not isinstance(name, str) or not name:
+                    return None
+                schema, _ = deref(self.doc, p.get("schema"))
+                style = p.get("style", "form")
+                if isinstance(schema, dict) and schema.get("type") == "object" \
+                        and style == "form" and p.get("explode", True):
+                    return None  # its properties are the keys: not known here
+                names.add(name)
+        return sorted(names)
 
     def owners(self, ops: list[Op]) -> None:
         """A path under another resource's id (`/customers/{customer}/cards`) acts on that
@@ -664,6 +698,7 @@ def derive(doc: dict[str, Any], where: str, *, style: Style = "auto",
     auth, up_auth = _auth(d)
     encodings = _encodings(doc)
     expand_style, expand_param = _expand_style(doc, expansions, stripe_style)
+    _flag_refused_params(d, ops, expand_style, expand_param)
     perm_rows = [perms[k] for k in sorted(perms)]
     op_rows = []
     for o in ops:
@@ -675,6 +710,7 @@ def derive(doc: dict[str, Any], where: str, *, style: Style = "auto",
             "objects": [o.object] if o.object else [], "list": o.is_list,
             "sources": ["openapi"], "rule": o.rule,
             "operation_id": o.operation_id, "secured": o.secured,
+            **({} if o.query_params is None else {"query_params": o.query_params}),
         })
     return Result(
         name=api_name, title=title, style=chosen, base_paths=bases, upstream_url=upstream,
@@ -1066,4 +1102,34 @@ def _expand_style(doc: dict[str, Any], expansions: dict[str, Any], stripe: bool
 
 def _account_header(d: Deriver) -> str:
     explicit = d.doc.get("x-permgate-account-header")
-    return explicit if isinstance(explicit, str) else ""
+    if isinstance(explicit, str) and explicit:
+        return explicit
+    d.flag("edge", "account header",
+           "no account header (x-permgate-account-header): the upstream would be told no "
+           "account, so every install acts on the same upstream data. `serve` refuses this "
+           "DIR until api.toml names the header ([edge] account_header) or says "
+           "[edge] single_tenant = true")
+    return ""
+
+
+def _shadowed(path: str) -> bool:
+    from permgate.api.profile import gateway_path
+
+    return gateway_path(path)
+
+
+def _flag_refused_params(d: Deriver, ops: list[Op], style: str, param: str) -> None:
+    """A declared query parameter named like an expansion (include, embed, fields, ...) is
+    refused by the gateway in every style but Stripe's, unless it is the expand parameter:
+    say so, since calls that use it will get a 400."""
+    if style == "stripe":
+        return
+    from permgate.api.params import REFUSED_PARAMS, param_word
+
+    for o in ops:
+        for name in o.query_params or ():
+            if name != param and param_word(name) in REFUSED_PARAMS:
+                d.flag("parameters", f"{o.method} {o.path}",
+                       f"query parameter {name!r} reads as an expansion: the gateway refuses "
+                       "it (400) unless the document marks it with x-permgate-expand "
+                       "(then it is the API's expand parameter)")

@@ -201,7 +201,7 @@ def needs(findings: Findings) -> tuple[list[CallNeeds], list[EventNeeds]]:
         calls.append(CallNeeds(c, hit.kind, hit.operation, hit.required, hit.message))
     events: list[EventNeeds] = []
     for e in findings.events:
-        d = permgate.decide_event(e.event, ())
+        d = permgate.default_engine().decide_event(e.event, ())  # the process's API
         required = d.required if d.kind in ("missing", "allowed") else ()
         events.append(EventNeeds(e, d.kind, required, d.message))
     return calls, events

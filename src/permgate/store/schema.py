@@ -39,6 +39,10 @@ state = sa.Table(
     "permgate_state", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("change_counter", sa.BigInteger, nullable=False),
+    # The API the database belongs to (None: not yet claimed) and, for an own API, the
+    # sha256 of its tables (migration ap0001_store_api; Store.open checks both).
+    sa.Column("api", sa.String(40), nullable=True),
+    sa.Column("api_tables", sa.String(64), nullable=True),
 )
 
 apps = sa.Table(

@@ -173,7 +173,54 @@ class Store:
             raise
         store = cls(engine, clock=clock)
         store.upgraded_from = before
+        try:
+            store._check_api(claim=upgrade)
+        except BaseException:
+            engine.dispose()
+            raise
         return store
+
+    def _check_api(self, *, claim: bool) -> None:
+        """Refuse a database set up for another API than this process's (`permgate.use_api`):
+        an own API's permission names can also be Stripe's, and its grants must not be
+        decided as another API's. A database without apps becomes this API's; `claim`
+        (`db upgrade`): an own API's changed tables are accepted."""
+        import permgate
+
+        profile = permgate.api_profile()
+        name, tables = profile.name, profile.tables_sha256
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(state.c.api, state.c.api_tables)
+                               .where(state.c.id == 1)).first()
+            have, have_tables = (None, None) if row is None else (row[0], row[1])
+            if have is not None and have != name and not conn.execute(
+                    sa.select(sa.exists().select_from(apps))).scalar():
+                have = None  # no app yet: nothing was consented under the other API
+        if have is not None and have != name:
+            how = "--api DIR (or PERMGATE_API)" if have != "stripe" else \
+                "neither --api nor PERMGATE_API"
+            raise StoreError(f"this database belongs to the {have!r} API, not {name!r}: use "
+                             f"{how} with it, or another database (one API per database)",
+                             "api_mismatch")
+        if have is not None and have_tables != tables and not claim:
+            raise StoreError(f"the {name!r} API's tables changed since this database recorded "
+                             "them (its apps were consented under the old ones): check the "
+                             "changes, then run `permgate db upgrade` with the same --api to "
+                             "accept them", "api_tables_changed")
+        # An unclaimed (or empty) database is this API's from its first open on: the apps
+        # uploaded next are consented under this API.
+        if (have is None or (claim and have_tables != tables)) and (
+                row is None or (row[0], row[1]) != (name, tables)):
+            self.claim_api()
+
+    def claim_api(self) -> None:
+        """Record this process's API (and its tables' fingerprint) in the database."""
+        import permgate
+
+        profile = permgate.api_profile()
+        with self.engine.begin() as conn:
+            conn.execute(state.update().where(state.c.id == 1).values(
+                api=profile.name, api_tables=profile.tables_sha256))
 
     def close(self) -> None:
         self.engine.dispose()
