@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 from tests.ownapi.acme import EXAMPLE
 from tests.test_readme import env_for, free_port, script, sh_blocks
 
