@@ -12,7 +12,9 @@ from tests.vendored import REPO, VENDOR, read_bytes, shared
 FILES = sorted(p.relative_to(VENDOR).as_posix() for p in VENDOR.rglob("*") if p.is_file())
 # Upstream files kept under the same name (a `.gz` is the gzipped original); the README and the
 # reference's extracted facts are ours.
-OURS = {"README.md", "stripe-apps-permissions-reference.object-table.json"}
+OURS = {"README.md", "stripe-apps-permissions-reference.object-table.json",
+        # licence texts kept beside the data (the upstream folder has them elsewhere)
+        "LICENSE.stripe-python", "stripe-apps-schema/LICENSE", "example-manifests/LICENSE"}
 COPIES = [f.removesuffix(".gz") for f in FILES if f not in OURS]
 
 

@@ -122,6 +122,7 @@ AUTHZ_SKIPS = frozenset({
 
 
 def _authz(args: argparse.Namespace) -> int:
+    import permgate
     from permgate.gateway import ConfigError, resolve
     from permgate.gateway.authz import run
     from permgate.gateway.config import SPECS, upstream_keys
@@ -133,6 +134,14 @@ def _authz(args: argparse.Namespace) -> int:
         untagged = None
         if settings.api:  # the same checks as serve's; Envoy owns the upstream
             settings, untagged = _own_api(settings, upstream=False)
+            header = permgate.api_profile().account_header
+            if header.lower() != "stripe-account":
+                from permgate.cli._common import warn
+
+                # deploy/envoy/envoy.yaml lets Stripe-Account through: Envoy would drop the
+                # account this check sets, and a restricted key's call would name none.
+                warn(f"--api: Envoy's allowed_upstream_headers must list {header or '(none)'!r}"
+                     " instead of stripe-account (docs/own-api.md)")
         control_port = settings.port + 1 if args.control_port is None else args.control_port
         if not 0 < control_port < 65536 or control_port == settings.port:
             raise CliError(f"--control-port must be 1..65535 and not --port, not {control_port}")

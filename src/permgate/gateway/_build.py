@@ -40,6 +40,9 @@ def usable(out: Path = _OUT) -> dict[str, str] | None:
             return None
         if sources.get(name) != digest or not (out / f"{name}{suffix}").exists():
             return None
+    runtime = built.get("runtime")
+    if isinstance(runtime, str) and runtime and not (out / runtime).is_file():
+        return None  # mypyc's shared library gone: the modules could not import
     return {k: v for k, v in built.items() if isinstance(v, str)}
 
 
@@ -52,9 +55,13 @@ def _load_runtime(filename: str) -> bool:
     spec = importlib.util.spec_from_file_location(name, _OUT / filename)
     if spec is None or spec.loader is None:
         return False
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    except (ImportError, OSError):  # missing or broken (another Python's): the pure modules
+        sys.modules.pop(name, None)
+        return False
     return True
 
 
