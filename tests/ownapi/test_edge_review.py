@@ -541,6 +541,9 @@ def test_authz_decides_for_the_api(tmp: Path, rec: Recorder) -> None:
         assert "'customer_read'" in r.json()["detail"]
         r = httpx.get(check + "/v1/orders/ord_1?include=customer", headers=auth, timeout=10)
         assert r.status_code == 400, r.text
+        # Envoy lets through only the headers its config lists: the shipped one lists
+        # stripe-account, so a start with another account header says what to change.
+        assert "allowed_upstream_headers must list 'Acme-Account'" in authz.log_path.read_text()
     # The same refusals as serve: no account header without single_tenant.
     d2 = write_dir(tmp / "authz-noaccount", upstream=rec.url, account_header='""')
     r = subprocess.run([str(BIN / "permgate"), "authz", "--api", str(d2), "--db", url,
