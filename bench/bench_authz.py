@@ -40,6 +40,7 @@ from bench.bench_gateway import (
     Result,
     cpu_seconds,
     free_port,
+    parse_variants,
     process,
     run_wrk,
     setup_store,
@@ -148,10 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="runs per variant, interleaved; the median run is reported")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        p.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    variants = parse_variants(p, args.variants, VARIANTS)
     missing = missing_tools()
     if missing:
         print(f"bench authz: {', '.join(missing)} not installed (Debian: apt-get install -y "

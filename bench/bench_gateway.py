@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -286,6 +286,15 @@ def profile(pid: int, url: str, key: str, args: argparse.Namespace, folder: Path
         shutil.copy(out, saved)
 
 
+def parse_variants(p: argparse.ArgumentParser, text: str, known: Sequence[str]) -> list[str]:
+    """The comma-separated variants asked for, or the parser's usage error naming the known."""
+    variants = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in known]
+    if unknown:
+        p.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return variants
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--duration", type=int, default=10, help="seconds per measured run")
@@ -302,10 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile-native", action="store_true",
                    help="with --profile: include C frames (uvloop, httptools, the kernel calls)")
     args = p.parse_args(argv)
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        p.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    variants = parse_variants(p, args.variants, VARIANTS)
     missing = missing_tools()
     if missing:
         print(f"bench gateway: {' and '.join(missing)} not installed; this benchmark needs "

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from tests.gateway.procs import stop
 
 from permgate.gateway.demo import free_port
 
@@ -72,16 +73,6 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, what: str,
         time.sleep(0.05)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @dataclass
 class Envoy:
     url: str
@@ -110,7 +101,7 @@ def run_envoy(upstream_port: int, authz_port: int, tmp: Path, concurrency: int =
         _wait_port(port, proc, log, "envoy")
         yield Envoy(f"http://127.0.0.1:{port}", port, admin, proc)
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 @dataclass
@@ -121,7 +112,7 @@ class Authz:
     log_path: Path
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop(self.process)
 
 
 @contextmanager
@@ -151,4 +142,4 @@ def run_authz(db_url: str, tmp: Path, extra: Sequence[str] = (),
             time.sleep(0.05)
         yield authz
     finally:
-        _stop(proc)
+        stop(proc)

@@ -90,6 +90,12 @@ def run_gateway(
             time.sleep(0.05)
         yield gw
     finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a process the tests started; kill it if it has not ended in 10 s."""
+    if proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(10)
