@@ -54,6 +54,9 @@ class Wrapper:
     account: Account
     reason: str
     defined: str  # file:line
+    # where the key comes from when a call site decides it: ("arg", i) the wrapper's own
+    # argument i, ("init", i) argument i of the constructor of the object it is called on
+    key_from: tuple[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -95,7 +98,9 @@ class Project:
                 else:
                     mine.setdefault(k, v)
         for k, w in other.wrappers.items():
-            self.wrappers.setdefault(k, w)
+            # a file read again knows more (its class's callers): a known account wins
+            if k not in self.wrappers or self.wrappers[k].account == "unknown":
+                self.wrappers[k] = w
         for k, idx in other.key_params.items():
             self.key_params.setdefault(k, idx)
         self.wanted |= other.wanted
