@@ -31,6 +31,9 @@ _OWN_KEY = re.compile(
     r"api_?key|STRIPE_",
     re.I,
 )
+# Request options passed as one value named after the connected-account option
+# (`create(params, stripeAccount)`, `options=stripe_account_opts`): issue 25.
+OPTIONS_ACCOUNT = re.compile(r"(?i)stripe_?account_?(?:options|opts)?")
 _EVENT_LITERAL = re.compile(r"""["'`]([a-z][a-z0-9_]*(?:\.[a-z0-9_]+){1,4})["'`]""")
 
 
