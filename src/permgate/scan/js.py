@@ -12,6 +12,7 @@ import tree_sitter_typescript as ts_ts
 from permgate.scan.common import (
     API_HOSTS,
     HTTP_VERBS,
+    OPTIONS_ACCOUNT,
     Context,
     Piece,
     Project,
@@ -105,6 +106,8 @@ class _File:
         self.out.partial = deep
         self.wanted: set[str] = set()  # functions whose callers decide a client or key
         self.method_wrappers: set[str] = set()
+        # functions that request the URL given as their first argument: name -> HTTP method
+        self.url_wrappers: dict[str, str] = {}
         # `axios.create({baseURL: 'https://api.stripe.com/v1', headers})`: name -> wrapper
         self.http_clients: dict[str, Wrapper] = {}
         self.imported: set[str] = set()
@@ -284,6 +287,18 @@ class _File:
                 if url is None:
                     continue
                 ps = self.pieces(url)
+                if len(ps) == 1 and ps[0] is None and _unwrap(url).type == "identifier" and (
+                        params.index(_text(_unwrap(url))) == 0 if _text(_unwrap(url)) in params
+                        else False):
+                    # `post(url)` around a request with a fixed method (issue 25): its call
+                    # sites that name the API host send that method
+                    verb = _text(call.child_by_field_name("function") or call).rsplit(".")[-1]
+                    m = next((self.string(o["method"]) for o in (cfg, *(
+                        self.props(a) for a in args[1:])) if o and "method" in o),
+                        verb.upper() if verb.lower() in HTTP_VERBS else None)
+                    if m is not None:
+                        self.url_wrappers[name] = m.upper()
+                    continue
                 if len(ps) < 2 or ps[0] is None or ps[1] is not None:
                     continue
                 head = ps[0]
@@ -340,6 +355,37 @@ class _File:
                        f"the HTTP client built at {self.ctx.file}:{row} for the API host: {why}",
                        f"{self.ctx.file}:{row}")
 
+    def userinfo(self, url: ts.Node) -> str | None:
+        """The run-time value written as the URL's user name (`'https://' + key + ':@'`)."""
+        parts: list[str | ts.Node] = []
+
+        def flat(n: ts.Node, d: int) -> None:
+            n = self.resolve(n)
+            if n.type == "string":
+                parts.append(_string(n))
+            elif n.type == "template_string":
+                for c in n.named_children:
+                    if c.type == "template_substitution" and c.named_child_count:
+                        parts.append(c.named_children[0])
+                    elif c.type != "template_substitution":
+                        parts.append(_text(c))
+            elif n.type == "binary_expression" and d < 16 and (
+                    _text(n.child_by_field_name("operator") or n) == "+"):
+                for side in ("left", "right"):
+                    child = n.child_by_field_name(side)
+                    if child is not None:
+                        flat(child, d + 1)
+            else:
+                parts.append(n)
+
+        flat(url, 0)
+        for i in range(1, len(parts) - 1):
+            before, value, after = parts[i - 1], parts[i], parts[i + 1]
+            if isinstance(before, str) and before.endswith("://") and isinstance(
+                    value, ts.Node) and isinstance(after, str) and after.startswith((":", "@")):
+                return _text(value)
+        return None
+
     def _param_piece(self, url: ts.Node, params: list[str]) -> int | None:
         for node in _descendants(url, ("identifier",)):
             if _text(node) in params:
@@ -392,6 +438,14 @@ class _File:
                 elif child.type == "escape_sequence":
                     out.append(_text(child)[1:])
             return out
+        if node.type == "member_expression" and depth < 8:
+            # `${this.baseUrl}${path}`: a field the class sets one way only (issue 25: a
+            # wrapper class whose base URL is the API host)
+            obj, prop = node.child_by_field_name("object"), node.child_by_field_name("property")
+            field = self.fields.get("." + _text(prop).lstrip("#")) if (
+                obj is not None and obj.type == "this" and prop is not None) else None
+            if field is not None:
+                return self.pieces(field, depth + 1)
         if node.type == "binary_expression" and depth < 16:
             op = node.child_by_field_name("operator")
             left, right = node.child_by_field_name("left"), node.child_by_field_name("right")
@@ -698,10 +752,10 @@ class _File:
         if w is not None and segs != (["this", name] if name in self.method_wrappers
                                       else [name]):
             w = None
-        if w is None and len(segs) == 2 and segs[0] in self.http_clients and (
-            name.lower() in HTTP_VERBS
-        ):
-            w = self.http_clients[segs[0]]
+        owner = segs[-2] if len(segs) == 2 or (len(segs) == 3 and segs[0] == "this") else ""
+        if w is None and owner in self.http_clients and name.lower() in HTTP_VERBS:
+            # `http.get('/x')`, `this.http.get('/x')` on a client made for the API host
+            w = self.http_clients[owner]
             w = Wrapper(w.prefix, 0, name.upper(), None, w.account, w.reason, w.defined)
         if w is None and len(segs) == 1 and name in self.imported:
             w = self.project.wrappers.get(name)
@@ -771,7 +825,7 @@ class _File:
                 return True
             return False
         expand, notes = self.expand_args(args)
-        account, why = self.account(args, client)
+        account, why = self.account(args, client, route[1])
         self.out.calls.append(Call(
             *self.where(node), label, route[0], route[1], expand, account, notes, why,
         ))
@@ -787,7 +841,8 @@ class _File:
                 return tuple(values), ()
         return (), ()
 
-    def account(self, args: list[ts.Node], client: Client | None) -> Client:
+    def account(self, args: list[ts.Node], client: Client | None,
+                path: str | None = None) -> Client:
         if self.ctx.ui_extension:
             return "installing", "a UI extension: the installing account"
         for a in args:
@@ -797,6 +852,19 @@ class _File:
                 if fixed is not None:
                     return "own", fixed
                 return "connected", "a stripeAccount option on the call"
+        # request options passed as a value named after the option (issue 25): an argument
+        # past the path's ids in the params' or the options' place (stripe-node tells an
+        # options hash by its keys) is the options (`customers.create(params,
+        # stripeAccount)`, `applicationFees.updateRefund(id, refundId, stripeAccount)`)
+        if path is not None and len(args) > path.count("{"):
+            last = _unwrap(args[-1])
+            name = _text(last).rsplit(".", 1)[-1] if last.type in (
+                "identifier", "member_expression") else ""
+            if OPTIONS_ACCOUNT.fullmatch(name):
+                fixed = fixed_account(_text(self.resolve(last)))
+                if fixed is not None:
+                    return "own", fixed
+                return "connected", f"request options named {name} on the call"
         if client is None:
             return "unknown", ("a client the scan cannot trace (a parameter, or built "
                                "outside the project)")
@@ -844,6 +912,8 @@ class _File:
         verb = segs[-1].lower() if segs else ""
         if verb in HTTP_VERBS:
             method = verb.upper()
+        elif segs and len(segs) == 1 and segs[0] in self.url_wrappers:
+            method = self.url_wrappers[segs[0]]
         opts = [o for o in (config, *(self.props(a) for a in args[1:])) if o]
         for o in opts:
             if "method" in o:
@@ -869,6 +939,11 @@ class _File:
                     acc, w = key_account_why(_text(auth))
                     if acc != "unknown":
                         account, why = acc, f"authenticated with {w}"
+            userinfo = self.userinfo(url_node)
+            if account == "unknown" and userinfo is not None:
+                # `https://${token}:@api.stripe.com/...`: the key is the URL's user name
+                acc, w = key_account_why(userinfo)
+                account, why = acc, f"the key written into the URL: {w}"
         notes = ("query string built at run time",) if target.dynamic_query else ()
         self.out.calls.append(Call(
             *self.where(node), label, method or "GET", target.path, target.expand, account, notes,

@@ -8,6 +8,7 @@ import re
 from permgate.scan.common import (
     API_HOSTS,
     HTTP_VERBS,
+    OPTIONS_ACCOUNT,
     Context,
     Piece,
     Project,
@@ -219,6 +220,8 @@ class _File:
         self.wrapper_inner: set[int] = set()
         self.wrapper_requests: dict[str, ast.Call] = {}  # wrapper (file:line) -> its request
         self.wrapper_used: set[str] = set()  # wrappers this file calls
+        # functions that request the URL given as their first argument: name -> HTTP method
+        self.url_wrappers: dict[str, str] = {}
         if b"api.stripe.com" in source:
             self.find_wrappers()
 
@@ -492,6 +495,14 @@ class _File:
                 else:
                     prefix = self._api_prefix(ps)
                 names = _names_in(url) & set(params)
+                if cls is None and isinstance(url, ast.Name) and params[:1] == [url.id] and (
+                        base is None):
+                    # `def post(url, data)` around a request with a fixed method (issue 25):
+                    # its call sites that name the API host send that method
+                    fixed = verb.upper() if verb != "request" else self.string(marg)
+                    if fixed is not None:
+                        self.url_wrappers[fn.name] = fixed.upper()
+                    continue
                 if prefix is None or not names:
                     continue
                 idx = params.index(next(iter(names)))
@@ -764,6 +775,31 @@ class _File:
             return fmt
         return [None]
 
+    def userinfo(self, url: ast.expr) -> str | None:
+        """The run-time value written as the URL's user name (`f"https://{key}:@..."`)."""
+        parts: list[str | ast.expr] = []
+
+        def flat(n: ast.expr, d: int) -> None:
+            n = self.resolve(n)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str):
+                parts.append(n.value)
+            elif isinstance(n, ast.JoinedStr):
+                for v in n.values:
+                    parts.append(self.resolve(v.value) if isinstance(v, ast.FormattedValue) else (
+                        str(v.value) if isinstance(v, ast.Constant) else v))
+            elif isinstance(n, ast.BinOp) and isinstance(n.op, ast.Add) and d < 16:
+                flat(n.left, d + 1)
+                flat(n.right, d + 1)
+            else:
+                parts.append(n)
+
+        flat(url, 0)
+        for before, value, after in zip(parts, parts[1:], parts[2:], strict=False):
+            if isinstance(before, str) and before.endswith("://") and not isinstance(
+                    value, str) and isinstance(after, str) and after.startswith((":", "@")):
+                return ast.unparse(value)
+        return None
+
     def string(self, node: ast.expr | None) -> str | None:
         if node is None:
             return None
@@ -938,7 +974,7 @@ class _File:
         self, node: ast.Call, label: str, route: tuple[str, str], client: Client
     ) -> None:
         expand, notes = self.expand_of(node)
-        acc, why = self.account(node, client)
+        acc, why = self.account(node, client, route[1])
         self.out.calls.append(Call(
             *self.where(node), label, route[0], route[1], expand, acc, notes, why,
         ))
@@ -960,9 +996,20 @@ class _File:
                 return tuple(values), ()
         return (), ()
 
-    def account(self, node: ast.Call, client: Client) -> Client:
+    def account(self, node: ast.Call, client: Client, path: str | None = None) -> Client:
         if self.ctx.ui_extension:
             return "installing", "a UI extension: the installing account"
+        # request options passed as a value named after the option (issue 25): `options=
+        # stripe_account`, or a positional argument past the path's ids and the params
+        opts = next((k.value for k in node.keywords if k.arg == "options"), None)
+        if opts is None and path is not None and len(node.args) > path.count("{") + 1:
+            opts = node.args[-1]
+        name = (_chain(opts) or [""])[-1] if isinstance(opts, ast.Name | ast.Attribute) else ""
+        if opts is not None and OPTIONS_ACCOUNT.fullmatch(name):
+            fixed = fixed_account(ast.unparse(self.resolve(opts)))
+            if fixed is not None:
+                return "own", fixed
+            return "connected", f"request options named {name} on the call"
         for k in node.keywords:
             if k.arg == "stripe_account":
                 fixed = fixed_account(ast.unparse(self.resolve(k.value)))
@@ -1011,7 +1058,9 @@ class _File:
         args = list(node.args)
         kw = {k.arg: k.value for k in node.keywords if k.arg}
         method: str | None
-        if verb == "request" and args:
+        if len(chain) == 1 and chain[0] in self.url_wrappers:
+            method = self.url_wrappers[chain[0]]
+        elif verb == "request" and args:
             method = self.string(args.pop(0))
         elif verb in HTTP_VERBS:
             method = verb.upper()
@@ -1057,6 +1106,11 @@ class _File:
                 if h.lower() == "authorization":
                     account, w = key_account_why(ast.unparse(v))
                     why = f"an Authorization header with {w}"
+        userinfo = self.userinfo(url)
+        if account == "unknown" and userinfo is not None:
+            # `f"https://{token}:@api.stripe.com/..."`: the key is the URL's user name
+            account, w = key_account_why(userinfo)
+            why = f"the key written into the URL: {w}"
         notes = ("query string built at run time",) if target.dynamic_query else ()
         self.out.calls.append(Call(
             *self.where(node), label, method.upper(), target.path, tuple(expand), account, notes,
