@@ -119,7 +119,8 @@ class _File:
         for imp in captures.get("import", []):
             src = imp.child_by_field_name("source")
             if src is not None and _string(src) not in ("stripe",):
-                relative = _string(src).startswith((".", "@/", "~/", "/"))
+                relative = _string(src).startswith((".", "@/", "~/", "/")) or (
+                    ctx.modules is not None and ctx.modules.js_bare(_string(src)) is not None)
                 for ident in _identifiers(imp):
                     self.imported.add(ident)
                     if not relative:
@@ -762,15 +763,20 @@ class _File:
         if w is None or len(args) <= w.path_index:
             return False
         pieces = self.pieces(args[w.path_index])
+        label = _text(node.child_by_field_name("function") or node)
         if not pieces or pieces[0] is None:
-            return False
+            # `this.get(name)`: a path known only at run time is unreadable traffic (issue
+            # 25: its grants are unverified, never unused)
+            self.out.unresolved.append(Unresolved(
+                *self.where(node), label, f"path built at run time (wrapper {name} at "
+                f"{w.defined})"))
+            return True
         path_pieces: list[Piece] = [w.prefix + (
             "" if w.prefix.endswith("/") or pieces[0].startswith("/") else "/") + pieces[0],
             *pieces[1:]]
         if not str(path_pieces[0]).startswith("/v"):
             path_pieces[0] = "/v1" + str(path_pieces[0])
         target = raw_target(path_pieces, require_host=False)
-        label = _text(node.child_by_field_name("function") or node)
         method = w.method
         if method is None and w.method_index is not None and len(args) > w.method_index:
             method = (self.string(args[w.method_index]) or "").upper() or None

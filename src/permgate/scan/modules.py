@@ -58,6 +58,18 @@ class Modules:
                 return rel
         return None
 
+    def js_bare(self, spec: str) -> str | None:
+        """The tree file a bare import (`lib/sync`, `src/lib/sync`: a TypeScript `baseUrl`)
+        names, if it is in the tree; a package's name (`axios`, `@scope/pkg`) names none."""
+        if spec.startswith(("@", ".", "/")) or "/" not in spec:
+            return None
+        for base in (spec, "src/" + spec):
+            for suffix in _JS_SUFFIXES[1:]:
+                rel = _inside(base + suffix)
+                if rel is not None and (self.root / rel).is_file():
+                    return rel
+        return None
+
     def py_paths(self, importer: str, module: str, level: int) -> list[str]:
         """The tree files `from <level dots><module> import ...` in `importer` may name."""
         parts = [p for p in module.split(".") if p]
