@@ -1,0 +1,234 @@
+"""Issue 25, JS/TS and Python: thin HTTP wrappers, request options passed as one value, the key
+written into a URL, functions that request the URL they are given, project modules imported by
+a bare path. Fixtures of our own, each rule in both languages, each with a control."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from permgate.scan import scan
+
+
+def _write(root: Path, files: dict[str, str]) -> Path:
+    for name, body in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(body)
+    return root
+
+
+def _calls(root: Path) -> set[tuple[str, str, str, str]]:
+    v = scan(root)
+    return {(c.call.file, c.call.method, c.call.path, c.call.account) for c in v.calls}
+
+
+# --- thin HTTP wrappers (error class 1: a client reached through a wrapper) ----------------
+
+PY_WRAPPER = {
+    "app/stripe_api.py": (
+        "import httpx\nimport requests\n\nBASE = 'https://api.stripe.com/v1'\n\n\n"
+        "class StripeAPI:\n"
+        "    def __init__(self, api_key):\n"
+        "        self.api_key = api_key\n"
+        "        self.base_url = 'https://api.stripe.com/v1'\n\n"
+        "    def _request(self, method, path, params=None):\n"
+        "        return requests.request(method, f'{self.base_url}{path}', params=params,\n"
+        "                                headers={'Authorization': f'Bearer {self.api_key}'})\n\n"
+        "    def get(self, path, params=None):\n"
+        "        return self._request('GET', path, params)\n\n"
+        "    def post(self, path, data=None):\n"
+        "        return self._request('POST', path, data)\n\n"
+        "    def charges(self):\n"
+        "        return self.get('/charges')\n\n\n"
+        "def stripe_get(path, token):\n"
+        "    return requests.get(BASE + path, auth=(token, ''))\n\n\n"
+        "class Balance:\n"
+        "    def __init__(self, oauth_token):\n"
+        "        self.http = httpx.Client(base_url='https://api.stripe.com/v1',\n"
+        "                                 headers={'Authorization': f'Bearer {oauth_token}'})\n\n"
+        "    def read(self):\n"
+        "        return self.http.get('/balance')\n"),
+    "app/sync.py": (
+        "from app.stripe_api import Balance, StripeAPI, stripe_get\n\n\n"
+        "def run(user, cache):\n"
+        "    api = StripeAPI(user.stripe_access_token)\n"
+        "    api.post('/refunds', {'charge': 'ch_1'})\n"
+        "    stripe_get('/customers', user.stripe_access_token)\n"
+        "    stripe_get('/invoices', 'sk_test_' + 'x' * 24)\n"
+        "    Balance(user.oauth_token).read()\n"
+        "    cache.get('/disputes')\n"),
+}
+
+JS_WRAPPER = {
+    "src/api.ts": (
+        "import axios from 'axios';\n"
+        "export class StripeRest {\n"
+        "  private baseUrl = 'https://api.stripe.com/v1';\n"
+        "  private http;\n"
+        "  constructor(private accessToken: string) {\n"
+        "    this.http = axios.create({baseURL: 'https://api.stripe.com/v1',\n"
+        "      headers: {Authorization: `Bearer ${accessToken}`}});\n"
+        "  }\n"
+        "  async get(path: string) {\n"
+        "    const r = await fetch(`${this.baseUrl}${path}`,\n"
+        "      {headers: {Authorization: `Bearer ${this.accessToken}`}});\n"
+        "    return r.json();\n"
+        "  }\n"
+        "  charges() { return this.get('/charges'); }\n"
+        "  balance() { return this.http.get('/balance'); }\n"
+        "  cached(m: Map<string, string>) { return m.get('/disputes'); }\n"
+        "}\n"),
+}
+
+
+def test_python_wrappers_methods_functions_and_clients_for_the_api_host(tmp_path: Path) -> None:
+    got = _calls(_write(tmp_path, PY_WRAPPER))
+    assert got == {
+        # a method wrapper reached through self, the key from the constructor's callers
+        ("app/stripe_api.py", "GET", "/v1/charges", "installing"),
+        # a wrapper method on an object of the class: the key given where it was built
+        ("app/sync.py", "POST", "/v1/refunds", "installing"),
+        # a wrapper function whose key is its argument: each call site's key
+        ("app/sync.py", "GET", "/v1/customers", "installing"),
+        ("app/sync.py", "GET", "/v1/invoices", "own"),
+        # an httpx client made for the API host, on a field
+        ("app/stripe_api.py", "GET", "/v1/balance", "installing"),
+    }  # `cache.get('/disputes')` is another object's get: nothing
+
+
+def test_js_wrapper_class_with_a_base_url_field_and_an_http_client_field(tmp_path: Path) -> None:
+    got = _calls(_write(tmp_path, JS_WRAPPER))
+    assert got == {("src/api.ts", "GET", "/v1/charges", "installing"),
+                   ("src/api.ts", "GET", "/v1/balance", "installing")}
+
+
+# A wrapper called with a path built at run time, or from callers the scan does not see: its
+# traffic is unreadable, so nothing is called unused (the issue's "a test per language").
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_a_wrapper_with_unreadable_paths_leaves_grants_unverified(
+    tmp_path: Path, lang: str
+) -> None:
+    files = {
+        "python": {"api.py": (
+            "import requests\n\n\nclass Api:\n"
+            "    def __init__(self, access_token):\n        self.t = access_token\n\n"
+            "    def get(self, path):\n"
+            "        return requests.get('https://api.stripe.com/v1' + path,\n"
+            "                            auth=(self.t, ''))\n\n"
+            "    def any(self, name):\n        return self.get('/' + name)\n")},
+        "js": {"api.ts": (
+            "export class Api {\n  constructor(private accessToken: string) {}\n"
+            "  get(path: string) { return fetch(`https://api.stripe.com/v1${path}`,\n"
+            "    {headers: {Authorization: `Bearer ${this.accessToken}`}}); }\n"
+            "  any(name: string) { return this.get(name); }\n}\n")},
+    }[lang]
+    v = scan(_write(tmp_path, files), ["charge_read"], "m")
+    assert v.unused == [] and [u.permission for u in v.unverified] == ["charge_read"]
+
+
+def test_a_python_wrapper_called_only_from_elsewhere_leaves_grants_unverified(
+    tmp_path: Path,
+) -> None:
+    # its callers live outside the scanned tree: the request stays unreadable traffic
+    _write(tmp_path, {"lib.py": "import requests\n\n\ndef stripe_post(path, key):\n"
+                                "    return requests.post('https://api.stripe.com/v1' + path,"
+                                " auth=(key, ''))\n"})
+    v = scan(tmp_path, ["charge_write"], "m")
+    assert v.unused == [] and [u.permission for u in v.unverified] == ["charge_write"]
+    # called in the tree with a literal path: read, and its grant is needed
+    (tmp_path / "use.py").write_text("from lib import stripe_post\n\n\ndef go(u):\n"
+                                     "    stripe_post('/refunds', u.stripe_access_token)\n")
+    v = scan(tmp_path, ["charge_write"], "m")
+    assert v.covered == ["charge_write"] and v.unverified == []
+
+
+# --- request options passed as one value (error class 3: whose account) -------------------
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_request_options_named_stripe_account_are_a_connected_account(
+    tmp_path: Path, lang: str
+) -> None:
+    files = {
+        "js": {"src/c.ts": (
+            "import Stripe from 'stripe';\nconst stripe = new Stripe(process.env.STRIPE_KEY!);\n"
+            "export const a = ({ p, stripeAccount }: any) => stripe.customers.create(p, "
+            "stripeAccount);\n"
+            "export const b = (id: string, r: string, stripeAccount: any) =>\n"
+            "  stripe.applicationFees.updateRefund(id, r, stripeAccount);\n"
+            # controls: an account id in the id's place; a fixed account from the environment
+            "export const c = (stripeAccount: string) => stripe.accounts.retrieve("
+            "stripeAccount);\n"
+            "const stripe_account = process.env.PLATFORM_ACCOUNT;\n"
+            "export const d = (p: any) => stripe.products.create(p, stripe_account);\n")},
+        "python": {"c.py": (
+            "import os\nfrom stripe import StripeClient\n\n"
+            "client = StripeClient(os.environ['STRIPE_KEY'])\n"
+            "stripe_account_opts = {'stripe_account': os.environ['PLATFORM_ACCOUNT']}\n\n\n"
+            "def a(p, stripe_account):\n"
+            "    return client.customers.create(p, stripe_account)\n\n\n"
+            "def b(fee, refund, stripe_account):\n"
+            "    return client.application_fees.refunds.update(fee, refund, {},"
+            " options=stripe_account)\n\n\n"
+            "def c(stripe_account):\n"
+            "    return client.accounts.retrieve(stripe_account)\n\n\n"
+            "def d(p):\n"
+            "    return client.products.create(p, stripe_account_opts)\n")},
+    }[lang]
+    v = scan(_write(tmp_path, files))
+    got = {(c.call.path, c.call.account) for c in v.calls}
+    assert ("/v1/customers", "connected") in got
+    assert ("/v1/application_fees/{fee}/refunds/{id}", "connected") in got
+    assert ("/v1/accounts/{account}", "own") in got
+    assert ("/v1/products", "own") in got
+    assert sorted(v.needed) == ["application_fee_write", "customer_write"]
+
+
+# --- the key written into the URL (error class 3) and URL-taking helpers (class 1) --------
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_the_key_in_the_url_and_a_helper_that_posts_its_url(tmp_path: Path, lang: str) -> None:
+    files = {
+        "js": {"cloud/main.js": (
+            "var post = function(url, body) {\n"
+            "  return Parse.Cloud.httpRequest({method: 'POST', url: url, body: body});\n};\n"
+            "function charge(vendor, own) {\n"
+            "  var accessToken = vendor.get('stripeAccessToken');\n"
+            "  var tokenURL = 'https://' + accessToken + ':@api.stripe.com/v1/tokens';\n"
+            "  post(tokenURL, {customer: 'cus_1'});\n"
+            "  post(`https://${process.env.STRIPE_SECRET_KEY}:@api.stripe.com/v1/refunds`, {});\n"
+            "}\n")},
+        "python": {"main.py": (
+            "import os\nimport requests\n\n\n"
+            "def post(url, body):\n    return requests.request('POST', url, data=body)\n\n\n"
+            "def charge(vendor):\n"
+            "    token = vendor.stripe_access_token\n"
+            "    post(f'https://{token}:@api.stripe.com/v1/tokens', {'customer': 'cus_1'})\n"
+            "    post('https://' + os.environ['STRIPE_SECRET_KEY'] + ':@api.stripe.com/v1/refunds',"
+            " {})\n")},
+    }[lang]
+    got = {(m, p, a) for _f, m, p, a in _calls(_write(tmp_path, files))}
+    assert got == {("POST", "/v1/tokens", "installing"), ("POST", "/v1/refunds", "own")}
+
+
+# --- the project's own modules are not packages (error class 4) ---------------------------
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_a_token_handed_to_the_projects_own_module_keeps_nothing(
+    tmp_path: Path, lang: str
+) -> None:
+    files = {
+        "python": {"app/__init__.py": "", "app/sync.py": "def run(t):\n    return t\n",
+                   "app/route.py": "import stripe\nfrom app.sync import run\nfrom syncer import go\n"
+                                   "\n\ndef h(u):\n    run(u.stripe_access_token)\n"
+                                   "    go(u.stripe_access_token)\n"},
+        "js": {"src/lib/sync.ts": "export const run = (t: string) => t;\n",
+               "src/route.ts": "import Stripe from 'stripe';\nimport { run } from 'lib/sync';\n"
+                               "import { go } from 'syncer';\n"
+                               "export const h = (u: any) => { run(u.stripeAccessToken); "
+                               "go(u.stripeAccessToken); };\n"},
+    }[lang]
+    v = scan(_write(tmp_path, files), ["charge_read"], "m")
+    # only the package's function is code outside the project
+    assert [e.call for e in v.findings.escapes] == ["go"]
+    assert [k.permission for k in v.outside] == ["charge_read"]
