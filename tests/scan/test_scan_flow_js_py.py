@@ -219,8 +219,9 @@ def test_a_token_handed_to_the_projects_own_module_keeps_nothing(
 ) -> None:
     files = {
         "python": {"app/__init__.py": "", "app/sync.py": "def run(t):\n    return t\n",
-                   "app/route.py": "import stripe\nfrom app.sync import run\nfrom syncer import go\n"
-                                   "\n\ndef h(u):\n    run(u.stripe_access_token)\n"
+                   "app/route.py": "import stripe\nfrom app.sync import run\n"
+                                   "from syncer import go\n\n\ndef h(u):\n"
+                                   "    run(u.stripe_access_token)\n"
                                    "    go(u.stripe_access_token)\n"},
         "js": {"src/lib/sync.ts": "export const run = (t: string) => t;\n",
                "src/route.ts": "import Stripe from 'stripe';\nimport { run } from 'lib/sync';\n"
