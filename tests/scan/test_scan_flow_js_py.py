@@ -233,3 +233,52 @@ def test_a_token_handed_to_the_projects_own_module_keeps_nothing(
     # only the package's function is code outside the project
     assert [e.call for e in v.findings.escapes] == ["go"]
     assert [k.permission for k in v.outside] == ["charge_read"]
+
+
+# --- factories and module clients by module path (error class 1: matched by name) ----------
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_two_modules_factories_and_clients_of_one_name_are_told_apart_by_path(
+    tmp_path: Path, lang: str
+) -> None:
+    files = {
+        "js": {
+            "src/install/stripe.ts": (
+                "import Stripe from 'stripe';\n"
+                "export function getStripe(t: {accessToken: string}) {\n"
+                "  return new Stripe(t.accessToken);\n}\n"
+                "export const client = new Stripe(install.accessToken);\n"),
+            "src/own/stripe.ts": (
+                "import Stripe from 'stripe';\n"
+                "export function getStripe() { return new Stripe(process.env.STRIPE_KEY!); }\n"
+                "export const client = new Stripe(process.env.STRIPE_KEY!);\n"),
+            "src/a.ts": ("import { getStripe, client } from './install/stripe';\n"
+                         "export const a = (t: any) => getStripe(t).customers.list();\n"
+                         "export const b = () => client.invoices.list();\n"),
+            "src/b.ts": ("import { getStripe, client } from './own/stripe';\n"
+                         "export const a = () => getStripe().charges.list();\n"
+                         "export const b = () => client.disputes.list();\n"),
+        },
+        "python": {
+            "app/__init__.py": "",
+            "app/install/__init__.py": "",
+            "app/install/stripe_client.py": (
+                "from stripe import StripeClient\n\n\ndef get_stripe(install):\n"
+                "    return StripeClient(install.access_token)\n\n\n"
+                "client = StripeClient(install.access_token)\n"),
+            "app/own/__init__.py": "",
+            "app/own/stripe_client.py": (
+                "import os\nfrom stripe import StripeClient\n\n\ndef get_stripe():\n"
+                "    return StripeClient(os.environ['STRIPE_KEY'])\n\n\n"
+                "client = StripeClient(os.environ['STRIPE_KEY'])\n"),
+            "app/a.py": ("from app.install.stripe_client import client, get_stripe\n\n\n"
+                         "def a(i):\n    s = get_stripe(i)\n    s.customers.list()\n"
+                         "    client.invoices.list()\n"),
+            "app/b.py": ("from .own.stripe_client import client, get_stripe\n\n\n"
+                         "def b():\n    s = get_stripe()\n    s.charges.list()\n"
+                         "    client.disputes.list()\n"),
+        },
+    }[lang]
+    got = {(p, a) for _f, _m, p, a in _calls(_write(tmp_path, files))}
+    assert got == {("/v1/customers", "installing"), ("/v1/invoices", "installing"),
+                   ("/v1/charges", "own"), ("/v1/disputes", "own")}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from functools import cache
+from typing import TypeVar
 
 import tree_sitter as ts
 import tree_sitter_javascript as ts_js
@@ -57,6 +58,7 @@ _QUERY = """
 _FUNCTION_TYPES = {"function_declaration", "method_definition", "arrow_function",
                    "function_expression", "generator_function_declaration"}
 Client = tuple[Account, str]  # whose account, and why
+_T = TypeVar("_T")
 _FIELD = {"javascript": "(field_definition) @bind", "typescript": "(public_field_definition) @bind"}
 
 
@@ -134,8 +136,10 @@ class _File:
         self.clients: dict[str, Client] = {}
         # names bound to a project client or factory only count when imported or local
         for imported in self.imported:
-            if imported in self.project.clients:
-                acc, why = self.project.clients[imported]
+            found = self.by_path(self.project.clients, imported) or self.project.clients.get(
+                imported)
+            if found is not None:
+                acc, why = found
                 self.clients[imported] = (acc, f"{imported} imported from the project: {why}")
         ambiguous: set[str] = set()
         for bind in captures.get("bind", []):
@@ -211,18 +215,32 @@ class _File:
         its parameter takes the account of the key this call passes."""
         local = self.local_factories().get(fname)
         base = local
-        if base is None and reachable and fname in self.project.factories:
-            acc, why = self.project.factories[fname]
+        # by the path its import names first (two modules' factories of one name are not
+        # confused), then by name
+        found = self.by_path(self.project.factories, fname) or self.project.factories.get(fname)
+        if base is None and reachable and found is not None:
+            acc, why = found
             base = (acc, f"client from {fname}(): {why}")
         if base is None:
             return None
-        idx = (self._key_params if local is not None else self.project.key_params).get(fname)
+        idx = self._key_params.get(fname) if local is not None else (
+            self.by_path(self.project.key_params, fname)
+            if self.by_path(self.project.factories, fname) is not None
+            else self.project.key_params.get(fname))
         if idx is not None and call is not None and call.type == "call_expression":
             args = _args(call)
             got = self.key_argument(_unwrap(args[idx])) if idx < len(args) else None
             if got is not None:
                 return got[0], f"client from {fname}() built from the key passed here: {got[1]}"
         return base
+
+    def by_path(self, facts: dict[str, _T], name: str) -> _T | None:
+        """The project's fact for `name` keyed by the tree file its import names."""
+        if name not in self.import_from or self.ctx.modules is None:
+            return None
+        spec, orig = self.import_from[name]
+        path = self.ctx.modules.js_path(self.ctx.file, spec) or self.ctx.modules.js_bare(spec)
+        return facts.get(f"mod:{path}:{orig}") if path is not None else None
 
     _factories_cache: dict[str, Client] | None = None
     _key_params: dict[str, int] = {}  # noqa: RUF012 (replaced per file by local_factories)
@@ -1157,9 +1175,13 @@ def module_lists(source: bytes, suffix: str) -> dict[str, tuple[str, ...]]:
 
 
 def _index(f: _File) -> Project:
-    """The project-wide facts one file offers: factories, module clients, wrappers."""
+    """The project-wide facts one file offers: factories, module clients, wrappers (by name,
+    and factories and module clients also by `mod:file:name` for imports resolved by path)."""
     p = Project()
     p.factories.update(f.local_factories())
+    # "mod:" keeps these apart from the parameter facts' `file:name` (each name learnt
+    # afresh makes the files using it read again)
+    p.factories.update({f"mod:{f.ctx.file}:{k}": v for k, v in f.local_factories().items()})
     for node in f.tree.root_node.named_children:
         decl = node.named_children[0] if node.type == "export_statement" and (
             node.named_child_count) else node
@@ -1168,10 +1190,11 @@ def _index(f: _File) -> Project:
                 name = d.child_by_field_name("name")
                 if name is not None and _bound_name(name) in f.clients:
                     key = _bound_name(name) or ""
-                    p.clients[key] = f.clients[key]
+                    p.clients[key] = p.clients[f"mod:{f.ctx.file}:{key}"] = f.clients[key]
     p.wrappers.update(f.local_wrappers)
     p.params.update(f.param_facts)
     p.wanted |= f.wanted
     f.local_factories()
     p.key_params.update(f._key_params)
+    p.key_params.update({f"mod:{f.ctx.file}:{k}": v for k, v in f._key_params.items()})
     return p

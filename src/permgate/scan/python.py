@@ -153,8 +153,13 @@ class _File:
                         # import x` that names a file of the tree (issue 25: the project's
                         # own code is followed, not outside it)
                         self.packages.add(a.asname or a.name)
-                    if a.name in self.project.clients:
-                        acc, why = self.project.clients[a.name]
+                    paths = ctx.modules.py_paths(ctx.file, node.module or "", node.level) if (
+                        ctx.modules is not None) else []
+                    # by the path the import names first, then by name
+                    found = (self.project.clients.get(f"mod:{paths[0]}:{a.name}") if paths
+                             else None) or self.project.clients.get(a.name)
+                    if found is not None:
+                        acc, why = found
                         self.clients[a.asname or a.name] = (
                             acc, f"imported from the project: {why}")
             elif isinstance(node, ast.ImportFrom) and node.module and (
@@ -343,8 +348,14 @@ class _File:
         if isinstance(value, ast.Call):
             chain = _chain(value.func)
             name = chain[-1] if chain else ""
-            if name in self.project.factories and (name in self.imported or len(chain or []) == 1):
-                acc, why = self.project.factories[name]
+            key = self.callee_key(chain) if chain else "py:"
+            # by the path its import names (or this file) first, then by name
+            found = None if key.startswith("py:") else self.project.factories.get("mod:" + key)
+            if found is None and name in self.project.factories and (
+                    name in self.imported or len(chain or []) == 1):
+                found = self.project.factories[name]
+            if found is not None:
+                acc, why = found
                 return acc, f"client from {name}(): {why}"
         return None
 
@@ -1201,7 +1212,7 @@ def _index(f: _File, tree: ast.Module) -> Project:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for t in targets:
                 if isinstance(t, ast.Name) and t.id in f.clients:
-                    p.clients[t.id] = f.clients[t.id]
+                    p.clients[t.id] = p.clients[f"mod:{f.ctx.file}:{t.id}"] = f.clients[t.id]
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             for sub in ast.walk(node):
                 if isinstance(sub, ast.Return) and sub.value is not None:
@@ -1210,6 +1221,8 @@ def _index(f: _File, tree: ast.Module) -> Project:
                         p.factories[node.name] = f.clients[value.id]
                     elif f._is_client(value):
                         p.factories[node.name] = f._client_account(value)
+                    if node.name in p.factories:  # also by path: imports resolved by path
+                        p.factories[f"mod:{f.ctx.file}:{node.name}"] = p.factories[node.name]
     # wrappers by name (a function imported by name; a class's wrapper methods reached on
     # an object of the class imported by name): "pyw:" keeps them apart from JS's
     p.wrappers.update({"pyw:" + k: w for k, w in f.wrappers.items()})
