@@ -239,6 +239,8 @@ class _File:
         if name not in self.import_from or self.ctx.modules is None:
             return None
         spec, orig = self.import_from[name]
+        if orig not in facts:  # each path-keyed fact has its name-keyed twin: cheap test
+            return None
         path = self.ctx.modules.js_path(self.ctx.file, spec) or self.ctx.modules.js_bare(spec)
         return facts.get(f"mod:{path}:{orig}") if path is not None else None
 
