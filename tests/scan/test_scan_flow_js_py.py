@@ -282,3 +282,40 @@ def test_two_modules_factories_and_clients_of_one_name_are_told_apart_by_path(
     got = {(p, a) for _f, _m, p, a in _calls(_write(tmp_path, files))}
     assert got == {("/v1/customers", "installing"), ("/v1/invoices", "installing"),
                    ("/v1/charges", "own"), ("/v1/disputes", "own")}
+
+
+# --- request options built by assignment (error class 3: whose account) ------------------
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_options_built_by_assignment_name_the_connected_account(
+    tmp_path: Path, lang: str
+) -> None:
+    files = {
+        "js": {"src/o.ts": (
+            "import Stripe from 'stripe';\nconst stripe = new Stripe(process.env.STRIPE_KEY!);\n"
+            "export async function a(p: any, acct?: string) {\n"
+            "  const opts: any = {};\n  if (acct) opts.stripeAccount = acct;\n"
+            "  return stripe.customers.create(p, opts);\n}\n"
+            "export async function b(p: any) {\n"
+            "  const mine: any = {};\n  mine['stripeAccount'] = process.env.PLATFORM_ACCOUNT;\n"
+            "  return stripe.products.create(p, mine);\n}\n"
+            "export async function c(p: any) {\n  const plain: any = {};\n"
+            "  return stripe.prices.create(p, plain);\n}\n")},
+        "python": {"o.py": (
+            "import stripe\nfrom django.conf import settings\n\n"
+            "stripe.api_key = settings.STRIPE_SECRET_KEY\n\n\n"
+            "def a(user, email):\n    kw = {}\n"
+            "    kw['stripe_account'] = user.stripe_user_id\n"
+            "    return stripe.Customer.create(email=email, **kw)\n\n\n"
+            "def b(user):\n    extra = {}\n    extra.update(stripe_account=user.account_id)\n"
+            "    return stripe.Payout.create(amount=1, currency='usd', **extra)\n\n\n"
+            "def c(name):\n    mine = {}\n"
+            "    mine['stripe_account'] = settings.PLATFORM_ACCOUNT\n"
+            "    return stripe.Product.create(name=name, **mine)\n\n\n"
+            "def d(p):\n    plain = {}\n    return stripe.Price.create(**plain)\n")},
+    }[lang]
+    v = scan(_write(tmp_path, files))
+    got = {(c.call.path, c.call.account) for c in v.calls}
+    assert ("/v1/customers", "connected") in got and ("/v1/products", "own") in got
+    assert ("/v1/prices", "own") in got
+    assert ("/v1/payouts", "connected") in got or lang == "js"

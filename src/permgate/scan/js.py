@@ -134,6 +134,8 @@ class _File:
                         self.import_from[_text(alias)] = (_string(src), _text(orig))
         self.consts: dict[str, ts.Node] = {}
         self.clients: dict[str, Client] = {}
+        # names whose `stripeAccount` member the file assigns: name -> the value (issue 25)
+        self.account_options: dict[str, ts.Node] = {}
         # names bound to a project client or factory only count when imported or local
         for imported in self.imported:
             found = self.by_path(self.project.clients, imported) or self.project.clients.get(
@@ -160,6 +162,9 @@ class _File:
                     else:
                         self.clients[bound] = client
                 continue
+            owner = _account_option_owner(name)
+            if owner is not None:  # `opts.stripeAccount = id`: options built by assignment
+                self.account_options[owner] = value
             key = _bound_name(name)
             if key is None:
                 continue
@@ -1122,8 +1127,24 @@ def _constructs_client(node: ts.Node) -> bool:
     return fn.type == "call_expression" and _text(fn).replace('"', "'") == "require('stripe')"
 
 
+def _account_option_owner(left: ts.Node) -> str | None:
+    """`opts.stripeAccount` / `opts['stripeAccount']` (or `stripe_account`) on the left of an
+    assignment: `opts`, the options object built by assignment."""
+    if left.type not in ("member_expression", "subscript_expression"):
+        return None
+    obj = left.child_by_field_name("object")
+    prop = left.child_by_field_name("property") or left.child_by_field_name("index")
+    if obj is None or prop is None or obj.type != "identifier":
+        return None
+    key = _string(prop) if prop.type == "string" else _text(prop)
+    return _text(obj) if key in ("stripeAccount", "stripe_account") else None
+
+
 def _connected_options(f: _File, node: ts.Node) -> tuple[bool, ts.Node | None]:
     """Whether the options name a connected account, and the value that names it."""
+    bare = _unwrap(node)
+    if bare.type == "identifier" and _text(bare) in f.account_options:
+        return True, f.account_options[_text(bare)]
     p = f.props(node)
     if not p:
         return False, None

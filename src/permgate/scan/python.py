@@ -77,6 +77,14 @@ def module_lists(source: bytes) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def _account_option_owner(target: ast.expr) -> str | None:
+    """`opts["stripe_account"]` on the left of an assignment: `opts`."""
+    if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and isinstance(
+            target.slice, ast.Constant) and target.slice.value == "stripe_account":
+        return target.value.id
+    return None
+
+
 def _names_in(node: ast.expr) -> set[str]:
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
 
@@ -129,6 +137,8 @@ class _File:
         self.wanted: set[str] = set()
         # names bound to `Cls(...)`: name -> that call (a wrapper class's object and its key)
         self.instances: dict[str, ast.Call] = {}
+        # names whose "stripe_account" key the file assigns: name -> the value (issue 25)
+        self.account_options: dict[str, ast.expr] = {}
         self.defined = {n.name for n in tree.body if isinstance(
             n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)}
         self._scopes(tree, None, None, 0)
@@ -172,6 +182,18 @@ class _File:
                         self.classes[a.asname or a.name] = dotted
                     elif a.name == "StripeClient":
                         self.classes[a.asname or a.name] = "StripeClient"
+            elif isinstance(node, ast.Assign) and any(
+                    _account_option_owner(t) for t in node.targets):
+                # `opts["stripe_account"] = acct`: request options built by assignment
+                for t in node.targets:
+                    owner = _account_option_owner(t)
+                    if owner is not None:
+                        self.account_options[owner] = node.value
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
+                    node.func.attr == "update" and isinstance(node.func.value, ast.Name)):
+                for k in node.keywords:  # `opts.update(stripe_account=acct)`
+                    if k.arg == "stripe_account":
+                        self.account_options[node.func.value.id] = k.value
             elif isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 for t in targets:
@@ -1021,6 +1043,14 @@ class _File:
             if fixed is not None:
                 return "own", fixed
             return "connected", f"request options named {name} on the call"
+        for a in (*node.args, *(k.value for k in node.keywords if k.arg in (
+                None, "options", "params"))):
+            if isinstance(a, ast.Name) and a.id in self.account_options:
+                value = self.account_options[a.id]
+                fixed = fixed_account(ast.unparse(self.resolve(value)))
+                if fixed is not None:
+                    return "own", fixed
+                return "connected", f"a stripe_account option set on {a.id}"
         for k in node.keywords:
             if k.arg == "stripe_account":
                 fixed = fixed_account(ast.unparse(self.resolve(k.value)))
