@@ -319,3 +319,34 @@ def test_options_built_by_assignment_name_the_connected_account(
     assert ("/v1/customers", "connected") in got and ("/v1/products", "own") in got
     assert ("/v1/prices", "own") in got
     assert ("/v1/payouts", "connected") in got or lang == "js"
+
+
+# --- a call on the client a call returns (error class 1: returned from a helper) -----------
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_a_call_on_the_client_a_helper_returns(tmp_path: Path, lang: str) -> None:
+    files = {
+        "python": {
+            "app/__init__.py": "",
+            "app/clients.py": ("import stripe\n\n\ndef client_for(user):\n"
+                               "    return stripe.StripeClient(user.stripe_access_token)\n"),
+            "app/views.py": ("import os\nimport stripe\nfrom app.clients import client_for\n\n\n"
+                             "def v(request):\n"
+                             "    client_for(request.user).v1.disputes.list()\n"
+                             "    stripe.StripeClient(os.environ['STRIPE_KEY']).customers.list()\n"
+                             "    other(request).v1.invoices.list()\n")},
+        "js": {
+            "src/clients.ts": ("import Stripe from 'stripe';\n"
+                               "export const clientFor = (u: any) => "
+                               "new Stripe(u.stripeAccessToken);\n"),
+            "src/views.ts": ("import Stripe from 'stripe';\nimport { clientFor } from './clients';\n"
+                             "export const v = (req: any) => {\n"
+                             "  clientFor(req.user).disputes.list();\n"
+                             "  new Stripe(process.env.STRIPE_KEY!).customers.list();\n"
+                             "  other(req).invoices.list();\n};\n")},
+    }[lang]
+    got = {(p, a) for _f, _m, p, a in _calls(_write(tmp_path, files))}
+    # `other(...)` is no client the scan knows: not a Stripe call at all
+    assert {(p, a) for p, a in got if p != "/v1/invoices"} == {
+        ("/v1/disputes", "installing"), ("/v1/customers", "own")}
+    assert ("/v1/invoices", "installing") not in got and ("/v1/invoices", "own") not in got

@@ -264,7 +264,11 @@ class _File:
             if name is None:
                 continue
             body = fn.text or b""
-            if b"return" not in body or not _BUILDS.search(body):
+            inner = fn.child_by_field_name("body")
+            # `(u) => new Stripe(u.token)`: an arrow function's expression body is returned
+            returns = b"return" in body or (inner is not None and fn.type == "arrow_function"
+                                            and inner.type != "statement_block")
+            if not returns or not _BUILDS.search(body):
                 continue  # cheap gate: no client can be built here
             accounts = []
             key_params: set[int | None] = set()
@@ -276,7 +280,7 @@ class _File:
                     key_params.add(params.index(_text(key)) if key is not None and (
                         key.type == "identifier" and _text(key) in params) else None)
                     accounts.append(self._client_account(node))
-            if not accounts or b"return" not in (fn.text or b""):
+            if not accounts:
                 continue
             row = fn.start_point[0] + 1
             if len(key_params) == 1 and (idx := next(iter(key_params))) is not None:

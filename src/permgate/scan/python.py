@@ -927,6 +927,8 @@ class _File:
             base = _call_base(node.func)  # `Syncer(db).run(token)`: a package's object
             if base is not None and base in self.packages:
                 self.escape(node, [base, node.func.attr])
+        if chain is None and self.built_client_call(node, label):
+            return
         if chain is None:
             if isinstance(node.func, ast.Attribute) and _mentions_client(node.func, self):
                 self.out.unresolved.append(
@@ -994,6 +996,31 @@ class _File:
         if self.wrapper_call(node, label):
             return
         self.http_call(node, chain, label)
+
+    def built_client_call(self, node: ast.Call, label: str) -> bool:
+        """`StripeClient(key).v1.customers.list()`, `client_for(user).v1.disputes.list()`: a
+        service call on the client a call builds or a project factory returns (issue 25)."""
+        rest: list[str] = []
+        base = node.func
+        while isinstance(base, ast.Attribute) and len(rest) < 8:
+            rest.append(base.attr)
+            base = base.value
+        if isinstance(base, ast.Await):
+            base = base.value
+        if not rest or not isinstance(base, ast.Call):
+            return False
+        client = self._client_of(base)
+        if client is None:
+            return False
+        rest = [*rest[:0:-1], rest[0].removesuffix("_async")]
+        sdk = table()
+        route = sdk.get("service", ".".join(rest))
+        if route is None and rest[0] != "v1":
+            route = sdk.get("service", "v1." + ".".join(rest))
+        if route is None:
+            return False
+        self.record(node, label, route, client)
+        return True
 
     @staticmethod
     def service(rest: list[str]) -> bool:
