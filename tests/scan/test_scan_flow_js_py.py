@@ -350,3 +350,40 @@ def test_a_call_on_the_client_a_helper_returns(tmp_path: Path, lang: str) -> Non
     assert {(p, a) for p, a in got if p != "/v1/invoices"} == {
         ("/v1/disputes", "installing"), ("/v1/customers", "own")}
     assert ("/v1/invoices", "installing") not in got and ("/v1/invoices", "own") not in got
+
+
+# --- an HTTP session or client that carries the key (error class 1: a thin HTTP client) ----
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_a_session_or_client_with_headers_decides_its_calls_account(
+    tmp_path: Path, lang: str
+) -> None:
+    files = {
+        "python": {"s.py": (
+            "import os\nimport requests\n\n\ndef a(user):\n    s = requests.Session()\n"
+            "    s.headers.update({'Authorization': f'Bearer {user.stripe_access_token}'})\n"
+            "    s.get('https://api.stripe.com/v1/charges')\n\n\n"
+            "def b():\n    own = requests.Session()\n"
+            "    own.auth = (os.environ['STRIPE_SECRET_KEY'], '')\n"
+            "    own.get('https://api.stripe.com/v1/customers')\n\n\n"
+            "def c(acct):\n    t = requests.Session()\n    t.headers['Stripe-Account'] = acct\n"
+            "    t.post('https://api.stripe.com/v1/refunds')\n\n\n"
+            "def d():\n    bare = requests.Session()\n"
+            "    bare.get('https://api.stripe.com/v1/disputes')\n")},
+        "js": {"a.js": (
+            "const axios = require('axios');\n"
+            "async function a(user) {\n  const http = axios.create({ headers: "
+            "{ Authorization: `Bearer ${user.stripeAccessToken}` } });\n"
+            "  return http.get('https://api.stripe.com/v1/charges');\n}\n"
+            "axios.defaults.headers.common['Authorization'] = "
+            "`Bearer ${process.env.STRIPE_SECRET_KEY}`;\n"
+            "async function b() { return axios.get('https://api.stripe.com/v1/customers'); }\n"
+            "async function c(acct) {\n  const t = axios.create({ headers: "
+            "{ 'Stripe-Account': acct } });\n"
+            "  return t.post('https://api.stripe.com/v1/refunds');\n}\n"
+            "async function d() {\n  const bare = axios.create({ timeout: 5 });\n"
+            "  return bare.get('https://api.stripe.com/v1/disputes');\n}\n")},
+    }[lang]
+    got = {(p, a) for _f, _m, p, a in _calls(_write(tmp_path, files))}
+    assert got == {("/v1/charges", "installing"), ("/v1/customers", "own"),
+                   ("/v1/refunds", "connected"), ("/v1/disputes", "unknown")}

@@ -134,6 +134,9 @@ class _File:
                         self.import_from[_text(alias)] = (_string(src), _text(orig))
         self.consts: dict[str, ts.Node] = {}
         self.clients: dict[str, Client] = {}
+        # HTTP clients made with headers (`axios.create({headers})`, `X.defaults.headers...`):
+        # name -> header name -> value; full-URL calls on them send these (issue 25)
+        self.client_headers: dict[str, dict[str, ts.Node]] = {}
         # names whose `stripeAccount` member the file assigns: name -> the value (issue 25)
         self.account_options: dict[str, ts.Node] = {}
         # names bound to a project client or factory only count when imported or local
@@ -165,6 +168,9 @@ class _File:
             owner = _account_option_owner(name)
             if owner is not None:  # `opts.stripeAccount = id`: options built by assignment
                 self.account_options[owner] = value
+            header = _default_header(name)
+            if header is not None:  # `http.defaults.headers.common.Authorization = ...`
+                self.client_headers.setdefault(header[0], {})[header[1]] = value
             key = _bound_name(name)
             if key is None:
                 continue
@@ -177,6 +183,12 @@ class _File:
                     http = self.http_client(value)
                     if http is not None:
                         self.http_clients[key] = http
+                    cargs = _args(value)
+                    cfg = self.props(cargs[0]) if cargs else None
+                    hdrs = self.props(cfg["headers"]) if cfg and "headers" in cfg else None
+                    if hdrs:
+                        self.client_headers.setdefault(key, {}).update(
+                            {h.lower(): v for h, v in hdrs.items()})
             if name.type == "identifier":
                 if key in self.consts and _text(self.consts[key]) != _text(value):
                     ambiguous.add(key)
@@ -974,6 +986,14 @@ class _File:
                     acc, w = key_account_why(_text(auth))
                     if acc != "unknown":
                         account, why = acc, f"authenticated with {w}"
+            owner = segs[-2] if segs and len(segs) >= 2 else ""
+            sent = self.client_headers.get(owner, {})
+            if account == "unknown" and "stripe-account" in sent:
+                account, why = "connected", (f"the HTTP client {owner} sends a Stripe-Account "
+                                             "header")
+            elif account == "unknown" and "authorization" in sent:
+                acc, w = key_account_why(_text(sent["authorization"]))
+                account, why = acc, f"the HTTP client {owner} authenticates with {w}"
             userinfo = self.userinfo(url_node)
             if account == "unknown" and userinfo is not None:
                 # `https://${token}:@api.stripe.com/...`: the key is the URL's user name
@@ -1129,6 +1149,23 @@ def _constructs_client(node: ts.Node) -> bool:
         return True
     # require('stripe')(key)
     return fn.type == "call_expression" and _text(fn).replace('"', "'") == "require('stripe')"
+
+
+def _default_header(left: ts.Node) -> tuple[str, str] | None:
+    """`http.defaults.headers.common.Authorization` / `...['Stripe-Account']` on the left of
+    an assignment: (`http`, the header's name in lower case)."""
+    if left.type not in ("member_expression", "subscript_expression"):
+        return None
+    prop = left.child_by_field_name("property") or left.child_by_field_name("index")
+    obj = left.child_by_field_name("object")
+    if prop is None or obj is None:
+        return None
+    header = (_string(prop) if prop.type == "string" else _text(prop)).lower()
+    chain = _text(obj).split(".")
+    if header not in ("authorization", "stripe-account") or len(chain) < 3 or (
+            chain[1:3] != ["defaults", "headers"]):
+        return None
+    return chain[0], header
 
 
 def _account_option_owner(left: ts.Node) -> str | None:

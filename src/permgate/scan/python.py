@@ -77,6 +77,34 @@ def module_lists(source: bytes) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def _session_auth(target: ast.expr, value: ast.expr) -> tuple[str, ast.expr] | None:
+    """`s.auth = (key, "")`, `s.headers["Authorization"] = v`, `s.headers = {...}`: the
+    session's name and what it authenticates with (a dict of headers or an auth tuple)."""
+    if isinstance(target, ast.Attribute) and target.attr == "auth" and isinstance(
+            value, ast.Tuple):
+        owner = _chain(target.value)
+        return (owner[-1], value) if owner else None
+    if isinstance(target, ast.Attribute) and target.attr == "headers" and isinstance(
+            value, ast.Dict):
+        owner = _chain(target.value)
+        return (owner[-1], value) if owner else None
+    if isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Constant) and (
+            isinstance(target.slice.value, str)
+            and target.slice.value.lower() in ("authorization", "stripe-account")):
+        owner = _chain(target.value)
+        if owner and len(owner) >= 2 and owner[-1] == "headers":
+            return owner[-2], ast.Dict(keys=[target.slice], values=[value])
+    if isinstance(target, ast.Name | ast.Attribute) and isinstance(value, ast.Call) and (
+            (_chain(value.func) or [""])[-1] in ("Session", "Client", "AsyncClient")):
+        kw = {k.arg: k.value for k in value.keywords if k.arg}
+        name = target.id if isinstance(target, ast.Name) else target.attr
+        if "headers" in kw and "base_url" not in kw:
+            return name, kw["headers"]
+        if isinstance(kw.get("auth"), ast.Tuple):
+            return name, kw["auth"]
+    return None
+
+
 def _account_option_owner(target: ast.expr) -> str | None:
     """`opts["stripe_account"]` on the left of an assignment: `opts`."""
     if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and isinstance(
@@ -137,6 +165,9 @@ class _File:
         self.wanted: set[str] = set()
         # names bound to `Cls(...)`: name -> that call (a wrapper class's object and its key)
         self.instances: dict[str, ast.Call] = {}
+        # HTTP sessions whose headers or auth the file sets (`s.headers.update({...})`,
+        # `s.auth = (key, "")`, `requests.Session()` then ...): name -> headers dict or auth
+        self.session_auth: dict[str, ast.expr] = {}
         # names whose "stripe_account" key the file assigns: name -> the value (issue 25)
         self.account_options: dict[str, ast.expr] = {}
         self.defined = {n.name for n in tree.body if isinstance(
@@ -182,6 +213,17 @@ class _File:
                         self.classes[a.asname or a.name] = dotted
                     elif a.name == "StripeClient":
                         self.classes[a.asname or a.name] = "StripeClient"
+            elif (isinstance(node, ast.Assign) and len(node.targets) == 1
+                  and _session_auth(node.targets[0], node.value) is not None):
+                sess_name, auth = _session_auth(node.targets[0], node.value) or (
+                    "", node.value)
+                self.session_auth[sess_name] = auth
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
+                    node.func.attr == "update" and node.args and (
+                        _chain(node.func.value) or [""])[-1] == "headers"):
+                owner_chain = _chain(node.func.value) or []
+                if len(owner_chain) >= 2:  # `session.headers.update({"Authorization": ...})`
+                    self.session_auth[owner_chain[-2]] = node.args[0]
             elif isinstance(node, ast.Assign) and any(
                     _account_option_owner(t) for t in node.targets):
                 # `opts["stripe_account"] = acct`: request options built by assignment
@@ -1174,6 +1216,16 @@ class _File:
                 if h.lower() == "authorization":
                     account, w = key_account_why(ast.unparse(v))
                     why = f"an Authorization header with {w}"
+        owner = chain[-2] if len(chain) >= 2 else ""
+        if account == "unknown" and owner in self.session_auth:
+            # a session whose headers or auth the file set (issue 25: a `requests.Session`)
+            cls, _fn = self.enclosing.get(id(node), (None, None))
+            sess = self.session_auth[owner]
+            acc, w, _key = self._auth_account(
+                None if isinstance(sess, ast.Tuple) else sess,
+                sess if isinstance(sess, ast.Tuple) else None, cls, None)
+            if acc != "unknown":
+                account, why = acc, f"the session {owner} sends {w}"
         userinfo = self.userinfo(url)
         if account == "unknown" and userinfo is not None:
             # `f"https://{token}:@api.stripe.com/..."`: the key is the URL's user name
