@@ -387,3 +387,31 @@ def test_a_session_or_client_with_headers_decides_its_calls_account(
     got = {(p, a) for _f, _m, p, a in _calls(_write(tmp_path, files))}
     assert got == {("/v1/charges", "installing"), ("/v1/customers", "own"),
                    ("/v1/refunds", "connected"), ("/v1/disputes", "unknown")}
+
+
+# --- a client handed on through two functions (error class 1: passed as a parameter) -------
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_a_client_handed_on_through_two_functions(tmp_path: Path, lang: str) -> None:
+    files = {
+        "js": {"a.ts": (
+            "import Stripe from 'stripe';\n"
+            "export async function inner(c: Stripe) { return c.invoices.list(); }\n"
+            "export async function outer(client: Stripe) { return inner(client); }\n"
+            "export async function route(user: any) {\n"
+            "  const s = new Stripe(user.accessToken);\n  return outer(s);\n}\n")},
+        "python": {"b.py": (
+            "from stripe import StripeClient\n\n\ndef inner(c):\n    return c.invoices.list()\n"
+            "\n\ndef outer(client):\n    return inner(client)\n\n\n"
+            "def route(user):\n    s = StripeClient(user.access_token)\n    return outer(s)\n")},
+    }[lang]
+    assert {(p, a) for _f, _m, p, a in _calls(_write(tmp_path / "x", files))} == {
+        ("/v1/invoices", "installing")}
+    # control: a second route hands the developer's own client down the same path
+    own = {"js": ("a.ts", "export const mine = () => outer(new Stripe(process.env.K!));\n"),
+           "python": ("b.py", "\n\ndef mine():\n    import os\n"
+                              "    return outer(StripeClient(os.environ['STRIPE_SECRET_KEY']))\n")}
+    name, extra = own[lang]
+    files = {name: files[name] + extra}
+    assert {(p, a) for _f, _m, p, a in _calls(_write(tmp_path / "y", files))} == {
+        ("/v1/invoices", "unknown")}

@@ -34,6 +34,9 @@ _OWN_KEY = re.compile(
 # Request options passed as one value named after the connected-account option
 # (`create(params, stripeAccount)`, `options=stripe_account_opts`): issue 25.
 OPTIONS_ACCOUNT = re.compile(r"(?i)stripe_?account_?(?:options|opts)?")
+# Parameters whose value is followed when handed on to another function (`outer(client)` ->
+# `inner(client)`): names that say they hold a client (bounded work: not every parameter)
+FORWARDED = re.compile(r"(?i)stripe|client|\bapi\b|\bsdk\b")
 _EVENT_LITERAL = re.compile(r"""["'`]([a-z][a-z0-9_]*(?:\.[a-z0-9_]+){1,4})["'`]""")
 
 

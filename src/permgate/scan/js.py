@@ -12,6 +12,7 @@ import tree_sitter_typescript as ts_ts
 
 from permgate.scan.common import (
     API_HOSTS,
+    FORWARDED,
     HTTP_VERBS,
     OPTIONS_ACCOUNT,
     Context,
@@ -774,6 +775,12 @@ class _File:
                     client = self.clients[_text(prop)]
             elif a.type in ("call_expression", "new_expression"):
                 client = self._client_of(a)
+            elif a.type == "identifier" and FORWARDED.search(_text(a)):
+                # a client parameter handed on (`outer(client)` -> `inner(client)`): what
+                # reaches this function's parameter reaches the callee's (issue 25)
+                got = self.param_client(a, _text(a))
+                if got is not None and got[0] is not None:
+                    client = (got[0], got[1])
             if client is None:
                 client = self.key_argument(a)
             if client is not None:

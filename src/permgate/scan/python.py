@@ -7,6 +7,7 @@ import re
 
 from permgate.scan.common import (
     API_HOSTS,
+    FORWARDED,
     HTTP_VERBS,
     OPTIONS_ACCOUNT,
     Context,
@@ -393,6 +394,12 @@ class _File:
                 client = self.clients[a.attr]
             elif isinstance(a, ast.Call | ast.Await):
                 client = self._client_of(a)
+            elif isinstance(a, ast.Name) and FORWARDED.search(a.id):
+                # a client parameter handed on (`outer(client)` -> `inner(client)`): what
+                # reaches this function's parameter reaches the callee's (issue 25)
+                flow = self.flow_client(node, [a.id, "<client>", "<client>"])
+                if flow is not None and "no call site" not in flow[1][1]:
+                    client = flow[1]
             if client is None:
                 client = self.key_argument(node, a)
             if client is None:
