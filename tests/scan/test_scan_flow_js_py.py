@@ -339,7 +339,8 @@ def test_a_call_on_the_client_a_helper_returns(tmp_path: Path, lang: str) -> Non
             "src/clients.ts": ("import Stripe from 'stripe';\n"
                                "export const clientFor = (u: any) => "
                                "new Stripe(u.stripeAccessToken);\n"),
-            "src/views.ts": ("import Stripe from 'stripe';\nimport { clientFor } from './clients';\n"
+            "src/views.ts": ("import Stripe from 'stripe';\n"
+                             "import { clientFor } from './clients';\n"
                              "export const v = (req: any) => {\n"
                              "  clientFor(req.user).disputes.list();\n"
                              "  new Stripe(process.env.STRIPE_KEY!).customers.list();\n"
