@@ -416,3 +416,20 @@ def test_a_client_handed_on_through_two_functions(tmp_path: Path, lang: str) -> 
     files = {name: files[name] + extra}
     assert {(p, a) for _f, _m, p, a in _calls(_write(tmp_path / "y", files))} == {
         ("/v1/invoices", "unknown")}
+
+
+def test_python_clients_bound_by_with_carry_their_key(tmp_path: Path) -> None:
+    _write(tmp_path, {"w.py": (
+        "import httpx\n\n\nasync def a(user):\n"
+        "    async with httpx.AsyncClient(headers={'Authorization': "
+        "f'Bearer {user.stripe_access_token}'}) as client:\n"
+        "        await client.get('https://api.stripe.com/v1/payouts')\n\n\n"
+        "async def b(user):\n"
+        "    async with httpx.AsyncClient(base_url='https://api.stripe.com/v1',\n"
+        "                                 auth=(user.access_token, '')) as api:\n"
+        "        await api.get('/balance')\n\n\n"
+        "def c():\n    with httpx.Client() as plain:\n"
+        "        plain.get('https://api.stripe.com/v1/disputes')\n")})
+    assert {(p, a) for _f, _m, p, a in _calls(tmp_path)} == {
+        ("/v1/payouts", "installing"), ("/v1/balance", "installing"),
+        ("/v1/disputes", "unknown")}

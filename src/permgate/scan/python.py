@@ -219,6 +219,12 @@ class _File:
                 sess_name, auth = _session_auth(node.targets[0], node.value) or (
                     "", node.value)
                 self.session_auth[sess_name] = auth
+            elif isinstance(node, ast.withitem) and node.optional_vars is not None and (
+                    _session_auth(node.optional_vars, node.context_expr) is not None):
+                # `async with httpx.AsyncClient(headers=...) as client:`
+                sess_name, auth = _session_auth(node.optional_vars, node.context_expr) or (
+                    "", node.context_expr)
+                self.session_auth[sess_name] = auth
             elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
                     node.func.attr == "update" and node.args and (
                         _chain(node.func.value) or [""])[-1] == "headers"):
@@ -509,11 +515,14 @@ class _File:
         methods that send a path given as a parameter to it, directly or through another such
         function (`get(path)` -> `self._request("GET", path)`), at most _WRAPPER_ROUNDS deep."""
         for node in ast.walk(self.tree):
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
-                http = self.http_client(node.value)
+            bound = (node.targets, node.value) if isinstance(node, ast.Assign) else (
+                [node.optional_vars], node.context_expr) if isinstance(
+                node, ast.withitem) and node.optional_vars is not None else None
+            if bound is not None and isinstance(bound[1], ast.Call):
+                http = self.http_client(bound[1])
                 if http is None:
                     continue
-                for t in node.targets:
+                for t in bound[0]:
                     name = t.id if isinstance(t, ast.Name) else (
                         t.attr if isinstance(t, ast.Attribute) else None)
                     if name is not None:
