@@ -433,3 +433,32 @@ def test_python_clients_bound_by_with_carry_their_key(tmp_path: Path) -> None:
     assert {(p, a) for _f, _m, p, a in _calls(tmp_path)} == {
         ("/v1/payouts", "installing"), ("/v1/balance", "installing"),
         ("/v1/disputes", "unknown")}
+
+
+# --- headers kept on the object (error class 1: a class field) -----------------------------
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_headers_kept_on_the_object_decide_the_account(tmp_path: Path, lang: str) -> None:
+    files = {
+        "python": {"h.py": (
+            "import os\nimport requests\n\n\nclass Sync:\n    def __init__(self, install):\n"
+            "        self.headers = {'Authorization': f'Bearer {install.access_token}'}\n\n"
+            "    def run(self):\n        return requests.get("
+            "'https://api.stripe.com/v1/subscriptions', headers=self.headers)\n\n\n"
+            "class Own:\n    def __init__(self):\n"
+            "        self.hdrs = {'Authorization': f\"Bearer {os.environ['STRIPE_KEY']}\"}\n\n"
+            "    def run(self):\n        return requests.get("
+            "'https://api.stripe.com/v1/customers', headers=self.hdrs)\n")},
+        "js": {"h.ts": (
+            "export class Sync {\n  private headers: Record<string, string>;\n"
+            "  constructor(install: { accessToken: string }) {\n"
+            "    this.headers = { Authorization: `Bearer ${install.accessToken}` };\n  }\n"
+            "  run() { return fetch('https://api.stripe.com/v1/subscriptions', "
+            "{ headers: this.headers }); }\n}\n"
+            "export class Own {\n"
+            "  private hdrs = { Authorization: `Bearer ${process.env.STRIPE_KEY}` };\n"
+            "  run() { return fetch('https://api.stripe.com/v1/customers', "
+            "{ headers: this.hdrs }); }\n}\n")},
+    }[lang]
+    assert {(p, a) for _f, _m, p, a in _calls(_write(tmp_path, files))} == {
+        ("/v1/subscriptions", "installing"), ("/v1/customers", "own")}

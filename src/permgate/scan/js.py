@@ -535,6 +535,12 @@ class _File:
 
     def props(self, node: ts.Node, depth: int = 0) -> dict[str, ts.Node] | None:
         node = self.resolve(node)
+        if node.type == "member_expression" and depth <= 8:
+            # `headers: this.headers`: an object field the class sets one way only
+            obj, prop = node.child_by_field_name("object"), node.child_by_field_name("property")
+            field = self.fields.get("." + _text(prop).lstrip("#")) if (
+                obj is not None and obj.type == "this" and prop is not None) else None
+            return self.props(field, depth + 1) if field is not None else None
         if node.type == "ternary_expression" and depth <= 8:  # `id ? {stripeAccount: id} : {}`
             merged: dict[str, ts.Node] = {}
             for side in ("consequence", "alternative"):

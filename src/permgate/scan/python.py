@@ -37,7 +37,7 @@ KeyedClient = tuple[Account, str, tuple[str, int] | None]
 
 _FORMAT_FIELD = re.compile(r"\{[^{}]*\}")
 # `self.x = <value>` kept as a field the file can read back (a base URL, an expand list)
-_FIELD_VALUES = (ast.Constant, ast.JoinedStr, ast.BinOp, ast.List, ast.Tuple)
+_FIELD_VALUES = (ast.Constant, ast.JoinedStr, ast.BinOp, ast.List, ast.Tuple, ast.Dict)
 _REQUEST_VERBS = HTTP_VERBS | {"request"}
 _WRAPPER_ROUNDS = 3  # wrappers of wrappers (`get(path)` -> `_request("GET", path)`): bounded
 
@@ -81,14 +81,12 @@ def module_lists(source: bytes) -> dict[str, tuple[str, ...]]:
 def _session_auth(target: ast.expr, value: ast.expr) -> tuple[str, ast.expr] | None:
     """`s.auth = (key, "")`, `s.headers["Authorization"] = v`, `s.headers = {...}`: the
     session's name and what it authenticates with (a dict of headers or an auth tuple)."""
-    if isinstance(target, ast.Attribute) and target.attr == "auth" and isinstance(
-            value, ast.Tuple):
+    if isinstance(target, ast.Attribute) and (
+            (target.attr == "auth" and isinstance(value, ast.Tuple))
+            or (target.attr == "headers" and isinstance(value, ast.Dict))):
         owner = _chain(target.value)
-        return (owner[-1], value) if owner else None
-    if isinstance(target, ast.Attribute) and target.attr == "headers" and isinstance(
-            value, ast.Dict):
-        owner = _chain(target.value)
-        return (owner[-1], value) if owner else None
+        # `self.headers = {...}` is the object's own field (read where it is passed)
+        return (owner[-1], value) if owner and owner != ["self"] else None
     if isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Constant) and (
             isinstance(target.slice.value, str)
             and target.slice.value.lower() in ("authorization", "stripe-account")):
