@@ -71,12 +71,21 @@ class Modules:
         names, if it is in the tree; a package's name (`axios`, `@scope/pkg`) names none."""
         if spec.startswith(("@", ".", "/")) or "/" not in spec:
             return None
+        key = "\x00" + spec  # remembered beside js_path's bases (never a path)
+        if key in self._found:
+            return self._found[key]
+        found = None
         for base in (spec, "src/" + spec):
             for suffix in _JS_SUFFIXES[1:]:
                 rel = _inside(base + suffix)
                 if rel is not None and (self.root / rel).is_file():
-                    return rel
-        return None
+                    found = rel
+                    break
+            if found is not None:
+                break
+        if len(self._found) < _MAX_FOUND:
+            self._found[key] = found
+        return found
 
     def py_paths(self, importer: str, module: str, level: int) -> list[str]:
         """The tree files `from <level dots><module> import ...` in `importer` may name."""
