@@ -48,3 +48,17 @@ def fold(call: str) -> str:
 def table() -> SdkTable:
     text = resources.files("permgate.scan").joinpath("data/sdk_methods.json").read_text("utf-8")
     return SdkTable(json.loads(text))
+
+
+@cache
+def route_classes() -> dict[Route, str]:
+    """The resource class whose object a service call returns, by its route
+    (`$stripe->charges->retrieve`, `client.v1.charges.retrieve` -> Charge): the class whose
+    retrieve, create or modify it is. Methods called on that object (`charge.save`) are
+    looked up in its rows."""
+    out: dict[Route, str] = {}
+    for call, route in table().rows["resource"].items():
+        cls, _, method = call.rpartition(".")
+        if method in ("retrieve", "create", "modify"):
+            out.setdefault(route, cls)
+    return out
