@@ -28,7 +28,7 @@ from permgate.scan.common import (
     raw_target,
 )
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope, Unresolved
-from permgate.scan.sdk import Route, table
+from permgate.scan.sdk import Route, route_classes, table
 from permgate.scan.tsutil import event_uses, query_captures, text
 
 Client = tuple[Account, str]
@@ -185,19 +185,6 @@ def _callee(fn: ts.Node) -> str:
 
 def _is_stripe_client(node: ts.Node) -> bool:
     return text(node).replace("\\", "").split("(")[0].strip().endswith("StripeClient")
-
-
-@cache
-def _route_classes() -> dict[Route, str]:
-    """The resource class a service call's object belongs to, by its route
-    (`$stripe->charges->retrieve` -> Charge): the class whose retrieve, create or modify
-    it is."""
-    out: dict[Route, str] = {}
-    for call, route in table().rows["resource"].items():
-        cls, _, method = call.rpartition(".")
-        if method in ("retrieve", "create", "modify"):
-            out.setdefault(route, cls)
-    return out
 
 
 class _File:
@@ -685,7 +672,7 @@ class _File:
                     continue
                 return False
             acc, why = client or ("unknown", "a client the scan cannot trace")
-            self.record(node, label, route, (acc, why), _route_classes().get(route))
+            self.record(node, label, route, (acc, why), route_classes().get(route))
             return True
         return False
 

@@ -2,7 +2,11 @@
 
 Covered: `Stripe::Customer.retrieve(id, {expand: [...]}, {stripe_account: acct})`,
 `Stripe::Checkout::Session.create(...)`, and `StripeClient` services
-(`client.v1.customers.retrieve(...)`). Arguments are read when they are literals.
+(`client.v1.customers.retrieve(...)`). Arguments are read when they are literals, or local
+variables their method assigns once (`opts = {stripe_account: id}`, `opts[:api_key] = k`,
+`args = [id, key]` splatted as `*args`). Methods of an object a call returned
+(`charge = Stripe::Charge.retrieve(...); charge.save`) act on that call's account; a key or
+client that is a method's parameter takes what the project's call sites pass.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import tree_sitter_ruby as ts_ruby
 
 from permgate.scan.common import Context, Project, fixed_account, key_account_why
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope, Unresolved
-from permgate.scan.sdk import table
+from permgate.scan.sdk import route_classes, table
 from permgate.scan.tsutil import event_uses, query_captures, text
 
 _QUERY = """
@@ -26,7 +30,60 @@ _QUERY = """
 """
 Client = tuple[Account, str]
 # stripe-ruby names a few class methods differently from stripe-python.
-_METHOD_ALIASES = {"update": "modify"}
+_METHOD_ALIASES = {"update": "modify", "all": "list"}
+# instance methods of a returned object whose row has another name (`charge.save`)
+_INSTANCE = {"save": "modify", "refresh": "retrieve"}
+_Key = tuple[int, int]  # a method's byte span; (0, 0) for the file (and instance variables)
+_TOP: _Key = (0, 0)
+_MAX_UP = 400
+_NO_CALLER = "no call site the scan can see passes a known client or key"
+_TRY = re.compile(r"\.try\(:(\w+)\)|&\.")
+
+
+def _key_text(node: ts.Node) -> str:
+    """A key expression as the key rules read it: `user.try(:secret_key)` and
+    `user&.secret_key` are `user.secret_key`."""
+    return _TRY.sub(lambda m: "." + m.group(1) if m.group(1) else ".", text(node))
+
+
+def _method(node: ts.Node) -> ts.Node | None:
+    n = node.parent
+    for _ in range(_MAX_UP):
+        if n is None or n.type in ("method", "singleton_method"):
+            return n
+        n = n.parent
+    return None
+
+
+def _scope(node: ts.Node) -> _Key:
+    if node.type == "instance_variable":
+        return _TOP
+    m = _method(node)
+    return _TOP if m is None else (m.start_byte, m.end_byte)
+
+
+def _params(method: ts.Node) -> list[str]:
+    ps = method.child_by_field_name("parameters")
+    out = []
+    for p in ps.named_children if ps is not None else ():
+        name = p if p.type == "identifier" else p.child_by_field_name("name")
+        out.append(text(name) if name is not None else "")
+    return out
+
+
+def _callee(method: ts.Node) -> str:
+    """The name callers use: the class for `initialize` (`Billing.new(client)`)."""
+    name = text(method.child_by_field_name("name"))
+    if name != "initialize":
+        return name
+    n = method.parent
+    for _ in range(_MAX_UP):
+        if n is None:
+            return name
+        if n.type == "class":
+            return text(n.child_by_field_name("name")).rsplit("::", 1)[-1]
+        n = n.parent
+    return name
 
 
 @cache
@@ -102,29 +159,173 @@ class _File:
     def __init__(self, ctx: Context, source: bytes) -> None:
         self.ctx = ctx
         self.source = source
+        self.project = ctx.project or Project()
+        self.out = FileFindings()
         self.tree = _parser().parse(source)
         caps, deep = query_captures(_query(), self.tree, source)
-        self.calls = caps.get("call", [])
+        # post-order (inner calls first): `Stripe::Charge.retrieve(id).capture` knows its object
+        self.calls = sorted(caps.get("call", []), key=lambda n: (n.end_byte, -n.start_byte))
         self.functions = caps.get("fn", [])
         self.clients: dict[str, Client] = {}
+        # values assigned to local variables, by (method, name); `opts[:k] = v` likewise
+        self.assigned: dict[tuple[_Key, str], list[ts.Node]] = {}
+        self.subs: dict[tuple[_Key, str], dict[str, ts.Node]] = {}
+        # objects a call returned: their class and the account of that call
+        self.objects: dict[tuple[_Key, str], tuple[str, Client]] = {}
+        self.returned: dict[_Key, tuple[str, Client]] = {}
+        # `@client = client` in `initialize`: field -> (class, parameter index)
+        self.field_params: dict[str, tuple[str, int]] = {}
+        self.param_facts: dict[tuple[str, int], Client] = {}
+        self.wanted: set[str] = set()
         self.key_set = False
         project_key = ctx.project.module_key if ctx.project is not None else None
         self.module_account: Client = project_key or ("unknown", "Stripe.api_key is not set "
                                                       "in the project")
+        builds: list[tuple[ts.Node, ts.Node]] = []
+        key_assigns: list[ts.Node] = []
         for assign in caps.get("assign", []):
             name, value = assign.child_by_field_name("left"), assign.child_by_field_name("right")
             if name is None or value is None:
                 continue
             chain = _chain(value) if value.type == "call" else None
             if chain and chain[-2:] == ["StripeClient", "new"]:
-                self.clients[text(name).lstrip("@")] = self.client_account(value)
+                builds.append((name, value))
             elif text(name) == "Stripe.api_key":
                 self.key_set = True
-                acc, why = key_account_why(text(value))
-                row = assign.start_point[0] + 1
-                self.module_account = (acc, f"Stripe.api_key set at {ctx.file}:{row} to {why}")
-        self.out = FileFindings()
+                key_assigns.append(assign)
+            elif name.type in ("identifier", "instance_variable"):
+                self.assigned.setdefault((_scope(name), text(name)), []).append(value)
+                if name.type == "instance_variable" and value.type == "identifier":
+                    self._field_param(assign, text(name).lstrip("@"), text(value))
+            elif name.type == "element_reference" and name.named_child_count == 2:
+                var, k = name.named_children
+                if var.type in ("identifier", "instance_variable") and k.type in (
+                        "simple_symbol", "string"):
+                    self.subs.setdefault((_scope(var), text(var)), {})[
+                        text(k).strip(":'\"")] = value
+        for name, value in builds:
+            self.clients[text(name).lstrip("@")] = self.client_account(value)
+        for assign in key_assigns:
+            acc, why = self.key(assign.child_by_field_name("right"))  # type: ignore[arg-type]
+            row = assign.start_point[0] + 1
+            self.module_account = (acc, f"Stripe.api_key set at {ctx.file}:{row} to {why}")
         self.out.partial = deep
+
+    def _field_param(self, assign: ts.Node, field: str, value: str) -> None:
+        m = _method(assign)
+        if m is None or text(m.child_by_field_name("name")) != "initialize":
+            return
+        names = _params(m)
+        if value in names:
+            self.field_params.setdefault(field, (_callee(m), names.index(value)))
+
+    def value(self, node: ts.Node) -> ts.Node:
+        """A local variable's value when its method assigns it once (`opts = {...}`)."""
+        for _ in range(4):
+            if node.type not in ("identifier", "instance_variable"):
+                return node
+            values = self.assigned.get((_scope(node), text(node)), [])
+            if len(values) != 1:
+                return node
+            node = values[0]
+        return node
+
+    def hash_of(self, node: ts.Node) -> dict[str, ts.Node]:
+        """An options hash: a literal, or a variable assigned one (and `opts[:k] = v`)."""
+        out = dict(_hash_keys(self.value(node)))
+        if node.type in ("identifier", "instance_variable"):
+            out.update(self.subs.get((_scope(node), text(node)), {}))
+        return out
+
+    def positional(self, args: ts.Node | None) -> list[ts.Node]:
+        """The positional arguments, a splatted local array spread (`*args`, `args =
+        [id, key].compact`)."""
+        out: list[ts.Node] = []
+        for a in args.named_children if args is not None else ():
+            if a.type in ("pair", "comment", "block_argument"):
+                continue
+            if a.type == "splat_argument" and a.named_child_count:
+                v = self.value(a.named_children[0])
+                if v.type == "call" and text(v.child_by_field_name("method")) == "compact" \
+                        and v.child_by_field_name("receiver") is not None:
+                    v = v.child_by_field_name("receiver")  # type: ignore[assignment]
+                if v.type == "array":
+                    out.extend(v.named_children)
+                    continue
+            out.append(a)
+        return out
+
+    def param_flow(self, node: ts.Node) -> Client | None:
+        """What the project's call sites pass to the parameter `node` names (None: not one)."""
+        m = _method(node)
+        if m is None or node.type != "identifier":
+            return None
+        names = _params(m)
+        if text(node) not in names or self.assigned.get((_scope(node), text(node))):
+            return None
+        return self._passed(_callee(m), names.index(text(node)), f"{text(node)} (argument")
+
+    def _passed(self, callee: str, idx: int, what: str) -> Client:
+        self.out.imports.add("rb:" + callee)
+        self.wanted.add(callee)
+        fact = self.project.param(self.ctx.file, callee, idx, "rb:")
+        if fact is None:
+            return "unknown", f"{what} {idx + 1} of {callee}; {_NO_CALLER})"
+        return fact[0], f"{what} {idx + 1} of {callee}: {fact[1]})"
+
+    def key(self, node: ts.Node) -> Client:
+        """A key expression's account: a parameter's from its callers first, a local
+        variable's from the value its method assigns it, else by what the text names."""
+        flow = self.param_flow(node)
+        if flow is not None and _NO_CALLER not in flow[1]:
+            return flow
+        return key_account_why(_key_text(self.value(node)))
+
+    def client_of(self, node: ts.Node) -> Client | None:
+        """The client a value holds (a variable or field bound to one, a parameter whose
+        callers pass one, `@client` set from the constructor)."""
+        name = text(node).lstrip("@")
+        if node.type in ("identifier", "instance_variable") and name in self.clients:
+            return self.clients[name]
+        if node.type == "identifier":
+            flow = self.param_flow(node)
+            if flow is not None and _NO_CALLER not in flow[1]:
+                return flow
+        if node.type == "instance_variable" and name in self.field_params:
+            cls, idx = self.field_params[name]
+            got = self._passed(cls, idx, f"@{name} (set from {cls}.new argument")
+            if _NO_CALLER not in got[1]:
+                return got
+        return None
+
+    def note_arguments(self, node: ts.Node, chain: list[str] | None) -> None:
+        """`sync(client)`, `Billing.new(client)`, `charge(user.access_token)`: tell the
+        project which client or key reaches which parameter of which method (by name)."""
+        method = text(node.child_by_field_name("method"))
+        receiver = node.child_by_field_name("receiver")
+        callee = text(receiver).rsplit("::", 1)[-1] if method == "new" and receiver is not None \
+            and receiver.type in ("constant", "scope_resolution") else method
+        if not callee or (chain and chain[0] == "Stripe"):
+            return
+        for idx, a in enumerate(self.positional(node.child_by_field_name("arguments"))[:16]):
+            client = self.client_of(a) if a.type in ("identifier", "instance_variable") else None
+            if client is None and a.type == "call" and (_chain(a) or [])[-2:] == [
+                    "StripeClient", "new"]:
+                client = self.client_account(a)
+            if client is None and a.type in ("identifier", "call", "instance_variable",
+                                             "element_reference", "scope_resolution") and (
+                    len(text(a)) <= 100) and self.param_flow(a) is None:
+                acc, why = self.key(a)
+                client = None if acc == "unknown" else (acc, f"an API key argument: {why}")
+            if client is None:
+                continue
+            key = ("rb:" + callee, idx)
+            fact = (client[0], f"passed at {self.ctx.file}:{node.start_point[0] + 1}: "
+                               f"{client[1]}")
+            old = self.param_facts.get(key)
+            if old is not None and old[0] != client[0]:
+                fact = ("unknown", f"{callee} is passed clients of different accounts")
+            self.param_facts[key] = fact
 
     def client_account(self, construct: ts.Node) -> Client:
         where = f"client built at {self.ctx.file}:{construct.start_point[0] + 1}"
@@ -169,6 +370,8 @@ class _File:
         sdk = table()
         route: tuple[str, str] | None = None
         client: Client | None = None
+        cls: str | None = None
+        root = _root(node)
         if chain[0] == "Stripe" and len(chain) >= 3 and chain[-2][:1].isupper():
             ns = [_snake(c) for c in chain[1:-2]]
             cls = ".".join([*ns, chain[-2]])
@@ -179,15 +382,17 @@ class _File:
                 "resource", f"{cls}.{chain[-1]}"
             )
             client = self.module_account
-        elif chain[0] in self.clients and len(chain) >= 3:
+        elif len(chain) >= 3 and root is not None and (client := self.client_of(root)):
             rest = chain[1:]
             route = sdk.get("service", ".".join(rest)) or sdk.get(
                 "service", "v1." + ".".join(rest)
             )
-            client = self.clients[chain[0]]
             if route is None and rest[0] not in sdk.roots["service"]:
                 return
+            cls = route_classes().get(route) if route is not None else None
         else:
+            if not self.instance_call(node, chain):
+                self.note_arguments(node, chain)
             return
         row, col = node.start_point
         label = ".".join(chain) if chain[0] != "Stripe" else "::".join(chain[:-1]) + "." + chain[-1]
@@ -198,13 +403,38 @@ class _File:
                 self.ctx.file, row + 1, col + 1, label, "not a method the SDK table knows"
             ))
             return
+        self.record(node, label, route, client, cls, stripe=chain[0] == "Stripe")
+
+    def instance_call(self, node: ts.Node, chain: list[str]) -> bool:
+        """`charge.save`, `Stripe::Charge.retrieve(id).capture`: a method of an object an API
+        call returned, on that call's account (stripe-ruby keeps the options on it)."""
+        receiver = node.child_by_field_name("receiver")
+        if receiver is None:
+            return False
+        found = self.objects.get((_scope(receiver), text(receiver))) if receiver.type in (
+            "identifier", "instance_variable") else self.returned.get(
+            (receiver.start_byte, receiver.end_byte))
+        if found is None:
+            return False
+        cls, client = found
+        name = _INSTANCE.get(chain[-1], chain[-1])
+        if name in ("create", "list", "search", "all"):
+            return False
+        route = table().get("resource", f"{cls}.{name}")
+        if route is None:
+            return False
+        label = f"{text(receiver) if receiver.type != 'call' else cls}.{chain[-1]}"
+        self.record(node, label, route, client, cls, stripe=False)
+        return True
+
+    def record(self, node: ts.Node, label: str, route: tuple[str, str], client: Client,
+               cls: str | None, *, stripe: bool) -> None:
         args = node.child_by_field_name("arguments")
         hashes = [] if args is None else [_hash_keys(args)] + [
-            _hash_keys(a) for a in args.named_children
+            self.hash_of(a) for a in args.named_children
         ]
         expand: tuple[str, ...] = ()
         notes: tuple[str, ...] = ()
-        assert client is not None
         account: Account = client[0]
         why = client[1]
         if self.ctx.ui_extension:
@@ -212,12 +442,12 @@ class _File:
         # stripe-ruby takes the request options last, and a String there is the API key:
         # `Stripe::Charge.create(attrs, user.secret_key)`. Only a value whose origin the key
         # rules can tell counts (`params`, `opts` say nothing).
-        positional = [] if args is None else [
-            a for a in args.named_children if a.type not in ("pair", "comment")]
-        if chain[0] == "Stripe" and len(positional) >= 2 and not self.ctx.ui_extension and \
+        positional = self.positional(args)
+        if stripe and len(positional) >= 2 and not self.ctx.ui_extension and \
                 positional[-1].type in ("identifier", "call", "instance_variable",
-                                        "element_reference", "constant", "scope_resolution"):
-            acc, w = key_account_why(text(positional[-1]))
+                                        "element_reference", "constant", "scope_resolution") \
+                and self.value(positional[-1]).type != "hash":
+            acc, w = self.key(positional[-1])
             if acc != "unknown":
                 account, why = acc, f"the API key passed on the call: {w}"
         for h in hashes:
@@ -232,12 +462,31 @@ class _File:
                 account, why = ("own", fixed) if fixed else (
                     "connected", "a stripe_account option on the call")
             elif "api_key" in h and not self.ctx.ui_extension:
-                account, w = key_account_why(text(h["api_key"]))
+                account, w = self.key(h["api_key"])
                 why = f"api_key on the call: {w}"
+        if cls is not None:
+            held = (cls, (account, why))
+            self.returned[(node.start_byte, node.end_byte)] = held
+            parent = node.parent
+            left = parent.child_by_field_name("left") if parent is not None and (
+                parent.type == "assignment") else None
+            if left is not None and left.type in ("identifier", "instance_variable"):
+                self.objects[(_scope(left), text(left))] = held
+        row, col = node.start_point
         self.out.calls.append(Call(
             self.ctx.file, row + 1, col + 1, label, route[0], route[1], expand, account, notes,
             why,
         ))
+
+
+def _root(node: ts.Node) -> ts.Node | None:
+    """The receiver a call chain starts from (`client` of `client.v1.customers.list`)."""
+    for _ in range(32):
+        receiver = node.child_by_field_name("receiver") if node.type == "call" else None
+        if receiver is None:
+            return node if node.type in ("identifier", "instance_variable") else None
+        node = receiver
+    return None
 
 
 def extract(ctx: Context, source: bytes) -> FileFindings:
@@ -248,7 +497,8 @@ def extract_and_index(ctx: Context, source: bytes) -> tuple[FileFindings, Projec
     """The file's calls, and the project-wide key if it sets `Stripe.api_key`."""
     f = _File(ctx, source)
     found = f.run()
+    facts = Project(module_key=f.module_account if f.key_set else None,
+                    params=dict(f.param_facts), wanted=set(f.wanted))
     if not f.key_set:
         found.imports.add("<module key>")
-        return found, None
-    return found, Project(module_key=f.module_account)
+    return found, facts if f.key_set or f.param_facts or f.wanted else None
