@@ -125,7 +125,9 @@ def _extract(
 
 def _names_regex(project: common.Project) -> re.Pattern[bytes] | None:
     # A name that says "stripe" already made its files pass the quick filter.
-    names = [n for n in (*project.factories, *project.clients, *project.wrappers,
+    # ("php:getClient": a language's own namespace of names, matched by the bare name)
+    names = [n for n in (*(f.rsplit(":", 1)[-1] for f in project.factories),
+                         *project.clients, *project.wrappers,
                          *(fname.rsplit(":", 1)[-1] for fname, _idx in project.params),
                          *project.wanted)
              if len(n) >= 4 and n.lower() not in common.HTTP_VERBS and n.isidentifier()
