@@ -281,20 +281,23 @@ class _File:
             return flow
         return key_account_why(_key_text(self.value(node)))
 
-    def client_of(self, node: ts.Node) -> Client | None:
+    def client_of(self, node: ts.Node, *, sdk_chain: bool = False) -> Client | None:
         """The client a value holds (a variable or field bound to one, a parameter whose
-        callers pass one, `@client` set from the constructor)."""
+        callers pass one, `@client` set from the constructor). `sdk_chain`: the value is
+        used as a client (`x.v1.customers.list`), so a parameter or field no caller passes
+        a known client to is an unknown client, not something else."""
         name = text(node).lstrip("@")
         if node.type in ("identifier", "instance_variable") and name in self.clients:
             return self.clients[name]
+        keep = sdk_chain or "stripe" in name.lower()
         if node.type == "identifier":
             flow = self.param_flow(node)
-            if flow is not None and _NO_CALLER not in flow[1]:
+            if flow is not None and (keep or _NO_CALLER not in flow[1]):
                 return flow
         if node.type == "instance_variable" and name in self.field_params:
             cls, idx = self.field_params[name]
             got = self._passed(cls, idx, f"@{name} (set from {cls}.new argument")
-            if _NO_CALLER not in got[1]:
+            if keep or _NO_CALLER not in got[1]:
                 return got
         return None
 
@@ -366,6 +369,7 @@ class _File:
         ) == node
         chain = _chain(node)
         if not chain or len(chain) < 2:
+            self.note_arguments(node, chain)
             return
         sdk = table()
         route: tuple[str, str] | None = None
@@ -382,7 +386,8 @@ class _File:
                 "resource", f"{cls}.{chain[-1]}"
             )
             client = self.module_account
-        elif len(chain) >= 3 and root is not None and (client := self.client_of(root)):
+        elif len(chain) >= 3 and root is not None and (
+                client := self.client_of(root, sdk_chain=chain[1] == "v1")):
             rest = chain[1:]
             route = sdk.get("service", ".".join(rest)) or sdk.get(
                 "service", "v1." + ".".join(rest)

@@ -1,0 +1,253 @@
+"""Issue 25: value flow in PHP, Ruby and Go. Each rule has fixtures of our own in at least two
+languages, each with a control that shows the test can fail. Error classes (docs/scan.md):
+1 clients not followed, 2 own traffic counted as the app's, 3 wrong account."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from permgate.scan import scan
+
+GO_HEAD = ('package main\n\nimport (\n\t"os"\n\n\tstripe "github.com/stripe/stripe-go/v82"\n'
+           '\t"github.com/stripe/stripe-go/v82/client"\n'
+           '\t"github.com/stripe/stripe-go/v82/payout"\n)\n\n'
+           'var _ = os.Getenv\nvar _ = client.New\n\n')
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for name, body in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(body)
+    return root
+
+
+def _needed(root: Path) -> set[str]:
+    return set(scan(root, progress=False).needed)
+
+
+def _fill(files: dict[str, str], **subst: str) -> dict[str, str]:
+    out = {}
+    for name, body in files.items():
+        for k, v in subst.items():
+            body = body.replace("{" + k + "}", v)
+        out[name] = body
+    return out
+
+
+def _run(tmp_path: Path, name: str, files: dict[str, str], **subst: str) -> set[str]:
+    return _needed(_tree(tmp_path / name, _fill(files, **subst)))
+
+
+# --- class 3 (wrong account) and 2 (own traffic): options built by assignment --------------
+# `$opts['stripe_account'] = $id` / `opts[:stripe_account] = id` / `p.Params.StripeAccount`
+# then the call: the call's account is in the variable, not in the call's text.
+
+OPTIONS = {
+    "php": {"pay.php": "<?php\n\\Stripe\\Stripe::setApiKey(getenv('STRIPE_SECRET_KEY'));\n"
+                       "function pay($seller, $p) {\n  $opts = [];\n"
+                       "  if ($seller) { $opts['stripe_account'] = {v}; }\n"
+                       "  $p['expand'][] = 'customer';\n"
+                       "  return \\Stripe\\Charge::create($p, $opts);\n}\n"},
+    "php-merge": {"pay.php": "<?php\n$stripe = new \\Stripe\\StripeClient(getenv('SK'));\n"
+                             "function pay($stripe, $seller) {\n"
+                             "  $opts = array_merge(['idempotency_key' => 'x'], "
+                             "['stripe_account' => {v}]);\n"
+                             "  return $stripe->charges->create(['amount' => 1], $opts);\n}\n"},
+    "ruby": {"pay.rb": "Stripe.api_key = ENV['STRIPE_SECRET_KEY']\n"
+                       "def pay(seller)\n  opts = {}\n  opts[:stripe_account] = {v}\n"
+                       "  Stripe::Charge.create({amount: 1}, opts)\nend\n"},
+    "ruby-literal": {"pay.rb": "Stripe.api_key = ENV['STRIPE_SECRET_KEY']\n"
+                               "def pay(seller)\n  opts = { stripe_account: {v} }\n"
+                               "  Stripe::Charge.create({amount: 1}, opts)\nend\n"},
+    "go": {"pay.go": GO_HEAD + "func pay(seller Seller) {\n"
+                                 '\tstripe.Key = os.Getenv("STRIPE_SECRET_KEY")\n'
+                                 "\tp := &stripe.PayoutParams{Amount: stripe.Int64(1), "
+                                 "Params: stripe.Params{StripeAccount: {v}}}\n"
+                                 "\tpayout.New(p)\n}\n"},
+    "go-assigned": {"pay.go": GO_HEAD + "func pay(seller Seller) {\n"
+                                          '\tstripe.Key = os.Getenv("STRIPE_SECRET_KEY")\n'
+                                          "\tp := &stripe.PayoutParams{}\n"
+                                          "\tp.Params.StripeAccount = {v}\n"
+                                          "\tpayout.New(p)\n}\n"},
+}
+OPTION_VALUES = {  # (an install's account id, one fixed account of the operator)
+    "php": ("$seller->stripe_account_id", "getenv('PLATFORM_ACCOUNT')"),
+    "ruby": ("seller.stripe_account_id", "ENV['PLATFORM_ACCOUNT']"),
+    "go": ("stripe.String(seller.AccountID)", 'stripe.String("acct_1Fixed")'),
+}
+OPTION_NEEDS = {"php": {"charge_write"}, "ruby": {"charge_write"}, "go": {"payout_write"}}
+
+
+@pytest.mark.parametrize("case", sorted(OPTIONS))
+def test_options_built_by_assignment_name_the_account(tmp_path: Path, case: str) -> None:
+    lang = case.split("-")[0]
+    install, fixed = OPTION_VALUES[lang]
+    assert _run(tmp_path, "install", OPTIONS[case], v=install) == OPTION_NEEDS[lang]
+    # control: the same code with one fixed account of the operator needs nothing
+    assert _run(tmp_path, "fixed", OPTIONS[case], v=fixed) == set()
+
+
+def test_php_expand_appended_by_assignment(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {"a.php": "<?php\nfunction a($acct) {\n  $p = ['limit' => 3];\n"
+                                     "  $p['expand'][] = 'data.customer';\n"
+                                     "  return \\Stripe\\Charge::all($p, ['stripe_account' => "
+                                     "$acct]);\n}\n"})
+    (call,) = scan(root, progress=False).calls
+    assert call.call.expand == ("data.customer",)
+    assert set(scan(root, progress=False).needed) == {"charge_read", "customer_read"}
+
+
+def test_php_variables_are_local_to_their_function(tmp_path: Path) -> None:
+    # `$opts` of another function says nothing of this one's (a parameter here)
+    root = _tree(tmp_path, {"a.php": "<?php\nfunction a() { $opts = ['stripe_account' => "
+                                     "'acct_1Fixed']; }\n"
+                                     "function b($opts) { return \\Stripe\\Balance::retrieve("
+                                     "$opts); }\n"})
+    (call,) = scan(root, progress=False).calls
+    assert call.call.account == "unknown"
+
+
+# --- class 1 (clients not followed): methods of an object a call returned ------------------
+
+INSTANCE = {
+    "php": {"r.php": "<?php\nfunction r($id, $seller) {\n"
+                     "  $c = \\Stripe\\Charge::retrieve($id, {opts});\n"
+                     "  $c->description = 'x';\n  $c->save();\n"
+                     "  \\Stripe\\Subscription::retrieve('sub_1', {opts})->cancel();\n}\n"},
+    "ruby": {"r.rb": "def r(id, seller)\n  c = Stripe::Charge.retrieve(id, {opts})\n"
+                     "  c.description = 'x'\n  c.save\n"
+                     "  Stripe::Subscription.retrieve('sub_1', {opts}).cancel\nend\n"},
+}
+INSTANCE_OPTS = {
+    "php": ("['stripe_account' => $seller->account_id]", "['api_key' => getenv('SK')]"),
+    "ruby": ("{ stripe_account: seller.account_id }", "{ api_key: ENV['SK'] }"),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(INSTANCE))
+def test_methods_of_a_returned_object_act_on_its_account(tmp_path: Path, lang: str) -> None:
+    install, own = INSTANCE_OPTS[lang]
+    assert _run(tmp_path, "install", INSTANCE[lang], opts=install) == {
+        "charge_write", "subscription_write"}
+    root = _tree(tmp_path / "own", _fill(INSTANCE[lang], opts=own))
+    v = scan(root, progress=False)
+    assert set(v.needed) == set()  # control: the operator's own objects
+    assert {c.call.method for c in v.calls} == {"GET", "POST", "DELETE"}  # still read
+
+
+# --- class 1 and 3: clients and keys through parameters, fields and factories, across files -
+
+PARAMS = {
+    "php": {"lib/sync.php": "<?php\nfunction sync_customers($stripe) {\n"
+                            "  return $stripe->customers->all(['limit' => 3]);\n}\n",
+            "web/run.php": "<?php\nfunction run($shop) {\n"
+                           "  sync_customers(new \\Stripe\\StripeClient({key}));\n}\n"},
+    "php-key": {"lib/pay.php": "<?php\nfunction pay($key) {\n"
+                               "  return \\Stripe\\Charge::create(['amount' => 1], "
+                               "['api_key' => $key]);\n}\n",
+                "web/run.php": "<?php\nfunction run($shop) { pay({key}); }\n"},
+    "php-field": {"lib/Billing.php": "<?php\nclass Billing {\n"
+                                     "  public function __construct($client) { "
+                                     "$this->client = $client; }\n"
+                                     "  public function run() { return "
+                                     "$this->client->invoices->all(); }\n}\n",
+                  "web/run.php": "<?php\n$b = new Billing(new \\Stripe\\StripeClient({key}));"
+                                 "\n"},
+    "ruby": {"lib/sync.rb": "def sync_customers(client)\n  client.v1.customers.list\nend\n",
+             "app/run.rb": "def run(shop)\n"
+                           "  sync_customers(Stripe::StripeClient.new({key}))\nend\n"},
+    "ruby-key": {"lib/pay.rb": "def pay(key)\n  Stripe::Charge.create({amount: 1}, key)\nend\n",
+                 "app/run.rb": "def run(shop)\n  pay({key})\nend\n"},
+    "ruby-field": {"lib/billing.rb": "class Billing\n  def initialize(client)\n"
+                                     "    @client = client\n  end\n\n  def run\n"
+                                     "    @client.v1.invoices.list\n  end\nend\n",
+                   "app/run.rb": "def run(shop)\n"
+                                 "  Billing.new(Stripe::StripeClient.new({key})).run\nend\n"},
+    "go": {"sync.go": GO_HEAD + "func syncCustomers(sc *client.API) {\n"
+                                "\tsc.Customers.List(nil)\n}\n",
+           "run.go": GO_HEAD + "func run(shop Shop) {\n"
+                               "\tsyncCustomers(client.New({key}, nil))\n}\n"},
+    "go-key": {"pay.go": GO_HEAD + "func pay(key string) {\n\tsc := client.New(key, nil)\n"
+                                   "\tsc.Charges.New(nil)\n}\n",
+               "run.go": GO_HEAD + "func run(shop Shop) {\n\tpay({key})\n}\n"},
+    "go-field": {"billing.go": GO_HEAD + "type Billing struct {\n\tsc *client.API\n}\n\n"
+                                         "func (b *Billing) run() {\n"
+                                         "\tb.sc.Invoices.List(nil)\n}\n",
+                 "run.go": GO_HEAD + "func run(shop Shop) {\n"
+                                     "\tb := &Billing{sc: client.New({key}, nil)}\n"
+                                     "\tb.run()\n}\n"},
+}
+PARAM_KEYS = {  # (an install's OAuth access token, the developer's own key)
+    "php": ("$shop->stripe_access_token", "getenv('STRIPE_SECRET_KEY')"),
+    "ruby": ("shop.stripe_access_token", "ENV['STRIPE_SECRET_KEY']"),
+    "go": ("shop.StripeAccessToken", 'os.Getenv("STRIPE_SECRET_KEY")'),
+}
+PARAM_NEEDS = {"": {"customer_read"}, "key": {"charge_write"}, "field": {"invoice_read"}}
+
+
+@pytest.mark.parametrize("case", sorted(PARAMS))
+def test_clients_and_keys_passed_to_other_files_take_the_callers_account(
+    tmp_path: Path, case: str
+) -> None:
+    lang, _, kind = case.partition("-")
+    install, own = PARAM_KEYS[lang]
+    assert _run(tmp_path, "install", PARAMS[case], key=install) == PARAM_NEEDS[kind]
+    # control: the same callee, called with the developer's own key, needs nothing
+    root = _tree(tmp_path / "own", _fill(PARAMS[case], key=own))
+    v = scan(root, progress=False)
+    assert set(v.needed) == set()
+    assert {c.call.account for c in v.calls} == {"own"}, [c.call.reason for c in v.calls]
+
+
+# A client parameter no call site passes a known client to: its grants are unverified, never
+# unused (a reviewer deletes what is called unused).
+ORPHAN = {
+    "php": {"sync.php": "<?php\nfunction sync_customers($stripe) {\n"
+                        "  return $stripe->customers->all();\n}\n"},
+    "ruby": {"sync.rb": "def sync_customers(stripe)\n  stripe.v1.customers.list\nend\n"},
+    "go": {"sync.go": GO_HEAD + "func syncCustomers(sc *client.API) {\n"
+                                "\tsc.Customers.List(nil)\n}\n"},
+}
+MANIFEST = ('{"id": "com.example.app", "version": "1.0.0", "name": "x", "permissions": ['
+            '{"permission": "customer_read", "purpose": "sync"}]}')
+
+
+@pytest.mark.parametrize("lang", sorted(ORPHAN))
+def test_a_client_parameter_of_unknown_origin_is_unverified_not_unused(
+    tmp_path: Path, lang: str
+) -> None:
+    root = _tree(tmp_path, {**ORPHAN[lang], "stripe-app.json": MANIFEST})
+    v = scan(root, ["customer_read"], str(root / "stripe-app.json"), progress=False)
+    assert v.unused == [] and [u.permission for u in v.unverified] == ["customer_read"]
+    # control: with no call at all the grant is unused (the check above can fail)
+    (root / next(iter(ORPHAN[lang]))).write_text("<?php\n" if lang == "php" else (
+        "x = 1\n" if lang == "ruby" else "package main\n"))
+    v = scan(root, ["customer_read"], str(root / "stripe-app.json"), progress=False)
+    assert [u.permission for u in v.unused] == ["customer_read"]
+
+
+# --- class 1: a client returned by a project method (a factory), by name -------------------
+
+FACTORY = {
+    "php": {"app/Services/Pay.php": "<?php\nclass Pay {\n"
+                                    "  public function __construct() { $this->client = "
+                                    "new \\Stripe\\StripeClient(getenv('SK')); }\n"
+                                    "  public function getClient() { return $this->client; }\n"
+                                    "}\n",
+            "app/Models/Booking.php": "<?php\nclass Booking {\n"
+                                      "  public function checkout($seller) {\n"
+                                      "    $options = [];\n{opts}"
+                                      "    return Pay::getClient()->checkout->sessions->create("
+                                      "['mode' => 'payment'], $options);\n  }\n}\n"},
+}
+
+
+def test_php_client_returned_by_a_project_method(tmp_path: Path) -> None:
+    with_opts = "    $options['stripe_account'] = $seller->stripe_account_id;\n"
+    assert _run(tmp_path, "connected", FACTORY["php"], opts=with_opts) == {
+        "checkout_session_write"}
+    root = _tree(tmp_path / "own", _fill(FACTORY["php"], opts=""))
+    (call,) = scan(root, progress=False).calls
+    assert call.call.account == "own" and "returned by getClient()" in call.call.reason
