@@ -251,3 +251,32 @@ def test_php_client_returned_by_a_project_method(tmp_path: Path) -> None:
     root = _tree(tmp_path / "own", _fill(FACTORY["php"], opts=""))
     (call,) = scan(root, progress=False).calls
     assert call.call.account == "own" and "returned by getClient()" in call.call.reason
+
+
+# --- class 1: OAuth client libraries that call the API with the access token they hold -------
+
+OAUTH = {
+    "php": {"connect.php": "<?php\n$provider = new \\League\\OAuth2\\Client\\Provider\\"
+                           "GenericProvider([\n  'clientId' => getenv('CLIENT_ID'),\n"
+                           "  'urlAuthorize' => 'https://connect.stripe.com/oauth/authorize',\n"
+                           "  'urlAccessToken' => 'https://connect.stripe.com/oauth/token',\n"
+                           "  'urlResourceOwnerDetails' => '{url}',\n]);\n"
+                           "$token = $provider->getAccessToken('authorization_code', "
+                           "['code' => $_GET['code']]);\n"
+                           "$id = $provider->getResourceOwner($token)->getId();\n"},
+    "ruby": {"connect.rb": "def callback(code)\n"
+                           "  client = OAuth2::Client.new(ENV['CLIENT_ID'], ENV['SECRET'], "
+                           "site: 'https://connect.stripe.com')\n"
+                           "  token = client.auth_code.get_token(code)\n"
+                           "  token.get('{url}')\nend\n"},
+}
+
+
+@pytest.mark.parametrize("lang", sorted(OAUTH))
+def test_an_oauth_client_reading_the_api_with_its_token_is_the_installing_account(
+    tmp_path: Path, lang: str
+) -> None:
+    assert _run(tmp_path, "api", OAUTH[lang], url="https://api.stripe.com/v1/account") == {
+        "connected_account_read"}
+    # control: the same library reading another host sends nothing to the API
+    assert _run(tmp_path, "other", OAUTH[lang], url="https://example.com/v1/account") == set()

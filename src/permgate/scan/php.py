@@ -223,12 +223,19 @@ class _File:
                                "file")
         self.scoped_module: dict[_Key, Client] = {}
         builds: list[tuple[ts.Node, ts.Node]] = []
+        providers: list[tuple[ts.Node, ts.Node]] = []
+        # OAuth client libraries whose resource owner is read from the API host
+        # (`new GenericProvider(['urlResourceOwnerDetails' => 'https://api.stripe.com/v1/account'])`):
+        # variable (scope, name) or `$this->field` -> (path, where it is configured)
+        self.owners: dict[tuple[_Key, str], tuple[str, str]] = {}
         for a in caps.get("assign", []):
             left, right = a.child_by_field_name("left"), a.child_by_field_name("right")
             if left is None or right is None:
                 continue
             if right.type == "object_creation_expression" and _is_stripe_client(right):
                 builds.append((left, right))
+            elif right.type == "object_creation_expression":
+                providers.append((left, right))
             elif left.type == "variable_name":
                 self.assigned.setdefault((_scope(a), _name(left)), []).append(right)
             elif left.type == "subscript_expression":
@@ -241,6 +248,8 @@ class _File:
                 for i, p in enumerate(_params(fn)):
                     if p.type == "property_promotion_parameter":
                         self.field_params.setdefault(_param_name(p), (_class_of(fn), i))
+        for left, right in providers:
+            self._provider(left, right)
         for left, right in builds:
             client = self._client_account(right)
             if left.type == "variable_name":
@@ -280,6 +289,47 @@ class _File:
                 # a function that sets the key itself uses its own (the last it sets)
                 self.scoped_module[_fn_scope(call)] = self.module
         self.out.partial = deep
+
+    def _provider(self, left: ts.Node, construct: ts.Node) -> None:
+        args = self._args(construct)
+        opts = self.array(args[0]) if args else None
+        url = (opts or {}).get("urlResourceOwnerDetails")
+        pieces = self.pieces(url) if url is not None else []
+        target = raw_target(pieces, require_host=True) if pieces else None
+        if target is None:
+            return
+        where = f"{self.ctx.file}:{construct.start_point[0] + 1}"
+        if left.type == "variable_name":
+            self.owners[(_scope(left), _name(left))] = (target.path, where)
+        elif left.type == "member_access_expression":
+            self.owners[(_TOP, "->" + _name(left.child_by_field_name("name")))] = (
+                target.path, where)
+
+    def resource_owner(self, node: ts.Node) -> bool:
+        """`$provider->getResourceOwner($accessToken)`: the OAuth client library requests its
+        resource-owner URL with the access token it was given, the installing account's."""
+        if _name(node.child_by_field_name("name")) != "getResourceOwner":
+            return False
+        obj = node.child_by_field_name("object")
+        if obj is None:
+            return False
+        if obj.type == "variable_name":
+            found = self._lookup(self.owners, _name(obj), obj)
+        elif obj.type == "member_access_expression":
+            found = self.owners.get((_TOP, "->" + _name(obj.child_by_field_name("name"))))
+        else:
+            found = None
+        if found is None:
+            return False
+        path, where = found
+        acc: Account = "installing"
+        why = (f"an OAuth client (configured at {where}) reads its resource owner with the "
+               "OAuth access token: the installing account")
+        if self.ctx.ui_extension:
+            why = "a UI extension"
+        self.out.calls.append(Call(*self.where(node), f"{text(obj)}->getResourceOwner", "GET",
+                                   path, (), acc, (), why))
+        return True
 
     def _sub(self, assign: ts.Node, left: ts.Node, right: ts.Node) -> None:
         """`$opts['stripe_account'] = $id;`, `$p['expand'][] = 'x';`: an options array built
@@ -572,7 +622,7 @@ class _File:
     def call(self, node: ts.Node) -> None:
         if node.type == "member_call_expression":
             chain = _chain(node)
-            if self.instance_call(node):
+            if self.instance_call(node) or self.resource_owner(node):
                 return
             if chain and self.service_call(node, chain):
                 return

@@ -17,7 +17,14 @@ from functools import cache
 import tree_sitter as ts
 import tree_sitter_ruby as ts_ruby
 
-from permgate.scan.common import Context, Project, fixed_account, key_account_why
+from permgate.scan.common import (
+    Context,
+    Piece,
+    Project,
+    fixed_account,
+    key_account_why,
+    raw_target,
+)
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope, Unresolved
 from permgate.scan.sdk import route_classes, table
 from permgate.scan.tsutil import event_uses, query_captures, text
@@ -205,11 +212,67 @@ class _File:
                         text(k).strip(":'\"")] = value
         for name, value in builds:
             self.clients[text(name).lstrip("@")] = self.client_account(value)
+        # the oauth2 gem: `OAuth2::Client.new(id, secret, site: ...)`, and the access tokens
+        # it gives (`client.auth_code.get_token(code)`, `OAuth2::AccessToken.new(client, t)`),
+        # by (scope, name) -> the client's site ("" when not known)
+        self.oauth_sites: dict[tuple[_Key, str], str] = {}
+        self.tokens: dict[tuple[_Key, str], str] = {}
+        for assign in caps.get("assign", []):
+            self._oauth(assign)
         for assign in key_assigns:
             acc, why = self.key(assign.child_by_field_name("right"))  # type: ignore[arg-type]
             row = assign.start_point[0] + 1
             self.module_account = (acc, f"Stripe.api_key set at {ctx.file}:{row} to {why}")
         self.out.partial = deep
+
+    def _oauth(self, assign: ts.Node) -> None:
+        left, value = assign.child_by_field_name("left"), assign.child_by_field_name("right")
+        if left is None or value is None or value.type != "call" or left.type not in (
+                "identifier", "instance_variable"):
+            return
+        chain = _chain(value) or []
+        key = (_scope(left), text(left))
+        args = value.child_by_field_name("arguments")
+        if chain == ["OAuth2", "Client", "new"]:
+            site = _hash_keys(args).get("site") if args is not None else None
+            self.oauth_sites[key] = (_literal(site) or "") if site is not None else ""
+        elif chain[-2:] == ["auth_code", "get_token"] and len(chain) == 3:
+            self.tokens[key] = self.oauth_sites.get((_scope(value), chain[0]), "")
+        elif chain[:2] == ["OAuth2", "AccessToken"] and chain[-1] in ("new", "from_hash"):
+            first = args.named_children[0] if args is not None and args.named_child_count \
+                else None
+            self.tokens[key] = self.oauth_sites.get((_scope(value), text(first)), "") if (
+                first is not None) else ""
+
+    def oauth_call(self, node: ts.Node, chain: list[str]) -> bool:
+        """`token.get('https://api.stripe.com/v1/account')`: a request an OAuth client
+        library sends with the access token it holds, the installing account's."""
+        receiver = node.child_by_field_name("receiver")
+        verb = chain[-1]
+        if receiver is None or verb not in ("get", "post", "put", "patch", "delete", "request"):
+            return False
+        site = self.tokens.get((_scope(receiver), text(receiver)))
+        if site is None:
+            return False
+        args = self.positional(node.child_by_field_name("arguments"))
+        if verb == "request":
+            if len(args) < 2:
+                return False
+            verb, args = text(args[0]).lstrip(":").strip("'\""), args[1:]
+        url = _pieces(args[0]) if args else []
+        if url and url[0] is not None and url[0].startswith("/"):
+            url = [site.rstrip("/") + url[0], *url[1:]]
+        target = raw_target(url, require_host=True) if url else None
+        if target is None:
+            return False
+        why = ("an OAuth client's access token (the oauth2 gem) sends it: the installing "
+               "account")
+        row, col = node.start_point
+        self.out.calls.append(Call(
+            self.ctx.file, row + 1, col + 1, ".".join(chain), verb.upper(), target.path,
+            target.expand, "installing", (), "a UI extension" if self.ctx.ui_extension else why,
+        ))
+        return True
 
     def _field_param(self, assign: ts.Node, field: str, value: str) -> None:
         m = _method(assign)
@@ -396,7 +459,7 @@ class _File:
                 return
             cls = route_classes().get(route) if route is not None else None
         else:
-            if not self.instance_call(node, chain):
+            if not self.instance_call(node, chain) and not self.oauth_call(node, chain):
                 self.note_arguments(node, chain)
             return
         row, col = node.start_point
@@ -482,6 +545,21 @@ class _File:
             self.ctx.file, row + 1, col + 1, label, route[0], route[1], expand, account, notes,
             why,
         ))
+
+
+def _pieces(node: ts.Node) -> list[Piece]:
+    """A string's text, an interpolation as None (`"#{base}/v1/x"` -> [None, '/v1/x'])."""
+    if node.type != "string":
+        return [None]
+    out: list[Piece] = []
+    for c in node.named_children:
+        out.append(text(c) if c.type == "string_content" else None)
+    return out or [""]
+
+
+def _literal(node: ts.Node) -> str | None:
+    ps = _pieces(node)
+    return None if None in ps else "".join(p or "" for p in ps)
 
 
 def _root(node: ts.Node) -> ts.Node | None:
