@@ -28,7 +28,8 @@ _INSTALL_KEY = re.compile(
 )
 _OWN_KEY = re.compile(
     r"process\.env|import\.meta\.env|os\.environ|getenv|ENV\[|\bsk_(test|live)_|secret_?key|"
-    r"api_?key|STRIPE_",
+    r"api_?key|STRIPE_|"
+    r"^(?:\\?\w+::)?(?:env|config)\(",  # the configuration helpers (Laravel `env()`, `config()`)
     re.I,
 )
 _EVENT_LITERAL = re.compile(r"""["'`]([a-z][a-z0-9_]*(?:\.[a-z0-9_]+){1,4})["'`]""")
