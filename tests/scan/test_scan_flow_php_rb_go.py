@@ -280,3 +280,79 @@ def test_an_oauth_client_reading_the_api_with_its_token_is_the_installing_accoun
         "connected_account_read"}
     # control: the same library reading another host sends nothing to the API
     assert _run(tmp_path, "other", OAUTH[lang], url="https://example.com/v1/account") == set()
+
+
+# --- class 2 and 3: the SDK's global key set in another file of the project -----------------
+
+GLOBAL_KEY = {
+    "php": {"bootstrap.php": "<?php\n\\Stripe\\Stripe::setApiKey({key});\n",
+            "charge.php": "<?php\nfunction c() {\n"
+                          "  return \\Stripe\\Charge::create(['amount' => 1]);\n}\n"},
+    "ruby": {"config/initializers/stripe.rb": "Stripe.api_key = {key}\n",
+             "app/charge.rb": "def c\n  Stripe::Charge.create({amount: 1})\nend\n"},
+}
+GLOBAL_KEYS = {
+    "php": ("$merchant->stripe_access_token", "getenv('STRIPE_SECRET_KEY')"),
+    "ruby": ("merchant.stripe_access_token", "ENV['STRIPE_SECRET_KEY']"),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(GLOBAL_KEY))
+def test_the_sdk_key_set_in_another_file_holds_for_static_calls(tmp_path: Path, lang: str) -> None:
+    install, own = GLOBAL_KEYS[lang]
+    assert _run(tmp_path, "install", GLOBAL_KEY[lang], key=install) == {"charge_write"}
+    root = _tree(tmp_path / "own", _fill(GLOBAL_KEY[lang], key=own))
+    (call,) = scan(root, progress=False).calls
+    assert call.call.account == "own"  # control: the developer's own key, named as such
+
+
+# --- class 2: configuration helpers hold the developer's own key ---------------------------
+
+CONFIG_KEY = {
+    "php": ("pay.php", "<?php\nfunction p() {\n  $s = new \\Stripe\\StripeClient({key});\n"
+                       "  return $s->charges->create(['amount' => 1]);\n}\n",
+            "config('services.stripe.secret')", "$shop->stripe_secret"),
+    "python": ("pay.py", "import stripe\nfrom decouple import config\n\n\ndef p(shop):\n"
+                         "    client = stripe.StripeClient({key})\n"
+                         "    return client.charges.create(params={'amount': 1})\n",
+               "config('STRIPE_SECRET')", "shop.stripe_secret"),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(CONFIG_KEY))
+def test_a_key_from_a_configuration_helper_is_the_developers_own(tmp_path: Path, lang: str) -> None:
+    name, body, config, record = CONFIG_KEY[lang]
+    (call,) = scan(_tree(tmp_path / "c", {name: body.replace("{key}", config)}),
+                   progress=False).calls
+    assert call.call.account == "own", call.call.reason
+    # control: a key read from a data record is not
+    (call,) = scan(_tree(tmp_path / "r", {name: body.replace("{key}", record)}),
+                   progress=False).calls
+    assert call.call.account != "own"
+
+
+# --- not a request: methods that build an object locally ---------------------------------
+
+LOCAL = {
+    "php": ("hook.php", "<?php\n$e = \\Stripe\\Event::constructFrom(json_decode($body, true));\n"
+                        "\\Stripe\\Charge::frobnicate();\n"),
+    "ruby": ("hook.rb", "e = Stripe::Event.construct_from(JSON.parse(body))\n"
+                        "Stripe::Charge.frobnicate\n"),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(LOCAL))
+def test_building_an_object_locally_is_not_unresolved_traffic(tmp_path: Path, lang: str) -> None:
+    name, body = LOCAL[lang]
+    v = scan(_tree(tmp_path, {name: body}), progress=False)
+    # only the unknown method is unresolved (the control: an unknown name still is)
+    assert [u.call.rsplit(":", 1)[-1].rsplit(".", 1)[-1] for u in v.findings.unresolved] == [
+        "frobnicate"]
+
+
+def test_ruby_update_methods_of_nested_resources(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {"a.rb": "def a(acct)\n  Stripe::Account.update_capability(acct, "
+                                     "'card_payments', {requested: true})\nend\n"})
+    (call,) = scan(root, progress=False).calls
+    assert (call.call.method, call.call.path) == (
+        "POST", "/v1/accounts/{account}/capabilities/{capability}")

@@ -49,6 +49,8 @@ _WP = {"wp_remote_get": "GET", "wp_remote_post": "POST", "wp_remote_request": No
        "wp_safe_remote_get": "GET", "wp_safe_remote_post": "POST",
        "wp_safe_remote_request": None}
 _STATIC = {"all": "list", "update": "modify"}
+# static methods of stripe-php's resources that build an object locally, without a request
+_LOCAL = frozenset({"constructFrom", "baseUrl", "classUrl", "resourceUrl"})
 _MERGE = frozenset({"array_merge", "array_replace", "array_merge_recursive"})
 
 
@@ -219,8 +221,12 @@ class _File:
         self.aliases: dict[str, str] = {}
         for u in caps.get("use", []):
             self._use(u)
-        self.module: Client = ("unknown", "\\Stripe\\Stripe::setApiKey is not called in this "
-                               "file")
+        # the SDK's global key: this file's own setting wins, else the project's (set in a
+        # bootstrap file), as `stripe.api_key` in Python and `Stripe.api_key` in Ruby
+        project_key = ctx.project.module_key if ctx.project is not None else None
+        self.module: Client = project_key or (
+            "unknown", "\\Stripe\\Stripe::setApiKey is not called in the project")
+        self.key_set: Client | None = None  # what this file sets it to (all settings agree)
         self.scoped_module: dict[_Key, Client] = {}
         builds: list[tuple[ts.Node, ts.Node]] = []
         providers: list[tuple[ts.Node, ts.Node]] = []
@@ -286,6 +292,9 @@ class _File:
                 acc, why = self.key(args[0] if args else None)
                 row = call.start_point[0] + 1
                 self.module = (acc, f"setApiKey at {ctx.file}:{row} with {why}")
+                self.key_set = self.module if self.key_set is None or (
+                    self.key_set[0] == acc) else ("unknown", "setApiKey is called with keys of "
+                                                  f"different accounts in {ctx.file}")
                 # a function that sets the key itself uses its own (the last it sets)
                 self.scoped_module[_fn_scope(call)] = self.module
         self.out.partial = deep
@@ -734,6 +743,8 @@ class _File:
             if head in self.aliases:
                 scope = self.aliases[head] + ("\\" + tail if tail else "")
         method = _name(node.child_by_field_name("name"))
+        if method in _LOCAL:
+            return True
         parts = scope.split("\\")
         if not parts or parts[0] != "Stripe" or len(parts) < 2:
             return False
@@ -849,7 +860,10 @@ def extract_and_index(ctx: Context, source: bytes) -> tuple[FileFindings, Projec
     """The file's calls, and what it passes to the project's functions (value flow)."""
     f = _File(ctx, source)
     found = f.run()
-    if not f.param_facts and not f.wanted and not f.factories:
+    if f.key_set is None:
+        found.imports.add("<module key>")  # read again when the project's key is learnt
+    if not f.param_facts and not f.wanted and not f.factories and f.key_set is None:
         return found, None
     return found, Project(params=dict(f.param_facts), wanted=set(f.wanted),
-                          factories={"php:" + k: v for k, v in f.factories.items()})
+                          factories={"php:" + k: v for k, v in f.factories.items()},
+                          module_key=f.key_set)

@@ -38,6 +38,8 @@ _QUERY = """
 Client = tuple[Account, str]
 # stripe-ruby names a few class methods differently from stripe-python.
 _METHOD_ALIASES = {"update": "modify", "all": "list"}
+# class methods that build an object locally, without a request (`Stripe::Event.construct_from`)
+_LOCAL = frozenset({"construct_from", "resource_url", "object_name"})
 # instance methods of a returned object whose row has another name (`charge.save`)
 _INSTANCE = {"save": "modify", "refresh": "retrieve"}
 _Key = tuple[int, int]  # a method's byte span; (0, 0) for the file (and instance variables)
@@ -443,7 +445,9 @@ class _File:
             ns = [_snake(c) for c in chain[1:-2]]
             cls = ".".join([*ns, chain[-2]])
             method = _METHOD_ALIASES.get(chain[-1], chain[-1])
-            if cls not in sdk.resource_classes:
+            if method.startswith("update_"):  # `Account.update_capability`: modify_capability
+                method = "modify_" + method.removeprefix("update_")
+            if cls not in sdk.resource_classes or method in _LOCAL:
                 return
             route = sdk.get("resource", f"{cls}.{method}") or sdk.get(
                 "resource", f"{cls}.{chain[-1]}"
