@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any, Literal
 
@@ -33,7 +33,7 @@ class SdkTable:
     def get(self, kind: Kind, call: str) -> Route | None:
         return self.rows[kind].get(call)
 
-    @property
+    @cached_property  # asked once per SDK call: computed once
     def resource_classes(self) -> frozenset[str]:
         """`Customer`, `checkout.Session`, ... (Python resource classes)."""
         return frozenset(c.rsplit(".", 1)[0] for c in self.rows["resource"])
