@@ -21,7 +21,7 @@ import tree_sitter_go as ts_go
 from permgate.scan.common import Context, Project, fixed_account, key_account_why
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope
 from permgate.scan.sdk import Route, table
-from permgate.scan.tsutil import event_uses, query_captures, text
+from permgate.scan.tsutil import Enclosing, event_uses, query_captures, text
 
 _QUERY = """
 (call_expression) @call
@@ -32,12 +32,11 @@ _QUERY = """
 (assignment_statement) @bind
 (var_spec) @bind
 (composite_literal) @lit
+(func_literal) @closure
 """
 Client = tuple[Account, str]
 _Key = tuple[int, int]  # a function's byte span; (0, 0) for the file
 _TOP: _Key = (0, 0)
-_FUNCS = frozenset({"function_declaration", "method_declaration", "func_literal"})
-_MAX_UP = 400
 _NO_CALLER = "no call site the scan can see passes a known client or key"
 _IMPORT = re.compile(r'"github\.com/stripe/stripe-go(?:/v\d+)?/([a-z0-9_/]+)"')
 # stripe-go's verbs for the CRUD methods the other SDKs spell out.
@@ -72,31 +71,6 @@ def _string(node: ts.Node) -> str | None:
     if node.type in ("interpreted_string_literal", "raw_string_literal"):
         return text(node)[1:-1]
     return None
-
-
-def _function(node: ts.Node) -> ts.Node | None:
-    n = node.parent
-    for _ in range(_MAX_UP):
-        if n is None or n.type in ("function_declaration", "method_declaration"):
-            return n
-        n = n.parent
-    return None
-
-
-def _scope_chain(node: ts.Node) -> list[_Key]:
-    """The functions whose variables `node` sees, innermost first (closures see outward)."""
-    out: list[_Key] = []
-    n = node.parent
-    for _ in range(_MAX_UP):
-        if n is None:
-            break
-        if n.type in _FUNCS:
-            out.append((n.start_byte, n.end_byte))
-            if n.type != "func_literal":
-                break
-        n = n.parent
-    out.append(_TOP)
-    return out
 
 
 def _param_names(fn: ts.Node) -> list[str]:
@@ -166,6 +140,8 @@ class _File:
         self.out = FileFindings()
         self.tree = ts.Parser(_language()).parse(source)
         caps, deep = query_captures(_query(), self.tree, source)
+        # functions and closures, found without walking up the tree
+        self.enclosing = Enclosing([*caps.get("fn", []), *caps.get("closure", [])])
         self.calls = caps.get("call", [])
         self.packages: dict[str, str] = {}  # local package name -> resource class
         classes = _classes_by_package()
@@ -197,7 +173,7 @@ class _File:
             args = self._args(call)
             if var and args:
                 into = self.expands if field == "AddExpand" else self.accounts
-                into.setdefault((_scope_chain(call)[0], var), []).append(args[0])
+                into.setdefault((self.scopes_of(call)[0], var), []).append(args[0])
         m = _GLOBAL_KEY.search(source.decode("utf-8", "replace"))
         self.global_account: Client = ("unknown", "stripe.Key is not set in this file")
         # sc := client.New(key, nil) / stripe.NewClient(key): a client of that key's account
@@ -224,6 +200,22 @@ class _File:
         for lit in caps.get("lit", []):
             self._struct_fields(lit)
         self.out.partial = deep
+
+    def function(self, node: ts.Node) -> ts.Node | None:
+        """The named function or method around `node`."""
+        return next((n for n in self.enclosing.around(node.start_byte)
+                     if n.type != "func_literal"), None)
+
+    def scopes_of(self, node: ts.Node) -> list[_Key]:
+        """The functions whose variables `node` sees, innermost first (closures see
+        outward), then the file."""
+        out: list[_Key] = []
+        for n in self.enclosing.around(node.start_byte):
+            out.append((n.start_byte, n.end_byte))
+            if n.type != "func_literal":
+                break
+        out.append(_TOP)
+        return out
 
     @staticmethod
     def _var(node: ts.Node | None) -> str:
@@ -254,7 +246,7 @@ class _File:
         if not lefts or not rights:
             return
         target, value = lefts[0], rights[0]
-        scope = _scope_chain(bind)[0]
+        scope = self.scopes_of(bind)[0]
         # `p.StripeAccount = x`, `p.Params.StripeAccount = x`, `p.Expand = ...`
         if target.type == "selector_expression":
             field = text(target.child_by_field_name("field"))
@@ -310,7 +302,7 @@ class _File:
     def param_flow(self, node: ts.Node) -> Client | None:
         """A parameter's value from the project's call sites; a receiver's field
         (`s.sc`) from the struct literals that fill it. None: neither."""
-        fn = _function(node)
+        fn = self.function(node)
         if fn is None:
             return None
         if node.type == "identifier":
@@ -438,12 +430,15 @@ class _File:
         if inner.type == "composite_literal":
             lits.append(inner)
         elif inner.type == "identifier":
-            for sc in _scope_chain(node):
+            for sc in self.scopes_of(node):
                 k = (sc, text(inner))
-                lits += self.literals.get(k, [])
-                accounts += self.accounts.get(k, [])
-                expands += self.expands.get(k, [])
-        for lit in lits[:8]:
+                # the literal the variable holds at the call: the last assigned before it
+                before = [lit for lit in self.literals.get(k, [])[-64:]
+                          if lit.start_byte < node.start_byte]
+                lits += before[-1:]
+                accounts += self.accounts.get(k, [])[:16]
+                expands += self.expands.get(k, [])[:64]
+        for lit in lits:
             for field, v in _keyed(lit):
                 if field == "StripeAccount":
                     accounts.append(v)

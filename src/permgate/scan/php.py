@@ -29,7 +29,7 @@ from permgate.scan.common import (
 )
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope, Unresolved
 from permgate.scan.sdk import Route, route_classes, table
-from permgate.scan.tsutil import event_uses, query_captures, text
+from permgate.scan.tsutil import Enclosing, event_uses, query_captures, text
 
 Client = tuple[Account, str]
 _V = TypeVar("_V")
@@ -44,6 +44,8 @@ _QUERY = """
 (namespace_use_declaration) @use
 (object_creation_expression) @new
 (return_statement) @ret
+(anonymous_function) @inner
+(arrow_function) @inner
 """
 _WP = {"wp_remote_get": "GET", "wp_remote_post": "POST", "wp_remote_request": None,
        "wp_safe_remote_get": "GET", "wp_safe_remote_post": "POST",
@@ -123,42 +125,6 @@ def _span(node: ts.Node) -> _Key:
     return node.start_byte, node.end_byte
 
 
-def _scope_chain(node: ts.Node) -> list[_Key]:
-    """The scopes whose variables `node` sees, innermost first."""
-    out: list[_Key] = []
-    n = node.parent
-    for _ in range(_MAX_UP):
-        if n is None:
-            break
-        if n.type in _INNER_SCOPES:
-            out.append(_span(n))
-        elif n.type in _FN_SCOPES:
-            out.append(_span(n))
-            return out
-        n = n.parent
-    out.append(_TOP)
-    return out
-
-
-def _scope(node: ts.Node) -> _Key:
-    return _scope_chain(node)[0]
-
-
-def _function(node: ts.Node) -> ts.Node | None:
-    """The named function or method around `node`."""
-    n = node.parent
-    for _ in range(_MAX_UP):
-        if n is None or n.type in _FN_SCOPES:
-            return n
-        n = n.parent
-    return None
-
-
-def _fn_scope(node: ts.Node) -> _Key:
-    fn = _function(node)
-    return _TOP if fn is None else _span(fn)
-
-
 def _params(fn: ts.Node) -> list[ts.Node]:
     ps = fn.child_by_field_name("parameters")
     return [] if ps is None else [p for p in ps.named_children if p.type.endswith("parameter")]
@@ -195,8 +161,11 @@ class _File:
         self.source = source
         self.project = ctx.project or Project()
         self.out = FileFindings()
+        self._keys: dict[str, Client] = {}  # key_account_why by text (repeated arguments)
         self.tree = ts.Parser(_language()).parse(source)
         caps, deep = query_captures(_query(), self.tree, source)
+        # functions, methods and closures, to tell the scope of a variable without walking up
+        self.enclosing = Enclosing([*caps.get("fn", []), *caps.get("inner", [])])
         # post-order (inner calls first): `X::retrieve(...)->capture()` knows its object
         self.calls = sorted(caps.get("call", []), key=lambda n: (n.end_byte, -n.start_byte))
         self.news = caps.get("new", [])
@@ -243,7 +212,7 @@ class _File:
             elif right.type == "object_creation_expression":
                 providers.append((left, right))
             elif left.type == "variable_name":
-                self.assigned.setdefault((_scope(a), _name(left)), []).append(right)
+                self.assigned.setdefault((self.scope(a), _name(left)), []).append(right)
             elif left.type == "subscript_expression":
                 self._sub(a, left, right)
             elif left.type == "member_access_expression" and right.type == "variable_name" \
@@ -259,7 +228,7 @@ class _File:
         for left, right in builds:
             client = self._client_account(right)
             if left.type == "variable_name":
-                k = (_scope(left), _name(left))
+                k = (self.scope(left), _name(left))
                 old = self.var_clients.get(k)
                 self.var_clients[k] = client if old is None or old[0] == client[0] else (
                     "unknown", f"{text(left)} is bound to clients of different accounts")
@@ -272,7 +241,7 @@ class _File:
         # `return new StripeClient(...)`), by name
         self.factories: dict[str, Client] = {}
         for ret in caps.get("ret", []):
-            func = _function(ret)
+            func = self.function(ret)
             got = self.client_of(ret.named_children[0]) if func is not None and (
                 ret.named_child_count) else None
             if func is None or got is None:
@@ -296,7 +265,7 @@ class _File:
                     self.key_set[0] == acc) else ("unknown", "setApiKey is called with keys of "
                                                   f"different accounts in {ctx.file}")
                 # a function that sets the key itself uses its own (the last it sets)
-                self.scoped_module[_fn_scope(call)] = self.module
+                self.scoped_module[self.fn_scope(call)] = self.module
         self.out.partial = deep
 
     def _provider(self, left: ts.Node, construct: ts.Node) -> None:
@@ -309,7 +278,7 @@ class _File:
             return
         where = f"{self.ctx.file}:{construct.start_point[0] + 1}"
         if left.type == "variable_name":
-            self.owners[(_scope(left), _name(left))] = (target.path, where)
+            self.owners[(self.scope(left), _name(left))] = (target.path, where)
         elif left.type == "member_access_expression":
             self.owners[(_TOP, "->" + _name(left.child_by_field_name("name")))] = (
                 target.path, where)
@@ -340,6 +309,29 @@ class _File:
                                    path, (), acc, (), why))
         return True
 
+    def scopes_of(self, node: ts.Node) -> list[_Key]:
+        """The scopes whose variables `node` sees, innermost first: its closures' (which see
+        their parent's variables), its function's, else the file's."""
+        out: list[_Key] = []
+        for n in self.enclosing.around(node.start_byte):
+            out.append(_span(n))
+            if n.type in _FN_SCOPES:
+                return out
+        out.append(_TOP)
+        return out
+
+    def scope(self, node: ts.Node) -> _Key:
+        return self.scopes_of(node)[0]
+
+    def function(self, node: ts.Node) -> ts.Node | None:
+        """The named function or method around `node`."""
+        return next((n for n in self.enclosing.around(node.start_byte)
+                     if n.type in _FN_SCOPES), None)
+
+    def fn_scope(self, node: ts.Node) -> _Key:
+        fn = self.function(node)
+        return _TOP if fn is None else _span(fn)
+
     def _sub(self, assign: ts.Node, left: ts.Node, right: ts.Node) -> None:
         """`$opts['stripe_account'] = $id;`, `$p['expand'][] = 'x';`: an options array built
         by assignment."""
@@ -352,10 +344,10 @@ class _File:
         var, index = target.named_children
         k = self.string(index)
         if var.type == "variable_name" and k is not None:
-            self.subs.setdefault((_scope(assign), _name(var)), []).append((k, right, append))
+            self.subs.setdefault((self.scope(assign), _name(var)), []).append((k, right, append))
 
     def _field_param(self, assign: ts.Node, field: str, value: ts.Node) -> None:
-        fn = _function(assign)
+        fn = self.function(assign)
         if fn is None or _name(fn.child_by_field_name("name")) != "__construct":
             return
         names = [_param_name(p) for p in _params(fn)]
@@ -379,7 +371,7 @@ class _File:
     def _lookup(self, table: dict[tuple[_Key, str], _V], name: str, at: ts.Node) -> _V | None:
         """A variable's entry in the scope `at` sees it in (its function's, then outward
         from a closure)."""
-        for sc in _scope_chain(at):
+        for sc in self.scopes_of(at):
             v = table.get((sc, name))
             if v is not None:
                 return v
@@ -408,7 +400,7 @@ class _File:
     def param_flow(self, var: ts.Node, name: str | None = None) -> Client | None:
         """What the project's call sites pass to the parameter `var` names (None: it is not
         a parameter of its function)."""
-        fn = _function(var)
+        fn = self.function(var)
         if fn is None:
             return None
         name = name or _name(var)
@@ -451,7 +443,7 @@ class _File:
             if not s.startswith(("sk_", "rk_")):
                 return None
         elif node.type == "variable_name":
-            fn = _function(node)
+            fn = self.function(node)
             if fn is not None and _name(node) in {_param_name(p) for p in _params(fn)} and \
                     not self._lookup(self.assigned, _name(node), node):
                 return None
@@ -459,9 +451,15 @@ class _File:
                                "function_call_expression", "scoped_call_expression",
                                "member_call_expression", "nullsafe_member_access_expression"):
             return None
-        if len(text(node)) > 100:
+        t = text(node)
+        if len(t) > 100:
             return None
-        acc, why = self.key(node)
+        if node.type != "variable_name":  # its text alone decides: read once per text
+            if t not in self._keys:
+                self._keys[t] = self.key(node)
+            acc, why = self._keys[t]
+        else:
+            acc, why = self.key(node)
         return None if acc == "unknown" else (acc, f"an API key argument: {why}")
 
     def note_arguments(self, node: ts.Node, callee: str) -> None:
@@ -761,7 +759,7 @@ class _File:
             self.out.unresolved.append(Unresolved(
                 *self.where(node), label, "not a method the SDK table knows"))
             return True
-        self.record(node, label, route, self.scoped_module.get(_fn_scope(node), self.module),
+        self.record(node, label, route, self.scoped_module.get(self.fn_scope(node), self.module),
                     cls)
         return True
 
@@ -808,7 +806,7 @@ class _File:
             left = parent.child_by_field_name("left") if parent is not None and (
                 parent.type == "assignment_expression") else None
             if left is not None and left.type == "variable_name":
-                self.objects[(_scope(parent), _name(left))] = held  # type: ignore[arg-type]
+                self.objects[(self.scope(parent), _name(left))] = held  # type: ignore[arg-type]
         self.out.calls.append(Call(*self.where(node), label, route[0], route[1], expand, acc,
                                    notes, why))
 

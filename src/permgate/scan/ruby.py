@@ -27,7 +27,7 @@ from permgate.scan.common import (
 )
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope, Unresolved
 from permgate.scan.sdk import route_classes, table
-from permgate.scan.tsutil import event_uses, query_captures, text
+from permgate.scan.tsutil import Enclosing, event_uses, query_captures, text
 
 _QUERY = """
 (call) @call
@@ -53,22 +53,6 @@ def _key_text(node: ts.Node) -> str:
     """A key expression as the key rules read it: `user.try(:secret_key)` and
     `user&.secret_key` are `user.secret_key`."""
     return _TRY.sub(lambda m: "." + m.group(1) if m.group(1) else ".", text(node))
-
-
-def _method(node: ts.Node) -> ts.Node | None:
-    n = node.parent
-    for _ in range(_MAX_UP):
-        if n is None or n.type in ("method", "singleton_method"):
-            return n
-        n = n.parent
-    return None
-
-
-def _scope(node: ts.Node) -> _Key:
-    if node.type == "instance_variable":
-        return _TOP
-    m = _method(node)
-    return _TOP if m is None else (m.start_byte, m.end_byte)
 
 
 def _params(method: ts.Node) -> list[str]:
@@ -172,6 +156,7 @@ class _File:
         self.out = FileFindings()
         self.tree = _parser().parse(source)
         caps, deep = query_captures(_query(), self.tree, source)
+        self.enclosing = Enclosing(caps.get("fn", []))  # methods, found without walking up
         # post-order (inner calls first): `Stripe::Charge.retrieve(id).capture` knows its object
         self.calls = sorted(caps.get("call", []), key=lambda n: (n.end_byte, -n.start_byte))
         self.functions = caps.get("fn", [])
@@ -203,14 +188,14 @@ class _File:
                 self.key_set = True
                 key_assigns.append(assign)
             elif name.type in ("identifier", "instance_variable"):
-                self.assigned.setdefault((_scope(name), text(name)), []).append(value)
+                self.assigned.setdefault((self.scope(name), text(name)), []).append(value)
                 if name.type == "instance_variable" and value.type == "identifier":
                     self._field_param(assign, text(name).lstrip("@"), text(value))
             elif name.type == "element_reference" and name.named_child_count == 2:
                 var, k = name.named_children
                 if var.type in ("identifier", "instance_variable") and k.type in (
                         "simple_symbol", "string"):
-                    self.subs.setdefault((_scope(var), text(var)), {})[
+                    self.subs.setdefault((self.scope(var), text(var)), {})[
                         text(k).strip(":'\"")] = value
         for name, value in builds:
             self.clients[text(name).lstrip("@")] = self.client_account(value)
@@ -233,17 +218,17 @@ class _File:
                 "identifier", "instance_variable"):
             return
         chain = _chain(value) or []
-        key = (_scope(left), text(left))
+        key = (self.scope(left), text(left))
         args = value.child_by_field_name("arguments")
         if chain == ["OAuth2", "Client", "new"]:
             site = _hash_keys(args).get("site") if args is not None else None
             self.oauth_sites[key] = (_literal(site) or "") if site is not None else ""
         elif chain[-2:] == ["auth_code", "get_token"] and len(chain) == 3:
-            self.tokens[key] = self.oauth_sites.get((_scope(value), chain[0]), "")
+            self.tokens[key] = self.oauth_sites.get((self.scope(value), chain[0]), "")
         elif chain[:2] == ["OAuth2", "AccessToken"] and chain[-1] in ("new", "from_hash"):
             first = args.named_children[0] if args is not None and args.named_child_count \
                 else None
-            self.tokens[key] = self.oauth_sites.get((_scope(value), text(first)), "") if (
+            self.tokens[key] = self.oauth_sites.get((self.scope(value), text(first)), "") if (
                 first is not None) else ""
 
     def oauth_call(self, node: ts.Node, chain: list[str]) -> bool:
@@ -253,7 +238,7 @@ class _File:
         verb = chain[-1]
         if receiver is None or verb not in ("get", "post", "put", "patch", "delete", "request"):
             return False
-        site = self.tokens.get((_scope(receiver), text(receiver)))
+        site = self.tokens.get((self.scope(receiver), text(receiver)))
         if site is None:
             return False
         args = self.positional(node.child_by_field_name("arguments"))
@@ -276,8 +261,18 @@ class _File:
         ))
         return True
 
+    def method_of(self, node: ts.Node) -> ts.Node | None:
+        return next(self.enclosing.around(node.start_byte), None)
+
+    def scope(self, node: ts.Node) -> _Key:
+        """Local variables are the method's; instance variables the file's."""
+        if node.type == "instance_variable":
+            return _TOP
+        m = self.method_of(node)
+        return _TOP if m is None else (m.start_byte, m.end_byte)
+
     def _field_param(self, assign: ts.Node, field: str, value: str) -> None:
-        m = _method(assign)
+        m = self.method_of(assign)
         if m is None or text(m.child_by_field_name("name")) != "initialize":
             return
         names = _params(m)
@@ -289,7 +284,7 @@ class _File:
         for _ in range(4):
             if node.type not in ("identifier", "instance_variable"):
                 return node
-            values = self.assigned.get((_scope(node), text(node)), [])
+            values = self.assigned.get((self.scope(node), text(node)), [])
             if len(values) != 1:
                 return node
             node = values[0]
@@ -299,7 +294,7 @@ class _File:
         """An options hash: a literal, or a variable assigned one (and `opts[:k] = v`)."""
         out = dict(_hash_keys(self.value(node)))
         if node.type in ("identifier", "instance_variable"):
-            out.update(self.subs.get((_scope(node), text(node)), {}))
+            out.update(self.subs.get((self.scope(node), text(node)), {}))
         return out
 
     def positional(self, args: ts.Node | None) -> list[ts.Node]:
@@ -322,11 +317,11 @@ class _File:
 
     def param_flow(self, node: ts.Node) -> Client | None:
         """What the project's call sites pass to the parameter `node` names (None: not one)."""
-        m = _method(node)
+        m = self.method_of(node)
         if m is None or node.type != "identifier":
             return None
         names = _params(m)
-        if text(node) not in names or self.assigned.get((_scope(node), text(node))):
+        if text(node) not in names or self.assigned.get((self.scope(node), text(node))):
             return None
         return self._passed(_callee(m), names.index(text(node)), f"{text(node)} (argument")
 
@@ -483,7 +478,7 @@ class _File:
         receiver = node.child_by_field_name("receiver")
         if receiver is None:
             return False
-        found = self.objects.get((_scope(receiver), text(receiver))) if receiver.type in (
+        found = self.objects.get((self.scope(receiver), text(receiver))) if receiver.type in (
             "identifier", "instance_variable") else self.returned.get(
             (receiver.start_byte, receiver.end_byte))
         if found is None:
@@ -543,7 +538,7 @@ class _File:
             left = parent.child_by_field_name("left") if parent is not None and (
                 parent.type == "assignment") else None
             if left is not None and left.type in ("identifier", "instance_variable"):
-                self.objects[(_scope(left), text(left))] = held
+                self.objects[(self.scope(left), text(left))] = held
         row, col = node.start_point
         self.out.calls.append(Call(
             self.ctx.file, row + 1, col + 1, label, route[0], route[1], expand, account, notes,
