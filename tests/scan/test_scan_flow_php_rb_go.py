@@ -356,3 +356,17 @@ def test_ruby_update_methods_of_nested_resources(tmp_path: Path) -> None:
     (call,) = scan(root, progress=False).calls
     assert (call.call.method, call.call.path) == (
         "POST", "/v1/accounts/{account}/capabilities/{capability}")
+
+
+def test_php_closures_see_their_functions_variables(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {"a.php": "<?php\nfunction z() { $opts = []; }\n"
+                                     "function a($seller) {\n"
+                                     "  $opts = ['stripe_account' => $seller->account_id];\n"
+                                     "  $f = function () use ($opts) {\n"
+                                     "    return \\Stripe\\Balance::retrieve($opts);\n  };\n"
+                                     "  $g = fn() => \\Stripe\\Payout::all($opts);\n}\n"
+                                     "function b() { return \\Stripe\\Charge::all($opts); }\n"})
+    accounts = {c.call.call: c.call.account for c in scan(root, progress=False).calls}
+    assert accounts == {"\\Stripe\\Balance::retrieve": "connected",
+                        "\\Stripe\\Payout::all": "connected",
+                        "\\Stripe\\Charge::all": "unknown"}  # b's $opts is none of a's

@@ -759,8 +759,10 @@ class _File:
             self.out.unresolved.append(Unresolved(
                 *self.where(node), label, "not a method the SDK table knows"))
             return True
-        self.record(node, label, route, self.scoped_module.get(self.fn_scope(node), self.module),
-                    cls)
+        own = self.scoped_module.get(self.fn_scope(node))
+        if own is None and self.key_set is None:
+            self.out.imports.add("<module key>")  # read again when the project's key is learnt
+        self.record(node, label, route, own or self.module, cls)
         return True
 
     def record(self, node: ts.Node, label: str, route: Route, client: Client,
@@ -858,8 +860,6 @@ def extract_and_index(ctx: Context, source: bytes) -> tuple[FileFindings, Projec
     """The file's calls, and what it passes to the project's functions (value flow)."""
     f = _File(ctx, source)
     found = f.run()
-    if f.key_set is None:
-        found.imports.add("<module key>")  # read again when the project's key is learnt
     if not f.param_facts and not f.wanted and not f.factories and f.key_set is None:
         return found, None
     return found, Project(params=dict(f.param_facts), wanted=set(f.wanted),
