@@ -370,3 +370,36 @@ def test_php_closures_see_their_functions_variables(tmp_path: Path) -> None:
     assert accounts == {"\\Stripe\\Balance::retrieve": "connected",
                         "\\Stripe\\Payout::all": "connected",
                         "\\Stripe\\Charge::all": "unknown"}  # b's $opts is none of a's
+
+
+# --- class 3: a key set or a client initialised inside a function is that function's --------
+
+SET_IN_FUNCTION = {
+    "ruby": ("charge.rb", "Stripe.api_key = ENV['STRIPE_SECRET_KEY']\n"
+                          "def own\n  Stripe::Customer.list\nend\n"
+                          "def for_seller(seller)\n  Stripe.api_key = {key}\n"
+                          "  Stripe::Charge.create({amount: 1})\nend\n"),
+    "php": ("charge.php", "<?php\n\\Stripe\\Stripe::setApiKey(getenv('STRIPE_SECRET_KEY'));\n"
+                          "function own() { return \\Stripe\\Customer::all(); }\n"
+                          "function for_seller($seller) {\n"
+                          "  \\Stripe\\Stripe::setApiKey({key});\n"
+                          "  return \\Stripe\\Charge::create(['amount' => 1]);\n}\n"),
+    "go": ("charge.go", GO_HEAD + "func forSeller(seller Seller) {\n"
+                                  "\tsc := &client.API{}\n\tsc.Init({key}, nil)\n"
+                                  "\tsc.Charges.New(nil)\n}\n"),
+}
+SET_KEYS = {
+    "ruby": ("seller.stripe_access_token", "ENV['OTHER_KEY']"),
+    "php": ("$seller->stripe_access_token", "getenv('OTHER_KEY')"),
+    "go": ("seller.StripeAccessToken", 'os.Getenv("OTHER_KEY")'),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(SET_IN_FUNCTION))
+def test_a_key_set_in_a_function_is_that_functions(tmp_path: Path, lang: str) -> None:
+    name, body = SET_IN_FUNCTION[lang]
+    install, own = SET_KEYS[lang]
+    v = scan(_tree(tmp_path / "i", {name: body.replace("{key}", install)}), progress=False)
+    assert set(v.needed) == {"charge_write"}  # the other function stays on the own key
+    v = scan(_tree(tmp_path / "o", {name: body.replace("{key}", own)}), progress=False)
+    assert set(v.needed) == set()  # control

@@ -157,6 +157,9 @@ class _File:
                 self.packages[local] = cls
         self.param_facts: dict[tuple[str, int], Client] = {}
         self.wanted: set[str] = set()
+        # sc := client.New(key, nil) / stripe.NewClient(key) / sc.Init(key, nil): a client of
+        # that key's account
+        self.clients: dict[str, Client] = {}
         # what a params variable is built with, by (function, name): its literals, the
         # values set on it (`p.StripeAccount = x`, `p.SetStripeAccount(x)`), its expansions
         self.literals: dict[tuple[_Key, str], list[ts.Node]] = {}
@@ -167,6 +170,9 @@ class _File:
             if fn is None or fn.type != "selector_expression":
                 continue
             field = text(fn.child_by_field_name("field"))
+            if field == "Init":  # `sc := &client.API{}; sc.Init(key, nil)`
+                self._init(call, fn)
+                continue
             if field not in ("AddExpand", "SetStripeAccount"):
                 continue
             var = self._var(fn.child_by_field_name("operand"))
@@ -176,8 +182,6 @@ class _File:
                 into.setdefault((self.scopes_of(call)[0], var), []).append(args[0])
         m = _GLOBAL_KEY.search(source.decode("utf-8", "replace"))
         self.global_account: Client = ("unknown", "stripe.Key is not set in this file")
-        # sc := client.New(key, nil) / stripe.NewClient(key): a client of that key's account
-        self.clients: dict[str, Client] = {}
         self.functions = caps.get("fn", [])
         for bind in caps.get("bind", []):
             self._bind(bind)
@@ -272,6 +276,21 @@ class _File:
             old = self.clients.get(name)
             self.clients[name] = client if old is None or old[0] == acc else (
                 "unknown", f"{name} is bound to clients of different accounts")
+
+    def _init(self, call: ts.Node, fn: ts.Node) -> None:
+        operand = fn.child_by_field_name("operand")
+        args = self._args(call)
+        if operand is None or len(args) != 2 or operand.type not in (
+                "identifier", "selector_expression"):
+            return
+        name = text(operand) if operand.type == "identifier" else text(
+            operand.child_by_field_name("field"))
+        acc, why = self.key(args[0])
+        client = (acc, f"client initialised at {self.ctx.file}:{call.start_point[0] + 1} "
+                       f"from {why}")
+        old = self.clients.get(name)
+        self.clients[name] = client if old is None or old[0] == acc else (
+            "unknown", f"{name} is bound to clients of different accounts")
 
     def _struct_fields(self, lit: ts.Node) -> None:
         """`&Service{sc: client}`: tell the project which client a struct's field holds."""

@@ -266,6 +266,10 @@ class _File:
                                                   f"different accounts in {ctx.file}")
                 # a function that sets the key itself uses its own (the last it sets)
                 self.scoped_module[self.fn_scope(call)] = self.module
+        # a function that does not set the key: the file's top-level setting, else the one
+        # account all the file's settings agree on (unknown when they disagree)
+        if self.key_set is not None:
+            self.module = self.scoped_module.get(_TOP, self.key_set)
         self.out.partial = deep
 
     def _provider(self, left: ts.Node, construct: ts.Node) -> None:

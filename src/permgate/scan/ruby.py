@@ -177,6 +177,7 @@ class _File:
                                                       "in the project")
         builds: list[tuple[ts.Node, ts.Node]] = []
         key_assigns: list[ts.Node] = []
+        self.scoped_module: dict[_Key, Client] = {}
         for assign in caps.get("assign", []):
             name, value = assign.child_by_field_name("left"), assign.child_by_field_name("right")
             if name is None or value is None:
@@ -206,10 +207,19 @@ class _File:
         self.tokens: dict[tuple[_Key, str], str] = {}
         for assign in caps.get("assign", []):
             self._oauth(assign)
+        agreed: Client | None = None
         for assign in key_assigns:
             acc, why = self.key(assign.child_by_field_name("right"))  # type: ignore[arg-type]
             row = assign.start_point[0] + 1
             self.module_account = (acc, f"Stripe.api_key set at {ctx.file}:{row} to {why}")
+            # a method that sets the key itself uses its own (the last it sets)
+            self.scoped_module[self.scope(assign)] = self.module_account
+            agreed = self.module_account if agreed is None or agreed[0] == acc else (
+                "unknown", f"Stripe.api_key is set to keys of different accounts in {ctx.file}")
+        # a method that does not set it: the file's top-level setting, else the one account
+        # all the file's settings agree on (unknown when they disagree)
+        if agreed is not None:
+            self.module_account = self.scoped_module.get(_TOP, agreed)
         self.out.partial = deep
 
     def _oauth(self, assign: ts.Node) -> None:
@@ -447,7 +457,7 @@ class _File:
             route = sdk.get("resource", f"{cls}.{method}") or sdk.get(
                 "resource", f"{cls}.{chain[-1]}"
             )
-            client = self.module_account
+            client = self.scoped_module.get(self.scope(node), self.module_account)
         elif len(chain) >= 3 and root is not None and (
                 client := self.client_of(root, sdk_chain=chain[1] == "v1")):
             rest = chain[1:]
