@@ -403,3 +403,25 @@ def test_a_key_set_in_a_function_is_that_functions(tmp_path: Path, lang: str) ->
     assert set(v.needed) == {"charge_write"}  # the other function stays on the own key
     v = scan(_tree(tmp_path / "o", {name: body.replace("{key}", own)}), progress=False)
     assert set(v.needed) == set()  # control
+
+
+GO_FACTORY = {
+    "sdk.go": GO_HEAD + "type Adapter struct{}\n\n"
+                        "func (a *Adapter) sdk(secret string) *client.API {\n"
+                        "\treturn client.New(secret, nil)\n}\n\n"
+                        "func platform() *client.API {\n"
+                        '\treturn client.New(os.Getenv("STRIPE_SECRET_KEY"), nil)\n}\n',
+    "run.go": GO_HEAD + "func run(a *Adapter, shop Shop) {\n"
+                        "\ta.sdk({key}).Customers.List(nil)\n"
+                        "\tplatform().Charges.New(nil)\n}\n",
+}
+
+
+def test_go_client_returned_by_a_project_function(tmp_path: Path) -> None:
+    # sdk(secret) builds the client from its argument: the caller's key decides
+    assert _run(tmp_path, "install", GO_FACTORY, key="shop.StripeAccessToken") == {
+        "customer_read"}  # platform() is the developer's own: charges need nothing
+    root = _tree(tmp_path / "own", _fill(GO_FACTORY, key='os.Getenv("STRIPE_SECRET_KEY")'))
+    calls = scan(root, progress=False).calls
+    accounts = {c.call.call.split(".")[-2]: c.call.account for c in calls}
+    assert accounts == {"Customers": "own", "Charges": "own"}  # control

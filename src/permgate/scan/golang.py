@@ -33,6 +33,7 @@ _QUERY = """
 (var_spec) @bind
 (composite_literal) @lit
 (func_literal) @closure
+(return_statement) @ret
 """
 Client = tuple[Account, str]
 _Key = tuple[int, int]  # a function's byte span; (0, 0) for the file
@@ -203,6 +204,13 @@ class _File:
                                        "accounts in this file")
         for lit in caps.get("lit", []):
             self._struct_fields(lit)
+        # factories: functions and methods that return a client, by name; those that build
+        # it from one of their parameters (`func (c *C) sdk(secret string) *stripe.Client`)
+        # take the key each call passes
+        self.factories: dict[str, Client] = {}
+        self.key_factories: dict[str, int] = {}
+        for ret in caps.get("ret", []):
+            self._factory(ret)
         self.out.partial = deep
 
     def function(self, node: ts.Node) -> ts.Node | None:
@@ -291,6 +299,50 @@ class _File:
         old = self.clients.get(name)
         self.clients[name] = client if old is None or old[0] == acc else (
             "unknown", f"{name} is bound to clients of different accounts")
+
+    def _factory(self, ret: ts.Node) -> None:
+        fn = self.function(ret)
+        values = ret.named_children[0].named_children if ret.named_child_count and (
+            ret.named_children[0].type == "expression_list") else ret.named_children
+        if fn is None or not values:
+            return
+        name = text(fn.child_by_field_name("name"))
+        value = _unwrap(values[0])
+        if value.type == "call_expression" and text(value.child_by_field_name("function")) in (
+                "client.New", "stripe.NewClient"):
+            args = self._args(value)
+            params = _param_names(fn)
+            if args and args[0].type == "identifier" and text(args[0]) in params:
+                self.key_factories.setdefault(name, params.index(text(args[0])))
+                return
+        client = self.client_value(value) if value.type in (
+            "call_expression", "identifier", "selector_expression") else None
+        if client is None or client[1].startswith("an API key argument"):
+            return
+        fact = (client[0], f"returned by {name}() at {self.ctx.file}:{ret.start_point[0] + 1}: "
+                           f"{client[1]}")
+        old = self.factories.get(name)
+        self.factories[name] = fact if old is None or old[0] == fact[0] else (
+            "unknown", f"{name}() returns clients of different accounts")
+
+    def factory_client(self, call: ts.Node) -> Client | None:
+        """The client a call to a project factory returns (`c.sdk(secret).V1Accounts...`)."""
+        fn = call.child_by_field_name("function")
+        if fn is None:
+            return None
+        name = text(fn) if fn.type == "identifier" else text(
+            fn.child_by_field_name("field")) if fn.type == "selector_expression" else ""
+        if not name:
+            return None
+        self.out.imports.add("go:" + name)
+        idx = self.key_factories.get(name, self.project.key_params.get("go:" + name))
+        args = self._args(call)
+        if idx is not None and idx < len(args):
+            acc, why = self.key(args[idx])
+            arg = text(args[idx])[:40]
+            return acc, f"client from {name}() built from its argument {arg}: {why}"
+        got = self.factories.get(name) or self.project.factories.get("go:" + name)
+        return None if got is None else (got[0], f"client from {name}(): {got[1]}")
 
     def _struct_fields(self, lit: ts.Node) -> None:
         """`&Service{sc: client}`: tell the project which client a struct's field holds."""
@@ -435,6 +487,10 @@ class _File:
             root.child_by_field_name("field")) if root.type == "selector_expression" else ""
         if name in self.clients:
             return self.clients[name]
+        if root.type == "call_expression":
+            made = self.factory_client(root)
+            if made is not None:
+                return made
         flow = self.param_flow(root)
         if flow is not None:
             return flow
@@ -539,7 +595,9 @@ def extract_and_index(ctx: Context, source: bytes) -> tuple[FileFindings, Projec
     """The file's calls, and what it passes to the project's functions (value flow)."""
     f = _File(ctx, source)
     found = f.run()
-    if not f.param_facts and not f.wanted:
+    if not f.param_facts and not f.wanted and not f.factories and not f.key_factories:
         return found, None
-    return found, Project(params=dict(f.param_facts), wanted=set(f.wanted))
+    return found, Project(params=dict(f.param_facts), wanted=set(f.wanted),
+                          factories={"go:" + k: v for k, v in f.factories.items()},
+                          key_params={"go:" + k: v for k, v in f.key_factories.items()})
 
