@@ -94,9 +94,15 @@ class Enclosing:
     def around(self, offset: int) -> Iterator[ts.Node]:
         i = bisect_right(self.starts, offset) - 1
         # the innermost node around `offset` is the last one started before it, or one of
-        # the nodes around that one (nodes nest)
-        while i >= 0 and self.ends[i] <= offset:
+        # the nodes around that one (nodes nest); bounded: hostile nesting is not followed
+        for _ in range(NEST_LIMIT):
+            if i < 0 or self.ends[i] > offset:
+                break
             i = self.parent[i]
-        while i >= 0:
+        else:
+            return
+        for _ in range(NEST_LIMIT):
+            if i < 0:
+                return
             yield self.nodes[i]
             i = self.parent[i]
