@@ -425,3 +425,20 @@ def test_go_client_returned_by_a_project_function(tmp_path: Path) -> None:
     calls = scan(root, progress=False).calls
     accounts = {c.call.call.split(".")[-2]: c.call.account for c in calls}
     assert accounts == {"Customers": "own", "Charges": "own"}  # control
+
+
+RUBY_FACTORY = {
+    "app/services/stripe_connection.rb": "module StripeConnection\n  def stripe\n"
+                                         "    @stripe ||= Stripe::StripeClient.new({key})\n"
+                                         "  end\nend\n",
+    "app/jobs/sync.rb": "class Sync\n  include StripeConnection\n\n  def run\n"
+                        "    stripe.v1.customers.list\n  end\nend\n",
+}
+
+
+def test_ruby_client_returned_by_a_project_method(tmp_path: Path) -> None:
+    assert _run(tmp_path, "install", RUBY_FACTORY, key="current_user.stripe_access_token") == {
+        "customer_read"}
+    root = _tree(tmp_path / "own", _fill(RUBY_FACTORY, key="ENV['STRIPE_SECRET_KEY']"))
+    (call,) = scan(root, progress=False).calls
+    assert call.call.account == "own" and "client from stripe" in call.call.reason  # control

@@ -32,6 +32,7 @@ from permgate.scan.tsutil import Enclosing, event_uses, query_captures, text
 _QUERY = """
 (call) @call
 (assignment) @assign
+(operator_assignment) @assign
 (method) @fn
 (singleton_method) @fn
 """
@@ -200,6 +201,11 @@ class _File:
                         text(k).strip(":'\"")] = value
         for name, value in builds:
             self.clients[text(name).lstrip("@")] = self.client_account(value)
+        # factories: methods whose value is a client (`def stripe; @stripe ||=
+        # Stripe::StripeClient.new(key); end`), by name across the project
+        self.factories: dict[str, Client] = {}
+        for fn in self.functions:
+            self._factory(fn)
         # the oauth2 gem: `OAuth2::Client.new(id, secret, site: ...)`, and the access tokens
         # it gives (`client.auth_code.get_token(code)`, `OAuth2::AccessToken.new(client, t)`),
         # by (scope, name) -> the client's site ("" when not known)
@@ -221,6 +227,20 @@ class _File:
         if agreed is not None:
             self.module_account = self.scoped_module.get(_TOP, agreed)
         self.out.partial = deep
+
+    def _factory(self, fn: ts.Node) -> None:
+        body = fn.child_by_field_name("body")
+        last = body.named_children[-1] if body is not None and body.named_child_count else None
+        if last is not None and last.type in ("assignment", "operator_assignment"):
+            last = last.child_by_field_name("right")
+        if last is None or last.type != "call" or (_chain(last) or [])[-2:] != [
+                "StripeClient", "new"]:
+            return
+        name = text(fn.child_by_field_name("name"))
+        client = self.client_account(last)
+        old = self.factories.get(name)
+        self.factories[name] = client if old is None or old[0] == client[0] else (
+            "unknown", f"{name} returns clients of different accounts")
 
     def _oauth(self, assign: ts.Node) -> None:
         left, value = assign.child_by_field_name("left"), assign.child_by_field_name("right")
@@ -359,6 +379,14 @@ class _File:
         name = text(node).lstrip("@")
         if node.type in ("identifier", "instance_variable") and name in self.clients:
             return self.clients[name]
+        if node.type == "identifier" and self.param_flow(node) is None:
+            made = self.factories.get(name)  # a method that returns a client
+            if made is None:
+                self.out.imports.add("rb:" + name)
+                got = self.project.factories.get("rb:" + name)
+                made = None if got is None else (got[0], f"client from {name}: {got[1]}")
+            if made is not None:
+                return made
         keep = sdk_chain or "stripe" in name.lower()
         if node.type == "identifier":
             flow = self.param_flow(node)
@@ -590,7 +618,8 @@ def extract_and_index(ctx: Context, source: bytes) -> tuple[FileFindings, Projec
     f = _File(ctx, source)
     found = f.run()
     facts = Project(module_key=f.module_account if f.key_set else None,
-                    params=dict(f.param_facts), wanted=set(f.wanted))
+                    params=dict(f.param_facts), wanted=set(f.wanted),
+                    factories={"rb:" + k: v for k, v in f.factories.items()})
     if not f.key_set:
         found.imports.add("<module key>")
-    return found, facts if f.key_set or f.param_facts or f.wanted else None
+    return found, facts if f.key_set or f.param_facts or f.wanted or f.factories else None
