@@ -442,3 +442,14 @@ def test_ruby_client_returned_by_a_project_method(tmp_path: Path) -> None:
     root = _tree(tmp_path / "own", _fill(RUBY_FACTORY, key="ENV['STRIPE_SECRET_KEY']"))
     (call,) = scan(root, progress=False).calls
     assert call.call.account == "own" and "client from stripe" in call.call.reason  # control
+
+
+@pytest.mark.parametrize(("key", "account"), [
+    ("api_key: user.stripe_access_token", "installing"),
+    ("api_key: ENV['STRIPE_SECRET_KEY']", "own"),  # control: the keyword is read, not its name
+    ("", "unknown"),
+])
+def test_ruby_client_keyword_key(tmp_path: Path, key: str, account: str) -> None:
+    root = _tree(tmp_path, {"a.rb": f"c = Stripe::StripeClient.new({key})\nc.v1.customers.list\n"})
+    (call,) = scan(root, progress=False).calls
+    assert call.call.account == account

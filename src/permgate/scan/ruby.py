@@ -438,7 +438,11 @@ class _File:
         ):
             return "connected", f"{where} with stripe_account"
         first = args.named_children[0] if args is not None and args.named_child_count else None
-        acc, why = key_account_why(text(first) if first is not None else None)
+        if args is not None and first is not None and first.type in ("pair", "hash"):
+            first = (_hash_keys(args) | _hash_keys(first)).get("api_key")  # `new(api_key: k)`
+        if first is None:
+            return "unknown", f"{where} without a key the scan can see"
+        acc, why = self.key(first)
         return acc, f"{where} from {why}"
 
     def run(self) -> FileFindings:
