@@ -453,3 +453,31 @@ def test_ruby_client_keyword_key(tmp_path: Path, key: str, account: str) -> None
     root = _tree(tmp_path, {"a.rb": f"c = Stripe::StripeClient.new({key})\nc.v1.customers.list\n"})
     (call,) = scan(root, progress=False).calls
     assert call.call.account == account
+
+
+ITERATED = {
+    "php": {"c.php": "<?php\nfunction c($seller) {\n"
+                     "  foreach (\\Stripe\\Subscription::all(['limit' => 3], {opts})->data\n"
+                     "           as $s) {\n"
+                     "    $s->cancel();\n  }\n"
+                     "  $list = \\Stripe\\Invoice::all([], {opts});\n"
+                     "  foreach ($list->autoPagingIterator() as $k => $inv) {\n"
+                     "    $inv->voidInvoice();\n  }\n"
+                     "}\n"},
+    "ruby": {"c.rb": "def c(seller)\n"
+                     "  Stripe::Subscription.list({limit: 3}, {opts}).data.each do |s|\n"
+                     "    s.cancel\n  end\n"
+                     "  list = Stripe::Invoice.list({}, {opts})\n"
+                     "  list.auto_paging_each { |inv| inv.void_invoice }\nend\n"},
+}
+
+
+@pytest.mark.parametrize("lang", sorted(ITERATED))
+def test_objects_of_an_iterated_list_act_on_its_account(tmp_path: Path, lang: str) -> None:
+    install, own = INSTANCE_OPTS[lang]
+    assert _run(tmp_path, "install", ITERATED[lang], opts=install) == {
+        "subscription_write", "invoice_write"}
+    root = _tree(tmp_path / "own", _fill(ITERATED[lang], opts=own))
+    calls = scan(root, progress=False).calls
+    assert {c.call.account for c in calls} == {"own"}  # control: the operator's own lists
+    assert len(calls) == 4  # the two lists and the two methods on their objects

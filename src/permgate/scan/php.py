@@ -11,6 +11,7 @@ stripe-php names its services and methods as stripe-node does, except `all` for 
 
 from __future__ import annotations
 
+import itertools
 import re
 from functools import cache
 from typing import TypeVar
@@ -46,6 +47,7 @@ _QUERY = """
 (return_statement) @ret
 (anonymous_function) @inner
 (arrow_function) @inner
+(foreach_statement) @each
 """
 _WP = {"wp_remote_get": "GET", "wp_remote_post": "POST", "wp_remote_request": None,
        "wp_safe_remote_get": "GET", "wp_safe_remote_post": "POST",
@@ -166,6 +168,7 @@ class _File:
         caps, deep = query_captures(_query(), self.tree, source)
         # functions, methods and closures, to tell the scope of a variable without walking up
         self.enclosing = Enclosing([*caps.get("fn", []), *caps.get("inner", [])])
+        self.loops = Enclosing(caps.get("each", []))  # `foreach (X::all() as $x)`
         # post-order (inner calls first): `X::retrieve(...)->capture()` knows its object
         self.calls = sorted(caps.get("call", []), key=lambda n: (n.end_byte, -n.start_byte))
         self.news = caps.get("new", [])
@@ -673,6 +676,8 @@ class _File:
             return False
         found = self._lookup(self.objects, _name(obj), obj) if obj.type == "variable_name" \
             else self.returned.get(_span(obj))
+        if found is None and obj.type == "variable_name":
+            found = self.iterated(obj)
         if found is None:
             return False
         cls, client = found
@@ -694,6 +699,27 @@ class _File:
         self.out.imports.add("php:" + name)  # read again if the project learns it later
         got = self.project.factories.get("php:" + name)
         return None if got is None else (got[0], f"client from {name}(): {got[1]}")
+
+    def iterated(self, var: ts.Node) -> tuple[str, Client] | None:
+        """`foreach (\\Stripe\\Subscription::all([], $opts)->data as $sub)` (also
+        `->autoPagingIterator()`, or a variable holding the list): `$sub` is an object of the
+        list's class, on the list call's account."""
+        for loop in itertools.islice(self.loops.around(var.start_byte), 8):
+            kids = loop.named_children
+            if len(kids) < 2 or kids[0].start_byte >= var.start_byte:
+                continue
+            value = kids[1].named_children[-1] if kids[1].type == "pair" and (
+                kids[1].named_child_count) else kids[1]
+            if value.type != "variable_name" or _name(value) != _name(var):
+                continue
+            source = kids[0]
+            if source.type in ("member_access_expression", "member_call_expression") and _name(
+                    source.child_by_field_name("name")) in ("data", "autoPagingIterator"):
+                source = source.child_by_field_name("object") or source
+            if source.type == "variable_name":
+                return self._lookup(self.objects, _name(source), source)
+            return self.returned.get(_span(source))
+        return None
 
     def service_call(self, node: ts.Node, chain: list[str]) -> bool:
         for i, seg in enumerate(chain[:-1]):

@@ -11,6 +11,7 @@ client that is a method's parameter takes what the project's call sites pass.
 
 from __future__ import annotations
 
+import itertools
 import re
 from functools import cache
 
@@ -34,6 +35,8 @@ _QUERY = """
 (assignment) @assign
 (operator_assignment) @assign
 (method) @fn
+(do_block) @block
+(block) @block
 (singleton_method) @fn
 """
 Client = tuple[Account, str]
@@ -43,6 +46,9 @@ _METHOD_ALIASES = {"update": "modify", "all": "list"}
 _LOCAL = frozenset({"construct_from", "resource_url", "object_name"})
 # instance methods of a returned object whose row has another name (`charge.save`)
 _INSTANCE = {"save": "modify", "refresh": "retrieve"}
+# methods that run a block on each object of a list
+_ITERATE = frozenset({"each", "auto_paging_each", "map", "each_with_index", "select", "find",
+                      "filter_map", "flat_map"})
 _Key = tuple[int, int]  # a method's byte span; (0, 0) for the file (and instance variables)
 _TOP: _Key = (0, 0)
 _MAX_UP = 400
@@ -158,6 +164,7 @@ class _File:
         self.tree = _parser().parse(source)
         caps, deep = query_captures(_query(), self.tree, source)
         self.enclosing = Enclosing(caps.get("fn", []))  # methods, found without walking up
+        self.blocks = Enclosing(caps.get("block", []))  # `.each do |charge| ... end`
         # post-order (inner calls first): `Stripe::Charge.retrieve(id).capture` knows its object
         self.calls = sorted(caps.get("call", []), key=lambda n: (n.end_byte, -n.start_byte))
         self.functions = caps.get("fn", [])
@@ -523,6 +530,8 @@ class _File:
         found = self.objects.get((self.scope(receiver), text(receiver))) if receiver.type in (
             "identifier", "instance_variable") else self.returned.get(
             (receiver.start_byte, receiver.end_byte))
+        if found is None and receiver.type == "identifier":
+            found = self.iterated(receiver)
         if found is None:
             return False
         cls, client = found
@@ -535,6 +544,29 @@ class _File:
         label = f"{text(receiver) if receiver.type != 'call' else cls}.{chain[-1]}"
         self.record(node, label, route, client, cls, stripe=False)
         return True
+
+    def iterated(self, var: ts.Node) -> tuple[str, Client] | None:
+        """`Stripe::Charge.list(p, opts).each do |charge| charge.save end` (also `.data.each`,
+        `.auto_paging_each`, or a variable holding the list): the block's parameter is an
+        object of the list's class, on the list call's account."""
+        for block in itertools.islice(self.blocks.around(var.start_byte), 8):
+            params = block.child_by_field_name("parameters")
+            names = [text(p) for p in params.named_children] if params is not None else []
+            if text(var) not in names[:1]:
+                continue
+            each = block.parent
+            source = each.child_by_field_name("receiver") if each is not None and (
+                each.type == "call") and text(each.child_by_field_name("method")) in _ITERATE \
+                else None
+            if source is not None and source.type == "call" and text(
+                    source.child_by_field_name("method")) == "data":
+                source = source.child_by_field_name("receiver")
+            if source is None:
+                return None
+            if source.type in ("identifier", "instance_variable"):
+                return self.objects.get((self.scope(source), text(source)))
+            return self.returned.get((source.start_byte, source.end_byte))
+        return None
 
     def record(self, node: ts.Node, label: str, route: tuple[str, str], client: Client,
                cls: str | None, *, stripe: bool) -> None:
