@@ -4,6 +4,7 @@
     scripts/bench scan_corpus --corpus /work/corpus --data ../shared/data/scan-dev-corpus.json -v
     scripts/bench scan_corpus --corpus DEV_DIR --heldout-corpus HELD_DIR   # + the held-out corpus
     scripts/bench scan_corpus --corpus DEV_DIR --heldout-corpus HELD_DIR --heldout2-corpus NEW_DIR
+    scripts/bench scan_corpus --corpus3 A.json B.json --corpus3-dir C3_DIR   # + the third corpus
 
 "needs" on the development apps is scored against (granted - unused) | missing from the corpus
 list (what the code needs, as the manifest grants it), and the scan's covered | missing.
@@ -18,6 +19,11 @@ code in `NEW_DIR/<owner+name>`, the entry's `dir`). Printed in this order: old d
 held-back half, new dev half, new held-back half (last). `--dev-only` leaves both held-back halves
 out (to develop against the dev halves without looking at the held-back ones). Entries whose
 `needs` is null (dropped by the written split rule, or not labelled) are not scored.
+
+The third corpus (`--corpus3 FILE...`, files shaped like `bench/data/scan-corpus3a.json`: top-level
+`apps`, entries with `repo`, `dir`, `split` in {held3, reserve3}, `needs`, `scan_root`; code in
+`--corpus3-dir DIR/<dir>`) is scored the same way, its `held3` half only, printed last under its
+own heading. The `reserve3` half is never scanned or printed: it is kept for a later test.
 
 The corpus file (`scan-dev-corpus.json` in the shared data folder) lists public apps (repo,
 commit, manifest, where to run the scan) with the verdict a careful reading gives. Their code is
@@ -86,7 +92,20 @@ def main() -> int:
                     help="folder holding the second held-out corpus (default: --heldout-corpus)")
     ap.add_argument("--dev-only", action="store_true",
                     help="score only the dev halves of the held-out corpora")
+    ap.add_argument("--corpus3", nargs="+", metavar="FILE", default=[],
+                    help="the third corpus's lists (scan-corpus3*.json); only held3 is scored")
+    ap.add_argument("--corpus3-dir", metavar="DIR", help="folder holding the third corpus's code")
     args = ap.parse_args()
+    if args.corpus3 and not args.corpus3_dir:
+        ap.error("--corpus3 needs --corpus3-dir")
+    code = _dev(args)
+    _heldout_all(args)
+    _corpus3(args)
+    return code
+
+
+def _dev(args: argparse.Namespace) -> int:
+    """The development apps (with manifests): missing, unused and needs."""
     data_path = _data_path(args.data)
     corpus = Path(args.corpus)
     if not data_path.is_file():
@@ -94,7 +113,6 @@ def main() -> int:
         return 0
     if not corpus.is_dir():
         print(f"scan_corpus: skipped: no corpus folder at {corpus} (see the docstring)")
-        _heldout_all(args)
         return 0
     apps = json.loads(data_path.read_text("utf-8"))["apps"]
 
@@ -163,7 +181,6 @@ def main() -> int:
         print(f"  partly:  {p}")
     if absent:
         print(f"absent (not scored): {', '.join(absent)}")
-    _heldout_all(args)
     return 0
 
 
@@ -184,34 +201,70 @@ def _heldout_all(args: argparse.Namespace) -> None:
 
 def _heldout(data: Path, corpora: dict[str, Path], halves: list[tuple[str, str]]) -> None:
     """Score `needed` on the held-out backends, half by half, the new held-back half last."""
-    from permgate.scan import scan
-
     apps = json.loads(data.read_text("utf-8"))["apps"]
     for half, title in halves:
-        total = Score()
-        print(f"\nheld-out {title} ({data.name})")
-        print(f"{'backend':40} {'files':>5} {'needs P/R':>12}  wrong")
-        absent = []
-        scored = 0
-        for app in (a for a in apps if a["split"] == half and a["needs"] is not None):
-            name = app.get("dir") or app["repo"].split("/", 1)[1]
-            root = corpora[half] / name
-            if not root.is_dir():
-                absent.append(name)
-                continue
-            v = scan(root, progress=False)
-            per = Score()
-            per.add(set(v.needed), set(app["needs"]))
-            scored += 1
-            total.tp, total.fp, total.fn = (total.tp + per.tp, total.fp + per.fp,
-                                            total.fn + per.fn)
-            print(f"{name:40} {v.findings.files:5} {per.precision:5.2f}/{per.recall:4.2f}  "
-                  f"{' '.join(per.wrong)}")
-        print(f"TOTAL {title} ({scored} backends): needs (= missing against an empty manifest) "
-              f"precision {total.precision:.2f} recall {total.recall:.2f} (tp {total.tp} "
-              f"fp {total.fp} fn {total.fn}); unused: not applicable (no manifests)")
-        if absent:
-            print(f"absent (not scored): {', '.join(absent)}")
+        _score_needs(f"held-out {title} ({data.name})", title,
+                     [a for a in apps if a["split"] == half], corpora[half])
+
+
+def _corpus3(args: argparse.Namespace) -> None:
+    """The third corpus: its held3 half only, under its own heading (reserve3 is never read)."""
+    if not args.corpus3:
+        return
+    apps: list[dict[str, object]] = []
+    names = []
+    for f in args.corpus3:
+        apps += [a for a in json.loads(Path(f).read_text("utf-8"))["apps"]
+                 if a.get("split") == "held3"]
+        names.append(Path(f).name)
+    _score_needs(f"third corpus, held-back half (held3; {', '.join(names)})",
+                 "third corpus, held-back half", apps, Path(args.corpus3_dir))
+
+
+def _root(base: Path, app: dict[str, object]) -> Path | None:
+    """The folder to scan: `base/<dir>` (or the repository's name), then the entry's scan_root
+    when it is a folder inside it; None when that would leave the app's folder."""
+    repo = str(app["repo"])
+    top = base / str(app.get("dir") or repo.split("/", 1)[-1])
+    sub = str(app.get("scan_root") or "repository root")
+    if sub in ("repository root", ".", ""):
+        return top
+    root = (top / sub).resolve()
+    return root if root.is_relative_to(top.resolve()) else None
+
+
+def _score_needs(heading: str, title: str, apps: list[dict[str, object]], base: Path) -> None:
+    """Score the scan's `needed` against each entry's `needs`; entries whose needs is null
+    (dropped or not labelled) are not scored."""
+    from permgate.scan import scan
+
+    total = Score()
+    print(f"\n{heading}")
+    print(f"{'backend':40} {'files':>5} {'needs P/R':>12}  wrong")
+    absent = []
+    scored = 0
+    for app in apps:
+        needs = app.get("needs")
+        if not isinstance(needs, list):
+            continue
+        root = _root(base, app)
+        name = str(app.get("dir") or str(app["repo"]).split("/", 1)[-1])
+        if root is None or not root.is_dir():
+            absent.append(name)
+            continue
+        v = scan(root, progress=False)
+        per = Score()
+        per.add(set(v.needed), {str(n) for n in needs})
+        scored += 1
+        total.tp, total.fp, total.fn = (total.tp + per.tp, total.fp + per.fp,
+                                        total.fn + per.fn)
+        print(f"{name:40} {v.findings.files:5} {per.precision:5.2f}/{per.recall:4.2f}  "
+              f"{' '.join(per.wrong)}")
+    print(f"TOTAL {title} ({scored} backends): needs (= missing against an empty manifest) "
+          f"precision {total.precision:.2f} recall {total.recall:.2f} (tp {total.tp} "
+          f"fp {total.fp} fn {total.fn}); unused: not applicable (no manifests)")
+    if absent:
+        print(f"absent (not scored): {', '.join(absent)}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,12 @@ _OWN_KEY = re.compile(
     r"^(?:\\?\w+::)?(?:env|config)\(",  # the configuration helpers (Laravel `env()`, `config()`)
     re.I,
 )
+# Request options passed as one value named after the connected-account option
+# (`create(params, stripeAccount)`, `options=stripe_account_opts`): issue 25.
+OPTIONS_ACCOUNT = re.compile(r"(?i)stripe_?account_?(?:options|opts)?")
+# Parameters whose value is followed when handed on to another function (`outer(client)` ->
+# `inner(client)`): names that say they hold a client (bounded work: not every parameter)
+FORWARDED = re.compile(r"(?i)stripe|client|\bapi\b|\bsdk\b")
 _EVENT_LITERAL = re.compile(r"""["'`]([a-z][a-z0-9_]*(?:\.[a-z0-9_]+){1,4})["'`]""")
 
 
@@ -55,6 +61,9 @@ class Wrapper:
     account: Account
     reason: str
     defined: str  # file:line
+    # where the key comes from when a call site decides it: ("arg", i) the wrapper's own
+    # argument i, ("init", i) argument i of the constructor of the object it is called on
+    key_from: tuple[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -96,7 +105,9 @@ class Project:
                 else:
                     mine.setdefault(k, v)
         for k, w in other.wrappers.items():
-            self.wrappers.setdefault(k, w)
+            # a file read again knows more (its class's callers): a known account wins
+            if k not in self.wrappers or self.wrappers[k].account == "unknown":
+                self.wrappers[k] = w
         for k, idx in other.key_params.items():
             self.key_params.setdefault(k, idx)
         self.wanted |= other.wanted

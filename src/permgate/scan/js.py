@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from functools import cache
+from typing import TypeVar
 
 import tree_sitter as ts
 import tree_sitter_javascript as ts_js
@@ -11,7 +12,9 @@ import tree_sitter_typescript as ts_ts
 
 from permgate.scan.common import (
     API_HOSTS,
+    FORWARDED,
     HTTP_VERBS,
+    OPTIONS_ACCOUNT,
     Context,
     Piece,
     Project,
@@ -56,6 +59,7 @@ _QUERY = """
 _FUNCTION_TYPES = {"function_declaration", "method_definition", "arrow_function",
                    "function_expression", "generator_function_declaration"}
 Client = tuple[Account, str]  # whose account, and why
+_T = TypeVar("_T")
 _FIELD = {"javascript": "(field_definition) @bind", "typescript": "(public_field_definition) @bind"}
 
 
@@ -105,6 +109,8 @@ class _File:
         self.out.partial = deep
         self.wanted: set[str] = set()  # functions whose callers decide a client or key
         self.method_wrappers: set[str] = set()
+        # functions that request the URL given as their first argument: name -> HTTP method
+        self.url_wrappers: dict[str, str] = {}
         # `axios.create({baseURL: 'https://api.stripe.com/v1', headers})`: name -> wrapper
         self.http_clients: dict[str, Wrapper] = {}
         self.imported: set[str] = set()
@@ -116,7 +122,8 @@ class _File:
         for imp in captures.get("import", []):
             src = imp.child_by_field_name("source")
             if src is not None and _string(src) not in ("stripe",):
-                relative = _string(src).startswith((".", "@/", "~/", "/"))
+                relative = _string(src).startswith((".", "@/", "~/", "/")) or (
+                    ctx.modules is not None and ctx.modules.js_bare(_string(src)) is not None)
                 for ident in _identifiers(imp):
                     self.imported.add(ident)
                     if not relative:
@@ -128,10 +135,17 @@ class _File:
                         self.import_from[_text(alias)] = (_string(src), _text(orig))
         self.consts: dict[str, ts.Node] = {}
         self.clients: dict[str, Client] = {}
+        # HTTP clients made with headers (`axios.create({headers})`, `X.defaults.headers...`):
+        # name -> header name -> value; full-URL calls on them send these (issue 25)
+        self.client_headers: dict[str, dict[str, ts.Node]] = {}
+        # names whose `stripeAccount` member the file assigns: name -> the value (issue 25)
+        self.account_options: dict[str, ts.Node] = {}
         # names bound to a project client or factory only count when imported or local
         for imported in self.imported:
-            if imported in self.project.clients:
-                acc, why = self.project.clients[imported]
+            found = self.by_path(self.project.clients, imported) or self.project.clients.get(
+                imported)
+            if found is not None:
+                acc, why = found
                 self.clients[imported] = (acc, f"{imported} imported from the project: {why}")
         ambiguous: set[str] = set()
         for bind in captures.get("bind", []):
@@ -152,6 +166,12 @@ class _File:
                     else:
                         self.clients[bound] = client
                 continue
+            owner = _account_option_owner(name)
+            if owner is not None:  # `opts.stripeAccount = id`: options built by assignment
+                self.account_options[owner] = value
+            header = _default_header(name)
+            if header is not None:  # `http.defaults.headers.common.Authorization = ...`
+                self.client_headers.setdefault(header[0], {})[header[1]] = value
             key = _bound_name(name)
             if key is None:
                 continue
@@ -164,6 +184,12 @@ class _File:
                     http = self.http_client(value)
                     if http is not None:
                         self.http_clients[key] = http
+                    cargs = _args(value)
+                    cfg = self.props(cargs[0]) if cargs else None
+                    hdrs = self.props(cfg["headers"]) if cfg and "headers" in cfg else None
+                    if hdrs:
+                        self.client_headers.setdefault(key, {}).update(
+                            {h.lower(): v for h, v in hdrs.items()})
             if name.type == "identifier":
                 if key in self.consts and _text(self.consts[key]) != _text(value):
                     ambiguous.add(key)
@@ -207,18 +233,34 @@ class _File:
         its parameter takes the account of the key this call passes."""
         local = self.local_factories().get(fname)
         base = local
-        if base is None and reachable and fname in self.project.factories:
-            acc, why = self.project.factories[fname]
+        # by the path its import names first (two modules' factories of one name are not
+        # confused), then by name
+        found = self.by_path(self.project.factories, fname) or self.project.factories.get(fname)
+        if base is None and reachable and found is not None:
+            acc, why = found
             base = (acc, f"client from {fname}(): {why}")
         if base is None:
             return None
-        idx = (self._key_params if local is not None else self.project.key_params).get(fname)
+        idx = self._key_params.get(fname) if local is not None else (
+            self.by_path(self.project.key_params, fname)
+            if self.by_path(self.project.factories, fname) is not None
+            else self.project.key_params.get(fname))
         if idx is not None and call is not None and call.type == "call_expression":
             args = _args(call)
             got = self.key_argument(_unwrap(args[idx])) if idx < len(args) else None
             if got is not None:
                 return got[0], f"client from {fname}() built from the key passed here: {got[1]}"
         return base
+
+    def by_path(self, facts: dict[str, _T], name: str) -> _T | None:
+        """The project's fact for `name` keyed by the tree file its import names."""
+        if name not in self.import_from or self.ctx.modules is None:
+            return None
+        spec, orig = self.import_from[name]
+        if orig not in facts:  # each path-keyed fact has its name-keyed twin: cheap test
+            return None
+        path = self.ctx.modules.js_path(self.ctx.file, spec) or self.ctx.modules.js_bare(spec)
+        return facts.get(f"mod:{path}:{orig}") if path is not None else None
 
     _factories_cache: dict[str, Client] | None = None
     _key_params: dict[str, int] = {}  # noqa: RUF012 (replaced per file by local_factories)
@@ -235,7 +277,11 @@ class _File:
             if name is None:
                 continue
             body = fn.text or b""
-            if b"return" not in body or not _BUILDS.search(body):
+            inner = fn.child_by_field_name("body")
+            # `(u) => new Stripe(u.token)`: an arrow function's expression body is returned
+            returns = b"return" in body or (inner is not None and fn.type == "arrow_function"
+                                            and inner.type != "statement_block")
+            if not returns or not _BUILDS.search(body):
                 continue  # cheap gate: no client can be built here
             accounts = []
             key_params: set[int | None] = set()
@@ -247,7 +293,7 @@ class _File:
                     key_params.add(params.index(_text(key)) if key is not None and (
                         key.type == "identifier" and _text(key) in params) else None)
                     accounts.append(self._client_account(node))
-            if not accounts or b"return" not in (fn.text or b""):
+            if not accounts:
                 continue
             row = fn.start_point[0] + 1
             if len(key_params) == 1 and (idx := next(iter(key_params))) is not None:
@@ -284,6 +330,18 @@ class _File:
                 if url is None:
                     continue
                 ps = self.pieces(url)
+                if len(ps) == 1 and ps[0] is None and _unwrap(url).type == "identifier" and (
+                        params.index(_text(_unwrap(url))) == 0 if _text(_unwrap(url)) in params
+                        else False):
+                    # `post(url)` around a request with a fixed method (issue 25): its call
+                    # sites that name the API host send that method
+                    verb = _text(call.child_by_field_name("function") or call).rsplit(".")[-1]
+                    m = next((self.string(o["method"]) for o in (cfg, *(
+                        self.props(a) for a in args[1:])) if o and "method" in o),
+                        verb.upper() if verb.lower() in HTTP_VERBS else None)
+                    if m is not None:
+                        self.url_wrappers[name] = m.upper()
+                    continue
                 if len(ps) < 2 or ps[0] is None or ps[1] is not None:
                     continue
                 head = ps[0]
@@ -340,6 +398,37 @@ class _File:
                        f"the HTTP client built at {self.ctx.file}:{row} for the API host: {why}",
                        f"{self.ctx.file}:{row}")
 
+    def userinfo(self, url: ts.Node) -> str | None:
+        """The run-time value written as the URL's user name (`'https://' + key + ':@'`)."""
+        parts: list[str | ts.Node] = []
+
+        def flat(n: ts.Node, d: int) -> None:
+            n = self.resolve(n)
+            if n.type == "string":
+                parts.append(_string(n))
+            elif n.type == "template_string":
+                for c in n.named_children:
+                    if c.type == "template_substitution" and c.named_child_count:
+                        parts.append(c.named_children[0])
+                    elif c.type != "template_substitution":
+                        parts.append(_text(c))
+            elif n.type == "binary_expression" and d < 16 and (
+                    _text(n.child_by_field_name("operator") or n) == "+"):
+                for side in ("left", "right"):
+                    child = n.child_by_field_name(side)
+                    if child is not None:
+                        flat(child, d + 1)
+            else:
+                parts.append(n)
+
+        flat(url, 0)
+        for i in range(1, len(parts) - 1):
+            before, value, after = parts[i - 1], parts[i], parts[i + 1]
+            if isinstance(before, str) and before.endswith("://") and isinstance(
+                    value, ts.Node) and isinstance(after, str) and after.startswith((":", "@")):
+                return _text(value)
+        return None
+
     def _param_piece(self, url: ts.Node, params: list[str]) -> int | None:
         for node in _descendants(url, ("identifier",)):
             if _text(node) in params:
@@ -392,6 +481,14 @@ class _File:
                 elif child.type == "escape_sequence":
                     out.append(_text(child)[1:])
             return out
+        if node.type == "member_expression" and depth < 8:
+            # `${this.baseUrl}${path}`: a field the class sets one way only (issue 25: a
+            # wrapper class whose base URL is the API host)
+            obj, prop = node.child_by_field_name("object"), node.child_by_field_name("property")
+            field = self.fields.get("." + _text(prop).lstrip("#")) if (
+                obj is not None and obj.type == "this" and prop is not None) else None
+            if field is not None:
+                return self.pieces(field, depth + 1)
         if node.type == "binary_expression" and depth < 16:
             op = node.child_by_field_name("operator")
             left, right = node.child_by_field_name("left"), node.child_by_field_name("right")
@@ -438,6 +535,12 @@ class _File:
 
     def props(self, node: ts.Node, depth: int = 0) -> dict[str, ts.Node] | None:
         node = self.resolve(node)
+        if node.type == "member_expression" and depth <= 8:
+            # `headers: this.headers`: an object field the class sets one way only
+            obj, prop = node.child_by_field_name("object"), node.child_by_field_name("property")
+            field = self.fields.get("." + _text(prop).lstrip("#")) if (
+                obj is not None and obj.type == "this" and prop is not None) else None
+            return self.props(field, depth + 1) if field is not None else None
         if node.type == "ternary_expression" and depth <= 8:  # `id ? {stripeAccount: id} : {}`
             merged: dict[str, ts.Node] = {}
             for side in ("consequence", "alternative"):
@@ -678,6 +781,12 @@ class _File:
                     client = self.clients[_text(prop)]
             elif a.type in ("call_expression", "new_expression"):
                 client = self._client_of(a)
+            elif a.type == "identifier" and FORWARDED.search(_text(a)):
+                # a client parameter handed on (`outer(client)` -> `inner(client)`): what
+                # reaches this function's parameter reaches the callee's (issue 25)
+                got = self.param_client(a, _text(a))
+                if got is not None and got[0] is not None:
+                    client = (got[0], got[1])
             if client is None:
                 client = self.key_argument(a)
             if client is not None:
@@ -698,25 +807,30 @@ class _File:
         if w is not None and segs != (["this", name] if name in self.method_wrappers
                                       else [name]):
             w = None
-        if w is None and len(segs) == 2 and segs[0] in self.http_clients and (
-            name.lower() in HTTP_VERBS
-        ):
-            w = self.http_clients[segs[0]]
+        owner = segs[-2] if len(segs) == 2 or (len(segs) == 3 and segs[0] == "this") else ""
+        if w is None and owner in self.http_clients and name.lower() in HTTP_VERBS:
+            # `http.get('/x')`, `this.http.get('/x')` on a client made for the API host
+            w = self.http_clients[owner]
             w = Wrapper(w.prefix, 0, name.upper(), None, w.account, w.reason, w.defined)
         if w is None and len(segs) == 1 and name in self.imported:
             w = self.project.wrappers.get(name)
         if w is None or len(args) <= w.path_index:
             return False
         pieces = self.pieces(args[w.path_index])
+        label = _text(node.child_by_field_name("function") or node)
         if not pieces or pieces[0] is None:
-            return False
+            # `this.get(name)`: a path known only at run time is unreadable traffic (issue
+            # 25: its grants are unverified, never unused)
+            self.out.unresolved.append(Unresolved(
+                *self.where(node), label, f"path built at run time (wrapper {name} at "
+                f"{w.defined})"))
+            return True
         path_pieces: list[Piece] = [w.prefix + (
             "" if w.prefix.endswith("/") or pieces[0].startswith("/") else "/") + pieces[0],
             *pieces[1:]]
         if not str(path_pieces[0]).startswith("/v"):
             path_pieces[0] = "/v1" + str(path_pieces[0])
         target = raw_target(path_pieces, require_host=False)
-        label = _text(node.child_by_field_name("function") or node)
         method = w.method
         if method is None and w.method_index is not None and len(args) > w.method_index:
             method = (self.string(args[w.method_index]) or "").upper() or None
@@ -771,7 +885,7 @@ class _File:
                 return True
             return False
         expand, notes = self.expand_args(args)
-        account, why = self.account(args, client)
+        account, why = self.account(args, client, route[1])
         self.out.calls.append(Call(
             *self.where(node), label, route[0], route[1], expand, account, notes, why,
         ))
@@ -787,7 +901,8 @@ class _File:
                 return tuple(values), ()
         return (), ()
 
-    def account(self, args: list[ts.Node], client: Client | None) -> Client:
+    def account(self, args: list[ts.Node], client: Client | None,
+                path: str | None = None) -> Client:
         if self.ctx.ui_extension:
             return "installing", "a UI extension: the installing account"
         for a in args:
@@ -797,6 +912,19 @@ class _File:
                 if fixed is not None:
                     return "own", fixed
                 return "connected", "a stripeAccount option on the call"
+        # request options passed as a value named after the option (issue 25): an argument
+        # past the path's ids in the params' or the options' place (stripe-node tells an
+        # options hash by its keys) is the options (`customers.create(params,
+        # stripeAccount)`, `applicationFees.updateRefund(id, refundId, stripeAccount)`)
+        if path is not None and len(args) > path.count("{"):
+            last = _unwrap(args[-1])
+            name = _text(last).rsplit(".", 1)[-1] if last.type in (
+                "identifier", "member_expression") else ""
+            if OPTIONS_ACCOUNT.fullmatch(name):
+                fixed = fixed_account(_text(self.resolve(last)))
+                if fixed is not None:
+                    return "own", fixed
+                return "connected", f"request options named {name} on the call"
         if client is None:
             return "unknown", ("a client the scan cannot trace (a parameter, or built "
                                "outside the project)")
@@ -844,6 +972,8 @@ class _File:
         verb = segs[-1].lower() if segs else ""
         if verb in HTTP_VERBS:
             method = verb.upper()
+        elif segs and len(segs) == 1 and segs[0] in self.url_wrappers:
+            method = self.url_wrappers[segs[0]]
         opts = [o for o in (config, *(self.props(a) for a in args[1:])) if o]
         for o in opts:
             if "method" in o:
@@ -869,6 +999,19 @@ class _File:
                     acc, w = key_account_why(_text(auth))
                     if acc != "unknown":
                         account, why = acc, f"authenticated with {w}"
+            owner = segs[-2] if segs and len(segs) >= 2 else ""
+            sent = self.client_headers.get(owner, {})
+            if account == "unknown" and "stripe-account" in sent:
+                account, why = "connected", (f"the HTTP client {owner} sends a Stripe-Account "
+                                             "header")
+            elif account == "unknown" and "authorization" in sent:
+                acc, w = key_account_why(_text(sent["authorization"]))
+                account, why = acc, f"the HTTP client {owner} authenticates with {w}"
+            userinfo = self.userinfo(url_node)
+            if account == "unknown" and userinfo is not None:
+                # `https://${token}:@api.stripe.com/...`: the key is the URL's user name
+                acc, w = key_account_why(userinfo)
+                account, why = acc, f"the key written into the URL: {w}"
         notes = ("query string built at run time",) if target.dynamic_query else ()
         self.out.calls.append(Call(
             *self.where(node), label, method or "GET", target.path, target.expand, account, notes,
@@ -1021,8 +1164,41 @@ def _constructs_client(node: ts.Node) -> bool:
     return fn.type == "call_expression" and _text(fn).replace('"', "'") == "require('stripe')"
 
 
+def _default_header(left: ts.Node) -> tuple[str, str] | None:
+    """`http.defaults.headers.common.Authorization` / `...['Stripe-Account']` on the left of
+    an assignment: (`http`, the header's name in lower case)."""
+    if left.type not in ("member_expression", "subscript_expression"):
+        return None
+    prop = left.child_by_field_name("property") or left.child_by_field_name("index")
+    obj = left.child_by_field_name("object")
+    if prop is None or obj is None:
+        return None
+    header = (_string(prop) if prop.type == "string" else _text(prop)).lower()
+    chain = _text(obj).split(".")
+    if header not in ("authorization", "stripe-account") or len(chain) < 3 or (
+            chain[1:3] != ["defaults", "headers"]):
+        return None
+    return chain[0], header
+
+
+def _account_option_owner(left: ts.Node) -> str | None:
+    """`opts.stripeAccount` / `opts['stripeAccount']` (or `stripe_account`) on the left of an
+    assignment: `opts`, the options object built by assignment."""
+    if left.type not in ("member_expression", "subscript_expression"):
+        return None
+    obj = left.child_by_field_name("object")
+    prop = left.child_by_field_name("property") or left.child_by_field_name("index")
+    if obj is None or prop is None or obj.type != "identifier":
+        return None
+    key = _string(prop) if prop.type == "string" else _text(prop)
+    return _text(obj) if key in ("stripeAccount", "stripe_account") else None
+
+
 def _connected_options(f: _File, node: ts.Node) -> tuple[bool, ts.Node | None]:
     """Whether the options name a connected account, and the value that names it."""
+    bare = _unwrap(node)
+    if bare.type == "identifier" and _text(bare) in f.account_options:
+        return True, f.account_options[_text(bare)]
     p = f.props(node)
     if not p:
         return False, None
@@ -1076,9 +1252,13 @@ def module_lists(source: bytes, suffix: str) -> dict[str, tuple[str, ...]]:
 
 
 def _index(f: _File) -> Project:
-    """The project-wide facts one file offers: factories, module clients, wrappers."""
+    """The project-wide facts one file offers: factories, module clients, wrappers (by name,
+    and factories and module clients also by `mod:file:name` for imports resolved by path)."""
     p = Project()
     p.factories.update(f.local_factories())
+    # "mod:" keeps these apart from the parameter facts' `file:name` (each name learnt
+    # afresh makes the files using it read again)
+    p.factories.update({f"mod:{f.ctx.file}:{k}": v for k, v in f.local_factories().items()})
     for node in f.tree.root_node.named_children:
         decl = node.named_children[0] if node.type == "export_statement" and (
             node.named_child_count) else node
@@ -1087,10 +1267,11 @@ def _index(f: _File) -> Project:
                 name = d.child_by_field_name("name")
                 if name is not None and _bound_name(name) in f.clients:
                     key = _bound_name(name) or ""
-                    p.clients[key] = f.clients[key]
+                    p.clients[key] = p.clients[f"mod:{f.ctx.file}:{key}"] = f.clients[key]
     p.wrappers.update(f.local_wrappers)
     p.params.update(f.param_facts)
     p.wanted |= f.wanted
     f.local_factories()
     p.key_params.update(f._key_params)
+    p.key_params.update({f"mod:{f.ctx.file}:{k}": v for k, v in f._key_params.items()})
     return p

@@ -16,6 +16,7 @@ from permgate.scan.model import Skipped
 
 Lists = dict[str, tuple[str, ...]]
 MAX_MODULES = 400  # files read for their constants in one scan (a hostile tree has many)
+_MAX_FOUND = 100_000  # import paths resolved and remembered in one scan (bounded memory)
 _JS_SUFFIXES = ("", ".ts", ".tsx", ".js", ".mjs", ".cjs", ".jsx",
                 "/index.ts", "/index.tsx", "/index.js")
 
@@ -27,6 +28,7 @@ class Modules:
         self.root = root if root.is_dir() else root.parent
         self._cache: dict[str, Lists] = {}
         self.read = 0
+        self._found: dict[str, str | None] = {}  # import base -> tree file (None: not one)
 
     def _lists(self, rel: str, parse: Callable[[bytes, str], Lists]) -> Lists | None:
         if rel in self._cache:
@@ -52,11 +54,38 @@ class Modules:
         base = _js_base(importer, spec)
         if base is None:
             return None
+        if base in self._found:
+            return self._found[base]
+        found = None
         for suffix in _JS_SUFFIXES:
             rel = _inside(base + suffix)
             if rel is not None and (self.root / rel).is_file():
-                return rel
-        return None
+                found = rel
+                break
+        if len(self._found) < _MAX_FOUND:
+            self._found[base] = found
+        return found
+
+    def js_bare(self, spec: str) -> str | None:
+        """The tree file a bare import (`lib/sync`, `src/lib/sync`: a TypeScript `baseUrl`)
+        names, if it is in the tree; a package's name (`axios`, `@scope/pkg`) names none."""
+        if spec.startswith(("@", ".", "/")) or "/" not in spec:
+            return None
+        key = "\x00" + spec  # remembered beside js_path's bases (never a path)
+        if key in self._found:
+            return self._found[key]
+        found = None
+        for base in (spec, "src/" + spec):
+            for suffix in _JS_SUFFIXES[1:]:
+                rel = _inside(base + suffix)
+                if rel is not None and (self.root / rel).is_file():
+                    found = rel
+                    break
+            if found is not None:
+                break
+        if len(self._found) < _MAX_FOUND:
+            self._found[key] = found
+        return found
 
     def py_paths(self, importer: str, module: str, level: int) -> list[str]:
         """The tree files `from <level dots><module> import ...` in `importer` may name."""

@@ -6,10 +6,14 @@ import ast
 import re
 
 from permgate.scan.common import (
+    API_HOSTS,
+    FORWARDED,
     HTTP_VERBS,
+    OPTIONS_ACCOUNT,
     Context,
     Piece,
     Project,
+    Wrapper,
     credential_escape,
     fixed_account,
     key_account_why,
@@ -28,8 +32,14 @@ from permgate.scan.model import (
 from permgate.scan.sdk import table
 
 Client = tuple[Account, str]
+# a wrapper's account, and where its call sites decide the key (Wrapper.key_from)
+KeyedClient = tuple[Account, str, tuple[str, int] | None]
 
 _FORMAT_FIELD = re.compile(r"\{[^{}]*\}")
+# `self.x = <value>` kept as a field the file can read back (a base URL, an expand list)
+_FIELD_VALUES = (ast.Constant, ast.JoinedStr, ast.BinOp, ast.List, ast.Tuple, ast.Dict)
+_REQUEST_VERBS = HTTP_VERBS | {"request"}
+_WRAPPER_ROUNDS = 3  # wrappers of wrappers (`get(path)` -> `_request("GET", path)`): bounded
 
 
 def _chain(node: ast.expr) -> list[str] | None:
@@ -68,6 +78,55 @@ def module_lists(source: bytes) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def _session_auth(target: ast.expr, value: ast.expr) -> tuple[str, ast.expr] | None:
+    """`s.auth = (key, "")`, `s.headers["Authorization"] = v`, `s.headers = {...}`: the
+    session's name and what it authenticates with (a dict of headers or an auth tuple)."""
+    if isinstance(target, ast.Attribute) and (
+            (target.attr == "auth" and isinstance(value, ast.Tuple))
+            or (target.attr == "headers" and isinstance(value, ast.Dict))):
+        owner = _chain(target.value)
+        # `self.headers = {...}` is the object's own field (read where it is passed)
+        return (owner[-1], value) if owner and owner != ["self"] else None
+    if isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Constant) and (
+            isinstance(target.slice.value, str)
+            and target.slice.value.lower() in ("authorization", "stripe-account")):
+        owner = _chain(target.value)
+        if owner and len(owner) >= 2 and owner[-1] == "headers":
+            return owner[-2], ast.Dict(keys=[target.slice], values=[value])
+    if isinstance(target, ast.Name | ast.Attribute) and isinstance(value, ast.Call) and (
+            (_chain(value.func) or [""])[-1] in ("Session", "Client", "AsyncClient")):
+        kw = {k.arg: k.value for k in value.keywords if k.arg}
+        name = target.id if isinstance(target, ast.Name) else target.attr
+        if "headers" in kw and "base_url" not in kw:
+            return name, kw["headers"]
+        if isinstance(kw.get("auth"), ast.Tuple):
+            return name, kw["auth"]
+    return None
+
+
+def _account_option_owner(target: ast.expr) -> str | None:
+    """`opts["stripe_account"]` on the left of an assignment: `opts`."""
+    if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and isinstance(
+            target.slice, ast.Constant) and target.slice.value == "stripe_account":
+        return target.value.id
+    return None
+
+
+def _names_in(node: ast.expr) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _joined(pieces: list[Piece]) -> list[Piece]:
+    """Adjacent literal pieces joined (`BASE + "/" + path` -> [BASE + "/", None])."""
+    out: list[Piece] = []
+    for p in pieces:
+        if p is not None and out and out[-1] is not None:
+            out[-1] = str(out[-1]) + p
+        else:
+            out.append(p)
+    return out
+
+
 def _call_base(node: ast.expr) -> str | None:
     """`Syncer(db).run` -> 'Syncer': the name whose call built the object, if any."""
     while isinstance(node, ast.Attribute | ast.Call):
@@ -76,7 +135,7 @@ def _call_base(node: ast.expr) -> str | None:
 
 
 class _File:
-    def __init__(self, ctx: Context, tree: ast.Module) -> None:
+    def __init__(self, ctx: Context, tree: ast.Module, source: bytes = b"") -> None:
         self.ctx = ctx
         self.tree = tree
         self.out = FileFindings()
@@ -103,6 +162,13 @@ class _File:
         self.field_params: dict[tuple[str, str], int] = {}
         self.param_facts: dict[tuple[str, int], Client] = {}
         self.wanted: set[str] = set()
+        # names bound to `Cls(...)`: name -> that call (a wrapper class's object and its key)
+        self.instances: dict[str, ast.Call] = {}
+        # HTTP sessions whose headers or auth the file sets (`s.headers.update({...})`,
+        # `s.auth = (key, "")`, `requests.Session()` then ...): name -> headers dict or auth
+        self.session_auth: dict[str, ast.expr] = {}
+        # names whose "stripe_account" key the file assigns: name -> the value (issue 25)
+        self.account_options: dict[str, ast.expr] = {}
         self.defined = {n.name for n in tree.body if isinstance(
             n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)}
         self._scopes(tree, None, None, 0)
@@ -121,10 +187,19 @@ class _File:
                 for a in node.names:
                     self.imported.add(a.asname or a.name)
                     self.import_from[a.asname or a.name] = (node.module or "", node.level, a.name)
-                    if not node.level:  # `from pkg import x`, not `from .mod import x`
+                    if not node.level and not (ctx.modules is not None and ctx.modules.py_paths(
+                            ctx.file, node.module or "", 0)):
+                        # `from pkg import x`, not `from .mod import x` nor `from app.mod
+                        # import x` that names a file of the tree (issue 25: the project's
+                        # own code is followed, not outside it)
                         self.packages.add(a.asname or a.name)
-                    if a.name in self.project.clients:
-                        acc, why = self.project.clients[a.name]
+                    paths = ctx.modules.py_paths(ctx.file, node.module or "", node.level) if (
+                        ctx.modules is not None) else []
+                    # by the path the import names first, then by name
+                    found = (self.project.clients.get(f"mod:{paths[0]}:{a.name}") if paths
+                             else None) or self.project.clients.get(a.name)
+                    if found is not None:
+                        acc, why = found
                         self.clients[a.asname or a.name] = (
                             acc, f"imported from the project: {why}")
             elif isinstance(node, ast.ImportFrom) and node.module and (
@@ -137,6 +212,35 @@ class _File:
                         self.classes[a.asname or a.name] = dotted
                     elif a.name == "StripeClient":
                         self.classes[a.asname or a.name] = "StripeClient"
+            elif (isinstance(node, ast.Assign) and len(node.targets) == 1
+                  and _session_auth(node.targets[0], node.value) is not None):
+                sess_name, auth = _session_auth(node.targets[0], node.value) or (
+                    "", node.value)
+                self.session_auth[sess_name] = auth
+            elif isinstance(node, ast.withitem) and node.optional_vars is not None and (
+                    _session_auth(node.optional_vars, node.context_expr) is not None):
+                # `async with httpx.AsyncClient(headers=...) as client:`
+                sess_name, auth = _session_auth(node.optional_vars, node.context_expr) or (
+                    "", node.context_expr)
+                self.session_auth[sess_name] = auth
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
+                    node.func.attr == "update" and node.args and (
+                        _chain(node.func.value) or [""])[-1] == "headers"):
+                owner_chain = _chain(node.func.value) or []
+                if len(owner_chain) >= 2:  # `session.headers.update({"Authorization": ...})`
+                    self.session_auth[owner_chain[-2]] = node.args[0]
+            elif isinstance(node, ast.Assign) and any(
+                    _account_option_owner(t) for t in node.targets):
+                # `opts["stripe_account"] = acct`: request options built by assignment
+                for t in node.targets:
+                    owner = _account_option_owner(t)
+                    if owner is not None:
+                        self.account_options[owner] = node.value
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
+                    node.func.attr == "update" and isinstance(node.func.value, ast.Name)):
+                for k in node.keywords:  # `opts.update(stripe_account=acct)`
+                    if k.arg == "stripe_account":
+                        self.account_options[node.func.value.id] = k.value
             elif isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 for t in targets:
@@ -146,6 +250,9 @@ class _File:
                     if name is None:
                         continue
                     client = self._client_of(node.value)
+                    if isinstance(node.value, ast.Call) and isinstance(
+                            node.value.func, ast.Name) and node.value.func.id[:1].isupper():
+                        self.instances[name] = node.value
                     if client is not None:
                         old = self.clients.get(name)
                         same = old is None or old[0] == client[0]
@@ -159,8 +266,13 @@ class _File:
                         self.module_account = (
                             acc, f"the stripe module's key is set at {ctx.file}:{node.lineno} "
                             f"to {why}")
-                    elif isinstance(t, ast.Name) and id(node) in in_class:
-                        if name in self.fields:
+                    elif (isinstance(t, ast.Name) and id(node) in in_class) or (
+                            isinstance(t, ast.Attribute) and _chain(t.value) == ["self"]
+                            and isinstance(node.value, _FIELD_VALUES)):
+                        # a class attribute, or `self.base_url = "https://..."` (issue 25:
+                        # a wrapper's base URL, an expand list kept on the instance)
+                        if name in self.fields and ast.dump(self.fields[name]) != ast.dump(
+                                node.value):
                             ambiguous.add("." + name)
                         self.fields[name] = node.value
                     elif isinstance(t, ast.Name):
@@ -174,6 +286,18 @@ class _File:
             self.consts.pop(name, None)
             if name.startswith("."):
                 self.fields.pop(name[1:], None)
+        # Thin HTTP wrappers (issue 25): HTTP clients made for the API host, functions and
+        # methods that send a path parameter to it, and the calls that are their own request.
+        self.http_clients: dict[str, Wrapper] = {}
+        self.wrappers: dict[str, Wrapper] = {}  # module-level functions by name
+        self.method_wrappers: dict[tuple[str, str], Wrapper] = {}  # (class, method)
+        self.wrapper_inner: set[int] = set()
+        self.wrapper_requests: dict[str, ast.Call] = {}  # wrapper (file:line) -> its request
+        self.wrapper_used: set[str] = set()  # wrappers this file calls
+        # functions that request the URL given as their first argument: name -> HTTP method
+        self.url_wrappers: dict[str, str] = {}
+        if b"api.stripe.com" in source:
+            self.find_wrappers()
 
 
     def _scopes(
@@ -274,6 +398,12 @@ class _File:
                 client = self.clients[a.attr]
             elif isinstance(a, ast.Call | ast.Await):
                 client = self._client_of(a)
+            elif isinstance(a, ast.Name) and FORWARDED.search(a.id):
+                # a client parameter handed on (`outer(client)` -> `inner(client)`): what
+                # reaches this function's parameter reaches the callee's (issue 25)
+                flow = self.flow_client(node, [a.id, "<client>", "<client>"])
+                if flow is not None and "no call site" not in flow[1][1]:
+                    client = flow[1]
             if client is None:
                 client = self.key_argument(node, a)
             if client is None:
@@ -293,8 +423,14 @@ class _File:
         if isinstance(value, ast.Call):
             chain = _chain(value.func)
             name = chain[-1] if chain else ""
-            if name in self.project.factories and (name in self.imported or len(chain or []) == 1):
-                acc, why = self.project.factories[name]
+            key = self.callee_key(chain) if chain else "py:"
+            # by the path its import names (or this file) first, then by name
+            found = None if key.startswith("py:") else self.project.factories.get("mod:" + key)
+            if found is None and name in self.project.factories and (
+                    name in self.imported or len(chain or []) == 1):
+                found = self.project.factories[name]
+            if found is not None:
+                acc, why = found
                 return acc, f"client from {name}(): {why}"
         return None
 
@@ -328,6 +464,354 @@ class _File:
         acc, why = key_account_why(ast.unparse(key) if key is not None else None)
         return acc, f"{where} from {why}"
 
+    # --- thin HTTP wrappers (issue 25) ------------------------------------------
+
+    def _functions(self) -> list[tuple[str | None, ast.FunctionDef | ast.AsyncFunctionDef]]:
+        """Module-level functions and the methods of module-level classes."""
+        out: list[tuple[str | None, ast.FunctionDef | ast.AsyncFunctionDef]] = []
+        for node in self.tree.body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                out.append((None, node))
+            elif isinstance(node, ast.ClassDef):
+                out += [(node.name, m) for m in node.body
+                        if isinstance(m, ast.FunctionDef | ast.AsyncFunctionDef)]
+        return out
+
+    @staticmethod
+    def _request_parts(call: ast.Call) -> tuple[str, ast.expr | None, ast.expr | None] | None:
+        """(verb, URL argument, method argument) of an HTTP client's call, else None."""
+        func = call.func
+        verb = (func.attr if isinstance(func, ast.Attribute) else
+                func.id if isinstance(func, ast.Name) else "").lower()
+        if verb not in _REQUEST_VERBS:
+            return None
+        kw = {k.arg: k.value for k in call.keywords if k.arg}
+        args = list(call.args)
+        method = None
+        if verb == "request":
+            method = args.pop(0) if args else kw.get("method")
+        return verb, (args[0] if args else kw.get("url")), method
+
+    def _base_of(self, call: ast.Call) -> Wrapper | None:
+        """The HTTP client made for the API host that `call` is made on (`self.http.get`)."""
+        if not isinstance(call.func, ast.Attribute):
+            return None
+        owner = _chain(call.func.value)
+        if owner is None or not (len(owner) == 1 or (len(owner) == 2 and owner[0] == "self")):
+            return None
+        return self.http_clients.get(owner[-1])
+
+    def _api_prefix(self, pieces: list[Piece]) -> str | None:
+        """The literal after the API host when `pieces` are host + literal + run-time part."""
+        if len(pieces) < 2 or pieces[0] is None or pieces[1] is not None:
+            return None
+        host = next((h for h in API_HOSTS if pieces[0].startswith(h)), None)
+        return None if host is None else pieces[0][len(host):]
+
+    def find_wrappers(self) -> None:
+        """HTTP clients built for the API host (`httpx.Client(base_url=...)`) and functions or
+        methods that send a path given as a parameter to it, directly or through another such
+        function (`get(path)` -> `self._request("GET", path)`), at most _WRAPPER_ROUNDS deep."""
+        for node in ast.walk(self.tree):
+            bound = (node.targets, node.value) if isinstance(node, ast.Assign) else (
+                [node.optional_vars], node.context_expr) if isinstance(
+                node, ast.withitem) and node.optional_vars is not None else None
+            if bound is not None and isinstance(bound[1], ast.Call):
+                http = self.http_client(bound[1])
+                if http is None:
+                    continue
+                for t in bound[0]:
+                    name = t.id if isinstance(t, ast.Name) else (
+                        t.attr if isinstance(t, ast.Attribute) else None)
+                    if name is not None:
+                        self.http_clients[name] = http
+        fns = self._functions()
+        for _ in range(_WRAPPER_ROUNDS):
+            before = len(self.wrappers) + len(self.method_wrappers)
+            for cls, fn in fns:
+                known = (self.method_wrappers.get((cls, fn.name)) if cls is not None
+                         else self.wrappers.get(fn.name))
+                if known is None:
+                    self._wrapper_of(cls, fn)
+            if len(self.wrappers) + len(self.method_wrappers) == before:
+                break
+
+    def _wrapper_of(self, cls: str | None, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        params = _params(fn, method=cls is not None)
+        if not params:
+            return
+        prefix: str | None
+        method: str | None
+        for call in (n for n in ast.walk(fn) if isinstance(n, ast.Call)):
+            inner = self._local_wrapper(call, cls)
+            if inner is not None:  # a wrapper calling a wrapper with its own parameter
+                w, args = inner
+                if len(args) <= w.path_index:
+                    continue
+                path = args[w.path_index]
+                ps = _joined(self.pieces(path))
+                lead = ps[0] if ps and ps[0] is not None else ""
+                if not ps or ps[-1] is not None or any(p is None for p in ps[:-1]) or not (
+                        _names_in(path) & set(params)):
+                    continue
+                prefix = w.prefix + lead
+                idx = params.index(next(iter(_names_in(path) & set(params))))
+                method, method_index = w.method, None
+                if w.method_index is not None and len(args) > w.method_index:
+                    m = args[w.method_index]
+                    method = self.string(m)
+                    if method is None and isinstance(m, ast.Name) and m.id in params:
+                        method_index = params.index(m.id)
+                    elif method is None:
+                        continue
+                account, reason = w.account, w.reason
+                key_from = w.key_from
+                if key_from is not None and key_from[0] == "arg":
+                    a = args[key_from[1]] if len(args) > key_from[1] else None
+                    key_from = ("arg", params.index(a.id)) if isinstance(
+                        a, ast.Name) and a.id in params else None
+            else:
+                parts = self._request_parts(call)
+                if parts is None or parts[1] is None:
+                    continue
+                verb, url, marg = parts[0], parts[1], parts[2]
+                base = self._base_of(call)
+                ps = _joined(self.pieces(url))
+                if base is not None and ps and ps[0] is None:
+                    prefix = base.prefix  # `self.http.get(path)`
+                elif base is not None and ps and ps[0] is not None and len(ps) == 2:
+                    prefix = base.prefix + ps[0]
+                else:
+                    prefix = self._api_prefix(ps)
+                names = _names_in(url) & set(params)
+                if cls is None and isinstance(url, ast.Name) and params[:1] == [url.id] and (
+                        base is None):
+                    # `def post(url, data)` around a request with a fixed method (issue 25):
+                    # its call sites that name the API host send that method
+                    fixed = verb.upper() if verb != "request" else self.string(marg)
+                    if fixed is not None:
+                        self.url_wrappers[fn.name] = fixed.upper()
+                    continue
+                if prefix is None or not names:
+                    continue
+                idx = params.index(next(iter(names)))
+                method = verb.upper() if verb != "request" else (
+                    self.string(marg) or "").upper() or None
+                method_index = None
+                if method is None and isinstance(marg, ast.Name) and marg.id in params:
+                    method_index = params.index(marg.id)
+                elif method is None:
+                    continue
+                if base is not None:
+                    account, reason, key_from = base.account, base.reason, base.key_from
+                else:
+                    account, reason, key_from = self._wrapper_account(call, cls, fn)
+            self.wrapper_inner.add(id(call))  # the wrapper's own request is not a call site
+            self.wrapper_requests[f"{self.ctx.file}:{fn.lineno}"] = call
+            if inner is not None:
+                self.wrapper_used.add(inner[0].defined)
+            w = Wrapper(prefix, idx, method and method.upper(), method_index, account, reason,
+                        f"{self.ctx.file}:{fn.lineno}", key_from)
+            if cls is None:
+                self.wrappers[fn.name] = w
+            else:
+                self.method_wrappers[(cls, fn.name)] = w
+            return
+
+    def _local_wrapper(
+        self, call: ast.Call, cls: str | None
+    ) -> tuple[Wrapper, list[ast.expr]] | None:
+        """The wrapper `call` reaches and its positional arguments (keywords by parameter
+        name are not followed): `self.get(...)` in a class with that wrapper method, a
+        wrapper function of this file or imported, an instance of a wrapper class, an HTTP
+        client made for the API host."""
+        chain = _chain(call.func)
+        if chain is None:
+            return None
+        w: Wrapper | None = None
+        if len(chain) == 2 and chain[0] == "self" and cls is not None:
+            w = self.method_wrappers.get((cls, chain[1]))
+        elif len(chain) == 1:
+            w = self.wrappers.get(chain[0])
+            if w is None and chain[0] in self.imported:
+                self.out.imports.add("pyw:" + chain[0])
+                w = self.project.wrappers.get("pyw:" + chain[0])
+        elif len(chain) == 2 and chain[0] in self.instances:
+            ctor = self.instances[chain[0]].func
+            owner = ctor.id if isinstance(ctor, ast.Name) else ""
+            w = self.method_wrappers.get((owner, chain[1]))
+            if w is None and owner in self.imported:
+                self.out.imports.add(f"pyw:{owner}.{chain[1]}")
+                w = self.project.wrappers.get(f"pyw:{owner}.{chain[1]}")
+        if w is None:
+            base = self._base_of(call)
+            parts = self._request_parts(call)
+            if base is not None and parts is not None and parts[1] is not None:
+                ps = self.pieces(parts[1])
+                if not ps or ps[0] is None or ps[0].startswith("http"):
+                    return None  # a full URL: read as an HTTP call
+                args = [parts[1]]
+                if parts[0] == "request":
+                    method = parts[2]
+                    if method is None:
+                        return None
+                    w = Wrapper(base.prefix, 0, None, 1, base.account, base.reason,
+                                base.defined)
+                    return w, [parts[1], method]
+                w = Wrapper(base.prefix, 0, parts[0].upper(), None, base.account,
+                            base.reason, base.defined)
+                return w, args
+            return None
+        return w, list(call.args)
+
+    def http_client(self, value: ast.Call) -> Wrapper | None:
+        """`httpx.Client(base_url="https://api.stripe.com/v1", headers={...})`, any client
+        made with a `base_url` on the API host."""
+        kw = {k.arg: k.value for k in value.keywords if k.arg}
+        base = _joined(self.pieces(kw["base_url"])) if "base_url" in kw else None
+        if not base or len(base) != 1 or base[0] is None:
+            return None
+        host = next((h for h in API_HOSTS if base[0].startswith(h)), None)
+        if host is None:
+            return None
+        cls, fn = self.enclosing.get(id(value), (None, None))
+        acc, why, key_from = self._auth_account(kw.get("headers"), kw.get("auth"), cls, fn)
+        return Wrapper(base[0][len(host):].rstrip("/"), 0, None, None, acc,
+                       f"the HTTP client built at {self.ctx.file}:{value.lineno} for the API "
+                       f"host: {why}", f"{self.ctx.file}:{value.lineno}", key_from)
+
+    def _wrapper_account(self, call: ast.Call, cls: str | None,
+                         fn: ast.FunctionDef | ast.AsyncFunctionDef) -> KeyedClient:
+        """Whose account the wrapper's request acts for: its own headers or auth, else the
+        headers or auth its class sets (`self.session.headers.update(...)`, `self.headers`)."""
+        kw = {k.arg: k.value for k in call.keywords if k.arg}
+        acc, why, key_from = self._auth_account(kw.get("headers"), kw.get("auth"), cls, fn)
+        if acc != "unknown" or key_from is not None or cls is None:
+            return acc, f"the wrapper sends {why}", key_from
+        klass = next((c for c in self.tree.body if isinstance(c, ast.ClassDef)
+                      and c.name == cls), None)
+        for node in ast.walk(klass) if klass is not None else ():
+            if isinstance(node, ast.Dict):
+                acc, why, key_from = self._auth_account(node, None, cls, None)
+            elif isinstance(node, ast.Assign) and any(
+                    isinstance(t, ast.Attribute) and t.attr == "auth" for t in node.targets):
+                acc, why, key_from = self._auth_account(None, node.value, cls, None)
+            if acc != "unknown" or key_from is not None:
+                return acc, f"the wrapper's class sends {why}", key_from
+        return "unknown", "the wrapper's key is of unknown origin", None
+
+    def _auth_account(self, headers: ast.expr | None, auth: ast.expr | None, cls: str | None,
+                      fn: ast.FunctionDef | ast.AsyncFunctionDef | None) -> KeyedClient:
+        """The account of an `Authorization` / `Stripe-Account` header or `auth=(key, "")`,
+        and where call sites decide the key when it is a parameter or a constructor's."""
+        hdrs = self.props(headers) or {}
+        if any(h.lower() == "stripe-account" for h in hdrs):
+            return "connected", "a Stripe-Account header", None
+        key = next((v for h, v in hdrs.items() if h.lower() == "authorization"), None)
+        if key is None and isinstance(auth, ast.Tuple) and auth.elts:
+            key = auth.elts[0]
+        if key is None:
+            return "unknown", "no key the scan can see", None
+        if isinstance(key, ast.JoinedStr):  # f"Bearer {token}": the value inside
+            values = [v.value for v in key.values if isinstance(v, ast.FormattedValue)]
+            key = values[0] if len(values) == 1 else key
+        if fn is not None and fn.name != "__init__" and isinstance(key, ast.Name):
+            params = _params(fn, method=cls is not None)
+            if key.id in params:  # `def stripe_get(path, token)`: each call site's key
+                return ("unknown", f"a key given as argument {params.index(key.id) + 1}",
+                        ("arg", params.index(key.id)))
+        if cls is not None:
+            field = self._field_fact(key, cls)
+            if field is not None:
+                return field
+        acc, why = key_account_why(ast.unparse(key))
+        return acc, f"an Authorization header with {why}", None
+
+    def _field_fact(self, key: ast.expr, cls: str) -> KeyedClient | None:
+        """A key kept on the instance from a constructor argument (`self.api_key`, set from
+        `__init__(self, api_key)`) or that argument itself: what `Cls(...)` call sites pass."""
+        chain = _chain(key)
+        idx = None
+        if chain is not None and len(chain) == 2 and chain[0] == "self":
+            idx = self.field_params.get((cls, chain[1]))
+        elif chain is not None and len(chain) == 1:
+            init = next((m for c in self.tree.body if isinstance(c, ast.ClassDef)
+                         and c.name == cls for m in c.body
+                         if isinstance(m, ast.FunctionDef) and m.name == "__init__"), None)
+            params = _params(init, method=True) if init is not None else []
+            idx = params.index(chain[0]) if chain[0] in params else None
+        if idx is None:
+            return None
+        self.out.imports |= {"py:" + cls, f"{self.ctx.file}:{cls}"}
+        self.wanted.add(cls)
+        fact = self.project.param(self.ctx.file, cls, idx, "py:")
+        if fact is None:
+            return ("unknown", f"a key given to {cls}() as argument {idx + 1}; no call site "
+                    "the scan can see passes a known key", ("init", idx))
+        return (fact[0], f"a key given to {cls}() as argument {idx + 1}: {fact[1]}",
+                ("init", idx))
+
+    def _call_site_key(self, node: ast.Call, chain: list[str], w: Wrapper) -> Client | None:
+        """The account of the key this call site gives the wrapper (its argument, or the
+        constructor argument of the object it is called on), when the site shows it."""
+        if w.key_from is None:
+            return None
+        kind, i = w.key_from
+        site: ast.Call | None = node
+        if kind == "init":
+            site = self.instances.get(chain[0]) if len(chain) == 2 else None
+        if site is None or len(site.args) <= i:
+            return None
+        a = site.args[i]
+        cls, fn = self.enclosing.get(id(site), (None, None))
+        if isinstance(a, ast.Name) and fn is not None and a.id in _params(
+                fn, method=cls is not None):
+            flow = self.flow_client(site, [a.id, "<key>", "<key>"])
+            return flow[1] if flow is not None else None
+        text = ast.unparse(a)
+        if len(text) > 100:
+            return None
+        acc, why = key_account_why(text)
+        return acc, f"a key given at {self.ctx.file}:{site.lineno}: {why}"
+
+    def wrapper_call(self, node: ast.Call, label: str) -> bool:
+        """A call of the app's wrapper with a path: the request it sends."""
+        if id(node) in self.wrapper_inner:
+            return True  # the wrapper's own request: its call sites are the calls
+        cls, _fn = self.enclosing.get(id(node), (None, None))
+        found = self._local_wrapper(node, cls)
+        if found is None:
+            return False
+        w, args = found
+        if len(args) <= w.path_index:
+            return False
+        self.wrapper_used.add(w.defined)
+        pieces = _joined(self.pieces(args[w.path_index]))
+        if not pieces or pieces[0] is None:
+            self.out.unresolved.append(Unresolved(
+                *self.where(node), label, f"path built at run time (wrapper at {w.defined})"))
+            return True
+        lead = w.prefix + ("" if w.prefix.endswith("/") or pieces[0].startswith("/") else "/")
+        path: list[Piece] = [lead + pieces[0], *pieces[1:]]
+        if not str(path[0]).startswith(("/v1/", "/v2/")) and path[0] not in ("/v1", "/v2"):
+            path[0] = "/v1" + str(path[0])
+        target = raw_target(path, require_host=False)
+        method = w.method
+        if method is None and w.method_index is not None and len(args) > w.method_index:
+            method = (self.string(args[w.method_index]) or "").upper() or None
+        if target is None or method is None:
+            self.out.unresolved.append(Unresolved(
+                *self.where(node), label, f"path or method built at run time (wrapper at "
+                f"{w.defined})"))
+            return True
+        site_acc, site_why = self._call_site_key(node, _chain(node.func) or [], w) or (
+            w.account, w.reason)
+        acc, why = self.account(node, (site_acc, f"via the app's wrapper ({w.defined}): "
+                                                 f"{site_why}"))
+        self.out.calls.append(Call(*self.where(node), label, method.upper(), target.path,
+                                   target.expand, acc, (), why))
+        return True
+
     # --- values -------------------------------------------------------------
 
     def resolve(self, node: ast.expr, depth: int = 0) -> ast.expr:
@@ -357,6 +841,10 @@ class _File:
             for v in node.values:
                 if isinstance(v, ast.Constant) and isinstance(v.value, str):
                     out.append(v.value)
+                elif isinstance(v, ast.FormattedValue) and v.conversion == -1 and (
+                        v.format_spec is None) and depth < 16:
+                    # `f"{BASE}/charges"`, `f"{self.base_url}{path}"`: a constant is read
+                    out.extend(self.pieces(v.value, depth + 1))
                 else:
                     out.append(None)
             return out
@@ -375,6 +863,31 @@ class _File:
                 fmt.append(p)
             return fmt
         return [None]
+
+    def userinfo(self, url: ast.expr) -> str | None:
+        """The run-time value written as the URL's user name (`f"https://{key}:@..."`)."""
+        parts: list[str | ast.expr] = []
+
+        def flat(n: ast.expr, d: int) -> None:
+            n = self.resolve(n)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str):
+                parts.append(n.value)
+            elif isinstance(n, ast.JoinedStr):
+                for v in n.values:
+                    parts.append(self.resolve(v.value) if isinstance(v, ast.FormattedValue) else (
+                        str(v.value) if isinstance(v, ast.Constant) else v))
+            elif isinstance(n, ast.BinOp) and isinstance(n.op, ast.Add) and d < 16:
+                flat(n.left, d + 1)
+                flat(n.right, d + 1)
+            else:
+                parts.append(n)
+
+        flat(url, 0)
+        for before, value, after in zip(parts, parts[1:], parts[2:], strict=False):
+            if isinstance(before, str) and before.endswith("://") and not isinstance(
+                    value, str) and isinstance(after, str) and after.startswith((":", "@")):
+                return ast.unparse(value)
+        return None
 
     def string(self, node: ast.expr | None) -> str | None:
         if node is None:
@@ -441,6 +954,14 @@ class _File:
                 )
         if self.out.events:
             self.out.source = source  # `event.account` lines: read only if a handler asks
+        for defined, req in self.wrapper_requests.items():
+            if defined not in self.wrapper_used:
+                # called from other files only (or not at all): callers the scan does not see
+                # may pass any path, so its request stays unreadable traffic (nothing unused)
+                self.out.unresolved.append(Unresolved(
+                    *self.where(req), ast.unparse(req.func),
+                    "the request of a wrapper not called in its own file: the paths its "
+                    "callers pass are read where the scan sees them"))
         return self.out
 
     def escape(self, node: ast.Call, chain: list[str]) -> None:
@@ -462,6 +983,8 @@ class _File:
             base = _call_base(node.func)  # `Syncer(db).run(token)`: a package's object
             if base is not None and base in self.packages:
                 self.escape(node, [base, node.func.attr])
+        if chain is None and self.built_client_call(node, label):
+            return
         if chain is None:
             if isinstance(node.func, ast.Attribute) and _mentions_client(node.func, self):
                 self.out.unresolved.append(
@@ -526,7 +1049,34 @@ class _File:
                     f"not a method of {sdk.meta.get('python_sdk', 'the Python SDK')}",
                 ))
             return
+        if self.wrapper_call(node, label):
+            return
         self.http_call(node, chain, label)
+
+    def built_client_call(self, node: ast.Call, label: str) -> bool:
+        """`StripeClient(key).v1.customers.list()`, `client_for(user).v1.disputes.list()`: a
+        service call on the client a call builds or a project factory returns (issue 25)."""
+        rest: list[str] = []
+        base = node.func
+        while isinstance(base, ast.Attribute) and len(rest) < 8:
+            rest.append(base.attr)
+            base = base.value
+        if isinstance(base, ast.Await):
+            base = base.value
+        if not rest or not isinstance(base, ast.Call):
+            return False
+        client = self._client_of(base)
+        if client is None:
+            return False
+        rest = [*rest[:0:-1], rest[0].removesuffix("_async")]
+        sdk = table()
+        route = sdk.get("service", ".".join(rest))
+        if route is None and rest[0] != "v1":
+            route = sdk.get("service", "v1." + ".".join(rest))
+        if route is None:
+            return False
+        self.record(node, label, route, client)
+        return True
 
     @staticmethod
     def service(rest: list[str]) -> bool:
@@ -540,7 +1090,7 @@ class _File:
         self, node: ast.Call, label: str, route: tuple[str, str], client: Client
     ) -> None:
         expand, notes = self.expand_of(node)
-        acc, why = self.account(node, client)
+        acc, why = self.account(node, client, route[1])
         self.out.calls.append(Call(
             *self.where(node), label, route[0], route[1], expand, acc, notes, why,
         ))
@@ -562,9 +1112,28 @@ class _File:
                 return tuple(values), ()
         return (), ()
 
-    def account(self, node: ast.Call, client: Client) -> Client:
+    def account(self, node: ast.Call, client: Client, path: str | None = None) -> Client:
         if self.ctx.ui_extension:
             return "installing", "a UI extension: the installing account"
+        # request options passed as a value named after the option (issue 25): `options=
+        # stripe_account`, or a positional argument past the path's ids and the params
+        opts = next((k.value for k in node.keywords if k.arg == "options"), None)
+        if opts is None and path is not None and len(node.args) > path.count("{") + 1:
+            opts = node.args[-1]
+        name = (_chain(opts) or [""])[-1] if isinstance(opts, ast.Name | ast.Attribute) else ""
+        if opts is not None and OPTIONS_ACCOUNT.fullmatch(name):
+            fixed = fixed_account(ast.unparse(self.resolve(opts)))
+            if fixed is not None:
+                return "own", fixed
+            return "connected", f"request options named {name} on the call"
+        for a in (*node.args, *(k.value for k in node.keywords if k.arg in (
+                None, "options", "params"))):
+            if isinstance(a, ast.Name) and a.id in self.account_options:
+                value = self.account_options[a.id]
+                fixed = fixed_account(ast.unparse(self.resolve(value)))
+                if fixed is not None:
+                    return "own", fixed
+                return "connected", f"a stripe_account option set on {a.id}"
         for k in node.keywords:
             if k.arg == "stripe_account":
                 fixed = fixed_account(ast.unparse(self.resolve(k.value)))
@@ -607,11 +1176,15 @@ class _File:
         ))
 
     def http_call(self, node: ast.Call, chain: list[str], label: str) -> None:
+        if id(node) in self.wrapper_inner:
+            return
         verb = chain[-1].lower()
         args = list(node.args)
         kw = {k.arg: k.value for k in node.keywords if k.arg}
         method: str | None
-        if verb == "request" and args:
+        if len(chain) == 1 and chain[0] in self.url_wrappers:
+            method = self.url_wrappers[chain[0]]
+        elif verb == "request" and args:
             method = self.string(args.pop(0))
         elif verb in HTTP_VERBS:
             method = verb.upper()
@@ -657,6 +1230,21 @@ class _File:
                 if h.lower() == "authorization":
                     account, w = key_account_why(ast.unparse(v))
                     why = f"an Authorization header with {w}"
+        owner = chain[-2] if len(chain) >= 2 else ""
+        if account == "unknown" and owner in self.session_auth:
+            # a session whose headers or auth the file set (issue 25: a `requests.Session`)
+            cls, _fn = self.enclosing.get(id(node), (None, None))
+            sess = self.session_auth[owner]
+            acc, w, _key = self._auth_account(
+                None if isinstance(sess, ast.Tuple) else sess,
+                sess if isinstance(sess, ast.Tuple) else None, cls, None)
+            if acc != "unknown":
+                account, why = acc, f"the session {owner} sends {w}"
+        userinfo = self.userinfo(url)
+        if account == "unknown" and userinfo is not None:
+            # `f"https://{token}:@api.stripe.com/..."`: the key is the URL's user name
+            account, w = key_account_why(userinfo)
+            why = f"the key written into the URL: {w}"
         notes = ("query string built at run time",) if target.dynamic_query else ()
         self.out.calls.append(Call(
             *self.where(node), label, method.upper(), target.path, tuple(expand), account, notes,
@@ -695,7 +1283,7 @@ def extract_and_index(
         what = f"syntax error at line {e.lineno}" if isinstance(e, SyntaxError) else (
             type(e).__name__)
         partial = f"{what}: {bad} top-level block(s) could not be read; the rest was"
-    f = _File(ctx, tree)
+    f = _File(ctx, tree, source)
     found = f.run(source)
     found.partial = found.partial or partial
     found.imports |= set(f.imported)
@@ -747,7 +1335,7 @@ def _index(f: _File, tree: ast.Module) -> Project:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for t in targets:
                 if isinstance(t, ast.Name) and t.id in f.clients:
-                    p.clients[t.id] = f.clients[t.id]
+                    p.clients[t.id] = p.clients[f"mod:{f.ctx.file}:{t.id}"] = f.clients[t.id]
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             for sub in ast.walk(node):
                 if isinstance(sub, ast.Return) and sub.value is not None:
@@ -756,4 +1344,10 @@ def _index(f: _File, tree: ast.Module) -> Project:
                         p.factories[node.name] = f.clients[value.id]
                     elif f._is_client(value):
                         p.factories[node.name] = f._client_account(value)
+                    if node.name in p.factories:  # also by path: imports resolved by path
+                        p.factories[f"mod:{f.ctx.file}:{node.name}"] = p.factories[node.name]
+    # wrappers by name (a function imported by name; a class's wrapper methods reached on
+    # an object of the class imported by name): "pyw:" keeps them apart from JS's
+    p.wrappers.update({"pyw:" + k: w for k, w in f.wrappers.items()})
+    p.wrappers.update({f"pyw:{c}.{m}": w for (c, m), w in f.method_wrappers.items()})
     return p
