@@ -28,7 +28,8 @@ _INSTALL_KEY = re.compile(
 )
 _OWN_KEY = re.compile(
     r"process\.env|import\.meta\.env|os\.environ|getenv|ENV\[|\bsk_(test|live)_|secret_?key|"
-    r"api_?key|STRIPE_",
+    r"api_?key|STRIPE_|"
+    r"^(?:\\?\w+::)?(?:env|config)\(",  # the configuration helpers (Laravel `env()`, `config()`)
     re.I,
 )
 # Request options passed as one value named after the connected-account option

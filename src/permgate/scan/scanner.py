@@ -43,6 +43,9 @@ def _maybe() -> re.Pattern[bytes]:
     return re.compile(_MAYBE.pattern + b"|" + names)
 
 
+# Languages whose files pass values to the project's functions (value flow, issue 25): a file
+# of theirs that never says "stripe" but calls a function the project follows is read too.
+FLOW_LANGUAGES = ("js", "python", "php", "ruby", "go")
 PROGRESS_FILES = 2_000  # show progress for trees at least this large (when stderr is a TTY)
 
 
@@ -109,12 +112,22 @@ def _extract(
         from permgate.scan import ruby
 
         return ruby.extract_and_index(ctx, data)
+    if lang == "php":
+        from permgate.scan import php
+
+        return php.extract_and_index(ctx, data)
+    if lang == "go":
+        from permgate.scan import golang
+
+        return golang.extract_and_index(ctx, data)
     return scan_file(ctx, path, data), None
 
 
 def _names_regex(project: common.Project) -> re.Pattern[bytes] | None:
     # A name that says "stripe" already made its files pass the quick filter.
-    names = [n for n in (*project.factories, *project.clients, *project.wrappers,
+    # ("php:getClient": a language's own namespace of names, matched by the bare name)
+    names = [n for n in (*(f.rsplit(":", 1)[-1] for f in project.factories),
+                         *project.clients, *project.wrappers,
                          *(fname.rsplit(":", 1)[-1] for fname, _idx in project.params),
                          *project.wanted)
              if len(n) >= 4 and n.lower() not in common.HTTP_VERBS and n.isidentifier()
@@ -130,7 +143,7 @@ def _late(
     project: common.Project, modules: Modules | None = None,
 ) -> FileFindings | Skipped | None:
     """A file skipped by the quick filter that names a project factory, client or wrapper."""
-    if language_of(path) not in ("js", "python"):
+    if language_of(path) not in FLOW_LANGUAGES:
         return None
     data = read_source(path)
     if isinstance(data, Skipped) or not names.search(data):
@@ -276,14 +289,12 @@ def scan_tree(
             # never says "stripe") are read too: what they pass is learnt like the rest
             names_re = _names_regex(project)
             for i, (path, res) in enumerate(zip(paths, results, strict=True)):
-                if res is None and names_re is not None and language_of(path) in (
-                    "js", "python"
-                ):
+                if res is None and names_re is not None and language_of(path) in FLOW_LANGUAGES:
                     data = read_source(path)
                     if isinstance(data, bytes) and names_re.search(data):
                         results[i] = FileFindings(imports={_UNREAD})  # read below
             todo = [i for i, (path, res) in enumerate(zip(paths, results, strict=True))
-                    if isinstance(res, FileFindings) and language_of(path) in ("js", "python")
+                    if isinstance(res, FileFindings) and language_of(path) in FLOW_LANGUAGES
                     and _uses_newer(res, learnt, read_v[i])]
             if not todo:
                 break

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any, Literal
 
@@ -33,7 +33,7 @@ class SdkTable:
     def get(self, kind: Kind, call: str) -> Route | None:
         return self.rows[kind].get(call)
 
-    @property
+    @cached_property  # asked once per SDK call: computed once
     def resource_classes(self) -> frozenset[str]:
         """`Customer`, `checkout.Session`, ... (Python resource classes)."""
         return frozenset(c.rsplit(".", 1)[0] for c in self.rows["resource"])
@@ -48,3 +48,17 @@ def fold(call: str) -> str:
 def table() -> SdkTable:
     text = resources.files("permgate.scan").joinpath("data/sdk_methods.json").read_text("utf-8")
     return SdkTable(json.loads(text))
+
+
+@cache
+def route_classes() -> dict[Route, str]:
+    """The resource class whose object a service call returns, by its route
+    (`$stripe->charges->retrieve`, `client.v1.charges.retrieve` -> Charge): the class whose
+    retrieve, create or modify it is. Methods called on that object (`charge.save`) are
+    looked up in its rows."""
+    out: dict[Route, str] = {}
+    for call, route in table().rows["resource"].items():
+        cls, _, method = call.rpartition(".")
+        if method in ("retrieve", "create", "modify"):
+            out.setdefault(route, cls)
+    return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator
 from itertools import accumulate
 
 import tree_sitter as ts
@@ -70,3 +72,37 @@ def event_uses(tree: ts.Tree, source: bytes, ctx: Context) -> list[EventUse]:
             col = offset - text_.rfind("\n", 0, offset)
             out.append(EventUse(ctx.file, line_of(text_, offset), col, event))
     return out
+
+
+class Enclosing:
+    """The nodes of a kind (functions, methods, closures) around a byte offset, innermost
+    first, found by bisection: a tree-sitter node's `parent` walks down from the root through
+    every sibling on the way, which on a large flat file costs more than the whole parse."""
+
+    def __init__(self, nodes: Iterable[ts.Node]) -> None:
+        self.nodes = sorted(nodes, key=lambda n: (n.start_byte, -n.end_byte))
+        self.starts = [n.start_byte for n in self.nodes]
+        self.ends = [n.end_byte for n in self.nodes]
+        self.parent: list[int] = []  # index of the innermost node around each, -1: none
+        stack: list[int] = []
+        for i, start in enumerate(self.starts):
+            while stack and self.ends[stack[-1]] <= start:
+                stack.pop()
+            self.parent.append(stack[-1] if stack else -1)
+            stack.append(i)
+
+    def around(self, offset: int) -> Iterator[ts.Node]:
+        i = bisect_right(self.starts, offset) - 1
+        # the innermost node around `offset` is the last one started before it, or one of
+        # the nodes around that one (nodes nest); bounded: hostile nesting is not followed
+        for _ in range(NEST_LIMIT):
+            if i < 0 or self.ends[i] > offset:
+                break
+            i = self.parent[i]
+        else:
+            return
+        for _ in range(NEST_LIMIT):
+            if i < 0:
+                return
+            yield self.nodes[i]
+            i = self.parent[i]
