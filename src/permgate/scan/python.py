@@ -156,7 +156,8 @@ class _File:
         in_class = {id(stmt) for c in ast.walk(tree) if isinstance(c, ast.ClassDef)
                     for stmt in c.body}
         self.module_key_set = False
-        # Value flow across calls (issue 25): the function and class around each call, which
+        # Value flow across calls (issue 25): the function and class around each call (and
+        # assignment), which
         # parameter `self.x` was set from in `__init__`, and what this file passes to whom.
         self.enclosing: dict[int, tuple[str | None, ast.FunctionDef | ast.AsyncFunctionDef]] = {}
         self.field_params: dict[tuple[str, str], int] = {}
@@ -167,12 +168,16 @@ class _File:
         # HTTP sessions whose headers or auth the file sets (`s.headers.update({...})`,
         # `s.auth = (key, "")`, `requests.Session()` then ...): name -> headers dict or auth
         self.session_auth: dict[str, ast.expr] = {}
-        # names whose "stripe_account" key the file assigns: name -> the value (issue 25)
-        self.account_options: dict[str, ast.expr] = {}
+        # names whose "stripe_account" key the file assigns, by the function that assigns it
+        # (None at the top level): a name reused in another function is other options
+        self.account_options: dict[tuple[int | None, str], ast.expr] = {}
         self.defined = {n.name for n in tree.body if isinstance(
             n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)}
         self._scopes(tree, None, None, 0)
         ambiguous: set[str] = set()
+        # every value each class attribute or `self.x` is given (fields are kept by name, for
+        # all classes of the file): one set two ways is read as neither
+        field_values: dict[str, str] = {}
         resource_classes = table().resource_classes
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -235,12 +240,13 @@ class _File:
                 for t in node.targets:
                     owner = _account_option_owner(t)
                     if owner is not None:
-                        self.account_options[owner] = node.value
+                        self.account_options[(self._scope_of(node), owner)] = node.value
             elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
                     node.func.attr == "update" and isinstance(node.func.value, ast.Name)):
                 for k in node.keywords:  # `opts.update(stripe_account=acct)`
                     if k.arg == "stripe_account":
-                        self.account_options[node.func.value.id] = k.value
+                        self.account_options[(self._scope_of(node), node.func.value.id)] = (
+                            k.value)
             elif isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 for t in targets:
@@ -249,6 +255,13 @@ class _File:
                     )
                     if name is None:
                         continue
+                    # `self.base = base` in one class, `self.base = "https://api.stripe.com"`
+                    # in another: neither is a constant the file can read
+                    dump = ast.dump(node.value)
+                    if ((isinstance(t, ast.Name) and id(node) in in_class) or (
+                            isinstance(t, ast.Attribute) and _chain(t.value) == ["self"])) and (
+                            field_values.setdefault(name, dump) != dump):
+                        ambiguous.add("." + name)
                     client = self._client_of(node.value)
                     if isinstance(node.value, ast.Call) and isinstance(
                             node.value.func, ast.Name) and node.value.func.id[:1].isupper():
@@ -271,9 +284,6 @@ class _File:
                             and isinstance(node.value, _FIELD_VALUES)):
                         # a class attribute, or `self.base_url = "https://..."` (issue 25:
                         # a wrapper's base URL, an expand list kept on the instance)
-                        if name in self.fields and ast.dump(self.fields[name]) != ast.dump(
-                                node.value):
-                            ambiguous.add("." + name)
                         self.fields[name] = node.value
                     elif isinstance(t, ast.Name):
                         if isinstance(node.value, ast.Call) and (
@@ -322,9 +332,14 @@ class _File:
                                     self.field_params[(cls, t.attr)] = params.index(sub.value.id)
                 self._scopes(child, cls if fn is None else None, child, depth + 1)
                 continue
-            if isinstance(child, ast.Call) and fn is not None:
+            if isinstance(child, ast.Call | ast.Assign) and fn is not None:
                 self.enclosing[id(child)] = (cls, fn)
             self._scopes(child, cls, fn, depth + 1)
+
+    def _scope_of(self, node: ast.Call | ast.Assign) -> int | None:
+        """The function around a call or an assignment (its id; None at the top level)."""
+        fn = self.enclosing.get(id(node), (None, None))[1]
+        return None if fn is None else id(fn)
 
     def flow_client(self, node: ast.Call, chain: list[str]) -> tuple[int, Client] | None:
         """The client a parameter or a `self.` field holds, from the project's call sites:
@@ -1128,8 +1143,11 @@ class _File:
             return "connected", f"request options named {name} on the call"
         for a in (*node.args, *(k.value for k in node.keywords if k.arg in (
                 None, "options", "params"))):
-            if isinstance(a, ast.Name) and a.id in self.account_options:
-                value = self.account_options[a.id]
+            # set in the function around the call, else at the top level
+            value = next((self.account_options[(scope, a.id)] for scope in (
+                self._scope_of(node), None) if (scope, a.id) in self.account_options),
+                None) if isinstance(a, ast.Name) else None
+            if isinstance(a, ast.Name) and value is not None:
                 fixed = fixed_account(ast.unparse(self.resolve(value)))
                 if fixed is not None:
                     return "own", fixed
