@@ -23,6 +23,7 @@ from permgate.scan.common import (
     fixed_account,
     key_account_why,
     raw_target,
+    wrapper_target,
 )
 from permgate.scan.model import (
     EXPAND_AT_RUN_TIME,
@@ -826,12 +827,7 @@ class _File:
                 *self.where(node), label, f"path built at run time (wrapper {name} at "
                 f"{w.defined})"))
             return True
-        path_pieces: list[Piece] = [w.prefix + (
-            "" if w.prefix.endswith("/") or pieces[0].startswith("/") else "/") + pieces[0],
-            *pieces[1:]]
-        if not str(path_pieces[0]).startswith("/v"):
-            path_pieces[0] = "/v1" + str(path_pieces[0])
-        target = raw_target(path_pieces, require_host=False)
+        target = wrapper_target(w.prefix, pieces)
         method = w.method
         if method is None and w.method_index is not None and len(args) > w.method_index:
             method = (self.string(args[w.method_index]) or "").upper() or None

@@ -18,6 +18,7 @@ from permgate.scan.common import (
     fixed_account,
     key_account_why,
     raw_target,
+    wrapper_target,
 )
 from permgate.scan.model import (
     EXPAND_AT_RUN_TIME,
@@ -257,11 +258,11 @@ class _File:
                         continue
                     # `self.base = base` in one class, `self.base = "https://api.stripe.com"`
                     # in another: neither is a constant the file can read
-                    dump = ast.dump(node.value)
-                    if ((isinstance(t, ast.Name) and id(node) in in_class) or (
-                            isinstance(t, ast.Attribute) and _chain(t.value) == ["self"])) and (
-                            field_values.setdefault(name, dump) != dump):
-                        ambiguous.add("." + name)
+                    if (isinstance(t, ast.Name) and id(node) in in_class) or (
+                            isinstance(t, ast.Attribute) and _chain(t.value) == ["self"]):
+                        dump = ast.dump(node.value)
+                        if field_values.setdefault(name, dump) != dump:
+                            ambiguous.add("." + name)
                     client = self._client_of(node.value)
                     if isinstance(node.value, ast.Call) and isinstance(
                             node.value.func, ast.Name) and node.value.func.id[:1].isupper():
@@ -806,11 +807,7 @@ class _File:
             self.out.unresolved.append(Unresolved(
                 *self.where(node), label, f"path built at run time (wrapper at {w.defined})"))
             return True
-        lead = w.prefix + ("" if w.prefix.endswith("/") or pieces[0].startswith("/") else "/")
-        path: list[Piece] = [lead + pieces[0], *pieces[1:]]
-        if not str(path[0]).startswith(("/v1/", "/v2/")) and path[0] not in ("/v1", "/v2"):
-            path[0] = "/v1" + str(path[0])
-        target = raw_target(path, require_host=False)
+        target = wrapper_target(w.prefix, pieces)
         method = w.method
         if method is None and w.method_index is not None and len(args) > w.method_index:
             method = (self.string(args[w.method_index]) or "").upper() or None
