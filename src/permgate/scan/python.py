@@ -342,9 +342,11 @@ class _File:
         fn = self.enclosing.get(id(node), (None, None))[1]
         return None if fn is None else id(fn)
 
-    def flow_client(self, node: ast.Call, chain: list[str]) -> tuple[int, Client] | None:
+    def flow_client(self, node: ast.Call, chain: list[str], *,
+                    known_only: bool = False) -> tuple[int, Client] | None:
         """The client a parameter or a `self.` field holds, from the project's call sites:
-        (index of the chain segment that holds it, client)."""
+        (index of the chain segment that holds it, client); with `known_only`, None when no
+        call site the scan sees passes one (instead of an unknown client)."""
         cls, fn = self.enclosing.get(id(node), (None, None))
         if fn is None:
             return None
@@ -365,8 +367,9 @@ class _File:
         self.wanted.add(key[0])
         fact = self.project.param(self.ctx.file, key[0], key[1], "py:")
         if fact is None:
-            return seg, ("unknown", f"{what} {key[1] + 1}; no call site the scan can see "
-                                    "passes a known client)")
+            return None if known_only else (seg, (
+                "unknown", f"{what} {key[1] + 1}; no call site the scan can see passes a "
+                "known client)"))
         return seg, (fact[0], f"{what} {key[1] + 1} of {key[0]}(): {fact[1]})")
 
     def callee_key(self, chain: list[str]) -> str:
@@ -417,8 +420,9 @@ class _File:
             elif isinstance(a, ast.Name) and FORWARDED.search(a.id):
                 # a client parameter handed on (`outer(client)` -> `inner(client)`): what
                 # reaches this function's parameter reaches the callee's (issue 25)
-                flow = self.flow_client(node, [a.id, "<client>", "<client>"])
-                if flow is not None and "no call site" not in flow[1][1]:
+                flow = self.flow_client(node, [a.id, "<client>", "<client>"],
+                                        known_only=True)
+                if flow is not None:
                     client = flow[1]
             if client is None:
                 client = self.key_argument(node, a)
@@ -474,8 +478,8 @@ class _File:
         if isinstance(key, ast.Name):
             # the key is a parameter: what the project's call sites pass decides, before its
             # name does (`api_key` that callers fill with an OAuth access token)
-            flow = self.flow_client(value, [key.id, "<key>", "<key>"])
-            if flow is not None and "no call site" not in flow[1][1]:
+            flow = self.flow_client(value, [key.id, "<key>", "<key>"], known_only=True)
+            if flow is not None:
                 return flow[1][0], f"{where} from {flow[1][1]}"
         acc, why = key_account_why(ast.unparse(key) if key is not None else None)
         return acc, f"{where} from {why}"
