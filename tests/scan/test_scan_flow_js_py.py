@@ -522,3 +522,23 @@ def test_a_field_set_two_ways_is_not_the_api_host(tmp_path: Path, lang: str) -> 
     }[lang]
     got = {(m, p) for _f, m, p, _a in _calls(_write(tmp_path, files))}
     assert got == {("GET", "/v1/invoices")}
+
+
+def test_python_an_object_of_one_name_in_another_function_is_another_object(
+    tmp_path: Path,
+) -> None:
+    # `api` is the Stripe wrapper's object in one function and another API's in the next: each
+    # call goes to its own object's class (JS reaches wrapper methods through `this` only)
+    files = {"app/w.py": (
+        "import os\nimport requests\n\n\nclass StripeAPI:\n    def __init__(self, key):\n"
+        "        self.key = key\n\n"
+        "    def get(self, path):\n"
+        "        return requests.get('https://api.stripe.com/v1' + path,\n"
+        "                            auth=(self.key, ''))\n\n\n"
+        "class GitHubAPI:\n    def get(self, path):\n"
+        "        return requests.get('https://api.github.com' + path)\n\n\n"
+        "def pay():\n    api = StripeAPI(os.environ['STRIPE_SECRET_KEY'])\n"
+        "    return api.get('/charges')\n\n\n"
+        "def repos():\n    api = GitHubAPI()\n    return api.get('/customers')\n")}
+    got = {(m, p, a) for _f, m, p, a in _calls(_write(tmp_path, files))}
+    assert got == {("GET", "/v1/charges", "own")}

@@ -164,8 +164,9 @@ class _File:
         self.field_params: dict[tuple[str, str], int] = {}
         self.param_facts: dict[tuple[str, int], Client] = {}
         self.wanted: set[str] = set()
-        # names bound to `Cls(...)`: name -> that call (a wrapper class's object and its key)
-        self.instances: dict[str, ast.Call] = {}
+        # names bound to `Cls(...)`, by the function that binds them (None at the top level):
+        # -> that call (a wrapper class's object and its key)
+        self.instances: dict[tuple[int | None, str], ast.Call] = {}
         # HTTP sessions whose headers or auth the file sets (`s.headers.update({...})`,
         # `s.auth = (key, "")`, `requests.Session()` then ...): name -> headers dict or auth
         self.session_auth: dict[str, ast.expr] = {}
@@ -266,7 +267,7 @@ class _File:
                     client = self._client_of(node.value)
                     if isinstance(node.value, ast.Call) and isinstance(
                             node.value.func, ast.Name) and node.value.func.id[:1].isupper():
-                        self.instances[name] = node.value
+                        self.instances[(self._scope_of(node), name)] = node.value
                     if client is not None:
                         old = self.clients.get(name)
                         same = old is None or old[0] == client[0]
@@ -333,14 +334,20 @@ class _File:
                                     self.field_params[(cls, t.attr)] = params.index(sub.value.id)
                 self._scopes(child, cls if fn is None else None, child, depth + 1)
                 continue
-            if isinstance(child, ast.Call | ast.Assign) and fn is not None:
+            if isinstance(child, ast.Call | ast.Assign | ast.AnnAssign) and fn is not None:
                 self.enclosing[id(child)] = (cls, fn)
             self._scopes(child, cls, fn, depth + 1)
 
-    def _scope_of(self, node: ast.Call | ast.Assign) -> int | None:
+    def _scope_of(self, node: ast.Call | ast.Assign | ast.AnnAssign) -> int | None:
         """The function around a call or an assignment (its id; None at the top level)."""
         fn = self.enclosing.get(id(node), (None, None))[1]
         return None if fn is None else id(fn)
+
+    def instance(self, node: ast.Call, name: str) -> ast.Call | None:
+        """The `Cls(...)` call `name` is bound to in the function around `node`, else at the
+        top level."""
+        return self.instances.get((self._scope_of(node), name)) or self.instances.get(
+            (None, name))
 
     def flow_client(self, node: ast.Call, chain: list[str], *,
                     known_only: bool = False) -> tuple[int, Client] | None:
@@ -656,8 +663,8 @@ class _File:
             if w is None and chain[0] in self.imported:
                 self.out.imports.add("pyw:" + chain[0])
                 w = self.project.wrappers.get("pyw:" + chain[0])
-        elif len(chain) == 2 and chain[0] in self.instances:
-            ctor = self.instances[chain[0]].func
+        elif len(chain) == 2 and (obj := self.instance(call, chain[0])) is not None:
+            ctor = obj.func
             owner = ctor.id if isinstance(ctor, ast.Name) else ""
             w = self.method_wrappers.get((owner, chain[1]))
             if w is None and owner in self.imported:
@@ -779,7 +786,7 @@ class _File:
         kind, i = w.key_from
         site: ast.Call | None = node
         if kind == "init":
-            site = self.instances.get(chain[0]) if len(chain) == 2 else None
+            site = self.instance(node, chain[0]) if len(chain) == 2 else None
         if site is None or len(site.args) <= i:
             return None
         a = site.args[i]
