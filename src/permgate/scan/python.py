@@ -191,17 +191,16 @@ class _File:
             elif isinstance(node, ast.ImportFrom) and not (node.module or "").startswith(
                 "stripe"
             ):
+                paths = ctx.modules.py_paths(ctx.file, node.module or "", node.level) if (
+                    ctx.modules is not None) else []
                 for a in node.names:
                     self.imported.add(a.asname or a.name)
                     self.import_from[a.asname or a.name] = (node.module or "", node.level, a.name)
-                    if not node.level and not (ctx.modules is not None and ctx.modules.py_paths(
-                            ctx.file, node.module or "", 0)):
+                    if not node.level and not paths:
                         # `from pkg import x`, not `from .mod import x` nor `from app.mod
                         # import x` that names a file of the tree (issue 25: the project's
                         # own code is followed, not outside it)
                         self.packages.add(a.asname or a.name)
-                    paths = ctx.modules.py_paths(ctx.file, node.module or "", node.level) if (
-                        ctx.modules is not None) else []
                     # by the path the import names first, then by name
                     found = (self.project.clients.get(f"mod:{paths[0]}:{a.name}") if paths
                              else None) or self.project.clients.get(a.name)
