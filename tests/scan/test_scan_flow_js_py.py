@@ -462,3 +462,83 @@ def test_headers_kept_on_the_object_decide_the_account(tmp_path: Path, lang: str
     }[lang]
     assert {(p, a) for _f, _m, p, a in _calls(_write(tmp_path, files))} == {
         ("/v1/subscriptions", "installing"), ("/v1/customers", "own")}
+
+
+# --- review (scanjs2): facts kept by name must not leak between functions or classes -------
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_options_of_one_name_in_another_function_are_other_options(
+    tmp_path: Path, lang: str
+) -> None:
+    # the same name `opts` in two functions: only the one that sets stripe_account is connected
+    files = {
+        "js": {"src/o.js": (
+            "const Stripe = require('stripe');\n"
+            "const stripe = new Stripe(process.env.STRIPE_SECRET_KEY);\n"
+            "async function connect(acct) {\n  const opts = {};\n  opts.stripeAccount = acct;\n"
+            "  return stripe.customers.list({}, opts);\n}\n"
+            "async function own() {\n  const opts = { idempotencyKey: 'x' };\n"
+            "  return stripe.charges.create({ amount: 1 }, opts);\n}\n"
+            "module.exports = { connect, own };\n")},
+        "python": {"o.py": (
+            "import os\nimport stripe\n\nstripe.api_key = os.environ['STRIPE_SECRET_KEY']\n\n\n"
+            "def connect(acct):\n    opts = {}\n    opts['stripe_account'] = acct\n"
+            "    return stripe.Customer.list(**opts)\n\n\n"
+            "def own():\n    opts = {'limit': 3}\n    return stripe.Charge.list(**opts)\n")},
+    }[lang]
+    got = {(p, a) for _f, _m, p, a in _calls(_write(tmp_path, files))}
+    assert got == {("/v1/customers", "connected"), ("/v1/charges", "own")}
+
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_a_field_set_two_ways_is_not_the_api_host(tmp_path: Path, lang: str) -> None:
+    # `base` is the API host in one class and a parameter in another: the other class's
+    # `get(path)` is not a Stripe wrapper; the control class keeps its host
+    files = {
+        "js": {"src/w.js": (
+            "const axios = require('axios');\n"
+            "class Pay {\n  constructor() { this.base = 'https://api.stripe.com/v1'; }\n}\n"
+            "class Other {\n  constructor(base) { this.base = base; }\n"
+            "  get(path) { return axios.get(`${this.base}${path}`); }\n"
+            "  run() { return this.get('/customers'); }\n}\n"
+            "class Api {\n  constructor(k) { this.url = 'https://api.stripe.com/v1'; "
+            "this.k = k; }\n"
+            "  get(path) { return axios.get(`${this.url}${path}`, "
+            "{ headers: { Authorization: `Bearer ${process.env.STRIPE_SECRET_KEY}` } }); }\n"
+            "  run() { return this.get('/invoices'); }\n}\n"
+            "module.exports = { Pay, Other, Api };\n")},
+        "python": {"w.py": (
+            "import os\nimport requests\n\n\nclass Pay:\n    def __init__(self):\n"
+            "        self.base = 'https://api.stripe.com/v1'\n\n\n"
+            "class Other:\n    def __init__(self, base):\n        self.base = base\n\n"
+            "    def get(self, path):\n        return requests.get(f'{self.base}{path}')\n\n"
+            "    def run(self):\n        return self.get('/customers')\n\n\n"
+            "class Api:\n    def __init__(self):\n"
+            "        self.url = 'https://api.stripe.com/v1'\n\n"
+            "    def get(self, path):\n"
+            "        return requests.get(f'{self.url}{path}', headers={\n"
+            "            'Authorization': f\"Bearer {os.environ['STRIPE_SECRET_KEY']}\"})\n\n"
+            "    def run(self):\n        return self.get('/invoices')\n")},
+    }[lang]
+    got = {(m, p) for _f, m, p, _a in _calls(_write(tmp_path, files))}
+    assert got == {("GET", "/v1/invoices")}
+
+
+def test_python_an_object_of_one_name_in_another_function_is_another_object(
+    tmp_path: Path,
+) -> None:
+    # `api` is the Stripe wrapper's object in one function and another API's in the next: each
+    # call goes to its own object's class (JS reaches wrapper methods through `this` only)
+    files = {"app/w.py": (
+        "import os\nimport requests\n\n\nclass StripeAPI:\n    def __init__(self, key):\n"
+        "        self.key = key\n\n"
+        "    def get(self, path):\n"
+        "        return requests.get('https://api.stripe.com/v1' + path,\n"
+        "                            auth=(self.key, ''))\n\n\n"
+        "class GitHubAPI:\n    def get(self, path):\n"
+        "        return requests.get('https://api.github.com' + path)\n\n\n"
+        "def pay():\n    api = StripeAPI(os.environ['STRIPE_SECRET_KEY'])\n"
+        "    return api.get('/charges')\n\n\n"
+        "def repos():\n    api = GitHubAPI()\n    return api.get('/customers')\n")}
+    got = {(m, p, a) for _f, m, p, a in _calls(_write(tmp_path, files))}
+    assert got == {("GET", "/v1/charges", "own")}

@@ -365,5 +365,16 @@ def raw_target(pieces: Sequence[Piece], *, require_host: bool) -> RawTarget | No
     return RawTarget("/".join(segments).rstrip("/") or "/", expand, dynamic_query)
 
 
+def wrapper_target(prefix: str, pieces: Sequence[Piece]) -> RawTarget | None:
+    """The request an app's wrapper sends for the path a call site gives it (`pieces`, led by
+    a literal): the wrapper's prefix (`/v1` of its base URL) joined on, `/v1` when neither
+    names the API's version."""
+    head = str(pieces[0])
+    lead = prefix + ("" if prefix.endswith("/") or head.startswith("/") else "/") + head
+    if not lead.startswith(("/v1/", "/v2/")) and lead not in ("/v1", "/v2"):
+        lead = "/v1" + lead
+    return raw_target([lead, *pieces[1:]], require_host=False)
+
+
 def line_of(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1

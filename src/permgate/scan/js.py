@@ -23,6 +23,7 @@ from permgate.scan.common import (
     fixed_account,
     key_account_why,
     raw_target,
+    wrapper_target,
 )
 from permgate.scan.model import (
     EXPAND_AT_RUN_TIME,
@@ -108,7 +109,9 @@ class _File:
         self.out = FileFindings()
         self.out.partial = deep
         self.wanted: set[str] = set()  # functions whose callers decide a client or key
-        self.method_wrappers: set[str] = set()
+        # wrapper methods: name -> the class that has it (its start byte): another class's
+        # method of that name is not the wrapper
+        self.method_wrappers: dict[str, int] = {}
         # functions that request the URL given as their first argument: name -> HTTP method
         self.url_wrappers: dict[str, str] = {}
         # `axios.create({baseURL: 'https://api.stripe.com/v1', headers})`: name -> wrapper
@@ -138,8 +141,10 @@ class _File:
         # HTTP clients made with headers (`axios.create({headers})`, `X.defaults.headers...`):
         # name -> header name -> value; full-URL calls on them send these (issue 25)
         self.client_headers: dict[str, dict[str, ts.Node]] = {}
-        # names whose `stripeAccount` member the file assigns: name -> the value (issue 25)
-        self.account_options: dict[str, ts.Node] = {}
+        # names whose `stripeAccount` member the file assigns, by the function that assigns
+        # it (its start byte, -1 at the top level): a name reused in another function is
+        # other options (issue 25)
+        self.account_options: dict[tuple[int, str], ts.Node] = {}
         # names bound to a project client or factory only count when imported or local
         for imported in self.imported:
             found = self.by_path(self.project.clients, imported) or self.project.clients.get(
@@ -168,7 +173,7 @@ class _File:
                 continue
             owner = _account_option_owner(name)
             if owner is not None:  # `opts.stripeAccount = id`: options built by assignment
-                self.account_options[owner] = value
+                self.account_options[(_scope(bind), owner)] = value
             header = _default_header(name)
             if header is not None:  # `http.defaults.headers.common.Authorization = ...`
                 self.client_headers.setdefault(header[0], {})[header[1]] = value
@@ -369,8 +374,8 @@ class _File:
                 row = fn.start_point[0] + 1
                 out[name] = Wrapper(prefix, idx, method, method_index, acc, why,
                                     f"{self.ctx.file}:{row}")
-                if fn.type == "method_definition":
-                    self.method_wrappers.add(name)  # reached as `this.name(...)` only
+                if fn.type == "method_definition":  # reached as `this.name(...)` only
+                    self.method_wrappers[name] = _class_start(fn)
                 break
         return out
 
@@ -661,9 +666,7 @@ class _File:
     def param_client(self, node: ts.Node, name: str) -> tuple[Account | None, str] | None:
         """If `name` is a parameter of the function around `node`: the client the project's
         call sites pass there ((None, why) when none is known); None if not a parameter."""
-        fn: ts.Node | None = node.parent
-        while fn is not None and fn.type not in _FUNCTION_TYPES:
-            fn = fn.parent
+        fn = _enclosing_function(node)
         if fn is None:
             return None
         params = _param_names(fn)
@@ -758,9 +761,7 @@ class _File:
         if a.type in ("string", "template_string") and not re.match(r"['\"`][sr]k_", text):
             return None
         if a.type == "identifier":
-            fn: ts.Node | None = a.parent
-            while fn is not None and fn.type not in _FUNCTION_TYPES:
-                fn = fn.parent
+            fn = _enclosing_function(a)
             if fn is not None and text in _param_names(fn):
                 return None
         acc, why = key_account_why(text)
@@ -804,8 +805,9 @@ class _File:
         w = self.local_wrappers.get(name)
         # a wrapper method is reached through `this` (not `http.get` of some other object); a
         # wrapper function by its bare name
-        if w is not None and segs != (["this", name] if name in self.method_wrappers
-                                      else [name]):
+        if w is not None and (segs != (["this", name] if name in self.method_wrappers
+                                       else [name]) or (name in self.method_wrappers and (
+                _class_start(node) != self.method_wrappers[name]))):
             w = None
         owner = segs[-2] if len(segs) == 2 or (len(segs) == 3 and segs[0] == "this") else ""
         if w is None and owner in self.http_clients and name.lower() in HTTP_VERBS:
@@ -825,12 +827,7 @@ class _File:
                 *self.where(node), label, f"path built at run time (wrapper {name} at "
                 f"{w.defined})"))
             return True
-        path_pieces: list[Piece] = [w.prefix + (
-            "" if w.prefix.endswith("/") or pieces[0].startswith("/") else "/") + pieces[0],
-            *pieces[1:]]
-        if not str(path_pieces[0]).startswith("/v"):
-            path_pieces[0] = "/v1" + str(path_pieces[0])
-        target = raw_target(path_pieces, require_host=False)
+        target = wrapper_target(w.prefix, pieces)
         method = w.method
         if method is None and w.method_index is not None and len(args) > w.method_index:
             method = (self.string(args[w.method_index]) or "").upper() or None
@@ -1181,6 +1178,28 @@ def _default_header(left: ts.Node) -> tuple[str, str] | None:
     return chain[0], header
 
 
+def _enclosing_function(node: ts.Node) -> ts.Node | None:
+    """The innermost function, method or arrow function around `node`, if any."""
+    fn = node.parent
+    while fn is not None and fn.type not in _FUNCTION_TYPES:
+        fn = fn.parent
+    return fn
+
+
+def _class_start(node: ts.Node) -> int:
+    """The start byte of the class around `node` (-1 outside any class)."""
+    cls = node.parent
+    while cls is not None and cls.type not in ("class_declaration", "class"):
+        cls = cls.parent
+    return -1 if cls is None else cls.start_byte
+
+
+def _scope(node: ts.Node) -> int:
+    """The start byte of the function around `node` (-1 at the top level): a scope's key."""
+    fn = _enclosing_function(node)
+    return -1 if fn is None else fn.start_byte
+
+
 def _account_option_owner(left: ts.Node) -> str | None:
     """`opts.stripeAccount` / `opts['stripeAccount']` (or `stripe_account`) on the left of an
     assignment: `opts`, the options object built by assignment."""
@@ -1197,8 +1216,11 @@ def _account_option_owner(left: ts.Node) -> str | None:
 def _connected_options(f: _File, node: ts.Node) -> tuple[bool, ts.Node | None]:
     """Whether the options name a connected account, and the value that names it."""
     bare = _unwrap(node)
-    if bare.type == "identifier" and _text(bare) in f.account_options:
-        return True, f.account_options[_text(bare)]
+    if bare.type == "identifier":
+        # set in the function around the call, else at the top level
+        for scope in (_scope(bare), -1):
+            if (scope, _text(bare)) in f.account_options:
+                return True, f.account_options[(scope, _text(bare))]
     p = f.props(node)
     if not p:
         return False, None

@@ -29,6 +29,7 @@ class Modules:
         self._cache: dict[str, Lists] = {}
         self.read = 0
         self._found: dict[str, str | None] = {}  # import base -> tree file (None: not one)
+        self._found_py: dict[str, tuple[str, ...]] = {}  # Python import -> tree files
 
     def _lists(self, rel: str, parse: Callable[[bytes, str], Lists]) -> Lists | None:
         if rel in self._cache:
@@ -89,8 +90,11 @@ class Modules:
 
     def py_paths(self, importer: str, module: str, level: int) -> list[str]:
         """The tree files `from <level dots><module> import ...` in `importer` may name."""
-        parts = [p for p in module.split(".") if p]
         here = PurePosixPath(importer).parent
+        key = f"{here}\x00{module}\x00{level}"
+        if key in self._found_py:
+            return list(self._found_py[key])
+        parts = [p for p in module.split(".") if p]
         if level:  # `.` is the importer's folder, each further dot one folder up
             ups = level - 1
             anchors = [here] if ups == 0 else (
@@ -106,6 +110,8 @@ class Modules:
                 inside = _inside(rel)
                 if inside is not None and inside not in out and (self.root / inside).is_file():
                     out.append(inside)
+        if len(self._found_py) < _MAX_FOUND:  # each import resolved once per scan (bounded)
+            self._found_py[key] = tuple(out)
         return out
 
     def js_list(self, importer: str, spec: str, name: str) -> tuple[str, ...] | None:

@@ -18,6 +18,7 @@ from permgate.scan.common import (
     fixed_account,
     key_account_why,
     raw_target,
+    wrapper_target,
 )
 from permgate.scan.model import (
     EXPAND_AT_RUN_TIME,
@@ -156,23 +157,29 @@ class _File:
         in_class = {id(stmt) for c in ast.walk(tree) if isinstance(c, ast.ClassDef)
                     for stmt in c.body}
         self.module_key_set = False
-        # Value flow across calls (issue 25): the function and class around each call, which
+        # Value flow across calls (issue 25): the function and class around each call (and
+        # assignment), which
         # parameter `self.x` was set from in `__init__`, and what this file passes to whom.
         self.enclosing: dict[int, tuple[str | None, ast.FunctionDef | ast.AsyncFunctionDef]] = {}
         self.field_params: dict[tuple[str, str], int] = {}
         self.param_facts: dict[tuple[str, int], Client] = {}
         self.wanted: set[str] = set()
-        # names bound to `Cls(...)`: name -> that call (a wrapper class's object and its key)
-        self.instances: dict[str, ast.Call] = {}
+        # names bound to `Cls(...)`, by the function that binds them (None at the top level):
+        # -> that call (a wrapper class's object and its key)
+        self.instances: dict[tuple[int | None, str], ast.Call] = {}
         # HTTP sessions whose headers or auth the file sets (`s.headers.update({...})`,
         # `s.auth = (key, "")`, `requests.Session()` then ...): name -> headers dict or auth
         self.session_auth: dict[str, ast.expr] = {}
-        # names whose "stripe_account" key the file assigns: name -> the value (issue 25)
-        self.account_options: dict[str, ast.expr] = {}
+        # names whose "stripe_account" key the file assigns, by the function that assigns it
+        # (None at the top level): a name reused in another function is other options
+        self.account_options: dict[tuple[int | None, str], ast.expr] = {}
         self.defined = {n.name for n in tree.body if isinstance(
             n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)}
         self._scopes(tree, None, None, 0)
         ambiguous: set[str] = set()
+        # every value each class attribute or `self.x` is given (fields are kept by name, for
+        # all classes of the file): one set two ways is read as neither
+        field_values: dict[str, str] = {}
         resource_classes = table().resource_classes
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -184,17 +191,16 @@ class _File:
             elif isinstance(node, ast.ImportFrom) and not (node.module or "").startswith(
                 "stripe"
             ):
+                paths = ctx.modules.py_paths(ctx.file, node.module or "", node.level) if (
+                    ctx.modules is not None) else []
                 for a in node.names:
                     self.imported.add(a.asname or a.name)
                     self.import_from[a.asname or a.name] = (node.module or "", node.level, a.name)
-                    if not node.level and not (ctx.modules is not None and ctx.modules.py_paths(
-                            ctx.file, node.module or "", 0)):
+                    if not node.level and not paths:
                         # `from pkg import x`, not `from .mod import x` nor `from app.mod
                         # import x` that names a file of the tree (issue 25: the project's
                         # own code is followed, not outside it)
                         self.packages.add(a.asname or a.name)
-                    paths = ctx.modules.py_paths(ctx.file, node.module or "", node.level) if (
-                        ctx.modules is not None) else []
                     # by the path the import names first, then by name
                     found = (self.project.clients.get(f"mod:{paths[0]}:{a.name}") if paths
                              else None) or self.project.clients.get(a.name)
@@ -235,12 +241,13 @@ class _File:
                 for t in node.targets:
                     owner = _account_option_owner(t)
                     if owner is not None:
-                        self.account_options[owner] = node.value
+                        self.account_options[(self._scope_of(node), owner)] = node.value
             elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
                     node.func.attr == "update" and isinstance(node.func.value, ast.Name)):
                 for k in node.keywords:  # `opts.update(stripe_account=acct)`
                     if k.arg == "stripe_account":
-                        self.account_options[node.func.value.id] = k.value
+                        self.account_options[(self._scope_of(node), node.func.value.id)] = (
+                            k.value)
             elif isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 for t in targets:
@@ -249,10 +256,17 @@ class _File:
                     )
                     if name is None:
                         continue
+                    # `self.base = base` in one class, `self.base = "https://api.stripe.com"`
+                    # in another: neither is a constant the file can read
+                    if (isinstance(t, ast.Name) and id(node) in in_class) or (
+                            isinstance(t, ast.Attribute) and _chain(t.value) == ["self"]):
+                        dump = ast.dump(node.value)
+                        if field_values.setdefault(name, dump) != dump:
+                            ambiguous.add("." + name)
                     client = self._client_of(node.value)
                     if isinstance(node.value, ast.Call) and isinstance(
                             node.value.func, ast.Name) and node.value.func.id[:1].isupper():
-                        self.instances[name] = node.value
+                        self.instances[(self._scope_of(node), name)] = node.value
                     if client is not None:
                         old = self.clients.get(name)
                         same = old is None or old[0] == client[0]
@@ -271,9 +285,6 @@ class _File:
                             and isinstance(node.value, _FIELD_VALUES)):
                         # a class attribute, or `self.base_url = "https://..."` (issue 25:
                         # a wrapper's base URL, an expand list kept on the instance)
-                        if name in self.fields and ast.dump(self.fields[name]) != ast.dump(
-                                node.value):
-                            ambiguous.add("." + name)
                         self.fields[name] = node.value
                     elif isinstance(t, ast.Name):
                         if isinstance(node.value, ast.Call) and (
@@ -322,13 +333,26 @@ class _File:
                                     self.field_params[(cls, t.attr)] = params.index(sub.value.id)
                 self._scopes(child, cls if fn is None else None, child, depth + 1)
                 continue
-            if isinstance(child, ast.Call) and fn is not None:
+            if isinstance(child, ast.Call | ast.Assign | ast.AnnAssign) and fn is not None:
                 self.enclosing[id(child)] = (cls, fn)
             self._scopes(child, cls, fn, depth + 1)
 
-    def flow_client(self, node: ast.Call, chain: list[str]) -> tuple[int, Client] | None:
+    def _scope_of(self, node: ast.Call | ast.Assign | ast.AnnAssign) -> int | None:
+        """The function around a call or an assignment (its id; None at the top level)."""
+        fn = self.enclosing.get(id(node), (None, None))[1]
+        return None if fn is None else id(fn)
+
+    def instance(self, node: ast.Call, name: str) -> ast.Call | None:
+        """The `Cls(...)` call `name` is bound to in the function around `node`, else at the
+        top level."""
+        return self.instances.get((self._scope_of(node), name)) or self.instances.get(
+            (None, name))
+
+    def flow_client(self, node: ast.Call, chain: list[str], *,
+                    known_only: bool = False) -> tuple[int, Client] | None:
         """The client a parameter or a `self.` field holds, from the project's call sites:
-        (index of the chain segment that holds it, client)."""
+        (index of the chain segment that holds it, client); with `known_only`, None when no
+        call site the scan sees passes one (instead of an unknown client)."""
         cls, fn = self.enclosing.get(id(node), (None, None))
         if fn is None:
             return None
@@ -349,8 +373,9 @@ class _File:
         self.wanted.add(key[0])
         fact = self.project.param(self.ctx.file, key[0], key[1], "py:")
         if fact is None:
-            return seg, ("unknown", f"{what} {key[1] + 1}; no call site the scan can see "
-                                    "passes a known client)")
+            return None if known_only else (seg, (
+                "unknown", f"{what} {key[1] + 1}; no call site the scan can see passes a "
+                "known client)"))
         return seg, (fact[0], f"{what} {key[1] + 1} of {key[0]}(): {fact[1]})")
 
     def callee_key(self, chain: list[str]) -> str:
@@ -401,8 +426,9 @@ class _File:
             elif isinstance(a, ast.Name) and FORWARDED.search(a.id):
                 # a client parameter handed on (`outer(client)` -> `inner(client)`): what
                 # reaches this function's parameter reaches the callee's (issue 25)
-                flow = self.flow_client(node, [a.id, "<client>", "<client>"])
-                if flow is not None and "no call site" not in flow[1][1]:
+                flow = self.flow_client(node, [a.id, "<client>", "<client>"],
+                                        known_only=True)
+                if flow is not None:
                     client = flow[1]
             if client is None:
                 client = self.key_argument(node, a)
@@ -458,8 +484,8 @@ class _File:
         if isinstance(key, ast.Name):
             # the key is a parameter: what the project's call sites pass decides, before its
             # name does (`api_key` that callers fill with an OAuth access token)
-            flow = self.flow_client(value, [key.id, "<key>", "<key>"])
-            if flow is not None and "no call site" not in flow[1][1]:
+            flow = self.flow_client(value, [key.id, "<key>", "<key>"], known_only=True)
+            if flow is not None:
                 return flow[1][0], f"{where} from {flow[1][1]}"
         acc, why = key_account_why(ast.unparse(key) if key is not None else None)
         return acc, f"{where} from {why}"
@@ -636,8 +662,8 @@ class _File:
             if w is None and chain[0] in self.imported:
                 self.out.imports.add("pyw:" + chain[0])
                 w = self.project.wrappers.get("pyw:" + chain[0])
-        elif len(chain) == 2 and chain[0] in self.instances:
-            ctor = self.instances[chain[0]].func
+        elif len(chain) == 2 and (obj := self.instance(call, chain[0])) is not None:
+            ctor = obj.func
             owner = ctor.id if isinstance(ctor, ast.Name) else ""
             w = self.method_wrappers.get((owner, chain[1]))
             if w is None and owner in self.imported:
@@ -759,7 +785,7 @@ class _File:
         kind, i = w.key_from
         site: ast.Call | None = node
         if kind == "init":
-            site = self.instances.get(chain[0]) if len(chain) == 2 else None
+            site = self.instance(node, chain[0]) if len(chain) == 2 else None
         if site is None or len(site.args) <= i:
             return None
         a = site.args[i]
@@ -791,11 +817,7 @@ class _File:
             self.out.unresolved.append(Unresolved(
                 *self.where(node), label, f"path built at run time (wrapper at {w.defined})"))
             return True
-        lead = w.prefix + ("" if w.prefix.endswith("/") or pieces[0].startswith("/") else "/")
-        path: list[Piece] = [lead + pieces[0], *pieces[1:]]
-        if not str(path[0]).startswith(("/v1/", "/v2/")) and path[0] not in ("/v1", "/v2"):
-            path[0] = "/v1" + str(path[0])
-        target = raw_target(path, require_host=False)
+        target = wrapper_target(w.prefix, pieces)
         method = w.method
         if method is None and w.method_index is not None and len(args) > w.method_index:
             method = (self.string(args[w.method_index]) or "").upper() or None
@@ -1128,8 +1150,11 @@ class _File:
             return "connected", f"request options named {name} on the call"
         for a in (*node.args, *(k.value for k in node.keywords if k.arg in (
                 None, "options", "params"))):
-            if isinstance(a, ast.Name) and a.id in self.account_options:
-                value = self.account_options[a.id]
+            # set in the function around the call, else at the top level
+            value = next((self.account_options[(scope, a.id)] for scope in (
+                self._scope_of(node), None) if (scope, a.id) in self.account_options),
+                None) if isinstance(a, ast.Name) else None
+            if isinstance(a, ast.Name) and value is not None:
                 fixed = fixed_account(ast.unparse(self.resolve(value)))
                 if fixed is not None:
                     return "own", fixed
