@@ -123,12 +123,16 @@ def _extract(
     return scan_file(ctx, path, data), None
 
 
+_BARE = re.compile(r"[:/\\]")
+
+
 def _names_regex(project: common.Project) -> re.Pattern[bytes] | None:
     # A name that says "stripe" already made its files pass the quick filter.
-    # ("php:getClient": a language's own namespace of names, matched by the bare name)
-    names = [n for n in (*(f.rsplit(":", 1)[-1] for f in project.factories),
+    # ("php:getClient", "php:App\\Billing", "go:billing/Charge": a language's own namespace
+    # of names, a PHP namespace or a Go package's directory, matched by the bare name)
+    names = [n for n in (*(_BARE.split(f)[-1] for f in project.factories),
                          *project.clients, *project.wrappers,
-                         *(fname.rsplit(":", 1)[-1] for fname, _idx in project.params),
+                         *(_BARE.split(fname)[-1] for fname, _idx in project.params),
                          *project.wanted)
              if len(n) >= 4 and n.lower() not in common.HTTP_VERBS and n.isidentifier()
              and "stripe" not in n.lower()][:2_000]  # bounded: a hostile tree has many
