@@ -481,3 +481,48 @@ def test_objects_of_an_iterated_list_act_on_its_account(tmp_path: Path, lang: st
     calls = scan(root, progress=False).calls
     assert {c.call.account for c in calls} == {"own"}  # control: the operator's own lists
     assert len(calls) == 4  # the two lists and the two methods on their objects
+
+
+# --- class 1 and 3: the project's functions and classes by their package or namespace --------
+# Two packages (Go directories, PHP namespaces, Ruby modules) define a function or class of one
+# name; a caller passes an install's key to one and the developer's own to the other. Matched
+# by the bare name, the two facts disagree and both calls become unknown; resolved by the
+# package or namespace each caller names, each call takes its own caller's account.
+
+GO_PKG_HEAD = GO_HEAD.replace("package main", "package {pkg}")
+SAME_NAME = {
+    "go": {"internal/billing/pay.go": GO_PKG_HEAD.replace("{pkg}", "billing")
+           + "func Sync(sc *client.API) {\n\tsc.Charges.New(nil)\n}\n",
+           "internal/reports/pay.go": GO_PKG_HEAD.replace("{pkg}", "reports")
+           + "func Sync(sc *client.API) {\n\tsc.Customers.List(nil)\n}\n",
+           "cmd/main.go": GO_HEAD.replace(
+               '"os"\n', '"os"\n\n\t"example.com/app/internal/billing"\n'
+               '\trep "example.com/app/internal/reports"\n')
+           + "func run(shop Shop) {\n\tbilling.Sync(client.New({a}, nil))\n"
+           "\trep.Sync(client.New({b}, nil))\n}\n"},
+    "php": {"src/Billing/Sync.php": "<?php\nnamespace App\\Billing;\n\nclass Sync {\n"
+            "  public function __construct($stripe) { $this->stripe = $stripe; }\n"
+            "  public function run() { return $this->stripe->charges->create([]); }\n}\n",
+            "src/Reports/Sync.php": "<?php\nnamespace App\\Reports;\n\nclass Sync {\n"
+            "  public function __construct($stripe) { $this->stripe = $stripe; }\n"
+            "  public function run() { return $this->stripe->customers->all(); }\n}\n",
+            "src/Jobs/Run.php": "<?php\nnamespace App\\Jobs;\n\nuse App\\Billing\\Sync;\n"
+            "use App\\Reports\\Sync as ReportSync;\n\nfunction run($shop) {\n"
+            "  (new Sync(new \\Stripe\\StripeClient({a})))->run();\n"
+            "  (new ReportSync(new \\Stripe\\StripeClient({b})))->run();\n}\n"},
+}
+SAME_NAME_KEYS = {
+    "go": ("shop.StripeAccessToken", 'os.Getenv("STRIPE_SECRET_KEY")'),
+    "php": ("$shop->stripe_access_token", "getenv('STRIPE_SECRET_KEY')"),
+}
+SAME_NAME_NEEDS = {"go": ("charge_write", "customer_read"),
+                   "php": ("charge_write", "customer_read")}
+
+
+@pytest.mark.parametrize("lang", sorted(SAME_NAME))
+def test_functions_of_one_name_in_two_packages_are_told_apart(tmp_path: Path, lang: str) -> None:
+    install, own = SAME_NAME_KEYS[lang]
+    first, second = SAME_NAME_NEEDS[lang]
+    assert _run(tmp_path, "a", SAME_NAME[lang], a=install, b=own) == {first}
+    # control: the keys swapped, the other package's call needs its grant
+    assert _run(tmp_path, "b", SAME_NAME[lang], a=own, b=install) == {second}
