@@ -510,13 +510,23 @@ SAME_NAME = {
             "use App\\Reports\\Sync as ReportSync;\n\nfunction run($shop) {\n"
             "  (new Sync(new \\Stripe\\StripeClient({a})))->run();\n"
             "  (new ReportSync(new \\Stripe\\StripeClient({b})))->run();\n}\n"},
+    "ruby": {"app/billing/sync.rb": "module Billing\n  class Sync\n"
+             "    def initialize(client)\n      @client = client\n    end\n\n"
+             "    def run\n      @client.v1.charges.create({amount: 1})\n    end\n  end\nend\n",
+             "app/reports/sync.rb": "class Reports::Sync\n  def initialize(client)\n"
+             "    @client = client\n  end\n\n  def run\n"
+             "    @client.v1.customers.list\n  end\nend\n",
+             "app/jobs/run.rb": "module Billing\n  class Run\n    def run(shop)\n"
+             "      Sync.new(Stripe::StripeClient.new({a})).run\n"
+             "      ::Reports::Sync.new(Stripe::StripeClient.new({b})).run\n"
+             "    end\n  end\nend\n"},
 }
 SAME_NAME_KEYS = {
     "go": ("shop.StripeAccessToken", 'os.Getenv("STRIPE_SECRET_KEY")'),
     "php": ("$shop->stripe_access_token", "getenv('STRIPE_SECRET_KEY')"),
+    "ruby": ("shop.stripe_access_token", "ENV['STRIPE_SECRET_KEY']"),
 }
-SAME_NAME_NEEDS = {"go": ("charge_write", "customer_read"),
-                   "php": ("charge_write", "customer_read")}
+SAME_NAME_NEEDS = dict.fromkeys(SAME_NAME, ("charge_write", "customer_read"))
 
 
 @pytest.mark.parametrize("lang", sorted(SAME_NAME))
