@@ -536,3 +536,39 @@ def test_functions_of_one_name_in_two_packages_are_told_apart(tmp_path: Path, la
     assert _run(tmp_path, "a", SAME_NAME[lang], a=install, b=own) == {first}
     # control: the keys swapped, the other package's call needs its grant
     assert _run(tmp_path, "b", SAME_NAME[lang], a=own, b=install) == {second}
+
+
+# --- bounded work: a followed name so common that matching it by name would read every file --
+# `handle` / `perform` called from more files that never say "stripe" than the scan follows by
+# name (100): those files are not read, and the parameter is unknown (unverified), not taken
+# from the few callers read.
+
+COMMON = {
+    "php": ("Pay.php", "<?php\nclass Pay {\n  public function handle($key) {\n"
+            "    $stripe = new \\Stripe\\StripeClient($key);\n"
+            "    return $stripe->charges->create([]);\n  }\n}\n",
+            "Job{n}.php", "<?php\nclass Job{n} {\n  public function run($shop) {\n"
+            "    return $this->pay->handle($shop->access_token);\n  }\n}\n"),
+    "ruby": ("pay.rb", "class Pay\n  def perform(key)\n"
+             "    Stripe::Charge.create({amount: 1}, key)\n  end\nend\n",
+             "job{n}.rb", "class Job{n}\n  def run(shop)\n"
+             "    @pay.perform(shop.access_token)\n  end\nend\n"),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(COMMON))
+@pytest.mark.parametrize(("callers", "needs"), [(3, {"charge_write"}), (102, set())])
+def test_a_name_called_from_too_many_files_is_not_followed(
+    tmp_path: Path, lang: str, callers: int, needs: set[str]
+) -> None:
+    name, body, caller, caller_body = COMMON[lang]
+    files = {name: body} | {caller.format(n=n): caller_body.replace("{n}", str(n))
+                            for n in range(callers)}
+    # one caller says "stripe" (read in any case): what it passes is not the whole story
+    files[caller.format(n=0)] = files[caller.format(n=0)].replace("access", "stripe_access")
+    v = scan(_tree(tmp_path, files), progress=False)
+    assert set(v.needed) == needs  # 3 callers (the control): their install's token is followed
+    (call,) = v.calls
+    assert (call.call.account == "unknown") == (callers > 100), call.call.reason
+    if lang == "php":  # (Ruby falls back to the SDK's global key, not set here: unknown too)
+        assert ("too common" in call.call.reason) == (callers > 100), call.call.reason
