@@ -18,7 +18,7 @@ from functools import cache
 import tree_sitter as ts
 import tree_sitter_go as ts_go
 
-from permgate.scan.common import Context, Project, fixed_account, key_account_why
+from permgate.scan.common import Context, Project, bind_value, fixed_account, key_account_why
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope
 from permgate.scan.sdk import Route, table
 from permgate.scan.tsutil import Enclosing, event_uses, query_captures, text
@@ -310,9 +310,8 @@ class _File:
             if target.type == "selector_expression":  # s.sc = client.New(...)
                 name = text(target.child_by_field_name("field"))
             client = (acc, f"client built at {self.ctx.file}:{row} from {why}")
-            old = self.clients.get(name)
-            self.clients[name] = client if old is None or old[0] == acc else (
-                "unknown", f"{name} is bound to clients of different accounts")
+            bind_value(self.clients, name, client,
+                       f"{name} is bound to clients of different accounts")
 
     def _init(self, call: ts.Node, fn: ts.Node) -> None:
         operand = fn.child_by_field_name("operand")
@@ -325,9 +324,7 @@ class _File:
         acc, why = self.key(args[0])
         client = (acc, f"client initialised at {self.ctx.file}:{call.start_point[0] + 1} "
                        f"from {why}")
-        old = self.clients.get(name)
-        self.clients[name] = client if old is None or old[0] == acc else (
-            "unknown", f"{name} is bound to clients of different accounts")
+        bind_value(self.clients, name, client, f"{name} is bound to clients of different accounts")
 
     def _factory(self, ret: ts.Node) -> None:
         fn = self.function(ret)
@@ -350,9 +347,7 @@ class _File:
             return
         fact = (client[0], f"returned by {name}() at {self.ctx.file}:{ret.start_point[0] + 1}: "
                            f"{client[1]}")
-        old = self.factories.get(name)
-        self.factories[name] = fact if old is None or old[0] == fact[0] else (
-            "unknown", f"{name}() returns clients of different accounts")
+        bind_value(self.factories, name, fact, f"{name}() returns clients of different accounts")
 
     def defined(self, fn: ts.Node) -> str:
         """The name the project knows a function by: `billing/Charge` for a package's
@@ -412,10 +407,7 @@ class _File:
     def _note(self, callee: str, idx: int, client: Client, at: ts.Node) -> None:
         key = ("go:" + callee, idx)
         fact = (client[0], f"passed at {self.ctx.file}:{at.start_point[0] + 1}: {client[1]}")
-        old = self.param_facts.get(key)
-        if old is not None and old[0] != client[0]:
-            fact = ("unknown", f"{callee} is passed clients of different accounts")
-        self.param_facts[key] = fact
+        bind_value(self.param_facts, key, fact, f"{callee} is passed clients of different accounts")
 
     def _passed(self, callee: str, idx: int, what: str) -> Client:
         self.out.imports.add("go:" + callee)

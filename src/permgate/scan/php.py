@@ -24,6 +24,7 @@ from permgate.scan.common import (
     Context,
     Piece,
     Project,
+    bind_value,
     fixed_account,
     key_account_why,
     raw_target,
@@ -241,15 +242,12 @@ class _File:
         for left, right in builds:
             client = self._client_account(right)
             if left.type == "variable_name":
-                k = (self.scope(left), _name(left))
-                old = self.var_clients.get(k)
-                self.var_clients[k] = client if old is None or old[0] == client[0] else (
-                    "unknown", f"{text(left)} is bound to clients of different accounts")
+                bind_value(self.var_clients, (self.scope(left), _name(left)), client,
+                     f"{text(left)} is bound to clients of different accounts")
             elif left.type.startswith("member_access"):
                 name = _name(left.child_by_field_name("name"))
-                old = self.clients.get(name)
-                self.clients[name] = client if old is None or old[0] == client[0] else (
-                    "unknown", f"{name} is bound to clients of different accounts")
+                bind_value(self.clients, name, client,
+                     f"{name} is bound to clients of different accounts")
         # factories: functions and methods that return a client (`return $this->client;`,
         # `return new StripeClient(...)`), by name
         self.factories: dict[str, Client] = {}
@@ -263,9 +261,8 @@ class _File:
             name = _name(func.child_by_field_name("name"))
             fact = (client[0], f"returned by {name}() at {ctx.file}:{ret.start_point[0] + 1}: "
                                f"{client[1]}")
-            old = self.factories.get(name)
-            self.factories[name] = fact if old is None or old[0] == fact[0] else (
-                "unknown", f"{name}() returns clients of different accounts")
+            bind_value(self.factories, name, fact,
+                       f"{name}() returns clients of different accounts")
         for call in self.calls:
             if call.type == "scoped_call_expression" and _name(
                 call.child_by_field_name("name")
@@ -493,10 +490,8 @@ class _File:
             key = ("php:" + callee, idx)
             fact = (client[0], f"passed at {self.ctx.file}:{node.start_point[0] + 1}: "
                                f"{client[1]}")
-            old = self.param_facts.get(key)
-            if old is not None and old[0] != client[0]:
-                fact = ("unknown", f"{callee}() is passed clients of different accounts")
-            self.param_facts[key] = fact
+            bind_value(self.param_facts, key, fact,
+                 f"{callee}() is passed clients of different accounts")
 
     @staticmethod
     def _args(call: ts.Node) -> list[ts.Node]:

@@ -23,6 +23,7 @@ from permgate.scan.common import (
     Context,
     Piece,
     Project,
+    bind_value,
     fixed_account,
     key_account_why,
     raw_target,
@@ -248,9 +249,7 @@ class _File:
             return
         name = text(fn.child_by_field_name("name"))
         client = self.client_account(last)
-        old = self.factories.get(name)
-        self.factories[name] = client if old is None or old[0] == client[0] else (
-            "unknown", f"{name} returns clients of different accounts")
+        bind_value(self.factories, name, client, f"{name} returns clients of different accounts")
 
     def _oauth(self, assign: ts.Node) -> None:
         left, value = assign.child_by_field_name("left"), assign.child_by_field_name("right")
@@ -453,10 +452,8 @@ class _File:
                 key = ("rb:" + callee, idx)
                 fact = (client[0], f"passed at {self.ctx.file}:{node.start_point[0] + 1}: "
                                    f"{client[1]}")
-                old = self.param_facts.get(key)
-                if old is not None and old[0] != client[0]:
-                    fact = ("unknown", f"{callee} is passed clients of different accounts")
-                self.param_facts[key] = fact
+                bind_value(self.param_facts, key, fact,
+                     f"{callee} is passed clients of different accounts")
 
     def client_account(self, construct: ts.Node) -> Client:
         where = f"client built at {self.ctx.file}:{construct.start_point[0] + 1}"
