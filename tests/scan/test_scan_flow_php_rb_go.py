@@ -572,3 +572,13 @@ def test_a_name_called_from_too_many_files_is_not_followed(
     assert (call.call.account == "unknown") == (callers > 100), call.call.reason
     if lang == "php":  # (Ruby falls back to the SDK's global key, not set here: unknown too)
         assert ("too common" in call.call.reason) == (callers > 100), call.call.reason
+
+
+def test_go_the_scan_roots_package_by_its_clause(tmp_path: Path) -> None:
+    # the root's files are package `app`; a subpackage imports it by the module path
+    files = {"app.go": GO_PKG_HEAD.replace("{pkg}", "app")
+             + "func Sync(sc *client.API) {\n\tsc.Charges.New(nil)\n}\n",
+             "cmd/run.go": GO_HEAD.replace('"os"\n', '"os"\n\n\t"example.com/app"\n')
+             + "func run(shop Shop) {\n\tapp.Sync(client.New({key}, nil))\n}\n"}
+    assert _run(tmp_path, "i", files, key="shop.StripeAccessToken") == {"charge_write"}
+    assert _run(tmp_path, "o", files, key='os.Getenv("STRIPE_SECRET_KEY")') == set()  # control

@@ -42,6 +42,7 @@ _NO_CALLER = "no call site the scan can see passes a known client or key"
 _IMPORT = re.compile(r'"github\.com/stripe/stripe-go(?:/v\d+)?/([a-z0-9_/]+)"')
 _IMPORT_PATH = re.compile(r'"([^"\s]{1,300})"')
 _MAJOR = re.compile(r"v\d+")
+_PACKAGE = re.compile(rb"(?m)^package\s+(\w+)")
 # stripe-go's verbs for the CRUD methods the other SDKs spell out.
 _GLOBAL_KEY = re.compile(r"\bstripe\.Key\s*=\s*([^\n]+)")
 _VERBS = {"get": "retrieve", "new": "create", "del": "delete", "update": "modify"}
@@ -107,7 +108,7 @@ def _package(path: str) -> str:
     parts = [p for p in path.split("/") if p]
     if len(parts) > 1 and _MAJOR.fullmatch(parts[-1]):
         parts.pop()
-    return parts[-1] if parts else "."
+    return parts[-1] if parts else ""
 
 
 def _unwrap(node: ts.Node) -> ts.Node:
@@ -161,8 +162,13 @@ class _File:
         self.packages: dict[str, str] = {}  # local package name -> resource class
         # the project's functions are named by their package's directory (`billing/Charge`):
         # this file's own, and each import's by the local name the file calls it by
-        self.pkg = _package(ctx.file.replace("\\", "/").rsplit("/", 1)[0]
-                            if "/" in ctx.file.replace("\\", "/") else "")
+        rel = ctx.file.replace("\\", "/")
+        self.pkg = _package(rel.rsplit("/", 1)[0]) if "/" in rel else ""
+        if not self.pkg:  # the scan root's own package: its directory's name is not in the
+            # tree, importers name it by the module path, whose last element the package
+            # clause usually repeats (`package app` of `example.com/app`)
+            clause = _PACKAGE.search(source[:4096])
+            self.pkg = clause.group(1).decode() if clause else "."
         self.imported: dict[str, str] = {}
         self.stripe_locals: set[str] = set()  # stripe-go's packages, by their local names
         classes = _classes_by_package()
