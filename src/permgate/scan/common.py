@@ -6,7 +6,7 @@ import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import parse_qsl
 
 from permgate.scan.model import Account
@@ -118,6 +118,18 @@ class Project:
                                     "accounts")
             else:
                 self.params.setdefault(key, fact)
+
+
+_K = TypeVar("_K")
+
+
+def bind_value(table: dict[_K, tuple[Account, str]], key: _K, value: tuple[Account, str],
+               disagree: str) -> None:
+    """Record the client or key a name holds (a variable, a field, a factory's return, a
+    parameter's callers); a value of another account makes it unknown, `disagree` says why:
+    the scan never picks one of two accounts."""
+    old = table.get(key)
+    table[key] = value if old is None or old[0] == value[0] else ("unknown", disagree)
 
 
 _OAUTH_KEY = re.compile(r"access_?token|accesstoken|oauth", re.I)

@@ -18,7 +18,7 @@ from functools import cache
 import tree_sitter as ts
 import tree_sitter_go as ts_go
 
-from permgate.scan.common import Context, Project, fixed_account, key_account_why
+from permgate.scan.common import Context, Project, bind_value, fixed_account, key_account_why
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope
 from permgate.scan.sdk import Route, table
 from permgate.scan.tsutil import Enclosing, event_uses, query_captures, text
@@ -40,6 +40,9 @@ _Key = tuple[int, int]  # a function's byte span; (0, 0) for the file
 _TOP: _Key = (0, 0)
 _NO_CALLER = "no call site the scan can see passes a known client or key"
 _IMPORT = re.compile(r'"github\.com/stripe/stripe-go(?:/v\d+)?/([a-z0-9_/]+)"')
+_IMPORT_PATH = re.compile(r'"([^"\s]{1,300})"')
+_MAJOR = re.compile(r"v\d+")
+_PACKAGE = re.compile(rb"(?m)^package\s+(\w+)")
 # stripe-go's verbs for the CRUD methods the other SDKs spell out.
 _GLOBAL_KEY = re.compile(r"\bstripe\.Key\s*=\s*([^\n]+)")
 _VERBS = {"get": "retrieve", "new": "create", "del": "delete", "update": "modify"}
@@ -96,6 +99,18 @@ def _receiver_type(fn: ts.Node) -> tuple[str, str] | None:
     return text(name), text(typ).lstrip("*").split("[")[0]
 
 
+def _package(path: str) -> str:
+    """The directory a Go package lives in, by its last path element (`github.com/o/app/
+    internal/billing` and the file `internal/billing/pay.go` -> `billing`; a major version
+    suffix `/v2` names its parent). Go imports a package by its directory's path, so the
+    directory, not the identifier, tells two packages' functions of one name apart; only the
+    last element is compared because the scan root need not be the module's root."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) > 1 and _MAJOR.fullmatch(parts[-1]):
+        parts.pop()
+    return parts[-1] if parts else ""
+
+
 def _unwrap(node: ts.Node) -> ts.Node:
     """`&X{...}` -> `X{...}`; `stripe.String(x)` -> `x`."""
     for _ in range(4):
@@ -145,11 +160,31 @@ class _File:
         self.enclosing = Enclosing([*caps.get("fn", []), *caps.get("closure", [])])
         self.calls = caps.get("call", [])
         self.packages: dict[str, str] = {}  # local package name -> resource class
+        # the project's functions are named by their package's directory (`billing/Charge`):
+        # this file's own, and each import's by the local name the file calls it by
+        rel = ctx.file.replace("\\", "/")
+        self.pkg = _package(rel.rsplit("/", 1)[0]) if "/" in rel else ""
+        if not self.pkg:  # the scan root's own package: its directory's name is not in the
+            # tree, importers name it by the module path, whose last element the package
+            # clause usually repeats (`package app` of `example.com/app`)
+            clause = _PACKAGE.search(source[:4096])
+            self.pkg = clause.group(1).decode() if clause else "."
+        self.imported: dict[str, str] = {}
+        self.stripe_locals: set[str] = set()  # stripe-go's packages, by their local names
         classes = _classes_by_package()
         for spec in caps.get("import", []):
+            alias = spec.child_by_field_name("name")
+            path = _IMPORT_PATH.search(text(spec))
+            if path is not None and (alias is None or text(alias) not in ("_", ".")):
+                pkg = _package(path.group(1))
+                self.imported[text(alias) if alias is not None else pkg] = pkg
             m = _IMPORT.search(text(spec))
             if not m:
+                if path is not None and "stripe/stripe-go" in path.group(1):
+                    self.stripe_locals.add(text(alias) if alias is not None else "stripe")
                 continue
+            self.stripe_locals.add(text(alias) if alias is not None else m.group(1).rsplit(
+                "/", 1)[-1])
             sub = m.group(1)
             alias = spec.child_by_field_name("name")
             local = text(alias) if alias is not None else sub.rsplit("/", 1)[-1]
@@ -281,9 +316,8 @@ class _File:
             if target.type == "selector_expression":  # s.sc = client.New(...)
                 name = text(target.child_by_field_name("field"))
             client = (acc, f"client built at {self.ctx.file}:{row} from {why}")
-            old = self.clients.get(name)
-            self.clients[name] = client if old is None or old[0] == acc else (
-                "unknown", f"{name} is bound to clients of different accounts")
+            bind_value(self.clients, name, client,
+                       f"{name} is bound to clients of different accounts")
 
     def _init(self, call: ts.Node, fn: ts.Node) -> None:
         operand = fn.child_by_field_name("operand")
@@ -296,9 +330,7 @@ class _File:
         acc, why = self.key(args[0])
         client = (acc, f"client initialised at {self.ctx.file}:{call.start_point[0] + 1} "
                        f"from {why}")
-        old = self.clients.get(name)
-        self.clients[name] = client if old is None or old[0] == acc else (
-            "unknown", f"{name} is bound to clients of different accounts")
+        bind_value(self.clients, name, client, f"{name} is bound to clients of different accounts")
 
     def _factory(self, ret: ts.Node) -> None:
         fn = self.function(ret)
@@ -306,7 +338,7 @@ class _File:
             ret.named_children[0].type == "expression_list") else ret.named_children
         if fn is None or not values:
             return
-        name = text(fn.child_by_field_name("name"))
+        name = self.defined(fn)
         value = _unwrap(values[0])
         if value.type == "call_expression" and text(value.child_by_field_name("function")) in (
                 "client.New", "stripe.NewClient"):
@@ -321,17 +353,33 @@ class _File:
             return
         fact = (client[0], f"returned by {name}() at {self.ctx.file}:{ret.start_point[0] + 1}: "
                            f"{client[1]}")
-        old = self.factories.get(name)
-        self.factories[name] = fact if old is None or old[0] == fact[0] else (
-            "unknown", f"{name}() returns clients of different accounts")
+        bind_value(self.factories, name, fact, f"{name}() returns clients of different accounts")
+
+    def defined(self, fn: ts.Node) -> str:
+        """The name the project knows a function by: `billing/Charge` for a package's
+        function, the bare name for a method (its receiver's type is not known at a call)."""
+        name = text(fn.child_by_field_name("name"))
+        return name if fn.type == "method_declaration" else f"{self.pkg}/{name}"
+
+    def called(self, fn: ts.Node | None) -> str:
+        """The name a call's function is known by: `billing.Charge(...)` of an imported
+        package -> `billing/Charge` (its directory's), `Charge(...)` -> this package's,
+        `s.Charge(...)` on a value -> `Charge` (a method)."""
+        if fn is None:
+            return ""
+        if fn.type == "identifier":
+            return f"{self.pkg}/{text(fn)}"
+        if fn.type != "selector_expression":
+            return ""
+        operand, field = fn.child_by_field_name("operand"), text(fn.child_by_field_name("field"))
+        if operand is not None and operand.type == "identifier" and (
+                text(operand) in self.imported):
+            return f"{self.imported[text(operand)]}/{field}"
+        return field
 
     def factory_client(self, call: ts.Node) -> Client | None:
         """The client a call to a project factory returns (`c.sdk(secret).V1Accounts...`)."""
-        fn = call.child_by_field_name("function")
-        if fn is None:
-            return None
-        name = text(fn) if fn.type == "identifier" else text(
-            fn.child_by_field_name("field")) if fn.type == "selector_expression" else ""
+        name = self.called(call.child_by_field_name("function"))
         if not name:
             return None
         self.out.imports.add("go:" + name)
@@ -347,24 +395,30 @@ class _File:
     def _struct_fields(self, lit: ts.Node) -> None:
         """`&Service{sc: client}`: tell the project which client a struct's field holds."""
         typ = lit.child_by_field_name("type")
-        if typ is None or typ.type != "type_identifier":
+        if typ is None:
+            return
+        if typ.type == "type_identifier":
+            name = f"{self.pkg}/{text(typ)}"
+        elif typ.type == "qualified_type" and text(typ.child_by_field_name("package")) in (
+                self.imported):  # `&billing.Service{sc: c}`
+            name = (f"{self.imported[text(typ.child_by_field_name('package'))]}/"
+                    f"{text(typ.child_by_field_name('name'))}")
+        else:
             return
         for k, v in _keyed(lit)[:32]:
             client = self.client_value(v)
             if client is not None:
-                self._note(f"{text(typ)}.{k}", 0, client, lit)
+                self._note(f"{name}.{k}", 0, client, lit)
 
     def _note(self, callee: str, idx: int, client: Client, at: ts.Node) -> None:
         key = ("go:" + callee, idx)
         fact = (client[0], f"passed at {self.ctx.file}:{at.start_point[0] + 1}: {client[1]}")
-        old = self.param_facts.get(key)
-        if old is not None and old[0] != client[0]:
-            fact = ("unknown", f"{callee} is passed clients of different accounts")
-        self.param_facts[key] = fact
+        bind_value(self.param_facts, key, fact, f"{callee} is passed clients of different accounts")
 
     def _passed(self, callee: str, idx: int, what: str) -> Client:
         self.out.imports.add("go:" + callee)
-        self.wanted.add(callee.rsplit(".", 1)[0])
+        # files that call it are read even if they never say "stripe" (by its bare name)
+        self.wanted.add(callee.rsplit(".", 1)[0].rsplit("/", 1)[-1])
         fact = self.project.param(self.ctx.file, callee, idx, "go:")
         if fact is None:
             return "unknown", f"{what}; {_NO_CALLER})"
@@ -380,7 +434,7 @@ class _File:
             names = _param_names(fn)
             if text(node) not in names:
                 return None
-            name = text(fn.child_by_field_name("name"))
+            name = self.defined(fn)
             idx = names.index(text(node))
             return self._passed(name, idx, f"{text(node)} (argument {idx + 1} of {name}()")
         if node.type == "selector_expression" and fn.type == "method_declaration":
@@ -388,7 +442,7 @@ class _File:
             operand = node.child_by_field_name("operand")
             if recv is not None and operand is not None and text(operand) == recv[0]:
                 field = text(node.child_by_field_name("field"))
-                return self._passed(f"{recv[1]}.{field}", 0,
+                return self._passed(f"{self.pkg}/{recv[1]}.{field}", 0,
                                     f"{text(node)} (the {recv[1]}.{field} field")
         return None
 
@@ -424,13 +478,12 @@ class _File:
 
     def note_arguments(self, node: ts.Node) -> None:
         fn = node.child_by_field_name("function")
-        if fn is None:
-            return
-        name = text(fn) if fn.type == "identifier" else text(
-            fn.child_by_field_name("field")) if fn.type == "selector_expression" else ""
-        if not name or name in ("New", "String", "Int64", "Bool", "AddExpand",
-                                "SetStripeAccount"):
-            return
+        name = self.called(fn)
+        operand = fn.child_by_field_name("operand") if fn is not None and (
+            fn.type == "selector_expression") else None
+        if not name or name in ("AddExpand", "SetStripeAccount") or (
+                operand is not None and text(operand) in self.stripe_locals):
+            return  # the SDK's own functions (`client.New`, `stripe.String`)
         for idx, a in enumerate(self._args(node)[:16]):
             client = self.client_value(a)
             if client is not None:

@@ -24,6 +24,7 @@ from permgate.scan.common import (
     Context,
     Piece,
     Project,
+    bind_value,
     fixed_account,
     key_account_why,
     raw_target,
@@ -43,6 +44,7 @@ _QUERY = """
 (function_definition) @fn
 (method_declaration) @fn
 (namespace_use_declaration) @use
+(namespace_definition) @ns
 (object_creation_expression) @new
 (return_statement) @ret
 (anonymous_function) @inner
@@ -147,10 +149,15 @@ def _class_of(fn: ts.Node) -> str:
     return ""
 
 
-def _callee(fn: ts.Node) -> str:
-    """The name callers use: the class for a constructor (`new Billing($c)`)."""
+def _callee(fn: ts.Node, namespace: str) -> str:
+    """The name callers use: for a constructor its class's full name (`new Billing($c)` in
+    `namespace App\\Pay` -> `App\\Pay\\Billing`), as the autoloader resolves it; a method or
+    function by its name (the class of `$obj->m()` is not known at the call)."""
     name = _name(fn.child_by_field_name("name"))
-    return (_class_of(fn) or name) if name == "__construct" else name
+    if name != "__construct":
+        return name
+    cls = _class_of(fn)
+    return namespace + cls if cls else name
 
 
 def _is_stripe_client(node: ts.Node) -> bool:
@@ -193,6 +200,9 @@ class _File:
         self.aliases: dict[str, str] = {}
         for u in caps.get("use", []):
             self._use(u)
+        # the file's namespace (`namespace App\\Services;`, the first), "App\\Services\\"
+        ns = next((n.child_by_field_name("name") for n in caps.get("ns", [])), None)
+        self.namespace = text(ns).strip("\\") + "\\" if ns is not None else ""
         # the SDK's global key: this file's own setting wins, else the project's (set in a
         # bootstrap file), as `stripe.api_key` in Python and `Stripe.api_key` in Ruby
         project_key = ctx.project.module_key if ctx.project is not None else None
@@ -225,21 +235,19 @@ class _File:
             if _name(fn.child_by_field_name("name")) == "__construct":
                 for i, p in enumerate(_params(fn)):
                     if p.type == "property_promotion_parameter":
-                        self.field_params.setdefault(_param_name(p), (_class_of(fn), i))
+                        self.field_params.setdefault(_param_name(p),
+                                                     (_callee(fn, self.namespace), i))
         for left, right in providers:
             self._provider(left, right)
         for left, right in builds:
             client = self._client_account(right)
             if left.type == "variable_name":
-                k = (self.scope(left), _name(left))
-                old = self.var_clients.get(k)
-                self.var_clients[k] = client if old is None or old[0] == client[0] else (
-                    "unknown", f"{text(left)} is bound to clients of different accounts")
+                bind_value(self.var_clients, (self.scope(left), _name(left)), client,
+                     f"{text(left)} is bound to clients of different accounts")
             elif left.type.startswith("member_access"):
                 name = _name(left.child_by_field_name("name"))
-                old = self.clients.get(name)
-                self.clients[name] = client if old is None or old[0] == client[0] else (
-                    "unknown", f"{name} is bound to clients of different accounts")
+                bind_value(self.clients, name, client,
+                     f"{name} is bound to clients of different accounts")
         # factories: functions and methods that return a client (`return $this->client;`,
         # `return new StripeClient(...)`), by name
         self.factories: dict[str, Client] = {}
@@ -253,9 +261,8 @@ class _File:
             name = _name(func.child_by_field_name("name"))
             fact = (client[0], f"returned by {name}() at {ctx.file}:{ret.start_point[0] + 1}: "
                                f"{client[1]}")
-            old = self.factories.get(name)
-            self.factories[name] = fact if old is None or old[0] == fact[0] else (
-                "unknown", f"{name}() returns clients of different accounts")
+            bind_value(self.factories, name, fact,
+                       f"{name}() returns clients of different accounts")
         for call in self.calls:
             if call.type == "scoped_call_expression" and _name(
                 call.child_by_field_name("name")
@@ -359,7 +366,8 @@ class _File:
             return
         names = [_param_name(p) for p in _params(fn)]
         if _name(value) in names:
-            self.field_params.setdefault(field, (_class_of(fn), names.index(_name(value))))
+            self.field_params.setdefault(field, (_callee(fn, self.namespace),
+                                                 names.index(_name(value))))
 
     def _use(self, decl: ts.Node) -> None:
         prefix = ""
@@ -414,12 +422,13 @@ class _File:
         names = [_param_name(p) for p in _params(fn)]
         if name not in names:
             return None
-        return self._passed(_callee(fn), names.index(name), f"${name} (argument")
+        return self._passed(_callee(fn, self.namespace), names.index(name),
+                            f"${name} (argument")
 
     def _passed(self, callee: str, idx: int, what: str) -> Client:
         # read again once the project-wide pass knows callers; have the callers read
         self.out.imports.add("php:" + callee)
-        self.wanted.add(callee)
+        self.wanted.add(callee.rsplit("\\", 1)[-1])  # files read for it: by its bare name
         fact = self.project.param(self.ctx.file, callee, idx, "php:")
         if fact is None:
             return "unknown", f"{what} {idx + 1} of {callee}(); {_NO_CALLER})"
@@ -481,10 +490,8 @@ class _File:
             key = ("php:" + callee, idx)
             fact = (client[0], f"passed at {self.ctx.file}:{node.start_point[0] + 1}: "
                                f"{client[1]}")
-            old = self.param_facts.get(key)
-            if old is not None and old[0] != client[0]:
-                fact = ("unknown", f"{callee}() is passed clients of different accounts")
-            self.param_facts[key] = fact
+            bind_value(self.param_facts, key, fact,
+                 f"{callee}() is passed clients of different accounts")
 
     @staticmethod
     def _args(call: ts.Node) -> list[ts.Node]:
@@ -665,7 +672,17 @@ class _File:
         for node in self.news:
             cls = node.named_children[0] if node.named_child_count else None
             if cls is not None and cls.type in ("name", "qualified_name"):
-                self.note_arguments(node, text(cls).rsplit("\\", 1)[-1])
+                self.note_arguments(node, self.class_name(text(cls)))
+
+    def class_name(self, raw: str) -> str:
+        """A class's full name as PHP resolves it: `\\A\\B` as written, else by the file's
+        `use` imports, else in the file's namespace."""
+        if raw.startswith("\\"):
+            return raw.lstrip("\\")
+        head, _, tail = raw.partition("\\")
+        if head in self.aliases:
+            return self.aliases[head] + ("\\" + tail if tail else "")
+        return self.namespace + raw
 
     def instance_call(self, node: ts.Node) -> bool:
         """`$charge->save()`, `$sub->cancel()`, `X::retrieve($id)->capture()`: a method of

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import re
 from functools import cache
+from typing import TYPE_CHECKING
 
 import tree_sitter as ts
 import tree_sitter_ruby as ts_ruby
@@ -22,6 +23,7 @@ from permgate.scan.common import (
     Context,
     Piece,
     Project,
+    bind_value,
     fixed_account,
     key_account_why,
     raw_target,
@@ -29,6 +31,9 @@ from permgate.scan.common import (
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope, Unresolved
 from permgate.scan.sdk import route_classes, table
 from permgate.scan.tsutil import Enclosing, event_uses, query_captures, text
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 _QUERY = """
 (call) @call
@@ -38,6 +43,8 @@ _QUERY = """
 (do_block) @block
 (block) @block
 (singleton_method) @fn
+(class) @nest
+(module) @nest
 """
 Client = tuple[Account, str]
 # stripe-ruby names a few class methods differently from stripe-python.
@@ -51,7 +58,6 @@ _ITERATE = frozenset({"each", "auto_paging_each", "map", "each_with_index", "sel
                       "filter_map", "flat_map"})
 _Key = tuple[int, int]  # a method's byte span; (0, 0) for the file (and instance variables)
 _TOP: _Key = (0, 0)
-_MAX_UP = 400
 _NO_CALLER = "no call site the scan can see passes a known client or key"
 _TRY = re.compile(r"\.try\(:(\w+)\)|&\.")
 
@@ -71,19 +77,16 @@ def _params(method: ts.Node) -> list[str]:
     return out
 
 
-def _callee(method: ts.Node) -> str:
-    """The name callers use: the class for `initialize` (`Billing.new(client)`)."""
-    name = text(method.child_by_field_name("name"))
-    if name != "initialize":
-        return name
-    n = method.parent
-    for _ in range(_MAX_UP):
-        if n is None:
-            return name
-        if n.type == "class":
-            return text(n.child_by_field_name("name")).rsplit("::", 1)[-1]
-        n = n.parent
-    return name
+def _const_path(nesting: Iterable[ts.Node]) -> list[str]:
+    """The constant path the classes and modules around a place name, outermost first
+    (`module Pay; class Billing` and `class Pay::Billing` -> ['Pay', 'Billing'])."""
+    out: list[str] = []
+    for n in nesting:  # innermost first
+        name = text(n.child_by_field_name("name"))
+        out[:0] = name.lstrip(":").split("::")
+        if name.startswith("::"):  # `class ::Billing`: from the top
+            break
+    return out
 
 
 @cache
@@ -168,6 +171,7 @@ class _File:
         # post-order (inner calls first): `Stripe::Charge.retrieve(id).capture` knows its object
         self.calls = sorted(caps.get("call", []), key=lambda n: (n.end_byte, -n.start_byte))
         self.functions = caps.get("fn", [])
+        self.nesting = Enclosing(caps.get("nest", []))  # classes and modules
         self.clients: dict[str, Client] = {}
         # values assigned to local variables, by (method, name); `opts[:k] = v` likewise
         self.assigned: dict[tuple[_Key, str], list[ts.Node]] = {}
@@ -245,9 +249,7 @@ class _File:
             return
         name = text(fn.child_by_field_name("name"))
         client = self.client_account(last)
-        old = self.factories.get(name)
-        self.factories[name] = client if old is None or old[0] == client[0] else (
-            "unknown", f"{name} returns clients of different accounts")
+        bind_value(self.factories, name, client, f"{name} returns clients of different accounts")
 
     def _oauth(self, assign: ts.Node) -> None:
         left, value = assign.child_by_field_name("left"), assign.child_by_field_name("right")
@@ -298,6 +300,24 @@ class _File:
         ))
         return True
 
+    def callee(self, method: ts.Node) -> str:
+        """The name callers use: a method's, or for `initialize` its class's constant path
+        (`Pay::Billing`; a constant is Ruby's path to a class, as Zeitwerk's to its file)."""
+        name = text(method.child_by_field_name("name"))
+        if name != "initialize":
+            return name
+        return "::".join(_const_path(self.nesting.around(method.start_byte))) or name
+
+    def constants(self, ref: ts.Node) -> list[str]:
+        """The classes `X.new` can name where it is written, as Ruby looks a constant up:
+        in each module around it, innermost first, then at the top (`::X`: the top only)."""
+        written = text(ref)
+        if written.startswith("::"):
+            return [written[2:]]
+        around = _const_path(self.nesting.around(ref.start_byte))
+        return [*("::".join([*around[:i], written]) for i in range(len(around), 0, -1)),
+                written][-8:]
+
     def method_of(self, node: ts.Node) -> ts.Node | None:
         return next(self.enclosing.around(node.start_byte), None)
 
@@ -314,7 +334,7 @@ class _File:
             return
         names = _params(m)
         if value in names:
-            self.field_params.setdefault(field, (_callee(m), names.index(value)))
+            self.field_params.setdefault(field, (self.callee(m), names.index(value)))
 
     def value(self, node: ts.Node) -> ts.Node:
         """A local variable's value when its method assigns it once (`opts = {...}`)."""
@@ -360,11 +380,12 @@ class _File:
         names = _params(m)
         if text(node) not in names or self.assigned.get((self.scope(node), text(node))):
             return None
-        return self._passed(_callee(m), names.index(text(node)), f"{text(node)} (argument")
+        return self._passed(self.callee(m), names.index(text(node)),
+                            f"{text(node)} (argument")
 
     def _passed(self, callee: str, idx: int, what: str) -> Client:
         self.out.imports.add("rb:" + callee)
-        self.wanted.add(callee)
+        self.wanted.add(callee.rsplit("::", 1)[-1])  # files read for it: by its bare name
         fact = self.project.param(self.ctx.file, callee, idx, "rb:")
         if fact is None:
             return "unknown", f"{what} {idx + 1} of {callee}; {_NO_CALLER})"
@@ -411,9 +432,9 @@ class _File:
         project which client or key reaches which parameter of which method (by name)."""
         method = text(node.child_by_field_name("method"))
         receiver = node.child_by_field_name("receiver")
-        callee = text(receiver).rsplit("::", 1)[-1] if method == "new" and receiver is not None \
-            and receiver.type in ("constant", "scope_resolution") else method
-        if not callee or (chain and chain[0] == "Stripe"):
+        callees = self.constants(receiver) if method == "new" and receiver is not None \
+            and receiver.type in ("constant", "scope_resolution") else [method]
+        if not method or (chain and chain[0] == "Stripe"):
             return
         for idx, a in enumerate(self.positional(node.child_by_field_name("arguments"))[:16]):
             client = self.client_of(a) if a.type in ("identifier", "instance_variable") else None
@@ -427,13 +448,12 @@ class _File:
                 client = None if acc == "unknown" else (acc, f"an API key argument: {why}")
             if client is None:
                 continue
-            key = ("rb:" + callee, idx)
-            fact = (client[0], f"passed at {self.ctx.file}:{node.start_point[0] + 1}: "
-                               f"{client[1]}")
-            old = self.param_facts.get(key)
-            if old is not None and old[0] != client[0]:
-                fact = ("unknown", f"{callee} is passed clients of different accounts")
-            self.param_facts[key] = fact
+            for callee in callees:
+                key = ("rb:" + callee, idx)
+                fact = (client[0], f"passed at {self.ctx.file}:{node.start_point[0] + 1}: "
+                                   f"{client[1]}")
+                bind_value(self.param_facts, key, fact,
+                     f"{callee} is passed clients of different accounts")
 
     def client_account(self, construct: ts.Node) -> Client:
         where = f"client built at {self.ctx.file}:{construct.start_point[0] + 1}"

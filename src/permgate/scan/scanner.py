@@ -6,6 +6,7 @@ API host (factories, module clients, thin HTTP wrappers, by name), then every fi
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,15 +124,22 @@ def _extract(
     return scan_file(ctx, path, data), None
 
 
-def _names_regex(project: common.Project) -> re.Pattern[bytes] | None:
+_BARE = re.compile(r"[:/\\]")
+
+
+def _names_regex(
+    project: common.Project, leave: frozenset[str] = frozenset(),
+) -> re.Pattern[bytes] | None:
     # A name that says "stripe" already made its files pass the quick filter.
-    # ("php:getClient": a language's own namespace of names, matched by the bare name)
-    names = [n for n in (*(f.rsplit(":", 1)[-1] for f in project.factories),
+    # ("php:getClient", "php:App\\Billing", "go:billing/Charge": a language's own namespace
+    # of names, a PHP namespace or a Go package's directory, matched by the bare name)
+    names = [n for n in (*(_BARE.split(f)[-1] for f in project.factories),
                          *project.clients, *project.wrappers,
-                         *(fname.rsplit(":", 1)[-1] for fname, _idx in project.params),
+                         *(_BARE.split(fname)[-1] for fname, _idx in project.params),
                          *project.wanted)
              if len(n) >= 4 and n.lower() not in common.HTTP_VERBS and n.isidentifier()
-             and "stripe" not in n.lower()][:2_000]  # bounded: a hostile tree has many
+             and "stripe" not in n.lower() and n not in leave
+             ][:2_000]  # bounded: a hostile tree has many
     if not names:
         return None
     return re.compile(rb"\b(?:" + b"|".join(re.escape(n.encode()) for n in sorted(names))
@@ -175,6 +183,23 @@ def _settle(found: FileFindings, rel: str) -> None:
 
 
 _ROUNDS = 3  # rounds of re-reading files that used what the project learnt later
+# PHP, Ruby and Go name the functions whose parameters they follow by name, not by path (a
+# method's class is not known at `$x->handle($k)`): a name called from more files than this
+# that never say "stripe" is too common to be one function (`handle`, `perform`), and reading
+# them all would parse the whole tree. Such a name's parameters are unknown instead.
+_COMMON_NAME = 100
+_BY_NAME = ("php", "ruby", "go")
+_LANG_PREFIX = ("php:", "rb:", "go:")
+
+
+def _too_common(project: common.Project, names: set[str]) -> None:
+    """Parameters of PHP/Ruby/Go functions named by a too-common name: unknown (what the
+    unread callers pass is not known)."""
+    for key in list(project.params):
+        if key[0].startswith(_LANG_PREFIX) and _BARE.split(key[0])[-1] in names:
+            project.params[key] = ("unknown", f"{_BARE.split(key[0])[-1]}() is called from "
+                                   f"more than {_COMMON_NAME} files: a name too common to "
+                                   "follow")
 _UNREAD = "<not read yet>"  # a file the quick filter skipped that calls a project name
 
 
@@ -284,15 +309,35 @@ def scan_tree(
         learnt = dict.fromkeys(_names(project), 0)  # name -> version of knowledge it came in
         learnt[_UNREAD] = 0
         read_v = [-1] * len(paths)  # the version each file was last read with (pass 1: none)
+        common_names: set[str] = set()  # PHP/Ruby/Go names too common to follow (bounded work)
         for version in range(_ROUNDS):
             # files the quick filter skipped that call a project name (`syncCharges(token)`
             # never says "stripe") are read too: what they pass is learnt like the rest
             names_re = _names_regex(project)
+            counts: dict[str, int] = {}
+            by_name: dict[int, set[str]] = {}
             for i, (path, res) in enumerate(zip(paths, results, strict=True)):
                 if res is None and names_re is not None and language_of(path) in FLOW_LANGUAGES:
                     data = read_source(path)
-                    if isinstance(data, bytes) and names_re.search(data):
+                    if not isinstance(data, bytes) or not names_re.search(data):
+                        continue
+                    if language_of(path) in _BY_NAME:  # counted first (bounded: 16 names)
+                        seen = {m.group().decode() for m in itertools.islice(
+                            names_re.finditer(data), 64)}
+                        by_name[i] = set(sorted(seen)[:16])
+                        for n in by_name[i]:
+                            counts[n] = counts.get(n, 0) + 1
+                    else:
                         results[i] = FileFindings(imports={_UNREAD})  # read below
+            # only names that are nothing but a followed parameter: a factory's or client's
+            # callers make calls of their own and are always read
+            kept = {_BARE.split(n)[-1] for n in (*project.factories, *project.clients,
+                                                 *project.wrappers)}
+            common_names |= {n for n, c in counts.items() if c > _COMMON_NAME} - kept
+            for i, found_names in by_name.items():
+                if found_names - common_names:
+                    results[i] = FileFindings(imports={_UNREAD})  # read below
+            _too_common(project, common_names)
             todo = [i for i, (path, res) in enumerate(zip(paths, results, strict=True))
                     if isinstance(res, FileFindings) and language_of(path) in FLOW_LANGUAGES
                     and _uses_newer(res, learnt, read_v[i])]
@@ -313,7 +358,9 @@ def scan_tree(
                 break
         # Pass 2: files that use what the project-wide pass learnt are read again with it (also
         # files that never say "stripe" but call a project factory or client by name).
+        _too_common(project, common_names)
         uses_project = _names_regex(project)
+        uses_by_name = _names_regex(project, frozenset(common_names))
         types = event_types or frozenset()
         pending: list[EventUse] = []
         bar.phase("following the project's clients", len(paths))
@@ -321,7 +368,9 @@ def scan_tree(
             bar.advance()
             late = res is None
             if late and uses_project is not None:
-                res = _late(root, path, uses_project, types, project, modules)
+                names_here = uses_project if language_of(path) not in _BY_NAME else uses_by_name
+                res = None if names_here is None else _late(root, path, names_here, types,
+                                                            project, modules)
             if res is None:
                 continue
             if isinstance(res, Skipped):
