@@ -146,7 +146,7 @@ class _File:
         # other options (issue 25)
         self.account_options: dict[tuple[int, str], ts.Node] = {}
         # names bound to a project client or factory only count when imported or local
-        for imported in self.imported:
+        for imported in sorted(self.imported):  # a set: its hash order is no order
             found = self.by_path(self.project.clients, imported) or self.project.clients.get(
                 imported)
             if found is not None:

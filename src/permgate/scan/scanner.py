@@ -133,17 +133,18 @@ def _names_regex(
     # A name that says "stripe" already made its files pass the quick filter.
     # ("php:getClient", "php:App\\Billing", "go:billing/Charge": a language's own namespace
     # of names, a PHP namespace or a Go package's directory, matched by the bare name)
-    names = [n for n in (*(_BARE.split(f)[-1] for f in project.factories),
-                         *project.clients, *project.wrappers,
-                         *(_BARE.split(fname)[-1] for fname, _idx in project.params),
-                         *project.wanted)
-             if len(n) >= 4 and n.lower() not in common.HTTP_VERBS and n.isidentifier()
-             and "stripe" not in n.lower() and n not in leave
-             ][:2_000]  # bounded: a hostile tree has many
+    # sorted before the bound: `project.wanted` is a set, and which names a hostile tree's
+    # bound keeps must not depend on its hash order
+    names = sorted({n for n in (*(_BARE.split(f)[-1] for f in project.factories),
+                                *project.clients, *project.wrappers,
+                                *(_BARE.split(fname)[-1] for fname, _idx in project.params),
+                                *project.wanted)
+                    if len(n) >= 4 and n.lower() not in common.HTTP_VERBS and n.isidentifier()
+                    and "stripe" not in n.lower() and n not in leave
+                    })[:2_000]  # bounded: a hostile tree has many
     if not names:
         return None
-    return re.compile(rb"\b(?:" + b"|".join(re.escape(n.encode()) for n in sorted(names))
-                      + rb")\b")
+    return re.compile(rb"\b(?:" + b"|".join(re.escape(n.encode()) for n in names) + rb")\b")
 
 
 def _late(

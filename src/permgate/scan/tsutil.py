@@ -48,7 +48,12 @@ def query_captures(
     depth = nesting(source)
     deep = (f"nested {depth} brackets deep (more than {NEST_LIMIT}): calls deeper than that "
             "may not be read") if depth > NEST_LIMIT else None
-    return cursor.captures(tree.root_node), deep
+    # The cursor's order of one capture's nodes is not stable from one run to the next (seen
+    # with nested calls: `stripe.x()` before or after an earlier call in one file), and the
+    # extractors let the last binding or call site win: nodes in source order (start, outer
+    # first), so that the output is a function of the input.
+    return {name: sorted(nodes, key=lambda n: (n.start_byte, -n.end_byte))
+            for name, nodes in cursor.captures(tree.root_node).items()}, deep
 
 
 def event_uses(tree: ts.Tree, source: bytes, ctx: Context) -> list[EventUse]:
