@@ -117,6 +117,14 @@ def _names_in(node: ast.expr) -> set[str]:
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
 
 
+def _path_param(url: ast.expr, params: list[str]) -> int:
+    """The index of the parameter a wrapper's URL names last in the source (its dynamic tail,
+    `f"{base}{path}"` -> path): one choice, never the hash order of a set of names."""
+    named = [n for n in ast.walk(url) if isinstance(n, ast.Name) and n.id in params]
+    last = max(named, key=lambda n: (n.lineno, n.col_offset))
+    return params.index(last.id)
+
+
 def _joined(pieces: list[Piece]) -> list[Piece]:
     """Adjacent literal pieces joined (`BASE + "/" + path` -> [BASE + "/", None])."""
     out: list[Piece] = []
@@ -581,7 +589,7 @@ class _File:
                         _names_in(path) & set(params)):
                     continue
                 prefix = w.prefix + lead
-                idx = params.index(next(iter(_names_in(path) & set(params))))
+                idx = _path_param(path, params)
                 method, method_index = w.method, None
                 if w.method_index is not None and len(args) > w.method_index:
                     m = args[w.method_index]
@@ -620,7 +628,7 @@ class _File:
                     continue
                 if prefix is None or not names:
                     continue
-                idx = params.index(next(iter(names)))
+                idx = _path_param(url, params)
                 method = verb.upper() if verb != "request" else (
                     self.string(marg) or "").upper() or None
                 method_index = None
