@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from permgate.scan import scan
+
 # Two kinds of key, one per route: read from a record, and with a fallback.
 _KEYS = ("req.body?.key?.trim()", "req.body?.stripe_key || req.body?.key")
 _ROUTE = """  app.post('/r{i}', async (req, res) => {{
@@ -107,3 +109,29 @@ def test_scan_output_is_the_same_in_every_process(tmp_path: Path) -> None:
         assert needle in first, needle
     for other in outputs[1:]:
         assert other == first
+
+
+def test_bindings_are_read_in_source_order(tmp_path: Path) -> None:
+    """A key bound just before the client that uses it (in a `case`): read first, as it runs;
+    the cursor's order had the client bound before its key was known (unknown account)."""
+    (tmp_path / "accounts.ts").write_text(
+        "import { Stripe } from 'stripe'\n\n"
+        "export default async function handler(req: any, res: any) {\n"
+        "  let out: any;\n"
+        "  switch (req.method) {\n"
+        "    case 'GET':\n"
+        "      const KEY = `${process.env.STRIPE_KEY}`\n"
+        "      const stripe = new Stripe(KEY, { apiVersion: '2020-08-27' })\n"
+        "      try {\n"
+        "        const { data } = await stripe.accounts.list()\n"
+        "        out = data\n"
+        "      } catch (error: any) {\n"
+        "        return res.status(500).json({ message: error.message })\n"
+        "      }\n"
+        "      break;\n"
+        "  }\n"
+        "  res.json(out)\n"
+        "}\n")
+    calls = scan(tmp_path).calls
+    assert [(c.call.call, c.call.account) for c in calls] == [("stripe.accounts.list", "own")]
+    assert "process.env.STRIPE_KEY" in calls[0].call.reason
