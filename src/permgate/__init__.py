@@ -13,6 +13,8 @@ Everything public is listed in `__all__` and documented in docs/api.md.
 
 from __future__ import annotations
 
+# First: which build of the call path runs is chosen before any of its modules imports.
+from permgate import _build  # noqa: F401, I001
 from collections.abc import Iterable
 from pathlib import Path
 
