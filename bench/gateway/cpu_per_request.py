@@ -34,17 +34,19 @@ from typing import Any
 
 import uvloop
 
-# `--tree DIR`: another checkout's permgate and bench (instruction counts against it).
-_TREE = (Path(sys.argv[sys.argv.index("--tree") + 1]).resolve() if "--tree" in sys.argv
+# `--count N --tree DIR` (a child of `--instructions`): another checkout's permgate and
+# bench, this script's code.
+_CHILD_TREE = "--count" in sys.argv and "--tree" in sys.argv
+_TREE = (Path(sys.argv[sys.argv.index("--tree") + 1]).resolve() if _CHILD_TREE
          else Path(__file__).resolve().parents[2])
 sys.path.insert(0, str(_TREE))
-if "--tree" in sys.argv:
+if _CHILD_TREE:
     sys.path.insert(0, str(_TREE / "src"))
 
-from bench.bench_gateway import ACCOUNT, setup_store
-from bench.gateway.variants import build_variant
+from bench.bench_gateway import ACCOUNT, setup_store  # noqa: E402 - after the sys.path set-up
+from bench.gateway.variants import build_variant  # noqa: E402 - after the sys.path set-up
 
-from permgate.gateway.config import Settings
+from permgate.gateway.config import Settings  # noqa: E402 - after the sys.path set-up
 
 
 class _Answer:
@@ -295,6 +297,9 @@ def main_native() -> None:
 def main_count(calls: int) -> None:
     """The whole native call, enforcing, `calls` times per access-log setting inside
     `_counted` (the child of main_instructions, under callgrind)."""
+    from permgate import gateway
+
+    print(f"the gateway's call path: {getattr(gateway, 'BUILD', 'pure')}")
     with tempfile.TemporaryDirectory(prefix="permgate-cpu-") as tmp:
         db, key = setup_store(Path(tmp))
         log = "--log-off" not in sys.argv
@@ -311,12 +316,13 @@ def main_instructions(calls: int) -> None:
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-    runs = [("compiled", "", []), ("pure", "1", [])]
-    if "--tree" in sys.argv:
-        runs.append((f"tree {_TREE}", "1", ["--tree", str(_TREE)]))
+    runs = [("this tree", "", []), ("this tree", "1", [])]
+    trees = [a for i, a in enumerate(sys.argv) if i and sys.argv[i - 1] == "--tree"]
+    runs += [(f"tree {tree}", "", ["--tree", tree]) for tree in trees]
     print(f"instructions per whole native call, enforcing (callgrind, {calls} calls):")
     for name, pure, extra in runs:
         figures = []
+        build = "?"
         for log in ("on", "off"):
             with tempfile.TemporaryDirectory(prefix="permgate-cg-") as out:
                 cmd = [valgrind, "--tool=callgrind", "--toggle-collect=functools_reduce",
@@ -329,10 +335,12 @@ def main_instructions(calls: int) -> None:
                 m = re.search(r"Collected : (\d+)", run.stderr)
                 assert m is not None, run.stderr[-2000:]
                 figures.append(f"access log {log} {int(m.group(1)) / calls:9,.0f}")
-        print(f"  {name}: " + ", ".join(figures))
+                b = re.search(r"call path: (\w+)", run.stdout)
+                build = b.group(1) if b else "?"
+        print(f"  {name}, {build}: " + ", ".join(figures))
 
 
-def main_builds(rounds: int) -> None:  # noqa: C901 - one table
+def main_builds(rounds: int) -> None:
     import re
     import statistics
     import subprocess

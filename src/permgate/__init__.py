@@ -13,11 +13,11 @@ Everything public is listed in `__all__` and documented in docs/api.md.
 
 from __future__ import annotations
 
-# First: which build of the call path runs is chosen before any of its modules imports.
-from permgate import _build  # noqa: F401, I001
 from collections.abc import Iterable
 from pathlib import Path
 
+# First of ours: which build of the call path runs is chosen before any of it imports.
+from permgate import _build  # noqa: F401
 from permgate.api import BadPath, Operation
 from permgate.api.profile import STRIPE_PROFILE, ApiDirError, ApiProfile
 from permgate.catalog import Catalog, EventRule, Permission, UnknownPermission
