@@ -44,7 +44,7 @@ MANIFEST = "SOURCES.json"
 HOT = (
     "permgate.http1", "permgate.events.transport", "permgate.gateway.native",
     "permgate.gateway.fast", "permgate.gateway.logs", "permgate.gateway.metrics",
-    "permgate.gateway.upstream", "permgate.gateway.calls", "permgate.gateway.mounts",
+    "permgate.gateway.upstream", "permgate.gateway.mounts",
     "permgate.gateway.proxy", "permgate.gateway.authz",
 )
 

@@ -35,7 +35,6 @@ COMPILED = (
     "permgate.gateway.logs",
     "permgate.gateway.metrics",
     "permgate.gateway.upstream",
-    "permgate.gateway.calls",  # the caller-cache lookup
     "permgate.gateway.mounts",  # the mount lookup
     "permgate.gateway.proxy",  # the answer's header relay
     "permgate.gateway.authz",  # `permgate authz`'s check

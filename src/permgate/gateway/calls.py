@@ -231,8 +231,7 @@ class Calls:
         try:
             coro.send(None)
         except StopIteration as done:
-            # Any: NOT_NOW is neither type, and the compiled build checks declared types.
-            result: Any = done.value
+            result: Caller | Refusal = done.value
             return None if result is NOT_NOW else result
         # Unreachable: with wait=False `resolve` awaits nothing. Fail closed if it ever did.
         coro.close()
