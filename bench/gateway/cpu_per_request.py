@@ -179,7 +179,9 @@ async def _measure_native(db: str, key: str, enforce: bool, log: bool, n: int,
     from permgate.gateway.native import HttpConn, NativeServer
     from permgate.gateway.upstream import _Conn
 
-    app = build_variant(Settings(db=db, upstream="http://127.0.0.1:9", api=api,
+    # `api` only when given: a `--tree` checkout from before `--api` has no such setting.
+    app = build_variant(Settings(db=db, upstream="http://127.0.0.1:9",
+                                 **({"api": api} if api else {}),
                                  upstream_key="sk_test_bench", access_log=log), enforce)
     await app.startup()
     app.log.stream = open(os.devnull, "w")  # noqa: SIM115 - closed with the process
