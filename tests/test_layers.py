@@ -18,6 +18,7 @@ RANK: dict[str, int] = {
     "errors": 0,
     "envvars": 1,  # the environment variables' declaration: every layer reads through it
     "sarif": 2, "_progress": 2, "boundedjson": 2, "http1": 2,  # leaf utilities
+    "_build": 2,  # which build of the call path runs: imported first by `permgate`
     "catalog": 3,
     "api": 4,
     "engine": 5,  # permgate/__init__.py (the facade), decision.py, load.py

@@ -3,13 +3,15 @@
     .venv/bin/python tools/build_compiled.py [--force] [--strict] [--clean]
         [--compiler mypyc|cython]
 
-The hot modules of every API call (`HOT`: the native server's protocol, the fast path's
-admission, the access-log line, metrics) are compiled from their own source, unchanged,
-into `src/permgate/gateway/_compiled/` (gitignored), with `SOURCES.json`: the sha256 of
-each source they were built from. `permgate.gateway` imports them from there only while
-every hash still matches its source and `PERMGATE_PURE` is unset (docs/gateway.md,
-"Compiled call path"), so an edit or a checkout falls back to the pure modules until the
-next build, never to stale code. scripts/_venv runs this on every use: a no-op when the
+The modules every API call runs (`HOT`: the native server's protocol, the upstream
+connection's parser callbacks and pool, the fast path's admission, the caller and mount
+lookups, the header relay, the access-log line, metrics, `permgate authz`'s check) are
+compiled from their own source, unchanged, into `src/permgate/_compiled/` (gitignored;
+each under its package path), with `SOURCES.json`: the sha256 of each source they were
+built from. `permgate` imports them from there only while every hash still matches its
+source and `PERMGATE_PURE` is unset (permgate/_build.py; docs/gateway.md, "Compiled call
+path"), so an edit or a checkout falls back to the pure modules until the next build,
+never to stale code. scripts/_venv runs this on every use: a no-op when the
 build is current. No C compiler (or no mypyc): one line on stderr, nothing built, exit 0
 (the pure modules serve); `--strict` makes any failure to build exit 1. mypyc is the
 compiler; `--compiler cython` (pip install cython) rebuilds with Cython, to compare
@@ -32,16 +34,32 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-GATEWAY = ROOT / "src" / "permgate" / "gateway"
-OUT = GATEWAY / "_compiled"
+SRC = ROOT / "src"
+OUT = SRC / "permgate" / "_compiled"
 MANIFEST = "SOURCES.json"
-# Kept in step with permgate/gateway/__init__.py `COMPILED` (a test checks they agree).
-HOT = ("native", "fast", "logs", "metrics")
+# Kept in step with permgate/_build.py `COMPILED` (a test checks they agree). http1's
+# `Connection` is subclassed by events/transport.py and gateway/upstream.py, and proxy's
+# `FullPath` by authz: a compiled class takes only compiled subclasses, so each family is
+# compiled whole.
+HOT = (
+    "permgate.http1", "permgate.events.transport", "permgate.gateway.native",
+    "permgate.gateway.fast", "permgate.gateway.logs", "permgate.gateway.metrics",
+    "permgate.gateway.upstream", "permgate.gateway.mounts",
+    "permgate.gateway.proxy", "permgate.gateway.authz",
+)
+
+
+def source(name: str) -> Path:
+    return SRC.joinpath(*name.split(".")).with_suffix(".py")
+
+
+def target(name: str) -> Path:
+    parts = name.split(".")
+    return OUT.joinpath(*parts[:-1], parts[-1] + sysconfig.get_config_var("EXT_SUFFIX"))
 
 
 def digests() -> dict[str, str]:
-    return {name: hashlib.sha256((GATEWAY / f"{name}.py").read_bytes()).hexdigest()
-            for name in HOT}
+    return {name: hashlib.sha256(source(name).read_bytes()).hexdigest() for name in HOT}
 
 
 def current(compiler: str) -> bool:
@@ -49,10 +67,9 @@ def current(compiler: str) -> bool:
         built = json.loads((OUT / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
-    suffix = sysconfig.get_config_var("EXT_SUFFIX")
     return (isinstance(built, dict) and built.get("sources") == digests()
             and built.get("compiler") == compiler
-            and all((OUT / f"{name}{suffix}").exists() for name in HOT))
+            and all(target(name).exists() for name in HOT))
 
 
 def find_compiler() -> str | None:
@@ -71,8 +88,7 @@ def _build_cython(work: Path) -> list[Path]:
     setuptools: Any = importlib.import_module("setuptools")
     Extension = setuptools.Extension
 
-    extensions = [Extension(f"permgate.gateway.{name}", [str(GATEWAY / f"{name}.py")])
-                  for name in HOT]
+    extensions = [Extension(name, [str(source(name))]) for name in HOT]
     modules = cythonize(
         extensions, build_dir=str(work / "c"), quiet=True, nthreads=0,
         # Python's semantics, exactly: annotations stay annotations (a `float` annotation
@@ -87,13 +103,13 @@ def _build_mypyc(work: Path) -> list[Path]:
     setuptools: Any = importlib.import_module("setuptools")
 
     here = Path.cwd()
-    os.chdir(ROOT / "src")  # mypyc names modules from paths relative to the current folder
+    os.chdir(SRC)  # mypyc names modules from paths relative to the current folder
     try:
-        modules = mypycify([f"permgate/gateway/{name}.py" for name in HOT],
+        modules = mypycify([str(source(name).relative_to(SRC)) for name in HOT],
                            opt_level="3", target_dir=str(work / "c"))
     finally:
         os.chdir(here)
-    return _run_build_ext(modules, work, setuptools.Distribution, cwd=ROOT / "src")
+    return _run_build_ext(modules, work, setuptools.Distribution, cwd=SRC)
 
 
 def _run_build_ext(modules: list[Any], work: Path, distribution: Any,
@@ -111,7 +127,7 @@ def _run_build_ext(modules: list[Any], work: Path, distribution: Any,
         cmd.run()
     finally:
         os.chdir(here)
-    return sorted((work / "lib").rglob("*.so"))
+    return sorted((work / "lib").rglob("*.so"))  # each under its package path
 
 
 def build(compiler: str) -> None:
@@ -119,17 +135,18 @@ def build(compiler: str) -> None:
         work = Path(tmp)
         sources = digests()  # before: an edit during the build must not pass as built
         built = _build_cython(work) if compiler == "cython" else _build_mypyc(work)
-        staging = GATEWAY / "_compiled.new"
+        staging = OUT.with_name("_compiled.new")
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir()
         runtime = ""
         for path in built:
-            shutil.copy2(path, staging / path.name)
-            name = path.name.split(".")[0]
-            if name not in HOT:
-                # mypyc's one shared library, a top-level module the four import by name:
-                # permgate.gateway._build loads it from here (nothing goes on sys.path).
+            relative = path.relative_to(work / "lib")
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, staging / relative)
+            if len(relative.parts) == 1:
+                # mypyc's one shared library, a top-level module the others import by name:
+                # permgate._build loads it from here (nothing goes on sys.path).
                 runtime = path.name
         (staging / MANIFEST).write_text(json.dumps(
             {"compiler": compiler, "sources": sources, "runtime": runtime}, indent=1) + "\n")
@@ -178,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             log.unlink(missing_ok=True)
             print(f"permgate: compiled the gateway's call path with {args.compiler} "
-                  f"({', '.join(HOT)})", file=sys.stderr)
+                  f"({', '.join(n.removeprefix('permgate.') for n in HOT)})", file=sys.stderr)
             return 0
     # Nothing removed here: a build no longer current is never imported (its hashes).
     print(f"permgate: {why}; the gateway runs its pure-Python modules", file=sys.stderr)

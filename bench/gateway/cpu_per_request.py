@@ -6,11 +6,19 @@ metrics, log line, header handling). Complements bench_gateway.py, whose wrk fig
 carry the server, the sockets and the machine's noise.
 
     .venv/bin/python bench/gateway/cpu_per_request.py [--native] [--api]
+        [--builds [ROUNDS]] [--instructions [CALLS] [--tree DIR]]
 
-`--native`: only the whole native call (what `bench gateway`'s enforcing variant runs).
-`--builds [ROUNDS]`: the whole native call on the compiled and the pure-Python call path
-(tools/build_compiled.py; PERMGATE_PURE=1), side by side: each round runs both, in turns,
-in child processes; the median of the rounds per build and their ratio.
+`--native`: only the whole native call (what `bench gateway`'s enforcing variant runs) and
+`permgate authz`'s whole check (the same over its check listener).
+`--builds [ROUNDS]`: the whole native call and the authz check on the compiled and the
+pure-Python call path (tools/build_compiled.py; PERMGATE_PURE=1), side by side: each round
+runs both, in turns, in child processes; the median of the rounds per build and their ratio.
+`--instructions [CALLS]`: instructions per whole native call (enforcing, access log on and
+off), counted by valgrind's callgrind over CALLS calls (default 2,000) run inside one
+`functools.reduce` (the only code counted: `--toggle-collect`), so the figure does not
+depend on the machine's load. Compiled and pure, and with `--tree DIR` also another
+checkout's call path (its `src` and `bench` first on sys.path, this script's code), e.g.
+the commit before the compiled path: `git archive d9f5a39 | tar -x -C DIR`.
 `--api`: also the same calls through the example API's profile (`--api DIR`, its own tables
 and edge: Acme-Account, problem+json), beside Stripe's, in the same run.
 """
@@ -26,12 +34,19 @@ from typing import Any
 
 import uvloop
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+# `--count N --tree DIR` (a child of `--instructions`): another checkout's permgate and
+# bench, this script's code.
+_CHILD_TREE = "--count" in sys.argv and "--tree" in sys.argv
+_TREE = (Path(sys.argv[sys.argv.index("--tree") + 1]).resolve() if _CHILD_TREE
+         else Path(__file__).resolve().parents[2])
+sys.path.insert(0, str(_TREE))
+if _CHILD_TREE:
+    sys.path.insert(0, str(_TREE / "src"))
 
-from bench.bench_gateway import ACCOUNT, api_dir, setup_store
-from bench.gateway.variants import build_variant
+from bench.bench_gateway import ACCOUNT, setup_store  # noqa: E402 - after the sys.path set-up
+from bench.gateway.variants import build_variant  # noqa: E402 - after the sys.path set-up
 
-from permgate.gateway.config import Settings
+from permgate.gateway.config import Settings  # noqa: E402 - after the sys.path set-up
 
 
 class _Answer:
@@ -71,6 +86,11 @@ class _InstantUpstream:
 
 async def _measure(db: str, key: str, enforce: bool, log: bool, n: int,
                    api: str | None = None) -> float:
+    from permgate.gateway import BUILD
+
+    if BUILD == "compiled":  # its FullPath takes a real Pool only (declared types checked)
+        raise SystemExit("the proxy path alone swaps the upstream pool for a stand-in: run "
+                         "it with PERMGATE_PURE=1, or use --native")
     app = build_variant(Settings(db=db, upstream="http://127.0.0.1:9", api=api,
                                  upstream_key="sk_test_bench", access_log=log), enforce)
     await app.startup()
@@ -149,7 +169,7 @@ class _FakeTransport:
 
 
 async def _measure_native(db: str, key: str, enforce: bool, log: bool, n: int,
-                          api: str | None = None) -> float:
+                          api: str | None = None, count: int = 0) -> float:
     """Every line of Python one call runs on the native server (parsing callbacks, the fast
     path's admission, the upstream exchange, the answer, metrics, the log line): the client
     connection is fed the request, the upstream connection the answer, as the kernel would
@@ -159,7 +179,9 @@ async def _measure_native(db: str, key: str, enforce: bool, log: bool, n: int,
     from permgate.gateway.native import HttpConn, NativeServer
     from permgate.gateway.upstream import _Conn
 
-    app = build_variant(Settings(db=db, upstream="http://127.0.0.1:9", api=api,
+    # `api` only when given: a `--tree` checkout from before `--api` has no such setting.
+    app = build_variant(Settings(db=db, upstream="http://127.0.0.1:9",
+                                 **({"api": api} if api else {}),
                                  upstream_key="sk_test_bench", access_log=log), enforce)
     await app.startup()
     app.log.stream = open(os.devnull, "w")  # noqa: SIM115 - closed with the process
@@ -193,6 +215,11 @@ async def _measure_native(db: str, key: str, enforce: bool, log: bool, n: int,
     for _ in range(n // 10):
         one()
     assert client.last.startswith(b"HTTP/1.1 200"), client.last[-300:]
+    if count:
+        _counted(one, count)
+        assert client.writes == n // 10 + 1 + count
+        await app.shutdown()
+        return 0.0
     best = float("inf")
     for _ in range(5):
         before = client.writes
@@ -205,10 +232,57 @@ async def _measure_native(db: str, key: str, enforce: bool, log: bool, n: int,
     return best
 
 
-def main_native() -> None:
-    from permgate.gateway import BUILD
+def _counted(one: Any, count: int) -> None:
+    """`count` calls of `one` inside functools.reduce: callgrind counts only in there
+    (`--toggle-collect=functools_reduce`, main_instructions)."""
+    import functools
 
-    print(f"the gateway's call path: {BUILD}")
+    functools.reduce(lambda _, __: one(), range(count), None)
+
+
+async def _measure_authz(db: str, key: str, log: bool, n: int) -> float:
+    """`permgate authz`'s whole check, as Envoy asks it (a bodiless GET with
+    `content-length: 0`), over the check listener of the native server: parsing, the fast
+    path's admission, the allow answer's headers (removals included), metrics, the log."""
+    import asyncio
+
+    from permgate.gateway import authz
+    from permgate.gateway.native import HttpConn, NativeServer
+
+    gateway = authz.build(Settings(db=db, upstream_key="sk_test_bench", access_log=log))
+    await gateway.startup()
+    gateway.log.stream = open(os.devnull, "w")  # noqa: SIM115 - closed with the process
+    check, _ = gateway.listeners()
+    conn = HttpConn(NativeServer(check))
+    client = _FakeTransport()
+    conn.connection_made(client)  # type: ignore[arg-type]
+    request = (b"GET /v1/customers?limit=1 HTTP/1.1\r\nHost: gw\r\nUser-Agent: bench\r\n"
+               b"Authorization: Bearer " + key.encode() + b"\r\nStripe-Account: "
+               + ACCOUNT.encode() + b"\r\nx-request-id: 1\r\nx-forwarded-proto: http\r\n"
+               b"content-length: 0\r\n\r\n")
+    conn.data_received(request)  # the first misses the caches (the store, on a thread)
+    while not client.writes:
+        await asyncio.sleep(0.001)
+    for _ in range(n // 10):
+        conn.data_received(request)
+    if not client.last.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"the measured check is refused: {client.last[:300]!r}")
+    best = float("inf")
+    for _ in range(5):
+        before = client.writes
+        started = time.process_time()
+        for _ in range(n):
+            conn.data_received(request)
+        best = min(best, (time.process_time() - started) / n * 1e6)
+        assert client.writes - before == n, "each check answered, in one write"
+    await gateway.shutdown()
+    return best
+
+
+def main_native() -> None:
+    from permgate import gateway
+
+    print(f"the gateway's call path: {getattr(gateway, 'BUILD', 'pure')}")
     with tempfile.TemporaryDirectory(prefix="permgate-cpu-") as tmp:
         db, key = setup_store(Path(tmp))
         for log in (True, False):
@@ -216,6 +290,56 @@ def main_native() -> None:
             off = uvloop.run(_measure_native(db, key, False, log, 50_000))
             print(f"native server, whole call, access log {'on ' if log else 'off'}: enforce "
                   f"{on:5.1f} us, no enforcement {off:5.1f} us")
+        for log in (True, False):
+            check = uvloop.run(_measure_authz(db, key, log, 50_000))
+            print(f"permgate authz, whole check, access log {'on ' if log else 'off'}: "
+                  f"{check:5.1f} us")
+
+
+def main_count(calls: int) -> None:
+    """The whole native call, enforcing, `calls` times per access-log setting inside
+    `_counted` (the child of main_instructions, under callgrind)."""
+    from permgate import gateway
+
+    print(f"the gateway's call path: {getattr(gateway, 'BUILD', 'pure')}")
+    with tempfile.TemporaryDirectory(prefix="permgate-cpu-") as tmp:
+        db, key = setup_store(Path(tmp))
+        log = "--log-off" not in sys.argv
+        uvloop.run(_measure_native(db, key, True, log, 200, count=calls))
+
+
+def main_instructions(calls: int) -> None:
+    import re
+    import shutil
+    import subprocess
+
+    from permgate import envvars
+
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    runs = [("this tree", "", []), ("this tree", "1", [])]
+    trees = [a for i, a in enumerate(sys.argv) if i and sys.argv[i - 1] == "--tree"]
+    runs += [(f"tree {tree}", "", ["--tree", tree]) for tree in trees]
+    print(f"instructions per whole native call, enforcing (callgrind, {calls} calls):")
+    for name, pure, extra in runs:
+        figures = []
+        build = "?"
+        for log in ("on", "off"):
+            with tempfile.TemporaryDirectory(prefix="permgate-cg-") as out:
+                cmd = [valgrind, "--tool=callgrind", "--toggle-collect=functools_reduce",
+                       f"--callgrind-out-file={out}/cg.out", sys.executable, __file__,
+                       "--count", str(calls), *extra, *(["--log-off"] if log == "off" else [])]
+                env = {**os.environ, envvars.PURE.name: pure, "PYTHONHASHSEED": "0"}
+                run = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                if run.returncode != 0:
+                    raise SystemExit(f"{name}: {run.stderr[-2000:]}")
+                m = re.search(r"Collected : (\d+)", run.stderr)
+                assert m is not None, run.stderr[-2000:]
+                figures.append(f"access log {log} {int(m.group(1)) / calls:9,.0f}")
+                b = re.search(r"call path: (\w+)", run.stdout)
+                build = b.group(1) if b else "?"
+        print(f"  {name}, {build}: " + ", ".join(figures))
 
 
 def main_builds(rounds: int) -> None:
@@ -239,16 +363,27 @@ def main_builds(rounds: int) -> None:
                     out):
                 figures.setdefault((build, log), []).append(float(on))
                 figures.setdefault((build + " no-enforce", log), []).append(float(off))
+            for log, check in re.findall(
+                    r"authz, whole check, access log (on|off)\s*:\s+([\d.]+) us", out):
+                figures.setdefault((build + " authz", log), []).append(float(check))
     print(f"whole native call, enforcing, median of {rounds} interleaved round(s):")
     for log in ("on", "off"):
         c = statistics.median(figures.get(("compiled", log), [0.0]))
         p = statistics.median(figures.get(("pure", log), [0.0]))
         print(f"  access log {log:3}: compiled {c:5.1f} us, pure {p:5.1f} us"
               + (f" -> compiled/pure {c / p:.2f}" if p else ""))
+    print(f"permgate authz, whole check, median of {rounds} interleaved round(s):")
+    for log in ("on", "off"):
+        c = statistics.median(figures.get(("compiled authz", log), [0.0]))
+        p = statistics.median(figures.get(("pure authz", log), [0.0]))
+        print(f"  access log {log:3}: compiled {c:5.1f} us, pure {p:5.1f} us"
+              + (f" -> compiled/pure {c / p:.2f}" if p else ""))
 
 
 def main_api() -> None:
     """Stripe's profile and the example API's (`--api`), the same call, the same run."""
+    from bench.bench_gateway import api_dir
+
     with tempfile.TemporaryDirectory(prefix="permgate-cpu-") as tmp:
         db, key = setup_store(Path(tmp))
         acme = str(api_dir(Path(tmp)))
@@ -268,9 +403,18 @@ def main_api() -> None:
 if __name__ == "__main__":
     import sys as _sys
 
+    def _number(flag: str, default: int) -> int:
+        rest = _sys.argv[_sys.argv.index(flag) + 1:]
+        return int(rest[0]) if rest and rest[0].isdigit() else default
+
+    if "--count" in _sys.argv:
+        main_count(_number("--count", 2000))
+        raise SystemExit(0)
+    if "--instructions" in _sys.argv:
+        main_instructions(_number("--instructions", 2000))
+        raise SystemExit(0)
     if "--builds" in _sys.argv:
-        rest = _sys.argv[_sys.argv.index("--builds") + 1:]
-        main_builds(int(rest[0]) if rest and rest[0].isdigit() else 3)
+        main_builds(_number("--builds", 3))
         raise SystemExit(0)
     if "--api" in _sys.argv:
         main_api()

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+# First of ours: which build of the call path runs is chosen before any of it imports.
+from permgate import _build  # noqa: F401
 from permgate.api import BadPath, Operation
 from permgate.api.profile import STRIPE_PROFILE, ApiDirError, ApiProfile
 from permgate.catalog import Catalog, EventRule, Permission, UnknownPermission

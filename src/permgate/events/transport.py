@@ -296,10 +296,10 @@ class Transport:
                 if e.timeout:
                     raise TimeoutError(e.detail) from None
                 # A kept-alive connection the receiver closed just before our request:
-                # nothing was answered; send once more on a fresh connection.
-                if conn.stale(e):
-                    continue
-                raise
+                # nothing was answered; send once more on a fresh connection (the loop
+                # goes on past the `finally`: mypyc compiles no `continue` inside one).
+                if not conn.stale(e):
+                    raise
             finally:
                 conn.last_used = time.monotonic()
                 dest.release(conn, ok)

@@ -238,11 +238,18 @@ class AuthzGateway(Gateway):
     def listeners(self) -> tuple[Gateway, Gateway]:
         """(check, control): the check listener decides every request as a call; the
         control listener serves the control paths and answers 404 to anything else."""
-        check = copy.copy(self)
+        check = self._view()
         check.mounted = lambda raw_path: None
-        control = copy.copy(self)
+        control = self._view()
         control.proxy = _control_only
         return check, control
+
+    def _view(self) -> AuthzGateway:
+        """A shallow copy whose attributes are its own: the compiled class's `copy.copy`
+        (mypyc's `__setstate__`) would share the original's `__dict__`."""
+        view = copy.copy(self)
+        view.__dict__ = dict(self.__dict__)
+        return view
 
 
 async def _control_only(method: str, raw_path: bytes, query: bytes, headers: Any,

@@ -241,12 +241,13 @@ class FullPath:
         try:
             ruling = calls.rule(caller, method, raw_path, query, target, ctypes, encodings,
                                 body)
-        except BodyRefused as e:
+        except BodyRefused as refused:  # not `e`: the compiled build types it BodyBroken
             # Never forwarded, in report-only mode too: nothing decided it.
             rec["audit"] = True
             self.metrics.decision(app_id, "bad_request")
             return await self.refuse(reply, rec, started, 400, errors.error_body(
-                "invalid_request_error", str(e), e.code), "bad_request", level="warning")
+                "invalid_request_error", str(refused), refused.code), "bad_request",
+                level="warning")
         decided = ruling.body
         if decided.content_type is not None:
             forward.append((b"content-type", decided.content_type))

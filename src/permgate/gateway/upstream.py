@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -101,15 +101,37 @@ class Response:
         conn.pool.release(conn)
         return body
 
-    async def body(self) -> AsyncIterator[bytes]:
+    def body(self) -> _Body:
         """The body's chunks, within the exchange's one deadline: time the caller spends
         between chunks (writing them to a slow client) counts, and once it passed the
         connection is closed (by the pool's sweep, even while nobody iterates) and the
         next step raises the timeout."""
+        return _Body(self._conn)
+
+    def abort(self) -> None:
+        self._conn.close()
+
+
+class _Body:
+    """`Response.body()`'s async iterator (a class: mypyc compiles no async generator).
+    Whoever stops before the end calls `Response.abort()` (the full path does)."""
+
+    __slots__ = ("_conn", "_ended")
+
+    def __init__(self, conn: _Conn) -> None:
+        self._conn = conn
+        self._ended = False
+
+    def __aiter__(self) -> _Body:
+        return self
+
+    async def __anext__(self) -> bytes:
         conn = self._conn
+        if self._ended:
+            raise StopAsyncIteration
         try:
             while True:
-                while conn.chunks:
+                if conn.chunks:
                     if conn.error is not None:
                         raise conn.error
                     chunk = conn.chunks.popleft()
@@ -117,7 +139,7 @@ class Response:
                     if conn.paused and conn.buffered < HIGH_WATER // 2 and conn.transport:
                         conn.paused = False
                         conn.transport.resume_reading()
-                    yield chunk
+                    return chunk
                 if conn.error is not None:
                     raise conn.error
                 if conn.done:
@@ -126,10 +148,9 @@ class Response:
         except BaseException:
             conn.close()  # a half-read response leaves the connection unusable
             raise
+        self._ended = True
         conn.pool.release(conn)
-
-    def abort(self) -> None:
-        self._conn.close()
+        raise StopAsyncIteration
 
 
 class Pool:
