@@ -46,7 +46,11 @@ class JsonLog:
     FLUSH_LINES = 256
 
     def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
+        stream = stream or sys.stderr
+        # The CLI wraps stderr to escape terminal controls (cli/_output.py). These lines are
+        # JSON whose every string is escaped to ASCII already, so they go to the wrapped
+        # stream: the escaping's pass over each batch cost about 1 us a line (measured).
+        self.stream: TextIO = getattr(stream, "unescaped", stream)
         self._lines: list[str] = []
         self._timer: asyncio.TimerHandle | None = None
         self._ts_at = 0.0  # the fast path's timestamp text, made at most once a millisecond
