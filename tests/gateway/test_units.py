@@ -341,7 +341,7 @@ def test_the_request_log_skips_the_clis_escaping_its_lines_need_none() -> None:
     log.flush()
     text = raw.getvalue()
     assert text.isascii()
-    assert not any(ord(c) < 32 and c != "\n" or ord(c) == 127 for c in text)
+    assert not any((ord(c) < 32 and c != "\n") or ord(c) == 127 for c in text)
     lines = [json.loads(line) for line in text.splitlines()]
     assert lines[0]["app"] == "com.\x1ba" and lines[0]["account"] == "acct_\x07"
     assert lines[1]["path"] == hostile and lines[1]["missing"] == [hostile]
