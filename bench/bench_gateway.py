@@ -335,11 +335,14 @@ def main(argv: list[str] | None = None) -> int:
                     runs[variant].append(r)
                     print(f"  {LABELS[r.variant]:>26}: {r.rps:9.0f} req/s  "
                           f"p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms  "
-                          f"cpu {r.cpu_us:5.1f} us/req  errors {r.errors}", flush=True)
+                          f"cpu {r.cpu_us:5.1f} us/req  errors {r.errors}  "
+                          f"load {os.getloadavg()[0]:.2f}", flush=True)
     results = [sorted(rs, key=lambda r: r.rps)[len(rs) // 2] for rs in runs.values()]
+    load = os.getloadavg()
     print(f"\nmedian of {args.rounds} round(s), {args.connections} connections, "
           f"{args.duration} s each, {args.workers} worker(s) per server, {os.cpu_count()} CPUs "
-          f"shared with wrk and the upstream, wrk threads {args.threads}:")
+          f"shared with wrk and the upstream, wrk threads {args.threads}; load average now "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}:")
     print(f"  {'variant':>26}  {'req/s':>9}  {'p50':>9}  {'p99':>9}  {'CPU/request':>11}")
     for r in results:
         print(f"  {LABELS[r.variant]:>26}  {r.rps:9.0f}  {r.p50_ms:6.2f} ms  {r.p99_ms:6.2f} ms"
@@ -372,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             {"results": [asdict(r) for r in results], "ratios": ratios,
              "rounds_all": {v: [asdict(r) for r in rs] for v, rs in runs.items()},
              "connections": args.connections, "duration": args.duration,
-             "workers": args.workers, "rounds": args.rounds}, indent=2))
+             "workers": args.workers, "rounds": args.rounds, "loadavg": load}, indent=2))
     return 0
 
 

@@ -318,3 +318,30 @@ def test_the_fast_paths_pre_rendered_line_is_the_general_one() -> None:
     for a, b in zip(got, want, strict=True):
         assert a.pop("ts") and b.pop("ts")
         assert list(a.items()) == list(b.items())
+
+
+def test_the_request_log_skips_the_clis_escaping_its_lines_need_none() -> None:
+    """`permgate serve`'s stderr escapes terminal controls (cli/_output.py); the request log
+    writes past it, so its own lines must carry no control character, hostile paths too."""
+    import io
+    import json
+    from typing import TextIO, cast
+
+    from permgate.cli._output import EscapingStream
+    from permgate.gateway.calls import Caller
+    from permgate.gateway.logs import JsonLog
+
+    raw = io.StringIO()
+    log = JsonLog(cast(TextIO, EscapingStream(raw)))
+    assert log.stream is raw
+    hostile = "/v1/\x1b]0;owned\x07\u202e\x85"
+    caller = Caller("com.\x1ba", "test", "acct_\x07", None, None, 0.0, 0)
+    log.allowed("req_1", hostile.encode("utf-8"), caller.logged, 200, 0.001)
+    log.write("request", "warning", path=hostile, missing=[hostile], reason=hostile)
+    log.flush()
+    text = raw.getvalue()
+    assert text.isascii()
+    assert not any((ord(c) < 32 and c != "\n") or ord(c) == 127 for c in text)
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert lines[0]["app"] == "com.\x1ba" and lines[0]["account"] == "acct_\x07"
+    assert lines[1]["path"] == hostile and lines[1]["missing"] == [hostile]

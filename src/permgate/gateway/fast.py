@@ -72,8 +72,10 @@ class FastPath:
               headers: Sequence[tuple[bytes, bytes]]) -> Admitted | None:
         """The upstream request for a call the full path would forward unchanged, or None.
         No side effects but filling caches."""
-        if method != "GET" or len(headers) > MAX_HEADERS or b"{" in raw_path \
-                or b"}" in raw_path:
+        # `find`, not `in`: a bytes `in` first tries its operand as an integer and builds
+        # (then drops) a TypeError's message, about 1,900 instructions each (callgrind).
+        if method != "GET" or len(headers) > MAX_HEADERS or raw_path.find(b"{") >= 0 \
+                or raw_path.find(b"}") >= 0:
             return None
         started = perf_counter()
         authorization = account_raw = None

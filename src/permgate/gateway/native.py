@@ -422,7 +422,7 @@ class HttpConn(asyncio.Protocol):
         elif req.hosts > 1 or (req.hosts == 0 and parser.get_http_version() != "1.0"):
             self._refuse(req, "An HTTP/1.1 request needs exactly one Host header.")
         url = self.url
-        if url.startswith(b"/") and b"#" not in url:
+        if url.startswith(b"/") and url.find(b"#") < 0:  # not `in`: see fast.admit
             path, _, query = url.partition(b"?")
         else:  # absolute form ("http://host/v1/..."), "*", or a fragment
             try:
