@@ -377,6 +377,22 @@ def raw_target(pieces: Sequence[Piece], *, require_host: bool) -> RawTarget | No
     return RawTarget("/".join(segments).rstrip("/") or "/", expand, dynamic_query)
 
 
+def wrapper_request(w: Wrapper, pieces: Sequence[Piece] | None,
+                    method_text: str | None) -> tuple[RawTarget, str] | str:
+    """(target, method) a call to the app's wrapper `w` sends, given the path argument's
+    `pieces` and the method argument's text (when `w` takes one); else what was built at
+    run time, for the unresolved line (issue 25: unreadable traffic, never unused)."""
+    if not pieces or pieces[0] is None:
+        return "path built at run time"
+    target = wrapper_target(w.prefix, pieces)
+    method = w.method
+    if method is None and w.method_index is not None:
+        method = (method_text or "").upper() or None
+    if target is None or method is None:
+        return "path or method built at run time"
+    return target, method
+
+
 def wrapper_target(prefix: str, pieces: Sequence[Piece]) -> RawTarget | None:
     """The request an app's wrapper sends for the path a call site gives it (`pieces`, led by
     a literal): the wrapper's prefix (`/v1` of its base URL) joined on, `/v1` when neither

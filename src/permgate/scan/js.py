@@ -23,7 +23,7 @@ from permgate.scan.common import (
     fixed_account,
     key_account_why,
     raw_target,
-    wrapper_target,
+    wrapper_request,
 )
 from permgate.scan.model import (
     EXPAND_AT_RUN_TIME,
@@ -818,24 +818,16 @@ class _File:
             w = self.project.wrappers.get(name)
         if w is None or len(args) <= w.path_index:
             return False
-        pieces = self.pieces(args[w.path_index])
         label = _text(node.child_by_field_name("function") or node)
-        if not pieces or pieces[0] is None:
-            # `this.get(name)`: a path known only at run time is unreadable traffic (issue
-            # 25: its grants are unverified, never unused)
+        method_text = (self.string(args[w.method_index])
+                       if w.method_index is not None and len(args) > w.method_index else None)
+        # `this.get(name)`: a path known only at run time is unreadable traffic
+        request = wrapper_request(w, self.pieces(args[w.path_index]), method_text)
+        if isinstance(request, str):
             self.out.unresolved.append(Unresolved(
-                *self.where(node), label, f"path built at run time (wrapper {name} at "
-                f"{w.defined})"))
+                *self.where(node), label, f"{request} (wrapper {name} at {w.defined})"))
             return True
-        target = wrapper_target(w.prefix, pieces)
-        method = w.method
-        if method is None and w.method_index is not None and len(args) > w.method_index:
-            method = (self.string(args[w.method_index]) or "").upper() or None
-        if target is None or method is None:
-            self.out.unresolved.append(Unresolved(
-                *self.where(node), label, f"path or method built at run time (wrapper "
-                f"{name} at {w.defined})"))
-            return True
+        target, method = request
         acc: Account = w.account
         why = f"via the app's wrapper {name} ({w.defined}): {w.reason}"
         if self.ctx.ui_extension:

@@ -18,7 +18,7 @@ from permgate.scan.common import (
     fixed_account,
     key_account_why,
     raw_target,
-    wrapper_target,
+    wrapper_request,
 )
 from permgate.scan.model import (
     EXPAND_AT_RUN_TIME,
@@ -820,20 +820,14 @@ class _File:
         if len(args) <= w.path_index:
             return False
         self.wrapper_used.add(w.defined)
-        pieces = _joined(self.pieces(args[w.path_index]))
-        if not pieces or pieces[0] is None:
+        method_text = (self.string(args[w.method_index])
+                       if w.method_index is not None and len(args) > w.method_index else None)
+        request = wrapper_request(w, _joined(self.pieces(args[w.path_index])), method_text)
+        if isinstance(request, str):
             self.out.unresolved.append(Unresolved(
-                *self.where(node), label, f"path built at run time (wrapper at {w.defined})"))
+                *self.where(node), label, f"{request} (wrapper at {w.defined})"))
             return True
-        target = wrapper_target(w.prefix, pieces)
-        method = w.method
-        if method is None and w.method_index is not None and len(args) > w.method_index:
-            method = (self.string(args[w.method_index]) or "").upper() or None
-        if target is None or method is None:
-            self.out.unresolved.append(Unresolved(
-                *self.where(node), label, f"path or method built at run time (wrapper at "
-                f"{w.defined})"))
-            return True
+        target, method = request
         site_acc, site_why = self._call_site_key(node, _chain(node.func) or [], w) or (
             w.account, w.reason)
         acc, why = self.account(node, (site_acc, f"via the app's wrapper ({w.defined}): "
