@@ -366,18 +366,14 @@ def main_builds(rounds: int) -> None:
             for log, check in re.findall(
                     r"authz, whole check, access log (on|off)\s*:\s+([\d.]+) us", out):
                 figures.setdefault((build + " authz", log), []).append(float(check))
-    print(f"whole native call, enforcing, median of {rounds} interleaved round(s):")
-    for log in ("on", "off"):
-        c = statistics.median(figures.get(("compiled", log), [0.0]))
-        p = statistics.median(figures.get(("pure", log), [0.0]))
-        print(f"  access log {log:3}: compiled {c:5.1f} us, pure {p:5.1f} us"
-              + (f" -> compiled/pure {c / p:.2f}" if p else ""))
-    print(f"permgate authz, whole check, median of {rounds} interleaved round(s):")
-    for log in ("on", "off"):
-        c = statistics.median(figures.get(("compiled authz", log), [0.0]))
-        p = statistics.median(figures.get(("pure authz", log), [0.0]))
-        print(f"  access log {log:3}: compiled {c:5.1f} us, pure {p:5.1f} us"
-              + (f" -> compiled/pure {c / p:.2f}" if p else ""))
+    for title, kind in (("whole native call, enforcing", ""),
+                        ("permgate authz, whole check", " authz")):
+        print(f"{title}, median of {rounds} interleaved round(s):")
+        for log in ("on", "off"):
+            c = statistics.median(figures.get(("compiled" + kind, log), [0.0]))
+            p = statistics.median(figures.get(("pure" + kind, log), [0.0]))
+            print(f"  access log {log:3}: compiled {c:5.1f} us, pure {p:5.1f} us"
+                  + (f" -> compiled/pure {c / p:.2f}" if p else ""))
 
 
 def main_api() -> None:
