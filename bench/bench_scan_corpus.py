@@ -5,6 +5,7 @@
     scripts/bench scan_corpus --corpus DEV_DIR --heldout-corpus HELD_DIR   # + the held-out corpus
     scripts/bench scan_corpus --corpus DEV_DIR --heldout-corpus HELD_DIR --heldout2-corpus NEW_DIR
     scripts/bench scan_corpus --corpus3 A.json B.json --corpus3-dir C3_DIR   # + the third corpus
+    scripts/bench scan_corpus --corpus3 A.json B.json --corpus3-dir R3 --split reserve3
 
 "needs" on the development apps is scored against (granted - unused) | missing from the corpus
 list (what the code needs, as the manifest grants it), and the scan's covered | missing.
@@ -20,10 +21,12 @@ held-back half, new dev half, new held-back half (last). `--dev-only` leaves bot
 out (to develop against the dev halves without looking at the held-back ones). Entries whose
 `needs` is null (dropped by the written split rule, or not labelled) are not scored.
 
-The third corpus (`--corpus3 FILE...`, files shaped like `bench/data/scan-corpus3a.json`: top-level
-`apps`, entries with `repo`, `dir`, `split` in {held3, reserve3}, `needs`, `scan_root`; code in
-`--corpus3-dir DIR/<dir>`) is scored the same way, its `held3` half only, printed last under its
-own heading. The `reserve3` half is never scanned or printed: it is kept for a later test.
+The later corpora (`--corpus3 FILE...`, files shaped like `bench/data/scan-corpus3a.json`:
+top-level `apps`, entries with `repo`, `dir`, `split`, `needs`, `scan_root`; code in
+`--corpus3-dir DIR/<dir>`) are scored the same way, one split at a time (`--split`, default
+`held3`), printed last under its own heading. The held-back splits (corpus 3's `reserve3`,
+corpus 4's `held4`) are scored once, at the end of a round of work, with `--split reserve3`
+or `--split held4`.
 
 The corpus file (`scan-dev-corpus.json` in the shared data folder) lists public apps (repo,
 commit, manifest, where to run the scan) with the verdict a careful reading gives. Their code is
@@ -95,6 +98,9 @@ def main() -> int:
     ap.add_argument("--corpus3", nargs="+", metavar="FILE", default=[],
                     help="the third corpus's lists (scan-corpus3*.json); only held3 is scored")
     ap.add_argument("--corpus3-dir", metavar="DIR", help="folder holding the third corpus's code")
+    ap.add_argument("--split", choices=sorted(SPLITS), default="held3",
+                    help="which labelled split of the --corpus3 files to score (default held3; "
+                         "reserve3 and held4 are the held-back tests, scored once, last)")
     args = ap.parse_args()
     if args.corpus3 and not args.corpus3_dir:
         ap.error("--corpus3 needs --corpus3-dir")
@@ -207,18 +213,27 @@ def _heldout(data: Path, corpora: dict[str, Path], halves: list[tuple[str, str]]
                      [a for a in apps if a["split"] == half], corpora[half])
 
 
+SPLITS = {
+    "held3": "third corpus, held-back half",
+    "reserve3": "third corpus, reserve (never scanned before the final score)",
+    "held4": "fourth corpus (connected-account traffic; never scanned before the final score)",
+}
+
+
 def _corpus3(args: argparse.Namespace) -> None:
-    """The third corpus: its held3 half only, under its own heading (reserve3 is never read)."""
+    """The later corpora: one split (`--split`, held3 by default) under its own heading; the
+    other splits of the files are never read."""
     if not args.corpus3:
         return
     apps: list[dict[str, object]] = []
     names = []
     for f in args.corpus3:
         apps += [a for a in json.loads(Path(f).read_text("utf-8"))["apps"]
-                 if a.get("split") == "held3"]
+                 if a.get("split") == args.split]
         names.append(Path(f).name)
-    _score_needs(f"third corpus, held-back half (held3; {', '.join(names)})",
-                 "third corpus, held-back half", apps, Path(args.corpus3_dir))
+    title = SPLITS[args.split]
+    _score_needs(f"{title} ({args.split}; {', '.join(names)})", title, apps,
+                 Path(args.corpus3_dir))
 
 
 def _root(base: Path, app: dict[str, object]) -> Path | None:

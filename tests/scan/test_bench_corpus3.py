@@ -70,6 +70,23 @@ def test_corpus3_scores_held3_only_and_last(tmp_path: Path) -> None:
     assert "(3 backends)" in part and "tp 2 fp 1 fn 1" in part
 
 
+def test_split_scores_that_split_only(tmp_path: Path) -> None:
+    code = tmp_path / "c3"
+    _tree(code, "o+held", {"src/a.ts": APP})
+    _tree(code, "o+reserved", {"src/a.ts": APP})
+    a = {"apps": [
+        {"repo": "o/held", "dir": "o+held", "split": "held3", "needs": ["customer_read"],
+         "scan_root": "repository root"},
+        {"repo": "o/reserved", "dir": "o+reserved", "split": "reserve3",
+         "needs": ["invoice_read"], "scan_root": "repository root"},
+    ]}
+    (tmp_path / "c3a.json").write_text(json.dumps(a))
+    out = _run(tmp_path, "--corpus3", str(tmp_path / "c3a.json"), "--corpus3-dir", str(code),
+               "--split", "reserve3")
+    assert "o+held" not in out and "third corpus, reserve" in out
+    assert "+customer_read -invoice_read" in out and "(1 backends)" in out
+
+
 def test_corpus3_needs_its_folder(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, str(BENCH), "--corpus3", str(tmp_path / "x.json")],
                          capture_output=True, text=True, timeout=60)
