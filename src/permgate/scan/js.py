@@ -634,6 +634,8 @@ class _File:
                     field = self.field_client(node, seg)
                     if field is not None:
                         client = field if field[0] is not None else None  # type: ignore[assignment]
+                if client is None and i == 0 and seg == "this" and len(segs) >= 3:
+                    client = self.subclass_client(node)  # type: ignore[assignment]
                 if i == 0 and seg != "this":
                     param = self.param_client(node, seg)
                     if param is not None:
@@ -662,6 +664,31 @@ class _File:
                     self.out.escapes.append(Escape(self.ctx.file, row, ".".join(segs), _text(a)))
                     break
         self.http_call(node, segs, args)
+
+    def subclass_client(self, node: ts.Node) -> Client | None:
+        """`class Pay extends Stripe { ... this.payouts.create(...) }`: `this` is a client of
+        the key the constructor hands to `super(key)` (issue 25); None outside such a class."""
+        cls = node.parent
+        while cls is not None and cls.type not in ("class_declaration", "class"):
+            cls = cls.parent
+        heritage = next((c for c in cls.named_children if c.type == "class_heritage"),
+                        None) if cls is not None else None
+        if cls is None or heritage is None:
+            return None
+        # JS gives the heritage the parent's expression, TS an `extends_clause` around it
+        parent = heritage.named_children[0] if heritage.named_child_count else None
+        if parent is not None and parent.type == "extends_clause" and parent.named_child_count:
+            parent = parent.named_children[0]
+        name = _text(parent) if parent is not None else ""
+        if name != "Stripe" and not name.endswith(".Stripe"):
+            return None
+        for call in _descendants(cls, ("call_expression",)):
+            fn = call.child_by_field_name("function")
+            if fn is not None and fn.type == "super":
+                acc, why = self._client_account(call)
+                return acc, f"this, a subclass of {name}: {why}"
+        return "unknown", (f"this, a subclass of {name} built outside the class: whose key, "
+                           "the scan cannot tell")
 
     def param_client(self, node: ts.Node, name: str) -> tuple[Account | None, str] | None:
         """If `name` is a parameter of the function around `node`: the client the project's

@@ -468,6 +468,26 @@ class _File:
                 return acc, f"client from {name}(): {why}"
         return None
 
+    _subclasses: dict[str, Client] | None = None
+
+    def subclass_client(self, node: ast.Call) -> Client | None:
+        """`class Pay(StripeClient)` whose methods call `self.v1.payouts.create(...)`: `self`
+        is a client of the key `__init__` hands to `super().__init__(key)` (issue 25)."""
+        if self._subclasses is None:
+            self._subclasses = {}
+            for c in ast.walk(self.tree):
+                if not isinstance(c, ast.ClassDef) or not any(
+                        self._is_client(ast.Call(func=b, args=[], keywords=[])) for b in c.bases):
+                    continue
+                sup = next((s for s in ast.walk(c) if isinstance(s, ast.Call) and isinstance(
+                    s.func, ast.Attribute) and s.func.attr == "__init__" and isinstance(
+                    s.func.value, ast.Call) and _chain(s.func.value.func) == ["super"]), None)
+                acc, why = self._client_account(sup) if sup is not None else (
+                    "unknown", "built outside the class: whose key, the scan cannot tell")
+                self._subclasses[c.name] = (acc, f"self, a subclass of StripeClient: {why}")
+        cls = self.enclosing.get(id(node), (None, None))[0]
+        return self._subclasses.get(cls) if cls is not None else None
+
     def _is_client(self, value: ast.expr) -> bool:
         if not isinstance(value, ast.Call):
             return False
@@ -1025,6 +1045,8 @@ class _File:
         # StripeClient services: client.v1.customers.retrieve(...)
         for i, seg in enumerate(chain[:-1]):
             client = flow[1] if flow is not None and flow[0] == i else self.clients.get(seg)
+            if client is None and i == 0 and seg == "self" and self.service(chain[1:]):
+                client = self.subclass_client(node)
             if flow is not None and flow[0] == 1 and i == 0:
                 continue  # `self.<field>`: the field holds the client
             if client is not None and flow is not None and flow[0] == i and not self.service(
