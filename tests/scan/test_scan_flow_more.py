@@ -77,3 +77,47 @@ def test_a_subclass_of_the_sdk_client_calls_through_this(tmp_path: Path, lang: s
     assert got == {("POST", "/v1/payouts", "connected"), ("GET", "/v1/customers", "own")}
     assert "subclass" in next(c.call.reason for c in v.calls if c.call.account == "own")
     assert sorted(v.needed) == ["payout_write"]
+
+
+# --- request options a helper returns (error class 3: the connected account not seen) -----
+
+HELPER_OPTIONS = {
+    "ruby": {
+        "config/initializers/stripe.rb": "Stripe.api_key = ENV['STRIPE_SECRET_KEY']\n",
+        "app/creator.rb": (
+            "class Creator\n"
+            "  def initialize(account)\n    @account = account\n  end\n\n"
+            "  def header\n    { stripe_account: @account.stripe_id }\n  end\n\n"
+            "  def options\n    { idempotency_key: SecureRandom.uuid }\n  end\n\n"
+            "  def balance\n    Stripe::Balance.retrieve(header)\n  end\n\n"
+            "  def payout(amount)\n    Stripe::Payout.create({ amount: amount }, self.header)\n"
+            "  end\n\n"
+            # controls: a parameter of the helper's name; a helper without an account
+            "  def refund(header)\n    Stripe::Refund.create({ charge: 'ch_1' }, header)\n"
+            "  end\n\n"
+            "  def customers\n    Stripe::Customer.list({}, options)\n  end\n"
+            "end\n"),
+    },
+    "js": {
+        "src/creator.js": (
+            "const Stripe = require('stripe');\n"
+            "const stripe = new Stripe(process.env.STRIPE_SECRET_KEY);\n"
+            "class Creator {\n"
+            "  constructor(account) { this.account = account; }\n"
+            "  header() { return { stripeAccount: this.account.stripeId }; }\n"
+            "  options() { return { idempotencyKey: 'k' }; }\n"
+            "  balance() { return stripe.balance.retrieve(this.header()); }\n"
+            "  payout(amount) { return stripe.payouts.create({ amount }, this.header()); }\n"
+            "  refund(header) { return stripe.refunds.create({ charge: 'ch_1' }, header); }\n"
+            "  customers() { return stripe.customers.list({}, this.options()); }\n"
+            "}\n"
+            "module.exports = { Creator };\n"),
+    },
+}
+
+
+@pytest.mark.parametrize("lang", ["ruby", "js"])
+def test_request_options_a_helper_returns_name_the_account(tmp_path: Path, lang: str) -> None:
+    got = {(c[2], c[3]) for c in _calls(_write(tmp_path, HELPER_OPTIONS[lang]))}
+    assert got == {("/v1/balance", "connected"), ("/v1/payouts", "connected"),
+                   ("/v1/refunds", "own"), ("/v1/customers", "own")}

@@ -552,6 +552,13 @@ class _File:
                 branch = node.child_by_field_name(side)
                 merged.update((self.props(branch, depth + 1) or {}) if branch else {})
             return merged or None
+        if node.type == "call_expression" and depth <= 8 and not _args(node):
+            # `stripe.balance.retrieve(requestOptions())`, `this.header()`: the options a
+            # helper of the file without parameters builds (issue 25)
+            found: dict[str, ts.Node] = {}
+            for value in self.returns(node):
+                found.update(self.props(value, depth + 1) or {})
+            return found or None
         if node.type != "object" or depth > 8:
             return None
         out: dict[str, ts.Node] = {}
@@ -564,6 +571,38 @@ class _File:
                 out[_text(p)] = p
             elif p.type == "spread_element" and p.named_child_count:
                 out.update(self.props(p.named_children[0], depth + 1) or {})
+        return out
+
+    _by_name: dict[str, list[ts.Node]] | None = None
+
+    def returns(self, call: ts.Node) -> list[ts.Node]:
+        """The values the file's function that `call` names returns (`fn(...)`, `await
+        fn(...)`, `this.fn(...)` in its own class): its `return` values, not those of the
+        functions inside it, or an arrow function's expression body. Empty when the file
+        defines that name more than once, or not at all."""
+        if self._by_name is None:
+            self._by_name = {}
+            for fn in self.functions:
+                name = _function_name(fn)
+                if name is not None:
+                    self._by_name.setdefault(name, []).append(fn)
+        callee = call.child_by_field_name("function")
+        chain = _chain(callee) if callee is not None else None
+        if chain is None or not (len(chain) == 1 or (len(chain) == 2 and chain[0] == "this")):
+            return []
+        fns = self._by_name.get(chain[-1], [])
+        if len(fns) != 1 or (len(chain) == 2) != (fns[0].type == "method_definition") or (
+                len(chain) == 2 and _class_start(fns[0]) != _class_start(call)):
+            return []
+        body = fns[0].child_by_field_name("body")
+        if body is None:
+            return []
+        if body.type != "statement_block":
+            return [body]
+        out = []
+        for ret in _descendants(body, ("return_statement",)):
+            if _enclosing_function(ret) == fns[0] and ret.named_child_count:
+                out.append(ret.named_children[0])
         return out
 
     def _client_account(self, construct: ts.Node) -> Client:
