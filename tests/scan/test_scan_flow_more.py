@@ -121,3 +121,76 @@ def test_request_options_a_helper_returns_name_the_account(tmp_path: Path, lang:
     got = {(c[2], c[3]) for c in _calls(_write(tmp_path, HELPER_OPTIONS[lang]))}
     assert got == {("/v1/balance", "connected"), ("/v1/payouts", "connected"),
                    ("/v1/refunds", "own"), ("/v1/customers", "own")}
+
+
+# --- an account id the project reads from its settings (error class 2: own traffic) -------
+
+SETTINGS_ACCOUNT = {
+    "js": {
+        "src/svc.js": (
+            "const Stripe = require('stripe');\n"
+            "const stripe = new Stripe(process.env.STRIPE_SECRET_KEY);\n"
+            "function accountFor(tenant) {\n"
+            "  const acct = process.env[`ACCOUNT_${tenant}`] || process.env.DEFAULT_ACCOUNT;\n"
+            "  if (!acct) throw new Error(tenant);\n"
+            "  return acct;\n"
+            "}\n"
+            "async function context(tenant) {\n"
+            "  if (tenant === 'solo') return { mode: 'direct', account: null };\n"
+            "  const account = accountFor(tenant);\n"
+            "  return { mode: 'connect', account };\n"
+            "}\n"
+            "async function payouts(tenant) {\n"
+            "  const { account } = await context(tenant);\n"
+            "  return stripe.payouts.list({}, account ? { stripeAccount: account } : undefined);\n"
+            "}\n"
+            "function balance(tenant) {\n"
+            "  return stripe.balance.retrieve({ stripeAccount: accountFor(tenant) });\n"
+            "}\n"
+            # controls: the same names filled from a record, or from settings else a session
+            "function recordFor(req) {\n"
+            "  return req.tenant?.stripeAccountId || process.env.DEFAULT_ACCOUNT;\n"
+            "}\n"
+            "function invoices(req) {\n"
+            "  const account = recordFor(req);\n"
+            "  return stripe.invoices.list({}, { stripeAccount: account });\n"
+            "}\n"
+            "function customers(req, account) {\n"
+            "  return stripe.customers.list({}, { stripeAccount: account });\n"
+            "}\n"
+            "module.exports = { payouts, balance, invoices, customers };\n"),
+    },
+    "python": {
+        "app/svc.py": (
+            "import os\n\nimport stripe\nfrom stripe import StripeClient\n\n"
+            "client = StripeClient(os.environ['STRIPE_SECRET_KEY'])\n\n\n"
+            "def account_for(tenant):\n"
+            "    acct = os.environ.get(f'ACCOUNT_{tenant}') or os.getenv('DEFAULT_ACCOUNT')\n"
+            "    if not acct:\n        raise RuntimeError(tenant)\n"
+            "    return acct\n\n\n"
+            "def payouts(tenant):\n"
+            "    account = account_for(tenant) if tenant != 'solo' else None\n"
+            "    return client.payouts.list({}, {'stripe_account': account})\n\n\n"
+            "def balance(tenant):\n"
+            "    return stripe.Balance.retrieve(stripe_account=account_for(tenant))\n\n\n"
+            "def record_for(req):\n"
+            "    return req.tenant.stripe_account_id or os.getenv('DEFAULT_ACCOUNT')\n\n\n"
+            "def invoices(req):\n"
+            "    account = record_for(req)\n"
+            "    return client.invoices.list({}, {'stripe_account': account})\n\n\n"
+            "def customers(req, account):\n"
+            "    return stripe.Customer.list(stripe_account=account)\n"),
+    },
+}
+
+
+@pytest.mark.parametrize("lang", ["js", "python"])
+def test_an_account_id_from_the_settings_through_functions_is_the_operators(
+    tmp_path: Path, lang: str
+) -> None:
+    v = scan(_write(tmp_path, SETTINGS_ACCOUNT[lang]))
+    got = {(c.call.path, c.call.account) for c in v.calls}
+    assert got == {("/v1/payouts", "own"), ("/v1/balance", "own"),
+                   ("/v1/invoices", "connected"), ("/v1/customers", "connected")}
+    assert sorted(v.needed) == ["customer_read", "invoice_read"]
+    assert all("environment" in c.call.reason for c in v.calls if c.call.account == "own")

@@ -575,6 +575,88 @@ class _File:
 
     _by_name: dict[str, list[ts.Node]] | None = None
 
+    def fixed_origin(self, node: ts.Node) -> str | None:
+        """Why an account value names one fixed account of the operator, followed where it
+        comes from in the file (issue 25): local variables of the function that uses it,
+        destructured or not, the values the file's functions return, fallbacks and
+        ternaries. Fixed when every value it can hold is a literal or is read from the
+        environment or configuration (`null` names no account); None when any is data (a
+        parameter, a record's field, a request) or cannot be followed."""
+        values: list[str] = []
+        if not self._origins(node, values, 0) or not values:
+            return None
+        return (f"a connected account from the environment or configuration ({values[0]}, "
+                f"through {_text(_unwrap(node))}): one fixed account, the operator's")
+
+    def _origins(self, node: ts.Node, out: list[str], depth: int) -> bool:
+        """Collect the fixed values `node` can hold into `out`; False if any is not fixed."""
+        node = _unwrap(node)
+        if depth > 8 or len(out) > 16:
+            return False
+        t = _text(node)
+        if node.type in ("null", "undefined"):
+            return True
+        if node.type == "binary_expression" and node.child_by_field_name("operator") is not None \
+                and _text(node.child_by_field_name("operator")) in ("||", "??"):  # type: ignore[arg-type]
+            return all(self._origins(side, out, depth + 1) for side in (
+                node.child_by_field_name("left"), node.child_by_field_name("right"))
+                if side is not None)
+        if node.type == "ternary_expression":
+            return all(self._origins(side, out, depth + 1) for side in (
+                node.child_by_field_name("consequence"), node.child_by_field_name("alternative"))
+                if side is not None)
+        if node.type in ("string", "template_string", "member_expression",
+                         "subscript_expression") and fixed_account(t) is not None:
+            out.append(t if len(t) <= 60 else t[:57] + "...")
+            return True
+        if node.type == "call_expression":
+            fn = node.child_by_field_name("function")
+            if fn is not None and _text(fn) == "String" and _args(node):  # `String(map[t])`
+                return self._origins(_args(node)[0], out, depth + 1)
+            rets = self.returns(node)
+            return bool(rets) and all(self._origins(r, out, depth + 1) for r in rets)
+        if node.type in ("identifier", "shorthand_property_identifier"):
+            return self._local_origins(node, out, depth)
+        return False
+
+    def _local_origins(self, node: ts.Node, out: list[str], depth: int) -> bool:
+        """The values a local name of the function around `node` is given (`const acct =
+        ...`, `acct = ...`, `const { acct } = await ctx()`): all fixed. A parameter is data."""
+        name = _text(node)
+        fn = _enclosing_function(node)
+        if fn is None or name in _param_names(fn):
+            return False
+        body = fn.child_by_field_name("body")
+        found = False
+        for bind in _descendants(body, ("variable_declarator", "assignment_expression")) \
+                if body is not None else ():
+            left = bind.child_by_field_name("name") or bind.child_by_field_name("left")
+            value = bind.child_by_field_name("value") or bind.child_by_field_name("right")
+            if left is None or value is None:
+                continue
+            if left.type == "identifier" and _text(left) == name:
+                found = True
+                if not self._origins(value, out, depth + 1):
+                    return False
+            elif left.type == "object_pattern" and name in _pattern_names(left):
+                # `const { stripeAccount } = await getContext(t)`: that field of each object
+                # the function returns
+                key = name
+                for p in left.named_children:
+                    v = p.child_by_field_name("value")
+                    k = p.child_by_field_name("key")
+                    if p.type == "pair_pattern" and v is not None and k is not None and (
+                            _text(v) == name):
+                        key = _text(k)
+                inner = _unwrap(value)
+                rets = self.returns(inner) if inner.type == "call_expression" else [inner]
+                for r in rets:
+                    field = (self.props(r) or {}).get(key)
+                    if field is None or not self._origins(field, out, depth + 1):
+                        return False
+                found = True
+        return found
+
     def returns(self, call: ts.Node) -> list[ts.Node]:
         """The values the file's function that `call` names returns (`fn(...)`, `await
         fn(...)`, `this.fn(...)` in its own class): its `return` values, not those of the
@@ -964,6 +1046,8 @@ class _File:
             found, value = _connected_options(self, a)
             if found:
                 fixed = fixed_account(_text(self.resolve(value)) if value is not None else None)
+                if fixed is None and value is not None:
+                    fixed = self.fixed_origin(value)
                 if fixed is not None:
                     return "own", fixed
                 return "connected", "a stripeAccount option on the call"
@@ -976,7 +1060,7 @@ class _File:
             name = _text(last).rsplit(".", 1)[-1] if last.type in (
                 "identifier", "member_expression") else ""
             if OPTIONS_ACCOUNT.fullmatch(name):
-                fixed = fixed_account(_text(self.resolve(last)))
+                fixed = fixed_account(_text(self.resolve(last))) or self.fixed_origin(last)
                 if fixed is not None:
                     return "own", fixed
                 return "connected", f"request options named {name} on the call"

@@ -1168,7 +1168,7 @@ class _File:
             opts = node.args[-1]
         name = (_chain(opts) or [""])[-1] if isinstance(opts, ast.Name | ast.Attribute) else ""
         if opts is not None and OPTIONS_ACCOUNT.fullmatch(name):
-            fixed = fixed_account(ast.unparse(self.resolve(opts)))
+            fixed = self.fixed_of(node, opts)
             if fixed is not None:
                 return "own", fixed
             return "connected", f"request options named {name} on the call"
@@ -1179,13 +1179,13 @@ class _File:
                 self._scope_of(node), None) if (scope, a.id) in self.account_options),
                 None) if isinstance(a, ast.Name) else None
             if isinstance(a, ast.Name) and value is not None:
-                fixed = fixed_account(ast.unparse(self.resolve(value)))
+                fixed = self.fixed_of(node, value)
                 if fixed is not None:
                     return "own", fixed
                 return "connected", f"a stripe_account option set on {a.id}"
         for k in node.keywords:
             if k.arg == "stripe_account":
-                fixed = fixed_account(ast.unparse(self.resolve(k.value)))
+                fixed = self.fixed_of(node, k.value)
                 if fixed is not None:
                     return "own", fixed
                 return "connected", "a stripe_account argument on the call"
@@ -1202,8 +1202,69 @@ class _File:
         for a in node.args:
             p = self.props(a) or {}
             if "stripe_account" in p:
-                return "connected", "a stripe_account option"
+                fixed = self.fixed_of(node, p["stripe_account"])
+                return ("own", fixed) if fixed is not None else (
+                    "connected", "a stripe_account option")
         return client
+
+    def fixed_of(self, call: ast.Call, value: ast.expr) -> str | None:
+        """Why an account value names one fixed account of the operator: written in the
+        code, from the environment or configuration, directly or (issue 25) through the
+        local variables of the function around `call` and the values the file's functions
+        return, fallbacks (`a or b`) and conditionals; None when any value it can hold is
+        data (a parameter, a record's field) or cannot be followed."""
+        fixed = fixed_account(ast.unparse(self.resolve(value)))
+        if fixed is not None:
+            return fixed
+        fn = self.enclosing.get(id(call), (None, None))[1]
+        found: list[str] = []
+        if not self._origins(value, fn, found, 0) or not found:
+            return None
+        return (f"a connected account from the environment or configuration ({found[0]}, "
+                f"through {ast.unparse(value)[:40]}): one fixed account, the operator's")
+
+    def _origins(self, node: ast.expr, fn: ast.FunctionDef | ast.AsyncFunctionDef | None,
+                 out: list[str], depth: int) -> bool:
+        """Collect the fixed values `node` can hold into `out`; False if any is not fixed."""
+        if isinstance(node, ast.Await):
+            node = node.value
+        if depth > 8 or len(out) > 16:
+            return False
+        if isinstance(node, ast.Constant) and node.value is None:
+            return True  # names no account
+        if isinstance(node, ast.BoolOp):
+            return all(self._origins(v, fn, out, depth + 1) for v in node.values)
+        if isinstance(node, ast.IfExp):
+            return all(self._origins(v, fn, out, depth + 1) for v in (node.body, node.orelse))
+        if not isinstance(node, ast.Name):
+            text = ast.unparse(node)
+            if fixed_account(text) is not None:
+                out.append(text if len(text) <= 60 else text[:57] + "...")
+                return True
+        if isinstance(node, ast.Call):
+            chain = _chain(node.func) or []
+            target = self._local_function(chain)
+            rets = [r.value for r in ast.walk(target) if isinstance(r, ast.Return)
+                    and r.value is not None] if target is not None else []
+            return bool(rets) and all(self._origins(r, target, out, depth + 1) for r in rets)
+        if isinstance(node, ast.Name) and fn is not None and node.id not in {a.arg for a in (
+                *fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs,
+                fn.args.vararg, fn.args.kwarg) if a is not None}:
+            values = [a.value for a in ast.walk(fn) if isinstance(a, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == node.id for t in a.targets)]
+            values += [a.value for a in ast.walk(fn) if isinstance(a, ast.AnnAssign) and (
+                isinstance(a.target, ast.Name) and a.target.id == node.id
+                and a.value is not None)]
+            return bool(values) and all(self._origins(v, fn, out, depth + 1) for v in values)
+        return False
+
+    def _local_function(self, chain: list[str]) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        """The file's top-level function `name(...)` names, or its class's method
+        `self.name(...)` (one definition of that name in the file)."""
+        if len(chain) == 1 or (len(chain) == 2 and chain[0] in ("self", "cls")):
+            found = [f for _, f in self._functions() if f.name == chain[-1]]
+            return found[0] if len(found) == 1 else None
+        return None
 
     def raw_request(self, node: ast.Call, label: str, client: Client) -> None:
         method = self.string(node.args[0]) if node.args else None
