@@ -32,7 +32,7 @@ SUBCLASS = {
             "class Platform extends Stripe {\n"
             "  constructor() { super(process.env.STRIPE_SECRET_KEY!, {}); }\n"
             "  payOut(acct: string, amount: number) {\n"
-            "    return this.payouts.create({ amount, currency: 'usd' }, { stripeAccount: acct });\n"
+            "    return this.payouts.create({ amount }, { stripeAccount: acct });\n"
             "  }\n"
             "  mine() { return this.customers.list(); }\n"
             "}\n"
@@ -55,7 +55,8 @@ SUBCLASS = {
             "    def __init__(self):\n"
             "        super().__init__(os.environ['STRIPE_SECRET_KEY'])\n\n"
             "    def pay_out(self, acct, amount):\n"
-            "        return self.v1.payouts.create({'amount': amount}, {'stripe_account': acct})\n\n"
+            "        return self.v1.payouts.create({'amount': amount},"
+            " {'stripe_account': acct})\n\n"
             "    def mine(self):\n"
             "        return self.customers.list()\n"),
         "app/ledger.py": (

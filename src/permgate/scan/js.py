@@ -596,8 +596,8 @@ class _File:
         t = _text(node)
         if node.type in ("null", "undefined"):
             return True
-        if node.type == "binary_expression" and node.child_by_field_name("operator") is not None \
-                and _text(node.child_by_field_name("operator")) in ("||", "??"):  # type: ignore[arg-type]
+        op = node.child_by_field_name("operator") if node.type == "binary_expression" else None
+        if op is not None and _text(op) in ("||", "??"):
             return all(self._origins(side, out, depth + 1) for side in (
                 node.child_by_field_name("left"), node.child_by_field_name("right"))
                 if side is not None)
@@ -756,7 +756,7 @@ class _File:
                     if field is not None:
                         client = field if field[0] is not None else None  # type: ignore[assignment]
                 if client is None and i == 0 and seg == "this" and len(segs) >= 3:
-                    client = self.subclass_client(node)  # type: ignore[assignment]
+                    client = self.subclass_client(node)
                 if i == 0 and seg != "this":
                     param = self.param_client(node, seg)
                     if param is not None:
