@@ -99,6 +99,21 @@ HELPER_OPTIONS = {
             "  def customers\n    Stripe::Customer.list({}, options)\n  end\n"
             "end\n"),
     },
+    "python": {
+        "app/creator.py": (
+            "import os\n\nimport stripe\n\nstripe.api_key = os.environ['STRIPE_SECRET_KEY']\n\n\n"
+            "def request_options():\n    return {'stripe_account': CURRENT.stripe_id}\n\n\n"
+            "class Creator:\n"
+            "    def __init__(self, account):\n        self.account = account\n\n"
+            "    def header(self):\n        return {'stripe_account': self.account.stripe_id}\n\n"
+            "    def options(self):\n        return {'idempotency_key': 'k'}\n\n"
+            "    def balance(self):\n        return stripe.Balance.retrieve(**self.header())\n\n"
+            "    def payout(self, amount):\n"
+            "        return stripe.Payout.create(amount=amount, **request_options())\n\n"
+            "    def refund(self, header):\n"
+            "        return stripe.Refund.create(charge='ch_1', **header)\n\n"
+            "    def customers(self):\n        return stripe.Customer.list(**self.options())\n"),
+    },
     "js": {
         "src/creator.js": (
             "const Stripe = require('stripe');\n"
@@ -117,7 +132,7 @@ HELPER_OPTIONS = {
 }
 
 
-@pytest.mark.parametrize("lang", ["ruby", "js"])
+@pytest.mark.parametrize("lang", ["ruby", "js", "python"])
 def test_request_options_a_helper_returns_name_the_account(tmp_path: Path, lang: str) -> None:
     got = {(c[2], c[3]) for c in _calls(_write(tmp_path, HELPER_OPTIONS[lang]))}
     assert got == {("/v1/balance", "connected"), ("/v1/payouts", "connected"),

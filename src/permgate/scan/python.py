@@ -958,18 +958,28 @@ class _File:
             out.append(s)
         return out
 
-    def props(self, node: ast.expr | None) -> dict[str, ast.expr] | None:
-        if node is None:
+    def props(self, node: ast.expr | None, depth: int = 0) -> dict[str, ast.expr] | None:
+        if node is None or depth > 8:
             return None
         node = self.resolve(node)
         if isinstance(node, ast.Call) and _chain(node.func) == ["dict"]:
             return {k.arg: k.value for k in node.keywords if k.arg}
+        if isinstance(node, ast.Call) and not node.args and not node.keywords:
+            # `retrieve(**self.header())`, `create(p, request_options())`: the options a
+            # function of the file without parameters returns (issue 25)
+            fn = self._local_function(_chain(node.func) or [])
+            found: dict[str, ast.expr] = {}
+            for r in ast.walk(fn) if fn is not None and not _params(
+                    fn, method=(_chain(node.func) or [""])[0] in ("self", "cls")) else ():
+                if isinstance(r, ast.Return) and r.value is not None:
+                    found.update(self.props(r.value, depth + 1) or {})
+            return found or None
         if not isinstance(node, ast.Dict):
             return None
         out: dict[str, ast.expr] = {}
         for k, v in zip(node.keys, node.values, strict=True):
             if k is None:
-                out.update(self.props(v) or {})
+                out.update(self.props(v, depth + 1) or {})
             elif isinstance(k, ast.Constant) and isinstance(k.value, str):
                 out[k.value] = v
         return out
@@ -1194,7 +1204,11 @@ class _File:
                 return acc, f"api_key= on the call: {why}"
             if k.arg in ("options", "headers", None) or k.arg == "params":
                 p = self.props(k.value) or {}
-                if "stripe_account" in p or any(h.lower() == "stripe-account" for h in p):
+                if "stripe_account" in p:
+                    fixed = self.fixed_of(node, p["stripe_account"])
+                    return ("own", fixed) if fixed is not None else (
+                        "connected", "a stripe_account option")
+                if any(h.lower() == "stripe-account" for h in p):
                     return "connected", "a Stripe-Account header"
                 hdrs = self.props(p.get("headers"))
                 if hdrs and any(h.lower() == "stripe-account" for h in hdrs):
