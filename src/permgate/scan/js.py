@@ -574,6 +574,29 @@ class _File:
         return out
 
     _by_name: dict[str, list[ts.Node]] | None = None
+    _binds: dict[int, dict[str, list[tuple[ts.Node, ts.Node]]]] | None = None
+
+    def _bindings(self, fn: ts.Node) -> dict[str, list[tuple[ts.Node, ts.Node]]]:
+        """The names a function binds (`x = v`, `const {x} = v`) -> (left, value), walked
+        once per function (a function of many calls is not walked at each one)."""
+        if self._binds is None:
+            self._binds = {}
+        got = self._binds.get(fn.start_byte)
+        if got is not None:
+            return got
+        got = {}
+        body = fn.child_by_field_name("body")
+        for bind in _descendants(body, ("variable_declarator", "assignment_expression")) \
+                if body is not None else ():
+            left = bind.child_by_field_name("name") or bind.child_by_field_name("left")
+            value = bind.child_by_field_name("value") or bind.child_by_field_name("right")
+            if left is None or value is None:
+                continue
+            for name in ([_text(left)] if left.type == "identifier" else
+                         _pattern_names(left) if left.type == "object_pattern" else []):
+                got.setdefault(name, []).append((left, value))
+        self._binds[fn.start_byte] = got
+        return got
 
     def fixed_origin(self, node: ts.Node) -> str | None:
         """Why an account value names one fixed account of the operator, followed where it
@@ -626,19 +649,13 @@ class _File:
         fn = _enclosing_function(node)
         if fn is None or name in _param_names(fn):
             return False
-        body = fn.child_by_field_name("body")
         found = False
-        for bind in _descendants(body, ("variable_declarator", "assignment_expression")) \
-                if body is not None else ():
-            left = bind.child_by_field_name("name") or bind.child_by_field_name("left")
-            value = bind.child_by_field_name("value") or bind.child_by_field_name("right")
-            if left is None or value is None:
-                continue
-            if left.type == "identifier" and _text(left) == name:
+        for left, value in self._bindings(fn).get(name, []):
+            if left.type == "identifier":
                 found = True
                 if not self._origins(value, out, depth + 1):
                     return False
-            elif left.type == "object_pattern" and name in _pattern_names(left):
+            elif left.type == "object_pattern":
                 # `const { stripeAccount } = await getContext(t)`: that field of each object
                 # the function returns
                 key = name

@@ -1264,13 +1264,29 @@ class _File:
         if isinstance(node, ast.Name) and fn is not None and node.id not in {a.arg for a in (
                 *fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs,
                 fn.args.vararg, fn.args.kwarg) if a is not None}:
-            values = [a.value for a in ast.walk(fn) if isinstance(a, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == node.id for t in a.targets)]
-            values += [a.value for a in ast.walk(fn) if isinstance(a, ast.AnnAssign) and (
-                isinstance(a.target, ast.Name) and a.target.id == node.id
-                and a.value is not None)]
+            values = self._bindings(fn).get(node.id, [])
             return bool(values) and all(self._origins(v, fn, out, depth + 1) for v in values)
         return False
+
+    _binds: dict[int, dict[str, list[ast.expr]]] | None = None
+
+    def _bindings(self, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, list[ast.expr]]:
+        """The values a function assigns to each plain name, walked once per function."""
+        if self._binds is None:
+            self._binds = {}
+        got = self._binds.get(id(fn))
+        if got is None:
+            got = {}
+            for a in ast.walk(fn):
+                if isinstance(a, ast.Assign):
+                    for t in a.targets:
+                        if isinstance(t, ast.Name):
+                            got.setdefault(t.id, []).append(a.value)
+                elif isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name) and (
+                        a.value is not None):
+                    got.setdefault(a.target.id, []).append(a.value)
+            self._binds[id(fn)] = got
+        return got
 
     def _local_function(self, chain: list[str]) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
         """The file's top-level function `name(...)` names, or its class's method
