@@ -48,6 +48,22 @@ SUBCLASS = {
             "}\n"
             "export default new Ledger();\n"),
     },
+    "php": {
+        "src/Platform.php": (
+            "<?php\nnamespace App;\n\nuse Stripe\\StripeClient;\n\n"
+            "class Platform extends StripeClient\n{\n"
+            "    public function __construct() { parent::__construct(env('STRIPE_SECRET')); }\n\n"
+            "    public function payOut($acct, $amount)\n    {\n"
+            "        return $this->payouts->create(['amount' => $amount],"
+            " ['stripe_account' => $acct]);\n    }\n\n"
+            "    public function mine() { return $this->customers->all(); }\n}\n"),
+        "src/Ledger.php": (
+            "<?php\nnamespace App;\n\nclass Ledger extends Base\n{\n"
+            "    public function __construct() { parent::__construct(env('STRIPE_SECRET')); }\n\n"
+            "    public function move($acct, $amount)\n    {\n"
+            "        return $this->transfers->create(['amount' => $amount],"
+            " ['stripe_account' => $acct]);\n    }\n}\n"),
+    },
     "python": {
         "app/platform.py": (
             "import os\nfrom stripe import StripeClient\n\n\n"
@@ -71,7 +87,7 @@ SUBCLASS = {
 }
 
 
-@pytest.mark.parametrize("lang", ["js", "python"])
+@pytest.mark.parametrize("lang", ["js", "python", "php"])
 def test_a_subclass_of_the_sdk_client_calls_through_this(tmp_path: Path, lang: str) -> None:
     v = scan(_write(tmp_path, SUBCLASS[lang]))
     got = {(c.call.method, c.call.path, c.call.account) for c in v.calls}
