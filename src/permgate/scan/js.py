@@ -552,6 +552,13 @@ class _File:
                 branch = node.child_by_field_name(side)
                 merged.update((self.props(branch, depth + 1) or {}) if branch else {})
             return merged or None
+        if node.type == "call_expression" and depth <= 8 and not _args(node):
+            # `stripe.balance.retrieve(requestOptions())`, `this.header()`: the options a
+            # helper of the file without parameters builds (issue 25)
+            found: dict[str, ts.Node] = {}
+            for value in self.returns(node):
+                found.update(self.props(value, depth + 1) or {})
+            return found or None
         if node.type != "object" or depth > 8:
             return None
         out: dict[str, ts.Node] = {}
@@ -564,6 +571,137 @@ class _File:
                 out[_text(p)] = p
             elif p.type == "spread_element" and p.named_child_count:
                 out.update(self.props(p.named_children[0], depth + 1) or {})
+        return out
+
+    _by_name: dict[str, list[ts.Node]] | None = None
+    _binds: dict[int, dict[str, list[tuple[ts.Node, ts.Node]]]] | None = None
+
+    def _bindings(self, fn: ts.Node) -> dict[str, list[tuple[ts.Node, ts.Node]]]:
+        """The names a function binds (`x = v`, `const {x} = v`) -> (left, value), walked
+        once per function (a function of many calls is not walked at each one)."""
+        if self._binds is None:
+            self._binds = {}
+        got = self._binds.get(fn.start_byte)
+        if got is not None:
+            return got
+        got = {}
+        body = fn.child_by_field_name("body")
+        for bind in _descendants(body, ("variable_declarator", "assignment_expression")) \
+                if body is not None else ():
+            left = bind.child_by_field_name("name") or bind.child_by_field_name("left")
+            value = bind.child_by_field_name("value") or bind.child_by_field_name("right")
+            if left is None or value is None:
+                continue
+            for name in ([_text(left)] if left.type == "identifier" else
+                         _pattern_names(left) if left.type == "object_pattern" else []):
+                got.setdefault(name, []).append((left, value))
+        self._binds[fn.start_byte] = got
+        return got
+
+    def fixed_origin(self, node: ts.Node) -> str | None:
+        """Why an account value names one fixed account of the operator, followed where it
+        comes from in the file (issue 25): local variables of the function that uses it,
+        destructured or not, the values the file's functions return, fallbacks and
+        ternaries. Fixed when every value it can hold is a literal or is read from the
+        environment or configuration (`null` names no account); None when any is data (a
+        parameter, a record's field, a request) or cannot be followed."""
+        values: list[str] = []
+        if not self._origins(node, values, 0) or not values:
+            return None
+        return (f"a connected account from the environment or configuration ({values[0]}, "
+                f"through {_text(_unwrap(node))}): one fixed account, the operator's")
+
+    def _origins(self, node: ts.Node, out: list[str], depth: int) -> bool:
+        """Collect the fixed values `node` can hold into `out`; False if any is not fixed."""
+        node = _unwrap(node)
+        if depth > 8 or len(out) > 16:
+            return False
+        t = _text(node)
+        if node.type in ("null", "undefined"):
+            return True
+        op = node.child_by_field_name("operator") if node.type == "binary_expression" else None
+        if op is not None and _text(op) in ("||", "??"):
+            return all(self._origins(side, out, depth + 1) for side in (
+                node.child_by_field_name("left"), node.child_by_field_name("right"))
+                if side is not None)
+        if node.type == "ternary_expression":
+            return all(self._origins(side, out, depth + 1) for side in (
+                node.child_by_field_name("consequence"), node.child_by_field_name("alternative"))
+                if side is not None)
+        if node.type in ("string", "template_string", "member_expression",
+                         "subscript_expression") and fixed_account(t) is not None:
+            out.append(t if len(t) <= 60 else t[:57] + "...")
+            return True
+        if node.type == "call_expression":
+            fn = node.child_by_field_name("function")
+            if fn is not None and _text(fn) == "String" and _args(node):  # `String(map[t])`
+                return self._origins(_args(node)[0], out, depth + 1)
+            rets = self.returns(node)
+            return bool(rets) and all(self._origins(r, out, depth + 1) for r in rets)
+        if node.type in ("identifier", "shorthand_property_identifier"):
+            return self._local_origins(node, out, depth)
+        return False
+
+    def _local_origins(self, node: ts.Node, out: list[str], depth: int) -> bool:
+        """The values a local name of the function around `node` is given (`const acct =
+        ...`, `acct = ...`, `const { acct } = await ctx()`): all fixed. A parameter is data."""
+        name = _text(node)
+        fn = _enclosing_function(node)
+        if fn is None or name in _param_names(fn):
+            return False
+        found = False
+        for left, value in self._bindings(fn).get(name, []):
+            if left.type == "identifier":
+                found = True
+                if not self._origins(value, out, depth + 1):
+                    return False
+            elif left.type == "object_pattern":
+                # `const { stripeAccount } = await getContext(t)`: that field of each object
+                # the function returns
+                key = name
+                for p in left.named_children:
+                    v = p.child_by_field_name("value")
+                    k = p.child_by_field_name("key")
+                    if p.type == "pair_pattern" and v is not None and k is not None and (
+                            _text(v) == name):
+                        key = _text(k)
+                inner = _unwrap(value)
+                rets = self.returns(inner) if inner.type == "call_expression" else [inner]
+                for r in rets:
+                    field = (self.props(r) or {}).get(key)
+                    if field is None or not self._origins(field, out, depth + 1):
+                        return False
+                found = True
+        return found
+
+    def returns(self, call: ts.Node) -> list[ts.Node]:
+        """The values the file's function that `call` names returns (`fn(...)`, `await
+        fn(...)`, `this.fn(...)` in its own class): its `return` values, not those of the
+        functions inside it, or an arrow function's expression body. Empty when the file
+        defines that name more than once, or not at all."""
+        if self._by_name is None:
+            self._by_name = {}
+            for fn in self.functions:
+                name = _function_name(fn)
+                if name is not None:
+                    self._by_name.setdefault(name, []).append(fn)
+        callee = call.child_by_field_name("function")
+        chain = _chain(callee) if callee is not None else None
+        if chain is None or not (len(chain) == 1 or (len(chain) == 2 and chain[0] == "this")):
+            return []
+        fns = self._by_name.get(chain[-1], [])
+        if len(fns) != 1 or (len(chain) == 2) != (fns[0].type == "method_definition") or (
+                len(chain) == 2 and _class_start(fns[0]) != _class_start(call)):
+            return []
+        body = fns[0].child_by_field_name("body")
+        if body is None:
+            return []
+        if body.type != "statement_block":
+            return [body]
+        out = []
+        for ret in _descendants(body, ("return_statement",)):
+            if _enclosing_function(ret) == fns[0] and ret.named_child_count:
+                out.append(ret.named_children[0])
         return out
 
     def _client_account(self, construct: ts.Node) -> Client:
@@ -634,6 +772,8 @@ class _File:
                     field = self.field_client(node, seg)
                     if field is not None:
                         client = field if field[0] is not None else None  # type: ignore[assignment]
+                if client is None and i == 0 and seg == "this" and len(segs) >= 3:
+                    client = self.subclass_client(node)
                 if i == 0 and seg != "this":
                     param = self.param_client(node, seg)
                     if param is not None:
@@ -662,6 +802,31 @@ class _File:
                     self.out.escapes.append(Escape(self.ctx.file, row, ".".join(segs), _text(a)))
                     break
         self.http_call(node, segs, args)
+
+    def subclass_client(self, node: ts.Node) -> Client | None:
+        """`class Pay extends Stripe { ... this.payouts.create(...) }`: `this` is a client of
+        the key the constructor hands to `super(key)` (issue 25); None outside such a class."""
+        cls = node.parent
+        while cls is not None and cls.type not in ("class_declaration", "class"):
+            cls = cls.parent
+        heritage = next((c for c in cls.named_children if c.type == "class_heritage"),
+                        None) if cls is not None else None
+        if cls is None or heritage is None:
+            return None
+        # JS gives the heritage the parent's expression, TS an `extends_clause` around it
+        parent = heritage.named_children[0] if heritage.named_child_count else None
+        if parent is not None and parent.type == "extends_clause" and parent.named_child_count:
+            parent = parent.named_children[0]
+        name = _text(parent) if parent is not None else ""
+        if name != "Stripe" and not name.endswith(".Stripe"):
+            return None
+        for call in _descendants(cls, ("call_expression",)):
+            fn = call.child_by_field_name("function")
+            if fn is not None and fn.type == "super":
+                acc, why = self._client_account(call)
+                return acc, f"this, a subclass of {name}: {why}"
+        return "unknown", (f"this, a subclass of {name} built outside the class: whose key, "
+                           "the scan cannot tell")
 
     def param_client(self, node: ts.Node, name: str) -> tuple[Account | None, str] | None:
         """If `name` is a parameter of the function around `node`: the client the project's
@@ -898,6 +1063,8 @@ class _File:
             found, value = _connected_options(self, a)
             if found:
                 fixed = fixed_account(_text(self.resolve(value)) if value is not None else None)
+                if fixed is None and value is not None:
+                    fixed = self.fixed_origin(value)
                 if fixed is not None:
                     return "own", fixed
                 return "connected", "a stripeAccount option on the call"
@@ -910,7 +1077,7 @@ class _File:
             name = _text(last).rsplit(".", 1)[-1] if last.type in (
                 "identifier", "member_expression") else ""
             if OPTIONS_ACCOUNT.fullmatch(name):
-                fixed = fixed_account(_text(self.resolve(last)))
+                fixed = fixed_account(_text(self.resolve(last))) or self.fixed_origin(last)
                 if fixed is not None:
                     return "own", fixed
                 return "connected", f"request options named {name} on the call"

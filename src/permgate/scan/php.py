@@ -752,6 +752,9 @@ class _File:
                 flow = self.param_flow(node, seg)  # a client passed in
                 if flow is not None and (_NO_CALLER not in flow[1] or "stripe" in seg.lower()):
                     client = flow
+            if client is None and i == 0 and seg == "this" and len(chain) >= 3 and (
+                    chain[1] in table().roots["node"]):
+                client = self.subclass_client(node)
             if client is None and i == 1 and chain[0] == "this" and seg in self.field_params:
                 cls, idx = self.field_params[seg]  # `$this->s = $s` in the constructor
                 client = self._passed(cls, idx, f"$this->{seg} (set from {cls}() argument")
@@ -779,6 +782,29 @@ class _File:
             self.record(node, label, route, (acc, why), route_classes().get(route))
             return True
         return False
+
+    def subclass_client(self, node: ts.Node) -> Client | None:
+        """`class Platform extends StripeClient` whose methods call `$this->payouts->create()`:
+        `$this` is a client of the key its constructor gives `parent::__construct($key)`
+        (issue 25); None outside such a class."""
+        cls = node.parent
+        for _ in range(_MAX_UP):
+            if cls is None or cls.type == "class_declaration":
+                break
+            cls = cls.parent
+        base = next((c for c in cls.named_children if c.type == "base_clause"), None) if (
+            cls is not None and cls.type == "class_declaration") else None
+        if cls is None or base is None or not _is_stripe_client(base):
+            return None
+        for call in self.calls:
+            if cls.start_byte <= call.start_byte < cls.end_byte and (
+                    call.type == "scoped_call_expression") and text(
+                    call.child_by_field_name("scope")) == "parent" and text(
+                    call.child_by_field_name("name")) == "__construct":
+                acc, why = self._client_account(call)
+                return acc, f"$this, a subclass of StripeClient: {why}"
+        return "unknown", ("$this, a subclass of StripeClient built outside the class: whose "
+                           "key, the scan cannot tell")
 
     def static_call(self, node: ts.Node) -> bool:
         raw = text(node.child_by_field_name("scope"))

@@ -468,6 +468,26 @@ class _File:
                 return acc, f"client from {name}(): {why}"
         return None
 
+    _subclasses: dict[str, Client] | None = None
+
+    def subclass_client(self, node: ast.Call) -> Client | None:
+        """`class Pay(StripeClient)` whose methods call `self.v1.payouts.create(...)`: `self`
+        is a client of the key `__init__` hands to `super().__init__(key)` (issue 25)."""
+        if self._subclasses is None:
+            self._subclasses = {}
+            for c in ast.walk(self.tree):
+                if not isinstance(c, ast.ClassDef) or not any(
+                        self._is_client(ast.Call(func=b, args=[], keywords=[])) for b in c.bases):
+                    continue
+                sup = next((s for s in ast.walk(c) if isinstance(s, ast.Call) and isinstance(
+                    s.func, ast.Attribute) and s.func.attr == "__init__" and isinstance(
+                    s.func.value, ast.Call) and _chain(s.func.value.func) == ["super"]), None)
+                acc, why = self._client_account(sup) if sup is not None else (
+                    "unknown", "built outside the class: whose key, the scan cannot tell")
+                self._subclasses[c.name] = (acc, f"self, a subclass of StripeClient: {why}")
+        cls = self.enclosing.get(id(node), (None, None))[0]
+        return self._subclasses.get(cls) if cls is not None else None
+
     def _is_client(self, value: ast.expr) -> bool:
         if not isinstance(value, ast.Call):
             return False
@@ -938,18 +958,28 @@ class _File:
             out.append(s)
         return out
 
-    def props(self, node: ast.expr | None) -> dict[str, ast.expr] | None:
-        if node is None:
+    def props(self, node: ast.expr | None, depth: int = 0) -> dict[str, ast.expr] | None:
+        if node is None or depth > 8:
             return None
         node = self.resolve(node)
         if isinstance(node, ast.Call) and _chain(node.func) == ["dict"]:
             return {k.arg: k.value for k in node.keywords if k.arg}
+        if isinstance(node, ast.Call) and not node.args and not node.keywords:
+            # `retrieve(**self.header())`, `create(p, request_options())`: the options a
+            # function of the file without parameters returns (issue 25)
+            fn = self._local_function(_chain(node.func) or [])
+            found: dict[str, ast.expr] = {}
+            for r in ast.walk(fn) if fn is not None and not _params(
+                    fn, method=(_chain(node.func) or [""])[0] in ("self", "cls")) else ():
+                if isinstance(r, ast.Return) and r.value is not None:
+                    found.update(self.props(r.value, depth + 1) or {})
+            return found or None
         if not isinstance(node, ast.Dict):
             return None
         out: dict[str, ast.expr] = {}
         for k, v in zip(node.keys, node.values, strict=True):
             if k is None:
-                out.update(self.props(v) or {})
+                out.update(self.props(v, depth + 1) or {})
             elif isinstance(k, ast.Constant) and isinstance(k.value, str):
                 out[k.value] = v
         return out
@@ -1025,6 +1055,8 @@ class _File:
         # StripeClient services: client.v1.customers.retrieve(...)
         for i, seg in enumerate(chain[:-1]):
             client = flow[1] if flow is not None and flow[0] == i else self.clients.get(seg)
+            if client is None and i == 0 and seg == "self" and self.service(chain[1:]):
+                client = self.subclass_client(node)
             if flow is not None and flow[0] == 1 and i == 0:
                 continue  # `self.<field>`: the field holds the client
             if client is not None and flow is not None and flow[0] == i and not self.service(
@@ -1146,7 +1178,7 @@ class _File:
             opts = node.args[-1]
         name = (_chain(opts) or [""])[-1] if isinstance(opts, ast.Name | ast.Attribute) else ""
         if opts is not None and OPTIONS_ACCOUNT.fullmatch(name):
-            fixed = fixed_account(ast.unparse(self.resolve(opts)))
+            fixed = self.fixed_of(node, opts)
             if fixed is not None:
                 return "own", fixed
             return "connected", f"request options named {name} on the call"
@@ -1157,13 +1189,13 @@ class _File:
                 self._scope_of(node), None) if (scope, a.id) in self.account_options),
                 None) if isinstance(a, ast.Name) else None
             if isinstance(a, ast.Name) and value is not None:
-                fixed = fixed_account(ast.unparse(self.resolve(value)))
+                fixed = self.fixed_of(node, value)
                 if fixed is not None:
                     return "own", fixed
                 return "connected", f"a stripe_account option set on {a.id}"
         for k in node.keywords:
             if k.arg == "stripe_account":
-                fixed = fixed_account(ast.unparse(self.resolve(k.value)))
+                fixed = self.fixed_of(node, k.value)
                 if fixed is not None:
                     return "own", fixed
                 return "connected", "a stripe_account argument on the call"
@@ -1172,7 +1204,11 @@ class _File:
                 return acc, f"api_key= on the call: {why}"
             if k.arg in ("options", "headers", None) or k.arg == "params":
                 p = self.props(k.value) or {}
-                if "stripe_account" in p or any(h.lower() == "stripe-account" for h in p):
+                if "stripe_account" in p:
+                    fixed = self.fixed_of(node, p["stripe_account"])
+                    return ("own", fixed) if fixed is not None else (
+                        "connected", "a stripe_account option")
+                if any(h.lower() == "stripe-account" for h in p):
                     return "connected", "a Stripe-Account header"
                 hdrs = self.props(p.get("headers"))
                 if hdrs and any(h.lower() == "stripe-account" for h in hdrs):
@@ -1180,8 +1216,85 @@ class _File:
         for a in node.args:
             p = self.props(a) or {}
             if "stripe_account" in p:
-                return "connected", "a stripe_account option"
+                fixed = self.fixed_of(node, p["stripe_account"])
+                return ("own", fixed) if fixed is not None else (
+                    "connected", "a stripe_account option")
         return client
+
+    def fixed_of(self, call: ast.Call, value: ast.expr) -> str | None:
+        """Why an account value names one fixed account of the operator: written in the
+        code, from the environment or configuration, directly or (issue 25) through the
+        local variables of the function around `call` and the values the file's functions
+        return, fallbacks (`a or b`) and conditionals; None when any value it can hold is
+        data (a parameter, a record's field) or cannot be followed."""
+        fixed = fixed_account(ast.unparse(self.resolve(value)))
+        if fixed is not None:
+            return fixed
+        fn = self.enclosing.get(id(call), (None, None))[1]
+        found: list[str] = []
+        if not self._origins(value, fn, found, 0) or not found:
+            return None
+        return (f"a connected account from the environment or configuration ({found[0]}, "
+                f"through {ast.unparse(value)[:40]}): one fixed account, the operator's")
+
+    def _origins(self, node: ast.expr, fn: ast.FunctionDef | ast.AsyncFunctionDef | None,
+                 out: list[str], depth: int) -> bool:
+        """Collect the fixed values `node` can hold into `out`; False if any is not fixed."""
+        if isinstance(node, ast.Await):
+            node = node.value
+        if depth > 8 or len(out) > 16:
+            return False
+        if isinstance(node, ast.Constant) and node.value is None:
+            return True  # names no account
+        if isinstance(node, ast.BoolOp):
+            return all(self._origins(v, fn, out, depth + 1) for v in node.values)
+        if isinstance(node, ast.IfExp):
+            return all(self._origins(v, fn, out, depth + 1) for v in (node.body, node.orelse))
+        if not isinstance(node, ast.Name):
+            text = ast.unparse(node)
+            if fixed_account(text) is not None:
+                out.append(text if len(text) <= 60 else text[:57] + "...")
+                return True
+        if isinstance(node, ast.Call):
+            chain = _chain(node.func) or []
+            target = self._local_function(chain)
+            rets = [r.value for r in ast.walk(target) if isinstance(r, ast.Return)
+                    and r.value is not None] if target is not None else []
+            return bool(rets) and all(self._origins(r, target, out, depth + 1) for r in rets)
+        if isinstance(node, ast.Name) and fn is not None and node.id not in {a.arg for a in (
+                *fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs,
+                fn.args.vararg, fn.args.kwarg) if a is not None}:
+            values = self._bindings(fn).get(node.id, [])
+            return bool(values) and all(self._origins(v, fn, out, depth + 1) for v in values)
+        return False
+
+    _binds: dict[int, dict[str, list[ast.expr]]] | None = None
+
+    def _bindings(self, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, list[ast.expr]]:
+        """The values a function assigns to each plain name, walked once per function."""
+        if self._binds is None:
+            self._binds = {}
+        got = self._binds.get(id(fn))
+        if got is None:
+            got = {}
+            for a in ast.walk(fn):
+                if isinstance(a, ast.Assign):
+                    for t in a.targets:
+                        if isinstance(t, ast.Name):
+                            got.setdefault(t.id, []).append(a.value)
+                elif isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name) and (
+                        a.value is not None):
+                    got.setdefault(a.target.id, []).append(a.value)
+            self._binds[id(fn)] = got
+        return got
+
+    def _local_function(self, chain: list[str]) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        """The file's top-level function `name(...)` names, or its class's method
+        `self.name(...)` (one definition of that name in the file)."""
+        if len(chain) == 1 or (len(chain) == 2 and chain[0] in ("self", "cls")):
+            found = [f for _, f in self._functions() if f.name == chain[-1]]
+            return found[0] if len(found) == 1 else None
+        return None
 
     def raw_request(self, node: ast.Call, label: str, client: Client) -> None:
         method = self.string(node.args[0]) if node.args else None

@@ -337,8 +337,12 @@ class _File:
             self.field_params.setdefault(field, (self.callee(m), names.index(value)))
 
     def value(self, node: ts.Node) -> ts.Node:
-        """A local variable's value when its method assigns it once (`opts = {...}`)."""
+        """A local variable's value when its method assigns it once (`opts = {...}`), or the
+        hash a method of the file without parameters returns (`header`, `self.header`)."""
         for _ in range(4):
+            helper = self.hash_helper(node)
+            if helper is not None:
+                return helper
             if node.type not in ("identifier", "instance_variable"):
                 return node
             values = self.assigned.get((self.scope(node), text(node)), [])
@@ -346,6 +350,39 @@ class _File:
                 return node
             node = values[0]
         return node
+
+    _helpers: dict[str, ts.Node | None] | None = None
+
+    def hash_helper(self, node: ts.Node) -> ts.Node | None:
+        """`Stripe::Balance.retrieve(header)` with `def header; {stripe_account: id}; end` in
+        the file: the request options a method builds (issue 25). Ruby reads a bare name that
+        is not a local variable or parameter as a call of the method; a name the file defines
+        twice with different bodies is neither."""
+        if node.type == "call" and text(node.child_by_field_name("receiver")) == "self" and (
+                node.child_by_field_name("arguments") is None):
+            name = text(node.child_by_field_name("method"))
+        elif node.type == "identifier" and (self.scope(node), text(node)) not in self.assigned:
+            m = self.method_of(node)
+            if m is not None and text(node) in _params(m):
+                return None
+            name = text(node)
+        else:
+            return None
+        if self._helpers is None:
+            self._helpers = {}
+            for fn in self.functions:
+                body = fn.child_by_field_name("body")
+                last = body.named_children[-1] if body is not None and (
+                    body.named_child_count) else None
+                if last is not None and last.type in ("assignment", "operator_assignment"):
+                    last = last.child_by_field_name("right")  # `@h ||= {...}`
+                if fn.type != "method" or _params(fn) or last is None or last.type != "hash":
+                    continue
+                key = text(fn.child_by_field_name("name"))
+                old = self._helpers.get(key, last)
+                self._helpers[key] = last if old is not None and text(old) == text(last) \
+                    else None
+        return self._helpers.get(name)
 
     def hash_of(self, node: ts.Node) -> dict[str, ts.Node]:
         """An options hash: a literal, or a variable assigned one (and `opts[:k] = v`)."""
