@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import tree_sitter as ts
 import tree_sitter_ruby as ts_ruby
 
+from permgate.scan import oauthlibs
 from permgate.scan.common import (
     Context,
     Piece,
@@ -300,6 +301,28 @@ class _File:
         ))
         return True
 
+    def oauth_library(self, node: ts.Node, chain: list[str]) -> bool:
+        """`provider :stripe_connect, id, secret` (OmniAuth::Builder), `config.omniauth
+        :stripe_connect` (Devise), `use OmniAuth::Strategies::StripeConnect`: an OmniAuth
+        strategy that reads the account with the token it obtains (`data/oauth_libraries.json`)."""
+        if chain[-1] not in ("provider", "omniauth", "use"):
+            return False
+        args = self.positional(node.child_by_field_name("arguments"))
+        first = args[0] if args else None
+        lib = None
+        if first is not None and first.type in ("simple_symbol", "string"):
+            lib = oauthlibs.find("ruby", "omniauth", text(first).lstrip(":").strip("'\""))
+        elif first is not None and first.type == "scope_resolution":
+            path = _chain(first) or []
+            if path[:2] == ["OmniAuth", "Strategies"] and len(path) == 3:
+                lib = oauthlibs.find("ruby", "strategy", path[2])
+        if lib is None or first is None:
+            return False
+        row, col = node.start_point
+        self.out.calls.extend(oauthlibs.calls(self.ctx, lib, row + 1, col + 1,
+                                              f"{'.'.join(chain)} {text(first)}"))
+        return True
+
     def callee(self, method: ts.Node) -> str:
         """The name callers use: a method's, or for `initialize` its class's constant path
         (`Pay::Billing`; a constant is Ruby's path to a class, as Zeitwerk's to its file)."""
@@ -497,6 +520,8 @@ class _File:
             "receiver"
         ) == node
         chain = _chain(node)
+        if chain and self.oauth_library(node, chain):
+            return
         if not chain or len(chain) < 2:
             self.note_arguments(node, chain)
             return
