@@ -120,3 +120,22 @@ def test_every_library_fact_names_its_source_and_a_request_the_engine_knows() ->
         for method, path in row["calls"]:
             d = permgate.default_engine().requirements(method, path)
             assert d.kind == "missing" and d.required, (method, path)
+
+
+LOCKED = {  # form -> (lock file, its text with {v}, a version before the library's calls)
+    "ruby-devise": ("Gemfile.lock", "GEM\n  specs:\n    omniauth-stripe-connect ({v})\n"
+                                    "      omniauth-oauth2 (~> 1.4)\n", "2.4.0"),
+    "python-social-auth": ("requirements.txt", "Django==4.2\nsocial_auth_core=={v}\n", "4.3.0"),
+    "php-socialite": ("composer.lock", '{"packages": [{\n  "name": "socialiteproviders/stripe",'
+                                       '\n  "version": "v{v}"}]}\n', "1.1.0"),
+}
+
+
+@pytest.mark.parametrize("form", sorted(LOCKED))
+def test_a_locked_version_older_than_the_request_sends_nothing(tmp_path: Path, form: str) -> None:
+    files, use, _ = CASES[form]
+    lock, body, old = LOCKED[form]
+    assert _needed(tmp_path / "old", {**files, lock: body.replace("{v}", old)}, use) == set()
+    # control: a version that sends it
+    assert _needed(tmp_path / "new", {**files, lock: body.replace("{v}", "9.0.0")}, use) == {
+        "connected_account_read"}
