@@ -43,6 +43,10 @@ CASES: dict[str, tuple[dict[str, str], str, tuple[str, ...]]] = {
                    "class Application < Rails::Application\n"
                    "  config.middleware.use OmniAuth::Strategies::{p}, ENV['ID'], ENV['S']\nend\n"},
                   "StripeConnect", ("GitHub", "StripeConnectMock")),
+    "ruby-subclass": ({"lib/omniauth/stripe_mine.rb":
+                       "class StripeMine < OmniAuth::Strategies::{p}\n"
+                       "  option :name, 'stripe_mine'\nend\n"},
+                      "StripeConnect", ("OAuth2", "GitHub")),
     "python-social-auth": ({"proj/settings.py":
                             "from social_core.backends.oauth import BaseOAuth2\n"
                             "AUTHENTICATION_BACKENDS = ('{p}',\n"
