@@ -143,3 +143,30 @@ def test_a_locked_version_older_than_the_request_sends_nothing(tmp_path: Path, f
     # control: a version that sends it
     assert _needed(tmp_path / "new", {**files, lock: body.replace("{v}", "9.0.0")}, use) == {
         "connected_account_read"}
+
+
+# An OAuth client session sends the token it holds on the requests the app makes with it:
+# requests-oauthlib's / authlib's OAuth2Session (Python), the oauth2 gem's token (Ruby).
+SESSIONS = {
+    "python": {"auth.py": "from requests_oauthlib import OAuth2Session\n\n"
+                          "def callback(code):\n"
+                          "    oauth = {p}(CLIENT_ID, redirect_uri=REDIRECT)\n"
+                          "    oauth.fetch_token('https://connect.stripe.com/oauth/token', "
+                          "code=code)\n"
+                          "    return oauth.get('https://api.stripe.com/v1/account').json()\n"},
+    "ruby": {"auth.rb": "def callback(code)\n"
+                        "  client = OAuth2::Client.new(ENV['ID'], ENV['SECRET'], "
+                        "site: 'https://connect.stripe.com')\n"
+                        "  oauth = {p}\n"
+                        "  oauth.get('https://api.stripe.com/v1/account')\nend\n"},
+}
+SESSION_USES = {"python": ("OAuth2Session", "requests.Session"),
+                "ruby": ("client.auth_code.get_token(code)", "Faraday.new")}
+
+
+@pytest.mark.parametrize("lang", sorted(SESSIONS))
+def test_an_oauth_session_sends_the_token_it_holds(tmp_path: Path, lang: str) -> None:
+    use, control = SESSION_USES[lang]
+    assert _needed(tmp_path / "use", SESSIONS[lang], use) == {"connected_account_read"}
+    # control: a plain HTTP session of unknown key is not counted (reported as unknown)
+    assert _needed(tmp_path / "control", SESSIONS[lang], control) == set()

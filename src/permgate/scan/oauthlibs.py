@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from permgate.scan.common import Context
 from permgate.scan.model import Call
@@ -30,13 +31,18 @@ class Library:
 
 
 @cache
+def _table() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(resources.files("permgate.scan").joinpath(
+        "data/oauth_libraries.json").read_text("utf-8"))
+    return doc
+
+
+@cache
 def libraries(language: str) -> dict[str, Library]:
     """A language's libraries by each value of their use fields (`stripe_connect`,
     `social_core.backends.stripe.StripeOAuth2`, ...): the key an extractor looks up."""
-    doc = json.loads(resources.files("permgate.scan").joinpath(
-        "data/oauth_libraries.json").read_text("utf-8"))
     out: dict[str, Library] = {}
-    for row in doc["libraries"]:
+    for row in _table()["libraries"]:
         if row["language"] != language:
             continue
         lib = Library(row["library"], tuple((m, p) for m, p in row["calls"]),
@@ -46,6 +52,17 @@ def libraries(language: str) -> dict[str, Library]:
             if field != "constructor":
                 out[f"{field}:{value}"] = lib
     return out
+
+
+@cache
+def session_classes(language: str) -> dict[str, str]:
+    """OAuth client sessions that send the token they hold on every request, by class name
+    (`OAuth2Session`) -> the libraries that define it."""
+    out: dict[str, list[str]] = {}
+    for row in _table()["sessions"]:
+        if row["language"] == language:
+            out.setdefault(row["class"], []).append(row["library"])
+    return {cls: " / ".join(libs) for cls, libs in out.items()}
 
 
 def find(language: str, field: str, value: str) -> Library | None:

@@ -182,6 +182,8 @@ class _File:
         # HTTP sessions whose headers or auth the file sets (`s.headers.update({...})`,
         # `s.auth = (key, "")`, `requests.Session()` then ...): name -> headers dict or auth
         self.session_auth: dict[str, ast.expr] = {}
+        # OAuth client sessions (`OAuth2Session`), by name -> which library, where
+        self.oauth_sessions: dict[str, str] = {}
         # names whose "stripe_account" key the file assigns, by the function that assigns it
         # (None at the top level): a name reused in another function is other options
         self.account_options: dict[tuple[int | None, str], ast.expr] = {}
@@ -230,6 +232,16 @@ class _File:
                         self.classes[a.asname or a.name] = dotted
                     elif a.name == "StripeClient":
                         self.classes[a.asname or a.name] = "StripeClient"
+            elif (isinstance(node, ast.Assign) and len(node.targets) == 1
+                  and isinstance(node.value, ast.Call) and isinstance(
+                      node.targets[0], ast.Name | ast.Attribute)
+                  and (cls := (_chain(node.value.func) or [""])[-1])
+                  in oauthlibs.session_classes("python")):
+                # `oauth = OAuth2Session(client_id, token=token)`: it sends its access token
+                target = node.targets[0]
+                sess = target.id if isinstance(target, ast.Name) else target.attr
+                self.oauth_sessions[sess] = (f"{oauthlibs.session_classes('python')[cls]} at "
+                                             f"{self.ctx.file}:{node.lineno}")
             elif (isinstance(node, ast.Assign) and len(node.targets) == 1
                   and _session_auth(node.targets[0], node.value) is not None):
                 sess_name, auth = _session_auth(node.targets[0], node.value) or (
@@ -1295,6 +1307,10 @@ class _File:
                 sess if isinstance(sess, ast.Tuple) else None, cls, None)
             if acc != "unknown":
                 account, why = acc, f"the session {owner} sends {w}"
+        if account == "unknown" and owner in self.oauth_sessions:
+            account, why = "installing", (
+                f"the OAuth2Session {owner} ({self.oauth_sessions[owner]}) sends the OAuth "
+                "access token it holds: the installing account")
         userinfo = self.userinfo(url)
         if account == "unknown" and userinfo is not None:
             # `f"https://{token}:@api.stripe.com/..."`: the key is the URL's user name
