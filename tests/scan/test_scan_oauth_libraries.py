@@ -170,3 +170,23 @@ def test_an_oauth_session_sends_the_token_it_holds(tmp_path: Path, lang: str) ->
     assert _needed(tmp_path / "use", SESSIONS[lang], use) == {"connected_account_read"}
     # control: a plain HTTP session of unknown key is not counted (reported as unknown)
     assert _needed(tmp_path / "control", SESSIONS[lang], control) == set()
+
+
+@pytest.mark.parametrize("provider", ["Stripe", "GenericProvider"])
+def test_a_league_provider_sends_its_token_on_authenticated_requests(
+    tmp_path: Path, provider: str
+) -> None:
+    opts = ("['clientId' => getenv('ID'), 'urlAuthorize' => 'https://connect.stripe.com/oauth/"
+            "authorize', 'urlAccessToken' => 'https://connect.stripe.com/oauth/token', "
+            "'urlResourceOwnerDetails' => 'https://api.stripe.com/v1/account']")
+    files = {"src/Sync.php": "<?php\nuse AdamPaterson\\OAuth2\\Client\\Provider\\Stripe;\n"
+                             "use League\\OAuth2\\Client\\Provider\\GenericProvider;\n"
+                             "function sync($token) {\n"
+                             f"  $provider = new {provider}({opts});\n"
+                             "  $req = $provider->getAuthenticatedRequest('GET', "
+                             "'{p}/v1/charges?expand[]=data.customer', $token);\n"
+                             "  return $provider->getParsedResponse($req);\n}\n"}
+    assert _needed(tmp_path / "api", files, "https://api.stripe.com") == {
+        "charge_read", "customer_read"}
+    # control: the same provider's authenticated request to another host
+    assert _needed(tmp_path / "other", files, "https://example.com") == set()

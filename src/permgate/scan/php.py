@@ -308,8 +308,11 @@ class _File:
 
     def resource_owner(self, node: ts.Node) -> bool:
         """`$provider->getResourceOwner($accessToken)`: the OAuth client library requests its
-        resource-owner URL with the access token it was given, the installing account's."""
-        if _name(node.child_by_field_name("name")) != "getResourceOwner":
+        resource-owner URL with the access token it was given, the installing account's; so
+        does `$provider->getAuthenticatedRequest('GET', $apiUrl, $accessToken)` (league's
+        Bearer providers put the token in its header)."""
+        name = _name(node.child_by_field_name("name"))
+        if name not in ("getResourceOwner", "getAuthenticatedRequest"):
             return False
         obj = node.child_by_field_name("object")
         if obj is None:
@@ -322,14 +325,24 @@ class _File:
             found = None
         if found is None:
             return False
-        path, where = found
-        acc: Account = "installing"
+        (path, where), method = found, "GET"
+        expand: tuple[str, ...] = ()
         why = (f"an OAuth client (configured at {where}) reads its resource owner with the "
                "OAuth access token: the installing account")
+        if name == "getAuthenticatedRequest":
+            args = self._args(node)
+            verb = self.string(args[0]) if args else None
+            target = raw_target(self.pieces(args[1]), require_host=True) if len(args) > 2 \
+                else None
+            if verb is None or target is None:
+                return False
+            method, path, expand = verb.upper(), target.path, tuple(target.expand)
+            why = (f"an OAuth client (configured at {where}) sends the OAuth access token it "
+                   "is given as a Bearer header: the installing account")
         if self.ctx.ui_extension:
             why = "a UI extension"
-        self.out.calls.append(Call(*self.where(node), f"{text(obj)}->getResourceOwner", "GET",
-                                   path, (), acc, (), why))
+        self.out.calls.append(Call(*self.where(node), f"{text(obj)}->{name}", method, path,
+                                   expand, "installing", (), why))
         return True
 
     def socialite(self, node: ts.Node) -> bool:
