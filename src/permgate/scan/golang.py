@@ -18,6 +18,7 @@ from functools import cache
 import tree_sitter as ts
 import tree_sitter_go as ts_go
 
+from permgate.scan import oauthlibs
 from permgate.scan.common import Context, Project, bind_value, fixed_account, key_account_why
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope
 from permgate.scan.sdk import Route, table
@@ -172,9 +173,14 @@ class _File:
         self.imported: dict[str, str] = {}
         self.stripe_locals: set[str] = set()  # stripe-go's packages, by their local names
         classes = _classes_by_package()
+        # OAuth libraries that read the account with their token, by local package name
+        self.oauth_pkgs: dict[str, oauthlibs.Library] = {}
         for spec in caps.get("import", []):
             alias = spec.child_by_field_name("name")
             path = _IMPORT_PATH.search(text(spec))
+            lib = oauthlibs.find("go", "import", path.group(1)) if path is not None else None
+            if lib is not None and path is not None:
+                self.oauth_pkgs[text(alias) if alias is not None else _package(path.group(1))] = lib
             if path is not None and (alias is None or text(alias) not in ("_", ".")):
                 pkg = _package(path.group(1))
                 self.imported[text(alias) if alias is not None else pkg] = pkg
@@ -512,6 +518,18 @@ class _File:
             self.out.source = self.source  # `event.account` lines: read only if a handler asks
         return self.out
 
+    def oauth_library(self, node: ts.Node, fn: ts.Node) -> bool:
+        """`goth.UseProviders(stripe.New(key, secret, callback))` with goth's Stripe provider
+        imported: it reads the account with the token it obtains (`data/oauth_libraries.json`)."""
+        operand = fn.child_by_field_name("operand") if fn.type == "selector_expression" else None
+        lib = self.oauth_pkgs.get(text(operand)) if operand is not None else None
+        if lib is None or text(fn.child_by_field_name("field")) != oauthlibs.use(
+                lib, "constructor"):
+            return False
+        row, col = node.start_point
+        self.out.calls.extend(oauthlibs.calls(self.ctx, lib, row + 1, col + 1, text(fn)))
+        return True
+
     def route(self, fn: ts.Node) -> Route | None:
         if fn.type != "selector_expression":
             return None
@@ -577,6 +595,8 @@ class _File:
     def call(self, node: ts.Node) -> None:
         fn = node.child_by_field_name("function")
         if fn is None:
+            return
+        if self.oauth_pkgs and self.oauth_library(node, fn):
             return
         route = self.route(fn)
         if route is None:

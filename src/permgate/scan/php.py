@@ -19,6 +19,7 @@ from typing import TypeVar
 import tree_sitter as ts
 import tree_sitter_php as ts_php
 
+from permgate.scan import oauthlibs
 from permgate.scan.common import (
     HTTP_VERBS,
     Context,
@@ -283,24 +284,35 @@ class _File:
         self.out.partial = deep
 
     def _provider(self, left: ts.Node, construct: ts.Node) -> None:
-        args = self._args(construct)
-        opts = self.array(args[0]) if args else None
-        url = (opts or {}).get("urlResourceOwnerDetails")
-        pieces = self.pieces(url) if url is not None else []
-        target = raw_target(pieces, require_host=True) if pieces else None
-        if target is None:
-            return
         where = f"{self.ctx.file}:{construct.start_point[0] + 1}"
+        cls = construct.named_children[0] if construct.named_child_count else None
+        # a provider class of the table (`new \AdamPaterson\OAuth2\Client\Provider\Stripe`)
+        # knows its resource owner's URL itself
+        lib = oauthlibs.find("php", "class", self.class_name(text(cls))) if cls is not None \
+            and cls.type in ("name", "qualified_name") else None
+        if lib is not None:
+            path, where = lib.calls[0][1], f"{where}, {lib.name}"
+        else:
+            args = self._args(construct)
+            opts = self.array(args[0]) if args else None
+            url = (opts or {}).get("urlResourceOwnerDetails")
+            pieces = self.pieces(url) if url is not None else []
+            target = raw_target(pieces, require_host=True) if pieces else None
+            if target is None:
+                return
+            path = target.path
         if left.type == "variable_name":
-            self.owners[(self.scope(left), _name(left))] = (target.path, where)
+            self.owners[(self.scope(left), _name(left))] = (path, where)
         elif left.type == "member_access_expression":
-            self.owners[(_TOP, "->" + _name(left.child_by_field_name("name")))] = (
-                target.path, where)
+            self.owners[(_TOP, "->" + _name(left.child_by_field_name("name")))] = (path, where)
 
     def resource_owner(self, node: ts.Node) -> bool:
         """`$provider->getResourceOwner($accessToken)`: the OAuth client library requests its
-        resource-owner URL with the access token it was given, the installing account's."""
-        if _name(node.child_by_field_name("name")) != "getResourceOwner":
+        resource-owner URL with the access token it was given, the installing account's; so
+        does `$provider->getAuthenticatedRequest('GET', $apiUrl, $accessToken)` (league's
+        Bearer providers put the token in its header)."""
+        name = _name(node.child_by_field_name("name"))
+        if name not in ("getResourceOwner", "getAuthenticatedRequest"):
             return False
         obj = node.child_by_field_name("object")
         if obj is None:
@@ -313,14 +325,48 @@ class _File:
             found = None
         if found is None:
             return False
-        path, where = found
-        acc: Account = "installing"
+        (path, where), method = found, "GET"
+        expand: tuple[str, ...] = ()
         why = (f"an OAuth client (configured at {where}) reads its resource owner with the "
                "OAuth access token: the installing account")
+        if name == "getAuthenticatedRequest":
+            args = self._args(node)
+            verb = self.string(args[0]) if args else None
+            target = raw_target(self.pieces(args[1]), require_host=True) if len(args) > 2 \
+                else None
+            if verb is None or target is None:
+                return False
+            method, path, expand = verb.upper(), target.path, tuple(target.expand)
+            why = (f"an OAuth client (configured at {where}) sends the OAuth access token it "
+                   "is given as a Bearer header: the installing account")
         if self.ctx.ui_extension:
             why = "a UI extension"
-        self.out.calls.append(Call(*self.where(node), f"{text(obj)}->getResourceOwner", "GET",
-                                   path, (), acc, (), why))
+        self.out.calls.append(Call(*self.where(node), f"{text(obj)}->{name}", method, path,
+                                   expand, "installing", (), why))
+        return True
+
+    def socialite(self, node: ts.Node) -> bool:
+        """`Socialite::driver('stripe')->user()` (also `with`, `->stateless()`,
+        `userFromToken`): a Socialite provider of the table reads the account with the token
+        it obtains (`data/oauth_libraries.json`); `redirect()` requests nothing."""
+        if _name(node.child_by_field_name("name")) not in ("user", "userFromToken"):
+            return False
+        obj = node.child_by_field_name("object")
+        for _ in range(4):  # `->stateless()`, `->scopes([...])` between the driver and user()
+            if obj is None or obj.type != "member_call_expression":
+                break
+            obj = obj.child_by_field_name("object")
+        if obj is None or obj.type != "scoped_call_expression" or not text(
+                obj.child_by_field_name("scope")).endswith("Socialite") or _name(
+                obj.child_by_field_name("name")) not in ("driver", "with"):
+            return False
+        args = self._args(obj)
+        lib = oauthlibs.find("php", "socialite", (self.string(args[0]) or "").lower()) if (
+            args) else None
+        if lib is None:
+            return False
+        self.out.calls.extend(oauthlibs.calls(self.ctx, lib, *self.where(node)[1:],
+                                              text(node)[:60]))
         return True
 
     def scopes_of(self, node: ts.Node) -> list[_Key]:
@@ -643,7 +689,7 @@ class _File:
     def call(self, node: ts.Node) -> None:
         if node.type == "member_call_expression":
             chain = _chain(node)
-            if self.instance_call(node) or self.resource_owner(node):
+            if self.instance_call(node) or self.resource_owner(node) or self.socialite(node):
                 return
             if chain and self.service_call(node, chain):
                 return

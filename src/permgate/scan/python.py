@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 
+from permgate.scan import oauthlibs
 from permgate.scan.common import (
     API_HOSTS,
     FORWARDED,
@@ -148,6 +149,9 @@ class _File:
         self.ctx = ctx
         self.tree = tree
         self.out = FileFindings()
+        # OAuth libraries the file uses: each recorded once, where it is first named
+        self.oauth_seen: dict[str, tuple[oauthlibs.Library, ast.Constant | ast.ImportFrom,
+                                         str]] = {}
         self.modules: set[str] = set()  # names bound to the `stripe` module
         self.classes: dict[str, str] = {}  # local name -> resource class ("checkout.Session")
         self.clients: dict[str, Client] = {}  # names bound to StripeClient instances
@@ -178,6 +182,8 @@ class _File:
         # HTTP sessions whose headers or auth the file sets (`s.headers.update({...})`,
         # `s.auth = (key, "")`, `requests.Session()` then ...): name -> headers dict or auth
         self.session_auth: dict[str, ast.expr] = {}
+        # OAuth client sessions (`OAuth2Session`), by name -> which library, where
+        self.oauth_sessions: dict[str, str] = {}
         # names whose "stripe_account" key the file assigns, by the function that assigns it
         # (None at the top level): a name reused in another function is other options
         self.account_options: dict[tuple[int | None, str], ast.expr] = {}
@@ -226,6 +232,16 @@ class _File:
                         self.classes[a.asname or a.name] = dotted
                     elif a.name == "StripeClient":
                         self.classes[a.asname or a.name] = "StripeClient"
+            elif (isinstance(node, ast.Assign) and len(node.targets) == 1
+                  and isinstance(node.value, ast.Call) and isinstance(
+                      node.targets[0], ast.Name | ast.Attribute)
+                  and (cls := (_chain(node.value.func) or [""])[-1])
+                  in oauthlibs.session_classes("python")):
+                # `oauth = OAuth2Session(client_id, token=token)`: it sends its access token
+                target = node.targets[0]
+                sess = target.id if isinstance(target, ast.Name) else target.attr
+                self.oauth_sessions[sess] = (f"{oauthlibs.session_classes('python')[cls]} at "
+                                             f"{self.ctx.file}:{node.lineno}")
             elif (isinstance(node, ast.Assign) and len(node.targets) == 1
                   and _session_auth(node.targets[0], node.value) is not None):
                 sess_name, auth = _session_auth(node.targets[0], node.value) or (
@@ -1006,6 +1022,14 @@ class _File:
                 self.out.events.append(
                     EventUse(self.ctx.file, node.lineno, node.col_offset + 1, node.value)
                 )
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                self.oauth_library(node, node.value)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for alias in node.names:
+                    self.oauth_library(node, f"{node.module}.{alias.name}")
+        for _, (lib, at, dotted) in sorted(self.oauth_seen.items()):
+            self.out.calls.extend(oauthlibs.calls(
+                self.ctx, lib, at.lineno, at.col_offset + 1, repr(dotted)))
         if self.out.events:
             self.out.source = source  # `event.account` lines: read only if a handler asks
         for defined, req in self.wrapper_requests.items():
@@ -1017,6 +1041,22 @@ class _File:
                     "the request of a wrapper not called in its own file: the paths its "
                     "callers pass are read where the scan sees them"))
         return self.out
+
+    def oauth_library(self, node: ast.Constant | ast.ImportFrom, dotted: str) -> None:
+        """`AUTHENTICATION_BACKENDS = ["social_core.backends.stripe.StripeOAuth2"]`,
+        `INSTALLED_APPS = [..., "allauth.socialaccount.providers.stripe"]`, or an import
+        from them: a backend that reads the account with the token it obtains
+        (`data/oauth_libraries.json`); once per library and file."""
+        if "stripe" not in dotted:
+            return
+        parts = dotted.split(".")
+        for n in range(len(parts), 2, -1):  # the name itself, or a name inside it
+            lib = oauthlibs.find("python", "dotted", ".".join(parts[:n]))
+            seen = self.oauth_seen.get(lib.name) if lib is not None else None
+            if lib is not None and (seen is None or (node.lineno, node.col_offset) < (
+                    seen[1].lineno, seen[1].col_offset)):
+                self.oauth_seen[lib.name] = (lib, node, dotted)  # the first in the source
+                return
 
     def escape(self, node: ast.Call, chain: list[str]) -> None:
         """A package's function handed the installing account's credential (a value)."""
@@ -1380,6 +1420,10 @@ class _File:
                 sess if isinstance(sess, ast.Tuple) else None, cls, None)
             if acc != "unknown":
                 account, why = acc, f"the session {owner} sends {w}"
+        if account == "unknown" and owner in self.oauth_sessions:
+            account, why = "installing", (
+                f"the OAuth2Session {owner} ({self.oauth_sessions[owner]}) sends the OAuth "
+                "access token it holds: the installing account")
         userinfo = self.userinfo(url)
         if account == "unknown" and userinfo is not None:
             # `f"https://{token}:@api.stripe.com/..."`: the key is the URL's user name

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import tree_sitter as ts
 import tree_sitter_ruby as ts_ruby
 
+from permgate.scan import oauthlibs
 from permgate.scan.common import (
     Context,
     Piece,
@@ -172,6 +173,8 @@ class _File:
         self.calls = sorted(caps.get("call", []), key=lambda n: (n.end_byte, -n.start_byte))
         self.functions = caps.get("fn", [])
         self.nesting = Enclosing(caps.get("nest", []))  # classes and modules
+        self.subclasses = [n for n in caps.get("nest", []) if n.type == "class"
+                           and n.child_by_field_name("superclass") is not None]
         self.clients: dict[str, Client] = {}
         # values assigned to local variables, by (method, name); `opts[:k] = v` likewise
         self.assigned: dict[tuple[_Key, str], list[ts.Node]] = {}
@@ -298,6 +301,33 @@ class _File:
             self.ctx.file, row + 1, col + 1, ".".join(chain), verb.upper(), target.path,
             target.expand, "installing", (), "a UI extension" if self.ctx.ui_extension else why,
         ))
+        return True
+
+    def oauth_library(self, node: ts.Node, chain: list[str], first: ts.Node | None = None
+                      ) -> bool:
+        """`provider :stripe_connect, id, secret` (OmniAuth::Builder), `config.omniauth
+        :stripe_connect` (Devise), `use OmniAuth::Strategies::StripeConnect`, a subclass of
+        the strategy (`first`: its superclass): an OmniAuth strategy that reads the account
+        with the token it obtains (`data/oauth_libraries.json`)."""
+        if first is None:
+            if chain[-1] not in ("provider", "omniauth", "use"):
+                return False
+            args = self.positional(node.child_by_field_name("arguments"))
+            first = args[0] if args else None
+        lib = None
+        if first is not None and first.type in ("simple_symbol", "string"):
+            lib = oauthlibs.find("ruby", "omniauth", text(first).lstrip(":").strip("'\""))
+        elif first is not None and first.type in ("scope_resolution", "constant"):
+            path = _chain(first) or []
+            if first.type == "constant" and chain == ["class"]:  # inside the gem's namespace
+                path = [*_const_path(self.nesting.around(node.start_byte))[:-1], *path]
+            if path[:2] == ["OmniAuth", "Strategies"] and len(path) == 3:
+                lib = oauthlibs.find("ruby", "strategy", path[2])
+        if lib is None or first is None:
+            return False
+        row, col = node.start_point
+        self.out.calls.extend(oauthlibs.calls(self.ctx, lib, row + 1, col + 1,
+                                              f"{'.'.join(chain)} {text(first)}"))
         return True
 
     def callee(self, method: ts.Node) -> str:
@@ -510,6 +540,11 @@ class _File:
         return acc, f"{where} from {why}"
 
     def run(self) -> FileFindings:
+        for cls in self.subclasses:  # `class MyStripe < OmniAuth::Strategies::StripeConnect`
+            sup = cls.child_by_field_name("superclass")
+            base = sup.named_children[0] if sup is not None and sup.named_child_count else None
+            if base is not None:
+                self.oauth_library(cls, ["class"], base)
         for node in self.calls:
             try:
                 self.call(node)
@@ -534,6 +569,8 @@ class _File:
             "receiver"
         ) == node
         chain = _chain(node)
+        if chain and self.oauth_library(node, chain):
+            return
         if not chain or len(chain) < 2:
             self.note_arguments(node, chain)
             return
