@@ -6,14 +6,19 @@ names that must not trigger: the library named but not used, and another provide
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
 import permgate
-from permgate.scan import scan
+from permgate.scan import oauthlibs, scan
+from permgate.scan.files import read_source
+from permgate.scan.model import Skipped
 
 OMNIAUTH = ("Rails.application.config.middleware.use OmniAuth::Builder do\n"
             "  provider {p}, ENV['STRIPE_CLIENT_ID'], ENV['STRIPE_SECRET_KEY']\nend\n")
@@ -190,3 +195,60 @@ def test_a_league_provider_sends_its_token_on_authenticated_requests(
         "charge_read", "customer_read"}
     # control: the same provider's authenticated request to another host
     assert _needed(tmp_path / "other", files, "https://example.com") == set()
+
+
+# Hostile lock files and literals: the version gate and the Python name lookup stay bounded.
+DEVISE = CASES["ruby-devise"][0]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+def test_a_lock_file_that_is_a_pipe_is_not_read(tmp_path: Path) -> None:
+    # reading a FIFO blocks until a writer comes: the scan would never end
+    for name, body in DEVISE.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(body.replace("{p}", ":stripe_connect"))
+    os.mkfifo(tmp_path / "Gemfile.lock")
+    done = subprocess.run([sys.executable, "-m", "permgate", "scan", str(tmp_path), "--json",
+                           "--no-progress"], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert "connected_account_read" in done.stdout
+
+
+def test_a_version_of_thousands_of_digits_does_not_drop_the_file(tmp_path: Path) -> None:
+    # int() of 5,000 digits raises ValueError: the whole file was skipped, its calls lost
+    lock = "GEM\n  specs:\n    omniauth-stripe-connect (" + "9" * 5000 + ")\n"
+    assert _needed(tmp_path, {**DEVISE, "Gemfile.lock": lock}, ":stripe_connect") == {
+        "connected_account_read"}
+
+
+def test_a_lock_file_is_read_once_per_scan(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[Path] = []
+
+    def counting(path: Path) -> bytes | Skipped:
+        reads.append(path)
+        return read_source(path)
+
+    monkeypatch.setattr(oauthlibs, "read_source", counting)
+    files = {f"config/initializers/s{i}.rb": DEVISE["config/initializers/devise.rb"]
+             for i in range(5)}
+    lock = "GEM\n  specs:\n    omniauth-stripe-connect (2.4.0)\n"
+    assert _needed(tmp_path, {**files, "Gemfile.lock": lock}, ":stripe_connect") == set()
+    assert reads == [tmp_path / "Gemfile.lock"]
+
+
+def test_a_long_dotted_literal_is_not_split_into_every_prefix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+    find = oauthlibs.find
+
+    def counting(language: str, field: str, value: str) -> oauthlibs.Library | None:
+        asked.append(value)
+        return find(language, field, value)
+
+    monkeypatch.setattr(oauthlibs, "find", counting)
+    # each prefix of a literal of n names joined: n^2 work (minutes for a 700 KB literal)
+    files = {"settings.py": "X = '{p}'\nY = 'social_core.backends.stripe.StripeOAuth2'\n"}
+    assert _needed(tmp_path, files, "stripe." * 3000) == {"connected_account_read"}
+    assert len(asked) <= 12

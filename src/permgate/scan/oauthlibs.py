@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from permgate.scan.common import Context
+from permgate.scan.files import read_source
 from permgate.scan.model import Call
+from permgate.scan.modules import Modules
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +87,48 @@ _LOCKS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
-def _version(v: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in v.split(".") if p.isdigit())
+_MAX_LOCKS = 100  # lock files read in one scan (a hostile tree has one in every folder)
+_MAX_ASKED = 100_000  # (lock file, package) answers remembered in one scan (bounded memory)
+
+
+class _Locks:
+    """One scan's lock-file answers: each (lock file, package) is read once per scan, not at
+    every use of the library (a tree of thousands of files naming it)."""
+
+    def __init__(self) -> None:
+        self.read = 0
+        self.asked: dict[tuple[Path, str], str] = {}
+
+
+_scans: weakref.WeakKeyDictionary[Modules, _Locks] = weakref.WeakKeyDictionary()
+
+
+def _version(v: str) -> tuple[int, ...] | None:
+    """`2.10.1` -> (2, 10, 1); None for what is no version (a component of 10+ digits: int()
+    of thousands of digits raises, and no library numbers its releases so)."""
+    parts = v.split(".")
+    if len(parts) > 8 or any(len(p) > 9 for p in parts):
+        return None
+    return tuple(int(p) for p in parts if p.isdigit())
+
+
+def _lock_version(modules: Modules, lock: Path, pattern: str, package: str) -> str:
+    """The version of `package` that `lock` names ("" when none, or the file is not read: a
+    symlink, not a regular file (a FIFO would block), over MAX_BYTES, or past the bounds)."""
+    locks = _scans.setdefault(modules, _Locks())
+    key = (lock, package)
+    if key in locks.asked:
+        return locks.asked[key]
+    found = ""
+    if locks.read < _MAX_LOCKS and lock.is_file() and not lock.is_symlink():
+        locks.read += 1
+        data = read_source(lock)
+        m = re.search(pattern, data.decode("utf-8", "replace")) if isinstance(
+            data, bytes) else None
+        found = m.group(1) if m is not None else ""
+    if len(locks.asked) < _MAX_ASKED:
+        locks.asked[key] = found
+    return found
 
 
 def locked_older(ctx: Context, lib: Library) -> str | None:
@@ -97,14 +141,12 @@ def locked_older(ctx: Context, lib: Library) -> str | None:
     name = re.escape(lib.package).replace("\\-", "[-_]")  # pip folds - and _
     for _ in range(8):
         for lock, pattern in _LOCKS.get(lib.registry, ()):
-            try:
-                found = re.search(pattern.format(name=name),
-                                  (folder / lock).read_text("utf-8", "replace")[:2_000_000])
-            except OSError:
+            found = _lock_version(ctx.modules, folder / lock, pattern.format(name=name),
+                                  lib.package)
+            if not found:
                 continue
-            if found is None:
-                continue
-            return found.group(1) if _version(found.group(1)) < _version(lib.since) else None
+            have, since = _version(found), _version(lib.since)
+            return found if have is not None and since is not None and have < since else None
         if folder == root or root not in folder.parents:
             return None
         folder = folder.parent

@@ -1049,7 +1049,9 @@ class _File:
         (`data/oauth_libraries.json`); once per library and file."""
         if "stripe" not in dotted:
             return
-        parts = dotted.split(".")
+        # at most 8 names deep: a literal of thousands of dots, each prefix joined, would be
+        # quadratic work (the table's paths are 4 or 5 names)
+        parts = dotted.split(".", 8)[:8]
         for n in range(len(parts), 2, -1):  # the name itself, or a name inside it
             lib = oauthlibs.find("python", "dotted", ".".join(parts[:n]))
             seen = self.oauth_seen.get(lib.name) if lib is not None else None
