@@ -252,3 +252,35 @@ def test_a_long_dotted_literal_is_not_split_into_every_prefix(
     files = {"settings.py": "X = '{p}'\nY = 'social_core.backends.stripe.StripeOAuth2'\n"}
     assert _needed(tmp_path, files, "stripe." * 3000) == {"connected_account_read"}
     assert len(asked) <= 12
+
+
+# OmniAuth builds a strategy's `info` only `unless skip_info?`: omniauth-stripe-connect's and
+# -express's request is then not made; omniauth-stripe's `extra` requests it regardless.
+SKIP = {  # the use's options -> needed
+    ", skip_info: true": set(),
+    ", :skip_info => true": set(),
+    ", { skip_info: true }": set(),
+    ", skip_info: false": {"connected_account_read"},
+    ", skip_info: ->(uid) { User.exists?(uid: uid) }": {"connected_account_read"},
+}
+
+
+@pytest.mark.parametrize("form", ["ruby-omniauth-builder", "ruby-devise"])
+@pytest.mark.parametrize("opts", sorted(SKIP))
+def test_skip_info_true_stops_the_strategys_request(tmp_path: Path, form: str,
+                                                     opts: str) -> None:
+    files = {name: body.replace("ENV['STRIPE_SECRET_KEY']", "ENV['STRIPE_SECRET_KEY']" + opts)
+             for name, body in CASES[form][0].items()}
+    assert _needed(tmp_path / "connect", files, ":stripe_connect") == SKIP[opts]
+    # control: the same option on omniauth-stripe, whose `extra` reads the account anyway
+    assert _needed(tmp_path / "stripe", files, ":stripe") == {"connected_account_read"}
+
+
+def test_provider_outside_omniauth_builder_is_not_a_strategy(tmp_path: Path) -> None:
+    # another DSL's `provider :stripe` (a payment gateway's setting) requests nothing
+    files = {"config/initializers/payments.rb":
+             "Payments.configure do\n  provider {p}, ENV['STRIPE_SECRET_KEY']\nend\n"}
+    assert _needed(tmp_path / "other", files, ":stripe") == set()
+    # control: the same line in OmniAuth::Builder's block
+    assert _needed(tmp_path / "builder", {"config/initializers/omniauth.rb": OMNIAUTH},
+                   ":stripe") == {"connected_account_read"}

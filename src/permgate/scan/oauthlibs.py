@@ -32,6 +32,7 @@ class Library:
     registry: str = ""
     package: str = ""
     since: str = ""  # the first version that sends the calls ("": every version)
+    skipped_by: str = ""  # an option of the use that, set to true, stops the calls
 
 
 @cache
@@ -51,7 +52,7 @@ def libraries(language: str) -> dict[str, Library]:
             continue
         lib = Library(row["library"], tuple((m, p) for m, p in row["calls"]),
                       tuple(sorted(row["use"].items())), row["registry"], row["package"],
-                      row["since"])
+                      row["since"], row.get("skipped_by", ""))
         for field, value in lib.use:
             if field != "constructor":
                 out[f"{field}:{value}"] = lib

@@ -312,6 +312,10 @@ class _File:
         if first is None:
             if chain[-1] not in ("provider", "omniauth", "use"):
                 return False
+            # `provider` is OmniAuth::Builder's only where the builder is named: another
+            # DSL's `provider :stripe` (a payment gateway's) is no OAuth strategy
+            if chain[-1] == "provider" and b"OmniAuth" not in self.source:
+                return False
             args = self.positional(node.child_by_field_name("arguments"))
             first = args[0] if args else None
         lib = None
@@ -325,10 +329,23 @@ class _File:
                 lib = oauthlibs.find("ruby", "strategy", path[2])
         if lib is None or first is None:
             return False
+        if lib.skipped_by and chain != ["class"] and self.option_true(node, lib.skipped_by):
+            return True  # the strategy's request is not made
         row, col = node.start_point
         self.out.calls.extend(oauthlibs.calls(self.ctx, lib, row + 1, col + 1,
                                               f"{'.'.join(chain)} {text(first)}"))
         return True
+
+    def option_true(self, node: ts.Node, option: str) -> bool:
+        """`provider :stripe_connect, id, secret, skip_info: true` (or `:skip_info => true`,
+        a trailing `{...}`): the strategy's `option` set to the literal `true` (a lambda,
+        `skip_info: ->(uid) {...}`, skips only some logins: not this)."""
+        args = node.child_by_field_name("arguments")
+        if args is None:
+            return False
+        opts = [_hash_keys(args), *(_hash_keys(a) for a in args.named_children
+                                    if a.type == "hash")]
+        return any(o[option].type == "true" for o in opts if option in o)
 
     def callee(self, method: ts.Node) -> str:
         """The name callers use: a method's, or for `initialize` its class's constant path
