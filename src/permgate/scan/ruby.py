@@ -173,6 +173,7 @@ class _File:
         self.calls = sorted(caps.get("call", []), key=lambda n: (n.end_byte, -n.start_byte))
         self.functions = caps.get("fn", [])
         self.nesting = Enclosing(caps.get("nest", []))  # classes and modules
+        self.names_omniauth = b"OmniAuth" in source  # once: not at each `provider` call
         self.subclasses = [n for n in caps.get("nest", []) if n.type == "class"
                            and n.child_by_field_name("superclass") is not None]
         self.clients: dict[str, Client] = {}
@@ -314,7 +315,7 @@ class _File:
                 return False
             # `provider` is OmniAuth::Builder's only where the builder is named: another
             # DSL's `provider :stripe` (a payment gateway's) is no OAuth strategy
-            if chain[-1] == "provider" and b"OmniAuth" not in self.source:
+            if chain[-1] == "provider" and not self.names_omniauth:
                 return False
             args = self.positional(node.child_by_field_name("arguments"))
             first = args[0] if args else None
