@@ -1,0 +1,180 @@
+"""Issue 25, wrappers whose URL is a local variable and whose method is dispatched: the URL
+built in the wrapper's own locals (f-strings, `+`, `format`, `urljoin`, template literals), the
+request sent on any object's `.get`/`.post` or by `getattr(session, method.lower())` /
+`client.request(method, url)` / `axios({method, url})` / `fetch(url, {method})`, the method a
+parameter the wrapper branches on; and a bare API base followed by a run-time part, which is a
+path unknown at scan time (unresolved), never a query. Fixtures of our own, Python and JS/TS,
+each with a control using the same names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from permgate.scan import scan
+
+
+def _write(root: Path, files: dict[str, str]) -> Path:
+    for name, body in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(body)
+    return root
+
+
+def _calls(root: Path) -> set[tuple[str, str, str]]:
+    v = scan(root)
+    return {(c.call.method, c.call.path, c.call.account) for c in v.calls}
+
+
+# --- the URL through the wrapper's locals, the method from a parameter ---------------------
+
+PY_DISPATCH = (
+    "from urllib.parse import urljoin\n\nimport requests\n\n"
+    "API_BASE = '{host}/v1'\n\n\n"
+    "async def stripe_request(ctx, method, path, params=None):\n"
+    "    url = f'{{API_BASE}}{{path}}'\n"
+    "    headers = {{'Authorization': f'Bearer {{ctx.access_token}}'}}\n"
+    "    if method == 'GET':\n"
+    "        return await ctx.http.get(url, params=params, headers=headers)\n"
+    "    return await ctx.http.post(url, data=params, headers=headers)\n\n\n"
+    "def send(session, method, path, token):\n"
+    "    url = urljoin(API_BASE + '/', path.lstrip('/'))\n"
+    "    return getattr(session, method.lower())(\n"
+    "        url, headers={{'Authorization': f'Bearer {{token}}'}})\n\n\n"
+    "def call(client, verb, path, key):\n"
+    "    target = '{{}}{{}}'.format(API_BASE, path)\n"
+    "    return client.request(verb.upper(), target, auth=(key, ''))\n\n\n"
+    "def other(path):\n"
+    "    url = 'https://example.com' + path\n"
+    "    return requests.get(url)\n\n\n"
+    "async def work(ctx, session, user):\n"
+    "    await stripe_request(ctx, 'GET', f'/customers/{{user.cid}}')\n"
+    "    await stripe_request(ctx, 'POST', '/refunds', {{'charge': 'ch_1'}})\n"
+    "    send(session, 'GET', '/balance', user.stripe_access_token)\n"
+    "    call(session, 'post', '/payouts', user.stripe_access_token)\n"
+    "    other('/disputes')\n"
+)
+
+JS_DISPATCH = (
+    "import axios from 'axios';\n"
+    "const API_BASE = '{host}/v1';\n"
+    "export async function stripeRequest(ctx, method, path, params) {{\n"
+    "  const url = `${{API_BASE}}${{path}}`;\n"
+    "  const headers = {{Authorization: `Bearer ${{ctx.accessToken}}`}};\n"
+    "  if (method === 'GET') {{\n"
+    "    return ctx.http.get(url, {{params, headers}});\n"
+    "  }}\n"
+    "  return ctx.http.post(url, params, {{headers}});\n"
+    "}}\n"
+    "function send(method, path, token) {{\n"
+    "  const url = API_BASE + path;\n"
+    "  return axios({{method, url, headers: {{Authorization: `Bearer ${{token}}`}}}});\n"
+    "}}\n"
+    "function call(path, verb, accessToken) {{\n"
+    "  const url = new URL(path, API_BASE + '/').toString();\n"
+    "  return fetch(`${{API_BASE}}${{path}}`, {{method: verb,\n"
+    "    headers: {{Authorization: `Bearer ${{accessToken}}`}}}});\n"
+    "}}\n"
+    "function other(path) {{\n"
+    "  const url = 'https://example.com' + path;\n"
+    "  return fetch(url);\n"
+    "}}\n"
+    "export async function work(ctx, user) {{\n"
+    "  await stripeRequest(ctx, 'GET', `/customers/${{user.cid}}`);\n"
+    "  await stripeRequest(ctx, 'POST', '/refunds', {{charge: 'ch_1'}});\n"
+    "  await send('GET', '/balance', user.stripeAccessToken);\n"
+    "  await call('/payouts', 'POST', user.stripeAccessToken);\n"
+    "  await other('/disputes');\n"
+    "}}\n"
+)
+
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_a_wrapper_with_a_local_url_and_a_dispatched_method(tmp_path: Path, lang: str) -> None:
+    name, text = ("app.py", PY_DISPATCH) if lang == "python" else ("app.js", JS_DISPATCH)
+    _write(tmp_path, {name: text.format(host="https://api.stripe.com")})
+    assert _calls(tmp_path) == {
+        ("GET", "/v1/customers/{param}", "installing"),
+        ("POST", "/v1/refunds", "installing"),
+        ("GET", "/v1/balance", "installing"),
+        ("POST", "/v1/payouts", "installing"),
+    }  # `other` requests another host: not a wrapper
+
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_the_same_wrappers_on_another_host_are_not_the_api(tmp_path: Path, lang: str) -> None:
+    # control: the same names and shapes, the base on another host
+    name, text = ("app.py", PY_DISPATCH) if lang == "python" else ("app.js", JS_DISPATCH)
+    _write(tmp_path, {name: text.format(host="https://api.example.com")})
+    v = scan(tmp_path)
+    assert v.calls == [] and v.findings.unresolved == []
+
+
+PY_FIXED = (
+    "API_BASE = 'https://api.stripe.com/v1'\n\n\n"
+    "async def stripe_request(ctx, method, path):\n"
+    "    url = f'{API_BASE}{path}'\n"
+    "    return await ctx.http.post(url, headers={'Authorization': f'Bearer {ctx.access_token}'})"
+    "\n\n\nasync def work(ctx):\n"
+    "    await stripe_request(ctx, 'GET', '/refunds')\n"
+)
+JS_FIXED = (
+    "const API_BASE = 'https://api.stripe.com/v1';\n"
+    "async function stripeRequest(ctx, method, path) {\n"
+    "  const url = `${API_BASE}${path}`;\n"
+    "  return ctx.http.post(url, {}, {headers: {Authorization: `Bearer ${ctx.accessToken}`}});\n"
+    "}\n"
+    "async function work(ctx) { await stripeRequest(ctx, 'GET', '/refunds'); }\n"
+)
+
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_a_method_parameter_the_wrapper_never_uses_does_not_choose_the_method(
+    tmp_path: Path, lang: str
+) -> None:
+    # control: `method` is a parameter, but the wrapper always posts
+    name, text = ("app.py", PY_FIXED) if lang == "python" else ("app.js", JS_FIXED)
+    _write(tmp_path, {name: text})
+    assert _calls(tmp_path) == {("POST", "/v1/refunds", "installing")}
+
+
+# --- a bare API base followed by a run-time part: a path unknown at scan time --------------
+
+PY_BARE = (
+    "import requests\n\nAPI = 'https://api.stripe.com/v1'\n"
+    "ENDPOINTS = ['/customers', '/charges']\n\n\n"
+    "def dump(access_token, qs):\n"
+    "    headers = {'Authorization': f'Bearer {access_token}'}\n"
+    "    for endpoint in ENDPOINTS:\n"
+    "        requests.get(API + endpoint, headers=headers)\n"
+    "    requests.get(API + '/invoices' + qs, headers=headers)\n"
+)
+JS_BARE = (
+    "const API = 'https://api.stripe.com/v1';\n"
+    "const ENDPOINTS = ['/customers', '/charges'];\n"
+    "export async function dump(accessToken, qs) {\n"
+    "  const headers = {Authorization: `Bearer ${accessToken}`};\n"
+    "  for (const endpoint of ENDPOINTS) {\n"
+    "    await fetch(API + endpoint, {headers});\n"
+    "  }\n"
+    "  await fetch(API + '/invoices' + qs, {headers});\n"
+    "}\n"
+)
+
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_a_bare_base_and_a_run_time_part_is_unresolved_not_a_query(
+    tmp_path: Path, lang: str
+) -> None:
+    name, text = ("app.py", PY_BARE) if lang == "python" else ("app.js", JS_BARE)
+    _write(tmp_path, {name: text})
+    v = scan(tmp_path, ["customer_read", "invoice_read"], "m")
+    # the base and a run-time part: some path (never `GET /v1` with a query string); the
+    # literal resource path glued to `qs` is a query on it (the control)
+    got = {(c.call.method, c.call.path, c.call.notes) for c in v.calls}
+    assert got == {("GET", "/v1/{param}", ()),
+                   ("GET", "/v1/invoices", ("query string built at run time",))}
+    # that path could be any: the grant nothing seen needs is unverified, not unused
+    assert v.covered == ["invoice_read"] and v.unused == []
+    assert [u.permission for u in v.unverified] == ["customer_read"]
