@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import cache
 from typing import TypeVar
 
@@ -22,7 +23,10 @@ from permgate.scan.common import (
     credential_escape,
     fixed_account,
     key_account_why,
+    param_mark,
     raw_target,
+    unmarked,
+    wrapper_path,
     wrapper_request,
 )
 from permgate.scan.model import (
@@ -108,6 +112,10 @@ class _File:
         self.project = ctx.project or Project()
         self.out = FileFindings()
         self.out.partial = deep
+        # the function whose locals `resolve` reads first (a URL kept in `const url = ...`),
+        # set while a request's URL is read; locals computed once per function
+        self.scope_fn: ts.Node | None = None
+        self.locals_cache: dict[int, dict[str, ts.Node]] = {}
         self.wanted: set[str] = set()  # functions whose callers decide a client or key
         # wrapper methods: name -> the class that has it (its start byte): another class's
         # method of that name is not the wrapper
@@ -326,58 +334,81 @@ class _File:
             params = _param_names(fn)
             if name is None or not params:
                 continue
-            for call in _descendants(fn, ("call_expression",)):
-                args = _args(call)
-                if not args:
-                    continue
-                cfg = self.props(args[0])
-                url = cfg.get("url") if cfg else args[0]
-                if url is None:
-                    continue
-                ps = self.pieces(url)
-                if len(ps) == 1 and ps[0] is None and _unwrap(url).type == "identifier" and (
-                        params.index(_text(_unwrap(url))) == 0 if _text(_unwrap(url)) in params
-                        else False):
-                    # `post(url)` around a request with a fixed method (issue 25): its call
-                    # sites that name the API host send that method
-                    verb = _text(call.child_by_field_name("function") or call).rsplit(".")[-1]
-                    m = next((self.string(o["method"]) for o in (cfg, *(
-                        self.props(a) for a in args[1:])) if o and "method" in o),
-                        verb.upper() if verb.lower() in HTTP_VERBS else None)
-                    if m is not None:
-                        self.url_wrappers[name] = m.upper()
-                    continue
-                if len(ps) < 2 or ps[0] is None or ps[1] is not None:
-                    continue
-                head = ps[0]
-                host = next((h for h in API_HOSTS if head.startswith(h)), None)
-                if host is None:
-                    continue
-                prefix = head[len(host):]
-                idx = self._param_piece(url, params)
-                if idx is None:
-                    continue
-                method: str | None = name.upper() if name.lower() in HTTP_VERBS else None
-                method_index = None
-                opts = [o for o in (cfg, *(self.props(a) for a in args[1:])) if o]
-                for o in opts:
-                    if "method" in o:
-                        m = self.string(o["method"])
-                        if m is not None:
-                            method = m.upper()
-                        elif _text(_unwrap(o["method"])) in params:
-                            method_index = params.index(_text(_unwrap(o["method"])))
-                if method is None and method_index is None:
-                    method = "GET"
-                acc, why = self._wrapper_account(fn)
-                self.wrapper_inner.add(call.id)  # the wrapper's own request is not a call site
-                row = fn.start_point[0] + 1
-                out[name] = Wrapper(prefix, idx, method, method_index, acc, why,
-                                    f"{self.ctx.file}:{row}")
+            self.scope_fn = fn  # `const url = `${API_BASE}${path}``: the function's locals
+            try:
+                w = self._wrapper_of(fn, name, params)
+            finally:
+                self.scope_fn = None
+            if w is not None:
+                out[name] = w
                 if fn.type == "method_definition":  # reached as `this.name(...)` only
                     self.method_wrappers[name] = _class_start(fn)
-                break
         return out
+
+    def _request_url(self, call: ts.Node) -> tuple[list[ts.Node], dict[str, ts.Node] | None,
+                                                   ts.Node | None]:
+        """A call's arguments, its config object (`axios({method, url})`) and its URL."""
+        args = _args(call)
+        cfg = self.props(args[0]) if args else None
+        return args, cfg, (cfg.get("url") if cfg else args[0]) if args else None
+
+    def _wrapper_of(self, fn: ts.Node, name: str, params: list[str]) -> Wrapper | None:
+        for call in _descendants(fn, ("call_expression",)):
+            args, cfg, url = self._request_url(call)
+            if url is None:
+                continue
+            ps = self.pieces(url)
+            callee = _text(call.child_by_field_name("function") or call)
+            if len(ps) == 1 and ps[0] is None and _unwrap(url).type == "identifier" and (
+                    params.index(_text(_unwrap(url))) == 0 if _text(_unwrap(url)) in params
+                    else False):
+                # `post(url)` around a request with a fixed method (issue 25): its call
+                # sites that name the API host send that method
+                verb = callee.rsplit(".")[-1]
+                m = next((self.string(o["method"]) for o in (cfg, *(
+                    self.props(a) for a in args[1:])) if o and "method" in o),
+                    verb.upper() if verb.lower() in HTTP_VERBS else None)
+                if m is not None:
+                    self.url_wrappers[name] = m.upper()
+                continue
+            sym = unmarked(self.pieces(url, params=params))
+            host = next((h for h in API_HOSTS if sym and isinstance(sym[0], str)
+                         and sym[0].startswith(h)), None)
+            path = wrapper_path("", [str(sym[0])[len(host):], *sym[1:]]) if host else None
+            if path is None:
+                continue
+            prefix, idx, rest = path
+            # the method: the request's options, else the callee's verb (`ctx.http.post`),
+            # else the wrapper's name (`get(path)`), else GET
+            verb = callee.rsplit(".")[-1].lower()
+            method: str | None = verb.upper() if verb in HTTP_VERBS else (
+                name.upper() if name.lower() in HTTP_VERBS else None)
+            method_index = None
+            for o in (o for o in (cfg, *(self.props(a) for a in args[1:])) if o):
+                if "method" in o:
+                    m = self.string(o["method"])
+                    if m is not None:
+                        method = m.upper()
+                    elif _text(_unwrap(o["method"])) in params:
+                        method_index = params.index(_text(_unwrap(o["method"])))
+            if method_index is None and (d := _dispatch_param(fn, params)) is not None and (
+                    d != idx):
+                # one request per verb, chosen by a method parameter: its call sites say
+                # which; the other verbs' requests of the same URL are the wrapper's own
+                method, method_index = None, d
+                sent = _text(url)
+                for other in _descendants(fn, ("call_expression",)):
+                    o_url = self._request_url(other)[2]
+                    if o_url is not None and _text(o_url) == sent:
+                        self.wrapper_inner.add(other.id)
+            if method is None and method_index is None:
+                method = "GET"
+            acc, why = self._wrapper_account(fn)
+            self.wrapper_inner.add(call.id)  # the wrapper's own request is not a call site
+            row = fn.start_point[0] + 1
+            return Wrapper(prefix, idx, method, method_index, acc, why,
+                           f"{self.ctx.file}:{row}", None, rest)
+        return None
 
     def http_client(self, value: ts.Node) -> Wrapper | None:
         """`axios.create({baseURL: <API host>..., headers: {Authorization: ...}})`."""
@@ -434,12 +465,6 @@ class _File:
                 return _text(value)
         return None
 
-    def _param_piece(self, url: ts.Node, params: list[str]) -> int | None:
-        for node in _descendants(url, ("identifier",)):
-            if _text(node) in params:
-                return params.index(_text(node))
-        return None
-
     def _wrapper_account(self, fn: ts.Node) -> Client:
         scope: ts.Node | None = fn
         while scope is not None and scope.type not in ("class_declaration", "class", "program"):
@@ -458,12 +483,24 @@ class _File:
 
     # --- values -------------------------------------------------------------
 
+    def local_values(self, fn: ts.Node | None) -> dict[str, ts.Node]:
+        """The names `fn` declares once and never assigns again (`const url = ...`)."""
+        if fn is None:
+            return {}
+        found = self.locals_cache.get(fn.id)
+        if found is None:
+            found = self.locals_cache[fn.id] = _fn_locals(fn)
+        return found
+
     def resolve(self, node: ts.Node, depth: int = 0) -> ts.Node:
         node = _unwrap(node)
         seen: set[str] = set()
-        while node.type == "identifier" and len(seen) < 8:
+        scoped = self.local_values(self.scope_fn)
+        # in a request being read, `{url, headers}` names its locals as `url` would
+        names = ("identifier", "shorthand_property_identifier") if scoped else ("identifier",)
+        while node.type in names and len(seen) < 8:
             name = _text(node)
-            target = self.consts.get(name)
+            target = scoped.get(name) or self.consts.get(name)
             # `ctx = { ...ctx, a: 1 }`: a name whose value mentions itself is not followed
             if target is None or name in seen or _mentions(target, name):
                 break
@@ -471,7 +508,12 @@ class _File:
             node = _unwrap(target)
         return node
 
-    def pieces(self, node: ts.Node, depth: int = 0) -> list[Piece]:
+    def pieces(self, node: ts.Node, depth: int = 0, params: Sequence[str] = ()) -> list[Piece]:
+        """The literal and run-time pieces of a string expression; with `params`, each whole
+        use of one of them is its `param_mark` (a wrapper's URL)."""
+        if params and _unwrap(node).type in ("identifier", "shorthand_property_identifier") and (
+                _text(_unwrap(node)) in params):
+            return [param_mark(list(params).index(_text(_unwrap(node))))]
         node = self.resolve(node)
         if node.type == "string":
             return [_string(node)]
@@ -482,7 +524,8 @@ class _File:
                     out.append(_text(child))
                 elif child.type == "template_substitution":
                     inner = child.named_children[0] if child.named_child_count else None
-                    out.extend(self.pieces(inner, depth + 1) if inner and depth < 8 else [None])
+                    out.extend(self.pieces(inner, depth + 1, params) if inner and depth < 8
+                               else [None])
                 elif child.type == "escape_sequence":
                     out.append(_text(child)[1:])
             return out
@@ -493,12 +536,13 @@ class _File:
             field = self.fields.get("." + _text(prop).lstrip("#")) if (
                 obj is not None and obj.type == "this" and prop is not None) else None
             if field is not None:
-                return self.pieces(field, depth + 1)
+                return self.pieces(field, depth + 1, params)
         if node.type == "binary_expression" and depth < 16:
             op = node.child_by_field_name("operator")
             left, right = node.child_by_field_name("left"), node.child_by_field_name("right")
             if op is not None and _text(op) == "+" and left is not None and right is not None:
-                return self.pieces(left, depth + 1) + self.pieces(right, depth + 1)
+                return (self.pieces(left, depth + 1, params)
+                        + self.pieces(right, depth + 1, params))
         return [None]
 
     def string(self, node: ts.Node | None) -> str | None:
@@ -819,10 +863,15 @@ class _File:
         if w is None or len(args) <= w.path_index:
             return False
         label = _text(node.child_by_field_name("function") or node)
-        method_text = (self.string(args[w.method_index])
-                       if w.method_index is not None and len(args) > w.method_index else None)
-        # `this.get(name)`: a path known only at run time is unreadable traffic
-        request = wrapper_request(w, self.pieces(args[w.path_index]), method_text)
+        self.scope_fn = _enclosing_function(node)  # `const path = `/x/${id}``
+        try:
+            method_text = (self.string(args[w.method_index]) if w.method_index is not None
+                           and len(args) > w.method_index else None)
+            # `this.get(name)`: a path known only at run time is unreadable traffic
+            request = wrapper_request(w, w.path_pieces([self.pieces(a) for a in args]),
+                                      method_text)
+        finally:
+            self.scope_fn = None
         if isinstance(request, str):
             self.out.unresolved.append(Unresolved(
                 *self.where(node), label, f"{request} (wrapper {name} at {w.defined})"))
@@ -939,6 +988,13 @@ class _File:
     def http_call(self, node: ts.Node, segs: list[str] | None, args: list[ts.Node]) -> None:
         if not args or node.id in self.wrapper_inner:
             return
+        self.scope_fn = _enclosing_function(node)  # `const url = `${API}/x``: a local
+        try:
+            self._http_call(node, segs, args)
+        finally:
+            self.scope_fn = None
+
+    def _http_call(self, node: ts.Node, segs: list[str] | None, args: list[ts.Node]) -> None:
         first = args[0]
         config = self.props(first)
         url_node = config.get("url") if config else first
@@ -1114,6 +1170,71 @@ def _function_name(fn: ts.Node) -> str | None:
         if key is not None:
             return _bound_name(key) or _text(key).strip("'\"")
     return None
+
+
+_VERB = re.compile(r"""^["'`](?i:get|post|put|patch|delete)["'`]$""")
+_CASE_METHODS = ("toUpperCase", "toLowerCase")
+
+
+def _bare_param(node: ts.Node) -> str:
+    """`method.toUpperCase()` -> `method`: the name under a change of case."""
+    node = _unwrap(node)
+    for _ in range(4):
+        f = node.child_by_field_name("function") if node.type == "call_expression" else None
+        prop = f.child_by_field_name("property") if f is not None and (
+            f.type == "member_expression") else None
+        if f is None or prop is None or _text(prop) not in _CASE_METHODS:
+            break
+        node = _unwrap(f.child_by_field_name("object") or node)
+    return _text(node) if node.type == "identifier" else ""
+
+
+def _dispatch_param(fn: ts.Node, params: list[str]) -> int | None:
+    """The parameter a wrapper chooses its request by (`if (method === 'GET') ...`,
+    `switch (method) { case 'POST': ... }`): compared with HTTP verbs."""
+    for node in _descendants(fn, ("binary_expression", "switch_statement")):
+        if node.type == "binary_expression":
+            op = node.child_by_field_name("operator")
+            sides = [node.child_by_field_name("left"), node.child_by_field_name("right")]
+            if op is None or _text(op) not in ("===", "==", "!==", "!=") or None in sides:
+                continue
+            texts = [_text(x) for x in sides if x is not None]
+            names = [_bare_param(x) for x in sides if x is not None]
+        else:
+            value = node.child_by_field_name("value")
+            body = node.child_by_field_name("body")
+            if value is None or body is None:
+                continue
+            names = [_bare_param(value)]
+            texts = [_text(c.child_by_field_name("value") or c) for c in body.named_children
+                     if c.type == "switch_case"]
+        if any(_VERB.match(t) for t in texts):
+            for n in names:
+                if n in params:
+                    return params.index(n)
+    return None
+
+
+def _fn_locals(fn: ts.Node) -> dict[str, ts.Node]:
+    """The names a function declares once, to one value, and never assigns again (its
+    parameters, loop variables and names assigned or declared twice are not values)."""
+    values: dict[str, ts.Node] = {}
+    other = set(_param_names(fn))
+    for node in _descendants(fn, ("variable_declarator", "assignment_expression",
+                                  "augmented_assignment_expression", "for_in_statement")):
+        if node.type == "variable_declarator":
+            name, value = node.child_by_field_name("name"), node.child_by_field_name("value")
+            if name is None or name.type != "identifier" or value is None:
+                continue
+            if _text(name) in values:
+                other.add(_text(name))
+            values[_text(name)] = value
+        else:
+            left = node.child_by_field_name("left")
+            if left is not None:
+                other |= {_text(n) for n in (left, *_descendants(left, ("identifier",)))
+                          if n.type == "identifier"}
+    return {k: v for k, v in values.items() if k not in other}
 
 
 def _param_names(fn: ts.Node) -> list[str]:
