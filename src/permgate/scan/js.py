@@ -988,7 +988,8 @@ class _File:
     def http_call(self, node: ts.Node, segs: list[str] | None, args: list[ts.Node]) -> None:
         if not args or node.id in self.wrapper_inner:
             return
-        self.scope_fn = _enclosing_function(node)  # `const url = `${API}/x``: a local
+        if b"api.stripe.com" in self.source:  # `const url = `${API}/x``: a local
+            self.scope_fn = _enclosing_function(node)
         try:
             self._http_call(node, segs, args)
         finally:

@@ -424,7 +424,9 @@ class _File:
         # functions that request the URL given as their first argument: name -> HTTP method
         self.url_wrappers: dict[str, str] = {}
         self.locals_cache: dict[int, dict[str, ast.expr]] = {}
-        if b"api.stripe.com" in source:
+        # a request's URL is read through locals only where the file names the API host
+        self.names_host = b"api.stripe.com" in source
+        if self.names_host:
             self.find_wrappers()
 
     def local_values(self, fn: ast.FunctionDef | ast.AsyncFunctionDef | None
@@ -437,13 +439,13 @@ class _File:
             found = self.locals_cache[id(fn)] = _fn_locals(fn)
         return found
 
-    def inline(self, node: _E, values: dict[str, ast.expr], depth: int = 0) -> _E:
+    def inline(self, node: _E, values: dict[str, ast.expr]) -> _E:
         """`node` with the function's local values written in (a copy), or `node` itself when
         it names none of them."""
         if not values or not any(isinstance(n, ast.Name) and n.id in values
                                  for n in ast.walk(node)):
             return node
-        out: _E = _Inline(values, depth).visit(copy.deepcopy(node))
+        out: _E = _Inline(values).visit(copy.deepcopy(node))
         return out
 
     def returned(self, call: ast.Call) -> ast.expr | None:
@@ -469,10 +471,11 @@ class _File:
         """A request's arguments with the function's local values written in (its callee
         kept, so that scope look-ups by the call's identity still work on the original)."""
         args = [self.inline(a, values) for a in call.args]
-        # headers and auth one level deep (`headers=headers` -> its dict): the key inside is
-        # judged by the expression the code names it with, as everywhere else
-        kws = [ast.keyword(arg=k.arg, value=self.inline(
-            k.value, values, _LOCAL_DEPTH - 1 if k.arg in ("headers", "auth") else 0))
+        # headers and auth only when named whole (`headers=headers` -> its dict): the key
+        # inside is judged by the expression the code names it with, as everywhere else
+        kws = [ast.keyword(arg=k.arg, value=(
+            values.get(k.value.id, k.value) if isinstance(k.value, ast.Name) else k.value)
+            if k.arg in ("headers", "auth") else self.inline(k.value, values))
             for k in call.keywords]
         if all(a is b for a, b in zip(args, call.args, strict=True)) and all(
                 a.value is b.value for a, b in zip(kws, call.keywords, strict=True)):
@@ -1418,9 +1421,11 @@ class _File:
         if id(node) in self.wrapper_inner:
             return
         verb = chain[-1].lower()
-        # a URL, headers or params kept in the function's locals (`url = f"{API}/x"`)
-        node = self.inline_call(node, self.local_values(self.enclosing.get(id(node),
-                                                                           (None, None))[1]))
+        if verb not in _REQUEST_VERBS and chain[0] not in self.url_wrappers:
+            return
+        if self.names_host:  # a URL, headers or params in the function's locals
+            node = self.inline_call(node, self.local_values(
+                self.enclosing.get(id(node), (None, None))[1]))
         args = list(node.args)
         kw = {k.arg: k.value for k in node.keywords if k.arg}
         method: str | None
