@@ -178,3 +178,83 @@ def test_a_bare_base_and_a_run_time_part_is_unresolved_not_a_query(
     # that path could be any: the grant nothing seen needs is unverified, not unused
     assert v.covered == ["invoice_read"] and v.unused == []
     assert [u.permission for u in v.unverified] == ["customer_read"]
+
+
+# --- paths in several parameters, wrappers of wrappers, a module imported whole -----------
+
+PY_CRUD = {
+    "lib/stripe_http.py": (
+        "import uuid\n\nBASE = '{host}/v1'\n\n\n"
+        "def _auth(token, idem=None):\n"
+        "    h = {{'Authorization': f'Bearer {{token}}'}}\n"
+        "    if idem:\n        h['Idempotency-Key'] = idem\n"
+        "    return h\n\n\n"
+        "async def _call(ctx, verb, token, path, body=None):\n"
+        "    url = BASE + path\n"
+        "    match verb:\n"
+        "        case 'GET':\n"
+        "            return await ctx.client.get(url, params=body, headers=_auth(token))\n"
+        "        case 'DELETE':\n"
+        "            return await ctx.client.delete(url, headers=_auth(token))\n"
+        "    return await ctx.client.post(url, data=body, headers=_auth(token, str(uuid.uuid4())))"
+        "\n\n\nasync def fetch_one(ctx, token, kind, ident):\n"
+        "    return await _call(ctx, 'GET', token, f'/{{kind}}/{{ident}}')\n\n\n"
+        "async def remove(ctx, token, kind, ident):\n"
+        "    return await _call(ctx, 'DELETE', token, f'/{{kind}}/{{ident}}')\n\n\n"
+        "async def customer(ctx, token, cid):\n"
+        "    return await _call(ctx, 'GET', token, f'/customers/{{cid}}')\n"),
+    "app/jobs.py": (
+        "import lib.stripe_http as api\nimport stripe_http_pkg as other\n\n\n"
+        "async def run(ctx, user, cid):\n"
+        "    kind = 'coupons'\n"
+        "    await api.fetch_one(ctx, user.stripe_access_token, 'products', cid)\n"
+        "    await api.remove(ctx, user.stripe_access_token, kind, cid)\n"
+        "    await api.customer(ctx, user.stripe_access_token, cid)\n"
+        "    await other.fetch_one(ctx, user.stripe_access_token, 'disputes', cid)\n"),
+}
+JS_CRUD = {
+    "src/http.js": (
+        "const BASE = '{host}/v1';\n"
+        "export function fetchOne(kind, ident, accessToken) {{\n"
+        "  return fetch(`${{BASE}}/${{kind}}/${{ident}}`,\n"
+        "    {{headers: {{Authorization: `Bearer ${{accessToken}}`}}}});\n"
+        "}}\n"
+        "export function customer(cid, accessToken) {{\n"
+        "  return fetch(`${{BASE}}/customers/${{cid}}`,\n"
+        "    {{headers: {{Authorization: `Bearer ${{accessToken}}`}}}});\n"
+        "}}\n"
+        "export async function run(user, cid) {{\n"
+        "  const kind = 'coupons';\n"
+        "  await fetchOne('products', cid, user.stripeAccessToken);\n"
+        "  await fetchOne(kind, cid, user.stripeAccessToken);\n"
+        "  await customer(cid, user.stripeAccessToken);\n"
+        "}}\n"),
+}
+
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_paths_in_several_parameters_and_a_resource_path_first(
+    tmp_path: Path, lang: str
+) -> None:
+    files = PY_CRUD if lang == "python" else JS_CRUD
+    _write(tmp_path, {k: v.format(host="https://api.stripe.com") for k, v in files.items()})
+    v = scan(tmp_path)
+    got = {(c.call.method, c.call.path, c.call.account) for c in v.calls}
+    # each call site fills each parameter of the path; `customer(cid)` sends its own request
+    # (a literal resource path comes first), never a run-time path; a package's function of
+    # the same name (`other.fetch_one`) is not the tree's wrapper
+    want = {("GET", "/v1/products/{param}", "installing"),
+            ("GET", "/v1/customers/{param}", "installing"),
+            ("DELETE" if lang == "python" else "GET", "/v1/coupons/{param}", "installing")}
+    assert got == want
+    # (a Python wrapper called only from other files also keeps its request as unreadable
+    # traffic: callers outside the tree may pass any path)
+    assert not [u for u in v.findings.unresolved if "run time" in u.reason]
+
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_the_same_helpers_on_another_host_send_nothing(tmp_path: Path, lang: str) -> None:
+    files = PY_CRUD if lang == "python" else JS_CRUD
+    _write(tmp_path, {k: v.format(host="https://api.example.com") for k, v in files.items()})
+    v = scan(tmp_path)
+    assert v.calls == [] and v.findings.unresolved == []

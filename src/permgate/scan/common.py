@@ -437,7 +437,8 @@ def wrapper_path(prefix: str, sym: Sequence[str | int | None]
         return None
     lead = "".join(str(p) for p in sym[:first])
     # after a client's or an inner wrapper's prefix only slashes; after the host, the version
-    if lead.strip("/") if prefix else lead.rstrip("/") not in ("", "/v1", "/v2"):
+    to_base = not lead.strip("/") if prefix else lead.rstrip("/") in ("", "/v1", "/v2")
+    if not to_base:
         return None
     rest = sym[first + 1:]
     if any(p is None for p in rest):
@@ -450,9 +451,6 @@ def wrapper_request(w: Wrapper, pieces: Sequence[Piece] | None,
     """(target, method) a call to the app's wrapper `w` sends, given the path argument's
     `pieces` and the method argument's text (when `w` takes one); else what was built at
     run time, for the unresolved line (issue 25: unreadable traffic, never unused)."""
-    if pieces and pieces[0] is None and w.prefix.endswith("/") and (
-            w.prefix.rstrip("/") not in ("", "/v1", "/v2")):
-        pieces = ["", *pieces]  # `get_customer(cid)` around `/v1/customers/` + an id's segment
     if not pieces or pieces[0] is None:
         return "path built at run time"
     target = wrapper_target(w.prefix, pieces)
