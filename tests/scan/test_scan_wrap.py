@@ -258,3 +258,40 @@ def test_the_same_helpers_on_another_host_send_nothing(tmp_path: Path, lang: str
     _write(tmp_path, {k: v.format(host="https://api.example.com") for k, v in files.items()})
     v = scan(tmp_path)
     assert v.calls == [] and v.findings.unresolved == []
+
+
+# --- the key a call site gives a wrapper that takes it as an argument ----------------------
+
+PY_KEY_ARG = (
+    "import os\n\nAPI = 'https://api.stripe.com/v1'\n\n\n"
+    "def call(session, verb, path, token):\n"
+    "    url = API + path\n"
+    "    headers = {'Authorization': f'Bearer {token}'}\n"
+    "    return session.request(verb, url, headers=headers)\n\n\n"
+    "def run(session, user):\n"
+    "    token = user.stripe_access_token\n"
+    "    call(session, 'GET', '/balance', token)\n\n\n"
+    "def mine(session):\n"
+    "    token = os.environ['STRIPE_SECRET_KEY']\n"
+    "    call(session, 'POST', '/refunds', token)\n"
+)
+JS_KEY_ARG = (
+    "const API = 'https://api.stripe.com/v1';\n"
+    "function call(verb, path, token) {\n"
+    "  const url = API + path;\n"
+    "  return fetch(url, {method: verb, headers: {Authorization: `Bearer ${token}`}});\n"
+    "}\n"
+    "export function run(user) { return call('GET', '/balance', user.stripeAccessToken); }\n"
+    "export function mine() { return call('POST', '/refunds', process.env.STRIPE_SECRET_KEY); }\n"
+)
+
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_the_key_a_call_site_gives_a_wrapper_decides_its_account(
+    tmp_path: Path, lang: str
+) -> None:
+    name, text = ("app.py", PY_KEY_ARG) if lang == "python" else ("app.js", JS_KEY_ARG)
+    _write(tmp_path, {name: text})
+    # the install's token at one call site; the developer's own key at the other (control)
+    assert _calls(tmp_path) == {("GET", "/v1/balance", "installing"),
+                                ("POST", "/v1/refunds", "own")}

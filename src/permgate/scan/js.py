@@ -384,7 +384,8 @@ class _File:
             method: str | None = verb.upper() if verb in HTTP_VERBS else (
                 name.upper() if name.lower() in HTTP_VERBS else None)
             method_index = None
-            for o in (o for o in (cfg, *(self.props(a) for a in args[1:])) if o):
+            opts = [o for o in (cfg, *(self.props(a) for a in args[1:])) if o]
+            for o in opts:
                 if "method" in o:
                     m = self.string(o["method"])
                     if m is not None:
@@ -404,10 +405,27 @@ class _File:
             if method is None and method_index is None:
                 method = "GET"
             acc, why = self._wrapper_account(fn)
+            key_from = self._key_param(opts, params)
+            if key_from is not None and acc == "unknown":
+                why = f"a key given as argument {key_from[1] + 1}"
             self.wrapper_inner.add(call.id)  # the wrapper's own request is not a call site
             row = fn.start_point[0] + 1
             return Wrapper(prefix, idx, method, method_index, acc, why,
-                           f"{self.ctx.file}:{row}", None, rest)
+                           f"{self.ctx.file}:{row}", key_from if acc == "unknown" else None, rest)
+        return None
+
+    def _key_param(self, opts: list[dict[str, ts.Node]], params: list[str]
+                   ) -> tuple[str, int] | None:
+        """("arg", i) when the request's `Authorization` header is parameter i (`Bearer
+        ${token}`, `token`): each call site's key decides (`send('/x', user.accessToken)`)."""
+        for o in opts:
+            hdrs = self.props(o["headers"]) if "headers" in o else None
+            auth = next((v for k, v in (hdrs or {}).items() if k.lower() == "authorization"),
+                        None)
+            sym = unmarked(self.pieces(auth, params=params)) if auth is not None else []
+            named = [p for p in sym if isinstance(p, int)]
+            if len(named) == 1 and None not in sym:
+                return "arg", named[0]
         return None
 
     def http_client(self, value: ts.Node) -> Wrapper | None:
@@ -879,6 +897,9 @@ class _File:
         target, method = request
         acc: Account = w.account
         why = f"via the app's wrapper {name} ({w.defined}): {w.reason}"
+        site = self._site_key(node, args, w)
+        if site is not None:
+            acc, why = site[0], f"via the app's wrapper {name} ({w.defined}): {site[1]}"
         if self.ctx.ui_extension:
             acc, why = "installing", "a UI extension: the installing account"
         elif any(_connected_options(self, a)[0] for a in args):
@@ -886,6 +907,23 @@ class _File:
         self.out.calls.append(Call(*self.where(node), label, method, target.path,
                                    target.expand, acc, (), why))
         return True
+
+    def _site_key(self, node: ts.Node, args: list[ts.Node], w: Wrapper) -> Client | None:
+        """The account of the key a call site gives a wrapper that takes it as an argument:
+        a parameter of the caller by what its callers pass, else by its text."""
+        if w.key_from is None or w.key_from[0] != "arg" or len(args) <= w.key_from[1]:
+            return None
+        a = _unwrap(args[w.key_from[1]])
+        if a.type == "identifier":
+            passed = self.param_client(node, _text(a))
+            if passed is not None:
+                return None if passed[0] is None else (passed[0], passed[1])
+        text = _text(a)
+        if len(text) > 100:
+            return None
+        acc, why = key_account_why(text)
+        row = node.start_point[0] + 1
+        return acc, f"a key given at {self.ctx.file}:{row}: {why}"
 
     def where(self, node: ts.Node) -> tuple[str, int, int]:
         row, col = node.start_point

@@ -998,6 +998,10 @@ class _File:
         if len(text) > 100:
             return None
         acc, why = key_account_why(text)
+        local = self.local_values(fn).get(a.id) if isinstance(a, ast.Name) else None
+        if acc == "unknown" and local is not None and len(ast.unparse(local)) <= 100:
+            # `token = user.stripe_access_token`, then `api.get(ctx, token, ...)`: its value
+            acc, why = key_account_why(ast.unparse(local))
         return acc, f"a key given at {self.ctx.file}:{site.lineno}: {why}"
 
     def wrapper_call(self, node: ast.Call, label: str) -> bool:
