@@ -295,3 +295,65 @@ def test_the_key_a_call_site_gives_a_wrapper_decides_its_account(
     # the install's token at one call site; the developer's own key at the other (control)
     assert _calls(tmp_path) == {("GET", "/v1/balance", "installing"),
                                 ("POST", "/v1/refunds", "own")}
+
+
+# --- wrappers of wrappers (JS/TS as Python) -------------------------------------------------
+
+JS_LAYERS = (
+    "const BASE = '{host}/v1';\n"
+    "async function request(method, path, accessToken, body) {{\n"
+    "  const url = `${{BASE}}${{path}}`;\n"
+    "  const res = await fetch(url, {{method, body,\n"
+    "    headers: {{Authorization: `Bearer ${{accessToken}}`}}}});\n"
+    "  return res.json();\n"
+    "}}\n"
+    "const get = (path, token) => request('GET', path, token);\n"
+    "const post = (path, token, body) => request('POST', path, token, body);\n"
+    "function send(verb, path, token) {{\n"
+    "  if (verb === 'GET') return get(path, token);\n"
+    "  return post(path, token, {{}});\n"
+    "}}\n"
+    "export async function run(user, id) {{\n"
+    "  await get(`/customers/${{id}}`, user.stripeAccessToken);\n"
+    "  await post('/refunds', user.stripeAccessToken, {{charge: id}});\n"
+    "  await send('POST', '/payouts', process.env.STRIPE_SECRET_KEY);\n"
+    "  await send('GET', '/balance', user.stripeAccessToken);\n"
+    "}}\n"
+)
+PY_LAYERS = (
+    "import requests\n\nBASE = '{host}/v1'\n\n\n"
+    "def request(method, path, access_token, body=None):\n"
+    "    url = f'{{BASE}}{{path}}'\n"
+    "    return requests.request(method, url, data=body,\n"
+    "                            headers={{'Authorization': f'Bearer {{access_token}}'}})\n\n\n"
+    "def get(path, token):\n    return request('GET', path, token)\n\n\n"
+    "def post(path, token, body):\n    return request('POST', path, token, body)\n\n\n"
+    "def send(verb, path, token):\n"
+    "    if verb == 'GET':\n        return get(path, token)\n"
+    "    return post(path, token, {{}})\n\n\n"
+    "def run(user, id):\n"
+    "    get(f'/customers/{{id}}', user.stripe_access_token)\n"
+    "    post('/refunds', user.stripe_access_token, {{'charge': id}})\n"
+    "    send('POST', '/payouts', os.environ['STRIPE_SECRET_KEY'])\n"
+    "    send('GET', '/balance', user.stripe_access_token)\n"
+)
+
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_wrappers_of_wrappers_take_path_method_and_key_from_their_call_sites(
+    tmp_path: Path, lang: str
+) -> None:
+    name, text = ("app.py", PY_LAYERS) if lang == "python" else ("app.js", JS_LAYERS)
+    _write(tmp_path, {name: text.format(host="https://api.stripe.com")})
+    v = scan(tmp_path)
+    assert {(c.call.method, c.call.path, c.call.account) for c in v.calls} == {
+        ("GET", "/v1/customers/{param}", "installing"),
+        ("POST", "/v1/refunds", "installing"),
+        ("POST", "/v1/payouts", "own"),
+        ("GET", "/v1/balance", "installing"),
+    }
+    assert not [u for u in v.findings.unresolved if "run time" in u.reason]
+    # control: the same layers on another host send nothing
+    _write(tmp_path, {name: text.format(host="https://api.example.com")})
+    v = scan(tmp_path)
+    assert v.calls == [] and v.findings.unresolved == []

@@ -398,6 +398,11 @@ def raw_target(pieces: Sequence[Piece], *, require_host: bool) -> RawTarget | No
     return RawTarget("/".join(segments).rstrip("/") or "/", expand, dynamic_query)
 
 
+# The unresolved line of a wrapper's request when its own file never calls the wrapper:
+# callers the scan does not see may pass any path (its grants stay unverified, never unused)
+UNCALLED_WRAPPER = ("the request of a wrapper not called in its own file: the paths its "
+                    "callers pass are read where the scan sees them")
+
 # A parameter's whole value inside a wrapper's URL, written as a marked literal so that the
 # extractors' `pieces` carry it through constants and concatenation (`param_mark(2)`).
 _PARAM_MARK = re.compile("\x01(\\d+)\x01")

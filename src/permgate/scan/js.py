@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import cache
 from typing import TypeVar
 
@@ -16,6 +17,7 @@ from permgate.scan.common import (
     FORWARDED,
     HTTP_VERBS,
     OPTIONS_ACCOUNT,
+    UNCALLED_WRAPPER,
     Context,
     Piece,
     Project,
@@ -61,6 +63,7 @@ _QUERY = """
 (import_statement) @import
 (new_expression) @new
 """
+_WRAPPER_ROUNDS = 3  # wrappers of wrappers, at most this deep
 _FUNCTION_TYPES = {"function_declaration", "method_definition", "arrow_function",
                    "function_expression", "generator_function_declaration"}
 Client = tuple[Account, str]  # whose account, and why
@@ -116,6 +119,10 @@ class _File:
         # set while a request's URL is read; locals computed once per function
         self.scope_fn: ts.Node | None = None
         self.locals_cache: dict[int, dict[str, ts.Node]] = {}
+        # wrappers of wrappers -> their request (a call of the inner wrapper), and the
+        # wrappers this file calls: an outer one it never calls keeps that request unread
+        self.layered: dict[str, ts.Node] = {}
+        self.wrappers_called: set[str] = set()
         self.wanted: set[str] = set()  # functions whose callers decide a client or key
         # wrapper methods: name -> the class that has it (its start byte): another class's
         # method of that name is not the wrapper
@@ -329,21 +336,80 @@ class _File:
         out: dict[str, Wrapper] = {}
         if b"api.stripe.com" not in self.source:
             return out
-        for fn in self.functions:
-            name = _function_name(fn)
-            params = _param_names(fn)
-            if name is None or not params:
-                continue
-            self.scope_fn = fn  # `const url = `${API_BASE}${path}``: the function's locals
-            try:
-                w = self._wrapper_of(fn, name, params)
-            finally:
-                self.scope_fn = None
-            if w is not None:
-                out[name] = w
-                if fn.type == "method_definition":  # reached as `this.name(...)` only
-                    self.method_wrappers[name] = _class_start(fn)
+        for _ in range(_WRAPPER_ROUNDS):  # wrappers of wrappers (`get(path)` -> `request(...)`)
+            before = len(out)
+            for fn in self.functions:
+                name = _function_name(fn)
+                params = _param_names(fn)
+                if name is None or not params or name in out:
+                    continue
+                self.scope_fn = fn  # `const url = `${API_BASE}${path}``: the function's locals
+                try:
+                    w = self._wrapper_of(fn, name, params, out)
+                finally:
+                    self.scope_fn = None
+                if w is not None:
+                    out[name] = w
+                    if fn.type == "method_definition":  # reached as `this.name(...)` only
+                        self.method_wrappers[name] = _class_start(fn)
+            if len(out) == before:
+                break
         return out
+
+    def reached(self, call: ts.Node, found: dict[str, Wrapper]) -> tuple[str, Wrapper] | None:
+        """The file's wrapper a call reaches: a function by its bare name, a method as
+        `this.name(...)` in its own class (another object's `get` is not it)."""
+        callee = call.child_by_field_name("function")
+        segs = _chain(callee) if callee is not None else None
+        w = found.get(segs[-1]) if segs else None
+        if segs is None or w is None:
+            return None
+        name = segs[-1]
+        if name in self.method_wrappers:
+            if segs != ["this", name] or _class_start(call) != self.method_wrappers[name]:
+                return None
+        elif segs != [name]:
+            return None
+        return name, w
+
+    def _sent(self, call: ts.Node, found: dict[str, Wrapper]) -> str | None:
+        """The text of the URL a call requests, or of the path it gives a wrapper."""
+        reached = self.reached(call, found)
+        if reached is not None:
+            args = _args(call)
+            return _text(args[reached[1].path_index]) if len(args) > reached[1].path_index else None
+        url = self._request_url(call)[2]
+        return None if url is None else _text(url)
+
+    def _inner(self, fn: ts.Node, name: str, params: list[str], call: ts.Node,
+               found: dict[str, Wrapper]) -> Wrapper | None:
+        """`fn` as a wrapper of the wrapper `call` reaches with `fn`'s own parameters."""
+        reached = self.reached(call, found)
+        if reached is None or reached[0] == name:
+            return None
+        w, args = reached[1], _args(call)
+        path = wrapper_path(w.prefix, unmarked(w.path_pieces(
+            [self.pieces(a, params=params) for a in args])))
+        if path is None:
+            return None
+        method, method_index = w.method, None
+        if w.method_index is not None:
+            m = args[w.method_index] if len(args) > w.method_index else None
+            method = self.string(m) if m is not None else None
+            if method is None and (m is None or _bare_param(m) not in params):
+                return None
+            if method is None and m is not None:
+                method_index = params.index(_bare_param(m))
+        acc, why, key_from = w.account, w.reason, w.key_from
+        if key_from is not None and key_from[0] == "arg":
+            a = _unwrap(args[key_from[1]]) if len(args) > key_from[1] else None
+            key_from = ("arg", params.index(_text(a))) if a is not None and (
+                a.type == "identifier" and _text(a) in params) else None
+            if a is not None and key_from is None and len(_text(a)) <= 100:
+                acc, why = key_account_why(_text(a))
+        row = fn.start_point[0] + 1
+        return Wrapper(path[0], path[1], method and method.upper(), method_index, acc, why,
+                       f"{self.ctx.file}:{row}", key_from, path[2])
 
     def _request_url(self, call: ts.Node) -> tuple[list[ts.Node], dict[str, ts.Node] | None,
                                                    ts.Node | None]:
@@ -352,8 +418,13 @@ class _File:
         cfg = self.props(args[0]) if args else None
         return args, cfg, (cfg.get("url") if cfg else args[0]) if args else None
 
-    def _wrapper_of(self, fn: ts.Node, name: str, params: list[str]) -> Wrapper | None:
+    def _wrapper_of(self, fn: ts.Node, name: str, params: list[str],
+                    found: dict[str, Wrapper]) -> Wrapper | None:
         for call in _descendants(fn, ("call_expression",)):
+            inner = self._inner(fn, name, params, call, found)
+            if inner is not None:
+                self.layered[name] = call
+                return self._dispatched(fn, params, call, found, inner)
             args, cfg, url = self._request_url(call)
             if url is None:
                 continue
@@ -392,27 +463,33 @@ class _File:
                         method = m.upper()
                     elif _text(_unwrap(o["method"])) in params:
                         method_index = params.index(_text(_unwrap(o["method"])))
-            if method_index is None and (d := _dispatch_param(fn, params)) is not None and (
-                    d != idx):
-                # one request per verb, chosen by a method parameter: its call sites say
-                # which; the other verbs' requests of the same URL are the wrapper's own
-                method, method_index = None, d
-                sent = _text(url)
-                for other in _descendants(fn, ("call_expression",)):
-                    o_url = self._request_url(other)[2]
-                    if o_url is not None and _text(o_url) == sent:
-                        self.wrapper_inner.add(other.id)
-            if method is None and method_index is None:
+            if method is None and method_index is None and _dispatch_param(fn, params) is None:
                 method = "GET"
-            acc, why = self._wrapper_account(fn)
+            # a key that is the wrapper's parameter: each call site's key decides, before
+            # the parameter's name (as for a client's key parameter)
             key_from = self._key_param(opts, params)
-            if key_from is not None and acc == "unknown":
-                why = f"a key given as argument {key_from[1] + 1}"
-            self.wrapper_inner.add(call.id)  # the wrapper's own request is not a call site
+            given: Client = ("unknown", f"a key given as argument {key_from[1] + 1}") if (
+                key_from is not None) else self._wrapper_account(fn)
+            acc, why = given
             row = fn.start_point[0] + 1
-            return Wrapper(prefix, idx, method, method_index, acc, why,
-                           f"{self.ctx.file}:{row}", key_from if acc == "unknown" else None, rest)
+            return self._dispatched(fn, params, call, found, Wrapper(
+                prefix, idx, method, method_index, acc, why, f"{self.ctx.file}:{row}",
+                key_from, rest))
         return None
+
+    def _dispatched(self, fn: ts.Node, params: list[str], call: ts.Node,
+                    found: dict[str, Wrapper], w: Wrapper) -> Wrapper:
+        """`w`, its method a parameter when `fn` sends one request per verb chosen by it;
+        its request (and the other verbs') marked as the wrapper's own, not call sites."""
+        self.wrapper_inner.add(call.id)
+        if w.method_index is None and (d := _dispatch_param(fn, params)) is not None and (
+                d != w.path_index):
+            sent = self._sent(call, found)
+            for other in _descendants(fn, ("call_expression",)):
+                if self._sent(other, found) == sent:
+                    self.wrapper_inner.add(other.id)
+            return replace(w, method=None, method_index=d)
+        return w
 
     def _key_param(self, opts: list[dict[str, ts.Node]], params: list[str]
                    ) -> tuple[str, int] | None:
@@ -665,6 +742,11 @@ class _File:
                 failed += 1
         if failed:
             self.out.partial = f"{failed} call(s) too deeply nested to analyse"
+        for name, req in self.layered.items():
+            if name not in self.wrappers_called:
+                self.out.unresolved.append(Unresolved(
+                    *self.where(req), _text(req.child_by_field_name("function") or req),
+                    UNCALLED_WRAPPER))
         self.out.events.extend(event_uses(self.tree, self.source, self.ctx))
         if self.out.events:
             self.scopes()
@@ -863,14 +945,13 @@ class _File:
                 self.param_facts[key] = fact
 
     def wrapper_call(self, node: ts.Node, segs: list[str], args: list[ts.Node]) -> bool:
+        if node.id in self.wrapper_inner:
+            return True  # a wrapper's own request (of another wrapper): its call sites count
         name = segs[-1]
-        w = self.local_wrappers.get(name)
-        # a wrapper method is reached through `this` (not `http.get` of some other object); a
-        # wrapper function by its bare name
-        if w is not None and (segs != (["this", name] if name in self.method_wrappers
-                                       else [name]) or (name in self.method_wrappers and (
-                _class_start(node) != self.method_wrappers[name]))):
-            w = None
+        found = self.reached(node, self.local_wrappers)
+        w = found[1] if found is not None else None
+        if found is not None:
+            self.wrappers_called.add(name)
         owner = segs[-2] if len(segs) == 2 or (len(segs) == 3 and segs[0] == "this") else ""
         if w is None and owner in self.http_clients and name.lower() in HTTP_VERBS:
             # `http.get('/x')`, `this.http.get('/x')` on a client made for the API host

@@ -12,6 +12,7 @@ from permgate.scan.common import (
     FORWARDED,
     HTTP_VERBS,
     OPTIONS_ACCOUNT,
+    UNCALLED_WRAPPER,
     Context,
     Piece,
     Project,
@@ -1202,9 +1203,7 @@ class _File:
                 # called from other files only (or not at all): callers the scan does not see
                 # may pass any path, so its request stays unreadable traffic (nothing unused)
                 self.out.unresolved.append(Unresolved(
-                    *self.where(req), ast.unparse(req.func),
-                    "the request of a wrapper not called in its own file: the paths its "
-                    "callers pass are read where the scan sees them"))
+                    *self.where(req), ast.unparse(req.func), UNCALLED_WRAPPER))
         return self.out
 
     def escape(self, node: ast.Call, chain: list[str]) -> None:
