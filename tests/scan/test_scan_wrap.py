@@ -357,3 +357,42 @@ def test_wrappers_of_wrappers_take_path_method_and_key_from_their_call_sites(
     _write(tmp_path, {name: text.format(host="https://api.example.com")})
     v = scan(tmp_path)
     assert v.calls == [] and v.findings.unresolved == []
+
+
+# --- a module of the tree imported whole reaches its wrappers -------------------------------
+
+WHOLE = {
+    "python": {
+        "app/stripe_api.py": (
+            "import requests\n\nBASE = 'https://api.stripe.com/v1'\n\n\n"
+            "def request(method, path, access_token):\n"
+            "    return requests.request(method, BASE + path,\n"
+            "                            headers={'Authorization': f'Bearer {access_token}'})\n"),
+        "app/jobs.py": (
+            "import app.stripe_api as api\nimport stripe_tools as tools\n\n\n"
+            "def run(user):\n"
+            "    api.request('GET', '/customers', user.stripe_access_token)\n"
+            "    tools.request('POST', '/refunds', user.stripe_access_token)\n"),
+    },
+    "js": {
+        "src/stripeApi.js": (
+            "const BASE = 'https://api.stripe.com/v1';\n"
+            "export function request(method, path, accessToken) {\n"
+            "  return fetch(BASE + path, {method,\n"
+            "    headers: {Authorization: `Bearer ${accessToken}`}});\n"
+            "}\n"),
+        "src/jobs.js": (
+            "import * as api from './stripeApi';\nimport * as tools from 'stripe-tools';\n"
+            "export async function run(user) {\n"
+            "  await api.request('GET', '/customers', user.stripeAccessToken);\n"
+            "  await tools.request('POST', '/refunds', user.stripeAccessToken);\n"
+            "}\n"),
+    },
+}
+
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_a_module_imported_whole_reaches_its_wrappers(tmp_path: Path, lang: str) -> None:
+    _write(tmp_path, WHOLE[lang])
+    # a package's function of the same name (`tools.request`) is not the tree's wrapper
+    assert _calls(tmp_path) == {("GET", "/v1/customers", "installing")}

@@ -132,6 +132,7 @@ class _File:
         # `axios.create({baseURL: 'https://api.stripe.com/v1', headers})`: name -> wrapper
         self.http_clients: dict[str, Wrapper] = {}
         self.imported: set[str] = set()
+        self.namespaces: set[str] = set()  # the tree's modules imported whole
         self.packages: set[str] = set()  # names imported from packages (not the project)
         # local name -> (module specifier, exported name): constants are read by path
         self.import_from: dict[str, tuple[str, str]] = {}
@@ -146,6 +147,9 @@ class _File:
                     self.imported.add(ident)
                     if not relative:
                         self.packages.add(ident)
+                for ns in _descendants(imp, ("namespace_import",)) if relative else ():
+                    # `import * as api from './stripe'`: `api.request(...)` is its function
+                    self.namespaces |= set(_identifiers(ns))
                 for spec in _descendants(imp, ("import_specifier",)):
                     orig = spec.child_by_field_name("name")
                     alias = spec.child_by_field_name("alias") or orig
@@ -958,6 +962,9 @@ class _File:
             w = self.http_clients[owner]
             w = Wrapper(w.prefix, 0, name.upper(), None, w.account, w.reason, w.defined)
         if w is None and len(segs) == 1 and name in self.imported:
+            w = self.project.wrappers.get(name)
+        if w is None and len(segs) == 2 and segs[0] in self.namespaces:
+            self.out.imports.add(name)  # read again once the project knows the wrapper
             w = self.project.wrappers.get(name)
         if w is None or len(args) <= w.path_index:
             return False
