@@ -1016,7 +1016,10 @@ class _File:
         w, args = found
         if len(args) <= w.path_index:
             return False
-        args = [self.inline(a, self.local_values(_fn)) for a in args]  # `path = f"/x/{i}"`
+        # the path's and the method's arguments through the caller's locals (`path = f"/x/{i}"`)
+        values = self.local_values(_fn)
+        read = {w.path_index, w.method_index, *(p for p in w.path_parts if isinstance(p, int))}
+        args = [self.inline(a, values) if i in read else a for i, a in enumerate(args)]
         self.wrapper_used.add(w.defined)
         method_text = (self.string(args[w.method_index])
                        if w.method_index is not None and len(args) > w.method_index else None)
