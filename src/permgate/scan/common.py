@@ -50,6 +50,9 @@ class Context:
     modules: Modules | None = None  # the tree's files, for imports resolved by path
 
 
+_P = TypeVar("_P")
+
+
 @dataclass(frozen=True, slots=True)
 class Wrapper:
     """A function of the app that sends a relative path to the Stripe API (`get('/x')`)."""
@@ -64,6 +67,20 @@ class Wrapper:
     # where the key comes from when a call site decides it: ("arg", i) the wrapper's own
     # argument i, ("init", i) argument i of the constructor of the object it is called on
     key_from: tuple[str, int] | None = None
+    # the rest of the path after argument path_index: literals and other arguments' indexes
+    # (`f"/{resource}/{obj_id}"` -> ("/", 3)); empty when that argument ends it
+    path_parts: tuple[str | int, ...] = ()
+
+    def path_pieces(self, args: Sequence[Sequence[_P] | None]) -> list[_P | str | None]:
+        """The path a call site gives, from the pieces of its arguments (None: not given)."""
+        def given(i: int) -> list[_P | str | None]:
+            found = args[i] if i < len(args) else None
+            return [None] if found is None else list(found)
+
+        out = given(self.path_index)
+        for part in self.path_parts:
+            out += [part] if isinstance(part, str) else given(part)
+        return out
 
 
 @dataclass(slots=True)
@@ -365,6 +382,10 @@ def raw_target(pieces: Sequence[Piece], *, require_host: bool) -> RawTarget | No
     path, _, query = text.partition("?")
     dynamic_query = marker in query
     segments = path.split("/")
+    if path.split(marker, 1)[0] in bases:
+        # `API_BASE + endpoint`: a path unknown at scan time, never a query on the base
+        head, _, rest = path.partition(marker)
+        segments = f"{head}/{marker}{rest}".split("/")
     if segments[-1].endswith(marker) and segments[-1] != marker and marker not in segments[-1][:-1]:
         # `'/v1/customers' + qs`: a run-time suffix glued to a literal segment is a query.
         segments[-1] = segments[-1].rstrip(marker)
@@ -375,6 +396,59 @@ def raw_target(pieces: Sequence[Piece], *, require_host: bool) -> RawTarget | No
         if re.fullmatch(r"expand\[\d*\]", k)
     )
     return RawTarget("/".join(segments).rstrip("/") or "/", expand, dynamic_query)
+
+
+# The unresolved line of a wrapper's request when its own file never calls the wrapper:
+# callers the scan does not see may pass any path (its grants stay unverified, never unused)
+UNCALLED_WRAPPER = ("the request of a wrapper not called in its own file: the paths its "
+                    "callers pass are read where the scan sees them")
+
+# A parameter's whole value inside a wrapper's URL, written as a marked literal so that the
+# extractors' `pieces` carry it through constants and concatenation (`param_mark(2)`).
+_PARAM_MARK = re.compile("\x01(\\d+)\x01")
+
+
+def param_mark(index: int) -> str:
+    return f"\x01{index}\x01"
+
+
+def unmarked(pieces: Sequence[Piece]) -> list[str | int | None]:
+    """`pieces` with each marked parameter as its index: literals, parameters, and None for
+    anything else built at run time."""
+    out: list[str | int | None] = []
+    for piece in pieces:
+        if piece is None:
+            out.append(None)
+            continue
+        for i, text in enumerate(_PARAM_MARK.split(piece)):
+            if i % 2:
+                out.append(int(text))
+            elif text and out and isinstance(out[-1], str):
+                out[-1] += text
+            elif text:
+                out.append(text)
+    return out
+
+
+def wrapper_path(prefix: str, sym: Sequence[str | int | None]
+                 ) -> tuple[str, int, tuple[str | int, ...]] | None:
+    """(prefix, path argument, the rest) of a wrapper whose request goes to the API base
+    (`prefix`, then literals up to the version) plus one of its parameters (`sym`, from
+    `unmarked`): `f"{BASE}{path}"`, `f"/{resource}/{obj_id}"`. Not a wrapper when a literal
+    resource path comes first (`f"/customers/{cid}"` is that request) or a part is built
+    another way."""
+    first = next((i for i, p in enumerate(sym) if not isinstance(p, str)), None)
+    if first is None or not isinstance(sym[first], int):
+        return None
+    lead = "".join(str(p) for p in sym[:first])
+    # after a client's or an inner wrapper's prefix only slashes; after the host, the version
+    to_base = not lead.strip("/") if prefix else lead.rstrip("/") in ("", "/v1", "/v2")
+    if not to_base:
+        return None
+    rest = sym[first + 1:]
+    if any(p is None for p in rest):
+        return None
+    return prefix + lead, int(sym[first] or 0), tuple(p for p in rest if p is not None)
 
 
 def wrapper_request(w: Wrapper, pieces: Sequence[Piece] | None,
@@ -398,6 +472,8 @@ def wrapper_target(prefix: str, pieces: Sequence[Piece]) -> RawTarget | None:
     a literal): the wrapper's prefix (`/v1` of its base URL) joined on, `/v1` when neither
     names the API's version."""
     head = str(pieces[0])
+    if prefix.endswith("/") and head.startswith("/"):  # `urljoin(BASE + "/", path)`
+        head = head[1:]
     lead = prefix + ("" if prefix.endswith("/") or head.startswith("/") else "/") + head
     if not lead.startswith(("/v1/", "/v2/")) and lead not in ("/v1", "/v2"):
         lead = "/v1" + lead

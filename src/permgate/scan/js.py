@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import replace
 from functools import cache
 from typing import TypeVar
 
@@ -15,6 +17,7 @@ from permgate.scan.common import (
     FORWARDED,
     HTTP_VERBS,
     OPTIONS_ACCOUNT,
+    UNCALLED_WRAPPER,
     Context,
     Piece,
     Project,
@@ -22,7 +25,10 @@ from permgate.scan.common import (
     credential_escape,
     fixed_account,
     key_account_why,
+    param_mark,
     raw_target,
+    unmarked,
+    wrapper_path,
     wrapper_request,
 )
 from permgate.scan.model import (
@@ -57,6 +63,7 @@ _QUERY = """
 (import_statement) @import
 (new_expression) @new
 """
+_WRAPPER_ROUNDS = 3  # wrappers of wrappers, at most this deep
 _FUNCTION_TYPES = {"function_declaration", "method_definition", "arrow_function",
                    "function_expression", "generator_function_declaration"}
 Client = tuple[Account, str]  # whose account, and why
@@ -108,6 +115,14 @@ class _File:
         self.project = ctx.project or Project()
         self.out = FileFindings()
         self.out.partial = deep
+        # the function whose locals `resolve` reads first (a URL kept in `const url = ...`),
+        # set while a request's URL is read; locals computed once per function
+        self.scope_fn: ts.Node | None = None
+        self.locals_cache: dict[int, dict[str, ts.Node]] = {}
+        # wrappers of wrappers -> their request (a call of the inner wrapper), and the
+        # wrappers this file calls: an outer one it never calls keeps that request unread
+        self.layered: dict[str, ts.Node] = {}
+        self.wrappers_called: set[str] = set()
         self.wanted: set[str] = set()  # functions whose callers decide a client or key
         # wrapper methods: name -> the class that has it (its start byte): another class's
         # method of that name is not the wrapper
@@ -117,6 +132,7 @@ class _File:
         # `axios.create({baseURL: 'https://api.stripe.com/v1', headers})`: name -> wrapper
         self.http_clients: dict[str, Wrapper] = {}
         self.imported: set[str] = set()
+        self.namespaces: set[str] = set()  # the tree's modules imported whole
         self.packages: set[str] = set()  # names imported from packages (not the project)
         # local name -> (module specifier, exported name): constants are read by path
         self.import_from: dict[str, tuple[str, str]] = {}
@@ -131,6 +147,9 @@ class _File:
                     self.imported.add(ident)
                     if not relative:
                         self.packages.add(ident)
+                for ns in _descendants(imp, ("namespace_import",)) if relative else ():
+                    # `import * as api from './stripe'`: `api.request(...)` is its function
+                    self.namespaces |= set(_identifiers(ns))
                 for spec in _descendants(imp, ("import_specifier",)):
                     orig = spec.child_by_field_name("name")
                     alias = spec.child_by_field_name("alias") or orig
@@ -321,63 +340,174 @@ class _File:
         out: dict[str, Wrapper] = {}
         if b"api.stripe.com" not in self.source:
             return out
-        for fn in self.functions:
-            name = _function_name(fn)
-            params = _param_names(fn)
-            if name is None or not params:
-                continue
-            for call in _descendants(fn, ("call_expression",)):
-                args = _args(call)
-                if not args:
+        for _ in range(_WRAPPER_ROUNDS):  # wrappers of wrappers (`get(path)` -> `request(...)`)
+            before = len(out)
+            for fn in self.functions:
+                name = _function_name(fn)
+                params = _param_names(fn)
+                if name is None or not params or name in out:
                     continue
-                cfg = self.props(args[0])
-                url = cfg.get("url") if cfg else args[0]
-                if url is None:
-                    continue
-                ps = self.pieces(url)
-                if len(ps) == 1 and ps[0] is None and _unwrap(url).type == "identifier" and (
-                        params.index(_text(_unwrap(url))) == 0 if _text(_unwrap(url)) in params
-                        else False):
-                    # `post(url)` around a request with a fixed method (issue 25): its call
-                    # sites that name the API host send that method
-                    verb = _text(call.child_by_field_name("function") or call).rsplit(".")[-1]
-                    m = next((self.string(o["method"]) for o in (cfg, *(
-                        self.props(a) for a in args[1:])) if o and "method" in o),
-                        verb.upper() if verb.lower() in HTTP_VERBS else None)
-                    if m is not None:
-                        self.url_wrappers[name] = m.upper()
-                    continue
-                if len(ps) < 2 or ps[0] is None or ps[1] is not None:
-                    continue
-                head = ps[0]
-                host = next((h for h in API_HOSTS if head.startswith(h)), None)
-                if host is None:
-                    continue
-                prefix = head[len(host):]
-                idx = self._param_piece(url, params)
-                if idx is None:
-                    continue
-                method: str | None = name.upper() if name.lower() in HTTP_VERBS else None
-                method_index = None
-                opts = [o for o in (cfg, *(self.props(a) for a in args[1:])) if o]
-                for o in opts:
-                    if "method" in o:
-                        m = self.string(o["method"])
-                        if m is not None:
-                            method = m.upper()
-                        elif _text(_unwrap(o["method"])) in params:
-                            method_index = params.index(_text(_unwrap(o["method"])))
-                if method is None and method_index is None:
-                    method = "GET"
-                acc, why = self._wrapper_account(fn)
-                self.wrapper_inner.add(call.id)  # the wrapper's own request is not a call site
-                row = fn.start_point[0] + 1
-                out[name] = Wrapper(prefix, idx, method, method_index, acc, why,
-                                    f"{self.ctx.file}:{row}")
-                if fn.type == "method_definition":  # reached as `this.name(...)` only
-                    self.method_wrappers[name] = _class_start(fn)
+                self.scope_fn = fn  # `const url = `${API_BASE}${path}``: the function's locals
+                try:
+                    w = self._wrapper_of(fn, name, params, out)
+                finally:
+                    self.scope_fn = None
+                if w is not None:
+                    out[name] = w
+                    if fn.type == "method_definition":  # reached as `this.name(...)` only
+                        self.method_wrappers[name] = _class_start(fn)
+            if len(out) == before:
                 break
         return out
+
+    def reached(self, call: ts.Node, found: dict[str, Wrapper]) -> tuple[str, Wrapper] | None:
+        """The file's wrapper a call reaches: a function by its bare name, a method as
+        `this.name(...)` in its own class (another object's `get` is not it)."""
+        callee = call.child_by_field_name("function")
+        segs = _chain(callee) if callee is not None else None
+        w = found.get(segs[-1]) if segs else None
+        if segs is None or w is None:
+            return None
+        name = segs[-1]
+        if name in self.method_wrappers:
+            if segs != ["this", name] or _class_start(call) != self.method_wrappers[name]:
+                return None
+        elif segs != [name]:
+            return None
+        return name, w
+
+    def _sent(self, call: ts.Node, found: dict[str, Wrapper]) -> str | None:
+        """The text of the URL a call requests, or of the path it gives a wrapper."""
+        reached = self.reached(call, found)
+        if reached is not None:
+            args = _args(call)
+            return _text(args[reached[1].path_index]) if len(args) > reached[1].path_index else None
+        url = self._request_url(call)[2]
+        return None if url is None else _text(url)
+
+    def _inner(self, fn: ts.Node, name: str, params: list[str], call: ts.Node,
+               found: dict[str, Wrapper]) -> Wrapper | None:
+        """`fn` as a wrapper of the wrapper `call` reaches with `fn`'s own parameters."""
+        reached = self.reached(call, found)
+        if reached is None or reached[0] == name:
+            return None
+        w, args = reached[1], _args(call)
+        path = wrapper_path(w.prefix, unmarked(w.path_pieces(
+            [self.pieces(a, params=params) for a in args])))
+        if path is None:
+            return None
+        method, method_index = w.method, None
+        if w.method_index is not None:
+            m = args[w.method_index] if len(args) > w.method_index else None
+            method = self.string(m) if m is not None else None
+            if method is None and (m is None or _bare_param(m) not in params):
+                return None
+            if method is None and m is not None:
+                method_index = params.index(_bare_param(m))
+        acc, why, key_from = w.account, w.reason, w.key_from
+        if key_from is not None and key_from[0] == "arg":
+            a = _unwrap(args[key_from[1]]) if len(args) > key_from[1] else None
+            key_from = ("arg", params.index(_text(a))) if a is not None and (
+                a.type == "identifier" and _text(a) in params) else None
+            if a is not None and key_from is None and len(_text(a)) <= 100:
+                acc, why = key_account_why(_text(a))
+        row = fn.start_point[0] + 1
+        return Wrapper(path[0], path[1], method and method.upper(), method_index, acc, why,
+                       f"{self.ctx.file}:{row}", key_from, path[2])
+
+    def _request_url(self, call: ts.Node) -> tuple[list[ts.Node], dict[str, ts.Node] | None,
+                                                   ts.Node | None]:
+        """A call's arguments, its config object (`axios({method, url})`) and its URL."""
+        args = _args(call)
+        cfg = self.props(args[0]) if args else None
+        return args, cfg, (cfg.get("url") if cfg else args[0]) if args else None
+
+    def _wrapper_of(self, fn: ts.Node, name: str, params: list[str],
+                    found: dict[str, Wrapper]) -> Wrapper | None:
+        for call in _descendants(fn, ("call_expression",)):
+            inner = self._inner(fn, name, params, call, found)
+            if inner is not None:
+                self.layered[name] = call
+                return self._dispatched(fn, params, call, found, inner)
+            args, cfg, url = self._request_url(call)
+            if url is None:
+                continue
+            ps = self.pieces(url)
+            callee = _text(call.child_by_field_name("function") or call)
+            if len(ps) == 1 and ps[0] is None and _unwrap(url).type == "identifier" and (
+                    params.index(_text(_unwrap(url))) == 0 if _text(_unwrap(url)) in params
+                    else False):
+                # `post(url)` around a request with a fixed method (issue 25): its call
+                # sites that name the API host send that method
+                verb = callee.rsplit(".")[-1]
+                m = next((self.string(o["method"]) for o in (cfg, *(
+                    self.props(a) for a in args[1:])) if o and "method" in o),
+                    verb.upper() if verb.lower() in HTTP_VERBS else None)
+                if m is not None:
+                    self.url_wrappers[name] = m.upper()
+                continue
+            sym = unmarked(self.pieces(url, params=params))
+            host = next((h for h in API_HOSTS if sym and isinstance(sym[0], str)
+                         and sym[0].startswith(h)), None)
+            path = wrapper_path("", [str(sym[0])[len(host):], *sym[1:]]) if host else None
+            if path is None:
+                continue
+            prefix, idx, rest = path
+            # the method: the request's options, else the callee's verb (`ctx.http.post`),
+            # else the wrapper's name (`get(path)`), else GET
+            verb = callee.rsplit(".")[-1].lower()
+            method: str | None = verb.upper() if verb in HTTP_VERBS else (
+                name.upper() if name.lower() in HTTP_VERBS else None)
+            method_index = None
+            opts = [o for o in (cfg, *(self.props(a) for a in args[1:])) if o]
+            for o in opts:
+                if "method" in o:
+                    m = self.string(o["method"])
+                    if m is not None:
+                        method = m.upper()
+                    elif _text(_unwrap(o["method"])) in params:
+                        method_index = params.index(_text(_unwrap(o["method"])))
+            if method is None and method_index is None and _dispatch_param(fn, params) is None:
+                method = "GET"
+            # a key that is the wrapper's parameter: each call site's key decides, before
+            # the parameter's name (as for a client's key parameter)
+            key_from = self._key_param(opts, params)
+            given: Client = ("unknown", f"a key given as argument {key_from[1] + 1}") if (
+                key_from is not None) else self._wrapper_account(fn)
+            acc, why = given
+            row = fn.start_point[0] + 1
+            return self._dispatched(fn, params, call, found, Wrapper(
+                prefix, idx, method, method_index, acc, why, f"{self.ctx.file}:{row}",
+                key_from, rest))
+        return None
+
+    def _dispatched(self, fn: ts.Node, params: list[str], call: ts.Node,
+                    found: dict[str, Wrapper], w: Wrapper) -> Wrapper:
+        """`w`, its method a parameter when `fn` sends one request per verb chosen by it;
+        its request (and the other verbs') marked as the wrapper's own, not call sites."""
+        self.wrapper_inner.add(call.id)
+        if w.method_index is None and (d := _dispatch_param(fn, params)) is not None and (
+                d != w.path_index):
+            sent = self._sent(call, found)
+            for other in _descendants(fn, ("call_expression",)):
+                if self._sent(other, found) == sent:
+                    self.wrapper_inner.add(other.id)
+            return replace(w, method=None, method_index=d)
+        return w
+
+    def _key_param(self, opts: list[dict[str, ts.Node]], params: list[str]
+                   ) -> tuple[str, int] | None:
+        """("arg", i) when the request's `Authorization` header is parameter i (`Bearer
+        ${token}`, `token`): each call site's key decides (`send('/x', user.accessToken)`)."""
+        for o in opts:
+            hdrs = self.props(o["headers"]) if "headers" in o else None
+            auth = next((v for k, v in (hdrs or {}).items() if k.lower() == "authorization"),
+                        None)
+            sym = unmarked(self.pieces(auth, params=params)) if auth is not None else []
+            named = [p for p in sym if isinstance(p, int)]
+            if len(named) == 1 and None not in sym:
+                return "arg", named[0]
+        return None
 
     def http_client(self, value: ts.Node) -> Wrapper | None:
         """`axios.create({baseURL: <API host>..., headers: {Authorization: ...}})`."""
@@ -434,12 +564,6 @@ class _File:
                 return _text(value)
         return None
 
-    def _param_piece(self, url: ts.Node, params: list[str]) -> int | None:
-        for node in _descendants(url, ("identifier",)):
-            if _text(node) in params:
-                return params.index(_text(node))
-        return None
-
     def _wrapper_account(self, fn: ts.Node) -> Client:
         scope: ts.Node | None = fn
         while scope is not None and scope.type not in ("class_declaration", "class", "program"):
@@ -458,12 +582,24 @@ class _File:
 
     # --- values -------------------------------------------------------------
 
+    def local_values(self, fn: ts.Node | None) -> dict[str, ts.Node]:
+        """The names `fn` declares once and never assigns again (`const url = ...`)."""
+        if fn is None:
+            return {}
+        found = self.locals_cache.get(fn.id)
+        if found is None:
+            found = self.locals_cache[fn.id] = _fn_locals(fn)
+        return found
+
     def resolve(self, node: ts.Node, depth: int = 0) -> ts.Node:
         node = _unwrap(node)
         seen: set[str] = set()
-        while node.type == "identifier" and len(seen) < 8:
+        scoped = self.local_values(self.scope_fn)
+        # in a request being read, `{url, headers}` names its locals as `url` would
+        names = ("identifier", "shorthand_property_identifier") if scoped else ("identifier",)
+        while node.type in names and len(seen) < 8:
             name = _text(node)
-            target = self.consts.get(name)
+            target = scoped.get(name) or self.consts.get(name)
             # `ctx = { ...ctx, a: 1 }`: a name whose value mentions itself is not followed
             if target is None or name in seen or _mentions(target, name):
                 break
@@ -471,7 +607,12 @@ class _File:
             node = _unwrap(target)
         return node
 
-    def pieces(self, node: ts.Node, depth: int = 0) -> list[Piece]:
+    def pieces(self, node: ts.Node, depth: int = 0, params: Sequence[str] = ()) -> list[Piece]:
+        """The literal and run-time pieces of a string expression; with `params`, each whole
+        use of one of them is its `param_mark` (a wrapper's URL)."""
+        if params and _unwrap(node).type in ("identifier", "shorthand_property_identifier") and (
+                _text(_unwrap(node)) in params):
+            return [param_mark(list(params).index(_text(_unwrap(node))))]
         node = self.resolve(node)
         if node.type == "string":
             return [_string(node)]
@@ -482,7 +623,8 @@ class _File:
                     out.append(_text(child))
                 elif child.type == "template_substitution":
                     inner = child.named_children[0] if child.named_child_count else None
-                    out.extend(self.pieces(inner, depth + 1) if inner and depth < 8 else [None])
+                    out.extend(self.pieces(inner, depth + 1, params) if inner and depth < 8
+                               else [None])
                 elif child.type == "escape_sequence":
                     out.append(_text(child)[1:])
             return out
@@ -493,12 +635,13 @@ class _File:
             field = self.fields.get("." + _text(prop).lstrip("#")) if (
                 obj is not None and obj.type == "this" and prop is not None) else None
             if field is not None:
-                return self.pieces(field, depth + 1)
+                return self.pieces(field, depth + 1, params)
         if node.type == "binary_expression" and depth < 16:
             op = node.child_by_field_name("operator")
             left, right = node.child_by_field_name("left"), node.child_by_field_name("right")
             if op is not None and _text(op) == "+" and left is not None and right is not None:
-                return self.pieces(left, depth + 1) + self.pieces(right, depth + 1)
+                return (self.pieces(left, depth + 1, params)
+                        + self.pieces(right, depth + 1, params))
         return [None]
 
     def string(self, node: ts.Node | None) -> str | None:
@@ -741,6 +884,11 @@ class _File:
                 failed += 1
         if failed:
             self.out.partial = f"{failed} call(s) too deeply nested to analyse"
+        for name, req in self.layered.items():
+            if name not in self.wrappers_called:
+                self.out.unresolved.append(Unresolved(
+                    *self.where(req), _text(req.child_by_field_name("function") or req),
+                    UNCALLED_WRAPPER))
         self.out.events.extend(event_uses(self.tree, self.source, self.ctx))
         if self.out.events:
             self.scopes()
@@ -966,14 +1114,13 @@ class _File:
                 self.param_facts[key] = fact
 
     def wrapper_call(self, node: ts.Node, segs: list[str], args: list[ts.Node]) -> bool:
+        if node.id in self.wrapper_inner:
+            return True  # a wrapper's own request (of another wrapper): its call sites count
         name = segs[-1]
-        w = self.local_wrappers.get(name)
-        # a wrapper method is reached through `this` (not `http.get` of some other object); a
-        # wrapper function by its bare name
-        if w is not None and (segs != (["this", name] if name in self.method_wrappers
-                                       else [name]) or (name in self.method_wrappers and (
-                _class_start(node) != self.method_wrappers[name]))):
-            w = None
+        found = self.reached(node, self.local_wrappers)
+        w = found[1] if found is not None else None
+        if found is not None:
+            self.wrappers_called.add(name)
         owner = segs[-2] if len(segs) == 2 or (len(segs) == 3 and segs[0] == "this") else ""
         if w is None and owner in self.http_clients and name.lower() in HTTP_VERBS:
             # `http.get('/x')`, `this.http.get('/x')` on a client made for the API host
@@ -981,13 +1128,21 @@ class _File:
             w = Wrapper(w.prefix, 0, name.upper(), None, w.account, w.reason, w.defined)
         if w is None and len(segs) == 1 and name in self.imported:
             w = self.project.wrappers.get(name)
+        if w is None and len(segs) == 2 and segs[0] in self.namespaces:
+            self.out.imports.add(name)  # read again once the project knows the wrapper
+            w = self.project.wrappers.get(name)
         if w is None or len(args) <= w.path_index:
             return False
         label = _text(node.child_by_field_name("function") or node)
-        method_text = (self.string(args[w.method_index])
-                       if w.method_index is not None and len(args) > w.method_index else None)
-        # `this.get(name)`: a path known only at run time is unreadable traffic
-        request = wrapper_request(w, self.pieces(args[w.path_index]), method_text)
+        self.scope_fn = _enclosing_function(node)  # `const path = `/x/${id}``
+        try:
+            method_text = (self.string(args[w.method_index]) if w.method_index is not None
+                           and len(args) > w.method_index else None)
+            # `this.get(name)`: a path known only at run time is unreadable traffic
+            request = wrapper_request(w, w.path_pieces([self.pieces(a) for a in args]),
+                                      method_text)
+        finally:
+            self.scope_fn = None
         if isinstance(request, str):
             self.out.unresolved.append(Unresolved(
                 *self.where(node), label, f"{request} (wrapper {name} at {w.defined})"))
@@ -995,6 +1150,9 @@ class _File:
         target, method = request
         acc: Account = w.account
         why = f"via the app's wrapper {name} ({w.defined}): {w.reason}"
+        site = self._site_key(node, args, w)
+        if site is not None:
+            acc, why = site[0], f"via the app's wrapper {name} ({w.defined}): {site[1]}"
         if self.ctx.ui_extension:
             acc, why = "installing", "a UI extension: the installing account"
         elif any(_connected_options(self, a)[0] for a in args):
@@ -1002,6 +1160,23 @@ class _File:
         self.out.calls.append(Call(*self.where(node), label, method, target.path,
                                    target.expand, acc, (), why))
         return True
+
+    def _site_key(self, node: ts.Node, args: list[ts.Node], w: Wrapper) -> Client | None:
+        """The account of the key a call site gives a wrapper that takes it as an argument:
+        a parameter of the caller by what its callers pass, else by its text."""
+        if w.key_from is None or w.key_from[0] != "arg" or len(args) <= w.key_from[1]:
+            return None
+        a = _unwrap(args[w.key_from[1]])
+        if a.type == "identifier":
+            passed = self.param_client(node, _text(a))
+            if passed is not None:
+                return None if passed[0] is None else (passed[0], passed[1])
+        text = _text(a)
+        if len(text) > 100:
+            return None
+        acc, why = key_account_why(text)
+        row = node.start_point[0] + 1
+        return acc, f"a key given at {self.ctx.file}:{row}: {why}"
 
     def where(self, node: ts.Node) -> tuple[str, int, int]:
         row, col = node.start_point
@@ -1106,6 +1281,14 @@ class _File:
     def http_call(self, node: ts.Node, segs: list[str] | None, args: list[ts.Node]) -> None:
         if not args or node.id in self.wrapper_inner:
             return
+        if b"api.stripe.com" in self.source:  # `const url = `${API}/x``: a local
+            self.scope_fn = _enclosing_function(node)
+        try:
+            self._http_call(node, segs, args)
+        finally:
+            self.scope_fn = None
+
+    def _http_call(self, node: ts.Node, segs: list[str] | None, args: list[ts.Node]) -> None:
         first = args[0]
         config = self.props(first)
         url_node = config.get("url") if config else first
@@ -1281,6 +1464,71 @@ def _function_name(fn: ts.Node) -> str | None:
         if key is not None:
             return _bound_name(key) or _text(key).strip("'\"")
     return None
+
+
+_VERB = re.compile(r"""^["'`](?i:get|post|put|patch|delete)["'`]$""")
+_CASE_METHODS = ("toUpperCase", "toLowerCase")
+
+
+def _bare_param(node: ts.Node) -> str:
+    """`method.toUpperCase()` -> `method`: the name under a change of case."""
+    node = _unwrap(node)
+    for _ in range(4):
+        f = node.child_by_field_name("function") if node.type == "call_expression" else None
+        prop = f.child_by_field_name("property") if f is not None and (
+            f.type == "member_expression") else None
+        if f is None or prop is None or _text(prop) not in _CASE_METHODS:
+            break
+        node = _unwrap(f.child_by_field_name("object") or node)
+    return _text(node) if node.type == "identifier" else ""
+
+
+def _dispatch_param(fn: ts.Node, params: list[str]) -> int | None:
+    """The parameter a wrapper chooses its request by (`if (method === 'GET') ...`,
+    `switch (method) { case 'POST': ... }`): compared with HTTP verbs."""
+    for node in _descendants(fn, ("binary_expression", "switch_statement")):
+        if node.type == "binary_expression":
+            op = node.child_by_field_name("operator")
+            sides = [node.child_by_field_name("left"), node.child_by_field_name("right")]
+            if op is None or _text(op) not in ("===", "==", "!==", "!=") or None in sides:
+                continue
+            texts = [_text(x) for x in sides if x is not None]
+            names = [_bare_param(x) for x in sides if x is not None]
+        else:
+            value = node.child_by_field_name("value")
+            body = node.child_by_field_name("body")
+            if value is None or body is None:
+                continue
+            names = [_bare_param(value)]
+            texts = [_text(c.child_by_field_name("value") or c) for c in body.named_children
+                     if c.type == "switch_case"]
+        if any(_VERB.match(t) for t in texts):
+            for n in names:
+                if n in params:
+                    return params.index(n)
+    return None
+
+
+def _fn_locals(fn: ts.Node) -> dict[str, ts.Node]:
+    """The names a function declares once, to one value, and never assigns again (its
+    parameters, loop variables and names assigned or declared twice are not values)."""
+    values: dict[str, ts.Node] = {}
+    other = set(_param_names(fn))
+    for node in _descendants(fn, ("variable_declarator", "assignment_expression",
+                                  "augmented_assignment_expression", "for_in_statement")):
+        if node.type == "variable_declarator":
+            name, value = node.child_by_field_name("name"), node.child_by_field_name("value")
+            if name is None or name.type != "identifier" or value is None:
+                continue
+            if _text(name) in values:
+                other.add(_text(name))
+            values[_text(name)] = value
+        else:
+            left = node.child_by_field_name("left")
+            if left is not None:
+                other |= {_text(n) for n in (left, *_descendants(left, ("identifier",)))
+                          if n.type == "identifier"}
+    return {k: v for k, v in values.items() if k not in other}
 
 
 def _param_names(fn: ts.Node) -> list[str]:

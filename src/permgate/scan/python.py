@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import copy
 import re
+from typing import TypeVar
 
 from permgate.scan import oauthlibs
 from permgate.scan.common import (
@@ -11,6 +13,7 @@ from permgate.scan.common import (
     FORWARDED,
     HTTP_VERBS,
     OPTIONS_ACCOUNT,
+    UNCALLED_WRAPPER,
     Context,
     Piece,
     Project,
@@ -18,7 +21,10 @@ from permgate.scan.common import (
     credential_escape,
     fixed_account,
     key_account_why,
+    param_mark,
     raw_target,
+    unmarked,
+    wrapper_path,
     wrapper_request,
 )
 from permgate.scan.model import (
@@ -37,7 +43,10 @@ Client = tuple[Account, str]
 # a wrapper's account, and where its call sites decide the key (Wrapper.key_from)
 KeyedClient = tuple[Account, str, tuple[str, int] | None]
 
-_FORMAT_FIELD = re.compile(r"\{[^{}]*\}")
+# a format string split at its fields, each field's name kept (`"{}{path}"` -> ["", "", "",
+# "path", ""]); a field with a conversion or a format spec is built at run time
+_FORMAT_SPLIT = re.compile(r"\{([^{}]*)\}")
+_E = TypeVar("_E", bound=ast.AST)
 # `self.x = <value>` kept as a field the file can read back (a base URL, an expand list)
 _FIELD_VALUES = (ast.Constant, ast.JoinedStr, ast.BinOp, ast.List, ast.Tuple, ast.Dict)
 _REQUEST_VERBS = HTTP_VERBS | {"request"}
@@ -114,18 +123,6 @@ def _account_option_owner(target: ast.expr) -> str | None:
     return None
 
 
-def _names_in(node: ast.expr) -> set[str]:
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-
-
-def _path_param(url: ast.expr, params: list[str]) -> int:
-    """The index of the parameter a wrapper's URL names last in the source (its dynamic tail,
-    `f"{base}{path}"` -> path): one choice, never the hash order of a set of names."""
-    named = [n for n in ast.walk(url) if isinstance(n, ast.Name) and n.id in params]
-    last = max(named, key=lambda n: (n.lineno, n.col_offset))
-    return params.index(last.id)
-
-
 def _joined(pieces: list[Piece]) -> list[Piece]:
     """Adjacent literal pieces joined (`BASE + "/" + path` -> [BASE + "/", None])."""
     out: list[Piece] = []
@@ -135,6 +132,113 @@ def _joined(pieces: list[Piece]) -> list[Piece]:
         else:
             out.append(p)
     return out
+
+
+# what a method argument is once its case is normalised (`method.upper()` -> `method`)
+_CASE_CALLS = frozenset({"upper", "lower", "casefold"})
+_LOCAL_DEPTH = 4  # local names followed into their values, at most this deep
+
+
+def _bare(node: ast.expr | None) -> ast.expr | None:
+    """`method.upper()` / `method.lower()` -> `method`: the value under a change of case."""
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
+            node.func.attr in _CASE_CALLS and not node.args):
+        node = node.func.value
+    return node
+
+
+def _verbs(node: ast.expr) -> bool:
+    """A literal HTTP verb, or a tuple/list/set of them (`("GET", "DELETE")`)."""
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        return bool(node.elts) and all(_verbs(e) for e in node.elts)
+    return isinstance(node, ast.Constant) and isinstance(node.value, str) and (
+        node.value.lower() in HTTP_VERBS)
+
+
+def _dispatch_param(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[str]) -> int | None:
+    """The parameter a wrapper chooses its request by (`if method == "GET": ... .get(url)
+    else: ... .post(url)`, `match method: case "GET": ...`): compared with HTTP verbs."""
+    found: list[ast.Name] = []
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Compare):
+            operands = [_bare(o) for o in (node.left, *node.comparators)]
+            if any(o is not None and _verbs(o) for o in operands):
+                found += [o for o in operands if isinstance(o, ast.Name) and o.id in params]
+        elif isinstance(node, ast.Match) and isinstance(
+                subject := _bare(node.subject), ast.Name) and subject.id in params and any(
+                isinstance(c.pattern, ast.MatchValue) and _verbs(c.pattern.value)
+                for c in node.cases):
+            found.append(subject)
+    if not found:
+        return None
+    first = min(found, key=lambda n: (n.lineno, n.col_offset))
+    return params.index(first.id)
+
+
+def _fn_locals(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, ast.expr]:
+    """The names a function binds once, to one value (`url = f"{BASE}{path}"`, `headers =
+    {...}`): its parameters, and names bound twice or by a loop, `with`, `+=` or `:=`, are not
+    values the scan can read back."""
+    values: dict[str, ast.expr] = {}
+    other = {a.arg for a in ast.walk(fn.args) if isinstance(a, ast.arg)}
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                if isinstance(t, ast.Name):
+                    if t.id in values:
+                        other.add(t.id)
+                    values[t.id] = node.value
+                elif isinstance(t, ast.Tuple | ast.List):  # `a, b = ...`: not one value each
+                    other |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, ast.For | ast.AsyncFor | ast.comprehension | ast.AugAssign
+                        | ast.NamedExpr):
+            other |= {n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+        elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+            other |= {n.id for n in ast.walk(node.optional_vars) if isinstance(n, ast.Name)}
+    return {k: v for k, v in values.items() if k not in other}
+
+
+_STRIP_CALLS = frozenset({"strip", "lstrip", "rstrip"}) | _CASE_CALLS
+
+
+class _MarkParams(ast.NodeTransformer):
+    """Each whole use of a parameter in an expression replaced by a marked string literal
+    (`_Wrapper._sym` reads them back as the parameter's index)."""
+
+    def __init__(self, params: list[str]) -> None:
+        self.params = params
+
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        if node.id in self.params and isinstance(node.ctx, ast.Load):
+            return ast.Constant(param_mark(self.params.index(node.id)))
+        return node
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.expr:
+        return node  # `user.cid`: a field of the parameter, not the parameter
+
+    def visit_Call(self, node: ast.Call) -> ast.expr:
+        f = node.func
+        if isinstance(f, ast.Attribute) and f.attr in _STRIP_CALLS and isinstance(
+                f.value, ast.Name) and f.value.id in self.params:
+            return self.visit_Name(f.value)  # `path.lstrip("/")`: the path, its slash dropped
+        node.args = [self.visit(a) for a in node.args]
+        node.keywords = [self.visit(k) for k in node.keywords]
+        return node
+
+
+class _Inline(ast.NodeTransformer):
+    """A copy of an expression with a function's local values written in (`url` ->
+    `f"{API_BASE}{path}"`), at most _LOCAL_DEPTH deep."""
+
+    def __init__(self, values: dict[str, ast.expr], depth: int = 0) -> None:
+        self.values, self.depth = values, depth
+
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        value = self.values.get(node.id)
+        if value is None or self.depth >= _LOCAL_DEPTH or not isinstance(node.ctx, ast.Load):
+            return node
+        inlined: ast.expr = _Inline(self.values, self.depth + 1).visit(copy.deepcopy(value))
+        return inlined
 
 
 def _call_base(node: ast.expr) -> str | None:
@@ -169,6 +273,8 @@ class _File:
         in_class = {id(stmt) for c in ast.walk(tree) if isinstance(c, ast.ClassDef)
                     for stmt in c.body}
         self.module_key_set = False
+        # `import stripe_client as sc` naming a file of the tree: `sc.get(...)` is its function
+        self.project_modules: set[str] = set()
         # Value flow across calls (issue 25): the function and class around each call (and
         # assignment), which
         # parameter `self.x` was set from in `__init__`, and what this file passes to whom.
@@ -198,6 +304,9 @@ class _File:
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for a in node.names:
+                    if ctx.modules is not None and (a.asname or "." not in a.name) and (
+                            ctx.modules.py_paths(ctx.file, a.name, 0)):
+                        self.project_modules.add(a.asname or a.name)
                     if a.name == "stripe":
                         self.modules.add(a.asname or "stripe")
                     else:
@@ -331,8 +440,64 @@ class _File:
         self.wrapper_used: set[str] = set()  # wrappers this file calls
         # functions that request the URL given as their first argument: name -> HTTP method
         self.url_wrappers: dict[str, str] = {}
-        if b"api.stripe.com" in source:
+        self.locals_cache: dict[int, dict[str, ast.expr]] = {}
+        # a request's URL is read through locals only where the file names the API host
+        self.names_host = b"api.stripe.com" in source
+        if self.names_host:
             self.find_wrappers()
+
+    def local_values(self, fn: ast.FunctionDef | ast.AsyncFunctionDef | None
+                     ) -> dict[str, ast.expr]:
+        """`_fn_locals(fn)`, computed once per function."""
+        if fn is None:
+            return {}
+        found = self.locals_cache.get(id(fn))
+        if found is None:
+            found = self.locals_cache[id(fn)] = _fn_locals(fn)
+        return found
+
+    def inline(self, node: _E, values: dict[str, ast.expr]) -> _E:
+        """`node` with the function's local values written in (a copy), or `node` itself when
+        it names none of them."""
+        if not values or not any(isinstance(n, ast.Name) and n.id in values
+                                 for n in ast.walk(node)):
+            return node
+        out: _E = _Inline(values).visit(copy.deepcopy(node))
+        return out
+
+    def returned(self, call: ast.Call) -> ast.expr | None:
+        """What a call of a module-level function of this file returns, when it returns one
+        expression: read through its locals, its parameters replaced by the call's arguments
+        (`_headers(api_key)` -> `{"Authorization": f"Bearer {api_key}"}`)."""
+        if not isinstance(call.func, ast.Name) or call.func.id not in self.defined:
+            return None
+        fn = next((n for n in self.tree.body if isinstance(
+            n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == call.func.id), None)
+        if fn is None:
+            return None
+        found = [r.value for r in ast.walk(fn) if isinstance(r, ast.Return) and r.value]
+        if len(found) != 1:
+            return None
+        given = dict(zip(_params(fn, method=False), call.args, strict=False))
+        given.update({k.arg: k.value for k in call.keywords if k.arg})
+        value = self.inline(found[0], self.local_values(fn))
+        out: ast.expr = _Inline(given, _LOCAL_DEPTH - 1).visit(copy.deepcopy(value))
+        return out
+
+    def inline_call(self, call: ast.Call, values: dict[str, ast.expr]) -> ast.Call:
+        """A request's arguments with the function's local values written in (its callee
+        kept, so that scope look-ups by the call's identity still work on the original)."""
+        args = [self.inline(a, values) for a in call.args]
+        # headers and auth only when named whole (`headers=headers` -> its dict): the key
+        # inside is judged by the expression the code names it with, as everywhere else
+        kws = [ast.keyword(arg=k.arg, value=(
+            values.get(k.value.id, k.value) if isinstance(k.value, ast.Name) else k.value)
+            if k.arg in ("headers", "auth") else self.inline(k.value, values))
+            for k in call.keywords]
+        if all(a is b for a, b in zip(args, call.args, strict=True)) and all(
+                a.value is b.value for a, b in zip(kws, call.keywords, strict=True)):
+            return call
+        return ast.copy_location(ast.Call(func=call.func, args=args, keywords=kws), call)
 
 
     def _scopes(
@@ -551,12 +716,16 @@ class _File:
     def _request_parts(call: ast.Call) -> tuple[str, ast.expr | None, ast.expr | None] | None:
         """(verb, URL argument, method argument) of an HTTP client's call, else None."""
         func = call.func
+        kw = {k.arg: k.value for k in call.keywords if k.arg}
+        args = list(call.args)
+        if isinstance(func, ast.Call) and _chain(func.func) == ["getattr"] and len(
+                func.args) == 2:
+            # `getattr(session, method.lower())(url, ...)`: the method is getattr's name
+            return "request", (args[0] if args else kw.get("url")), func.args[1]
         verb = (func.attr if isinstance(func, ast.Attribute) else
                 func.id if isinstance(func, ast.Name) else "").lower()
         if verb not in _REQUEST_VERBS:
             return None
-        kw = {k.arg: k.value for k in call.keywords if k.arg}
-        args = list(call.args)
         method = None
         if verb == "request":
             method = args.pop(0) if args else kw.get("method")
@@ -570,13 +739,6 @@ class _File:
         if owner is None or not (len(owner) == 1 or (len(owner) == 2 and owner[0] == "self")):
             return None
         return self.http_clients.get(owner[-1])
-
-    def _api_prefix(self, pieces: list[Piece]) -> str | None:
-        """The literal after the API host when `pieces` are host + literal + run-time part."""
-        if len(pieces) < 2 or pieces[0] is None or pieces[1] is not None:
-            return None
-        host = next((h for h in API_HOSTS if pieces[0].startswith(h)), None)
-        return None if host is None else pieces[0][len(host):]
 
     def find_wrappers(self) -> None:
         """HTTP clients built for the API host (`httpx.Client(base_url=...)`) and functions or
@@ -610,28 +772,26 @@ class _File:
         params = _params(fn, method=cls is not None)
         if not params:
             return
-        prefix: str | None
         method: str | None
+        values = self.local_values(fn)  # the URL, headers, method through local names
         for call in (n for n in ast.walk(fn) if isinstance(n, ast.Call)):
             inner = self._local_wrapper(call, cls)
             if inner is not None:  # a wrapper calling a wrapper with its own parameter
                 w, args = inner
+                args = [self.inline(a, values) for a in args]
                 if len(args) <= w.path_index:
                     continue
-                path = args[w.path_index]
-                ps = _joined(self.pieces(path))
-                lead = ps[0] if ps and ps[0] is not None else ""
-                if not ps or ps[-1] is not None or any(p is None for p in ps[:-1]) or not (
-                        _names_in(path) & set(params)):
+                path = wrapper_path(w.prefix, w.path_pieces(
+                    [self._sym(a, params) for a in args]))
+                if path is None:
                     continue
-                prefix = w.prefix + lead
-                idx = _path_param(path, params)
                 method, method_index = w.method, None
                 if w.method_index is not None and len(args) > w.method_index:
                     m = args[w.method_index]
                     method = self.string(m)
-                    if method is None and isinstance(m, ast.Name) and m.id in params:
-                        method_index = params.index(m.id)
+                    if method is None and isinstance(b := _bare(m), ast.Name) and (
+                            b.id in params):
+                        method_index = params.index(b.id)
                     elif method is None:
                         continue
                 account, reason = w.account, w.reason
@@ -641,19 +801,12 @@ class _File:
                     key_from = ("arg", params.index(a.id)) if isinstance(
                         a, ast.Name) and a.id in params else None
             else:
-                parts = self._request_parts(call)
+                request = self.inline_call(call, values)
+                parts = self._request_parts(request)
                 if parts is None or parts[1] is None:
                     continue
-                verb, url, marg = parts[0], parts[1], parts[2]
+                verb, url, marg = parts[0], parts[1], _bare(parts[2])
                 base = self._base_of(call)
-                ps = _joined(self.pieces(url))
-                if base is not None and ps and ps[0] is None:
-                    prefix = base.prefix  # `self.http.get(path)`
-                elif base is not None and ps and ps[0] is not None and len(ps) == 2:
-                    prefix = base.prefix + ps[0]
-                else:
-                    prefix = self._api_prefix(ps)
-                names = _names_in(url) & set(params)
                 if cls is None and isinstance(url, ast.Name) and params[:1] == [url.id] and (
                         base is None):
                     # `def post(url, data)` around a request with a fixed method (issue 25):
@@ -662,31 +815,68 @@ class _File:
                     if fixed is not None:
                         self.url_wrappers[fn.name] = fixed.upper()
                     continue
-                if prefix is None or not names:
+                sym = self._sym(url, params)
+                host = next((h for h in API_HOSTS if sym and isinstance(sym[0], str)
+                             and sym[0].startswith(h)), None)
+                if base is not None and not (sym and isinstance(sym[0], str)
+                                             and sym[0].startswith("http")):
+                    path = wrapper_path(base.prefix, sym)  # `self.http.get(path)`
+                elif host is not None:
+                    path = wrapper_path("", [str(sym[0])[len(host):], *sym[1:]])
+                else:
+                    path = None
+                if path is None:
                     continue
-                idx = _path_param(url, params)
                 method = verb.upper() if verb != "request" else (
                     self.string(marg) or "").upper() or None
                 method_index = None
                 if method is None and isinstance(marg, ast.Name) and marg.id in params:
+                    # `client.request(method.upper(), url)`, `getattr(s, method.lower())(url)`
                     method_index = params.index(marg.id)
                 elif method is None:
                     continue
                 if base is not None:
                     account, reason, key_from = base.account, base.reason, base.key_from
                 else:
-                    account, reason, key_from = self._wrapper_account(call, cls, fn)
+                    account, reason, key_from = self._wrapper_account(request, cls, fn)
+            prefix, idx, rest = path
+            if method_index is None and (d := _dispatch_param(fn, params)) is not None and (
+                    d != idx):
+                # one request per verb, chosen by a method parameter: its call sites say which
+                method, method_index = None, d
+                sent = self._sends(call, cls, values)
+                for other in (n for n in ast.walk(fn) if isinstance(n, ast.Call)):
+                    # the other verbs' requests of the same URL are the wrapper's own too
+                    if self._sends(other, cls, values) == sent:
+                        self.wrapper_inner.add(id(other))
             self.wrapper_inner.add(id(call))  # the wrapper's own request is not a call site
             self.wrapper_requests[f"{self.ctx.file}:{fn.lineno}"] = call
             if inner is not None:
                 self.wrapper_used.add(inner[0].defined)
             w = Wrapper(prefix, idx, method and method.upper(), method_index, account, reason,
-                        f"{self.ctx.file}:{fn.lineno}", key_from)
+                        f"{self.ctx.file}:{fn.lineno}", key_from, rest)
             if cls is None:
                 self.wrappers[fn.name] = w
             else:
                 self.method_wrappers[(cls, fn.name)] = w
             return
+
+    def _sym(self, node: ast.expr, params: list[str]) -> list[str | int | None]:
+        """The pieces of a URL or path with each parameter used whole (`path`,
+        `path.lstrip("/")`, not `user.cid`) as its index: literals, parameters, None for
+        anything else built at run time."""
+        marked = _MarkParams(params).visit(copy.deepcopy(node))
+        return unmarked(self.pieces(marked))
+
+    def _sends(self, call: ast.Call, cls: str | None, values: dict[str, ast.expr]) -> str | None:
+        """What URL or path a call of a wrapper's body requests (its dump), if it requests."""
+        inner = self._local_wrapper(call, cls)
+        if inner is not None:
+            w, args = inner
+            return ast.dump(self.inline(args[w.path_index], values)) if len(
+                args) > w.path_index else None
+        parts = self._request_parts(self.inline_call(call, values))
+        return ast.dump(parts[1]) if parts is not None and parts[1] is not None else None
 
     def _local_wrapper(
         self, call: ast.Call, cls: str | None
@@ -706,6 +896,9 @@ class _File:
             if w is None and chain[0] in self.imported:
                 self.out.imports.add("pyw:" + chain[0])
                 w = self.project.wrappers.get("pyw:" + chain[0])
+        elif len(chain) == 2 and chain[0] in self.project_modules:
+            self.out.imports.add("pyw:" + chain[1])  # `sc.get_object(...)`: by its name
+            w = self.project.wrappers.get("pyw:" + chain[1])
         elif len(chain) == 2 and (obj := self.instance(call, chain[0])) is not None:
             ctor = obj.func
             owner = ctor.id if isinstance(ctor, ast.Name) else ""
@@ -842,6 +1035,10 @@ class _File:
         if len(text) > 100:
             return None
         acc, why = key_account_why(text)
+        local = self.local_values(fn).get(a.id) if isinstance(a, ast.Name) else None
+        if acc == "unknown" and local is not None and len(ast.unparse(local)) <= 100:
+            # `token = user.stripe_access_token`, then `api.get(ctx, token, ...)`: its value
+            acc, why = key_account_why(ast.unparse(local))
         return acc, f"a key given at {self.ctx.file}:{site.lineno}: {why}"
 
     def wrapper_call(self, node: ast.Call, label: str) -> bool:
@@ -855,10 +1052,15 @@ class _File:
         w, args = found
         if len(args) <= w.path_index:
             return False
+        # the path's and the method's arguments through the caller's locals (`path = f"/x/{i}"`)
+        values = self.local_values(_fn)
+        read = {w.path_index, w.method_index, *(p for p in w.path_parts if isinstance(p, int))}
+        args = [self.inline(a, values) if i in read else a for i, a in enumerate(args)]
         self.wrapper_used.add(w.defined)
         method_text = (self.string(args[w.method_index])
                        if w.method_index is not None and len(args) > w.method_index else None)
-        request = wrapper_request(w, _joined(self.pieces(args[w.path_index])), method_text)
+        request = wrapper_request(w, _joined(w.path_pieces([self.pieces(a) for a in args])),
+                                  method_text)
         if isinstance(request, str):
             self.out.unresolved.append(Unresolved(
                 *self.where(node), label, f"{request} (wrapper at {w.defined})"))
@@ -915,13 +1117,31 @@ class _File:
             and node.func.attr == "format" and isinstance(node.func.value, ast.Constant)
             and isinstance(node.func.value.value, str)
         ):
-            parts = _FORMAT_FIELD.split(node.func.value.value)
+            # `"{}{}".format(BASE, path)`: each field is its argument when the scan reads it
+            kw = {k.arg: k.value for k in node.keywords if k.arg}
             fmt: list[Piece] = []
-            for i, p in enumerate(parts):
-                if i:
-                    fmt.append(None)
-                fmt.append(p)
+            auto = 0
+            for i, p in enumerate(_FORMAT_SPLIT.split(node.func.value.value)):
+                if i % 2 == 0:
+                    fmt.append(p)
+                    continue
+                arg: ast.expr | None = None
+                if "!" in p or ":" in p:
+                    arg = None
+                elif p == "" and auto < len(node.args):
+                    arg, auto = node.args[auto], auto + 1
+                elif p.isdigit() and int(p) < len(node.args):
+                    arg = node.args[int(p)]
+                elif p in kw:
+                    arg = kw[p]
+                starred = isinstance(arg, ast.Starred)
+                fmt.extend(self.pieces(arg, depth + 1) if arg is not None and not starred and (
+                    depth < 16) else [None])
             return fmt
+        if isinstance(node, ast.Call) and len(node.args) == 2 and depth < 16 and (
+                _chain(node.func) or [""])[-1] == "urljoin":
+            # `urljoin(BASE + "/", path)`: the base, then the path (read as joined on)
+            return self.pieces(node.args[0], depth + 1) + self.pieces(node.args[1], depth + 1)
         return [None]
 
     def userinfo(self, url: ast.expr) -> str | None:
@@ -978,6 +1198,9 @@ class _File:
         if node is None or depth > 8:
             return None
         node = self.resolve(node)
+        if isinstance(node, ast.Call) and depth < _LOCAL_DEPTH and (
+                returned := self.returned(node)) is not None:
+            return self.props(returned, depth + 1)  # `headers=_headers(api_key)`
         if isinstance(node, ast.Call) and _chain(node.func) == ["dict"]:
             return {k.arg: k.value for k in node.keywords if k.arg}
         if isinstance(node, ast.Call) and not node.args and not node.keywords:
@@ -1037,9 +1260,7 @@ class _File:
                 # called from other files only (or not at all): callers the scan does not see
                 # may pass any path, so its request stays unreadable traffic (nothing unused)
                 self.out.unresolved.append(Unresolved(
-                    *self.where(req), ast.unparse(req.func),
-                    "the request of a wrapper not called in its own file: the paths its "
-                    "callers pass are read where the scan sees them"))
+                    *self.where(req), ast.unparse(req.func), UNCALLED_WRAPPER))
         return self.out
 
     def oauth_library(self, node: ast.Constant | ast.ImportFrom, dotted: str) -> None:
@@ -1361,6 +1582,11 @@ class _File:
         if id(node) in self.wrapper_inner:
             return
         verb = chain[-1].lower()
+        if verb not in _REQUEST_VERBS and chain[0] not in self.url_wrappers:
+            return
+        if self.names_host:  # a URL, headers or params in the function's locals
+            node = self.inline_call(node, self.local_values(
+                self.enclosing.get(id(node), (None, None))[1]))
         args = list(node.args)
         kw = {k.arg: k.value for k in node.keywords if k.arg}
         method: str | None
