@@ -9,16 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.scan.trees import write_tree
 
 from permgate.scan import js, python, scan
-
-
-def _write(root: Path, files: dict[str, str]) -> Path:
-    for name, body in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(body)
-    return root
-
 
 # An env default, then the same name bound from data in a way other than `x = v`: the account
 # is the install's (connected), not the operator's. The control binds it only from the env.
@@ -78,7 +71,7 @@ REBOUND = {
 def test_a_name_bound_from_data_another_way_is_not_a_fixed_account(
     tmp_path: Path, lang: str
 ) -> None:
-    v = scan(_write(tmp_path, REBOUND[lang]))
+    v = scan(write_tree(tmp_path, REBOUND[lang]))
     got = {(c.call.path, c.call.account) for c in v.calls}
     assert got == {("/v1/payouts", "connected"), ("/v1/invoices", "connected"),
                    ("/v1/customers", "connected"), ("/v1/balance", "own")}
@@ -137,7 +130,7 @@ HELPER_LOCAL = {
 
 @pytest.mark.parametrize("lang", ["python", "js"])
 def test_a_value_a_helper_returns_is_read_in_the_helper(tmp_path: Path, lang: str) -> None:
-    v = scan(_write(tmp_path, HELPER_LOCAL[lang]))
+    v = scan(write_tree(tmp_path, HELPER_LOCAL[lang]))
     got = {(c.call.path, c.call.account) for c in v.calls}
     assert got == {("/v1/balance", "connected"), ("/v1/customers", "own")}
 
@@ -191,7 +184,7 @@ def test_helpers_and_values_that_fan_out_are_read_within_a_budget(
 
     for name in seen:
         monkeypatch.setattr(file_class, name, counted(name))
-    v = scan(_write(tmp_path, _fan(lang)))
+    v = scan(write_tree(tmp_path, _fan(lang)))
     got = {(c.call.path, c.call.account) for c in v.calls}
     # the helpers' options are still read (the env account is the operator's); the names
     # chained past the budget are not followed, and stay the install's
@@ -219,7 +212,7 @@ RUBY_BLOCK_VARIABLE = {
 
 
 def test_a_ruby_block_variable_named_like_a_helper_is_not_the_helper(tmp_path: Path) -> None:
-    v = scan(_write(tmp_path, RUBY_BLOCK_VARIABLE))
+    v = scan(write_tree(tmp_path, RUBY_BLOCK_VARIABLE))
     got = {(c.call.path, c.call.account) for c in v.calls}
     # the block's options are opaque, as a parameter's are (see test_scan_flow_more)
     assert got == {("/v1/balance", "connected"), ("/v1/payouts", "own"),
