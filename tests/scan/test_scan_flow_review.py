@@ -217,3 +217,43 @@ def test_a_ruby_block_variable_named_like_a_helper_is_not_the_helper(tmp_path: P
     # the block's options are opaque, as a parameter's are (see test_scan_flow_more)
     assert got == {("/v1/balance", "connected"), ("/v1/payouts", "own"),
                    ("/v1/refunds", "own"), ("/v1/invoices", "own")}
+
+
+# A bare call is a function of the module (or imported), never a method of the same name: the
+# method's env account says nothing of what the imported `account_for()` returns. The control
+# calls the method through self. (JS reads `this.f()` and `f()` apart already: its control.)
+BARE_CALL = {
+    "python": {
+        "app/svc.py": (
+            "import os\n\nimport stripe\nfrom app.accounts import account_for\n\n"
+            "stripe.api_key = os.environ['STRIPE_SECRET_KEY']\n\n\n"
+            "class Svc:\n"
+            "    def account_for(self):\n"
+            "        return os.environ['PLATFORM_ACCOUNT']\n\n"
+            "    def payouts(self):\n"
+            "        return stripe.Payout.list(stripe_account=account_for())\n\n"
+            "    def balance(self):\n"
+            "        return stripe.Balance.retrieve(stripe_account=self.account_for())\n"),
+    },
+    "js": {
+        "src/svc.js": (
+            "const Stripe = require('stripe');\n"
+            "const { accountFor } = require('./accounts');\n"
+            "const stripe = new Stripe(process.env.STRIPE_SECRET_KEY);\n"
+            "class Svc {\n"
+            "  accountFor() { return process.env.PLATFORM_ACCOUNT; }\n"
+            "  payouts() { return stripe.payouts.list({}, { stripeAccount: accountFor() }); }\n"
+            "  balance() {\n"
+            "    return stripe.balance.retrieve({ stripeAccount: this.accountFor() });\n"
+            "  }\n"
+            "}\n"
+            "module.exports = { Svc };\n"),
+    },
+}
+
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_a_bare_call_is_not_a_method_of_the_same_name(tmp_path: Path, lang: str) -> None:
+    v = scan(write_tree(tmp_path, BARE_CALL[lang]))
+    got = {(c.call.path, c.call.account) for c in v.calls}
+    assert got == {("/v1/payouts", "connected"), ("/v1/balance", "own")}

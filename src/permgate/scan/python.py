@@ -1331,9 +1331,11 @@ class _File:
 
     def _local_function(self, chain: list[str]) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
         """The file's top-level function `name(...)` names, or its class's method
-        `self.name(...)` (one definition of that name in the file)."""
+        `self.name(...)` (one definition of that name in the file). A bare name is never a
+        method: `account_for()` beside a method `account_for(self)` is imported or global."""
         if len(chain) == 1 or (len(chain) == 2 and chain[0] in ("self", "cls")):
-            found = [f for _, f in self._functions() if f.name == chain[-1]]
+            found = [f for c, f in self._functions() if f.name == chain[-1] and (
+                c is None) == (len(chain) == 1)]
             return found[0] if len(found) == 1 else None
         return None
 
