@@ -257,3 +257,39 @@ def test_a_bare_call_is_not_a_method_of_the_same_name(tmp_path: Path, lang: str)
     v = scan(write_tree(tmp_path, BARE_CALL[lang]))
     got = {(c.call.path, c.call.account) for c in v.calls}
     assert got == {("/v1/payouts", "connected"), ("/v1/balance", "own")}
+
+
+# A parameter (or a local) named like another function's env-read local is the caller's value:
+# the install's account, not the other function's fixed one. The control reads the env itself.
+SHADOWED = {
+    "python": {
+        "app/svc.py": (
+            "import os\n\nimport stripe\n\nstripe.api_key = os.environ['STRIPE_SECRET_KEY']\n\n\n"
+            "def for_tenant(acct):\n"
+            "    return stripe.Payout.list(stripe_account=acct)\n\n\n"
+            "def platform():\n"
+            "    acct = os.environ['PLATFORM_ACCOUNT']\n"
+            "    return stripe.Balance.retrieve(stripe_account=acct)\n"),
+    },
+    "js": {
+        "src/svc.js": (
+            "const Stripe = require('stripe');\n"
+            "const stripe = new Stripe(process.env.STRIPE_SECRET_KEY);\n"
+            "function forTenant(acct) {\n"
+            "  return stripe.payouts.list({}, { stripeAccount: acct });\n"
+            "}\n"
+            "function platform() {\n"
+            "  const acct = process.env.PLATFORM_ACCOUNT;\n"
+            "  return stripe.balance.retrieve({ stripeAccount: acct });\n"
+            "}\n"
+            "module.exports = { forTenant, platform };\n"),
+    },
+}
+
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_a_parameter_is_not_another_functions_fixed_account(tmp_path: Path, lang: str) -> None:
+    v = scan(write_tree(tmp_path, SHADOWED[lang]))
+    got = {(c.call.path, c.call.account) for c in v.calls}
+    assert got == {("/v1/payouts", "connected"), ("/v1/balance", "own")}
+    assert sorted(v.needed) == ["payout_read"]

@@ -625,6 +625,21 @@ class _File:
         self._binds[fn.start_byte] = got
         return got
 
+    def fixed_value(self, node: ts.Node) -> str | None:
+        """Why an account value names one fixed account of the operator (`fixed_account`),
+        else None. A name that a function around it binds or takes as a parameter is that
+        function's, followed by `fixed_origin`: not another function's constant of the same
+        name (the file-wide `consts` of `resolve`)."""
+        inner = _unwrap(node)
+        fn = _enclosing_function(inner) if inner.type == "identifier" else None
+        for _ in range(16):
+            if fn is None:
+                break
+            if _text(inner) in _param_names(fn) or _text(inner) in self._bindings(fn):
+                return self.fixed_origin(node)
+            fn = _enclosing_function(fn)
+        return fixed_account(_text(self.resolve(node))) or self.fixed_origin(node)
+
     def fixed_origin(self, node: ts.Node) -> str | None:
         """Why an account value names one fixed account of the operator, followed where it
         comes from in the file (issue 25): local variables of the function that uses it,
@@ -1103,9 +1118,7 @@ class _File:
         for a in args:
             found, value = _connected_options(self, a)
             if found:
-                fixed = fixed_account(_text(self.resolve(value)) if value is not None else None)
-                if fixed is None and value is not None:
-                    fixed = self.fixed_origin(value)
+                fixed = self.fixed_value(value) if value is not None else None
                 if fixed is not None:
                     return "own", fixed
                 return "connected", "a stripeAccount option on the call"
@@ -1118,7 +1131,7 @@ class _File:
             name = _text(last).rsplit(".", 1)[-1] if last.type in (
                 "identifier", "member_expression") else ""
             if OPTIONS_ACCOUNT.fullmatch(name):
-                fixed = fixed_account(_text(self.resolve(last))) or self.fixed_origin(last)
+                fixed = self.fixed_value(last)
                 if fixed is not None:
                     return "own", fixed
                 return "connected", f"request options named {name} on the call"

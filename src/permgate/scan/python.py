@@ -1235,8 +1235,15 @@ class _File:
         code, from the environment or configuration, directly or (issue 25) through the
         local variables of the function around `value` and the values the file's functions
         return, fallbacks (`a or b`) and conditionals; None when any value it can hold is
-        data (a parameter, a record's field) or cannot be followed."""
-        fixed = fixed_account(ast.unparse(self.resolve(value)))
+        data (a parameter, a record's field) or cannot be followed. A name that a function
+        around it binds or takes as a parameter is that function's: not another function's
+        assignment of the same name (the file-wide constants of `resolve`)."""
+        fn = self._function_of(value) if isinstance(value, ast.Name) else None
+        for _ in range(16):
+            if fn is None or (isinstance(value, ast.Name) and value.id in self._bindings(fn)):
+                break
+            fn = self._function_of(fn)
+        fixed = fixed_account(ast.unparse(self.resolve(value))) if fn is None else None
         if fixed is not None:
             return fixed
         found: list[str] = []
@@ -1280,7 +1287,7 @@ class _File:
 
     _owner: dict[int, ast.FunctionDef | ast.AsyncFunctionDef] | None = None
 
-    def _function_of(self, node: ast.expr) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    def _function_of(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
         """The innermost function (def) around an expression: a value a helper returns is
         read in the helper, not at the call that uses it. One walk of the file, on demand."""
         if self._owner is None:
