@@ -7,15 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.scan.trees import write_tree
 
 from permgate.scan import scan
-
-
-def _write(root: Path, files: dict[str, str]) -> Path:
-    for name, body in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(body)
-    return root
 
 
 def _calls(root: Path) -> set[tuple[str, str, str, str]]:
@@ -89,7 +83,7 @@ SUBCLASS = {
 
 @pytest.mark.parametrize("lang", ["js", "python", "php"])
 def test_a_subclass_of_the_sdk_client_calls_through_this(tmp_path: Path, lang: str) -> None:
-    v = scan(_write(tmp_path, SUBCLASS[lang]))
+    v = scan(write_tree(tmp_path, SUBCLASS[lang]))
     got = {(c.call.method, c.call.path, c.call.account) for c in v.calls}
     assert got == {("POST", "/v1/payouts", "connected"), ("GET", "/v1/customers", "own")}
     assert "subclass" in next(c.call.reason for c in v.calls if c.call.account == "own")
@@ -150,7 +144,7 @@ HELPER_OPTIONS = {
 
 @pytest.mark.parametrize("lang", ["ruby", "js", "python"])
 def test_request_options_a_helper_returns_name_the_account(tmp_path: Path, lang: str) -> None:
-    got = {(c[2], c[3]) for c in _calls(_write(tmp_path, HELPER_OPTIONS[lang]))}
+    got = {(c[2], c[3]) for c in _calls(write_tree(tmp_path, HELPER_OPTIONS[lang]))}
     assert got == {("/v1/balance", "connected"), ("/v1/payouts", "connected"),
                    ("/v1/refunds", "own"), ("/v1/customers", "own")}
 
@@ -220,7 +214,7 @@ SETTINGS_ACCOUNT = {
 def test_an_account_id_from_the_settings_through_functions_is_the_operators(
     tmp_path: Path, lang: str
 ) -> None:
-    v = scan(_write(tmp_path, SETTINGS_ACCOUNT[lang]))
+    v = scan(write_tree(tmp_path, SETTINGS_ACCOUNT[lang]))
     got = {(c.call.path, c.call.account) for c in v.calls}
     assert got == {("/v1/payouts", "own"), ("/v1/balance", "own"),
                    ("/v1/invoices", "connected"), ("/v1/customers", "connected")}

@@ -124,6 +124,8 @@ class _File:
         self.layered: dict[str, ts.Node] = {}
         self.wrappers_called: set[str] = set()
         self.wanted: set[str] = set()  # functions whose callers decide a client or key
+        self._helper_props = {}  # the options a helper returns, by its return values
+        self._subclasses: dict[int, Client] = {}  # a subclass of the SDK's client: its key
         # wrapper methods: name -> the class that has it (its start byte): another class's
         # method of that name is not the wrapper
         self.method_wrappers: dict[str, int] = {}
@@ -698,10 +700,17 @@ class _File:
         if node.type == "call_expression" and depth <= 8 and not _args(node):
             # `stripe.balance.retrieve(requestOptions())`, `this.header()`: the options a
             # helper of the file without parameters builds (issue 25)
-            found: dict[str, ts.Node] = {}
-            for value in self.returns(node):
-                found.update(self.props(value, depth + 1) or {})
-            return found or None
+            # read once per helper (a helper returning helpers many times over cannot
+            # make the work grow with the product of their returns); {} while being read
+            rets = self.returns(node)
+            key = tuple(r.start_byte for r in rets)
+            if key not in self._helper_props:
+                self._helper_props[key] = {}
+                found: dict[str, ts.Node] = {}
+                for value in rets:
+                    found.update(self.props(value, depth + 1) or {})
+                self._helper_props[key] = found
+            return self._helper_props[key] or None
         if node.type != "object" or depth > 8:
             return None
         out: dict[str, ts.Node] = {}
@@ -717,11 +726,14 @@ class _File:
         return out
 
     _by_name: dict[str, list[ts.Node]] | None = None
-    _binds: dict[int, dict[str, list[tuple[ts.Node, ts.Node]]]] | None = None
+    _helper_props: dict[tuple[int, ...], dict[str, ts.Node]]  # set in __init__
+    _binds: dict[int, dict[str, list[tuple[ts.Node, ts.Node | None]]]] | None = None
 
-    def _bindings(self, fn: ts.Node) -> dict[str, list[tuple[ts.Node, ts.Node]]]:
+    def _bindings(self, fn: ts.Node) -> dict[str, list[tuple[ts.Node, ts.Node | None]]]:
         """The names a function binds (`x = v`, `const {x} = v`) -> (left, value), walked
-        once per function (a function of many calls is not walked at each one)."""
+        once per function (a function of many calls is not walked at each one). A name
+        bound in any other way (`for (x of xs)`, `[x] = v`, `x += v`, `catch (x)`, a
+        parameter of a function inside) gets the value None: what it holds is not followed."""
         if self._binds is None:
             self._binds = {}
         got = self._binds.get(fn.start_byte)
@@ -729,17 +741,47 @@ class _File:
             return got
         got = {}
         body = fn.child_by_field_name("body")
-        for bind in _descendants(body, ("variable_declarator", "assignment_expression")) \
+        for bind in _descendants(body, ("variable_declarator", "assignment_expression",
+                                        *_OTHER_BINDS, *_FUNCTION_TYPES)) \
                 if body is not None else ():
+            if bind.type in _FUNCTION_TYPES or bind.type in _OTHER_BINDS:
+                written = (bind.child_by_field_name("parameters")
+                           or bind.child_by_field_name("parameter")
+                           or bind.child_by_field_name("left")
+                           or bind.child_by_field_name("argument"))
+                for n in _descendants(written, ("identifier",
+                                                "shorthand_property_identifier_pattern")) \
+                        if written is not None else ():
+                    got.setdefault(_text(n), []).append((n, None))
+                continue
             left = bind.child_by_field_name("name") or bind.child_by_field_name("left")
             value = bind.child_by_field_name("value") or bind.child_by_field_name("right")
             if left is None or value is None:
                 continue
+            if left.type not in ("identifier", "object_pattern", "member_expression",
+                                 "subscript_expression"):
+                value = None  # `[x] = v`: which element, not followed
             for name in ([_text(left)] if left.type == "identifier" else
-                         _pattern_names(left) if left.type == "object_pattern" else []):
+                         _pattern_names(left) if left.type in ("object_pattern",
+                                                               "array_pattern") else []):
                 got.setdefault(name, []).append((left, value))
         self._binds[fn.start_byte] = got
         return got
+
+    def fixed_value(self, node: ts.Node) -> str | None:
+        """Why an account value names one fixed account of the operator (`fixed_account`),
+        else None. A name that a function around it binds or takes as a parameter is that
+        function's, followed by `fixed_origin`: not another function's constant of the same
+        name (the file-wide `consts` of `resolve`)."""
+        inner = _unwrap(node)
+        fn = _enclosing_function(inner) if inner.type == "identifier" else None
+        for _ in range(16):
+            if fn is None:
+                break
+            if _text(inner) in _param_names(fn) or _text(inner) in self._bindings(fn):
+                return self.fixed_origin(node)
+            fn = _enclosing_function(fn)
+        return fixed_account(_text(self.resolve(node))) or self.fixed_origin(node)
 
     def fixed_origin(self, node: ts.Node) -> str | None:
         """Why an account value names one fixed account of the operator, followed where it
@@ -754,21 +796,26 @@ class _File:
         return (f"a connected account from the environment or configuration ({values[0]}, "
                 f"through {_text(_unwrap(node))}): one fixed account, the operator's")
 
-    def _origins(self, node: ts.Node, out: list[str], depth: int) -> bool:
-        """Collect the fixed values `node` can hold into `out`; False if any is not fixed."""
+    def _origins(self, node: ts.Node, out: list[str], depth: int,
+                 steps: list[int] | None = None) -> bool:
+        """Collect the fixed values `node` can hold into `out`; False if any is not fixed.
+        `steps` counts the values looked at in one question: at most 64 (values that fan
+        out, `a = b; a = c; ...` in many functions, cannot make the work grow faster)."""
         node = _unwrap(node)
-        if depth > 8 or len(out) > 16:
+        steps = steps if steps is not None else [0]
+        steps[0] += 1
+        if depth > 8 or len(out) > 16 or steps[0] > 64:
             return False
         t = _text(node)
         if node.type in ("null", "undefined"):
             return True
         op = node.child_by_field_name("operator") if node.type == "binary_expression" else None
         if op is not None and _text(op) in ("||", "??"):
-            return all(self._origins(side, out, depth + 1) for side in (
+            return all(self._origins(side, out, depth + 1, steps) for side in (
                 node.child_by_field_name("left"), node.child_by_field_name("right"))
                 if side is not None)
         if node.type == "ternary_expression":
-            return all(self._origins(side, out, depth + 1) for side in (
+            return all(self._origins(side, out, depth + 1, steps) for side in (
                 node.child_by_field_name("consequence"), node.child_by_field_name("alternative"))
                 if side is not None)
         if node.type in ("string", "template_string", "member_expression",
@@ -778,14 +825,15 @@ class _File:
         if node.type == "call_expression":
             fn = node.child_by_field_name("function")
             if fn is not None and _text(fn) == "String" and _args(node):  # `String(map[t])`
-                return self._origins(_args(node)[0], out, depth + 1)
+                return self._origins(_args(node)[0], out, depth + 1, steps)
             rets = self.returns(node)
-            return bool(rets) and all(self._origins(r, out, depth + 1) for r in rets)
+            return bool(rets) and all(self._origins(r, out, depth + 1, steps) for r in rets)
         if node.type in ("identifier", "shorthand_property_identifier"):
-            return self._local_origins(node, out, depth)
+            return self._local_origins(node, out, depth, steps)
         return False
 
-    def _local_origins(self, node: ts.Node, out: list[str], depth: int) -> bool:
+    def _local_origins(self, node: ts.Node, out: list[str], depth: int,
+                       steps: list[int]) -> bool:
         """The values a local name of the function around `node` is given (`const acct =
         ...`, `acct = ...`, `const { acct } = await ctx()`): all fixed. A parameter is data."""
         name = _text(node)
@@ -794,9 +842,11 @@ class _File:
             return False
         found = False
         for left, value in self._bindings(fn).get(name, []):
+            if value is None:
+                return False
             if left.type == "identifier":
                 found = True
-                if not self._origins(value, out, depth + 1):
+                if not self._origins(value, out, depth + 1, steps):
                     return False
             elif left.type == "object_pattern":
                 # `const { stripeAccount } = await getContext(t)`: that field of each object
@@ -812,7 +862,7 @@ class _File:
                 rets = self.returns(inner) if inner.type == "call_expression" else [inner]
                 for r in rets:
                     field = (self.props(r) or {}).get(key)
-                    if field is None or not self._origins(field, out, depth + 1):
+                    if field is None or not self._origins(field, out, depth + 1, steps):
                         return False
                 found = True
         return found
@@ -968,13 +1018,19 @@ class _File:
         name = _text(parent) if parent is not None else ""
         if name != "Stripe" and not name.endswith(".Stripe"):
             return None
+        known = self._subclasses.get(cls.start_byte)  # the class is read once, not at each call
+        if known is not None:
+            return known
+        got: Client = "unknown", (f"this, a subclass of {name} built outside the class: whose key, "
+                          "the scan cannot tell")
         for call in _descendants(cls, ("call_expression",)):
             fn = call.child_by_field_name("function")
             if fn is not None and fn.type == "super":
                 acc, why = self._client_account(call)
-                return acc, f"this, a subclass of {name}: {why}"
-        return "unknown", (f"this, a subclass of {name} built outside the class: whose key, "
-                           "the scan cannot tell")
+                got = acc, f"this, a subclass of {name}: {why}"
+                break
+        self._subclasses[cls.start_byte] = got
+        return got
 
     def param_client(self, node: ts.Node, name: str) -> tuple[Account | None, str] | None:
         """If `name` is a parameter of the function around `node`: the client the project's
@@ -1237,9 +1293,7 @@ class _File:
         for a in args:
             found, value = _connected_options(self, a)
             if found:
-                fixed = fixed_account(_text(self.resolve(value)) if value is not None else None)
-                if fixed is None and value is not None:
-                    fixed = self.fixed_origin(value)
+                fixed = self.fixed_value(value) if value is not None else None
                 if fixed is not None:
                     return "own", fixed
                 return "connected", "a stripeAccount option on the call"
@@ -1252,7 +1306,7 @@ class _File:
             name = _text(last).rsplit(".", 1)[-1] if last.type in (
                 "identifier", "member_expression") else ""
             if OPTIONS_ACCOUNT.fullmatch(name):
-                fixed = fixed_account(_text(self.resolve(last))) or self.fixed_origin(last)
+                fixed = self.fixed_value(last)
                 if fixed is not None:
                     return "own", fixed
                 return "connected", f"request options named {name} on the call"
@@ -1583,6 +1637,11 @@ def _default_header(left: ts.Node) -> tuple[str, str] | None:
             chain[1:3] != ["defaults", "headers"]):
         return None
     return chain[0], header
+
+
+# Ways a name is bound other than `x = v` / `const x = v` (their written part, by field)
+_OTHER_BINDS = ("for_in_statement", "augmented_assignment_expression", "update_expression",
+                "catch_clause")
 
 
 def _enclosing_function(node: ts.Node) -> ts.Node | None:

@@ -172,6 +172,7 @@ class _File:
         self.project = ctx.project or Project()
         self.out = FileFindings()
         self._keys: dict[str, Client] = {}  # key_account_why by text (repeated arguments)
+        self._subclasses: dict[int, Client] = {}  # a subclass of StripeClient: its key
         self.tree = ts.Parser(_language()).parse(source)
         caps, deep = query_captures(_query(), self.tree, source)
         # functions, methods and closures, to tell the scope of a variable without walking up
@@ -842,15 +843,21 @@ class _File:
             cls is not None and cls.type == "class_declaration") else None
         if cls is None or base is None or not _is_stripe_client(base):
             return None
+        known = self._subclasses.get(cls.start_byte)  # the class is read once, not at each call
+        if known is not None:
+            return known
+        got: Client = "unknown", ("$this, a subclass of StripeClient built outside the class: "
+                                  "whose key, the scan cannot tell")
         for call in self.calls:
             if cls.start_byte <= call.start_byte < cls.end_byte and (
                     call.type == "scoped_call_expression") and text(
                     call.child_by_field_name("scope")) == "parent" and text(
                     call.child_by_field_name("name")) == "__construct":
                 acc, why = self._client_account(call)
-                return acc, f"$this, a subclass of StripeClient: {why}"
-        return "unknown", ("$this, a subclass of StripeClient built outside the class: whose "
-                           "key, the scan cannot tell")
+                got = acc, f"$this, a subclass of StripeClient: {why}"
+                break
+        self._subclasses[cls.start_byte] = got
+        return got
 
     def static_call(self, node: ts.Node) -> bool:
         raw = text(node.child_by_field_name("scope"))

@@ -282,6 +282,7 @@ class _File:
         self.field_params: dict[tuple[str, str], int] = {}
         self.param_facts: dict[tuple[str, int], Client] = {}
         self.wanted: set[str] = set()
+        self._helper_props = {}  # the options a helper of the file returns, by the helper
         # names bound to `Cls(...)`, by the function that binds them (None at the top level):
         # -> that call (a wrapper class's object and its key)
         self.instances: dict[tuple[int | None, str], ast.Call] = {}
@@ -650,6 +651,7 @@ class _File:
         return None
 
     _subclasses: dict[str, Client] | None = None
+    _helper_props: dict[int, dict[str, ast.expr]]  # set in __init__
 
     def subclass_client(self, node: ast.Call) -> Client | None:
         """`class Pay(StripeClient)` whose methods call `self.v1.payouts.create(...)`: `self`
@@ -1207,12 +1209,19 @@ class _File:
             # `retrieve(**self.header())`, `create(p, request_options())`: the options a
             # function of the file without parameters returns (issue 25)
             fn = self._local_function(_chain(node.func) or [])
-            found: dict[str, ast.expr] = {}
-            for r in ast.walk(fn) if fn is not None and not _params(
-                    fn, method=(_chain(node.func) or [""])[0] in ("self", "cls")) else ():
-                if isinstance(r, ast.Return) and r.value is not None:
-                    found.update(self.props(r.value, depth + 1) or {})
-            return found or None
+            if fn is None or _params(fn, method=(_chain(node.func) or [""])[0] in (
+                    "self", "cls")):
+                return None
+            # read once per helper (a helper returning helpers many times over cannot make
+            # the work grow with the product of their returns); {} while being read
+            if id(fn) not in self._helper_props:
+                self._helper_props[id(fn)] = {}
+                found: dict[str, ast.expr] = {}
+                for r in ast.walk(fn):
+                    if isinstance(r, ast.Return) and r.value is not None:
+                        found.update(self.props(r.value, depth + 1) or {})
+                self._helper_props[id(fn)] = found
+            return self._helper_props[id(fn)] or None
         if not isinstance(node, ast.Dict):
             return None
         out: dict[str, ast.expr] = {}
@@ -1441,7 +1450,7 @@ class _File:
             opts = node.args[-1]
         name = (_chain(opts) or [""])[-1] if isinstance(opts, ast.Name | ast.Attribute) else ""
         if opts is not None and OPTIONS_ACCOUNT.fullmatch(name):
-            fixed = self.fixed_of(node, opts)
+            fixed = self.fixed_of(opts)
             if fixed is not None:
                 return "own", fixed
             return "connected", f"request options named {name} on the call"
@@ -1452,13 +1461,13 @@ class _File:
                 self._scope_of(node), None) if (scope, a.id) in self.account_options),
                 None) if isinstance(a, ast.Name) else None
             if isinstance(a, ast.Name) and value is not None:
-                fixed = self.fixed_of(node, value)
+                fixed = self.fixed_of(value)
                 if fixed is not None:
                     return "own", fixed
                 return "connected", f"a stripe_account option set on {a.id}"
         for k in node.keywords:
             if k.arg == "stripe_account":
-                fixed = self.fixed_of(node, k.value)
+                fixed = self.fixed_of(k.value)
                 if fixed is not None:
                     return "own", fixed
                 return "connected", "a stripe_account argument on the call"
@@ -1468,7 +1477,7 @@ class _File:
             if k.arg in ("options", "headers", None) or k.arg == "params":
                 p = self.props(k.value) or {}
                 if "stripe_account" in p:
-                    fixed = self.fixed_of(node, p["stripe_account"])
+                    fixed = self.fixed_of(p["stripe_account"])
                     return ("own", fixed) if fixed is not None else (
                         "connected", "a stripe_account option")
                 if any(h.lower() == "stripe-account" for h in p):
@@ -1479,40 +1488,48 @@ class _File:
         for a in node.args:
             p = self.props(a) or {}
             if "stripe_account" in p:
-                fixed = self.fixed_of(node, p["stripe_account"])
+                fixed = self.fixed_of(p["stripe_account"])
                 return ("own", fixed) if fixed is not None else (
                     "connected", "a stripe_account option")
         return client
 
-    def fixed_of(self, call: ast.Call, value: ast.expr) -> str | None:
+    def fixed_of(self, value: ast.expr) -> str | None:
         """Why an account value names one fixed account of the operator: written in the
         code, from the environment or configuration, directly or (issue 25) through the
-        local variables of the function around `call` and the values the file's functions
+        local variables of the function around `value` and the values the file's functions
         return, fallbacks (`a or b`) and conditionals; None when any value it can hold is
-        data (a parameter, a record's field) or cannot be followed."""
-        fixed = fixed_account(ast.unparse(self.resolve(value)))
+        data (a parameter, a record's field) or cannot be followed. A name that a function
+        around it binds or takes as a parameter is that function's: not another function's
+        assignment of the same name (the file-wide constants of `resolve`)."""
+        fn = self._function_of(value) if isinstance(value, ast.Name) else None
+        for _ in range(16):
+            if fn is None or (isinstance(value, ast.Name) and value.id in self._bindings(fn)):
+                break
+            fn = self._function_of(fn)
+        fixed = fixed_account(ast.unparse(self.resolve(value))) if fn is None else None
         if fixed is not None:
             return fixed
-        fn = self.enclosing.get(id(call), (None, None))[1]
         found: list[str] = []
-        if not self._origins(value, fn, found, 0) or not found:
+        if not self._origins(value, found, [0]) or not found:
             return None
         return (f"a connected account from the environment or configuration ({found[0]}, "
                 f"through {ast.unparse(value)[:40]}): one fixed account, the operator's")
 
-    def _origins(self, node: ast.expr, fn: ast.FunctionDef | ast.AsyncFunctionDef | None,
-                 out: list[str], depth: int) -> bool:
-        """Collect the fixed values `node` can hold into `out`; False if any is not fixed."""
+    def _origins(self, node: ast.expr, out: list[str], steps: list[int], depth: int = 0) -> bool:
+        """Collect the fixed values `node` can hold into `out`; False if any is not fixed.
+        `steps` counts the values looked at in one question: at most 64 (values that fan
+        out, `a = b; a = c; ...` in many functions, cannot make the work grow faster)."""
         if isinstance(node, ast.Await):
             node = node.value
-        if depth > 8 or len(out) > 16:
+        steps[0] += 1
+        if depth > 8 or len(out) > 16 or steps[0] > 64:
             return False
         if isinstance(node, ast.Constant) and node.value is None:
             return True  # names no account
         if isinstance(node, ast.BoolOp):
-            return all(self._origins(v, fn, out, depth + 1) for v in node.values)
+            return all(self._origins(v, out, steps, depth + 1) for v in node.values)
         if isinstance(node, ast.IfExp):
-            return all(self._origins(v, fn, out, depth + 1) for v in (node.body, node.orelse))
+            return all(self._origins(v, out, steps, depth + 1) for v in (node.body, node.orelse))
         if not isinstance(node, ast.Name):
             text = ast.unparse(node)
             if fixed_account(text) is not None:
@@ -1523,39 +1540,72 @@ class _File:
             target = self._local_function(chain)
             rets = [r.value for r in ast.walk(target) if isinstance(r, ast.Return)
                     and r.value is not None] if target is not None else []
-            return bool(rets) and all(self._origins(r, target, out, depth + 1) for r in rets)
-        if isinstance(node, ast.Name) and fn is not None and node.id not in {a.arg for a in (
-                *fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs,
-                fn.args.vararg, fn.args.kwarg) if a is not None}:
+            return bool(rets) and all(self._origins(r, out, steps, depth + 1) for r in rets)
+        fn = self._function_of(node)
+        if isinstance(node, ast.Name) and fn is not None:
             values = self._bindings(fn).get(node.id, [])
-            return bool(values) and all(self._origins(v, fn, out, depth + 1) for v in values)
+            return bool(values) and all(v is not None and self._origins(v, out, steps, depth + 1)
+                                        for v in values)
         return False
 
-    _binds: dict[int, dict[str, list[ast.expr]]] | None = None
+    _owner: dict[int, ast.FunctionDef | ast.AsyncFunctionDef] | None = None
 
-    def _bindings(self, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, list[ast.expr]]:
-        """The values a function assigns to each plain name, walked once per function."""
+    def _function_of(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        """The innermost function (def) around an expression: a value a helper returns is
+        read in the helper, not at the call that uses it. One walk of the file, on demand."""
+        if self._owner is None:
+            self._owner = {}
+            stack: list[tuple[ast.AST, ast.FunctionDef | ast.AsyncFunctionDef | None]] = [
+                (self.tree, None)]
+            while stack:
+                n, fn = stack.pop()
+                if fn is not None:
+                    self._owner[id(n)] = fn
+                inner = n if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) else fn
+                stack.extend((c, inner) for c in ast.iter_child_nodes(n))
+        return self._owner.get(id(node))
+
+    _binds: dict[int, dict[str, list[ast.expr | None]]] | None = None
+
+    def _bindings(
+        self, fn: ast.FunctionDef | ast.AsyncFunctionDef
+    ) -> dict[str, list[ast.expr | None]]:
+        """The values a function assigns to each plain name (`x = v`, `x: T = v`), walked
+        once per function. A name bound in any other way (a parameter, here or of a function
+        or lambda inside, `for x in`, `x, y = v`, `x += v`, `with ... as x`, `(x := v)`, a
+        comprehension, `global x`) gets None: what it holds is not followed."""
         if self._binds is None:
             self._binds = {}
         got = self._binds.get(id(fn))
         if got is None:
             got = {}
+            plain: set[int] = set()
             for a in ast.walk(fn):
                 if isinstance(a, ast.Assign):
                     for t in a.targets:
                         if isinstance(t, ast.Name):
                             got.setdefault(t.id, []).append(a.value)
+                            plain.add(id(t))
                 elif isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name) and (
                         a.value is not None):
                     got.setdefault(a.target.id, []).append(a.value)
+                    plain.add(id(a.target))
+            for a in ast.walk(fn):
+                names = ([a.id] if isinstance(a, ast.Name) and not isinstance(a.ctx, ast.Load)
+                         and id(a) not in plain else [a.arg] if isinstance(a, ast.arg)
+                         else a.names if isinstance(a, ast.Global | ast.Nonlocal) else [])
+                for name in names:
+                    got.setdefault(name, []).append(None)
             self._binds[id(fn)] = got
         return got
 
     def _local_function(self, chain: list[str]) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
         """The file's top-level function `name(...)` names, or its class's method
-        `self.name(...)` (one definition of that name in the file)."""
+        `self.name(...)` (one definition of that name in the file). A bare name is never a
+        method: `account_for()` beside a method `account_for(self)` is imported or global."""
         if len(chain) == 1 or (len(chain) == 2 and chain[0] in ("self", "cls")):
-            found = [f for _, f in self._functions() if f.name == chain[-1]]
+            found = [f for c, f in self._functions() if f.name == chain[-1] and (
+                c is None) == (len(chain) == 1)]
             return found[0] if len(found) == 1 else None
         return None
 

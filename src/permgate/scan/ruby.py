@@ -69,6 +69,14 @@ def _key_text(node: ts.Node) -> str:
     return _TRY.sub(lambda m: "." + m.group(1) if m.group(1) else ".", text(node))
 
 
+def _identifiers_of(node: ts.Node | None) -> list[str]:
+    """The identifiers in a pattern (`a`, `a, b`), none for None."""
+    if node is None:
+        return []
+    return [text(node)] if node.type == "identifier" else [
+        text(n) for n in node.named_children if n.type == "identifier"]
+
+
 def _params(method: ts.Node) -> list[str]:
     ps = method.child_by_field_name("parameters")
     out = []
@@ -413,6 +421,15 @@ class _File:
             m = self.method_of(node)
             if m is not None and text(node) in _params(m):
                 return None
+            # `list.each do |header|`, `->(header) {}`, `for header in list`: a block's or
+            # loop's variable of that name, not the method
+            up = node.parent
+            while up is not None and up != m:
+                if text(node) in (_params(up) if up.type in ("block", "do_block", "lambda")
+                                  else _identifiers_of(up.child_by_field_name("pattern"))
+                                  if up.type == "for" else ()):
+                    return None
+                up = up.parent
             name = text(node)
         else:
             return None
