@@ -202,6 +202,51 @@ def test_request_ids_are_unique_and_stripe_shaped() -> None:
     assert RequestIds().new() not in seen
 
 
+def test_request_ids_are_the_prefix_and_the_counter_in_hex() -> None:
+    """Across the points where the id's kept head changes (every 256 ids)."""
+    ids = RequestIds()
+    got = [ids.new() for _ in range(700)]
+    prefix = got[0][:12]
+    assert all(i[:12] == prefix for i in got)
+    assert [i[12:] for i in got] == [f"{n:x}" for n in range(16**7, 16**7 + 700)]
+
+
+def test_fixed_decimals_write_what_the_float_formats_write() -> None:
+    import random
+
+    from permgate.gateway.logs import fixed3, fixed6
+
+    rng = random.Random(27)
+    clocks = [0.0, 1.0, 0.0000004, 1796689620.378388, 1796689620.9999994,
+              *(rng.uniform(1.7e9, 1.9e9) for _ in range(2000))]
+    for t in clocks:
+        want = f"{t:.6f}"
+        got = fixed6(t)
+        # The same text, but where the float sits a hair from a half: then one unit apart.
+        assert got == want or (len(got) == len(want)
+                               and abs(float(got) - float(want)) <= 1.5e-6), (t, got, want)
+    millis = [0.0, 0.0004, 0.0005, 1.25, 999.9996, 30000.0,
+              *(rng.uniform(0, 100) for _ in range(2000))]
+    for ms in millis:
+        want = f"{ms:.3f}"
+        got = fixed3(ms)
+        assert got == want or abs(float(got) - float(want)) <= 1.5e-3, (ms, got, want)
+
+
+def test_histogram_buckets_are_bisect_lefts() -> None:
+    """A value on a bound counts in that bound's bucket (`le`), above the last in +Inf."""
+    from bisect import bisect_left
+
+    from permgate.gateway.metrics import UPSTREAM_BUCKETS, Histogram
+
+    values = [0.0, 1e-9, 100.0, *UPSTREAM_BUCKETS, *(b * 1.0000001 for b in UPSTREAM_BUCKETS),
+              *(b * 0.9999999 for b in UPSTREAM_BUCKETS)]
+    for v in values:
+        h = Histogram("h", "", UPSTREAM_BUCKETS)
+        h.observe(v)
+        assert h.counts.index(1) == bisect_left(UPSTREAM_BUCKETS, v), v
+
+
 def test_metrics_exposition() -> None:
     m = Metrics()
     m.decision('app"x', "allowed")
