@@ -4,17 +4,17 @@
         [--compiler mypyc|cython]
 
 The modules every API call runs (`HOT`: the native server's protocol, the upstream
-connection's parser callbacks and pool, the fast path's admission, the caller and mount
-lookups, the header relay, the access-log line, metrics, `permgate authz`'s check) are
-compiled from their own source, unchanged, into `src/permgate/_compiled/` (gitignored;
-each under its package path), with `SOURCES.json`: the sha256 of each source they were
-built from. `permgate` imports them from there only while every hash still matches its
-source and `PERMGATE_PURE` is unset (permgate/_build.py; docs/gateway.md, "Compiled call
-path"), so an edit or a checkout falls back to the pure modules until the next build,
-never to stale code. scripts/_venv runs this on every use: a no-op when the
-build is current. No C compiler (or no mypyc): one line on stderr, nothing built, exit 0
-(the pure modules serve); `--strict` makes any failure to build exit 1. mypyc is the
-compiler; `--compiler cython` (pip install cython) rebuilds with Cython, to compare
+connection's parser callbacks and pool, the fast path's admission, the caller resolution
+and the decision, the mount lookup, the header relay, the access-log line, metrics,
+`permgate authz`'s check) are compiled from their own source, unchanged, into
+`src/permgate/_compiled/` (gitignored; each under its package path), with `SOURCES.json`:
+the sha256 of each source they were built from. `permgate` imports them from there only
+while every hash still matches its source and `PERMGATE_PURE` is unset (permgate/_build.py;
+docs/gateway.md, "Compiled call path"), so an edit or a checkout falls back to the pure
+modules until the next build, never to stale code. scripts/_venv runs this on every use: a
+no-op when the build is current. No C compiler (or no mypyc): one line on stderr, nothing
+built, exit 0 (the pure modules serve); `--strict` makes any failure to build exit 1. mypyc
+is the compiler; `--compiler cython` (pip install cython) rebuilds with Cython, to compare
 (docs/gateway.md, "Compiled call path").
 """
 
@@ -43,8 +43,8 @@ MANIFEST = "SOURCES.json"
 # compiled whole.
 HOT = (
     "permgate.http1", "permgate.events.transport", "permgate.gateway.native",
-    "permgate.gateway.fast", "permgate.gateway.logs", "permgate.gateway.metrics",
-    "permgate.gateway.upstream", "permgate.gateway.mounts",
+    "permgate.gateway.calls", "permgate.gateway.fast", "permgate.gateway.logs",
+    "permgate.gateway.metrics", "permgate.gateway.upstream", "permgate.gateway.mounts",
     "permgate.gateway.proxy", "permgate.gateway.authz",
 )
 

@@ -4,58 +4,63 @@
         --upstream-key-file PATH [--workers N] [--server native|granian|uvicorn]
 
 `no-enforce`: the same gateway, server and process model with enforcement off (every call
-forwarded with the upstream key, no key, install or decision work): `NoEnforce` is a
-Gateway whose caller resolution and decision (`PassThrough`, supplied here) let everything
-through. `enforce`: the same launcher with enforcement on (to tell the launcher's share
-from enforcement's).
+forwarded with the upstream key, no store lookup and no engine decision): `NoEnforce` is a
+Gateway whose `make_calls` hands the product's own `Calls` a resolver that knows every key
+and install (`PassResolver`) and a decision that allows every call. Nothing of the call path
+is subclassed, so `Calls` can be compiled (a compiled class takes no interpreted subclass).
+`enforce`: the same launcher with enforcement on (to tell the launcher's share from
+enforcement's).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from permgate.gateway.app import Gateway
-from permgate.gateway.body import NO_BODY, decide_body
-from permgate.gateway.calls import Caller, Calls, Refusal, Ruling
+from permgate.gateway.calls import Calls
 from permgate.gateway.config import Settings, key_mode, resolve
-from permgate.gateway.resolver import Resolver
+from permgate.gateway.resolver import Install, Resolver
 from permgate.gateway.server import run_native
 from permgate.serve import build
+from permgate.store.model import EffectiveGrant, KeyInfo
+
+# Every account's install of the app "", with nothing pending: what `PassResolver` answers.
+_INSTALLED = Install(
+    EffectiveGrant("", "", "", "", "", "", frozenset(), frozenset(), "active"), None)
 
 
-class PassThrough(Calls):
-    """Every caller is let through, in the mode of the key it shows, on the account it
-    names (forwarded as is); every call is allowed."""
+class PassResolver(Resolver):
+    """Every key is a secret key of its own mode (test when its prefix says none) and every
+    account has an install: the caches always hit, the store is never asked, the generation
+    never moves and no key expires. Unused beside a gateway: it starts nothing."""
 
-    allowed: Any = None
+    def __init__(self, real: Resolver) -> None:
+        super().__init__(real.store, real.compile_grant, real.refresh_interval, threads=1)
 
-    async def resolve(self, authorization: bytes | None, account_raw: bytes | None,
-                      wait: bool = True) -> Caller | Refusal:
-        mode = key_mode(self.headers.key(authorization) or "") or "test"
-        caller = Caller("", mode, "", None, self.auth_by_mode.get(mode), float("inf"),
-                        self.resolver.generation, account_b=account_raw or b"")
-        if authorization is not None:
-            self.remember(authorization, account_raw, caller)
-        return caller
+    def cached_key(self, secret: str) -> KeyInfo | None:
+        return KeyInfo("", "", key_mode(secret) or "test", "secret", None, None)
 
-    def rule(self, caller: Caller, method: str, raw_path: bytes, query: bytes,
-             target: bytes, ctypes: list[bytes], encodings: list[bytes],
-             body: bytes) -> Ruling:
-        decided = decide_body(method, raw_path, ctypes, encodings, body) if body else NO_BODY
-        return Ruling(decided, self.allowed, 0.0)
+    def key_expiry(self, secret: str) -> float:
+        return float("inf")
+
+    def cached_install(self, app_id: str, account: str, mode: str) -> Install | None:
+        return _INSTALLED
 
 
 class NoEnforce(Gateway):
-    def make_calls(self, resolver: Resolver, decide: Any) -> Calls:
+    def make_calls(self, resolver: Resolver, decide: Callable[..., Any]) -> Calls:
         import permgate
 
-        calls = PassThrough(resolver, decide, self.auth_by_mode, self.headers)
         engine = permgate.engine
-        calls.allowed = engine.decide("GET", "/v1/customers", None,
-                                      engine.grant(["customer_read"]))
-        return calls
+        allowed = engine.decide("GET", "/v1/customers", None, engine.grant(["customer_read"]))
+
+        def allow(*args: Any) -> Any:
+            return allowed
+
+        return super().make_calls(PassResolver(resolver), allow)
 
 
 def build_variant(settings: Settings, enforce: bool) -> Gateway:

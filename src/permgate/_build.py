@@ -31,6 +31,7 @@ COMPILED = (
     "permgate.http1",  # the upstream answer's parser callbacks
     "permgate.events.transport",  # subclasses http1's Connection (so compiled with it)
     "permgate.gateway.native",
+    "permgate.gateway.calls",  # the caller-cache lookup and the decision
     "permgate.gateway.fast",
     "permgate.gateway.logs",
     "permgate.gateway.metrics",

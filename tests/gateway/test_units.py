@@ -202,6 +202,60 @@ def test_request_ids_are_unique_and_stripe_shaped() -> None:
     assert RequestIds().new() not in seen
 
 
+def test_request_ids_are_the_prefix_and_the_counter_in_hex() -> None:
+    """Across the points where the id's kept head changes (every 256 ids)."""
+    ids = RequestIds()
+    got = [ids.new() for _ in range(700)]
+    prefix = got[0][:12]
+    assert all(i[:12] == prefix for i in got)
+    assert [i[12:] for i in got] == [f"{n:x}" for n in range(16**7, 16**7 + 700)]
+
+
+def test_the_logs_decimals_are_what_the_float_formats_write() -> None:
+    """The timestamp's six decimals and the fast line's milliseconds' three, made from
+    integers: the float format's text, or one unit off where the float sits a hair from a
+    half."""
+    import io
+    import random
+
+    from permgate.gateway.logs import JsonLog, fixed6
+
+    def close(got: str, want: str, unit: float) -> bool:
+        return got == want or (len(got) == len(want)
+                               and abs(float(got) - float(want)) <= 1.5 * unit)
+
+    rng = random.Random(27)
+    clocks = [0.0, 1.0, 0.0000004, 1796689620.378388, 1796689620.9999994,
+              *(rng.uniform(1.7e9, 1.9e9) for _ in range(2000))]
+    for t in clocks:
+        assert close(fixed6(t), f"{t:.6f}", 1e-6), t
+    out = io.StringIO()
+    log = JsonLog(out)
+    seconds = [0.0, 0.0000004, 0.0000005, 0.00125, 0.9999996, 30.0,
+               *(rng.uniform(0, 0.1) for _ in range(2000))]
+    for s in seconds:
+        log.allowed("req_1", b"/v1/customers", ',"app":"a"', 200, s)
+    log.flush()
+    got = [line.rsplit('"ms":', 1)[1][:-1] for line in out.getvalue().splitlines()]
+    assert len(got) == len(seconds)
+    for text, s in zip(got, seconds, strict=True):
+        assert close(text, f"{s * 1000:.3f}", 1e-3), (s, text)
+
+
+def test_histogram_buckets_are_bisect_lefts() -> None:
+    """A value on a bound counts in that bound's bucket (`le`), above the last in +Inf."""
+    from bisect import bisect_left
+
+    from permgate.gateway.metrics import UPSTREAM_BUCKETS, Histogram
+
+    values = [0.0, 1e-9, 100.0, *UPSTREAM_BUCKETS, *(b * 1.0000001 for b in UPSTREAM_BUCKETS),
+              *(b * 0.9999999 for b in UPSTREAM_BUCKETS)]
+    for v in values:
+        h = Histogram("h", "", UPSTREAM_BUCKETS)
+        h.observe(v)
+        assert h.counts.index(1) == bisect_left(UPSTREAM_BUCKETS, v), v
+
+
 def test_metrics_exposition() -> None:
     m = Metrics()
     m.decision('app"x', "allowed")

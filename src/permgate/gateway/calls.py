@@ -120,8 +120,10 @@ class Ruling:
         self.seconds = seconds
 
 
-# `resolve(..., wait=False)` on a cache miss: the caller must take the full path.
-NOT_NOW: Any = object()
+# `resolve(..., wait=False)` on a cache miss: the caller must take the full path. A
+# Refusal so that it is of the type `resolve` returns (the compiled build checks returned
+# types); only ever compared by identity, never sent.
+NOT_NOW = Refusal(503, b"", "not_now")
 
 NO_KEY = Refusal(401, errors.no_key(), "unauthenticated")
 NOT_A_KEY = Refusal(401, errors.bad_key(""), "unauthenticated")  # refused unread, unechoed
@@ -252,7 +254,7 @@ class Calls:
         info = resolver.cached_key(secret)
         if info is MISS:
             if not wait:
-                return NOT_NOW  # type: ignore[no-any-return]
+                return NOT_NOW
             try:
                 info = await resolver.authenticate(secret)
             except Exception as e:
@@ -280,7 +282,7 @@ class Calls:
         install: Install | None = resolver.cached_install(app_id, account, mode)
         if install is MISS:
             if not wait:
-                return NOT_NOW  # type: ignore[no-any-return]
+                return NOT_NOW
             try:
                 install = await resolver.install(app_id, account, mode)
             except Exception as e:

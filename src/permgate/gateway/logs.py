@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
 import secrets
@@ -15,6 +14,18 @@ from json.encoder import encode_basestring_ascii
 from typing import Any, TextIO
 
 _ID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_HEX2 = tuple(f"{i:02x}" for i in range(256))  # "00" .. "ff"
+_DIGITS3 = tuple(f"{i:03d}" for i in range(1000))  # "000" .. "999"
+
+
+def fixed6(t: float) -> str:
+    """`t` (>= 0) with six decimals, as `"%.6f" % t` writes it (the last digit may differ
+    by one where the float is a hair from a half): from integers and a table, since a float
+    format is a generic call costing about 1,900 instructions (`%`) to 5,000 (an f-string's
+    spec) compiled, about a tenth of the whole call (callgrind)."""
+    micros = int(t * 1e6 + 0.5)
+    fraction = micros % 1_000_000
+    return f"{micros // 1_000_000}.{_DIGITS3[fraction // 1000]}{_DIGITS3[fraction % 1000]}"
 
 
 class RequestIds:
@@ -25,14 +36,21 @@ class RequestIds:
 
     def __init__(self) -> None:
         self._prefix = "req_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
-        # From 16**7: always 8 hex digits or more, so no padding to format (every call).
-        self._next = itertools.count(16**7).__next__
+        # Counted from 16**7: always 8 hex digits or more, so no padding to format.
+        self._n = 16**7 - 1
+        self._head = self._prefix + hex(self._n >> 8)[2:]
 
     def new(self) -> str:
-        # hex() rather than "%x" % n or an f-string's spec: the same text (lower case, no
-        # padding needed), without the generic format call (callgrind: about 1,300 fewer
-        # instructions a call, compiled).
-        return self._prefix + hex(self._next())[2:]
+        # The id's text is hex(n) after the prefix; its head (all but the last two digits)
+        # changes once in 256 ids, so it is made then and the last two digits come from a
+        # table: one concatenation per call instead of hex(), a slice and two calls (about
+        # 1,900 instructions, compiled; callgrind).
+        n = self._n + 1
+        self._n = n
+        low = n & 255
+        if low == 0:
+            self._head = self._prefix + hex(n >> 8)[2:]
+        return self._head + _HEX2[low]
 
 
 class JsonLog:
@@ -75,7 +93,7 @@ class JsonLog:
         """A request's line; the common allowed call's exact fields in one format."""
         if len(rec) == 9 and "outcome" in rec and "status" in rec and "app" in rec:
             q = _cached_quote
-            line = (f'{{"ts":{time.time():.6f},"level":"{level}","event":"request",'
+            line = (f'{{"ts":{fixed6(time.time())},"level":"{level}","event":"request",'
                     f'"request_id":{q(rec["request_id"])},"method":{q(rec["method"])},'
                     f'"path":{q(rec["path"])},"app":{q(rec["app"])},"mode":{q(rec["mode"])},'
                     f'"account":{q(rec["account"])},"outcome":{q(rec["outcome"])},'
@@ -99,7 +117,7 @@ class JsonLog:
         now = time.time()
         if not 0.0 <= now - self._ts_at < 0.001:
             self._ts_at = now
-            self._ts = (f'{{"ts":{now:.6f},"level":"info","event":"request",'
+            self._ts = (f'{{"ts":{fixed6(now)},"level":"info","event":"request",'
                         f'"request_id":"')
         key = (path, caller, status)
         middle = self._middles.get(key)
@@ -110,7 +128,11 @@ class JsonLog:
                 if len(self._middles) >= _MIDDLES_MAX:
                     self._middles.clear()  # a scan of many paths only costs re-rendering
                 self._middles[key] = middle
-        self._lines.append(f"{self._ts}{rid}{middle}{'%.3f' % (seconds * 1000)}}}")
+        # The milliseconds with three decimals ("%.3f", the caveat of `fixed6`), made in the
+        # line's own text: no float format, no string of their own.
+        micros = int(seconds * 1e6 + 0.5)
+        thousandths = _DIGITS3[micros % 1000]
+        self._lines.append(f"{self._ts}{rid}{middle}{micros // 1000}.{thousandths}}}")
         if len(self._lines) >= self.FLUSH_LINES:
             self.flush()
         elif self._timer is None:
@@ -169,7 +191,7 @@ def _line(ts: float, level: str, event: str, fields: dict[str, Any]) -> str:
     """One JSON object, as json.dumps would write it, at a fraction of its cost: request
     lines hold only strings, ints, floats and lists of them."""
     cache = _QUOTED
-    parts = [f'{{"ts":{ts:.6f},"level":"{level}","event":"{event}"']
+    parts = [f'{{"ts":{fixed6(ts)},"level":"{level}","event":"{event}"']
     for key, value in fields.items():
         qkey = _KEYS.get(key)
         if qkey is None:

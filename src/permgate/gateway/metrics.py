@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import os
-from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,16 @@ class Histogram:
         self.total = 0.0
 
     def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(self.bounds, seconds)] += 1
+        # The first bound >= seconds (bisect_left's bucket), found from the low end: most
+        # observations fall in the first buckets, and compiled these are float comparisons,
+        # where a call to bisect compares through generic calls (about 700 instructions per
+        # observation, two per call; callgrind).
+        i = 0
+        for bound in self.bounds:
+            if seconds <= bound:
+                break
+            i += 1
+        self.counts[i] += 1
         self.count += 1
         self.total += seconds
 
