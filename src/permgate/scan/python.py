@@ -230,18 +230,30 @@ class _MarkParams(ast.NodeTransformer):
         return node
 
 
+_INLINE_NODES = 2000  # nodes one expression may grow by through its locals
+
+
 class _Inline(ast.NodeTransformer):
     """A copy of an expression with a function's local values written in (`url` ->
-    `f"{API_BASE}{path}"`), at most _LOCAL_DEPTH deep."""
+    `f"{API_BASE}{path}"`), at most _LOCAL_DEPTH deep and _INLINE_NODES nodes in all: a
+    name used many times in values that use it many times (`a = b + b + ...`) would grow
+    the copy as a power of the depth; past the budget a name stays a run-time value."""
 
-    def __init__(self, values: dict[str, ast.expr], depth: int = 0) -> None:
+    def __init__(self, values: dict[str, ast.expr], depth: int = 0,
+                 budget: list[int] | None = None) -> None:
         self.values, self.depth = values, depth
+        self.budget = budget if budget is not None else [_INLINE_NODES]
 
     def visit_Name(self, node: ast.Name) -> ast.expr:
         value = self.values.get(node.id)
-        if value is None or self.depth >= _LOCAL_DEPTH or not isinstance(node.ctx, ast.Load):
+        if value is None or self.depth >= _LOCAL_DEPTH or not isinstance(
+                node.ctx, ast.Load) or self.budget[0] <= 0:
             return node
-        inlined: ast.expr = _Inline(self.values, self.depth + 1).visit(copy.deepcopy(value))
+        self.budget[0] -= sum(1 for _ in ast.walk(value))
+        if self.budget[0] < 0:
+            return node
+        inlined: ast.expr = _Inline(self.values, self.depth + 1, self.budget).visit(
+            copy.deepcopy(value))
         return inlined
 
 
