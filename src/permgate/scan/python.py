@@ -1591,10 +1591,21 @@ class _File:
         """The accounts of the keys a name a function binds can hold: its `x = v` values and
         its `a, b = v` elements; bound any other way (a parameter, a loop), unknown."""
         values = self._bindings(fn)[name]
-        unpacked = [(a.value, i) for a in ast.walk(fn) if isinstance(a, ast.Assign)
-                    for t in a.targets if isinstance(t, ast.Tuple | ast.List)
-                    for i, e in enumerate(t.elts) if isinstance(e, ast.Name) and e.id == name
-                    and not any(isinstance(x, ast.Starred) for x in t.elts)]
+        if self._unpacks is None:
+            self._unpacks = {}
+        by_name = self._unpacks.get(id(fn))
+        if by_name is None:  # one walk per function, not one per question
+            by_name = self._unpacks[id(fn)] = {}
+            for a in ast.walk(fn):
+                if not isinstance(a, ast.Assign):
+                    continue
+                for t in a.targets:
+                    if isinstance(t, ast.Tuple | ast.List) and not any(
+                            isinstance(x, ast.Starred) for x in t.elts):
+                        for i, e in enumerate(t.elts):
+                            if isinstance(e, ast.Name):
+                                by_name.setdefault(e.id, []).append((a.value, i))
+        unpacked = by_name.get(name, [])
         if sum(v is None for v in values) != len(unpacked):
             return [("unknown", f"a key ({name}) bound in a way the scan does not follow")]
         found = [f for v in values if v is not None
@@ -1640,6 +1651,8 @@ class _File:
         return False
 
     _owner: dict[int, ast.FunctionDef | ast.AsyncFunctionDef] | None = None
+    # per function: the names `a, b = v` binds -> (v, the name's index)
+    _unpacks: dict[int, dict[str, list[tuple[ast.expr, int]]]] | None = None
 
     def _function_of(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
         """The innermost function (def) around an expression: a value a helper returns is
