@@ -107,11 +107,12 @@ PY_WRAPPED = (
 )
 JS_WRAPPED = (
     "const API = 'https://api.stripe.com/v1';\n\n"
+    "async function stripeGet(path, apiKey) {{\n"
+    "  const headers = {{ Authorization: `Bearer ${{apiKey}}` }};\n"
+    "  return fetch(API + path, {{ headers }});\n}}\n\n"
     "function resolve(ctx) {{\n  return {{ key: ctx.connection.apiKey }};\n}}\n\n"
     "async function handler(ctx) {{\n  const {{ key: apiKey }} = {value};\n"
-    "  const headers = {{ Authorization: `Bearer ${{apiKey}}` }};\n"
-    "  return fetch(API + '/customers', {{ headers }});\n"
-    "}}\n"
+    "  return stripeGet('/customers', apiKey);\n}}\n"
 )
 
 
