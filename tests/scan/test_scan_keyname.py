@@ -129,3 +129,16 @@ def test_a_wrapper_called_with_a_key_unpacked_from_a_record(tmp_path: Path, lang
     assert [(c.call.path, c.call.account) for c in v.calls] == [("/v1/customers", "unknown")]
     v = scan(write_tree(tmp_path / "e", {name: head + body.format(value=env)}))
     assert [(c.call.path, c.call.account) for c in v.calls] == [("/v1/customers", "own")]
+
+
+@pytest.mark.parametrize(("passed", "want"), [
+    ("conn.saved_key", "unknown"), ("user.stripe_secret_key", "connected"),
+    ("os.environ['STRIPE_KEY']", "own")])
+def test_a_python_key_parameter_is_decided_by_what_callers_pass(
+        tmp_path: Path, passed: str, want: str) -> None:
+    """`def charge(api_key)`: a parameter named like the own key takes its callers' values
+    (a connection's saved key is unknown); control: callers passing the environment's key."""
+    write_tree(tmp_path, {"app.py": PY_HEAD + (
+        "def charge(api_key):\n    return stripe.Customer.list(api_key=api_key)\n\n\n"
+        f"def run(conn, user):\n    return charge({passed})\n")})
+    assert [c.call.account for c in scan(tmp_path).calls] == [want]

@@ -327,6 +327,10 @@ def key_account_why(key_text: str | None) -> tuple[Account, str]:
     return "unknown", f"a key of unknown origin ({short})"
 
 
+# A name that says it holds a credential (`api_key`, `saved_key`, `stripeSecret`, `token`)
+KEY_NAMED = re.compile(r"(?i)key|secret|token")
+
+
 def own_by_name(key_text: str) -> bool:
     """Whether `key_account_why` calls a key the developer's own only because of its name
     (`api_key`, `secretKey`): not a literal, not read from the environment or configuration.

@@ -12,6 +12,7 @@ from permgate.scan.common import (
     API_HOSTS,
     FORWARDED,
     HTTP_VERBS,
+    KEY_NAMED,
     OPTIONS_ACCOUNT,
     UNCALLED_WRAPPER,
     Context,
@@ -574,15 +575,19 @@ class _File:
                 return None
             name = cls if method and fn.name == "__init__" and cls else fn.name
             key, seg, what = (name, params.index(chain[0])), 0, f"{chain[0]} (argument"
-        # read again once the project-wide pass knows callers; have the callers read
-        self.out.imports |= {"py:" + key[0], f"{self.ctx.file}:{key[0]}"}
-        self.wanted.add(key[0])
-        fact = self.project.param(self.ctx.file, key[0], key[1], "py:")
+        fact = self.param_fact(*key)
         if fact is None:
             return None if known_only else (seg, (
                 "unknown", f"{what} {key[1] + 1}; no call site the scan can see passes a "
                 "known client)"))
         return seg, (fact[0], f"{what} {key[1] + 1} of {key[0]}(): {fact[1]})")
+
+    def param_fact(self, name: str, idx: int) -> Client | None:
+        """What the project's call sites pass to parameter `idx` of this file's `name`; the
+        file is read again once the project-wide pass knows its callers."""
+        self.out.imports |= {"py:" + name, f"{self.ctx.file}:{name}"}
+        self.wanted.add(name)
+        return self.project.param(self.ctx.file, name, idx, "py:")
 
     def callee_key(self, chain: list[str]) -> str:
         """`path:name` when the import of the callee resolves to a file of the tree, `file:name`
@@ -614,7 +619,9 @@ class _File:
         if len(text) > 100:
             return None
         acc, why = self.key_why(a)
-        return None if acc == "unknown" else (acc, f"an API key argument: {why}")
+        if acc == "unknown" and not KEY_NAMED.search(text.rsplit(".", 1)[-1]):
+            return None  # not named like a key: whatever it is, it is not a key's fact
+        return acc, f"an API key argument: {why}"
 
     def note_arguments(self, node: ast.Call, chain: list[str]) -> None:
         """`sync(client, id)`, `Billing(client)`: tell the project which client reaches which
@@ -1543,8 +1550,16 @@ class _File:
         if acc != "own" or not isinstance(key, ast.Name) or not own_by_name(text):
             return acc, why
         fn = self._function_of(key)
-        if fn is None or key.id not in self._bindings(fn) or key.id in _params(fn, method=False):
-            return acc, why  # a parameter or a module's name: not bound here, its name decides
+        if fn is not None and key.id in _params(fn, method=False):
+            # a parameter: what the project's call sites pass (a record's key is unknown)
+            cls = next((c for c, f in self._functions() if f is fn), None)
+            params = _params(fn, method=cls is not None)
+            fact = self.param_fact(cls if cls and fn.name == "__init__" else fn.name,
+                                   params.index(key.id)) if key.id in params else None
+            return (fact[0], f"{text} (argument {params.index(key.id) + 1} of {fn.name}(): "
+                    f"{fact[1]})") if fact is not None else (acc, why)
+        if fn is None or key.id not in self._bindings(fn):
+            return acc, why  # a module's name: not bound here, its name decides
         return bound_key(text, self._key_values(key, [0], 0))
 
     def _key_values(self, node: ast.expr, steps: list[int], depth: int,
