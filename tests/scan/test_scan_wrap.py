@@ -396,3 +396,25 @@ def test_a_module_imported_whole_reaches_its_wrappers(tmp_path: Path, lang: str)
     _write(tmp_path, WHOLE[lang])
     # a package's function of the same name (`tools.request`) is not the tree's wrapper
     assert _calls(tmp_path) == {("GET", "/v1/customers", "installing")}
+
+
+# --- bounds -------------------------------------------------------------------------------
+
+def test_a_url_through_locals_that_each_use_the_next_many_times_is_inlined_within_a_budget(
+) -> None:
+    """`v0 = v1 + v1 + ...`, `v1 = v2 + v2 + ...`: written in whole, the URL grows as a power
+    of the depth (12 uses, 4 deep: ~20,000 names); the copy stops at a node budget."""
+    import ast
+
+    from permgate.scan.python import _INLINE_NODES, _fn_locals, _Inline
+
+    body = "\n".join(f"    v{i} = " + " + ".join([f"v{i + 1}"] * 12) for i in range(5))
+    fn = ast.parse(f"def f(v5):\n{body}\n    url = API + v0\n").body[0]
+    assert isinstance(fn, ast.FunctionDef)
+    out = _Inline(_fn_locals(fn)).visit(ast.parse("url", mode="eval").body)
+    assert sum(1 for _ in ast.walk(out)) <= 2 * _INLINE_NODES
+    # control: a URL of a few locals is still written in whole
+    fn = ast.parse("def f(p):\n    base = API + '/v1'\n    url = base + p\n").body[0]
+    assert isinstance(fn, ast.FunctionDef)
+    out = _Inline(_fn_locals(fn)).visit(ast.parse("url", mode="eval").body)
+    assert ast.unparse(out) == "API + '/v1' + p"

@@ -278,6 +278,19 @@ def _alternatives(key_text: str) -> list[str]:
     return [a for a in out if a]
 
 
+def fallback_key(found: Sequence[tuple[Account, str]], short: str) -> tuple[Account, str]:
+    """The account of a key with fallbacks (`a or b`) from its values' accounts: the app's
+    account when any of them is an install's credential (its traffic counts); the developer's
+    own only when every one is; otherwise unknown (a configured default says nothing of the
+    first value)."""
+    for acc, why in found:
+        if acc in ("installing", "connected"):
+            return acc, why
+    if all(acc == "own" for acc, _ in found):
+        return "own", f"the developer's own key ({short})"
+    return "unknown", f"a key of unknown origin with a fallback ({short})"
+
+
 def key_account_why(key_text: str | None) -> tuple[Account, str]:
     """Whose account a key expression acts on, and why (for the verdict line)."""
     if key_text is None:
@@ -289,12 +302,8 @@ def key_account_why(key_text: str | None) -> tuple[Account, str]:
         # every one is; otherwise unknown (a configured default says nothing of the first value)
         short = _shown(key_text)
         found = [key_account_why(a) for a in alternatives]
-        for alt, (acc, why) in zip(alternatives, found, strict=True):
-            if acc in ("installing", "connected"):  # the reason quotes the whole expression
-                return acc, why.replace(f"({alt})", f"({short})", 1)
-        if all(acc == "own" for acc, _ in found):
-            return "own", f"the developer's own key ({short})"
-        return "unknown", f"a key of unknown origin with a fallback ({short})"
+        return fallback_key([(acc, why.replace(f"({alt})", f"({short})", 1)) for alt, (
+            acc, why) in zip(alternatives, found, strict=True)], short)
     short = _shown(key_text)
     if _LITERAL.fullmatch(key_text.strip()):
         # an install's credential is never written in the code: a literal (a pasted key, an
@@ -316,6 +325,43 @@ def key_account_why(key_text: str | None) -> tuple[Account, str]:
     if _OWN_KEY.search(key_text):
         return "own", f"the developer's own key ({short})"
     return "unknown", f"a key of unknown origin ({short})"
+
+
+# A name that says it holds a credential (`api_key`, `saved_key`, `stripeSecret`, `token`)
+KEY_NAMED = re.compile(r"(?i)key|secret|token")
+
+
+def own_by_name(key_text: str) -> bool:
+    """Whether `key_account_why` calls a key the developer's own only because of its name
+    (`api_key`, `secretKey`): not a literal, not read from the environment or configuration.
+    Such a name is a guess; where the code binds it, its values decide (issue 25)."""
+    t = key_text.strip()
+    if len(t) > 100 or _LITERAL.fullmatch(t) or _FIXED_SOURCE.search(t) or re.search(
+            r"process\.env|import\.meta\.env|os\.environ|getenv|\bsk_(?:test|live)_", t):
+        return False
+    record = _RECORD_FIELD.match(t)
+    if record is not None and _CONFIG_RECORD.fullmatch(record.group(1)):
+        return False  # `settings.stripe_key`, `config.stripe.secret`: the operator's settings
+    return key_account_why(t)[0] == "own"
+
+
+def bound_key(name: str, found: Sequence[tuple[Account, str]]) -> tuple[Account, str]:
+    """The account of a key name from the values the code binds it to: one account when all
+    agree (each value's own reason), else unknown (the scan never picks one of two)."""
+    if not found:
+        return "unknown", f"a key ({name}) bound to no value the scan can read"
+    if all(acc == found[0][0] for acc, _ in found):
+        return found[0][0], f"{name} bound to {found[0][1]}"
+    return "unknown", f"a key ({name}) bound to keys of different origins"
+
+
+def unread_call_key(call_text: str) -> tuple[Account, str]:
+    """A key returned by a call the scan does not read (`load_api_key(user)`): own only when
+    the call itself reads the environment or configuration, never by the call's name."""
+    acc, why = key_account_why(call_text)
+    if acc == "own" and own_by_name(call_text):
+        return "unknown", f"a key returned by {_shown(call_text)}: a call the scan cannot read"
+    return acc, why
 
 
 def is_ui_extension(rel_path: str, text: str) -> bool:

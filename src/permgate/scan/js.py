@@ -22,12 +22,16 @@ from permgate.scan.common import (
     Piece,
     Project,
     Wrapper,
+    bound_key,
     credential_escape,
+    fallback_key,
     fixed_account,
     key_account_why,
+    own_by_name,
     param_mark,
     raw_target,
     unmarked,
+    unread_call_key,
     wrapper_path,
     wrapper_request,
 )
@@ -412,7 +416,7 @@ class _File:
             key_from = ("arg", params.index(_text(a))) if a is not None and (
                 a.type == "identifier" and _text(a) in params) else None
             if a is not None and key_from is None and len(_text(a)) <= 100:
-                acc, why = key_account_why(_text(a))
+                acc, why = self.key_why(a)
         row = fn.start_point[0] + 1
         return Wrapper(path[0], path[1], method and method.upper(), method_index, acc, why,
                        f"{self.ctx.file}:{row}", key_from, path[2])
@@ -529,7 +533,7 @@ class _File:
         elif headers:
             auth = headers.get("Authorization") or headers.get("authorization")
             if auth is not None:
-                acc, why = key_account_why(_text(auth))
+                acc, why = self.key_why(auth)
         row = value.start_point[0] + 1
         return Wrapper(base[0][len(host):].rstrip("/"), 0, None, None, acc,
                        f"the HTTP client built at {self.ctx.file}:{row} for the API host: {why}",
@@ -867,6 +871,85 @@ class _File:
                 found = True
         return found
 
+    def key_why(self, node: ts.Node | None) -> tuple[Account, str]:
+        """Whose account a key expression acts on (`key_account_why`). A name that is "own"
+        only by its name (`apiKey`, also inside `` `Bearer ${apiKey}` ``) is followed where
+        the function around it binds it (`const k = v`, `const { k } = v`, the file's own
+        functions' returns): its values decide, a tenant's record is connected, a call the
+        scan cannot read is unknown (issue 25)."""
+        if node is None:
+            return key_account_why(None)
+        text = _text(node)
+        acc, why = key_account_why(text)
+        inner = _unwrap(node)
+        subs = [c for c in inner.named_children if c.type == "template_substitution"] if (
+            inner.type == "template_string") else []
+        if len(subs) == 1 and subs[0].named_children:
+            inner = _unwrap(subs[0].named_children[0])
+        if acc != "own" or inner.type != "identifier" or not own_by_name(_text(inner)):
+            return acc, why
+        fn = _enclosing_function(inner)
+        name = _text(inner)
+        if fn is None or name in _param_names(fn) or name not in self._bindings(fn):
+            return acc, why  # a parameter or a module's name: not bound here, its name decides
+        return bound_key(name, self._key_values(inner, [0], 0))
+
+    def _key_values(self, node: ts.Node, steps: list[int], depth: int,
+                    field: str | None = None) -> list[tuple[Account, str]]:
+        """The accounts of the keys `node` can hold (its property `field`, when it is
+        destructured `const { field } = node`). At most 64 values in one question, 8 deep."""
+        node = _unwrap(node)
+        steps[0] += 1
+        if depth > 8 or steps[0] > 64:
+            return [("unknown", "a key bound through more values than the scan follows")]
+        t = _text(node)
+        if node.type in ("null", "undefined"):
+            return []
+        op = node.child_by_field_name("operator") if node.type == "binary_expression" else None
+        either = op is not None and _text(op) in ("||", "??")
+        sides = ((node.child_by_field_name("left"), node.child_by_field_name("right"))
+                 if either else (
+            node.child_by_field_name("consequence"), node.child_by_field_name("alternative"))
+            if node.type == "ternary_expression" else ())
+        if sides:
+            found = [f for side in sides if side is not None
+                     for f in self._key_values(side, steps, depth + 1, field)]
+            # `a || b`: whichever is set (`fallback_key`); a ternary: either value
+            return [fallback_key(found, t[:60])] if either and found else found
+        if field is not None and node.type == "object":
+            value = (self.props(node) or {}).get(field)
+            return [("unknown", f"a key ({field}) the object {t[:40]} does not name")] if (
+                value is None) else self._key_values(value, steps, depth + 1)
+        if node.type == "call_expression":
+            rets = self.returns(node)
+            if not rets:
+                return [unread_call_key(t) if field is None else (
+                    "unknown", f"a key read from {t[:40]}: a call the scan cannot read")]
+            return [f for r in rets for f in self._key_values(r, steps, depth + 1, field)]
+        fn = _enclosing_function(node) if node.type == "identifier" else None
+        if fn is not None and t not in _param_names(fn) and t in self._bindings(fn):
+            bound: list[tuple[Account, str]] = []
+            for left, value in self._bindings(fn)[t]:
+                if value is None or (field is not None and left.type != "identifier"):
+                    return [("unknown", f"a key ({t}) bound in a way the scan does not follow")]
+                bound += self._key_values(value, steps, depth + 1, field if (
+                    left.type == "identifier") else self._pattern_key(left, t))
+            return bound
+        if field is not None:
+            return [("unknown", f"a key read from {t[:40]}")]
+        return [key_account_why(t)]
+
+    @staticmethod
+    def _pattern_key(pattern: ts.Node, name: str) -> str:
+        """The property `const { key: name } = v` (or `{ name }`) reads into `name`."""
+        for p in pattern.named_children:
+            v = p.child_by_field_name("value")
+            k = p.child_by_field_name("key")
+            if p.type == "pair_pattern" and v is not None and k is not None and (
+                    _text(v) == name):
+                return _text(k)
+        return name
+
     def returns(self, call: ts.Node) -> list[ts.Node]:
         """The values the file's function that `call` names returns (`fn(...)`, `await
         fn(...)`, `this.fn(...)` in its own class): its `return` values, not those of the
@@ -914,8 +997,11 @@ class _File:
             if passed is not None and passed[0] is not None:
                 return passed[0], f"{where} from {passed[1]}"
         key = self.resolve(args[0]) if args else None
-        acc, why = key_account_why(_text(args[0]) if args else None)
-        if acc == "unknown" and key is not None and key is not args[0]:
+        acc, why = self.key_why(args[0] if args else None)
+        # a name that says nothing (`key`) is read through the file's constants; one that
+        # `key_why` followed to an unknown value stays unknown
+        if acc == "unknown" and key is not None and key is not args[0] and key_account_why(
+                _text(args[0]))[0] == "unknown":
             acc, why = key_account_why(_text(key))
         return acc, f"{where} from {why}"
 
@@ -1133,7 +1219,7 @@ class _File:
             fn = _enclosing_function(a)
             if fn is not None and text in _param_names(fn):
                 return None
-        acc, why = key_account_why(text)
+        acc, why = self.key_why(a)
         return None if acc == "unknown" else (acc, f"an API key argument: {why}")
 
     def note_client_arguments(self, fname: str, args: list[ts.Node]) -> None:
@@ -1230,7 +1316,7 @@ class _File:
         text = _text(a)
         if len(text) > 100:
             return None
-        acc, why = key_account_why(text)
+        acc, why = self.key_why(a)
         row = node.start_point[0] + 1
         return acc, f"a key given at {self.ctx.file}:{row}: {why}"
 
@@ -1389,7 +1475,7 @@ class _File:
                 auth = next((v for k, v in (hdrs or {}).items()
                              if k.lower() == "authorization"), None)
                 if auth is not None:
-                    acc, w = key_account_why(_text(auth))
+                    acc, w = self.key_why(auth)
                     if acc != "unknown":
                         account, why = acc, f"authenticated with {w}"
             owner = segs[-2] if segs and len(segs) >= 2 else ""

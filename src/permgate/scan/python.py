@@ -12,18 +12,23 @@ from permgate.scan.common import (
     API_HOSTS,
     FORWARDED,
     HTTP_VERBS,
+    KEY_NAMED,
     OPTIONS_ACCOUNT,
     UNCALLED_WRAPPER,
     Context,
     Piece,
     Project,
     Wrapper,
+    bound_key,
     credential_escape,
+    fallback_key,
     fixed_account,
     key_account_why,
+    own_by_name,
     param_mark,
     raw_target,
     unmarked,
+    unread_call_key,
     wrapper_path,
     wrapper_request,
 )
@@ -226,18 +231,30 @@ class _MarkParams(ast.NodeTransformer):
         return node
 
 
+_INLINE_NODES = 2000  # nodes one expression may grow by through its locals
+
+
 class _Inline(ast.NodeTransformer):
     """A copy of an expression with a function's local values written in (`url` ->
-    `f"{API_BASE}{path}"`), at most _LOCAL_DEPTH deep."""
+    `f"{API_BASE}{path}"`), at most _LOCAL_DEPTH deep and _INLINE_NODES nodes in all: a
+    name used many times in values that use it many times (`a = b + b + ...`) would grow
+    the copy as a power of the depth; past the budget a name stays a run-time value."""
 
-    def __init__(self, values: dict[str, ast.expr], depth: int = 0) -> None:
+    def __init__(self, values: dict[str, ast.expr], depth: int = 0,
+                 budget: list[int] | None = None) -> None:
         self.values, self.depth = values, depth
+        self.budget = budget if budget is not None else [_INLINE_NODES]
 
     def visit_Name(self, node: ast.Name) -> ast.expr:
         value = self.values.get(node.id)
-        if value is None or self.depth >= _LOCAL_DEPTH or not isinstance(node.ctx, ast.Load):
+        if value is None or self.depth >= _LOCAL_DEPTH or not isinstance(
+                node.ctx, ast.Load) or self.budget[0] <= 0:
             return node
-        inlined: ast.expr = _Inline(self.values, self.depth + 1).visit(copy.deepcopy(value))
+        self.budget[0] -= sum(1 for _ in ast.walk(value))
+        if self.budget[0] < 0:
+            return node
+        inlined: ast.expr = _Inline(self.values, self.depth + 1, self.budget).visit(
+            copy.deepcopy(value))
         return inlined
 
 
@@ -409,7 +426,7 @@ class _File:
                     elif isinstance(t, ast.Attribute) and t.attr == "api_key" and (
                         _chain(t.value) or [""]
                     )[0] in (self.modules | {"stripe"}):
-                        acc, why = key_account_why(ast.unparse(node.value))
+                        acc, why = self.key_why(node.value)
                         self.module_key_set = True
                         self.module_account = (
                             acc, f"the stripe module's key is set at {ctx.file}:{node.lineno} "
@@ -558,15 +575,19 @@ class _File:
                 return None
             name = cls if method and fn.name == "__init__" and cls else fn.name
             key, seg, what = (name, params.index(chain[0])), 0, f"{chain[0]} (argument"
-        # read again once the project-wide pass knows callers; have the callers read
-        self.out.imports |= {"py:" + key[0], f"{self.ctx.file}:{key[0]}"}
-        self.wanted.add(key[0])
-        fact = self.project.param(self.ctx.file, key[0], key[1], "py:")
+        fact = self.param_fact(*key)
         if fact is None:
             return None if known_only else (seg, (
                 "unknown", f"{what} {key[1] + 1}; no call site the scan can see passes a "
                 "known client)"))
         return seg, (fact[0], f"{what} {key[1] + 1} of {key[0]}(): {fact[1]})")
+
+    def param_fact(self, name: str, idx: int) -> Client | None:
+        """What the project's call sites pass to parameter `idx` of this file's `name`; the
+        file is read again once the project-wide pass knows its callers."""
+        self.out.imports |= {"py:" + name, f"{self.ctx.file}:{name}"}
+        self.wanted.add(name)
+        return self.project.param(self.ctx.file, name, idx, "py:")
 
     def callee_key(self, chain: list[str]) -> str:
         """`path:name` when the import of the callee resolves to a file of the tree, `file:name`
@@ -597,8 +618,10 @@ class _File:
         text = ast.unparse(a)
         if len(text) > 100:
             return None
-        acc, why = key_account_why(text)
-        return None if acc == "unknown" else (acc, f"an API key argument: {why}")
+        acc, why = self.key_why(a)
+        if acc == "unknown" and not KEY_NAMED.search(text.rsplit(".", 1)[-1]):
+            return None  # not named like a key: whatever it is, it is not a key's fact
+        return acc, f"an API key argument: {why}"
 
     def note_arguments(self, node: ast.Call, chain: list[str]) -> None:
         """`sync(client, id)`, `Billing(client)`: tell the project which client reaches which
@@ -698,7 +721,7 @@ class _File:
             flow = self.flow_client(value, [key.id, "<key>", "<key>"], known_only=True)
             if flow is not None:
                 return flow[1][0], f"{where} from {flow[1][1]}"
-        acc, why = key_account_why(ast.unparse(key) if key is not None else None)
+        acc, why = self.key_why(key)
         return acc, f"{where} from {why}"
 
     # --- thin HTTP wrappers (issue 25) ------------------------------------------
@@ -989,7 +1012,7 @@ class _File:
             field = self._field_fact(key, cls)
             if field is not None:
                 return field
-        acc, why = key_account_why(ast.unparse(key))
+        acc, why = self.key_why(key)
         return acc, f"an Authorization header with {why}", None
 
     def _field_fact(self, key: ast.expr, cls: str) -> KeyedClient | None:
@@ -1036,7 +1059,7 @@ class _File:
         text = ast.unparse(a)
         if len(text) > 100:
             return None
-        acc, why = key_account_why(text)
+        acc, why = self.key_why(a)
         local = self.local_values(fn).get(a.id) if isinstance(a, ast.Name) else None
         if acc == "unknown" and local is not None and len(ast.unparse(local)) <= 100:
             # `token = user.stripe_access_token`, then `api.get(ctx, token, ...)`: its value
@@ -1472,7 +1495,7 @@ class _File:
                     return "own", fixed
                 return "connected", "a stripe_account argument on the call"
             if k.arg == "api_key":  # a per-request key wins over the module's
-                acc, why = key_account_why(ast.unparse(k.value))
+                acc, why = self.key_why(k.value)
                 return acc, f"api_key= on the call: {why}"
             if k.arg in ("options", "headers", None) or k.arg == "params":
                 p = self.props(k.value) or {}
@@ -1515,6 +1538,100 @@ class _File:
         return (f"a connected account from the environment or configuration ({found[0]}, "
                 f"through {ast.unparse(value)[:40]}): one fixed account, the operator's")
 
+    def key_why(self, key: ast.expr | None) -> tuple[Account, str]:
+        """Whose account a key expression acts on (`key_account_why`). A name that is "own"
+        only by its name (`api_key`) is followed where the function around it binds it
+        (`x = v`, `a, b = v`, the file's own functions' returns): its values decide, a
+        tenant's record is connected, a call the scan cannot read is unknown (issue 25)."""
+        if key is None:
+            return key_account_why(None)
+        text = ast.unparse(key)
+        acc, why = key_account_why(text)
+        if acc != "own" or not isinstance(key, ast.Name) or not own_by_name(text):
+            return acc, why
+        fn = self._function_of(key)
+        if fn is not None and key.id in _params(fn, method=False):
+            # a parameter: what the project's call sites pass (a record's key is unknown)
+            cls = next((c for c, f in self._functions() if f is fn), None)
+            params = _params(fn, method=cls is not None)
+            fact = self.param_fact(cls if cls and fn.name == "__init__" else fn.name,
+                                   params.index(key.id)) if key.id in params else None
+            return (fact[0], f"{text} (argument {params.index(key.id) + 1} of {fn.name}(): "
+                    f"{fact[1]})") if fact is not None else (acc, why)
+        if fn is None or key.id not in self._bindings(fn):
+            return acc, why  # a module's name: not bound here, its name decides
+        return bound_key(text, self._key_values(key, [0], 0))
+
+    def _key_values(self, node: ast.expr, steps: list[int], depth: int,
+                    index: int | None = None) -> list[tuple[Account, str]]:
+        """The accounts of the keys `node` can hold (element `index` of it, when it is
+        unpacked `a, b = node`). At most 64 values in one question, 8 deep."""
+        if isinstance(node, ast.Await):
+            node = node.value
+        steps[0] += 1
+        if depth > 8 or steps[0] > 64:
+            return [("unknown", "a key bound through more values than the scan follows")]
+        if isinstance(node, ast.BoolOp):  # `a or b`: whichever is set (`fallback_key`)
+            found = [f for v in node.values for f in self._key_values(v, steps, depth + 1, index)]
+            return [fallback_key(found, ast.unparse(node)[:60])] if found else []
+        if isinstance(node, ast.IfExp):
+            return [f for v in (node.body, node.orelse)
+                    for f in self._key_values(v, steps, depth + 1, index)]
+        if isinstance(node, ast.Constant) and node.value is None:
+            return []
+        if index is not None and isinstance(node, ast.Tuple | ast.List):
+            if index >= len(node.elts) or any(isinstance(e, ast.Starred) for e in node.elts):
+                return [("unknown", f"a key unpacked from {ast.unparse(node)[:40]}")]
+            return self._key_values(node.elts[index], steps, depth + 1)
+        if isinstance(node, ast.Call):
+            target = self._local_function(_chain(node.func) or [])
+            rets = [r.value for r in ast.walk(target) if isinstance(r, ast.Return)
+                    and r.value is not None] if target is not None else []
+            if target is None or not rets:
+                text = ast.unparse(node)
+                return [unread_call_key(text) if index is None else (
+                    "unknown", f"a key unpacked from {text[:40]}: a call the scan cannot read")]
+            return [f for r in rets for f in self._key_values(r, steps, depth + 1, index)]
+        fn = self._function_of(node) if isinstance(node, ast.Name) else None
+        if isinstance(node, ast.Name) and fn is not None and node.id in self._bindings(fn):
+            return self._name_values(fn, node.id, steps, depth, index)
+        text = ast.unparse(node)
+        if index is not None:
+            return [("unknown", f"a key unpacked from {text[:40]}")]
+        return [key_account_why(text)]
+
+    def _name_values(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
+                     steps: list[int], depth: int, index: int | None
+                     ) -> list[tuple[Account, str]]:
+        """The accounts of the keys a name a function binds can hold: its `x = v` values and
+        its `a, b = v` elements; bound any other way (a parameter, a loop), unknown."""
+        values = self._bindings(fn)[name]
+        if self._unpacks is None:
+            self._unpacks = {}
+        by_name = self._unpacks.get(id(fn))
+        if by_name is None:  # one walk per function, not one per question
+            by_name = self._unpacks[id(fn)] = {}
+            for a in ast.walk(fn):
+                if not isinstance(a, ast.Assign):
+                    continue
+                for t in a.targets:
+                    if isinstance(t, ast.Tuple | ast.List) and not any(
+                            isinstance(x, ast.Starred) for x in t.elts):
+                        for i, e in enumerate(t.elts):
+                            if isinstance(e, ast.Name):
+                                by_name.setdefault(e.id, []).append((a.value, i))
+        unpacked = by_name.get(name, [])
+        if sum(v is None for v in values) != len(unpacked):
+            return [("unknown", f"a key ({name}) bound in a way the scan does not follow")]
+        found = [f for v in values if v is not None
+                 for f in self._key_values(v, steps, depth + 1, index)]
+        for value, i in unpacked:
+            if index is not None:
+                found.append(("unknown", f"a key unpacked twice ({name})"))
+            else:
+                found += self._key_values(value, steps, depth + 1, i)
+        return found
+
     def _origins(self, node: ast.expr, out: list[str], steps: list[int], depth: int = 0) -> bool:
         """Collect the fixed values `node` can hold into `out`; False if any is not fixed.
         `steps` counts the values looked at in one question: at most 64 (values that fan
@@ -1549,6 +1666,8 @@ class _File:
         return False
 
     _owner: dict[int, ast.FunctionDef | ast.AsyncFunctionDef] | None = None
+    # per function: the names `a, b = v` binds -> (v, the name's index)
+    _unpacks: dict[int, dict[str, list[tuple[ast.expr, int]]]] | None = None
 
     def _function_of(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
         """The innermost function (def) around an expression: a value a helper returns is
@@ -1681,12 +1800,12 @@ class _File:
         elif any(h.lower() == "stripe-account" for h in hdrs):
             account, why = "connected", "a Stripe-Account header"
         elif isinstance(auth, ast.Tuple) and auth.elts:  # auth=(key, "")
-            account, w = key_account_why(ast.unparse(auth.elts[0]))
+            account, w = self.key_why(auth.elts[0])
             why = f"auth=(key, '') with {w}"
         else:
             for h, v in hdrs.items():
                 if h.lower() == "authorization":
-                    account, w = key_account_why(ast.unparse(v))
+                    account, w = self.key_why(v)
                     why = f"an Authorization header with {w}"
         owner = chain[-2] if len(chain) >= 2 else ""
         if account == "unknown" and owner in self.session_auth:
