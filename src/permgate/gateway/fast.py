@@ -80,9 +80,7 @@ class FastPath:
         started = perf_counter()
         authorization = account_raw = None
         account_name = self.calls.account_name  # the API's account header (Stripe-Account)
-        # The upstream request's pieces, joined once: its request line and Host are put in
-        # front when known (no second list or tuple to join from, compiled).
-        out: list[bytes] = [b"GET ", b"", b"", b""]
+        forward: list[bytes] = []
         size = 0
         typed = False
         for name, value in headers:
@@ -93,7 +91,7 @@ class FastPath:
                     return None  # repeated: the full path reads them joined
                 account_raw = value
             elif name in FORWARD:
-                out += (name, b": ", value, b"\r\n")
+                forward += (name, b": ", value, b"\r\n")
             elif name == b"authorization":
                 if authorization is not None:
                     return None  # repeated: the full path reads them joined
@@ -137,11 +135,9 @@ class FastPath:
                 allowed.add(seen)
                 self._allowed_bytes += len(target)
         pool = self.pool
-        out[1] = pool.origin.prefix
-        out[2] = target
-        out[3] = pool.host_line
-        out += (caller.block, b"\r\n")
-        return Admitted(self.ids.new(), b"".join(out), caller, raw_path, started, decided)
+        return Admitted(self.ids.new(), b"".join((
+            b"GET ", pool.origin.prefix, target, pool.host_line, *forward, caller.block,
+            b"\r\n")), caller, raw_path, started, decided)
 
     def _forget(self, generation: int) -> None:
         self.allowed.clear()
