@@ -365,7 +365,7 @@ def main_instructions(calls: int) -> None:
     runs += [(f"tree {tree}", "", ["--tree", tree], both) for tree in trees]
     # `--keep DIR`: the callgrind files stay there, for callgrind_annotate --inclusive=yes.
     keep = sys.argv[sys.argv.index("--keep") + 1] if "--keep" in sys.argv else None
-    print(f"instructions per whole native call, enforcing (callgrind, {calls} calls):")
+    print(f"instructions per whole call, enforcing unless said (callgrind, {calls} calls):")
     for n, (name, pure, extra, logs) in enumerate(runs):
         figures = []
         build = "?"
