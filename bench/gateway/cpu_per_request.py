@@ -19,6 +19,9 @@ off), counted by valgrind's callgrind over CALLS calls (default 2,000) run insid
 depend on the machine's load. Compiled and pure, and with `--tree DIR` also another
 checkout's call path (its `src` and `bench` first on sys.path, this script's code), e.g.
 the commit before the compiled path: `git archive d9f5a39 | tar -x -C DIR`.
+Also counted: the same call with enforcement off (`NoEnforce`, bench/gateway/variants.py)
+and the Python ceiling's whole call (bench/gateway/ceiling.py on the same fake sockets);
+`--keep DIR` keeps the callgrind files (for `callgrind_annotate --inclusive=yes`).
 `--api`: also the same calls through the example API's profile (`--api DIR`, its own tables
 and edge: Acme-Account, problem+json), beside Stripe's, in the same run.
 """
@@ -240,6 +243,34 @@ def _counted(one: Any, count: int) -> None:
     functools.reduce(lambda _, __: one(), range(count), None)
 
 
+def _count_ceiling(count: int) -> None:
+    """The Python ceiling's (bench/gateway/ceiling.py) whole proxied call, fed as
+    `_measure_native` feeds the gateway: the client connection the request, its upstream
+    connection the answer, over the same fake sockets; `count` calls inside `_counted`."""
+    from bench.gateway.ceiling import Client, Upstream
+
+    client = Client(9)
+    down = _FakeTransport()
+    client.transport = down  # type: ignore[assignment]
+    up = Upstream(client)
+    up_transport = _FakeTransport()
+    up.connection_made(up_transport)  # type: ignore[arg-type]
+    client.up = up
+    request = (b"GET /v1/customers?limit=1 HTTP/1.1\r\nHost: gw\r\nUser-Agent: bench\r\n"
+               b"Authorization: Bearer sk_test_x\r\nStripe-Account: " + ACCOUNT.encode()
+               + b"\r\n\r\n")
+
+    def one() -> None:
+        client.data_received(request)
+        up.data_received(UPSTREAM_ANSWER)
+
+    for _ in range(200):
+        one()
+    _counted(one, count)
+    assert down.writes == up_transport.writes == 200 + count
+    assert down.last.startswith(b"HTTP/1.1 200"), down.last
+
+
 async def _measure_authz(db: str, key: str, log: bool, n: int) -> float:
     """`permgate authz`'s whole check, as Envoy asks it (a bodiless GET with
     `content-length: 0`), over the check listener of the native server: parsing, the fast
@@ -297,15 +328,21 @@ def main_native() -> None:
 
 
 def main_count(calls: int) -> None:
-    """The whole native call, enforcing, `calls` times per access-log setting inside
-    `_counted` (the child of main_instructions, under callgrind)."""
+    """The whole native call, enforcing (or with `--no-enforce` not), `calls` times per
+    access-log setting inside `_counted` (the child of main_instructions, under callgrind);
+    with `--ceiling` the Python ceiling's call instead."""
     from permgate import gateway
 
+    if "--ceiling" in sys.argv:
+        print("the gateway's call path: ceiling")
+        _count_ceiling(calls)
+        return
     print(f"the gateway's call path: {getattr(gateway, 'BUILD', 'pure')}")
     with tempfile.TemporaryDirectory(prefix="permgate-cpu-") as tmp:
         db, key = setup_store(Path(tmp))
         log = "--log-off" not in sys.argv
-        uvloop.run(_measure_native(db, key, True, log, 200, count=calls))
+        enforce = "--no-enforce" not in sys.argv
+        uvloop.run(_measure_native(db, key, enforce, log, 200, count=calls))
 
 
 def main_instructions(calls: int) -> None:
@@ -318,17 +355,25 @@ def main_instructions(calls: int) -> None:
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-    runs = [("this tree", "", []), ("this tree", "1", [])]
+    # (name, PERMGATE_PURE, the child's flags, the access-log settings counted)
+    both = ("on", "off")
+    runs: list[tuple[str, str, list[str], tuple[str, ...]]] = [
+        ("this tree", "", [], both), ("this tree", "1", [], both),
+        ("this tree, no enforcement", "", ["--no-enforce"], both),
+        ("the Python ceiling (bench/gateway/ceiling.py)", "", ["--ceiling"], ("none",))]
     trees = [a for i, a in enumerate(sys.argv) if i and sys.argv[i - 1] == "--tree"]
-    runs += [(f"tree {tree}", "", ["--tree", tree]) for tree in trees]
-    print(f"instructions per whole native call, enforcing (callgrind, {calls} calls):")
-    for name, pure, extra in runs:
+    runs += [(f"tree {tree}", "", ["--tree", tree], both) for tree in trees]
+    # `--keep DIR`: the callgrind files stay there, for callgrind_annotate --inclusive=yes.
+    keep = sys.argv[sys.argv.index("--keep") + 1] if "--keep" in sys.argv else None
+    print(f"instructions per whole call, enforcing unless said (callgrind, {calls} calls):")
+    for n, (name, pure, extra, logs) in enumerate(runs):
         figures = []
         build = "?"
-        for log in ("on", "off"):
-            with tempfile.TemporaryDirectory(prefix="permgate-cg-") as out:
+        for log in logs:
+            with tempfile.TemporaryDirectory(prefix="permgate-cg-") as tmp:
+                out = f"{keep or tmp}/cg.{n}.{log}.out"
                 cmd = [valgrind, "--tool=callgrind", "--toggle-collect=functools_reduce",
-                       f"--callgrind-out-file={out}/cg.out", sys.executable, __file__,
+                       f"--callgrind-out-file={out}", sys.executable, __file__,
                        "--count", str(calls), *extra, *(["--log-off"] if log == "off" else [])]
                 env = {**os.environ, envvars.PURE.name: pure, "PYTHONHASHSEED": "0"}
                 run = subprocess.run(cmd, capture_output=True, text=True, env=env)

@@ -31,16 +31,16 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from time import perf_counter
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 import httptools
 
 from permgate.errors import PermgateError
 
 Headers = list[tuple[bytes, bytes]]
-HIGH_WATER = 256 * 1024  # body bytes buffered before reading pauses (or the sink is called)
-MAX_HEAD = 64 * 1024  # bytes read for an answer whose final head is still not whole
-_NO_BODY = frozenset({204, 304})
+HIGH_WATER: Final = 256 * 1024  # body bytes buffered before reading pauses (or the sink is called)
+MAX_HEAD: Final = 64 * 1024  # bytes read for an answer whose final head is still not whole
+_NO_BODY: Final = frozenset({204, 304})
 
 
 class ExchangeError(PermgateError):
@@ -116,12 +116,16 @@ class Connection(asyncio.Protocol):
         self.reused = False
         self.sink: Sink | None = None  # set for an exchange driven by callbacks
         self.expecting = False  # a request was sent whose answer has not ended
+        self.chunks: deque[bytes] = deque()
         self._reset_response()
 
     def _reset_response(self) -> None:
         self.status = 0
+        # A new list: the full path's `Response` keeps the last answer's. The chunks are
+        # read whole or dropped before a release, so their deque is reused (one fewer
+        # object per call).
         self.headers: Headers = []
-        self.chunks: deque[bytes] = deque()
+        self.chunks.clear()
         self.buffered = 0
         self.head_done = False
         self.head_at = 0.0  # perf_counter() when the answer's head was in

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from time import perf_counter
-from typing import Any
+from typing import Any, Final
 
 from permgate.gateway.body import BodyRefused
 from permgate.gateway.calls import Caller, Calls
@@ -24,7 +24,7 @@ from permgate.gateway.upstream import Pool, UpstreamError
 
 # Request headers about a body: the fast path leaves them to the full path (but one
 # Content-Type, which `decide_body` drops from a bodiless call: stripe-node sends one).
-_BODY_HEADERS = frozenset({b"content-length", b"content-type", b"content-encoding",
+_BODY_HEADERS: Final = frozenset({b"content-length", b"content-type", b"content-encoding",
                            b"transfer-encoding"})
 
 # Calls the decision allowed, as (caller, target): a GET without a body is decided on its
@@ -32,10 +32,10 @@ _BODY_HEADERS = frozenset({b"content-length", b"content-type", b"content-encodin
 # is replaced (never changed) when anything it stands for may have: its entries then match
 # nothing, and go when the generation moves. Bounded in entries and in bytes (long targets
 # are decided each time).
-_ALLOWED_MAX = 50_000
-_ALLOWED_TARGET = 512
-_ALLOWED_BYTES = 4 << 20
-_NO_TYPES: list[bytes] = []
+_ALLOWED_MAX: Final = 50_000
+_ALLOWED_TARGET: Final = 512
+_ALLOWED_BYTES: Final = 4 << 20
+_NO_TYPES: Final[list[bytes]] = []
 
 
 class Admitted:

@@ -34,7 +34,7 @@ import socket
 from collections import deque
 from collections.abc import Callable, Coroutine
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import httptools
 
@@ -47,29 +47,36 @@ from permgate.gateway.upstream import UpstreamError, _Conn
 
 log = logging.getLogger("permgate.gateway")
 
-MAX_REQUEST_HEAD = 65_536
+# `Final` where a call reads it: compiled, a C static instead of a lookup in the module's
+# dict per read (docs/gateway.md); the timers' values below stay patchable for the tests.
+MAX_REQUEST_HEAD: Final = 65_536
 REQUEST_STALL = 60.0  # a whole request (head and body) from its first byte
 TICK = 5.0  # the timers' resolution: each limit fires within one tick after it passed
-FD_RESERVE = 256  # descriptors kept from the connection cap: store, logs, refusals
+FD_RESERVE: Final = 256  # descriptors kept from the connection cap: store, logs, refusals
 REFUSE_LINGER = 2.0  # a refused connection reads and drops for this long, then closes
 REFUSE_LINGERING = 64  # at most this many linger at once (their descriptors are the reserve's)
-DISCARD_SECONDS = 10.0  # how long the unread rest of a refused body is read and dropped
-_PENDING_MAX = 16  # pipelined requests parsed ahead before reading pauses
-_PIPELINE_MAX = 64  # beyond this many in one read: closed (memory, not a client's need)
+DISCARD_SECONDS: Final = 10.0  # how long the unread rest of a refused body is read and dropped
+_PENDING_MAX: Final = 16  # pipelined requests parsed ahead before reading pauses
+_PIPELINE_MAX: Final = 64  # beyond this many in one read: closed (memory, not a client's need)
 
-_STATUS: dict[int, bytes] = {
+_STATUS: Final[dict[int, bytes]] = {
     s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode("ascii") for s in HTTPStatus
 }
-_METHODS = {m.encode("ascii"): m for m in (
+_METHODS: Final = {m.encode("ascii"): m for m in (
     "GET", "POST", "DELETE", "HEAD", "PUT", "PATCH", "OPTIONS")}
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_CLOSE = b"connection: close\r\n"
-_KEEP = b"connection: keep-alive\r\n"  # HTTP/1.0 keeps alive only when told so
-_NO_BODY = frozenset({204, 304})
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CLOSE: Final = b"connection: close\r\n"
+_KEEP: Final = b"connection: keep-alive\r\n"  # HTTP/1.0 keeps alive only when told so
+_NO_BODY: Final = frozenset({204, 304})
 # The request headers the server itself reads (`on_header`), by name.
-_HOST, _LENGTH, _CHUNKED, _EXPECT, _CONNECTION, _UPGRADE = range(6)
-_NOTED = {b"host": _HOST, b"content-length": _LENGTH, b"transfer-encoding": _CHUNKED,
-          b"expect": _EXPECT, b"connection": _CONNECTION, b"upgrade": _UPGRADE}
+_HOST: Final = 0
+_LENGTH: Final = 1
+_CHUNKED: Final = 2
+_EXPECT: Final = 3
+_CONNECTION: Final = 4
+_UPGRADE: Final = 5
+_NOTED: Final = {b"host": _HOST, b"content-length": _LENGTH, b"transfer-encoding": _CHUNKED,
+                  b"expect": _EXPECT, b"connection": _CONNECTION, b"upgrade": _UPGRADE}
 
 
 def _status_line(status: int) -> bytes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from time import perf_counter
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from permgate.api.profile import FORWARDED_HEADERS
 from permgate.errors import PermgateError
@@ -31,17 +31,17 @@ Headers = list[tuple[bytes, bytes]]
 
 # Request headers worth sending upstream (api/profile.py says which, and why).
 # Content-Type is not among them: the gateway writes its own for the body it decided on.
-FORWARD = frozenset(h.encode("ascii") for h in FORWARDED_HEADERS)
+FORWARD: Final = frozenset(h.encode("ascii") for h in FORWARDED_HEADERS)
 # Hop-by-hop response headers (RFC 9110 7.6.1) and the ones we set ourselves (the length:
 # the server writing the answer sets it for the body it sends).
-_DROP = frozenset({
+_DROP: Final = frozenset({
     b"connection", b"keep-alive", b"transfer-encoding", b"proxy-connection", b"te",
     b"trailer", b"upgrade", b"request-id", b"content-length",
 })
 # Request headers, all together and in number: the SDKs send about 1.5 KB in 10 headers.
 # The server buffers the head first (granian: up to 64 KiB, server.MAX_REQUEST_HEAD).
-MAX_HEADER_BYTES = 16_384
-MAX_HEADERS = 64
+MAX_HEADER_BYTES: Final = 16_384
+MAX_HEADERS: Final = 64
 
 
 class Reply(Protocol):

@@ -15,7 +15,7 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
 from permgate.http1 import HIGH_WATER, Connection, Deadlines, ExchangeError, Headers, Sink
@@ -23,7 +23,7 @@ from permgate.http1 import HIGH_WATER, Connection, Deadlines, ExchangeError, Hea
 __all__ = ["Headers", "Origin", "Pool", "Response", "Sink", "UpstreamError"]
 _T = TypeVar("_T")
 # Replays are safe only where the upstream treats a repeat as the same request.
-_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"DELETE", b"PUT"})
+_IDEMPOTENT: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"DELETE", b"PUT"})
 
 
 class UpstreamError(ExchangeError):
