@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
+from tests.gateway.listening import listening
 from tests.gateway.procs import UPSTREAM_KEY, App, new_app
 from tests.gateway.recorder import Recorder
 from tests.gateway.test_fast_path import Client, auth
@@ -22,7 +23,6 @@ from tests.gateway.test_fast_path import Client, auth
 from permgate.gateway.app import Gateway
 from permgate.gateway.calls import Calls
 from permgate.gateway.config import Settings
-from permgate.gateway.native import NativeServer, listen_socket
 from permgate.store import Store
 
 VARIANTS = Path(__file__).resolve().parents[2] / "bench" / "gateway" / "variants.py"
@@ -41,19 +41,14 @@ async def _statuses(gw: Gateway, app: App, target: str) -> list[int]:
     """The call twice over one connection: the first misses the caches (the full path), the
     repeat is the fast path's."""
     await gw.startup()
-    server = NativeServer(gw)
-    sock = listen_socket("127.0.0.1", 0)
-    sock.listen(8)
-    sock.setblocking(False)
-    await server.start(sock)
     try:
-        client = await Client.open(f"http://127.0.0.1:{sock.getsockname()[1]}")
-        try:
-            return [(await client.get(target, auth(app))).status for _ in range(2)]
-        finally:
-            client.close()
+        async with listening(gw, backlog=8) as (_, url):
+            client = await Client.open(url)
+            try:
+                return [(await client.get(target, auth(app))).status for _ in range(2)]
+            finally:
+                client.close()
     finally:
-        await server.stop(grace=1.0)
         await gw.shutdown()
 
 

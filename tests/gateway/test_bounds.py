@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 import uvloop
+from tests.gateway.listening import listening
 from tests.gateway.procs import UPSTREAM_KEY, App, new_app
 from tests.gateway.recorder import Recorder
 
 from permgate.gateway.app import Gateway
 from permgate.gateway.config import Settings
-from permgate.gateway.native import NativeServer, listen_socket
 from permgate.gateway.resolver import MISS
 from permgate.oauth import MAX_BODY as TOKEN_BODY
 from permgate.serve import build
@@ -40,15 +40,10 @@ async def serving(db_url: str, upstream: str, **settings: Any
                         access_log=False, refresh_interval=3600, **settings))
     gw.log.stream = io.StringIO()
     await gw.startup()
-    server = NativeServer(gw)
-    sock = listen_socket("127.0.0.1", 0)
-    sock.listen(64)
-    sock.setblocking(False)
-    await server.start(sock)
     try:
-        yield gw, sock.getsockname()[1]
+        async with listening(gw) as (_, url):
+            yield gw, int(url.rsplit(":", 1)[1])
     finally:
-        await server.stop(grace=1.0)
         await gw.shutdown()
 
 

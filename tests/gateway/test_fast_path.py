@@ -25,6 +25,7 @@ import pytest
 import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.gateway.listening import listening
 from tests.gateway.procs import UPSTREAM_KEY, App, manifest_text, new_app, upload
 from tests.gateway.recorder import BIG, Recorder
 
@@ -32,7 +33,7 @@ import permgate
 from permgate import manifest as manifest_mod
 from permgate.gateway.app import Admitted, Gateway, Headers
 from permgate.gateway.config import Settings
-from permgate.gateway.native import NativeServer, listen_socket
+from permgate.gateway.native import NativeServer
 from permgate.serve import build
 from permgate.store import Store
 
@@ -92,15 +93,10 @@ async def serving(db_url: str, upstream: str, **overrides: Any) -> AsyncIterator
     log = io.StringIO()
     gw.log.stream = log  # read by the log test; keeps the others quiet
     await gw.startup()
-    server = NativeServer(gw)
-    sock = listen_socket("127.0.0.1", 0)
-    sock.listen(64)
-    sock.setblocking(False)
-    await server.start(sock)
     try:
-        yield Served(gw, f"http://127.0.0.1:{sock.getsockname()[1]}", server, log)
+        async with listening(gw) as (server, url):
+            yield Served(gw, url, server, log)
     finally:
-        await server.stop(grace=1.0)
         await gw.shutdown()
 
 

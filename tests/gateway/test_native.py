@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import uvloop
+from tests.gateway.listening import listening
 from tests.gateway.procs import UPSTREAM_KEY, App, new_app
 from tests.gateway.recorder import Recorder
 
@@ -57,18 +58,14 @@ async def native(db_url: str, upstream: str, **settings: Any) -> AsyncIterator[s
     # replace them.
     gw.mount("/v1/oauth/token", oauth_token)  # type: ignore[arg-type]
     gw.mount("/console", streamed, prefix=True)  # type: ignore[arg-type]
-    server = NativeServer(gw)
-    sock = listen_socket("127.0.0.1", 0)
-    sock.listen(64)
-    sock.setblocking(False)
-    await server.start(sock)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    _SERVERS[url] = server
     try:
-        yield url
+        async with listening(gw) as (server, url):
+            _SERVERS[url] = server
+            try:
+                yield url
+            finally:
+                _SERVERS.pop(url, None)
     finally:
-        _SERVERS.pop(url, None)
-        await server.stop(grace=1.0)
         await gw.shutdown()
 
 
