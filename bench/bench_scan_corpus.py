@@ -25,8 +25,8 @@ The later corpora (`--corpus3 FILE...`, files shaped like `bench/data/scan-corpu
 top-level `apps`, entries with `repo`, `dir`, `split`, `needs`, `scan_root`; code in
 `--corpus3-dir DIR/<dir>`) are scored the same way, one split at a time (`--split`, default
 `held3`), printed last under its own heading. The held-back splits (corpus 3's `reserve3`,
-corpus 4's `held4`) are scored once, at the end of a round of work, with `--split reserve3`
-or `--split held4`.
+corpus 4's `held4`, corpus 5's `held5`) are scored once, at the end of a round of work, with
+`--split reserve3`, `--split held4` or `--split held5`.
 
 The corpus file (`scan-dev-corpus.json` in the shared data folder) lists public apps (repo,
 commit, manifest, where to run the scan) with the verdict a careful reading gives. Their code is
@@ -100,7 +100,8 @@ def main() -> int:
     ap.add_argument("--corpus3-dir", metavar="DIR", help="folder holding the third corpus's code")
     ap.add_argument("--split", choices=sorted(SPLITS), default="held3",
                     help="which labelled split of the --corpus3 files to score (default held3; "
-                         "reserve3 and held4 are the held-back tests, scored once, last)")
+                         "reserve3, held4 and held5 are the held-back tests, scored once, "
+                         "last)")
     args = ap.parse_args()
     if args.corpus3 and not args.corpus3_dir:
         ap.error("--corpus3 needs --corpus3-dir")
@@ -217,6 +218,7 @@ SPLITS = {
     "held3": "third corpus, held-back half",
     "reserve3": "third corpus, reserve (never scanned before the final score)",
     "held4": "fourth corpus (connected-account traffic; never scanned before the final score)",
+    "held5": "fifth corpus (never scanned before the final score)",
 }
 
 
