@@ -1,0 +1,114 @@
+"""Issue 25: an account id read from the operator's configuration is one fixed account, the
+operator's own (error class 2); expansions written the ways stripe-ruby sends them. Fixtures
+of our own, each rule in at least two languages, each with a control (a near miss)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tests.scan.trees import write_tree
+
+from permgate.scan import scan
+
+
+def _needed(root: Path) -> set[str]:
+    return set(scan(root, progress=False).needed)
+
+
+# --- a connected account from configuration read as data: settings, a config package, Rails
+# credentials, a file or the command line parsed at start-up and kept on a class or passed on
+
+CONFIG = {
+    "python": ("tap.py", "import stripe\n\n"
+                         "class Context:\n    config = {}\n\n"
+                         "class Sync:\n    def __init__(self, config):\n"
+                         "        self.config = config\n\n"
+                         "def main(path, config, args, app):\n"
+                         "    return stripe.Balance.retrieve(stripe_account={v})\n"),
+    "js": ("server.js", "const Stripe = require('stripe');\n"
+                        "const config = require('config');\n"
+                        "const stripe = Stripe(process.env.STRIPE_SECRET_KEY);\n"
+                        "class Sync {\n"
+                        "  constructor(settings) { this.settings = settings; }\n"
+                        "  async run(shop) {\n"
+                        "    return stripe.balance.retrieve({ stripeAccount: {v} });\n"
+                        "  }\n}\n"),
+    "ruby": ("pay.rb", "Stripe.api_key = ENV['STRIPE_SECRET_KEY']\n"
+                       "class Pay\n"
+                       "  def run(seller)\n"
+                       "    Stripe::Balance.retrieve({ stripe_account: {v} })\n"
+                       "  end\n\n"
+                       "  private\n\n"
+                       "  def configured_account\n"
+                       "    return Rails.application.credentials.dig(:stripe, :account_id)\n"
+                       "  end\n\n"
+                       "  def seller_account\n"
+                       "    Seller.find(1).stripe_account_id\n"
+                       "  end\nend\n"),
+    "php": ("Pay.php", "<?php\n\\Stripe\\Stripe::setApiKey(getenv('STRIPE_SECRET'));\n"
+                       "class Pay {\n"
+                       "  public function run($shop, $config) {\n"
+                       "    return \\Stripe\\Balance::retrieve([], ['stripe_account' => {v}]);\n"
+                       "  }\n}\n"),
+}
+CONFIG_VALUES = {
+    # (configuration reads: the operator's), (records and tenants' settings: connected)
+    "python": (("Context.config.get('account_id')", "self.config['account_id']",
+                "config['account_id']", "args.config['account_id']",
+                "app.config['STRIPE_ACCOUNT']"),
+               ("shop.settings['account_id']", "user_settings['account_id']",
+                "confirmation.account_id")),
+    "js": (("config.get('stripe.accountId')", "this.settings.accountId",
+            "nconf.get('stripe:account')", "appConfig.stripe.account"),
+           ("shop.settings.stripeAccountId", "userSettings.accountId",
+            "conference.stripeAccountId")),
+    "ruby": (("Rails.application.credentials.stripe[:account_id]", "Settings.stripe.account_id",
+              "ENV.fetch('STRIPE_ACCOUNT')", "Figaro.env.stripe_account_id",
+              "@config[:account_id]", "configured_account"),
+             ("seller.settings[:account_id]", "@shop.config[:account_id]", "seller_account")),
+    "php": (("\\Config::get('services.stripe.account')", "$this->config['account']",
+             "$config['account_id']"),
+            ("$shop->settings['account']", "$shopSettings['account']")),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(CONFIG))
+def test_an_account_from_configuration_read_as_data_is_the_operators(
+        tmp_path: Path, lang: str) -> None:
+    name, body = CONFIG[lang]
+    own, tenant = CONFIG_VALUES[lang]
+    for i, v in enumerate(own):
+        root = write_tree(tmp_path / f"own{i}", {name: body.replace("{v}", v)})
+        assert _needed(root) == set(), v
+    # control: a record's settings, a tenant's settings, a word that only starts like one
+    for i, v in enumerate(tenant):
+        root = write_tree(tmp_path / f"tenant{i}", {name: body.replace("{v}", v)})
+        assert _needed(root) == {"balance_read"}, v
+
+
+LOCAL = {
+    "python": ("app.py", "import stripe\n\n"
+                         "def run(shop_id):\n"
+                         "    config = {v}\n"
+                         "    acct = config['account_id']\n"
+                         "    return stripe.Balance.retrieve(stripe_account=acct)\n",
+               "json.load(open('config.json'))", "Shop.get(shop_id).settings"),
+    "js": ("server.js", "const stripe = require('stripe')(process.env.STRIPE_SECRET_KEY);\n"
+                        "async function run(shop) {\n"
+                        "  const config = {v};\n"
+                        "  return stripe.balance.retrieve({ stripeAccount: config.accountId });\n"
+                        "}\n",
+           "JSON.parse(fs.readFileSync('config.json'))", "await Settings.findOne({ shop })"),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(LOCAL))
+def test_a_local_named_config_is_configuration_only_when_filled_with_it(
+        tmp_path: Path, lang: str) -> None:
+    name, body, loaded, record = LOCAL[lang]
+    root = write_tree(tmp_path / "loaded", {name: body.replace("{v}", loaded)})
+    assert _needed(root) == set()
+    # control: a local named `config` holding a tenant's record is data
+    root = write_tree(tmp_path / "record", {name: body.replace("{v}", record)})
+    assert _needed(root) == {"balance_read"}
