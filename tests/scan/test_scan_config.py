@@ -112,3 +112,30 @@ def test_a_local_named_config_is_configuration_only_when_filled_with_it(
     # control: a local named `config` holding a tenant's record is data
     root = write_tree(tmp_path / "record", {name: body.replace("{v}", record)})
     assert _needed(root) == {"balance_read"}
+
+
+# --- expand lists written the ways stripe-ruby sends them: nested arrays are flattened into
+# one `expand[]` list by the SDK (`Util.flatten_params_array`), `%w[]`, `%i[]`, symbols
+
+RUBY_EXPAND = ("def perform(account)\n"
+               "  Stripe::Charge.list({ limit: 100, expand: {e} }, account.stripe_access_token)\n"
+               "end\n")
+
+
+@pytest.mark.parametrize("expand", [
+    "[['data.invoice'], ['data.customer']]", "%w[data.invoice data.customer]",
+    "[:'data.invoice', 'data.customer']", "[%w[data.invoice], %i[data.customer]]",
+])
+def test_ruby_expand_lists_as_the_sdk_sends_them(tmp_path: Path, expand: str) -> None:
+    root = write_tree(tmp_path / "r", {"w.rb": RUBY_EXPAND.replace("{e}", expand)})
+    found = scan(root, progress=False)
+    assert [c.call.expand for c in found.calls] == [("data.invoice", "data.customer")]
+    assert set(found.needed) == {"charge_read", "invoice_read", "customer_read"}
+
+
+@pytest.mark.parametrize("expand", ["%W[data.#{field}]", "[['data.invoice'], fields]"])
+def test_ruby_expand_built_at_run_time_is_not_read(tmp_path: Path, expand: str) -> None:
+    # control: a part built at run time is not guessed (the call says so; grants unverified)
+    root = write_tree(tmp_path / "r", {"w.rb": RUBY_EXPAND.replace("{e}", expand)})
+    (call,) = scan(root, progress=False).calls
+    assert call.call.expand == () and call.call.notes

@@ -178,8 +178,9 @@ def _strings(node: ts.Node, depth: int = 0) -> list[str] | None:
                 return None
             out += inner
             continue
-        if el.type != "string" or any(c.type == "interpolation" for c in el.named_children):
-            return None
+        if el.type not in ("string", "delimited_symbol") or any(
+                c.type == "interpolation" for c in el.named_children):
+            return None  # `:"#{x}"`, `"data.#{x}"`
         out.append("".join(text(c) for c in el.named_children if c.type == "string_content"))
     return out
 
