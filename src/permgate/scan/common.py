@@ -233,11 +233,18 @@ _CONFIG_READ = re.compile(
     rf"\\?(?:{_CONFIG_HOLDER})*[@$]?{_CONFIG_NAME}(?:\?\.|&\.|\.|->|::|\[|\()")
 
 
+# The command line of the program (`sys.argv[1]`, `process.argv[2]`, `ARGV[0]`, `$argv[1]`,
+# `os.Args[1]`): given by whoever runs it, as a configuration file is.
+_COMMAND_LINE = re.compile(r"(?:sys\.|process\.|os\.)?(?:argv|ARGV|Args)\[|\$argv\[")
+
+
 def config_read(value_text: str) -> bool:
-    """Whether an expression reads the operator's configuration (`_CONFIG_READ`): one value
-    for the whole app, chosen by whoever runs it, not data of one of its accounts."""
+    """Whether an expression reads the operator's configuration (`_CONFIG_READ`) or the
+    command line: one value for the whole program, chosen by whoever runs it, not data of
+    one of its accounts."""
     v = value_text.strip()
-    return len(v) <= 120 and _CONFIG_READ.match(v) is not None
+    return len(v) <= 120 and (_CONFIG_READ.match(v) is not None or (
+        _COMMAND_LINE.match(v) is not None))
 
 
 # How a local configuration object is filled at start-up: a file parsed (`json.load(f)`,
