@@ -51,6 +51,13 @@ CONFIG = {
                        "  public function run($shop, $config) {\n"
                        "    return \\Stripe\\Balance::retrieve([], ['stripe_account' => {v}]);\n"
                        "  }\n}\n"),
+    "go": ("pay.go", "package pay\n\nimport (\n\t\"os\"\n\n\t\"github.com/spf13/viper\"\n"
+                     "\t\"github.com/stripe/stripe-go/v76\"\n"
+                     "\t\"github.com/stripe/stripe-go/v76/balance\"\n)\n\n"
+                     "func run(cfg Config, shop Shop) {\n"
+                     "\tstripe.Key = os.Getenv(\"STRIPE_SECRET_KEY\")\n"
+                     "\tp := &stripe.BalanceParams{Params: stripe.Params{StripeAccount: {v}}}\n"
+                     "\tbalance.Get(p)\n}\n"),
 }
 CONFIG_VALUES = {
     # (configuration reads: the operator's), (records and tenants' settings: connected)
@@ -70,6 +77,9 @@ CONFIG_VALUES = {
     "php": (("\\Config::get('services.stripe.account')", "$this->config['account']",
              "$config['account_id']"),
             ("$shop->settings['account']", "$shopSettings['account']")),
+    "go": (("stripe.String(viper.GetString(\"stripe.account\"))",
+            "stripe.String(cfg.StripeAccount)", "stripe.String(os.Args[1])"),
+           ("stripe.String(shop.Settings.StripeAccount)", "stripe.String(shop.StripeAccount)")),
 }
 
 

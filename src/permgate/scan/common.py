@@ -228,7 +228,7 @@ _CONFIG_NAME = (r"(?!(?i:user|account|merchant|shop|seller|store|vendor|tenant|t
                 r"partner|creator|owner)s?_?(?i:conf|setting|cred|secret))"
                 # the word ends at the access: not `confirmation.x`, `conference.x`
                 r"(?i:\w*?(?:conf(?:ig(?:uration)?)?|settings?|credentials|secrets|cfg)"
-                r"(?:s|_for|_\w+)?|env|environ(?:ment)?)")
+                r"(?:s|_for|_\w+)?|_?env|environ(?:ment)?|viper)")
 _CONFIG_READ = re.compile(
     rf"\\?(?:{_CONFIG_HOLDER})*[@$]?{_CONFIG_NAME}(?:\?\.|&\.|\.|->|::|\[|\()")
 
