@@ -492,9 +492,9 @@ class _File:
         found = fixed_account(text(node))
         if found is not None:
             return found
-        value = self.value(node)
+        value: ts.Node | None = self.value(node)
         if value is node:
-            value = self.helper_value(node)  # type: ignore[assignment]
+            value = self.helper_value(node)
         if value is None or value is node:
             return None
         found = fixed_account(text(value))
