@@ -86,7 +86,8 @@ def _holds_tests(path: Path) -> bool:
     if marks is None:
         return True
     head = _read_regular(path, _HEAD_BYTES)
-    return isinstance(head, Skipped) or marks.search(head) is not None
+    # an empty placeholder stays a test, as its name says (it holds no app either)
+    return isinstance(head, Skipped) or not head.strip() or marks.search(head) is not None
 
 
 class _Ignore:
