@@ -110,6 +110,11 @@ LOCAL = {
                         "  return stripe.balance.retrieve({ stripeAccount: config.accountId });\n"
                         "}\n",
            "JSON.parse(fs.readFileSync('config.json'))", "await Settings.findOne({ shop })"),
+    "ruby": ("pay.rb", "def run(shop_id)\n"
+                       "  config = {v}\n"
+                       "  Stripe::Balance.retrieve({ stripe_account: config[:account_id] })\n"
+                       "end\n",
+             "YAML.load_file('config/stripe.yml')", "Shop.find(shop_id).settings"),
 }
 
 

@@ -251,9 +251,9 @@ def config_read(value_text: str) -> bool:
 # `yaml.safe_load(f)`, `JSON.parse(fs.readFileSync(p))`), the command line (`parse_args()`),
 # a dotenv file. Not `json.loads(body)`: a request's body is data.
 _CONFIG_LOAD = re.compile(
-    r"^(?:await\s+)?(?:\w+\.)*(?:(?:json|yaml|toml|tomllib|tomli|json5)\.(?:safe_|full_)?load|"
-    r"parse_args|dotenv_values|JSON\.parse\((?:await\s+)?(?:\w+\.)*readFileSync|readFileSync|"
-    r"require)\(")
+    r"^(?:await\s+)?(?:\w+\.)*(?:(?i:json|yaml|toml|tomllib|tomli|json5)\.(?:safe_|full_)?"
+    r"load(?:_file)?|parse_args|dotenv_values|JSON\.parse\((?:await\s+)?(?:\w+\.)*"
+    r"(?:readFileSync|read)|readFileSync|require)\(")
 
 
 def config_source(value_text: str) -> bool:

@@ -25,6 +25,7 @@ from permgate.scan.common import (
     Piece,
     Project,
     bind_value,
+    config_source,
     fixed_account,
     key_account_why,
     raw_target,
@@ -491,7 +492,7 @@ class _File:
         :stripe, :account_id); end`, issue 25); None when any of those is data."""
         found = fixed_account(text(node))
         if found is not None:
-            return found
+            return found if self.filled_with_configuration(node) else None
         value: ts.Node | None = self.value(node)
         if value is node:
             value = self.helper_value(node)
@@ -499,6 +500,22 @@ class _File:
             return None
         found = fixed_account(text(value))
         return None if found is None else f"{found}, through {text(node)[:40]}"
+
+    def filled_with_configuration(self, node: ts.Node) -> bool:
+        """Whether the local a configuration read starts from (`config` of `config[:acct]`)
+        holds configuration: every value its method gives it is read from configuration or
+        loaded at start-up (`config_source`), not a record (`config = shop.settings`). A name
+        the method does not assign (a method, a parameter) is read by its name."""
+        root = node
+        for _ in range(32):
+            nxt = root.child_by_field_name("receiver" if root.type == "call" else "object")
+            if root.type not in ("call", "element_reference") or nxt is None:
+                break
+            root = nxt
+        if root is node or root.type not in ("identifier", "instance_variable"):
+            return True
+        values = self.assigned.get((self.scope(root), text(root)), [])
+        return all(config_source(text(v)) for v in values)
 
     def hash_of(self, node: ts.Node) -> dict[str, ts.Node]:
         """An options hash: a literal, or a variable assigned one (and `opts[:k] = v`)."""
