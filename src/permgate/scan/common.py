@@ -213,6 +213,58 @@ _FIXED_SOURCE = re.compile(
 )
 
 
+# The operator's configuration read as data (issue 25): a field of a configuration object
+# the app holds once, filled by whoever runs it: settings (`settings.X`, `app.config['X']`,
+# `Config::get('x')`, `config('x')`), Rails credentials and secrets, a config package
+# (`config.get('stripe.account')`, `nconf.get(...)`, `Settings.stripe.account`), a file or
+# command line parsed at start-up and kept on a class or passed on (`Context.config.get('x')`,
+# `self.config['x']`, `args.config['x']`, `cfg['x']`). Reached only through holders of one
+# such object: `this`/`self`/`@`, a class or module (Capitalised), the app; never a record
+# (`shop.settings.x`, `req.config`), nor a tenant's settings (`userSettings`, `shop_config`).
+_CONFIG_HOLDER = (r"(?:this|self|\$this|app|application|current_app|args|opts|options|global|"
+                  r"globalThis|window|[A-Z]\w*)(?:\?\.|&\.|\.|->|::)")
+_CONFIG_NAME = (r"(?!(?i:user|account|merchant|shop|seller|store|vendor|tenant|team|org|"
+                r"organi[sz]ation|workspace|install(?:ation)?|customer|member|company|business|"
+                r"partner|creator|owner)s?_?(?i:conf|setting|cred|secret))"
+                # the word ends at the access: not `confirmation.x`, `conference.x`
+                r"(?i:\w*?(?:conf(?:ig(?:uration)?)?|settings?|credentials|secrets|cfg)"
+                r"(?:s|_for|_\w+)?|_?env|environ(?:ment)?|viper)")
+_CONFIG_READ = re.compile(
+    rf"\\?(?:{_CONFIG_HOLDER})*[@$]?{_CONFIG_NAME}(?:\?\.|&\.|\.|->|::|\[|\()")
+
+
+# The command line of the program (`sys.argv[1]`, `process.argv[2]`, `ARGV[0]`, `$argv[1]`,
+# `os.Args[1]`): given by whoever runs it, as a configuration file is.
+_COMMAND_LINE = re.compile(r"(?:sys\.|process\.|os\.)?(?:argv|ARGV|Args)\[|\$argv\[")
+
+
+def config_read(value_text: str) -> bool:
+    """Whether an expression reads the operator's configuration (`_CONFIG_READ`) or the
+    command line: one value for the whole program, chosen by whoever runs it, not data of
+    one of its accounts."""
+    v = value_text.strip()
+    return len(v) <= 120 and (_CONFIG_READ.match(v) is not None or (
+        _COMMAND_LINE.match(v) is not None))
+
+
+# How a local configuration object is filled at start-up: a file parsed (`json.load(f)`,
+# `yaml.safe_load(f)`, `JSON.parse(fs.readFileSync(p))`), the command line (`parse_args()`),
+# a dotenv file. Not `json.loads(body)`: a request's body is data.
+_CONFIG_LOAD = re.compile(
+    r"^(?:await\s+)?(?:\w+\.)*(?:(?i:json|yaml|toml|tomllib|tomli|json5)\.(?:safe_|full_)?"
+    r"load(?:_file)?|parse_args|dotenv_values|JSON\.parse\((?:await\s+)?(?:\w+\.)*"
+    r"(?:readFileSync|read)|readFileSync|require)\(")
+
+
+def config_source(value_text: str) -> bool:
+    """Whether a local name that a configuration read starts from (`config` of
+    `config['account_id']`) was filled with configuration: read from it, the environment, or
+    loaded at start-up (`_CONFIG_LOAD`); a record loaded from data (`shop.settings`) is not."""
+    v = value_text.strip()
+    return config_read(v) or _FIXED_SOURCE.search(v) is not None or (
+        _CONFIG_LOAD.match(v) is not None)
+
+
 def fixed_account(value_text: str | None) -> str | None:
     """Why a connected-account value (`stripeAccount: X`, `stripe_account=X`) names one fixed
     account of the operator rather than an install's, else None: a literal `acct_` id, a
@@ -225,7 +277,7 @@ def fixed_account(value_text: str | None) -> str | None:
         return None
     if _LITERAL.fullmatch(v):
         return f"a connected account written in the code ({v}): one fixed account, the operator's"
-    if _FIXED_SOURCE.search(v):
+    if _FIXED_SOURCE.search(v) or config_read(v):
         return (f"a connected account from the environment or configuration ({v}): one fixed "
                 "account, the operator's")
     return None

@@ -43,9 +43,51 @@ def language_of(path: Path) -> str | None:
     return LANGUAGES.get(path.suffix)
 
 
+# Names a test runner picks up, whose files are tests only when they hold tests (issue 25): a
+# Flask app saved as `stripe_connect_test.py` is the app. Not Go's `_test.go` (the toolchain
+# never builds them into the program), nor set-up files and stories (named for the tooling).
+_NAMED_LIKE_A_TEST = re.compile(
+    r"(\.(test|spec)\.[cm]?[jt]sx?$)|(_test\.(py|rb)$)|(^test_.*\.py$)|(_spec\.rb$)|(Test\.php$)")
+# What test code says early, per language: a test framework imported or required, a test
+# function, class or block.
+_TEST_MARKS = {
+    "python": re.compile(rb"(?m)^\s*(?:(?:import|from)\s+(?:pytest|unittest|nose2?|hypothesis)\b|"
+                         rb"(?:async\s+)?def\s+test|class\s+Test|@pytest\b)"),
+    "ruby": re.compile(rb"(?m)^\s*(?:(?:RSpec\.)?describe\b|context\b|it\s*[\s('\"{]|def\s+test_|"
+                       rb"class\s+\w+\s*<\s*(?:Minitest::Test|Test::Unit|ActiveSupport::TestCase|"
+                       rb"ActionDispatch::IntegrationTest|ActionController::TestCase)|"
+                       rb"require(?:_relative)?\s*\(?\s*['\"](?:test_helper|spec_helper|rails_helper|"
+                       rb"minitest|rspec))"),
+    "js": re.compile(rb"\b(?:describe|it|test|suite|beforeEach|beforeAll)(?:\.\w+)?\s*\(|"
+                     rb"['\"](?:vitest|jest|@jest/globals|mocha|chai|ava|tap|node:test|"
+                     rb"@playwright/test|supertest)['\"]"),
+    "php": re.compile(rb"extends\s+\\?(?:[\w\\]+\\)?\w*TestCase\b|function\s+test\w*\s*\(|@test\b|"
+                      rb"PHPUnit|\b(?:it|test|describe)\s*\(\s*['\"]"),
+}
+_HEAD_BYTES = 65_536  # test code says so near its top; a bounded read per such file
+
+
 def is_test_path(rel: str) -> bool:
     parts = rel.replace("\\", "/").split("/")
     return bool(_TEST_FILE.search(parts[-1])) or any(p in TEST_DIRS for p in parts[:-1])
+
+
+def _only_named_like_a_test(rel: str) -> bool:
+    """A test by its file name alone (not a test folder, not a name that always is one)."""
+    parts = rel.replace("\\", "/").split("/")
+    return not any(p in TEST_DIRS for p in parts[:-1]) and bool(
+        _NAMED_LIKE_A_TEST.search(parts[-1]))
+
+
+def _holds_tests(path: Path) -> bool:
+    """Whether a file named like a test holds test code (`_TEST_MARKS`): unreadable is taken
+    for a test, as its name says."""
+    marks = _TEST_MARKS.get(LANGUAGES.get(path.suffix, ""))
+    if marks is None:
+        return True
+    head = _read_regular(path, _HEAD_BYTES)
+    # an empty placeholder stays a test, as its name says (it holds no app either)
+    return isinstance(head, Skipped) or not head.strip() or marks.search(head) is not None
 
 
 class _Ignore:
@@ -123,7 +165,9 @@ def source_files(
                 continue
             if ignore.specs and ignore.ignored(path, False):
                 continue
-            if not include_tests and is_test_path(path.relative_to(root).as_posix()):
+            rel = path.relative_to(root).as_posix()
+            if not include_tests and is_test_path(rel) and not (
+                    _only_named_like_a_test(rel) and not _holds_tests(path)):
                 if on_test is not None:
                     on_test()
                 continue
@@ -132,6 +176,16 @@ def source_files(
 
 
 def read_source(path: Path) -> bytes | Skipped:
+    data = _read_regular(path, MAX_BYTES + 1)
+    if isinstance(data, Skipped):
+        return data
+    if b"\x00" in data[:8192]:
+        return Skipped(str(path), "binary", dropped=False)
+    return data
+
+
+def _read_regular(path: Path, limit: int) -> bytes | Skipped:
+    """At most `limit` bytes of a regular file (not a pipe or a device: never blocks)."""
     import stat
 
     try:
@@ -144,11 +198,8 @@ def read_source(path: Path) -> bytes | Skipped:
             if st.st_size > MAX_BYTES:
                 return Skipped(str(path), f"larger than {MAX_BYTES // 1_000_000} MB")
             with os.fdopen(fd, "rb", closefd=False) as f:
-                data = f.read(MAX_BYTES + 1)
+                return f.read(limit)
         finally:
             os.close(fd)
     except OSError as e:
         return Skipped(str(path), f"unreadable: {e.strerror or e}")
-    if b"\x00" in data[:8192]:
-        return Skipped(str(path), "binary", dropped=False)
-    return data

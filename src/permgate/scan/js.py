@@ -23,6 +23,8 @@ from permgate.scan.common import (
     Project,
     Wrapper,
     bound_key,
+    config_read,
+    config_source,
     credential_escape,
     fallback_key,
     fixed_account,
@@ -785,7 +787,40 @@ class _File:
             if _text(inner) in _param_names(fn) or _text(inner) in self._bindings(fn):
                 return self.fixed_origin(node)
             fn = _enclosing_function(fn)
-        return fixed_account(_text(self.resolve(node))) or self.fixed_origin(node)
+        fixed = fixed_account(_text(self.resolve(node)))
+        if fixed is not None and self.filled_with_configuration(node):
+            return fixed
+        return self.fixed_origin(node)
+
+    def filled_with_configuration(self, node: ts.Node) -> bool:
+        """Whether the object a configuration read starts from is configuration
+        (`config.stripe.accountId`): a parameter or a module's name is (the name says so, as
+        the key rules read it); a local of a function around it only when every value it is
+        given is read from configuration or loaded at start-up (`config_source`), not a
+        record (`const config = await Settings.findOne({ shop })`). True when the value
+        reads no configuration."""
+        root = _unwrap(node)
+        if not config_read(_text(root)):
+            return True
+        for _ in range(32):
+            nxt = root.child_by_field_name("function" if root.type == "call_expression"
+                                           else "object")
+            if root.type not in ("member_expression", "subscript_expression",
+                                 "call_expression") or nxt is None:
+                break
+            root = _unwrap(nxt)
+        if root.type != "identifier":
+            return True
+        name = _text(root)
+        fn = _enclosing_function(root)
+        for _ in range(16):
+            if fn is None or name in _param_names(fn):
+                return True
+            values = self._bindings(fn).get(name)
+            if values is not None:
+                return all(v is not None and config_source(_text(v)) for _, v in values)
+            fn = _enclosing_function(fn)
+        return True
 
     def fixed_origin(self, node: ts.Node) -> str | None:
         """Why an account value names one fixed account of the operator, followed where it
@@ -823,7 +858,8 @@ class _File:
                 node.child_by_field_name("consequence"), node.child_by_field_name("alternative"))
                 if side is not None)
         if node.type in ("string", "template_string", "member_expression",
-                         "subscript_expression") and fixed_account(t) is not None:
+                         "subscript_expression") and fixed_account(t) is not None and (
+                self.filled_with_configuration(node)):
             out.append(t if len(t) <= 60 else t[:57] + "...")
             return True
         if node.type == "call_expression":

@@ -20,6 +20,8 @@ from permgate.scan.common import (
     Project,
     Wrapper,
     bound_key,
+    config_read,
+    config_source,
     credential_escape,
     fallback_key,
     fixed_account,
@@ -1530,13 +1532,37 @@ class _File:
                 break
             fn = self._function_of(fn)
         fixed = fixed_account(ast.unparse(self.resolve(value))) if fn is None else None
-        if fixed is not None:
+        if fixed is not None and self._filled_with_configuration(value):
             return fixed
         found: list[str] = []
         if not self._origins(value, found, [0]) or not found:
             return None
         return (f"a connected account from the environment or configuration ({found[0]}, "
                 f"through {ast.unparse(value)[:40]}): one fixed account, the operator's")
+
+    def _filled_with_configuration(self, value: ast.expr) -> bool:
+        """Whether the object a configuration read starts from is configuration
+        (`config['account_id']`): a parameter or a module's name is (the name says so, as the
+        key rules read it); a local of the function around it only when every value it is
+        given is read from configuration or loaded at start-up (`config_source`), not a
+        record (`config = shop.settings`). True when the value reads no configuration."""
+        text = ast.unparse(value)
+        if not config_read(text):
+            return True
+        root = value
+        while isinstance(root, ast.Attribute | ast.Subscript | ast.Call):
+            root = root.func if isinstance(root, ast.Call) else root.value
+        if not isinstance(root, ast.Name):
+            return True
+        fn = self._function_of(root)
+        for _ in range(16):
+            if fn is None or root.id in self._bindings(fn):
+                break
+            fn = self._function_of(fn)
+        if fn is None or root.id in _params(fn, method=False):
+            return True
+        values = self._bindings(fn)[root.id]
+        return all(v is not None and config_source(ast.unparse(v)) for v in values)
 
     def key_why(self, key: ast.expr | None) -> tuple[Account, str]:
         """Whose account a key expression acts on (`key_account_why`). A name that is "own"
@@ -1649,7 +1675,7 @@ class _File:
             return all(self._origins(v, out, steps, depth + 1) for v in (node.body, node.orelse))
         if not isinstance(node, ast.Name):
             text = ast.unparse(node)
-            if fixed_account(text) is not None:
+            if fixed_account(text) is not None and self._filled_with_configuration(node):
                 out.append(text if len(text) <= 60 else text[:57] + "...")
                 return True
         if isinstance(node, ast.Call):

@@ -25,6 +25,7 @@ from permgate.scan.common import (
     Piece,
     Project,
     bind_value,
+    config_source,
     fixed_account,
     key_account_why,
     raw_target,
@@ -156,13 +157,31 @@ def _hash_keys(node: ts.Node) -> dict[str, ts.Node]:
     return out
 
 
-def _strings(node: ts.Node) -> list[str] | None:
-    if node.type != "array":
+def _strings(node: ts.Node, depth: int = 0) -> list[str] | None:
+    """An `expand` list's values: literal strings and symbols (`[:customer]`, `%w[a b]`,
+    `%i[a]`), and nested arrays flattened into one list, as stripe-ruby encodes them
+    (`Util.flatten_params_array` sends `[['data.invoice'], ['data.customer']]` as two
+    `expand[]` values); None when a part is built at run time."""
+    if node.type in ("string_array", "symbol_array"):
+        if any(c.type == "interpolation" for el in node.named_children for c in el.children):
+            return None  # `%W[#{x}]`
+        return [text(el) for el in node.named_children]
+    if node.type != "array" or depth > 8:
         return None
-    out = []
+    out: list[str] = []
     for el in node.named_children:
-        if el.type != "string" or any(c.type == "interpolation" for c in el.named_children):
-            return None
+        if el.type == "simple_symbol":
+            out.append(text(el)[1:])
+            continue
+        if el.type in ("array", "string_array", "symbol_array"):
+            inner = _strings(el, depth + 1)
+            if inner is None:
+                return None
+            out += inner
+            continue
+        if el.type not in ("string", "delimited_symbol") or any(
+                c.type == "interpolation" for c in el.named_children):
+            return None  # `:"#{x}"`, `"data.#{x}"`
         out.append("".join(text(c) for c in el.named_children if c.type == "string_content"))
     return out
 
@@ -411,27 +430,38 @@ class _File:
 
     def hash_helper(self, node: ts.Node) -> ts.Node | None:
         """`Stripe::Balance.retrieve(header)` with `def header; {stripe_account: id}; end` in
-        the file: the request options a method builds (issue 25). Ruby reads a bare name that
-        is not a local variable or parameter as a call of the method; a name the file defines
-        twice with different bodies is neither."""
+        the file: the request options a method builds (issue 25)."""
+        found = self.helper_value(node)
+        return found if found is not None and found.type == "hash" else None
+
+    def helper_name(self, node: ts.Node) -> str | None:
+        """The method of the file a bare name or `self.name` calls: Ruby reads a bare name
+        that is not a local variable or parameter as a call of the method."""
         if node.type == "call" and text(node.child_by_field_name("receiver")) == "self" and (
                 node.child_by_field_name("arguments") is None):
-            name = text(node.child_by_field_name("method"))
-        elif node.type == "identifier" and (self.scope(node), text(node)) not in self.assigned:
-            m = self.method_of(node)
-            if m is not None and text(node) in _params(m):
+            return text(node.child_by_field_name("method"))
+        if node.type != "identifier" or (self.scope(node), text(node)) in self.assigned:
+            return None
+        m = self.method_of(node)
+        if m is not None and text(node) in _params(m):
+            return None
+        # `list.each do |header|`, `->(header) {}`, `for header in list`: a block's or
+        # loop's variable of that name, not the method
+        up = node.parent
+        while up is not None and up != m:
+            if text(node) in (_params(up) if up.type in ("block", "do_block", "lambda")
+                              else _identifiers_of(up.child_by_field_name("pattern"))
+                              if up.type == "for" else ()):
                 return None
-            # `list.each do |header|`, `->(header) {}`, `for header in list`: a block's or
-            # loop's variable of that name, not the method
-            up = node.parent
-            while up is not None and up != m:
-                if text(node) in (_params(up) if up.type in ("block", "do_block", "lambda")
-                                  else _identifiers_of(up.child_by_field_name("pattern"))
-                                  if up.type == "for" else ()):
-                    return None
-                up = up.parent
-            name = text(node)
-        else:
+            up = up.parent
+        return text(node)
+
+    def helper_value(self, node: ts.Node) -> ts.Node | None:
+        """The value a method of the file without parameters returns (its last expression,
+        `return x`, `@h ||= x`) when `node` calls it (`helper_name`); a name the file defines
+        twice with different bodies is neither."""
+        name = self.helper_name(node)
+        if name is None:
             return None
         if self._helpers is None:
             self._helpers = {}
@@ -441,13 +471,51 @@ class _File:
                     body.named_child_count) else None
                 if last is not None and last.type in ("assignment", "operator_assignment"):
                     last = last.child_by_field_name("right")  # `@h ||= {...}`
-                if fn.type != "method" or _params(fn) or last is None or last.type != "hash":
+                if last is not None and last.type == "return":  # `return x`
+                    inner = last.named_children[0] if last.named_child_count else None
+                    last = inner.named_children[0] if inner is not None and (
+                        inner.type == "argument_list" and inner.named_child_count == 1) \
+                        else None
+                if fn.type != "method" or _params(fn) or last is None:
                     continue
                 key = text(fn.child_by_field_name("name"))
                 old = self._helpers.get(key, last)
                 self._helpers[key] = last if old is not None and text(old) == text(last) \
                     else None
         return self._helpers.get(name)
+
+    def fixed_value(self, node: ts.Node) -> str | None:
+        """Why a `stripe_account` value names one fixed account of the operator
+        (`fixed_account`): written at the call, or through a local assigned once or a
+        method of the file without parameters that returns it (`stripe_account:
+        stripe_account_id` with `def stripe_account_id; Rails.application.credentials.dig(
+        :stripe, :account_id); end`, issue 25); None when any of those is data."""
+        found = fixed_account(text(node))
+        if found is not None:
+            return found if self.filled_with_configuration(node) else None
+        value: ts.Node | None = self.value(node)
+        if value is node:
+            value = self.helper_value(node)
+        if value is None or value is node:
+            return None
+        found = fixed_account(text(value))
+        return None if found is None else f"{found}, through {text(node)[:40]}"
+
+    def filled_with_configuration(self, node: ts.Node) -> bool:
+        """Whether the local a configuration read starts from (`config` of `config[:acct]`)
+        holds configuration: every value its method gives it is read from configuration or
+        loaded at start-up (`config_source`), not a record (`config = shop.settings`). A name
+        the method does not assign (a method, a parameter) is read by its name."""
+        root = node
+        for _ in range(32):
+            nxt = root.child_by_field_name("receiver" if root.type == "call" else "object")
+            if root.type not in ("call", "element_reference") or nxt is None:
+                break
+            root = nxt
+        if root is node or root.type not in ("identifier", "instance_variable"):
+            return True
+        values = self.assigned.get((self.scope(root), text(root)), [])
+        return all(config_source(text(v)) for v in values)
 
     def hash_of(self, node: ts.Node) -> dict[str, ts.Node]:
         """An options hash: a literal, or a variable assigned one (and `opts[:k] = v`)."""
@@ -728,7 +796,7 @@ class _File:
                 else:
                     expand = tuple(values)
             if "stripe_account" in h and not self.ctx.ui_extension:
-                fixed = fixed_account(text(h["stripe_account"]))
+                fixed = self.fixed_value(h["stripe_account"])
                 account, why = ("own", fixed) if fixed else (
                     "connected", "a stripe_account option on the call")
             elif "api_key" in h and not self.ctx.ui_extension:
