@@ -41,6 +41,8 @@ Headers = list[tuple[bytes, bytes]]
 HIGH_WATER: Final = 256 * 1024  # body bytes buffered before reading pauses (or the sink is called)
 MAX_HEAD: Final = 64 * 1024  # bytes read for an answer whose final head is still not whole
 _NO_BODY: Final = frozenset({204, 304})
+# Final: compiled, an imported name is read from the module's dictionary at every call.
+_perf: Final = perf_counter
 
 
 class ExchangeError(PermgateError):
@@ -205,7 +207,7 @@ class Connection(asyncio.Protocol):
             return
         self.status = status
         self.head_done = True
-        self.head_at = perf_counter()
+        self.head_at = _perf()
         self._wake()
 
     def on_body(self, body: bytes) -> None:

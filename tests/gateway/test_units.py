@@ -399,3 +399,83 @@ def test_the_request_log_skips_the_clis_escaping_its_lines_need_none() -> None:
     lines = [json.loads(line) for line in text.splitlines()]
     assert lines[0]["app"] == "com.\x1ba" and lines[0]["account"] == "acct_\x07"
     assert lines[1]["path"] == hostile and lines[1]["missing"] == [hostile]
+
+
+def test_metrics_tallies_are_the_counts_read_and_summed() -> None:
+    """The call path adds to a counter it holds (`tally`); `decisions`, `responses`, the
+    exposition and a worker's snapshot read the same counts."""
+    m = Metrics()
+    held = m.tally("app_1", "allowed")
+    held.n += 2
+    m.decision("app_1", "allowed")
+    m.decision("app_1", "missing")
+    assert m.tally("app_1", "allowed") is held
+    for status in (200, 200, 404):
+        m.response(status)
+    assert m.decisions == {("app_1", "allowed"): 3, ("app_1", "missing"): 1}
+    assert m.responses == {200: 2, 404: 1}
+    text = m.render().decode()
+    assert 'permgate_decisions_total{app="app_1",outcome="allowed"} 3' in text
+    assert 'permgate_responses_total{status="200"} 2' in text
+    total = Metrics()
+    total.response(200)
+    total.add(m.snapshot())
+    total.add(m.snapshot())
+    assert total.decisions == {("app_1", "allowed"): 6, ("app_1", "missing"): 2}
+    assert total.responses == {200: 5, 404: 2}
+    m.decisions[("app_1", "allowed")] = 0  # a copy: writing to it counts nothing
+    assert m.decisions[("app_1", "allowed")] == 3
+
+
+def test_mount_lookups_remember_proxied_paths_boundedly() -> None:
+    """A path no mount serves is remembered as the proxy's (one set lookup on a repeat):
+    bounded in count and length, and forgotten when anything is mounted."""
+    from permgate.gateway import mounts
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("not called")
+
+    table = mounts.MountTable(1024)
+    table.mount("/healthz", app)
+    assert table.mounted(b"/healthz") is not None
+    for _ in range(2):
+        assert table.mounted(b"/admin/apps") is None
+    table.mount("/admin", app, prefix=True)  # mounted after the path was proxied
+    assert table.mounted(b"/admin/apps") is not None
+    assert table.mounted(b"/admin") is not None
+    assert table.mounted(b"/administrator") is None
+    for i in range(mounts._PROXIED_MAX + 10):
+        assert table.mounted(b"/v1/customers/cus_%d" % i) is None
+    assert table.mounted(b"/v1/" + b"x" * 10_000) is None
+    assert 0 < len(table._proxied) <= mounts._PROXIED_MAX
+    assert all(len(p) <= mounts._PROXIED_PATH for p in table._proxied)
+    assert table.mounted(b"/admin/apps") is not None
+
+
+def test_the_last_callers_pair_follows_the_cache(tmp_path: Path) -> None:
+    """`Calls.cached` asks the pair it saw last before its dictionary: a caller made again
+    (the generation moved) replaces it there too, and another pair never gets it."""
+    from permgate.gateway.calls import Caller, Calls
+
+    with Store.open(f"sqlite:///{tmp_path / 'c.db'}", upgrade=True) as store:
+        resolver = Resolver(store, permgate.engine.grant, refresh_interval=60)
+        calls = Calls(resolver, permgate.engine.decide, {}, HeaderValues())
+        auth, other = f"Bearer {KEY1}".encode(), b"Bearer sk_test_other"
+
+        def caller(app: str) -> Caller:
+            return Caller(app, "test", "acct_1", None, None, float("inf"), resolver.generation)
+
+        old = caller("app_old")
+        calls.remember(auth, b"acct_1", old)
+        assert calls.cached(auth, b"acct_1") is old
+        assert calls.cached(auth, None) is None
+        assert calls.cached(other, b"acct_1") is None
+        assert calls.cached(auth, b"acct_1") is old
+        resolver.generation += 1  # as a store change moves it
+        assert calls.cached(auth, b"acct_1") is None
+        new = caller("app_new")
+        calls.remember(auth, b"acct_1", new)
+        assert calls.cached(auth, b"acct_1") is new
+        calls.remember(other, None, caller("app_other"))
+        assert calls.cached(auth, b"acct_1") is new  # from the dictionary again
+        assert calls.cached(other, None) is not new

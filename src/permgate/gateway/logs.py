@@ -11,11 +11,16 @@ import sys
 import time
 from collections.abc import Callable
 from json.encoder import encode_basestring_ascii
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 _ID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_HEX2 = tuple(f"{i:02x}" for i in range(256))  # "00" .. "ff"
-_DIGITS3 = tuple(f"{i:03d}" for i in range(1000))  # "000" .. "999"
+# Final: compiled, a plain module global is a lookup in the module's dictionary at every
+# read (about 130 instructions), a Final one a C static.
+_HEX2: Final = tuple(f"{i:02x}" for i in range(256))  # "00" .. "ff"
+_DIGITS3: Final = tuple(f"{i:03d}" for i in range(1000))  # "000" .. "999"
+# The wall clock of request lines. Final: compiled, `time.time` would be a read of the time
+# module's attribute at every line (about 260 instructions; callgrind).
+_wall: Final = time.time
 
 
 def fixed6(t: float) -> str:
@@ -93,7 +98,7 @@ class JsonLog:
         """A request's line; the common allowed call's exact fields in one format."""
         if len(rec) == 9 and "outcome" in rec and "status" in rec and "app" in rec:
             q = _cached_quote
-            line = (f'{{"ts":{fixed6(time.time())},"level":"{level}","event":"request",'
+            line = (f'{{"ts":{fixed6(_wall())},"level":"{level}","event":"request",'
                     f'"request_id":{q(rec["request_id"])},"method":{q(rec["method"])},'
                     f'"path":{q(rec["path"])},"app":{q(rec["app"])},"mode":{q(rec["mode"])},'
                     f'"account":{q(rec["account"])},"outcome":{q(rec["outcome"])},'
@@ -114,7 +119,7 @@ class JsonLog:
         (made at most once a millisecond: lines within one share its first timestamp, as
         nginx's share one per event-loop turn), the id, the text from the method to the
         status (one per path, caller and status, kept), the milliseconds."""
-        now = time.time()
+        now = _wall()
         if not 0.0 <= now - self._ts_at < 0.001:
             self._ts_at = now
             self._ts = (f'{{"ts":{fixed6(now)},"level":"info","event":"request",'

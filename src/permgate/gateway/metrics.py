@@ -74,14 +74,28 @@ class Histogram:
         out.append(f"{self.name}_count {self.count}")
 
 
+class Tally:
+    """One counter, kept in a `Metrics`' table: the call path holds on to it and adds to it
+    (an attribute add, compiled), where a dictionary's get and set of a tuple key cost about
+    900 instructions a call (callgrind)."""
+
+    __slots__ = ("n", "owner")
+
+    def __init__(self, owner: Metrics) -> None:
+        self.n = 0
+        self.owner = owner  # the Metrics counting it: a holder checks it still counts there
+
+
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 class Metrics:
     def __init__(self) -> None:
-        self.decisions: dict[tuple[str, str], int] = {}
-        self.responses: dict[int, int] = {}
+        # (app, outcome) and status -> its counter (`tally`; `decisions` and `responses` are
+        # the counts read from them).
+        self._decisions: dict[tuple[str, str], Tally] = {}
+        self._responses: dict[int, Tally] = {}
         self.upstream_errors: dict[str, int] = {}
         # The native server's client connections: open now (a gauge, summed over workers),
         # refused at the cap, and closed by a limit (idle, head_timeout, request_timeout,
@@ -96,12 +110,36 @@ class Metrics:
             "permgate_upstream_seconds",
             "Time from sending a request upstream to its response headers.", UPSTREAM_BUCKETS)
 
-    def decision(self, app: str, outcome: str) -> None:
+    @property
+    def decisions(self) -> dict[tuple[str, str], int]:
+        """Requests decided so far, by (app, outcome)."""
+        return {key: t.n for key, t in self._decisions.items()}
+
+    @property
+    def responses(self) -> dict[int, int]:
+        """Responses sent so far, by status."""
+        return {status: t.n for status, t in self._responses.items()}
+
+    def tally(self, app: str, outcome: str) -> Tally:
+        """The decisions counter of (app, outcome), to add to directly."""
         key = (app, outcome)
-        self.decisions[key] = self.decisions.get(key, 0) + 1
+        found = self._decisions.get(key)
+        if found is None:
+            found = self._decisions[key] = Tally(self)
+        return found
+
+    def decision(self, app: str, outcome: str) -> None:
+        self.tally(app, outcome).n += 1
+
+    def status_tally(self, status: int) -> Tally:
+        """The responses counter of `status`."""
+        found = self._responses.get(status)
+        if found is None:
+            found = self._responses[status] = Tally(self)
+        return found
 
     def response(self, status: int) -> None:
-        self.responses[status] = self.responses.get(status, 0) + 1
+        self.status_tally(status).n += 1
 
     def upstream_error(self, kind: str) -> None:
         self.upstream_errors[kind] = self.upstream_errors.get(kind, 0) + 1
@@ -122,10 +160,9 @@ class Metrics:
 
     def add(self, snap: dict[str, Any]) -> None:
         for app, outcome, n in snap.get("decisions", ()):
-            key = (str(app), str(outcome))
-            self.decisions[key] = self.decisions.get(key, 0) + int(n)
+            self.tally(str(app), str(outcome)).n += int(n)
         for status, n in snap.get("responses", ()):
-            self.responses[int(status)] = self.responses.get(int(status), 0) + int(n)
+            self.status_tally(int(status)).n += int(n)
         for kind, n in snap.get("upstream_errors", ()):
             self.upstream_errors[str(kind)] = self.upstream_errors.get(str(kind), 0) + int(n)
         if "connections" in snap:

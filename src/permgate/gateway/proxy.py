@@ -129,16 +129,25 @@ def relay_headers(rid: str, upstream: Headers) -> tuple[Headers, bytes | None]:
 def relay_lines(rid: str, upstream: Headers, out: list[bytes]) -> bytes | None:
     """`relay_headers` written as header lines onto `out` (the fast path's answer head, in
     one pass); returns the upstream's Content-Length, if any."""
-    out += (b"request-id: ", rid.encode("ascii"), b"\r\n")
+    # Appended one by one: `+=` a tuple builds the tuple and extends through a generic call
+    # (about 300 instructions more a header, compiled; callgrind).
+    out.append(b"request-id: ")
+    out.append(rid.encode("ascii"))
+    out.append(b"\r\n")
     length = None
     for name, value in upstream:
         if name in _DROP:
             if name == b"request-id":
-                out += (b"upstream-request-id: ", value, b"\r\n")
+                out.append(b"upstream-request-id: ")
+                out.append(value)
+                out.append(b"\r\n")
             elif name == b"content-length":
                 length = value
         else:
-            out += (name, b": ", value, b"\r\n")
+            out.append(name)
+            out.append(b": ")
+            out.append(value)
+            out.append(b"\r\n")
     return length
 
 
