@@ -30,6 +30,7 @@ from permgate.scan.common import (
     own_by_name,
     param_mark,
     raw_target,
+    row_key,
     unmarked,
     unread_call_key,
     wrapper_path,
@@ -880,7 +881,7 @@ class _File:
         if node is None:
             return key_account_why(None)
         text = _text(node)
-        acc, why = key_account_why(text)
+        acc, why = self._record_key(node, key_account_why(text))
         inner = _unwrap(node)
         subs = [c for c in inner.named_children if c.type == "template_substitution"] if (
             inner.type == "template_string") else []
@@ -923,7 +924,7 @@ class _File:
         if node.type == "call_expression":
             rets = self.returns(node)
             if not rets:
-                return [unread_call_key(t) if field is None else (
+                return [self._record_key(node, unread_call_key(t)) if field is None else (
                     "unknown", f"a key read from {t[:40]}: a call the scan cannot read")]
             return [f for r in rets for f in self._key_values(r, steps, depth + 1, field)]
         fn = _enclosing_function(node) if node.type == "identifier" else None
@@ -936,8 +937,51 @@ class _File:
                     left.type == "identifier") else self._pattern_key(left, t))
             return bound
         if field is not None:
-            return [("unknown", f"a key read from {t[:40]}")]
-        return [key_account_why(t)]
+            # `const { secretKey } = req.user!` reads `req.user!.secretKey`: a request's or a
+            # tenant's record says whose; any other record stays unknown (issue 25)
+            acc, why = key_account_why(f"{t}.{field}") if len(t) <= 80 else ("unknown", "")
+            return [(acc, why) if acc in ("installing", "connected") else (
+                "unknown", f"a key read from {t[:40]}")]
+        return [self._record_key(node, key_account_why(t))]
+
+    def _record_key(self, node: ts.Node, found: Client) -> Client:
+        """`found` (the key text's own reading) when it is known; else the record the key is
+        read from, followed to the one way its function binds it (issue 25): an item of a
+        `for (const c of connections)` loop (read as `connections[i].apiKey`) or a row loaded
+        by id (`const shop = await Shop.findById(id)`, `row_key`). A record bound any other
+        way, or more than once, or a parameter, says nothing."""
+        if found[0] != "unknown":
+            return found
+        root = _unwrap(node)
+        while root.type in ("member_expression", "subscript_expression", "call_expression"):
+            nxt = root.child_by_field_name(
+                "function" if root.type == "call_expression" else "object")
+            if nxt is None:
+                return found
+            root = _unwrap(nxt)
+        fn = _enclosing_function(root)
+        name = _text(root)
+        if root.type != "identifier" or root == _unwrap(node) or fn is None or (
+                name in _param_names(fn)):
+            return found
+        binds = self._bindings(fn).get(name, [])
+        if len(binds) != 1:
+            return found
+        left, value = binds[0]
+        if value is not None:
+            return row_key(name, _text(value)) or found if left.type == "identifier" else found
+        loop = left.parent
+        while loop is not None and loop.type not in ("for_in_statement", *_FUNCTION_TYPES):
+            loop = loop.parent
+        over = loop.child_by_field_name("right") if loop is not None and (
+            loop.type == "for_in_statement") else None
+        op = loop.child_by_field_name("operator") if loop is not None else None
+        if over is None or op is None or _text(op) != "of" or over.type not in (
+                "identifier", "member_expression") or left.type != "identifier":
+            return found  # `for (k in obj)` walks keys, not records
+        item = f"{_text(over)}[i]{_text(node)[len(name):]}"
+        got = key_account_why(item)
+        return got if got[0] in ("installing", "connected") else found
 
     @staticmethod
     def _pattern_key(pattern: ts.Node, name: str) -> str:
