@@ -114,3 +114,20 @@ def test_a_tenants_key_needs_its_grant_and_an_unplaced_record_is_unverified(
     assert v.covered == ["customer_read"] and v.unverified == []
     v = scan(_tree(tmp_path / "b", lang, CASES[lang, "row_no_id"][0]), ["customer_read"], "m")
     assert v.unused == [] and [w.permission for w in v.unverified] == ["customer_read"]
+
+
+@pytest.mark.parametrize("lang", ["python", "js"])
+def test_a_key_pasted_into_a_stripe_app_is_not_the_apps_traffic(
+        tmp_path: Path, lang: str) -> None:
+    """In a Stripe App's tree a key the user sends is their own full secret key, gated by none
+    of the app's permissions: unknown (its grant unverified, never unused). Control: a tenant's
+    row in the same app tree is still the app's traffic."""
+    manifest = {"stripe-app.json": '{"id": "com.example.app", "version": "1.0.0"}'}
+    tree = _tree(tmp_path / "a", lang, CASES[lang, "request"][0])
+    write_tree(tree, manifest)
+    v = scan(tree, ["customer_read"], "m")
+    assert [c.call.account for c in v.calls] == ["unknown"]
+    assert v.unused == [] and [w.permission for w in v.unverified] == ["customer_read"]
+    tree = _tree(tmp_path / "b", lang, CASES[lang, "row_by_id"][0])
+    write_tree(tree, manifest)
+    assert [c.call.account for c in scan(tree).calls] == ["connected"]

@@ -187,6 +187,24 @@ _REQUEST_INPUT = re.compile(
     r"|(?:r|req)\.(?:FormValue|PostFormValue|Header\.Get|URL\.Query\(\)\.Get)\("
     r")",
 )
+# The reason of a key the request carries, and what it becomes in a Stripe App's tree
+PASTED_KEY = "a key from the request"
+
+
+def pasted_in_app(account: Account, reason: str) -> tuple[Account, str]:
+    """In a Stripe App's tree (a manifest, a UI extension) a key a user sends in the request
+    is their own full secret key, which no permission of the app gates (the app acts for an
+    installing account with its own credentials: the UI's session, a per-install key, an
+    OAuth token, `stripeAccount`): its calls are not the app's traffic, and whose they are
+    the scan cannot tell, so unknown (unverified, never unused). Outside an app (a backend
+    acting for its users) such a key is its user's account: connected, as `key_account_why`
+    reads it. The same line as events in a tree that is not an app (`handlers.finish`)."""
+    if PASTED_KEY not in reason or account != "connected":
+        return account, reason
+    return "unknown", (f"{reason}; in a Stripe App a key the user pastes in is gated by none "
+                       "of the app's permissions")
+
+
 # One record among many (issue 25): a key read from a row of a list (`rows[0].api_key`,
 # `connections[0].get('api_key')`; a loop's item is read as `xs[i]` by the extractors) is
 # one of many accounts' keys, a tenant's. Not a list of settings or of keys (`keys[0]`,
@@ -350,8 +368,7 @@ def key_account_why(key_text: str | None) -> tuple[Account, str]:
     if _INSTALL_KEY.search(key_text):
         return "connected", f"a per-install key ({short})"
     if _REQUEST_INPUT.match(key_text.strip()):
-        return "connected", (f"a key from the request ({short}): the account of whoever "
-                             "sends it, not the developer's")
+        return "connected", f"{PASTED_KEY} ({short}): the account of whoever sends it"
     if _TENANT_FIELD.match(key_text.strip()):
         return "connected", f"a key stored on a user's or account's record ({short})"
     item = _ITEM_FIELD.match(key_text.strip())
