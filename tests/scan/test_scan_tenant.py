@@ -32,6 +32,9 @@ CASES: dict[tuple[str, str], tuple[str, str]] = {
         "  return $s->customers->all();\n", "connected"),
     ("ruby", "request"): (
         "    Stripe::Customer.list({}, {api_key: params[:stripe_key]})\n", "connected"),
+    ("js", "request_json"): (
+        "  const { apiKey } = await req.json();\n"
+        "  return new Stripe(apiKey).customers.list();\n", "connected"),
     # near miss: the application's settings hung on the request are not its input
     ("python", "request_settings"): (
         "    return stripe.Customer.list(api_key=request.registry.settings['stripe_key'])\n",

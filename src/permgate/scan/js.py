@@ -924,8 +924,8 @@ class _File:
         if node.type == "call_expression":
             rets = self.returns(node)
             if not rets:
-                return [self._record_key(node, unread_call_key(t)) if field is None else (
-                    "unknown", f"a key read from {t[:40]}: a call the scan cannot read")]
+                return [self._record_key(node, unread_call_key(t)) if field is None else
+                        _field_of(t, field, "a call the scan cannot read")]
             return [f for r in rets for f in self._key_values(r, steps, depth + 1, field)]
         fn = _enclosing_function(node) if node.type == "identifier" else None
         if fn is not None and t not in _param_names(fn) and t in self._bindings(fn):
@@ -937,11 +937,7 @@ class _File:
                     left.type == "identifier") else self._pattern_key(left, t))
             return bound
         if field is not None:
-            # `const { secretKey } = req.user!` reads `req.user!.secretKey`: a request's or a
-            # tenant's record says whose; any other record stays unknown (issue 25)
-            acc, why = key_account_why(f"{t}.{field}") if len(t) <= 80 else ("unknown", "")
-            return [(acc, why) if acc in ("installing", "connected") else (
-                "unknown", f"a key read from {t[:40]}")]
+            return [_field_of(t, field, "")]
         return [self._record_key(node, key_account_why(t))]
 
     def _record_key(self, node: ts.Node, found: Client) -> Client:
@@ -1772,6 +1768,16 @@ def _default_header(left: ts.Node) -> tuple[str, str] | None:
 # Ways a name is bound other than `x = v` / `const x = v` (their written part, by field)
 _OTHER_BINDS = ("for_in_statement", "augmented_assignment_expression", "update_expression",
                 "catch_clause")
+
+
+def _field_of(record: str, field: str, why: str) -> Client:
+    """A key destructured from a record or a call's result (`const { secretKey } = req.user`,
+    `const { apiKey } = await req.json()`): read as `record.field`, the request's or a tenant's
+    record says whose (issue 25); any other record stays unknown."""
+    acc, reason = key_account_why(f"{record}.{field}") if len(record) <= 80 else ("unknown", "")
+    if acc in ("installing", "connected"):
+        return acc, reason
+    return "unknown", f"a key read from {record[:40]}" + (f": {why}" if why else "")
 
 
 def _enclosing_function(node: ts.Node) -> ts.Node | None:
