@@ -16,6 +16,7 @@ from permgate.scan.common import (
     API_HOSTS,
     FORWARDED,
     HTTP_VERBS,
+    KEY_NAMED,
     OPTIONS_ACCOUNT,
     UNCALLED_WRAPPER,
     Context,
@@ -946,8 +947,8 @@ class _File:
         `for (const c of connections)` loop (read as `connections[i].apiKey`) or a row loaded
         by id (`const shop = await Shop.findById(id)`, `row_key`). A record bound any other
         way, or more than once, or a parameter, says nothing."""
-        if found[0] != "unknown":
-            return found
+        if found[0] != "unknown" or not KEY_NAMED.search(_text(node)):
+            return found  # a field that names no credential (`c.id`): not read as a key
         root = _unwrap(node)
         while root.type in ("member_expression", "subscript_expression", "call_expression"):
             nxt = root.child_by_field_name(

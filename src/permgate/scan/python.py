@@ -1607,8 +1607,8 @@ class _File:
         loop over a list (`for c in connections: c.get("api_key")`, read as
         `connections[i].get(...)`) or a row loaded by id (`shop = Shop.objects.get(pk=sid)`,
         `row_key`). A record bound any other way, or more than once, says nothing."""
-        if found[0] != "unknown":
-            return found
+        if found[0] != "unknown" or not KEY_NAMED.search(ast.unparse(node)):
+            return found  # a field that names no credential (`c.id`): not read as a key
         root = node
         while isinstance(root, ast.Call | ast.Attribute | ast.Subscript):
             root = root.func if isinstance(root, ast.Call) else root.value
