@@ -89,6 +89,11 @@ CASES: dict[tuple[str, str], tuple[str, str]] = {
     ("python", "row_no_id"): (
         "    restaurant = Restaurant.objects.first()\n"
         "    return stripe.Customer.list(api_key=restaurant.stripe_secret)\n", "unknown"),
+    ("python", "row_by_constant"): (
+        "    restaurant = Restaurant.objects.get(pk=DEFAULT_ID)\n"
+        "    return stripe.Customer.list(api_key=restaurant.stripe_secret)\n", "unknown"),
+    ("js", "tenant_config"): (
+        "  return new Stripe(store.config.apiKey).customers.list();\n", "unknown"),
     ("js", "row_no_id"): (
         "  const restaurant = await Restaurant.findOne({ where: { id: 1 } });\n"
         "  return new Stripe(restaurant.stripeSecret).customers.list();\n", "unknown"),

@@ -162,7 +162,9 @@ _TENANT_FIELD = re.compile(
     r"[!?]?(?:\.|->))*(?:\\?auth\(\)->|\\?Auth::)?"
     r"(?:[A-Za-z]+_)?(?:user|account|merchant|shop|seller|store|vendor|"
     r"tenant|team|org|organi[sz]ation|workspace|install(?:ation)?|creator|owner|partner|member|"
-    r"business|company)s?(?:\(\))?[!?]?(?:\.|->|\[)\s*(?:[\w'\"]+(?:\]|\(\))?[!?]?(?:\.|->|\[)\s*){0,2}"
+    r"business|company)s?(?:\(\))?[!?]?(?:\.|->|\[)\s*"
+    # a field or two below it, not its configuration (`store.config.apiKey`)
+    r"(?:(?!['\"]?(?:conf|config|settings?|env|options)\b)[\w'\"]+(?:\]|\(\))?[!?]?(?:\.|->|\[)\s*){0,2}"
     r"[\w'\"]*(?:key|secret|token)",
     re.I,
 )
@@ -425,8 +427,8 @@ def row_key(record: str, bound_to: str) -> tuple[Account, str] | None:
     # the names the lookup filters on are keys (`pk=`, `where:`), not values it holds
     args = re.sub(r"\b\w+\s*(?:=(?!=)|:(?!:))|=>|\b(?:None|True|False|null|undefined|nil|"
                   r"true|false)\b", " ", args)
-    if not re.search(r"[A-Za-z_$]\w*", args):
-        return None
+    if not re.search(r"(?<![\w$])(?![A-Z0-9_]+\b)[A-Za-z_$]\w*", args):
+        return None  # literals and constants only (`Cache.get(CACHE_KEY)`): no tenant's id
     return "connected", (f"a key read from a row loaded by id ({record} = {_shown(v)}): one "
                          "tenant's record among many")
 
