@@ -155,11 +155,66 @@ _LITERAL = re.compile(r"""(?s)[rbuRBU]?(?:"[^"\\]*"|'[^'\\]*'|`[^`$\\]*`)""")
 # `current_user.stripe_api_key`): stored per user or account, so not the developer's own secret
 # (which comes from the environment, config or the code); the record is named at the start.
 _TENANT_FIELD = re.compile(
-    r"(?:this\.|self\.|@|\$)?(?:[A-Za-z]+_)?(?:user|account|merchant|shop|seller|store|vendor|"
+    # the record may be the request's (`req.user.secretKey`, `request.user.profile.stripe_key`,
+    # `ctx.state.user.key`, `Auth::user()->stripe_key`, `$request->user()->key`): the signed-in
+    # user, team or shop is a tenant; the key may sit a field or two below it
+    r"(?:this\.|self\.|@|\$)?(?:(?:req|request|ctx|context|state|locals|g|session|event)"
+    r"[!?]?(?:\.|->))*(?:\\?auth\(\)->|\\?Auth::)?"
+    r"(?:[A-Za-z]+_)?(?:user|account|merchant|shop|seller|store|vendor|"
     r"tenant|team|org|organi[sz]ation|workspace|install(?:ation)?|creator|owner|partner|member|"
-    r"business|company)s?(?:\??\.|->|\[)\s*[\w'\"]*(?:key|secret|token)",
+    r"business|company)s?(?:\(\))?[!?]?(?:\.|->|\[)\s*"
+    # a field or two below it, not its configuration (`store.config.apiKey`)
+    r"(?:(?!['\"]?(?:conf|config|settings?|env|options)\b)[\w'\"]+(?:\]|\(\))?[!?]?(?:\.|->|\[)\s*){0,2}"
+    r"[\w'\"]*(?:key|secret|token)",
     re.I,
 )
+# A key the request carries (issue 25): a form field, a body or query value, a header, a
+# route parameter; the person sending it pastes in their own account's key, so its traffic is
+# that account's, never the developer's. Written at the key (`req.body.apiKey`,
+# `request.data.get('api_key')`, `$_POST['key']`, `$request->input('key')`, Rails
+# `params[:secret_key]`, Go `r.FormValue("key")`); a local the request was copied into first
+# (`data = request.data`) is a record like any other (unknown).
+_REQUEST_INPUT = re.compile(
+    r"(?:\(?await\s+)?(?:"
+    r"(?:ctx\.|c\.)?req(?:uest)?[!?]?\.(?:body|query|query_params|headers?|params|cookies|data|json|"
+    r"form|args|values|POST|GET|FILES|get_json\(|json\(|formData\(|header\(|param\(|query\()"
+    r"|ctx\.(?:query|params|headers|request\.body)"
+    r"|\$_(?:POST|GET|REQUEST|COOKIE)\b|\$_SERVER\[\s*['\"]HTTP_"
+    r"|\$(?:this->)?request->(?:input|get|post|query|header|json|all|validated|string)\("
+    r"|\\?request\(\)->(?:input|get|post|query|header)\(|\\?request\(\s*['\"]"
+    r"|\$this->input->(?:post|get|get_post|cookie)\("
+    r"|\\?(?:Input|Request)::(?:get|input|post|query|header)\("
+    r"|params\[:\w+\]|params\.(?:require|fetch|permit)\(|request\.(?:headers|params)\["
+    r"|(?:form|form_?data|formData|cleaned_data)(?:\.get\(|\[)"
+    r"|(?:r|req)\.(?:FormValue|PostFormValue|Header\.Get|URL\.Query\(\)\.Get)\("
+    r")",
+)
+# The reason of a key the request carries, and what it becomes in a Stripe App's tree
+PASTED_KEY = "a key from the request"
+
+
+def pasted_in_app(account: Account, reason: str) -> tuple[Account, str]:
+    """In a Stripe App's tree (a manifest, a UI extension) a key a user sends in the request
+    is their own full secret key, which no permission of the app gates (the app acts for an
+    installing account with its own credentials: the UI's session, a per-install key, an
+    OAuth token, `stripeAccount`): its calls are not the app's traffic, and whose they are
+    the scan cannot tell, so unknown (unverified, never unused). Outside an app (a backend
+    acting for its users) such a key is its user's account: connected, as `key_account_why`
+    reads it. The same line as events in a tree that is not an app (`handlers.finish`)."""
+    if PASTED_KEY not in reason or account != "connected":
+        return account, reason
+    return "unknown", (f"{reason}; in a Stripe App a key the user pastes in is gated by none "
+                       "of the app's permissions")
+
+
+# One record among many (issue 25): a key read from a row of a list (`rows[0].api_key`,
+# `connections[0].get('api_key')`; a loop's item is read as `xs[i]` by the extractors) is
+# one of many accounts' keys, a tenant's. Not a list of settings or of keys (`keys[0]`,
+# `stripe_keys[mode]`: the operator's keys by mode), nor the command line (`argv[1]`).
+_ITEM_FIELD = re.compile(
+    r"(?:this\.|self\.|@|\$this->|\$)?([A-Za-z_]\w*)\[(?:\d+|i)\]\s*(?:\??\.|->|\[)")
+_NOT_RECORDS = re.compile(r"(?i)key|secret|token|cred|setting|conf|option|pref|env|mode|"
+                          r"^(?:args?|argv|opts?|params?)$")
 # A key read from a record's field: `restaurant.stripeSecretKey`, `$row->secret_key`,
 # `req.body.apiKey`, `this.clinic.key` (group 1: the record, after any `this.`/`self.`).
 _RECORD_FIELD = re.compile(
@@ -366,8 +421,15 @@ def key_account_why(key_text: str | None) -> tuple[Account, str]:
                               "installing account")
     if _INSTALL_KEY.search(key_text):
         return "connected", f"a per-install key ({short})"
+    if _REQUEST_INPUT.match(key_text.strip()):
+        return "connected", f"{PASTED_KEY} ({short}): the account of whoever sends it"
     if _TENANT_FIELD.match(key_text.strip()):
         return "connected", f"a key stored on a user's or account's record ({short})"
+    item = _ITEM_FIELD.match(key_text.strip())
+    if item is not None and not _CONFIG_RECORD.fullmatch(item.group(1)) and not (
+            _NOT_RECORDS.search(item.group(1))):
+        return "connected", (f"a key read from one record of a list ({short}): one of many "
+                             "accounts' keys, a tenant's")
     record = _RECORD_FIELD.match(key_text.strip())
     if record is not None and not _CONFIG_RECORD.fullmatch(record.group(1)) and not (
             re.match(r"(?:this\.|self\.|@|\$this->)\w+$", key_text.strip())):
@@ -377,6 +439,50 @@ def key_account_why(key_text: str | None) -> tuple[Account, str]:
     if _OWN_KEY.search(key_text):
         return "own", f"the developer's own key ({short})"
     return "unknown", f"a key of unknown origin ({short})"
+
+
+# A read of one row from a database or ORM (issue 25): a model class
+# (`Restaurant.objects.get(...)`, `Shop.findById(...)`, `Team.find(...)`, `Shop::find(...)`)
+# or a database handle (`db.query(...).filter(...).first()`, `prisma.team.findUnique(...)`,
+# `session.get(Model, id)`, `db.collection("x").find_one(...)`), or Django's shortcut.
+_ROW_METHOD = (r"(?:get|find|find_?by\w*|find_?one|findOne|findUnique(?:OrThrow)?|"
+               r"findFirst(?:OrThrow)?|findByPk|findById|first|one|one_or_none|scalar_one|single|"
+               r"maybeSingle|get_or_404|first_or_404|first_or_fail|firstOrFail|findOrFail)\s*\(")
+_ROW_READ = re.compile(
+    r"(?:^|\b)(?:get_object_or_404|get_list_or_404)\(|"
+    r"^(?:await\s+)?(?:\(?\s*await\s+)?(?:(?:\$this->|this\.|self\.|\$)?\w+(?:\.|->|::))*?(?:"
+    # a model class's own lookup (`Shop.find(id)`, `Shop::find($id)`), not a builtin's
+    r"(?!(?:Object|Array|JSON|Math|Promise|Map|Set|Reflect|Number|String|Date|Buffer|Stripe|"
+    r"Intl|URL)\b)[A-Z][a-z]\w*(?:\.|->|::)" + _ROW_METHOD + "|"
+    # an ORM's or a database handle's query (`Shop.objects.get(...)`, `db.query(M)...first()`)
+    r"(?:objects|query|db|prisma|repo|repository|collection|model|knex|supabase|firestore|"
+    r"table|where|filter|filter_by)\b[^;]{0,200}?(?:\.|->|::)" + _ROW_METHOD + ")")
+# Tables of the operator's settings: a row read from them is the operator's configuration.
+_SETTINGS_TABLE = re.compile(r"(?i)setting|config|option|preference|\bconstants?\b")
+_HTTP_READ = re.compile(r"(?i)^(?:await\s+)?(?:requests|httpx|axios|fetch|got|http|https|"
+                        r"urllib\w*|aiohttp|\w*client|\w*session\.(?:get|post))\b")
+
+
+def row_key(record: str, bound_to: str) -> tuple[Account, str] | None:
+    """Whose a key read from `record` is, from the one value its function binds the record to
+    (`bound_to`, source text), when the key's text alone cannot tell (issue 25): a row read by
+    a value the code holds (an id, a filter on a variable) from a table that is not settings
+    is one tenant's row among many; a row of a settings table is the operator's. None: the
+    binding says nothing (a read by literals only, an HTTP response, anything else)."""
+    v = bound_to.strip()
+    if len(v) > 300 or not _ROW_READ.search(v) or _HTTP_READ.match(v):
+        return None
+    if _SETTINGS_TABLE.search(v.split("(", 1)[0]):
+        return "own", (f"a key read from a settings row ({record} = {_shown(v)}): the "
+                       "operator's configuration")
+    args = _LITERAL.sub("", v.split("(", 1)[1])
+    # the names the lookup filters on are keys (`pk=`, `where:`), not values it holds
+    args = re.sub(r"\b\w+\s*(?:=(?!=)|:(?!:))|=>|\b(?:None|True|False|null|undefined|nil|"
+                  r"true|false)\b", " ", args)
+    if not re.search(r"(?<![\w$])(?![A-Z0-9_]+\b)[A-Za-z_$]\w*", args):
+        return None  # literals and constants only (`Cache.get(CACHE_KEY)`): no tenant's id
+    return "connected", (f"a key read from a row loaded by id ({record} = {_shown(v)}): one "
+                         "tenant's record among many")
 
 
 # A name that says it holds a credential (`api_key`, `saved_key`, `stripeSecret`, `token`)

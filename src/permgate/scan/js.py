@@ -16,6 +16,7 @@ from permgate.scan.common import (
     API_HOSTS,
     FORWARDED,
     HTTP_VERBS,
+    KEY_NAMED,
     OPTIONS_ACCOUNT,
     UNCALLED_WRAPPER,
     Context,
@@ -32,6 +33,7 @@ from permgate.scan.common import (
     own_by_name,
     param_mark,
     raw_target,
+    row_key,
     unmarked,
     unread_call_key,
     wrapper_path,
@@ -916,7 +918,7 @@ class _File:
         if node is None:
             return key_account_why(None)
         text = _text(node)
-        acc, why = key_account_why(text)
+        acc, why = self._record_key(node, key_account_why(text))
         inner = _unwrap(node)
         subs = [c for c in inner.named_children if c.type == "template_substitution"] if (
             inner.type == "template_string") else []
@@ -959,8 +961,8 @@ class _File:
         if node.type == "call_expression":
             rets = self.returns(node)
             if not rets:
-                return [unread_call_key(t) if field is None else (
-                    "unknown", f"a key read from {t[:40]}: a call the scan cannot read")]
+                return [self._record_key(node, unread_call_key(t)) if field is None else
+                        _field_of(t, field, "a call the scan cannot read")]
             return [f for r in rets for f in self._key_values(r, steps, depth + 1, field)]
         fn = _enclosing_function(node) if node.type == "identifier" else None
         if fn is not None and t not in _param_names(fn) and t in self._bindings(fn):
@@ -972,8 +974,47 @@ class _File:
                     left.type == "identifier") else self._pattern_key(left, t))
             return bound
         if field is not None:
-            return [("unknown", f"a key read from {t[:40]}")]
-        return [key_account_why(t)]
+            return [_field_of(t, field, "")]
+        return [self._record_key(node, key_account_why(t))]
+
+    def _record_key(self, node: ts.Node, found: Client) -> Client:
+        """`found` (the key text's own reading) when it is known; else the record the key is
+        read from, followed to the one way its function binds it (issue 25): an item of a
+        `for (const c of connections)` loop (read as `connections[i].apiKey`) or a row loaded
+        by id (`const shop = await Shop.findById(id)`, `row_key`). A record bound any other
+        way, or more than once, or a parameter, says nothing."""
+        if found[0] != "unknown" or not KEY_NAMED.search(_text(node)):
+            return found  # a field that names no credential (`c.id`): not read as a key
+        root = _unwrap(node)
+        while root.type in ("member_expression", "subscript_expression", "call_expression"):
+            nxt = root.child_by_field_name(
+                "function" if root.type == "call_expression" else "object")
+            if nxt is None:
+                return found
+            root = _unwrap(nxt)
+        fn = _enclosing_function(root)
+        name = _text(root)
+        if root.type != "identifier" or root == _unwrap(node) or fn is None or (
+                name in _param_names(fn)):
+            return found
+        binds = self._bindings(fn).get(name, [])
+        if len(binds) != 1:
+            return found
+        left, value = binds[0]
+        if value is not None:
+            return row_key(name, _text(value)) or found if left.type == "identifier" else found
+        loop = left.parent
+        while loop is not None and loop.type not in ("for_in_statement", *_FUNCTION_TYPES):
+            loop = loop.parent
+        over = loop.child_by_field_name("right") if loop is not None and (
+            loop.type == "for_in_statement") else None
+        op = loop.child_by_field_name("operator") if loop is not None else None
+        if over is None or op is None or _text(op) != "of" or over.type not in (
+                "identifier", "member_expression") or left.type != "identifier":
+            return found  # `for (k in obj)` walks keys, not records
+        item = f"{_text(over)}[i]{_text(node)[len(name):]}"
+        got = key_account_why(item)
+        return got if got[0] in ("installing", "connected") else found
 
     @staticmethod
     def _pattern_key(pattern: ts.Node, name: str) -> str:
@@ -1764,6 +1805,16 @@ def _default_header(left: ts.Node) -> tuple[str, str] | None:
 # Ways a name is bound other than `x = v` / `const x = v` (their written part, by field)
 _OTHER_BINDS = ("for_in_statement", "augmented_assignment_expression", "update_expression",
                 "catch_clause")
+
+
+def _field_of(record: str, field: str, why: str) -> Client:
+    """A key destructured from a record or a call's result (`const { secretKey } = req.user`,
+    `const { apiKey } = await req.json()`): read as `record.field`, the request's or a tenant's
+    record says whose (issue 25); any other record stays unknown."""
+    acc, reason = key_account_why(f"{record}.{field}") if len(record) <= 80 else ("unknown", "")
+    if acc in ("installing", "connected"):
+        return acc, reason
+    return "unknown", f"a key read from {record[:40]}" + (f": {why}" if why else "")
 
 
 def _enclosing_function(node: ts.Node) -> ts.Node | None:

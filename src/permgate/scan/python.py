@@ -29,6 +29,7 @@ from permgate.scan.common import (
     own_by_name,
     param_mark,
     raw_target,
+    row_key,
     unmarked,
     unread_call_key,
     wrapper_path,
@@ -1572,7 +1573,7 @@ class _File:
         if key is None:
             return key_account_why(None)
         text = ast.unparse(key)
-        acc, why = key_account_why(text)
+        acc, why = self._record_key(key, key_account_why(text))
         if acc != "own" or not isinstance(key, ast.Name) or not own_by_name(text):
             return acc, why
         fn = self._function_of(key)
@@ -1615,7 +1616,7 @@ class _File:
                     and r.value is not None] if target is not None else []
             if target is None or not rets:
                 text = ast.unparse(node)
-                return [unread_call_key(text) if index is None else (
+                return [self._record_key(node, unread_call_key(text)) if index is None else (
                     "unknown", f"a key unpacked from {text[:40]}: a call the scan cannot read")]
             return [f for r in rets for f in self._key_values(r, steps, depth + 1, index)]
         fn = self._function_of(node) if isinstance(node, ast.Name) else None
@@ -1624,7 +1625,34 @@ class _File:
         text = ast.unparse(node)
         if index is not None:
             return [("unknown", f"a key unpacked from {text[:40]}")]
-        return [key_account_why(text)]
+        return [self._record_key(node, key_account_why(text))]
+
+    def _record_key(self, node: ast.expr, found: tuple[Account, str]) -> tuple[Account, str]:
+        """`found` (the key text's own reading) when it is known; else the record the key is
+        read from, followed to the one way its function binds it (issue 25): an item of a
+        loop over a list (`for c in connections: c.get("api_key")`, read as
+        `connections[i].get(...)`) or a row loaded by id (`shop = Shop.objects.get(pk=sid)`,
+        `row_key`). A record bound any other way, or more than once, says nothing."""
+        if found[0] != "unknown" or not KEY_NAMED.search(ast.unparse(node)):
+            return found  # a field that names no credential (`c.id`): not read as a key
+        root = node
+        while isinstance(root, ast.Call | ast.Attribute | ast.Subscript):
+            root = root.func if isinstance(root, ast.Call) else root.value
+        fn = self._function_of(node)
+        if not isinstance(root, ast.Name) or root is node or fn is None:
+            return found
+        values = self._bindings(fn).get(root.id, [])
+        if len(values) != 1:
+            return found
+        if values[0] is not None:
+            return row_key(root.id, ast.unparse(values[0])) or found
+        loops = [a.iter for a in ast.walk(fn) if isinstance(a, ast.For | ast.AsyncFor)
+                 and isinstance(a.target, ast.Name) and a.target.id == root.id]
+        if len(loops) != 1 or not isinstance(loops[0], ast.Name | ast.Attribute):
+            return found
+        item = f"{ast.unparse(loops[0])}[i]{ast.unparse(node)[len(root.id):]}"
+        got = key_account_why(item)
+        return got if got[0] in ("installing", "connected") else found
 
     def _name_values(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
                      steps: list[int], depth: int, index: int | None

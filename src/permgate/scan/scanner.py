@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from permgate._progress import progress as show_progress
@@ -62,6 +62,12 @@ class Findings:
     escapes: list[Escape] = field(default_factory=list)
     tests_excluded: int = 0
     include_tests: bool = False
+
+
+def _in_app(call: Call) -> Call:
+    """A call of a Stripe App's tree, read by the app's own line (`common.pasted_in_app`)."""
+    account, reason = common.pasted_in_app(call.account, call.reason)
+    return call if account == call.account else replace(call, account=account, reason=reason)
 
 
 def _rel(root: Path, path: Path) -> str:
@@ -395,9 +401,11 @@ def scan_tree(
             out.calls.extend(sorted(found.calls, key=lambda c: (c.line, c.column)))
             out.unresolved.extend(sorted(found.unresolved, key=lambda c: (c.line, c.column)))
             pending.extend(found.events)
-    billing = handlers.own_billing_site(out.calls)
     if app is None:
         app = any(isinstance(r, FileFindings) and r.ui for r in results) or _has_manifest(root)
+    if app:
+        out.calls = [_in_app(c) for c in out.calls]
+    billing = handlers.own_billing_site(out.calls)
     out.events.extend(handlers.finish(e, billing, app) for e in pending)
     return out
 
