@@ -187,6 +187,10 @@ def instructions(variant: str, args: argparse.Namespace, folder: Path, upstream_
     measured = [d for d in dumps if "Trigger: dump measured" in
                 d.read_text(errors="replace")[:4000]]
     n = result.rps * args.duration
+    if not n:
+        print(f"{variant}: no request completed under callgrind (wrk's errors "
+              f"{result.errors}): a machine this busy starves the slowed server", flush=True)
+        return
     main = [d for d in measured if d.name.endswith("-01")]
     chosen = measured if args.all_threads else main
     total = sum(callgrind_total(d) for d in chosen)
