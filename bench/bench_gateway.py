@@ -91,13 +91,13 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -
 
 
 @contextmanager
-def process(cmd: list[str], port: int, log: Path, env: dict[str, str] | None = None
-            ) -> Iterator[subprocess.Popen[bytes]]:
+def process(cmd: list[str], port: int, log: Path, env: dict[str, str] | None = None,
+            timeout: float = 30.0) -> Iterator[subprocess.Popen[bytes]]:
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     try:
-        wait_port(port, proc)
+        wait_port(port, proc, timeout)
         yield proc
     finally:
         proc.terminate()

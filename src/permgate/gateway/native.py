@@ -40,10 +40,10 @@ import httptools
 
 from permgate.gateway import errors
 from permgate.gateway.app import Gateway
-from permgate.gateway.fast import Admitted
+from permgate.gateway.fast import Admitted, FastPath
 from permgate.gateway.mounts import Mounted, bridge
 from permgate.gateway.proxy import BodyBroken, Headers, relay_headers, relay_lines
-from permgate.gateway.upstream import UpstreamError, _Conn
+from permgate.gateway.upstream import Pool, UpstreamError, _Conn
 
 log = logging.getLogger("permgate.gateway")
 
@@ -235,6 +235,11 @@ class HttpConn(asyncio.Protocol):
         self.server = server
         self.gateway = server.gateway
         self.body_limit = server.gateway.body_limit
+        # The started gateway's pool and fast path (set once, at its startup), read here
+        # once: every fast call uses both, and the Gateway is an interpreted object (a
+        # lookup in its __dict__ per read, about 190 instructions; callgrind).
+        self.pool: Pool | None = server.gateway.pool
+        self.fast: FastPath | None = server.gateway.fast
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -632,7 +637,7 @@ class HttpConn(asyncio.Protocol):
         """Send `req` upstream now if `Gateway.admit` lets it through and a kept-alive
         upstream connection is idle; its answer then comes to `upstream_done`. False: the
         full path (`_serve`) handles it from the start."""
-        pool = self.gateway.pool
+        pool = self.pool
         if pool is None:
             return False
         admitted = self.gateway.admit(req.method, req.path, req.query, req.headers)
@@ -701,8 +706,8 @@ class HttpConn(asyncio.Protocol):
             req.head_sent = True
             self.write(b"".join(out))
         head_at = conn.head_at  # before the release resets the connection
-        self.gateway.pool.release(conn)  # type: ignore[union-attr]
-        self.gateway.fast.finish(admitted, status, head_at)  # type: ignore[union-attr]
+        self.pool.release(conn)  # type: ignore[union-attr]
+        self.fast.finish(admitted, status, head_at)  # type: ignore[union-attr]
         if self.write_paused and not self.closed:
             # As the full path awaits the drain: the next pipelined call waits until the
             # client has read this answer, or a client that never reads grows our buffer.
@@ -713,7 +718,7 @@ class HttpConn(asyncio.Protocol):
     def upstream_failed(self, conn: _Conn, error: UpstreamError) -> None:
         req, admitted = self._exchanged()
         if req.head_sent:  # part of the answer is out: as on the full path, cut it off
-            self.gateway.fast.cut(admitted, error, conn.head_at)  # type: ignore[union-attr]
+            self.fast.cut(admitted, error, conn.head_at)  # type: ignore[union-attr]
             self.close()
             self._done(req)
         elif conn.stale(error):
@@ -726,7 +731,7 @@ class HttpConn(asyncio.Protocol):
     async def _failed(self, req: _Request, admitted: Admitted, error: UpstreamError,
                       head_at: float) -> None:
         try:
-            await self.gateway.fast.failed(  # type: ignore[union-attr]
+            await self.fast.failed(  # type: ignore[union-attr]
                 req, admitted, error, head_at)
         finally:
             self._done(req)
