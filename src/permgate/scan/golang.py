@@ -19,7 +19,14 @@ import tree_sitter as ts
 import tree_sitter_go as ts_go
 
 from permgate.scan import oauthlibs
-from permgate.scan.common import Context, Project, bind_value, fixed_account, key_account_why
+from permgate.scan.common import (
+    Context,
+    OriginRead,
+    Project,
+    bind_value,
+    fixed_origin,
+    key_account_why,
+)
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope
 from permgate.scan.sdk import Route, table
 from permgate.scan.tsutil import Enclosing, event_uses, query_captures, text
@@ -32,6 +39,8 @@ _QUERY = """
 (short_var_declaration) @bind
 (assignment_statement) @bind
 (var_spec) @bind
+(const_spec) @bind
+(range_clause) @range
 (composite_literal) @lit
 (func_literal) @closure
 (return_statement) @ret
@@ -225,6 +234,14 @@ class _File:
         m = _GLOBAL_KEY.search(source.decode("utf-8", "replace"))
         self.global_account: Client = ("unknown", "stripe.Key is not set in this file")
         self.functions = caps.get("fn", [])
+        self.rets = caps.get("ret", [])
+        # what each variable is bound to, by (function, name): None for a value the scan
+        # does not follow (one of several results, a `range` variable)
+        self.bound: dict[tuple[_Key, str], list[ts.Node | None]] = {}
+        for rng in caps.get("range", []):
+            left = rng.child_by_field_name("left")
+            for name in left.named_children if left is not None else ():
+                self.bound.setdefault((self.scopes_of(rng)[0], text(name)), []).append(None)
         for bind in caps.get("bind", []):
             self._bind(bind)
         if m:
@@ -286,7 +303,7 @@ class _File:
         return ""
 
     def _bind(self, bind: ts.Node) -> None:
-        if bind.type == "var_spec":
+        if bind.type in ("var_spec", "const_spec"):
             names = bind.children_by_field_name("name")
             value_list = bind.child_by_field_name("value")
             lefts = list(names)
@@ -296,10 +313,14 @@ class _File:
             if left is None or right is None:
                 return
             lefts, rights = list(left.named_children), list(right.named_children)
+        scope = self.scopes_of(bind)[0]
+        for i, left_name in enumerate(lefts):
+            if left_name.type == "identifier":
+                self.bound.setdefault((scope, text(left_name)), []).append(
+                    rights[i] if len(rights) == len(lefts) else None)
         if not lefts or not rights:
             return
         target, value = lefts[0], rights[0]
-        scope = self.scopes_of(bind)[0]
         # `p.StripeAccount = x`, `p.Params.StripeAccount = x`, `p.Expand = ...`
         if target.type == "selector_expression":
             field = text(target.child_by_field_name("field"))
@@ -592,6 +613,56 @@ class _File:
                     expands.append(v)
         return accounts, expands
 
+    def fixed(self, value: ts.Node) -> str | None:
+        """Why a StripeAccount value names one fixed account of the operator: as written, or
+        (issue 25) through the function's variables (`acct := os.Getenv("X")`), the file's
+        constants and the values its functions without parameters return
+        (`common.fixed_origin`)."""
+        return fixed_origin(value, self._origin, lambda n: text(_unwrap(n)))
+
+    _returns: dict[str, list[ts.Node]] | None = None
+
+    def _origin(self, node: ts.Node) -> OriginRead[ts.Node]:
+        node = _unwrap(node)
+        if node.type == "nil":
+            return "null", ()
+        if node.type == "identifier":
+            fn = self.function(node)
+            if fn is not None and text(node) in _param_names(fn):
+                return "values", ()
+            for sc in self.scopes_of(node):
+                values = self.bound.get((sc, text(node)))
+                if values is not None:
+                    return "values", () if None in values else [v for v in values if v]
+            return "values", ()
+        if node.type == "call_expression":
+            fn = node.child_by_field_name("function")
+            args = node.child_by_field_name("arguments")
+            name = text(fn) if fn is not None and fn.type == "identifier" else text(
+                fn.child_by_field_name("field")) if fn is not None and (
+                fn.type == "selector_expression") else ""
+            return "call", self._returned(name) if name and (
+                args is None or not args.named_child_count) else ()
+        # a value of one piece is judged by its text; another (a composite) is not followed
+        return ("leaf", ()) if node.type in ("interpreted_string_literal", "raw_string_literal",
+                                             "selector_expression", "index_expression") \
+            else ("values", ())
+
+    def _returned(self, name: str) -> list[ts.Node]:
+        """The first values the file's functions and methods of that name return (read
+        once; a closure's `return` is not its function's)."""
+        if self._returns is None:
+            self._returns = {}
+            for ret in self.rets:
+                inner = next(iter(self.enclosing.around(ret.start_byte)), None)
+                values = ret.named_children[0].named_children if ret.named_child_count and (
+                    ret.named_children[0].type == "expression_list") else ret.named_children
+                if inner is None or inner.type == "func_literal" or not values:
+                    continue
+                self._returns.setdefault(text(inner.child_by_field_name("name")), []).append(
+                    values[0])
+        return self._returns.get(name, [])
+
     def call(self, node: ts.Node) -> None:
         fn = node.child_by_field_name("function")
         if fn is None:
@@ -623,7 +694,7 @@ class _File:
                 else:
                     expand.extend(values)
             for v in accounts:
-                f = fixed_account(text(_unwrap(v)))
+                f = self.fixed(v)
                 if f:
                     fixed = fixed or f
                 else:

@@ -23,10 +23,11 @@ from permgate.scan import oauthlibs
 from permgate.scan.common import (
     HTTP_VERBS,
     Context,
+    OriginRead,
     Piece,
     Project,
     bind_value,
-    fixed_account,
+    fixed_origin,
     key_account_why,
     raw_target,
 )
@@ -58,6 +59,11 @@ _WP = {"wp_remote_get": "GET", "wp_remote_post": "POST", "wp_remote_request": No
 _STATIC = {"all": "list", "update": "modify"}
 # static methods of stripe-php's resources that build an object locally, without a request
 _LOCAL = frozenset({"constructFrom", "baseUrl", "classUrl", "resourceUrl"})
+# values judged by their text when an account id is followed to its origin
+_ONE_VALUE = frozenset({"string", "encapsed_string", "function_call_expression",
+                        "scoped_call_expression", "member_call_expression", "name",
+                        "qualified_name", "class_constant_access_expression",
+                        "member_access_expression", "subscript_expression"})
 _MERGE = frozenset({"array_merge", "array_replace", "array_merge_recursive"})
 
 
@@ -181,6 +187,7 @@ class _File:
         # post-order (inner calls first): `X::retrieve(...)->capture()` knows its object
         self.calls = sorted(caps.get("call", []), key=lambda n: (n.end_byte, -n.start_byte))
         self.news = caps.get("new", [])
+        self.rets = caps.get("ret", [])
         self.functions = caps.get("fn", [])
         # Variables are local to their function in PHP: every value assigned to one, and every
         # `$v['k'] = x` (`$v['k'][] = x`), by (scope, name)
@@ -637,6 +644,63 @@ class _File:
                 out = {**(out or {}), k: v}
         return out
 
+    def fixed(self, value: ts.Node) -> str | None:
+        """Why a `stripe_account` value names one fixed account of the operator: as written,
+        or (issue 25) through its function's variables, the file's functions' and methods'
+        returns, fallbacks (`??`, `?:`) and conditionals (`common.fixed_origin`)."""
+        return fixed_origin(value, self._origin, text)
+
+    _returns: dict[str, list[ts.Node]] | None = None
+
+    def _origin(self, node: ts.Node) -> OriginRead[ts.Node]:
+        t = node.type
+        if t == "null":
+            return "null", ()
+        if t == "parenthesized_expression":
+            return "values", node.named_children[:1]
+        if t == "binary_expression" and text(node.child_by_field_name("operator")) == "??":
+            return "values", [c for c in (node.child_by_field_name("left"),
+                                          node.child_by_field_name("right")) if c is not None]
+        if t == "conditional_expression":
+            body = node.child_by_field_name("body") or node.child_by_field_name("condition")
+            alt = node.child_by_field_name("alternative")
+            return "values", [c for c in (body, alt) if c is not None]
+        if t == "variable_name":
+            fn = self.function(node)
+            name = _name(node)
+            if name == "this" or (fn is not None and (
+                    name in {_param_name(p) for p in _params(fn)} or self._looped(fn, name))):
+                return "values", ()  # data, or bound another way: not followed
+            return "values", self._lookup(self.assigned, name, node) or ()
+        if t in ("function_call_expression", "member_call_expression", "scoped_call_expression"):
+            name = text(node.child_by_field_name("function")) if t.startswith("function") else (
+                _name(node.child_by_field_name("name")))
+            obj = node.child_by_field_name("object") or node.child_by_field_name("scope")
+            own = t.startswith("function") or text(obj) in ("$this", "self", "static")
+            if own and not self._args(node):
+                return "call", self._returned(name)
+        # a value of one piece is judged by its text; a compound one (`match`, an array)
+        # could mention the environment beside data: not followed
+        return ("leaf", ()) if t in _ONE_VALUE else ("values", ())
+
+    def _looped(self, fn: ts.Node, name: str) -> bool:
+        """Whether `foreach (... as $name)` binds the variable in `fn` (not one value)."""
+        return any(fn.start_byte <= loop.start_byte < fn.end_byte and any(
+            c.type == "variable_name" and _name(c) == name
+            for k in loop.named_children[1:2] for c in (k, *k.named_children))
+            for loop in self.loops.nodes)
+
+    def _returned(self, name: str) -> list[ts.Node]:
+        """The values the file's functions and methods of that name return (read once)."""
+        if self._returns is None:
+            self._returns = {}
+            for ret in self.rets:
+                inner = next(iter(self.enclosing.around(ret.start_byte)), None)
+                if inner is not None and inner.type in _FN_SCOPES and ret.named_child_count:
+                    self._returns.setdefault(_name(inner.child_by_field_name("name")), []).append(
+                        ret.named_children[0])
+        return self._returns.get(name, [])
+
     def appended(self, node: ts.Node, key: str) -> list[ts.Node]:
         """`$params['expand'][] = 'x'`: the values appended to `$v[key]`."""
         if node.type != "variable_name":
@@ -912,7 +976,7 @@ class _File:
                 else:
                     expand = (*values, *(m for m in more if m is not None))
             if "stripe_account" in arr:
-                fixed = fixed_account(text(self.resolve(arr["stripe_account"])))
+                fixed = self.fixed(arr["stripe_account"])
                 acc, why = ("own", fixed) if fixed else (
                     "connected", "a stripe_account option on the call")
             if "api_key" in arr:

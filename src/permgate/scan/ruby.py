@@ -22,10 +22,11 @@ import tree_sitter_ruby as ts_ruby
 from permgate.scan import oauthlibs
 from permgate.scan.common import (
     Context,
+    OriginRead,
     Piece,
     Project,
     bind_value,
-    fixed_account,
+    fixed_origin,
     key_account_why,
     raw_target,
 )
@@ -449,6 +450,70 @@ class _File:
                     else None
         return self._helpers.get(name)
 
+    def fixed(self, value: ts.Node) -> str | None:
+        """Why a `stripe_account` value names one fixed account of the operator: as written,
+        or (issue 25) through its method's local variables, the file's methods' values
+        (`def platform_account; ENV['X']; end`), fallbacks (`||`) and conditionals
+        (`common.fixed_origin`)."""
+        return fixed_origin(value, self._origin, text)
+
+    _values: dict[str, list[ts.Node]] | None = None
+
+    def _origin(self, node: ts.Node) -> OriginRead[ts.Node]:
+        t = node.type
+        if t == "nil":
+            return "null", ()
+        if t == "parenthesized_statements":
+            return "values", node.named_children[-1:]
+        if t == "binary" and text(node.child_by_field_name("operator")) in ("||", "or"):
+            return "values", [c for c in (node.child_by_field_name("left"),
+                                          node.child_by_field_name("right")) if c is not None]
+        if t == "conditional":
+            return "values", [c for c in (node.child_by_field_name("consequence"),
+                                          node.child_by_field_name("alternative"))
+                              if c is not None]
+        if t == "instance_variable":
+            return "values", self.assigned.get((_TOP, text(node)), [])
+        if t == "identifier":
+            # a parameter (also one given a default, `acct ||= ENV[...]`) or a block's
+            # variable holds data: not followed
+            m = self.method_of(node)
+            bound = m is not None and text(node) in _params(m)
+            up = node.parent
+            while not bound and up is not None and up != m:  # a block's or loop's variable
+                bound = text(node) in (_params(up) if up.type in ("block", "do_block", "lambda")
+                                       else _identifiers_of(up.child_by_field_name("pattern"))
+                                       if up.type == "for" else ())
+                up = up.parent
+            values = self.assigned.get((self.scope(node), text(node)))
+            return ("values", ()) if bound else ("values", values) if values is not None else (
+                "call", self._method_values(text(node)))
+        if t == "call" and node.child_by_field_name("arguments") is None and text(
+                node.child_by_field_name("receiver")) == "self":
+            return "call", self._method_values(text(node.child_by_field_name("method")))
+        # a value of one piece is judged by its text; a compound one (`if`, `case`) could
+        # mention the environment beside data: not followed
+        return ("leaf", ()) if t in ("string", "constant", "scope_resolution",
+                                     "element_reference", "call") else ("values", ())
+
+    def _method_values(self, name: str) -> list[ts.Node]:
+        """The value of the file's methods of that name without parameters: their last
+        expression (`@x ||= v`: v); a method with a `return` is not read (read once)."""
+        if self._values is None:
+            self._values = {}
+            for fn in self.functions:
+                body = fn.child_by_field_name("body")
+                last = body.named_children[-1] if body is not None and (
+                    body.named_child_count) else None
+                if last is not None and last.type in ("assignment", "operator_assignment"):
+                    last = last.child_by_field_name("right")
+                if last is None or body is None or _params(fn) or b"return" in (
+                        body.text or b"return"):
+                    last = fn  # not readable: the method's node stands for "not fixed"
+                key = text(fn.child_by_field_name("name"))
+                self._values.setdefault(key, []).append(last)
+        return self._values.get(name, [])
+
     def hash_of(self, node: ts.Node) -> dict[str, ts.Node]:
         """An options hash: a literal, or a variable assigned one (and `opts[:k] = v`)."""
         out = dict(_hash_keys(self.value(node)))
@@ -728,7 +793,7 @@ class _File:
                 else:
                     expand = tuple(values)
             if "stripe_account" in h and not self.ctx.ui_extension:
-                fixed = fixed_account(text(h["stripe_account"]))
+                fixed = self.fixed(h["stripe_account"])
                 account, why = ("own", fixed) if fixed else (
                     "connected", "a stripe_account option on the call")
             elif "api_key" in h and not self.ctx.ui_extension:

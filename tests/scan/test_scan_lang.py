@@ -1,0 +1,110 @@
+"""Issue 25, fourth-round rules brought to PHP, Ruby and Go (what JS/TS and Python already
+read): a fixed account followed to where its value comes from, and thin HTTP wrappers whose
+URL is the API base plus a parameter and whose method is a parameter. Each rule has fixtures
+of our own in at least two languages, each with a control (a near-miss it must not fire on).
+Error classes (docs/scan.md): 1 clients not followed, 2 own traffic counted as the app's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from permgate.scan import scan
+from permgate.scan.verdict import Verdict
+
+GO_HEAD = ('package main\n\nimport (\n\t"os"\n\n\tstripe "github.com/stripe/stripe-go/v82"\n'
+           '\t"github.com/stripe/stripe-go/v82/payout"\n)\n\nvar _ = os.Getenv\n\n')
+
+
+def _scan(root: Path, files: dict[str, str]) -> Verdict:
+    for name, body in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(body)
+    return scan(root, progress=False)
+
+
+# --- class 2: a fixed account followed through variables and the file's helpers -----------
+# `$acct = getenv('PLATFORM_ACCOUNT') ?: 'acct_1'`, `def platform_account; ENV['X']; end`,
+# `acct := os.Getenv("X")`: one account the operator chose, never an install's. One value
+# from data among them (a record's field, a parameter) keeps it the connected account's.
+
+FIXED = {
+    "php-local": ("pay.php", "<?php\n"
+                  "$stripe = new \\Stripe\\StripeClient(getenv('STRIPE_SECRET_KEY'));\n"
+                  "function pay($stripe, $seller) {\n"
+                  "  $acct = {v} ?: getenv('DEFAULT_ACCOUNT');\n"
+                  "  return $stripe->payouts->create(['amount' => 1], "
+                  "['stripe_account' => $acct]);\n}\n"
+                  "pay($stripe, $s);\n"),
+    "php-helper": ("pay.php", "<?php\nclass Pay {\n"
+                   "  private function account() { return {v}; }\n"
+                   "  public function run() {\n"
+                   "    \\Stripe\\Stripe::setApiKey(getenv('STRIPE_SECRET_KEY'));\n"
+                   "    return \\Stripe\\Payout::create(['amount' => 1], "
+                   "['stripe_account' => $this->account()]);\n  }\n}\n"),
+    "ruby-local": ("pay.rb", "Stripe.api_key = ENV['STRIPE_SECRET_KEY']\n"
+                   "def pay(seller)\n  acct = {v} || ENV['DEFAULT_ACCOUNT']\n"
+                   "  Stripe::Payout.create({amount: 1}, {stripe_account: acct})\nend\n"),
+    "ruby-helper": ("pay.rb", "Stripe.api_key = ENV['STRIPE_SECRET_KEY']\nclass Pay\n"
+                    "  def platform_account\n    {v}\n  end\n\n"
+                    "  def run\n    Stripe::Payout.create({amount: 1}, "
+                    "stripe_account: platform_account)\n  end\nend\n"),
+    "go-local": ("pay.go", GO_HEAD + "func pay(seller Seller) {\n"
+                 '\tstripe.Key = os.Getenv("STRIPE_SECRET_KEY")\n'
+                 "\tacct := {v}\n"
+                 "\tp := &stripe.PayoutParams{Params: stripe.Params{StripeAccount: "
+                 "stripe.String(acct)}}\n\tpayout.New(p)\n}\n"),
+    "go-helper": ("pay.go", GO_HEAD + "func platformAccount() string {\n\treturn {v}\n}\n\n"
+                  "func pay() {\n"
+                  '\tstripe.Key = os.Getenv("STRIPE_SECRET_KEY")\n'
+                  "\tp := &stripe.PayoutParams{}\n"
+                  "\tp.SetStripeAccount(platformAccount())\n\tpayout.New(p)\n}\n"),
+}
+FIXED_VALUES = {  # (one fixed account of the operator, an install's account id)
+    "php-local": ("getenv('PLATFORM_ACCOUNT')", "$seller->stripe_account_id"),
+    "php-helper": ("'acct_1Platform'", "$this->seller->stripe_account_id"),
+    "ruby-local": ("ENV['PLATFORM_ACCOUNT']", "seller.stripe_account_id"),
+    "ruby-helper": ("ENV['PLATFORM_ACCOUNT']", "Seller.first.stripe_account_id"),
+    "go-local": ('os.Getenv("PLATFORM_ACCOUNT")', "seller.AccountID"),
+    "go-helper": ('os.Getenv("PLATFORM_ACCOUNT")', "current.AccountID"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FIXED))
+def test_a_fixed_account_is_followed_to_where_its_value_comes_from(tmp_path: Path,
+                                                                    case: str) -> None:
+    name, body = FIXED[case]
+    own, data = FIXED_VALUES[case]
+    fixed = _scan(tmp_path / "own", {name: body.replace("{v}", own)})
+    assert not fixed.needed, case
+    calls = [c for c in fixed.findings.calls if c.path == "/v1/payouts"]
+    assert calls and all(c.account == "own" for c in calls), calls
+    # control: one value from data makes it the connected account's
+    connected = _scan(tmp_path / "data", {name: body.replace("{v}", data)})
+    assert "payout_write" in connected.needed, case
+
+
+FIXED_BOUND_ANOTHER_WAY = {
+    "php": ("pay.php", "<?php\n\\Stripe\\Stripe::setApiKey(getenv('STRIPE_SECRET_KEY'));\n"
+            "function pay($sellers) {\n  $acct = getenv('PLATFORM_ACCOUNT');\n"
+            "  foreach ($sellers as $acct) {\n"
+            "    \\Stripe\\Payout::create(['amount' => 1], ['stripe_account' => $acct]);\n"
+            "  }\n}\n"),
+    "ruby": ("pay.rb", "Stripe.api_key = ENV['STRIPE_SECRET_KEY']\n"
+             "def pay(acct)\n  acct ||= ENV['PLATFORM_ACCOUNT']\n"
+             "  Stripe::Payout.create({amount: 1}, {stripe_account: acct})\nend\n"),
+    "go": ("pay.go", GO_HEAD + "func pay(accts []string) {\n"
+           '\tstripe.Key = os.Getenv("STRIPE_SECRET_KEY")\n'
+           '\tacct := os.Getenv("PLATFORM_ACCOUNT")\n'
+           "\tfor _, acct = range accts {\n"
+           "\t\tp := &stripe.PayoutParams{}\n\t\tp.SetStripeAccount(acct)\n"
+           "\t\tpayout.New(p)\n\t}\n}\n"),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(FIXED_BOUND_ANOTHER_WAY))
+def test_a_name_also_bound_from_data_is_not_a_fixed_account(tmp_path: Path, lang: str) -> None:
+    """A loop's variable, a parameter given a configured default: data reaches the name."""
+    name, body = FIXED_BOUND_ANOTHER_WAY[lang]
+    assert "payout_write" in _scan(tmp_path, {name: body}).needed
