@@ -108,3 +108,88 @@ def test_a_name_also_bound_from_data_is_not_a_fixed_account(tmp_path: Path, lang
     """A loop's variable, a parameter given a configured default: data reaches the name."""
     name, body = FIXED_BOUND_ANOTHER_WAY[lang]
     assert "payout_write" in _scan(tmp_path, {name: body}).needed
+
+
+# --- class 1: thin HTTP wrappers whose URL is a local and whose method is a parameter -----
+# `stripe_request('GET', '/customers', $token)` around `wp_remote_request($url, ['method' =>
+# strtoupper($method), 'headers' => [...]])` with `$url = STRIPE_API . $path`: each call site
+# is a request, its key the call site's (or the constructor's).
+
+PHP_FN_WRAPPER = (
+    "<?php\nconst STRIPE_API = '{host}/v1';\n"
+    "function stripe_request($method, $path, $token, $body = []) {\n"
+    "  $url = STRIPE_API . $path;\n"
+    "  $args = ['method' => strtoupper($method), 'body' => $body,\n"
+    "           'headers' => ['Authorization' => 'Bearer ' . $token]];\n"
+    "  return wp_remote_request($url, $args);\n}\n"
+    "function sync($user) {\n"
+    "  stripe_request('GET', '/customers', {key});\n"
+    "  stripe_request('post', '/refunds', {key}, ['charge' => 'ch_1']);\n}\n"
+)
+PHP_CLASS_WRAPPER = {
+    "src/StripeApi.php": (
+        "<?php\nnamespace App;\nclass StripeApi {\n"
+        "  const BASE = '{host}';\n  private $http;\n  private $key;\n"
+        "  public function __construct($key) {\n"
+        "    $this->key = $key;\n    $this->http = new \\GuzzleHttp\\Client();\n  }\n"
+        "  private function call($method, $path, $params = []) {\n"
+        "    $url = self::BASE . \"/v1{$path}\";\n"
+        "    $opts = ['headers' => ['Authorization' => \"Bearer {$this->key}\"]];\n"
+        "    if ($method === 'GET') {\n      return $this->http->get($url, $opts);\n    }\n"
+        "    return $this->http->post($url, $opts + ['form_params' => $params]);\n  }\n"
+        "  public function balance() { return $this->call('GET', '/balance'); }\n"
+        "  public function refund($id) {\n"
+        "    return $this->call('POST', '/refunds', ['charge' => $id]);\n  }\n}\n"),
+    "src/Sync.php": ("<?php\nnamespace App;\nfunction sync($shop) {\n"
+                     "  $api = new StripeApi({key});\n  return $api->balance();\n}\n"),
+}
+PHP_WRAPPER_KEYS = ("$user->stripe_access_token", "getenv('STRIPE_SECRET_KEY')")
+
+
+@pytest.mark.parametrize("form", ["function", "class"])
+def test_php_wrapper_with_a_local_url_and_a_dispatched_method(tmp_path: Path, form: str) -> None:
+    files = {"plugin.php": PHP_FN_WRAPPER} if form == "function" else PHP_CLASS_WRAPPER
+    token, own = PHP_WRAPPER_KEYS
+    if form == "class":
+        token = token.replace("$user", "$shop")
+
+    def run(name: str, host: str, key: str) -> Verdict:
+        return _scan(tmp_path / name, {n: b.replace("{host}", host).replace("{key}", key)
+                                       for n, b in files.items()})
+
+    v = run("app", "https://api.stripe.com", token)
+    want = {"function": {("GET", "/v1/customers"), ("POST", "/v1/refunds")},
+            "class": {("GET", "/v1/balance"), ("POST", "/v1/refunds")}}[form]
+    assert {(c.method, c.path) for c in v.findings.calls} == want
+    assert all(c.account == "installing" for c in v.findings.calls), v.findings.calls
+    assert set(v.needed) == ({"customer_read", "charge_write"} if form == "function"
+                             else {"balance_read", "charge_write"})
+    # controls: the developer's own key at the call site; the same wrapper on another host
+    assert not run("own", "https://api.stripe.com", own).needed
+    other = run("other", "https://api.example.com", token)
+    assert not other.findings.calls and not other.findings.unresolved
+
+
+PHP_UNREAD = (
+    "<?php\nclass Api {\n  private $base = 'https://api.stripe.com/v1';\n"
+    "  public function send($method, $path, $token) {\n"
+    "    $url = $this->base . $path;\n"
+    "    return wp_remote_request($url, ['method' => $method,\n"
+    "        'headers' => ['Authorization' => 'Bearer ' . $token]]);\n  }\n"
+    "  public function run($user, $path) {\n{body}  }\n}\n"
+)
+
+
+@pytest.mark.parametrize("body", ["", "    $this->send('GET', $path, $user->access_token);\n"])
+def test_a_php_wrapper_with_paths_the_scan_cannot_read_is_unverified_not_unused(
+        tmp_path: Path, body: str) -> None:
+    """Never called in its file, or called with a run-time path: any path may be sent."""
+    v = scan(_scan(tmp_path, {"api.php": PHP_UNREAD.replace("{body}", body)}).findings.root,
+             ["customer_read"], "m", progress=False)
+    assert not v.findings.calls and v.findings.unresolved
+    assert v.unused == [] and [u.permission for u in v.unverified] == ["customer_read"]
+    # control: a call site with a literal path reads as that request
+    lit = PHP_UNREAD.replace("{body}", "    $this->send('GET', '/customers', $user->token);\n")
+    got = _scan(tmp_path / "lit", {"api.php": lit})
+    assert [(c.method, c.path) for c in got.findings.calls] == [("GET", "/v1/customers")]
+    assert not got.findings.unresolved

@@ -29,9 +29,11 @@ from permgate.scan.common import (
     bind_value,
     fixed_origin,
     key_account_why,
+    param_mark,
     raw_target,
 )
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope, Unresolved
+from permgate.scan.phpwrap import Wrappers
 from permgate.scan.sdk import Route, route_classes, table
 from permgate.scan.tsutil import Enclosing, event_uses, query_captures, text
 
@@ -52,6 +54,9 @@ _QUERY = """
 (anonymous_function) @inner
 (arrow_function) @inner
 (foreach_statement) @each
+(const_element) @const
+(property_element) @prop
+(class_declaration) @class
 """
 _WP = {"wp_remote_get": "GET", "wp_remote_post": "POST", "wp_remote_request": None,
        "wp_safe_remote_get": "GET", "wp_safe_remote_post": "POST",
@@ -64,6 +69,7 @@ _ONE_VALUE = frozenset({"string", "encapsed_string", "function_call_expression",
                         "scoped_call_expression", "member_call_expression", "name",
                         "qualified_name", "class_constant_access_expression",
                         "member_access_expression", "subscript_expression"})
+_TRIM = frozenset({"ltrim", "rtrim", "trim"})
 _MERGE = frozenset({"array_merge", "array_replace", "array_merge_recursive"})
 
 
@@ -188,6 +194,10 @@ class _File:
         self.calls = sorted(caps.get("call", []), key=lambda n: (n.end_byte, -n.start_byte))
         self.news = caps.get("new", [])
         self.rets = caps.get("ret", [])
+        self.consts = caps.get("const", [])
+        self.props = caps.get("prop", [])
+        self.classes = caps.get("class", [])
+        self.field_values: list[tuple[str, ts.Node]] = []  # `$this->f = value`, anywhere
         self.functions = caps.get("fn", [])
         # Variables are local to their function in PHP: every value assigned to one, and every
         # `$v['k'] = x` (`$v['k'][] = x`), by (scope, name)
@@ -237,9 +247,11 @@ class _File:
                 self.assigned.setdefault((self.scope(a), _name(left)), []).append(right)
             elif left.type == "subscript_expression":
                 self._sub(a, left, right)
-            elif left.type == "member_access_expression" and right.type == "variable_name" \
-                    and text(left.child_by_field_name("object")) == "$this":
-                self._field_param(a, _name(left.child_by_field_name("name")), right)
+            elif left.type == "member_access_expression" and text(
+                    left.child_by_field_name("object")) == "$this":
+                self.field_values.append((_name(left.child_by_field_name("name")), right))
+                if right.type == "variable_name":
+                    self._field_param(a, _name(left.child_by_field_name("name")), right)
         for fn in self.functions:  # constructor promotion: `__construct(private StripeClient $s)`
             if _name(fn.child_by_field_name("name")) == "__construct":
                 for i, p in enumerate(_params(fn)):
@@ -290,6 +302,7 @@ class _File:
         if self.key_set is not None:
             self.module = self.scoped_module.get(_TOP, self.key_set)
         self.out.partial = deep
+        self.wraps = Wrappers(self)  # the file's thin HTTP wrappers (after its values)
 
     def _provider(self, left: ts.Node, construct: ts.Node) -> None:
         where = f"{self.ctx.file}:{construct.start_point[0] + 1}"
@@ -592,8 +605,22 @@ class _File:
             node = values[0]
         return node
 
-    def pieces(self, node: ts.Node, depth: int = 0) -> list[Piece]:
+    def pieces(self, node: ts.Node, depth: int = 0,
+               marks: dict[str, int] | None = None) -> list[Piece]:
+        """The literal pieces of a string expression (None: built at run time), through the
+        function's variables assigned once, the file's constants (`self::BASE`, `define`)
+        and `$this->field`s given one value. `marks`: a wrapper's parameters, each read as
+        its `param_mark` when used whole (`$path`, `ltrim($path, '/')`)."""
+        if marks and node.type == "function_call_expression" and text(
+                node.child_by_field_name("function")).lstrip("\\") in _TRIM:
+            args = self._args(node)
+            node = args[0] if args else node
+        if marks and node.type == "variable_name" and _name(node) in marks and not (
+                self._lookup(self.assigned, _name(node), node)):
+            return [param_mark(marks[_name(node)])]
         node = self.resolve(node)
+        if depth > 16:
+            return [None]
         if node.type in ("string", "encapsed_string"):
             out: list[Piece] = []
             for c in node.named_children:
@@ -601,15 +628,60 @@ class _File:
                     out.append(text(c))
                 elif c.type == "escape_sequence":
                     out.append(text(c)[1:])
+                elif c.type in ("variable_name", "member_access_expression"):
+                    out += self.pieces(c, depth + 1, marks)  # `"{$this->base}/v1/{$path}"`
                 else:
                     out.append(None)
             return out or [""]
-        if node.type == "binary_expression" and depth < 16:
+        if node.type == "binary_expression":
             op = node.child_by_field_name("operator")
             left, right = node.child_by_field_name("left"), node.child_by_field_name("right")
             if op is not None and text(op) == "." and left is not None and right is not None:
-                return self.pieces(left, depth + 1) + self.pieces(right, depth + 1)
+                return self.pieces(left, depth + 1, marks) + self.pieces(right, depth + 1, marks)
+        const = self.constant(node)
+        if const is not None:
+            return self.pieces(const, depth + 1, marks)
         return [None]
+
+    _constants: dict[str, ts.Node | None] | None = None
+
+    def constant(self, node: ts.Node) -> ts.Node | None:
+        """The value of a constant the file defines once (`const BASE = '...'` in a class,
+        `define('BASE', '...')`), read as `self::BASE` / `static::BASE` / `BASE`, or of a
+        `$this->field` the file gives one value (a property's default, `$this->f = '...'`);
+        fields and constants are kept by name for the whole file, as the scan cannot tell
+        one class's `$this` from another's."""
+        if node.type == "class_constant_access_expression" and node.named_child_count == 2 and (
+                text(node.named_children[0]) in ("self", "static")):
+            key = "::" + text(node.named_children[1])
+        elif node.type == "name":
+            key = "::" + text(node)
+        elif node.type == "member_access_expression" and text(
+                node.child_by_field_name("object")) == "$this":
+            key = "->" + _name(node.child_by_field_name("name"))
+        else:
+            return None
+        if self._constants is None:
+            self._constants = {}  # a constant read while they are gathered: none yet
+            found: dict[str, list[ts.Node]] = {}
+            for c in self.consts:
+                if c.named_child_count == 2:
+                    found.setdefault("::" + text(c.named_children[0]), []).append(
+                        c.named_children[1])
+            for p in self.props:
+                value = p.child_by_field_name("default_value")
+                if value is not None:
+                    found.setdefault("->" + _name(p.child_by_field_name("name")), []).append(value)
+            for call in self.calls:
+                args = self._args(call) if call.type == "function_call_expression" and text(
+                    call.child_by_field_name("function")) == "define" else []
+                if len(args) == 2 and args[0].type == "string":
+                    found.setdefault("::" + text(args[0])[1:-1], []).append(args[1])
+            for field, value in self.field_values:
+                found.setdefault("->" + field, []).append(value)
+            self._constants = {k: v[0] if len({text(x) for x in v}) == 1 else None
+                               for k, v in found.items()}
+        return self._constants.get(key)
 
     def string(self, node: ts.Node | None) -> str | None:
         if node is None:
@@ -731,6 +803,7 @@ class _File:
                 self.call(call)
             except RecursionError:
                 self.out.partial = "some calls are too deeply nested to analyse"
+        self.wraps.uncalled()
         self.out.events.extend(event_uses(self.tree, self.source, self.ctx))
         if self.out.events:
             for fn in self.functions:
@@ -752,6 +825,13 @@ class _File:
         return self.ctx.file, row + 1, col + 1
 
     def call(self, node: ts.Node) -> None:
+        if self.wraps.found and node.type != "function_call_expression" and (
+                self.wraps.call(node, "->".join(_chain(node) or [_name(
+                    node.child_by_field_name("name"))]))):
+            return
+        if self.wraps.found and node.type == "function_call_expression" and self.wraps.call(
+                node, text(node.child_by_field_name("function"))):
+            return
         if node.type == "member_call_expression":
             chain = _chain(node)
             if self.instance_call(node) or self.resource_owner(node) or self.socialite(node):
