@@ -193,3 +193,33 @@ def test_a_php_wrapper_with_paths_the_scan_cannot_read_is_unverified_not_unused(
     got = _scan(tmp_path / "lit", {"api.php": lit})
     assert [(c.method, c.path) for c in got.findings.calls] == [("GET", "/v1/customers")]
     assert not got.findings.unresolved
+
+
+# --- class 3: request options a helper of the file returns (as Ruby, JS/TS, Python) --------
+
+OPTIONS_HELPER = {
+    "php": ("pay.php", "<?php\n\\Stripe\\Stripe::setApiKey(getenv('STRIPE_SECRET_KEY'));\n"
+            "class Pay {\n  private function opts() { return ['stripe_account' => {v}]; }\n"
+            "  public function run() {\n"
+            "    return \\Stripe\\Payout::create(['amount' => 1], $this->opts());\n  }\n}\n"),
+    "go": ("pay.go", GO_HEAD + "type Pay struct{ seller Seller }\n\n"
+           "func (s *Pay) params() *stripe.PayoutParams {\n"
+           "\treturn &stripe.PayoutParams{Params: stripe.Params{StripeAccount: "
+           "stripe.String({v})}}\n}\n\n"
+           "func (s *Pay) run() {\n"
+           '\tstripe.Key = os.Getenv("STRIPE_SECRET_KEY")\n'
+           "\tpayout.New(s.params())\n}\n"),
+}
+OPTIONS_HELPER_VALUES = {  # (an install's account id, one fixed account of the operator)
+    "php": ("$this->seller->stripe_account_id", "getenv('PLATFORM_ACCOUNT')"),
+    "go": ("s.seller.AccountID", 'os.Getenv("PLATFORM_ACCOUNT")'),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(OPTIONS_HELPER))
+def test_request_options_a_helper_returns_name_the_account(tmp_path: Path, lang: str) -> None:
+    name, body = OPTIONS_HELPER[lang]
+    data, own = OPTIONS_HELPER_VALUES[lang]
+    assert "payout_write" in _scan(tmp_path / "data", {name: body.replace("{v}", data)}).needed
+    # control: the helper names the operator's own account
+    assert not _scan(tmp_path / "own", {name: body.replace("{v}", own)}).needed

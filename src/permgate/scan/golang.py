@@ -605,6 +605,12 @@ class _File:
                 lits += before[-1:]
                 accounts += self.accounts.get(k, [])[:16]
                 expands += self.expands.get(k, [])[:64]
+        elif inner.type == "call_expression" and (name := self.own_call(inner)) is not None:
+            # `payout.New(s.params())` with a function of the file returning the params
+            # literal: read in that function (issue 25), when all its returns agree
+            rets = [_unwrap(r) for r in self._returned(name)]
+            if rets and len({text(r) for r in rets}) == 1 and rets[0].type == "composite_literal":
+                lits.append(rets[0])
         for lit in lits:
             for field, v in _keyed(lit):
                 if field == "StripeAccount":
@@ -622,6 +628,19 @@ class _File:
 
     _returns: dict[str, list[ts.Node]] | None = None
 
+    @staticmethod
+    def own_call(node: ts.Node) -> str | None:
+        """The function or method name a call without arguments names (`f()`, `s.f()`):
+        read as the file's function of that name, if it has one."""
+        fn = node.child_by_field_name("function")
+        args = node.child_by_field_name("arguments")
+        if fn is None or (args is not None and args.named_child_count):
+            return None
+        if fn.type == "identifier":
+            return text(fn)
+        return text(fn.child_by_field_name("field")) if fn.type == "selector_expression" \
+            else None
+
     def _origin(self, node: ts.Node) -> OriginRead[ts.Node]:
         node = _unwrap(node)
         if node.type == "nil":
@@ -636,13 +655,8 @@ class _File:
                     return "values", () if None in values else [v for v in values if v]
             return "values", ()
         if node.type == "call_expression":
-            fn = node.child_by_field_name("function")
-            args = node.child_by_field_name("arguments")
-            name = text(fn) if fn is not None and fn.type == "identifier" else text(
-                fn.child_by_field_name("field")) if fn is not None and (
-                fn.type == "selector_expression") else ""
-            return "call", self._returned(name) if name and (
-                args is None or not args.named_child_count) else ()
+            name = self.own_call(node)
+            return "call", self._returned(name) if name is not None else ()
         # a value of one piece is judged by its text; another (a composite) is not followed
         return ("leaf", ()) if node.type in ("interpreted_string_literal", "raw_string_literal",
                                              "selector_expression", "index_expression") \

@@ -711,6 +711,13 @@ class _File:
                 part = self.array(a, depth + 1)
                 if part is not None:
                     out = {**(out or {}), **part}
+        elif (name := self.own_call(node)) is not None:
+            # `create($p, $this->opts())` with `function opts() { return [...]; }` in the
+            # file: the options a helper without parameters returns, read in the helper
+            # (issue 25); a name the file defines twice with different bodies is neither
+            rets = self._returned(name)
+            if rets and len({text(r) for r in rets}) == 1:
+                return self.array(rets[0], depth + 1)
         for k, v, append in subs or ():
             if not append:
                 out = {**(out or {}), k: v}
@@ -744,16 +751,24 @@ class _File:
                     name in {_param_name(p) for p in _params(fn)} or self._looped(fn, name))):
                 return "values", ()  # data, or bound another way: not followed
             return "values", self._lookup(self.assigned, name, node) or ()
-        if t in ("function_call_expression", "member_call_expression", "scoped_call_expression"):
-            name = text(node.child_by_field_name("function")) if t.startswith("function") else (
-                _name(node.child_by_field_name("name")))
-            obj = node.child_by_field_name("object") or node.child_by_field_name("scope")
-            own = t.startswith("function") or text(obj) in ("$this", "self", "static")
-            if own and not self._args(node):
-                return "call", self._returned(name)
+        if (called := self.own_call(node)) is not None:
+            return "call", self._returned(called)
         # a value of one piece is judged by its text; a compound one (`match`, an array)
         # could mention the environment beside data: not followed
         return ("leaf", ()) if t in _ONE_VALUE else ("values", ())
+
+    def own_call(self, node: ts.Node) -> str | None:
+        """The name of the file's function or method a call without arguments calls
+        (`f()`, `$this->f()`, `self::f()`, `static::f()`), else None."""
+        t = node.type
+        if t not in ("function_call_expression", "member_call_expression",
+                     "scoped_call_expression") or self._args(node):
+            return None
+        if t.startswith("function"):
+            return text(node.child_by_field_name("function"))
+        obj = node.child_by_field_name("object") or node.child_by_field_name("scope")
+        return _name(node.child_by_field_name("name")) if text(obj) in (
+            "$this", "self", "static") else None
 
     def _looped(self, fn: ts.Node, name: str) -> bool:
         """Whether `foreach (... as $name)` binds the variable in `fn` (not one value)."""
