@@ -223,3 +223,95 @@ def test_request_options_a_helper_returns_name_the_account(tmp_path: Path, lang:
     assert "payout_write" in _scan(tmp_path / "data", {name: body.replace("{v}", data)}).needed
     # control: the helper names the operator's own account
     assert not _scan(tmp_path / "own", {name: body.replace("{v}", own)}).needed
+
+
+GO_FN_WRAPPER = (
+    'package main\n\nimport (\n\t"net/http"\n\t"os"\n\t"strings"\n)\n\n'
+    'var _ = os.Getenv\n\nconst apiBase = "{host}/v1"\n\n'
+    "func stripeRequest(method, path, token string) (*http.Response, error) {\n"
+    "\treq, err := http.NewRequest(strings.ToUpper(method), apiBase+path, nil)\n"
+    "\tif err != nil {\n\t\treturn nil, err\n\t}\n"
+    '\treq.Header.Set("Authorization", "Bearer "+token)\n'
+    "\treturn http.DefaultClient.Do(req)\n}\n\n"
+    "func sync(u User) {\n"
+    '\tstripeRequest("GET", "/customers", {key})\n'
+    '\tstripeRequest("post", "/refunds", {key})\n}\n'
+)
+GO_METHOD_WRAPPER = (
+    'package main\n\nimport (\n\t"fmt"\n\t"io"\n\t"net/http"\n\t"os"\n)\n\n'
+    "var _ = os.Getenv\n\n"
+    "type Client struct {\n\tbaseURL string\n\tkey     string\n}\n\n"
+    "func (c *Client) do(method, path string, body io.Reader) (*http.Response, error) {\n"
+    '\turl := fmt.Sprintf("%s%s", c.baseURL, path)\n'
+    "\tvar req *http.Request\n"
+    "\tif method == http.MethodGet {\n"
+    "\t\treq, _ = http.NewRequest(http.MethodGet, url, nil)\n"
+    "\t} else {\n\t\treq, _ = http.NewRequest(http.MethodPost, url, body)\n\t}\n"
+    '\treq.Header.Set("Authorization", fmt.Sprintf("Bearer %s", c.key))\n'
+    "\treturn http.DefaultClient.Do(req)\n}\n\n"
+    'func (c *Client) Balance() { c.do(http.MethodGet, "/balance", nil) }\n\n'
+    'func (c *Client) Refund() { c.do("POST", "/refunds", nil) }\n\n'
+    "func sync(u User) {\n"
+    '\tc := &Client{baseURL: "{host}/v1", key: {key}}\n\tc.Balance()\n\tc.Refund()\n}\n'
+)
+GO_WRAPPER_KEYS = ("u.StripeAccessToken", 'os.Getenv("STRIPE_SECRET_KEY")')
+
+
+@pytest.mark.parametrize("form", ["function", "method"])
+def test_go_wrapper_with_a_local_url_and_a_dispatched_method(tmp_path: Path, form: str) -> None:
+    body = GO_FN_WRAPPER if form == "function" else GO_METHOD_WRAPPER
+    token, own = GO_WRAPPER_KEYS
+
+    def run(name: str, host: str, key: str) -> Verdict:
+        return _scan(tmp_path / name, {"api.go": body.replace("{host}", host).replace(
+            "{key}", key)})
+
+    v = run("app", "https://api.stripe.com", token)
+    first = ("GET", "/v1/customers") if form == "function" else ("GET", "/v1/balance")
+    assert {(c.method, c.path) for c in v.findings.calls} == {first, ("POST", "/v1/refunds")}
+    assert all(c.account == "installing" for c in v.findings.calls), v.findings.calls
+    assert not v.findings.unresolved
+    # controls: the developer's own key; the same wrapper on another host
+    assert not run("own", "https://api.stripe.com", own).needed
+    other = run("other", "https://api.example.com", token)
+    assert not other.findings.calls and not other.findings.unresolved
+
+
+GO_UNREAD = (
+    'package main\n\nimport "net/http"\n\nconst api = "https://api.stripe.com/v1"\n\n'
+    "func send(method, path, token string) {\n"
+    "\treq, _ := http.NewRequest(method, api+path, nil)\n"
+    '\treq.Header.Set("Authorization", "Bearer "+token)\n'
+    "\thttp.DefaultClient.Do(req)\n}\n\n"
+    "func run(u User, path string) {\n{body}}\n"
+)
+
+
+@pytest.mark.parametrize("body", ["", '\tsend("GET", path, u.AccessToken)\n'])
+def test_a_go_wrapper_with_paths_the_scan_cannot_read_is_unverified_not_unused(
+        tmp_path: Path, body: str) -> None:
+    root = _scan(tmp_path, {"api.go": GO_UNREAD.replace("{body}", body)}).findings.root
+    v = scan(root, ["customer_read"], "m", progress=False)
+    assert not v.findings.calls and v.findings.unresolved
+    assert v.unused == [] and [u.permission for u in v.unverified] == ["customer_read"]
+    # control: a call site with a literal path reads as that request
+    lit = GO_UNREAD.replace("{body}", '\tsend("GET", "/customers", u.Token)\n')
+    got = _scan(tmp_path / "lit", {"api.go": lit})
+    assert [(c.method, c.path) for c in got.findings.calls] == [("GET", "/v1/customers")]
+    assert not got.findings.unresolved
+
+
+def test_a_go_request_to_the_api_host_takes_its_headers_account(tmp_path: Path) -> None:
+    """`http.NewRequest("GET", "https://api.stripe.com/v1/balance", nil)` with the headers
+    its function sets: a request of that account (control: another host is nothing)."""
+    body = ('package main\n\nimport "net/http"\n\nfunc bal(u User) {\n'
+            '\treq, _ := http.NewRequest("GET", "{host}/v1/balance", nil)\n'
+            '\treq.Header.Set("Authorization", "Bearer "+u.AccessToken)\n'
+            '\treq.Header.Set("Stripe-Account", u.AccountID)\n'
+            "\thttp.DefaultClient.Do(req)\n}\n")
+    v = _scan(tmp_path / "a", {"bal.go": body.replace("{host}", "https://api.stripe.com")})
+    assert [(c.method, c.path, c.account) for c in v.findings.calls] == [
+        ("GET", "/v1/balance", "connected")]
+    assert v.needed == ["balance_read"]
+    other = _scan(tmp_path / "b", {"bal.go": body.replace("{host}", "https://api.example.com")})
+    assert not other.findings.calls and not other.needed

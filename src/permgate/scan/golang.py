@@ -27,6 +27,7 @@ from permgate.scan.common import (
     fixed_origin,
     key_account_why,
 )
+from permgate.scan.gowrap import Wrappers
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope
 from permgate.scan.sdk import Route, table
 from permgate.scan.tsutil import Enclosing, event_uses, query_captures, text
@@ -260,7 +261,8 @@ class _File:
             elif settings:
                 self.global_account = ("unknown", "stripe.Key is set to keys of different "
                                        "accounts in this file")
-        for lit in caps.get("lit", []):
+        self.lits = caps.get("lit", [])
+        for lit in self.lits:
             self._struct_fields(lit)
         # factories: functions and methods that return a client, by name; those that build
         # it from one of their parameters (`func (c *C) sdk(secret string) *stripe.Client`)
@@ -270,6 +272,14 @@ class _File:
         for ret in caps.get("ret", []):
             self._factory(ret)
         self.out.partial = deep
+        self.wraps = Wrappers(self)  # net/http requests and the file's wrappers of them
+
+    def calls_in(self, fn: ts.Node) -> list[ts.Node]:
+        return [c for c in self.calls if fn.start_byte <= c.start_byte < fn.end_byte]
+
+    def where(self, node: ts.Node) -> tuple[str, int, int]:
+        row, col = node.start_point
+        return self.ctx.file, row + 1, col + 1
 
     def function(self, node: ts.Node) -> ts.Node | None:
         """The named function or method around `node`."""
@@ -527,6 +537,7 @@ class _File:
                 self.call(call)
             except RecursionError:
                 self.out.partial = "some calls are too deeply nested to analyse"
+        self.wraps.uncalled()
         self.out.events.extend(event_uses(self.tree, self.source, self.ctx))
         if self.out.events:
             for decl in self.functions:
@@ -682,6 +693,8 @@ class _File:
         if fn is None:
             return
         if self.oauth_pkgs and self.oauth_library(node, fn):
+            return
+        if self.wraps.call(node):
             return
         route = self.route(fn)
         if route is None:
