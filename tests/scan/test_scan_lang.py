@@ -315,3 +315,88 @@ def test_a_go_request_to_the_api_host_takes_its_headers_account(tmp_path: Path) 
     assert v.needed == ["balance_read"]
     other = _scan(tmp_path / "b", {"bal.go": body.replace("{host}", "https://api.example.com")})
     assert not other.findings.calls and not other.needed
+
+
+RB_FN_WRAPPER = (
+    "BASE = '{host}/v1'\n\nclass StripeApi\n"
+    "  def request(method, path, token, body = {})\n"
+    '    url = "#{BASE}#{path}"\n'
+    "    HTTParty.send(method, url, body: body,\n"
+    "                  headers: { 'Authorization' => \"Bearer #{token}\" })\n  end\n\n"
+    "  def sync(user)\n"
+    "    request(:get, '/customers', {key})\n"
+    "    self.request(:post, '/refunds', {key}, { charge: 'ch_1' })\n  end\nend\n"
+)
+RB_CLASS_WRAPPER = (
+    "class Api\n  BASE = '{host}'\n\n"
+    "  def initialize(key)\n    @key = key\n"
+    "    @conn = Faraday.new(url: BASE + '/v1/')\n  end\n\n"
+    "  def call(method, path)\n"
+    "    headers = { Authorization: \"Bearer #{@key}\" }\n"
+    "    case method\n    when :get then @conn.get(path, nil, headers)\n"
+    "    else @conn.post(path, nil, headers)\n    end\n  end\n\n"
+    "  def balance\n    call(:get, 'balance')\n  end\n\n"
+    "  def refund\n    call(:post, 'refunds')\n  end\nend\n\n"
+    "def sync(user)\n  Api.new({key}).balance\nend\n"
+)
+RB_WRAPPER_KEYS = ("user.stripe_access_token", "ENV['STRIPE_SECRET_KEY']")
+
+
+@pytest.mark.parametrize("form", ["function", "class"])
+def test_ruby_wrapper_with_a_local_url_and_a_dispatched_method(tmp_path: Path,
+                                                               form: str) -> None:
+    body = RB_FN_WRAPPER if form == "function" else RB_CLASS_WRAPPER
+    token, own = RB_WRAPPER_KEYS
+
+    def run(name: str, host: str, key: str) -> Verdict:
+        return _scan(tmp_path / name, {"api.rb": body.replace("{host}", host).replace(
+            "{key}", key)})
+
+    v = run("app", "https://api.stripe.com", token)
+    first = ("GET", "/v1/customers") if form == "function" else ("GET", "/v1/balance")
+    assert {(c.method, c.path) for c in v.findings.calls} == {first, ("POST", "/v1/refunds")}
+    assert all(c.account == "installing" for c in v.findings.calls), v.findings.calls
+    assert not v.findings.unresolved
+    # controls: the developer's own key; the same wrapper on another host
+    assert not run("own", "https://api.stripe.com", own).needed
+    other = run("other", "https://api.example.com", token)
+    assert not other.findings.calls and not other.findings.unresolved
+
+
+RB_UNREAD = (
+    "class Api\n  BASE = 'https://api.stripe.com/v1'\n\n"
+    "  def send_it(method, path, token)\n"
+    "    RestClient::Request.execute(method: method, url: BASE + path,\n"
+    "                                headers: { Authorization: \"Bearer #{token}\" })\n"
+    "  end\n\n  def run(user, path)\n{body}  end\nend\n"
+)
+
+
+@pytest.mark.parametrize("body", ["", "    send_it(:get, path, user.access_token)\n"])
+def test_a_ruby_wrapper_with_paths_the_scan_cannot_read_is_unverified_not_unused(
+        tmp_path: Path, body: str) -> None:
+    root = _scan(tmp_path, {"api.rb": RB_UNREAD.replace("{body}", body)}).findings.root
+    v = scan(root, ["customer_read"], "m", progress=False)
+    assert not v.findings.calls and v.findings.unresolved
+    assert v.unused == [] and [u.permission for u in v.unverified] == ["customer_read"]
+    # control: a call site with a literal path reads as that request
+    lit = RB_UNREAD.replace("{body}", "    send_it(:get, '/customers', user.token)\n")
+    got = _scan(tmp_path / "lit", {"api.rb": lit})
+    assert [(c.method, c.path) for c in got.findings.calls] == [("GET", "/v1/customers")]
+    assert not got.findings.unresolved
+
+
+def test_a_ruby_request_to_the_api_host_takes_its_headers_account(tmp_path: Path) -> None:
+    """`RestClient.get(url, headers)` / `HTTParty.post(url, headers: ...)` to the API host:
+    a request of its header's account (control: another host is nothing)."""
+    body = ("def bal(user)\n"
+            "  RestClient.get('{host}/v1/balance',\n"
+            "                 Authorization: \"Bearer #{user.access_token}\")\n"
+            "  HTTParty.post('{host}/v1/refunds', body: { charge: 'ch_1' },\n"
+            "                headers: { 'Authorization' => \"Bearer #{ENV['SK']}\" })\nend\n")
+    v = _scan(tmp_path / "a", {"bal.rb": body.replace("{host}", "https://api.stripe.com")})
+    assert [(c.method, c.path, c.account) for c in v.findings.calls] == [
+        ("GET", "/v1/balance", "installing"), ("POST", "/v1/refunds", "own")]
+    assert v.needed == ["balance_read"]
+    other = _scan(tmp_path / "b", {"bal.rb": body.replace("{host}", "https://api.example.com")})
+    assert not other.findings.calls and not other.needed

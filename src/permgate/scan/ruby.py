@@ -31,6 +31,7 @@ from permgate.scan.common import (
     raw_target,
 )
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope, Unresolved
+from permgate.scan.rbwrap import Wrappers
 from permgate.scan.sdk import route_classes, table
 from permgate.scan.tsutil import Enclosing, event_uses, query_captures, text
 
@@ -251,6 +252,8 @@ class _File:
         if agreed is not None:
             self.module_account = self.scoped_module.get(_TOP, agreed)
         self.out.partial = deep
+        self.assigns = caps.get("assign", [])
+        self.wraps = Wrappers(self)  # HTTP requests to the API host and the file's wrappers
 
     def _factory(self, fn: ts.Node) -> None:
         body = fn.child_by_field_name("body")
@@ -650,6 +653,7 @@ class _File:
                 self.call(node)
             except RecursionError:
                 self.out.partial = "some calls are too deeply nested to analyse"
+        self.wraps.uncalled()
         self.out.events.extend(event_uses(self.tree, self.source, self.ctx))
         if self.out.events:
             for fn in self.functions:
@@ -662,7 +666,13 @@ class _File:
             self.out.source = self.source  # `event.account` lines: read only if a handler asks
         return self.out
 
+    def where(self, node: ts.Node) -> tuple[str, int, int]:
+        row, col = node.start_point
+        return self.ctx.file, row + 1, col + 1
+
     def call(self, node: ts.Node) -> None:
+        if self.wraps.call(node):
+            return
         parent = node.parent
         # `client.v1.customers` inside `client.v1.customers.list`: only a link of the chain.
         is_link = parent is not None and parent.type == "call" and parent.child_by_field_name(
