@@ -132,7 +132,7 @@ class Wrappers:
                 return idx
         return None
 
-    def account(self, fn: ts.Node, call: ts.Node, opts: list[ts.Node],
+    def account(self, call: ts.Node, opts: list[ts.Node],
                 marks: dict[str, int]) -> tuple[Account, str, tuple[str, int] | None]:
         """Whose key the wrapper's request sends: its Authorization header (or Guzzle's
         `auth`, Laravel's `withToken`), a Stripe-Account header; a parameter of the wrapper
@@ -245,7 +245,7 @@ class Wrappers:
                         method_index = self.method_param(marg, marks)
                         if method_index is None:
                             continue
-                account, reason, key_from = self.account(fn, call, opts, marks)
+                account, reason, key_from = self.account(call, opts, marks)
             prefix, idx, rest = path
             if method_index is None and (d := self.dispatch(fn, marks)) is not None and d != idx:
                 # one request per verb, chosen by a method parameter: its call sites say which

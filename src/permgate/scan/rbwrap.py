@@ -189,10 +189,10 @@ class Wrappers:
 
     # --- requests -------------------------------------------------------------------------
 
-    def request_parts(self, call: ts.Node) -> tuple[str | None, ts.Node | None, list[Piece],
+    def request_parts(self, call: ts.Node) -> tuple[str | None, ts.Node | None,
                                                     list[ts.Node], dict[str, ts.Node]] | None:
-        """(fixed method, method argument, the URL's pieces and the nodes they come from,
-        header pairs) of an HTTP request; the URL's pieces are read by the caller."""
+        """(fixed method, method argument, the nodes the URL is joined from (a Faraday
+        connection's base, then the path), header pairs) of an HTTP request."""
         if call.type != "call":
             return None
         receiver = call.child_by_field_name("receiver")
@@ -211,15 +211,15 @@ class Wrappers:
             if "url" not in h:
                 return None
             m = h.get("method")
-            return None, m, [], [h["url"]], headers
+            return None, m, [h["url"]], headers
         if recv in ("HTTParty", "RestClient"):
             if recv == "RestClient":
                 for h in hashes:
                     headers |= h
             if verb in HTTP_VERBS and pos:
-                return verb.upper(), None, [], [pos[0]], headers
+                return verb.upper(), None, [pos[0]], headers
             if verb in _SEND and len(pos) >= 2:
-                return None, pos[0], [], [pos[1]], headers
+                return None, pos[0], [pos[1]], headers
             return None
         conn = self.conns.get(recv)
         if conn is None:
@@ -231,11 +231,11 @@ class Wrappers:
         if verb in HTTP_VERBS:
             if len(pos) >= 3:  # `conn.get(path, params, headers)`, `conn.post(path, body, h)`
                 headers |= _pairs(self.f.value(pos[2]))
-            return verb.upper(), None, [], [base, *pos[:1]], headers
+            return verb.upper(), None, [base, *pos[:1]], headers
         if verb in _SEND | {"run_request"} and len(pos) >= 2:
             if verb == "run_request" and len(pos) >= 4:
                 headers |= _pairs(self.f.value(pos[3]))
-            return None, pos[0], [], [base, pos[1]], headers
+            return None, pos[0], [base, pos[1]], headers
         return None
 
     def url_pieces(self, nodes: list[ts.Node], marks: dict[str, int] | None) -> list[Piece]:
@@ -317,7 +317,7 @@ class Wrappers:
                 parts = self.request_parts(call)
                 if parts is None:
                     continue
-                verb, marg, _, urls, headers = parts
+                verb, marg, urls, headers = parts
                 sym = unmarked(self.url_pieces(urls, marks))
                 host = next((h for h in API_HOSTS if sym and isinstance(sym[0], str)
                              and sym[0].startswith(h)), None)
@@ -406,7 +406,7 @@ class Wrappers:
         parts = self.request_parts(node)
         if parts is None:
             return False
-        verb, marg, _, urls, headers = parts
+        verb, marg, urls, headers = parts
         pieces = self.url_pieces(urls, None)
         if not pieces or pieces[0] is None or not pieces[0].startswith("http"):
             return False
