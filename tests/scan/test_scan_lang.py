@@ -146,9 +146,13 @@ PHP_CLASS_WRAPPER = {
 PHP_WRAPPER_KEYS = ("$user->stripe_access_token", "getenv('STRIPE_SECRET_KEY')")
 
 
-@pytest.mark.parametrize("form", ["function", "class"])
+@pytest.mark.parametrize("form", ["function", "function-post", "class"])
 def test_php_wrapper_with_a_local_url_and_a_dispatched_method(tmp_path: Path, form: str) -> None:
-    files = {"plugin.php": PHP_FN_WRAPPER} if form == "function" else PHP_CLASS_WRAPPER
+    # `wp_remote_post($url, ['method' => ...])`: the arguments' method wins (WordPress)
+    files = {"plugin.php": PHP_FN_WRAPPER.replace(
+        "wp_remote_request", "wp_remote_post" if form == "function-post" else
+        "wp_remote_request")} if form.startswith("function") else PHP_CLASS_WRAPPER
+    form = form.split("-")[0]
     token, own = PHP_WRAPPER_KEYS
     if form == "class":
         token = token.replace("$user", "$shop")

@@ -95,7 +95,10 @@ class Wrappers:
             if name not in _WP or not args:
                 return None
             opts = self.f.array(args[1]) if len(args) > 1 else None
-            return _WP[name], (opts or {}).get("method"), args[0], args[1:]
+            # the arguments' `method` wins over the function's own (WordPress merges its
+            # default under them: `wp_remote_post($url, ['method' => 'GET'])` is a GET)
+            marg = (opts or {}).get("method")
+            return (None if marg is not None else _WP[name]), marg, args[0], args[1:]
         if call.type != "member_call_expression":
             return None
         verb = text(call.child_by_field_name("name")).lower()
