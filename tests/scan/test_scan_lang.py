@@ -404,3 +404,33 @@ def test_a_ruby_request_to_the_api_host_takes_its_headers_account(tmp_path: Path
     assert v.needed == ["balance_read"]
     other = _scan(tmp_path / "b", {"bal.rb": body.replace("{host}", "https://api.example.com")})
     assert not other.findings.calls and not other.needed
+
+
+WRAPPER_DEFAULTS = {
+    "php": ("api.php", "<?php\nclass Api {\n  private $base = 'https://api.stripe.com/';\n"
+            "  public function call($req, $api = 'charges', $method = {default}) {\n"
+            "    return wp_remote_post($this->base . 'v1/' . $api, ['method' => $method,\n"
+            "        'headers' => ['Authorization' => 'Bearer ' . $this->token]]);\n  }\n"
+            "  public function run($id) {\n    $this->call([], 'customers/' . $id);\n"
+            "    $this->call([]);\n  }\n}\n"),
+    "ruby": ("api.rb", "class Api\n  BASE = 'https://api.stripe.com/v1/'\n"
+             "  def call(req, api = 'charges', method = {default})\n"
+             "    HTTParty.send(method, BASE + api, headers: { 'Authorization' => "
+             "\"Bearer #{@token}\" })\n  end\n\n"
+             "  def run(id)\n    call({}, \"customers/#{id}\")\n    call({})\n  end\nend\n"),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(WRAPPER_DEFAULTS))
+def test_a_call_site_that_leaves_an_argument_out_passes_its_default(tmp_path: Path,
+                                                                     lang: str) -> None:
+    """`function call($req, $api = 'charges', $method = 'POST')` called as `call([])`."""
+    name, body = WRAPPER_DEFAULTS[lang]
+    v = _scan(tmp_path / "lit", {name: body.replace("{default}", "'POST'")})
+    assert {(c.method, c.path) for c in v.findings.calls} == {
+        ("POST", "/v1/customers/{param}"), ("POST", "/v1/charges")}
+    assert not v.findings.unresolved
+    # control: a default built at run time is not a method
+    dyn = _scan(tmp_path / "dyn", {name: body.replace(
+        "{default}", "self::M" if lang == "php" else "pick")})
+    assert not dyn.findings.calls and len(dyn.findings.unresolved) == 2

@@ -57,6 +57,9 @@ class Wrappers:
         self.inner: set[tuple[int, int]] = set()  # the wrappers' own requests
         self.requests: dict[str, ts.Node] = {}  # wrapper (file:line) -> its request
         self.used: set[str] = set()
+        # each wrapper's parameters' defaults (`$method = 'POST'`): what a call site that
+        # leaves the argument out passes
+        self.defaults: dict[str, list[ts.Node | None]] = {}
         self.classes = {_span(c): c for c in f.classes}
         if not any(h.encode() in f.source for h in API_HOSTS):
             return
@@ -208,6 +211,7 @@ class Wrappers:
             inner = self.local(call)
             if inner is not None:
                 w, args, _site = inner
+                args = self.with_defaults(w, args)
                 if len(args) <= w.path_index:
                     continue
                 path = wrapper_path(w.prefix, w.path_pieces(
@@ -257,6 +261,8 @@ class Wrappers:
                     if self.request_parts(other) is not None or self.local(other) is not None:
                         self.inner.add(_span(other))
             defined = f"{f.ctx.file}:{fn.start_point[0] + 1}"
+            self.defaults[defined] = [p.child_by_field_name("default_value")
+                                      for p in _params(fn)]
             self.inner.add(_span(call))
             self.requests.setdefault(defined, call)
             if inner is not None:
@@ -293,6 +299,15 @@ class Wrappers:
         w = self.found.get(("m", cls.start_byte, name)) if cls is not None else None
         return (w, f._args(node), made) if w is not None else None
 
+    def with_defaults(self, w: Wrapper, args: list[ts.Node]) -> list[ts.Node]:
+        """A call site's arguments, then the defaults of the parameters it leaves out."""
+        out = list(args)
+        for d in self.defaults.get(w.defined, [])[len(args):]:
+            if d is None:
+                break
+            out.append(d)
+        return out
+
     def class_named(self, construct: ts.Node) -> ts.Node | None:
         """The file's class a `new X(...)` builds (by its short name)."""
         cls = construct.named_children[0] if construct.named_child_count else None
@@ -309,6 +324,7 @@ class Wrappers:
         if found is None:
             return False
         w, args, made = found
+        args = self.with_defaults(w, args)
         if len(args) <= w.path_index:
             return False
         f = self.f

@@ -75,6 +75,9 @@ class Wrappers:
         self.inner: set[tuple[int, int]] = set()
         self.requests: dict[str, ts.Node] = {}
         self.used: set[str] = set()
+        # each wrapper's parameters' defaults (`method = :post`): what a call site that
+        # leaves the argument out passes
+        self.defaults: dict[str, list[ts.Node | None]] = {}
         self.active = any(h.encode() in f.source for h in API_HOSTS)
         self.constants: dict[str, ts.Node | None] = {}
         # Faraday connections built for a base URL: name -> (base URL node, its `new` call)
@@ -293,6 +296,7 @@ class Wrappers:
             inner = self.local(call)
             if inner is not None:
                 w, args, _made = inner
+                args = self.with_defaults(w, args)
                 if len(args) <= w.path_index:
                     continue
                 path = wrapper_path(w.prefix, w.path_pieces(
@@ -339,6 +343,10 @@ class Wrappers:
                     if self.request_parts(other) is not None or self.local(other) is not None:
                         self.inner.add(_span(other))
             defined = f"{f.ctx.file}:{fn.start_point[0] + 1}"
+            ps = fn.child_by_field_name("parameters")
+            self.defaults[defined] = [p.child_by_field_name("value") if (
+                p.type == "optional_parameter") else None
+                for p in (ps.named_children if ps is not None else ())]
             self.inner.add(_span(call))
             self.requests.setdefault(defined, call)
             if inner is not None:
@@ -376,6 +384,15 @@ class Wrappers:
             return None
         return w, f.positional(node.child_by_field_name("arguments")), made
 
+    def with_defaults(self, w: Wrapper, args: list[ts.Node]) -> list[ts.Node]:
+        """A call site's arguments, then the defaults of the parameters it leaves out."""
+        out = list(args)
+        for d in self.defaults.get(w.defined, [])[len(args):]:
+            if d is None:
+                break
+            out.append(d)
+        return out
+
     # --- calls ----------------------------------------------------------------------------
 
     def call(self, node: ts.Node) -> bool:
@@ -388,6 +405,7 @@ class Wrappers:
         found = self.local(node)
         if found is not None:
             w, args, made = found
+            args = self.with_defaults(w, args)
             if len(args) <= w.path_index:
                 return False
             self.used.add(w.defined)
