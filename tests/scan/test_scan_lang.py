@@ -434,3 +434,48 @@ def test_a_call_site_that_leaves_an_argument_out_passes_its_default(tmp_path: Pa
     dyn = _scan(tmp_path / "dyn", {name: body.replace(
         "{default}", "self::M" if lang == "php" else "pick")})
     assert not dyn.findings.calls and len(dyn.findings.unresolved) == 2
+
+
+CROSS_FILE = {
+    "php": {
+        "includes/api.php": ("<?php\nfunction stripe_api($method, $path, $token) {\n"
+                             "  return wp_remote_request('{host}/v1' . $path, ['method' => "
+                             "$method,\n    'headers' => ['Authorization' => 'Bearer ' . "
+                             "$token]]);\n}\n"),
+        "admin/sync.php": ("<?php\nfunction sync_all($user) {\n"
+                           "  stripe_api('GET', '/customers', {key});\n}\n"),
+    },
+    "go": {
+        "stripeapi/api.go": ('package stripeapi\n\nimport "net/http"\n\n'
+                             "func Do(method, path, token string) {\n"
+                             '\treq, _ := http.NewRequest(method, "{host}/v1"+path, nil)\n'
+                             '\treq.Header.Set("Authorization", "Bearer "+token)\n'
+                             "\thttp.DefaultClient.Do(req)\n}\n"),
+        "handlers/sync.go": ('package handlers\n\nimport (\n\t"os"\n\n'
+                             '\t"example.com/app/stripeapi"\n)\n\nvar _ = os.Getenv\n\n'
+                             "func SyncAll(u User) {\n"
+                             '\tstripeapi.Do("GET", "/customers", {key})\n}\n'),
+    },
+}
+CROSS_KEYS = {"php": ("$user->stripe_access_token", "getenv('STRIPE_SECRET_KEY')"),
+              "go": ("u.AccessToken", 'os.Getenv("STRIPE_SECRET_KEY")')}
+
+
+@pytest.mark.parametrize("lang", sorted(CROSS_FILE))
+def test_a_wrapper_another_file_defines_is_reached_by_its_name(tmp_path: Path,
+                                                               lang: str) -> None:
+    """A PHP function (global) or a Go package's function called from another file."""
+    token, own = CROSS_KEYS[lang]
+
+    def run(name: str, host: str, key: str) -> Verdict:
+        return _scan(tmp_path / name, {n: b.replace("{host}", host).replace("{key}", key)
+                                       for n, b in CROSS_FILE[lang].items()})
+
+    v = run("app", "https://api.stripe.com", token)
+    got = [(c.method, c.path, c.account) for c in v.findings.calls]
+    assert got == [("GET", "/v1/customers", "installing")], v.findings
+    assert v.needed == ["customer_read"]
+    # controls: the developer's own key at the call site; another host
+    assert not run("own", "https://api.stripe.com", own).needed
+    other = run("other", "https://api.example.com", token)
+    assert not other.findings.calls and not other.needed

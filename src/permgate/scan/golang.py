@@ -766,9 +766,14 @@ def extract_and_index(ctx: Context, source: bytes) -> tuple[FileFindings, Projec
     """The file's calls, and what it passes to the project's functions (value flow)."""
     f = _File(ctx, source)
     found = f.run()
-    if not f.param_facts and not f.wanted and not f.factories and not f.key_factories:
+    wrappers = f.wraps.exported()
+    # files calling them are read even if they never say "stripe" (by the bare name)
+    f.wanted |= {re.split(r"[/.:]", k)[-1] for k in wrappers}
+    if not f.param_facts and not f.wanted and not f.factories and not f.key_factories and (
+            not wrappers):
         return found, None
     return found, Project(params=dict(f.param_facts), wanted=set(f.wanted),
                           factories={"go:" + k: v for k, v in f.factories.items()},
-                          key_params={"go:" + k: v for k, v in f.key_factories.items()})
+                          key_params={"go:" + k: v for k, v in f.key_factories.items()},
+                          wrappers=wrappers)
 

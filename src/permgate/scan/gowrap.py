@@ -319,30 +319,46 @@ class Wrappers:
     def local(self, node: ts.Node) -> tuple[Wrapper, list[ts.Node]] | None:
         """A call of a wrapper of the file: `do(...)`, or `c.do(...)` on the receiver of a
         method of the wrapper's receiver type."""
-        if not self.found:
-            return None
+        f = self.f
         fn_node = node.child_by_field_name("function")
         if fn_node is None:
             return None
+        w: Wrapper | None = None
         if fn_node.type == "identifier":
-            w = self.found.get(("", text(fn_node)))
+            w = self.found.get(("", text(fn_node))) or self.elsewhere(
+                node, f"{f.pkg}/{text(fn_node)}")
         elif fn_node.type == "selector_expression":
-            around = self.f.function(node)
+            around = f.function(node)
             var, typ = _receiver(around) if around is not None else ("", "")
             operand = fn_node.child_by_field_name("operand")
-            w = self.found.get((typ, text(fn_node.child_by_field_name("field")))) if (
-                var and operand is not None and text(operand) == var) else None
-        else:
-            w = None
-        return (w, self.f._args(node)) if w is not None else None
+            field = text(fn_node.child_by_field_name("field"))
+            if var and operand is not None and text(operand) == var:
+                w = self.found.get((typ, field)) or self.elsewhere(node, f"{f.pkg}/{typ}.{field}")
+            elif operand is not None and text(operand) in f.imported:  # `stripeapi.Do(...)`
+                w = self.elsewhere(node, f"{f.imported[text(operand)]}/{field}")
+        return (w, f._args(node)) if w is not None else None
+
+    def elsewhere(self, node: ts.Node, name: str) -> Wrapper | None:
+        """A wrapper another file of the project defines (`billing/Do`, a method
+        `billing/Client.do`), for a call that passes a literal (a path or a method): the
+        file is read again once the project learns it."""
+        if not any(a.type in ("interpreted_string_literal", "raw_string_literal") or text(
+                a) in _METHODS for a in self.f._args(node)):
+            return None
+        self.f.out.imports.add("go:" + name)
+        return self.f.project.wrappers.get("go:" + name)
+
+    def exported(self) -> dict[str, Wrapper]:
+        """The file's wrappers, for the other files of its package and its importers."""
+        pkg = self.f.pkg
+        return {f"go:{pkg}/{typ}.{name}" if typ else f"go:{pkg}/{name}": w
+                for (typ, name), w in self.found.items()}
 
     # --- calls ----------------------------------------------------------------------------
 
     def call(self, node: ts.Node) -> bool:
         """A wrapper's call site, a wrapper's own request, or a request to the API host."""
         f = self.f
-        if not self.active:
-            return False
         if _span(node) in self.inner:
             return True
         label = text(node.child_by_field_name("function"))

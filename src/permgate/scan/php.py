@@ -844,7 +844,7 @@ class _File:
                 self.wraps.call(node, "->".join(_chain(node) or [_name(
                     node.child_by_field_name("name"))]))):
             return
-        if self.wraps.found and node.type == "function_call_expression" and self.wraps.call(
+        if node.type == "function_call_expression" and self.wraps.call(
                 node, text(node.child_by_field_name("function"))):
             return
         if node.type == "member_call_expression":
@@ -1145,8 +1145,12 @@ def extract_and_index(ctx: Context, source: bytes) -> tuple[FileFindings, Projec
     """The file's calls, and what it passes to the project's functions (value flow)."""
     f = _File(ctx, source)
     found = f.run()
-    if not f.param_facts and not f.wanted and not f.factories and f.key_set is None:
+    wrappers = f.wraps.exported()
+    # files calling them are read even if they never say "stripe" (by the bare name)
+    f.wanted |= {re.split(r"[/.:]", k)[-1] for k in wrappers}
+    if not f.param_facts and not f.wanted and not f.factories and f.key_set is None and (
+            not wrappers):
         return found, None
     return found, Project(params=dict(f.param_facts), wanted=set(f.wanted),
                           factories={"php:" + k: v for k, v in f.factories.items()},
-                          module_key=f.key_set)
+                          module_key=f.key_set, wrappers=wrappers)

@@ -277,12 +277,12 @@ class Wrappers:
         """(wrapper, arguments, the `new` its object was built by) of a call of a wrapper of
         the file: `f(...)`, `$this->m(...)` / `self::m(...)` in its class, `$api->m(...)`
         where the function built `$api = new Api(...)` of the file's class."""
-        if not self.found:
-            return None
+        if not self.found and node.type != "function_call_expression":
+            return None  # a function may be another file's wrapper: asked below
         f = self.f
         if node.type == "function_call_expression":
             name = text(node.child_by_field_name("function")).rsplit("\\", 1)[-1]
-            w = self.found.get(("fn", 0, name))
+            w = self.found.get(("fn", 0, name)) or self.elsewhere(node, name)
             return (w, f._args(node), None) if w is not None else None
         if node.type not in ("member_call_expression", "scoped_call_expression"):
             return None
@@ -298,6 +298,19 @@ class Wrappers:
             cls = None
         w = self.found.get(("m", cls.start_byte, name)) if cls is not None else None
         return (w, f._args(node), made) if w is not None else None
+
+    def elsewhere(self, node: ts.Node, name: str) -> Wrapper | None:
+        """A function wrapper another file of the project defines (PHP functions are global),
+        for a call that passes a literal (a path or a method): the file is read again once
+        the project learns it."""
+        if not any(a.type in ("string", "encapsed_string") for a in self.f._args(node)):
+            return None
+        self.f.out.imports.add("php:" + name)
+        return self.f.project.wrappers.get("php:" + name)
+
+    def exported(self) -> dict[str, Wrapper]:
+        """The file's function wrappers, for the other files' call sites."""
+        return {"php:" + k[2]: w for k, w in self.found.items() if k[0] == "fn"}
 
     def with_defaults(self, w: Wrapper, args: list[ts.Node]) -> list[ts.Node]:
         """A call site's arguments, then the defaults of the parameters it leaves out."""
