@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import parse_qsl
@@ -51,6 +51,7 @@ class Context:
 
 
 _P = TypeVar("_P")
+_N = TypeVar("_N")
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +265,7 @@ def credential_escape(callee: Sequence[str], arg: str, is_value: bool) -> Accoun
 # Where a fixed account id comes from: the environment or the operator's configuration.
 _FIXED_SOURCE = re.compile(
     r"process\.env|import\.meta\.env|os\.environ|getenv|\bENV\[|\benv\(|\bconfig\(|"
+    r"\bos\.(?:Getenv|LookupEnv)\(|"  # Go's environment
     r"^settings\.|Rails\.(?:configuration|application)|^[A-Z][A-Z0-9_]*$",
 )
 
@@ -336,6 +338,50 @@ def fixed_account(value_text: str | None) -> str | None:
         return (f"a connected account from the environment or configuration ({v}): one fixed "
                 "account, the operator's")
     return None
+
+
+# How a language reads one value of an account expression for `fixed_origin`: ("null", ())
+# names no account; ("values", vs) every value it can hold (a variable's assignments, the two
+# sides of a fallback or conditional), all of which must be fixed; ("call", vs) a call of the
+# file's own function: fixed by its text (`getenv(...)`) or else by the values it returns;
+# ("leaf", ()) judged by its text alone.
+OriginRead = tuple[str, Sequence[_N]]
+
+
+def fixed_origin(value: _N, read: Callable[[_N], OriginRead[_N]],
+                 show: Callable[[_N], str],
+                 configured: Callable[[_N], bool] | None = None) -> str | None:
+    """Why an account value names one fixed account of the operator when followed to where
+    it comes from in the file (issue 25: a variable, a helper's return, fallbacks): every
+    value it can hold is a literal or read from the environment or configuration (`null`
+    names none). One value from data (a parameter, a record's field) or one the scan cannot
+    follow makes it None (connected). At most 64 values looked at, 8 deep, 16 kept: values
+    that fan out cannot make the work grow. `configured` is the language's test that a
+    configuration read starts from configuration (`config[:acct]` with `config` filled by
+    `config_source` values, not `config = shop.settings`); without it the name decides."""
+    out: list[str] = []
+    steps = [0]
+
+    def walk(node: _N, depth: int) -> bool:
+        steps[0] += 1
+        if depth > 8 or len(out) > 16 or steps[0] > 64:
+            return False
+        kind, values = read(node)
+        if kind == "null":
+            return True
+        if kind in ("call", "leaf"):
+            t = show(node)
+            if fixed_account(t) is not None and (configured is None or configured(node)):
+                out.append(t if len(t) <= 60 else t[:57] + "...")
+                return True
+            if kind == "leaf":
+                return False
+        return bool(values) and all(walk(v, depth + 1) for v in values)
+
+    if not walk(value, 0) or not out:
+        return None
+    return (f"a connected account from the environment or configuration ({out[0]}, through "
+            f"{show(value)[:40]}): one fixed account, the operator's")
 
 
 def key_account(key_text: str | None) -> Account:

@@ -19,7 +19,15 @@ import tree_sitter as ts
 import tree_sitter_go as ts_go
 
 from permgate.scan import oauthlibs
-from permgate.scan.common import Context, Project, bind_value, fixed_account, key_account_why
+from permgate.scan.common import (
+    Context,
+    OriginRead,
+    Project,
+    bind_value,
+    fixed_origin,
+    key_account_why,
+)
+from permgate.scan.gowrap import Wrappers
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope
 from permgate.scan.sdk import Route, table
 from permgate.scan.tsutil import Enclosing, event_uses, query_captures, text
@@ -32,6 +40,8 @@ _QUERY = """
 (short_var_declaration) @bind
 (assignment_statement) @bind
 (var_spec) @bind
+(const_spec) @bind
+(range_clause) @range
 (composite_literal) @lit
 (func_literal) @closure
 (return_statement) @ret
@@ -225,6 +235,14 @@ class _File:
         m = _GLOBAL_KEY.search(source.decode("utf-8", "replace"))
         self.global_account: Client = ("unknown", "stripe.Key is not set in this file")
         self.functions = caps.get("fn", [])
+        self.rets = caps.get("ret", [])
+        # what each variable is bound to, by (function, name): None for a value the scan
+        # does not follow (one of several results, a `range` variable)
+        self.bound: dict[tuple[_Key, str], list[ts.Node | None]] = {}
+        for rng in caps.get("range", []):
+            left = rng.child_by_field_name("left")
+            for name in left.named_children if left is not None else ():
+                self.bound.setdefault((self.scopes_of(rng)[0], text(name)), []).append(None)
         for bind in caps.get("bind", []):
             self._bind(bind)
         if m:
@@ -243,7 +261,8 @@ class _File:
             elif settings:
                 self.global_account = ("unknown", "stripe.Key is set to keys of different "
                                        "accounts in this file")
-        for lit in caps.get("lit", []):
+        self.lits = caps.get("lit", [])
+        for lit in self.lits:
             self._struct_fields(lit)
         # factories: functions and methods that return a client, by name; those that build
         # it from one of their parameters (`func (c *C) sdk(secret string) *stripe.Client`)
@@ -253,6 +272,14 @@ class _File:
         for ret in caps.get("ret", []):
             self._factory(ret)
         self.out.partial = deep
+        self.wraps = Wrappers(self)  # net/http requests and the file's wrappers of them
+
+    def calls_in(self, fn: ts.Node) -> list[ts.Node]:
+        return [c for c in self.calls if fn.start_byte <= c.start_byte < fn.end_byte]
+
+    def where(self, node: ts.Node) -> tuple[str, int, int]:
+        row, col = node.start_point
+        return self.ctx.file, row + 1, col + 1
 
     def function(self, node: ts.Node) -> ts.Node | None:
         """The named function or method around `node`."""
@@ -286,7 +313,7 @@ class _File:
         return ""
 
     def _bind(self, bind: ts.Node) -> None:
-        if bind.type == "var_spec":
+        if bind.type in ("var_spec", "const_spec"):
             names = bind.children_by_field_name("name")
             value_list = bind.child_by_field_name("value")
             lefts = list(names)
@@ -296,10 +323,14 @@ class _File:
             if left is None or right is None:
                 return
             lefts, rights = list(left.named_children), list(right.named_children)
+        scope = self.scopes_of(bind)[0]
+        for i, left_name in enumerate(lefts):
+            if left_name.type == "identifier":
+                self.bound.setdefault((scope, text(left_name)), []).append(
+                    rights[i] if len(rights) == len(lefts) else None)
         if not lefts or not rights:
             return
         target, value = lefts[0], rights[0]
-        scope = self.scopes_of(bind)[0]
         # `p.StripeAccount = x`, `p.Params.StripeAccount = x`, `p.Expand = ...`
         if target.type == "selector_expression":
             field = text(target.child_by_field_name("field"))
@@ -506,6 +537,7 @@ class _File:
                 self.call(call)
             except RecursionError:
                 self.out.partial = "some calls are too deeply nested to analyse"
+        self.wraps.uncalled()
         self.out.events.extend(event_uses(self.tree, self.source, self.ctx))
         if self.out.events:
             for decl in self.functions:
@@ -584,6 +616,12 @@ class _File:
                 lits += before[-1:]
                 accounts += self.accounts.get(k, [])[:16]
                 expands += self.expands.get(k, [])[:64]
+        elif inner.type == "call_expression" and (name := self.own_call(inner)) is not None:
+            # `payout.New(s.params())` with a function of the file returning the params
+            # literal: read in that function (issue 25), when all its returns agree
+            rets = [_unwrap(r) for r in self._returned(name)]
+            if rets and len({text(r) for r in rets}) == 1 and rets[0].type == "composite_literal":
+                lits.append(rets[0])
         for lit in lits:
             for field, v in _keyed(lit):
                 if field == "StripeAccount":
@@ -592,11 +630,71 @@ class _File:
                     expands.append(v)
         return accounts, expands
 
+    def fixed(self, value: ts.Node) -> str | None:
+        """Why a StripeAccount value names one fixed account of the operator: as written, or
+        (issue 25) through the function's variables (`acct := os.Getenv("X")`), the file's
+        constants and the values its functions without parameters return
+        (`common.fixed_origin`)."""
+        return fixed_origin(value, self._origin, lambda n: text(_unwrap(n)))
+
+    _returns: dict[str, list[ts.Node]] | None = None
+
+    @staticmethod
+    def own_call(node: ts.Node) -> str | None:
+        """The function or method name a call without arguments names (`f()`, `s.f()`):
+        read as the file's function of that name, if it has one."""
+        fn = node.child_by_field_name("function")
+        args = node.child_by_field_name("arguments")
+        if fn is None or (args is not None and args.named_child_count):
+            return None
+        if fn.type == "identifier":
+            return text(fn)
+        return text(fn.child_by_field_name("field")) if fn.type == "selector_expression" \
+            else None
+
+    def _origin(self, node: ts.Node) -> OriginRead[ts.Node]:
+        node = _unwrap(node)
+        if node.type == "nil":
+            return "null", ()
+        if node.type == "identifier":
+            fn = self.function(node)
+            if fn is not None and text(node) in _param_names(fn):
+                return "values", ()
+            for sc in self.scopes_of(node):
+                values = self.bound.get((sc, text(node)))
+                if values is not None:
+                    return "values", () if None in values else [v for v in values if v]
+            return "values", ()
+        if node.type == "call_expression":
+            name = self.own_call(node)
+            return "call", self._returned(name) if name is not None else ()
+        # a value of one piece is judged by its text; another (a composite) is not followed
+        return ("leaf", ()) if node.type in ("interpreted_string_literal", "raw_string_literal",
+                                             "selector_expression", "index_expression") \
+            else ("values", ())
+
+    def _returned(self, name: str) -> list[ts.Node]:
+        """The first values the file's functions and methods of that name return (read
+        once; a closure's `return` is not its function's)."""
+        if self._returns is None:
+            self._returns = {}
+            for ret in self.rets:
+                inner = next(iter(self.enclosing.around(ret.start_byte)), None)
+                values = ret.named_children[0].named_children if ret.named_child_count and (
+                    ret.named_children[0].type == "expression_list") else ret.named_children
+                if inner is None or inner.type == "func_literal" or not values:
+                    continue
+                self._returns.setdefault(text(inner.child_by_field_name("name")), []).append(
+                    values[0])
+        return self._returns.get(name, [])
+
     def call(self, node: ts.Node) -> None:
         fn = node.child_by_field_name("function")
         if fn is None:
             return
         if self.oauth_pkgs and self.oauth_library(node, fn):
+            return
+        if self.wraps.call(node):
             return
         route = self.route(fn)
         if route is None:
@@ -623,7 +721,7 @@ class _File:
                 else:
                     expand.extend(values)
             for v in accounts:
-                f = fixed_account(text(_unwrap(v)))
+                f = self.fixed(v)
                 if f:
                     fixed = fixed or f
                 else:
@@ -668,9 +766,14 @@ def extract_and_index(ctx: Context, source: bytes) -> tuple[FileFindings, Projec
     """The file's calls, and what it passes to the project's functions (value flow)."""
     f = _File(ctx, source)
     found = f.run()
-    if not f.param_facts and not f.wanted and not f.factories and not f.key_factories:
+    wrappers = f.wraps.exported()
+    # files calling them are read even if they never say "stripe" (by the bare name)
+    f.wanted |= {re.split(r"[/.:]", k)[-1] for k in wrappers}
+    if not f.param_facts and not f.wanted and not f.factories and not f.key_factories and (
+            not wrappers):
         return found, None
     return found, Project(params=dict(f.param_facts), wanted=set(f.wanted),
                           factories={"go:" + k: v for k, v in f.factories.items()},
-                          key_params={"go:" + k: v for k, v in f.key_factories.items()})
+                          key_params={"go:" + k: v for k, v in f.key_factories.items()},
+                          wrappers=wrappers)
 

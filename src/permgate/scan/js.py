@@ -20,6 +20,7 @@ from permgate.scan.common import (
     OPTIONS_ACCOUNT,
     UNCALLED_WRAPPER,
     Context,
+    OriginRead,
     Piece,
     Project,
     Wrapper,
@@ -29,6 +30,7 @@ from permgate.scan.common import (
     credential_escape,
     fallback_key,
     fixed_account,
+    fixed_origin,
     key_account_why,
     own_by_name,
     param_mark,
@@ -779,20 +781,24 @@ class _File:
     def fixed_value(self, node: ts.Node) -> str | None:
         """Why an account value names one fixed account of the operator (`fixed_account`),
         else None. A name that a function around it binds or takes as a parameter is that
-        function's, followed by `fixed_origin`: not another function's constant of the same
-        name (the file-wide `consts` of `resolve`)."""
+        function's, followed by `common.fixed_origin`: not another function's constant of
+        the same name (the file-wide `consts` of `resolve`)."""
         inner = _unwrap(node)
         fn = _enclosing_function(inner) if inner.type == "identifier" else None
         for _ in range(16):
             if fn is None:
                 break
             if _text(inner) in _param_names(fn) or _text(inner) in self._bindings(fn):
-                return self.fixed_origin(node)
+                return self._fixed_origin(node)
             fn = _enclosing_function(fn)
         fixed = fixed_account(_text(self.resolve(node)))
         if fixed is not None and self.filled_with_configuration(node):
             return fixed
-        return self.fixed_origin(node)
+        return self._fixed_origin(node)
+
+    def _fixed_origin(self, node: ts.Node) -> str | None:
+        return fixed_origin(node, self._origin, lambda n: _text(_unwrap(n)),
+                            self.filled_with_configuration)
 
     def filled_with_configuration(self, node: ts.Node) -> bool:
         """Whether the object a configuration read starts from is configuration
@@ -824,72 +830,45 @@ class _File:
             fn = _enclosing_function(fn)
         return True
 
-    def fixed_origin(self, node: ts.Node) -> str | None:
-        """Why an account value names one fixed account of the operator, followed where it
-        comes from in the file (issue 25): local variables of the function that uses it,
-        destructured or not, the values the file's functions return, fallbacks and
-        ternaries. Fixed when every value it can hold is a literal or is read from the
-        environment or configuration (`null` names no account); None when any is data (a
-        parameter, a record's field, a request) or cannot be followed."""
-        values: list[str] = []
-        if not self._origins(node, values, 0) or not values:
-            return None
-        return (f"a connected account from the environment or configuration ({values[0]}, "
-                f"through {_text(_unwrap(node))}): one fixed account, the operator's")
-
-    def _origins(self, node: ts.Node, out: list[str], depth: int,
-                 steps: list[int] | None = None) -> bool:
-        """Collect the fixed values `node` can hold into `out`; False if any is not fixed.
-        `steps` counts the values looked at in one question: at most 64 (values that fan
-        out, `a = b; a = c; ...` in many functions, cannot make the work grow faster)."""
+    def _origin(self, node: ts.Node) -> OriginRead[ts.Node]:
+        """How `common.fixed_origin` reads one value (issue 25): `null`/`undefined` name no
+        account; `a || b`, `a ?? b` and ternaries each side; a call of the file's function
+        the values it returns (its text is not judged); a local of the function that uses
+        it every value it is given, destructured or not (a parameter is data)."""
         node = _unwrap(node)
-        steps = steps if steps is not None else [0]
-        steps[0] += 1
-        if depth > 8 or len(out) > 16 or steps[0] > 64:
-            return False
-        t = _text(node)
-        if node.type in ("null", "undefined"):
-            return True
-        op = node.child_by_field_name("operator") if node.type == "binary_expression" else None
-        if op is not None and _text(op) in ("||", "??"):
-            return all(self._origins(side, out, depth + 1, steps) for side in (
-                node.child_by_field_name("left"), node.child_by_field_name("right"))
-                if side is not None)
-        if node.type == "ternary_expression":
-            return all(self._origins(side, out, depth + 1, steps) for side in (
-                node.child_by_field_name("consequence"), node.child_by_field_name("alternative"))
-                if side is not None)
-        if node.type in ("string", "template_string", "member_expression",
-                         "subscript_expression") and fixed_account(t) is not None and (
-                self.filled_with_configuration(node)):
-            out.append(t if len(t) <= 60 else t[:57] + "...")
-            return True
-        if node.type == "call_expression":
+        t = node.type
+        if t in ("null", "undefined"):
+            return "null", ()
+        op = node.child_by_field_name("operator") if t == "binary_expression" else None
+        sides = (("left", "right") if op is not None and _text(op) in ("||", "??") else
+                 ("consequence", "alternative") if t == "ternary_expression" else ())
+        if sides:
+            return "values", [c for c in map(node.child_by_field_name, sides) if c is not None]
+        if t in ("string", "template_string", "member_expression", "subscript_expression"):
+            return "leaf", ()
+        if t == "call_expression":
             fn = node.child_by_field_name("function")
             if fn is not None and _text(fn) == "String" and _args(node):  # `String(map[t])`
-                return self._origins(_args(node)[0], out, depth + 1, steps)
-            rets = self.returns(node)
-            return bool(rets) and all(self._origins(r, out, depth + 1, steps) for r in rets)
-        if node.type in ("identifier", "shorthand_property_identifier"):
-            return self._local_origins(node, out, depth, steps)
-        return False
+                return "values", _args(node)[:1]
+            return "values", self.returns(node)
+        if t in ("identifier", "shorthand_property_identifier"):
+            return "values", self._local_values(node)
+        return "values", ()
 
-    def _local_origins(self, node: ts.Node, out: list[str], depth: int,
-                       steps: list[int]) -> bool:
+    def _local_values(self, node: ts.Node) -> list[ts.Node]:
         """The values a local name of the function around `node` is given (`const acct =
-        ...`, `acct = ...`, `const { acct } = await ctx()`): all fixed. A parameter is data."""
+        ...`, `acct = ...`, `const { acct } = await ctx()`: that field of each object the
+        function returns); none when one is not known: a parameter is data."""
         name = _text(node)
         fn = _enclosing_function(node)
         if fn is None or name in _param_names(fn):
-            return False
-        found = False
+            return []
+        found: list[ts.Node] = []
         for left, value in self._bindings(fn).get(name, []):
             if value is None:
-                return False
+                return []
             if left.type == "identifier":
-                found = True
-                if not self._origins(value, out, depth + 1, steps):
-                    return False
+                found.append(value)
             elif left.type == "object_pattern":
                 # `const { stripeAccount } = await getContext(t)`: that field of each object
                 # the function returns
@@ -904,9 +883,9 @@ class _File:
                 rets = self.returns(inner) if inner.type == "call_expression" else [inner]
                 for r in rets:
                     field = (self.props(r) or {}).get(key)
-                    if field is None or not self._origins(field, out, depth + 1, steps):
-                        return False
-                found = True
+                    if field is None:
+                        return []
+                    found.append(field)
         return found
 
     def key_why(self, node: ts.Node | None) -> tuple[Account, str]:

@@ -23,14 +23,17 @@ from permgate.scan import oauthlibs
 from permgate.scan.common import (
     HTTP_VERBS,
     Context,
+    OriginRead,
     Piece,
     Project,
     bind_value,
-    fixed_account,
+    fixed_origin,
     key_account_why,
+    param_mark,
     raw_target,
 )
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope, Unresolved
+from permgate.scan.phpwrap import Wrappers
 from permgate.scan.sdk import Route, route_classes, table
 from permgate.scan.tsutil import Enclosing, event_uses, query_captures, text
 
@@ -51,6 +54,9 @@ _QUERY = """
 (anonymous_function) @inner
 (arrow_function) @inner
 (foreach_statement) @each
+(const_element) @const
+(property_element) @prop
+(class_declaration) @class
 """
 _WP = {"wp_remote_get": "GET", "wp_remote_post": "POST", "wp_remote_request": None,
        "wp_safe_remote_get": "GET", "wp_safe_remote_post": "POST",
@@ -58,6 +64,12 @@ _WP = {"wp_remote_get": "GET", "wp_remote_post": "POST", "wp_remote_request": No
 _STATIC = {"all": "list", "update": "modify"}
 # static methods of stripe-php's resources that build an object locally, without a request
 _LOCAL = frozenset({"constructFrom", "baseUrl", "classUrl", "resourceUrl"})
+# values judged by their text when an account id is followed to its origin
+_ONE_VALUE = frozenset({"string", "encapsed_string", "function_call_expression",
+                        "scoped_call_expression", "member_call_expression", "name",
+                        "qualified_name", "class_constant_access_expression",
+                        "member_access_expression", "subscript_expression"})
+_TRIM = frozenset({"ltrim", "rtrim", "trim"})
 _MERGE = frozenset({"array_merge", "array_replace", "array_merge_recursive"})
 
 
@@ -181,6 +193,11 @@ class _File:
         # post-order (inner calls first): `X::retrieve(...)->capture()` knows its object
         self.calls = sorted(caps.get("call", []), key=lambda n: (n.end_byte, -n.start_byte))
         self.news = caps.get("new", [])
+        self.rets = caps.get("ret", [])
+        self.consts = caps.get("const", [])
+        self.props = caps.get("prop", [])
+        self.classes = caps.get("class", [])
+        self.field_values: list[tuple[str, ts.Node]] = []  # `$this->f = value`, anywhere
         self.functions = caps.get("fn", [])
         # Variables are local to their function in PHP: every value assigned to one, and every
         # `$v['k'] = x` (`$v['k'][] = x`), by (scope, name)
@@ -230,9 +247,11 @@ class _File:
                 self.assigned.setdefault((self.scope(a), _name(left)), []).append(right)
             elif left.type == "subscript_expression":
                 self._sub(a, left, right)
-            elif left.type == "member_access_expression" and right.type == "variable_name" \
-                    and text(left.child_by_field_name("object")) == "$this":
-                self._field_param(a, _name(left.child_by_field_name("name")), right)
+            elif left.type == "member_access_expression" and text(
+                    left.child_by_field_name("object")) == "$this":
+                self.field_values.append((_name(left.child_by_field_name("name")), right))
+                if right.type == "variable_name":
+                    self._field_param(a, _name(left.child_by_field_name("name")), right)
         for fn in self.functions:  # constructor promotion: `__construct(private StripeClient $s)`
             if _name(fn.child_by_field_name("name")) == "__construct":
                 for i, p in enumerate(_params(fn)):
@@ -283,6 +302,7 @@ class _File:
         if self.key_set is not None:
             self.module = self.scoped_module.get(_TOP, self.key_set)
         self.out.partial = deep
+        self.wraps = Wrappers(self)  # the file's thin HTTP wrappers (after its values)
 
     def _provider(self, left: ts.Node, construct: ts.Node) -> None:
         where = f"{self.ctx.file}:{construct.start_point[0] + 1}"
@@ -585,8 +605,22 @@ class _File:
             node = values[0]
         return node
 
-    def pieces(self, node: ts.Node, depth: int = 0) -> list[Piece]:
+    def pieces(self, node: ts.Node, depth: int = 0,
+               marks: dict[str, int] | None = None) -> list[Piece]:
+        """The literal pieces of a string expression (None: built at run time), through the
+        function's variables assigned once, the file's constants (`self::BASE`, `define`)
+        and `$this->field`s given one value. `marks`: a wrapper's parameters, each read as
+        its `param_mark` when used whole (`$path`, `ltrim($path, '/')`)."""
+        if marks and node.type == "function_call_expression" and text(
+                node.child_by_field_name("function")).lstrip("\\") in _TRIM:
+            args = self._args(node)
+            node = args[0] if args else node
+        if marks and node.type == "variable_name" and _name(node) in marks and not (
+                self._lookup(self.assigned, _name(node), node)):
+            return [param_mark(marks[_name(node)])]
         node = self.resolve(node)
+        if depth > 16:
+            return [None]
         if node.type in ("string", "encapsed_string"):
             out: list[Piece] = []
             for c in node.named_children:
@@ -594,15 +628,60 @@ class _File:
                     out.append(text(c))
                 elif c.type == "escape_sequence":
                     out.append(text(c)[1:])
+                elif c.type in ("variable_name", "member_access_expression"):
+                    out += self.pieces(c, depth + 1, marks)  # `"{$this->base}/v1/{$path}"`
                 else:
                     out.append(None)
             return out or [""]
-        if node.type == "binary_expression" and depth < 16:
+        if node.type == "binary_expression":
             op = node.child_by_field_name("operator")
             left, right = node.child_by_field_name("left"), node.child_by_field_name("right")
             if op is not None and text(op) == "." and left is not None and right is not None:
-                return self.pieces(left, depth + 1) + self.pieces(right, depth + 1)
+                return self.pieces(left, depth + 1, marks) + self.pieces(right, depth + 1, marks)
+        const = self.constant(node)
+        if const is not None:
+            return self.pieces(const, depth + 1, marks)
         return [None]
+
+    _constants: dict[str, ts.Node | None] | None = None
+
+    def constant(self, node: ts.Node) -> ts.Node | None:
+        """The value of a constant the file defines once (`const BASE = '...'` in a class,
+        `define('BASE', '...')`), read as `self::BASE` / `static::BASE` / `BASE`, or of a
+        `$this->field` the file gives one value (a property's default, `$this->f = '...'`);
+        fields and constants are kept by name for the whole file, as the scan cannot tell
+        one class's `$this` from another's."""
+        if node.type == "class_constant_access_expression" and node.named_child_count == 2 and (
+                text(node.named_children[0]) in ("self", "static")):
+            key = "::" + text(node.named_children[1])
+        elif node.type == "name":
+            key = "::" + text(node)
+        elif node.type == "member_access_expression" and text(
+                node.child_by_field_name("object")) == "$this":
+            key = "->" + _name(node.child_by_field_name("name"))
+        else:
+            return None
+        if self._constants is None:
+            self._constants = {}  # a constant read while they are gathered: none yet
+            found: dict[str, list[ts.Node]] = {}
+            for c in self.consts:
+                if c.named_child_count == 2:
+                    found.setdefault("::" + text(c.named_children[0]), []).append(
+                        c.named_children[1])
+            for p in self.props:
+                value = p.child_by_field_name("default_value")
+                if value is not None:
+                    found.setdefault("->" + _name(p.child_by_field_name("name")), []).append(value)
+            for call in self.calls:
+                args = self._args(call) if call.type == "function_call_expression" and text(
+                    call.child_by_field_name("function")) == "define" else []
+                if len(args) == 2 and args[0].type == "string":
+                    found.setdefault("::" + text(args[0])[1:-1], []).append(args[1])
+            for field, value in self.field_values:
+                found.setdefault("->" + field, []).append(value)
+            self._constants = {k: v[0] if len({text(x) for x in v}) == 1 else None
+                               for k, v in found.items()}
+        return self._constants.get(key)
 
     def string(self, node: ts.Node | None) -> str | None:
         if node is None:
@@ -632,10 +711,82 @@ class _File:
                 part = self.array(a, depth + 1)
                 if part is not None:
                     out = {**(out or {}), **part}
+        elif (name := self.own_call(node)) is not None:
+            # `create($p, $this->opts())` with `function opts() { return [...]; }` in the
+            # file: the options a helper without parameters returns, read in the helper
+            # (issue 25); a name the file defines twice with different bodies is neither
+            rets = self._returned(name)
+            if rets and len({text(r) for r in rets}) == 1:
+                return self.array(rets[0], depth + 1)
         for k, v, append in subs or ():
             if not append:
                 out = {**(out or {}), k: v}
         return out
+
+    def fixed(self, value: ts.Node) -> str | None:
+        """Why a `stripe_account` value names one fixed account of the operator: as written,
+        or (issue 25) through its function's variables, the file's functions' and methods'
+        returns, fallbacks (`??`, `?:`) and conditionals (`common.fixed_origin`)."""
+        return fixed_origin(value, self._origin, text)
+
+    _returns: dict[str, list[ts.Node]] | None = None
+
+    def _origin(self, node: ts.Node) -> OriginRead[ts.Node]:
+        t = node.type
+        if t == "null":
+            return "null", ()
+        if t == "parenthesized_expression":
+            return "values", node.named_children[:1]
+        if t == "binary_expression" and text(node.child_by_field_name("operator")) == "??":
+            return "values", [c for c in (node.child_by_field_name("left"),
+                                          node.child_by_field_name("right")) if c is not None]
+        if t == "conditional_expression":
+            body = node.child_by_field_name("body") or node.child_by_field_name("condition")
+            alt = node.child_by_field_name("alternative")
+            return "values", [c for c in (body, alt) if c is not None]
+        if t == "variable_name":
+            fn = self.function(node)
+            name = _name(node)
+            if name == "this" or (fn is not None and (
+                    name in {_param_name(p) for p in _params(fn)} or self._looped(fn, name))):
+                return "values", ()  # data, or bound another way: not followed
+            return "values", self._lookup(self.assigned, name, node) or ()
+        if (called := self.own_call(node)) is not None:
+            return "call", self._returned(called)
+        # a value of one piece is judged by its text; a compound one (`match`, an array)
+        # could mention the environment beside data: not followed
+        return ("leaf", ()) if t in _ONE_VALUE else ("values", ())
+
+    def own_call(self, node: ts.Node) -> str | None:
+        """The name of the file's function or method a call without arguments calls
+        (`f()`, `$this->f()`, `self::f()`, `static::f()`), else None."""
+        t = node.type
+        if t not in ("function_call_expression", "member_call_expression",
+                     "scoped_call_expression") or self._args(node):
+            return None
+        if t.startswith("function"):
+            return text(node.child_by_field_name("function"))
+        obj = node.child_by_field_name("object") or node.child_by_field_name("scope")
+        return _name(node.child_by_field_name("name")) if text(obj) in (
+            "$this", "self", "static") else None
+
+    def _looped(self, fn: ts.Node, name: str) -> bool:
+        """Whether `foreach (... as $name)` binds the variable in `fn` (not one value)."""
+        return any(fn.start_byte <= loop.start_byte < fn.end_byte and any(
+            c.type == "variable_name" and _name(c) == name
+            for k in loop.named_children[1:2] for c in (k, *k.named_children))
+            for loop in self.loops.nodes)
+
+    def _returned(self, name: str) -> list[ts.Node]:
+        """The values the file's functions and methods of that name return (read once)."""
+        if self._returns is None:
+            self._returns = {}
+            for ret in self.rets:
+                inner = next(iter(self.enclosing.around(ret.start_byte)), None)
+                if inner is not None and inner.type in _FN_SCOPES and ret.named_child_count:
+                    self._returns.setdefault(_name(inner.child_by_field_name("name")), []).append(
+                        ret.named_children[0])
+        return self._returns.get(name, [])
 
     def appended(self, node: ts.Node, key: str) -> list[ts.Node]:
         """`$params['expand'][] = 'x'`: the values appended to `$v[key]`."""
@@ -667,6 +818,7 @@ class _File:
                 self.call(call)
             except RecursionError:
                 self.out.partial = "some calls are too deeply nested to analyse"
+        self.wraps.uncalled()
         self.out.events.extend(event_uses(self.tree, self.source, self.ctx))
         if self.out.events:
             for fn in self.functions:
@@ -688,6 +840,13 @@ class _File:
         return self.ctx.file, row + 1, col + 1
 
     def call(self, node: ts.Node) -> None:
+        if self.wraps.found and node.type != "function_call_expression" and (
+                self.wraps.call(node, "->".join(_chain(node) or [_name(
+                    node.child_by_field_name("name"))]))):
+            return
+        if node.type == "function_call_expression" and self.wraps.call(
+                node, text(node.child_by_field_name("function"))):
+            return
         if node.type == "member_call_expression":
             chain = _chain(node)
             if self.instance_call(node) or self.resource_owner(node) or self.socialite(node):
@@ -912,7 +1071,7 @@ class _File:
                 else:
                     expand = (*values, *(m for m in more if m is not None))
             if "stripe_account" in arr:
-                fixed = fixed_account(text(self.resolve(arr["stripe_account"])))
+                fixed = self.fixed(arr["stripe_account"])
                 acc, why = ("own", fixed) if fixed else (
                     "connected", "a stripe_account option on the call")
             if "api_key" in arr:
@@ -986,8 +1145,12 @@ def extract_and_index(ctx: Context, source: bytes) -> tuple[FileFindings, Projec
     """The file's calls, and what it passes to the project's functions (value flow)."""
     f = _File(ctx, source)
     found = f.run()
-    if not f.param_facts and not f.wanted and not f.factories and f.key_set is None:
+    wrappers = f.wraps.exported()
+    # files calling them are read even if they never say "stripe" (by the bare name)
+    f.wanted |= {re.split(r"[/.:]", k)[-1] for k in wrappers}
+    if not f.param_facts and not f.wanted and not f.factories and f.key_set is None and (
+            not wrappers):
         return found, None
     return found, Project(params=dict(f.param_facts), wanted=set(f.wanted),
                           factories={"php:" + k: v for k, v in f.factories.items()},
-                          module_key=f.key_set)
+                          module_key=f.key_set, wrappers=wrappers)

@@ -16,6 +16,7 @@ from permgate.scan.common import (
     OPTIONS_ACCOUNT,
     UNCALLED_WRAPPER,
     Context,
+    OriginRead,
     Piece,
     Project,
     Wrapper,
@@ -25,6 +26,7 @@ from permgate.scan.common import (
     credential_escape,
     fallback_key,
     fixed_account,
+    fixed_origin,
     key_account_why,
     own_by_name,
     param_mark,
@@ -207,6 +209,11 @@ def _fn_locals(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, ast.expr
 
 
 _STRIP_CALLS = frozenset({"strip", "lstrip", "rstrip"}) | _CASE_CALLS
+
+
+def _awaited(node: ast.expr) -> ast.expr:
+    """The value an `await` waits for (the account is that value's)."""
+    return node.value if isinstance(node, ast.Await) else node
 
 
 class _MarkParams(ast.NodeTransformer):
@@ -1535,11 +1542,8 @@ class _File:
         fixed = fixed_account(ast.unparse(self.resolve(value))) if fn is None else None
         if fixed is not None and self._filled_with_configuration(value):
             return fixed
-        found: list[str] = []
-        if not self._origins(value, found, [0]) or not found:
-            return None
-        return (f"a connected account from the environment or configuration ({found[0]}, "
-                f"through {ast.unparse(value)[:40]}): one fixed account, the operator's")
+        return fixed_origin(value, self._origin, lambda n: ast.unparse(_awaited(n)),
+                            lambda n: self._filled_with_configuration(_awaited(n)))
 
     def _filled_with_configuration(self, value: ast.expr) -> bool:
         """Whether the object a configuration read starts from is configuration
@@ -1686,38 +1690,26 @@ class _File:
                 found += self._key_values(value, steps, depth + 1, i)
         return found
 
-    def _origins(self, node: ast.expr, out: list[str], steps: list[int], depth: int = 0) -> bool:
-        """Collect the fixed values `node` can hold into `out`; False if any is not fixed.
-        `steps` counts the values looked at in one question: at most 64 (values that fan
-        out, `a = b; a = c; ...` in many functions, cannot make the work grow faster)."""
-        if isinstance(node, ast.Await):
-            node = node.value
-        steps[0] += 1
-        if depth > 8 or len(out) > 16 or steps[0] > 64:
-            return False
+    def _origin(self, node: ast.expr) -> OriginRead[ast.expr]:
+        """How `common.fixed_origin` reads one value: `None` names no account; `a or b` and
+        `a if c else b` each side; a call of the file's function the values it returns; a
+        name the values the function around it binds (one bound another way: data)."""
+        node = _awaited(node)
         if isinstance(node, ast.Constant) and node.value is None:
-            return True  # names no account
+            return "null", ()
         if isinstance(node, ast.BoolOp):
-            return all(self._origins(v, out, steps, depth + 1) for v in node.values)
+            return "values", node.values
         if isinstance(node, ast.IfExp):
-            return all(self._origins(v, out, steps, depth + 1) for v in (node.body, node.orelse))
-        if not isinstance(node, ast.Name):
-            text = ast.unparse(node)
-            if fixed_account(text) is not None and self._filled_with_configuration(node):
-                out.append(text if len(text) <= 60 else text[:57] + "...")
-                return True
+            return "values", (node.body, node.orelse)
         if isinstance(node, ast.Call):
-            chain = _chain(node.func) or []
-            target = self._local_function(chain)
-            rets = [r.value for r in ast.walk(target) if isinstance(r, ast.Return)
-                    and r.value is not None] if target is not None else []
-            return bool(rets) and all(self._origins(r, out, steps, depth + 1) for r in rets)
-        fn = self._function_of(node)
-        if isinstance(node, ast.Name) and fn is not None:
-            values = self._bindings(fn).get(node.id, [])
-            return bool(values) and all(v is not None and self._origins(v, out, steps, depth + 1)
-                                        for v in values)
-        return False
+            target = self._local_function(_chain(node.func) or [])
+            return "call", [r.value for r in ast.walk(target) if isinstance(r, ast.Return)
+                            and r.value is not None] if target is not None else []
+        if isinstance(node, ast.Name):
+            fn = self._function_of(node)
+            values = self._bindings(fn).get(node.id, []) if fn is not None else []
+            return "values", [] if None in values else [v for v in values if v is not None]
+        return "leaf", ()
 
     _owner: dict[int, ast.FunctionDef | ast.AsyncFunctionDef] | None = None
     # per function: the names `a, b = v` binds -> (v, the name's index)

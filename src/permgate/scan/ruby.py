@@ -22,15 +22,17 @@ import tree_sitter_ruby as ts_ruby
 from permgate.scan import oauthlibs
 from permgate.scan.common import (
     Context,
+    OriginRead,
     Piece,
     Project,
     bind_value,
     config_source,
-    fixed_account,
+    fixed_origin,
     key_account_why,
     raw_target,
 )
 from permgate.scan.model import EXPAND_AT_RUN_TIME, Account, Call, FileFindings, Scope, Unresolved
+from permgate.scan.rbwrap import Wrappers
 from permgate.scan.sdk import route_classes, table
 from permgate.scan.tsutil import Enclosing, event_uses, query_captures, text
 
@@ -68,6 +70,24 @@ def _key_text(node: ts.Node) -> str:
     """A key expression as the key rules read it: `user.try(:secret_key)` and
     `user&.secret_key` are `user.secret_key`."""
     return _TRY.sub(lambda m: "." + m.group(1) if m.group(1) else ".", text(node))
+
+
+def _returns_early(body: ts.Node) -> bool:
+    """Whether a method's body returns anywhere but in its last statement (bounded walk)."""
+    stack = list(body.named_children[:-1])
+    last = body.named_children[-1] if body.named_child_count else None
+    if last is not None and last.type != "return":
+        stack.append(last)
+    elif last is not None:
+        stack.extend(last.named_children)
+    for _ in range(4096):
+        if not stack:
+            return False
+        n = stack.pop()
+        if n.type == "return":
+            return True
+        stack.extend(n.named_children)
+    return True
 
 
 def _identifiers_of(node: ts.Node | None) -> list[str]:
@@ -269,6 +289,8 @@ class _File:
         if agreed is not None:
             self.module_account = self.scoped_module.get(_TOP, agreed)
         self.out.partial = deep
+        self.assigns = caps.get("assign", [])
+        self.wraps = Wrappers(self)  # HTTP requests to the API host and the file's wrappers
 
     def _factory(self, fn: ts.Node) -> None:
         body = fn.child_by_field_name("body")
@@ -440,21 +462,26 @@ class _File:
         if node.type == "call" and text(node.child_by_field_name("receiver")) == "self" and (
                 node.child_by_field_name("arguments") is None):
             return text(node.child_by_field_name("method"))
-        if node.type != "identifier" or (self.scope(node), text(node)) in self.assigned:
+        if node.type != "identifier" or (self.scope(node), text(node)) in self.assigned or (
+                self._bound(node)):
             return None
+        return text(node)
+
+    def _bound(self, node: ts.Node) -> bool:
+        """Whether a name is a parameter of its method or a block's or loop's variable
+        (`list.each do |header|`, `->(header) {}`, `for header in list`): data the caller
+        or the loop gives, not a method of the file."""
         m = self.method_of(node)
         if m is not None and text(node) in _params(m):
-            return None
-        # `list.each do |header|`, `->(header) {}`, `for header in list`: a block's or
-        # loop's variable of that name, not the method
+            return True
         up = node.parent
         while up is not None and up != m:
             if text(node) in (_params(up) if up.type in ("block", "do_block", "lambda")
                               else _identifiers_of(up.child_by_field_name("pattern"))
                               if up.type == "for" else ()):
-                return None
+                return True
             up = up.parent
-        return text(node)
+        return False
 
     def helper_value(self, node: ts.Node) -> ts.Node | None:
         """The value a method of the file without parameters returns (its last expression,
@@ -479,27 +506,23 @@ class _File:
                 if fn.type != "method" or _params(fn) or last is None:
                     continue
                 key = text(fn.child_by_field_name("name"))
+                if body is not None and _returns_early(body):
+                    # `return params[:acct] if x` before the last expression: that is a
+                    # value too, so the method has no one value to read
+                    self._helpers[key] = None
+                    continue
                 old = self._helpers.get(key, last)
                 self._helpers[key] = last if old is not None and text(old) == text(last) \
                     else None
         return self._helpers.get(name)
 
-    def fixed_value(self, node: ts.Node) -> str | None:
-        """Why a `stripe_account` value names one fixed account of the operator
-        (`fixed_account`): written at the call, or through a local assigned once or a
-        method of the file without parameters that returns it (`stripe_account:
-        stripe_account_id` with `def stripe_account_id; Rails.application.credentials.dig(
-        :stripe, :account_id); end`, issue 25); None when any of those is data."""
-        found = fixed_account(text(node))
-        if found is not None:
-            return found if self.filled_with_configuration(node) else None
-        value: ts.Node | None = self.value(node)
-        if value is node:
-            value = self.helper_value(node)
-        if value is None or value is node:
-            return None
-        found = fixed_account(text(value))
-        return None if found is None else f"{found}, through {text(node)[:40]}"
+    def fixed(self, value: ts.Node) -> str | None:
+        """Why a `stripe_account` value names one fixed account of the operator: as written,
+        or (issue 25) through its method's local variables, the file's methods' values
+        (`def stripe_account_id; Rails.application.credentials.dig(:stripe, :account_id);
+        end`), fallbacks (`||`) and conditionals: the shared walk `common.fixed_origin`,
+        with a configuration read counted only from a local filled with configuration."""
+        return fixed_origin(value, self._origin, text, self.filled_with_configuration)
 
     def filled_with_configuration(self, node: ts.Node) -> bool:
         """Whether the local a configuration read starts from (`config` of `config[:acct]`)
@@ -516,6 +539,37 @@ class _File:
             return True
         values = self.assigned.get((self.scope(root), text(root)), [])
         return all(config_source(text(v)) for v in values)
+
+    def _origin(self, node: ts.Node) -> OriginRead[ts.Node]:
+        t = node.type
+        if t == "nil":
+            return "null", ()
+        if t == "parenthesized_statements":
+            return "values", node.named_children[-1:]
+        if t == "binary" and text(node.child_by_field_name("operator")) in ("||", "or"):
+            return "values", [c for c in (node.child_by_field_name("left"),
+                                          node.child_by_field_name("right")) if c is not None]
+        if t == "conditional":
+            return "values", [c for c in (node.child_by_field_name("consequence"),
+                                          node.child_by_field_name("alternative"))
+                              if c is not None]
+        if t == "instance_variable":
+            return "values", self.assigned.get((_TOP, text(node)), [])
+        if t == "identifier" and self._bound(node):
+            # a parameter (also one given a default, `acct ||= ENV[...]`) or a block's
+            # variable holds data: not followed
+            return "values", ()
+        if t == "identifier" and (self.scope(node), text(node)) in self.assigned:
+            return "values", self.assigned[(self.scope(node), text(node))]
+        if self.helper_name(node) is not None:
+            # the file's method without parameters: its value (`helper_value`, the same
+            # reading as request options a helper returns)
+            found = self.helper_value(node)
+            return "call", [] if found is None else [found]
+        # a value of one piece is judged by its text; a compound one (`if`, `case`) could
+        # mention the environment beside data: not followed
+        return ("leaf", ()) if t in ("string", "constant", "scope_resolution",
+                                     "element_reference", "call") else ("values", ())
 
     def hash_of(self, node: ts.Node) -> dict[str, ts.Node]:
         """An options hash: a literal, or a variable assigned one (and `opts[:k] = v`)."""
@@ -653,6 +707,7 @@ class _File:
                 self.call(node)
             except RecursionError:
                 self.out.partial = "some calls are too deeply nested to analyse"
+        self.wraps.uncalled()
         self.out.events.extend(event_uses(self.tree, self.source, self.ctx))
         if self.out.events:
             for fn in self.functions:
@@ -665,7 +720,13 @@ class _File:
             self.out.source = self.source  # `event.account` lines: read only if a handler asks
         return self.out
 
+    def where(self, node: ts.Node) -> tuple[str, int, int]:
+        row, col = node.start_point
+        return self.ctx.file, row + 1, col + 1
+
     def call(self, node: ts.Node) -> None:
+        if self.wraps.call(node):
+            return
         parent = node.parent
         # `client.v1.customers` inside `client.v1.customers.list`: only a link of the chain.
         is_link = parent is not None and parent.type == "call" and parent.child_by_field_name(
@@ -796,7 +857,7 @@ class _File:
                 else:
                     expand = tuple(values)
             if "stripe_account" in h and not self.ctx.ui_extension:
-                fixed = self.fixed_value(h["stripe_account"])
+                fixed = self.fixed(h["stripe_account"])
                 account, why = ("own", fixed) if fixed else (
                     "connected", "a stripe_account option on the call")
             elif "api_key" in h and not self.ctx.ui_extension:
