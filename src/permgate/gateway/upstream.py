@@ -362,6 +362,14 @@ class Pool:
                 raise
             finally:
                 timer.cancel()
+            if loop.time() >= deadline:
+                # Handed over at the deadline, before its timer ran (a loaded loop runs the
+                # release first): the wait timed out all the same; pass what came on.
+                if got is None:
+                    self._slot_freed()
+                elif not got.closed:
+                    self._hand_over(got)
+                raise TimeoutError
             if got is None:  # a slot, not a connection: open one
                 return await self._connect(deadline)
             if not got.closed:
