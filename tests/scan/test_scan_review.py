@@ -40,3 +40,29 @@ def test_a_hostile_wrapper_body_is_read_in_linear_time(tmp_path: Path, lang: str
     # never claimed as the verbs the call sites pass
     assert ("POST", "/v1/refunds") not in {(c.method, c.path) for c in v.findings.calls} or (
         ("GET", "/v1/balance") not in {(c.method, c.path) for c in v.findings.calls})
+
+
+# Near misses written as strangers write them: a model (a record: one row per tenant) reads its
+# own `settings` field through `self`. `common._CONFIG_HOLDER` takes `self`/`this` as a holder of
+# the operator's configuration, so the connected account is called the developer's own. Open:
+# the fix needs the enclosing class's kind (a model/record base, or `this.x` set from a
+# parameter); left strict-xfail so it fails loudly once fixed.
+_MODEL_SETTINGS = {
+    "python": ("models.py", "import stripe\nfrom django.db import models\n\n\n"
+               "class Shop(models.Model):\n    settings = models.JSONField(default=dict)\n\n"
+               "    def refund(self, charge_id):\n        return stripe.Refund.create(\n"
+               "            charge=charge_id, stripe_account=self.settings['stripe_account'])\n"),
+    "ruby": ("shop.rb", "class Shop < ApplicationRecord\n  def refund(charge_id)\n"
+             "    Stripe::Refund.create({ charge: charge_id },\n"
+             "                          { stripe_account: self.settings['stripe_account'] })\n"
+             "  end\nend\n"),
+}
+
+
+@pytest.mark.xfail(strict=True, reason="a record class's own settings read as configuration")
+@pytest.mark.parametrize("lang", ["python", "ruby"])
+def test_a_models_own_settings_field_is_its_tenants(tmp_path: Path, lang: str) -> None:
+    name, body = _MODEL_SETTINGS[lang]
+    (tmp_path / name).write_text(body)
+    calls = scan(tmp_path, progress=False).findings.calls
+    assert calls and all(c.account == "connected" for c in calls), calls
