@@ -178,9 +178,10 @@ class Wrappers:
         method { case "POST": ...}`)."""
         body = (fn.text or b"")[:_MAX_FN].decode("utf-8", "replace")
         for name, idx in marks.items():
-            v = r"(?:strings\.To(?:Upper|Lower)\(\s*)?\b" + re.escape(name) + r"\b\s*\)?"
-            if re.search(rf"{v}\s*[!=]=\s*{_VERB}|{_VERB}\s*[!=]=\s*{v}", body) or re.search(
-                    rf"switch\s+{v}\s*\{{\s*case\s+{_VERB}", body):
+            # possessive spaces: linear on a hostile body (a long run of spaces), not quadratic
+            v = r"(?:strings\.To(?:Upper|Lower)\(\s*+)?\b" + re.escape(name) + r"\b\s*+\)?"
+            if re.search(rf"{v}\s*+[!=]=\s*+{_VERB}|{_VERB}\s*+[!=]=\s*+{v}", body) or re.search(
+                    rf"switch\s++{v}\s*+\{{\s*+case\s++{_VERB}", body):
                 return idx
         return None
 

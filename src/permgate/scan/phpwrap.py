@@ -132,9 +132,12 @@ class Wrappers:
         method its call sites choose."""
         body = (fn.text or b"")[:_MAX_FN].decode("utf-8", "replace")
         for name, idx in marks.items():
-            v = r"(?:\w+\(\s*)?\$" + re.escape(name) + r"\b\s*\)?"
-            if re.search(rf"{v}\s*[!=]==?\s*{_VERB}|{_VERB}\s*[!=]==?\s*{v}", body) or re.search(
-                    rf"(?:switch|match)\s*\(\s*{v}\s*\)\s*\{{\s*(?:case\s+)?{_VERB}", body):
+            # possessive spaces and a call's name read from its start: linear on a hostile
+            # body (a long run of spaces or of word characters), not quadratic
+            v = r"(?:(?<![\w$])\w++\(\s*+)?\$" + re.escape(name) + r"\b\s*+\)?"
+            eq = r"\s*+[!=]==?\s*+"
+            if re.search(rf"{v}{eq}{_VERB}|{_VERB}{eq}{v}", body) or re.search(
+                    rf"(?:switch|match)\s*+\(\s*+{v}\s*+\)\s*+\{{\s*+(?:case\s++)?{_VERB}", body):
                 return idx
         return None
 
