@@ -479,3 +479,37 @@ def test_the_last_callers_pair_follows_the_cache(tmp_path: Path) -> None:
         calls.remember(other, None, caller("app_other"))
         assert calls.cached(auth, b"acct_1") is new  # from the dictionary again
         assert calls.cached(other, None) is not new
+
+
+def test_the_last_pairs_key_is_never_compared_byte_by_byte(tmp_path: Path) -> None:
+    """The last pair may be another client's: a guessed Authorization is compared with its
+    key in constant time (`hmac.compare_digest`), never by `==`/`!=` (memcmp stops at the
+    first differing byte), and meets a remembered key in the dictionary only on an equal
+    hash. A bytes subclass notes any `==`/`!=` asked of it (the pure build calls them)."""
+    from permgate.gateway.calls import Caller, Calls
+
+    asked: list[str] = []
+
+    class Guess(bytes):
+        def __eq__(self, other: object) -> bool:
+            asked.append("==")
+            return bytes(self) == other
+
+        def __ne__(self, other: object) -> bool:
+            asked.append("!=")
+            return bytes(self) != other
+
+        __hash__ = bytes.__hash__
+
+    with Store.open(f"sqlite:///{tmp_path / 'c.db'}", upgrade=True) as store:
+        resolver = Resolver(store, permgate.engine.grant, refresh_interval=60)
+        calls = Calls(resolver, permgate.engine.decide, {}, HeaderValues())
+        auth = f"Bearer {KEY1}".encode()
+        victim = Caller("app_1", "test", "acct_1", None, None, float("inf"),
+                        resolver.generation)
+        calls.remember(auth, b"acct_1", victim)
+        near = auth[:-1] + (b"0" if auth[-1:] != b"0" else b"1")  # one byte off, same length
+        assert calls.cached(Guess(near), b"acct_1") is None
+        assert calls.cached(Guess(b"B" + auth[1:]), b"acct_1") is victim  # equal bytes
+        assert calls.cached(auth, b"acct_1") is victim
+        assert asked == []
