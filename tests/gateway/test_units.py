@@ -513,3 +513,28 @@ def test_the_last_pairs_key_is_never_compared_byte_by_byte(tmp_path: Path) -> No
         assert calls.cached(Guess(b"B" + auth[1:]), b"acct_1") is victim  # equal bytes
         assert calls.cached(auth, b"acct_1") is victim
         assert asked == []
+
+
+def test_relay_lines_write_what_relay_headers_give() -> None:
+    """The fast path's answer head (`relay_lines`) and the full path's headers
+    (`relay_headers`) are one rule written twice: the same lines for the same upstream
+    head, hop-by-hop names dropped, the upstream's request id renamed, Content-Length
+    returned and not written, anything already on `out` kept."""
+    from permgate.gateway.proxy import relay_headers, relay_lines
+
+    upstream = [(b"content-type", b"application/json"), (b"connection", b"keep-alive"),
+                (b"request-id", b"req_up"), (b"content-length", b"42"),
+                (b"transfer-encoding", b"chunked"), (b"keep-alive", b"timeout=5"),
+                (b"x-odd", b"\x00\xff" * 100), (b"set-cookie", b"a=1"),
+                (b"set-cookie", b"b=2"), (b"request-id", b"req_up2")]
+    for head in (upstream, [], [(b"content-length", b"0")]):
+        headers, length = relay_headers("req_1", head)
+        out = [b"HTTP/1.1 200 OK\r\n"]
+        assert relay_lines("req_1", head, out) == length
+        assert b"".join(out) == b"HTTP/1.1 200 OK\r\n" + b"".join(
+            n + b": " + v + b"\r\n" for n, v in headers)
+    headers, length = relay_headers("req_1", upstream)
+    assert length == b"42" and headers[0] == (b"request-id", b"req_1")
+    assert (b"upstream-request-id", b"req_up") in headers
+    assert not {n for n, _ in headers} & {b"connection", b"content-length",
+                                          b"transfer-encoding", b"keep-alive"}
