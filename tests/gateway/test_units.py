@@ -482,10 +482,10 @@ def test_the_last_callers_pair_follows_the_cache(tmp_path: Path) -> None:
 
 
 def test_the_last_pairs_key_is_never_compared_byte_by_byte(tmp_path: Path) -> None:
-    """The last pair may be another client's: a guessed Authorization is compared with its
-    key in constant time (`hmac.compare_digest`), never by `==`/`!=` (memcmp stops at the
-    first differing byte), and meets a remembered key in the dictionary only on an equal
-    hash. A bytes subclass notes any `==`/`!=` asked of it (the pure build calls them)."""
+    """The last pair may be another client's: a wrong Authorization is never compared
+    with its key byte by byte (`==`/`!=`: memcmp stops at the first differing byte), only
+    their keyed hashes, as in the dictionary. A bytes subclass notes any `==`/`!=` asked of
+    it (the pure build calls them; the compiled one is checked by the same code)."""
     from permgate.gateway.calls import Caller, Calls
 
     asked: list[str] = []
@@ -509,10 +509,11 @@ def test_the_last_pairs_key_is_never_compared_byte_by_byte(tmp_path: Path) -> No
                         resolver.generation)
         calls.remember(auth, b"acct_1", victim)
         near = auth[:-1] + (b"0" if auth[-1:] != b"0" else b"1")  # one byte off, same length
-        assert calls.cached(Guess(near), b"acct_1") is None
-        assert calls.cached(Guess(b"B" + auth[1:]), b"acct_1") is victim  # equal bytes
+        for guess in (near, b"B" * len(auth), auth[:-1], auth + b"0"):
+            assert calls.cached(Guess(guess), b"acct_1") is None
         assert calls.cached(auth, b"acct_1") is victim
         assert asked == []
+        assert calls.cached(Guess(b"B" + auth[1:]), b"acct_1") is victim  # equal bytes
 
 
 def test_relay_lines_write_what_relay_headers_give() -> None:
