@@ -479,3 +479,63 @@ def test_the_last_callers_pair_follows_the_cache(tmp_path: Path) -> None:
         calls.remember(other, None, caller("app_other"))
         assert calls.cached(auth, b"acct_1") is new  # from the dictionary again
         assert calls.cached(other, None) is not new
+
+
+def test_the_last_pairs_key_is_never_compared_byte_by_byte(tmp_path: Path) -> None:
+    """The last pair may be another client's: a wrong Authorization is never compared
+    with its key byte by byte (`==`/`!=`: memcmp stops at the first differing byte), only
+    their keyed hashes, as in the dictionary. A bytes subclass notes any `==`/`!=` asked of
+    it (the pure build calls them; the compiled one is checked by the same code)."""
+    from permgate.gateway.calls import Caller, Calls
+
+    asked: list[str] = []
+
+    class Guess(bytes):
+        def __eq__(self, other: object) -> bool:
+            asked.append("==")
+            return bytes(self) == other
+
+        def __ne__(self, other: object) -> bool:
+            asked.append("!=")
+            return bytes(self) != other
+
+        __hash__ = bytes.__hash__
+
+    with Store.open(f"sqlite:///{tmp_path / 'c.db'}", upgrade=True) as store:
+        resolver = Resolver(store, permgate.engine.grant, refresh_interval=60)
+        calls = Calls(resolver, permgate.engine.decide, {}, HeaderValues())
+        auth = f"Bearer {KEY1}".encode()
+        victim = Caller("app_1", "test", "acct_1", None, None, float("inf"),
+                        resolver.generation)
+        calls.remember(auth, b"acct_1", victim)
+        near = auth[:-1] + (b"0" if auth[-1:] != b"0" else b"1")  # one byte off, same length
+        for guess in (near, b"B" * len(auth), auth[:-1], auth + b"0"):
+            assert calls.cached(Guess(guess), b"acct_1") is None
+        assert calls.cached(auth, b"acct_1") is victim
+        assert asked == []
+        assert calls.cached(Guess(b"B" + auth[1:]), b"acct_1") is victim  # equal bytes
+
+
+def test_relay_lines_write_what_relay_headers_give() -> None:
+    """The fast path's answer head (`relay_lines`) and the full path's headers
+    (`relay_headers`) are one rule written twice: the same lines for the same upstream
+    head, hop-by-hop names dropped, the upstream's request id renamed, Content-Length
+    returned and not written, anything already on `out` kept."""
+    from permgate.gateway.proxy import relay_headers, relay_lines
+
+    upstream = [(b"content-type", b"application/json"), (b"connection", b"keep-alive"),
+                (b"request-id", b"req_up"), (b"content-length", b"42"),
+                (b"transfer-encoding", b"chunked"), (b"keep-alive", b"timeout=5"),
+                (b"x-odd", b"\x00\xff" * 100), (b"set-cookie", b"a=1"),
+                (b"set-cookie", b"b=2"), (b"request-id", b"req_up2")]
+    for head in (upstream, [], [(b"content-length", b"0")]):
+        headers, length = relay_headers("req_1", head)
+        out = [b"HTTP/1.1 200 OK\r\n"]
+        assert relay_lines("req_1", head, out) == length
+        assert b"".join(out) == b"HTTP/1.1 200 OK\r\n" + b"".join(
+            n + b": " + v + b"\r\n" for n, v in headers)
+    headers, length = relay_headers("req_1", upstream)
+    assert length == b"42" and headers[0] == (b"request-id", b"req_1")
+    assert (b"upstream-request-id", b"req_up") in headers
+    assert not {n for n, _ in headers} & {b"connection", b"content-length",
+                                          b"transfer-encoding", b"keep-alive"}

@@ -18,6 +18,7 @@ they claim to be (a key's Authorization, an account id) are parsed and kept.
 
 from __future__ import annotations
 
+import hmac
 import math
 from collections.abc import Callable
 from time import perf_counter
@@ -43,6 +44,9 @@ from permgate.store.model import EffectiveGrant
 PARSED_MAX = 10_000
 # Final: compiled, `math.inf` would be a module attribute read at every call.
 _NEVER: Final = math.inf
+# The memo's compare of a client's Authorization with the last caller's (another client's
+# key, maybe): constant-time, as every secret compare here. Final: a C static, compiled.
+_same: Final = hmac.compare_digest
 
 
 class Caller:
@@ -218,10 +222,13 @@ class Calls:
         """The pair's Caller while it holds (dictionary lookups only), else None."""
         # The last pair first: a client repeats its headers call after call, and comparing
         # them costs a fraction of hashing them for the dictionary (a key's Authorization is
-        # about 110 bytes: about 1,100 instructions a call, compiled; callgrind).
+        # about 110 bytes: about 1,100 instructions a call, compiled; callgrind). The
+        # Authorization is compared in constant time: the last pair may be another client's,
+        # and `!=` (memcmp, first byte first) would time a guess against its key, which the
+        # dictionary never does (a guess meets a key only on an equal keyed hash).
         caller = self._last
-        if caller is None or authorization != self._last_auth \
-                or account_raw != self._last_account:
+        if caller is None or account_raw != self._last_account \
+                or not _same(authorization, self._last_auth):
             caller = self.callers.get((authorization, account_raw))
             if caller is None:
                 return None
