@@ -159,6 +159,29 @@ def test_pipelined_requests_are_answered_in_order(
     run(scenario)
 
 
+def test_a_connection_repeating_a_target_gets_each_request_s_own_parts(
+    db_url: str, recorder: Recorder, app: App
+) -> None:
+    # The connection keeps its last target's parts (native.py, `last_url`): a repeat reuses
+    # them, any other target is parsed afresh (a denied path after an allowed one included).
+    async def scenario() -> None:
+        async with native(db_url, recorder.url) as url:
+            targets = ["/v1/customers?n=1", "/v1/customers?n=1", "/v1/charges?n=1",
+                       "/v1/customers?n=2", "/v1/customers", "/v1/customers?n=1"]
+            data = "".join(f"GET {t} HTTP/1.1\r\nHost: x\r\n{auth(app)}\r\n"
+                           for t in targets)
+            data += "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            before = len(recorder.requests)  # the recorder is shared with other tests
+            out = await raw(url, data.encode())
+            statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", out)
+            assert statuses == [b"200", b"200", b"403", b"200", b"200", b"200", b"200"], \
+                out[:600]
+            sent = recorder.paths()[before:]
+            assert sent == [t for t in targets if "charges" not in t]
+
+    run(scenario)
+
+
 def test_expect_continue_head_limit_and_bad_requests(
     db_url: str, recorder: Recorder, app: App
 ) -> None:
