@@ -40,6 +40,8 @@ def test_a_fresh_clone_with_nothing_beside_it_passes_the_quick_tests(tmp_path: P
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-6000:]
     summary = done.stdout.strip().splitlines()[-1]
-    assert re.search(r"\d+ passed", summary) and not re.search(r"failed|error", summary), summary
+    # "2 xfailed" is not a failure: only a count of failed tests or errors is
+    bad = re.search(r"\b\d+ (?:failed|errors?)\b", summary)
+    assert re.search(r"\d+ passed", summary) and not bad, summary
     # The provenance checks said, in one line, why they did not run.
     assert "../shared absent" in out, out[-3000:]
